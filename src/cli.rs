@@ -1,0 +1,305 @@
+//! Command line: `serve`, `sign`, `verify`, `check-config`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{self, Config, ConfigError, Sources, EXIT_CONFIG};
+use crate::metrics::Metrics;
+use crate::secret::{Secret, SecretSet};
+use crate::server::{self, AppState};
+use crate::telemetry;
+use crate::token::{link, nginx_uri};
+
+/// assetgate: presigned-URL gate for tusd uploads and nginx secure_link downloads.
+#[derive(Parser, Debug)]
+#[command(name = "assetgate", version, about)]
+pub struct Cli {
+    /// TOML config file (else $ASSETGATE_CONFIG; else built-in defaults + env).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon.
+    Serve {
+        /// Development mode: fresh random secrets, printed once with a curl example.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Sign a token with the newest configured secret.
+    #[command(subcommand)]
+    Sign(SignCmd),
+    /// Verify a token and explain the verdict (exit 0 valid, 1 denied).
+    #[command(subcommand)]
+    Verify(VerifyCmd),
+    /// Print the effective configuration, secrets redacted.
+    CheckConfig,
+}
+
+#[derive(Subcommand, Debug)]
+enum SignCmd {
+    /// A secure_link download link: prints `PATH?md5=…&expires=…`.
+    Link {
+        /// The path as nginx's `$uri` sees it (decoded, e.g. `/private/été 2026/a.jpg`).
+        path: String,
+        #[command(flatten)]
+        expiry: Expiry,
+    },
+}
+
+#[derive(Args, Debug)]
+#[group(multiple = false)]
+struct Expiry {
+    /// Lifetime in seconds from now (default 3600).
+    #[arg(long, value_name = "SECS")]
+    ttl: Option<u64>,
+    /// Absolute expiry, Unix seconds.
+    #[arg(long, value_name = "UNIX")]
+    expires: Option<i64>,
+}
+
+#[derive(Subcommand, Debug)]
+enum VerifyCmd {
+    /// A download link as the client requests it: `'/private/a.txt?md5=…&expires=…'`.
+    Link {
+        /// The request target (`$request_uri`), quoted for the shell.
+        target: String,
+        /// Verify as of this Unix time instead of now.
+        #[arg(long, value_name = "UNIX")]
+        now: Option<i64>,
+    },
+}
+
+/// Parses arguments, loads config, runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let sources = Sources {
+        file: cli.config.clone(),
+    };
+    let config = match config::load(&sources) {
+        Ok(c) => c,
+        Err(e) => return config_error(&e),
+    };
+    match cli.command {
+        Command::Serve { dev } => serve(config, dev),
+        Command::Sign(SignCmd::Link { path, expiry }) => sign_link(&config, &path, &expiry),
+        Command::Verify(VerifyCmd::Link { target, now }) => verify_link(&config, &target, now),
+        Command::CheckConfig => {
+            print!("{}", config.redacted_toml());
+            if config.link.secrets.is_empty() {
+                eprintln!("warning: no link secret: every download link is denied");
+            }
+            if config.upload.secrets.is_empty() {
+                eprintln!("warning: no upload secret: every upload is rejected");
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn config_error(e: &ConfigError) -> ExitCode {
+    eprintln!("{e}");
+    ExitCode::from(EXIT_CONFIG as u8)
+}
+
+fn no_secret(section: &str, var: &str) -> ConfigError {
+    ConfigError {
+        key: format!("{section}.secrets"),
+        message: format!(
+            "no secret configured: set [{section}] secrets, ASSETGATE_{var}_SECRET or ASSETGATE_{var}_SECRET_FILE (or run `assetgate serve --dev`)"
+        ),
+    }
+}
+
+fn serve(mut config: Config, dev: bool) -> ExitCode {
+    if dev {
+        config.link.secrets = SecretSet::new(vec![Secret::generate(24)]);
+        config.upload.secrets = SecretSet::new(vec![Secret::generate(24)]);
+    } else if config.link.secrets.is_empty() && config.upload.secrets.is_empty() {
+        return config_error(&no_secret("link", "LINK"));
+    }
+    telemetry::init(&config.log_level, config.log_format);
+    if config.link.secrets.is_empty() {
+        tracing::warn!("no link secret configured: every download link will be denied");
+    }
+    if config.upload.secrets.is_empty() {
+        tracing::warn!("no upload secret configured: every upload will be rejected");
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("cannot listen on {}: {e}", config.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        if dev {
+            print_dev_banner(&config, &addr);
+        }
+        let state = Arc::new(AppState::new(config, Metrics::new(), Arc::new(SystemClock)));
+        let (first, second) = signals();
+        tracing::info!(addr = %addr, version = env!("CARGO_PKG_VERSION"), "listening");
+        server::serve(listener, state, first, second).await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+/// Futures for the first and the second SIGTERM/SIGINT.
+fn signals() -> (
+    impl std::future::Future<Output = ()>,
+    impl std::future::Future<Output = ()>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = tokio::sync::watch::channel(0u32);
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::spawn(async move {
+        let mut n = 0;
+        while n < 2 {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            n += 1;
+            let _ = tx.send(n);
+        }
+    });
+    let wait = |mut rx: tokio::sync::watch::Receiver<u32>, count: u32| async move {
+        let _ = rx.wait_for(|n| *n >= count).await;
+    };
+    (wait(rx.clone(), 1), wait(rx, 2))
+}
+
+fn print_dev_banner(config: &Config, addr: &str) {
+    let link_secret = config.link.secrets.newest().expect("dev mode sets a link secret");
+    let upload_secret = config
+        .upload
+        .secrets
+        .newest()
+        .expect("dev mode sets an upload secret");
+    let expires = SystemClock.now() + 3600;
+    let path = "/private/hello.txt";
+    let md5 = link::sign(link_secret.expose(), path.as_bytes(), expires);
+    let target = format!("{path}?md5={md5}&expires={expires}");
+    eprintln!(
+        "\nassetgate --dev: secrets generated for this run only (never use --dev in production)\n\
+         \x20 ASSETGATE_LINK_SECRET={}\n\
+         \x20 ASSETGATE_UPLOAD_SECRET={}\n\
+         \x20 signed link (valid 1 h): {target}\n\
+         \x20 check it:  curl -i -H 'X-Original-URI: {target}' http://{addr}/auth\n\
+         \x20 (204 = valid; 403 + X-Assetgate-Reason = denied)\n",
+        String::from_utf8_lossy(link_secret.expose()),
+        String::from_utf8_lossy(upload_secret.expose()),
+    );
+}
+
+/// Percent-encodes what a client would encode in a path, so the printed link
+/// reaches nginx as the same `$uri`.
+fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for &b in path.as_bytes() {
+        let keep = b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b);
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn sign_link(config: &Config, path: &str, expiry: &Expiry) -> ExitCode {
+    let Some(secret) = config.link.secrets.newest() else {
+        return config_error(&no_secret("link", "LINK"));
+    };
+    let encoded = encode_path(path);
+    // The link only works if nginx derives the very same $uri from it.
+    let same = nginx_uri::parse_request_target(encoded.as_bytes(), config.link.merge_slashes)
+        .map(|t| t.uri == path.as_bytes())
+        .unwrap_or(false);
+    if !same {
+        eprintln!(
+            "error: {path:?} is not a path nginx keeps as-is (it must start with '/' and have no '//', '.' or '..' segments): nginx would hash a different $uri"
+        );
+        return ExitCode::from(2);
+    }
+    let expires = match (expiry.ttl, expiry.expires) {
+        (_, Some(e)) => e,
+        (ttl, None) => SystemClock
+            .now()
+            .saturating_add(i64::try_from(ttl.unwrap_or(3600)).unwrap_or(i64::MAX)),
+    };
+    if expires <= 0 {
+        eprintln!("error: expires must be positive (nginx rejects 0 and negative expiries)");
+        return ExitCode::from(2);
+    }
+    let md5 = link::sign(secret.expose(), path.as_bytes(), expires);
+    println!("{encoded}?md5={md5}&expires={expires}");
+    ExitCode::SUCCESS
+}
+
+fn verify_link(config: &Config, target: &str, now: Option<i64>) -> ExitCode {
+    if config.link.secrets.is_empty() {
+        return config_error(&no_secret("link", "LINK"));
+    }
+    let now = now.unwrap_or_else(|| SystemClock.now());
+    match link::verify_request_target(
+        &config.link.secrets,
+        target.as_bytes(),
+        config.link.merge_slashes,
+        now,
+    ) {
+        Ok(v) => {
+            println!(
+                "valid: $uri {:?}, expires {} (in {} s)",
+                String::from_utf8_lossy(v.uri()),
+                v.expires(),
+                v.expires() - now
+            );
+            ExitCode::SUCCESS
+        }
+        Err(d) => {
+            println!("denied: {d}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_paths_parse_back() {
+        for p in ["/private/été 2026/plage.jpg", "/a+b/c%d", "/x?y#z", "/é/ü"] {
+            let e = encode_path(p);
+            let back = nginx_uri::parse_request_target(e.as_bytes(), true).unwrap();
+            assert_eq!(back.uri, p.as_bytes(), "{e}");
+            assert!(back.args.is_empty());
+        }
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

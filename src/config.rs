@@ -1,0 +1,841 @@
+//! Configuration: built-in defaults < TOML file < environment, validated once.
+//!
+//! The names here are a contract (docs, scripts and deployments use them):
+//! `listen`, `log_level`, `log_format`, `[link]`, `[upload]`, `[storage]`,
+//! `[tusd]`, `[server]`; env `ASSETGATE_CONFIG`, `ASSETGATE_LISTEN`,
+//! `ASSETGATE_LOG_LEVEL`, `ASSETGATE_LOG_FORMAT`, `ASSETGATE_{LINK,UPLOAD}_SECRET`,
+//! `ASSETGATE_{LINK,UPLOAD}_SECRET_FILE`, and `ASSETGATE_<SECTION>__<KEY>` for any
+//! other key (e.g. `ASSETGATE_LINK__MERGE_SLASHES=false`).
+//!
+//! Any problem is a [`ConfigError`] naming the key; `main` prints it on one line
+//! and exits 64 before anything listens.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+use crate::secret::{Secret, SecretSet, MIN_SECRET_LEN};
+
+/// Exit code for a configuration error (`EX_CONFIG` is 78, but the contract says
+/// 64, `EX_USAGE`, like linkerd).
+pub const EXIT_CONFIG: i32 = 64;
+
+/// A refused configuration: which key, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key (or environment variable) at fault.
+    pub key: String,
+    /// What is wrong, without any secret value.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config error: {}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// tracing filter directive (`info`, `assetgate=debug`, ...).
+    pub log_level: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Download links (nginx secure_link).
+    pub link: LinkConfig,
+    /// Upload tokens (tusd pre-create).
+    pub upload: UploadConfig,
+    /// The asset tree finished uploads are moved into.
+    pub storage: StorageConfig,
+    /// Where tusd keeps uploads.
+    pub tusd: TusdConfig,
+    /// HTTP server limits.
+    pub server: ServerConfig,
+    /// Where the file layer came from, for `check-config`.
+    pub source: Option<PathBuf>,
+}
+
+/// `[link]`
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// Accepted secrets, newest first.
+    pub secrets: SecretSet,
+    /// Must equal nginx's `merge_slashes`.
+    pub merge_slashes: bool,
+}
+
+/// `[upload]`
+#[derive(Debug, Clone)]
+pub struct UploadConfig {
+    /// Accepted HMAC secrets, newest first.
+    pub secrets: SecretSet,
+    /// Tolerated clock difference with the token minter.
+    pub clock_skew: Duration,
+    /// Longest accepted remaining token lifetime.
+    pub max_ttl: Duration,
+    /// Allowed content types (globs like `image/*`); empty = any.
+    pub content_types: Vec<String>,
+    /// Largest accepted upload in bytes (`None` = no limit).
+    pub max_size: Option<u64>,
+    /// Whether uploads of deferred length are accepted.
+    pub allow_deferred_length: bool,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// Root of the asset tree nginx serves.
+    pub root: Option<PathBuf>,
+    /// Whether an existing asset may be replaced.
+    pub overwrite: bool,
+    /// Sub-directory for public assets.
+    pub public_prefix: String,
+    /// Sub-directory for private assets.
+    pub private_prefix: String,
+}
+
+/// `[tusd]`
+#[derive(Debug, Clone)]
+pub struct TusdConfig {
+    /// tusd's `-upload-dir` (shared volume).
+    pub upload_dir: Option<PathBuf>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// A client must send its whole request head within this time.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more wait in the kernel backlog.
+    pub max_connections: usize,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub shutdown_grace: Duration,
+    /// Largest accepted request body (hook JSON).
+    pub max_body_bytes: u64,
+}
+
+// ---------------------------------------------------------------------------
+// Raw (deserialised) shape
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Raw {
+    listen: String,
+    log_level: String,
+    log_format: String,
+    link: RawLink,
+    upload: RawUpload,
+    storage: RawStorage,
+    tusd: RawTusd,
+    server: RawServer,
+}
+
+impl Default for Raw {
+    fn default() -> Self {
+        Raw {
+            listen: "127.0.0.1:9750".into(),
+            log_level: "info".into(),
+            log_format: "text".into(),
+            link: RawLink::default(),
+            upload: RawUpload::default(),
+            storage: RawStorage::default(),
+            tusd: RawTusd::default(),
+            server: RawServer::default(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLink {
+    secrets: Vec<String>,
+    merge_slashes: bool,
+}
+
+impl Default for RawLink {
+    fn default() -> Self {
+        RawLink {
+            secrets: Vec::new(),
+            merge_slashes: true,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawUpload {
+    secrets: Vec<String>,
+    clock_skew: Human,
+    max_ttl: Human,
+    content_types: Vec<String>,
+    max_size: Option<Human>,
+    allow_deferred_length: bool,
+}
+
+impl Default for RawUpload {
+    fn default() -> Self {
+        RawUpload {
+            secrets: Vec::new(),
+            clock_skew: Human::Int(30),
+            max_ttl: Human::Int(86_400),
+            content_types: Vec::new(),
+            max_size: None,
+            allow_deferred_length: false,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStorage {
+    root: Option<PathBuf>,
+    overwrite: bool,
+    public_prefix: String,
+    private_prefix: String,
+}
+
+impl Default for RawStorage {
+    fn default() -> Self {
+        RawStorage {
+            root: None,
+            overwrite: false,
+            public_prefix: "public".into(),
+            private_prefix: "private".into(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawTusd {
+    upload_dir: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    header_read_timeout: Human,
+    max_connections: u64,
+    shutdown_grace: Human,
+    max_body_bytes: Human,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            header_read_timeout: Human::Int(10),
+            max_connections: 4096,
+            shutdown_grace: Human::Int(10),
+            max_body_bytes: Human::Int(256 * 1024),
+        }
+    }
+}
+
+/// An integer, or a string with a unit (`"24h"`, `"5GiB"`).
+#[derive(Deserialize, Clone, Debug)]
+#[serde(untagged)]
+enum Human {
+    Int(u64),
+    Text(String),
+}
+
+impl Human {
+    fn seconds(&self, key: &str) -> Result<Duration, ConfigError> {
+        let secs = match self {
+            Human::Int(n) => *n,
+            Human::Text(t) => parse_with_units(
+                t,
+                &[("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)],
+            )
+            .ok_or_else(|| {
+                ConfigError::new(key, format!("{t:?} is not a duration (integer seconds, or e.g. \"30s\", \"15m\", \"24h\", \"7d\")"))
+            })?,
+        };
+        Ok(Duration::from_secs(secs))
+    }
+
+    fn bytes(&self, key: &str) -> Result<u64, ConfigError> {
+        match self {
+            Human::Int(n) => Ok(*n),
+            Human::Text(t) => parse_with_units(
+                t,
+                &[
+                    ("B", 1),
+                    ("KB", 1000),
+                    ("MB", 1000_u64.pow(2)),
+                    ("GB", 1000_u64.pow(3)),
+                    ("TB", 1000_u64.pow(4)),
+                    ("KiB", 1024),
+                    ("MiB", 1024_u64.pow(2)),
+                    ("GiB", 1024_u64.pow(3)),
+                    ("TiB", 1024_u64.pow(4)),
+                ],
+            )
+            .ok_or_else(|| {
+                ConfigError::new(
+                    key,
+                    format!("{t:?} is not a size (integer bytes, or e.g. \"512KiB\", \"5GiB\", \"10MB\")"),
+                )
+            }),
+        }
+    }
+}
+
+/// `"<digits><unit>"` (optional space) with one of `units`; bare digits are the
+/// base unit.
+fn parse_with_units(text: &str, units: &[(&str, u64)]) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let unit = unit.trim();
+    if unit.is_empty() {
+        return Some(n);
+    }
+    let mult = units.iter().find(|(u, _)| *u == unit)?.1;
+    n.checked_mul(mult)
+}
+
+// ---------------------------------------------------------------------------
+// Loading
+
+/// Where configuration comes from: the optional file and the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// `--config FILE` (takes precedence over `ASSETGATE_CONFIG`).
+    pub file: Option<PathBuf>,
+}
+
+/// Loads, merges and validates the configuration from the process environment.
+pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("ASSETGATE_"))
+        .collect();
+    load_from(sources, &env)
+}
+
+/// Like [`load`] with an explicit environment (tests).
+pub fn load_from(sources: &Sources, env: &[(String, String)]) -> Result<Config, ConfigError> {
+    let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+
+    let file = sources.file.clone().or_else(|| {
+        get("ASSETGATE_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+
+    let mut figment = Figment::new();
+    if let Some(path) = &file {
+        if !path.is_file() {
+            return Err(ConfigError::new(
+                "--config",
+                format!("{} is not a readable file", path.display()),
+            ));
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    // Only documented names map onto keys: `ASSETGATE_LISTEN` and friends, and
+    // `ASSETGATE_<SECTION>__<KEY>`. Secret variables are handled below. The list
+    // is passed in (not read by figment from the process) so tests are hermetic.
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("ASSETGATE_") else {
+            continue;
+        };
+        let key = rest.to_ascii_lowercase();
+        if !(key.contains("__") || matches!(key.as_str(), "listen" | "log_level" | "log_format")) {
+            continue;
+        }
+        let value: figment::value::Value = value.parse().expect("figment parses any string");
+        figment = figment.merge((key.replace("__", "."), value));
+    }
+
+    for (section, var) in [("link", "LINK"), ("upload", "UPLOAD")] {
+        let one = format!("ASSETGATE_{var}_SECRET");
+        let many = format!("ASSETGATE_{var}_SECRET_FILE");
+        match (get(&one), get(&many)) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    format!("{section}.secrets"),
+                    format!("both {one} and {many} are set; set only one"),
+                ))
+            }
+            (Some(v), None) => figment = figment.merge((format!("{section}.secrets"), vec![v])),
+            (None, Some(path)) => {
+                let secrets = read_secret_file(Path::new(&path))
+                    .map_err(|e| ConfigError::new(format!("{section}.secrets ({many})"), e))?;
+                figment = figment.merge((format!("{section}.secrets"), secrets));
+            }
+            (None, None) => {}
+        }
+    }
+
+    let raw: Raw = figment.extract().map_err(figment_error)?;
+    validate(raw, file)
+}
+
+fn read_secret_file(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let secrets: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if secrets.is_empty() {
+        return Err(format!("{} holds no secret", path.display()));
+    }
+    Ok(secrets)
+}
+
+fn figment_error(e: figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    let mut path = e.path.join(".");
+    let message = match &e.kind {
+        Kind::UnknownField(field, _) => {
+            if !e.path.last().is_some_and(|p| p == field) {
+                path = if path.is_empty() {
+                    field.clone()
+                } else {
+                    format!("{path}.{field}")
+                };
+            }
+            "unknown key".to_string()
+        }
+        other => other.to_string(),
+    };
+    let key = if path.is_empty() {
+        e.metadata
+            .as_ref()
+            .and_then(|m| m.source.as_ref())
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "config".into())
+    } else {
+        path
+    };
+    ConfigError::new(key, message)
+}
+
+fn secrets(key: &str, list: Vec<String>) -> Result<SecretSet, ConfigError> {
+    let mut out = Vec::with_capacity(list.len());
+    for (i, s) in list.into_iter().enumerate() {
+        if s.is_empty() {
+            return Err(ConfigError::new(format!("{key}[{i}]"), "empty secret"));
+        }
+        if s.len() < MIN_SECRET_LEN {
+            return Err(ConfigError::new(
+                format!("{key}[{i}]"),
+                format!(
+                    "secret is {} bytes, at least {MIN_SECRET_LEN} are required",
+                    s.len()
+                ),
+            ));
+        }
+        out.push(Secret::new(s.into_bytes()));
+    }
+    Ok(SecretSet::new(out))
+}
+
+fn validate(raw: Raw, source: Option<PathBuf>) -> Result<Config, ConfigError> {
+    let listen: SocketAddr = raw
+        .listen
+        .parse()
+        .map_err(|_| ConfigError::new("listen", format!("{:?} is not an IP:port address", raw.listen)))?;
+    tracing_subscriber::EnvFilter::try_new(&raw.log_level)
+        .map_err(|e| ConfigError::new("log_level", format!("{:?}: {e}", raw.log_level)))?;
+    let log_format = match raw.log_format.as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(ConfigError::new(
+                "log_format",
+                format!("{other:?}: expected \"text\" or \"json\""),
+            ))
+        }
+    };
+
+    let link = LinkConfig {
+        secrets: secrets("link.secrets", raw.link.secrets)?,
+        merge_slashes: raw.link.merge_slashes,
+    };
+
+    for (i, ct) in raw.upload.content_types.iter().enumerate() {
+        if !valid_type_pattern(ct) {
+            return Err(ConfigError::new(
+                format!("upload.content_types[{i}]"),
+                format!("{ct:?} is not a type/subtype pattern (e.g. \"image/png\", \"image/*\", \"*/*\")"),
+            ));
+        }
+    }
+    let upload = UploadConfig {
+        secrets: secrets("upload.secrets", raw.upload.secrets)?,
+        clock_skew: raw.upload.clock_skew.seconds("upload.clock_skew")?,
+        max_ttl: raw.upload.max_ttl.seconds("upload.max_ttl")?,
+        content_types: raw.upload.content_types,
+        max_size: raw
+            .upload
+            .max_size
+            .map(|h| h.bytes("upload.max_size"))
+            .transpose()?,
+        allow_deferred_length: raw.upload.allow_deferred_length,
+    };
+
+    for (key, prefix) in [
+        ("storage.public_prefix", &raw.storage.public_prefix),
+        ("storage.private_prefix", &raw.storage.private_prefix),
+    ] {
+        let ok = !prefix.is_empty()
+            && prefix
+                .split('/')
+                .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.contains('\\'));
+        if !ok {
+            return Err(ConfigError::new(
+                key,
+                format!("{prefix:?} must be a relative path of plain segments"),
+            ));
+        }
+    }
+    if raw.storage.public_prefix == raw.storage.private_prefix {
+        return Err(ConfigError::new(
+            "storage.private_prefix",
+            "must differ from storage.public_prefix",
+        ));
+    }
+    for (key, p) in [
+        ("storage.root", &raw.storage.root),
+        ("tusd.upload_dir", &raw.tusd.upload_dir),
+    ] {
+        if let Some(p) = p {
+            if !p.is_absolute() {
+                return Err(ConfigError::new(
+                    key,
+                    format!("{} must be an absolute path", p.display()),
+                ));
+            }
+        }
+    }
+
+    let header_read_timeout = raw
+        .server
+        .header_read_timeout
+        .seconds("server.header_read_timeout")?;
+    if header_read_timeout.is_zero() || header_read_timeout > Duration::from_secs(30) {
+        return Err(ConfigError::new(
+            "server.header_read_timeout",
+            "must be between 1 and 30 seconds",
+        ));
+    }
+    if raw.server.max_connections == 0 {
+        return Err(ConfigError::new("server.max_connections", "must be at least 1"));
+    }
+    let max_body_bytes = raw.server.max_body_bytes.bytes("server.max_body_bytes")?;
+    if max_body_bytes == 0 || max_body_bytes > 16 * 1024 * 1024 {
+        return Err(ConfigError::new(
+            "server.max_body_bytes",
+            "must be between 1 byte and 16 MiB",
+        ));
+    }
+
+    Ok(Config {
+        listen,
+        log_level: raw.log_level,
+        log_format,
+        link,
+        upload,
+        storage: StorageConfig {
+            root: raw.storage.root,
+            overwrite: raw.storage.overwrite,
+            public_prefix: raw.storage.public_prefix,
+            private_prefix: raw.storage.private_prefix,
+        },
+        tusd: TusdConfig {
+            upload_dir: raw.tusd.upload_dir,
+        },
+        server: ServerConfig {
+            header_read_timeout,
+            max_connections: usize::try_from(raw.server.max_connections).unwrap_or(usize::MAX),
+            shutdown_grace: raw.server.shutdown_grace.seconds("server.shutdown_grace")?,
+            max_body_bytes,
+        },
+        source,
+    })
+}
+
+/// `type/subtype` where either side may be `*`.
+fn valid_type_pattern(p: &str) -> bool {
+    let Some((t, s)) = p.split_once('/') else {
+        return false;
+    };
+    let token = |x: &str| {
+        !x.is_empty()
+            && x.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-*".contains(&b))
+    };
+    token(t) && token(s)
+}
+
+impl Config {
+    /// The effective configuration as TOML, secrets replaced by their count and
+    /// length.
+    pub fn redacted_toml(&self) -> String {
+        let q = |s: &str| serde_json::to_string(s).expect("strings serialise");
+        let secrets = |set: &SecretSet| {
+            let items: Vec<String> = set
+                .iter()
+                .map(|s| q(&format!("<redacted: {} bytes>", s.len())))
+                .collect();
+            format!("[{}]", items.join(", "))
+        };
+        let path = |p: &Option<PathBuf>| match p {
+            Some(p) => q(&p.display().to_string()),
+            None => "\"\"  # not set".to_string(),
+        };
+        let mut out = String::new();
+        if let Some(src) = &self.source {
+            out.push_str(&format!("# file layer: {}\n", src.display()));
+        }
+        out.push_str(&format!("listen = {}\n", q(&self.listen.to_string())));
+        out.push_str(&format!("log_level = {}\n", q(&self.log_level)));
+        out.push_str(&format!(
+            "log_format = {}\n",
+            q(match self.log_format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            })
+        ));
+        out.push_str("\n[link]\n");
+        out.push_str(&format!("secrets = {}\n", secrets(&self.link.secrets)));
+        out.push_str(&format!("merge_slashes = {}\n", self.link.merge_slashes));
+        out.push_str("\n[upload]\n");
+        out.push_str(&format!("secrets = {}\n", secrets(&self.upload.secrets)));
+        out.push_str(&format!("clock_skew = {}\n", self.upload.clock_skew.as_secs()));
+        out.push_str(&format!("max_ttl = {}\n", self.upload.max_ttl.as_secs()));
+        let cts: Vec<String> = self.upload.content_types.iter().map(|c| q(c)).collect();
+        out.push_str(&format!("content_types = [{}]\n", cts.join(", ")));
+        match self.upload.max_size {
+            Some(n) => out.push_str(&format!("max_size = {n}\n")),
+            None => out.push_str("# max_size not set: no size limit\n"),
+        }
+        out.push_str(&format!(
+            "allow_deferred_length = {}\n",
+            self.upload.allow_deferred_length
+        ));
+        out.push_str("\n[storage]\n");
+        out.push_str(&format!("root = {}\n", path(&self.storage.root)));
+        out.push_str(&format!("overwrite = {}\n", self.storage.overwrite));
+        out.push_str(&format!("public_prefix = {}\n", q(&self.storage.public_prefix)));
+        out.push_str(&format!("private_prefix = {}\n", q(&self.storage.private_prefix)));
+        out.push_str("\n[tusd]\n");
+        out.push_str(&format!("upload_dir = {}\n", path(&self.tusd.upload_dir)));
+        out.push_str("\n[server]\n");
+        out.push_str(&format!(
+            "header_read_timeout = {}\n",
+            self.server.header_read_timeout.as_secs()
+        ));
+        out.push_str(&format!("max_connections = {}\n", self.server.max_connections));
+        out.push_str(&format!(
+            "shutdown_grace = {}\n",
+            self.server.shutdown_grace.as_secs()
+        ));
+        out.push_str(&format!("max_body_bytes = {}\n", self.server.max_body_bytes));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    fn with_file(f: &tempfile::NamedTempFile) -> Sources {
+        Sources {
+            file: Some(f.path().to_path_buf()),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load_from(&Sources::default(), &[]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9750");
+        assert_eq!(c.log_level, "info");
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert!(c.link.merge_slashes);
+        assert!(c.link.secrets.is_empty());
+        assert_eq!(c.upload.clock_skew, Duration::from_secs(30));
+        assert_eq!(c.upload.max_ttl, Duration::from_secs(86_400));
+        assert!(!c.storage.overwrite);
+        assert_eq!(c.storage.public_prefix, "public");
+        assert_eq!(c.server.max_body_bytes, 256 * 1024);
+    }
+
+    #[test]
+    fn file_then_env_precedence() {
+        let f = file(
+            "listen = \"127.0.0.1:1000\"\nlog_format = \"json\"\n[link]\nsecrets = [\"newest-secret-0001\", \"older-secret-00002\"]\nmerge_slashes = false\n[upload]\nmax_size = \"5GiB\"\nmax_ttl = \"24h\"\n",
+        );
+        let c = load_from(&with_file(&f), &[]).unwrap();
+        assert_eq!(c.listen.port(), 1000);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.link.secrets.len(), 2);
+        assert_eq!(c.link.secrets.newest().unwrap().expose(), b"newest-secret-0001");
+        assert!(!c.link.merge_slashes);
+        assert_eq!(c.upload.max_size, Some(5 * 1024 * 1024 * 1024));
+        assert_eq!(c.upload.max_ttl, Duration::from_secs(86_400));
+
+        let c = load_from(
+            &with_file(&f),
+            &env(&[
+                ("ASSETGATE_LISTEN", "127.0.0.1:2000"),
+                ("ASSETGATE_LINK_SECRET", "from-the-env-0123456"),
+                ("ASSETGATE_LINK__MERGE_SLASHES", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 2000);
+        assert_eq!(c.link.secrets.len(), 1);
+        assert_eq!(c.link.secrets.newest().unwrap().expose(), b"from-the-env-0123456");
+        assert!(c.link.merge_slashes);
+    }
+
+    #[test]
+    fn config_file_from_env_variable() {
+        let f = file("listen = \"127.0.0.1:3000\"\n");
+        let c = load_from(
+            &Sources::default(),
+            &env(&[("ASSETGATE_CONFIG", f.path().to_str().unwrap())]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 3000);
+    }
+
+    #[test]
+    fn secret_file_one_per_line() {
+        let f = file("\n  first-secret-abcdef  \r\nsecond-secret-abcdef\n\n");
+        let c = load_from(
+            &Sources::default(),
+            &env(&[("ASSETGATE_UPLOAD_SECRET_FILE", f.path().to_str().unwrap())]),
+        )
+        .unwrap();
+        let got: Vec<&[u8]> = c.upload.secrets.iter().map(|s| s.expose()).collect();
+        assert_eq!(
+            got,
+            vec![&b"first-secret-abcdef"[..], &b"second-secret-abcdef"[..]]
+        );
+    }
+
+    fn err(text: &str, e: &[(&str, &str)]) -> ConfigError {
+        let f = file(text);
+        load_from(&with_file(&f), &env(e)).unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert_eq!(err("lisen = \"x\"\n", &[]).key, "lisen");
+        assert_eq!(err("[link]\nsecret = [\"x\"]\n", &[]).key, "link.secret");
+        assert_eq!(err("[link]\nsecrets = [\"\"]\n", &[]).key, "link.secrets[0]");
+        let short = err("[link]\nsecrets = [\"long-enough-secret\", \"short\"]\n", &[]);
+        assert_eq!(short.key, "link.secrets[1]");
+        assert!(short.message.contains("5 bytes"), "{short}");
+        assert!(
+            !short.to_string().contains("short\""),
+            "never echo a secret: {short}"
+        );
+        assert_eq!(err("listen = \"nowhere\"\n", &[]).key, "listen");
+        assert_eq!(err("", &[("ASSETGATE_LISTEN", "1.2.3.4")]).key, "listen");
+        assert_eq!(err("log_format = \"xml\"\n", &[]).key, "log_format");
+        assert_eq!(
+            err("[upload]\nmax_size = \"5 parsecs\"\n", &[]).key,
+            "upload.max_size"
+        );
+        assert_eq!(
+            err("[upload]\ncontent_types = [\"image\"]\n", &[]).key,
+            "upload.content_types[0]"
+        );
+        assert_eq!(err("[storage]\nroot = \"relative\"\n", &[]).key, "storage.root");
+        assert_eq!(
+            err("[server]\nheader_read_timeout = 60\n", &[]).key,
+            "server.header_read_timeout"
+        );
+        assert_eq!(err("", &[("ASSETGATE_LINK__NOPE", "1")]).key, "link.nope");
+        let missing = err("", &[("ASSETGATE_LINK_SECRET_FILE", "/nonexistent/secret")]);
+        assert!(missing.key.contains("ASSETGATE_LINK_SECRET_FILE"), "{missing}");
+        let both = err(
+            "",
+            &[
+                ("ASSETGATE_LINK_SECRET", "aaaaaaaaaaaaaaaaaaaa"),
+                ("ASSETGATE_LINK_SECRET_FILE", "/x"),
+            ],
+        );
+        assert_eq!(both.key, "link.secrets");
+        assert_eq!(err("listen = 5\n", &[]).key, "listen");
+    }
+
+    #[test]
+    fn unreadable_config_file() {
+        let e = load_from(
+            &Sources {
+                file: Some("/nonexistent/assetgate.toml".into()),
+            },
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "--config");
+    }
+
+    #[test]
+    fn redacted_output_has_no_secret() {
+        let f = file("[link]\nsecrets = [\"this-is-the-secret-value\"]\n");
+        let c = load_from(&with_file(&f), &[]).unwrap();
+        let out = c.redacted_toml();
+        assert!(!out.contains("this-is-the-secret-value"));
+        assert!(out.contains("<redacted: 24 bytes>"), "{out}");
+    }
+
+    #[test]
+    fn human_units() {
+        assert_eq!(parse_with_units("90", &[("s", 1)]), Some(90));
+        assert_eq!(parse_with_units("2h", &[("h", 3600)]), Some(7200));
+        assert_eq!(parse_with_units("h", &[("h", 3600)]), None);
+        assert_eq!(parse_with_units("1 KiB", &[("KiB", 1024)]), Some(1024));
+    }
+}

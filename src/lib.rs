@@ -1,0 +1,18 @@
+//! assetgate: makes a self-hosted tusd + nginx stack behave like presigned S3 URLs.
+//!
+//! - [`token`]: pure verification of the two token formats (no I/O).
+//! - [`auth`]: the nginx `auth_request` endpoint around [`token::link`].
+//! - [`server`]: hyper accept loop, limits, routing, graceful shutdown.
+//! - [`config`], [`secret`], [`metrics`], [`telemetry`], [`cli`], [`clock`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod metrics;
+pub mod secret;
+pub mod server;
+pub mod telemetry;
+pub mod token;

@@ -1,0 +1,210 @@
+//! Prometheus metrics, registered once, with closed label sets.
+//!
+//! Families:
+//! - `assetgate_decisions_total{endpoint,decision,reason}`: every gate decision.
+//! - `assetgate_request_duration_seconds{endpoint}`: time to answer.
+//! - `assetgate_http_requests_total{endpoint,status}`: every HTTP answer.
+//! - `assetgate_connections_open`: connections being served.
+//! - `assetgate_build_info{version}`: always 1.
+//!
+//! Label values come from enums' `as_str`, never from request data, so the
+//! series count is bounded.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::token::link::Reason;
+
+/// Which endpoint answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/auth` (nginx auth_request).
+    Auth,
+    /// `/tusd` (tusd hooks).
+    Tusd,
+    /// `/healthz`, `/readyz`, `/metrics`.
+    Admin,
+    /// Anything else (404/405).
+    Other,
+}
+
+impl Endpoint {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Auth => "auth",
+            Endpoint::Tusd => "tusd",
+            Endpoint::Admin => "admin",
+            Endpoint::Other => "other",
+        }
+    }
+}
+
+/// The outcome of one decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Access granted / upload accepted.
+    Allow,
+    /// Refused.
+    Deny,
+    /// The request could not be decided (deployment fault, bad input).
+    Error,
+}
+
+impl Decision {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::Error => "error",
+        }
+    }
+}
+
+/// `reason` label for an auth decision without a link verdict.
+pub const REASON_OK: &str = "ok";
+/// `reason` label when nginx did not send `X-Original-URI`.
+pub const REASON_NO_ORIGINAL_URI: &str = "no-original-uri";
+
+/// All metric families of the daemon.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    decisions: IntCounterVec,
+    duration: HistogramVec,
+    http: IntCounterVec,
+    connections: IntGauge,
+}
+
+impl Metrics {
+    /// Registers every family and pre-creates the auth series so they read 0.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let decisions = IntCounterVec::new(
+            Opts::new(
+                "assetgate_decisions_total",
+                "Gate decisions by endpoint, decision and reason.",
+            ),
+            &["endpoint", "decision", "reason"],
+        )
+        .expect("valid metric");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "assetgate_request_duration_seconds",
+                "Time from request head to response, by endpoint.",
+            )
+            .buckets(vec![
+                0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 1.0,
+            ]),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        let http = IntCounterVec::new(
+            Opts::new(
+                "assetgate_http_requests_total",
+                "HTTP answers by endpoint and status code.",
+            ),
+            &["endpoint", "status"],
+        )
+        .expect("valid metric");
+        let connections =
+            IntGauge::new("assetgate_connections_open", "Connections being served.").expect("valid metric");
+        let build = IntGaugeVec::new(
+            Opts::new("assetgate_build_info", "Build information; always 1."),
+            &["version"],
+        )
+        .expect("valid metric");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+
+        for c in [
+            Box::new(decisions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration.clone()),
+            Box::new(http.clone()),
+            Box::new(connections.clone()),
+            Box::new(build),
+        ] {
+            registry.register(c).expect("families are registered once");
+        }
+
+        let m = Metrics {
+            registry,
+            decisions,
+            duration,
+            http,
+            connections,
+        };
+        m.decision(Endpoint::Auth, Decision::Allow, REASON_OK, 0);
+        for r in Reason::ALL {
+            m.decision(Endpoint::Auth, Decision::Deny, r.as_str(), 0);
+        }
+        m.decision(Endpoint::Auth, Decision::Error, REASON_NO_ORIGINAL_URI, 0);
+        m
+    }
+
+    fn decision(&self, endpoint: Endpoint, decision: Decision, reason: &'static str, by: u64) {
+        self.decisions
+            .with_label_values(&[endpoint.as_str(), decision.as_str(), reason])
+            .inc_by(by);
+    }
+
+    /// Counts one decision.
+    pub fn count_decision(&self, endpoint: Endpoint, decision: Decision, reason: &'static str) {
+        self.decision(endpoint, decision, reason, 1);
+    }
+
+    /// Records one HTTP answer and its latency.
+    pub fn observe(&self, endpoint: Endpoint, status: http::StatusCode, seconds: f64) {
+        self.duration
+            .with_label_values(&[endpoint.as_str()])
+            .observe(seconds);
+        self.http
+            .with_label_values(&[endpoint.as_str(), status.as_str()])
+            .inc();
+    }
+
+    /// The open-connections gauge.
+    pub fn connections(&self) -> &IntGauge {
+        &self.connections
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into a Vec cannot fail");
+        String::from_utf8(out).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_render_with_zeroed_series() {
+        let m = Metrics::new();
+        m.count_decision(Endpoint::Auth, Decision::Deny, Reason::Expired.as_str());
+        m.observe(Endpoint::Auth, http::StatusCode::FORBIDDEN, 0.0001);
+        let text = m.render();
+        assert!(
+            text.contains(
+                "assetgate_decisions_total{decision=\"deny\",endpoint=\"auth\",reason=\"expired\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text
+            .contains("assetgate_decisions_total{decision=\"deny\",endpoint=\"auth\",reason=\"bad-uri\"} 0"));
+        assert!(text.contains("assetgate_http_requests_total{endpoint=\"auth\",status=\"403\"} 1"));
+        assert!(text.contains("assetgate_build_info{version=\""));
+        assert!(text.contains("assetgate_request_duration_seconds_bucket"));
+    }
+}

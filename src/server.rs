@@ -1,0 +1,213 @@
+//! The HTTP server: accept loop, limits, routing, graceful shutdown.
+//!
+//! Hardening, because the gate sits on every private download:
+//! - a header read timeout (a half-sent request head is closed, not held);
+//! - small connection buffers and a cap on request bodies;
+//! - a cap on connections served at once (the rest wait in the backlog), so
+//!   hundreds of slow clients cost memory, not availability;
+//! - shutdown: readiness turns false first, the listener closes, in-flight
+//!   requests finish within `server.shutdown_grace`, a second signal aborts.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::auth;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::metrics::{Endpoint, Metrics};
+
+/// Response type of every handler.
+pub type Resp = Response<Full<Bytes>>;
+
+/// Smallest buffer hyper allows; request heads from nginx are far smaller.
+const MAX_BUF_SIZE: usize = 16 * 1024;
+
+/// Everything a request handler needs.
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Config,
+    /// Metric families.
+    pub metrics: Metrics,
+    /// The clock (injected for tests).
+    pub clock: Arc<dyn Clock>,
+    ready: AtomicBool,
+}
+
+impl AppState {
+    /// New state, ready.
+    pub fn new(config: Config, metrics: Metrics, clock: Arc<dyn Clock>) -> Self {
+        AppState {
+            config,
+            metrics,
+            clock,
+            ready: AtomicBool::new(true),
+        }
+    }
+
+    /// Whether `/readyz` answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}
+
+/// Serves on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+    abort: impl Future<Output = ()>,
+) {
+    let limits = &state.config.server;
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+
+    loop {
+        let permit = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            p = connections.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+        };
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(stream);
+        let st = state.clone();
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(MAX_BUF_SIZE)
+            .keep_alive(true)
+            .serve_connection(io, service_fn(move |req| handle(st.clone(), peer, req)));
+        let conn = graceful.watch(conn);
+        let gauge = state.metrics.connections().clone();
+        gauge.inc();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            gauge.dec();
+            drop(permit);
+        });
+    }
+
+    state.ready.store(false, Ordering::Relaxed);
+    drop(listener);
+    tracing::info!(
+        grace_seconds = limits.shutdown_grace.as_secs(),
+        "shutting down: not ready, listener closed, draining in-flight requests"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(limits.shutdown_grace) => {
+            tracing::warn!("grace period over; closing remaining connections");
+        }
+        () = abort => tracing::warn!("second signal: aborting the drain"),
+    }
+}
+
+async fn handle(state: Arc<AppState>, peer: SocketAddr, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    let started = Instant::now();
+    let (endpoint, resp) = route(&state, peer, req).await;
+    state
+        .metrics
+        .observe(endpoint, resp.status(), started.elapsed().as_secs_f64());
+    Ok(resp)
+}
+
+async fn route(state: &AppState, _peer: SocketAddr, req: Request<Incoming>) -> (Endpoint, Resp) {
+    let path = req.uri().path();
+    let method = req.method();
+    match path {
+        "/auth" => {
+            if method != Method::GET && method != Method::HEAD {
+                return (Endpoint::Auth, method_not_allowed("GET, HEAD"));
+            }
+            let outcome = auth::decide(&state.config.link, req.headers(), state.clock.now());
+            let (parts, ()) = auth::respond(&outcome, &state.metrics).into_parts();
+            let body = match outcome {
+                auth::Outcome::NoOriginalUri if method == Method::GET => {
+                    Bytes::from_static(auth::NO_ORIGINAL_URI_BODY.as_bytes())
+                }
+                _ => Bytes::new(),
+            };
+            (Endpoint::Auth, Response::from_parts(parts, Full::new(body)))
+        }
+        "/tusd" => (
+            Endpoint::Tusd,
+            text(
+                StatusCode::NOT_FOUND,
+                "the tusd hook endpoint is not available in this build\n",
+            ),
+        ),
+        "/healthz" => admin(method, || text(StatusCode::OK, "ok\n")),
+        "/readyz" => admin(method, || {
+            if state.is_ready() {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            }
+        }),
+        "/metrics" => admin(method, || {
+            let mut r = text(StatusCode::OK, state.metrics.render());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }),
+        _ => (Endpoint::Other, text(StatusCode::NOT_FOUND, "not found\n")),
+    }
+}
+
+fn admin(method: &Method, f: impl FnOnce() -> Resp) -> (Endpoint, Resp) {
+    if method == Method::GET || method == Method::HEAD {
+        (Endpoint::Admin, f())
+    } else {
+        (Endpoint::Admin, method_not_allowed("GET, HEAD"))
+    }
+}
+
+fn method_not_allowed(allow: &'static str) -> Resp {
+    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    r.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    r
+}
+
+/// A plain-text response.
+pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
