@@ -5,6 +5,8 @@
 //! - `assetgate_request_duration_seconds{endpoint}`: time to answer.
 //! - `assetgate_http_requests_total{endpoint,status}`: every HTTP answer.
 //! - `assetgate_connections_open`: connections being served.
+//! - `assetgate_connections_accepted_total`: connections accepted (with
+//!   `assetgate_http_requests_total` it shows whether nginx reuses them).
 //! - `assetgate_build_info{version}`: always 1.
 //!
 //! Label values come from enums' `as_str`, never from request data, so the
@@ -76,6 +78,7 @@ pub struct Metrics {
     duration: HistogramVec,
     http: IntCounterVec,
     connections: IntGauge,
+    accepted: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -111,6 +114,11 @@ impl Metrics {
         .expect("valid metric");
         let connections =
             IntGauge::new("assetgate_connections_open", "Connections being served.").expect("valid metric");
+        let accepted = prometheus::IntCounter::new(
+            "assetgate_connections_accepted_total",
+            "Connections accepted since start.",
+        )
+        .expect("valid metric");
         let build = IntGaugeVec::new(
             Opts::new("assetgate_build_info", "Build information; always 1."),
             &["version"],
@@ -123,6 +131,7 @@ impl Metrics {
             Box::new(duration.clone()),
             Box::new(http.clone()),
             Box::new(connections.clone()),
+            Box::new(accepted.clone()),
             Box::new(build),
         ] {
             registry.register(c).expect("families are registered once");
@@ -134,6 +143,7 @@ impl Metrics {
             duration,
             http,
             connections,
+            accepted,
         };
         m.decision(Endpoint::Auth, Decision::Allow, REASON_OK, 0);
         for r in Reason::ALL {
@@ -162,6 +172,11 @@ impl Metrics {
         self.http
             .with_label_values(&[endpoint.as_str(), status.as_str()])
             .inc();
+    }
+
+    /// Counts one accepted connection.
+    pub fn connection_accepted(&self) {
+        self.accepted.inc();
     }
 
     /// The open-connections gauge.

@@ -106,6 +106,7 @@ pub async fn serve(
             .keep_alive(true)
             .serve_connection(io, service_fn(move |req| handle(st.clone(), peer, req)));
         let conn = graceful.watch(conn);
+        state.metrics.connection_accepted();
         let gauge = state.metrics.connections().clone();
         gauge.inc();
         tokio::spawn(async move {

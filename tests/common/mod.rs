@@ -1,0 +1,308 @@
+//! Shared harness for integration and end-to-end tests: runs the real
+//! `assetgate` binary on `127.0.0.1:0` and finds the real peers.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Path of the binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_assetgate"))
+}
+
+/// Repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where `scripts/test.sh` installs peers (`.peers/`), unless
+/// `ASSETGATE_PEERS` says otherwise.
+pub fn peers_dir() -> PathBuf {
+    std::env::var_os("ASSETGATE_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".peers"))
+}
+
+/// Finds a peer program or fails the test with how to install it. Never skips:
+/// an end-to-end test without its peer is a failure, in CI and locally.
+pub fn require_peer(name: &str, candidates: &[PathBuf], how: &str) -> PathBuf {
+    for c in candidates {
+        if c.is_file() {
+            return c.clone();
+        }
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let p = dir.join(name);
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    panic!(
+        "peer `{name}` not found (looked in {candidates:?} and PATH). Install it: {how}\n\
+         (`scripts/test.sh` installs every peer and runs the whole suite)"
+    );
+}
+
+/// The nginx binary (Debian package `nginx`).
+pub fn nginx() -> PathBuf {
+    require_peer(
+        "nginx",
+        &[PathBuf::from("/usr/sbin/nginx")],
+        "apt-get install -y nginx",
+    )
+}
+
+/// The Python of the peers venv (granite-assets, tuspy).
+pub fn peer_python() -> PathBuf {
+    require_peer(
+        "python-with-granite",
+        &[peers_dir().join("venv/bin/python")],
+        "PYENV_VERSION=3.12.1 python3 -m venv .peers/venv && .peers/venv/bin/pip install -r tests/peers/requirements.txt",
+    )
+}
+
+/// A running assetgate.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// Config body used by tests unless they pass their own. Secrets are fixed
+/// test values, at least 16 bytes.
+pub const LINK_SECRET: &str = "link-secret-newest-0123456789";
+pub const LINK_SECRET_OLD: &str = "link-secret-older-0123456789";
+pub const UPLOAD_SECRET: &str = "upload-secret-newest-0123456789";
+pub const UPLOAD_SECRET_OLD: &str = "upload-secret-older-0123456789";
+
+pub fn default_config() -> String {
+    format!(
+        "listen = \"127.0.0.1:0\"\nlog_format = \"json\"\nlog_level = \"debug\"\n\
+         [link]\nsecrets = [\"{LINK_SECRET}\", \"{LINK_SECRET_OLD}\"]\n\
+         [upload]\nsecrets = [\"{UPLOAD_SECRET}\", \"{UPLOAD_SECRET_OLD}\"]\n"
+    )
+}
+
+impl Daemon {
+    /// Starts `assetgate serve` with `config` (TOML; must set `listen` with port
+    /// 0 and `log_format = "json"`) and waits until it listens.
+    pub fn start(config: &str) -> Daemon {
+        Self::start_with(config, &[], &[])
+    }
+
+    /// Like [`start`] with extra args after `serve` and extra env.
+    pub fn start_with(config: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("assetgate.toml");
+        std::fs::write(&cfg, config).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config").arg(&cfg).arg("serve").args(args);
+        for (k, v) in std::env::vars() {
+            if k.starts_with("ASSETGATE_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(env.iter().copied());
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn assetgate");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                let mut tx = Some(tx);
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(addr) = listening_addr(&line) {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(addr);
+                        }
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("assetgate did not start; logs: {:#?}", logs.lock().unwrap());
+            }
+        };
+        Daemon { child, addr, dir, logs }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// All stderr lines so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits until a log line contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.logs().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
+    /// Waits for exit, returns the exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    if v.get("message")?.as_str()? != "listening" {
+        return None;
+    }
+    v.get("addr")?.as_str()?.parse().ok()
+}
+
+/// A minimal HTTP/1.1 exchange over a raw socket (exact bytes on the wire, no
+/// client library normalising the target). Returns (status, headers, body).
+pub fn raw_request(addr: SocketAddr, request: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    read_response(&mut s)
+}
+
+/// Reads one response (Content-Length bodies only) from `s`.
+pub fn read_response(s: &mut TcpStream) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).unwrap();
+        assert!(n > 0, "connection closed mid-head: {:?}", String::from_utf8_lossy(&buf));
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.trim().to_ascii_lowercase(), v.trim().to_string())
+        })
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .map(|(_, v)| v.parse().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    (status, headers, body)
+}
+
+/// GET `path` with extra headers (`X-Original-URI` value may hold raw bytes).
+pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &[u8])]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: gate\r\nConnection: close\r\n").into_bytes();
+    for (k, v) in headers {
+        req.extend_from_slice(k.as_bytes());
+        req.extend_from_slice(b": ");
+        req.extend_from_slice(v);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"\r\n");
+    raw_request(addr, &req)
+}
+
+/// Header lookup in a response.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// A free-ish loopback port (bind :0, read, release).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something accepts on `addr`.
+pub fn wait_port(addr: SocketAddr, timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Signs a link the way granite-assets and nginx's docs do (test-side oracle,
+/// computed independently of the crate: md5 via the `md-5` crate directly).
+pub fn sign_link(secret: &str, uri: &str, expires: &str) -> String {
+    use base64::Engine as _;
+    use md5::{Digest, Md5};
+    let mut h = Md5::new();
+    h.update(expires.as_bytes());
+    h.update(uri.as_bytes());
+    h.update(b" ");
+    h.update(secret.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize())
+}
+
+/// Unix now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Writes `text` to `path`, creating parents.
+pub fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
