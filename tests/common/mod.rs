@@ -141,7 +141,12 @@ impl Daemon {
                 panic!("assetgate did not start; logs: {:#?}", logs.lock().unwrap());
             }
         };
-        Daemon { child, addr, dir, logs }
+        Daemon {
+            child,
+            addr,
+            dir,
+            logs,
+        }
     }
 
     /// `http://127.0.0.1:PORT`
@@ -222,7 +227,11 @@ pub fn read_response(s: &mut TcpStream) -> (u16, Vec<(String, String)>, Vec<u8>)
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
         let n = s.read(&mut byte).unwrap();
-        assert!(n > 0, "connection closed mid-head: {:?}", String::from_utf8_lossy(&buf));
+        assert!(
+            n > 0,
+            "connection closed mid-head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
         buf.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&buf).into_owned();
@@ -265,7 +274,11 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 
 /// A free-ish loopback port (bind :0, read, release).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Waits until something accepts on `addr`.

@@ -1,0 +1,205 @@
+//! The command line: config refusal (exit 64), sign/verify, check-config, --dev.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn run(config: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(bin());
+    if let Some(c) = config {
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, c).unwrap();
+        cmd.arg("--config").arg(p);
+    }
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ASSETGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(args).envs(env.iter().copied()).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn bad_config_exits_64_with_one_line_naming_the_key() {
+    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        ("lisen = \"127.0.0.1:1\"\n", &[], "lisen"),
+        ("[link]\nsecrets = [\"short\"]\n", &[], "link.secrets[0]"),
+        ("[link]\nsecrets = [\"\"]\n", &[], "link.secrets[0]"),
+        ("listen = \"nope\"\n", &[], "listen"),
+        (
+            "",
+            &[("ASSETGATE_UPLOAD_SECRET_FILE", "/nonexistent/file")],
+            "ASSETGATE_UPLOAD_SECRET_FILE",
+        ),
+        ("[upload]\nmax_size = \"lots\"\n", &[], "upload.max_size"),
+    ];
+    for (cfg, env, key) in cases {
+        for sub in [&["serve"][..], &["check-config"][..]] {
+            let o = run(Some(cfg), sub, env);
+            assert_eq!(o.status.code(), Some(64), "{cfg:?} {sub:?}: {}", stderr(&o));
+            let err = stderr(&o);
+            assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+            assert!(err.contains(key), "{err:?} should name {key}");
+        }
+    }
+    // A missing secret is named, not a secret value.
+    let o = run(Some("[link]\nsecrets = [\"tiny-secret\"]\n"), &["serve"], &[]);
+    assert!(!stderr(&o).contains("tiny-secret"));
+    // No secret at all: refused before listening.
+    let o = run(Some("listen = \"127.0.0.1:0\"\n"), &["serve"], &[]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(stderr(&o).contains("link.secrets"), "{}", stderr(&o));
+    // Unreadable --config file.
+    let o = run(None, &["--config", "/nonexistent.toml", "check-config"], &[]);
+    assert_eq!(o.status.code(), Some(64));
+}
+
+const CFG: &str = "[link]\nsecrets = [\"cli-newest-secret-0000\", \"cli-older-secret-00000\"]\n";
+
+#[test]
+fn sign_then_verify_round_trip() {
+    let o = run(
+        Some(CFG),
+        &["sign", "link", "/private/été 2026/a b.jpg", "--ttl", "60"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let link = stdout(&o).trim().to_owned();
+    assert!(
+        link.starts_with("/private/%C3%A9t%C3%A9%202026/a%20b.jpg?md5="),
+        "{link}"
+    );
+    let o = run(Some(CFG), &["verify", "link", &link], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).starts_with("valid"), "{}", stdout(&o));
+
+    // independently computed by the test oracle
+    let o = run(
+        Some(CFG),
+        &["sign", "link", "/private/x", "--expires", "2000000000"],
+        &[],
+    );
+    let expect = format!(
+        "/private/x?md5={}&expires=2000000000",
+        sign_link("cli-newest-secret-0000", "/private/x", "2000000000")
+    );
+    assert_eq!(stdout(&o).trim(), expect);
+
+    // expired, explained
+    let o = run(
+        Some(CFG),
+        &["verify", "link", &expect, "--now", "2000000001"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("expired: link expired 1 s ago"),
+        "{}",
+        stdout(&o)
+    );
+
+    // a non-normal path cannot be signed
+    let o = run(Some(CFG), &["sign", "link", "/a//b"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn verify_explains_which_part_failed() {
+    let cases = [
+        ("/p", "missing: no md5 argument"),
+        ("/p?md5=AAAAAAAAAAAAAAAAAAAAAA", "missing: no expires argument"),
+        (
+            "/p?md5=AAAAAAAAAAAAAAAAAAAAAA&expires=-1",
+            "invalid: expires is not",
+        ),
+        (
+            "/p?md5=AAAAAAAAAAAAAAAAAAAAA&expires=5",
+            "21 significant base64url characters",
+        ),
+        (
+            "/p?md5=AAAAAAAAAAAAAAAAAAAA+A&expires=5",
+            "outside the base64url alphabet",
+        ),
+        (
+            "/p?md5=AAAAAAAAAAAAAAAAAAAAAA&expires=5",
+            "under any of the 2 link secret(s)",
+        ),
+        ("/../p?md5=x&expires=1", "bad-uri"),
+    ];
+    for (target, want) in cases {
+        let o = run(Some(CFG), &["verify", "link", target, "--now", "1"], &[]);
+        assert_eq!(o.status.code(), Some(1), "{target}");
+        assert!(stdout(&o).contains(want), "{target}: {}", stdout(&o));
+    }
+}
+
+#[test]
+fn check_config_redacts_secrets() {
+    let o = run(Some(CFG), &["check-config"], &[]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    assert!(!out.contains("cli-newest-secret"), "{out}");
+    assert!(
+        out.contains("secrets = [\"<redacted: 22 bytes>\", \"<redacted: 22 bytes>\"]"),
+        "{out}"
+    );
+    assert!(out.contains("listen = \"127.0.0.1:9750\""));
+    assert!(stderr(&o).contains("no upload secret"));
+}
+
+#[test]
+fn dev_mode_prints_a_link_that_works() {
+    let port = free_port();
+    let mut child = Command::new(bin())
+        .args(["serve", "--dev"])
+        .env("ASSETGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("ASSETGATE_CONFIG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut target = None;
+    let mut secret_line = None;
+    for line in lines.by_ref().take(40) {
+        let line = line.unwrap();
+        if line.contains("ASSETGATE_LINK_SECRET=") {
+            secret_line = Some(line.clone());
+        }
+        if let Some(rest) = line.split("X-Original-URI: ").nth(1) {
+            target = Some(rest.split('\'').next().unwrap().to_owned());
+            assert!(line.contains(&format!("http://127.0.0.1:{port}/auth")), "{line}");
+        }
+        if line.contains("listening") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let target = target.expect("a curl example");
+    assert!(secret_line.is_some());
+    assert!(wait_port(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        Duration::from_secs(10)
+    ));
+    let (s, _, _) = get(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        "/auth",
+        &[("X-Original-URI", target.as_bytes())],
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(s, 204, "the printed example link is accepted");
+}

@@ -1,0 +1,270 @@
+//! The real binary on 127.0.0.1:0: endpoints, metrics, hostile connections,
+//! shutdown.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn link_target(secret: &str, uri: &str, expires: i64) -> String {
+    format!(
+        "{uri}?md5={}&expires={expires}",
+        sign_link(secret, uri, &expires.to_string())
+    )
+}
+
+fn auth(d: &Daemon, target: &[u8]) -> (u16, Option<String>, Vec<u8>) {
+    let (status, headers, body) = get(d.addr, "/auth", &[("X-Original-URI", target)]);
+    (
+        status,
+        header(&headers, "x-assetgate-reason").map(str::to_owned),
+        body,
+    )
+}
+
+#[test]
+fn auth_answers_like_nginx_expects() {
+    let d = Daemon::start(&default_config());
+    let exp = now() + 600;
+
+    // valid: 204, no body
+    let (s, reason, body) = auth(&d, link_target(LINK_SECRET, "/private/a.txt", exp).as_bytes());
+    assert_eq!((s, reason, body.len()), (204, None, 0));
+    // rotation: the older secret is accepted
+    let (s, _, _) = auth(&d, link_target(LINK_SECRET_OLD, "/private/a.txt", exp).as_bytes());
+    assert_eq!(s, 204);
+    // expired: 403 expired, Content-Length 0
+    let (status, headers, body) = get(
+        d.addr,
+        "/auth",
+        &[(
+            "X-Original-URI",
+            link_target(LINK_SECRET, "/private/a.txt", now() - 5).as_bytes(),
+        )],
+    );
+    assert_eq!(status, 403);
+    assert_eq!(header(&headers, "x-assetgate-reason"), Some("expired"));
+    assert_eq!(header(&headers, "content-length"), Some("0"));
+    assert!(body.is_empty());
+    // forged
+    let (s, reason, _) = auth(
+        &d,
+        link_target("not-the-secret-at-all", "/private/a.txt", exp).as_bytes(),
+    );
+    assert_eq!((s, reason.as_deref()), (403, Some("invalid")));
+    // missing
+    let (s, reason, _) = auth(&d, b"/private/a.txt");
+    assert_eq!((s, reason.as_deref()), (403, Some("missing")));
+    // bad uri
+    let (s, reason, _) = auth(&d, b"/private/%zz?md5=x&expires=1");
+    assert_eq!((s, reason.as_deref()), (403, Some("bad-uri")));
+    // raw bytes 0x80-0xFF in the header value are accepted and hashed as-is
+    let uri = "/private/\u{e9}t\u{e9}.txt";
+    let md5 = sign_link(LINK_SECRET, uri, &exp.to_string());
+    let raw = format!("{uri}?md5={md5}&expires={exp}");
+    let (s, _, _) = auth(&d, raw.as_bytes());
+    assert_eq!(s, 204, "raw UTF-8 bytes in X-Original-URI");
+    // no X-Original-URI: a deployment fault, 500 with the directive named
+    let (status, _, body) = get(d.addr, "/auth", &[]);
+    assert_eq!(status, 500);
+    assert!(String::from_utf8_lossy(&body).contains("X-Original-URI $request_uri"));
+    assert!(d.wait_log("proxy_set_header X-Original-URI", Duration::from_secs(5)));
+    // HEAD works; other methods are refused
+    let (s, _, _) = raw_request(
+        d.addr,
+        format!(
+            "HEAD /auth HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Original-URI: {}\r\n\r\n",
+            link_target(LINK_SECRET, "/p", exp)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(s, 204);
+    let (s, h, _) = raw_request(
+        d.addr,
+        b"POST /auth HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!((s, header(&h, "allow")), (405, Some("GET, HEAD")));
+}
+
+#[test]
+fn logs_name_the_reason_and_never_the_secret_or_query() {
+    let d = Daemon::start(&default_config());
+    let target = link_target(LINK_SECRET, "/private/log.txt", now() - 100);
+    let md5 = target
+        .split("md5=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    auth(&d, target.as_bytes());
+    auth(
+        &d,
+        link_target(LINK_SECRET, "/private/log.txt", now() + 100).as_bytes(),
+    );
+    assert!(d.wait_log("\"decision\":\"allow\"", Duration::from_secs(5)));
+    let logs = d.logs().join("\n");
+    assert!(logs.contains("\"reason\":\"expired\""), "{logs}");
+    for needle in [LINK_SECRET, LINK_SECRET_OLD, UPLOAD_SECRET, md5.as_str(), "md5="] {
+        assert!(!logs.contains(needle), "log leaks {needle:?}:\n{logs}");
+    }
+}
+
+#[test]
+fn health_readiness_metrics() {
+    let d = Daemon::start(&default_config());
+    let (s, _, b) = get(d.addr, "/healthz", &[]);
+    assert_eq!((s, b.as_slice()), (200, &b"ok\n"[..]));
+    let (s, _, b) = get(d.addr, "/readyz", &[]);
+    assert_eq!((s, b.as_slice()), (200, &b"ready\n"[..]));
+    let (s, _, _) = get(d.addr, "/nope", &[]);
+    assert_eq!(s, 404);
+
+    auth(&d, link_target(LINK_SECRET, "/private/m", now() + 60).as_bytes());
+    auth(&d, b"/private/m");
+    let (s, h, body) = get(d.addr, "/metrics", &[]);
+    assert_eq!(s, 200);
+    assert!(header(&h, "content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(body).unwrap();
+    for line in [
+        "assetgate_decisions_total{decision=\"allow\",endpoint=\"auth\",reason=\"ok\"} 1",
+        "assetgate_decisions_total{decision=\"deny\",endpoint=\"auth\",reason=\"missing\"} 1",
+        "assetgate_decisions_total{decision=\"deny\",endpoint=\"auth\",reason=\"expired\"} 0",
+        "assetgate_http_requests_total{endpoint=\"auth\",status=\"204\"} 1",
+        "assetgate_http_requests_total{endpoint=\"auth\",status=\"403\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    assert!(text.contains("assetgate_request_duration_seconds_count{endpoint=\"auth\"} 2"));
+    assert!(text.contains("assetgate_build_info{version=\""));
+    assert!(text.contains("assetgate_connections_accepted_total"));
+}
+
+#[test]
+fn keepalive_connection_serves_many_requests() {
+    let d = Daemon::start(&default_config());
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let target = link_target(LINK_SECRET, "/private/k", now() + 60);
+    for _ in 0..50 {
+        write!(
+            s,
+            "GET /auth HTTP/1.1\r\nHost: x\r\nX-Original-URI: {target}\r\n\r\n"
+        )
+        .unwrap();
+        let (status, _, _) = read_response(&mut s);
+        assert_eq!(status, 204);
+    }
+    let (_, _, body) = get(d.addr, "/metrics", &[]);
+    let text = String::from_utf8(body).unwrap();
+    // 1 keepalive connection for the 50 requests, 1 for /metrics
+    assert!(text.contains("assetgate_connections_accepted_total 2"), "{text}");
+}
+
+#[test]
+fn half_sent_request_is_closed_and_others_are_served() {
+    let cfg = default_config() + "[server]\nheader_read_timeout = 1\n";
+    let d = Daemon::start(&cfg);
+    // Hundreds of slow clients that never finish their request head.
+    let mut slow: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = TcpStream::connect(d.addr).unwrap();
+            s.write_all(b"GET /auth HTTP/1.1\r\nHost: x\r\nX-Orig").unwrap();
+            s
+        })
+        .collect();
+    // Meanwhile a normal client is answered.
+    let (s, _, _) = get(d.addr, "/healthz", &[]);
+    assert_eq!(s, 200);
+    // The half-sent requests are closed by the server (EOF or reset), not held.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for c in slow.iter_mut() {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 512];
+        let closed = loop {
+            match c.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => continue, // a 408 answer before closing is fine too
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+                Err(e) => panic!("connection still open: {e}"),
+            }
+        };
+        assert!(closed);
+        assert!(Instant::now() < deadline, "slow connections were held open");
+    }
+    // An idle connection that never sends anything is closed as well.
+    let mut idle = TcpStream::connect(d.addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        matches!(idle.read(&mut buf), Ok(0) | Err(_)),
+        "idle connection was not closed"
+    );
+    let (s, _, _) = get(d.addr, "/healthz", &[]);
+    assert_eq!(s, 200);
+}
+
+#[test]
+fn oversized_head_is_refused_and_daemon_lives() {
+    let mut d = Daemon::start(&default_config());
+    let mut req = b"GET /auth HTTP/1.1\r\nHost: x\r\nX-Original-URI: /".to_vec();
+    req.extend(std::iter::repeat_n(b'a', 64 * 1024));
+    req.extend_from_slice(b"\r\n\r\n");
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(&req); // the server may close mid-write
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 431") || text.starts_with("HTTP/1.1 400"),
+        "{text}"
+    );
+    assert!(d.alive());
+    let (st, _, _) = get(d.addr, "/healthz", &[]);
+    assert_eq!(st, 200);
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    let mut d = Daemon::start(&default_config());
+    // An idle keep-alive connection must not hold the shutdown.
+    let mut idle = TcpStream::connect(d.addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(idle, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut idle).0, 200);
+    d.terminate();
+    assert_eq!(d.wait_exit(Duration::from_secs(15)), Some(0), "{:#?}", d.logs());
+    let logs = d.logs().join("\n");
+    assert!(logs.contains("not ready"), "{logs}");
+    assert!(logs.contains("stopped"), "{logs}");
+    let mut buf = [0u8; 16];
+    assert!(matches!(idle.read(&mut buf), Ok(0) | Err(_)));
+}
+
+#[test]
+fn env_overrides_file() {
+    let port = free_port();
+    let d = Daemon::start_with(
+        &default_config(),
+        &[],
+        &[
+            ("ASSETGATE_LISTEN", &format!("127.0.0.1:{port}")),
+            ("ASSETGATE_LINK_SECRET", "env-only-link-secret-123"),
+        ],
+    );
+    assert_eq!(d.addr.port(), port);
+    let (s, _, _) = auth(
+        &d,
+        link_target("env-only-link-secret-123", "/p", now() + 9).as_bytes(),
+    );
+    assert_eq!(s, 204);
+    let (s, _, _) = auth(&d, link_target(LINK_SECRET, "/p", now() + 9).as_bytes());
+    assert_eq!(s, 403, "the env secret replaces the file's list");
+}
