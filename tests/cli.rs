@@ -34,7 +34,8 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn bad_config_exits_64_with_one_line_naming_the_key() {
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         ("lisen = \"127.0.0.1:1\"\n", &[], "lisen"),
         ("[link]\nsecrets = [\"short\"]\n", &[], "link.secrets[0]"),
         ("[link]\nsecrets = [\"\"]\n", &[], "link.secrets[0]"),

@@ -104,7 +104,7 @@ impl Daemon {
         std::fs::write(&cfg, config).unwrap();
         let mut cmd = Command::new(bin());
         cmd.arg("--config").arg(&cfg).arg("serve").args(args);
-        for (k, v) in std::env::vars() {
+        for (k, _) in std::env::vars() {
             if k.starts_with("ASSETGATE_") {
                 cmd.env_remove(k);
             }
