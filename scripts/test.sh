@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs the real peers the
+# end-to-end tests need (nginx, rustus, a Python 3.12 venv with granite-assets
+# and tuspy), then checks formatting and lints, builds the fuzz targets and runs
+# every test. Peers go to .peers/ (override with ASSETGATE_PEERS).
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh -E 'test(differential)'   # extra args go to cargo nextest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+peers=${ASSETGATE_PEERS:-$root/.peers}
+export ASSETGATE_PEERS=$peers
+mkdir -p "$peers"
+
+say() { printf '\n== %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# --- nginx (Debian package; the tests start their own instances on loopback)
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  say "installing nginx (apt)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nginx >/dev/null
+fi
+
+# --- Python 3.12 venv with the pinned peers (granite-assets needs >= 3.12)
+req=tests/peers/requirements.txt
+stamp="$peers/venv/.requirements.sha256"
+want=$(sha256sum "$req" | cut -d' ' -f1)
+if [ ! -x "$peers/venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "creating the peers venv ($req)"
+  rm -rf "$peers/venv"
+  if command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -qx '3.12.1'; then
+    PYENV_VERSION=3.12.1 python3 -m venv "$peers/venv"
+  elif command -v python3.12 >/dev/null 2>&1; then
+    python3.12 -m venv "$peers/venv"
+  else
+    echo "need Python 3.12 (pyenv 3.12.1 or python3.12) for granite-assets" >&2
+    exit 1
+  fi
+  "$peers/venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+  echo "$want" > "$stamp"
+fi
+
+# --- rustus, the real tus server (tusd is not installable here)
+if [ ! -x "$peers/bin/rustus" ]; then
+  say "building rustus 0.5.10 (a few minutes, once)"
+  cargo install rustus --version 0.5.10 --features http_notifier --locked --root "$peers" -q
+fi
+
+# --- test runner
+if ! cargo nextest --version >/dev/null 2>&1; then
+  say "installing cargo-nextest"
+  cargo install cargo-nextest --locked -q
+fi
+
+say "format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+
+if [ -f fuzz/Cargo.toml ]; then
+  say "fuzz targets build"
+  cargo build -q --manifest-path fuzz/Cargo.toml --bins
+fi
+
+say "tests"
+cargo nextest run --workspace --no-fail-fast "$@"
