@@ -1041,6 +1041,7 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 /// No-replace publish is `link` (fails with `EEXIST`); replacing is `rename`.
 fn publish(from: &Path, to: &Path, overwrite: bool) -> io::Result<()> {
     faults::check(faults::Step::Publish)?;
+    faults::race(to);
     if overwrite {
         fs::rename(from, to)
     } else {
@@ -1346,6 +1347,9 @@ mod faults {
     pub fn force_copy() -> bool {
         false
     }
+
+    #[inline(always)]
+    pub fn race(_: &std::path::Path) {}
 }
 
 /// Per-thread switches, so parallel tests do not see each other's.
@@ -1364,6 +1368,18 @@ mod faults {
     thread_local! {
         static FAIL_AT: Cell<Option<Step>> = const { Cell::new(None) };
         static FORCE_COPY: Cell<bool> = const { Cell::new(false) };
+        static RACE: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Another writer creates the destination between the checks and the publish.
+    pub fn race(dst: &std::path::Path) {
+        if RACE.with(|r| r.get()) {
+            std::fs::write(dst, b"racer").unwrap();
+        }
+    }
+
+    pub fn set_race(on: bool) {
+        RACE.with(|r| r.set(on));
     }
 
     pub fn check(step: Step) -> io::Result<()> {

@@ -493,6 +493,23 @@ fn existing_destination_is_replaced_with_overwrite() {
     assert!(temp_files(env.store()).is_empty());
 }
 
+#[test]
+fn destination_appearing_during_the_move_is_not_replaced() {
+    for force_copy in [false, true] {
+        let env = Env::new();
+        let src = env.tusd("race", b"mine");
+        faults::set_force_copy(force_copy);
+        faults::set_race(true);
+        let e = finalize(&env.req(&src, "public/r.txt", false)).unwrap_err();
+        faults::set_race(false);
+        faults::set_force_copy(false);
+        assert_eq!(e, FinalizeError::Exists, "force_copy={force_copy}");
+        assert_eq!(fs::read(env.store().join("public/r.txt")).unwrap(), b"racer");
+        assert_untouched(&src, b"mine");
+        assert!(temp_files(env.store()).is_empty());
+    }
+}
+
 // ---------------------------------------------------------------- idempotence
 
 #[test]
