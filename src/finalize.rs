@@ -253,7 +253,8 @@ impl Op {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FinalizeError {
-    /// A configured root is missing, relative, or not a directory.
+    /// A configured root is missing, relative, or not a directory, or the two roots
+    /// are nested.
     BadRoot {
         /// Which one.
         root: Root,
@@ -390,7 +391,7 @@ pub struct Roots {
 
 impl Roots {
     /// Canonicalise `[tusd] upload_dir` and `[storage] root`. Both must be absolute
-    /// paths of existing directories.
+    /// paths of existing directories, and neither may contain the other.
     pub fn new(upload_dir: &Path, storage_root: &Path) -> Result<Roots, FinalizeError> {
         let canon = |p: &Path, root: Root| -> Result<PathBuf, FinalizeError> {
             if !p.is_absolute() {
@@ -402,9 +403,18 @@ impl Roots {
                 _ => Err(FinalizeError::BadRoot { root }),
             }
         };
+        let upload_dir = canon(upload_dir, Root::UploadDir)?;
+        let storage_root = canon(storage_root, Root::StorageRoot)?;
+        // Nested trees would let a published asset pass for an upload (or tusd
+        // write into the served tree).
+        if storage_root.starts_with(&upload_dir) || upload_dir.starts_with(&storage_root) {
+            return Err(FinalizeError::BadRoot {
+                root: Root::StorageRoot,
+            });
+        }
         Ok(Roots {
-            upload_dir: canon(upload_dir, Root::UploadDir)?,
-            storage_root: canon(storage_root, Root::StorageRoot)?,
+            upload_dir,
+            storage_root,
         })
     }
 

@@ -680,11 +680,15 @@ fn roots_must_be_existing_absolute_directories() {
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("file");
     fs::write(&f, b"").unwrap();
+    fs::create_dir(d.path().join("sub")).unwrap();
     let ok = d.path();
     for (up, store, root) in [
         (Path::new("relative"), ok, Root::UploadDir),
         (&d.path().join("missing"), ok, Root::UploadDir),
         (ok, &f, Root::StorageRoot),
+        (ok, ok, Root::StorageRoot),
+        (ok, &d.path().join("sub"), Root::StorageRoot),
+        (&d.path().join("sub"), ok, Root::StorageRoot),
     ] {
         assert_eq!(
             Roots::new(up, store).unwrap_err(),
