@@ -3,6 +3,8 @@
 //! - [`token`]: pure verification of the two token formats (no I/O).
 //! - [`auth`]: the nginx `auth_request` endpoint around [`token::link`].
 //! - [`server`]: hyper accept loop, limits, routing, graceful shutdown.
+//! - [`finalize`]: moving finished uploads into the asset tree (post-finish,
+//!   `finalize-pending`).
 //! - [`config`], [`secret`], [`metrics`], [`telemetry`], [`cli`], [`clock`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -11,6 +13,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod finalize;
 pub mod metrics;
 pub mod secret;
 pub mod server;

@@ -1,0 +1,921 @@
+use super::*;
+
+use std::os::unix::fs::{symlink, PermissionsExt};
+
+use tempfile::TempDir;
+
+/// An upload directory and a storage root, each in its own temporary directory.
+struct Env {
+    /// Kept for their `Drop` (the directories go away with the test).
+    _dirs: (TempDir, TempDir),
+    roots: Roots,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env::in_dirs(&std::env::temp_dir(), &std::env::temp_dir())
+    }
+
+    fn in_dirs(up_base: &Path, store_base: &Path) -> Env {
+        let up = tempfile::tempdir_in(up_base).unwrap();
+        let store = tempfile::tempdir_in(store_base).unwrap();
+        let roots = Roots::new(up.path(), store.path()).unwrap();
+        Env {
+            _dirs: (up, store),
+            roots,
+        }
+    }
+
+    fn up(&self) -> &Path {
+        self.roots.upload_dir()
+    }
+
+    fn store(&self) -> &Path {
+        self.roots.storage_root()
+    }
+
+    /// A finished tusd upload `<up>/<id>` + `<up>/<id>.info`; returns the data path.
+    fn tusd(&self, id: &str, data: &[u8]) -> PathBuf {
+        tusd_upload(self.up(), id, data, data.len() as i64, "")
+    }
+
+    fn req(&self, source: &Path, dest: &str, overwrite: bool) -> FinalizeRequest {
+        FinalizeRequest {
+            roots: self.roots.clone(),
+            source: source.to_path_buf(),
+            info_path: None,
+            destination: dest.to_string(),
+            overwrite,
+            expected_metadata: BTreeMap::new(),
+        }
+    }
+}
+
+/// tusd filestore layout. `extra` is spliced into the JSON object (e.g.
+/// `"IsPartial":true,`). `Offset` is 0, as tusd leaves it on disk.
+fn tusd_upload(dir: &Path, id: &str, data: &[u8], size: i64, extra: &str) -> PathBuf {
+    let data_path = dir.join(id);
+    let info_path = dir.join(format!("{id}.info"));
+    fs::write(&data_path, data).unwrap();
+    let info = format!(
+        r#"{{"ID":{id:?},"Size":{size},"SizeIsDeferred":false,"Offset":0,{extra}"MetaData":{{"asset-key":"k.txt","visibility":"public"}},"Storage":{{"Type":"filestore","Path":{p:?},"InfoPath":{i:?}}}}}"#,
+        p = data_path.to_str().unwrap(),
+        i = info_path.to_str().unwrap(),
+    );
+    fs::write(&info_path, info).unwrap();
+    data_path
+}
+
+fn info_of(data: &Path) -> PathBuf {
+    let mut s = data.as_os_str().to_owned();
+    s.push(".info");
+    PathBuf::from(s)
+}
+
+/// Every file below `dir` whose name marks it as one of ours.
+fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if e.file_name().to_string_lossy().starts_with(".assetgate-") {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+fn entries(dir: &Path) -> usize {
+    fs::read_dir(dir).unwrap().count()
+}
+
+fn assert_untouched(src: &Path, data: &[u8]) {
+    assert_eq!(fs::read(src).unwrap(), data, "source must stay as it was");
+    assert!(info_of(src).exists(), "info must stay");
+}
+
+// ---------------------------------------------------------------- the happy path
+
+#[test]
+fn moves_on_the_same_filesystem_and_removes_info() {
+    let env = Env::new();
+    let src = env.tusd("abc123", b"hello world");
+    let got = finalize(&env.req(&src, "public/photos/été 2026/plage.jpg", false)).unwrap();
+    let dst = env.store().join("public/photos/été 2026/plage.jpg");
+    assert_eq!(got.destination, dst);
+    assert_eq!(got.method, Method::Renamed);
+    assert_eq!(got.bytes, 11);
+    assert_eq!(got.cleanup, Cleanup::Done);
+    assert_eq!(fs::read(&dst).unwrap(), b"hello world");
+    assert_eq!(fs::metadata(&dst).unwrap().nlink(), 1);
+    assert!(!src.exists());
+    assert!(!info_of(&src).exists(), "info is removed after the move");
+    assert!(temp_files(env.store()).is_empty());
+}
+
+#[test]
+fn empty_file() {
+    let env = Env::new();
+    let src = env.tusd("empty", b"");
+    let got = finalize(&env.req(&src, "public/empty.txt", false)).unwrap();
+    assert_eq!((got.method, got.bytes), (Method::Renamed, 0));
+    assert_eq!(fs::read(env.store().join("public/empty.txt")).unwrap(), b"");
+
+    faults::set_force_copy(true);
+    let src = env.tusd("empty2", b"");
+    let got = finalize(&env.req(&src, "public/empty2.txt", false)).unwrap();
+    faults::set_force_copy(false);
+    assert_eq!((got.method, got.bytes), (Method::Copied, 0));
+    assert_eq!(fs::read(env.store().join("public/empty2.txt")).unwrap(), b"");
+    assert!(!src.exists());
+}
+
+// ---------------------------------------------------------------- destination
+
+#[test]
+fn destination_traversal_is_refused() {
+    let env = Env::new();
+    let src = env.tusd("trav", b"data");
+    for dest in [
+        "public/../../escape.txt",
+        "../escape.txt",
+        "/etc/escape.txt",
+        "public//x",
+        "public/./x",
+        "public/x/",
+        "",
+        "public\\..\\x",
+        "public/x\0y",
+        "..",
+    ] {
+        let e = finalize(&env.req(&src, dest, false)).unwrap_err();
+        assert_eq!(e, FinalizeError::DestinationOutside, "{dest:?}");
+        assert_eq!(e.as_str(), "destination_outside");
+    }
+    assert_untouched(&src, b"data");
+    assert_eq!(entries(env.store()), 0, "nothing created");
+    assert!(!env.store().parent().unwrap().join("escape.txt").exists());
+}
+
+#[test]
+fn symlinked_directory_in_destination_is_refused() {
+    let env = Env::new();
+    let outside = tempfile::tempdir().unwrap();
+    let src = env.tusd("slink", b"data");
+
+    symlink(outside.path(), env.store().join("public")).unwrap();
+    let e = finalize(&env.req(&src, "public/a/x.txt", false)).unwrap_err();
+    assert_eq!(
+        e,
+        FinalizeError::Symlink {
+            side: Side::Destination
+        }
+    );
+    assert_eq!(e.as_str(), "symlink");
+    assert_eq!(entries(outside.path()), 0, "nothing written through the link");
+
+    // Deeper, and pointing inside the root: still refused.
+    fs::create_dir_all(env.store().join("private/real")).unwrap();
+    symlink(
+        env.store().join("private/real"),
+        env.store().join("private/alias"),
+    )
+    .unwrap();
+    let e = finalize(&env.req(&src, "private/alias/x.txt", false)).unwrap_err();
+    assert_eq!(
+        e,
+        FinalizeError::Symlink {
+            side: Side::Destination
+        }
+    );
+
+    // The destination itself a (dangling) symlink.
+    fs::create_dir_all(env.store().join("p")).unwrap();
+    symlink(outside.path().join("target"), env.store().join("p/x.txt")).unwrap();
+    for overwrite in [false, true] {
+        let e = finalize(&env.req(&src, "p/x.txt", overwrite)).unwrap_err();
+        assert_eq!(
+            e,
+            FinalizeError::Symlink {
+                side: Side::Destination
+            }
+        );
+    }
+    assert!(!outside.path().join("target").exists());
+    assert_untouched(&src, b"data");
+}
+
+#[test]
+fn file_where_a_directory_is_expected() {
+    let env = Env::new();
+    let src = env.tusd("notdir", b"data");
+    fs::write(env.store().join("public"), b"i am a file").unwrap();
+    let e = finalize(&env.req(&src, "public/x.txt", false)).unwrap_err();
+    assert_eq!(e, FinalizeError::DestinationNotDir);
+    assert_eq!(e.as_str(), "destination_not_dir");
+    assert_untouched(&src, b"data");
+    assert_eq!(fs::read(env.store().join("public")).unwrap(), b"i am a file");
+    assert!(temp_files(env.store()).is_empty());
+}
+
+// ---------------------------------------------------------------- source
+
+#[test]
+fn source_outside_the_upload_dir_is_refused() {
+    let env = Env::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    // A perfectly finished-looking tusd upload, but not in the upload directory.
+    let outside = tusd_upload(elsewhere.path(), "victim", b"secret", 6, "");
+
+    let dotdot = env
+        .up()
+        .join("..")
+        .join(elsewhere.path().file_name().unwrap())
+        .join("victim");
+    assert!(dotdot.exists(), "the test path must name the real file");
+    let relative = PathBuf::from("victim");
+    for source in [outside.clone(), dotdot, relative, env.up().to_path_buf()] {
+        let e = finalize(&env.req(&source, "public/x", false)).unwrap_err();
+        assert_eq!(e.reason(), Reason::SourceOutside, "{source:?}: {e}");
+    }
+    // The info path given by the event is checked too.
+    let inside = env.tusd("mine", b"mine");
+    let mut r = env.req(&inside, "public/mine", false);
+    r.info_path = Some(info_of(&outside));
+    assert_eq!(finalize(&r).unwrap_err(), FinalizeError::InfoInvalid);
+
+    assert_eq!(fs::read(&outside).unwrap(), b"secret");
+    assert!(info_of(&outside).exists());
+    assert_eq!(entries(env.store()), 0);
+}
+
+#[test]
+fn source_symlink_pointing_outside_is_refused() {
+    let env = Env::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let outside = tusd_upload(elsewhere.path(), "victim", b"secret", 6, "");
+
+    // A symlink named like an upload, with a matching info.
+    let link = env.up().join("evil");
+    symlink(&outside, &link).unwrap();
+    let info = format!(
+        r#"{{"ID":"evil","Size":6,"SizeIsDeferred":false,"Offset":0,"MetaData":{{}},"Storage":{{"Type":"filestore","Path":{:?}}}}}"#,
+        link.to_str().unwrap()
+    );
+    fs::write(info_of(&link), info).unwrap();
+    let e = finalize(&env.req(&link, "public/x", false)).unwrap_err();
+    assert_eq!(e, FinalizeError::Symlink { side: Side::Source });
+
+    // A symlinked directory inside the upload directory.
+    symlink(elsewhere.path(), env.up().join("sub")).unwrap();
+    let e = finalize(&env.req(&env.up().join("sub/victim"), "public/x", false)).unwrap_err();
+    assert_eq!(e, FinalizeError::SourceOutside);
+
+    assert_eq!(fs::read(&outside).unwrap(), b"secret");
+    assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(entries(env.store()), 0);
+}
+
+#[test]
+fn symlinked_info_is_refused() {
+    let env = Env::new();
+    let src = env.up().join("infolink");
+    fs::write(&src, b"abc").unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let real_info = elsewhere.path().join("x.info");
+    fs::write(
+        &real_info,
+        format!(
+            r#"{{"ID":"infolink","Size":3,"Storage":{{"Path":{:?}}}}}"#,
+            src.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    symlink(&real_info, info_of(&src)).unwrap();
+    let e = finalize(&env.req(&src, "public/x", false)).unwrap_err();
+    assert_eq!(e, FinalizeError::Symlink { side: Side::Info });
+    assert!(src.exists());
+}
+
+#[test]
+fn upload_dir_behind_a_symlink_is_resolved_once() {
+    let real = tempfile::tempdir().unwrap();
+    let links = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let configured = links.path().join("tusd-data");
+    symlink(real.path(), &configured).unwrap();
+
+    let roots = Roots::new(&configured, store.path()).unwrap();
+    assert_eq!(roots.upload_dir(), fs::canonicalize(real.path()).unwrap());
+
+    // tusd was started with the symlinked path and records it in Storage.Path.
+    let via_link = tusd_upload(&configured, "viaLink", b"one", 3, "");
+    let via_real = tusd_upload(real.path(), "viaReal", b"two", 3, "");
+    for (src, dest) in [(via_link, "public/one"), (via_real, "public/two")] {
+        let r = FinalizeRequest {
+            roots: roots.clone(),
+            source: src.clone(),
+            info_path: Some(info_of(&src)),
+            destination: dest.into(),
+            overwrite: false,
+            expected_metadata: BTreeMap::new(),
+        };
+        assert_eq!(finalize(&r).unwrap().method, Method::Renamed, "{src:?}");
+    }
+    assert_eq!(fs::read(store.path().join("public/one")).unwrap(), b"one");
+    assert_eq!(fs::read(store.path().join("public/two")).unwrap(), b"two");
+}
+
+#[test]
+fn source_that_is_not_a_plain_file() {
+    let env = Env::new();
+    let d = env.up().join("adir");
+    fs::create_dir(&d).unwrap();
+    assert_eq!(
+        finalize(&env.req(&d, "public/x", false)).unwrap_err(),
+        FinalizeError::SourceNotFile
+    );
+
+    // A second hard link (none of tusd's doing).
+    let src = env.tusd("twice", b"data");
+    fs::hard_link(&src, env.up().join("other-name")).unwrap();
+    let e = finalize(&env.req(&src, "public/x", false)).unwrap_err();
+    assert_eq!(e, FinalizeError::SourceNotFile);
+    assert_untouched(&src, b"data");
+    assert!(!env.store().join("public/x").exists());
+}
+
+// ---------------------------------------------------------------- the info file
+
+#[test]
+fn only_finished_uploads_described_by_their_info_move() {
+    let env = Env::new();
+    let cases: Vec<(PathBuf, FinalizeError)> = vec![
+        // Data shorter than declared (tusd leaves Offset 0 on disk: size decides).
+        (
+            tusd_upload(env.up(), "short", b"abc", 10, ""),
+            FinalizeError::NotFinished,
+        ),
+        (
+            tusd_upload(env.up(), "longer", b"abcdef", 3, ""),
+            FinalizeError::NotFinished,
+        ),
+        (
+            tusd_upload(env.up(), "partial", b"abc", 3, r#""IsPartial":true,"#),
+            FinalizeError::NotFinished,
+        ),
+        (
+            tusd_upload(env.up(), "deferred", b"", 0, r#""SizeIsDeferred":true,"#),
+            FinalizeError::NotFinished,
+        ),
+    ];
+    for (src, want) in &cases {
+        assert_eq!(
+            &finalize(&env.req(src, "public/x", false)).unwrap_err(),
+            want,
+            "{src:?}"
+        );
+        assert!(src.exists() && info_of(src).exists());
+    }
+
+    // No info at all (another of tusd's files, or a random one).
+    let bare = env.up().join("bare");
+    fs::write(&bare, b"x").unwrap();
+    assert_eq!(
+        finalize(&env.req(&bare, "public/x", false)).unwrap_err(),
+        FinalizeError::InfoInvalid
+    );
+    // The info of one upload describing another data file.
+    let a = env.tusd("aaaa", b"aaaa");
+    let b = env.up().join("bbbb");
+    fs::write(&b, b"bbbb").unwrap();
+    fs::copy(info_of(&a), info_of(&b)).unwrap();
+    assert_eq!(
+        finalize(&env.req(&b, "public/x", false)).unwrap_err(),
+        FinalizeError::InfoInvalid
+    );
+    // An info path from the event that is not this upload's.
+    let mut r = env.req(&b, "public/x", false);
+    r.info_path = Some(info_of(&a));
+    assert_eq!(finalize(&r).unwrap_err(), FinalizeError::InfoInvalid);
+    // Garbage.
+    let g = env.up().join("garbage");
+    fs::write(&g, b"g").unwrap();
+    fs::write(info_of(&g), b"{not json").unwrap();
+    assert_eq!(
+        finalize(&env.req(&g, "public/x", false)).unwrap_err(),
+        FinalizeError::InfoInvalid
+    );
+    assert_eq!(entries(env.store()), 0, "refused before any directory is made");
+}
+
+#[test]
+fn metadata_must_match_what_the_caller_verified() {
+    let env = Env::new();
+    let src = env.tusd("meta", b"data");
+    let mut r = env.req(&src, "public/k.txt", false);
+    r.expected_metadata.insert("asset-key".into(), "k.txt".into());
+    r.expected_metadata.insert("visibility".into(), "private".into());
+    let e = finalize(&r).unwrap_err();
+    assert_eq!(e, FinalizeError::MetadataMismatch);
+    assert_untouched(&src, b"data");
+
+    r.expected_metadata.insert("visibility".into(), "public".into());
+    assert_eq!(finalize(&r).unwrap().method, Method::Renamed);
+}
+
+// ---------------------------------------------------------------- conflicts
+
+#[test]
+fn existing_destination_is_kept_without_overwrite() {
+    let env = Env::new();
+    let src = env.tusd("conf", b"new data");
+    fs::create_dir_all(env.store().join("public")).unwrap();
+    let dst = env.store().join("public/x.txt");
+    fs::write(&dst, b"old data").unwrap();
+
+    let e = finalize(&env.req(&src, "public/x.txt", false)).unwrap_err();
+    assert_eq!(e, FinalizeError::Exists);
+    assert!(e.is_conflict());
+    assert_eq!(e.as_str(), "exists");
+    assert_untouched(&src, b"new data");
+    assert_eq!(fs::read(&dst).unwrap(), b"old data");
+
+    // Same length, other bytes: still a conflict (not mistaken for a recovery).
+    fs::write(&dst, b"NEW DATA").unwrap();
+    assert_eq!(
+        finalize(&env.req(&src, "public/x.txt", false)).unwrap_err(),
+        FinalizeError::Exists
+    );
+    // A directory at the destination.
+    fs::create_dir(env.store().join("public/d")).unwrap();
+    for overwrite in [false, true] {
+        assert_eq!(
+            finalize(&env.req(&src, "public/d", overwrite)).unwrap_err(),
+            FinalizeError::Exists
+        );
+    }
+    // The copy path says the same, and leaves no temporary file.
+    faults::set_force_copy(true);
+    let e = finalize(&env.req(&src, "public/x.txt", false)).unwrap_err();
+    faults::set_force_copy(false);
+    assert_eq!(e, FinalizeError::Exists);
+    assert_untouched(&src, b"new data");
+    assert_eq!(fs::read(&dst).unwrap(), b"NEW DATA");
+    assert!(temp_files(env.store()).is_empty());
+}
+
+#[test]
+fn existing_destination_is_replaced_with_overwrite() {
+    let env = Env::new();
+    fs::create_dir_all(env.store().join("public")).unwrap();
+    let dst = env.store().join("public/x.txt");
+    fs::write(&dst, b"old").unwrap();
+
+    let src = env.tusd("ow1", b"newer");
+    let got = finalize(&env.req(&src, "public/x.txt", true)).unwrap();
+    assert_eq!(got.method, Method::Renamed);
+    assert_eq!(fs::read(&dst).unwrap(), b"newer");
+    assert!(!src.exists() && !info_of(&src).exists());
+
+    faults::set_force_copy(true);
+    let src = env.tusd("ow2", b"newest");
+    let got = finalize(&env.req(&src, "public/x.txt", true)).unwrap();
+    faults::set_force_copy(false);
+    assert_eq!(got.method, Method::Copied);
+    assert_eq!(fs::read(&dst).unwrap(), b"newest");
+    assert!(!src.exists());
+    assert!(temp_files(env.store()).is_empty());
+}
+
+#[test]
+fn destination_appearing_during_the_move_is_not_replaced() {
+    for force_copy in [false, true] {
+        let env = Env::new();
+        let src = env.tusd("race", b"mine");
+        faults::set_force_copy(force_copy);
+        faults::set_race(true);
+        let e = finalize(&env.req(&src, "public/r.txt", false)).unwrap_err();
+        faults::set_race(false);
+        faults::set_force_copy(false);
+        assert_eq!(e, FinalizeError::Exists, "force_copy={force_copy}");
+        assert_eq!(fs::read(env.store().join("public/r.txt")).unwrap(), b"racer");
+        assert_untouched(&src, b"mine");
+        assert!(temp_files(env.store()).is_empty());
+    }
+}
+
+// ---------------------------------------------------------------- idempotence
+
+#[test]
+fn duplicate_delivery_is_harmless() {
+    let env = Env::new();
+    let src = env.tusd("dup", b"data");
+    let r = env.req(&src, "public/dup.txt", false);
+    assert_eq!(finalize(&r).unwrap().method, Method::Renamed);
+    for overwrite in [false, true] {
+        let mut again = r.clone();
+        again.overwrite = overwrite;
+        let got = finalize(&again).unwrap();
+        assert_eq!(got.method, Method::AlreadyFinalized);
+        assert_eq!(got.bytes, 4);
+    }
+    assert_eq!(fs::read(env.store().join("public/dup.txt")).unwrap(), b"data");
+
+    // Neither source nor destination: an error, not a success.
+    let e = finalize(&env.req(&env.up().join("never"), "public/never", false)).unwrap_err();
+    assert_eq!(e, FinalizeError::SourceMissing);
+    let e = finalize(&env.req(&env.up().join("no/such/dir/x"), "nope/never", false)).unwrap_err();
+    assert_eq!(e, FinalizeError::SourceMissing);
+    assert!(!env.store().join("nope").exists(), "a miss creates nothing");
+}
+
+#[test]
+fn duplicate_removes_a_stale_info() {
+    let env = Env::new();
+    let src = env.tusd("stale", b"data");
+    fs::create_dir(env.store().join("public")).unwrap();
+    fs::rename(&src, env.store().join("public/s.txt")).unwrap(); // crashed before removing the info
+    let got = finalize(&env.req(&src, "public/s.txt", false)).unwrap();
+    assert_eq!(
+        (got.method, got.cleanup),
+        (Method::AlreadyFinalized, Cleanup::Done)
+    );
+    assert!(!info_of(&src).exists());
+}
+
+#[test]
+fn crash_after_link_publish_is_recovered() {
+    for overwrite in [false, true] {
+        let env = Env::new();
+        let src = env.tusd("crash1", b"data");
+        fs::create_dir(env.store().join("public")).unwrap();
+        let dst = env.store().join("public/c.txt");
+        fs::hard_link(&src, &dst).unwrap(); // published, source not yet removed
+        let got = finalize(&env.req(&src, "public/c.txt", overwrite)).unwrap();
+        assert_eq!(got.method, Method::AlreadyFinalized, "overwrite={overwrite}");
+        assert!(!src.exists(), "source removed (overwrite={overwrite})");
+        assert!(!info_of(&src).exists());
+        assert_eq!(fs::read(&dst).unwrap(), b"data");
+    }
+}
+
+#[test]
+fn crash_after_copy_publish_is_recovered() {
+    let env = Env::new();
+    let src = env.tusd("crash2", b"same bytes");
+    fs::create_dir(env.store().join("public")).unwrap();
+    let dst = env.store().join("public/c.txt");
+    fs::write(&dst, b"same bytes").unwrap(); // another inode, same content
+    let got = finalize(&env.req(&src, "public/c.txt", false)).unwrap();
+    assert_eq!(got.method, Method::AlreadyFinalized);
+    assert!(!src.exists() && !info_of(&src).exists());
+    assert_eq!(fs::read(&dst).unwrap(), b"same bytes");
+}
+
+// ---------------------------------------------------------------- failures midway
+
+#[test]
+fn failure_midway_leaves_the_source_and_no_temp_file() {
+    use faults::Step;
+    for (force_copy, step) in [
+        (true, Step::CreateTemp),
+        (true, Step::AfterCopy),
+        (true, Step::Publish),
+        (false, Step::Publish),
+    ] {
+        let env = Env::new();
+        let src = env.tusd("mid", b"precious data");
+        faults::set_force_copy(force_copy);
+        faults::fail_at(Some(step));
+        let e = finalize(&env.req(&src, "public/deep/x.bin", false)).unwrap_err();
+        faults::fail_at(None);
+        faults::set_force_copy(false);
+        assert_eq!(e.reason(), Reason::Io, "{step:?}");
+        assert_untouched(&src, b"precious data");
+        assert!(!env.store().join("public/deep/x.bin").exists(), "{step:?}");
+        assert_eq!(temp_files(env.store()), Vec::<PathBuf>::new(), "{step:?}");
+
+        // And the next attempt succeeds.
+        let got = finalize(&env.req(&src, "public/deep/x.bin", false)).unwrap();
+        assert_eq!(got.method, Method::Renamed);
+    }
+}
+
+// ---------------------------------------------------------------- cross-filesystem
+
+/// `/dev/shm` is a tmpfs, the temporary directory is on disk: a real `EXDEV`.
+fn cross_fs_bases() -> (PathBuf, PathBuf) {
+    let shm = PathBuf::from("/dev/shm");
+    let disk = std::env::temp_dir();
+    let dev = |p: &Path| fs::metadata(p).unwrap().dev();
+    assert_ne!(
+        dev(&shm),
+        dev(&disk),
+        "this test needs /dev/shm and {} on different filesystems",
+        disk.display()
+    );
+    (shm, disk)
+}
+
+#[test]
+fn cross_filesystem_copy() {
+    let (shm, disk) = cross_fs_bases();
+    for (up, store) in [(&shm, &disk), (&disk, &shm)] {
+        let env = Env::in_dirs(up, store);
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let src = env.tusd("xdev", &data);
+        fs::set_permissions(&src, fs::Permissions::from_mode(0o640)).unwrap();
+        let got = finalize(&env.req(&src, "public/big/file.bin", false)).unwrap();
+        assert_eq!(got.method, Method::Copied, "{up:?} -> {store:?}");
+        assert_eq!(got.bytes, data.len() as u64);
+        let dst = env.store().join("public/big/file.bin");
+        assert_eq!(fs::read(&dst).unwrap(), data);
+        assert_eq!(fs::metadata(&dst).unwrap().permissions().mode() & 0o777, 0o640);
+        assert!(!src.exists() && !info_of(&src).exists());
+        assert!(temp_files(env.store()).is_empty());
+
+        // Conflict across filesystems: nothing replaced, nothing left over.
+        let src = env.tusd("xdev2", b"other");
+        let e = finalize(&env.req(&src, "public/big/file.bin", false)).unwrap_err();
+        assert_eq!(e, FinalizeError::Exists);
+        assert_untouched(&src, b"other");
+        assert_eq!(fs::read(&dst).unwrap(), data);
+        assert!(temp_files(env.store()).is_empty());
+
+        // With overwrite: replaced by a copy.
+        let got = finalize(&env.req(&src, "public/big/file.bin", true)).unwrap();
+        assert_eq!(got.method, Method::Copied);
+        assert_eq!(fs::read(&dst).unwrap(), b"other");
+
+        // Duplicate across filesystems.
+        let got = finalize(&env.req(&src, "public/big/file.bin", true)).unwrap();
+        assert_eq!(got.method, Method::AlreadyFinalized);
+    }
+}
+
+#[test]
+fn cross_filesystem_failure_leaves_no_temp_file() {
+    let (shm, disk) = cross_fs_bases();
+    let env = Env::in_dirs(&shm, &disk);
+    let src = env.tusd("xfail", b"precious");
+    faults::fail_at(Some(faults::Step::Publish));
+    let e = finalize(&env.req(&src, "public/x", false)).unwrap_err();
+    faults::fail_at(None);
+    assert_eq!(e.reason(), Reason::Io);
+    assert_untouched(&src, b"precious");
+    assert!(temp_files(env.store()).is_empty());
+    assert!(!env.store().join("public/x").exists());
+}
+
+// ---------------------------------------------------------------- roots, labels
+
+#[test]
+fn roots_must_be_existing_absolute_directories() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("file");
+    fs::write(&f, b"").unwrap();
+    fs::create_dir(d.path().join("sub")).unwrap();
+    let ok = d.path();
+    for (up, store, root) in [
+        (Path::new("relative"), ok, Root::UploadDir),
+        (&d.path().join("missing"), ok, Root::UploadDir),
+        (ok, &f, Root::StorageRoot),
+        (ok, ok, Root::StorageRoot),
+        (ok, &d.path().join("sub"), Root::StorageRoot),
+        (&d.path().join("sub"), ok, Root::StorageRoot),
+    ] {
+        assert_eq!(
+            Roots::new(up, store).unwrap_err(),
+            FinalizeError::BadRoot { root }
+        );
+    }
+}
+
+#[test]
+fn reason_labels_are_distinct_snake_case() {
+    let labels: std::collections::BTreeSet<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(labels.len(), Reason::ALL.len());
+    for l in labels {
+        assert!(l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{l}");
+    }
+    // Messages carry no path from the event, only fixed text and the error kind.
+    let e = FinalizeError::Io {
+        op: Op::Link,
+        kind: io::ErrorKind::NotFound,
+    };
+    assert_eq!(
+        e.to_string(),
+        "i/o error while linking the destination: entity not found"
+    );
+}
+
+// ---------------------------------------------------------------- scanner
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+#[test]
+fn scan_tusd_fixture() {
+    let env = Env::new();
+    let dir = env.up();
+    for e in fs::read_dir(fixture("tusd")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "info") {
+            let text = fs::read_to_string(&p)
+                .unwrap()
+                .replace("@DIR@", dir.to_str().unwrap());
+            fs::write(dir.join(p.file_name().unwrap()), text).unwrap();
+        }
+    }
+    let data = |id: &str, len: usize| fs::write(dir.join(id), vec![b'x'; len]).unwrap();
+    data("0a1b2c3d4e5f60718293a4b5c6d7e8f9", 11); // finished
+    data("1b2c3d4e5f60718293a4b5c6d7e8f90a", 4096); // in progress
+    data("2c3d4e5f60718293a4b5c6d7e8f90a1b", 10); // deferred
+    data("3d4e5f60718293a4b5c6d7e8f90a1b2c", 5); // partial
+    data("4e5f60718293a4b5c6d7e8f90a1b2c3d", 5); // final
+    data("5f60718293a4b5c6d7e8f90a1b2c3d4e", 3); // finished, old shape
+                                                 // 60718293… has no data and a truncated info: malformed wins.
+    fs::create_dir(dir.join("dir.info")).unwrap(); // not a file: ignored
+    fs::write(dir.join("0a1b2c3d4e5f60718293a4b5c6d7e8f9.lock"), b"").unwrap();
+
+    let scan = scan_pending(dir).unwrap();
+    let ids: Vec<&str> = scan.finished.iter().map(|u| u.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+            "4e5f60718293a4b5c6d7e8f90a1b2c3d",
+            "5f60718293a4b5c6d7e8f90a1b2c3d4e"
+        ]
+    );
+    let first = &scan.finished[0];
+    assert_eq!(first.format, InfoFormat::Tusd);
+    assert_eq!(first.size, 11);
+    assert_eq!(first.data_path, dir.join("0a1b2c3d4e5f60718293a4b5c6d7e8f9"));
+    assert_eq!(first.metadata["asset-key"], "invoices/inv-001.pdf");
+    assert_eq!(first.metadata["upload-expires"], "1893456000");
+    assert!(scan.finished[1].is_final);
+    assert!(scan.finished[2].metadata.is_empty());
+    assert!(scan.stale.is_empty());
+
+    let reasons: Vec<(String, SkipReason)> = scan
+        .skipped
+        .iter()
+        .map(|s| {
+            (
+                s.info_path.file_name().unwrap().to_string_lossy()[..4].to_string(),
+                s.reason.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert_eq!(reasons[0], ("1b2c".into(), SkipReason::InProgress));
+    assert_eq!(reasons[1], ("2c3d".into(), SkipReason::Deferred));
+    assert_eq!(reasons[2], ("3d4e".into(), SkipReason::Partial));
+    assert_eq!(reasons[3].0, "6071");
+    assert!(
+        matches!(&reasons[3].1, SkipReason::Malformed(m) if m.contains("EOF")),
+        "{reasons:?}"
+    );
+
+    // What the CLI does next: move every finished one.
+    for u in &scan.finished {
+        let got = finalize(&u.request(&env.roots, format!("private/{}", u.id), false)).unwrap();
+        assert_eq!(got.method, Method::Renamed);
+        assert_eq!(got.bytes, u.size);
+    }
+    let again = scan_pending(dir).unwrap();
+    assert!(again.finished.is_empty() && again.stale.is_empty());
+    assert_eq!(again.skipped.len(), 4);
+}
+
+#[test]
+fn scan_reports_stale_infos() {
+    let env = Env::new();
+    let src = env.tusd("gone", b"data");
+    let moved = env.store().join("k.txt");
+    fs::rename(&src, &moved).unwrap();
+    let scan = scan_pending(env.up()).unwrap();
+    assert!(scan.finished.is_empty());
+    assert_eq!(scan.stale.len(), 1);
+    let got = finalize(&scan.stale[0].request(&env.roots, "k.txt".into(), false)).unwrap();
+    assert_eq!(got.method, Method::AlreadyFinalized);
+    assert!(!info_of(&src).exists());
+}
+
+/// Copy a real rustus layout, relocating its recorded absolute paths.
+fn rustus_layout(layout: &str, into: &Path) {
+    let from = fixture(&format!("rustus/{layout}/data"));
+    let original = format!("/tmp/rustus-fixture/{layout}/data");
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for e in fs::read_dir(from.join(&rel)).unwrap() {
+            let e = e.unwrap();
+            let r = rel.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                fs::create_dir(into.join(&r)).unwrap();
+                stack.push(r);
+            } else if r.extension().is_some_and(|x| x == "info") {
+                let text = fs::read_to_string(e.path()).unwrap();
+                assert!(text.contains(&original), "fixture produced elsewhere? {r:?}");
+                fs::write(into.join(&r), text.replace(&original, into.to_str().unwrap())).unwrap();
+            } else {
+                fs::copy(e.path(), into.join(&r)).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn scan_real_rustus_layout() {
+    let env = Env::new();
+    rustus_layout("flat", env.up());
+    let scan = scan_pending(env.up()).unwrap();
+
+    let finished: Vec<(&str, &str, u64, bool)> = scan
+        .finished
+        .iter()
+        .map(|u| (&u.id[..4], u.metadata["asset-key"].as_str(), u.size, u.is_final))
+        .collect();
+    assert_eq!(
+        finished,
+        [
+            ("1cf5", "empty.txt", 0, false),
+            ("7111", "concat.txt", 18, true),
+            ("e6a0", "photos/été 2026/plage.txt", 30, false),
+        ]
+    );
+    assert!(scan.finished.iter().all(|u| u.format == InfoFormat::Rustus));
+    assert_eq!(scan.finished[2].metadata["upload-expires"], "0001893456000");
+    assert_eq!(scan.finished[2].metadata["upload-token"].len(), 64);
+
+    let mut skipped: Vec<(&str, SkipReason)> = scan
+        .skipped
+        .iter()
+        .map(|s| {
+            (
+                s.info_path.file_name().unwrap().to_str().unwrap(),
+                s.reason.clone(),
+            )
+        })
+        .map(|(n, r)| (&n[..4], r))
+        .collect();
+    skipped.sort_by_key(|(n, _)| *n);
+    assert_eq!(
+        skipped,
+        [
+            ("2625", SkipReason::InProgress),
+            ("8ba5", SkipReason::Partial),
+            ("a75c", SkipReason::Deferred),
+            ("f388", SkipReason::Partial),
+        ]
+    );
+
+    for u in &scan.finished {
+        let dest = format!("public/{}", u.metadata["asset-key"]);
+        let got = finalize(&u.request(&env.roots, dest.clone(), false)).unwrap();
+        assert_eq!(got.method, Method::Renamed);
+        assert_eq!(fs::metadata(env.store().join(&dest)).unwrap().len(), u.size);
+        assert!(!u.info_path.exists() && !u.data_path.exists());
+    }
+    assert_eq!(
+        fs::read(env.store().join("public/photos/été 2026/plage.txt")).unwrap(),
+        b"hello rustus finalize fixture\n"
+    );
+    assert_eq!(
+        fs::read(env.store().join("public/concat.txt")).unwrap(),
+        b"part-one part-two\n"
+    );
+}
+
+#[test]
+fn rustus_dir_structure_layout() {
+    let env = Env::new();
+    rustus_layout("dated", env.up());
+    let scan = scan_pending(env.up()).unwrap();
+    assert_eq!(scan.finished.len(), 1, "{scan:?}");
+    let u = &scan.finished[0];
+    assert!(
+        u.data_path.starts_with(env.up().join("2026/11")),
+        "{:?}",
+        u.data_path
+    );
+
+    // The post-finish way: only the data path from the event, the info is looked up
+    // at the top of the upload directory; the event's metadata must match it.
+    let mut r = env.req(&u.data_path, "public/dated.txt", false);
+    r.expected_metadata
+        .insert("asset-key".into(), "photos/été 2026/plage.txt".into());
+    let got = finalize(&r).unwrap();
+    assert_eq!(got.method, Method::Renamed);
+    assert!(!u.info_path.exists());
+}
