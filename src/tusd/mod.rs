@@ -451,6 +451,9 @@ pub(crate) mod testing {
 }
 
 #[cfg(test)]
+mod fixture_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
