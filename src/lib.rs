@@ -2,6 +2,8 @@
 //!
 //! - [`token`]: pure verification of the two token formats (no I/O).
 //! - [`auth`]: the nginx `auth_request` endpoint around [`token::link`].
+//! - [`policy`]: upload policy (key safety, visibility, content types, size).
+//! - [`tusd`]: tusd hook protocol (v2 and v1/rustus shapes) and decisions.
 //! - [`server`]: hyper accept loop, limits, routing, graceful shutdown.
 //! - [`finalize`]: moving finished uploads into the asset tree (post-finish,
 //!   `finalize-pending`).
@@ -15,7 +17,9 @@ pub mod clock;
 pub mod config;
 pub mod finalize;
 pub mod metrics;
+pub mod policy;
 pub mod secret;
 pub mod server;
 pub mod telemetry;
 pub mod token;
+pub mod tusd;

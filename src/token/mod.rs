@@ -2,3 +2,4 @@
 
 pub mod link;
 pub mod nginx_uri;
+pub mod upload;

@@ -1,0 +1,398 @@
+//! Upload policy: asset-key safety, visibility, content-type allowlist, size.
+//!
+//! Pure functions, no I/O. The key rules are exactly the issue's list and
+//! nothing more: granite-assets allows Unicode letters and spaces in keys
+//! (`photos/été 2026/plage.jpg`), so those pass. Refused:
+//!
+//! - empty keys, keys over [`MAX_KEY_BYTES`] bytes, segments over
+//!   [`MAX_SEGMENT_BYTES`] bytes;
+//! - absolute keys (leading `/`);
+//! - empty segments (`a//b`, a trailing `/`), `.` and `..` segments;
+//! - a backslash anywhere (Windows separators, and nginx would not map it);
+//! - control characters (C0, DEL, C1: [`char::is_control`]);
+//! - `?`, `#`, `%`: a key with these cannot round-trip through a download URL
+//!   (granite puts the raw key into the URL, nginx decodes `$uri`).
+//!
+//! Content types are matched case-insensitively on `type/subtype`, parameters
+//! (`; charset=…`) ignored; the signature still covers the exact string.
+
+use std::fmt;
+
+/// Longest accepted key, in bytes (UTF-8).
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Longest accepted key segment, in bytes (most filesystems' `NAME_MAX`).
+pub const MAX_SEGMENT_BYTES: usize = 255;
+
+/// Why a key is refused. Never carries the key itself (the caller logs it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The key is empty.
+    Empty,
+    /// Longer than [`MAX_KEY_BYTES`].
+    TooLong(usize),
+    /// Starts with `/`.
+    Absolute,
+    /// `//` or a trailing `/`.
+    EmptySegment,
+    /// A `.` or `..` segment.
+    DotSegment,
+    /// A segment longer than [`MAX_SEGMENT_BYTES`].
+    SegmentTooLong(usize),
+    /// A `\`.
+    Backslash,
+    /// A control character.
+    Control,
+    /// `?`, `#` or `%`.
+    Reserved(char),
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::Empty => f.write_str("asset key is empty"),
+            KeyError::TooLong(n) => {
+                write!(
+                    f,
+                    "asset key is {n} bytes long, at most {MAX_KEY_BYTES} are allowed"
+                )
+            }
+            KeyError::Absolute => f.write_str("asset key must not start with '/'"),
+            KeyError::EmptySegment => {
+                f.write_str("asset key has an empty path segment ('//' or a trailing '/')")
+            }
+            KeyError::DotSegment => f.write_str("asset key has a '.' or '..' path segment"),
+            KeyError::SegmentTooLong(n) => write!(
+                f,
+                "asset key has a path segment of {n} bytes, at most {MAX_SEGMENT_BYTES} are allowed"
+            ),
+            KeyError::Backslash => f.write_str("asset key contains a backslash"),
+            KeyError::Control => f.write_str("asset key contains a control character"),
+            KeyError::Reserved(c) => write!(
+                f,
+                "asset key contains {c:?}, which cannot round-trip through a URL"
+            ),
+        }
+    }
+}
+
+/// Checks an asset key against the key policy.
+pub fn check_key(key: &str) -> Result<(), KeyError> {
+    if key.is_empty() {
+        return Err(KeyError::Empty);
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(KeyError::TooLong(key.len()));
+    }
+    if key.starts_with('/') {
+        return Err(KeyError::Absolute);
+    }
+    // Character classes first: a backslash or control character is the more
+    // precise diagnosis than whatever segment it happens to sit in.
+    for c in key.chars() {
+        match c {
+            '\\' => return Err(KeyError::Backslash),
+            '?' | '#' | '%' => return Err(KeyError::Reserved(c)),
+            c if c.is_control() => return Err(KeyError::Control),
+            _ => {}
+        }
+    }
+    for segment in key.split('/') {
+        if segment.is_empty() {
+            return Err(KeyError::EmptySegment);
+        }
+        if segment == "." || segment == ".." {
+            return Err(KeyError::DotSegment);
+        }
+        if segment.len() > MAX_SEGMENT_BYTES {
+            return Err(KeyError::SegmentTooLong(segment.len()));
+        }
+    }
+    Ok(())
+}
+
+/// Where an asset lives: granite's two sub-trees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Visibility {
+    /// Served as is under `[storage] public_prefix`.
+    Public,
+    /// Served behind secure_link under `[storage] private_prefix`.
+    Private,
+}
+
+impl Visibility {
+    /// Parses granite's wire value (exactly `public` or `private`, as signed).
+    pub fn parse(text: &str) -> Option<Visibility> {
+        match text {
+            "public" => Some(Visibility::Public),
+            "private" => Some(Visibility::Private),
+            _ => None,
+        }
+    }
+
+    /// The wire value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Private => "private",
+        }
+    }
+
+    /// The storage prefix for this visibility.
+    pub fn prefix<'a>(self, public_prefix: &'a str, private_prefix: &'a str) -> &'a str {
+        match self {
+            Visibility::Public => public_prefix,
+            Visibility::Private => private_prefix,
+        }
+    }
+}
+
+impl fmt::Display for Visibility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `type/subtype` of a content type, parameters dropped, lower-cased. `None`
+/// when there is no `/` or either side is empty.
+pub fn essence(content_type: &str) -> Option<(String, String)> {
+    let main = content_type.split(';').next().unwrap_or("").trim();
+    let (t, s) = main.split_once('/')?;
+    let (t, s) = (t.trim(), s.trim());
+    if t.is_empty() || s.is_empty() || s.contains('/') {
+        return None;
+    }
+    Some((t.to_ascii_lowercase(), s.to_ascii_lowercase()))
+}
+
+/// Whether `content_type` is allowed by `patterns` (`[upload] content_types`).
+///
+/// An empty list allows anything, even a malformed type. Otherwise the type
+/// must be a well-formed `type/subtype` and match one pattern, where each side
+/// of a pattern is compared case-insensitively and `*` matches any run of
+/// characters within that side (`image/*`, `*/*`, `application/vnd.ms-*`).
+pub fn content_type_allowed(patterns: &[String], content_type: &str) -> bool {
+    if patterns.is_empty() {
+        return true;
+    }
+    let Some((t, s)) = essence(content_type) else {
+        return false;
+    };
+    patterns.iter().any(|p| {
+        let Some((pt, ps)) = p.trim().split_once('/') else {
+            return false;
+        };
+        glob(&pt.trim().to_ascii_lowercase(), &t) && glob(&ps.trim().to_ascii_lowercase(), &s)
+    })
+}
+
+/// `*` matches any (possibly empty) run of characters; everything else literally.
+fn glob(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    // Iterative wildcard matching with one backtrack point (classic, linear-ish).
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Why the declared size is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SizeError {
+    /// `Upload.Size` is over `[upload] max_size`.
+    TooLarge {
+        /// Declared size in bytes.
+        size: u64,
+        /// The configured limit.
+        max: u64,
+    },
+    /// The length is deferred and `[upload] allow_deferred_length` is false.
+    LengthRequired,
+}
+
+impl fmt::Display for SizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SizeError::TooLarge { size, max } => {
+                write!(
+                    f,
+                    "upload of {size} bytes is larger than the limit of {max} bytes"
+                )
+            }
+            SizeError::LengthRequired => {
+                f.write_str("the upload length must be declared when the upload is created (Upload-Length)")
+            }
+        }
+    }
+}
+
+/// Checks a declared size. `size` is `None` when the length is deferred.
+///
+/// A deferred length, when allowed, cannot be checked here (the size is not
+/// known yet): tusd's own `-max-size` must then enforce the limit when the
+/// length is declared.
+pub fn check_size(
+    size: Option<u64>,
+    max_size: Option<u64>,
+    allow_deferred_length: bool,
+) -> Result<(), SizeError> {
+    match size {
+        None if allow_deferred_length => Ok(()),
+        None => Err(SizeError::LengthRequired),
+        Some(size) => match max_size {
+            Some(max) if size > max => Err(SizeError::TooLarge { size, max }),
+            _ => Ok(()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_granite_allows_pass() {
+        for k in [
+            "invoices/inv-001.pdf",
+            "photos/été 2026/plage.jpg",
+            "a",
+            "日本語/ファイル.png",
+            "with space/and+plus/and,comma/and;semi/and:colon/x",
+            "...",
+            ".hidden/x",
+            "x..y/z",
+            "emoji/😀.gif",
+        ] {
+            assert_eq!(check_key(k), Ok(()), "{k:?}");
+        }
+    }
+
+    #[test]
+    fn unsafe_keys_are_refused() {
+        let cases: &[(&str, KeyError)] = &[
+            ("", KeyError::Empty),
+            ("/etc/passwd", KeyError::Absolute),
+            ("/", KeyError::Absolute),
+            ("a//b", KeyError::EmptySegment),
+            ("a/", KeyError::EmptySegment),
+            ("../x", KeyError::DotSegment),
+            ("a/../../x", KeyError::DotSegment),
+            ("a/./b", KeyError::DotSegment),
+            (".", KeyError::DotSegment),
+            ("..", KeyError::DotSegment),
+            ("a\\b", KeyError::Backslash),
+            ("..\\x", KeyError::Backslash),
+            ("a\u{0}b", KeyError::Control),
+            ("a\nb", KeyError::Control),
+            ("a\tb", KeyError::Control),
+            ("a\u{7f}b", KeyError::Control),
+            ("a\u{85}b", KeyError::Control),
+            ("a?b", KeyError::Reserved('?')),
+            ("a#b", KeyError::Reserved('#')),
+            ("a%2e%2e/b", KeyError::Reserved('%')),
+        ];
+        for (k, want) in cases {
+            assert_eq!(check_key(k), Err(*want), "{k:?}");
+        }
+    }
+
+    #[test]
+    fn key_lengths() {
+        let seg = "é".repeat(127); // 254 bytes
+        assert_eq!(check_key(&format!("{seg}a")), Ok(()));
+        assert_eq!(check_key(&format!("{seg}ab")), Err(KeyError::SegmentTooLong(256)));
+        let long = format!("{}{}", format!("{}/", "a".repeat(100)).repeat(10), "a".repeat(13));
+        assert_eq!(long.len(), 1023);
+        assert_eq!(check_key(&long), Ok(()));
+        assert_eq!(check_key(&format!("{long}b")), Ok(()));
+        assert_eq!(check_key(&format!("{long}bc")), Err(KeyError::TooLong(1025)));
+    }
+
+    #[test]
+    fn key_error_messages_do_not_echo_the_key() {
+        assert!(!KeyError::DotSegment.to_string().contains("etc"));
+        assert!(KeyError::Reserved('#').to_string().contains("'#'"));
+    }
+
+    #[test]
+    fn visibility() {
+        assert_eq!(Visibility::parse("public"), Some(Visibility::Public));
+        assert_eq!(Visibility::parse("private"), Some(Visibility::Private));
+        assert_eq!(Visibility::parse("Public"), None);
+        assert_eq!(Visibility::parse(" private"), None);
+        assert_eq!(Visibility::parse(""), None);
+        assert_eq!(Visibility::Public.prefix("pub", "priv"), "pub");
+        assert_eq!(Visibility::Private.prefix("pub", "priv"), "priv");
+    }
+
+    fn pats(p: &[&str]) -> Vec<String> {
+        p.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn content_types() {
+        let any: Vec<String> = Vec::new();
+        assert!(content_type_allowed(&any, "whatever"));
+        let images = pats(&["image/*", "application/pdf"]);
+        assert!(content_type_allowed(&images, "image/png"));
+        assert!(content_type_allowed(&images, "IMAGE/PNG"));
+        assert!(content_type_allowed(&images, "Image/Svg+Xml; charset=utf-8"));
+        assert!(content_type_allowed(&images, "application/pdf"));
+        assert!(content_type_allowed(&images, "application/PDF;version=1.7"));
+        assert!(!content_type_allowed(&images, "application/pdfx"));
+        assert!(!content_type_allowed(&images, "text/plain"));
+        assert!(!content_type_allowed(&images, "image"));
+        assert!(!content_type_allowed(&images, "image/"));
+        assert!(!content_type_allowed(&images, "/png"));
+        assert!(!content_type_allowed(&images, "image/png/x"));
+        assert!(!content_type_allowed(&images, ""));
+        let all = pats(&["*/*"]);
+        assert!(content_type_allowed(&all, "text/plain; charset=utf-8"));
+        assert!(!content_type_allowed(&all, "nonsense"));
+        let upper = pats(&["TEXT/Plain"]);
+        assert!(content_type_allowed(&upper, "text/plain"));
+        let vnd = pats(&["application/vnd.ms-*"]);
+        assert!(content_type_allowed(&vnd, "application/vnd.ms-excel"));
+        assert!(!content_type_allowed(&vnd, "application/vnd.oasis"));
+    }
+
+    #[test]
+    fn glob_matching() {
+        assert!(glob("*", ""));
+        assert!(glob("a*c", "abbbc"));
+        assert!(glob("a*b*c", "axxbyyc"));
+        assert!(!glob("a*b*c", "axxbyy"));
+        assert!(!glob("abc", "abcd"));
+        assert!(glob("**", "x"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(check_size(Some(10), None, false), Ok(()));
+        assert_eq!(check_size(Some(10), Some(10), false), Ok(()));
+        assert_eq!(check_size(Some(0), Some(0), false), Ok(()));
+        assert_eq!(
+            check_size(Some(11), Some(10), false),
+            Err(SizeError::TooLarge { size: 11, max: 10 })
+        );
+        assert_eq!(check_size(None, Some(10), false), Err(SizeError::LengthRequired));
+        assert_eq!(check_size(None, None, false), Err(SizeError::LengthRequired));
+        assert_eq!(check_size(None, Some(10), true), Ok(()));
+    }
+}

@@ -1,0 +1,710 @@
+//! granite-assets upload tokens (tus `Upload-Metadata`), verified in tusd hooks.
+//!
+//! granite's `build_upload_url` puts five metadata entries on the tus creation
+//! request; tusd decodes them and hands the hook plain strings:
+//!
+//! | field | value |
+//! |---|---|
+//! | `asset-key` | the logical key, e.g. `invoices/inv-001.pdf` |
+//! | `content-type` | the declared MIME type, signed verbatim |
+//! | `visibility` | `public` or `private` |
+//! | `upload-expires` | Unix seconds, decimal |
+//! | `upload-token` | hex `HMAC-SHA256(secret, "{expires}:{key}:{visibility}:{content_type}")` |
+//!
+//! The payload is rebuilt from the strings exactly as sent: an expiry with
+//! leading zeros is signed with them, a content type with parameters is signed
+//! with them. The token is 64 hex digits in either case, decoded and compared
+//! with [`hmac::Mac::verify_slice`] (constant time) under every configured secret
+//! (rotation); every secret is tried, so timing does not tell which one matched.
+//!
+//! Two entry points, two proof types, so they cannot be confused:
+//!
+//! - [`verify`] (pre-create): shape, key, visibility, signature, expiry and
+//!   lifetime window. Returns [`UploadVerified`].
+//! - [`verify_signature_ignoring_expiry`] (post-finish, finalize-pending):
+//!   the same without the clock, because large uploads outlive short tokens.
+//!   Returns [`SignatureVerified`].
+//!
+//! Checks run in the order and the first failure decides: fields
+//! missing → fields malformed → key unsafe → visibility → signature → expired →
+//! lifetime too long. A field that is present but empty counts as missing
+//! (rustus drops metadata keys without a value, tusd keeps them as `""`: both
+//! then get the same answer).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::config::UploadConfig;
+use crate::policy::{self, KeyError, Visibility};
+use crate::secret::SecretSet;
+
+/// Decoded tus metadata, as tusd hands it to hooks.
+pub type Metadata = BTreeMap<String, String>;
+
+/// Metadata field: the asset key.
+pub const FIELD_KEY: &str = "asset-key";
+/// Metadata field: the declared content type.
+pub const FIELD_CONTENT_TYPE: &str = "content-type";
+/// Metadata field: `public` or `private`.
+pub const FIELD_VISIBILITY: &str = "visibility";
+/// Metadata field: token expiry, Unix seconds.
+pub const FIELD_EXPIRES: &str = "upload-expires";
+/// Metadata field: the hex HMAC.
+pub const FIELD_TOKEN: &str = "upload-token";
+/// The five fields, in the order they are checked for presence.
+pub const FIELDS: [&str; 5] = [
+    FIELD_KEY,
+    FIELD_CONTENT_TYPE,
+    FIELD_VISIBILITY,
+    FIELD_EXPIRES,
+    FIELD_TOKEN,
+];
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The reason classes of a refused upload token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// A field is absent or empty.
+    MetadataMissing,
+    /// Non-numeric expiry, or a token that is not 64 hex digits.
+    MetadataInvalid,
+    /// The key breaks the key policy.
+    KeyInvalid,
+    /// Visibility is not `public` or `private`.
+    VisibilityInvalid,
+    /// The HMAC matches no configured secret.
+    TokenInvalid,
+    /// Signature right, token expired.
+    TokenExpired,
+    /// Signature right, expiry further ahead than `max_ttl` allows.
+    TokenTtlTooLong,
+}
+
+impl Reason {
+    /// All values.
+    pub const ALL: [Reason; 7] = [
+        Reason::MetadataMissing,
+        Reason::MetadataInvalid,
+        Reason::KeyInvalid,
+        Reason::VisibilityInvalid,
+        Reason::TokenInvalid,
+        Reason::TokenExpired,
+        Reason::TokenTtlTooLong,
+    ];
+
+    /// The wire code (JSON `error.code`, metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::MetadataMissing => "metadata_missing",
+            Reason::MetadataInvalid => "metadata_invalid",
+            Reason::KeyInvalid => "key_invalid",
+            Reason::VisibilityInvalid => "visibility_invalid",
+            Reason::TokenInvalid => "token_invalid",
+            Reason::TokenExpired => "token_expired",
+            Reason::TokenTtlTooLong => "token_ttl_too_long",
+        }
+    }
+}
+
+/// Exactly what failed. Never contains a secret, the token, or the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Detail {
+    /// This metadata field is absent or empty.
+    Missing(&'static str),
+    /// `upload-expires` is not plain decimal digits fitting in 63 bits.
+    BadExpires,
+    /// `upload-token` is not 64 hex digits (its length in bytes).
+    BadToken(usize),
+    /// The key breaks the key policy.
+    Key(KeyError),
+    /// `visibility` is not `public`/`private`.
+    Visibility,
+    /// Well-formed, signature matches none of the secrets.
+    Mismatch {
+        /// How many secrets were tried.
+        secrets: usize,
+    },
+    /// `now > expires + skew`.
+    Expired {
+        /// Token expiry.
+        expires: i64,
+        /// Verifier clock.
+        now: i64,
+        /// Tolerated skew, seconds.
+        skew: i64,
+    },
+    /// `expires > now + max_ttl + skew`.
+    TtlTooLong {
+        /// Token expiry.
+        expires: i64,
+        /// Verifier clock.
+        now: i64,
+        /// Longest accepted lifetime, seconds.
+        max_ttl: i64,
+    },
+}
+
+impl fmt::Display for Detail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Detail::Missing(field) => write!(f, "upload metadata has no {field:?} value"),
+            Detail::BadExpires => f.write_str("upload-expires is not a decimal number of Unix seconds"),
+            Detail::BadToken(n) => write!(
+                f,
+                "upload-token must be 64 hexadecimal characters (got {n} bytes, or a non-hex character)"
+            ),
+            Detail::Key(e) => e.fmt(f),
+            Detail::Visibility => f.write_str("visibility must be \"public\" or \"private\""),
+            Detail::Mismatch { secrets: 0 } => {
+                f.write_str("upload token cannot be verified: no upload secret is configured")
+            }
+            Detail::Mismatch { .. } => {
+                f.write_str("upload token does not match this key, visibility, content type and expiry")
+            }
+            Detail::Expired { expires, now, .. } => {
+                write!(f, "upload token expired {} s ago", now.saturating_sub(*expires))
+            }
+            Detail::TtlTooLong {
+                expires,
+                now,
+                max_ttl,
+            } => write!(
+                f,
+                "upload token expires in {} s, more than the {max_ttl} s this server accepts",
+                expires.saturating_sub(*now)
+            ),
+        }
+    }
+}
+
+/// A refused upload token: reason class plus detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    detail: Detail,
+}
+
+impl Denied {
+    fn new(detail: Detail) -> Self {
+        Denied { detail }
+    }
+
+    /// The reason class.
+    pub fn reason(&self) -> Reason {
+        match self.detail {
+            Detail::Missing(_) => Reason::MetadataMissing,
+            Detail::BadExpires | Detail::BadToken(_) => Reason::MetadataInvalid,
+            Detail::Key(_) => Reason::KeyInvalid,
+            Detail::Visibility => Reason::VisibilityInvalid,
+            Detail::Mismatch { .. } => Reason::TokenInvalid,
+            Detail::Expired { .. } => Reason::TokenExpired,
+            Detail::TtlTooLong { .. } => Reason::TokenTtlTooLong,
+        }
+    }
+
+    /// What exactly failed.
+    pub fn detail(&self) -> &Detail {
+        &self.detail
+    }
+}
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason().as_str(), self.detail)
+    }
+}
+
+/// The claims a valid token grants, shared by both proof types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Grant {
+    key: String,
+    visibility: Visibility,
+    content_type: String,
+    expires: i64,
+}
+
+macro_rules! grant_accessors {
+    ($t:ident) => {
+        impl $t {
+            /// The asset key (policy-checked).
+            pub fn key(&self) -> &str {
+                &self.0.key
+            }
+            /// The signed visibility.
+            pub fn visibility(&self) -> Visibility {
+                self.0.visibility
+            }
+            /// The signed content type, exactly as sent.
+            pub fn content_type(&self) -> &str {
+                &self.0.content_type
+            }
+            /// The signed expiry (Unix seconds).
+            pub fn expires(&self) -> i64 {
+                self.0.expires
+            }
+        }
+    };
+}
+
+/// Proof that the upload token was fully verified (signature AND expiry window)
+/// at `now`. Only [`verify`] builds one: pre-create decisions take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadVerified(Grant);
+grant_accessors!(UploadVerified);
+
+/// Proof that the token's signature and key were verified, expiry NOT checked.
+/// Only [`verify_signature_ignoring_expiry`] builds one: finalize takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureVerified(Grant);
+grant_accessors!(SignatureVerified);
+
+/// The lifetime window, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// `[upload] clock_skew`.
+    pub clock_skew: i64,
+    /// `[upload] max_ttl`.
+    pub max_ttl: i64,
+}
+
+impl Window {
+    /// The window configured in `[upload]`.
+    pub fn from_config(config: &UploadConfig) -> Self {
+        let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        Window {
+            clock_skew: secs(config.clock_skew),
+            max_ttl: secs(config.max_ttl),
+        }
+    }
+}
+
+/// Full pre-create verification under `[upload]` at `now` (Unix seconds).
+pub fn verify(meta: &Metadata, config: &UploadConfig, now: i64) -> Result<UploadVerified, Denied> {
+    verify_with(meta, &config.secrets, Window::from_config(config), now)
+}
+
+/// [`verify`] with explicit secrets and window.
+pub fn verify_with(
+    meta: &Metadata,
+    secrets: &SecretSet,
+    window: Window,
+    now: i64,
+) -> Result<UploadVerified, Denied> {
+    let grant = check_signature(meta, secrets)?;
+    let expires = grant.expires;
+    if now > expires.saturating_add(window.clock_skew) {
+        return Err(Denied::new(Detail::Expired {
+            expires,
+            now,
+            skew: window.clock_skew,
+        }));
+    }
+    if expires
+        > now
+            .saturating_add(window.max_ttl)
+            .saturating_add(window.clock_skew)
+    {
+        return Err(Denied::new(Detail::TtlTooLong {
+            expires,
+            now,
+            max_ttl: window.max_ttl,
+        }));
+    }
+    Ok(UploadVerified(grant))
+}
+
+/// Signature-only verification for finalize: shape, key, visibility and HMAC
+/// under any secret; the expiry is NOT compared with any clock (an upload that
+/// was accepted at pre-create may finish long after its token expired).
+pub fn verify_signature_ignoring_expiry(
+    meta: &Metadata,
+    secrets: &SecretSet,
+) -> Result<SignatureVerified, Denied> {
+    check_signature(meta, secrets).map(SignatureVerified)
+}
+
+/// Shape → key → visibility → signature.
+fn check_signature(meta: &Metadata, secrets: &SecretSet) -> Result<Grant, Denied> {
+    let mut values = [""; 5];
+    for (slot, field) in values.iter_mut().zip(FIELDS) {
+        match meta.get(field).map(String::as_str) {
+            Some(v) if !v.is_empty() => *slot = v,
+            _ => return Err(Denied::new(Detail::Missing(field))),
+        }
+    }
+    let [key, content_type, visibility_text, expires_text, token] = values;
+
+    let expires = parse_expires(expires_text).ok_or(Denied::new(Detail::BadExpires))?;
+    let tag = parse_token(token).ok_or(Denied::new(Detail::BadToken(token.len())))?;
+    policy::check_key(key).map_err(|e| Denied::new(Detail::Key(e)))?;
+    let visibility = Visibility::parse(visibility_text).ok_or(Denied::new(Detail::Visibility))?;
+
+    let payload = payload(expires_text, key, visibility_text, content_type);
+    let mut matched = false;
+    for secret in secrets.iter() {
+        // Every secret is tried (no early exit): timing does not say which matched.
+        if let Ok(mut mac) = HmacSha256::new_from_slice(secret.expose()) {
+            mac.update(payload.as_bytes());
+            matched |= mac.verify_slice(&tag).is_ok();
+        }
+    }
+    if !matched {
+        return Err(Denied::new(Detail::Mismatch {
+            secrets: secrets.len(),
+        }));
+    }
+    Ok(Grant {
+        key: key.to_owned(),
+        visibility,
+        content_type: content_type.to_owned(),
+        expires,
+    })
+}
+
+/// Plain decimal digits (leading zeros allowed), no sign, fits in i64.
+fn parse_expires(text: &str) -> Option<i64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.bytes().try_fold(0i64, |acc, b| {
+        acc.checked_mul(10)?.checked_add(i64::from(b - b'0'))
+    })
+}
+
+/// 64 hex digits, either case.
+fn parse_token(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).ok()?;
+    Some(out)
+}
+
+fn payload(expires_text: &str, key: &str, visibility: &str, content_type: &str) -> String {
+    format!("{expires_text}:{key}:{visibility}:{content_type}")
+}
+
+/// The lowercase hex token granite mints, over the strings exactly as given
+/// (`expires` as text, so leading zeros can be tested).
+pub fn sign(secret: &[u8], expires: &str, key: &str, visibility: &str, content_type: &str) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length");
+    mac.update(payload(expires, key, visibility, content_type).as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The five metadata fields granite's `build_upload_url` sends, decoded (what
+/// tusd hands the hook). For tests and the `sign` CLI.
+pub fn mint(secret: &[u8], key: &str, content_type: &str, visibility: Visibility, expires: i64) -> Metadata {
+    let expires = expires.to_string();
+    let token = sign(secret, &expires, key, visibility.as_str(), content_type);
+    [
+        (FIELD_KEY, key.to_owned()),
+        (FIELD_CONTENT_TYPE, content_type.to_owned()),
+        (FIELD_VISIBILITY, visibility.as_str().to_owned()),
+        (FIELD_EXPIRES, expires),
+        (FIELD_TOKEN, token),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    const S1: &str = "newest-upload-secret-0123";
+    const S2: &str = "older-upload-secret-45678";
+    const NOW: i64 = 1_800_000_000;
+    const WIN: Window = Window {
+        clock_skew: 30,
+        max_ttl: 86_400,
+    };
+
+    fn set(secrets: &[&str]) -> SecretSet {
+        SecretSet::new(
+            secrets
+                .iter()
+                .map(|s| Secret::new(s.as_bytes().to_vec()))
+                .collect(),
+        )
+    }
+
+    fn meta(key: &str, ct: &str, vis: Visibility, expires: i64) -> Metadata {
+        mint(S1.as_bytes(), key, ct, vis, expires)
+    }
+
+    fn check(m: &Metadata, now: i64) -> Result<UploadVerified, Denied> {
+        verify_with(m, &set(&[S1]), WIN, now)
+    }
+
+    #[test]
+    fn known_answer() {
+        // The payload layout is granite's: computed with
+        // Python `hmac.new(b"secret", b"1700000000:a/b.txt:private:text/plain", "sha256")`.
+        assert_eq!(
+            sign(b"secret", "1700000000", "a/b.txt", "private", "text/plain"),
+            "682011b0504f41a66682c24eb46ced35283bd59bc78d1614ca600719deb56b2d"
+        );
+    }
+
+    #[test]
+    fn valid_token_yields_proof() {
+        let m = meta(
+            "photos/été 2026/plage.jpg",
+            "image/jpeg",
+            Visibility::Public,
+            NOW + 600,
+        );
+        let ok = check(&m, NOW).unwrap();
+        assert_eq!(ok.key(), "photos/été 2026/plage.jpg");
+        assert_eq!(ok.visibility(), Visibility::Public);
+        assert_eq!(ok.content_type(), "image/jpeg");
+        assert_eq!(ok.expires(), NOW + 600);
+    }
+
+    #[test]
+    fn rotation() {
+        let m = mint(
+            S2.as_bytes(),
+            "a.txt",
+            "text/plain",
+            Visibility::Private,
+            NOW + 60,
+        );
+        assert!(verify_with(&m, &set(&[S1, S2]), WIN, NOW).is_ok());
+        assert_eq!(
+            verify_with(&m, &set(&[S1]), WIN, NOW).unwrap_err().detail(),
+            &Detail::Mismatch { secrets: 1 }
+        );
+        let none = verify_with(&m, &SecretSet::default(), WIN, NOW).unwrap_err();
+        assert_eq!(none.detail(), &Detail::Mismatch { secrets: 0 });
+        assert!(none.to_string().contains("no upload secret"));
+    }
+
+    #[test]
+    fn missing_and_empty_fields() {
+        let full = meta("a.txt", "text/plain", Visibility::Private, NOW + 60);
+        for field in FIELDS {
+            let mut m = full.clone();
+            m.remove(field);
+            let e = check(&m, NOW).unwrap_err();
+            assert_eq!(e.reason(), Reason::MetadataMissing, "{field}");
+            assert_eq!(e.detail(), &Detail::Missing(field));
+            let mut m = full.clone();
+            m.insert(field.to_owned(), String::new());
+            assert_eq!(check(&m, NOW).unwrap_err().detail(), &Detail::Missing(field));
+        }
+        // the first missing field in FIELDS order is reported
+        assert_eq!(
+            check(&Metadata::new(), NOW).unwrap_err().detail(),
+            &Detail::Missing(FIELD_KEY)
+        );
+    }
+
+    #[test]
+    fn malformed_fields() {
+        let full = meta("a.txt", "text/plain", Visibility::Private, NOW + 60);
+        for bad in [
+            "soon",
+            "-5",
+            "+5",
+            " 5",
+            "5 ",
+            "1e9",
+            "0x10",
+            "99999999999999999999",
+        ] {
+            let mut m = full.clone();
+            m.insert(FIELD_EXPIRES.into(), bad.into());
+            assert_eq!(
+                check(&m, NOW).unwrap_err().detail(),
+                &Detail::BadExpires,
+                "{bad:?}"
+            );
+        }
+        let token = full[FIELD_TOKEN].clone();
+        for bad in [
+            token[..63].to_string(),
+            format!("{token}0"),
+            format!("{}g", &token[..63]),
+            format!(" {}", &token[..63]),
+            "é".repeat(32),
+        ] {
+            let mut m = full.clone();
+            m.insert(FIELD_TOKEN.into(), bad.clone());
+            let e = check(&m, NOW).unwrap_err();
+            assert_eq!(e.reason(), Reason::MetadataInvalid, "{bad:?}");
+            assert!(!e.to_string().contains(&token[..16]), "never echo the token: {e}");
+        }
+        // shape before key: an unsafe key with a bad token is a shape error
+        let mut m = meta("../x", "text/plain", Visibility::Private, NOW + 60);
+        m.insert(FIELD_TOKEN.into(), "zz".into());
+        assert_eq!(check(&m, NOW).unwrap_err().reason(), Reason::MetadataInvalid);
+    }
+
+    #[test]
+    fn token_hex_is_case_insensitive() {
+        let mut m = meta("a.txt", "text/plain", Visibility::Private, NOW + 60);
+        let upper = m[FIELD_TOKEN].to_ascii_uppercase();
+        m.insert(FIELD_TOKEN.into(), upper);
+        assert!(check(&m, NOW).is_ok());
+    }
+
+    #[test]
+    fn key_and_visibility_before_signature() {
+        // a validly signed unsafe key is refused as key_invalid
+        let m = meta("../etc/passwd", "text/plain", Visibility::Private, NOW + 60);
+        assert_eq!(
+            check(&m, NOW).unwrap_err().detail(),
+            &Detail::Key(KeyError::DotSegment)
+        );
+        // an unsigned unsafe key too (key check comes before the signature)
+        let mut m = m.clone();
+        m.insert(FIELD_TOKEN.into(), "0".repeat(64));
+        assert_eq!(check(&m, NOW).unwrap_err().reason(), Reason::KeyInvalid);
+
+        let expires = (NOW + 60).to_string();
+        let mut m = meta("a.txt", "text/plain", Visibility::Private, NOW + 60);
+        m.insert(FIELD_VISIBILITY.into(), "secret".into());
+        m.insert(
+            FIELD_TOKEN.into(),
+            sign(S1.as_bytes(), &expires, "a.txt", "secret", "text/plain"),
+        );
+        assert_eq!(check(&m, NOW).unwrap_err().reason(), Reason::VisibilityInvalid);
+    }
+
+    #[test]
+    fn tampering_any_field_breaks_the_signature() {
+        let m = meta("a/b.txt", "text/plain", Visibility::Private, NOW + 60);
+        let tampered: [(&str, &str); 4] = [
+            (FIELD_KEY, "a/c.txt"),
+            (FIELD_CONTENT_TYPE, "text/html"),
+            (FIELD_VISIBILITY, "public"),
+            (FIELD_EXPIRES, "1800000061"),
+        ];
+        for (field, value) in tampered {
+            let mut t = m.clone();
+            t.insert(field.into(), value.into());
+            assert_eq!(
+                check(&t, NOW).unwrap_err().reason(),
+                Reason::TokenInvalid,
+                "{field}"
+            );
+        }
+        // one flipped token digit
+        let mut t = m.clone();
+        let mut token = t[FIELD_TOKEN].clone().into_bytes();
+        token[10] = if token[10] == b'0' { b'1' } else { b'0' };
+        t.insert(FIELD_TOKEN.into(), String::from_utf8(token).unwrap());
+        assert_eq!(check(&t, NOW).unwrap_err().reason(), Reason::TokenInvalid);
+    }
+
+    #[test]
+    fn expires_is_signed_verbatim() {
+        let exp = format!("000{}", NOW + 60);
+        let mut m = meta("a.txt", "text/plain", Visibility::Private, NOW + 60);
+        m.insert(FIELD_EXPIRES.into(), exp.clone());
+        // token over the canonical number does not cover "000…"
+        assert_eq!(check(&m, NOW).unwrap_err().reason(), Reason::TokenInvalid);
+        m.insert(
+            FIELD_TOKEN.into(),
+            sign(S1.as_bytes(), &exp, "a.txt", "private", "text/plain"),
+        );
+        assert_eq!(check(&m, NOW).unwrap().expires(), NOW + 60);
+    }
+
+    #[test]
+    fn content_type_is_signed_verbatim() {
+        let m = meta(
+            "a.txt",
+            "text/plain; charset=utf-8",
+            Visibility::Private,
+            NOW + 60,
+        );
+        assert!(check(&m, NOW).is_ok());
+        let mut t = m.clone();
+        t.insert(FIELD_CONTENT_TYPE.into(), "text/plain;charset=utf-8".into());
+        assert_eq!(check(&t, NOW).unwrap_err().reason(), Reason::TokenInvalid);
+    }
+
+    #[test]
+    fn expiry_window_boundaries() {
+        let m = meta("a.txt", "text/plain", Visibility::Private, NOW);
+        assert!(check(&m, NOW + 30).is_ok(), "expires + skew is still valid");
+        let e = check(&m, NOW + 31).unwrap_err();
+        assert_eq!(e.reason(), Reason::TokenExpired);
+        assert_eq!(
+            e.detail(),
+            &Detail::Expired {
+                expires: NOW,
+                now: NOW + 31,
+                skew: 30
+            }
+        );
+        assert!(e.to_string().contains("31 s ago"), "{e}");
+
+        let far = NOW + 86_400 + 30;
+        let m = meta("a.txt", "text/plain", Visibility::Private, far);
+        assert!(check(&m, NOW).is_ok(), "now + max_ttl + skew is still valid");
+        let m = meta("a.txt", "text/plain", Visibility::Private, far + 1);
+        assert_eq!(check(&m, NOW).unwrap_err().reason(), Reason::TokenTtlTooLong);
+
+        // extremes do not overflow
+        let m = meta("a.txt", "text/plain", Visibility::Private, i64::MAX);
+        assert_eq!(check(&m, NOW).unwrap_err().reason(), Reason::TokenTtlTooLong);
+        let m = meta("a.txt", "text/plain", Visibility::Private, 0);
+        assert_eq!(check(&m, NOW).unwrap_err().reason(), Reason::TokenExpired);
+    }
+
+    #[test]
+    fn expiry_only_after_signature() {
+        let m = mint(
+            S2.as_bytes(),
+            "a.txt",
+            "text/plain",
+            Visibility::Private,
+            NOW - 1000,
+        );
+        assert_eq!(check(&m, NOW).unwrap_err().reason(), Reason::TokenInvalid);
+    }
+
+    #[test]
+    fn signature_only_ignores_the_clock() {
+        let old = meta("a.txt", "text/plain", Visibility::Private, 1000);
+        let ok = verify_signature_ignoring_expiry(&old, &set(&[S2, S1])).unwrap();
+        assert_eq!(ok.key(), "a.txt");
+        assert_eq!(ok.expires(), 1000);
+        // but nothing else is relaxed
+        let mut t = old.clone();
+        t.insert(FIELD_KEY.into(), "b.txt".into());
+        assert_eq!(
+            verify_signature_ignoring_expiry(&t, &set(&[S1]))
+                .unwrap_err()
+                .reason(),
+            Reason::TokenInvalid
+        );
+        let bad_key = meta("a/../b", "text/plain", Visibility::Private, 1000);
+        assert_eq!(
+            verify_signature_ignoring_expiry(&bad_key, &set(&[S1]))
+                .unwrap_err()
+                .reason(),
+            Reason::KeyInvalid
+        );
+    }
+
+    #[test]
+    fn reason_codes_are_distinct() {
+        let mut seen: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), Reason::ALL.len());
+    }
+}

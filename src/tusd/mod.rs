@@ -1,0 +1,487 @@
+//! tusd hooks: the pure core of the `/tusd` endpoint.
+//!
+//! ```text
+//! body + Hook-Name ──parse──▶ Hook ──decide──▶ Decision ──answer──▶ Answer {status, type, body}
+//!                    (protocol)       (precreate, postfinish,        (answer)
+//!                                      prefinish)
+//! ```
+//!
+//! Nothing here does I/O. The two facts that need the filesystem are asked
+//! through [`Lookup`]: whether a destination exists (pre-create, when
+//! `[storage] overwrite = false`) and, optionally, the leading bytes of a
+//! finished upload (pre-finish content sniffing). The server adapts
+//! [`Answer`] to hyper, logs one line per [`Decision`] (hook, decision, reason,
+//! key; never the token) and counts it with the closed labels
+//! [`HookName::label`], [`Outcome::as_str`], [`Reason::as_str`].
+//!
+//! # Decisions per hook
+//!
+//! - `pre-create`: the issue's checks in order, first failure decides
+//!   (see [`precreate`]). Accept → `{}`; reject → v2 `RejectUpload` +
+//!   `HTTPResponse`, v1 the 4xx itself.
+//! - `post-finish`: [`postfinish`] re-verifies the signature (no expiry) and the
+//!   key from the event's metadata and produces a [`FinalizePlan`] for the mover
+//!   (`src/finalize.rs`). Partial uploads are skipped. The answer is `{}` in all
+//!   cases (tusd ignores post-hook answers).
+//! - `pre-finish`: content sniffing when the caller supplies leading bytes
+//!   ([`prefinish`]); otherwise nothing to decide.
+//! - every other hook, known or not: nothing to decide, `{}` / 200.
+//!
+//! # Parallel uploads (tus concatenation)
+//!
+//! tus clients upload parts in parallel as *partial* uploads
+//! (`Upload-Concat: partial`, `IsPartial`) and then create a *final* upload
+//! (`Upload-Concat: final;<urls>`, `IsFinal`) that tusd concatenates. What tusd v2
+//! shows the pre-create hook:
+//!
+//! - each partial: `IsPartial: true`, `Size` = the part's length, `MetaData` =
+//!   that request's `Upload-Metadata`;
+//! - the final: `IsFinal: true`, `PartialUploads` = the part IDs, `Size` = the
+//!   sum of the parts (tusd already checked they are complete), `MetaData` = the
+//!   final request's `Upload-Metadata`. It has no data of its own; tusd fires
+//!   `post-finish` for it right after concatenating.
+//!
+//! Decision: every one of them is a pre-create like any other and runs ALL the
+//! checks on its own metadata (token, window, content type, size against
+//! `max_size`, existing destination). A partial cannot get through without a
+//! token, so nobody can park data in `upload_dir` with a leaked URL alone; the
+//! final is checked because its metadata decides where the file lands.
+//! `post-finish` skips partials (their bytes are not the asset) and finalizes
+//! the final.
+//!
+//! Client side: tus-js-client (`parallelUploads > 1`) sends `metadata` only on
+//! the final upload; partial uploads carry `metadataForPartialUploads`, which
+//! defaults to `{}`, and would be refused with `metadata_missing`. Pass granite's
+//! five fields in both:
+//!
+//! ```js
+//! new tus.Upload(file, { endpoint, parallelUploads: 4,
+//!   metadata: graniteFields, metadataForPartialUploads: graniteFields })
+//! ```
+
+pub mod answer;
+pub mod metadata;
+pub mod postfinish;
+pub mod precreate;
+pub mod prefinish;
+pub mod protocol;
+
+use std::fmt;
+use std::path::Path;
+
+use crate::config::{StorageConfig, UploadConfig};
+use crate::token::upload;
+
+pub use answer::{answer, answer_error, answer_v1, answer_v2, Answer};
+pub use postfinish::FinalizePlan;
+pub use protocol::{parse, Hook, HookError, HookName, Protocol, Upload};
+
+/// The closed set of reason codes: JSON `error.code` and the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// Accepted / finalize planned.
+    Ok,
+    /// A granite metadata field is absent or empty (400).
+    MetadataMissing,
+    /// Non-numeric expiry or a token that is not 64 hex digits (400).
+    MetadataInvalid,
+    /// The asset key breaks the key policy (400).
+    KeyInvalid,
+    /// Visibility is not `public`/`private` (400).
+    VisibilityInvalid,
+    /// The signature matches no secret (403).
+    TokenInvalid,
+    /// The token expired (403).
+    TokenExpired,
+    /// The token expires further ahead than `max_ttl` (403).
+    TokenTtlTooLong,
+    /// Content type not in `[upload] content_types` (415).
+    ContentTypeNotAllowed,
+    /// Larger than `[upload] max_size` (413).
+    TooLarge,
+    /// Deferred length not allowed (411).
+    LengthRequired,
+    /// The destination exists and overwrite is off (409).
+    Exists,
+    /// The leading bytes contradict the declared type (415).
+    ContentMismatch,
+    /// post-finish for a partial upload: skipped.
+    Partial,
+    /// post-finish for an upload whose offset is not its size: not finalized.
+    Incomplete,
+    /// post-finish without a usable `Storage.Path` (not a file store): not finalized.
+    StorageUnsupported,
+    /// A hook with nothing to decide (or an unknown hook type).
+    Ignored,
+    /// The body is not a hook ([`HookError`]).
+    BadHook,
+}
+
+impl Reason {
+    /// Every value, for metric pre-registration.
+    pub const ALL: [Reason; 18] = [
+        Reason::Ok,
+        Reason::MetadataMissing,
+        Reason::MetadataInvalid,
+        Reason::KeyInvalid,
+        Reason::VisibilityInvalid,
+        Reason::TokenInvalid,
+        Reason::TokenExpired,
+        Reason::TokenTtlTooLong,
+        Reason::ContentTypeNotAllowed,
+        Reason::TooLarge,
+        Reason::LengthRequired,
+        Reason::Exists,
+        Reason::ContentMismatch,
+        Reason::Partial,
+        Reason::Incomplete,
+        Reason::StorageUnsupported,
+        Reason::Ignored,
+        Reason::BadHook,
+    ];
+
+    /// The wire code / label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Ok => "ok",
+            Reason::MetadataMissing => "metadata_missing",
+            Reason::MetadataInvalid => "metadata_invalid",
+            Reason::KeyInvalid => "key_invalid",
+            Reason::VisibilityInvalid => "visibility_invalid",
+            Reason::TokenInvalid => "token_invalid",
+            Reason::TokenExpired => "token_expired",
+            Reason::TokenTtlTooLong => "token_ttl_too_long",
+            Reason::ContentTypeNotAllowed => "content_type_not_allowed",
+            Reason::TooLarge => "too_large",
+            Reason::LengthRequired => "length_required",
+            Reason::Exists => "exists",
+            Reason::ContentMismatch => "content_mismatch",
+            Reason::Partial => "partial",
+            Reason::Incomplete => "incomplete",
+            Reason::StorageUnsupported => "storage_unsupported",
+            Reason::Ignored => "ignored",
+            Reason::BadHook => "bad_hook",
+        }
+    }
+
+    /// The HTTP status a client gets when this reason rejects an upload.
+    pub fn status(self) -> u16 {
+        match self {
+            Reason::Ok | Reason::Partial | Reason::Ignored => 200,
+            Reason::MetadataMissing
+            | Reason::MetadataInvalid
+            | Reason::KeyInvalid
+            | Reason::VisibilityInvalid
+            | Reason::BadHook => 400,
+            Reason::TokenInvalid | Reason::TokenExpired | Reason::TokenTtlTooLong => 403,
+            Reason::ContentTypeNotAllowed | Reason::ContentMismatch => 415,
+            Reason::TooLarge => 413,
+            Reason::LengthRequired => 411,
+            Reason::Exists => 409,
+            Reason::Incomplete | Reason::StorageUnsupported => 422,
+        }
+    }
+}
+
+impl From<upload::Reason> for Reason {
+    fn from(r: upload::Reason) -> Self {
+        match r {
+            upload::Reason::MetadataMissing => Reason::MetadataMissing,
+            upload::Reason::MetadataInvalid => Reason::MetadataInvalid,
+            upload::Reason::KeyInvalid => Reason::KeyInvalid,
+            upload::Reason::VisibilityInvalid => Reason::VisibilityInvalid,
+            upload::Reason::TokenInvalid => Reason::TokenInvalid,
+            upload::Reason::TokenExpired => Reason::TokenExpired,
+            upload::Reason::TokenTtlTooLong => Reason::TokenTtlTooLong,
+        }
+    }
+}
+
+/// Longest message kept in a rejection (keeps the v2 answer far below 5 KiB).
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// A refusal a tus client can show: `{"error":{"code":…,"message":…}}`.
+/// The message never contains a secret or the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    reason: Reason,
+    message: String,
+}
+
+impl Rejection {
+    /// A rejection for `reason` with a human-readable message (cut to
+    /// [`MAX_MESSAGE_BYTES`] on a character boundary).
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        let mut message = message.into();
+        if message.len() > MAX_MESSAGE_BYTES {
+            let mut cut = MAX_MESSAGE_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        Rejection { reason, message }
+    }
+
+    /// The reason code.
+    pub fn reason(&self) -> Reason {
+        self.reason
+    }
+
+    /// The HTTP status for the client.
+    pub fn status(&self) -> u16 {
+        self.reason.status()
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The JSON body a client gets.
+    pub fn body(&self) -> String {
+        serde_json::json!({"error": {"code": self.reason.as_str(), "message": self.message}}).to_string()
+    }
+}
+
+impl From<upload::Denied> for Rejection {
+    fn from(d: upload::Denied) -> Self {
+        Rejection::new(d.reason().into(), d.detail().to_string())
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status(), self.reason.as_str(), self.message)
+    }
+}
+
+/// What the gate decided for one hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A blocking hook passes (`{}` / 200).
+    Accept,
+    /// A blocking hook is refused: the client sees the status and body.
+    Reject(Rejection),
+    /// post-finish: move the upload as planned (answer `{}` / 200 at once, move
+    /// in the background).
+    Finalize(Box<FinalizePlan>),
+    /// post-finish refused: the upload stays in `upload_dir` (`{}` / 200, but
+    /// logged and counted as a denial).
+    Keep(Rejection),
+    /// Nothing to decide (`{}` / 200).
+    Skip(Reason),
+}
+
+/// The label of a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Accepted or finalize planned.
+    Allow,
+    /// Rejected or kept back.
+    Deny,
+    /// Nothing decided.
+    Skip,
+    /// Not a hook (parse error).
+    Error,
+}
+
+impl Outcome {
+    /// Every label value.
+    pub const ALL: [Outcome; 4] = [Outcome::Allow, Outcome::Deny, Outcome::Skip, Outcome::Error];
+
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Deny => "deny",
+            Outcome::Skip => "skip",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// One decision: what to answer, log and count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The hook decided.
+    pub hook: HookName,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// `asset-key` as sent (for the log line; may be unsafe, log it escaped).
+    pub key: Option<String>,
+    /// `Upload.ID` (empty at tusd pre-create).
+    pub upload_id: String,
+}
+
+impl Decision {
+    /// The `decision` label.
+    pub fn outcome(&self) -> Outcome {
+        match self.verdict {
+            Verdict::Accept | Verdict::Finalize(_) => Outcome::Allow,
+            Verdict::Reject(_) | Verdict::Keep(_) => Outcome::Deny,
+            Verdict::Skip(_) => Outcome::Skip,
+        }
+    }
+
+    /// The `reason` label.
+    pub fn reason(&self) -> Reason {
+        match &self.verdict {
+            Verdict::Accept | Verdict::Finalize(_) => Reason::Ok,
+            Verdict::Reject(r) | Verdict::Keep(r) => r.reason(),
+            Verdict::Skip(r) => *r,
+        }
+    }
+
+    /// The finalize plan, if any.
+    pub fn plan(&self) -> Option<&FinalizePlan> {
+        match &self.verdict {
+            Verdict::Finalize(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// The configuration the decisions read.
+#[derive(Debug, Clone, Copy)]
+pub struct Gate<'a> {
+    /// `[upload]`.
+    pub upload: &'a UploadConfig,
+    /// `[storage]`.
+    pub storage: &'a StorageConfig,
+}
+
+/// The facts a decision needs from outside (the filesystem), asked by the pure
+/// code and answered by the server.
+pub trait Lookup {
+    /// Whether `relative` (`{prefix}/{key}`, under `[storage] root`) exists. An
+    /// I/O error other than "not found" should answer `true` (fail closed: the
+    /// upload is refused with 409 rather than risk an overwrite later).
+    fn exists(&self, relative: &Path) -> bool;
+
+    /// The first bytes (up to [`prefinish::SNIFF_BYTES`]) of a finished upload,
+    /// for pre-finish content sniffing; `None` = sniffing disabled or the data
+    /// is not readable within `upload_dir` (then pre-finish decides nothing).
+    fn leading_bytes(&self, _upload: &Upload) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+/// Any `Fn(&Path) -> bool` is an existence check (no sniffing).
+impl<F: Fn(&Path) -> bool> Lookup for F {
+    fn exists(&self, relative: &Path) -> bool {
+        self(relative)
+    }
+}
+
+/// Decides one parsed hook at `now` (Unix seconds).
+pub fn decide(hook: &Hook, gate: Gate<'_>, now: i64, lookup: &dyn Lookup) -> Decision {
+    let upload = &hook.upload;
+    let verdict = match &hook.name {
+        HookName::PreCreate => match precreate::check(upload, gate, now, lookup) {
+            Ok(_) => Verdict::Accept,
+            Err(r) => Verdict::Reject(r),
+        },
+        HookName::PostFinish => postfinish::decide(upload, gate),
+        HookName::PreFinish => match lookup.leading_bytes(upload) {
+            Some(head) => prefinish::decide(upload, gate, &head),
+            None => Verdict::Skip(Reason::Ignored),
+        },
+        _ => Verdict::Skip(Reason::Ignored),
+    };
+    Decision {
+        hook: hook.name.clone(),
+        verdict,
+        key: upload.asset_key().map(str::to_owned),
+        upload_id: upload.id.clone(),
+    }
+}
+
+/// Parses and decides in one step; a body that is not a hook gives the
+/// [`HookError`] (answer it with [`answer_error`]).
+pub fn handle(
+    body: &[u8],
+    hook_name_header: Option<&str>,
+    gate: Gate<'_>,
+    now: i64,
+    lookup: &dyn Lookup,
+) -> Result<(Protocol, Decision), HookError> {
+    let hook = parse(body, hook_name_header)?;
+    Ok((hook.protocol, decide(&hook, gate, now, lookup)))
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Shared test configuration.
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use crate::config::{StorageConfig, UploadConfig};
+    use crate::secret::{Secret, SecretSet};
+
+    pub const S1: &str = "newest-upload-secret-0123";
+    pub const S2: &str = "older-upload-secret-45678";
+    pub const NOW: i64 = 1_800_000_000;
+
+    pub fn upload_config(secrets: &[&str]) -> UploadConfig {
+        UploadConfig {
+            secrets: SecretSet::new(
+                secrets
+                    .iter()
+                    .map(|s| Secret::new(s.as_bytes().to_vec()))
+                    .collect(),
+            ),
+            clock_skew: Duration::from_secs(30),
+            max_ttl: Duration::from_secs(86_400),
+            content_types: Vec::new(),
+            max_size: None,
+            allow_deferred_length: false,
+        }
+    }
+
+    pub fn storage_config() -> StorageConfig {
+        StorageConfig {
+            root: Some(PathBuf::from("/srv/assets")),
+            overwrite: false,
+            public_prefix: "public".into(),
+            private_prefix: "private".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod fixture_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_codes_distinct_and_statuses() {
+        let mut names: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Reason::ALL.len());
+        for r in upload::Reason::ALL {
+            assert_eq!(Reason::from(r).as_str(), r.as_str(), "same wire code");
+        }
+        assert_eq!(Reason::Exists.status(), 409);
+        assert_eq!(Reason::TooLarge.status(), 413);
+        assert_eq!(Reason::LengthRequired.status(), 411);
+        assert_eq!(Reason::ContentTypeNotAllowed.status(), 415);
+        assert_eq!(Reason::TokenExpired.status(), 403);
+        assert_eq!(Reason::KeyInvalid.status(), 400);
+    }
+
+    #[test]
+    fn rejection_body_and_truncation() {
+        let r = Rejection::new(Reason::Exists, "asset exists");
+        let v: serde_json::Value = serde_json::from_str(&r.body()).unwrap();
+        assert_eq!(v["error"]["code"], "exists");
+        assert_eq!(v["error"]["message"], "asset exists");
+        let long = Rejection::new(Reason::KeyInvalid, "é".repeat(2000));
+        assert!(long.message().len() <= MAX_MESSAGE_BYTES);
+        assert!(long.message().len() >= MAX_MESSAGE_BYTES - 1);
+    }
+}

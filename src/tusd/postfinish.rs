@@ -1,0 +1,321 @@
+//! post-finish: should this finished upload be moved into the asset tree?
+//!
+//! Stateless (no record from pre-create is needed): everything is re-derived
+//! from the upload's metadata and re-verified.
+//!
+//! 1. `IsPartial` → skip (the final, concatenated upload follows).
+//! 2. signature, key and visibility re-verified WITHOUT the expiry check
+//!    ([`verify_signature_ignoring_expiry`]): large uploads outlive tokens.
+//! 3. the upload must be complete (`Offset == Size`, length known).
+//! 4. content-type allowlist and `max_size` re-checked against the final size
+//!    (the configuration may have changed, a deferred length was not checked at
+//!    pre-create, and an event that never passed pre-create must not slip through).
+//! 5. `Storage.Path` must be present and absolute, and the storage a file store
+//!    (`filestore` for tusd, `file_storage` for rustus).
+//!
+//! The result is a [`FinalizePlan`], which only this module builds; the mover
+//! (`src/finalize.rs`) takes it. The plan does NOT vouch for the paths: whoever
+//! can reach `/tusd` can post any event, so the mover must still confine
+//! `source` to `[tusd] upload_dir` and the destination to `[storage] root`
+//! (symlinks included), and should re-read the stored `.info` metadata
+//! ([`super::protocol::parse_file_info`] + [`plan`]) and check it gives the same
+//! plan, so a forged event cannot pair someone else's data file with its own
+//! token.
+
+use std::path::{Path, PathBuf};
+
+use super::precreate::{check_content_type, check_size, destination};
+use super::protocol::Upload;
+use super::{Gate, Reason, Rejection, Verdict};
+use crate::policy::Visibility;
+use crate::token::upload::{verify_signature_ignoring_expiry, SignatureVerified};
+
+/// Storage types whose `Path` is a plain data file.
+pub const FILE_STORES: [&str; 2] = ["filestore", "file_storage"];
+
+/// What to move where. Only [`plan`] builds one, after the signature and key
+/// were verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalizePlan {
+    upload_id: String,
+    source: PathBuf,
+    info_path: Option<PathBuf>,
+    destination: PathBuf,
+    size: u64,
+    overwrite: bool,
+    verified: SignatureVerified,
+}
+
+impl FinalizePlan {
+    /// `Upload.ID`.
+    pub fn upload_id(&self) -> &str {
+        &self.upload_id
+    }
+
+    /// `Storage.Path` as sent (absolute; NOT yet confined to `upload_dir`).
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// `Storage.InfoPath` as sent (tusd v2.5+), not confined either.
+    pub fn info_path(&self) -> Option<&Path> {
+        self.info_path.as_deref()
+    }
+
+    /// `{public_prefix|private_prefix}/{key}`, relative to `[storage] root`.
+    pub fn destination(&self) -> &Path {
+        &self.destination
+    }
+
+    /// The expected length of the data file in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// `[storage] overwrite` at planning time.
+    pub fn overwrite(&self) -> bool {
+        self.overwrite
+    }
+
+    /// The asset key.
+    pub fn key(&self) -> &str {
+        self.verified.key()
+    }
+
+    /// The visibility.
+    pub fn visibility(&self) -> Visibility {
+        self.verified.visibility()
+    }
+
+    /// The signed content type (for content sniffing before the move).
+    pub fn content_type(&self) -> &str {
+        self.verified.content_type()
+    }
+
+    /// The signature proof the plan rests on.
+    pub fn verified(&self) -> &SignatureVerified {
+        &self.verified
+    }
+}
+
+/// Plans the move of a finished upload (an event's `Upload`, or a parsed
+/// `.info` file). `Err(Verdict::Skip | Verdict::Keep)` when there is nothing to
+/// move.
+pub fn plan(upload: &Upload, gate: Gate<'_>) -> Result<FinalizePlan, Verdict> {
+    if upload.is_partial {
+        return Err(Verdict::Skip(Reason::Partial));
+    }
+    let verified = verify_signature_ignoring_expiry(&upload.metadata, &gate.upload.secrets)
+        .map_err(|d| Verdict::Keep(d.into()))?;
+    let Some(size) = upload.declared_size().filter(|_| upload.is_complete()) else {
+        return Err(Verdict::Keep(Rejection::new(
+            Reason::Incomplete,
+            format!(
+                "upload is not complete (offset {} of {})",
+                upload.offset,
+                upload
+                    .declared_size()
+                    .map_or_else(|| "a deferred length".to_string(), |s| s.to_string())
+            ),
+        )));
+    };
+    check_content_type(&verified, gate).map_err(Verdict::Keep)?;
+    check_size(Some(size), gate, false).map_err(Verdict::Keep)?;
+    let storage = upload.storage.as_ref();
+    let kind = storage.and_then(|s| s.kind.as_deref());
+    if let Some(kind) = kind {
+        if !FILE_STORES.contains(&kind) {
+            return Err(Verdict::Keep(Rejection::new(
+                Reason::StorageUnsupported,
+                "upload is not in a file store (only tusd filestore / rustus file_storage can be finalized)",
+            )));
+        }
+    }
+    let source = match upload.storage_path() {
+        Some(p) if p.is_absolute() => p.to_path_buf(),
+        _ => {
+            return Err(Verdict::Keep(Rejection::new(
+                Reason::StorageUnsupported,
+                "upload has no absolute Storage.Path",
+            )))
+        }
+    };
+    let info_path = storage
+        .and_then(|s| s.info_path.as_deref())
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    Ok(FinalizePlan {
+        upload_id: upload.id.clone(),
+        source,
+        info_path,
+        destination: destination(verified.visibility(), verified.key(), gate.storage),
+        size,
+        overwrite: gate.storage.overwrite,
+        verified,
+    })
+}
+
+/// The post-finish verdict: [`Verdict::Finalize`], or why not.
+pub fn decide(upload: &Upload, gate: Gate<'_>) -> Verdict {
+    match plan(upload, gate) {
+        Ok(p) => Verdict::Finalize(Box::new(p)),
+        Err(v) => v,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::upload::{mint, FIELD_EXPIRES, FIELD_KEY};
+    use crate::tusd::protocol::Storage;
+    use crate::tusd::testing::*;
+
+    fn finished(key: &str, vis: Visibility, expires: i64) -> Upload {
+        Upload {
+            id: "abc123".into(),
+            size: Some(42),
+            offset: 42,
+            metadata: mint(S1.as_bytes(), key, "image/png", vis, expires),
+            storage: Some(Storage {
+                kind: Some("filestore".into()),
+                path: Some("/var/tusd/abc123".into()),
+                info_path: Some("/var/tusd/abc123.info".into()),
+            }),
+            ..Upload::default()
+        }
+    }
+
+    fn run(u: &Upload) -> Verdict {
+        let up = upload_config(&[S2, S1]);
+        let st = storage_config();
+        decide(
+            u,
+            Gate {
+                upload: &up,
+                storage: &st,
+            },
+        )
+    }
+
+    fn keep_reason(v: Verdict) -> Reason {
+        match v {
+            Verdict::Keep(r) => r.reason(),
+            other => panic!("expected Keep, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn plan_for_expired_but_valid_token() {
+        // token expired long ago: still finalized (expiry is a pre-create matter)
+        let u = finished("photos/été 2026/plage.png", Visibility::Public, NOW - 1_000_000);
+        let Verdict::Finalize(p) = run(&u) else { panic!() };
+        assert_eq!(p.source(), Path::new("/var/tusd/abc123"));
+        assert_eq!(p.info_path(), Some(Path::new("/var/tusd/abc123.info")));
+        assert_eq!(p.destination(), Path::new("public/photos/été 2026/plage.png"));
+        assert_eq!(p.key(), "photos/été 2026/plage.png");
+        assert_eq!(p.visibility(), Visibility::Public);
+        assert_eq!(p.content_type(), "image/png");
+        assert_eq!(p.size(), 42);
+        assert_eq!(p.upload_id(), "abc123");
+        assert!(!p.overwrite());
+        let u = finished("x.png", Visibility::Private, NOW);
+        let Verdict::Finalize(p) = run(&u) else { panic!() };
+        assert_eq!(p.destination(), Path::new("private/x.png"));
+    }
+
+    #[test]
+    fn partial_is_skipped_even_without_token() {
+        let u = Upload {
+            is_partial: true,
+            ..Upload::default()
+        };
+        assert_eq!(run(&u), Verdict::Skip(Reason::Partial));
+    }
+
+    #[test]
+    fn final_upload_is_finalized() {
+        let mut u = finished("big.png", Visibility::Private, NOW);
+        u.is_final = true;
+        u.partial_uploads = vec!["p1".into(), "p2".into()];
+        assert!(matches!(run(&u), Verdict::Finalize(_)));
+    }
+
+    #[test]
+    fn tampered_or_unsafe_is_kept() {
+        let mut u = finished("a.png", Visibility::Private, NOW);
+        u.metadata.insert(FIELD_KEY.into(), "b.png".into());
+        assert_eq!(keep_reason(run(&u)), Reason::TokenInvalid);
+        let mut u = finished("a.png", Visibility::Private, NOW);
+        u.metadata.insert(FIELD_EXPIRES.into(), (NOW + 1).to_string());
+        assert_eq!(keep_reason(run(&u)), Reason::TokenInvalid);
+        let u = finished("../../etc/cron.d/x", Visibility::Private, NOW);
+        assert_eq!(keep_reason(run(&u)), Reason::KeyInvalid);
+        let mut u = finished("a.png", Visibility::Private, NOW);
+        u.metadata.clear();
+        assert_eq!(keep_reason(run(&u)), Reason::MetadataMissing);
+    }
+
+    #[test]
+    fn incomplete_or_no_file_store_is_kept() {
+        let mut u = finished("a.png", Visibility::Private, NOW);
+        u.offset = 41;
+        assert_eq!(keep_reason(run(&u)), Reason::Incomplete);
+        let mut u = finished("a.png", Visibility::Private, NOW);
+        u.size = None;
+        u.size_is_deferred = true;
+        assert_eq!(keep_reason(run(&u)), Reason::Incomplete);
+        let mut u = finished("a.png", Visibility::Private, NOW);
+        u.storage = None;
+        assert_eq!(keep_reason(run(&u)), Reason::StorageUnsupported);
+        let mut u = finished("a.png", Visibility::Private, NOW);
+        u.storage.as_mut().unwrap().path = Some("relative/abc".into());
+        assert_eq!(keep_reason(run(&u)), Reason::StorageUnsupported);
+        let mut u = finished("a.png", Visibility::Private, NOW);
+        u.storage.as_mut().unwrap().kind = Some("s3store".into());
+        assert_eq!(keep_reason(run(&u)), Reason::StorageUnsupported);
+        // rustus: file_storage, no InfoPath
+        let mut u = finished("a.png", Visibility::Private, NOW);
+        u.storage = Some(Storage {
+            kind: Some("file_storage".into()),
+            path: Some("/data/abc".into()),
+            info_path: None,
+        });
+        let Verdict::Finalize(p) = run(&u) else { panic!() };
+        assert_eq!(p.info_path(), None);
+    }
+
+    #[test]
+    fn policy_rechecked() {
+        let mut up = upload_config(&[S1]);
+        up.content_types = vec!["application/pdf".into()];
+        let st = storage_config();
+        let u = finished("a.png", Visibility::Private, NOW);
+        let v = decide(
+            &u,
+            Gate {
+                upload: &up,
+                storage: &st,
+            },
+        );
+        assert_eq!(keep_reason(v), Reason::ContentTypeNotAllowed);
+        let mut up = upload_config(&[S1]);
+        up.max_size = Some(41);
+        let v = decide(
+            &u,
+            Gate {
+                upload: &up,
+                storage: &st,
+            },
+        );
+        assert_eq!(keep_reason(v), Reason::TooLarge);
+    }
+
+    #[test]
+    fn empty_file() {
+        let mut u = finished("empty.png", Visibility::Private, NOW);
+        u.size = Some(0);
+        u.offset = 0;
+        let Verdict::Finalize(p) = run(&u) else { panic!() };
+        assert_eq!(p.size(), 0);
+    }
+}

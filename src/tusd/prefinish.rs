@@ -1,0 +1,219 @@
+//! pre-finish (optional): do the file's leading bytes match its declared type?
+//!
+//! Only types with a well-known signature are checked (PNG, JPEG, GIF, WebP,
+//! BMP, TIFF, ISO-BMFF (MP4/AVIF/HEIC), PDF, ZIP and ZIP-based documents,
+//! GZIP, BZIP2, 7z, tar). Any other declared type passes: there is nothing to
+//! compare against. An empty file never matches a signature.
+//!
+//! Caveat for the server: tusd v2 calls pre-finish after the data store has
+//! finished the upload, only to shape the client's last response, and fires
+//! post-finish regardless. A mismatch answered here tells the client (415
+//! `content_mismatch`), but the mover must run [`check`] again on the file
+//! before moving it, or the file is finalized anyway. Final (concatenated)
+//! uploads get no pre-finish at all, and rustus has no pre-finish hook.
+
+use super::protocol::Upload;
+use super::{Gate, Reason, Rejection, Verdict};
+use crate::policy;
+use crate::token::upload::verify_signature_ignoring_expiry;
+
+/// How many leading bytes the check looks at (PDF headers may sit anywhere in
+/// the first KiB; tar's magic is at offset 257).
+pub const SNIFF_BYTES: usize = 1024;
+
+type Matcher = fn(&[u8]) -> bool;
+
+/// Declared type (lower-case essence) → signature. ZIP-based formats are
+/// matched by prefix below.
+const SIGNATURES: &[(&str, &str, Matcher)] = &[
+    ("image/png", "PNG", |b| b.starts_with(b"\x89PNG\r\n\x1a\n")),
+    ("image/jpeg", "JPEG", is_jpeg),
+    ("image/jpg", "JPEG", is_jpeg),
+    ("image/pjpeg", "JPEG", is_jpeg),
+    ("image/gif", "GIF", |b| {
+        b.starts_with(b"GIF87a") || b.starts_with(b"GIF89a")
+    }),
+    ("image/webp", "WebP", |b| {
+        b.len() >= 12 && &b[..4] == b"RIFF" && &b[8..12] == b"WEBP"
+    }),
+    ("image/bmp", "BMP", |b| b.starts_with(b"BM")),
+    ("image/tiff", "TIFF", |b| {
+        b.starts_with(b"II*\0") || b.starts_with(b"MM\0*")
+    }),
+    ("image/avif", "ISO-BMFF", is_bmff),
+    ("image/heic", "ISO-BMFF", is_bmff),
+    ("image/heif", "ISO-BMFF", is_bmff),
+    ("video/mp4", "ISO-BMFF", is_bmff),
+    ("video/quicktime", "ISO-BMFF", is_bmff),
+    ("application/pdf", "PDF", |b| find(b, b"%PDF-")),
+    ("application/zip", "ZIP", is_zip),
+    ("application/x-zip-compressed", "ZIP", is_zip),
+    ("application/epub+zip", "ZIP", is_zip),
+    ("application/java-archive", "ZIP", is_zip),
+    ("application/gzip", "GZIP", is_gzip),
+    ("application/x-gzip", "GZIP", is_gzip),
+    ("application/x-bzip2", "BZIP2", |b| b.starts_with(b"BZh")),
+    ("application/x-7z-compressed", "7z", |b| {
+        b.starts_with(b"7z\xbc\xaf\x27\x1c")
+    }),
+    ("application/x-tar", "tar", |b| {
+        b.len() >= 262 && &b[257..262] == b"ustar"
+    }),
+];
+
+/// Office Open XML and OpenDocument files are ZIP archives.
+const ZIP_PREFIXES: &[&str] = &[
+    "application/vnd.openxmlformats-officedocument.",
+    "application/vnd.oasis.opendocument.",
+];
+
+fn is_jpeg(b: &[u8]) -> bool {
+    b.starts_with(b"\xff\xd8\xff")
+}
+
+fn is_bmff(b: &[u8]) -> bool {
+    b.len() >= 8 && &b[4..8] == b"ftyp"
+}
+
+fn is_zip(b: &[u8]) -> bool {
+    b.starts_with(b"PK\x03\x04") || b.starts_with(b"PK\x05\x06") || b.starts_with(b"PK\x07\x08")
+}
+
+fn is_gzip(b: &[u8]) -> bool {
+    b.starts_with(b"\x1f\x8b")
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The signature family expected for a declared content type, if it has one.
+pub fn expected_signature(declared: &str) -> Option<&'static str> {
+    signature(declared).map(|(name, _)| name)
+}
+
+fn signature(declared: &str) -> Option<(&'static str, Matcher)> {
+    let (t, s) = policy::essence(declared)?;
+    let essence = format!("{t}/{s}");
+    if let Some((_, name, m)) = SIGNATURES.iter().find(|(ct, _, _)| *ct == essence) {
+        return Some((name, *m));
+    }
+    if ZIP_PREFIXES.iter().any(|p| essence.starts_with(p)) {
+        return Some(("ZIP", is_zip as Matcher));
+    }
+    None
+}
+
+/// Checks the leading bytes (at most [`SNIFF_BYTES`] are looked at) against the
+/// declared type. 415 `content_mismatch` when a signature type does not match.
+pub fn check(declared: &str, head: &[u8]) -> Result<(), Rejection> {
+    let head = &head[..head.len().min(SNIFF_BYTES)];
+    match signature(declared) {
+        Some((name, matches)) if !matches(head) => Err(Rejection::new(
+            Reason::ContentMismatch,
+            format!("the file's content is not {name}, as its declared content type says"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The pre-finish verdict for an upload whose first bytes are `head`.
+pub fn decide(upload: &Upload, gate: Gate<'_>, head: &[u8]) -> Verdict {
+    if upload.is_partial {
+        // a part's bytes are not the file's beginning (except the first part)
+        return Verdict::Skip(Reason::Partial);
+    }
+    let verified = match verify_signature_ignoring_expiry(&upload.metadata, &gate.upload.secrets) {
+        Ok(v) => v,
+        Err(d) => return Verdict::Reject(d.into()),
+    };
+    match check(verified.content_type(), head) {
+        Ok(()) => Verdict::Accept,
+        Err(r) => Verdict::Reject(r),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Visibility;
+    use crate::token::upload::mint;
+    use crate::tusd::testing::*;
+
+    #[test]
+    fn signatures() {
+        let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+        assert!(check("image/png", png).is_ok());
+        assert!(check("IMAGE/PNG; x=y", png).is_ok());
+        let e = check("image/jpeg", png).unwrap_err();
+        assert_eq!((e.status(), e.reason()), (415, Reason::ContentMismatch));
+        assert!(e.message().contains("JPEG"));
+        assert!(check("image/jpeg", b"\xff\xd8\xff\xe0\0\x10JFIF").is_ok());
+        assert!(check("image/gif", b"GIF89a\x01\0").is_ok());
+        assert!(check("image/gif", b"GIF90a").is_err());
+        assert!(check("image/webp", b"RIFF\x24\0\0\0WEBPVP8 ").is_ok());
+        assert!(check("image/webp", b"RIFF\x24\0\0\0WAVEfmt ").is_err());
+        assert!(check("application/pdf", b"%PDF-1.7\n").is_ok());
+        assert!(check("application/pdf", b"\xef\xbb\xbf%PDF-1.4").is_ok());
+        assert!(check("application/pdf", b"<html>").is_err());
+        assert!(check("application/zip", b"PK\x03\x04\x14\0").is_ok());
+        assert!(check("application/zip", b"PK\x05\x06").is_ok(), "empty archive");
+        assert!(check(
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            b"PK\x03\x04"
+        )
+        .is_ok());
+        assert!(check("application/vnd.oasis.opendocument.text", b"%PDF-").is_err());
+        assert!(check("application/gzip", b"\x1f\x8b\x08").is_ok());
+        assert!(check("video/mp4", b"\0\0\0\x20ftypisom").is_ok());
+        let mut tar = vec![0u8; 512];
+        tar[257..262].copy_from_slice(b"ustar");
+        assert!(check("application/x-tar", &tar).is_ok());
+        assert!(check("application/x-tar", &tar[..260]).is_err());
+    }
+
+    #[test]
+    fn unsigned_types_pass_and_empty_files_do_not_match() {
+        assert!(check("text/plain", b"").is_ok());
+        assert!(check("application/octet-stream", b"\x89PNG").is_ok());
+        assert!(check("not a type", b"").is_ok());
+        assert!(check("image/svg+xml", b"<svg").is_ok());
+        assert!(check("image/png", b"").is_err());
+        assert_eq!(expected_signature("image/png"), Some("PNG"));
+        assert_eq!(expected_signature("text/csv"), None);
+    }
+
+    #[test]
+    fn decide_uses_the_signed_type() {
+        let up = upload_config(&[S1]);
+        let st = storage_config();
+        let gate = Gate {
+            upload: &up,
+            storage: &st,
+        };
+        let u = Upload {
+            metadata: mint(S1.as_bytes(), "a.png", "image/png", Visibility::Private, 1),
+            size: Some(8),
+            offset: 8,
+            ..Upload::default()
+        };
+        assert_eq!(decide(&u, gate, b"\x89PNG\r\n\x1a\n"), Verdict::Accept);
+        let Verdict::Reject(r) = decide(&u, gate, b"GIF89a") else {
+            panic!()
+        };
+        assert_eq!(r.reason(), Reason::ContentMismatch);
+        let partial = Upload {
+            is_partial: true,
+            ..u.clone()
+        };
+        assert_eq!(decide(&partial, gate, b"GIF89a"), Verdict::Skip(Reason::Partial));
+        let unsigned = Upload {
+            metadata: Default::default(),
+            ..u
+        };
+        let Verdict::Reject(r) = decide(&unsigned, gate, b"\x89PNG\r\n\x1a\n") else {
+            panic!()
+        };
+        assert_eq!(r.reason(), Reason::MetadataMissing);
+    }
+}

@@ -1,0 +1,658 @@
+//! The hook request: one POST body (+ the `Hook-Name` header) into a typed [`Hook`].
+//!
+//! Two shapes share one endpoint:
+//!
+//! - tusd v2: `{"Type":"pre-create","Event":{"Upload":{…},"HTTPRequest":{…}}}`,
+//!   no `Hook-Name` header. Recognised by a top-level `Type` or `Event`.
+//! - tusd v1 and rustus (`--hooks-format tusd`): `{"Upload":{…},"HTTPRequest":{…}}`
+//!   with the hook name in the `Hook-Name` header (rustus: `hook-name`; the
+//!   caller matches the header name case-insensitively and passes the value).
+//!
+//! Field names are Go's (`ID`, `Size`, `SizeIsDeferred`, `Offset`, `MetaData`,
+//! `IsPartial`, `IsFinal`, `PartialUploads`, `Storage`, `HTTPRequest {Method,
+//! URI, RemoteAddr, Header}`). Unknown fields are ignored. Leniencies, each
+//! because a real producer needs it:
+//!
+//! - `MetaData` may be `{}`, `null` or absent; older rustus releases spell it
+//!   `Metadata`, which is accepted as an alias.
+//! - `Size` may be `null` (rustus, deferred length): read as deferred.
+//! - `Storage` may be `null` (tusd pre-create) or `{"Type":"file_storage","Path":null}`
+//!   (rustus pre-create).
+//! - `HTTPRequest.Header` values may be arrays of strings (tusd, rustus) or
+//!   plain strings; names are looked up case-insensitively.
+//! - newer rustus releases write `upload` in lower case at the top level: accepted.
+//!
+//! Anything else that is not a hook is a [`HookError`] (the server answers 400).
+//! Unknown hook names are not errors: they parse to [`HookName::Other`].
+
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::token::upload::{Metadata, FIELD_KEY};
+
+/// Which answer style the sender expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// tusd v2: always 200 + JSON (`RejectUpload`, `HTTPResponse`).
+    V2,
+    /// tusd v1 / rustus: the status and body reach the client directly.
+    V1,
+}
+
+impl Protocol {
+    /// Label value (`v2`, `v1`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::V2 => "v2",
+            Protocol::V1 => "v1",
+        }
+    }
+}
+
+/// The hook type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HookName {
+    /// Blocking: before an upload is created (the token check).
+    PreCreate,
+    /// After creation.
+    PostCreate,
+    /// Progress.
+    PostReceive,
+    /// Blocking (tusd v2): the data is complete, before the client's last response.
+    PreFinish,
+    /// The upload is complete (finalize).
+    PostFinish,
+    /// Blocking (tusd v2.7+): before a termination.
+    PreTerminate,
+    /// After a termination.
+    PostTerminate,
+    /// A name this gate does not know; answered `{}` / 200.
+    Other(String),
+}
+
+/// Longest unknown hook name kept (for logs); longer ones are cut.
+const MAX_OTHER_NAME: usize = 64;
+
+impl HookName {
+    /// Every metric label value, for pre-registration.
+    pub const LABELS: [&'static str; 8] = [
+        "pre-create",
+        "post-create",
+        "post-receive",
+        "pre-finish",
+        "post-finish",
+        "pre-terminate",
+        "post-terminate",
+        "other",
+    ];
+
+    /// Parses a hook name, ASCII case-insensitively, surrounding spaces ignored.
+    pub fn parse(name: &str) -> HookName {
+        let n = name.trim();
+        let known = [
+            ("pre-create", HookName::PreCreate),
+            ("post-create", HookName::PostCreate),
+            ("post-receive", HookName::PostReceive),
+            ("pre-finish", HookName::PreFinish),
+            ("post-finish", HookName::PostFinish),
+            ("pre-terminate", HookName::PreTerminate),
+            ("post-terminate", HookName::PostTerminate),
+        ];
+        for (text, hook) in known {
+            if n.eq_ignore_ascii_case(text) {
+                return hook;
+            }
+        }
+        // Kept for logs only: printable ASCII, bounded.
+        let cleaned: String = n
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(MAX_OTHER_NAME)
+            .collect();
+        HookName::Other(cleaned)
+    }
+
+    /// The closed metric label (`other` for every unknown name).
+    pub fn label(&self) -> &'static str {
+        match self {
+            HookName::PreCreate => "pre-create",
+            HookName::PostCreate => "post-create",
+            HookName::PostReceive => "post-receive",
+            HookName::PreFinish => "pre-finish",
+            HookName::PostFinish => "post-finish",
+            HookName::PreTerminate => "pre-terminate",
+            HookName::PostTerminate => "post-terminate",
+            HookName::Other(_) => "other",
+        }
+    }
+}
+
+impl fmt::Display for HookName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HookName::Other(name) => write!(f, "other({name})"),
+            known => f.write_str(known.label()),
+        }
+    }
+}
+
+/// `Upload.Storage`: where the data store keeps the upload.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Storage {
+    /// `Type`: `filestore` (tusd), `file_storage` (rustus), `s3store`, …
+    pub kind: Option<String>,
+    /// `Path`: the data file (filestore), `null` at rustus pre-create.
+    pub path: Option<String>,
+    /// `InfoPath`: the `.info` file (tusd filestore v2.5+).
+    pub info_path: Option<String>,
+}
+
+/// `Upload` (tusd's `FileInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Upload {
+    /// `ID`: `""` at tusd pre-create, set by rustus.
+    pub id: String,
+    /// `Size`: `None` when the length is deferred (or `Size` is `null`).
+    pub size: Option<u64>,
+    /// `SizeIsDeferred`.
+    pub size_is_deferred: bool,
+    /// `Offset`.
+    pub offset: u64,
+    /// `MetaData`, decoded.
+    pub metadata: Metadata,
+    /// `IsPartial` (`Upload-Concat: partial`).
+    pub is_partial: bool,
+    /// `IsFinal` (`Upload-Concat: final;…`).
+    pub is_final: bool,
+    /// `PartialUploads`: IDs of the partial uploads of a final upload.
+    pub partial_uploads: Vec<String>,
+    /// `Storage`, `None` when `null`.
+    pub storage: Option<Storage>,
+}
+
+impl Upload {
+    /// The declared size, `None` when deferred.
+    pub fn declared_size(&self) -> Option<u64> {
+        if self.size_is_deferred {
+            None
+        } else {
+            self.size
+        }
+    }
+
+    /// Whether all bytes were received (`Offset == Size`, length known).
+    pub fn is_complete(&self) -> bool {
+        self.declared_size() == Some(self.offset)
+    }
+
+    /// The `asset-key` metadata value, as sent (for log lines).
+    pub fn asset_key(&self) -> Option<&str> {
+        self.metadata.get(FIELD_KEY).map(String::as_str)
+    }
+
+    /// `Storage.Path`, when present and non-empty.
+    pub fn storage_path(&self) -> Option<&Path> {
+        self.storage
+            .as_ref()
+            .and_then(|s| s.path.as_deref())
+            .filter(|p| !p.is_empty())
+            .map(Path::new)
+    }
+}
+
+/// HTTP header map with case-insensitive lookup.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Headers(Vec<(String, Vec<String>)>);
+
+impl Headers {
+    /// First value of header `name` (case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, v)| n.eq_ignore_ascii_case(name) && !v.is_empty())
+            .map(|(_, v)| v[0].as_str())
+    }
+
+    /// All values of header `name` (case-insensitive), over all spellings.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.iter().map(String::as_str))
+    }
+
+    /// Number of distinct header names as sent.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no headers.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// `HTTPRequest`: the client request that caused the hook.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HttpRequest {
+    /// `Method`.
+    pub method: String,
+    /// `URI`.
+    pub uri: String,
+    /// `RemoteAddr` (tusd `ip:port`, rustus without port).
+    pub remote_addr: String,
+    /// `Header`.
+    pub header: Headers,
+}
+
+/// One parsed hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// Which answer style.
+    pub protocol: Protocol,
+    /// Which hook.
+    pub name: HookName,
+    /// The upload.
+    pub upload: Upload,
+    /// The causing request (absent in some producers' events).
+    pub request: HttpRequest,
+}
+
+/// A body that is not a hook. The message says what is wrong without echoing
+/// values from the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HookError {
+    /// Not JSON at all.
+    NotJson(String),
+    /// JSON, but not an object.
+    NotAnObject,
+    /// Neither `Type`/`Event` (v2) nor `Upload` (v1).
+    UnknownShape,
+    /// v2: `Type` missing or not a string.
+    BadType,
+    /// v2: `Event` missing or not an object.
+    NoEvent,
+    /// v2: `Event` has no `Upload` object.
+    NoUpload,
+    /// v1: a bare `Upload` without a `Hook-Name` header.
+    NoHookName,
+    /// A field has the wrong type.
+    Field(String),
+}
+
+impl fmt::Display for HookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HookError::NotJson(e) => write!(f, "hook body is not JSON: {e}"),
+            HookError::NotAnObject => f.write_str("hook body is not a JSON object"),
+            HookError::UnknownShape => f.write_str(
+                "hook body is neither a tusd v2 event ({\"Type\",\"Event\"}) nor a tusd v1 hook ({\"Upload\"} with a Hook-Name header)",
+            ),
+            HookError::BadType => f.write_str("tusd v2 event has no string \"Type\""),
+            HookError::NoEvent => f.write_str("tusd v2 event has no \"Event\" object"),
+            HookError::NoUpload => f.write_str("tusd v2 event has no \"Event.Upload\" object"),
+            HookError::NoHookName => {
+                f.write_str("tusd v1 hook without a Hook-Name header (or with an empty one)")
+            }
+            HookError::Field(e) => write!(f, "malformed hook: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for HookError {}
+
+/// Parses one hook POST body. `hook_name_header` is the value of the request's
+/// `Hook-Name` header (matched case-insensitively by the caller), if any.
+pub fn parse(body: &[u8], hook_name_header: Option<&str>) -> Result<Hook, HookError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| HookError::NotJson(redact(&e.to_string())))?;
+    let Value::Object(mut top) = value else {
+        return Err(HookError::NotAnObject);
+    };
+
+    if top.contains_key("Type") || top.contains_key("Event") {
+        let name = match top.get("Type") {
+            Some(Value::String(t)) => HookName::parse(t),
+            _ => return Err(HookError::BadType),
+        };
+        let Some(Value::Object(mut event)) = top.remove("Event") else {
+            return Err(HookError::NoEvent);
+        };
+        let upload = match event.remove("Upload") {
+            Some(v @ Value::Object(_)) => upload_from(v, "Event.Upload")?,
+            _ => return Err(HookError::NoUpload),
+        };
+        let request = request_from(event.remove("HTTPRequest"), "Event.HTTPRequest")?;
+        return Ok(Hook {
+            protocol: Protocol::V2,
+            name,
+            upload,
+            request,
+        });
+    }
+
+    let upload_value = top.remove("Upload").or_else(|| top.remove("upload"));
+    let Some(upload_value) = upload_value else {
+        return Err(HookError::UnknownShape);
+    };
+    if !upload_value.is_object() {
+        return Err(HookError::Field("\"Upload\" is not an object".into()));
+    }
+    let name = match hook_name_header.map(str::trim) {
+        Some(n) if !n.is_empty() => HookName::parse(n),
+        _ => return Err(HookError::NoHookName),
+    };
+    let upload = upload_from(upload_value, "Upload")?;
+    let request = request_from(top.remove("HTTPRequest"), "HTTPRequest")?;
+    Ok(Hook {
+        protocol: Protocol::V1,
+        name,
+        upload,
+        request,
+    })
+}
+
+/// Parses a tusd filestore `.info` file (a serialised `FileInfo`, the same
+/// shape as `Upload`), for finalize-pending.
+pub fn parse_file_info(bytes: &[u8]) -> Result<Upload, HookError> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| HookError::NotJson(redact(&e.to_string())))?;
+    if !value.is_object() {
+        return Err(HookError::NotAnObject);
+    }
+    upload_from(value, "FileInfo")
+}
+
+#[derive(Deserialize)]
+struct RawUpload {
+    #[serde(rename = "ID", default)]
+    id: Option<String>,
+    #[serde(rename = "Size", default)]
+    size: Option<i64>,
+    #[serde(rename = "SizeIsDeferred", default)]
+    size_is_deferred: Option<bool>,
+    #[serde(rename = "Offset", default)]
+    offset: Option<i64>,
+    #[serde(rename = "MetaData", alias = "Metadata", default)]
+    metadata: Option<Metadata>,
+    #[serde(rename = "IsPartial", default)]
+    is_partial: Option<bool>,
+    #[serde(rename = "IsFinal", default)]
+    is_final: Option<bool>,
+    #[serde(rename = "PartialUploads", default)]
+    partial_uploads: Option<Vec<String>>,
+    #[serde(rename = "Storage", default)]
+    storage: Option<RawStorage>,
+}
+
+#[derive(Deserialize)]
+struct RawStorage {
+    #[serde(rename = "Type", default)]
+    kind: Option<String>,
+    #[serde(rename = "Path", default)]
+    path: Option<String>,
+    #[serde(rename = "InfoPath", default)]
+    info_path: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawRequest {
+    #[serde(rename = "Method", default)]
+    method: Option<String>,
+    #[serde(rename = "URI", default)]
+    uri: Option<String>,
+    #[serde(rename = "RemoteAddr", default)]
+    remote_addr: Option<String>,
+    #[serde(rename = "Header", default)]
+    header: Option<Map<String, Value>>,
+}
+
+fn upload_from(value: Value, ctx: &str) -> Result<Upload, HookError> {
+    let raw: RawUpload = serde_json::from_value(value)
+        .map_err(|e| HookError::Field(format!("{ctx}: {}", redact(&e.to_string()))))?;
+    let non_negative = |v: Option<i64>, field: &str| -> Result<Option<u64>, HookError> {
+        v.map(|n| u64::try_from(n).map_err(|_| HookError::Field(format!("{ctx}.{field} is negative"))))
+            .transpose()
+    };
+    let size = non_negative(raw.size, "Size")?;
+    let offset = non_negative(raw.offset, "Offset")?.unwrap_or(0);
+    let size_is_deferred = raw.size_is_deferred.unwrap_or(false) || size.is_none();
+    Ok(Upload {
+        id: raw.id.unwrap_or_default(),
+        size,
+        size_is_deferred,
+        offset,
+        metadata: raw.metadata.unwrap_or_default(),
+        is_partial: raw.is_partial.unwrap_or(false),
+        is_final: raw.is_final.unwrap_or(false),
+        partial_uploads: raw.partial_uploads.unwrap_or_default(),
+        storage: raw.storage.map(|s| Storage {
+            kind: s.kind,
+            path: s.path,
+            info_path: s.info_path,
+        }),
+    })
+}
+
+fn request_from(value: Option<Value>, ctx: &str) -> Result<HttpRequest, HookError> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(HttpRequest::default());
+    };
+    let raw: RawRequest = serde_json::from_value(value)
+        .map_err(|e| HookError::Field(format!("{ctx}: {}", redact(&e.to_string()))))?;
+    let mut header = Vec::new();
+    for (name, v) in raw.header.unwrap_or_default() {
+        let values = match v {
+            Value::String(s) => vec![s],
+            Value::Array(items) => items
+                .into_iter()
+                .filter_map(|i| match i {
+                    Value::String(s) => Some(s),
+                    _ => None,
+                })
+                .collect(),
+            // null or other types: a header we cannot use, not a broken hook.
+            _ => continue,
+        };
+        header.push((name, values));
+    }
+    Ok(HttpRequest {
+        method: raw.method.unwrap_or_default(),
+        uri: raw.uri.unwrap_or_default(),
+        remote_addr: raw.remote_addr.unwrap_or_default(),
+        header: Headers(header),
+    })
+}
+
+/// serde messages quote offending values (`invalid type: string "…"`): drop
+/// the quoted parts, so no metadata value (a token) is echoed back or logged.
+fn redact(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut in_quotes = false;
+    for c in message.chars() {
+        match (c, in_quotes) {
+            ('"', false) => {
+                in_quotes = true;
+                out.push_str("\"…");
+            }
+            ('"', true) => {
+                in_quotes = false;
+                out.push('"');
+            }
+            (_, false) => out.push(c),
+            (_, true) => {}
+        }
+    }
+    if in_quotes {
+        out.push('"');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v2(json: &str) -> Result<Hook, HookError> {
+        parse(json.as_bytes(), None)
+    }
+
+    #[test]
+    fn minimal_v2() {
+        let h = v2(r#"{"Type":"pre-create","Event":{"Upload":{}}}"#).unwrap();
+        assert_eq!(h.protocol, Protocol::V2);
+        assert_eq!(h.name, HookName::PreCreate);
+        assert!(h.upload.metadata.is_empty());
+        assert_eq!(h.upload.size, None);
+        assert!(h.upload.size_is_deferred, "no Size at all: treated as deferred");
+        assert_eq!(h.request, HttpRequest::default());
+    }
+
+    #[test]
+    fn v2_ignores_hook_name_header_and_unknown_fields() {
+        let h = parse(
+            br#"{"Type":"post-finish","Extra":1,"Event":{"New":true,"Upload":{"ID":"abc","Size":3,"Offset":3,"Future":[1],"MetaData":null,"Storage":{"Type":"filestore","Path":"/d/abc","InfoPath":"/d/abc.info","Other":"x"}},"HTTPRequest":null}}"#,
+            Some("pre-create"),
+        )
+        .unwrap();
+        assert_eq!(h.name, HookName::PostFinish);
+        assert_eq!(h.upload.id, "abc");
+        assert!(h.upload.is_complete());
+        assert_eq!(h.upload.storage_path(), Some(Path::new("/d/abc")));
+        assert_eq!(
+            h.upload.storage.as_ref().unwrap().info_path.as_deref(),
+            Some("/d/abc.info")
+        );
+    }
+
+    #[test]
+    fn v1_needs_hook_name() {
+        let body = br#"{"Upload":{"ID":"x","Size":1,"MetaData":{}},"HTTPRequest":{}}"#;
+        assert_eq!(parse(body, None).unwrap_err(), HookError::NoHookName);
+        assert_eq!(parse(body, Some("  ")).unwrap_err(), HookError::NoHookName);
+        let h = parse(body, Some("Pre-Create")).unwrap();
+        assert_eq!(h.protocol, Protocol::V1);
+        assert_eq!(h.name, HookName::PreCreate);
+        let h = parse(body, Some("something-new")).unwrap();
+        assert_eq!(h.name, HookName::Other("something-new".into()));
+        assert_eq!(h.name.label(), "other");
+    }
+
+    #[test]
+    fn shape_errors() {
+        assert!(matches!(v2("not json"), Err(HookError::NotJson(_))));
+        assert!(matches!(v2(""), Err(HookError::NotJson(_))));
+        assert_eq!(v2("[1,2]").unwrap_err(), HookError::NotAnObject);
+        assert_eq!(v2("{}").unwrap_err(), HookError::UnknownShape);
+        assert_eq!(v2(r#"{"Event":{"Upload":{}}}"#).unwrap_err(), HookError::BadType);
+        assert_eq!(
+            v2(r#"{"Type":5,"Event":{"Upload":{}}}"#).unwrap_err(),
+            HookError::BadType
+        );
+        assert_eq!(v2(r#"{"Type":"pre-create"}"#).unwrap_err(), HookError::NoEvent);
+        assert_eq!(
+            v2(r#"{"Type":"pre-create","Event":{"HTTPRequest":{}}}"#).unwrap_err(),
+            HookError::NoUpload
+        );
+        assert_eq!(
+            v2(r#"{"Type":"something-new","Event":{}}"#).unwrap_err(),
+            HookError::NoUpload
+        );
+        assert_eq!(
+            v2(r#"{"Type":"pre-create","Event":{"Upload":null}}"#).unwrap_err(),
+            HookError::NoUpload
+        );
+        assert!(matches!(
+            v2(r#"{"Type":"pre-create","Event":{"Upload":{"Size":"12"}}}"#),
+            Err(HookError::Field(_))
+        ));
+        assert!(matches!(
+            v2(r#"{"Type":"pre-create","Event":{"Upload":{"Size":-1}}}"#),
+            Err(HookError::Field(_))
+        ));
+        assert!(matches!(
+            parse(br#"{"Upload":[]}"#, Some("pre-create")),
+            Err(HookError::Field(_))
+        ));
+    }
+
+    #[test]
+    fn errors_do_not_echo_values() {
+        let secretish = "0123456789abcdef0123456789abcdef";
+        let e = v2(&format!(
+            r#"{{"Type":"pre-create","Event":{{"Upload":{{"MetaData":"{secretish}"}}}}}}"#
+        ))
+        .unwrap_err();
+        assert!(matches!(e, HookError::Field(_)));
+        assert!(!e.to_string().contains(secretish), "{e}");
+        let e = v2(&format!(
+            r#"{{"Type":"pre-create","Event":{{"Upload":{{"MetaData":{{"upload-token":["{secretish}"]}}}}}}}}"#
+        ))
+        .unwrap_err();
+        assert!(!e.to_string().contains(secretish), "{e}");
+    }
+
+    #[test]
+    fn headers_case_insensitive_arrays_or_strings() {
+        let h = parse(
+            br#"{"Upload":{"Size":0},"HTTPRequest":{"Method":"POST","URI":"/files/","RemoteAddr":"127.0.0.1","Header":{"upload-metadata":["a YQ=="],"X-One":"1","X-Null":null,"X-Mixed":["a",1,"b"]}}}"#,
+            Some("pre-create"),
+        )
+        .unwrap();
+        let hd = &h.request.header;
+        assert_eq!(hd.get("Upload-Metadata"), Some("a YQ=="));
+        assert_eq!(hd.get("x-one"), Some("1"));
+        assert_eq!(hd.get("X-Null"), None);
+        assert_eq!(hd.get_all("x-mixed").collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(h.request.remote_addr, "127.0.0.1");
+    }
+
+    #[test]
+    fn rustus_metadata_alias_and_null_size() {
+        let h = parse(
+            br#"{"Upload":{"ID":"u","Size":null,"SizeIsDeferred":true,"Metadata":{"a":"b"},"Storage":{"Type":"file_storage","Path":null}}}"#,
+            Some("pre-create"),
+        )
+        .unwrap();
+        assert_eq!(h.upload.metadata.get("a").map(String::as_str), Some("b"));
+        assert_eq!(h.upload.declared_size(), None);
+        assert_eq!(h.upload.storage_path(), None);
+        assert_eq!(h.upload.storage.unwrap().kind.as_deref(), Some("file_storage"));
+    }
+
+    #[test]
+    fn hook_names() {
+        assert_eq!(HookName::parse("POST-FINISH"), HookName::PostFinish);
+        assert_eq!(HookName::parse(" pre-terminate "), HookName::PreTerminate);
+        let long = HookName::parse(&format!("x\n{}", "y".repeat(200)));
+        let HookName::Other(n) = &long else { panic!() };
+        assert_eq!(n.len(), MAX_OTHER_NAME);
+        assert!(!n.contains('\n'));
+        for l in HookName::LABELS {
+            assert_eq!(HookName::parse(l).label(), l);
+        }
+    }
+
+    #[test]
+    fn file_info() {
+        let u = parse_file_info(
+            br#"{"ID":"abc","Size":5,"SizeIsDeferred":false,"Offset":5,"MetaData":{"asset-key":"k"},"IsPartial":false,"IsFinal":false,"PartialUploads":null,"Storage":{"Type":"filestore","Path":"/d/abc","InfoPath":"/d/abc.info"}}"#,
+        )
+        .unwrap();
+        assert_eq!(u.asset_key(), Some("k"));
+        assert!(u.is_complete());
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(
+            redact(r#"invalid type: string "abc", expected"#),
+            "invalid type: string \"…\", expected"
+        );
+        assert_eq!(redact(r#"open "abc"#), "open \"…\"");
+    }
+}
