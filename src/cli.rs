@@ -8,11 +8,14 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, ConfigError, Sources, EXIT_CONFIG};
+use crate::finalize::{self, Roots};
+use crate::hooks::Finalizer;
 use crate::metrics::Metrics;
 use crate::secret::{Secret, SecretSet};
 use crate::server::{self, AppState};
 use crate::telemetry;
 use crate::token::{link, nginx_uri};
+use crate::tusd::{self, Gate};
 
 /// assetgate: presigned-URL gate for tusd uploads and nginx secure_link downloads.
 #[derive(Parser, Debug)]
@@ -42,6 +45,9 @@ enum Command {
     Verify(VerifyCmd),
     /// Print the effective configuration, secrets redacted.
     CheckConfig,
+    /// Move finished uploads that were never moved (daemon down, disk full) into
+    /// the asset tree, under the same rules as post-finish. Safe to run any time.
+    FinalizePending,
 }
 
 #[derive(Subcommand, Debug)]
@@ -92,6 +98,7 @@ pub fn main() -> ExitCode {
         Command::Serve { dev } => serve(config, dev),
         Command::Sign(SignCmd::Link { path, expiry }) => sign_link(&config, &path, &expiry),
         Command::Verify(VerifyCmd::Link { target, now }) => verify_link(&config, &target, now),
+        Command::FinalizePending => finalize_pending(&config),
         Command::CheckConfig => {
             print!("{}", config.redacted_toml());
             if config.link.secrets.is_empty() {
@@ -126,7 +133,14 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
     } else if config.link.secrets.is_empty() && config.upload.secrets.is_empty() {
         return config_error(&no_secret("link", "LINK"));
     }
+    let roots = match finalize_roots(&config) {
+        Ok(r) => r,
+        Err(e) => return config_error(&e),
+    };
     telemetry::init(&config.log_level, config.log_format);
+    if roots.is_none() {
+        tracing::warn!("[storage] root or [tusd] upload_dir not set: uploads are gated but never moved into the asset tree");
+    }
     if config.link.secrets.is_empty() {
         tracing::warn!("no link secret configured: every download link will be denied");
     }
@@ -153,7 +167,12 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
         if dev {
             print_dev_banner(&config, &addr);
         }
-        let state = Arc::new(AppState::new(config, Metrics::new(), Arc::new(SystemClock)));
+        let state = Arc::new(AppState::new(
+            config,
+            Metrics::new(),
+            Arc::new(SystemClock),
+            Finalizer::new(roots),
+        ));
         let (first, second) = signals();
         tracing::info!(addr = %addr, version = env!("CARGO_PKG_VERSION"), "listening");
         server::serve(listener, state, first, second).await;
@@ -209,6 +228,119 @@ fn print_dev_banner(config: &Config, addr: &str) {
         String::from_utf8_lossy(link_secret.expose()),
         String::from_utf8_lossy(upload_secret.expose()),
     );
+}
+
+/// The finalize roots when both `[storage] root` and `[tusd] upload_dir` are set;
+/// a root that cannot be resolved is a configuration error.
+fn finalize_roots(config: &Config) -> Result<Option<Roots>, ConfigError> {
+    match (&config.storage.root, &config.tusd.upload_dir) {
+        (Some(root), Some(uploads)) => Roots::new(uploads, root).map(Some).map_err(|e| ConfigError {
+            key: "storage.root / tusd.upload_dir".into(),
+            message: format!("{e} ({} / {})", root.display(), uploads.display()),
+        }),
+        _ => Ok(None),
+    }
+}
+
+fn finalize_pending(config: &Config) -> ExitCode {
+    let roots = match finalize_roots(config) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return config_error(&ConfigError {
+                key: "storage.root / tusd.upload_dir".into(),
+                message: "both must be set to finalize uploads".into(),
+            })
+        }
+        Err(e) => return config_error(&e),
+    };
+    if config.upload.secrets.is_empty() {
+        return config_error(&no_secret("upload", "UPLOAD"));
+    }
+    let scan = match finalize::scan_pending(roots.upload_dir()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot scan {}: {e}", roots.upload_dir().display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let gate = Gate {
+        upload: &config.upload,
+        storage: &config.storage,
+    };
+    let (mut moved, mut kept, mut failed) = (0, 0, 0);
+    for skipped in &scan.skipped {
+        println!("skipped {}: {:?}", skipped.info_path.display(), skipped.reason);
+    }
+    for p in &scan.finished {
+        let upload = pending_as_upload(p);
+        let plan = match tusd::postfinish::plan(&upload, gate) {
+            Ok(plan) => plan,
+            Err(verdict) => {
+                println!("kept {}: {verdict:?}", p.id);
+                kept += 1;
+                continue;
+            }
+        };
+        let req = p.request(
+            &roots,
+            plan.destination().to_string_lossy().into_owned(),
+            plan.overwrite(),
+        );
+        match finalize::finalize(&req) {
+            Ok(done) => {
+                println!(
+                    "moved {} -> {} ({}, {} bytes)",
+                    p.id,
+                    plan.destination().display(),
+                    done.method.as_str(),
+                    done.bytes
+                );
+                moved += 1;
+            }
+            Err(e) if e.is_conflict() => {
+                println!(
+                    "kept {}: {} (destination exists; the upload stays)",
+                    p.id,
+                    e.as_str()
+                );
+                kept += 1;
+            }
+            Err(e) => {
+                println!("failed {}: {} ({e})", p.id, e.as_str());
+                failed += 1;
+            }
+        }
+    }
+    println!(
+        "{moved} moved, {kept} kept, {failed} failed, {} skipped, {} stale info files",
+        scan.skipped.len(),
+        scan.stale.len()
+    );
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// A pending upload seen as the finished upload a post-finish event describes,
+/// so `finalize-pending` applies exactly the post-finish rules.
+fn pending_as_upload(p: &finalize::PendingUpload) -> tusd::Upload {
+    tusd::Upload {
+        id: p.id.clone(),
+        size: Some(p.size),
+        size_is_deferred: false,
+        offset: p.size,
+        metadata: p.metadata.clone().into_iter().collect(),
+        is_partial: false,
+        is_final: p.is_final,
+        partial_uploads: Vec::new(),
+        storage: Some(tusd::protocol::Storage {
+            kind: None,
+            path: Some(p.data_path.display().to_string()),
+            info_path: Some(p.info_path.display().to_string()),
+        }),
+    }
 }
 
 /// Percent-encodes what a client would encode in a path, so the printed link

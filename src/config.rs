@@ -107,6 +107,8 @@ pub struct UploadConfig {
     pub max_size: Option<u64>,
     /// Whether uploads of deferred length are accepted.
     pub allow_deferred_length: bool,
+    /// pre-finish: check the file's leading bytes against the declared type.
+    pub check_content: bool,
 }
 
 /// `[storage]`
@@ -198,6 +200,7 @@ struct RawUpload {
     content_types: Vec<String>,
     max_size: Option<Human>,
     allow_deferred_length: bool,
+    check_content: bool,
 }
 
 impl Default for RawUpload {
@@ -209,6 +212,7 @@ impl Default for RawUpload {
             content_types: Vec::new(),
             max_size: None,
             allow_deferred_length: false,
+            check_content: false,
         }
     }
 }
@@ -505,6 +509,7 @@ fn validate(raw: Raw, source: Option<PathBuf>) -> Result<Config, ConfigError> {
             .map(|h| h.bytes("upload.max_size"))
             .transpose()?,
         allow_deferred_length: raw.upload.allow_deferred_length,
+        check_content: raw.upload.check_content,
     };
 
     for (key, prefix) in [

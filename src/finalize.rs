@@ -464,6 +464,9 @@ pub enum Method {
 }
 
 impl Method {
+    /// Every value, for metric pre-registration.
+    pub const ALL: [Method; 3] = [Method::Renamed, Method::Copied, Method::AlreadyFinalized];
+
     /// Label value.
     pub fn as_str(self) -> &'static str {
         match self {

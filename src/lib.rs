@@ -16,6 +16,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod finalize;
+pub mod hooks;
 pub mod metrics;
 pub mod policy;
 pub mod secret;

@@ -79,6 +79,8 @@ pub struct Metrics {
     http: IntCounterVec,
     connections: IntGauge,
     accepted: prometheus::IntCounter,
+    hooks: IntCounterVec,
+    finalize: IntCounterVec,
 }
 
 impl Metrics {
@@ -119,6 +121,22 @@ impl Metrics {
             "Connections accepted since start.",
         )
         .expect("valid metric");
+        let hooks = IntCounterVec::new(
+            Opts::new(
+                "assetgate_hook_decisions_total",
+                "tusd hook decisions by hook, decision and reason.",
+            ),
+            &["hook", "decision", "reason"],
+        )
+        .expect("valid metric");
+        let finalize = IntCounterVec::new(
+            Opts::new(
+                "assetgate_finalize_total",
+                "Moves of finished uploads into the asset tree, by result (renamed, copied, already_finalized, or why not).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         let build = IntGaugeVec::new(
             Opts::new("assetgate_build_info", "Build information; always 1."),
             &["version"],
@@ -132,6 +150,8 @@ impl Metrics {
             Box::new(http.clone()),
             Box::new(connections.clone()),
             Box::new(accepted.clone()),
+            Box::new(hooks.clone()),
+            Box::new(finalize.clone()),
             Box::new(build),
         ] {
             registry.register(c).expect("families are registered once");
@@ -144,13 +164,49 @@ impl Metrics {
             http,
             connections,
             accepted,
+            hooks,
+            finalize,
         };
         m.decision(Endpoint::Auth, Decision::Allow, REASON_OK, 0);
         for r in Reason::ALL {
             m.decision(Endpoint::Auth, Decision::Deny, r.as_str(), 0);
         }
         m.decision(Endpoint::Auth, Decision::Error, REASON_NO_ORIGINAL_URI, 0);
+        for r in crate::tusd::Reason::ALL {
+            let outcome = match r {
+                crate::tusd::Reason::Ok => "allow",
+                crate::tusd::Reason::BadHook => "error",
+                crate::tusd::Reason::Ignored | crate::tusd::Reason::Partial => "skip",
+                _ => "deny",
+            };
+            let hook = match r {
+                crate::tusd::Reason::BadHook => "other",
+                crate::tusd::Reason::Partial
+                | crate::tusd::Reason::Incomplete
+                | crate::tusd::Reason::StorageUnsupported => "post-finish",
+                crate::tusd::Reason::ContentMismatch => "pre-finish",
+                _ => "pre-create",
+            };
+            m.hooks.with_label_values(&[hook, outcome, r.as_str()]).inc_by(0);
+        }
+        for r in crate::finalize::Method::ALL {
+            m.finalize.with_label_values(&[r.as_str()]).inc_by(0);
+        }
+        for r in crate::finalize::Reason::ALL {
+            m.finalize.with_label_values(&[r.as_str()]).inc_by(0);
+        }
         m
+    }
+
+    /// Counts one tusd hook decision (labels from closed enums).
+    pub fn count_hook(&self, hook: &'static str, decision: &'static str, reason: &'static str) {
+        self.hooks.with_label_values(&[hook, decision, reason]).inc();
+    }
+
+    /// Counts one finalize result (a `Method`, a finalize `Reason`, or one of
+    /// `not_configured`, `busy`, `duplicate`).
+    pub fn count_finalize(&self, result: &'static str) {
+        self.finalize.with_label_values(&[result]).inc();
     }
 
     fn decision(&self, endpoint: Endpoint, decision: Decision, reason: &'static str, by: u64) {

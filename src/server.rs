@@ -29,6 +29,7 @@ use tokio::sync::Semaphore;
 use crate::auth;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::hooks::{self, Finalizer};
 use crate::metrics::{Endpoint, Metrics};
 
 /// Response type of every handler.
@@ -45,16 +46,19 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The clock (injected for tests).
     pub clock: Arc<dyn Clock>,
+    /// Background moves of finished uploads.
+    pub finalizer: Finalizer,
     ready: AtomicBool,
 }
 
 impl AppState {
     /// New state, ready.
-    pub fn new(config: Config, metrics: Metrics, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(config: Config, metrics: Metrics, clock: Arc<dyn Clock>, finalizer: Finalizer) -> Self {
         AppState {
             config,
             metrics,
             clock,
+            finalizer,
             ready: AtomicBool::new(true),
         }
     }
@@ -124,8 +128,12 @@ pub async fn serve(
         grace_seconds = limits.shutdown_grace.as_secs(),
         "shutting down: not ready, listener closed, draining in-flight requests"
     );
+    let drain = async {
+        graceful.shutdown().await;
+        state.finalizer.drain().await;
+    };
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = drain => tracing::info!("all connections and background moves drained"),
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!("grace period over; closing remaining connections");
         }
@@ -142,7 +150,7 @@ async fn handle(state: Arc<AppState>, peer: SocketAddr, req: Request<Incoming>) 
     Ok(resp)
 }
 
-async fn route(state: &AppState, _peer: SocketAddr, req: Request<Incoming>) -> (Endpoint, Resp) {
+async fn route(state: &Arc<AppState>, _peer: SocketAddr, req: Request<Incoming>) -> (Endpoint, Resp) {
     let path = req.uri().path();
     let method = req.method();
     match path {
@@ -160,13 +168,12 @@ async fn route(state: &AppState, _peer: SocketAddr, req: Request<Incoming>) -> (
             };
             (Endpoint::Auth, Response::from_parts(parts, Full::new(body)))
         }
-        "/tusd" => (
-            Endpoint::Tusd,
-            text(
-                StatusCode::NOT_FOUND,
-                "the tusd hook endpoint is not available in this build\n",
-            ),
-        ),
+        "/tusd" => {
+            if method != Method::POST {
+                return (Endpoint::Tusd, method_not_allowed("POST"));
+            }
+            (Endpoint::Tusd, hooks::handle(state, req).await)
+        }
         "/healthz" => admin(method, || text(StatusCode::OK, "ok\n")),
         "/readyz" => admin(method, || {
             if state.is_ready() {

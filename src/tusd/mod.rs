@@ -437,6 +437,7 @@ pub(crate) mod testing {
             content_types: Vec::new(),
             max_size: None,
             allow_deferred_length: false,
+            check_content: false,
         }
     }
 

@@ -1,0 +1,329 @@
+//! The `/tusd` endpoint: a thin adapter around the pure [`crate::tusd`] core and
+//! the [`crate::finalize`] mover.
+//!
+//! - The body is capped (`server.max_body_bytes`) before anything parses it.
+//! - Decisions are answered in the hook's own protocol (v2: always 200 + JSON;
+//!   v1/rustus: the 4xx itself), logged on one line (hook, decision, reason, key;
+//!   never the token) and counted.
+//! - post-finish answers at once; the move runs on the blocking pool. A second
+//!   delivery of the same upload while the first move runs is dropped (the
+//!   mover is idempotent anyway), and shutdown waits for running moves.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::finalize::{self, FinalizeRequest, Roots};
+use crate::metrics::Metrics;
+use crate::server::{AppState, Resp};
+use crate::tusd::{self, prefinish, Answer, Decision, FinalizePlan, Gate, Lookup, Upload, Verdict};
+
+/// Upper bound on background moves running or queued at once.
+const MAX_BACKGROUND: u32 = 1024;
+
+/// Background finalize state: the roots, in-flight uploads, and a tracker that
+/// shutdown drains.
+pub struct Finalizer {
+    roots: Option<Roots>,
+    in_flight: Mutex<HashSet<String>>,
+    tracker: Arc<Semaphore>,
+}
+
+impl Finalizer {
+    /// `roots` is `None` when `[storage] root` or `[tusd] upload_dir` is not
+    /// configured: then uploads are only gated, never moved.
+    pub fn new(roots: Option<Roots>) -> Self {
+        Finalizer {
+            roots,
+            in_flight: Mutex::new(HashSet::new()),
+            tracker: Arc::new(Semaphore::new(MAX_BACKGROUND as usize)),
+        }
+    }
+
+    /// The resolved roots, if finalizing is configured.
+    pub fn roots(&self) -> Option<&Roots> {
+        self.roots.as_ref()
+    }
+
+    /// Waits until every background move has finished.
+    pub async fn drain(&self) {
+        let _all = self.tracker.acquire_many(MAX_BACKGROUND).await;
+    }
+}
+
+/// The fields the upload token signs; finalize requires them unchanged in the
+/// upload's on-disk info.
+const SIGNED_FIELDS: [&str; 5] = [
+    "asset-key",
+    "content-type",
+    "visibility",
+    "upload-expires",
+    "upload-token",
+];
+
+/// Answers one `POST /tusd`.
+pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
+    let max = state.config.server.max_body_bytes;
+    let hook_name = req
+        .headers()
+        .get("hook-name")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return too_large(&state.metrics, max);
+    }
+    let body = match Limited::new(req.into_body(), usize::try_from(max).unwrap_or(usize::MAX))
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                return too_large(&state.metrics, max);
+            }
+            tracing::info!(endpoint = "tusd", decision = "error", reason = "bad_hook", error = %e, "hook body could not be read");
+            state
+                .metrics
+                .count_hook("other", "error", tusd::Reason::BadHook.as_str());
+            return text_json(
+                StatusCode::BAD_REQUEST,
+                "bad_hook",
+                "the request body could not be read",
+            );
+        }
+    };
+
+    let cfg = &state.config;
+    let gate = Gate {
+        upload: &cfg.upload,
+        storage: &cfg.storage,
+    };
+    let lookup = FsLookup {
+        storage_root: cfg.storage.root.as_deref(),
+        roots: state.finalizer.roots(),
+        sniff: cfg.upload.check_content,
+    };
+    let now = state.clock.now();
+    let hook = match tusd::parse(&body, hook_name.as_deref()) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::info!(endpoint = "tusd", decision = "error", reason = "bad_hook", error = %e, "not a tusd hook");
+            state
+                .metrics
+                .count_hook("other", "error", tusd::Reason::BadHook.as_str());
+            return to_response(tusd::answer_error(&e));
+        }
+    };
+    let decision = tusd::decide(&hook, gate, now, &lookup);
+    log_decision(&decision);
+    state.metrics.count_hook(
+        decision.hook.label(),
+        decision.outcome().as_str(),
+        decision.reason().as_str(),
+    );
+
+    if let Verdict::Finalize(plan) = &decision.verdict {
+        // The plan rests on this metadata's signature: the move must find the
+        // very same signed fields in the upload's own on-disk info.
+        let expected: BTreeMap<String, String> = SIGNED_FIELDS
+            .iter()
+            .filter_map(|k| hook.upload.metadata.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+            .collect();
+        spawn_finalize(state.clone(), plan, expected, &decision);
+    }
+    to_response(tusd::answer(hook.protocol, &decision))
+}
+
+fn log_decision(d: &Decision) {
+    let key = d.key.as_deref().map(|k| k.escape_debug().to_string());
+    let message = match &d.verdict {
+        Verdict::Reject(r) | Verdict::Keep(r) => r.message().to_owned(),
+        Verdict::Accept => "accepted".to_owned(),
+        Verdict::Finalize(_) => "finalize planned".to_owned(),
+        Verdict::Skip(_) => "nothing to decide".to_owned(),
+    };
+    tracing::info!(
+        endpoint = "tusd",
+        hook = d.hook.label(),
+        decision = d.outcome().as_str(),
+        reason = d.reason().as_str(),
+        key = key.as_deref().unwrap_or(""),
+        upload_id = %d.upload_id.escape_debug(),
+        "{message}"
+    );
+}
+
+fn spawn_finalize(
+    state: Arc<AppState>,
+    plan: &FinalizePlan,
+    expected: BTreeMap<String, String>,
+    decision: &Decision,
+) {
+    let Some(roots) = state.finalizer.roots().cloned() else {
+        tracing::warn!(
+            endpoint = "tusd",
+            hook = "post-finish",
+            upload_id = %decision.upload_id.escape_debug(),
+            "upload verified but not moved: set [storage] root and [tusd] upload_dir to finalize uploads"
+        );
+        state.metrics.count_finalize("not_configured");
+        return;
+    };
+    let Ok(permit) = state.finalizer.tracker.clone().try_acquire_owned() else {
+        tracing::error!(endpoint = "tusd", hook = "post-finish", "too many moves in progress; the upload stays in upload_dir (run `assetgate finalize-pending` later)");
+        state.metrics.count_finalize("busy");
+        return;
+    };
+    let request = FinalizeRequest {
+        roots,
+        source: plan.source().to_path_buf(),
+        info_path: plan.info_path().map(Path::to_path_buf),
+        destination: plan.destination().to_string_lossy().into_owned(),
+        overwrite: plan.overwrite(),
+        expected_metadata: expected,
+    };
+    let dedupe_key = if decision.upload_id.is_empty() {
+        request.source.display().to_string()
+    } else {
+        decision.upload_id.clone()
+    };
+    let key = plan.key().escape_debug().to_string();
+    tokio::spawn(async move {
+        let _permit = permit;
+        if !state.finalizer.in_flight.lock().await.insert(dedupe_key.clone()) {
+            tracing::info!(
+                endpoint = "tusd",
+                hook = "post-finish",
+                key,
+                "duplicate delivery while the move runs: ignored"
+            );
+            state.metrics.count_finalize("duplicate");
+            return;
+        }
+        let result = tokio::task::spawn_blocking(move || finalize::finalize(&request)).await;
+        state.finalizer.in_flight.lock().await.remove(&dedupe_key);
+        match result {
+            Ok(Ok(done)) => {
+                state.metrics.count_finalize(done.method.as_str());
+                if done.cleanup != finalize::Cleanup::Done {
+                    tracing::warn!(endpoint = "tusd", hook = "post-finish", key, cleanup = ?done.cleanup, "asset in place, but the upload's leftovers could not be removed");
+                }
+                tracing::info!(
+                    endpoint = "tusd",
+                    hook = "post-finish",
+                    key,
+                    method = done.method.as_str(),
+                    bytes = done.bytes,
+                    "upload moved into the asset tree"
+                );
+            }
+            Ok(Err(e)) => {
+                state.metrics.count_finalize(e.as_str());
+                let conflict = e.is_conflict();
+                tracing::warn!(
+                    endpoint = "tusd",
+                    hook = "post-finish",
+                    key,
+                    reason = e.as_str(),
+                    conflict,
+                    "upload NOT moved, it stays in upload_dir: {e}"
+                );
+            }
+            Err(join) => {
+                state.metrics.count_finalize("io");
+                tracing::error!(endpoint = "tusd", hook = "post-finish", key, error = %join, "the move task failed; the upload stays in upload_dir");
+            }
+        }
+    });
+}
+
+/// The filesystem facts the pure core asks for.
+struct FsLookup<'a> {
+    storage_root: Option<&'a Path>,
+    roots: Option<&'a Roots>,
+    sniff: bool,
+}
+
+impl Lookup for FsLookup<'_> {
+    fn exists(&self, relative: &Path) -> bool {
+        let Some(root) = self.storage_root else {
+            return false;
+        };
+        match std::fs::symlink_metadata(root.join(relative)) {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            // A path component that is a file (NotADirectory) means the key
+            // cannot be created either; any other error fails closed.
+            Err(_) => true,
+        }
+    }
+
+    fn leading_bytes(&self, upload: &Upload) -> Option<Vec<u8>> {
+        if !self.sniff {
+            return None;
+        }
+        let roots = self.roots?;
+        let path = Path::new(upload.storage.as_ref()?.path.as_deref()?);
+        // Read only regular files inside upload_dir, never through a symlink.
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        if !meta.file_type().is_file() {
+            return None;
+        }
+        let canonical = path.canonicalize().ok()?;
+        if !canonical.starts_with(roots.upload_dir()) {
+            return None;
+        }
+        let mut head = Vec::with_capacity(prefinish::SNIFF_BYTES);
+        std::fs::File::open(&canonical)
+            .ok()?
+            .take(prefinish::SNIFF_BYTES as u64)
+            .read_to_end(&mut head)
+            .ok()?;
+        Some(head)
+    }
+}
+
+fn to_response(a: Answer) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(a.body)));
+    *r.status_mut() = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(a.content_type));
+    r
+}
+
+fn text_json(status: StatusCode, code: &str, message: &str) -> Resp {
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn too_large(metrics: &Metrics, max: u64) -> Resp {
+    tracing::info!(
+        endpoint = "tusd",
+        decision = "error",
+        reason = "bad_hook",
+        max_body_bytes = max,
+        "hook body over the size cap"
+    );
+    metrics.count_hook("other", "error", tusd::Reason::BadHook.as_str());
+    text_json(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "bad_hook",
+        &format!("hook body larger than server.max_body_bytes ({max} bytes)"),
+    )
+}

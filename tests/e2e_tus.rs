@@ -1,0 +1,301 @@
+//! End to end with a real tus server (rustus, tusd v1 hook format), a real tus
+//! client (tuspy) and upload URLs minted by the real granite-assets library.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn rustus_bin() -> PathBuf {
+    require_peer(
+        "rustus",
+        &[peers_dir().join("bin/rustus")],
+        "cargo install rustus --version 0.5.10 --features http_notifier --locked --root .peers",
+    )
+}
+
+struct Rustus {
+    child: Child,
+    port: u16,
+    data: PathBuf,
+    log: PathBuf,
+}
+
+impl Drop for Rustus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_rustus(dir: &Path, hook_url: &str) -> Rustus {
+    let port = free_port();
+    let data = dir.join("uploads");
+    std::fs::create_dir_all(&data).unwrap();
+    let log = dir.join("rustus.log");
+    let child = Command::new(rustus_bin())
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--info-dir")
+        .arg(&data)
+        .args(["--hooks-format", "tusd", "--hooks-http-urls", hook_url])
+        .args(["--hooks", "pre-create,post-finish"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.join("rustus.err")).unwrap())
+        .spawn()
+        .expect("spawn rustus");
+    assert!(
+        wait_port(
+            format!("127.0.0.1:{port}").parse().unwrap(),
+            Duration::from_secs(20)
+        ),
+        "rustus did not start: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    Rustus {
+        child,
+        port,
+        data,
+        log,
+    }
+}
+
+struct Stack {
+    gate: Daemon,
+    rustus: Rustus,
+    assets: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    fn new(extra_upload_config: &str) -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        let assets = dir.path().join("assets");
+        std::fs::create_dir_all(&assets).unwrap();
+        let uploads = dir.path().join("uploads");
+        std::fs::create_dir_all(&uploads).unwrap();
+        let cfg = format!(
+            "listen = \"127.0.0.1:0\"\nlog_format = \"json\"\nlog_level = \"debug\"\n\
+             [link]\nsecrets = [\"{LINK_SECRET}\"]\n\
+             [upload]\nsecrets = [\"{UPLOAD_SECRET}\", \"{UPLOAD_SECRET_OLD}\"]\n{extra_upload_config}\n\
+             [storage]\nroot = {:?}\n\
+             [tusd]\nupload_dir = {:?}\n",
+            assets.display().to_string(),
+            uploads.display().to_string(),
+        );
+        let gate = Daemon::start(&cfg);
+        let rustus = start_rustus(dir.path(), &format!("{}/tusd", gate.url()));
+        Stack {
+            gate,
+            rustus,
+            assets,
+            _dir: dir,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/files/", self.rustus.port)
+    }
+
+    fn upload(&self, file: &Path, key: &str, ct: &str, vis: &str, extra: &[&str]) -> serde_json::Value {
+        let out = Command::new(peer_python())
+            .arg(repo().join("tests/peers/tus_upload.py"))
+            .args(["--endpoint", &self.endpoint()])
+            .arg("--file")
+            .arg(file)
+            .args(["--key", key, "--content-type", ct, "--visibility", vis])
+            .args(["--secret", UPLOAD_SECRET])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tus client failed: {}\nrustus log: {}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&self.rustus.log).unwrap_or_default()
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("client output {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Waits for post-finish to have moved the file (the hook is asynchronous).
+    fn wait_asset(&self, rel: &str) -> Vec<u8> {
+        let p = self.assets.join(rel);
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if let Ok(b) = std::fs::read(&p) {
+                return b;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{rel} never appeared in the asset tree; gate logs:\n{}",
+            self.gate.logs().join("\n")
+        );
+    }
+
+    fn asset_files(&self) -> Vec<String> {
+        fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, base, out);
+                } else {
+                    out.push(p.strip_prefix(base).unwrap().display().to_string());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.assets, &self.assets, &mut out);
+        out.sort();
+        out
+    }
+}
+
+fn random_file(dir: &Path, name: &str, len: usize) -> (PathBuf, Vec<u8>) {
+    use rand::RngCore;
+    let mut data = vec![0u8; len];
+    rand::thread_rng().fill_bytes(&mut data);
+    let p = dir.join(name);
+    std::fs::write(&p, &data).unwrap();
+    (p, data)
+}
+
+#[test]
+fn accepted_uploads_land_byte_for_byte() {
+    let mut stack = Stack::new("");
+    let tmp = tempfile::tempdir().unwrap();
+
+    // multi-chunk private upload with spaces and non-ASCII in the key
+    let (f, data) = random_file(tmp.path(), "big.bin", 600 * 1024 + 17);
+    let key = "photos/été 2026/plage.jpg";
+    let r = stack.upload(&f, key, "image/jpeg", "private", &["--chunk-size", "65536"]);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(stack.wait_asset(&format!("private/{key}")), data);
+
+    // public
+    let (f, data) = random_file(tmp.path(), "pub.bin", 1000);
+    let r = stack.upload(&f, "avatars/u1.png", "image/png", "public", &[]);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(stack.wait_asset("public/avatars/u1.png"), data);
+
+    // empty file
+    let (f, _) = random_file(tmp.path(), "empty.bin", 0);
+    let r = stack.upload(&f, "docs/empty.txt", "text/plain", "private", &[]);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(stack.wait_asset("private/docs/empty.txt"), Vec::<u8>::new());
+
+    // the finished uploads left rustus's data dir (only info files may remain)
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let data_files: Vec<_> = std::fs::read_dir(&stack.rustus.data)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_none())
+            .collect();
+        if data_files.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < end, "data files left behind: {data_files:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    assert!(stack.gate.alive());
+    let (_, _, m) = get(stack.gate.addr, "/metrics", &[]);
+    let m = String::from_utf8(m).unwrap();
+    assert!(
+        m.contains("assetgate_hook_decisions_total{decision=\"allow\",hook=\"pre-create\",reason=\"ok\"} 3"),
+        "{m}"
+    );
+}
+
+#[test]
+fn rejections_reach_the_client_and_nothing_lands() {
+    let mut stack = Stack::new("content_types = [\"image/*\", \"text/plain\"]\nmax_size = 1048576\n");
+    let tmp = tempfile::tempdir().unwrap();
+    let (small, _) = random_file(tmp.path(), "small.bin", 2000);
+    let (big, _) = random_file(tmp.path(), "big.bin", 2 * 1024 * 1024);
+
+    // an existing asset for the 409 case
+    write(&stack.assets.join("private/taken.png"), "original");
+
+    // (name, file, key, content type, client args, status, error code)
+    type Case<'a> = (&'a str, &'a Path, &'a str, &'a str, Vec<&'a str>, u64, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "tampered",
+            &small,
+            "a/t.png",
+            "image/png",
+            vec!["--tamper", "content-type=image/gif"],
+            403,
+            "token_invalid",
+        ),
+        (
+            "expired",
+            &small,
+            "a/e.png",
+            "image/png",
+            vec!["--ttl", "-300"],
+            403,
+            "token_expired",
+        ),
+        (
+            "traversal",
+            &small,
+            "../../etc/evil.png",
+            "image/png",
+            vec![],
+            400,
+            "key_invalid",
+        ),
+        (
+            "too large",
+            &big,
+            "a/big.png",
+            "image/png",
+            vec![],
+            413,
+            "too_large",
+        ),
+        (
+            "type",
+            &small,
+            "a/x.exe",
+            "application/x-msdownload",
+            vec![],
+            415,
+            "content_type_not_allowed",
+        ),
+        ("exists", &small, "taken.png", "image/png", vec![], 409, "exists"),
+    ];
+    for (name, file, key, ct, extra, status, code) in cases {
+        let r = stack.upload(file, key, ct, "private", &extra);
+        assert_eq!(r["ok"], false, "{name}: {r}");
+        assert_eq!(r["status"], status, "{name}: {r}");
+        let body: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap())
+            .unwrap_or_else(|e| panic!("{name}: body is not JSON ({e}): {r}"));
+        assert_eq!(body["error"]["code"], code, "{name}: {body}");
+        assert!(
+            body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{name}"
+        );
+        assert!(
+            !r["body"].as_str().unwrap().contains(UPLOAD_SECRET),
+            "{name}: leaks the secret"
+        );
+    }
+    assert_eq!(stack.asset_files(), vec!["private/taken.png".to_string()]);
+    assert_eq!(
+        std::fs::read(stack.assets.join("private/taken.png")).unwrap(),
+        b"original"
+    );
+    assert!(stack.gate.alive());
+    let (s, _, _) = get(stack.gate.addr, "/healthz", &[]);
+    assert_eq!(s, 200);
+}
