@@ -433,7 +433,7 @@ fn figment_error(e: figment::Error) -> ConfigError {
             }
             "unknown key".to_string()
         }
-        other => other.to_string(),
+        other => one_line(&other.to_string()),
     };
     let key = if path.is_empty() {
         e.metadata
@@ -445,6 +445,22 @@ fn figment_error(e: figment::Error) -> ConfigError {
         path
     };
     ConfigError::new(key, message)
+}
+
+/// Parser messages (TOML) span several lines with a source excerpt; the
+/// contract is one line, so keep the sentences and drop the excerpt.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with('|')
+                && !l.contains(" | ")
+                && !l.chars().all(|c| "^|- ".contains(c))
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn secrets(key: &str, list: Vec<String>) -> Result<SecretSet, ConfigError> {
@@ -813,6 +829,16 @@ mod tests {
         );
         assert_eq!(both.key, "link.secrets");
         assert_eq!(err("listen = 5\n", &[]).key, "listen");
+    }
+
+    #[test]
+    fn toml_syntax_errors_are_one_line() {
+        let e = err("[upload]\nmax_size = 1\n[upload]\n", &[]);
+        let shown = e.to_string();
+        assert_eq!(shown.lines().count(), 1, "{shown}");
+        assert!(shown.contains("duplicate key"), "{shown}");
+        let e = err("listen = \n", &[]);
+        assert_eq!(e.to_string().lines().count(), 1, "{e}");
     }
 
     #[test]

@@ -1,0 +1,466 @@
+//! `POST /tusd` through the real binary: tusd v2 payloads (shape from tusd's
+//! documented hook protocol, see tests/fixtures/tusd-v2/), the v1/rustus shape,
+//! bad input, post-finish moves with a tusd filestore layout, forged events,
+//! `finalize-pending`, and shutdown with a hook request in flight.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// Test-side oracle for granite's upload token (independent of the crate).
+fn token(secret: &str, expires: &str, key: &str, vis: &str, ct: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    m.update(format!("{expires}:{key}:{vis}:{ct}").as_bytes());
+    hex::encode(m.finalize().into_bytes())
+}
+
+fn metadata(secret: &str, key: &str, vis: &str, ct: &str, expires: i64) -> Value {
+    let e = expires.to_string();
+    json!({"asset-key": key, "content-type": ct, "visibility": vis,
+           "upload-expires": e, "upload-token": token(secret, &e, key, vis, ct)})
+}
+
+/// A tusd v2 event built from the stored fixture, with fresh metadata.
+fn v2_event(kind: &str, meta: Value, size: u64, storage: Value) -> Value {
+    let mut ev: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("tests/fixtures/tusd-v2/pre-create.json")).unwrap(),
+    )
+    .unwrap();
+    ev["Type"] = json!(kind);
+    ev["Event"]["Upload"]["MetaData"] = meta;
+    ev["Event"]["Upload"]["Size"] = json!(size);
+    ev["Event"]["Upload"]["Storage"] = storage;
+    ev
+}
+
+fn post(
+    addr: std::net::SocketAddr,
+    body: &[u8],
+    extra: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut req = format!(
+        "POST /tusd HTTP/1.1\r\nHost: gate\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    for (k, v) in extra {
+        req.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    req.extend_from_slice(body);
+    raw_request(addr, &req)
+}
+
+fn json_of(b: &[u8]) -> Value {
+    serde_json::from_slice(b).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(b)))
+}
+
+struct Env {
+    gate: Daemon,
+    uploads: PathBuf,
+    assets: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn env(extra: &str) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let uploads = dir.path().join("uploads");
+    let assets = dir.path().join("assets");
+    std::fs::create_dir_all(&uploads).unwrap();
+    std::fs::create_dir_all(&assets).unwrap();
+    let cfg = format!(
+        "{}{extra}\n[storage]\nroot = {:?}\n[tusd]\nupload_dir = {:?}\n",
+        default_config(),
+        assets.display().to_string(),
+        uploads.display().to_string()
+    );
+    Env {
+        gate: Daemon::start(&cfg),
+        uploads,
+        assets,
+        _dir: dir,
+    }
+}
+
+fn metric(d: &Daemon, line_prefix: &str) -> u64 {
+    let (_, _, b) = get(d.addr, "/metrics", &[]);
+    let text = String::from_utf8(b).unwrap();
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {line_prefix} in\n{text}"))
+}
+
+#[test]
+fn v2_pre_create_accept_and_reject_in_tusd_protocol() {
+    let e = env("");
+    let m = metadata(
+        UPLOAD_SECRET,
+        "photos/été 2026/plage.jpg",
+        "public",
+        "image/jpeg",
+        now() + 600,
+    );
+    let (s, h, b) = post(
+        e.gate.addr,
+        v2_event("pre-create", m.clone(), 1000, Value::Null)
+            .to_string()
+            .as_bytes(),
+        &[],
+    );
+    assert_eq!((s, header(&h, "content-type")), (200, Some("application/json")));
+    assert_eq!(json_of(&b), json!({}));
+
+    // rotation: an older secret is accepted
+    let old = metadata(UPLOAD_SECRET_OLD, "a/b.png", "private", "image/png", now() + 600);
+    let (s, _, b) = post(
+        e.gate.addr,
+        v2_event("pre-create", old, 10, Value::Null)
+            .to_string()
+            .as_bytes(),
+        &[],
+    );
+    assert_eq!((s, json_of(&b)), (200, json!({})));
+
+    // tampered: still HTTP 200 (a 4xx would be a hook failure for tusd v2), with
+    // RejectUpload and the client's status, body and string header values.
+    let mut bad = m.clone();
+    bad["visibility"] = json!("private");
+    let (s, _, b) = post(
+        e.gate.addr,
+        v2_event("pre-create", bad, 1000, Value::Null)
+            .to_string()
+            .as_bytes(),
+        &[],
+    );
+    assert_eq!(s, 200);
+    assert!(b.len() <= 5 * 1024);
+    let v = json_of(&b);
+    assert_eq!(v["RejectUpload"], true, "{v}");
+    assert_eq!(v["HTTPResponse"]["StatusCode"], 403);
+    assert_eq!(v["HTTPResponse"]["Header"]["Content-Type"], "application/json");
+    let client_body = json_of(v["HTTPResponse"]["Body"].as_str().unwrap().as_bytes());
+    assert_eq!(client_body["error"]["code"], "token_invalid");
+    assert!(
+        !b.windows(64)
+            .any(|w| w == m["upload-token"].as_str().unwrap().as_bytes()),
+        "token echoed"
+    );
+
+    // unknown and non-deciding hook types: {} / 200
+    for kind in ["post-receive", "post-create", "pre-access", "made-up"] {
+        let (s, _, b) = post(
+            e.gate.addr,
+            v2_event(kind, m.clone(), 1000, Value::Null)
+                .to_string()
+                .as_bytes(),
+            &[],
+        );
+        assert_eq!((s, json_of(&b)), (200, json!({})), "{kind}");
+    }
+    let logs = e.gate.logs().join("\n");
+    assert!(logs.contains("\"reason\":\"token_invalid\""), "{logs}");
+    assert!(
+        !logs.contains(m["upload-token"].as_str().unwrap()),
+        "token in the logs"
+    );
+    assert!(!logs.contains(UPLOAD_SECRET));
+}
+
+#[test]
+fn v1_and_rustus_shape_reject_with_the_status_itself() {
+    // default_config() ends inside [upload]
+    let e = env("max_size = 100\n");
+    let m = metadata(UPLOAD_SECRET, "a.txt", "private", "text/plain", now() + 60);
+    let ev = v2_event("pre-create", m, 1000, Value::Null);
+    let v1 = json!({"Upload": ev["Event"]["Upload"], "HTTPRequest": ev["Event"]["HTTPRequest"]});
+    // header name matched case-insensitively (rustus sends `hook-name`)
+    for name in ["Hook-Name", "hook-name"] {
+        let (s, h, b) = post(e.gate.addr, v1.to_string().as_bytes(), &[(name, "pre-create")]);
+        assert_eq!((s, header(&h, "content-type")), (413, Some("application/json")));
+        assert_eq!(json_of(&b)["error"]["code"], "too_large");
+    }
+    let mut ok = v1.clone();
+    ok["Upload"]["Size"] = json!(50);
+    let (s, _, _) = post(
+        e.gate.addr,
+        ok.to_string().as_bytes(),
+        &[("hook-name", "pre-create")],
+    );
+    assert_eq!(s, 200);
+}
+
+#[test]
+fn bad_input_gets_a_clear_answer_and_the_daemon_goes_on() {
+    let mut e = env("[server]\nmax_body_bytes = 4096\n");
+    let cases: [(&[u8], u16); 4] = [
+        (b"not json at all", 400),
+        (b"[1,2,3]", 400),
+        (br#"{"Type":"pre-create","Event":{"HTTPRequest":{}}}"#, 400),
+        (
+            br#"{"Type":"pre-create","Event":{"Upload":{"MetaData":{"asset-key":5}}}}"#,
+            400,
+        ),
+    ];
+    for (body, status) in cases {
+        let (s, h, b) = post(e.gate.addr, body, &[]);
+        assert_eq!(s, status, "{}", String::from_utf8_lossy(body));
+        assert_eq!(header(&h, "content-type"), Some("application/json"));
+        let v = json_of(&b);
+        assert_eq!(v["error"]["code"], "bad_hook");
+        assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+    }
+    // oversized body: refused before parsing
+    let big = vec![b' '; 8192];
+    let (s, _, b) = post(e.gate.addr, &big, &[]);
+    assert_eq!(s, 413);
+    assert!(String::from_utf8_lossy(&b).contains("max_body_bytes"));
+    // wrong method
+    let (s, h, _) = get(e.gate.addr, "/tusd", &[]);
+    assert_eq!((s, header(&h, "allow")), (405, Some("POST")));
+
+    assert!(e.gate.alive());
+    assert_eq!(
+        metric(
+            &e.gate,
+            "assetgate_hook_decisions_total{decision=\"error\",hook=\"other\",reason=\"bad_hook\"}"
+        ),
+        5
+    );
+    assert!(e.gate.wait_log("not a tusd hook", Duration::from_secs(5)));
+}
+
+/// A finished upload laid out like tusd's filestore: `<dir>/<id>` + `<id>.info`.
+fn tusd_upload(dir: &Path, id: &str, meta: &Value, data: &[u8]) -> (PathBuf, PathBuf) {
+    let path = dir.join(id);
+    let info = dir.join(format!("{id}.info"));
+    std::fs::write(&path, data).unwrap();
+    let info_json = json!({"ID": id, "Size": data.len(), "SizeIsDeferred": false, "Offset": 0,
+        "MetaData": meta, "IsPartial": false, "IsFinal": false, "PartialUploads": null,
+        "Storage": {"Type": "filestore", "Path": path, "InfoPath": info}});
+    std::fs::write(&info, info_json.to_string()).unwrap();
+    (path, info)
+}
+
+fn post_finish(id: &str, meta: &Value, size: usize, path: &Path, info: &Path) -> Value {
+    let mut ev = v2_event(
+        "post-finish",
+        meta.clone(),
+        size as u64,
+        json!({"Type": "filestore", "Path": path, "InfoPath": info}),
+    );
+    ev["Event"]["Upload"]["ID"] = json!(id);
+    ev["Event"]["Upload"]["Offset"] = json!(size);
+    ev
+}
+
+fn wait_file(p: &Path) -> Vec<u8> {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if let Ok(b) = std::fs::read(p) {
+            return b;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{} never appeared", p.display());
+}
+
+#[test]
+fn post_finish_moves_once_and_forged_events_move_nothing() {
+    let e = env("");
+    let meta = metadata(
+        UPLOAD_SECRET,
+        "invoices/inv 001.pdf",
+        "private",
+        "application/pdf",
+        now() - 3600,
+    );
+    let (path, info) = tusd_upload(&e.uploads, "aaaa1111", &meta, b"%PDF-1.7 hello");
+    let ev = post_finish("aaaa1111", &meta, 14, &path, &info);
+    let (s, _, b) = post(e.gate.addr, ev.to_string().as_bytes(), &[]);
+    assert_eq!(
+        (s, json_of(&b)),
+        (200, json!({})),
+        "answered at once, expired token is fine at finish"
+    );
+    let dest = e.assets.join("private/invoices/inv 001.pdf");
+    assert_eq!(wait_file(&dest), b"%PDF-1.7 hello");
+    let end = Instant::now() + Duration::from_secs(5);
+    while path.exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!path.exists(), "the upload left upload_dir");
+
+    // duplicate delivery: harmless
+    let (s, _, _) = post(e.gate.addr, ev.to_string().as_bytes(), &[]);
+    assert_eq!(s, 200);
+    assert!(
+        e.gate.wait_log("already_finalized", Duration::from_secs(5))
+            || e.gate.wait_log("source_missing", Duration::from_secs(1))
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), b"%PDF-1.7 hello");
+
+    // forged: an attacker with a valid token of their own aims it at a victim's upload
+    let victim = metadata(
+        UPLOAD_SECRET,
+        "victim/secret.pdf",
+        "private",
+        "application/pdf",
+        now() + 60,
+    );
+    let (vpath, vinfo) = tusd_upload(&e.uploads, "bbbb2222", &victim, b"victim bytes");
+    let attacker = metadata(
+        UPLOAD_SECRET,
+        "public-drop.pdf",
+        "public",
+        "application/pdf",
+        now() + 60,
+    );
+    let forged = post_finish("bbbb2222", &attacker, 12, &vpath, &vinfo);
+    let (s, _, _) = post(e.gate.addr, forged.to_string().as_bytes(), &[]);
+    assert_eq!(s, 200);
+    assert!(
+        e.gate.wait_log("metadata_mismatch", Duration::from_secs(10)),
+        "{:#?}",
+        e.gate.logs()
+    );
+    assert!(!e.assets.join("public/public-drop.pdf").exists());
+    assert_eq!(std::fs::read(&vpath).unwrap(), b"victim bytes");
+
+    // forged path outside upload_dir
+    let outside = e._dir.path().join("elsewhere.pdf");
+    std::fs::write(&outside, b"x").unwrap();
+    let ev = post_finish(
+        "cccc3333",
+        &attacker,
+        1,
+        &outside,
+        &e._dir.path().join("elsewhere.pdf.info"),
+    );
+    post(e.gate.addr, ev.to_string().as_bytes(), &[]);
+    assert!(
+        e.gate.wait_log("source_outside", Duration::from_secs(10)),
+        "{:#?}",
+        e.gate.logs()
+    );
+    assert!(outside.exists());
+    assert!(!e.assets.join("public/public-drop.pdf").exists());
+
+    assert_eq!(metric(&e.gate, "assetgate_finalize_total{result=\"renamed\"}"), 1);
+}
+
+#[test]
+fn finalize_pending_moves_what_was_missed_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let uploads = dir.path().join("uploads");
+    let assets = dir.path().join("assets");
+    std::fs::create_dir_all(&uploads).unwrap();
+    std::fs::create_dir_all(&assets).unwrap();
+    let done = metadata(
+        UPLOAD_SECRET,
+        "a/done.txt",
+        "public",
+        "text/plain",
+        now() - 99_999,
+    );
+    tusd_upload(&uploads, "1111", &done, b"finished");
+    let forged = metadata(
+        "a-different-secret-value",
+        "a/forged.txt",
+        "public",
+        "text/plain",
+        now(),
+    );
+    tusd_upload(&uploads, "2222", &forged, b"forged");
+    // unfinished: info says 100 bytes, data has 3
+    let (p, info) = tusd_upload(&uploads, "3333", &done, b"abc");
+    let mut i: Value = serde_json::from_str(&std::fs::read_to_string(&info).unwrap()).unwrap();
+    i["Size"] = json!(100);
+    std::fs::write(&info, i.to_string()).unwrap();
+
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}\n[storage]\nroot = {:?}\n[tusd]\nupload_dir = {:?}\n",
+            default_config(),
+            assets.display().to_string(),
+            uploads.display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        std::process::Command::new(bin())
+            .arg("--config")
+            .arg(&cfg)
+            .arg("finalize-pending")
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("1 moved"), "{out}");
+    assert_eq!(
+        std::fs::read(assets.join("public/a/done.txt")).unwrap(),
+        b"finished"
+    );
+    assert!(!assets.join("public/a/forged.txt").exists());
+    assert!(uploads.join("2222").exists(), "a forged upload stays where it is");
+    assert!(p.exists(), "an unfinished upload stays where it is");
+    let o = run();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success());
+    assert!(out.contains("0 moved"), "second run moves nothing: {out}");
+}
+
+#[test]
+fn shutdown_lets_an_in_flight_hook_request_finish() {
+    let mut e = env("");
+    let m = metadata(UPLOAD_SECRET, "late.txt", "private", "text/plain", now() + 600);
+    let body = v2_event("pre-create", m, 5, Value::Null).to_string();
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    let mut s = TcpStream::connect(e.gate.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /tusd HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(first).unwrap();
+    // make sure the request is being read before the signal
+    assert!(wait_connections(&e.gate, 1));
+    e.gate.terminate();
+    assert!(e.gate.wait_log("shutting down", Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(200));
+    s.write_all(rest).unwrap();
+    let (status, _, b) = read_response(&mut s);
+    assert_eq!((status, json_of(&b)), (200, json!({})));
+    assert_eq!(e.gate.wait_exit(Duration::from_secs(15)), Some(0));
+    let mut buf = [0u8; 8];
+    assert!(
+        matches!(s.read(&mut buf), Ok(0) | Err(_)),
+        "connection closed after the answer"
+    );
+}
+
+fn wait_connections(d: &Daemon, n: u64) -> bool {
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        // /metrics itself is one connection; the in-flight one is the other
+        if metric(d, "assetgate_connections_open") > n {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
