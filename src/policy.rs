@@ -159,7 +159,11 @@ pub fn essence(content_type: &str) -> Option<(String, String)> {
     let main = content_type.split(';').next().unwrap_or("").trim();
     let (t, s) = main.split_once('/')?;
     let (t, s) = (t.trim(), s.trim());
-    if t.is_empty() || s.is_empty() || s.contains('/') {
+    // RFC 9110 tokens on both sides: no ':' (granite joins the signed fields
+    // with ':'; a type holding one could be read with shifted boundaries), no
+    // quotes, spaces or slashes.
+    let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if t.is_empty() || s.is_empty() || !t.chars().all(tchar) || !s.chars().all(tchar) {
         return None;
     }
     Some((t.to_ascii_lowercase(), s.to_ascii_lowercase()))
@@ -167,17 +171,18 @@ pub fn essence(content_type: &str) -> Option<(String, String)> {
 
 /// Whether `content_type` is allowed by `patterns` (`[upload] content_types`).
 ///
-/// An empty list allows anything, even a malformed type. Otherwise the type
-/// must be a well-formed `type/subtype` and match one pattern, where each side
+/// The type must always be a well-formed `type/subtype` (tokens, parameters
+/// ignored); an empty list then allows any such type. Otherwise it must match
+/// one pattern, where each side
 /// of a pattern is compared case-insensitively and `*` matches any run of
 /// characters within that side (`image/*`, `*/*`, `application/vnd.ms-*`).
 pub fn content_type_allowed(patterns: &[String], content_type: &str) -> bool {
-    if patterns.is_empty() {
-        return true;
-    }
     let Some((t, s)) = essence(content_type) else {
         return false;
     };
+    if patterns.is_empty() {
+        return true;
+    }
     patterns.iter().any(|p| {
         let Some((pt, ps)) = p.trim().split_once('/') else {
             return false;
@@ -348,7 +353,24 @@ mod tests {
     #[test]
     fn content_types() {
         let any: Vec<String> = Vec::new();
-        assert!(content_type_allowed(&any, "whatever"));
+        assert!(content_type_allowed(
+            &any,
+            "application/x-whatever; charset=\"a:b\""
+        ));
+        // malformed types are refused even with no allowlist
+        assert!(!content_type_allowed(&any, "whatever"));
+        assert!(!content_type_allowed(&any, "te xt/plain"));
+    }
+
+    #[test]
+    fn shifted_signature_boundaries_are_not_a_content_type() {
+        // granite signs "{expires}:{key}:{visibility}:{content_type}". A key
+        // holding ":public:" could be re-read as key "a", visibility "public",
+        // content type "b:private:image/png": that must not be a content type.
+        let any: Vec<String> = Vec::new();
+        assert!(!content_type_allowed(&any, "b:private:image/png"));
+        assert!(!content_type_allowed(&any, "image/png\""));
+        assert_eq!(essence("b:private:image/png"), None);
         let images = pats(&["image/*", "application/pdf"]);
         assert!(content_type_allowed(&images, "image/png"));
         assert!(content_type_allowed(&images, "IMAGE/PNG"));
