@@ -505,6 +505,23 @@ mod tests {
         assert_eq!(passing, 16);
     }
 
+    /// Regression (found by tests/e2e_nginx.rs): an absolute-form request line
+    /// without a path, `GET http://host?md5=...&expires=...`, gives nginx
+    /// `$request_uri` = `?md5=...` and `$uri` = `/`; native secure_link accepts a
+    /// link signed for `/`, the gate used to answer `bad-uri`.
+    #[test]
+    fn absolute_form_without_path_is_a_link_to_root() {
+        let md5 = sign(S1.as_bytes(), b"/", NOW);
+        assert!(check(&[S1], &format!("?md5={md5}&expires={NOW}"), NOW).is_ok());
+        assert_eq!(
+            check(&[S1], &format!("?md5={md5}&expires={NOW}"), NOW + 1)
+                .unwrap_err()
+                .reason(),
+            Reason::Expired
+        );
+        assert_eq!(check(&[S1], "?", NOW).unwrap_err().reason(), Reason::Missing);
+    }
+
     #[test]
     fn commas_and_first_arg_wins() {
         let uri = "/p";

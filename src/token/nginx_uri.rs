@@ -19,7 +19,7 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BadUri {
-    /// The target is empty or does not start with `/` (origin-form only).
+    /// The target is empty or starts with neither `/` nor `?`.
     NotOriginForm,
     /// A raw space, control byte or DEL in the target (nginx rejects it in the
     /// request line).
@@ -35,7 +35,7 @@ pub enum BadUri {
 impl fmt::Display for BadUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            BadUri::NotOriginForm => "request target does not start with '/'",
+            BadUri::NotOriginForm => "request target starts with neither '/' nor '?'",
             BadUri::ControlByte => "raw space or control byte in the request target",
             BadUri::MalformedEscape => "'%' not followed by two hex digits",
             BadUri::EncodedNul => "%00 in the path",
@@ -64,8 +64,13 @@ enum State {
 }
 
 /// Parses a raw request target (`$request_uri`) into nginx's `$uri` and `$args`.
+///
+/// `$request_uri` starts with `/`, except for an absolute-form request line
+/// without a path (`GET http://host?md5=... HTTP/1.1`): nginx then sets
+/// `$request_uri` to `?md5=...` and `$uri` to `/` (its `empty_path_in_uri`).
 pub fn parse_request_target(raw: &[u8], merge_slashes: bool) -> Result<RequestTarget<'_>, BadUri> {
-    if raw.first() != Some(&b'/') {
+    let empty_path = raw.first() == Some(&b'?');
+    if raw.first() != Some(&b'/') && !empty_path {
         return Err(BadUri::NotOriginForm);
     }
     // The request-line parser rejects these anywhere in the target, query included.
@@ -73,7 +78,12 @@ pub fn parse_request_target(raw: &[u8], merge_slashes: bool) -> Result<RequestTa
         return Err(BadUri::ControlByte);
     }
 
-    let mut u: Vec<u8> = Vec::with_capacity(raw.len());
+    let mut u: Vec<u8> = Vec::with_capacity(raw.len() + 1);
+    if empty_path {
+        // nginx writes the missing path as "/" and then parses the target as
+        // usual: the `?` that follows starts the args.
+        u.push(b'/');
+    }
     let mut state = State::Usual;
     let mut i = 0;
     let mut args_start: Option<usize> = None;
@@ -323,6 +333,7 @@ mod tests {
         assert_eq!(uri("/a?b=\x01"), Err(BadUri::ControlByte));
         assert_eq!(uri("a"), Err(BadUri::NotOriginForm));
         assert_eq!(uri(""), Err(BadUri::NotOriginForm));
+        assert_eq!(uri("#a"), Err(BadUri::NotOriginForm));
         // escapes in the query are not decoded by the path parser
         assert_eq!(uri("/a?b=%zz").unwrap(), "/a");
     }
@@ -335,6 +346,25 @@ mod tests {
         assert_eq!(args("/a"), "");
         assert_eq!(args("/a%3Fx?y=1"), "y=1");
         assert_eq!(uri("/a#frag").unwrap(), "/a");
+    }
+
+    /// Regression (found by tests/e2e_nginx.rs): `GET http://host?md5=... HTTP/1.1`
+    /// reaches the gate as `X-Original-URI: ?md5=...`; nginx's `$uri` is `/` and
+    /// the args are read as usual. The gate used to refuse it as not origin-form.
+    #[test]
+    fn absolute_form_without_path_is_uri_slash() {
+        let t = parse_request_target(b"?md5=x&expires=1", true).unwrap();
+        assert_eq!(t.uri, b"/");
+        assert_eq!(t.args, b"md5=x&expires=1");
+        let t = parse_request_target(b"?md5=x#frag", false).unwrap();
+        assert_eq!(t.uri, b"/");
+        assert_eq!(t.args, b"md5=x");
+        let t = parse_request_target(b"?", true).unwrap();
+        assert_eq!((t.uri.as_slice(), t.args), (&b"/"[..], &b""[..]));
+        let t = parse_request_target(b"?#", true).unwrap();
+        assert_eq!((t.uri.as_slice(), t.args), (&b"/"[..], &b""[..]));
+        assert_eq!(uri("?a"), Ok("/".into()));
+        assert_eq!(uri("?a=\x01"), Err(BadUri::ControlByte));
     }
 
     #[test]
