@@ -32,8 +32,6 @@
 //!
 //! - **Example config**: `nginx -t` accepts `nginx/assetgate.conf.example`.
 
-// tests/common/mod.rs has an unused loop variable (not ours to edit).
-#[allow(unused_variables)]
 mod common;
 
 use std::collections::BTreeMap;
