@@ -148,21 +148,55 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
 
 fn log_decision(d: &Decision) {
     let key = d.key.as_deref().map(|k| k.escape_debug().to_string());
-    let message = match &d.verdict {
-        Verdict::Reject(r) | Verdict::Keep(r) => r.message().to_owned(),
-        Verdict::Accept => "accepted".to_owned(),
-        Verdict::Finalize(_) => "finalize planned".to_owned(),
-        Verdict::Skip(_) => "nothing to decide".to_owned(),
-    };
-    tracing::info!(
-        endpoint = "tusd",
-        hook = d.hook.label(),
-        decision = d.outcome().as_str(),
-        reason = d.reason().as_str(),
-        key = key.as_deref().unwrap_or(""),
-        upload_id = %d.upload_id.escape_debug(),
-        "{message}"
-    );
+    let key = key.as_deref().unwrap_or("");
+    let (hook, decision, reason) = (d.hook.label(), d.outcome().as_str(), d.reason().as_str());
+    let upload_id = d.upload_id.escape_debug().to_string();
+    match &d.verdict {
+        Verdict::Reject(r) | Verdict::Keep(r) => {
+            tracing::info!(
+                endpoint = "tusd",
+                hook,
+                decision,
+                reason,
+                key,
+                upload_id,
+                "{}",
+                r.message()
+            )
+        }
+        Verdict::Accept => tracing::info!(
+            endpoint = "tusd",
+            hook,
+            decision,
+            reason,
+            key,
+            upload_id,
+            "accepted"
+        ),
+        Verdict::Finalize(_) => {
+            tracing::info!(
+                endpoint = "tusd",
+                hook,
+                decision,
+                reason,
+                key,
+                upload_id,
+                "finalize planned"
+            )
+        }
+        // post-receive fires every second per upload: not a decision worth a line.
+        Verdict::Skip(_) => {
+            tracing::debug!(
+                endpoint = "tusd",
+                hook,
+                decision,
+                reason,
+                key,
+                upload_id,
+                "nothing to decide"
+            )
+        }
+    }
 }
 
 fn spawn_finalize(
