@@ -30,14 +30,17 @@ want=$(sha256sum "$req" | cut -d' ' -f1)
 if [ ! -x "$peers/venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "creating the peers venv ($req)"
   rm -rf "$peers/venv"
-  if command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -qx '3.12.1'; then
-    PYENV_VERSION=3.12.1 python3 -m venv "$peers/venv"
-  elif command -v python3.12 >/dev/null 2>&1; then
-    python3.12 -m venv "$peers/venv"
-  else
-    echo "need Python 3.12 (pyenv 3.12.1 or python3.12) for granite-assets" >&2
+  py=""
+  for cand in "env PYENV_VERSION=3.12.1 python3" python3.12 python3.13 python3; do
+    if $cand -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null; then
+      py=$cand; break
+    fi
+  done
+  if [ -z "$py" ]; then
+    echo "need Python >= 3.12 for granite-assets (pyenv 3.12.1, python3.12, ...)" >&2
     exit 1
   fi
+  $py -m venv "$peers/venv"
   "$peers/venv/bin/pip" install -q --disable-pip-version-check -r "$req"
   echo "$want" > "$stamp"
 fi
