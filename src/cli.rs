@@ -1,5 +1,8 @@
-//! Command line: `serve`, `sign`, `verify`, `check-config`.
+//! Command line: `serve`, `sign`, `verify`, `check-config`, `finalize-pending`,
+//! `healthcheck`.
 
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -48,6 +51,14 @@ enum Command {
     /// Move finished uploads that were never moved (daemon down, disk full) into
     /// the asset tree, under the same rules as post-finish. Safe to run any time.
     FinalizePending,
+    /// `GET /healthz` (or `/readyz`) on the configured `listen` address (a wildcard
+    /// address means loopback); exit 0 on 200, else 1. For container health checks
+    /// in images without curl.
+    Healthcheck {
+        /// Ask `/readyz` instead of `/healthz`.
+        #[arg(long)]
+        ready: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -99,6 +110,7 @@ pub fn main() -> ExitCode {
         Command::Sign(SignCmd::Link { path, expiry }) => sign_link(&config, &path, &expiry),
         Command::Verify(VerifyCmd::Link { target, now }) => verify_link(&config, &target, now),
         Command::FinalizePending => finalize_pending(&config),
+        Command::Healthcheck { ready } => healthcheck(config.listen, ready),
         Command::CheckConfig => {
             print!("{}", config.redacted_toml());
             if config.link.secrets.is_empty() {
@@ -341,6 +353,51 @@ fn pending_as_upload(p: &finalize::PendingUpload) -> tusd::Upload {
             info_path: Some(p.info_path.display().to_string()),
         }),
     }
+}
+
+fn healthcheck(listen: SocketAddr, ready: bool) -> ExitCode {
+    let path = if ready { "/readyz" } else { "/healthz" };
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    match http_status(addr, path) {
+        Ok(200) => {
+            println!("http://{addr}{path}: 200");
+            ExitCode::SUCCESS
+        }
+        Ok(status) => {
+            println!("http://{addr}{path}: {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            println!("http://{addr}{path}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The status code of a `GET path` on `addr`, with short timeouts: a health check
+/// must not hang.
+fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
+    use std::io::{Error, ErrorKind};
+    let timeout = std::time::Duration::from_secs(2);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
+    // "HTTP/1.1 200 OK": the status is bytes 9..12.
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    std::str::from_utf8(&head)
+        .ok()
+        .and_then(|h| h.strip_prefix("HTTP/1.1 "))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| Error::new(ErrorKind::InvalidData, "not an HTTP/1.1 response"))
 }
 
 /// Percent-encodes what a client would encode in a path, so the printed link

@@ -204,3 +204,61 @@ fn dev_mode_prints_a_link_that_works() {
     let _ = child.wait();
     assert_eq!(s, 204, "the printed example link is accepted");
 }
+
+#[test]
+fn healthcheck_asks_the_listen_address() {
+    let mut gate = Daemon::start(&default_config());
+    let port = gate.addr.port();
+    let hc = |listen: String, extra: &[&str]| {
+        let mut args = vec!["healthcheck"];
+        args.extend_from_slice(extra);
+        run(None, &args, &[("ASSETGATE_LISTEN", &listen)])
+    };
+    let o = hc(format!("127.0.0.1:{port}"), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), format!("http://127.0.0.1:{port}/healthz: 200"));
+    // A wildcard listen address (the container image's) is checked on loopback.
+    let o = hc(format!("0.0.0.0:{port}"), &["--ready"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(stdout(&o).trim(), format!("http://127.0.0.1:{port}/readyz: 200"));
+
+    gate.terminate();
+    assert_eq!(gate.wait_exit(Duration::from_secs(20)), Some(0));
+    let o = hc(format!("127.0.0.1:{port}"), &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("/healthz: "), "{}", stdout(&o));
+}
+
+#[test]
+fn healthcheck_fails_on_anything_but_200() {
+    use std::io::{Read, Write};
+    for answer in [
+        &b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"[..],
+        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
+        b"SSH-2.0-OpenSSH_9.2\r\n",
+        b"",
+    ] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap() == 1 {
+                head.push(byte[0]);
+            }
+            s.write_all(answer).unwrap();
+            String::from_utf8_lossy(&head).into_owned()
+        });
+        let o = run(None, &["healthcheck"], &[("ASSETGATE_LISTEN", &addr.to_string())]);
+        let request = server.join().unwrap();
+        assert!(request.starts_with("GET /healthz HTTP/1.1\r\n"), "{request:?}");
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{:?}: {}",
+            String::from_utf8_lossy(answer),
+            stdout(&o)
+        );
+    }
+}

