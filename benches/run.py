@@ -86,6 +86,36 @@ def rss(pid: int) -> dict[str, int]:
     return out
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` and its descendants."""
+    stats = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(d.name)] = (int(f[1]), int(f[11]) + int(f[12]))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, (0, 0))[1]
+        todo.extend(c for c, (ppid, _) in stats.items() if ppid == p)
+    return total / TICK
+
+
+def measured(pid: int | None, fn):
+    """Runs a wrk call; adds the CPU the server process tree used per request."""
+    before = tree_cpu_s(pid) if pid else 0
+    res = fn()
+    if pid:
+        res["server_cpu_us_per_req"] = (tree_cpu_s(pid) - before) / res["requests"] * 1e6
+    return res
+
+
 def deny_lines(port: int) -> list[str]:
     """assetgate's non-zero deny counters (the sanity checks make a few)."""
     _, _, m = http("GET", f"http://127.0.0.1:{port}/metrics")
@@ -269,15 +299,17 @@ def downloads(args, ports, links_file, gate_procs) -> dict:
     for r, order in interleave(cases, args.rounds):
         for c in order:
             gate = {"c": "new", "c0": "base"}.get(c)
+            run = lambda: wrk(url[c], "links.lua", [str(links_file)], args.threads, args.dl_conns, args.duration)  # noqa: E731
             if gate:
                 with RssSampler(gate_procs[gate].p.pid) as s:
-                    res = wrk(url[c], "links.lua", [str(links_file)], args.threads, args.dl_conns, args.duration)
+                    res = measured(gate_procs[gate].p.pid, run)
                 rss_max[gate] = max(rss_max[gate], s.max_kib)
             else:
-                res = wrk(url[c], "links.lua", [str(links_file)], args.threads, args.dl_conns, args.duration)
+                res = run()
             res["round"] = r
             runs[c].append(res)
-            log(f"downloads round {r} {c}: {res['rps']:.0f} req/s p99 {res['p99_ms']:.3f} ms")
+            cpu = f" cpu {res['server_cpu_us_per_req']:.1f} us/req" if gate else ""
+            log(f"downloads round {r} {c}: {res['rps']:.0f} req/s p99 {res['p99_ms']:.3f} ms{cpu}")
     ratios = {
         "c_over_b": median([c["rps"] / b["rps"] for c, b in zip(runs["c"], runs["b"])]),
         "c_over_a": median([c["rps"] / a["rps"] for c, a in zip(runs["c"], runs["a"])]),
@@ -294,7 +326,7 @@ def downloads(args, ports, links_file, gate_procs) -> dict:
     }
 
 
-def uploads(args, ports, body_file, gate_procs) -> dict:
+def uploads(args, ports, body_file, gate_procs, fastapi_pid) -> dict:
     cases = ["new", "fastapi"] + (["base"] if "base" in gate_procs else [])
     url = {"new": ports["gate_new"], "base": ports.get("gate_base"), "fastapi": ports["fastapi"]}
     url = {c: f"http://127.0.0.1:{url[c]}/tusd" for c in cases}
@@ -304,15 +336,17 @@ def uploads(args, ports, body_file, gate_procs) -> dict:
         wrk(url[c], "post.lua", [str(body_file)], args.threads, args.up_conns, args.warmup)
     for r, order in interleave(cases, args.rounds):
         for c in order:
+            run = lambda: wrk(url[c], "post.lua", [str(body_file)], args.threads, args.up_conns, args.duration)  # noqa: E731
             if c in gate_procs:
                 with RssSampler(gate_procs[c].p.pid) as s:
-                    res = wrk(url[c], "post.lua", [str(body_file)], args.threads, args.up_conns, args.duration)
+                    res = measured(gate_procs[c].p.pid, run)
                 rss_max[c] = max(rss_max[c], s.max_kib)
             else:
-                res = wrk(url[c], "post.lua", [str(body_file)], args.threads, args.up_conns, args.duration)
+                res = measured(fastapi_pid, run)
             res["round"] = r
             runs[c].append(res)
-            log(f"uploads round {r} {c}: {res['rps']:.0f} req/s p99 {res['p99_ms']:.3f} ms")
+            log(f"uploads round {r} {c}: {res['rps']:.0f} req/s p99 {res['p99_ms']:.3f} ms "
+                f"cpu {res['server_cpu_us_per_req']:.1f} us/req")
     ratios = {"new_over_fastapi": median([n["rps"] / f["rps"] for n, f in zip(runs["new"], runs["fastapi"])])}
     if "base" in runs:
         ratios["base_over_fastapi"] = median([n["rps"] / f["rps"] for n, f in zip(runs["base"], runs["fastapi"])])
@@ -559,10 +593,11 @@ def main() -> None:
             wait_port(ports[c], procs[-1].p)
 
         env = dict(os.environ, UPLOAD_SECRETS=UPLOAD_SECRET, PYTHONDONTWRITEBYTECODE="1")
-        procs.append(Proc("fastapi", [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1",
-                                      "--port", str(ports["fastapi"]), "--workers", str(args.fastapi_workers),
-                                      "--no-access-log", "--log-level", "warning"],
-                          work / "fastapi.log", env=env, cwd=BENCHES / "reference_hook"))
+        fastapi = Proc("fastapi", [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1",
+                                   "--port", str(ports["fastapi"]), "--workers", str(args.fastapi_workers),
+                                   "--no-access-log", "--log-level", "warning"],
+                       work / "fastapi.log", env=env, cwd=BENCHES / "reference_hook")
+        procs.append(fastapi)
         wait_port(ports["fastapi"], procs[-1].p)
 
         # Sanity: every path gives the verdict it should before anything is timed.
@@ -595,7 +630,7 @@ def main() -> None:
             result["downloads"] = downloads(args, ports, links_file, gate_procs)
         if "uploads" in sections:
             log(f"uploads: {args.rounds} rounds x {args.duration}s per case")
-            result["uploads"] = uploads(args, ports, body_file, gate_procs)
+            result["uploads"] = uploads(args, ports, body_file, gate_procs, fastapi.p.pid)
         result["hwm_kib"] = {n: rss(p.p.pid)["VmHWM"] for n, p in gate_procs.items()}
         # Every assetgate decision during the runs must have been an allow.
         for n, p in gate_procs.items():

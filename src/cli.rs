@@ -137,7 +137,8 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
         Ok(r) => r,
         Err(e) => return config_error(&e),
     };
-    telemetry::init(&config.log_level, config.log_format);
+    // Held to the end of `serve`: dropping it writes out every queued log line.
+    let _log_guard = telemetry::init(&config.log_level, config.log_format);
     if roots.is_none() {
         tracing::warn!("[storage] root or [tusd] upload_dir not set: uploads are gated but never moved into the asset tree");
     }
