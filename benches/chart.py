@@ -61,8 +61,6 @@ def main() -> None:
     ur = res["uploads"]["ratios"]
     bars(axes[0][1], up, f"Upload creation: tusd pre-create decisions/s (median)\n"
          f"assetgate / FastAPI = {ur['new_over_fastapi']:.1f}×", "decisions/s")
-    axes[0][1].set_yscale("log")
-    axes[0][1].set_ylim(top=max(v["rps"] for _, v in up) * 3)
     lat(axes[1][0], dl, "Downloads: latency percentiles at full load (wrk)")
     h = res["uploads"]["half_load"]
     items = list(up)

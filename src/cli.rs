@@ -149,7 +149,11 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
         tracing::warn!("no upload secret configured: every upload will be rejected");
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.server.worker_threads)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
