@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402,F401
 
 PCTS = ["p50_ms", "p75_ms", "p90_ms", "p99_ms"]
 
@@ -50,9 +51,17 @@ def main() -> None:
         ax.set_xticks([x + width * (len(items) - 1) / 2 for x in xs])
         ax.set_xticklabels([p.split("_")[0] for p in PCTS])
         ax.set_yscale("log")
+        plain = matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(
+            matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}" if f"{y:g}".lstrip("0.")[:1] in ("2", "5") else "")
+        )
+        ax.tick_params(axis="y", which="minor", labelsize=7)
+        top = max(v[p] for _, v in items for p in PCTS)
+        ax.set_ylim(top=top * 4)
         ax.set_ylabel("latency, ms (log scale)")
         ax.set_title(title)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", ncol=2)
         ax.grid(axis="y", which="both", alpha=0.3)
 
     r = res["downloads"]["ratios"]
@@ -64,7 +73,7 @@ def main() -> None:
     lat(axes[1][0], dl, "Downloads: latency percentiles at full load (wrk)")
     h = res["uploads"]["half_load"]
     items = list(up)
-    items.append(("assetgate at ~half load", h["median"]["new"]))
+    items.append((f"assetgate at {h['median']['new']['rps']:,.0f}/s (paced)", h["median"]["new"]))
     lat(axes[1][1], items, "Upload creation: latency percentiles")
     p = res["params"]
     fig.suptitle(

@@ -491,6 +491,8 @@ def table(res: dict) -> str:
     row("(c)/(b), median of per-round ratios", f"{d['ratios'].get('c0_over_b', 0):.3f}", f"{cb:.3f}",
         "≥ 0.9", "yes" if cb >= 0.9 else "**no**")
     row("(c)/(a)", "", f"{d['ratios']['c_over_a']:.3f}")
+    row("(c) assetgate CPU per auth decision, µs (median)",
+        f"{dm['c0']['server_cpu_us_per_req']:.1f}" if base else "", f"{dm['c']['server_cpu_us_per_req']:.1f}")
     row("(c) p50 / p99 latency, ms",
         f"{dm['c0']['p50_ms']:.3f} / {dm['c0']['p99_ms']:.3f}" if base else "",
         f"{dm['c']['p50_ms']:.3f} / {dm['c']['p99_ms']:.3f}")
@@ -498,6 +500,9 @@ def table(res: dict) -> str:
     row("uploads: FastAPI reference (uvicorn, 2 workers), decisions/s", fmt_rps(um["fastapi"]["rps"]),
         fmt_rps(um["fastapi"]["rps"]))
     row("uploads: assetgate, decisions/s", fmt_rps(um["base"]["rps"]) if base else "", fmt_rps(um["new"]["rps"]))
+    row("CPU per upload decision, µs (FastAPI: all uvicorn processes)",
+        f"{um['base']['server_cpu_us_per_req']:.1f} (FastAPI {um['fastapi']['server_cpu_us_per_req']:.0f})" if base else "",
+        f"{um['new']['server_cpu_us_per_req']:.1f} (FastAPI {um['fastapi']['server_cpu_us_per_req']:.0f})")
     nf = u["ratios"]["new_over_fastapi"]
     row("assetgate / FastAPI, median of per-round ratios",
         f"{u['ratios'].get('base_over_fastapi', 0):.1f}×", f"{nf:.1f}×", "≥ 20×", "yes" if nf >= 20 else "**no**")
@@ -541,7 +546,16 @@ def main() -> None:
     ap.add_argument("--out", default=str(BENCHES / "results"))
     ap.add_argument("--peers-python", default=str(ROOT / ".peers/venv/bin/python"))
     ap.add_argument("--sections", default="downloads,uploads,startup")
+    ap.add_argument("--render", metavar="RESULTS_JSON", help="only re-render table.md and chart.png from a run")
     args = ap.parse_args()
+    if args.render:
+        res = json.loads(Path(args.render).read_text())
+        out = Path(args.out)
+        t = table(res)
+        (out / "table.md").write_text(t)
+        print(t)
+        subprocess.run([sys.executable, str(BENCHES / "chart.py"), args.render, str(out / "chart.png")], check=True)
+        return
     if args.baseline and not args.baseline_label:
         args.baseline_label = args.baseline
 
