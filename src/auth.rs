@@ -19,9 +19,9 @@ pub const REASON_HEADER: &str = "x-assetgate-reason";
 
 /// What the gate decided for one auth subrequest.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum Outcome<'a> {
     /// The link is valid.
-    Allow(LinkVerified),
+    Allow(LinkVerified<'a>),
     /// The link is refused.
     Deny(Denied),
     /// nginx did not send `X-Original-URI`: the auth location is misconfigured.
@@ -29,7 +29,7 @@ pub enum Outcome {
 }
 
 /// Decides an auth subrequest from its headers.
-pub fn decide(link: &LinkConfig, headers: &HeaderMap, now: i64) -> Outcome {
+pub fn decide<'a>(link: &LinkConfig, headers: &'a HeaderMap, now: i64) -> Outcome<'a> {
     let Some(target) = headers.get(ORIGINAL_URI) else {
         return Outcome::NoOriginalUri;
     };
@@ -48,15 +48,15 @@ pub fn respond(outcome: &Outcome, metrics: &Metrics) -> Response<()> {
                 endpoint = "auth",
                 decision = "allow",
                 reason = REASON_OK,
-                uri = %String::from_utf8_lossy(v.uri()).escape_debug(),
+                uri = %EscapedBytes(v.uri()),
                 expires = v.expires(),
                 "link accepted"
             );
             let mut r = Response::new(());
             *r.status_mut() = StatusCode::NO_CONTENT;
             // Bounds how long a proxy_cache'd allow may be reused.
-            if let Ok(h) = HeaderValue::from_str(&format!("@{}", v.expires())) {
-                r.headers_mut().insert("x-accel-expires", h);
+            if let Ok(h) = HeaderValue::from_bytes(accel_expires(v.expires(), &mut [0u8; 24])) {
+                r.headers_mut().insert(ACCEL_EXPIRES, h);
             }
             r
         }
@@ -93,6 +93,74 @@ pub fn respond(outcome: &Outcome, metrics: &Metrics) -> Response<()> {
     }
 }
 
+/// `X-Accel-Expires`, as a static name (no parsing per response).
+const ACCEL_EXPIRES: http::HeaderName = http::HeaderName::from_static("x-accel-expires");
+
+/// `@{expires}` written into `buf` (no heap string).
+fn accel_expires(expires: i64, buf: &mut [u8; 24]) -> &[u8] {
+    use std::io::Write as _;
+    let mut rest = &mut buf[..];
+    let _ = write!(rest, "@{expires}");
+    let n = 24 - rest.len();
+    &buf[..n]
+}
+
+/// Displays bytes exactly as `String::from_utf8_lossy(b).escape_debug()`, without
+/// the two passes and the allocation when nothing needs escaping (the common
+/// case: a plain ASCII path).
+pub struct EscapedBytes<'a>(pub &'a [u8]);
+
+impl std::fmt::Display for EscapedBytes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plain = self
+            .0
+            .iter()
+            .all(|&b| (0x20..0x7f).contains(&b) && !matches!(b, b'"' | b'\'' | b'\\'));
+        match std::str::from_utf8(self.0) {
+            Ok(s) if plain => f.write_str(s),
+            _ => std::fmt::Display::fmt(&String::from_utf8_lossy(self.0).escape_debug(), f),
+        }
+    }
+}
+
 /// Body for the 500 answer (only humans read it; nginx discards it).
 pub const NO_ORIGINAL_URI_BODY: &str =
     "assetgate: missing X-Original-URI header; add `proxy_set_header X-Original-URI $request_uri;` to the nginx auth location\n";
+
+#[cfg(test)]
+mod tests {
+    use super::{accel_expires, EscapedBytes};
+
+    #[test]
+    fn accel_expires_is_at_unix_seconds() {
+        assert_eq!(accel_expires(1795358082, &mut [0; 24]), b"@1795358082");
+        assert_eq!(
+            accel_expires(i64::MAX, &mut [0; 24]),
+            format!("@{}", i64::MAX).as_bytes()
+        );
+    }
+
+    #[test]
+    fn escaped_bytes_match_lossy_escape_debug() {
+        let cases: [&[u8]; 9] = [
+            b"/private/a.txt",
+            b"/a b/c~d+e",
+            b"/q\"uote",
+            b"/it's",
+            b"/back\\slash",
+            b"/tab\there\n",
+            "/été/日本".as_bytes(),
+            b"/\xff\xfe",
+            b"",
+        ];
+        for c in cases {
+            let want = String::from_utf8_lossy(c).escape_debug().to_string();
+            assert_eq!(EscapedBytes(c).to_string(), want, "{c:?}");
+        }
+        for b in 0u8..=255 {
+            let c = [b'/', b];
+            let want = String::from_utf8_lossy(&c).escape_debug().to_string();
+            assert_eq!(EscapedBytes(&c).to_string(), want, "{b:#x}");
+        }
+    }
+}

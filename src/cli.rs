@@ -149,7 +149,8 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
         Ok(r) => r,
         Err(e) => return config_error(&e),
     };
-    telemetry::init(&config.log_level, config.log_format);
+    // Held to the end of `serve`: dropping it writes out every queued log line.
+    let _log_guard = telemetry::init(&config.log_level, config.log_format);
     if roots.is_none() {
         tracing::warn!("[storage] root or [tusd] upload_dir not set: uploads are gated but never moved into the asset tree");
     }
@@ -160,7 +161,11 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
         tracing::warn!("no upload secret configured: every upload will be rejected");
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.server.worker_threads)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

@@ -142,6 +142,17 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Largest accepted request body (hook JSON).
     pub max_body_bytes: u64,
+    /// Threads of the async runtime that serve requests.
+    pub worker_threads: usize,
+}
+
+/// Default `server.worker_threads`: half the CPUs, at least one. The gate
+/// shares its machine with nginx (and tusd), whose workers take every core; a
+/// decision costs microseconds, and on the 2-core benchmark machine one thread
+/// answered more auth subrequests per second than two, with less CPU per
+/// decision (BENCHMARKS.md).
+pub fn default_worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 // ---------------------------------------------------------------------------
@@ -250,6 +261,7 @@ struct RawServer {
     max_connections: u64,
     shutdown_grace: Human,
     max_body_bytes: Human,
+    worker_threads: Option<u64>,
 }
 
 impl Default for RawServer {
@@ -259,6 +271,7 @@ impl Default for RawServer {
             max_connections: 4096,
             shutdown_grace: Human::Int(10),
             max_body_bytes: Human::Int(256 * 1024),
+            worker_threads: None,
         }
     }
 }
@@ -576,6 +589,16 @@ fn validate(raw: Raw, source: Option<PathBuf>) -> Result<Config, ConfigError> {
     if raw.server.max_connections == 0 {
         return Err(ConfigError::new("server.max_connections", "must be at least 1"));
     }
+    let worker_threads = match raw.server.worker_threads {
+        None => default_worker_threads(),
+        Some(n @ 1..=256) => n as usize,
+        Some(_) => {
+            return Err(ConfigError::new(
+                "server.worker_threads",
+                "must be between 1 and 256 (leave it unset for half the CPUs)",
+            ))
+        }
+    };
     let max_body_bytes = raw.server.max_body_bytes.bytes("server.max_body_bytes")?;
     if max_body_bytes == 0 || max_body_bytes > 16 * 1024 * 1024 {
         return Err(ConfigError::new(
@@ -604,6 +627,7 @@ fn validate(raw: Raw, source: Option<PathBuf>) -> Result<Config, ConfigError> {
             max_connections: usize::try_from(raw.server.max_connections).unwrap_or(usize::MAX),
             shutdown_grace: raw.server.shutdown_grace.seconds("server.shutdown_grace")?,
             max_body_bytes,
+            worker_threads,
         },
         source,
     })
@@ -686,6 +710,7 @@ impl Config {
             self.server.shutdown_grace.as_secs()
         ));
         out.push_str(&format!("max_body_bytes = {}\n", self.server.max_body_bytes));
+        out.push_str(&format!("worker_threads = {}\n", self.server.worker_threads));
         out
     }
 }
@@ -756,6 +781,28 @@ mod tests {
         assert_eq!(c.link.secrets.len(), 1);
         assert_eq!(c.link.secrets.newest().unwrap().expose(), b"from-the-env-0123456");
         assert!(c.link.merge_slashes);
+    }
+
+    #[test]
+    fn worker_threads_default_to_half_the_cpus_and_are_bounded() {
+        let c = load_from(&Sources::default(), &[]).unwrap();
+        assert_eq!(c.server.worker_threads, default_worker_threads());
+        assert!(c.server.worker_threads >= 1);
+        let c = load_from(
+            &Sources::default(),
+            &env(&[("ASSETGATE_SERVER__WORKER_THREADS", "3")]),
+        )
+        .unwrap();
+        assert_eq!(c.server.worker_threads, 3);
+        assert!(c.redacted_toml().contains("worker_threads = 3\n"));
+        for bad in ["0", "257"] {
+            let e = load_from(
+                &Sources::default(),
+                &env(&[("ASSETGATE_SERVER__WORKER_THREADS", bad)]),
+            )
+            .unwrap_err();
+            assert_eq!(e.key, "server.worker_threads", "{bad}");
+        }
     }
 
     #[test]

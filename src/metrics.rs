@@ -13,7 +13,8 @@
 //! series count is bounded.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::token::link::Reason;
@@ -32,6 +33,18 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// All values.
+    pub const ALL: [Endpoint; 4] = [Endpoint::Auth, Endpoint::Tusd, Endpoint::Admin, Endpoint::Other];
+
+    fn index(self) -> usize {
+        match self {
+            Endpoint::Auth => 0,
+            Endpoint::Tusd => 1,
+            Endpoint::Admin => 2,
+            Endpoint::Other => 3,
+        }
+    }
+
     /// Label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -70,12 +83,26 @@ pub const REASON_OK: &str = "ok";
 /// `reason` label when nginx did not send `X-Original-URI`.
 pub const REASON_NO_ORIGINAL_URI: &str = "no-original-uri";
 
+/// Series touched on every `/auth` and `/tusd` request, looked up once: a
+/// `with_label_values` hashes the labels and takes a lock on each call.
+#[derive(Clone)]
+struct Hot {
+    /// Request duration per endpoint, in [`Endpoint::ALL`] order.
+    duration: [Histogram; 4],
+    http_auth_204: IntCounter,
+    http_auth_403: IntCounter,
+    http_tusd_200: IntCounter,
+    auth_allow: IntCounter,
+    /// Auth denials, in [`Reason::ALL`] order.
+    auth_deny: [IntCounter; 4],
+}
+
 /// All metric families of the daemon.
 #[derive(Clone)]
 pub struct Metrics {
+    hot: Hot,
     registry: Registry,
     decisions: IntCounterVec,
-    duration: HistogramVec,
     http: IntCounterVec,
     connections: IntGauge,
     accepted: prometheus::IntCounter,
@@ -157,10 +184,18 @@ impl Metrics {
             registry.register(c).expect("families are registered once");
         }
 
+        let hot = Hot {
+            duration: Endpoint::ALL.map(|e| duration.with_label_values(&[e.as_str()])),
+            http_auth_204: http.with_label_values(&["auth", "204"]),
+            http_auth_403: http.with_label_values(&["auth", "403"]),
+            http_tusd_200: http.with_label_values(&["tusd", "200"]),
+            auth_allow: decisions.with_label_values(&["auth", "allow", REASON_OK]),
+            auth_deny: Reason::ALL.map(|r| decisions.with_label_values(&["auth", "deny", r.as_str()])),
+        };
         let m = Metrics {
+            hot,
             registry,
             decisions,
-            duration,
             http,
             connections,
             accepted,
@@ -217,17 +252,32 @@ impl Metrics {
 
     /// Counts one decision.
     pub fn count_decision(&self, endpoint: Endpoint, decision: Decision, reason: &'static str) {
-        self.decision(endpoint, decision, reason, 1);
+        let hot = match (endpoint, decision) {
+            (Endpoint::Auth, Decision::Allow) if reason == REASON_OK => Some(&self.hot.auth_allow),
+            (Endpoint::Auth, Decision::Deny) => Reason::ALL
+                .iter()
+                .position(|r| r.as_str() == reason)
+                .map(|i| &self.hot.auth_deny[i]),
+            _ => None,
+        };
+        match hot {
+            Some(c) => c.inc(),
+            None => self.decision(endpoint, decision, reason, 1),
+        }
     }
 
     /// Records one HTTP answer and its latency.
     pub fn observe(&self, endpoint: Endpoint, status: http::StatusCode, seconds: f64) {
-        self.duration
-            .with_label_values(&[endpoint.as_str()])
-            .observe(seconds);
-        self.http
-            .with_label_values(&[endpoint.as_str(), status.as_str()])
-            .inc();
+        self.hot.duration[endpoint.index()].observe(seconds);
+        match (endpoint, status.as_u16()) {
+            (Endpoint::Auth, 204) => self.hot.http_auth_204.inc(),
+            (Endpoint::Auth, 403) => self.hot.http_auth_403.inc(),
+            (Endpoint::Tusd, 200) => self.hot.http_tusd_200.inc(),
+            _ => self
+                .http
+                .with_label_values(&[endpoint.as_str(), status.as_str()])
+                .inc(),
+        }
     }
 
     /// Counts one accepted connection.

@@ -21,6 +21,7 @@
 //! secret. Each comparison is constant-time ([`subtle`]) and every secret is tried,
 //! so timing does not say which secret (if any) nearly matched.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use base64::alphabet::URL_SAFE;
@@ -176,14 +177,15 @@ impl fmt::Display for Denied {
     }
 }
 
-/// Proof that a link was verified. Only this module can build one.
+/// Proof that a link was verified. Only this module can build one. The `$uri`
+/// is borrowed from the request target when nginx keeps the path as is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkVerified {
+pub struct LinkVerified<'a> {
     expires: i64,
-    uri: Vec<u8>,
+    uri: Cow<'a, [u8]>,
 }
 
-impl LinkVerified {
+impl LinkVerified<'_> {
     /// When the link stops being valid (Unix seconds).
     pub fn expires(&self) -> i64 {
         self.expires
@@ -193,31 +195,49 @@ impl LinkVerified {
     pub fn uri(&self) -> &[u8] {
         &self.uri
     }
+
+    /// The same proof, owning its `$uri`.
+    pub fn into_owned(self) -> LinkVerified<'static> {
+        LinkVerified {
+            expires: self.expires,
+            uri: Cow::Owned(self.uri.into_owned()),
+        }
+    }
 }
 
 /// Verifies a raw request target (`$request_uri`) as nginx's secure_link would.
-pub fn verify_request_target(
+pub fn verify_request_target<'a>(
     secrets: &SecretSet,
-    raw_target: &[u8],
+    raw_target: &'a [u8],
     merge_slashes: bool,
     now: i64,
-) -> Result<LinkVerified, Denied> {
+) -> Result<LinkVerified<'a>, Denied> {
     let target = nginx_uri::parse_request_target(raw_target, merge_slashes)
         .map_err(|e| Denied::new(Detail::BadUri(e)))?;
     let md5 = nginx_uri::arg(target.args, b"md5").unwrap_or_default();
     let expires = nginx_uri::arg(target.args, b"expires").unwrap_or_default();
-    verify(secrets, &target.uri, md5, expires, now)
+    check(secrets, target.uri, md5, expires, now)
 }
 
 /// Verifies the `md5` and `expires` argument values (raw, as in the query) for
 /// nginx's `$uri`.
-pub fn verify(
+pub fn verify<'a>(
     secrets: &SecretSet,
-    uri: &[u8],
+    uri: &'a [u8],
     md5_arg: &[u8],
     expires_arg: &[u8],
     now: i64,
-) -> Result<LinkVerified, Denied> {
+) -> Result<LinkVerified<'a>, Denied> {
+    check(secrets, Cow::Borrowed(uri), md5_arg, expires_arg, now)
+}
+
+fn check<'a>(
+    secrets: &SecretSet,
+    uri: Cow<'a, [u8]>,
+    md5_arg: &[u8],
+    expires_arg: &[u8],
+    now: i64,
+) -> Result<LinkVerified<'a>, Denied> {
     if md5_arg.is_empty() {
         return Err(Denied::new(Detail::NoMd5));
     }
@@ -234,7 +254,7 @@ pub fn verify(
 
     let mut matched = Choice::from(0u8);
     for secret in secrets.iter() {
-        let digest = link_digest(expires_arg, uri, secret.expose());
+        let digest = link_digest(expires_arg, &uri, secret.expose());
         matched |= digest.ct_eq(&given);
     }
     if !bool::from(matched) {
@@ -245,10 +265,7 @@ pub fn verify(
     if expires < now {
         return Err(Denied::new(Detail::Expired { expires, now }));
     }
-    Ok(LinkVerified {
-        expires,
-        uri: uri.to_vec(),
-    })
+    Ok(LinkVerified { expires, uri })
 }
 
 /// `ngx_atotm`: decimal digits only, non-empty, no overflow of i64, then > 0.
@@ -345,8 +362,8 @@ mod tests {
         );
     }
 
-    fn check(secrets: &[&str], target: &str, now: i64) -> Result<LinkVerified, Denied> {
-        verify_request_target(&set(secrets), target.as_bytes(), true, now)
+    fn check(secrets: &[&str], target: &str, now: i64) -> Result<LinkVerified<'static>, Denied> {
+        verify_request_target(&set(secrets), target.as_bytes(), true, now).map(LinkVerified::into_owned)
     }
 
     fn link(secret: &str, uri: &str, expires: i64) -> String {

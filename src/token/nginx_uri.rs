@@ -13,6 +13,7 @@
 //! never forwards such a request, so only a hostile or misconfigured caller can
 //! make us see one, and the gate denies it.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Why nginx would refuse the request target with 400.
@@ -50,7 +51,8 @@ impl std::error::Error for BadUri {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestTarget<'a> {
     /// nginx's `$uri`: decoded and normalised path (raw bytes, may be non-UTF-8).
-    pub uri: Vec<u8>,
+    /// Borrowed from the target when nginx keeps the path byte for byte.
+    pub uri: Cow<'a, [u8]>,
     /// nginx's `$args`: the raw query, without `?`, up to the first `#`.
     pub args: &'a [u8],
 }
@@ -77,7 +79,16 @@ pub fn parse_request_target(raw: &[u8], merge_slashes: bool) -> Result<RequestTa
     if raw.iter().any(|&b| b <= 0x20 || b == 0x7f) {
         return Err(BadUri::ControlByte);
     }
+    if !empty_path {
+        if let Some(plain) = plain_target(raw) {
+            return Ok(plain);
+        }
+    }
+    parse_full(raw, merge_slashes, empty_path)
+}
 
+/// nginx's full path parser (after the checks above).
+fn parse_full(raw: &[u8], merge_slashes: bool, empty_path: bool) -> Result<RequestTarget<'_>, BadUri> {
     let mut u: Vec<u8> = Vec::with_capacity(raw.len() + 1);
     if empty_path {
         // nginx writes the missing path as "/" and then parses the target as
@@ -128,7 +139,10 @@ pub fn parse_request_target(raw: &[u8], merge_slashes: bool) -> Result<RequestTa
             } else if state == State::DotDot {
                 back_up(&mut u)?;
             }
-            return Ok(RequestTarget { uri: u, args: &[] });
+            return Ok(RequestTarget {
+                uri: Cow::Owned(u),
+                args: &[],
+            });
         }
 
         state = match (state, ch) {
@@ -183,7 +197,44 @@ pub fn parse_request_target(raw: &[u8], merge_slashes: bool) -> Result<RequestTa
             &[][..]
         }
     };
-    Ok(RequestTarget { uri: u, args })
+    Ok(RequestTarget {
+        uri: Cow::Owned(u),
+        args,
+    })
+}
+
+/// The fast path: a target (starting with `/`, free of control bytes) whose path
+/// nginx's parser would copy unchanged, i.e. one without `%` (decoding), `//`
+/// (merging, or kept as is: either way not handled here), `/.` (a possible dot
+/// segment) and `#` (a fragment). The state machine above only ever changes a
+/// path at those bytes, so `$uri` is the path itself: no copy needed. `None`
+/// sends everything else down the full parser.
+fn plain_target(raw: &[u8]) -> Option<RequestTarget<'_>> {
+    let mut prev = 0u8;
+    let mut end = raw.len();
+    for (i, &b) in raw.iter().enumerate() {
+        match b {
+            b'?' => {
+                end = i;
+                break;
+            }
+            b'%' | b'#' => return None,
+            b'/' | b'.' if prev == b'/' => return None,
+            _ => {}
+        }
+        prev = b;
+    }
+    let args = match raw.get(end + 1..) {
+        Some(rest) => match rest.iter().position(|&b| b == b'#') {
+            Some(hash) => &rest[..hash],
+            None => rest,
+        },
+        None => &[][..],
+    };
+    Some(RequestTarget {
+        uri: Cow::Borrowed(&raw[..end]),
+        args,
+    })
 }
 
 /// Undoes `/..` at the end of `u` and the segment before it (nginx's `u -= 4`
@@ -225,15 +276,15 @@ pub fn arg<'a>(args: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     }
     // A match must leave room for the `=` after the name.
     let last_start = args.len() - len - 1;
-    for start in 0..=last_start {
-        if !args[start..start + len].eq_ignore_ascii_case(name) {
-            continue;
-        }
-        if (start == 0 || args[start - 1] == b'&') && args[start + len] == b'=' {
+    // Candidates start at 0 or right after a `&`: hop from one to the next.
+    let mut start = 0;
+    while start <= last_start {
+        if args[start + len] == b'=' && args[start..start + len].eq_ignore_ascii_case(name) {
             let value = &args[start + len + 1..];
             let end = value.iter().position(|&b| b == b'&').unwrap_or(value.len());
             return Some(&value[..end]);
         }
+        start += args[start..].iter().position(|&b| b == b'&')? + 1;
     }
     None
 }
@@ -284,10 +335,13 @@ mod tests {
         // UTF-8, raw or encoded, same bytes
         assert_eq!(uri("/%C3%A9t%C3%A9").unwrap(), "/été");
         assert_eq!(
-            parse_request_target(b"/\xc3\xa9t\xc3\xa9", true).unwrap().uri,
+            &parse_request_target(b"/\xc3\xa9t\xc3\xa9", true).unwrap().uri[..],
             "/été".as_bytes()
         );
-        assert_eq!(parse_request_target(b"/\xff%FF", true).unwrap().uri, b"/\xff\xff");
+        assert_eq!(
+            &parse_request_target(b"/\xff%FF", true).unwrap().uri[..],
+            b"/\xff\xff"
+        );
     }
 
     #[test]
@@ -354,17 +408,67 @@ mod tests {
     #[test]
     fn absolute_form_without_path_is_uri_slash() {
         let t = parse_request_target(b"?md5=x&expires=1", true).unwrap();
-        assert_eq!(t.uri, b"/");
+        assert_eq!(&t.uri[..], b"/");
         assert_eq!(t.args, b"md5=x&expires=1");
         let t = parse_request_target(b"?md5=x#frag", false).unwrap();
-        assert_eq!(t.uri, b"/");
+        assert_eq!(&t.uri[..], b"/");
         assert_eq!(t.args, b"md5=x");
         let t = parse_request_target(b"?", true).unwrap();
-        assert_eq!((t.uri.as_slice(), t.args), (&b"/"[..], &b""[..]));
+        assert_eq!((&t.uri[..], t.args), (&b"/"[..], &b""[..]));
         let t = parse_request_target(b"?#", true).unwrap();
-        assert_eq!((t.uri.as_slice(), t.args), (&b"/"[..], &b""[..]));
+        assert_eq!((&t.uri[..], t.args), (&b"/"[..], &b""[..]));
         assert_eq!(uri("?a"), Ok("/".into()));
         assert_eq!(uri("?a=\x01"), Err(BadUri::ControlByte));
+    }
+
+    /// The fast path (borrowed `$uri`) must agree with the full parser on
+    /// every target it takes, and must take the plain ones.
+    #[test]
+    fn plain_fast_path_agrees_with_the_full_parser() {
+        use rand::{Rng, SeedableRng};
+        let alphabet: &[&[u8]] = &[
+            b"/",
+            b"/",
+            b"a",
+            b"b",
+            b".",
+            b"..",
+            b"%2F",
+            b"%2e",
+            b"%25",
+            b"?",
+            b"#",
+            b"&",
+            b"=",
+            b"md5",
+            b"~",
+            b"+",
+            b"\xc3\xa9",
+            b"%",
+            b"//",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let mut fast = 0;
+        for _ in 0..50_000 {
+            let mut raw = vec![b'/'];
+            for _ in 0..rng.gen_range(0..12) {
+                raw.extend_from_slice(alphabet[rng.gen_range(0..alphabet.len())]);
+            }
+            for merge in [true, false] {
+                let full = parse_full(&raw, merge, false);
+                if let Some(p) = plain_target(&raw) {
+                    fast += 1;
+                    assert_eq!(full.as_ref(), Ok(&p), "{:?}", String::from_utf8_lossy(&raw));
+                }
+                let got = parse_request_target(&raw, merge);
+                assert_eq!(got, full, "{:?}", String::from_utf8_lossy(&raw));
+            }
+        }
+        assert!(fast > 10_000, "fast path taken {fast} times");
+        for plain in [&b"/private/a.txt?md5=x&expires=1"[..], b"/a.b/c..d/e.?x#y", b"/"] {
+            let t = parse_request_target(plain, true).unwrap();
+            assert!(matches!(t.uri, Cow::Borrowed(_)), "{plain:?}");
+        }
     }
 
     #[test]
@@ -379,5 +483,40 @@ mod tests {
         assert_eq!(arg(b"a=md5=1", b"md5"), None);
         assert_eq!(arg(b"", b"md5"), None);
         assert_eq!(arg(b"expires=1&expires=2", b"expires"), Some(&b"1"[..]));
+    }
+
+    /// `arg` hops from `&` to `&`; the plain scan of every position (its
+    /// previous form) must give the same answers.
+    #[test]
+    fn arg_agrees_with_a_scan_of_every_position() {
+        fn scan<'a>(args: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+            let len = name.len();
+            if len == 0 || args.len() <= len {
+                return None;
+            }
+            (0..=args.len() - len - 1).find_map(|start| {
+                let hit = args[start..start + len].eq_ignore_ascii_case(name)
+                    && (start == 0 || args[start - 1] == b'&')
+                    && args[start + len] == b'=';
+                hit.then(|| {
+                    let value = &args[start + len + 1..];
+                    &value[..value.iter().position(|&b| b == b'&').unwrap_or(value.len())]
+                })
+            })
+        }
+        use rand::{Rng, SeedableRng};
+        let parts: &[&[u8]] = &[
+            b"md5", b"MD5", b"expires", b"=", b"&", b"x", b"&&", b"md5=", b"==",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..50_000 {
+            let mut a = Vec::new();
+            for _ in 0..rng.gen_range(0..8) {
+                a.extend_from_slice(parts[rng.gen_range(0..parts.len())]);
+            }
+            for name in [&b"md5"[..], b"expires", b"x", b""] {
+                assert_eq!(arg(&a, name), scan(&a, name), "{:?}", String::from_utf8_lossy(&a));
+            }
+        }
     }
 }
