@@ -140,30 +140,8 @@ impl Stack {
     }
 
     fn asset_files(&self) -> Vec<String> {
-        fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    walk(&p, base, out);
-                } else {
-                    out.push(p.strip_prefix(base).unwrap().display().to_string());
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.assets, &self.assets, &mut out);
-        out.sort();
-        out
+        files_under(&self.assets)
     }
-}
-
-fn random_file(dir: &Path, name: &str, len: usize) -> (PathBuf, Vec<u8>) {
-    use rand::RngCore;
-    let mut data = vec![0u8; len];
-    rand::thread_rng().fill_bytes(&mut data);
-    let p = dir.join(name);
-    std::fs::write(&p, &data).unwrap();
-    (p, data)
 }
 
 #[test]
