@@ -1133,7 +1133,7 @@ fn diff_nginx_conf(dir: &Path, gate_port: u16, ports: &[u16], merge_slashes: boo
             r#"
 upstream assetgate {{
     server 127.0.0.1:{gate_port};
-    keepalive 16;
+    keepalive 64;
     keepalive_timeout 5s;
 }}
 
