@@ -11,8 +11,15 @@ Sections:
   floor), (c) auth_request to assetgate with the shipped nginx/ files, and, with
   --baseline, (c0) the same with the baseline binary;
 - uploads: POST /tusd pre-create decisions/s, assetgate vs the reference FastAPI
-  hook (benches/reference_hook/), and assetgate's latency under about half its
-  max load (wrk paced with delay(); wrk2 is not packaged in Debian);
+  hook (benches/reference_hook/) and vs nginx answering `{}` to the same POST
+  (the floor: no hook can be faster on this machine with this load generator).
+  Twice: "shared" (every process free to run on every core, wrk -t2, FastAPI
+  with 2 workers) and "isolated" (the server under test confined to CPU 0 and
+  wrk -t1 to CPU 1, FastAPI with 1 worker, nginx with 1 worker), where the load
+  generator no longer takes CPU from the server it measures;
+- latency at half load: oha (crates.io; wrk2 is not packaged in Debian) sends
+  POST /tusd at a constant rate, half the isolated maximum, with its
+  coordinated-omission correction, to assetgate, the baseline and the floor;
 - memory (VmRSS/VmHWM) and start-up time to /readyz 200.
 
 Results: benches/results/results.json (raw runs + summary), table.md, chart.png.
@@ -40,6 +47,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHES = ROOT / "benches"
+OHA = "oha"
 LINK_SECRET = "bench-link-secret-5f1c2a9e7d"
 UPLOAD_SECRET = "bench-upload-secret-8e3b6d0a41"
 
@@ -107,6 +115,64 @@ def tree_cpu_s(pid: int) -> float:
     return total / TICK
 
 
+def tree_pids(pid: int) -> list[int]:
+    """`pid` and its descendants."""
+    parent = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(c for c, pp in parent.items() if pp == p)
+    return out
+
+
+ALL_CPUS = set(os.sched_getaffinity(0))
+# Isolated runs: the server under test on one CPU, the load generator on another.
+SERVER_CPUS = {min(ALL_CPUS)}
+GEN_CPUS = {sorted(ALL_CPUS)[1]} if len(ALL_CPUS) > 1 else set(ALL_CPUS)
+
+
+def set_affinity(pid: int, cpus: set[int]) -> None:
+    """Confines every thread of `pid` and its descendants to `cpus`."""
+    for p in tree_pids(pid):
+        try:
+            tids = [int(t.name) for t in Path(f"/proc/{p}/task").iterdir()]
+        except OSError:
+            continue
+        for t in tids:
+            try:
+                os.sched_setaffinity(t, cpus)
+            except OSError:
+                pass
+
+
+class Pinned:
+    """`with Pinned(pid):` the process tree runs on SERVER_CPUS only, then on all."""
+
+    def __init__(self, pid: int | None):
+        self.pid = pid
+
+    def __enter__(self):
+        if self.pid:
+            set_affinity(self.pid, SERVER_CPUS)
+        return self
+
+    def __exit__(self, *exc):
+        if self.pid:
+            set_affinity(self.pid, ALL_CPUS)
+
+
+def on_cpus(cpus: set[int] | None):
+    """preexec_fn confining a child (a load generator) to `cpus`."""
+    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+
+
 def measured(pid: int | None, fn):
     """Runs a wrk call; adds the CPU the server process tree used per request."""
     before = tree_cpu_s(pid) if pid else 0
@@ -158,12 +224,13 @@ def to_ms(text: str) -> float:
     return float(m.group(1)) * UNITS[m.group(2)]
 
 
-def wrk(url: str, script: str, script_args: list[str], threads: int, conns: int, secs: float) -> dict:
+def wrk(url: str, script: str, script_args: list[str], threads: int, conns: int, secs: float,
+        cpus: set[int] | None = None) -> dict:
     cmd = [
         "wrk", f"-t{threads}", f"-c{conns}", f"-d{int(secs)}s", "--latency", "--timeout", "5s",
         "-s", str(BENCHES / "wrk" / script), url, "--", *script_args,
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, preexec_fn=on_cpus(cpus)).stdout
     res = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
     res["requests"] = int(re.search(r"(\d+) requests in", out).group(1))
     for p in ("50", "75", "90", "99"):
@@ -181,12 +248,13 @@ def wrk(url: str, script: str, script_args: list[str], threads: int, conns: int,
 
 
 class Proc:
-    def __init__(self, name: str, cmd: list[str], log_path: Path, env: dict | None = None, cwd=None):
+    def __init__(self, name: str, cmd: list[str], log_path: Path, env: dict | None = None, cwd=None,
+                 cpus: set[int] | None = None):
         self.name = name
         self.log = open(log_path, "ab")
         self.p = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env, cwd=cwd,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=on_cpus(cpus),
         )
 
     def stop(self) -> None:
@@ -219,6 +287,24 @@ def start_assetgate(name: str, binary: str, port: int, work: Path, log_level: st
     p = Proc(name, [binary, "--config", str(cfg), "serve"], work / f"{name}.log", env=env)
     wait_port(port, p.p)
     return p
+
+
+# The uploads' floor: nginx answering tusd's "accept" to the same POST, no checks.
+UPLOAD_FLOOR = "location = /tusd { default_type application/json; return 200 '{}'; }"
+
+
+def floor1_conf(work: Path, port: int) -> str:
+    """A one-worker nginx serving only the uploads' floor (the isolated case)."""
+    d = work / "nginx1"
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    return (
+        f"{user}worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n"
+        "events { worker_connections 4096; }\n"
+        "http {\n  access_log off;\n  keepalive_requests 100000;\n"
+        f"  client_body_temp_path {d}/client_body_temp; proxy_temp_path {d}/proxy_temp;\n"
+        f"  fastcgi_temp_path {d}/fastcgi_temp; uwsgi_temp_path {d}/uwsgi_temp; scgi_temp_path {d}/scgi_temp;\n"
+        f"  server {{ listen 127.0.0.1:{port}; {UPLOAD_FLOOR} }}\n}}\n"
+    )
 
 
 def nginx_conf(work: Path, ports: dict[str, int], gates: dict[str, int]) -> str:
@@ -257,6 +343,7 @@ def nginx_conf(work: Path, ports: dict[str, int], gates: dict[str, int]) -> str:
         "    try_files $uri =404;\n  }\n}"
     )
     servers.append(f"server {{ listen 127.0.0.1:{ports['floor']}; location / {{ return 204; }} }}")
+    servers.append(f"server {{ listen 127.0.0.1:{ports['upfloor']}; {UPLOAD_FLOOR} }}")
     user = "user root;\n" if os.geteuid() == 0 else ""
     d = work / "nginx"
     return (
@@ -326,54 +413,109 @@ def downloads(args, ports, links_file, gate_procs) -> dict:
     }
 
 
-def uploads(args, ports, body_file, gate_procs, fastapi_pid) -> dict:
-    cases = ["new", "fastapi"] + (["base"] if "base" in gate_procs else [])
-    url = {"new": ports["gate_new"], "base": ports.get("gate_base"), "fastapi": ports["fastapi"]}
-    url = {c: f"http://127.0.0.1:{url[c]}/tusd" for c in cases}
-    runs: dict[str, list] = {c: [] for c in cases}
-    rss_max = {n: 0 for n in gate_procs}
-    for c in cases:
-        wrk(url[c], "post.lua", [str(body_file)], args.threads, args.up_conns, args.warmup)
+def oha(url: str, body_file: Path, rate: float, conns: int, secs: float, cpus: set[int] | None) -> dict:
+    """A constant-rate POST load (open loop) with oha's coordinated-omission
+    correction: latency counts from when a request was due, not when sent."""
+    cmd = [OHA, "-z", f"{secs:g}s", "-q", f"{rate:.0f}", "-c", str(conns), "--latency-correction",
+           "--no-tui", "--output-format", "json", "-m", "POST", "-T", "application/json",
+           "-D", str(body_file), url]
+    d = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True,
+                                  preexec_fn=on_cpus(cpus)).stdout)
+    codes = d.get("statusCodeDistribution", {})
+    if set(codes) != {"200"} or d.get("errorDistribution"):
+        # Requests cut off by the deadline are not failures of the server.
+        errs = {k: v for k, v in d.get("errorDistribution", {}).items() if "deadline" not in k}
+        if set(codes) - {"200"} or errs:
+            raise RuntimeError(f"oha saw failures against {url}: {codes} {errs}")
+    lp = d["latencyPercentiles"]
+    return {
+        "rps": d["summary"]["requestsPerSec"],
+        "requests": sum(codes.values()),
+        **{f"p{k.replace('p', '')}_ms": lp[k] * 1e3 for k in ("p50", "p75", "p90", "p99", "p99.9")},
+    }
+
+
+def uploads(args, ports, body_file, gate_procs, peers) -> dict:
+    """Pre-create decisions/s, shared and isolated, then latency at half load.
+
+    `peers`: name -> (port, pid) for "fastapi" (2 workers), "fastapi1" (1 worker,
+    started on SERVER_CPUS), "floor" (the shared nginx), "floor1" (an nginx
+    with 1 worker, started on SERVER_CPUS) and, if built, "hyper1"
+    (examples/hyper_floor.rs, started on SERVER_CPUS)."""
+    gates = [c for c in ("new", "base") if c in gate_procs]
+    port = {"new": ports["gate_new"], "base": ports.get("gate_base"),
+            **{n: p for n, (p, _) in peers.items()}}
+    pid = {**{c: gate_procs[c].p.pid for c in gates}, **{n: q for n, (_, q) in peers.items()}}
+    url = {c: f"http://127.0.0.1:{p}/tusd" for c, p in port.items() if p}
+    out: dict = {}
+    modes = {
+        # every process on every core; wrk with 2 threads (as for the downloads)
+        "shared": (gates + ["fastapi", "floor"], args.threads, None),
+        # the server under test on SERVER_CPUS, wrk -t1 on GEN_CPUS
+        "isolated": (gates + ["fastapi1", "floor1"] + (["hyper1"] if "hyper1" in peers else []), 1, GEN_CPUS),
+    }
+    for mode, (cases, threads, gen_cpus) in modes.items():
+        runs: dict[str, list] = {c: [] for c in cases}
+        rss_max = {c: 0 for c in gates}
+
+        def one(c, secs):
+            run = lambda: wrk(url[c], "post.lua", [str(body_file)], threads, args.up_conns, secs, gen_cpus)  # noqa: E731
+            # fastapi1 and floor1 were started confined; the gates are confined per run.
+            with Pinned(pid[c] if mode == "isolated" and c in gates else None):
+                if c in gates:
+                    with RssSampler(pid[c]) as s:
+                        res = measured(pid[c], run)
+                    rss_max[c] = max(rss_max[c], s.max_kib)
+                    return res
+                return measured(pid[c], run)
+
+        for c in cases:  # warm-up, not recorded
+            one(c, args.warmup)
+        for r, order in interleave(cases, args.rounds):
+            for c in order:
+                res = one(c, args.duration)
+                res["round"] = r
+                runs[c].append(res)
+                log(f"uploads {mode} round {r} {c}: {res['rps']:.0f} req/s p99 {res['p99_ms']:.3f} ms "
+                    f"cpu {res['server_cpu_us_per_req']:.1f} us/req")
+        fa, fl = cases[len(gates)], cases[len(gates) + 1]
+
+        def ratio(x, y):
+            return median([a["rps"] / b["rps"] for a, b in zip(runs[x], runs[y])])
+
+        ratios = {"new_over_fastapi": ratio("new", fa), "floor_over_fastapi": ratio(fl, fa),
+                  "new_over_floor": ratio("new", fl)}
+        if "base" in runs:
+            ratios["base_over_fastapi"] = ratio("base", fa)
+            ratios["new_over_base"] = ratio("new", "base")
+        if "hyper1" in runs:
+            ratios["hyper_over_fastapi"] = ratio("hyper1", fa)
+            ratios["new_over_hyper"] = ratio("new", "hyper1")
+        out[mode] = {"runs": runs, "median": {c: summarise(v) for c, v in runs.items()}, "ratios": ratios,
+                     "rss_max_kib": rss_max, "fastapi": fa, "floor": fl, "wrk_threads": threads,
+                     "server_cpus": sorted(SERVER_CPUS) if gen_cpus else None,
+                     "generator_cpus": sorted(gen_cpus) if gen_cpus else None}
+    out["rss_max_kib"] = {c: max(out[m]["rss_max_kib"][c] for m in modes) for c in gates}
+
+    # Latency at half of the isolated maximum, constant rate, isolated as above.
+    rate = out["isolated"]["median"]["new"]["rps"] / 2
+    cases = gates + ["floor1"]
+    half: dict[str, list] = {c: [] for c in cases}
     for r, order in interleave(cases, args.rounds):
         for c in order:
-            run = lambda: wrk(url[c], "post.lua", [str(body_file)], args.threads, args.up_conns, args.duration)  # noqa: E731
-            if c in gate_procs:
-                with RssSampler(gate_procs[c].p.pid) as s:
-                    res = measured(gate_procs[c].p.pid, run)
-                rss_max[c] = max(rss_max[c], s.max_kib)
-            else:
-                res = measured(fastapi_pid, run)
-            res["round"] = r
-            runs[c].append(res)
-            log(f"uploads round {r} {c}: {res['rps']:.0f} req/s p99 {res['p99_ms']:.3f} ms "
-                f"cpu {res['server_cpu_us_per_req']:.1f} us/req")
-    ratios = {"new_over_fastapi": median([n["rps"] / f["rps"] for n, f in zip(runs["new"], runs["fastapi"])])}
-    if "base" in runs:
-        ratios["base_over_fastapi"] = median([n["rps"] / f["rps"] for n, f in zip(runs["base"], runs["fastapi"])])
-        ratios["new_over_base"] = median([n["rps"] / f["rps"] for n, f in zip(runs["new"], runs["base"])])
-    out = {"runs": runs, "median": {c: summarise(v) for c, v in runs.items()}, "ratios": ratios, "rss_max_kib": rss_max}
-
-    # About half of max load: wrk paced with delay(). Each connection waits
-    # `delay_ms` after each answer, so rate ~= conns * 1000 / (delay_ms + latency).
-    gates = [c for c in ("new", "base") if c in gate_procs]
-    half: dict[str, list] = {c: [] for c in gates}
-    max_rps = out["median"]["new"]["rps"]
-    target = max_rps / 2
-    delay_ms = 2
-    conns = max(args.threads, round(target * (delay_ms + 0.1) / 1000))
-    conns -= conns % args.threads
-    for r, order in interleave(gates, args.rounds):
-        for c in order:
-            res = wrk(url[c], "post.lua", [str(body_file), str(delay_ms)], args.threads, conns, args.duration)
+            with Pinned(pid[c] if c in gates else None):
+                res = measured(pid[c], lambda: oha(url[c], body_file, rate, args.half_conns, args.duration, GEN_CPUS))  # noqa: B023
             res["round"] = r
             half[c].append(res)
-            log(f"uploads half-load round {r} {c}: {res['rps']:.0f} req/s p99 {res['p99_ms']:.3f} ms")
+            log(f"uploads half-load round {r} {c}: {res['rps']:.0f} req/s p50 {res['p50_ms']:.3f} "
+                f"p99 {res['p99_ms']:.3f} ms")
     out["half_load"] = {
-        "target_rps": target,
-        "delay_ms": delay_ms,
-        "conns": conns,
+        "target_rps": rate,
+        "conns": args.half_conns,
         "runs": half,
         "median": {c: summarise(v) for c, v in half.items()},
+        # p99 per round: the floor's shows how much of the tail is the machine.
+        "p99_by_round": {c: [x["p99_ms"] for x in v] for c, v in half.items()},
     }
     return out
 
@@ -456,6 +598,7 @@ def versions(args) -> dict:
         "rustc": cmd_out(["rustc", "--version"]),
         "nginx": cmd_out(["nginx", "-v"]) if shutil.which("nginx") else cmd_out(["/usr/sbin/nginx", "-v"]),
         "wrk": cmd_out(["wrk", "--version"]).split(" Copyright")[0],
+        "oha": cmd_out([OHA, "--version"]),
         "python": platform.python_version(),
         "fastapi": fastapi.__version__,
         "uvicorn": uvicorn.__version__,
@@ -496,24 +639,40 @@ def table(res: dict) -> str:
     row("(c) p50 / p99 latency, ms",
         f"{dm['c0']['p50_ms']:.3f} / {dm['c0']['p99_ms']:.3f}" if base else "",
         f"{dm['c']['p50_ms']:.3f} / {dm['c']['p99_ms']:.3f}")
-    um = u["median"]
-    row("uploads: FastAPI reference (uvicorn, 2 workers), decisions/s", fmt_rps(um["fastapi"]["rps"]),
-        fmt_rps(um["fastapi"]["rps"]))
-    row("uploads: assetgate, decisions/s", fmt_rps(um["base"]["rps"]) if base else "", fmt_rps(um["new"]["rps"]))
-    row("CPU per upload decision, µs (FastAPI: all uvicorn processes)",
-        f"{um['base']['server_cpu_us_per_req']:.1f} (FastAPI {um['fastapi']['server_cpu_us_per_req']:.0f})" if base else "",
-        f"{um['new']['server_cpu_us_per_req']:.1f} (FastAPI {um['fastapi']['server_cpu_us_per_req']:.0f})")
-    nf = u["ratios"]["new_over_fastapi"]
-    row("assetgate / FastAPI, median of per-round ratios",
-        f"{u['ratios'].get('base_over_fastapi', 0):.1f}×", f"{nf:.1f}×", "≥ 20×", "yes" if nf >= 20 else "**no**")
+    for mode, title in (("shared", "shared cores, wrk -t2"), ("isolated", "server on 1 CPU, wrk -t1 on the other")):
+        m = u[mode]
+        um, ur, fa, fl = m["median"], m["ratios"], m["fastapi"], m["floor"]
+        workers = res["params"]["fastapi_workers"] if mode == "shared" else 1
+        row(f"**uploads, {title}**: FastAPI reference ({workers} worker{'s' if workers > 1 else ''}), decisions/s",
+            fmt_rps(um[fa]["rps"]), fmt_rps(um[fa]["rps"]))
+        row("  … nginx answering `{}` (the floor), req/s", fmt_rps(um[fl]["rps"]), fmt_rps(um[fl]["rps"]))
+        row("  … assetgate, decisions/s", fmt_rps(um["base"]["rps"]) if base else "", fmt_rps(um["new"]["rps"]))
+        row("  … CPU per decision, µs: assetgate (FastAPI; nginx floor)",
+            f"{um['base']['server_cpu_us_per_req']:.1f}" if base else "",
+            f"{um['new']['server_cpu_us_per_req']:.1f} ({um[fa]['server_cpu_us_per_req']:.0f}; "
+            f"{um[fl]['server_cpu_us_per_req']:.1f})")
+        nf = ur["new_over_fastapi"]
+        row("  … **assetgate / FastAPI**, median of per-round ratios",
+            f"{ur.get('base_over_fastapi', 0):.1f}×" if base else "", f"**{nf:.1f}×**", "≥ 20×",
+            "yes" if nf >= 20 else "**no**")
+        row("  … floor / FastAPI: the most any hook could reach here", f"{ur['floor_over_fastapi']:.1f}×",
+            f"{ur['floor_over_fastapi']:.1f}×")
+        row("  … assetgate / floor", "", f"{ur['new_over_floor']:.3f}")
+        if "hyper1" in um:
+            row("  … hyper answering `{}` (examples/hyper_floor.rs), req/s; / FastAPI", "",
+                f"{fmt_rps(um['hyper1']['rps'])}; {ur['hyper_over_fastapi']:.1f}×")
+            row("  … assetgate / hyper floor", "", f"{ur['new_over_hyper']:.3f}")
     h = u["half_load"]
     hm = h["median"]
     p99 = hm["new"]["p99_ms"]
-    row(f"uploads at ~half load ({h['conns']} conns, {h['delay_ms']} ms pause): achieved req/s",
+    row(f"**uploads at half the isolated max** ({h['target_rps']:,.0f}/s, oha, constant rate): achieved req/s",
         fmt_rps(hm["base"]["rps"]) if base else "", fmt_rps(hm["new"]["rps"]))
-    row("  … p50 / p99 latency, ms",
+    row("  … assetgate p50 / p99 latency, ms (median of rounds)",
         f"{hm['base']['p50_ms']:.3f} / {hm['base']['p99_ms']:.3f}" if base else "",
-        f"{hm['new']['p50_ms']:.3f} / {p99:.3f}", "p99 < 1 ms", "yes" if p99 < 1 else "**no**")
+        f"{hm['new']['p50_ms']:.3f} / **{p99:.3f}**", "p99 < 1 ms", "yes" if p99 < 1 else "**no**")
+    row("  … nginx floor at the same rate, p50 / p99, ms",
+        f"{hm['floor1']['p50_ms']:.3f} / {hm['floor1']['p99_ms']:.3f}",
+        f"{hm['floor1']['p50_ms']:.3f} / {hm['floor1']['p99_ms']:.3f}")
     sm = s["median"]
     rss_load = max(d["rss_max_kib"]["new"], u["rss_max_kib"]["new"]) / 1024
     row("RSS idle (after /readyz), MiB", f"{sm['base']['idle_rss_kib'] / 1024:.1f}" if base else "",
@@ -541,7 +700,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dl-conns", type=int, default=32)
     ap.add_argument("--up-conns", type=int, default=32)
-    ap.add_argument("--fastapi-workers", type=int, default=2)
+    ap.add_argument("--fastapi-workers", type=int, default=2, help="workers of the shared-case FastAPI hook")
+    ap.add_argument("--half-conns", type=int, default=16, help="oha connections for the half-load latency")
+    ap.add_argument("--hyper-floor", default=str(ROOT / "target/release/examples/hyper_floor"),
+                    help="examples/hyper_floor.rs, built in release (benches/run.sh does)")
+    ap.add_argument("--oha", default=shutil.which("oha") or str(ROOT / ".peers/bin/oha"))
     ap.add_argument("--startup-reps", type=int, default=15)
     ap.add_argument("--out", default=str(BENCHES / "results"))
     ap.add_argument("--peers-python", default=str(ROOT / ".peers/venv/bin/python"))
@@ -558,10 +721,15 @@ def main() -> None:
         return
     if args.baseline and not args.baseline_label:
         args.baseline_label = args.baseline
+    global OHA
+    OHA = args.oha
+    if "uploads" in args.sections and not os.access(OHA, os.X_OK):
+        sys.exit(f"oha not found at {OHA}: `cargo install oha --locked --root .peers` (benches/run.sh does)")
 
     work = Path(tempfile.mkdtemp(prefix="assetgate-bench-"))
     os.chmod(work, 0o755)
     (work / "nginx").mkdir()
+    (work / "nginx1").mkdir()
     (work / "uploads").mkdir()
     (work / "assets" / "public").mkdir(parents=True)
     procs: list[Proc] = []
@@ -586,7 +754,8 @@ def main() -> None:
             for n in dirs:
                 os.chmod(Path(root) / n, 0o755)
 
-        ports = {c: free_port() for c in ("a", "b", "c", "floor", "gate_new", "fastapi")}
+        ports = {c: free_port() for c in ("a", "b", "c", "floor", "gate_new", "fastapi", "fastapi1", "upfloor",
+                                          "upfloor1", "hyper1")}
         gates = {"assetgate": ports["gate_new"]}
         gate_procs = {"new": start_assetgate("assetgate-new", args.bin, ports["gate_new"], work, args.log_level)}
         procs.append(gate_procs["new"])
@@ -603,8 +772,15 @@ def main() -> None:
         nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
         procs.append(Proc("nginx", [nginx_bin, "-p", str(work / "nginx"), "-c", str(conf), "-e",
                                     str(work / "nginx/error.log"), "-g", "daemon off;"], work / "nginx/stderr.log"))
-        for c in ("a", "b", "c", "floor") + (("c0",) if args.baseline else ()):
+        for c in ("a", "b", "c", "floor", "upfloor") + (("c0",) if args.baseline else ()):
             wait_port(ports[c], procs[-1].p)
+        conf1 = work / "nginx1" / "nginx.conf"
+        conf1.write_text(floor1_conf(work, ports["upfloor1"]))
+        nginx1 = Proc("nginx1", [nginx_bin, "-p", str(work / "nginx1"), "-c", str(conf1), "-e",
+                                 str(work / "nginx1/error.log"), "-g", "daemon off;"], work / "nginx1/stderr.log",
+                      cpus=SERVER_CPUS)
+        procs.append(nginx1)
+        wait_port(ports["upfloor1"], nginx1.p)
 
         env = dict(os.environ, UPLOAD_SECRETS=UPLOAD_SECRET, PYTHONDONTWRITEBYTECODE="1")
         fastapi = Proc("fastapi", [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1",
@@ -613,6 +789,21 @@ def main() -> None:
                        work / "fastapi.log", env=env, cwd=BENCHES / "reference_hook")
         procs.append(fastapi)
         wait_port(ports["fastapi"], procs[-1].p)
+        hyper1 = None
+        if os.access(args.hyper_floor, os.X_OK):
+            hyper1 = Proc("hyper1", [args.hyper_floor, f"127.0.0.1:{ports['hyper1']}"], work / "hyper1.log",
+                          cpus=SERVER_CPUS)
+            procs.append(hyper1)
+            wait_port(ports["hyper1"], hyper1.p)
+        else:
+            log(f"no {args.hyper_floor}: the hyper floor is left out (cargo build --release --example hyper_floor)")
+        # The isolated case: one core, so one worker, confined from the start.
+        fastapi1 = Proc("fastapi1", [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1",
+                                     "--port", str(ports["fastapi1"]), "--workers", "1",
+                                     "--no-access-log", "--log-level", "warning"],
+                        work / "fastapi1.log", env=env, cwd=BENCHES / "reference_hook", cpus=SERVER_CPUS)
+        procs.append(fastapi1)
+        wait_port(ports["fastapi1"], fastapi1.p)
 
         # Sanity: every path gives the verdict it should before anything is timed.
         link = minted["links"][0]
@@ -623,8 +814,12 @@ def main() -> None:
             if c != "b":
                 st, _, _ = http("GET", f"http://127.0.0.1:{ports[c]}{forged}")
                 assert st == 403, (c, "forged link", st)
-        for name, port in [("new", ports["gate_new"]), ("fastapi", ports["fastapi"])] + (
-                [("base", ports["gate_base"])] if args.baseline else []):
+        for name in ("upfloor", "upfloor1") + (("hyper1",) if hyper1 else ()):
+            st, _, body = http("POST", f"http://127.0.0.1:{ports[name]}/tusd", body_file.read_bytes(),
+                               {"Content-Type": "application/json"})
+            assert st == 200 and json.loads(body) == {}, (name, st, body)
+        for name, port in [("new", ports["gate_new"]), ("fastapi", ports["fastapi"]),
+                           ("fastapi1", ports["fastapi1"])] + ([("base", ports["gate_base"])] if args.baseline else []):
             st, _, body = http("POST", f"http://127.0.0.1:{port}/tusd", body_file.read_bytes(),
                                {"Content-Type": "application/json"})
             assert st == 200 and json.loads(body) == {}, (name, st, body)
@@ -644,7 +839,11 @@ def main() -> None:
             result["downloads"] = downloads(args, ports, links_file, gate_procs)
         if "uploads" in sections:
             log(f"uploads: {args.rounds} rounds x {args.duration}s per case")
-            result["uploads"] = uploads(args, ports, body_file, gate_procs, fastapi.p.pid)
+            peers = {"fastapi": (ports["fastapi"], fastapi.p.pid), "fastapi1": (ports["fastapi1"], fastapi1.p.pid),
+                     "floor": (ports["upfloor"], procs[[p.name for p in procs].index("nginx")].p.pid),
+                     "floor1": (ports["upfloor1"], nginx1.p.pid),
+                     **({"hyper1": (ports["hyper1"], hyper1.p.pid)} if hyper1 else {})}
+            result["uploads"] = uploads(args, ports, body_file, gate_procs, peers)
         result["hwm_kib"] = {n: rss(p.p.pid)["VmHWM"] for n, p in gate_procs.items()}
         # Every assetgate decision during the runs must have been an allow.
         for n, p in gate_procs.items():

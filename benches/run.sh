@@ -58,8 +58,16 @@ venv() { # DIR REQUIREMENTS
 venv "$peers/bench-venv" benches/requirements.txt
 venv "$peers/venv" tests/peers/requirements.txt
 
+# oha: the constant-rate load generator for the latency at half load (wrk2,
+# which would do it, is not packaged in Debian).
+OHA_VERSION=1.16.0
+if ! "$peers/bin/oha" --version 2>/dev/null | grep -qx "oha $OHA_VERSION"; then
+  say "installing oha $OHA_VERSION (cargo install, a few minutes) into $peers/bin"
+  cargo install -q --locked oha --version "$OHA_VERSION" --root "$peers"
+fi
+
 say "building assetgate (release)"
-cargo build -q --release --bin assetgate
+cargo build -q --release --bin assetgate --example hyper_floor
 
 args=()
 while [ $# -gt 0 ]; do
@@ -85,5 +93,5 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-exec "$peers/bench-venv/bin/python" benches/run.py --bin target/release/assetgate \
+exec "$peers/bench-venv/bin/python" benches/run.py --bin target/release/assetgate --oha "$peers/bin/oha" \
   --peers-python "$peers/venv/bin/python" "${args[@]}"
