@@ -64,12 +64,12 @@ def main() -> None:
          f"(c)/(a) = {r['c_over_a']:.3f}", "requests/s")
     u = res["uploads"]
     ax = axes[0][1]
-    names = [("fastapi", "FastAPI ref."), ("floor", "nginx `{}`\n(floor)")]
+    names = [("fastapi", "FastAPI ref."), ("floor", "nginx answering {}\n(floor)")]
     if base:
         names.append(("base", "assetgate\nbefore"))
     names.append(("new", "assetgate" + ("\nafter" if base else "")))
     if "hyper1" in u["isolated"]["median"]:
-        names.insert(2, ("hyper1", "hyper `{}`\n(stack floor)"))
+        names.insert(2, ("hyper1", "hyper answering {}\n(stack floor, isolated only)"))
     modes = [("shared", "shared cores"), ("isolated", "server on 1 CPU,\nwrk on the other")]
     width = 0.8 / len(names)
     for i, (key, label) in enumerate(names):
@@ -84,14 +84,15 @@ def main() -> None:
     ax.set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(modes))])
     ax.set_xticklabels([m for _, m in modes])
     ax.set_ylabel("decisions/s")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.set_ylim(0, max(m["median"][k]["rps"] for m in (u["shared"], u["isolated"]) for k in m["median"]) * 1.45)
+    ax.legend(fontsize=8, loc="upper left", ncol=2)
     rs, ri = u["shared"]["ratios"], u["isolated"]["ratios"]
     ax.set_title(f"Upload creation: tusd pre-create decisions/s (median)\nassetgate / FastAPI = "
                  f"{rs['new_over_fastapi']:.1f}× shared, {ri['new_over_fastapi']:.1f}× isolated "
                  f"(floor: {rs['floor_over_fastapi']:.1f}×, {ri['floor_over_fastapi']:.1f}×)", fontsize=10)
     lat(axes[1][0], dl, "Downloads: latency percentiles at full load (wrk)")
     h = u["half_load"]
-    items = [("nginx `{}` (floor)", h["median"]["floor1"])]
+    items = [("nginx answering {} (floor)", h["median"]["floor1"])]
     if base:
         items.append(("assetgate before", h["median"]["base"]))
     items.append(("assetgate" + (" after" if base else ""), h["median"]["new"]))
@@ -100,7 +101,7 @@ def main() -> None:
     p = res["params"]
     fig.suptitle(
         f"assetgate benchmarks — {res['date_utc']} — {res['machine']['cpu'].get('CPU(s)', '?')} vCPU "
-        f"{res['machine']['cpu'].get('Model name', '')}\nwrk -t{p['threads']}, {p['rounds']} interleaved "
+        f"{res['machine']['cpu'].get('Model name', '')}\nwrk -t{p['threads']} (isolated uploads: -t1 on the other CPU), {p['rounds']} interleaved "
         f"rounds × {p['duration']:g} s, medians; loopback, shared machine",
         fontsize=11,
     )
