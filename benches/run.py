@@ -168,9 +168,10 @@ class Pinned:
             set_affinity(self.pid, ALL_CPUS)
 
 
-def on_cpus(cpus: set[int] | None):
-    """preexec_fn confining a child (a load generator) to `cpus`."""
-    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+def on_cpus(cmd: list[str], cpus: set[int] | None) -> list[str]:
+    """`cmd` confined to `cpus` by taskset (not preexec_fn, which is unsafe
+    while other threads run, as the RSS sampler does)."""
+    return ["taskset", "-c", ",".join(map(str, sorted(cpus))), *cmd] if cpus else cmd
 
 
 def measured(pid: int | None, fn):
@@ -230,7 +231,7 @@ def wrk(url: str, script: str, script_args: list[str], threads: int, conns: int,
         "wrk", f"-t{threads}", f"-c{conns}", f"-d{int(secs)}s", "--latency", "--timeout", "5s",
         "-s", str(BENCHES / "wrk" / script), url, "--", *script_args,
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, preexec_fn=on_cpus(cpus)).stdout
+    out = subprocess.run(on_cpus(cmd, cpus), capture_output=True, text=True, check=True).stdout
     res = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
     res["requests"] = int(re.search(r"(\d+) requests in", out).group(1))
     for p in ("50", "75", "90", "99"):
@@ -253,8 +254,8 @@ class Proc:
         self.name = name
         self.log = open(log_path, "ab")
         self.p = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env, cwd=cwd,
-            start_new_session=True, preexec_fn=on_cpus(cpus),
+            on_cpus(cmd, cpus), stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env, cwd=cwd,
+            start_new_session=True,
         )
 
     def stop(self) -> None:
@@ -419,8 +420,7 @@ def oha(url: str, body_file: Path, rate: float, conns: int, secs: float, cpus: s
     cmd = [OHA, "-z", f"{secs:g}s", "-q", f"{rate:.0f}", "-c", str(conns), "--latency-correction",
            "--no-tui", "--output-format", "json", "-m", "POST", "-T", "application/json",
            "-D", str(body_file), url]
-    d = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True,
-                                  preexec_fn=on_cpus(cpus)).stdout)
+    d = json.loads(subprocess.run(on_cpus(cmd, cpus), capture_output=True, text=True, check=True).stdout)
     codes = d.get("statusCodeDistribution", {})
     if set(codes) != {"200"} or d.get("errorDistribution"):
         # Requests cut off by the deadline are not failures of the server.

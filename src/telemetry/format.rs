@@ -11,8 +11,13 @@
 //! It produces exactly what the stock formatter it wraps would, for the events
 //! it takes; anything else is handed to that formatter: a terminal (colours),
 //! an event inside a span, an event bridged from the `log` crate, or a field of
-//! a rarer type (floats, 128-bit integers, errors, bytes). The unit tests
-//! compare both outputs byte for byte.
+//! a rarer type (floats, 128-bit integers, errors, bytes), a `Debug` that
+//! fails, a date past year 9999. The unit tests compare both outputs byte for
+//! byte. Known differences, none reachable from the daemon's own events: a
+//! `Debug` that panics leaves no half line behind (the stock formatter's
+//! leftover is glued to the next event), and when an event is handed over
+//! after some of its fields were visited, those fields' `Debug` runs twice
+//! (visible only if it has side effects, such as logging itself).
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
@@ -44,6 +49,9 @@ impl<F> Fast<F> {
     }
 }
 
+/// 10000-01-01T00:00:00Z.
+const LAST_FOUR_DIGIT_YEAR: u64 = 253_402_300_800;
+
 struct Scratch {
     line: String,
     value: String,
@@ -74,7 +82,9 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        if writer.has_ansi_escapes() || ctx.event_scope().is_some() {
+        // Spans: text shows the event's scope, JSON also the current span
+        // of an explicitly rootless event (`parent: None`).
+        if writer.has_ansi_escapes() || ctx.event_scope().is_some() || ctx.lookup_current().is_some() {
             return self.stock.format_event(ctx, writer, event);
         }
         let sanitize = writer.sanitizes_ansi_escapes();
@@ -94,6 +104,10 @@ where
             let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) else {
                 return false;
             };
+            if now.as_secs() >= LAST_FOUR_DIGIT_YEAR {
+                // The stock timer writes `+10000-…` from then on.
+                return false;
+            }
             if now.as_secs() != *second {
                 *second = now.as_secs();
                 prefix.clear();
@@ -295,8 +309,8 @@ impl Visit for Fields<'_> {
             self.line.push('"');
             self.line.push_str(value);
             self.line.push('"');
-        } else {
-            let _ = write!(self.line, "{value:?}");
+        } else if write!(self.line, "{value:?}").is_err() {
+            self.unsupported();
         }
     }
 
@@ -322,13 +336,18 @@ impl Visit for Fields<'_> {
         let Some(message) = self.key(field) else {
             return;
         };
+        // A `Debug` that fails: the stock formatter's own handling.
         if self.json {
             self.value.clear();
-            let _ = write!(self.value, "{value:?}");
+            if write!(self.value, "{value:?}").is_err() {
+                return self.unsupported();
+            }
             push_json_str(self.line, self.value);
         } else {
             let start = self.line.len();
-            let _ = write!(self.line, "{value:?}");
+            if write!(self.line, "{value:?}").is_err() {
+                return self.unsupported();
+            }
             if message && self.sanitize {
                 sanitize_from(self.line, start);
             }
@@ -476,7 +495,8 @@ mod tests {
         let fallbacks = fast.matches("a float").count()
             + fast.matches("128-bit").count()
             + fast.matches("an error value").count()
-            + fast.matches("in a span").count();
+            + fast.matches("in a span").count()
+            + fast.matches("a failing Debug").count();
         assert_eq!(FAST_LINES.with(|n| n.get()), events - fallbacks, "{fast}");
         (stock, fast)
     }
@@ -609,6 +629,7 @@ mod tests {
         );
         let span = tracing::info_span!("request", id = 7);
         span.in_scope(|| tracing::info!(inside = "span", "in a span"));
+        span.in_scope(|| tracing::info!(parent: None, "rootless in a span"));
     }
 
     #[test]
@@ -635,6 +656,26 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
         }
+    }
+
+    struct FailingDebug;
+    impl fmt::Debug for FailingDebug {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("partial")?;
+            Err(fmt::Error)
+        }
+    }
+
+    #[test]
+    fn a_failing_debug_is_left_to_the_stock_formatter() {
+        // Text only: tracing-subscriber's JSON formatter panics on this one.
+        let events = || {
+            tracing::info!(v = ?FailingDebug, "a failing Debug");
+            tracing::info!("after it");
+        };
+        let (stock, fast) = both(false, &events);
+        assert!(stock.contains("Unable to format"), "{stock}");
+        same_but_time(&stock, &fast);
     }
 
     #[test]
