@@ -82,9 +82,12 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        // Spans: text shows the event's scope, JSON also the current span
-        // of an explicitly rootless event (`parent: None`).
-        if writer.has_ansi_escapes() || ctx.event_scope().is_some() || ctx.lookup_current().is_some() {
+        // Spans: text shows the event's scope; JSON also shows the current
+        // span for an explicitly rootless event (`parent: None`).
+        if writer.has_ansi_escapes()
+            || ctx.event_scope().is_some()
+            || (self.json && ctx.lookup_current().is_some())
+        {
             return self.stock.format_event(ctx, writer, event);
         }
         let sanitize = writer.sanitizes_ansi_escapes();
@@ -496,7 +499,9 @@ mod tests {
             + fast.matches("128-bit").count()
             + fast.matches("an error value").count()
             + fast.matches("in a span").count()
-            + fast.matches("a failing Debug").count();
+            + fast.matches("a failing Debug").count()
+            // Text shows no span for a rootless event: that one takes the fast path.
+            - if json { 0 } else { fast.matches("rootless in a span").count() };
         assert_eq!(FAST_LINES.with(|n| n.get()), events - fallbacks, "{fast}");
         (stock, fast)
     }
