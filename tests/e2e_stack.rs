@@ -26,10 +26,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::ngx::{nginx_main_conf, Nginx};
+use common::rustus::{start_rustus, Rustus};
 use common::*;
 
 /// What the test rewrites in the shipped files; each must occur exactly once.
@@ -45,26 +46,6 @@ fn replace_once(text: &str, from: &str, to: &str, file: &str) -> String {
         "{file} must contain `{from}` exactly once (the stack test rewrites it)"
     );
     text.replacen(from, to, 1)
-}
-
-fn rustus_bin() -> PathBuf {
-    require_peer(
-        "rustus",
-        &[peers_dir().join("bin/rustus")],
-        "cargo install rustus --version 0.5.10 --features http_notifier --locked --root .peers",
-    )
-}
-
-struct Rustus {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Rustus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 struct Stack {
@@ -115,37 +96,20 @@ impl Stack {
         );
 
         // rustus, tusd-format hooks to the gate.
-        let rustus_port = free_port();
-        let log = dir.join("rustus.log");
-        let child = Command::new(rustus_bin())
-            .args(["--host", "127.0.0.1", "--port", &rustus_port.to_string()])
-            .args(["--url", "/files", "--behind-proxy", "true"])
-            .arg("--data-dir")
-            .arg(&uploads)
-            .arg("--info-dir")
-            .arg(&uploads)
-            .args(["--hooks-format", "tusd"])
-            .args(["--hooks-http-urls", &format!("{}/tusd", gate.url())])
-            .args(["--hooks", "pre-create,post-finish"])
-            // tusd's -disable-download: no `getting` extension.
-            .args([
+        let rustus = start_rustus(
+            dir,
+            &format!("{}/tusd", gate.url()),
+            &[
+                "--url",
+                "/files",
+                "--behind-proxy",
+                "true",
+                // tusd's -disable-download: no `getting` extension.
                 "--tus-extensions",
                 "creation,creation-with-upload,creation-defer-length,termination,concatenation,checksum",
-            ])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(dir.join("rustus.err")).unwrap())
-            .spawn()
-            .expect("spawn rustus");
-        let rustus = Rustus { child, log };
-        assert!(
-            wait_port(
-                format!("127.0.0.1:{rustus_port}").parse().unwrap(),
-                Duration::from_secs(20)
-            ),
-            "rustus did not start: {}",
-            std::fs::read_to_string(&rustus.log).unwrap_or_default()
+            ],
         );
+        let rustus_port = rustus.port;
 
         // nginx: the example, its includes under <conf dir>/assetgate/.
         let shipped = repo.join("nginx");

@@ -4,66 +4,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::rustus::{start_rustus, Rustus};
 use common::*;
-
-fn rustus_bin() -> PathBuf {
-    require_peer(
-        "rustus",
-        &[peers_dir().join("bin/rustus")],
-        "cargo install rustus --version 0.5.10 --features http_notifier --locked --root .peers",
-    )
-}
-
-struct Rustus {
-    child: Child,
-    port: u16,
-    data: PathBuf,
-    log: PathBuf,
-}
-
-impl Drop for Rustus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_rustus(dir: &Path, hook_url: &str) -> Rustus {
-    let port = free_port();
-    let data = dir.join("uploads");
-    std::fs::create_dir_all(&data).unwrap();
-    let log = dir.join("rustus.log");
-    let child = Command::new(rustus_bin())
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--info-dir")
-        .arg(&data)
-        .args(["--hooks-format", "tusd", "--hooks-http-urls", hook_url])
-        .args(["--hooks", "pre-create,post-finish"])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(dir.join("rustus.err")).unwrap())
-        .spawn()
-        .expect("spawn rustus");
-    assert!(
-        wait_port(
-            format!("127.0.0.1:{port}").parse().unwrap(),
-            Duration::from_secs(20)
-        ),
-        "rustus did not start: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    Rustus {
-        child,
-        port,
-        data,
-        log,
-    }
-}
 
 struct Stack {
     gate: Daemon,
@@ -89,7 +34,7 @@ impl Stack {
             uploads.display().to_string(),
         );
         let gate = Daemon::start(&cfg);
-        let rustus = start_rustus(dir.path(), &format!("{}/tusd", gate.url()));
+        let rustus = start_rustus(dir.path(), &format!("{}/tusd", gate.url()), &[]);
         Stack {
             gate,
             rustus,
