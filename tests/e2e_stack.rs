@@ -27,7 +27,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::ngx::{nginx_main_conf, Nginx};
 use common::rustus::{start_rustus, Rustus};
@@ -234,13 +234,8 @@ impl Stack {
 
     /// post-finish moves the file in the background: wait for it.
     fn wait_asset(&self, rel: &str) -> Vec<u8> {
-        let p = self.assets.join(rel);
-        let end = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < end {
-            if let Ok(b) = std::fs::read(&p) {
-                return b;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(b) = wait_for_file(&self.assets.join(rel), Duration::from_secs(20)) {
+            return b;
         }
         panic!("{rel} never appeared in the asset tree\n{}", self.logs());
     }

@@ -70,13 +70,8 @@ impl Stack {
 
     /// Waits for post-finish to have moved the file (the hook is asynchronous).
     fn wait_asset(&self, rel: &str) -> Vec<u8> {
-        let p = self.assets.join(rel);
-        let end = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < end {
-            if let Ok(b) = std::fs::read(&p) {
-                return b;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(b) = wait_for_file(&self.assets.join(rel), Duration::from_secs(20)) {
+            return b;
         }
         panic!(
             "{rel} never appeared in the asset tree; gate logs:\n{}",

@@ -389,3 +389,16 @@ pub fn random_file(dir: &Path, name: &str, len: usize) -> (PathBuf, Vec<u8>) {
     std::fs::write(&p, &data).unwrap();
     (p, data)
 }
+
+/// Polls for a file that appears asynchronously (post-finish moves uploads in
+/// the background); its bytes, or `None` after `timeout`.
+pub fn wait_for_file(path: &Path, timeout: Duration) -> Option<Vec<u8>> {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if let Ok(b) = std::fs::read(path) {
+            return Some(b);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
