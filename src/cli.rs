@@ -172,7 +172,7 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(config.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -184,9 +184,13 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
         if dev {
             print_dev_banner(&config, &addr);
         }
+        let metrics = Metrics::new();
+        if let Some(roots) = &roots {
+            crate::hooks::sweep_temp_at_start(roots, &metrics);
+        }
         let state = Arc::new(AppState::new(
             config,
-            Metrics::new(),
+            metrics,
             Arc::new(SystemClock),
             Finalizer::new(roots),
         ));
@@ -195,7 +199,11 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
         server::serve(listener, state, first, second).await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
-    })
+    });
+    // Abandoned moves were told to stop (see `server::serve`); never wait on a
+    // blocking thread past that.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 /// Futures for the first and the second SIGTERM/SIGINT.
@@ -273,6 +281,11 @@ fn finalize_pending(config: &Config) -> ExitCode {
     if config.upload.secrets.is_empty() {
         return config_error(&no_secret("upload", "UPLOAD"));
     }
+    match finalize::sweep_temp(&roots, finalize::TEMP_MIN_AGE) {
+        Ok(0) => {}
+        Ok(n) => println!("removed {n} temporary files left by interrupted moves"),
+        Err(e) => eprintln!("warning: cannot sweep the temporary directory: {e}"),
+    }
     let scan = match finalize::scan_pending(roots.upload_dir()) {
         Ok(s) => s,
         Err(e) => {
@@ -298,12 +311,7 @@ fn finalize_pending(config: &Config) -> ExitCode {
                 continue;
             }
         };
-        let req = p.request(
-            &roots,
-            plan.destination().to_string_lossy().into_owned(),
-            plan.overwrite(),
-        );
-        match finalize::finalize(&req) {
+        match finalize::finalize(&roots, &plan, &finalize::Cancel::new()) {
             Ok(done) => {
                 println!(
                     "moved {} -> {} ({}, {} bytes)",

@@ -437,7 +437,7 @@ fn figment_error(e: figment::Error) -> ConfigError {
     let mut path = e.path.join(".");
     let message = match &e.kind {
         Kind::UnknownField(field, _) => {
-            if !e.path.last().is_some_and(|p| p == field) {
+            if e.path.last().is_none_or(|p| p != field) {
                 path = if path.is_empty() {
                     field.clone()
                 } else {

@@ -23,11 +23,22 @@
 //!   or of deferred length, and the data file must be exactly as long as the declared
 //!   size. Without this an event could move someone's half-written upload, or any
 //!   other file tusd keeps there.
-//! - [`FinalizeRequest::expected_metadata`] binds the move to what the caller
-//!   verified: the caller checks the upload-token signature over the event's metadata,
-//!   passes the signed fields here, and they must be equal in the on-disk info. An
-//!   attacker holding a valid token of their own therefore cannot aim it at another
-//!   user's finished upload.
+//! - [`finalize`] takes a [`FinalizePlan`], which only `tusd::postfinish::plan`
+//!   builds, after verifying the upload-token signature. The plan's five signed
+//!   fields must be equal in the on-disk info. An attacker holding a valid token of
+//!   their own therefore cannot aim it at another user's finished upload. Nothing
+//!   else reaches the mover: post-finish, `finalize-pending` and any later caller
+//!   plan through the same function.
+//! - A final (concatenated) upload: every part its on-disk info names must be a
+//!   finished partial upload whose own info carries the same signed fields (tusd
+//!   lets `Upload-Concat: final` name any finished upload). The parts are removed
+//!   after the publish.
+//! - With `[upload] check_content` the plan carries the declared type, and the first
+//!   bytes of the data file must match it before anything is published
+//!   ([`FinalizeError::ContentMismatch`]): tusd v2 publishes after a pre-finish 415
+//!   anyway, final uploads get no pre-finish, rustus has none, and
+//!   `finalize-pending` runs no hook at all. A mismatching upload stays where it is,
+//!   in the upload directory, which nothing serves.
 //! - The destination (`"{prefix}/{key}"`, already checked by the caller) is checked
 //!   again segment by segment, and its directories are walked (and created) one
 //!   component at a time below the storage root: an existing component that is a
@@ -46,9 +57,19 @@
 //!   source. `overwrite = true`: `rename(src, dst)`.
 //! - Different filesystem (decided from `st_dev`, and on `EXDEV` from a link or
 //!   rename, e.g. across bind mounts), or a filesystem refusing hard links: copy into
-//!   a temporary file `.assetgate-<random>.tmp` in the destination directory,
-//!   `sync_all`, publish it as above (link or rename), fsync the directory, then
-//!   remove the source. The temporary file is removed on every failure path.
+//!   a temporary file `<storage root>/.assetgate-tmp/.assetgate-<random>.tmp` (in the
+//!   destination directory itself when that is on another filesystem than the
+//!   storage root), `sync_all`, publish it as above (link or rename), fsync the
+//!   directory, then remove the source. The temporary file is removed on every
+//!   failure path, and the copy stops at the next 1 MiB chunk when the daemon's
+//!   shutdown grace is over ([`Cancel`], [`FinalizeError::Cancelled`]: temporary
+//!   file removed, source intact).
+//! - A crash (kill -9, power loss) can still leave a temporary file. Each one is
+//!   held under an exclusive `flock` by the process writing it, which the kernel
+//!   drops when that process dies: [`sweep_temp`] removes exactly the temporary
+//!   files nobody holds (and at least a minute old, to step around a writer that
+//!   created its file but has not locked it yet). The daemon sweeps at start,
+//!   `finalize-pending` before it scans.
 //! - An existing destination is never replaced unless `overwrite = true`; otherwise
 //!   the result is [`FinalizeError::Exists`] (a conflict) and the upload stays where
 //!   it is.
@@ -100,11 +121,16 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::{self, File, Metadata, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
+
+use crate::tusd::{prefinish, Destination, FinalizePlan, Part};
 
 /// Largest `.info` file read (tusd's are a few hundred bytes; metadata rides in one
 /// HTTP header).
@@ -144,13 +170,19 @@ pub enum Reason {
     DestinationNotDir,
     /// The destination exists and overwrite is off (a conflict).
     Exists,
+    /// The leading bytes contradict the declared content type.
+    ContentMismatch,
+    /// A part of a final upload is not this token's finished partial upload.
+    ConcatInvalid,
+    /// The daemon's shutdown grace ran out during the copy.
+    Cancelled,
     /// An I/O error.
     Io,
 }
 
 impl Reason {
     /// All values, for metric pre-registration.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 15] = [
         Reason::BadRoot,
         Reason::SourceOutside,
         Reason::SourceNotFile,
@@ -162,6 +194,9 @@ impl Reason {
         Reason::DestinationOutside,
         Reason::DestinationNotDir,
         Reason::Exists,
+        Reason::ContentMismatch,
+        Reason::ConcatInvalid,
+        Reason::Cancelled,
         Reason::Io,
     ];
 
@@ -179,6 +214,9 @@ impl Reason {
             Reason::DestinationOutside => "destination_outside",
             Reason::DestinationNotDir => "destination_not_dir",
             Reason::Exists => "exists",
+            Reason::ContentMismatch => "content_mismatch",
+            Reason::ConcatInvalid => "concat_invalid",
+            Reason::Cancelled => "cancelled",
             Reason::Io => "io",
         }
     }
@@ -220,6 +258,8 @@ pub enum Op {
     CreateTemp,
     /// Copying the data.
     Copy,
+    /// Reading the file's leading bytes for the content check.
+    Sniff,
     /// Comparing source and destination after a conflict.
     Compare,
     /// `fsync` of a file or directory.
@@ -239,6 +279,7 @@ impl Op {
             Op::CreateDir => "creating a destination directory",
             Op::CreateTemp => "creating the temporary file",
             Op::Copy => "copying the data",
+            Op::Sniff => "reading the file's first bytes",
             Op::Compare => "comparing with the existing destination",
             Op::Sync => "syncing to disk",
             Op::Link => "linking the destination",
@@ -286,6 +327,17 @@ pub enum FinalizeError {
     DestinationNotDir,
     /// The destination exists (a file, or a directory) and overwrite is off.
     Exists,
+    /// `[upload] check_content`: the file's leading bytes are not what its declared
+    /// content type says (e.g. a PNG declared as `application/pdf`).
+    ContentMismatch {
+        /// The signature family the declared type expects ("PDF", "PNG", ...).
+        expected: &'static str,
+    },
+    /// A final upload names a part that is missing, not partial, unfinished, or
+    /// created with another token.
+    ConcatInvalid,
+    /// The copy was stopped because the daemon's shutdown grace ran out.
+    Cancelled,
     /// An I/O error.
     Io {
         /// During what.
@@ -310,6 +362,9 @@ impl FinalizeError {
             FinalizeError::DestinationOutside => Reason::DestinationOutside,
             FinalizeError::DestinationNotDir => Reason::DestinationNotDir,
             FinalizeError::Exists => Reason::Exists,
+            FinalizeError::ContentMismatch { .. } => Reason::ContentMismatch,
+            FinalizeError::ConcatInvalid => Reason::ConcatInvalid,
+            FinalizeError::Cancelled => Reason::Cancelled,
             FinalizeError::Io { .. } => Reason::Io,
         }
     }
@@ -368,6 +423,16 @@ impl fmt::Display for FinalizeError {
                 f.write_str("a component of the destination's directory is not a directory")
             }
             FinalizeError::Exists => f.write_str("the destination already exists and overwrite is off"),
+            FinalizeError::ContentMismatch { expected } => write!(
+                f,
+                "the file's content is not {expected}, as its declared content type says"
+            ),
+            FinalizeError::ConcatInvalid => f.write_str(
+                "a part of this final upload is not a finished partial upload created with the same token",
+            ),
+            FinalizeError::Cancelled => {
+                f.write_str("the copy was abandoned at shutdown (source intact, temporary file removed)")
+            }
             FinalizeError::Io { op, kind } => write!(f, "i/o error while {}: {kind}", op.as_str()),
         }
     }
@@ -429,25 +494,62 @@ impl Roots {
     }
 }
 
-/// One upload to move. Owned, so it can be sent to a blocking thread.
+/// Stops a running copy at its next chunk (the daemon's shutdown grace is over).
+/// Cloning shares the flag.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// A flag nobody has raised yet.
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// Raise it: every copy sharing this flag stops at its next chunk.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether it was raised.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// One move, as the mover runs it. Private: outside this module the only way in
+/// is [`finalize`], which builds it from a [`FinalizePlan`].
 #[derive(Debug, Clone)]
-pub struct FinalizeRequest {
-    /// The canonical roots.
-    pub roots: Roots,
+struct Move {
+    roots: Roots,
     /// The data file, from the event's `Storage.Path` (untrusted).
-    pub source: PathBuf,
+    source: PathBuf,
     /// The info file, from the event's `Storage.InfoPath` when there is one
     /// (untrusted; tusd v2.5+ only). `None`: looked up next to the data file, then at
     /// the top of the upload directory.
-    pub info_path: Option<PathBuf>,
+    info_path: Option<PathBuf>,
     /// `"{prefix}/{key}"` relative to the storage root (checked again here).
-    pub destination: String,
+    destination: String,
     /// `[storage] overwrite`.
-    pub overwrite: bool,
-    /// Metadata fields the caller verified (e.g. the signed ones); each must have
-    /// the same value in the upload's on-disk info. Empty: no check (the caller read
-    /// the metadata from the info itself, as `finalize-pending` does).
-    pub expected_metadata: BTreeMap<String, String>,
+    overwrite: bool,
+    /// The signed fields; each must have the same value in the upload's on-disk
+    /// info, and in the info of every part of a final upload.
+    expected_metadata: BTreeMap<String, String>,
+    /// `[upload] check_content`: the declared type the leading bytes must match.
+    content_check: Option<String>,
+}
+
+impl Move {
+    fn from_plan(roots: &Roots, plan: &FinalizePlan) -> Move {
+        Move {
+            roots: roots.clone(),
+            source: plan.source().to_path_buf(),
+            info_path: plan.info_path().map(Path::to_path_buf),
+            destination: plan.destination().to_string_lossy().into_owned(),
+            overwrite: plan.overwrite(),
+            expected_metadata: plan.signed_fields().clone(),
+            content_check: plan.content_check().map(str::to_owned),
+        }
+    }
 }
 
 /// How the upload reached its destination.
@@ -529,6 +631,8 @@ struct TusdInfo {
     is_partial: bool,
     #[serde(rename = "IsFinal", default)]
     is_final: bool,
+    #[serde(rename = "PartialUploads", default)]
+    partial_uploads: Option<Vec<String>>,
     #[serde(rename = "Storage", default)]
     storage: Option<BTreeMap<String, String>>,
 }
@@ -546,6 +650,8 @@ struct RustusInfo {
     #[serde(default)]
     is_final: bool,
     #[serde(default)]
+    parts: Option<Vec<String>>,
+    #[serde(default)]
     metadata: BTreeMap<String, String>,
 }
 
@@ -560,6 +666,8 @@ struct UploadInfo {
     offset: Option<u64>,
     is_partial: bool,
     is_final: bool,
+    /// A final upload's parts (upload IDs).
+    parts: Vec<String>,
     metadata: BTreeMap<String, String>,
     /// Where the data file is, resolved against the info file's location.
     data_path: PathBuf,
@@ -638,6 +746,7 @@ fn parse_info(bytes: &[u8], info_path: &Path) -> Result<UploadInfo, InfoError> {
             offset: None,
             is_partial: t.is_partial,
             is_final: t.is_final,
+            parts: t.partial_uploads.unwrap_or_default(),
             metadata: t.metadata.unwrap_or_default(),
             data_path,
         })
@@ -659,6 +768,7 @@ fn parse_info(bytes: &[u8], info_path: &Path) -> Result<UploadInfo, InfoError> {
             offset: Some(r.offset),
             is_partial: r.is_partial,
             is_final: r.is_final,
+            parts: r.parts.unwrap_or_default(),
             metadata: r.metadata,
             data_path,
         })
@@ -783,6 +893,130 @@ fn destination_dir(root: &Path, dirs: &[&str], create: bool) -> Result<Option<Pa
     Ok(Some(cur))
 }
 
+/// Where `relative` (`{prefix}/{key}`) stands below `storage_root`, by the very
+/// rule the move applies (pre-create asks, so an upload the move would refuse is
+/// refused before any byte is sent): a symlink or a file on the way, a symlink or
+/// a directory at the name itself, or a path that is not plain, is
+/// [`Destination::Blocked`]; an I/O error fails closed as
+/// [`Destination::Exists`]. Reads only; creates nothing.
+pub fn destination_state(storage_root: &Path, relative: &Path) -> Destination {
+    let Some(rel) = relative.to_str() else {
+        return Destination::Blocked;
+    };
+    let Ok(segs) = destination_segments(rel) else {
+        return Destination::Blocked;
+    };
+    let Some((file_name, dirs)) = segs.split_last() else {
+        return Destination::Blocked;
+    };
+    match destination_dir(storage_root, dirs, false) {
+        Ok(None) => Destination::Free,
+        Ok(Some(dir)) => match fs::symlink_metadata(dir.join(file_name)) {
+            Ok(m) if m.is_file() => Destination::Exists,
+            Ok(_) => Destination::Blocked,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Destination::Free,
+            Err(_) => Destination::Exists,
+        },
+        Err(
+            FinalizeError::Symlink { .. }
+            | FinalizeError::DestinationNotDir
+            | FinalizeError::DestinationOutside,
+        ) => Destination::Blocked,
+        Err(_) => Destination::Exists,
+    }
+}
+
+/// Whether `id` can name an upload in the upload directory: tusd's and rustus's
+/// own IDs (hex, UUIDs) and nothing that could climb or hide (`/`, `..`, a
+/// leading dot).
+fn safe_upload_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Upload `id` as its own `.info` (at the top of the upload directory) and its data
+/// file describe it. `None`: an unsafe ID, no info, an unusable info, or a data
+/// file outside the upload directory or not a regular file.
+fn part_record(roots: &Roots, id: &str) -> Option<(UploadInfo, PathBuf, PathBuf, Part)> {
+    if !safe_upload_id(id) {
+        return None;
+    }
+    let info_path = roots.upload_dir.join(format!("{id}.info"));
+    let info = read_info(&info_path).ok()?;
+    if info.id != id {
+        return None;
+    }
+    let data = resolve_inside(&roots.upload_dir, &info.data_path).ok()??;
+    let meta = fs::symlink_metadata(&data).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let finished = info.size == Some(meta.len()) && info.offset.is_none_or(|o| Some(o) == info.size);
+    let part = Part {
+        is_partial: info.is_partial,
+        finished,
+        metadata: info.metadata.clone(),
+    };
+    Some((info, info_path, data, part))
+}
+
+/// What the upload server's own record says of upload `id`, for pre-create's
+/// check of a final upload's parts (the move checks them again).
+pub fn part(roots: &Roots, id: &str) -> Option<Part> {
+    part_record(roots, id).map(|(_, _, _, p)| p)
+}
+
+/// Every part of a final upload is a finished partial upload carrying the
+/// expected (signed) fields unchanged.
+fn check_parts(
+    roots: &Roots,
+    parts: &[String],
+    expected: &BTreeMap<String, String>,
+) -> Result<(), FinalizeError> {
+    if parts.is_empty() {
+        return Err(FinalizeError::ConcatInvalid);
+    }
+    for id in parts {
+        let Some((_, _, _, part)) = part_record(roots, id) else {
+            return Err(FinalizeError::ConcatInvalid);
+        };
+        let signed = expected.iter().all(|(k, v)| part.metadata.get(k) == Some(v));
+        if !part.is_partial || !part.finished || !signed {
+            return Err(FinalizeError::ConcatInvalid);
+        }
+    }
+    Ok(())
+}
+
+/// After a final upload was published: its parts (checked before the publish)
+/// go too, data first, info last. Best effort; returns how many went.
+fn remove_parts(roots: &Roots, parts: &[String]) -> usize {
+    let mut removed = 0;
+    for id in parts {
+        if let Some((info, info_path, data, _)) = part_record(roots, id) {
+            if info.is_partial && remove_source_and_info(&data, Some(&info_path)) == Cleanup::Done {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+/// The leading bytes must be what the declared type says (`[upload] check_content`).
+fn check_content(source: &Path, declared: &str) -> Result<(), FinalizeError> {
+    let mut head = Vec::with_capacity(prefinish::SNIFF_BYTES);
+    File::open(source)
+        .and_then(|f| f.take(prefinish::SNIFF_BYTES as u64).read_to_end(&mut head))
+        .map_err(FinalizeError::io(Op::Sniff))?;
+    prefinish::check(declared, &head).map_err(|_| FinalizeError::ContentMismatch {
+        expected: prefinish::expected_signature(declared).unwrap_or("of its declared type"),
+    })
+}
+
 /// The info file for `source` (a real path inside the upload directory): the one
 /// given by the event if any, else `<source>.info`, else `<upload_dir>/<name>.info`.
 /// `Ok(None)`: none exists.
@@ -831,8 +1065,14 @@ fn describes(roots: &Roots, info: &UploadInfo, source: &Path) -> bool {
 // finalize
 // ----------------------------------------------------------------------------------
 
-/// Move one finished upload into the asset tree. See the module docs for every rule.
-pub fn finalize(req: &FinalizeRequest) -> Result<Finalized, FinalizeError> {
+/// Move one finished upload into the asset tree, as `plan` says and only if the
+/// upload's own record agrees. See the module docs for every rule. `cancel` stops
+/// a copy between chunks (shutdown).
+pub fn finalize(roots: &Roots, plan: &FinalizePlan, cancel: &Cancel) -> Result<Finalized, FinalizeError> {
+    run(&Move::from_plan(roots, plan), cancel)
+}
+
+fn run(req: &Move, cancel: &Cancel) -> Result<Finalized, FinalizeError> {
     let roots = &req.roots;
     let segs = destination_segments(&req.destination)?;
     let (file_name, dirs) = segs.split_last().ok_or(FinalizeError::DestinationOutside)?;
@@ -874,6 +1114,12 @@ pub fn finalize(req: &FinalizeRequest) -> Result<Finalized, FinalizeError> {
         if info.metadata.get(k) != Some(v) {
             return Err(FinalizeError::MetadataMismatch);
         }
+    }
+    if info.is_final {
+        check_parts(roots, &info.parts, &req.expected_metadata)?;
+    }
+    if let Some(declared) = &req.content_check {
+        check_content(&source, declared)?;
     }
 
     // The destination.
@@ -932,24 +1178,29 @@ pub fn finalize(req: &FinalizeRequest) -> Result<Finalized, FinalizeError> {
         }
     }
     if method == Method::Copied {
-        match copy_publish(&source, &src_meta, &dir, &dst, req.overwrite) {
+        let tmp_dir = temp_dir_for(roots, &dir, &dir_meta)?;
+        match copy_publish(&source, &src_meta, &tmp_dir, &dst, req.overwrite, cancel) {
             Ok(()) => {}
             Err(FinalizeError::Exists) => return conflict(&source, &dst, size, &info_path),
             Err(e) => return Err(e),
         }
     }
     sync_dir(&dir)?;
+    let cleanup = remove_source_and_info(&source, Some(&info_path));
+    if info.is_final && cleanup == Cleanup::Done {
+        remove_parts(roots, &info.parts);
+    }
     Ok(Finalized {
         destination: dst,
         method,
         bytes: size,
-        cleanup: remove_source_and_info(&source, Some(&info_path)),
+        cleanup,
     })
 }
 
 /// The source is gone: a duplicate delivery if the destination is there.
 fn already_finalized(
-    req: &FinalizeRequest,
+    req: &Move,
     source: Option<&Path>,
     dirs: &[&str],
     file_name: &str,
@@ -1073,19 +1324,47 @@ fn falls_back_to_copy(e: &io::Error) -> bool {
         )
 }
 
-/// Copy `source` to a temporary file in `dir`, sync it, publish it at `dst`.
-/// `Err(Exists)` when `dst` appeared meanwhile. The temporary file never outlives
-/// this function.
+/// Where the copy's temporary file goes: `<storage root>/.assetgate-tmp/`, where
+/// [`sweep_temp`] finds what a crash left; the destination directory itself when it
+/// is on another filesystem than that (a mount inside the asset tree), since a
+/// link cannot cross filesystems.
+fn temp_dir_for(roots: &Roots, dst_dir: &Path, dst_dir_meta: &Metadata) -> Result<PathBuf, FinalizeError> {
+    let dir = roots.storage_root.join(TEMP_DIR);
+    match fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(FinalizeError::io(Op::CreateTemp)(e)),
+    }
+    let meta = fs::symlink_metadata(&dir).map_err(FinalizeError::io(Op::Stat))?;
+    if meta.file_type().is_symlink() {
+        return Err(FinalizeError::Symlink {
+            side: Side::Destination,
+        });
+    }
+    if !meta.is_dir() {
+        return Err(FinalizeError::DestinationNotDir);
+    }
+    if meta.dev() == dst_dir_meta.dev() {
+        Ok(dir)
+    } else {
+        Ok(dst_dir.to_path_buf())
+    }
+}
+
+/// Copy `source` to a temporary file in `tmp_dir`, sync it, publish it at `dst`.
+/// `Err(Exists)` when `dst` appeared meanwhile, `Err(Cancelled)` when `cancel` was
+/// raised. The temporary file never outlives this function.
 fn copy_publish(
     source: &Path,
     src_meta: &Metadata,
-    dir: &Path,
+    tmp_dir: &Path,
     dst: &Path,
     overwrite: bool,
+    cancel: &Cancel,
 ) -> Result<(), FinalizeError> {
-    let mut tmp = TempFile::create(dir)?;
+    let mut tmp = TempFile::create(tmp_dir)?;
     let mut input = File::open(source).map_err(FinalizeError::io(Op::Copy))?;
-    let copied = io::copy(&mut input, &mut tmp.file).map_err(FinalizeError::io(Op::Copy))?;
+    let copied = copy_chunks(&mut input, &mut tmp.file, cancel)?;
     if copied != src_meta.len() {
         // The file changed under us: tusd is not done with it after all.
         return Err(FinalizeError::NotFinished);
@@ -1095,6 +1374,9 @@ fn copy_publish(
         .set_permissions(src_meta.permissions())
         .map_err(FinalizeError::io(Op::Copy))?;
     tmp.file.sync_all().map_err(FinalizeError::io(Op::Sync))?;
+    if cancel.is_cancelled() {
+        return Err(FinalizeError::Cancelled);
+    }
     match publish(&tmp.path, dst, overwrite) {
         // After a rename the temporary name is gone; after a link it is removed
         // when `tmp` drops.
@@ -1108,6 +1390,83 @@ fn copy_publish(
         }
     }
     Ok(())
+}
+
+/// Size of one copy step; `cancel` is looked at between steps.
+const COPY_CHUNK: usize = 1024 * 1024;
+
+fn copy_chunks(input: &mut File, out: &mut File, cancel: &Cancel) -> Result<u64, FinalizeError> {
+    let mut buf = vec![0u8; COPY_CHUNK];
+    let mut total = 0u64;
+    loop {
+        if cancel.is_cancelled() {
+            return Err(FinalizeError::Cancelled);
+        }
+        faults::copy_step();
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(FinalizeError::io(Op::Copy)(e)),
+        };
+        out.write_all(&buf[..n]).map_err(FinalizeError::io(Op::Copy))?;
+        total += n as u64;
+    }
+}
+
+/// The directory below the storage root that holds the copies in progress.
+pub const TEMP_DIR: &str = ".assetgate-tmp";
+
+/// A temporary file younger than this is left alone by [`sweep_temp`] even when
+/// unlocked: its writer may not have taken the lock yet.
+pub const TEMP_MIN_AGE: Duration = Duration::from_secs(5);
+
+/// Removes the temporary files that crashed moves left in
+/// `<storage root>/.assetgate-tmp/`: only files named like ours, only those no
+/// running process holds its lock on (a writer holds an exclusive `flock` for the
+/// file's whole life; the kernel drops it when the writer dies), and only those at
+/// least `min_age` old. Returns how many were removed.
+pub fn sweep_temp(roots: &Roots, min_age: Duration) -> io::Result<usize> {
+    let dir = roots.storage_root.join(TEMP_DIR);
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let now = SystemTime::now();
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !(name.starts_with(".assetgate-") && name.ends_with(".tmp")) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .unwrap_or_default();
+        if age < min_age {
+            continue;
+        }
+        let Ok(file) = File::open(&path) else { continue };
+        if file.try_lock().is_ok() {
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// A temporary file removed on drop unless disarmed.
@@ -1131,11 +1490,15 @@ impl TempFile {
             let path = dir.join(format!(".assetgate-{}.tmp", hex::encode(rnd)));
             match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(file) => {
-                    return Ok(TempFile {
+                    let tmp = TempFile {
                         path,
                         file,
                         armed: true,
-                    })
+                    };
+                    // Held until the file is closed (or its writer dies): what tells
+                    // `sweep_temp` that this copy is alive.
+                    tmp.file.lock().map_err(FinalizeError::io(Op::CreateTemp))?;
+                    return Ok(tmp);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e.kind(),
                 Err(e) => return Err(FinalizeError::io(Op::CreateTemp)(e)),
@@ -1216,21 +1579,6 @@ pub struct PendingUpload {
     /// The stored metadata (decoded strings), for the caller to re-verify the
     /// upload-token and compute the destination.
     pub metadata: BTreeMap<String, String>,
-}
-
-impl PendingUpload {
-    /// The request moving this upload. `expected_metadata` is left empty: the caller
-    /// verified this very metadata.
-    pub fn request(&self, roots: &Roots, destination: String, overwrite: bool) -> FinalizeRequest {
-        FinalizeRequest {
-            roots: roots.clone(),
-            source: self.data_path.clone(),
-            info_path: Some(self.info_path.clone()),
-            destination,
-            overwrite,
-            expected_metadata: BTreeMap::new(),
-        }
-    }
 }
 
 /// Why an info file was not returned as finished.
@@ -1363,6 +1711,8 @@ mod faults {
 
     #[inline(always)]
     pub fn race(_: &std::path::Path) {}
+
+    pub fn copy_step() {}
 }
 
 /// Per-thread switches, so parallel tests do not see each other's.
@@ -1394,6 +1744,8 @@ mod faults {
     pub fn set_race(on: bool) {
         RACE.with(|r| r.set(on));
     }
+
+    pub fn copy_step() {}
 
     pub fn check(step: Step) -> io::Result<()> {
         if FAIL_AT.with(|f| f.get()) == Some(step) {

@@ -108,6 +108,7 @@ pub struct Metrics {
     accepted: prometheus::IntCounter,
     hooks: IntCounterVec,
     finalize: IntCounterVec,
+    temp_swept: IntCounter,
 }
 
 impl Metrics {
@@ -164,6 +165,11 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let temp_swept = IntCounter::new(
+            "assetgate_temp_files_removed_total",
+            "Temporary files of interrupted moves (a crash mid-copy) removed from the asset tree's .assetgate-tmp directory.",
+        )
+        .expect("valid metric");
         let build = IntGaugeVec::new(
             Opts::new("assetgate_build_info", "Build information; always 1."),
             &["version"],
@@ -179,6 +185,7 @@ impl Metrics {
             Box::new(accepted.clone()),
             Box::new(hooks.clone()),
             Box::new(finalize.clone()),
+            Box::new(temp_swept.clone()),
             Box::new(build),
         ] {
             registry.register(c).expect("families are registered once");
@@ -201,6 +208,7 @@ impl Metrics {
             accepted,
             hooks,
             finalize,
+            temp_swept,
         };
         m.decision(Endpoint::Auth, Decision::Allow, REASON_OK, 0);
         for r in Reason::ALL {
@@ -220,6 +228,7 @@ impl Metrics {
                 | crate::tusd::Reason::Incomplete
                 | crate::tusd::Reason::StorageUnsupported => "post-finish",
                 crate::tusd::Reason::ContentMismatch => "pre-finish",
+                crate::tusd::Reason::ConcatInvalid | crate::tusd::Reason::DestinationBlocked => "pre-create",
                 _ => "pre-create",
             };
             m.hooks.with_label_values(&[hook, outcome, r.as_str()]).inc_by(0);
@@ -231,6 +240,11 @@ impl Metrics {
             m.finalize.with_label_values(&[r.as_str()]).inc_by(0);
         }
         m
+    }
+
+    /// Counts temporary files removed by a sweep.
+    pub fn count_temp_swept(&self, n: usize) {
+        self.temp_swept.inc_by(n as u64);
     }
 
     /// Counts one tusd hook decision (labels from closed enums).

@@ -464,3 +464,222 @@ fn wait_connections(d: &Daemon, n: u64) -> bool {
     }
     false
 }
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR not a pdf at all";
+
+/// Regression (hardening 2, real-tusd 2): tusd v2 fires post-finish after a
+/// pre-finish 415; the mover must check the bytes itself.
+#[test]
+fn check_content_is_enforced_by_the_mover_after_a_pre_finish_415() {
+    // default_config() ends in [upload]
+    let e = env("check_content = true\n");
+    let meta = metadata(
+        UPLOAD_SECRET,
+        "scan.pdf",
+        "private",
+        "application/pdf",
+        now() + 600,
+    );
+    let (path, info) = tusd_upload(&e.uploads, "png00001", &meta, PNG);
+    // pre-finish: the client is told 415 content_mismatch
+    let mut pre = post_finish("png00001", &meta, PNG.len(), &path, &info);
+    pre["Type"] = json!("pre-finish");
+    let (s, _, b) = post(e.gate.addr, pre.to_string().as_bytes(), &[]);
+    assert_eq!(s, 200);
+    let v = json_of(&b);
+    assert_eq!(v["HTTPResponse"]["StatusCode"], 415, "{v}");
+    assert!(v["HTTPResponse"]["Body"]
+        .as_str()
+        .unwrap()
+        .contains("content_mismatch"));
+    // ...and tusd fires post-finish anyway: nothing is published.
+    let ev = post_finish("png00001", &meta, PNG.len(), &path, &info);
+    let (s, _, _) = post(e.gate.addr, ev.to_string().as_bytes(), &[]);
+    assert_eq!(s, 200);
+    assert!(
+        e.gate.wait_log("upload NOT published", Duration::from_secs(10)),
+        "{:#?}",
+        e.gate.logs()
+    );
+    assert!(!e.assets.join("private/scan.pdf").exists());
+    assert_eq!(std::fs::read(&path).unwrap(), PNG, "stays in upload_dir");
+    assert!(info.exists());
+    assert_eq!(
+        metric(&e.gate, "assetgate_finalize_total{result=\"content_mismatch\"}"),
+        1
+    );
+    let line = e
+        .gate
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("upload NOT published"))
+        .unwrap();
+    assert!(
+        line.contains("content_mismatch") && line.contains("PDF"),
+        "{line}"
+    );
+}
+
+/// Regression (hardening 2): `finalize-pending` runs no hook; the mover checks.
+#[test]
+fn finalize_pending_never_publishes_mismatching_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let uploads = dir.path().join("uploads");
+    let assets = dir.path().join("assets");
+    std::fs::create_dir_all(&uploads).unwrap();
+    std::fs::create_dir_all(&assets).unwrap();
+    let bad = metadata(UPLOAD_SECRET, "a.pdf", "public", "application/pdf", now());
+    tusd_upload(&uploads, "5555", &bad, PNG);
+    let good = metadata(UPLOAD_SECRET, "b.pdf", "public", "application/pdf", now());
+    tusd_upload(&uploads, "6666", &good, b"%PDF-1.4 real");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}check_content = true\n[storage]\nroot = {:?}\n[tusd]\nupload_dir = {:?}\n",
+            default_config(),
+            assets.display().to_string(),
+            uploads.display().to_string()
+        ),
+    )
+    .unwrap();
+    let o = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("finalize-pending")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("1 moved"), "{out}");
+    assert!(out.contains("content_mismatch"), "{out}");
+    assert!(assets.join("public/b.pdf").exists());
+    assert!(!assets.join("public/a.pdf").exists());
+    assert!(uploads.join("5555").exists() && uploads.join("5555.info").exists());
+}
+
+/// Regression (hardening 1): a final upload built from someone else's partial
+/// upload is refused at pre-create (and, for a forged post-finish, at the move).
+#[test]
+fn concatenation_of_someone_elses_part_is_refused() {
+    let e = env("");
+    let victim = metadata(
+        UPLOAD_SECRET,
+        "me/private.pdf",
+        "private",
+        "application/pdf",
+        now() + 600,
+    );
+    let (vpath, vinfo) = tusd_upload(&e.uploads, "victimpart", &victim, b"%PDF victim bytes");
+    let mut i: Value = serde_json::from_str(&std::fs::read_to_string(&vinfo).unwrap()).unwrap();
+    i["IsPartial"] = json!(true);
+    std::fs::write(&vinfo, i.to_string()).unwrap();
+
+    let attacker = metadata(
+        UPLOAD_SECRET,
+        "leak.pdf",
+        "public",
+        "application/pdf",
+        now() + 600,
+    );
+    let mut ev = v2_event("pre-create", attacker.clone(), 17, json!(null));
+    ev["Event"]["Upload"]["IsFinal"] = json!(true);
+    ev["Event"]["Upload"]["PartialUploads"] = json!(["victimpart"]);
+    let (s, _, b) = post(e.gate.addr, ev.to_string().as_bytes(), &[]);
+    assert_eq!(s, 200);
+    let v = json_of(&b);
+    assert_eq!(v["RejectUpload"], true, "{v}");
+    assert_eq!(v["HTTPResponse"]["StatusCode"], 403, "{v}");
+    assert!(
+        v["HTTPResponse"]["Body"]
+            .as_str()
+            .unwrap()
+            .contains("concat_invalid"),
+        "{v}"
+    );
+
+    // The victim's own final upload of the same part is fine.
+    let mut own = v2_event("pre-create", victim.clone(), 17, json!(null));
+    own["Event"]["Upload"]["IsFinal"] = json!(true);
+    own["Event"]["Upload"]["PartialUploads"] = json!(["victimpart"]);
+    let (_, _, b) = post(e.gate.addr, own.to_string().as_bytes(), &[]);
+    assert_eq!(json_of(&b), json!({}));
+
+    // A forged post-finish of a final upload tusd did build from it: the move refuses.
+    let (fpath, finfo) = tusd_upload(&e.uploads, "attackerfinal", &attacker, b"%PDF victim bytes");
+    let mut i: Value = serde_json::from_str(&std::fs::read_to_string(&finfo).unwrap()).unwrap();
+    i["IsFinal"] = json!(true);
+    i["PartialUploads"] = json!(["victimpart"]);
+    std::fs::write(&finfo, i.to_string()).unwrap();
+    let pf = post_finish("attackerfinal", &attacker, 17, &fpath, &finfo);
+    post(e.gate.addr, pf.to_string().as_bytes(), &[]);
+    assert!(
+        e.gate.wait_log("concat_invalid", Duration::from_secs(10)),
+        "{:#?}",
+        e.gate.logs()
+    );
+    assert!(!e.assets.join("public/leak.pdf").exists());
+    assert_eq!(std::fs::read(&vpath).unwrap(), b"%PDF victim bytes");
+    assert_eq!(
+        metric(&e.gate, "assetgate_finalize_total{result=\"concat_invalid\"}"),
+        1
+    );
+}
+
+/// Regression (hardening 8): a key whose path runs through a symlink inside the
+/// asset tree is refused at pre-create, not left stuck until the move.
+#[test]
+fn pre_create_refuses_a_key_through_a_symlink() {
+    let e = env("");
+    let elsewhere = e._dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::create_dir_all(e.assets.join("public")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, e.assets.join("public/linked")).unwrap();
+    let meta = metadata(UPLOAD_SECRET, "linked/x.txt", "public", "text/plain", now() + 600);
+    let ev = v2_event("pre-create", meta, 3, json!(null));
+    let (_, _, b) = post(e.gate.addr, ev.to_string().as_bytes(), &[]);
+    let v = json_of(&b);
+    assert_eq!(v["HTTPResponse"]["StatusCode"], 409, "{v}");
+    assert!(
+        v["HTTPResponse"]["Body"]
+            .as_str()
+            .unwrap()
+            .contains("destination_blocked"),
+        "{v}"
+    );
+    let ok = metadata(UPLOAD_SECRET, "plain/x.txt", "public", "text/plain", now() + 600);
+    let (_, _, b) = post(
+        e.gate.addr,
+        v2_event("pre-create", ok, 3, json!(null)).to_string().as_bytes(),
+        &[],
+    );
+    assert_eq!(json_of(&b), json!({}));
+}
+
+/// Regression (hardening 5): temporary files a killed move left are swept at
+/// start (only ours, only unlocked ones), and counted.
+#[test]
+fn stale_temp_files_are_swept_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let uploads = dir.path().join("uploads");
+    let assets = dir.path().join("assets");
+    let tmp = assets.join(".assetgate-tmp");
+    std::fs::create_dir_all(&uploads).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(600);
+    for name in [".assetgate-0123456789abcdef.tmp", "unrelated.tmp"] {
+        let f = std::fs::File::create(tmp.join(name)).unwrap();
+        f.set_len(1 << 20).unwrap();
+        f.set_modified(old).unwrap();
+    }
+    let cfg = format!(
+        "{}\n[storage]\nroot = {:?}\n[tusd]\nupload_dir = {:?}\n",
+        default_config(),
+        assets.display().to_string(),
+        uploads.display().to_string()
+    );
+    let gate = Daemon::start(&cfg);
+    assert!(!tmp.join(".assetgate-0123456789abcdef.tmp").exists());
+    assert!(tmp.join("unrelated.tmp").exists());
+    assert_eq!(metric(&gate, "assetgate_temp_files_removed_total"), 1);
+    assert!(gate.wait_log("removed temporary files", Duration::from_secs(2)));
+}
