@@ -43,6 +43,8 @@ fn config(secrets: &[&str]) -> UploadConfig {
         max_size: None,
         allow_deferred_length: false,
         check_content: false,
+        session_binding: Default::default(),
+        session_grace: std::time::Duration::from_secs(3600),
     }
 }
 

@@ -194,6 +194,11 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
             Arc::new(SystemClock),
             Finalizer::new(roots),
         ));
+        if let Some(interval) = state.config.tusd.reconcile_interval {
+            if state.finalizer.roots().is_some() {
+                tokio::spawn(crate::reconcile::run(state.clone(), interval));
+            }
+        }
         let (first, second) = signals();
         tracing::info!(addr = %addr, version = env!("CARGO_PKG_VERSION"), "listening");
         server::serve(listener, state, first, second).await;
@@ -302,7 +307,7 @@ fn finalize_pending(config: &Config) -> ExitCode {
         println!("skipped {}: {:?}", skipped.info_path.display(), skipped.reason);
     }
     for p in &scan.finished {
-        let upload = pending_as_upload(p);
+        let upload = p.as_upload();
         let plan = match tusd::postfinish::plan(&upload, gate) {
             Ok(plan) => plan,
             Err(verdict) => {
@@ -345,26 +350,6 @@ fn finalize_pending(config: &Config) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    }
-}
-
-/// A pending upload seen as the finished upload a post-finish event describes,
-/// so `finalize-pending` applies exactly the post-finish rules.
-fn pending_as_upload(p: &finalize::PendingUpload) -> tusd::Upload {
-    tusd::Upload {
-        id: p.id.clone(),
-        size: Some(p.size),
-        size_is_deferred: false,
-        offset: p.size,
-        metadata: p.metadata.clone().into_iter().collect(),
-        is_partial: false,
-        is_final: p.is_final,
-        partial_uploads: Vec::new(),
-        storage: Some(tusd::protocol::Storage {
-            kind: None,
-            path: Some(p.data_path.display().to_string()),
-            info_path: Some(p.info_path.display().to_string()),
-        }),
     }
 }
 

@@ -1586,6 +1586,8 @@ pub struct PendingUpload {
     pub size: u64,
     /// Whether it is the concatenation of partial uploads.
     pub is_final: bool,
+    /// Whether it is a partial upload (a part of a concatenation).
+    pub is_partial: bool,
     /// The stored metadata (decoded strings), for the caller to re-verify the
     /// upload-token and compute the destination.
     pub metadata: BTreeMap<String, String>,
@@ -1613,6 +1615,57 @@ pub struct Skipped {
     pub info_path: PathBuf,
     /// Why.
     pub reason: SkipReason,
+    /// What the info says (not for [`SkipReason::Malformed`]); `size` is the
+    /// declared size (0 when deferred).
+    pub upload: Option<PendingUpload>,
+}
+
+impl PendingUpload {
+    /// This upload as the finished upload a post-finish event would describe,
+    /// so every path to the mover (post-finish, `finalize-pending`, the
+    /// reconciler) plans through `tusd::postfinish::plan` with the same rules.
+    pub fn as_upload(&self) -> crate::tusd::Upload {
+        crate::tusd::Upload {
+            id: self.id.clone(),
+            size: Some(self.size),
+            size_is_deferred: false,
+            offset: self.size,
+            metadata: self.metadata.clone(),
+            is_partial: self.is_partial,
+            is_final: self.is_final,
+            partial_uploads: Vec::new(),
+            storage: Some(crate::tusd::protocol::Storage {
+                kind: None,
+                path: Some(self.data_path.display().to_string()),
+                info_path: Some(self.info_path.display().to_string()),
+            }),
+        }
+    }
+}
+
+/// Removes an abandoned upload (its token expired long ago and it never
+/// finished): data file, `.info` and tusd's `.lock`, after reading the info again
+/// and finding it still describes the same unfinished upload (a client finishing
+/// meanwhile keeps it). `Ok(false)`: left as it is.
+pub fn remove_abandoned(roots: &Roots, upload: &PendingUpload) -> io::Result<bool> {
+    let Some((info, info_path, data, part)) = part_record(roots, &upload.id) else {
+        return Ok(false);
+    };
+    if info_path != upload.info_path
+        || info.metadata != upload.metadata
+        || (part.finished && !part.is_partial)
+    {
+        return Ok(false);
+    }
+    let lock = roots.upload_dir.join(format!("{}.lock", upload.id));
+    for p in [&data, &info_path, &lock] {
+        match fs::remove_file(p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 /// What [`scan_pending`] found.
@@ -1647,6 +1700,7 @@ pub fn scan_pending(upload_dir: &Path) -> io::Result<PendingScan> {
         let skip = |reason| Skipped {
             info_path: info_path.clone(),
             reason,
+            upload: None,
         };
         let info = match read_info(&info_path) {
             Ok(i) => i,
@@ -1678,16 +1732,23 @@ pub fn scan_pending(upload_dir: &Path) -> io::Result<PendingScan> {
             data_path: info.data_path.clone(),
             size,
             is_final: info.is_final,
+            is_partial: info.is_partial,
             metadata: info.metadata.clone(),
         };
+        let declared = info.size.unwrap_or(0);
+        let skip_with = |reason| Skipped {
+            info_path: info_path.clone(),
+            reason,
+            upload: Some(upload(declared)),
+        };
         match data_len {
-            None if !info.is_partial => scan.stale.push(upload(info.size.unwrap_or(0))),
-            None => scan.skipped.push(skip(SkipReason::Partial)),
+            None if !info.is_partial => scan.stale.push(upload(declared)),
+            None => scan.skipped.push(skip_with(SkipReason::Partial)),
             Some(len) => match info.finished(len) {
                 Ok(size) => scan.finished.push(upload(size)),
-                Err(Unfinished::Partial) => scan.skipped.push(skip(SkipReason::Partial)),
-                Err(Unfinished::Deferred) => scan.skipped.push(skip(SkipReason::Deferred)),
-                Err(Unfinished::InProgress) => scan.skipped.push(skip(SkipReason::InProgress)),
+                Err(Unfinished::Partial) => scan.skipped.push(skip_with(SkipReason::Partial)),
+                Err(Unfinished::Deferred) => scan.skipped.push(skip_with(SkipReason::Deferred)),
+                Err(Unfinished::InProgress) => scan.skipped.push(skip_with(SkipReason::InProgress)),
             },
         }
     }

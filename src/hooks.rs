@@ -154,7 +154,7 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
     );
 
     if let Verdict::Finalize(plan) = &decision.verdict {
-        spawn_finalize(state.clone(), plan, &decision);
+        spawn_finalize(state.clone(), plan, "post-finish");
     }
     to_response(tusd::answer(hook.protocol, &decision))
 }
@@ -212,12 +212,17 @@ fn log_decision(d: &Decision) {
     }
 }
 
-fn spawn_finalize(state: Arc<AppState>, plan: &FinalizePlan, decision: &Decision) {
+/// Hands a plan to the mover on the blocking pool, with in-flight dedupe by upload
+/// ID (a post-finish and a reconciler pass finding the same upload run it once)
+/// and the shutdown drain. `via`: `post-finish` or `reconcile`, for the log.
+pub(crate) fn spawn_finalize(state: Arc<AppState>, plan: &FinalizePlan, via: &'static str) {
     let Some(roots) = state.finalizer.roots().cloned() else {
         tracing::warn!(
             endpoint = "tusd",
             hook = "post-finish",
-            upload_id = %decision.upload_id.escape_debug(),
+                via,
+            upload_id = %plan.upload_id().escape_debug(),
+            via,
             "upload verified but not moved: set [storage] root and [tusd] upload_dir to finalize uploads"
         );
         state.metrics.count_finalize("not_configured");
@@ -230,10 +235,10 @@ fn spawn_finalize(state: Arc<AppState>, plan: &FinalizePlan, decision: &Decision
     };
     let plan = plan.clone();
     let cancel = state.finalizer.cancel.clone();
-    let dedupe_key = if decision.upload_id.is_empty() {
+    let dedupe_key = if plan.upload_id().is_empty() {
         plan.source().display().to_string()
     } else {
-        decision.upload_id.clone()
+        plan.upload_id().to_owned()
     };
     let key = plan.key().escape_debug().to_string();
     tokio::spawn(async move {
@@ -242,6 +247,7 @@ fn spawn_finalize(state: Arc<AppState>, plan: &FinalizePlan, decision: &Decision
             tracing::info!(
                 endpoint = "tusd",
                 hook = "post-finish",
+                via,
                 key,
                 "duplicate delivery while the move runs: ignored"
             );
@@ -265,6 +271,7 @@ fn spawn_finalize(state: Arc<AppState>, plan: &FinalizePlan, decision: &Decision
                 tracing::info!(
                     endpoint = "tusd",
                     hook = "post-finish",
+                    via,
                     key,
                     method = done.method.as_str(),
                     bytes = done.bytes,
@@ -276,6 +283,7 @@ fn spawn_finalize(state: Arc<AppState>, plan: &FinalizePlan, decision: &Decision
                 tracing::warn!(
                     endpoint = "tusd",
                     hook = "post-finish",
+                    via,
                     key,
                     reason = e.as_str(),
                     "upload NOT published, it stays in upload_dir (never served): {e}"
@@ -287,6 +295,7 @@ fn spawn_finalize(state: Arc<AppState>, plan: &FinalizePlan, decision: &Decision
                 tracing::warn!(
                     endpoint = "tusd",
                     hook = "post-finish",
+                    via,
                     key,
                     reason = e.as_str(),
                     conflict,

@@ -212,6 +212,12 @@ async fn route(state: &Arc<AppState>, _peer: SocketAddr, req: Request<Incoming>)
             }
             (Endpoint::Tusd, hooks::handle(state, req).await)
         }
+        "/session" => {
+            if method != Method::GET && method != Method::HEAD {
+                return (Endpoint::Session, method_not_allowed("GET, HEAD"));
+            }
+            (Endpoint::Session, crate::session::handle(state, &req).await)
+        }
         "/healthz" => admin(method, || text(StatusCode::OK, "ok\n")),
         "/readyz" => admin(method, || {
             if state.is_ready() {

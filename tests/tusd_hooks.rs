@@ -10,57 +10,9 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::hooks::*;
 use common::*;
 use serde_json::{json, Value};
-
-/// Test-side oracle for granite's upload token (independent of the crate).
-fn token(secret: &str, expires: &str, key: &str, vis: &str, ct: &str) -> String {
-    use hmac::{Hmac, Mac};
-    let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    m.update(format!("{expires}:{key}:{vis}:{ct}").as_bytes());
-    hex::encode(m.finalize().into_bytes())
-}
-
-fn metadata(secret: &str, key: &str, vis: &str, ct: &str, expires: i64) -> Value {
-    let e = expires.to_string();
-    json!({"asset-key": key, "content-type": ct, "visibility": vis,
-           "upload-expires": e, "upload-token": token(secret, &e, key, vis, ct)})
-}
-
-/// A tusd v2 event built from the stored fixture, with fresh metadata.
-fn v2_event(kind: &str, meta: Value, size: u64, storage: Value) -> Value {
-    let mut ev: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo().join("tests/fixtures/tusd-v2/pre-create.json")).unwrap(),
-    )
-    .unwrap();
-    ev["Type"] = json!(kind);
-    ev["Event"]["Upload"]["MetaData"] = meta;
-    ev["Event"]["Upload"]["Size"] = json!(size);
-    ev["Event"]["Upload"]["Storage"] = storage;
-    ev
-}
-
-fn post(
-    addr: std::net::SocketAddr,
-    body: &[u8],
-    extra: &[(&str, &str)],
-) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut req = format!(
-        "POST /tusd HTTP/1.1\r\nHost: gate\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    )
-    .into_bytes();
-    for (k, v) in extra {
-        req.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
-    }
-    req.extend_from_slice(b"\r\n");
-    req.extend_from_slice(body);
-    raw_request(addr, &req)
-}
-
-fn json_of(b: &[u8]) -> Value {
-    serde_json::from_slice(b).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(b)))
-}
 
 struct Env {
     gate: Daemon,
@@ -87,16 +39,6 @@ fn env(extra: &str) -> Env {
         assets,
         _dir: dir,
     }
-}
-
-fn metric(d: &Daemon, line_prefix: &str) -> u64 {
-    let (_, _, b) = get(d.addr, "/metrics", &[]);
-    let text = String::from_utf8(b).unwrap();
-    text.lines()
-        .find(|l| l.starts_with(line_prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {line_prefix} in\n{text}"))
 }
 
 #[test]
@@ -236,30 +178,6 @@ fn bad_input_gets_a_clear_answer_and_the_daemon_goes_on() {
         5
     );
     assert!(e.gate.wait_log("not a tusd hook", Duration::from_secs(5)));
-}
-
-/// A finished upload laid out like tusd's filestore: `<dir>/<id>` + `<id>.info`.
-fn tusd_upload(dir: &Path, id: &str, meta: &Value, data: &[u8]) -> (PathBuf, PathBuf) {
-    let path = dir.join(id);
-    let info = dir.join(format!("{id}.info"));
-    std::fs::write(&path, data).unwrap();
-    let info_json = json!({"ID": id, "Size": data.len(), "SizeIsDeferred": false, "Offset": 0,
-        "MetaData": meta, "IsPartial": false, "IsFinal": false, "PartialUploads": null,
-        "Storage": {"Type": "filestore", "Path": path, "InfoPath": info}});
-    std::fs::write(&info, info_json.to_string()).unwrap();
-    (path, info)
-}
-
-fn post_finish(id: &str, meta: &Value, size: usize, path: &Path, info: &Path) -> Value {
-    let mut ev = v2_event(
-        "post-finish",
-        meta.clone(),
-        size as u64,
-        json!({"Type": "filestore", "Path": path, "InfoPath": info}),
-    );
-    ev["Event"]["Upload"]["ID"] = json!(id);
-    ev["Event"]["Upload"]["Offset"] = json!(size);
-    ev
 }
 
 fn wait_file(p: &Path) -> Vec<u8> {

@@ -59,12 +59,14 @@
 //!   metadata: graniteFields, metadataForPartialUploads: graniteFields })
 //! ```
 
+pub mod abandon;
 pub mod answer;
 pub mod metadata;
 pub mod postfinish;
 pub mod precreate;
 pub mod prefinish;
 pub mod protocol;
+pub mod session;
 
 use std::fmt;
 use std::path::Path;
@@ -485,6 +487,8 @@ pub(crate) mod testing {
             max_size: None,
             allow_deferred_length: false,
             check_content: false,
+            session_binding: Default::default(),
+            session_grace: std::time::Duration::from_secs(3600),
         }
     }
 
