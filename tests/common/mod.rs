@@ -4,6 +4,7 @@
 
 pub mod ngx;
 pub mod rustus;
+pub mod tusd;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
