@@ -198,6 +198,13 @@ impl Stack {
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
+    /// Waits up to 10 s for a metric to reach `want` (counted after the
+    /// background move returns), then asserts it.
+    fn wait_metric(&self, series: &str, want: u64) {
+        wait_until(Duration::from_secs(10), || self.metric(series) == Some(want));
+        assert_eq!(self.metric(series), Some(want), "{series}\n{}", self.logs());
+    }
+
     /// `assetgate --config … finalize-pending`: (exit code, stdout).
     fn finalize_pending(&self) -> (Option<i32>, String) {
         let out = Command::new(bin())
@@ -335,10 +342,7 @@ fn v2_uploads_land_byte_for_byte() {
     };
     assert_eq!(decisions("pre-create"), Some(3));
     assert_eq!(decisions("post-finish"), Some(3));
-    assert_eq!(
-        stack.metric("assetgate_finalize_total{result=\"renamed\"}"),
-        Some(3)
-    );
+    stack.wait_metric("assetgate_finalize_total{result=\"renamed\"}", 3);
 }
 
 #[test]
@@ -829,12 +833,7 @@ fn check_content_mismatch_is_never_published(version: Version) {
     };
     stays();
     if version == Version::V2 {
-        assert_eq!(
-            stack.metric("assetgate_finalize_total{result=\"content_mismatch\"}"),
-            Some(1),
-            "{}",
-            stack.logs()
-        );
+        stack.wait_metric("assetgate_finalize_total{result=\"content_mismatch\"}", 1);
     }
     // Nor does finalize-pending publish it (for v1 it is the only way the
     // upload could get out: no post-finish ever came).
