@@ -269,6 +269,20 @@ fn upload_id(url: &Value) -> String {
     url.as_str().unwrap().rsplit('/').next().unwrap().to_string()
 }
 
+/// A creation request without metadata, on the raw socket (to see the
+/// headers, which tuspy hides): (status, Content-Type, body).
+fn create_without_metadata(tusd: &Tusd) -> (u16, String, Value) {
+    let (status, headers, body) = raw_request(
+        format!("127.0.0.1:{}", tusd.port).parse().unwrap(),
+        b"POST /files/ HTTP/1.1\r\nHost: up.example.com\r\nTus-Resumable: 1.0.0\r\n\
+          Upload-Length: 5\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    let ct = header(&headers, "content-type").unwrap_or_default().to_string();
+    let body = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&body)));
+    (status, ct, body)
+}
+
 /// Asserts a refusal the client saw: status, JSON `error.code`, a message, and
 /// no secret in the body.
 fn assert_refused(what: &str, r: &Value, status: u64, code: &str) {
@@ -412,6 +426,11 @@ fn v2_rejections_reach_the_client_and_nothing_lands() {
         assert_refused(name, &r, status, code);
         assert_eq!(r["phase"], "create", "{name}: refused at pre-create: {r}");
     }
+    // The headers too: v2 passes the gate's Content-Type on.
+    let (status, ct, body) = create_without_metadata(&stack.tusd);
+    assert_eq!((status, ct.as_str()), (400, "application/json"));
+    assert_eq!(body["error"]["code"], "metadata_missing");
+
     assert_eq!(stack.asset_files(), vec!["private/taken.png".to_string()]);
     assert_eq!(
         std::fs::read(stack.assets.join("private/taken.png")).unwrap(),
@@ -458,6 +477,10 @@ fn v1_upload_lands_and_rejections_reach_the_client() {
     assert_refused("expired", &r, 403, "token_expired");
     let r = stack.upload(&f, "a/x.pdf", "application/pdf", "private", &[]);
     assert_refused("type", &r, 415, "content_type_not_allowed");
+    // v1 passes the gate's status and body on, not its Content-Type.
+    let (status, ct, body) = create_without_metadata(&stack.tusd);
+    assert_eq!((status, ct.as_str()), (400, "text/plain; charset=utf-8"));
+    assert_eq!(body["error"]["code"], "metadata_missing");
 
     assert_eq!(stack.asset_files().len(), 2, "{:?}", stack.asset_files());
     assert!(
@@ -750,6 +773,11 @@ fn v2_gate_down_slow_or_failing_is_a_clean_500_and_a_retry_lands() {
     let body = r["body"].as_str().unwrap();
     assert!(body.starts_with("ERR_INTERNAL_SERVER_ERROR"), "{body}");
     assert!(body.contains("connection refused"), "{body}");
+    // tusd tells the client where its hooks go.
+    assert!(
+        body.contains(&format!("http://127.0.0.1:{}/tusd", stack.gate_port)),
+        "{body}"
+    );
     nothing_happened(&stack, "down");
 
     // 3. The gate hangs (SIGSTOP: connections are accepted, nothing answers):
