@@ -16,6 +16,9 @@ pub enum Version {
     /// v2.9.1: JSON answers (`{"Type","Event"}` requests, no `Hook-Name`).
     V2,
     /// v1.13.0: the hook's status and body are the answer (`Hook-Name` header).
+    /// Its `-help` takes the same flags [`Tusd::start`] passes (`-upload-dir`
+    /// included); it differs in `-hooks-http-backoff` (whole seconds, `1`, not a
+    /// duration) and has no `-hooks-http-timeout` and no `-disable-concatenation`.
     V1,
 }
 
