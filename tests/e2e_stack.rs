@@ -11,9 +11,12 @@
 //!   overrides ports, paths and secrets (`ASSETGATE_LISTEN`,
 //!   `ASSETGATE_STORAGE__ROOT`, `ASSETGATE_TUSD__UPLOAD_DIR`,
 //!   `ASSETGATE_*_SECRET_FILE`), as the container image and the units do.
-//! - **rustus** (tusd is not installable here) is the tus server behind nginx's
-//!   `/files/`, with tusd-format hooks to assetgate's `/tusd`, `--behind-proxy`
-//!   and no download extension (tusd's `-disable-download`).
+//! - **tusd v2.9.1** (the release `deploy/` ships) is the tus server behind
+//!   nginx's `/files/`, run with exactly the flags of the shipped `tusd/tusd.sh`
+//!   (variables from `tusd/tusd.env`): `-behind-proxy`, `-base-path /files/`,
+//!   `-hooks-enabled-events pre-create,pre-finish,post-finish`,
+//!   `-disable-download`, retries... Only where it listens, its upload directory
+//!   and the hook URL (assetgate's `/tusd`) are replaced.
 //! - **tuspy** uploads through nginx with upload tokens minted by the real
 //!   **granite-assets**, and granite mints the download links.
 //!
@@ -30,7 +33,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::ngx::{nginx_main_conf, Nginx};
-use common::rustus::{start_rustus, Rustus};
+use common::tusd::Tusd;
 use common::*;
 
 /// What the test rewrites in the shipped files; each must occur exactly once.
@@ -50,7 +53,7 @@ fn replace_once(text: &str, from: &str, to: &str, file: &str) -> String {
 
 struct Stack {
     gate: Daemon,
-    rustus: Rustus,
+    tusd: Tusd,
     nginx: Nginx,
     assets: PathBuf,
     link_secret: String,
@@ -69,6 +72,7 @@ impl Stack {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let assets = dir.join("assets");
+        // tusd's -upload-dir (tests/common/tusd.rs), shared with assetgate.
         let uploads = dir.join("uploads");
         std::fs::create_dir_all(&assets).unwrap();
         std::fs::create_dir_all(&uploads).unwrap();
@@ -95,21 +99,10 @@ impl Stack {
             ],
         );
 
-        // rustus, tusd-format hooks to the gate.
-        let rustus = start_rustus(
-            dir,
-            &format!("{}/tusd", gate.url()),
-            &[
-                "--url",
-                "/files",
-                "--behind-proxy",
-                "true",
-                // tusd's -disable-download: no `getting` extension.
-                "--tus-extensions",
-                "creation,creation-with-upload,creation-defer-length,termination,concatenation,checksum",
-            ],
-        );
-        let rustus_port = rustus.port;
+        // tusd: the shipped command line, hooks to the gate.
+        let tusd = Tusd::start_shipped(dir, &format!("{}/tusd", gate.url()));
+        assert_eq!(tusd.upload_dir, uploads);
+        let tusd_port = tusd.port;
 
         // nginx: the example, its includes under <conf dir>/assetgate/.
         let shipped = repo.join("nginx");
@@ -134,7 +127,7 @@ impl Stack {
         let example = replace_once(
             &example,
             SHIPPED_TUSD_ADDR,
-            &format!("server 127.0.0.1:{rustus_port};"),
+            &format!("server 127.0.0.1:{tusd_port};"),
             "nginx/assetgate.conf.example",
         );
         let example = replace_once(
@@ -159,7 +152,7 @@ impl Stack {
 
         Stack {
             gate,
-            rustus,
+            tusd,
             nginx,
             assets,
             link_secret,
@@ -175,9 +168,9 @@ impl Stack {
     /// Everything the three processes logged, for failure messages.
     fn logs(&self) -> String {
         format!(
-            "{}\n--- rustus ---\n{}\n--- assetgate ---\n{}",
+            "{}\n--- tusd ---\n{}\n--- assetgate ---\n{}",
             self.nginx.logs(),
-            std::fs::read_to_string(&self.rustus.log).unwrap_or_default(),
+            self.tusd.log(),
             self.gate.logs().join("\n")
         )
     }

@@ -5,6 +5,7 @@
 pub mod hooks;
 pub mod ngx;
 pub mod rustus;
+pub mod tusd;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
