@@ -29,7 +29,9 @@
 //! against the test's own); a forged token reaches tus-js-client's `onError`
 //! with 403 and the gate's JSON body (`error.code` = `token_invalid`); a
 //! `parallelUploads: 3` upload (granite's fields in `metadata` and
-//! `metadataForPartialUploads`) lands once, byte for byte. On the server side:
+//! `metadataForPartialUploads`) lands once, byte for byte; the granite guide's
+//! snippet used verbatim (granite's `headers` as tus-js-client's `headers`) is
+//! refused by tusd with 412 before any hook (see step 4). On the server side:
 //! the asset tree holds exactly the two uploads, nginx logged the preflights,
 //! and a screenshot of the page is written to `target/e2e-browser/`.
 //!
@@ -182,7 +184,7 @@ fn start_tusd(dir: &Path, uploads: &Path, hook_url: &str) -> (Proc, u16) {
         let port = free_port();
         let child = Command::new(&bin)
             .args(["-host", "127.0.0.1", "-port", &port.to_string()])
-            .args(["-base-path", "/files/", "-behind-proxy"])
+            .args(["-base-path", "/files/", "-behind-proxy", "-max-size", "0"])
             .arg("-upload-dir")
             .arg(uploads)
             .args(["-hooks-http", hook_url])

@@ -135,7 +135,9 @@ async function runUpload(step, file) {
   const up = await tusUpload(file, o);
   const result = { label, kind: step.kind, key: p.key, endpoint: p.url, sentSha256: sent, upload: up };
   if (!up.ok) {
-    line('fail', `${label}: upload failed: ${up.status} ${up.body || up.message}`);
+    // The guide's snippet as written is known to fail in browsers (see tusOptions).
+    const known = step.headersMode === 'seed' ? ' (known: granite headers as tus-js-client headers)' : '';
+    line(known ? 'info' : 'fail', `${label}: upload failed: ${up.status} ${(up.body || up.message).trim()}${known}`);
     return result;
   }
   const parts = step.parallelUploads > 1 ? ` in ${step.parallelUploads} parallel parts` : '';
