@@ -45,25 +45,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::ngx::{nginx_main_conf, Nginx};
+use common::ngx::{listen_on, nginx_main_conf, shipped_site, Nginx};
 use common::*;
 
 /// What the test rewrites in the shipped files; each must occur exactly once.
-const SHIPPED_GATE_ADDR: &str = "server 127.0.0.1:9750;"; // assetgate-upstream.conf
-const SHIPPED_TUSD_ADDR: &str = "server 127.0.0.1:1080;"; // assetgate.conf.example
-const SHIPPED_LISTEN: &str = "listen 80;"; // assetgate.conf.example
-const SHIPPED_ROOT: &str = "root /srv/assets;"; // assetgate.conf.example
-
 const CHUNK: usize = 64 * 1024;
-
-fn replace_once(text: &str, from: &str, to: &str, file: &str) -> String {
-    assert_eq!(
-        text.matches(from).count(),
-        1,
-        "{file} must contain `{from}` exactly once (the browser test rewrites it)"
-    );
-    text.replacen(from, to, 1)
-}
 
 fn browser_dir() -> PathBuf {
     repo().join("tests/browser")
@@ -297,37 +283,8 @@ impl Stack {
 
         // nginx: the shipped example (origin B) plus the application's server
         // block (origin A).
-        let shipped = repo.join("nginx");
         let ngx_dir = dir.join("nginx");
-        std::fs::create_dir_all(ngx_dir.join("assetgate")).unwrap();
-        std::os::unix::fs::symlink(
-            shipped.join("assetgate-locations.conf"),
-            ngx_dir.join("assetgate/assetgate-locations.conf"),
-        )
-        .unwrap();
-        let upstream = std::fs::read_to_string(shipped.join("assetgate-upstream.conf")).unwrap();
-        write(
-            &ngx_dir.join("assetgate/assetgate-upstream.conf"),
-            &replace_once(
-                &upstream,
-                SHIPPED_GATE_ADDR,
-                &format!("server {};", gate.addr),
-                "nginx/assetgate-upstream.conf",
-            ),
-        );
-        let example = std::fs::read_to_string(shipped.join("assetgate.conf.example")).unwrap();
-        let example = replace_once(
-            &example,
-            SHIPPED_TUSD_ADDR,
-            &format!("server 127.0.0.1:{tusd_port};"),
-            "nginx/assetgate.conf.example",
-        );
-        let example = replace_once(
-            &example,
-            SHIPPED_ROOT,
-            &format!("root {};", assets.display()),
-            "nginx/assetgate.conf.example",
-        );
+        let example = shipped_site(&ngx_dir, gate.addr, tusd_port, &assets);
         let site = ngx_dir.join("conf.d/assetgate.conf");
         let app_conf = ngx_dir.join("conf.d/app.conf");
         let app_port = free_port();
@@ -336,15 +293,7 @@ impl Stack {
         let nginx = Nginx::start(&ngx_dir, 2, |ports| {
             // ports[0]: origin B, the shipped server block (its requests go to
             // the http-level access.log); ports[1]: origin A, the application.
-            write(
-                &site,
-                &replace_once(
-                    &example,
-                    SHIPPED_LISTEN,
-                    &format!("listen 127.0.0.1:{};", ports[0]),
-                    "nginx/assetgate.conf.example",
-                ),
-            );
+            write(&site, &listen_on(&example, ports[0]));
             write(
                 &app_conf,
                 &format!(

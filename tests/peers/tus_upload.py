@@ -12,13 +12,18 @@ JSON object on stdout:
   python tus_upload.py --endpoint http://127.0.0.1:PORT/files/ --file F \
       --key K --content-type CT --visibility private --secret S [--ttl 600] \
       [--tamper content-type=image/png] [--chunk-size 65536] \
-      [--stop-at N] [--url UPLOAD_URL]
+      [--stop-at N] [--url UPLOAD_URL] [--send-metadata-header]
 
 --tamper NAME=VALUE changes one metadata value AFTER granite signed it (a
 client trying to reuse a token for something else).
 --stop-at N stops once N bytes are uploaded (the upload stays unfinished);
 --url UPLOAD_URL resumes that upload (HEAD for the offset, then PATCH the rest)
 instead of creating one.
+--upload-metadata H reuses the Upload-Metadata H (printed as "upload_metadata"
+by an earlier run): a client resuming keeps the token it created the upload with.
+--send-metadata-header sends granite's Upload-Metadata header on EVERY request
+(tuspy's `headers`), as a granite user passing granite's headers does; what
+assetgate's `token` session mode needs on PATCH/HEAD.
 """
 
 import argparse
@@ -74,15 +79,22 @@ def main() -> int:
     ap.add_argument("--chunk-size", type=int, default=256 * 1024)
     ap.add_argument("--stop-at", type=int, default=None)
     ap.add_argument("--url", default=None)
+    ap.add_argument("--send-metadata-header", action="store_true")
+    ap.add_argument("--upload-metadata", default=None, help="reuse this Upload-Metadata (a resume keeps its token)")
     args = ap.parse_args()
 
     headers = mint(args.endpoint, args.secret, args.key, args.content_type, args.ttl, args.visibility)
+    if args.upload_metadata:
+        headers["Upload-Metadata"] = args.upload_metadata
     metadata = decode_metadata(headers["Upload-Metadata"])
     for t in args.tamper:
         name, _, value = t.partition("=")
         metadata[name] = value
 
-    tus = client.TusClient(args.endpoint, headers={"Tus-Resumable": headers["Tus-Resumable"]})
+    client_headers = {"Tus-Resumable": headers["Tus-Resumable"]}
+    if args.send_metadata_header:
+        client_headers["Upload-Metadata"] = headers["Upload-Metadata"]
+    tus = client.TusClient(args.endpoint, headers=client_headers)
     uploader = None
     try:
         uploader = tus.uploader(
@@ -105,7 +117,11 @@ def main() -> int:
             )
         )
         return 0
-    print(json.dumps({"ok": True, "url": uploader.url, "offset": uploader.offset}))
+    print(
+        json.dumps(
+            {"ok": True, "url": uploader.url, "offset": uploader.offset, "upload_metadata": headers["Upload-Metadata"]}
+        )
+    )
     return 0
 
 
