@@ -51,6 +51,10 @@ enum Command {
     /// Move finished uploads that were never moved (daemon down, disk full) into
     /// the asset tree, under the same rules as post-finish. Safe to run any time.
     FinalizePending,
+    /// The `[events]` outbox: list, show and retry events (works with the
+    /// daemon running, through its admin socket, or stopped).
+    #[command(subcommand)]
+    Events(crate::events::cli::EventsCmd),
     /// `GET /healthz` (or `/readyz`) on the configured `listen` address (a wildcard
     /// address means loopback); exit 0 on 200, else 1. For container health checks
     /// in images without curl.
@@ -110,6 +114,13 @@ pub fn main() -> ExitCode {
         Command::Sign(SignCmd::Link { path, expiry }) => sign_link(&config, &path, &expiry),
         Command::Verify(VerifyCmd::Link { target, now }) => verify_link(&config, &target, now),
         Command::FinalizePending => finalize_pending(&config),
+        Command::Events(cmd) => match &config.events {
+            Some(events) => crate::events::cli::run(events, &cmd),
+            None => config_error(&ConfigError {
+                key: "events".into(),
+                message: "no [events] section: there is no outbox".into(),
+            }),
+        },
         Command::Healthcheck { ready } => healthcheck(config.listen, ready),
         Command::CheckConfig => {
             print!("{}", config.redacted_toml());
@@ -147,6 +158,15 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
     }
     let roots = match finalize_roots(&config) {
         Ok(r) => r,
+        Err(e) => return config_error(&e),
+    };
+    let events_store = match config
+        .events
+        .as_ref()
+        .map(crate::events::open_at_start)
+        .transpose()
+    {
+        Ok(s) => s,
         Err(e) => return config_error(&e),
     };
     // Held to the end of `serve`: dropping it writes out every queued log line.
@@ -188,12 +208,22 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
         if let Some(roots) = &roots {
             crate::hooks::sweep_temp_at_start(roots, &metrics);
         }
+        let outbox = events_store.map(|store| {
+            let m = crate::events::metrics::EventMetrics::register(&metrics);
+            Arc::new(crate::events::Outbox::new(store, Some(m)))
+        });
         let state = Arc::new(AppState::new(
             config,
             metrics,
             Arc::new(SystemClock),
-            Finalizer::new(roots),
+            Finalizer::new(roots).with_events(outbox.clone()),
         ));
+        if let (Some(outbox), Some(cfg)) = (outbox, state.config.events.clone()) {
+            let socket = cfg.dir.join(crate::events::admin::SOCKET);
+            tokio::spawn(crate::events::admin::serve(outbox.clone(), socket));
+            let st = state.clone();
+            tokio::spawn(crate::events::deliver::run(outbox, cfg, move || st.is_ready()));
+        }
         if let Some(interval) = state.config.tusd.reconcile_interval {
             if state.finalizer.roots().is_some() {
                 tokio::spawn(crate::reconcile::run(state.clone(), interval));
@@ -302,6 +332,18 @@ fn finalize_pending(config: &Config) -> ExitCode {
         upload: &config.upload,
         storage: &config.storage,
     };
+    let sink = match config
+        .events
+        .as_ref()
+        .map(crate::events::sink_for_cli)
+        .transpose()
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let (mut moved, mut kept, mut failed) = (0, 0, 0);
     for skipped in &scan.skipped {
         println!("skipped {}: {:?}", skipped.info_path.display(), skipped.reason);
@@ -313,10 +355,45 @@ fn finalize_pending(config: &Config) -> ExitCode {
             Err(verdict) => {
                 println!("kept {}: {verdict:?}", p.id);
                 kept += 1;
+                if let (Some(sink), Some(reason)) = (&sink, crate::events::payload::kept_reason(&verdict)) {
+                    sink.enqueue(&crate::events::payload::failed_stored(
+                        &p.id,
+                        &p.metadata,
+                        Some(p.size),
+                        &config.storage,
+                        reason,
+                        sink.now_ms(),
+                    ));
+                }
                 continue;
             }
         };
-        match finalize::finalize(&roots, &plan, &finalize::Cancel::new()) {
+        let result = match &sink {
+            None => finalize::finalize(&roots, &plan, &finalize::Cancel::new()),
+            Some(sink) => {
+                let r = finalize::finalize_with(&roots, &plan, &finalize::Cancel::new(), &mut |done| {
+                    sink.enqueue(&crate::events::payload::finalized(
+                        &plan,
+                        done.bytes,
+                        &done.sha256,
+                        sink.now_ms(),
+                    ))
+                });
+                if let Some(reason) = r.as_ref().err().and_then(crate::events::payload::failed_reason) {
+                    sink.enqueue(&crate::events::payload::failed_plan(&plan, reason, sink.now_ms()));
+                }
+                r
+            }
+        };
+        match result {
+            Ok(done) if done.cleanup == finalize::Cleanup::Held => {
+                println!(
+                    "failed {}: published at {}, but its event could not be committed; the upload stays for the next run",
+                    p.id,
+                    plan.destination().display()
+                );
+                failed += 1;
+            }
             Ok(done) => {
                 println!(
                     "moved {} -> {} ({}, {} bytes)",

@@ -35,7 +35,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError {
             key: key.into(),
             message: message.into(),
@@ -79,6 +79,9 @@ pub struct Config {
     pub tusd: TusdConfig,
     /// HTTP server limits.
     pub server: ServerConfig,
+    /// `[events]`: signed notifications to the application (`None`: no section,
+    /// no events).
+    pub events: Option<crate::events::EventsConfig>,
     /// Where the file layer came from, for `check-config`.
     pub source: Option<PathBuf>,
 }
@@ -181,6 +184,7 @@ struct Raw {
     storage: RawStorage,
     tusd: RawTusd,
     server: RawServer,
+    events: Option<crate::events::config::RawEvents>,
 }
 
 impl Default for Raw {
@@ -194,6 +198,7 @@ impl Default for Raw {
             storage: RawStorage::default(),
             tusd: RawTusd::default(),
             server: RawServer::default(),
+            events: None,
         }
     }
 }
@@ -309,13 +314,27 @@ impl Default for RawServer {
 /// An integer, or a string with a unit (`"24h"`, `"5GiB"`).
 #[derive(Deserialize, Clone, Debug)]
 #[serde(untagged)]
-enum Human {
+pub(crate) enum Human {
     Int(u64),
     Text(String),
 }
 
 impl Human {
-    fn seconds(&self, key: &str) -> Result<Duration, ConfigError> {
+    /// Like [`Human::seconds`], also taking `"250ms"` (the events backoff).
+    pub(crate) fn millis(&self, key: &str) -> Result<Duration, ConfigError> {
+        if let Human::Text(t) = self {
+            if let Some(ms) = t
+                .trim()
+                .strip_suffix("ms")
+                .and_then(|n| n.trim().parse::<u64>().ok())
+            {
+                return Ok(Duration::from_millis(ms));
+            }
+        }
+        self.seconds(key)
+    }
+
+    pub(crate) fn seconds(&self, key: &str) -> Result<Duration, ConfigError> {
         let secs = match self {
             Human::Int(n) => *n,
             Human::Text(t) => parse_with_units(
@@ -329,7 +348,7 @@ impl Human {
         Ok(Duration::from_secs(secs))
     }
 
-    fn bytes(&self, key: &str) -> Result<u64, ConfigError> {
+    pub(crate) fn bytes(&self, key: &str) -> Result<u64, ConfigError> {
         match self {
             Human::Int(n) => Ok(*n),
             Human::Text(t) => parse_with_units(
@@ -417,6 +436,9 @@ pub fn load_from(sources: &Sources, env: &[(String, String)]) -> Result<Config, 
             continue;
         };
         let key = rest.to_ascii_lowercase();
+        if key == "events__secret_file" {
+            continue; // an alias of ASSETGATE_EVENTS_SECRET_FILE, read below
+        }
         if !(key.contains("__") || matches!(key.as_str(), "listen" | "log_level" | "log_format")) {
             continue;
         }
@@ -444,11 +466,16 @@ pub fn load_from(sources: &Sources, env: &[(String, String)]) -> Result<Config, 
         }
     }
 
+    // `[events]`: the same two variables as link/upload (`ASSETGATE_EVENTS_SECRET`,
+    // `ASSETGATE_EVENTS_SECRET_FILE`, the latter also spelt `…EVENTS__SECRET_FILE`).
+    // They replace both `secret` and `secrets` of the file layer.
+    let events_env = crate::events::config::secrets_from_env(&get)?;
+
     let raw: Raw = figment.extract().map_err(figment_error)?;
-    validate(raw, file)
+    validate(raw, file, events_env)
 }
 
-fn read_secret_file(path: &Path) -> Result<Vec<String>, String> {
+pub(crate) fn read_secret_file(path: &Path) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let secrets: Vec<String> = text
         .lines()
@@ -526,7 +553,11 @@ fn secrets(key: &str, list: Vec<String>) -> Result<SecretSet, ConfigError> {
     Ok(SecretSet::new(out))
 }
 
-fn validate(raw: Raw, source: Option<PathBuf>) -> Result<Config, ConfigError> {
+fn validate(
+    raw: Raw,
+    source: Option<PathBuf>,
+    events_env: Option<Vec<String>>,
+) -> Result<Config, ConfigError> {
     let listen: SocketAddr = raw
         .listen
         .parse()
@@ -652,6 +683,11 @@ fn validate(raw: Raw, source: Option<PathBuf>) -> Result<Config, ConfigError> {
         ));
     }
 
+    let events = raw
+        .events
+        .map(|e| crate::events::config::validate(e, events_env))
+        .transpose()?;
+
     Ok(Config {
         listen,
         log_level: raw.log_level,
@@ -677,6 +713,7 @@ fn validate(raw: Raw, source: Option<PathBuf>) -> Result<Config, ConfigError> {
             max_body_bytes,
             worker_threads,
         },
+        events,
         source,
     })
 }
@@ -777,6 +814,9 @@ impl Config {
         ));
         out.push_str(&format!("max_body_bytes = {}\n", self.server.max_body_bytes));
         out.push_str(&format!("worker_threads = {}\n", self.server.worker_threads));
+        if let Some(events) = &self.events {
+            out.push_str(&events.redacted_toml());
+        }
         out
     }
 }

@@ -268,6 +268,8 @@ pub enum Op {
     Link,
     /// Publishing by rename.
     Rename,
+    /// Hashing the published bytes (for the `upload.finalized` event).
+    Hash,
 }
 
 impl Op {
@@ -284,6 +286,7 @@ impl Op {
             Op::Sync => "syncing to disk",
             Op::Link => "linking the destination",
             Op::Rename => "renaming into the destination",
+            Op::Hash => "hashing the published file",
         }
     }
 }
@@ -589,6 +592,10 @@ pub enum Cleanup {
     SourceLeft(io::ErrorKind),
     /// The info file could not be removed.
     InfoLeft(io::ErrorKind),
+    /// The caller's commit (its event) failed: the source and its info stay,
+    /// so a later pass finds the upload again, gets `AlreadyFinalized` and
+    /// commits then ([`finalize_with`]).
+    Held,
 }
 
 /// A successful finalize.
@@ -602,7 +609,26 @@ pub struct Finalized {
     pub bytes: u64,
     /// Removal of the source and the info file.
     pub cleanup: Cleanup,
+    /// SHA-256 of the published bytes, when a commit asked for it
+    /// ([`finalize_with`]).
+    pub sha256: Option<[u8; 32]>,
 }
+
+/// The published file, as [`finalize_with`] hands it to its commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// How it got there.
+    pub method: Method,
+    /// Bytes in the published file.
+    pub bytes: u64,
+    /// SHA-256 of those bytes: streamed by the copy when there is one; read
+    /// once from the published inode otherwise.
+    pub sha256: [u8; 32],
+}
+
+/// What [`finalize_with`] calls once the asset is durably in place: `true`
+/// when what it records (an event) is committed.
+pub type Commit<'a> = &'a mut dyn FnMut(&Published) -> bool;
 
 // ----------------------------------------------------------------------------------
 // Info files
@@ -1082,7 +1108,73 @@ pub fn finalize(roots: &Roots, plan: &FinalizePlan, cancel: &Cancel) -> Result<F
     run(&Move::from_plan(roots, plan), cancel)
 }
 
+/// [`finalize`], plus the SHA-256 of the published bytes and a `commit` run
+/// after the publish is durable (destination directory fsynced) and *before*
+/// the upload's source and info are removed, on every successful path
+/// (`AlreadyFinalized` included). A crash between the publish and the commit
+/// leaves the upload where a later pass finds it; a `commit` returning `false`
+/// does the same ([`Cleanup::Held`]). So "source removed" implies "committed".
+pub fn finalize_with(
+    roots: &Roots,
+    plan: &FinalizePlan,
+    cancel: &Cancel,
+    commit: Commit<'_>,
+) -> Result<Finalized, FinalizeError> {
+    run_with(&Move::from_plan(roots, plan), cancel, &mut Some(commit))
+}
+
+/// Runs the commit, if any, hashing `dst` when no digest came with the publish.
+/// `Ok(false)`: the commit failed, leave the upload in place.
+fn commit_published(
+    commit: &mut Option<Commit<'_>>,
+    method: Method,
+    bytes: u64,
+    sha256: Option<[u8; 32]>,
+    dst: &Path,
+) -> Result<(bool, Option<[u8; 32]>), FinalizeError> {
+    let Some(f) = commit.as_mut() else {
+        return Ok((true, sha256));
+    };
+    let sha256 = match sha256 {
+        Some(d) => d,
+        None => {
+            let mut file = File::open(dst).map_err(FinalizeError::io(Op::Hash))?;
+            hash_file(&mut file)?
+        }
+    };
+    Ok((
+        f(&Published {
+            method,
+            bytes,
+            sha256,
+        }),
+        Some(sha256),
+    ))
+}
+
+fn hash_file(file: &mut File) -> Result<[u8; 32], FinalizeError> {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(h.finalize().into()),
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FinalizeError::io(Op::Hash)(e)),
+        }
+    }
+}
+
 fn run(req: &Move, cancel: &Cancel) -> Result<Finalized, FinalizeError> {
+    run_with(req, cancel, &mut None)
+}
+
+fn run_with(
+    req: &Move,
+    cancel: &Cancel,
+    commit: &mut Option<Commit<'_>>,
+) -> Result<Finalized, FinalizeError> {
     let roots = &req.roots;
     let segs = destination_segments(&req.destination)?;
     let (file_name, dirs) = segs.split_last().ok_or(FinalizeError::DestinationOutside)?;
@@ -1098,7 +1190,7 @@ fn run(req: &Move, cancel: &Cancel) -> Result<Finalized, FinalizeError> {
         None => None,
     };
     let (Some(source), Some(src_meta)) = (source.clone(), src_meta) else {
-        return already_finalized(req, source.as_deref(), dirs, file_name);
+        return already_finalized(req, source.as_deref(), dirs, file_name, commit);
     };
     if src_meta.file_type().is_symlink() {
         return Err(FinalizeError::Symlink { side: Side::Source });
@@ -1153,7 +1245,7 @@ fn run(req: &Move, cancel: &Cancel) -> Result<Finalized, FinalizeError> {
         // source and destination as one inode (and `rename` between two links of
         // one inode does nothing at all).
         if same_inode(&src_meta, m) {
-            return Ok(recovered(dst, size, &source, &info_path));
+            return recovered(dst, size, &source, &info_path, commit);
         }
     }
     // A second link is none of tusd's doing: refuse rather than publish an inode
@@ -1162,20 +1254,30 @@ fn run(req: &Move, cancel: &Cancel) -> Result<Finalized, FinalizeError> {
         return Err(FinalizeError::SourceNotFile);
     }
     if dst_meta.is_some() && !req.overwrite {
-        return conflict(&source, &dst, size, &info_path);
+        return conflict(&source, &dst, size, &info_path, commit);
     }
 
     let dir_meta = fs::metadata(&dir).map_err(FinalizeError::io(Op::Stat))?;
     let mut method = Method::Renamed;
+    let mut sha256 = None;
     if src_meta.dev() != dir_meta.dev() || faults::force_copy() {
         method = Method::Copied;
     } else {
         // The data reaches the disk before its name does.
         sync_file(&source)?;
+        // Opened before the publish: the hash reads the very inode published.
+        let mut inode = match commit {
+            Some(_) => Some(File::open(&source).map_err(FinalizeError::io(Op::Hash))?),
+            None => None,
+        };
         match publish(&source, &dst, req.overwrite) {
-            Ok(()) => {}
+            Ok(()) => {
+                if let Some(f) = inode.as_mut() {
+                    sha256 = Some(hash_file(f)?);
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return conflict(&source, &dst, size, &info_path);
+                return conflict(&source, &dst, size, &info_path, commit);
             }
             Err(e) if falls_back_to_copy(&e) => method = Method::Copied,
             Err(e) => {
@@ -1189,13 +1291,24 @@ fn run(req: &Move, cancel: &Cancel) -> Result<Finalized, FinalizeError> {
     }
     if method == Method::Copied {
         let tmp_dir = temp_dir_for(roots, &dir, &dir_meta)?;
-        match copy_publish(&source, &src_meta, &tmp_dir, &dst, req.overwrite, cancel) {
-            Ok(()) => {}
-            Err(FinalizeError::Exists) => return conflict(&source, &dst, size, &info_path),
+        let want = commit.is_some();
+        match copy_publish(&source, &src_meta, &tmp_dir, &dst, req.overwrite, cancel, want) {
+            Ok(digest) => sha256 = digest,
+            Err(FinalizeError::Exists) => return conflict(&source, &dst, size, &info_path, commit),
             Err(e) => return Err(e),
         }
     }
     sync_dir(&dir)?;
+    let (committed, sha256) = commit_published(commit, method, size, sha256, &dst)?;
+    if !committed {
+        return Ok(Finalized {
+            destination: dst,
+            method,
+            bytes: size,
+            cleanup: Cleanup::Held,
+            sha256,
+        });
+    }
     let cleanup = remove_source_and_info(&source, Some(&info_path));
     if info.is_final && cleanup == Cleanup::Done {
         remove_parts(roots, &info.parts);
@@ -1205,6 +1318,7 @@ fn run(req: &Move, cancel: &Cancel) -> Result<Finalized, FinalizeError> {
         method,
         bytes: size,
         cleanup,
+        sha256,
     })
 }
 
@@ -1214,6 +1328,7 @@ fn already_finalized(
     source: Option<&Path>,
     dirs: &[&str],
     file_name: &str,
+    commit: &mut Option<Commit<'_>>,
 ) -> Result<Finalized, FinalizeError> {
     let Some(dir) = destination_dir(&req.roots.storage_root, dirs, false)? else {
         return Err(FinalizeError::SourceMissing);
@@ -1232,6 +1347,16 @@ fn already_finalized(
     if !meta.is_file() {
         return Err(FinalizeError::SourceMissing);
     }
+    let (committed, sha256) = commit_published(commit, Method::AlreadyFinalized, meta.len(), None, &dst)?;
+    if !committed {
+        return Ok(Finalized {
+            destination: dst,
+            method: Method::AlreadyFinalized,
+            bytes: meta.len(),
+            cleanup: Cleanup::Held,
+            sha256,
+        });
+    }
     // A crash between removing the data file and removing its info leaves a stale
     // info behind: remove it, but only one that really describes this data file.
     let mut cleanup = Cleanup::Done;
@@ -1249,29 +1374,49 @@ fn already_finalized(
         method: Method::AlreadyFinalized,
         bytes: meta.len(),
         cleanup,
+        sha256,
     })
 }
 
 /// The destination exists and is not to be replaced. If it holds exactly the
 /// source's bytes (a crash after a copy publish, or a racing duplicate), the work is
 /// done; otherwise a conflict.
-fn conflict(source: &Path, dst: &Path, size: u64, info_path: &Path) -> Result<Finalized, FinalizeError> {
+fn conflict(
+    source: &Path,
+    dst: &Path,
+    size: u64,
+    info_path: &Path,
+    commit: &mut Option<Commit<'_>>,
+) -> Result<Finalized, FinalizeError> {
     let (Ok(s), Ok(d)) = (fs::symlink_metadata(source), fs::symlink_metadata(dst)) else {
         return Err(FinalizeError::Exists);
     };
     if d.is_file() && !d.file_type().is_symlink() && (same_inode(&s, &d) || same_bytes(source, dst)?) {
-        return Ok(recovered(dst.to_path_buf(), size, source, info_path));
+        return recovered(dst.to_path_buf(), size, source, info_path, commit);
     }
     Err(FinalizeError::Exists)
 }
 
-fn recovered(dst: PathBuf, size: u64, source: &Path, info_path: &Path) -> Finalized {
-    Finalized {
+fn recovered(
+    dst: PathBuf,
+    size: u64,
+    source: &Path,
+    info_path: &Path,
+    commit: &mut Option<Commit<'_>>,
+) -> Result<Finalized, FinalizeError> {
+    let (committed, sha256) = commit_published(commit, Method::AlreadyFinalized, size, None, &dst)?;
+    let cleanup = if committed {
+        remove_source_and_info(source, Some(info_path))
+    } else {
+        Cleanup::Held
+    };
+    Ok(Finalized {
         destination: dst,
         method: Method::AlreadyFinalized,
         bytes: size,
-        cleanup: remove_source_and_info(source, Some(info_path)),
-    }
+        cleanup,
+        sha256,
+    })
 }
 
 fn same_inode(a: &Metadata, b: &Metadata) -> bool {
@@ -1371,10 +1516,12 @@ fn copy_publish(
     dst: &Path,
     overwrite: bool,
     cancel: &Cancel,
-) -> Result<(), FinalizeError> {
+    digest: bool,
+) -> Result<Option<[u8; 32]>, FinalizeError> {
     let mut tmp = TempFile::create(tmp_dir)?;
     let mut input = File::open(source).map_err(FinalizeError::io(Op::Copy))?;
-    let copied = copy_chunks(&mut input, &mut tmp.file, cancel)?;
+    let mut hasher = digest.then(<sha2::Sha256 as sha2::Digest>::new);
+    let copied = copy_chunks(&mut input, &mut tmp.file, cancel, hasher.as_mut())?;
     if copied != src_meta.len() {
         // The file changed under us: tusd is not done with it after all.
         return Err(FinalizeError::NotFinished);
@@ -1399,13 +1546,20 @@ fn copy_publish(
             ))
         }
     }
-    Ok(())
+    Ok(hasher.map(|h| sha2::Digest::finalize(h).into()))
 }
 
 /// Size of one copy step; `cancel` is looked at between steps.
 const COPY_CHUNK: usize = 1024 * 1024;
 
-fn copy_chunks(input: &mut File, out: &mut File, cancel: &Cancel) -> Result<u64, FinalizeError> {
+/// Streams `input` into `out`, feeding `hasher` the same bytes (the digest of
+/// the published file, with no second read).
+fn copy_chunks(
+    input: &mut File,
+    out: &mut File,
+    cancel: &Cancel,
+    mut hasher: Option<&mut sha2::Sha256>,
+) -> Result<u64, FinalizeError> {
     let mut buf = vec![0u8; COPY_CHUNK];
     let mut total = 0u64;
     loop {
@@ -1420,6 +1574,9 @@ fn copy_chunks(input: &mut File, out: &mut File, cancel: &Cancel) -> Result<u64,
             Err(e) => return Err(FinalizeError::io(Op::Copy)(e)),
         };
         out.write_all(&buf[..n]).map_err(FinalizeError::io(Op::Copy))?;
+        if let Some(h) = hasher.as_mut() {
+            sha2::Digest::update(&mut **h, &buf[..n]);
+        }
         total += n as u64;
     }
 }
@@ -1840,3 +1997,8 @@ mod faults {
 
 #[cfg(test)]
 mod tests;
+
+/// The commit of [`finalize_with`] (events): kept apart from `tests.rs`.
+#[cfg(test)]
+#[path = "finalize/commit_tests.rs"]
+mod commit_tests;

@@ -37,6 +37,7 @@ pub struct Finalizer {
     in_flight: Mutex<HashSet<String>>,
     tracker: Arc<Semaphore>,
     cancel: Cancel,
+    events: Option<Arc<crate::events::Outbox>>,
 }
 
 impl Finalizer {
@@ -48,7 +49,20 @@ impl Finalizer {
             in_flight: Mutex::new(HashSet::new()),
             tracker: Arc::new(Semaphore::new(MAX_BACKGROUND as usize)),
             cancel: Cancel::new(),
+            events: None,
         }
+    }
+
+    /// With `[events]`: every move commits its event to `outbox` before it is
+    /// done (see `crate::events`).
+    pub fn with_events(mut self, outbox: Option<Arc<crate::events::Outbox>>) -> Self {
+        self.events = outbox;
+        self
+    }
+
+    /// The events outbox, when `[events]` is configured.
+    pub fn events(&self) -> Option<&Arc<crate::events::Outbox>> {
+        self.events.as_ref()
     }
 
     /// The resolved roots, if finalizing is configured.
@@ -260,12 +274,29 @@ pub(crate) fn spawn_finalize(state: Arc<AppState>, plan: &FinalizePlan, via: &'s
             state.metrics.count_finalize(finalize::Reason::Cancelled.as_str());
             return;
         }
-        let result = tokio::task::spawn_blocking(move || finalize::finalize(&roots, &plan, &cancel)).await;
+        let events = state.finalizer.events.clone();
+        let result = tokio::task::spawn_blocking(move || match events {
+            None => finalize::finalize(&roots, &plan, &cancel),
+            // The event is committed inside the move: after the publish, before
+            // the source goes (crate::events, "Commit before done").
+            Some(outbox) => {
+                let r = finalize::finalize_with(&roots, &plan, &cancel, &mut |p| {
+                    outbox.commit_finalized(&plan, p)
+                });
+                if let Some(reason) = r.as_ref().err().and_then(crate::events::payload::failed_reason) {
+                    outbox.failed(&plan, reason);
+                }
+                r
+            }
+        })
+        .await;
         state.finalizer.in_flight.lock().await.remove(&dedupe_key);
         match result {
             Ok(Ok(done)) => {
                 state.metrics.count_finalize(done.method.as_str());
-                if done.cleanup != finalize::Cleanup::Done {
+                if done.cleanup == finalize::Cleanup::Held {
+                    tracing::warn!(endpoint = "tusd", hook = "post-finish", via, key, "asset in place, but its event could not be committed: the upload stays in upload_dir, and the next reconcile pass (or finalize-pending) commits it");
+                } else if done.cleanup != finalize::Cleanup::Done {
                     tracing::warn!(endpoint = "tusd", hook = "post-finish", key, cleanup = ?done.cleanup, "asset in place, but the upload's leftovers could not be removed");
                 }
                 tracing::info!(

@@ -7,6 +7,8 @@
 //! - [`server`]: hyper accept loop, limits, routing, graceful shutdown.
 //! - [`finalize`]: moving finished uploads into the asset tree (post-finish,
 //!   `finalize-pending`).
+//! - [`events`]: `upload.finalized` / `upload.failed` to the application,
+//!   signed (Standard Webhooks), from a durable outbox.
 //! - [`config`], [`secret`], [`metrics`], [`telemetry`], [`cli`], [`clock`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -15,6 +17,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod events;
 pub mod finalize;
 pub mod hooks;
 pub mod metrics;

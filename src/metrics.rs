@@ -278,6 +278,12 @@ impl Metrics {
         m
     }
 
+    /// Registers a family defined elsewhere (`crate::events::metrics`, present
+    /// only with an `[events]` section).
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) {
+        self.registry.register(c).expect("families are registered once");
+    }
+
     /// Counts what a reconciler pass did (`result` from [`crate::reconcile::RESULTS`]).
     pub fn count_reconcile(&self, result: &'static str, n: usize) {
         self.reconcile.with_label_values(&[result]).inc_by(n as u64);

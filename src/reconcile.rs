@@ -132,6 +132,7 @@ pub async fn pass(state: &Arc<AppState>, roots: &Roots, seen: &mut Seen) -> Pass
         storage: &cfg.storage,
     };
     // 1. finished uploads (and stale infos of published ones) through post-finish's rules
+    let mut failed = Vec::new();
     for p in scan.finished.iter().chain(scan.stale.iter()) {
         match tusd::postfinish::plan(&p.as_upload(), gate) {
             Ok(plan) => {
@@ -155,8 +156,30 @@ pub async fn pass(state: &Arc<AppState>, roots: &Roots, seen: &mut Seen) -> Pass
                 if seen.first(&p.id, reason) {
                     tracing::warn!(upload_id = %p.id.escape_debug(), reason, "reconcile: a finished upload cannot be published; it stays in upload_dir");
                 }
+                // `upload.failed`, once per upload (the event id is derived from
+                // the upload ID; the outbox drops a second one).
+                if let Some(reason) = crate::events::payload::kept_reason(&v) {
+                    failed.push((p.id.clone(), p.metadata.clone(), p.size, reason));
+                }
             }
         }
+    }
+    if let (Some(outbox), false) = (state.finalizer.events().cloned(), failed.is_empty()) {
+        let storage = cfg.storage.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for (id, metadata, size, reason) in failed {
+                let e = crate::events::payload::failed_stored(
+                    &id,
+                    &metadata,
+                    Some(size),
+                    &storage,
+                    reason,
+                    outbox.now_ms(),
+                );
+                let _ = outbox.enqueue(&e);
+            }
+        })
+        .await;
     }
     state.metrics.count_reconcile("published", out.published);
     state.metrics.count_reconcile("kept", out.kept);

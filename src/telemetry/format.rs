@@ -184,7 +184,7 @@ fn push_timestamp(line: &mut String, prefix: &str, micros: u32) {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.` (UTC) for `secs` since the epoch.
-fn date_time_prefix(secs: u64, out: &mut String) {
+pub(crate) fn date_time_prefix(secs: u64, out: &mut String) {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);

@@ -1,0 +1,127 @@
+//! The events' metric families, registered once, only with an `[events]`
+//! section; every label value from a closed set, pre-registered at 0.
+//!
+//! - `assetgate_events_total{type,result}`: `enqueued`, `duplicate`
+//!   (already in the outbox or delivered), `refused` (outbox full),
+//!   `store_error`, `delivered`, `retry` (a failed attempt, retried), `dead`.
+//! - `assetgate_events_outbox{state}`: `pending`, `dead`.
+//! - `assetgate_events_oldest_pending_age_seconds`.
+//! - `assetgate_events_outbox_bytes`: the outbox file's size.
+//! - `assetgate_events_delivery_latency_seconds`: from the event's creation to
+//!   the receiver's 2xx (retries included).
+
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+
+use super::payload::Kind;
+use super::store::Counts;
+use crate::metrics::Metrics;
+
+/// `result` values of `assetgate_events_total`.
+pub const RESULTS: [&str; 7] = [
+    "enqueued",
+    "duplicate",
+    "refused",
+    "store_error",
+    "delivered",
+    "retry",
+    "dead",
+];
+
+/// The families.
+#[derive(Clone)]
+pub struct EventMetrics {
+    total: IntCounterVec,
+    outbox: IntGaugeVec,
+    oldest: Gauge,
+    bytes: IntGauge,
+    latency: Histogram,
+}
+
+impl EventMetrics {
+    /// Creates and registers the families in `metrics`' registry.
+    pub fn register(metrics: &Metrics) -> EventMetrics {
+        let total = IntCounterVec::new(
+            Opts::new(
+                "assetgate_events_total",
+                "Events by type and result: enqueued, duplicate (already in the outbox or delivered), refused (outbox full), store_error, delivered, retry (failed attempt), dead.",
+            ),
+            &["type", "result"],
+        )
+        .expect("valid metric");
+        let outbox = IntGaugeVec::new(
+            Opts::new("assetgate_events_outbox", "Events in the outbox, by state."),
+            &["state"],
+        )
+        .expect("valid metric");
+        let oldest = Gauge::new(
+            "assetgate_events_oldest_pending_age_seconds",
+            "Age of the oldest pending event (0 when none).",
+        )
+        .expect("valid metric");
+        let bytes = IntGauge::new(
+            "assetgate_events_outbox_bytes",
+            "Size of the outbox file on disk.",
+        )
+        .expect("valid metric");
+        let latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "assetgate_events_delivery_latency_seconds",
+                "From an event's creation to its delivery (2xx), retries included.",
+            )
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 21_600.0, 86_400.0,
+            ]),
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(outbox.clone()),
+            Box::new(oldest.clone()),
+            Box::new(bytes.clone()),
+            Box::new(latency.clone()),
+        ] {
+            metrics.register(c);
+        }
+        for k in Kind::ALL {
+            for r in RESULTS {
+                total.with_label_values(&[k.as_str(), r]).inc_by(0);
+            }
+        }
+        for s in ["pending", "dead"] {
+            outbox.with_label_values(&[s]).set(0);
+        }
+        EventMetrics {
+            total,
+            outbox,
+            oldest,
+            bytes,
+            latency,
+        }
+    }
+
+    /// Counts one outcome (`result` from [`RESULTS`]).
+    pub fn count(&self, kind: Kind, result: &'static str) {
+        self.total.with_label_values(&[kind.as_str(), result]).inc();
+    }
+
+    /// One delivery, `seconds` after the event's creation.
+    pub fn delivered(&self, kind: Kind, seconds: f64) {
+        self.count(kind, "delivered");
+        self.latency.observe(seconds.max(0.0));
+    }
+
+    /// Depth gauges.
+    pub fn depth(&self, c: &Counts, now_ms: u64, file_bytes: u64) {
+        self.outbox
+            .with_label_values(&["pending"])
+            .set(i64::try_from(c.pending).unwrap_or(i64::MAX));
+        self.outbox
+            .with_label_values(&["dead"])
+            .set(i64::try_from(c.dead).unwrap_or(i64::MAX));
+        let age = c
+            .oldest_pending_ms
+            .map_or(0.0, |t| now_ms.saturating_sub(t) as f64 / 1000.0);
+        self.oldest.set(age);
+        self.bytes.set(i64::try_from(file_bytes).unwrap_or(i64::MAX));
+    }
+}

@@ -1,0 +1,220 @@
+//! Events: the application learns that an upload landed (issue 10).
+//!
+//! Every published upload produces one `upload.finalized` event; a finished
+//! upload that will not be published (a conflict with an existing asset, a
+//! content mismatch, bad concatenation parts, a token that no longer verifies)
+//! produces one `upload.failed` with the reason. Each is signed per the
+//! Standard Webhooks spec and POSTed to `[events] url`, at least once.
+//!
+//! # The path of an event
+//!
+//! 1. **Commit before done.** The mover ([`crate::finalize::finalize_with`])
+//!    publishes the file, fsyncs its directory, then calls back into
+//!    [`Outbox::commit_finalized`], which commits the event to the outbox
+//!    ([`store`], redb, fsync on commit); only then are the upload's source and
+//!    `.info` removed, and only then is the move logged and counted as done. A
+//!    crash between the publish and the commit leaves the upload in
+//!    `upload_dir`: the reconciler (or a duplicate post-finish, or
+//!    `finalize-pending`) finds it, the mover answers `AlreadyFinalized`, and
+//!    the event is committed then. The event id is derived from the upload ID
+//!    and the type ([`payload::event_id`]), and the store refuses a second
+//!    event with an id it holds or delivered recently, so every path may
+//!    enqueue and none duplicates.
+//! 2. **Deliver.** [`deliver`] takes due events from the outbox in small
+//!    batches (memory stays flat however deep the queue), signs each attempt
+//!    afresh (`webhook-timestamp` is the attempt's time, `webhook-id` the
+//!    event's), and POSTs the stored body with hyper-util's client. 2xx:
+//!    delivered. Anything else: retried with exponential backoff and jitter
+//!    ([`backoff`]) until `max_age`, then kept as dead with its last error.
+//! 3. **Operate.** `assetgate events list|show|retry` ([`cli`]) work on the
+//!    outbox directory. redb allows one process: the daemon holds the file
+//!    while it runs and serves those commands on a Unix socket in the same
+//!    directory ([`admin`]); with the daemon stopped, the CLI opens the file
+//!    itself. The socket's permissions are the directory's: whoever may touch
+//!    the outbox may use it, nobody else, and no TCP port is opened.
+//!
+//! No `[events]` section: none of this runs, the mover computes no digest,
+//! and nothing changes.
+
+pub mod admin;
+pub mod backoff;
+pub mod cli;
+pub mod config;
+pub mod deliver;
+pub mod metrics;
+pub mod payload;
+pub mod sign;
+pub mod store;
+
+use std::sync::Arc;
+
+pub use config::EventsConfig;
+
+use crate::finalize::Published;
+use crate::tusd::{FinalizePlan, Reason};
+use backoff::{MillisClock, SystemMillis};
+use metrics::EventMetrics;
+use payload::Event;
+use store::{Enqueued, Store, StoreError};
+
+/// The daemon's outbox: the store, the delivery loop's wake-up, the metrics.
+pub struct Outbox {
+    store: Store,
+    wake: tokio::sync::Notify,
+    metrics: Option<EventMetrics>,
+    clock: Arc<dyn MillisClock>,
+}
+
+/// Where events are committed from a process that may not hold the store:
+/// the store itself, or the daemon through its admin socket.
+pub enum Sink {
+    /// This process holds the outbox.
+    Local(Arc<Outbox>),
+    /// The daemon does.
+    Remote(admin::Client),
+}
+
+impl Outbox {
+    /// The daemon's outbox around an opened `store`.
+    pub fn new(store: Store, metrics: Option<EventMetrics>) -> Outbox {
+        Outbox {
+            store,
+            wake: tokio::sync::Notify::new(),
+            metrics,
+            clock: Arc::new(SystemMillis),
+        }
+    }
+
+    /// The store (blocking calls).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Unix ms now.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Commits `event` (blocking: an fsync). Logs a refusal or a store error
+    /// once per event; counts every outcome; wakes the delivery loop.
+    pub fn enqueue(&self, event: &Event) -> Result<Enqueued, StoreError> {
+        let r = self.store.enqueue(event);
+        let label = match &r {
+            Ok(Enqueued::New) => "enqueued",
+            Ok(Enqueued::Duplicate(_)) => "duplicate",
+            Ok(Enqueued::Refused) => "refused",
+            Err(_) => "store_error",
+        };
+        if let Some(m) = &self.metrics {
+            m.count(event.kind, label);
+        }
+        match &r {
+            Ok(Enqueued::New) => self.wake.notify_one(),
+            Ok(Enqueued::Duplicate(state)) => tracing::debug!(
+                event_id = %event.id,
+                event_type = event.kind.as_str(),
+                state = state.as_str(),
+                "event already in the outbox (or delivered): not enqueued again"
+            ),
+            Ok(Enqueued::Refused) => tracing::error!(
+                event_id = %event.id,
+                event_type = event.kind.as_str(),
+                "events outbox full (events.max_events): event refused; a finalized upload stays in upload_dir until there is room"
+            ),
+            Err(e) => tracing::error!(
+                event_id = %event.id,
+                event_type = event.kind.as_str(),
+                error = %e,
+                "cannot commit the event to the outbox"
+            ),
+        }
+        r
+    }
+
+    /// The mover's commit for a published upload: `true` when the event is in
+    /// the outbox (new, or already there).
+    pub fn commit_finalized(&self, plan: &FinalizePlan, p: &Published) -> bool {
+        let event = payload::finalized(plan, p.bytes, &p.sha256, self.now_ms());
+        matches!(self.enqueue(&event), Ok(Enqueued::New | Enqueued::Duplicate(_)))
+    }
+
+    /// `upload.failed` for a planned upload the mover refused with `reason`.
+    pub fn failed(&self, plan: &FinalizePlan, reason: Reason) {
+        let _ = self.enqueue(&payload::failed_plan(plan, reason, self.now_ms()));
+    }
+
+    /// Wakes the delivery loop (new event, `events retry`).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn metrics(&self) -> Option<&EventMetrics> {
+        self.metrics.as_ref()
+    }
+
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await;
+    }
+}
+
+impl Sink {
+    /// Commits `event`: `true` when it is in the outbox (new or already there).
+    pub fn enqueue(&self, event: &Event) -> bool {
+        match self {
+            Sink::Local(o) => matches!(o.enqueue(event), Ok(Enqueued::New | Enqueued::Duplicate(_))),
+            Sink::Remote(c) => match c.enqueue(event) {
+                Ok(ok) => ok,
+                Err(e) => {
+                    eprintln!("warning: cannot hand the event to the daemon: {e}");
+                    false
+                }
+            },
+        }
+    }
+
+    /// Unix ms now.
+    pub fn now_ms(&self) -> u64 {
+        SystemMillis.now_ms()
+    }
+}
+
+/// Opens the outbox for `serve`, before anything listens: a directory that
+/// cannot be created or written, a socket path too long, or a store another
+/// process keeps locked (5 s of tries: an `assetgate events` command may be
+/// holding it briefly) is a configuration error naming `events.dir` (exit 64).
+pub fn open_at_start(cfg: &EventsConfig) -> Result<Store, crate::config::ConfigError> {
+    let key = "events.dir";
+    let err = |m: String| crate::config::ConfigError::new(key, m);
+    admin::socket_path(&cfg.dir).map_err(err)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Store::open(&cfg.dir, cfg.max_events, cfg.keep_delivered) {
+            Ok(s) => return Ok(s),
+            Err(StoreError::Locked) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(StoreError::Locked) => {
+                return Err(err(format!(
+                    "the outbox in {} is held by another process (another `assetgate serve` on the same directory?)",
+                    cfg.dir.display()
+                )))
+            }
+            Err(e) => {
+                return Err(err(format!(
+                    "cannot open the outbox in {}: {e}",
+                    cfg.dir.display()
+                )))
+            }
+        }
+    }
+}
+
+/// The sink `finalize-pending` commits through: the outbox itself when no
+/// daemon holds it, else the daemon's admin socket.
+pub fn sink_for_cli(cfg: &EventsConfig) -> Result<Sink, String> {
+    match Store::open(&cfg.dir, cfg.max_events, cfg.keep_delivered) {
+        Ok(s) => Ok(Sink::Local(Arc::new(Outbox::new(s, None)))),
+        Err(StoreError::Locked) => Ok(Sink::Remote(admin::Client::new(&cfg.dir))),
+        Err(e) => Err(format!("cannot open the outbox in {}: {e}", cfg.dir.display())),
+    }
+}
