@@ -1772,6 +1772,9 @@ fn link_publish(
     let renamed = staged.and_then(|(mut staged, ())| {
         rustix::fs::renameat(tmp_dir.as_fd(), &staged.name, dst.dir.as_fd(), dst.name)
             .map_err(FinalizeError::errno(Op::Rename))?;
+        // `rename` between two links of one inode (a racing duplicate published
+        // this very upload) does nothing and leaves the temporary name.
+        let _ = remove_checked(tmp_dir.as_fd(), OsStr::new(&staged.name), &src.meta);
         staged.disarm();
         Ok(true)
     });

@@ -1523,3 +1523,26 @@ fn overwrite_stages_the_inode_and_the_sweep_knows_a_crashed_stage() {
     assert_eq!(fs::metadata(&dst).unwrap().nlink(), 1);
     assert_eq!(entries(&tmp), 0);
 }
+
+/// A racing duplicate publishes this very inode between the checks and an
+/// overwrite: `rename` between two links of one inode does nothing, so the
+/// temporary name must be removed by hand, not forgotten.
+#[test]
+fn overwrite_racing_a_duplicate_of_the_same_inode_leaves_no_temp_name() {
+    let env = Env::new();
+    let src = env.tusd("dupino", b"same inode");
+    fs::create_dir(env.store().join("public")).unwrap();
+    let dst = env.store().join("public/d.txt");
+    fs::write(&dst, b"old").unwrap();
+    let (from, to) = (src.clone(), dst.clone());
+    faults::on(faults::Step::AfterChecks, move || {
+        fs::remove_file(&to).unwrap();
+        fs::hard_link(&from, &to).unwrap();
+    });
+    let got = run_now(&env.req(&src, "public/d.txt", true)).unwrap();
+    assert_eq!(got.method, Method::Renamed);
+    assert_eq!(fs::read(&dst).unwrap(), b"same inode");
+    assert!(!src.exists() && !info_of(&src).exists());
+    assert_eq!(temp_files(env.store()), Vec::<PathBuf>::new());
+    assert_eq!(fs::metadata(&dst).unwrap().nlink(), 1);
+}
