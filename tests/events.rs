@@ -926,6 +926,7 @@ fn the_fastapi_example_verifies_records_the_asset_and_is_idempotent() {
         .args(["--log-level", "warning"])
         .env("ASSETGATE_EVENTS_SECRET", EVENTS_SECRET)
         .env("ASSETS_DB", tmp.path().join("assets.sqlite3"))
+        .stderr(std::fs::File::create(tmp.path().join("uvicorn.log")).unwrap())
         .spawn()
         .unwrap();
     struct Kill(Child);
@@ -937,9 +938,11 @@ fn the_fastapi_example_verifies_records_the_asset_and_is_idempotent() {
     }
     let _app = Kill(app);
     let app_addr = format!("127.0.0.1:{port}").parse().unwrap();
+    // FastAPI's imports take seconds on a loaded 2-core machine.
     assert!(
-        wait_port(app_addr, Duration::from_secs(20)),
-        "uvicorn did not start"
+        wait_port(app_addr, Duration::from_secs(90)),
+        "uvicorn did not start: {}",
+        std::fs::read_to_string(tmp.path().join("uvicorn.log")).unwrap_or_default()
     );
     let mut receiver = Receiver::new(tmp.path());
     receiver.port = port; // the example, not the test receiver
