@@ -906,6 +906,12 @@ fn bad_events_config_is_refused_at_start_naming_the_key() {
         assert_eq!(err.lines().count(), 1, "{what}: one line: {err}");
         assert!(err.starts_with(&format!("config error: {key}")), "{what}: {err}");
         assert!(!err.contains(never), "{what}: shows a secret: {err}");
+        let why = match key {
+            "events.secret" => "not a Standard Webhooks secret",
+            "events.url" => "no scheme",
+            _ => "cannot open the outbox",
+        };
+        assert!(err.contains(why), "{what}: {err}");
     }
 }
 

@@ -228,6 +228,12 @@ fn endpoint(url: Option<&str>) -> Result<Endpoint, ConfigError> {
             "missing: the application's receiver, e.g. \"http://app:8000/hooks/assets\"",
         ));
     };
+    if !url.contains("://") {
+        return Err(ConfigError::new(
+            key,
+            "no scheme: write it as http://host:port/path (value not shown)",
+        ));
+    }
     let uri: http::Uri = url
         .parse()
         .map_err(|_| ConfigError::new(key, "not a URL (value not shown)"))?;
@@ -378,6 +384,9 @@ mod tests {
             lines.push(line.trim_end().to_string());
             let e = load(&lines.join("\n"), &[]).unwrap_err();
             assert_eq!(e.key, key, "{line}: {e}");
+            if line.contains("app:8000") {
+                assert!(e.message.starts_with("no scheme"), "{e}");
+            }
             assert_eq!(e.to_string().lines().count(), 1);
             assert!(!e.to_string().contains("pw@"), "{e}");
         }
