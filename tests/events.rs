@@ -797,8 +797,10 @@ fn events_cli_lists_shows_and_retries_dead_events_with_the_daemon_up_and_down() 
     let mut gate = Gate::new(&receiver, "max_age = \"1s\"", "");
     gate.finish("up-dead", "cli/dead.bin", b"nobody listens");
     gate.wait_metric(&series("upload.finalized", "dead"), 1, Duration::from_secs(15));
+    // The metric counts before the (queued) log line is written: wait for it.
     assert!(
-        gate.logs().contains("event given up after events.max_age"),
+        gate.d()
+            .wait_log("event given up after events.max_age", Duration::from_secs(5)),
         "{}",
         gate.logs()
     );
@@ -894,13 +896,24 @@ fn bad_events_config_is_refused_at_start_naming_the_key() {
     for (what, text, key, never) in cases {
         let cfg = tmp.path().join("bad.toml");
         std::fs::write(&cfg, text).unwrap();
-        let out = Command::new(bin())
+        // A daemon that does not refuse would run forever: bounded wait.
+        let mut child = Command::new(bin())
             .arg("--config")
             .arg(&cfg)
             .arg("serve")
             .env_remove("ASSETGATE_CONFIG")
-            .output()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        let end = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if child.try_wait().unwrap().is_none() {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(64), "{what}: {err}");
         assert_eq!(err.lines().count(), 1, "{what}: one line: {err}");
