@@ -79,8 +79,10 @@ fn reconciler_publishes_a_lost_post_finish_once() {
     );
     assert!(e.gate.wait_log("was never published", Duration::from_secs(1)));
     // Two uploads, two publishes, whatever ran first.
-    let renamed = metric_now(&e.gate, "assetgate_finalize_total{result=\"renamed\"}");
-    assert_eq!(renamed, 2);
+    // (counted when the move returns, just after the source went)
+    wait_until("both moves to be counted", Duration::from_secs(5), || {
+        metric_now(&e.gate, "assetgate_finalize_total{result=\"renamed\"}") == 2
+    });
     assert!(metric_now(&e.gate, "assetgate_reconcile_total{result=\"published\"}") >= 1);
     // A few more passes: nothing else happens, nothing is logged again.
     std::thread::sleep(Duration::from_millis(2500));
