@@ -432,9 +432,99 @@ fn read_secret_file(path: &Path) -> Result<Vec<String>, String> {
     Ok(secrets)
 }
 
+/// Words that make a key secret-ish wherever it appears (`[link] secrets`,
+/// `[events] secret`, `signing_secret_file`, ...): an error about such a key
+/// never shows its value. Matched on the key's name, so a section added later
+/// is covered without being listed here.
+const SECRET_KEY_WORDS: [&str; 6] = [
+    "secret",
+    "password",
+    "passwd",
+    "token",
+    "credential",
+    "private_key",
+];
+
+/// Whether any segment of a dotted key path names a secret.
+fn is_secret_key(path: &[String]) -> bool {
+    path.iter().any(|segment| {
+        let segment = segment.to_ascii_lowercase();
+        SECRET_KEY_WORDS.iter().any(|w| segment.contains(w))
+    })
+}
+
+/// What kind of value was found, without the value itself.
+fn kind_of(actual: &figment::error::Actual) -> &'static str {
+    use figment::error::Actual;
+    match actual {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+        Actual::Float(_) => "a float",
+        Actual::Char(_) => "a character",
+        Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Unit => "unit",
+        Actual::Option => "an option",
+        Actual::Seq => "a sequence",
+        Actual::Map => "a table",
+        Actual::NewtypeStruct
+        | Actual::Enum
+        | Actual::UnitVariant
+        | Actual::NewtypeVariant
+        | Actual::TupleVariant
+        | Actual::StructVariant
+        | Actual::Other(_) => "a value",
+    }
+}
+
+/// The message for an error on a secret-ish key: the expectation, the kind
+/// of value found, never the value (figment's own text quotes it).
+fn redacted_kind(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    match kind {
+        Kind::InvalidType(actual, expected) => {
+            format!(
+                "invalid type: expected {expected}, found {} (value not shown)",
+                kind_of(actual)
+            )
+        }
+        Kind::InvalidValue(actual, expected) => {
+            format!(
+                "invalid value: expected {expected}, found {} (value not shown)",
+                kind_of(actual)
+            )
+        }
+        Kind::InvalidLength(len, expected) => format!("invalid length {len}, expected {expected}"),
+        Kind::UnknownVariant(_, expected) => {
+            format!("unknown variant (value not shown), expected one of {expected:?}")
+        }
+        Kind::MissingField(field) => format!("missing field `{field}`"),
+        Kind::DuplicateField(field) => format!("duplicate field `{field}`"),
+        Kind::Unsupported(actual) | Kind::UnsupportedKey(actual, _) => {
+            format!("unsupported value: found {} (value not shown)", kind_of(actual))
+        }
+        Kind::ISizeOutOfRange(_) | Kind::USizeOutOfRange(_) => {
+            "integer out of range (value not shown)".into()
+        }
+        // Free text from a deserializer may quote the value.
+        Kind::Message(_) | Kind::UnknownField(..) => "invalid value (not shown)".into(),
+    }
+}
+
 fn figment_error(e: figment::Error) -> ConfigError {
     use figment::error::Kind;
-    let mut path = e.path.join(".");
+    // `upload.secrets[1]`, like the keys validation names.
+    let mut path = String::new();
+    for segment in &e.path {
+        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            path.push_str(&format!("[{segment}]"));
+        } else {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(segment);
+        }
+    }
     let message = match &e.kind {
         Kind::UnknownField(field, _) => {
             if !e.path.last().is_some_and(|p| p == field) {
@@ -446,6 +536,7 @@ fn figment_error(e: figment::Error) -> ConfigError {
             }
             "unknown key".to_string()
         }
+        other if is_secret_key(&e.path) => redacted_kind(other),
         other => one_line(&other.to_string()),
     };
     let key = if path.is_empty() {
@@ -907,6 +998,89 @@ mod tests {
         let out = c.redacted_toml();
         assert!(!out.contains("this-is-the-secret-value"));
         assert!(out.contains("<redacted: 24 bytes>"), "{out}");
+    }
+
+    /// Issue 15 finding 7: a type error on a secret key echoed the secret
+    /// (`invalid type: found string "MY-SUPER-SECRET…"`). Whatever the layer
+    /// (file or environment) and whatever the mistake, an error on a secret-ish
+    /// key names the key and the expected type, never the value.
+    #[test]
+    fn type_errors_on_secret_keys_never_echo_the_value() {
+        const SECRET: &str = "MY-SUPER-SECRET-VALUE-0123456789";
+        type Case<'a> = (String, Vec<(&'a str, &'a str)>, &'a str, &'a str);
+        let cases: Vec<Case> = vec![
+            (
+                format!("[link]\nsecrets = \"{SECRET}\"\n"),
+                vec![],
+                "link.secrets",
+                "sequence",
+            ),
+            (
+                format!("[upload]\nsecrets = \"{SECRET}\"\n"),
+                vec![],
+                "upload.secrets",
+                "sequence",
+            ),
+            (
+                "[link]\nsecrets = 123456789012345678\n".into(),
+                vec![],
+                "link.secrets",
+                "sequence",
+            ),
+            (
+                format!("[link]\nsecrets = {{ a = \"{SECRET}\" }}\n"),
+                vec![],
+                "link.secrets",
+                "sequence",
+            ),
+            (
+                "[upload]\nsecrets = [\"long-enough-secret-1\", 123456789012345678]\n".into(),
+                vec![],
+                "upload.secrets[1]",
+                "string",
+            ),
+            (
+                String::new(),
+                vec![("ASSETGATE_LINK__SECRETS", SECRET)],
+                "link.secrets",
+                "sequence",
+            ),
+            (
+                String::new(),
+                vec![("ASSETGATE_UPLOAD__SECRETS", SECRET)],
+                "upload.secrets",
+                "sequence",
+            ),
+            (
+                String::new(),
+                vec![("ASSETGATE_UPLOAD__SECRETS", "123456789012345678")],
+                "upload.secrets",
+                "sequence",
+            ),
+        ];
+        for (text, e, key, expected) in &cases {
+            let error = err(text, e);
+            let shown = error.to_string();
+            assert_eq!(error.key, *key, "{shown}");
+            assert!(shown.contains(expected), "{shown} should name the expected type");
+            assert_eq!(shown.lines().count(), 1, "{shown}");
+            for leak in [SECRET, "123456789012345678"] {
+                assert!(!shown.contains(leak), "secret value echoed: {shown}");
+            }
+        }
+        // A key a future section may add is judged by its name, not by a list
+        // of today's sections.
+        for path in [
+            vec!["events".to_string(), "secret".into()],
+            vec!["webhook".to_string(), "signing_secret_file".into()],
+            vec!["db".to_string(), "password".into()],
+        ] {
+            assert!(is_secret_key(&path), "{path:?}");
+        }
+        assert!(!is_secret_key(&["server".to_string(), "max_connections".into()]));
+        // Other keys keep their value in the message: it helps and is harmless.
+        let shown = err("log_format = 5\n", &[]).to_string();
+        assert!(shown.contains("log_format") && shown.contains('5'), "{shown}");
     }
 
     #[test]
