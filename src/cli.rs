@@ -173,6 +173,9 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Signal handlers first: from here on SIGHUP is logged, never fatal.
+        let metrics = Metrics::new();
+        let (first, second) = signals(metrics.clone());
         let listener = match tokio::net::TcpListener::bind(config.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -186,11 +189,10 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
         }
         let state = Arc::new(AppState::new(
             config,
-            Metrics::new(),
+            metrics,
             Arc::new(SystemClock),
             Finalizer::new(roots),
         ));
-        let (first, second) = signals();
         tracing::info!(addr = %addr, version = env!("CARGO_PKG_VERSION"), "listening");
         server::serve(listener, state, first, second).await;
         tracing::info!("stopped");
@@ -198,8 +200,13 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
     })
 }
 
-/// Futures for the first and the second SIGTERM/SIGINT.
-fn signals() -> (
+/// Futures for the first and the second SIGTERM/SIGINT. SIGHUP, whose default
+/// action would kill the daemon in the middle of a move (exit 129, no drain),
+/// is caught for the life of the process: logged, counted, ignored, until
+/// configuration reload exists.
+fn signals(
+    metrics: Metrics,
+) -> (
     impl std::future::Future<Output = ()>,
     impl std::future::Future<Output = ()>,
 ) {
@@ -207,6 +214,13 @@ fn signals() -> (
     let (tx, rx) = tokio::sync::watch::channel(0u32);
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            metrics.count_sighup();
+            tracing::warn!("SIGHUP: configuration reload is not supported yet; ignoring (restart to apply a new configuration)");
+        }
+    });
     tokio::spawn(async move {
         let mut n = 0;
         while n < 2 {

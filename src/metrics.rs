@@ -7,6 +7,7 @@
 //! - `assetgate_connections_open`: connections being served.
 //! - `assetgate_connections_accepted_total`: connections accepted (with
 //!   `assetgate_http_requests_total` it shows whether nginx reuses them).
+//! - `assetgate_sighup_total`: SIGHUPs received (ignored: no reload yet).
 //! - `assetgate_build_info{version}`: always 1.
 //!
 //! Label values come from enums' `as_str`, never from request data, so the
@@ -108,6 +109,7 @@ pub struct Metrics {
     accepted: prometheus::IntCounter,
     hooks: IntCounterVec,
     finalize: IntCounterVec,
+    sighup: IntCounter,
 }
 
 impl Metrics {
@@ -164,6 +166,11 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let sighup = IntCounter::new(
+            "assetgate_sighup_total",
+            "SIGHUPs received; ignored, as configuration reload is not supported yet.",
+        )
+        .expect("valid metric");
         let build = IntGaugeVec::new(
             Opts::new("assetgate_build_info", "Build information; always 1."),
             &["version"],
@@ -179,6 +186,7 @@ impl Metrics {
             Box::new(accepted.clone()),
             Box::new(hooks.clone()),
             Box::new(finalize.clone()),
+            Box::new(sighup.clone()),
             Box::new(build),
         ] {
             registry.register(c).expect("families are registered once");
@@ -201,6 +209,7 @@ impl Metrics {
             accepted,
             hooks,
             finalize,
+            sighup,
         };
         m.decision(Endpoint::Auth, Decision::Allow, REASON_OK, 0);
         for r in Reason::ALL {
@@ -278,6 +287,11 @@ impl Metrics {
                 .with_label_values(&[endpoint.as_str(), status.as_str()])
                 .inc(),
         }
+    }
+
+    /// Counts one SIGHUP (ignored).
+    pub fn count_sighup(&self) {
+        self.sighup.inc();
     }
 
     /// Counts one accepted connection.
