@@ -176,7 +176,7 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
         // Signal handlers first: from here on SIGHUP is logged, never fatal.
         let metrics = Metrics::new();
         let (first, second) = signals(metrics.clone());
-        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        let listener = match server::bind(config.listen) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("cannot listen on {}: {e}", config.listen);

@@ -134,16 +134,36 @@ pub struct TusdConfig {
 /// `[server]`
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// A client must send its whole request head within this time.
+    /// A client must send its whole request head within this time. hyper starts
+    /// the clock as soon as a connection waits for a head, so this is also the
+    /// idle keep-alive timeout.
     pub header_read_timeout: Duration,
-    /// Connections served at once; more wait in the kernel backlog.
+    /// A request body must arrive whole within this time after its head
+    /// (total, not per chunk: one byte every second would defeat a per-chunk
+    /// timeout).
+    pub body_read_timeout: Duration,
+    /// Whole-request deadline, from the complete head to the response (body
+    /// and decision); with `header_read_timeout`, every request is bounded.
+    pub request_timeout: Duration,
+    /// Connections open at once. When full, the connection idle the longest is
+    /// closed to make room; when none is idle, new ones wait in the backlog.
     pub max_connections: usize,
+    /// `/tusd` requests served at once (the only endpoint that reads a body);
+    /// more get 503 at once. Below `max_connections`, so slow hook bodies can
+    /// never take every connection from `/auth` and the health checks.
+    pub max_tusd_requests: usize,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
     /// Largest accepted request body (hook JSON).
     pub max_body_bytes: u64,
     /// Threads of the async runtime that serve requests.
     pub worker_threads: usize,
+}
+
+/// Default `server.max_tusd_requests`: 256 (tusd's hooks take a millisecond;
+/// 256 at once is far above real traffic), at most half the connection budget.
+pub fn default_max_tusd_requests(max_connections: usize) -> usize {
+    (max_connections / 2).clamp(1, 256)
 }
 
 /// Default `server.worker_threads`: half the CPUs, at least one. The gate
@@ -258,7 +278,10 @@ struct RawTusd {
 #[serde(deny_unknown_fields, default)]
 struct RawServer {
     header_read_timeout: Human,
+    body_read_timeout: Human,
+    request_timeout: Human,
     max_connections: u64,
+    max_tusd_requests: Option<u64>,
     shutdown_grace: Human,
     max_body_bytes: Human,
     worker_threads: Option<u64>,
@@ -268,7 +291,10 @@ impl Default for RawServer {
     fn default() -> Self {
         RawServer {
             header_read_timeout: Human::Int(10),
+            body_read_timeout: Human::Int(10),
+            request_timeout: Human::Int(30),
             max_connections: 4096,
+            max_tusd_requests: None,
             shutdown_grace: Human::Int(10),
             max_body_bytes: Human::Int(256 * 1024),
             worker_threads: None,
@@ -677,9 +703,39 @@ fn validate(raw: Raw, source: Option<PathBuf>) -> Result<Config, ConfigError> {
             "must be between 1 and 30 seconds",
         ));
     }
-    if raw.server.max_connections == 0 {
-        return Err(ConfigError::new("server.max_connections", "must be at least 1"));
+    let body_read_timeout = raw.server.body_read_timeout.seconds("server.body_read_timeout")?;
+    if body_read_timeout.is_zero() || body_read_timeout > Duration::from_secs(60) {
+        return Err(ConfigError::new(
+            "server.body_read_timeout",
+            "must be between 1 and 60 seconds",
+        ));
     }
+    let request_timeout = raw.server.request_timeout.seconds("server.request_timeout")?;
+    if request_timeout < body_read_timeout || request_timeout > Duration::from_secs(300) {
+        return Err(ConfigError::new(
+            "server.request_timeout",
+            format!(
+                "must be between server.body_read_timeout ({} s) and 300 seconds",
+                body_read_timeout.as_secs()
+            ),
+        ));
+    }
+    if raw.server.max_connections < 2 {
+        return Err(ConfigError::new("server.max_connections", "must be at least 2"));
+    }
+    let max_connections = usize::try_from(raw.server.max_connections).unwrap_or(usize::MAX);
+    let max_tusd_requests = match raw.server.max_tusd_requests {
+        None => default_max_tusd_requests(max_connections),
+        Some(n) if n >= 1 && n < raw.server.max_connections => n as usize,
+        Some(_) => {
+            return Err(ConfigError::new(
+                "server.max_tusd_requests",
+                format!(
+                    "must be at least 1 and below server.max_connections ({max_connections}), so /auth and the health checks always find a connection"
+                ),
+            ))
+        }
+    };
     let worker_threads = match raw.server.worker_threads {
         None => default_worker_threads(),
         Some(n @ 1..=256) => n as usize,
@@ -715,7 +771,10 @@ fn validate(raw: Raw, source: Option<PathBuf>) -> Result<Config, ConfigError> {
         },
         server: ServerConfig {
             header_read_timeout,
-            max_connections: usize::try_from(raw.server.max_connections).unwrap_or(usize::MAX),
+            body_read_timeout,
+            request_timeout,
+            max_connections,
+            max_tusd_requests,
             shutdown_grace: raw.server.shutdown_grace.seconds("server.shutdown_grace")?,
             max_body_bytes,
             worker_threads,
@@ -795,7 +854,19 @@ impl Config {
             "header_read_timeout = {}\n",
             self.server.header_read_timeout.as_secs()
         ));
+        out.push_str(&format!(
+            "body_read_timeout = {}\n",
+            self.server.body_read_timeout.as_secs()
+        ));
+        out.push_str(&format!(
+            "request_timeout = {}\n",
+            self.server.request_timeout.as_secs()
+        ));
         out.push_str(&format!("max_connections = {}\n", self.server.max_connections));
+        out.push_str(&format!(
+            "max_tusd_requests = {}\n",
+            self.server.max_tusd_requests
+        ));
         out.push_str(&format!(
             "shutdown_grace = {}\n",
             self.server.shutdown_grace.as_secs()
@@ -893,6 +964,67 @@ mod tests {
             )
             .unwrap_err();
             assert_eq!(e.key, "server.worker_threads", "{bad}");
+        }
+    }
+
+    #[test]
+    fn slow_client_limits_default_and_are_validated() {
+        let c = load_from(&Sources::default(), &[]).unwrap();
+        assert_eq!(c.server.body_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.server.max_connections, 4096);
+        assert_eq!(c.server.max_tusd_requests, 256);
+        let out = c.redacted_toml();
+        for line in [
+            "body_read_timeout = 10\n",
+            "request_timeout = 30\n",
+            "max_tusd_requests = 256\n",
+        ] {
+            assert!(out.contains(line), "{out}");
+        }
+        let c = load_from(
+            &Sources::default(),
+            &env(&[
+                ("ASSETGATE_SERVER__BODY_READ_TIMEOUT", "2s"),
+                ("ASSETGATE_SERVER__REQUEST_TIMEOUT", "1m"),
+                ("ASSETGATE_SERVER__MAX_CONNECTIONS", "100"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.body_read_timeout, Duration::from_secs(2));
+        assert_eq!(c.server.request_timeout, Duration::from_secs(60));
+        assert_eq!(c.server.max_tusd_requests, 50, "half of a small budget");
+        let c = load_from(
+            &Sources::default(),
+            &env(&[("ASSETGATE_SERVER__MAX_TUSD_REQUESTS", "4095")]),
+        )
+        .unwrap();
+        assert_eq!(c.server.max_tusd_requests, 4095);
+
+        for (text, key) in [
+            ("[server]\nbody_read_timeout = 0\n", "server.body_read_timeout"),
+            ("[server]\nbody_read_timeout = 61\n", "server.body_read_timeout"),
+            (
+                "[server]\nbody_read_timeout = \"soon\"\n",
+                "server.body_read_timeout",
+            ),
+            (
+                "[server]\nbody_read_timeout = 20\nrequest_timeout = 10\n",
+                "server.request_timeout",
+            ),
+            ("[server]\nrequest_timeout = 301\n", "server.request_timeout"),
+            ("[server]\nrequest_timeout = -1\n", "server.request_timeout"),
+            ("[server]\nmax_connections = 1\n", "server.max_connections"),
+            ("[server]\nmax_tusd_requests = 0\n", "server.max_tusd_requests"),
+            ("[server]\nmax_tusd_requests = 4096\n", "server.max_tusd_requests"),
+            (
+                "[server]\nmax_connections = 10\nmax_tusd_requests = 10\n",
+                "server.max_tusd_requests",
+            ),
+        ] {
+            let e = err(text, &[]);
+            assert_eq!(e.key, key, "{text:?}: {e}");
+            assert_eq!(e.to_string().lines().count(), 1, "{e}");
         }
     }
 
