@@ -199,29 +199,38 @@ impl Registry {
         self.lock().remove(&id);
     }
 
-    /// Marks the connection idle the longest for eviction and wakes it.
-    /// `false` when every connection is busy (or already being evicted).
-    pub fn evict_longest_idle(&self) -> bool {
+    /// Marks the `n` connections idle the longest for eviction and wakes
+    /// them; returns how many. Fewer when fewer are idle (a busy connection,
+    /// or one already being evicted, is never chosen). One scan serves a batch,
+    /// as nginx's `ngx_drain_connections` closes up to 32 at once, so a flood
+    /// of new connections does not pay a scan of the whole budget each.
+    pub fn evict_longest_idle(&self, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
         let slots = self.lock();
-        loop {
-            let oldest = slots
-                .values()
-                .map(|s| (s.state.load(Ordering::Relaxed), s))
-                .filter(|(state, _)| *state < EVICTED)
-                .min_by_key(|(state, _)| *state);
-            let Some((since, slot)) = oldest else {
-                return false;
-            };
-            // A request may have started since the scan: then look again.
+        let mut idle: Vec<(u64, &Arc<Slot>)> = slots
+            .values()
+            .map(|s| (s.state.load(Ordering::Relaxed), s))
+            .filter(|(state, _)| *state < EVICTED)
+            .collect();
+        if idle.len() > n {
+            idle.select_nth_unstable_by_key(n - 1, |(state, _)| *state);
+            idle.truncate(n);
+        }
+        let mut evicted = 0;
+        for (since, slot) in idle {
+            // A request that started since the scan keeps its connection.
             if slot
                 .state
                 .compare_exchange(since, EVICTED, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
             {
                 slot.evict.notify_one();
-                return true;
+                evicted += 1;
             }
         }
+        evicted
     }
 
     /// Open connections (tests).
@@ -311,34 +320,56 @@ mod tests {
         sb.idle();
         std::thread::sleep(Duration::from_millis(5));
         let (_c, sc) = r.open();
-        assert!(r.evict_longest_idle());
+        assert!(r.evict_longest_idle(1) == 1);
         assert!(sa.is_evicted(), "a is idle the longest");
-        assert!(!r.evict_longest_idle() || !sc.is_evicted(), "c was never polled");
+        assert!(
+            r.evict_longest_idle(1) == 0 || !sc.is_evicted(),
+            "c was never polled"
+        );
         sc.idle();
         sa.idle();
         sb.idle();
         std::thread::sleep(Duration::from_millis(5));
         sc.idle();
         sa.busy();
-        assert!(r.evict_longest_idle());
+        assert!(r.evict_longest_idle(1) == 1);
         assert!(sb.is_evicted(), "b is idle the longest once a is busy");
         assert!(!sa.is_evicted() && !sc.is_evicted());
-        assert!(r.evict_longest_idle());
+        assert!(r.evict_longest_idle(1) == 1);
         assert!(sc.is_evicted());
-        assert!(!r.evict_longest_idle(), "only a busy connection is left");
+        assert!(r.evict_longest_idle(1) == 0, "only a busy connection is left");
         sa.idle();
-        assert!(r.evict_longest_idle());
+        assert!(r.evict_longest_idle(1) == 1);
         r.close(a);
         assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn eviction_in_batches_takes_the_oldest_first() {
+        let r = Registry::new(8);
+        let slots: Vec<Arc<Slot>> = (0..6)
+            .map(|_| {
+                let (_, s) = r.open();
+                s.idle();
+                std::thread::sleep(Duration::from_millis(3));
+                s
+            })
+            .collect();
+        slots[1].busy();
+        assert_eq!(r.evict_longest_idle(3), 3);
+        let evicted: Vec<bool> = slots.iter().map(|s| s.is_evicted()).collect();
+        assert_eq!(evicted, [true, false, true, true, false, false]);
+        assert_eq!(r.evict_longest_idle(10), 2, "only the idle ones are left");
+        assert_eq!(r.evict_longest_idle(0), 0);
     }
 
     #[test]
     fn a_request_that_starts_cancels_an_eviction() {
         let r = Registry::new(1);
         let (_, s) = r.open();
-        assert!(!r.evict_longest_idle(), "not polled yet");
+        assert!(r.evict_longest_idle(1) == 0, "not polled yet");
         s.idle();
-        assert!(r.evict_longest_idle());
+        assert!(r.evict_longest_idle(1) == 1);
         s.busy();
         assert!(!s.is_evicted());
     }

@@ -109,6 +109,7 @@ pub async fn serve(
     let limits = &state.config.server;
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let registry = Arc::new(Registry::new(limits.max_connections));
+    let evict_batch = (limits.max_connections / 8).clamp(1, 32);
     let graceful = GracefulShutdown::new();
     let reporter = tokio::spawn(state.limits.clone().run());
     tokio::pin!(shutdown);
@@ -130,7 +131,7 @@ pub async fn serve(
         let permit = match connections.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                let room = make_room(&connections, &registry);
+                let room = make_room(&connections, &registry, evict_batch);
                 tokio::select! {
                     biased;
                     () = &mut shutdown => break,
@@ -206,13 +207,14 @@ pub async fn serve(
     }
 }
 
-/// The budget is full: evicts the connection idle the longest (again every
-/// 10 ms, if a request started on it meanwhile) until a slot frees. When every
-/// connection is busy, each of them is inside a request bounded by the
-/// timeouts, so a slot frees soon anyway.
-async fn make_room(connections: &Arc<Semaphore>, registry: &Registry) -> OwnedSemaphorePermit {
+/// The budget is full: evicts the `batch` connections idle the longest (again
+/// every 10 ms while no slot frees: requests may have started on them). The
+/// batch leaves room for the next new connections without a scan each. When
+/// every connection is busy, each is inside a request bounded by the timeouts,
+/// so a slot frees soon anyway.
+async fn make_room(connections: &Arc<Semaphore>, registry: &Registry, batch: usize) -> OwnedSemaphorePermit {
     loop {
-        registry.evict_longest_idle();
+        registry.evict_longest_idle(batch);
         tokio::select! {
             biased;
             p = connections.clone().acquire_owned() => return p.expect("the semaphore is never closed"),
