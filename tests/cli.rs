@@ -46,6 +46,22 @@ fn bad_config_exits_64_with_one_line_naming_the_key() {
             "ASSETGATE_UPLOAD_SECRET_FILE",
         ),
         ("[upload]\nmax_size = \"lots\"\n", &[], "upload.max_size"),
+        // The slow-client limits: a value out of range, not an unknown key.
+        (
+            "[server]\nbody_read_timeout = 0\n",
+            &[],
+            "server.body_read_timeout: must be",
+        ),
+        (
+            "",
+            &[("ASSETGATE_SERVER__REQUEST_TIMEOUT", "1s")],
+            "server.request_timeout: must be",
+        ),
+        (
+            "[server]\nmax_connections = 64\nmax_tusd_requests = 64\n",
+            &[],
+            "server.max_tusd_requests: must be",
+        ),
     ];
     for (cfg, env, key) in cases {
         for sub in [&["serve"][..], &["check-config"][..]] {
