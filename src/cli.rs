@@ -172,7 +172,7 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         // Signal handlers first: from here on SIGHUP is logged, never fatal.
         let metrics = Metrics::new();
         let (first, second) = signals(metrics.clone());
@@ -187,17 +187,29 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
         if dev {
             print_dev_banner(&config, &addr);
         }
+        if let Some(roots) = &roots {
+            crate::hooks::sweep_temp_at_start(roots, &metrics);
+        }
         let state = Arc::new(AppState::new(
             config,
             metrics,
             Arc::new(SystemClock),
             Finalizer::new(roots),
         ));
+        if let Some(interval) = state.config.tusd.reconcile_interval {
+            if state.finalizer.roots().is_some() {
+                tokio::spawn(crate::reconcile::run(state.clone(), interval));
+            }
+        }
         tracing::info!(addr = %addr, version = env!("CARGO_PKG_VERSION"), "listening");
         server::serve(listener, state, first, second).await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
-    })
+    });
+    // Abandoned moves were told to stop (see `server::serve`); never wait on a
+    // blocking thread past that.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 /// Futures for the first and the second SIGTERM/SIGINT. SIGHUP, whose default
@@ -287,6 +299,11 @@ fn finalize_pending(config: &Config) -> ExitCode {
     if config.upload.secrets.is_empty() {
         return config_error(&no_secret("upload", "UPLOAD"));
     }
+    match finalize::sweep_temp(&roots, finalize::TEMP_MIN_AGE) {
+        Ok(0) => {}
+        Ok(n) => println!("removed {n} temporary files left by interrupted moves"),
+        Err(e) => eprintln!("warning: cannot sweep the temporary directory: {e}"),
+    }
     let scan = match finalize::scan_pending(roots.upload_dir()) {
         Ok(s) => s,
         Err(e) => {
@@ -303,7 +320,7 @@ fn finalize_pending(config: &Config) -> ExitCode {
         println!("skipped {}: {:?}", skipped.info_path.display(), skipped.reason);
     }
     for p in &scan.finished {
-        let upload = pending_as_upload(p);
+        let upload = p.as_upload();
         let plan = match tusd::postfinish::plan(&upload, gate) {
             Ok(plan) => plan,
             Err(verdict) => {
@@ -312,12 +329,7 @@ fn finalize_pending(config: &Config) -> ExitCode {
                 continue;
             }
         };
-        let req = p.request(
-            &roots,
-            plan.destination().to_string_lossy().into_owned(),
-            plan.overwrite(),
-        );
-        match finalize::finalize(&req) {
+        match finalize::finalize(&roots, &plan, &finalize::Cancel::new()) {
             Ok(done) => {
                 println!(
                     "moved {} -> {} ({}, {} bytes)",
@@ -351,26 +363,6 @@ fn finalize_pending(config: &Config) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    }
-}
-
-/// A pending upload seen as the finished upload a post-finish event describes,
-/// so `finalize-pending` applies exactly the post-finish rules.
-fn pending_as_upload(p: &finalize::PendingUpload) -> tusd::Upload {
-    tusd::Upload {
-        id: p.id.clone(),
-        size: Some(p.size),
-        size_is_deferred: false,
-        offset: p.size,
-        metadata: p.metadata.clone().into_iter().collect(),
-        is_partial: false,
-        is_final: p.is_final,
-        partial_uploads: Vec::new(),
-        storage: Some(tusd::protocol::Storage {
-            kind: None,
-            path: Some(p.data_path.display().to_string()),
-            info_path: Some(p.info_path.display().to_string()),
-        }),
     }
 }
 

@@ -107,8 +107,13 @@ pub struct UploadConfig {
     pub max_size: Option<u64>,
     /// Whether uploads of deferred length are accepted.
     pub allow_deferred_length: bool,
-    /// pre-finish: check the file's leading bytes against the declared type.
+    /// Check the file's leading bytes against the declared type (pre-finish
+    /// answers 415; the mover refuses to publish).
     pub check_content: bool,
+    /// How `/session` binds `PATCH`/`HEAD`/`DELETE` of an upload to its token.
+    pub session_binding: crate::tusd::session::Mode,
+    /// How long after its token's expiry an upload may still be resumed.
+    pub session_grace: Duration,
 }
 
 /// `[storage]`
@@ -129,6 +134,13 @@ pub struct StorageConfig {
 pub struct TusdConfig {
     /// tusd's `-upload-dir` (shared volume).
     pub upload_dir: Option<PathBuf>,
+    /// tusd's `-base-path` (what nginx's `/session` check strips from the URI).
+    pub base_path: String,
+    /// How often the daemon re-scans `upload_dir` for finished uploads whose
+    /// post-finish never came (`None`: never).
+    pub reconcile_interval: Option<Duration>,
+    /// How long after its token's expiry an unfinished upload is removed.
+    pub abandon_after: Duration,
 }
 
 /// `[server]`
@@ -232,6 +244,8 @@ struct RawUpload {
     max_size: Option<Human>,
     allow_deferred_length: bool,
     check_content: bool,
+    session_binding: String,
+    session_grace: Human,
 }
 
 impl Default for RawUpload {
@@ -244,6 +258,8 @@ impl Default for RawUpload {
             max_size: None,
             allow_deferred_length: false,
             check_content: false,
+            session_binding: "window".into(),
+            session_grace: Human::Int(3600),
         }
     }
 }
@@ -268,10 +284,24 @@ impl Default for RawStorage {
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawTusd {
     upload_dir: Option<PathBuf>,
+    base_path: String,
+    reconcile_interval: Human,
+    abandon_after: Human,
+}
+
+impl Default for RawTusd {
+    fn default() -> Self {
+        RawTusd {
+            upload_dir: None,
+            base_path: "/files/".into(),
+            reconcile_interval: Human::Int(60),
+            abandon_after: Human::Int(86_400),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -553,7 +583,7 @@ fn figment_error(e: figment::Error) -> ConfigError {
     }
     let message = match &e.kind {
         Kind::UnknownField(field, _) => {
-            if !e.path.last().is_some_and(|p| p == field) {
+            if e.path.last().is_none_or(|p| p != field) {
                 path = if path.is_empty() {
                     field.clone()
                 } else {
@@ -656,7 +686,22 @@ fn validate(raw: Raw, source: Option<PathBuf>) -> Result<Config, ConfigError> {
             .transpose()?,
         allow_deferred_length: raw.upload.allow_deferred_length,
         check_content: raw.upload.check_content,
+        session_binding: raw
+            .upload
+            .session_binding
+            .parse()
+            .map_err(|e| ConfigError::new("upload.session_binding", e))?,
+        session_grace: raw.upload.session_grace.seconds("upload.session_grace")?,
     };
+    let base_path = raw.tusd.base_path.clone();
+    if !base_path.starts_with('/') || base_path.contains(['?', '#', ' ']) {
+        return Err(ConfigError::new(
+            "tusd.base_path",
+            format!("{base_path:?} must be an absolute URL path like \"/files/\" (tusd's -base-path)"),
+        ));
+    }
+    let reconcile_interval = raw.tusd.reconcile_interval.seconds("tusd.reconcile_interval")?;
+    let abandon_after = raw.tusd.abandon_after.seconds("tusd.abandon_after")?;
 
     for (key, prefix) in [
         ("storage.public_prefix", &raw.storage.public_prefix),
@@ -768,6 +813,9 @@ fn validate(raw: Raw, source: Option<PathBuf>) -> Result<Config, ConfigError> {
         },
         tusd: TusdConfig {
             upload_dir: raw.tusd.upload_dir,
+            base_path,
+            reconcile_interval: (!reconcile_interval.is_zero()).then_some(reconcile_interval),
+            abandon_after,
         },
         server: ServerConfig {
             header_read_timeout,
@@ -842,6 +890,15 @@ impl Config {
             "allow_deferred_length = {}\n",
             self.upload.allow_deferred_length
         ));
+        out.push_str(&format!("check_content = {}\n", self.upload.check_content));
+        out.push_str(&format!(
+            "session_binding = {}\n",
+            q(self.upload.session_binding.as_str())
+        ));
+        out.push_str(&format!(
+            "session_grace = {}\n",
+            self.upload.session_grace.as_secs()
+        ));
         out.push_str("\n[storage]\n");
         out.push_str(&format!("root = {}\n", path(&self.storage.root)));
         out.push_str(&format!("overwrite = {}\n", self.storage.overwrite));
@@ -849,6 +906,15 @@ impl Config {
         out.push_str(&format!("private_prefix = {}\n", q(&self.storage.private_prefix)));
         out.push_str("\n[tusd]\n");
         out.push_str(&format!("upload_dir = {}\n", path(&self.tusd.upload_dir)));
+        out.push_str(&format!("base_path = {}\n", q(&self.tusd.base_path)));
+        out.push_str(&format!(
+            "reconcile_interval = {}\n",
+            self.tusd.reconcile_interval.map_or(0, |d| d.as_secs())
+        ));
+        out.push_str(&format!(
+            "abandon_after = {}\n",
+            self.tusd.abandon_after.as_secs()
+        ));
         out.push_str("\n[server]\n");
         out.push_str(&format!(
             "header_read_timeout = {}\n",

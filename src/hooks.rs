@@ -9,7 +9,7 @@
 //!   delivery of the same upload while the first move runs is dropped (the
 //!   mover is idempotent anyway), and shutdown waits for running moves.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -20,11 +20,13 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::sync::{Mutex, Semaphore};
 
-use crate::finalize::{self, FinalizeRequest, Roots};
+use crate::finalize::{self, Cancel, Roots};
 use crate::limits::{self, BodyError};
 use crate::metrics::{Limit, Metrics};
 use crate::server::{self, AppState, Resp};
-use crate::tusd::{self, prefinish, Answer, Decision, FinalizePlan, Gate, Lookup, Upload, Verdict};
+use crate::tusd::{
+    self, prefinish, Answer, Decision, Destination, FinalizePlan, Gate, Lookup, Part, Upload, Verdict,
+};
 
 /// Upper bound on background moves running or queued at once.
 const MAX_BACKGROUND: u32 = 1024;
@@ -35,6 +37,7 @@ pub struct Finalizer {
     roots: Option<Roots>,
     in_flight: Mutex<HashSet<String>>,
     tracker: Arc<Semaphore>,
+    cancel: Cancel,
 }
 
 impl Finalizer {
@@ -45,6 +48,7 @@ impl Finalizer {
             roots,
             in_flight: Mutex::new(HashSet::new()),
             tracker: Arc::new(Semaphore::new(MAX_BACKGROUND as usize)),
+            cancel: Cancel::new(),
         }
     }
 
@@ -57,17 +61,32 @@ impl Finalizer {
     pub async fn drain(&self) {
         let _all = self.tracker.acquire_many(MAX_BACKGROUND).await;
     }
+
+    /// The shutdown grace is over: running copies stop at their next chunk
+    /// (temporary file removed, source intact, logged and counted as
+    /// `cancelled`); moves not started yet do not start.
+    pub fn abandon(&self) {
+        self.cancel.cancel();
+    }
+
+    /// How many moves are running or queued.
+    pub fn running(&self) -> usize {
+        MAX_BACKGROUND as usize - self.tracker.available_permits()
+    }
 }
 
-/// The fields the upload token signs; finalize requires them unchanged in the
-/// upload's on-disk info.
-const SIGNED_FIELDS: [&str; 5] = [
-    "asset-key",
-    "content-type",
-    "visibility",
-    "upload-expires",
-    "upload-token",
-];
+/// Startup: remove the temporary files crashed moves left behind (see
+/// [`finalize::sweep_temp`]), with a log line and a metric.
+pub fn sweep_temp_at_start(roots: &Roots, metrics: &Metrics) {
+    match finalize::sweep_temp(roots, finalize::TEMP_MIN_AGE) {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::warn!(removed = n, "removed temporary files left by an interrupted move");
+            metrics.count_temp_swept(n);
+        }
+        Err(e) => tracing::warn!(error = %e, "could not sweep the temporary directory of the asset tree"),
+    }
+}
 
 /// Answers one `POST /tusd`.
 pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
@@ -140,13 +159,7 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
     );
 
     if let Verdict::Finalize(plan) = &decision.verdict {
-        // The plan rests on this metadata's signature: the move must find the
-        // very same signed fields in the upload's own on-disk info.
-        let expected: BTreeMap<String, String> = SIGNED_FIELDS
-            .iter()
-            .filter_map(|k| hook.upload.metadata.get(*k).map(|v| ((*k).to_owned(), v.clone())))
-            .collect();
-        spawn_finalize(state.clone(), plan, expected, &decision);
+        spawn_finalize(state.clone(), plan, "post-finish");
     }
     to_response(tusd::answer(hook.protocol, &decision))
 }
@@ -204,17 +217,17 @@ fn log_decision(d: &Decision) {
     }
 }
 
-fn spawn_finalize(
-    state: Arc<AppState>,
-    plan: &FinalizePlan,
-    expected: BTreeMap<String, String>,
-    decision: &Decision,
-) {
+/// Hands a plan to the mover on the blocking pool, with in-flight dedupe by upload
+/// ID (a post-finish and a reconciler pass finding the same upload run it once)
+/// and the shutdown drain. `via`: `post-finish` or `reconcile`, for the log.
+pub(crate) fn spawn_finalize(state: Arc<AppState>, plan: &FinalizePlan, via: &'static str) {
     let Some(roots) = state.finalizer.roots().cloned() else {
         tracing::warn!(
             endpoint = "tusd",
             hook = "post-finish",
-            upload_id = %decision.upload_id.escape_debug(),
+                via,
+            upload_id = %plan.upload_id().escape_debug(),
+            via,
             "upload verified but not moved: set [storage] root and [tusd] upload_dir to finalize uploads"
         );
         state.metrics.count_finalize("not_configured");
@@ -225,18 +238,12 @@ fn spawn_finalize(
         state.metrics.count_finalize("busy");
         return;
     };
-    let request = FinalizeRequest {
-        roots,
-        source: plan.source().to_path_buf(),
-        info_path: plan.info_path().map(Path::to_path_buf),
-        destination: plan.destination().to_string_lossy().into_owned(),
-        overwrite: plan.overwrite(),
-        expected_metadata: expected,
-    };
-    let dedupe_key = if decision.upload_id.is_empty() {
-        request.source.display().to_string()
+    let plan = plan.clone();
+    let cancel = state.finalizer.cancel.clone();
+    let dedupe_key = if plan.upload_id().is_empty() {
+        plan.source().display().to_string()
     } else {
-        decision.upload_id.clone()
+        plan.upload_id().to_owned()
     };
     let key = plan.key().escape_debug().to_string();
     tokio::spawn(async move {
@@ -245,13 +252,20 @@ fn spawn_finalize(
             tracing::info!(
                 endpoint = "tusd",
                 hook = "post-finish",
+                via,
                 key,
                 "duplicate delivery while the move runs: ignored"
             );
             state.metrics.count_finalize("duplicate");
             return;
         }
-        let result = tokio::task::spawn_blocking(move || finalize::finalize(&request)).await;
+        if cancel.is_cancelled() {
+            state.finalizer.in_flight.lock().await.remove(&dedupe_key);
+            tracing::warn!(endpoint = "tusd", hook = "post-finish", key, "shutting down: move not started, the upload stays in upload_dir (finalize-pending or the next start publishes it)");
+            state.metrics.count_finalize(finalize::Reason::Cancelled.as_str());
+            return;
+        }
+        let result = tokio::task::spawn_blocking(move || finalize::finalize(&roots, &plan, &cancel)).await;
         state.finalizer.in_flight.lock().await.remove(&dedupe_key);
         match result {
             Ok(Ok(done)) => {
@@ -262,10 +276,22 @@ fn spawn_finalize(
                 tracing::info!(
                     endpoint = "tusd",
                     hook = "post-finish",
+                    via,
                     key,
                     method = done.method.as_str(),
                     bytes = done.bytes,
                     "upload moved into the asset tree"
+                );
+            }
+            Ok(Err(e)) if matches!(e, finalize::FinalizeError::ContentMismatch { .. }) => {
+                state.metrics.count_finalize(e.as_str());
+                tracing::warn!(
+                    endpoint = "tusd",
+                    hook = "post-finish",
+                    via,
+                    key,
+                    reason = e.as_str(),
+                    "upload NOT published, it stays in upload_dir (never served): {e}"
                 );
             }
             Ok(Err(e)) => {
@@ -274,6 +300,7 @@ fn spawn_finalize(
                 tracing::warn!(
                     endpoint = "tusd",
                     hook = "post-finish",
+                    via,
                     key,
                     reason = e.as_str(),
                     conflict,
@@ -296,17 +323,15 @@ struct FsLookup<'a> {
 }
 
 impl Lookup for FsLookup<'_> {
-    fn exists(&self, relative: &Path) -> bool {
-        let Some(root) = self.storage_root else {
-            return false;
-        };
-        match std::fs::symlink_metadata(root.join(relative)) {
-            Ok(_) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            // A path component that is a file (NotADirectory) means the key
-            // cannot be created either; any other error fails closed.
-            Err(_) => true,
+    fn destination(&self, relative: &Path) -> Destination {
+        match self.storage_root {
+            Some(root) => finalize::destination_state(root, relative),
+            None => Destination::Free,
         }
+    }
+
+    fn part(&self, id: &str) -> Option<Part> {
+        finalize::part(self.roots?, id)
     }
 
     fn leading_bytes(&self, upload: &Upload) -> Option<Vec<u8>> {

@@ -11,10 +11,11 @@
 //!   before it on a keep-alive connection) by `header_read_timeout` (hyper
 //!   starts that clock as soon as the connection waits for a head); the body by
 //!   `body_read_timeout`, counted from the complete head and total, not per
-//!   chunk; body and decision together by `request_timeout`.
+//!   chunk; body and decision together by `request_timeout` (on `/tusd` and
+//!   `/session`, the endpoints that wait on anything).
 //! - **Only `/tusd` reads a body**, and at most `max_tusd_requests` of them run
 //!   at once (below `max_connections`); more get 503 without a byte of their
-//!   body being read. `/auth` and the admin endpoints answer from the head
+//!   body being read. `/auth`, `/session` and the admin endpoints answer from the head
 //!   alone; hyper closes a connection whose unread body is not already in its
 //!   buffer.
 //! - **A full budget evicts, it does not wait**: every connection is either

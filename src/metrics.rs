@@ -29,6 +29,8 @@ pub enum Endpoint {
     Auth,
     /// `/tusd` (tusd hooks).
     Tusd,
+    /// `/session` (nginx auth_request in front of tusd's `/files/<id>`).
+    Session,
     /// `/healthz`, `/readyz`, `/metrics`.
     Admin,
     /// Anything else (404/405).
@@ -37,14 +39,21 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// All values.
-    pub const ALL: [Endpoint; 4] = [Endpoint::Auth, Endpoint::Tusd, Endpoint::Admin, Endpoint::Other];
+    pub const ALL: [Endpoint; 5] = [
+        Endpoint::Auth,
+        Endpoint::Tusd,
+        Endpoint::Session,
+        Endpoint::Admin,
+        Endpoint::Other,
+    ];
 
     fn index(self) -> usize {
         match self {
             Endpoint::Auth => 0,
             Endpoint::Tusd => 1,
-            Endpoint::Admin => 2,
-            Endpoint::Other => 3,
+            Endpoint::Session => 2,
+            Endpoint::Admin => 3,
+            Endpoint::Other => 4,
         }
     }
 
@@ -53,6 +62,7 @@ impl Endpoint {
         match self {
             Endpoint::Auth => "auth",
             Endpoint::Tusd => "tusd",
+            Endpoint::Session => "session",
             Endpoint::Admin => "admin",
             Endpoint::Other => "other",
         }
@@ -136,13 +146,15 @@ impl Decision {
 pub const REASON_OK: &str = "ok";
 /// `reason` label when nginx did not send `X-Original-URI`.
 pub const REASON_NO_ORIGINAL_URI: &str = "no-original-uri";
+/// `reason` label for `/session` without `[tusd] upload_dir` + `[storage] root`.
+pub const REASON_NOT_CONFIGURED: &str = "not-configured";
 
 /// Series touched on every `/auth` and `/tusd` request, looked up once: a
 /// `with_label_values` hashes the labels and takes a lock on each call.
 #[derive(Clone)]
 struct Hot {
     /// Request duration per endpoint, in [`Endpoint::ALL`] order.
-    duration: [Histogram; 4],
+    duration: [Histogram; 5],
     http_auth_204: IntCounter,
     http_auth_403: IntCounter,
     http_tusd_200: IntCounter,
@@ -165,6 +177,8 @@ pub struct Metrics {
     sighup: IntCounter,
     /// Limit hits, in [`Limit::ALL`] order.
     limits: [IntCounter; 5],
+    temp_swept: IntCounter,
+    reconcile: IntCounterVec,
 }
 
 impl Metrics {
@@ -234,6 +248,19 @@ impl Metrics {
             &["limit"],
         )
         .expect("valid metric");
+        let temp_swept = IntCounter::new(
+            "assetgate_temp_files_removed_total",
+            "Temporary files of interrupted moves (a crash mid-copy) removed from the asset tree's .assetgate-tmp directory.",
+        )
+        .expect("valid metric");
+        let reconcile = IntCounterVec::new(
+            Opts::new(
+                "assetgate_reconcile_total",
+                "What the reconciler's passes over upload_dir did: published (finished uploads whose post-finish never came, handed to the mover), kept (finished but refused by the post-finish rules), abandoned_removed, unattributable (left: no verified token), error.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         let build = IntGaugeVec::new(
             Opts::new("assetgate_build_info", "Build information; always 1."),
             &["version"],
@@ -251,6 +278,8 @@ impl Metrics {
             Box::new(finalize.clone()),
             Box::new(sighup.clone()),
             Box::new(limit_hits.clone()),
+            Box::new(temp_swept.clone()),
+            Box::new(reconcile.clone()),
             Box::new(build),
         ] {
             registry.register(c).expect("families are registered once");
@@ -275,12 +304,27 @@ impl Metrics {
             finalize,
             sighup,
             limits: Limit::ALL.map(|l| limit_hits.with_label_values(&[l.as_str()])),
+            temp_swept,
+            reconcile,
         };
+        for r in crate::reconcile::RESULTS {
+            m.reconcile.with_label_values(&[r]).inc_by(0);
+        }
         m.decision(Endpoint::Auth, Decision::Allow, REASON_OK, 0);
         for r in Reason::ALL {
             m.decision(Endpoint::Auth, Decision::Deny, r.as_str(), 0);
         }
         m.decision(Endpoint::Auth, Decision::Error, REASON_NO_ORIGINAL_URI, 0);
+        for r in crate::tusd::session::Reason::ALL {
+            let d = if r == crate::tusd::session::Reason::Ok {
+                Decision::Allow
+            } else {
+                Decision::Deny
+            };
+            m.decision(Endpoint::Session, d, r.as_str(), 0);
+        }
+        m.decision(Endpoint::Session, Decision::Error, REASON_NO_ORIGINAL_URI, 0);
+        m.decision(Endpoint::Session, Decision::Error, REASON_NOT_CONFIGURED, 0);
         for r in crate::tusd::Reason::ALL {
             let outcome = match r {
                 crate::tusd::Reason::Ok => "allow",
@@ -294,6 +338,7 @@ impl Metrics {
                 | crate::tusd::Reason::Incomplete
                 | crate::tusd::Reason::StorageUnsupported => "post-finish",
                 crate::tusd::Reason::ContentMismatch => "pre-finish",
+                crate::tusd::Reason::ConcatInvalid | crate::tusd::Reason::DestinationBlocked => "pre-create",
                 _ => "pre-create",
             };
             m.hooks.with_label_values(&[hook, outcome, r.as_str()]).inc_by(0);
@@ -305,6 +350,16 @@ impl Metrics {
             m.finalize.with_label_values(&[r.as_str()]).inc_by(0);
         }
         m
+    }
+
+    /// Counts what a reconciler pass did (`result` from [`crate::reconcile::RESULTS`]).
+    pub fn count_reconcile(&self, result: &'static str, n: usize) {
+        self.reconcile.with_label_values(&[result]).inc_by(n as u64);
+    }
+
+    /// Counts temporary files removed by a sweep.
+    pub fn count_temp_swept(&self, n: usize) {
+        self.temp_swept.inc_by(n as u64);
     }
 
     /// Counts one tusd hook decision (labels from closed enums).

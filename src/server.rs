@@ -17,7 +17,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -198,12 +198,22 @@ pub async fn serve(
         state.finalizer.drain().await;
     };
     reporter.abort();
-    tokio::select! {
-        () = drain => tracing::info!("all connections and background moves drained"),
+    let over = tokio::select! {
+        () = drain => {
+            tracing::info!("all connections and background moves drained");
+            false
+        }
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!("grace period over; closing remaining connections");
+            true
         }
-        () = abort => tracing::warn!("second signal: aborting the drain"),
+        () = abort => {
+            tracing::warn!("second signal: aborting the drain");
+            true
+        }
+    };
+    if over {
+        abandon_moves(&state).await;
     }
 }
 
@@ -222,6 +232,34 @@ async fn make_room(connections: &Arc<Semaphore>, registry: &Registry, batch: usi
         }
     }
 }
+
+/// After the grace: copies still running stop at their next chunk (temporary file
+/// removed, source intact; each logs its own line and counts `cancelled`). The
+/// wait is bounded by one chunk, so the process exits within the grace plus
+/// [`ABANDON_WAIT`] at most, whatever the size of the file.
+async fn abandon_moves(state: &AppState) {
+    let running = state.finalizer.running();
+    if running == 0 {
+        return;
+    }
+    tracing::warn!(
+        running,
+        "shutdown grace over: abandoning the moves in progress; their uploads stay in upload_dir"
+    );
+    state.finalizer.abandon();
+    if tokio::time::timeout(ABANDON_WAIT, state.finalizer.drain())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            running = state.finalizer.running(),
+            "moves did not stop in time (a blocked disk?); exiting anyway, their uploads stay in upload_dir"
+        );
+    }
+}
+
+/// How long abandoned moves get to stop (one copy chunk, one fsync).
+const ABANDON_WAIT: Duration = Duration::from_secs(3);
 
 async fn handle(
     state: Arc<AppState>,
@@ -281,6 +319,27 @@ async fn route(state: &Arc<AppState>, _peer: SocketAddr, req: Request<Incoming>)
                     state.limits.hit(Limit::RequestTimeout);
                     (
                         Endpoint::Tusd,
+                        limit_response(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "request_timeout",
+                            "the request took longer than server.request_timeout",
+                        ),
+                    )
+                }
+            }
+        }
+        "/session" => {
+            if method != Method::GET && method != Method::HEAD {
+                return (Endpoint::Session, method_not_allowed("GET, HEAD"));
+            }
+            // It may wait on the disk (an upload's record): bounded like /tusd.
+            let deadline = state.config.server.request_timeout;
+            match tokio::time::timeout(deadline, crate::session::handle(state, &req)).await {
+                Ok(resp) => (Endpoint::Session, resp),
+                Err(_) => {
+                    state.limits.hit(Limit::RequestTimeout);
+                    (
+                        Endpoint::Session,
                         limit_response(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "request_timeout",

@@ -821,6 +821,26 @@ fn tusd_flags_are_the_same_everywhere() {
         sh_rest.remove(k);
     }
     assert_eq!(compose, sh_rest, "compose tusd command vs tusd/tusd.sh");
+    // Parallel uploads stay on: the gate checks the parts (README, tusd.sh).
+    assert!(
+        !sh.contains_key("disable-concatenation"),
+        "concatenation is part of the tested setup (tests/e2e_tusd.rs)"
+    );
+
+    // The images are the release the end-to-end tests run (tests/common/tusd.rs).
+    let image = format!("tusproject/tusd:{}", common::tusd::Version::V2.tag());
+    assert_eq!(
+        c["services"]["tusd"]["image"],
+        image.as_str(),
+        "compose tusd image"
+    );
+    for name in ["tusd", "volume-dirs"] {
+        assert_eq!(
+            pod_container(name)["image"],
+            image.as_str(),
+            "Kubernetes {name} image"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -11,9 +11,12 @@
 //!   overrides ports, paths and secrets (`ASSETGATE_LISTEN`,
 //!   `ASSETGATE_STORAGE__ROOT`, `ASSETGATE_TUSD__UPLOAD_DIR`,
 //!   `ASSETGATE_*_SECRET_FILE`), as the container image and the units do.
-//! - **rustus** (tusd is not installable here) is the tus server behind nginx's
-//!   `/files/`, with tusd-format hooks to assetgate's `/tusd`, `--behind-proxy`
-//!   and no download extension (tusd's `-disable-download`).
+//! - **tusd v2.9.1** (the release `deploy/` ships) is the tus server behind
+//!   nginx's `/files/`, run with exactly the flags of the shipped `tusd/tusd.sh`
+//!   (variables from `tusd/tusd.env`): `-behind-proxy`, `-base-path /files/`,
+//!   `-hooks-enabled-events pre-create,pre-finish,post-finish`,
+//!   `-disable-download`, retries... Only where it listens, its upload directory
+//!   and the hook URL (assetgate's `/tusd`) are replaced.
 //! - **tuspy** uploads through nginx with upload tokens minted by the real
 //!   **granite-assets**, and granite mints the download links.
 //!
@@ -29,28 +32,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::ngx::{nginx_main_conf, Nginx};
-use common::rustus::{start_rustus, Rustus};
+use common::ngx::{listen_on, nginx_main_conf, shipped_site, Nginx};
+use common::tusd::Tusd;
 use common::*;
-
-/// What the test rewrites in the shipped files; each must occur exactly once.
-const SHIPPED_GATE_ADDR: &str = "server 127.0.0.1:9750;"; // assetgate-upstream.conf
-const SHIPPED_TUSD_ADDR: &str = "server 127.0.0.1:1080;"; // assetgate.conf.example
-const SHIPPED_LISTEN: &str = "listen 80;"; // assetgate.conf.example
-const SHIPPED_ROOT: &str = "root /srv/assets;"; // assetgate.conf.example
-
-fn replace_once(text: &str, from: &str, to: &str, file: &str) -> String {
-    assert_eq!(
-        text.matches(from).count(),
-        1,
-        "{file} must contain `{from}` exactly once (the stack test rewrites it)"
-    );
-    text.replacen(from, to, 1)
-}
 
 struct Stack {
     gate: Daemon,
-    rustus: Rustus,
+    tusd: Tusd,
     nginx: Nginx,
     assets: PathBuf,
     link_secret: String,
@@ -65,10 +53,16 @@ fn random_secret() -> String {
 
 impl Stack {
     fn start() -> Stack {
+        Stack::start_with(&[])
+    }
+
+    /// The stack with extra `ASSETGATE_*` variables for the gate.
+    fn start_with(extra_env: &[(&str, &str)]) -> Stack {
         let repo = repo();
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let assets = dir.join("assets");
+        // tusd's -upload-dir (tests/common/tusd.rs), shared with assetgate.
         let uploads = dir.join("uploads");
         std::fs::create_dir_all(&assets).unwrap();
         std::fs::create_dir_all(&uploads).unwrap();
@@ -83,83 +77,35 @@ impl Stack {
 
         // assetgate: the shipped example config, env overrides only.
         let s = |p: &Path| p.display().to_string();
-        let gate = Daemon::start_file(
-            &repo.join("deploy/assetgate.toml"),
-            &[],
-            &[
-                ("ASSETGATE_LISTEN", "127.0.0.1:0"),
-                ("ASSETGATE_STORAGE__ROOT", &s(&assets)),
-                ("ASSETGATE_TUSD__UPLOAD_DIR", &s(&uploads)),
-                ("ASSETGATE_LINK_SECRET_FILE", &s(&link_file)),
-                ("ASSETGATE_UPLOAD_SECRET_FILE", &s(&upload_file)),
-            ],
-        );
+        let (assets_s, uploads_s, link_s, upload_s) =
+            (s(&assets), s(&uploads), s(&link_file), s(&upload_file));
+        let mut env = vec![
+            ("ASSETGATE_LISTEN", "127.0.0.1:0"),
+            ("ASSETGATE_STORAGE__ROOT", assets_s.as_str()),
+            ("ASSETGATE_TUSD__UPLOAD_DIR", uploads_s.as_str()),
+            ("ASSETGATE_LINK_SECRET_FILE", link_s.as_str()),
+            ("ASSETGATE_UPLOAD_SECRET_FILE", upload_s.as_str()),
+        ];
+        env.extend_from_slice(extra_env);
+        let gate = Daemon::start_file(&repo.join("deploy/assetgate.toml"), &[], &env);
 
-        // rustus, tusd-format hooks to the gate.
-        let rustus = start_rustus(
-            dir,
-            &format!("{}/tusd", gate.url()),
-            &[
-                "--url",
-                "/files",
-                "--behind-proxy",
-                "true",
-                // tusd's -disable-download: no `getting` extension.
-                "--tus-extensions",
-                "creation,creation-with-upload,creation-defer-length,termination,concatenation,checksum",
-            ],
-        );
-        let rustus_port = rustus.port;
+        // tusd: the shipped command line, hooks to the gate.
+        let tusd = Tusd::start_shipped(dir, &format!("{}/tusd", gate.url()));
+        assert_eq!(tusd.upload_dir, uploads);
+        let tusd_port = tusd.port;
 
         // nginx: the example, its includes under <conf dir>/assetgate/.
-        let shipped = repo.join("nginx");
         let ngx_dir = dir.join("nginx");
-        std::fs::create_dir_all(ngx_dir.join("assetgate")).unwrap();
-        std::os::unix::fs::symlink(
-            shipped.join("assetgate-locations.conf"),
-            ngx_dir.join("assetgate/assetgate-locations.conf"),
-        )
-        .unwrap();
-        let upstream = std::fs::read_to_string(shipped.join("assetgate-upstream.conf")).unwrap();
-        write(
-            &ngx_dir.join("assetgate/assetgate-upstream.conf"),
-            &replace_once(
-                &upstream,
-                SHIPPED_GATE_ADDR,
-                &format!("server {};", gate.addr),
-                "nginx/assetgate-upstream.conf",
-            ),
-        );
-        let example = std::fs::read_to_string(shipped.join("assetgate.conf.example")).unwrap();
-        let example = replace_once(
-            &example,
-            SHIPPED_TUSD_ADDR,
-            &format!("server 127.0.0.1:{rustus_port};"),
-            "nginx/assetgate.conf.example",
-        );
-        let example = replace_once(
-            &example,
-            SHIPPED_ROOT,
-            &format!("root {};", assets.display()),
-            "nginx/assetgate.conf.example",
-        );
+        let example = shipped_site(&ngx_dir, gate.addr, tusd_port, &assets);
         let site = ngx_dir.join("conf.d/assetgate.conf");
         let nginx = Nginx::start(&ngx_dir, 1, |ports| {
-            write(
-                &site,
-                &replace_once(
-                    &example,
-                    SHIPPED_LISTEN,
-                    &format!("listen 127.0.0.1:{};", ports[0]),
-                    "nginx/assetgate.conf.example",
-                ),
-            );
+            write(&site, &listen_on(&example, ports[0]));
             nginx_main_conf(&ngx_dir, &format!("include {};", site.display()))
         });
 
         Stack {
             gate,
-            rustus,
+            tusd,
             nginx,
             assets,
             link_secret,
@@ -175,9 +121,9 @@ impl Stack {
     /// Everything the three processes logged, for failure messages.
     fn logs(&self) -> String {
         format!(
-            "{}\n--- rustus ---\n{}\n--- assetgate ---\n{}",
+            "{}\n--- tusd ---\n{}\n--- assetgate ---\n{}",
             self.nginx.logs(),
-            std::fs::read_to_string(&self.rustus.log).unwrap_or_default(),
+            self.tusd.log(),
             self.gate.logs().join("\n")
         )
     }
@@ -361,4 +307,181 @@ fn rejected_uploads_reach_the_client_through_nginx() {
         assert!(!r["body"].as_str().unwrap().contains(&stack.upload_secret));
     }
     assert!(stack.asset_files().is_empty(), "{:?}", stack.asset_files());
+}
+
+/// One request to nginx on an existing upload; (status, X-Assetgate-Reason).
+fn on_upload(
+    st: &Stack,
+    method: &str,
+    path: &str,
+    upload_metadata: Option<&str>,
+    body: &[u8],
+) -> (u16, Option<String>) {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nTus-Resumable: 1.0.0\r\nContent-Length: {}\r\n",
+        st.nginx.addr(0),
+        body.len()
+    );
+    if method == "PATCH" {
+        req.push_str("Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n");
+    }
+    if let Some(m) = upload_metadata {
+        req.push_str(&format!("Upload-Metadata: {m}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    // Read to the close: a HEAD answer declares a length it does not send.
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(st.nginx.addr(0)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.write_all(&bytes).unwrap();
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    let status = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let reason = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("x-assetgate-reason")
+            .then(|| v.trim().to_owned())
+    });
+    (status, reason)
+}
+
+fn upload_path(url: &str) -> String {
+    let i = url.find("/files/").expect("an upload URL");
+    url[i..].to_string()
+}
+
+/// Issue 11.3: through the shipped nginx (assetgate-uploads.conf) with the real
+/// tusd and tuspy, requests on an existing upload are bound to its token.
+#[test]
+fn upload_sessions_are_bound_to_their_token_through_nginx() {
+    let st = Stack::start_with(&[
+        ("ASSETGATE_UPLOAD__SESSION_BINDING", "token"),
+        ("ASSETGATE_UPLOAD__SESSION_GRACE", "0"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let (file, data) = random_file(dir.path(), "a.pdf", 200 * 1024);
+    let ct = "application/pdf"; // deploy/assetgate.toml's allowlist
+    let partly = [
+        "--chunk-size",
+        "65536",
+        "--stop-at",
+        "65536",
+        "--send-metadata-header",
+    ];
+
+    // Resume within the window: tuspy sends granite's Upload-Metadata on every request.
+    let a = st.upload(&file, "sess/a.pdf", ct, "private", &partly);
+    assert_eq!(a["ok"], true, "{a}\n{}", st.logs());
+    let a_url = a["url"].as_str().unwrap().to_string();
+    // a resuming client keeps the token it created the upload with
+    let a_meta = a["upload_metadata"].as_str().unwrap().to_string();
+    let resume = [
+        "--url",
+        &a_url,
+        "--send-metadata-header",
+        "--upload-metadata",
+        &a_meta,
+    ];
+    let done = st.upload(&file, "sess/a.pdf", ct, "private", &resume);
+    assert_eq!(done["ok"], true, "{done}\n{}", st.logs());
+    assert_eq!(
+        wait_for_file(&st.assets.join("private/sess/a.pdf"), Duration::from_secs(10)).as_deref(),
+        Some(&data[..])
+    );
+
+    // Another upload's valid token on this upload: 403, nothing reaches tusd.
+    let b = st.upload(&file, "sess/b.pdf", ct, "private", &partly);
+    assert_eq!(b["ok"], true, "{b}");
+    let b_path = upload_path(b["url"].as_str().unwrap());
+    let other = st.upload(&file, "sess/other.pdf", ct, "private", &partly);
+    let other_path = upload_path(other["url"].as_str().unwrap());
+    // the other upload's own Upload-Metadata: a valid token, for another upload
+    let other_meta = stored_metadata_header(&st, &other_path);
+    assert_eq!(
+        on_upload(&st, "PATCH", &b_path, Some(&other_meta), b"x"),
+        (403, Some("token_mismatch".into()))
+    );
+    assert_eq!(
+        on_upload(&st, "PATCH", &b_path, None, b"x"),
+        (403, Some("token_missing".into()))
+    );
+    // A guessed ID, and one that tries to climb: refused before any path is built.
+    assert_eq!(
+        on_upload(
+            &st,
+            "HEAD",
+            "/files/0123456789abcdef0123456789abcdef",
+            Some(&other_meta),
+            b""
+        ),
+        (403, Some("unknown_upload".into()))
+    );
+    assert_eq!(
+        on_upload(&st, "HEAD", "/files/.info", None, b""),
+        (403, Some("bad_id".into()))
+    );
+    // nginx itself refuses a path climbing above the root (400), before any check
+    assert_eq!(
+        on_upload(&st, "HEAD", "/files/..%2F..%2Fetc%2Fpasswd", None, b"").0,
+        400
+    );
+
+    // After the window (token of 3 s, no grace): 410.
+    let c = st.upload(
+        &file,
+        "sess/c.pdf",
+        ct,
+        "private",
+        &[
+            "--ttl",
+            "3",
+            "--chunk-size",
+            "65536",
+            "--stop-at",
+            "65536",
+            "--send-metadata-header",
+        ],
+    );
+    assert_eq!(c["ok"], true, "{c}");
+    std::thread::sleep(Duration::from_millis(4500));
+    let c_meta = c["upload_metadata"].as_str().unwrap().to_string();
+    let late_args = [
+        "--url",
+        c["url"].as_str().unwrap(),
+        "--send-metadata-header",
+        "--upload-metadata",
+        &c_meta,
+    ];
+    let late = st.upload(&file, "sess/c.pdf", ct, "private", &late_args);
+    assert_eq!(late["ok"], false, "{late}");
+    assert_eq!(late["status"], 410, "{late}\n{}", st.logs());
+    assert!(!st.assets.join("private/sess/c.pdf").exists());
+    assert!(!st.assets.join("private/sess/b.pdf").exists());
+}
+
+/// The Upload-Metadata header that created the upload at `path`, rebuilt from
+/// tusd's own `.info` (what the client holding that upload's token sends).
+fn stored_metadata_header(st: &Stack, path: &str) -> String {
+    use base64::Engine;
+    let id = path.trim_start_matches("/files/");
+    let info: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(st.tusd.upload_dir.join(format!("{id}.info"))).unwrap(),
+    )
+    .unwrap();
+    info["MetaData"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k} {}",
+                base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -82,6 +82,32 @@ impl Stack {
     fn asset_files(&self) -> Vec<String> {
         files_under(&self.assets)
     }
+
+    /// The value of one series of the gate's /metrics (`name{labels}` exactly
+    /// as exposed, labels sorted).
+    fn metric(&self, series: &str) -> Option<u64> {
+        let (_, _, body) = get(self.gate.addr, "/metrics", &[]);
+        String::from_utf8(body)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// `assetgate finalize-pending` with the gate's own config: stdout + stderr.
+    fn finalize_pending(&self) -> String {
+        let out = Command::new(bin())
+            .arg("--config")
+            .arg(self.gate.dir.path().join("assetgate.toml"))
+            .arg("finalize-pending")
+            .env_remove("ASSETGATE_CONFIG")
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
 }
 
 #[test]
@@ -216,4 +242,58 @@ fn rejections_reach_the_client_and_nothing_lands() {
     assert!(stack.gate.alive());
     let (s, _, _) = get(stack.gate.addr, "/healthz", &[]);
     assert_eq!(s, 200);
+}
+
+/// EXPECTED TO FAIL until the mover checks the content itself. rustus has no
+/// pre-finish hook: the client is told nothing, but with `check_content` on, a
+/// PNG declared as a PDF must never be published, by post-finish or by
+/// finalize-pending, and stays in rustus's data directory.
+#[test]
+fn regression_check_content_mismatch_is_never_published() {
+    let stack = Stack::new("check_content = true\n");
+    let tmp = tempfile::tempdir().unwrap();
+    let (f, mut data) = random_file(tmp.path(), "fake.pdf", 100 * 1024);
+    data[..8].copy_from_slice(b"\x89PNG\r\n\x1a\n");
+    std::fs::write(&f, &data).unwrap();
+    let key = "docs/not really.pdf";
+    let r = stack.upload(&f, key, "application/pdf", "private", &["--chunk-size", "65536"]);
+    assert_eq!(r["ok"], true, "rustus has no pre-finish: {r}");
+    let id = r["url"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+
+    // post-finish is asynchronous: wait for the gate's decision on it, and for
+    // the move (or its refusal).
+    let mismatch = "assetgate_finalize_total{result=\"content_mismatch\"}";
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end && stack.asset_files().is_empty() && stack.metric(mismatch) != Some(1) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        stack.asset_files().is_empty(),
+        "a PNG declared as PDF was published: {:?}\n{}",
+        stack.asset_files(),
+        stack.gate.logs().join("\n")
+    );
+    assert_eq!(stack.metric(mismatch), Some(1));
+    let stays = || {
+        assert!(
+            std::fs::read(stack.rustus.data.join(&id)).unwrap() == data,
+            "the upload stays in rustus's data dir"
+        );
+    };
+    stays();
+    let out = stack.finalize_pending();
+    assert!(
+        stack.asset_files().is_empty(),
+        "finalize-pending published a PNG declared as PDF: {:?}\n{out}",
+        stack.asset_files()
+    );
+    assert!(out.contains("content_mismatch"), "{out}");
+    stays();
 }

@@ -10,57 +10,9 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::hooks::*;
 use common::*;
 use serde_json::{json, Value};
-
-/// Test-side oracle for granite's upload token (independent of the crate).
-fn token(secret: &str, expires: &str, key: &str, vis: &str, ct: &str) -> String {
-    use hmac::{Hmac, Mac};
-    let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    m.update(format!("{expires}:{key}:{vis}:{ct}").as_bytes());
-    hex::encode(m.finalize().into_bytes())
-}
-
-fn metadata(secret: &str, key: &str, vis: &str, ct: &str, expires: i64) -> Value {
-    let e = expires.to_string();
-    json!({"asset-key": key, "content-type": ct, "visibility": vis,
-           "upload-expires": e, "upload-token": token(secret, &e, key, vis, ct)})
-}
-
-/// A tusd v2 event built from the stored fixture, with fresh metadata.
-fn v2_event(kind: &str, meta: Value, size: u64, storage: Value) -> Value {
-    let mut ev: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo().join("tests/fixtures/tusd-v2/pre-create.json")).unwrap(),
-    )
-    .unwrap();
-    ev["Type"] = json!(kind);
-    ev["Event"]["Upload"]["MetaData"] = meta;
-    ev["Event"]["Upload"]["Size"] = json!(size);
-    ev["Event"]["Upload"]["Storage"] = storage;
-    ev
-}
-
-fn post(
-    addr: std::net::SocketAddr,
-    body: &[u8],
-    extra: &[(&str, &str)],
-) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut req = format!(
-        "POST /tusd HTTP/1.1\r\nHost: gate\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    )
-    .into_bytes();
-    for (k, v) in extra {
-        req.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
-    }
-    req.extend_from_slice(b"\r\n");
-    req.extend_from_slice(body);
-    raw_request(addr, &req)
-}
-
-fn json_of(b: &[u8]) -> Value {
-    serde_json::from_slice(b).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(b)))
-}
 
 struct Env {
     gate: Daemon,
@@ -87,16 +39,6 @@ fn env(extra: &str) -> Env {
         assets,
         _dir: dir,
     }
-}
-
-fn metric(d: &Daemon, line_prefix: &str) -> u64 {
-    let (_, _, b) = get(d.addr, "/metrics", &[]);
-    let text = String::from_utf8(b).unwrap();
-    text.lines()
-        .find(|l| l.starts_with(line_prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {line_prefix} in\n{text}"))
 }
 
 #[test]
@@ -236,30 +178,6 @@ fn bad_input_gets_a_clear_answer_and_the_daemon_goes_on() {
         5
     );
     assert!(e.gate.wait_log("not a tusd hook", Duration::from_secs(5)));
-}
-
-/// A finished upload laid out like tusd's filestore: `<dir>/<id>` + `<id>.info`.
-fn tusd_upload(dir: &Path, id: &str, meta: &Value, data: &[u8]) -> (PathBuf, PathBuf) {
-    let path = dir.join(id);
-    let info = dir.join(format!("{id}.info"));
-    std::fs::write(&path, data).unwrap();
-    let info_json = json!({"ID": id, "Size": data.len(), "SizeIsDeferred": false, "Offset": 0,
-        "MetaData": meta, "IsPartial": false, "IsFinal": false, "PartialUploads": null,
-        "Storage": {"Type": "filestore", "Path": path, "InfoPath": info}});
-    std::fs::write(&info, info_json.to_string()).unwrap();
-    (path, info)
-}
-
-fn post_finish(id: &str, meta: &Value, size: usize, path: &Path, info: &Path) -> Value {
-    let mut ev = v2_event(
-        "post-finish",
-        meta.clone(),
-        size as u64,
-        json!({"Type": "filestore", "Path": path, "InfoPath": info}),
-    );
-    ev["Event"]["Upload"]["ID"] = json!(id);
-    ev["Event"]["Upload"]["Offset"] = json!(size);
-    ev
 }
 
 fn wait_file(p: &Path) -> Vec<u8> {
@@ -463,4 +381,288 @@ fn wait_connections(d: &Daemon, n: u64) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     false
+}
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR not a pdf at all";
+
+/// Regression (hardening 2, real-tusd 2): tusd v2 fires post-finish after a
+/// pre-finish 415; the mover must check the bytes itself.
+#[test]
+fn check_content_is_enforced_by_the_mover_after_a_pre_finish_415() {
+    // default_config() ends in [upload]
+    let e = env("check_content = true\n");
+    let meta = metadata(
+        UPLOAD_SECRET,
+        "scan.pdf",
+        "private",
+        "application/pdf",
+        now() + 600,
+    );
+    let (path, info) = tusd_upload(&e.uploads, "png00001", &meta, PNG);
+    // pre-finish: the client is told 415 content_mismatch
+    let mut pre = post_finish("png00001", &meta, PNG.len(), &path, &info);
+    pre["Type"] = json!("pre-finish");
+    let (s, _, b) = post(e.gate.addr, pre.to_string().as_bytes(), &[]);
+    assert_eq!(s, 200);
+    let v = json_of(&b);
+    assert_eq!(v["HTTPResponse"]["StatusCode"], 415, "{v}");
+    assert!(v["HTTPResponse"]["Body"]
+        .as_str()
+        .unwrap()
+        .contains("content_mismatch"));
+    // ...and tusd fires post-finish anyway: nothing is published.
+    let ev = post_finish("png00001", &meta, PNG.len(), &path, &info);
+    let (s, _, _) = post(e.gate.addr, ev.to_string().as_bytes(), &[]);
+    assert_eq!(s, 200);
+    assert!(
+        e.gate.wait_log("upload NOT published", Duration::from_secs(10)),
+        "{:#?}",
+        e.gate.logs()
+    );
+    assert!(!e.assets.join("private/scan.pdf").exists());
+    assert_eq!(std::fs::read(&path).unwrap(), PNG, "stays in upload_dir");
+    assert!(info.exists());
+    assert_eq!(
+        metric(&e.gate, "assetgate_finalize_total{result=\"content_mismatch\"}"),
+        1
+    );
+    let line = e
+        .gate
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("upload NOT published"))
+        .unwrap();
+    assert!(
+        line.contains("content_mismatch") && line.contains("PDF"),
+        "{line}"
+    );
+}
+
+/// Regression (hardening 2): `finalize-pending` runs no hook; the mover checks.
+#[test]
+fn finalize_pending_never_publishes_mismatching_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let uploads = dir.path().join("uploads");
+    let assets = dir.path().join("assets");
+    std::fs::create_dir_all(&uploads).unwrap();
+    std::fs::create_dir_all(&assets).unwrap();
+    let bad = metadata(UPLOAD_SECRET, "a.pdf", "public", "application/pdf", now());
+    tusd_upload(&uploads, "5555", &bad, PNG);
+    let good = metadata(UPLOAD_SECRET, "b.pdf", "public", "application/pdf", now());
+    tusd_upload(&uploads, "6666", &good, b"%PDF-1.4 real");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}check_content = true\n[storage]\nroot = {:?}\n[tusd]\nupload_dir = {:?}\n",
+            default_config(),
+            assets.display().to_string(),
+            uploads.display().to_string()
+        ),
+    )
+    .unwrap();
+    let o = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("finalize-pending")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("1 moved"), "{out}");
+    assert!(out.contains("content_mismatch"), "{out}");
+    assert!(assets.join("public/b.pdf").exists());
+    assert!(!assets.join("public/a.pdf").exists());
+    assert!(uploads.join("5555").exists() && uploads.join("5555.info").exists());
+}
+
+/// Regression (hardening 1): a final upload built from someone else's partial
+/// upload is refused at pre-create (and, for a forged post-finish, at the move).
+#[test]
+fn concatenation_of_someone_elses_part_is_refused() {
+    let e = env("");
+    let victim = metadata(
+        UPLOAD_SECRET,
+        "me/private.pdf",
+        "private",
+        "application/pdf",
+        now() + 600,
+    );
+    let (vpath, vinfo) = tusd_upload(&e.uploads, "victimpart", &victim, b"%PDF victim bytes");
+    let mut i: Value = serde_json::from_str(&std::fs::read_to_string(&vinfo).unwrap()).unwrap();
+    i["IsPartial"] = json!(true);
+    std::fs::write(&vinfo, i.to_string()).unwrap();
+
+    let attacker = metadata(
+        UPLOAD_SECRET,
+        "leak.pdf",
+        "public",
+        "application/pdf",
+        now() + 600,
+    );
+    let mut ev = v2_event("pre-create", attacker.clone(), 17, json!(null));
+    ev["Event"]["Upload"]["IsFinal"] = json!(true);
+    ev["Event"]["Upload"]["PartialUploads"] = json!(["victimpart"]);
+    let (s, _, b) = post(e.gate.addr, ev.to_string().as_bytes(), &[]);
+    assert_eq!(s, 200);
+    let v = json_of(&b);
+    assert_eq!(v["RejectUpload"], true, "{v}");
+    assert_eq!(v["HTTPResponse"]["StatusCode"], 403, "{v}");
+    assert!(
+        v["HTTPResponse"]["Body"]
+            .as_str()
+            .unwrap()
+            .contains("concat_invalid"),
+        "{v}"
+    );
+
+    // The victim's own final upload of the same part is fine.
+    let mut own = v2_event("pre-create", victim.clone(), 17, json!(null));
+    own["Event"]["Upload"]["IsFinal"] = json!(true);
+    own["Event"]["Upload"]["PartialUploads"] = json!(["victimpart"]);
+    let (_, _, b) = post(e.gate.addr, own.to_string().as_bytes(), &[]);
+    assert_eq!(json_of(&b), json!({}));
+
+    // A forged post-finish of a final upload tusd did build from it: the move refuses.
+    let (fpath, finfo) = tusd_upload(&e.uploads, "attackerfinal", &attacker, b"%PDF victim bytes");
+    let mut i: Value = serde_json::from_str(&std::fs::read_to_string(&finfo).unwrap()).unwrap();
+    i["IsFinal"] = json!(true);
+    i["PartialUploads"] = json!(["victimpart"]);
+    std::fs::write(&finfo, i.to_string()).unwrap();
+    let pf = post_finish("attackerfinal", &attacker, 17, &fpath, &finfo);
+    post(e.gate.addr, pf.to_string().as_bytes(), &[]);
+    // The mover's own line (pre-create's 403 above logged `concat_invalid` already),
+    // written after the metric is counted.
+    assert!(
+        e.gate.wait_log("upload NOT moved", Duration::from_secs(10)),
+        "{:#?}",
+        e.gate.logs()
+    );
+    assert!(!e.assets.join("public/leak.pdf").exists());
+    assert_eq!(std::fs::read(&vpath).unwrap(), b"%PDF victim bytes");
+    assert_eq!(
+        metric(&e.gate, "assetgate_finalize_total{result=\"concat_invalid\"}"),
+        1
+    );
+}
+
+/// Regression (hardening 8): a key whose path runs through a symlink inside the
+/// asset tree is refused at pre-create, not left stuck until the move.
+#[test]
+fn pre_create_refuses_a_key_through_a_symlink() {
+    let e = env("");
+    let elsewhere = e._dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::create_dir_all(e.assets.join("public")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, e.assets.join("public/linked")).unwrap();
+    let meta = metadata(UPLOAD_SECRET, "linked/x.txt", "public", "text/plain", now() + 600);
+    let ev = v2_event("pre-create", meta, 3, json!(null));
+    let (_, _, b) = post(e.gate.addr, ev.to_string().as_bytes(), &[]);
+    let v = json_of(&b);
+    assert_eq!(v["HTTPResponse"]["StatusCode"], 409, "{v}");
+    assert!(
+        v["HTTPResponse"]["Body"]
+            .as_str()
+            .unwrap()
+            .contains("destination_blocked"),
+        "{v}"
+    );
+    let ok = metadata(UPLOAD_SECRET, "plain/x.txt", "public", "text/plain", now() + 600);
+    let (_, _, b) = post(
+        e.gate.addr,
+        v2_event("pre-create", ok, 3, json!(null)).to_string().as_bytes(),
+        &[],
+    );
+    assert_eq!(json_of(&b), json!({}));
+}
+
+/// Regression (hardening 5): temporary files a killed move left are swept at
+/// start (only ours, only unlocked ones), and counted.
+#[test]
+fn stale_temp_files_are_swept_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let uploads = dir.path().join("uploads");
+    let assets = dir.path().join("assets");
+    let tmp = assets.join(".assetgate-tmp");
+    std::fs::create_dir_all(&uploads).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(600);
+    for name in [".assetgate-0123456789abcdef.tmp", "unrelated.tmp"] {
+        let f = std::fs::File::create(tmp.join(name)).unwrap();
+        f.set_len(1 << 20).unwrap();
+        f.set_modified(old).unwrap();
+    }
+    let cfg = format!(
+        "{}\n[storage]\nroot = {:?}\n[tusd]\nupload_dir = {:?}\n",
+        default_config(),
+        assets.display().to_string(),
+        uploads.display().to_string()
+    );
+    let gate = Daemon::start(&cfg);
+    assert!(!tmp.join(".assetgate-0123456789abcdef.tmp").exists());
+    assert!(tmp.join("unrelated.tmp").exists());
+    assert_eq!(metric(&gate, "assetgate_temp_files_removed_total"), 1);
+    assert!(gate.wait_log("removed temporary files", Duration::from_secs(2)));
+}
+
+/// Regression (hardening 6): a copy still running when the shutdown grace is
+/// over is abandoned cleanly (temporary file removed, source intact, logged and
+/// counted) and the process exits within the grace plus a bound, not when the
+/// copy would have ended.
+#[test]
+fn shutdown_abandons_a_copy_cleanly_within_the_grace() {
+    // upload_dir on tmpfs, the asset tree on the disk: a cross-filesystem copy.
+    let shm = Path::new("/dev/shm");
+    assert!(shm.is_dir(), "needs /dev/shm (tmpfs) for a cross-filesystem copy");
+    let up = tempfile::tempdir_in(shm).unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "{}\n[storage]\nroot = {:?}\n[tusd]\nupload_dir = {:?}\nreconcile_interval = 0\n[server]\nshutdown_grace = 0\n",
+        default_config(),
+        store.path().display().to_string(),
+        up.path().display().to_string()
+    );
+    let mut gate = Daemon::start(&cfg);
+    let meta = metadata(
+        UPLOAD_SECRET,
+        "big/video.mp4",
+        "private",
+        "video/mp4",
+        now() + 600,
+    );
+    let len: usize = 1 << 30; // 1 GiB: copying takes well over the 0.3 s below
+    let path = up.path().join("bigcopy1");
+    let info = up.path().join("bigcopy1.info");
+    {
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(len as u64).unwrap();
+    }
+    let info_json = json!({"ID": "bigcopy1", "Size": len, "SizeIsDeferred": false, "Offset": 0,
+        "MetaData": meta, "IsPartial": false, "IsFinal": false, "PartialUploads": null,
+        "Storage": {"Type": "filestore", "Path": path, "InfoPath": info}});
+    std::fs::write(&info, info_json.to_string()).unwrap();
+    let ev = post_finish("bigcopy1", &meta, len, &path, &info);
+    let (s, _, _) = post(gate.addr, ev.to_string().as_bytes(), &[]);
+    assert_eq!(s, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    gate.terminate();
+    let code = gate.wait_exit(Duration::from_secs(10));
+    let took = started.elapsed();
+    assert_eq!(code, Some(0), "{:#?}", gate.logs());
+    assert!(took < Duration::from_secs(5), "exited after {took:?}");
+    let logs = gate.logs().join("\n");
+    assert!(logs.contains("abandoning the moves in progress"), "{logs}");
+    assert!(logs.contains("\"reason\":\"cancelled\""), "{logs}");
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        len as u64,
+        "source intact"
+    );
+    assert!(info.exists());
+    assert!(!store.path().join("private/big/video.mp4").exists());
+    let tmp = store.path().join(".assetgate-tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
 }

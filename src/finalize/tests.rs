@@ -39,15 +39,34 @@ impl Env {
         tusd_upload(self.up(), id, data, data.len() as i64, "")
     }
 
-    fn req(&self, source: &Path, dest: &str, overwrite: bool) -> FinalizeRequest {
-        FinalizeRequest {
+    fn req(&self, source: &Path, dest: &str, overwrite: bool) -> Move {
+        Move {
             roots: self.roots.clone(),
             source: source.to_path_buf(),
             info_path: None,
             destination: dest.to_string(),
             overwrite,
             expected_metadata: BTreeMap::new(),
+            content_check: None,
         }
+    }
+}
+
+/// Runs a move with a cancel flag nobody raises.
+fn run_now(m: &Move) -> Result<Finalized, FinalizeError> {
+    run(m, &Cancel::new())
+}
+
+/// The move `finalize-pending` makes of a pending upload (its info read back).
+fn pending_move(p: &PendingUpload, roots: &Roots, destination: String, overwrite: bool) -> Move {
+    Move {
+        roots: roots.clone(),
+        source: p.data_path.clone(),
+        info_path: Some(p.info_path.clone()),
+        destination,
+        overwrite,
+        expected_metadata: BTreeMap::new(),
+        content_check: None,
     }
 }
 
@@ -105,7 +124,7 @@ fn assert_untouched(src: &Path, data: &[u8]) {
 fn moves_on_the_same_filesystem_and_removes_info() {
     let env = Env::new();
     let src = env.tusd("abc123", b"hello world");
-    let got = finalize(&env.req(&src, "public/photos/été 2026/plage.jpg", false)).unwrap();
+    let got = run_now(&env.req(&src, "public/photos/été 2026/plage.jpg", false)).unwrap();
     let dst = env.store().join("public/photos/été 2026/plage.jpg");
     assert_eq!(got.destination, dst);
     assert_eq!(got.method, Method::Renamed);
@@ -122,13 +141,13 @@ fn moves_on_the_same_filesystem_and_removes_info() {
 fn empty_file() {
     let env = Env::new();
     let src = env.tusd("empty", b"");
-    let got = finalize(&env.req(&src, "public/empty.txt", false)).unwrap();
+    let got = run_now(&env.req(&src, "public/empty.txt", false)).unwrap();
     assert_eq!((got.method, got.bytes), (Method::Renamed, 0));
     assert_eq!(fs::read(env.store().join("public/empty.txt")).unwrap(), b"");
 
     faults::set_force_copy(true);
     let src = env.tusd("empty2", b"");
-    let got = finalize(&env.req(&src, "public/empty2.txt", false)).unwrap();
+    let got = run_now(&env.req(&src, "public/empty2.txt", false)).unwrap();
     faults::set_force_copy(false);
     assert_eq!((got.method, got.bytes), (Method::Copied, 0));
     assert_eq!(fs::read(env.store().join("public/empty2.txt")).unwrap(), b"");
@@ -153,7 +172,7 @@ fn destination_traversal_is_refused() {
         "public/x\0y",
         "..",
     ] {
-        let e = finalize(&env.req(&src, dest, false)).unwrap_err();
+        let e = run_now(&env.req(&src, dest, false)).unwrap_err();
         assert_eq!(e, FinalizeError::DestinationOutside, "{dest:?}");
         assert_eq!(e.as_str(), "destination_outside");
     }
@@ -169,7 +188,7 @@ fn symlinked_directory_in_destination_is_refused() {
     let src = env.tusd("slink", b"data");
 
     symlink(outside.path(), env.store().join("public")).unwrap();
-    let e = finalize(&env.req(&src, "public/a/x.txt", false)).unwrap_err();
+    let e = run_now(&env.req(&src, "public/a/x.txt", false)).unwrap_err();
     assert_eq!(
         e,
         FinalizeError::Symlink {
@@ -186,7 +205,7 @@ fn symlinked_directory_in_destination_is_refused() {
         env.store().join("private/alias"),
     )
     .unwrap();
-    let e = finalize(&env.req(&src, "private/alias/x.txt", false)).unwrap_err();
+    let e = run_now(&env.req(&src, "private/alias/x.txt", false)).unwrap_err();
     assert_eq!(
         e,
         FinalizeError::Symlink {
@@ -198,7 +217,7 @@ fn symlinked_directory_in_destination_is_refused() {
     fs::create_dir_all(env.store().join("p")).unwrap();
     symlink(outside.path().join("target"), env.store().join("p/x.txt")).unwrap();
     for overwrite in [false, true] {
-        let e = finalize(&env.req(&src, "p/x.txt", overwrite)).unwrap_err();
+        let e = run_now(&env.req(&src, "p/x.txt", overwrite)).unwrap_err();
         assert_eq!(
             e,
             FinalizeError::Symlink {
@@ -215,7 +234,7 @@ fn file_where_a_directory_is_expected() {
     let env = Env::new();
     let src = env.tusd("notdir", b"data");
     fs::write(env.store().join("public"), b"i am a file").unwrap();
-    let e = finalize(&env.req(&src, "public/x.txt", false)).unwrap_err();
+    let e = run_now(&env.req(&src, "public/x.txt", false)).unwrap_err();
     assert_eq!(e, FinalizeError::DestinationNotDir);
     assert_eq!(e.as_str(), "destination_not_dir");
     assert_untouched(&src, b"data");
@@ -240,14 +259,14 @@ fn source_outside_the_upload_dir_is_refused() {
     assert!(dotdot.exists(), "the test path must name the real file");
     let relative = PathBuf::from("victim");
     for source in [outside.clone(), dotdot, relative, env.up().to_path_buf()] {
-        let e = finalize(&env.req(&source, "public/x", false)).unwrap_err();
+        let e = run_now(&env.req(&source, "public/x", false)).unwrap_err();
         assert_eq!(e.reason(), Reason::SourceOutside, "{source:?}: {e}");
     }
     // The info path given by the event is checked too.
     let inside = env.tusd("mine", b"mine");
     let mut r = env.req(&inside, "public/mine", false);
     r.info_path = Some(info_of(&outside));
-    assert_eq!(finalize(&r).unwrap_err(), FinalizeError::InfoInvalid);
+    assert_eq!(run_now(&r).unwrap_err(), FinalizeError::InfoInvalid);
 
     assert_eq!(fs::read(&outside).unwrap(), b"secret");
     assert!(info_of(&outside).exists());
@@ -268,12 +287,12 @@ fn source_symlink_pointing_outside_is_refused() {
         link.to_str().unwrap()
     );
     fs::write(info_of(&link), info).unwrap();
-    let e = finalize(&env.req(&link, "public/x", false)).unwrap_err();
+    let e = run_now(&env.req(&link, "public/x", false)).unwrap_err();
     assert_eq!(e, FinalizeError::Symlink { side: Side::Source });
 
     // A symlinked directory inside the upload directory.
     symlink(elsewhere.path(), env.up().join("sub")).unwrap();
-    let e = finalize(&env.req(&env.up().join("sub/victim"), "public/x", false)).unwrap_err();
+    let e = run_now(&env.req(&env.up().join("sub/victim"), "public/x", false)).unwrap_err();
     assert_eq!(e, FinalizeError::SourceOutside);
 
     assert_eq!(fs::read(&outside).unwrap(), b"secret");
@@ -297,7 +316,7 @@ fn symlinked_info_is_refused() {
     )
     .unwrap();
     symlink(&real_info, info_of(&src)).unwrap();
-    let e = finalize(&env.req(&src, "public/x", false)).unwrap_err();
+    let e = run_now(&env.req(&src, "public/x", false)).unwrap_err();
     assert_eq!(e, FinalizeError::Symlink { side: Side::Info });
     assert!(src.exists());
 }
@@ -317,15 +336,16 @@ fn upload_dir_behind_a_symlink_is_resolved_once() {
     let via_link = tusd_upload(&configured, "viaLink", b"one", 3, "");
     let via_real = tusd_upload(real.path(), "viaReal", b"two", 3, "");
     for (src, dest) in [(via_link, "public/one"), (via_real, "public/two")] {
-        let r = FinalizeRequest {
+        let r = Move {
             roots: roots.clone(),
             source: src.clone(),
             info_path: Some(info_of(&src)),
             destination: dest.into(),
             overwrite: false,
             expected_metadata: BTreeMap::new(),
+            content_check: None,
         };
-        assert_eq!(finalize(&r).unwrap().method, Method::Renamed, "{src:?}");
+        assert_eq!(run_now(&r).unwrap().method, Method::Renamed, "{src:?}");
     }
     assert_eq!(fs::read(store.path().join("public/one")).unwrap(), b"one");
     assert_eq!(fs::read(store.path().join("public/two")).unwrap(), b"two");
@@ -337,14 +357,14 @@ fn source_that_is_not_a_plain_file() {
     let d = env.up().join("adir");
     fs::create_dir(&d).unwrap();
     assert_eq!(
-        finalize(&env.req(&d, "public/x", false)).unwrap_err(),
+        run_now(&env.req(&d, "public/x", false)).unwrap_err(),
         FinalizeError::SourceNotFile
     );
 
     // A second hard link (none of tusd's doing).
     let src = env.tusd("twice", b"data");
     fs::hard_link(&src, env.up().join("other-name")).unwrap();
-    let e = finalize(&env.req(&src, "public/x", false)).unwrap_err();
+    let e = run_now(&env.req(&src, "public/x", false)).unwrap_err();
     assert_eq!(e, FinalizeError::SourceNotFile);
     assert_untouched(&src, b"data");
     assert!(!env.store().join("public/x").exists());
@@ -376,7 +396,7 @@ fn only_finished_uploads_described_by_their_info_move() {
     ];
     for (src, want) in &cases {
         assert_eq!(
-            &finalize(&env.req(src, "public/x", false)).unwrap_err(),
+            &run_now(&env.req(src, "public/x", false)).unwrap_err(),
             want,
             "{src:?}"
         );
@@ -387,7 +407,7 @@ fn only_finished_uploads_described_by_their_info_move() {
     let bare = env.up().join("bare");
     fs::write(&bare, b"x").unwrap();
     assert_eq!(
-        finalize(&env.req(&bare, "public/x", false)).unwrap_err(),
+        run_now(&env.req(&bare, "public/x", false)).unwrap_err(),
         FinalizeError::InfoInvalid
     );
     // The info of one upload describing another data file.
@@ -396,19 +416,19 @@ fn only_finished_uploads_described_by_their_info_move() {
     fs::write(&b, b"bbbb").unwrap();
     fs::copy(info_of(&a), info_of(&b)).unwrap();
     assert_eq!(
-        finalize(&env.req(&b, "public/x", false)).unwrap_err(),
+        run_now(&env.req(&b, "public/x", false)).unwrap_err(),
         FinalizeError::InfoInvalid
     );
     // An info path from the event that is not this upload's.
     let mut r = env.req(&b, "public/x", false);
     r.info_path = Some(info_of(&a));
-    assert_eq!(finalize(&r).unwrap_err(), FinalizeError::InfoInvalid);
+    assert_eq!(run_now(&r).unwrap_err(), FinalizeError::InfoInvalid);
     // Garbage.
     let g = env.up().join("garbage");
     fs::write(&g, b"g").unwrap();
     fs::write(info_of(&g), b"{not json").unwrap();
     assert_eq!(
-        finalize(&env.req(&g, "public/x", false)).unwrap_err(),
+        run_now(&env.req(&g, "public/x", false)).unwrap_err(),
         FinalizeError::InfoInvalid
     );
     assert_eq!(entries(env.store()), 0, "refused before any directory is made");
@@ -421,12 +441,12 @@ fn metadata_must_match_what_the_caller_verified() {
     let mut r = env.req(&src, "public/k.txt", false);
     r.expected_metadata.insert("asset-key".into(), "k.txt".into());
     r.expected_metadata.insert("visibility".into(), "private".into());
-    let e = finalize(&r).unwrap_err();
+    let e = run_now(&r).unwrap_err();
     assert_eq!(e, FinalizeError::MetadataMismatch);
     assert_untouched(&src, b"data");
 
     r.expected_metadata.insert("visibility".into(), "public".into());
-    assert_eq!(finalize(&r).unwrap().method, Method::Renamed);
+    assert_eq!(run_now(&r).unwrap().method, Method::Renamed);
 }
 
 // ---------------------------------------------------------------- conflicts
@@ -439,7 +459,7 @@ fn existing_destination_is_kept_without_overwrite() {
     let dst = env.store().join("public/x.txt");
     fs::write(&dst, b"old data").unwrap();
 
-    let e = finalize(&env.req(&src, "public/x.txt", false)).unwrap_err();
+    let e = run_now(&env.req(&src, "public/x.txt", false)).unwrap_err();
     assert_eq!(e, FinalizeError::Exists);
     assert!(e.is_conflict());
     assert_eq!(e.as_str(), "exists");
@@ -449,20 +469,20 @@ fn existing_destination_is_kept_without_overwrite() {
     // Same length, other bytes: still a conflict (not mistaken for a recovery).
     fs::write(&dst, b"NEW DATA").unwrap();
     assert_eq!(
-        finalize(&env.req(&src, "public/x.txt", false)).unwrap_err(),
+        run_now(&env.req(&src, "public/x.txt", false)).unwrap_err(),
         FinalizeError::Exists
     );
     // A directory at the destination.
     fs::create_dir(env.store().join("public/d")).unwrap();
     for overwrite in [false, true] {
         assert_eq!(
-            finalize(&env.req(&src, "public/d", overwrite)).unwrap_err(),
+            run_now(&env.req(&src, "public/d", overwrite)).unwrap_err(),
             FinalizeError::Exists
         );
     }
     // The copy path says the same, and leaves no temporary file.
     faults::set_force_copy(true);
-    let e = finalize(&env.req(&src, "public/x.txt", false)).unwrap_err();
+    let e = run_now(&env.req(&src, "public/x.txt", false)).unwrap_err();
     faults::set_force_copy(false);
     assert_eq!(e, FinalizeError::Exists);
     assert_untouched(&src, b"new data");
@@ -478,14 +498,14 @@ fn existing_destination_is_replaced_with_overwrite() {
     fs::write(&dst, b"old").unwrap();
 
     let src = env.tusd("ow1", b"newer");
-    let got = finalize(&env.req(&src, "public/x.txt", true)).unwrap();
+    let got = run_now(&env.req(&src, "public/x.txt", true)).unwrap();
     assert_eq!(got.method, Method::Renamed);
     assert_eq!(fs::read(&dst).unwrap(), b"newer");
     assert!(!src.exists() && !info_of(&src).exists());
 
     faults::set_force_copy(true);
     let src = env.tusd("ow2", b"newest");
-    let got = finalize(&env.req(&src, "public/x.txt", true)).unwrap();
+    let got = run_now(&env.req(&src, "public/x.txt", true)).unwrap();
     faults::set_force_copy(false);
     assert_eq!(got.method, Method::Copied);
     assert_eq!(fs::read(&dst).unwrap(), b"newest");
@@ -500,7 +520,7 @@ fn destination_appearing_during_the_move_is_not_replaced() {
         let src = env.tusd("race", b"mine");
         faults::set_force_copy(force_copy);
         faults::set_race(true);
-        let e = finalize(&env.req(&src, "public/r.txt", false)).unwrap_err();
+        let e = run_now(&env.req(&src, "public/r.txt", false)).unwrap_err();
         faults::set_race(false);
         faults::set_force_copy(false);
         assert_eq!(e, FinalizeError::Exists, "force_copy={force_copy}");
@@ -517,20 +537,20 @@ fn duplicate_delivery_is_harmless() {
     let env = Env::new();
     let src = env.tusd("dup", b"data");
     let r = env.req(&src, "public/dup.txt", false);
-    assert_eq!(finalize(&r).unwrap().method, Method::Renamed);
+    assert_eq!(run_now(&r).unwrap().method, Method::Renamed);
     for overwrite in [false, true] {
         let mut again = r.clone();
         again.overwrite = overwrite;
-        let got = finalize(&again).unwrap();
+        let got = run_now(&again).unwrap();
         assert_eq!(got.method, Method::AlreadyFinalized);
         assert_eq!(got.bytes, 4);
     }
     assert_eq!(fs::read(env.store().join("public/dup.txt")).unwrap(), b"data");
 
     // Neither source nor destination: an error, not a success.
-    let e = finalize(&env.req(&env.up().join("never"), "public/never", false)).unwrap_err();
+    let e = run_now(&env.req(&env.up().join("never"), "public/never", false)).unwrap_err();
     assert_eq!(e, FinalizeError::SourceMissing);
-    let e = finalize(&env.req(&env.up().join("no/such/dir/x"), "nope/never", false)).unwrap_err();
+    let e = run_now(&env.req(&env.up().join("no/such/dir/x"), "nope/never", false)).unwrap_err();
     assert_eq!(e, FinalizeError::SourceMissing);
     assert!(!env.store().join("nope").exists(), "a miss creates nothing");
 }
@@ -541,7 +561,7 @@ fn duplicate_removes_a_stale_info() {
     let src = env.tusd("stale", b"data");
     fs::create_dir(env.store().join("public")).unwrap();
     fs::rename(&src, env.store().join("public/s.txt")).unwrap(); // crashed before removing the info
-    let got = finalize(&env.req(&src, "public/s.txt", false)).unwrap();
+    let got = run_now(&env.req(&src, "public/s.txt", false)).unwrap();
     assert_eq!(
         (got.method, got.cleanup),
         (Method::AlreadyFinalized, Cleanup::Done)
@@ -557,7 +577,7 @@ fn crash_after_link_publish_is_recovered() {
         fs::create_dir(env.store().join("public")).unwrap();
         let dst = env.store().join("public/c.txt");
         fs::hard_link(&src, &dst).unwrap(); // published, source not yet removed
-        let got = finalize(&env.req(&src, "public/c.txt", overwrite)).unwrap();
+        let got = run_now(&env.req(&src, "public/c.txt", overwrite)).unwrap();
         assert_eq!(got.method, Method::AlreadyFinalized, "overwrite={overwrite}");
         assert!(!src.exists(), "source removed (overwrite={overwrite})");
         assert!(!info_of(&src).exists());
@@ -572,7 +592,7 @@ fn crash_after_copy_publish_is_recovered() {
     fs::create_dir(env.store().join("public")).unwrap();
     let dst = env.store().join("public/c.txt");
     fs::write(&dst, b"same bytes").unwrap(); // another inode, same content
-    let got = finalize(&env.req(&src, "public/c.txt", false)).unwrap();
+    let got = run_now(&env.req(&src, "public/c.txt", false)).unwrap();
     assert_eq!(got.method, Method::AlreadyFinalized);
     assert!(!src.exists() && !info_of(&src).exists());
     assert_eq!(fs::read(&dst).unwrap(), b"same bytes");
@@ -593,7 +613,7 @@ fn failure_midway_leaves_the_source_and_no_temp_file() {
         let src = env.tusd("mid", b"precious data");
         faults::set_force_copy(force_copy);
         faults::fail_at(Some(step));
-        let e = finalize(&env.req(&src, "public/deep/x.bin", false)).unwrap_err();
+        let e = run_now(&env.req(&src, "public/deep/x.bin", false)).unwrap_err();
         faults::fail_at(None);
         faults::set_force_copy(false);
         assert_eq!(e.reason(), Reason::Io, "{step:?}");
@@ -602,7 +622,7 @@ fn failure_midway_leaves_the_source_and_no_temp_file() {
         assert_eq!(temp_files(env.store()), Vec::<PathBuf>::new(), "{step:?}");
 
         // And the next attempt succeeds.
-        let got = finalize(&env.req(&src, "public/deep/x.bin", false)).unwrap();
+        let got = run_now(&env.req(&src, "public/deep/x.bin", false)).unwrap();
         assert_eq!(got.method, Method::Renamed);
     }
 }
@@ -631,7 +651,7 @@ fn cross_filesystem_copy() {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let src = env.tusd("xdev", &data);
         fs::set_permissions(&src, fs::Permissions::from_mode(0o640)).unwrap();
-        let got = finalize(&env.req(&src, "public/big/file.bin", false)).unwrap();
+        let got = run_now(&env.req(&src, "public/big/file.bin", false)).unwrap();
         assert_eq!(got.method, Method::Copied, "{up:?} -> {store:?}");
         assert_eq!(got.bytes, data.len() as u64);
         let dst = env.store().join("public/big/file.bin");
@@ -642,19 +662,19 @@ fn cross_filesystem_copy() {
 
         // Conflict across filesystems: nothing replaced, nothing left over.
         let src = env.tusd("xdev2", b"other");
-        let e = finalize(&env.req(&src, "public/big/file.bin", false)).unwrap_err();
+        let e = run_now(&env.req(&src, "public/big/file.bin", false)).unwrap_err();
         assert_eq!(e, FinalizeError::Exists);
         assert_untouched(&src, b"other");
         assert_eq!(fs::read(&dst).unwrap(), data);
         assert!(temp_files(env.store()).is_empty());
 
         // With overwrite: replaced by a copy.
-        let got = finalize(&env.req(&src, "public/big/file.bin", true)).unwrap();
+        let got = run_now(&env.req(&src, "public/big/file.bin", true)).unwrap();
         assert_eq!(got.method, Method::Copied);
         assert_eq!(fs::read(&dst).unwrap(), b"other");
 
         // Duplicate across filesystems.
-        let got = finalize(&env.req(&src, "public/big/file.bin", true)).unwrap();
+        let got = run_now(&env.req(&src, "public/big/file.bin", true)).unwrap();
         assert_eq!(got.method, Method::AlreadyFinalized);
     }
 }
@@ -665,7 +685,7 @@ fn cross_filesystem_failure_leaves_no_temp_file() {
     let env = Env::in_dirs(&shm, &disk);
     let src = env.tusd("xfail", b"precious");
     faults::fail_at(Some(faults::Step::Publish));
-    let e = finalize(&env.req(&src, "public/x", false)).unwrap_err();
+    let e = run_now(&env.req(&src, "public/x", false)).unwrap_err();
     faults::fail_at(None);
     assert_eq!(e.reason(), Reason::Io);
     assert_untouched(&src, b"precious");
@@ -789,13 +809,16 @@ fn scan_tusd_fixture() {
 
     // What the CLI does next: move every finished one.
     for u in &scan.finished {
-        let got = finalize(&u.request(&env.roots, format!("private/{}", u.id), false)).unwrap();
+        let got = run_now(&pending_move(u, &env.roots, format!("private/{}", u.id), false)).unwrap();
         assert_eq!(got.method, Method::Renamed);
         assert_eq!(got.bytes, u.size);
     }
     let again = scan_pending(dir).unwrap();
     assert!(again.finished.is_empty() && again.stale.is_empty());
-    assert_eq!(again.skipped.len(), 4);
+    // The final upload's part went with it; the other three stay.
+    assert_eq!(again.skipped.len(), 3, "{:?}", again.skipped);
+    assert!(!dir.join("3d4e5f60718293a4b5c6d7e8f90a1b2c").exists());
+    assert!(!dir.join("3d4e5f60718293a4b5c6d7e8f90a1b2c.info").exists());
 }
 
 #[test]
@@ -807,7 +830,7 @@ fn scan_reports_stale_infos() {
     let scan = scan_pending(env.up()).unwrap();
     assert!(scan.finished.is_empty());
     assert_eq!(scan.stale.len(), 1);
-    let got = finalize(&scan.stale[0].request(&env.roots, "k.txt".into(), false)).unwrap();
+    let got = run_now(&pending_move(&scan.stale[0], &env.roots, "k.txt".into(), false)).unwrap();
     assert_eq!(got.method, Method::AlreadyFinalized);
     assert!(!info_of(&src).exists());
 }
@@ -882,7 +905,7 @@ fn scan_real_rustus_layout() {
 
     for u in &scan.finished {
         let dest = format!("public/{}", u.metadata["asset-key"]);
-        let got = finalize(&u.request(&env.roots, dest.clone(), false)).unwrap();
+        let got = run_now(&pending_move(u, &env.roots, dest.clone(), false)).unwrap();
         assert_eq!(got.method, Method::Renamed);
         assert_eq!(fs::metadata(env.store().join(&dest)).unwrap().len(), u.size);
         assert!(!u.info_path.exists() && !u.data_path.exists());
@@ -915,7 +938,611 @@ fn rustus_dir_structure_layout() {
     let mut r = env.req(&u.data_path, "public/dated.txt", false);
     r.expected_metadata
         .insert("asset-key".into(), "photos/été 2026/plage.txt".into());
-    let got = finalize(&r).unwrap();
+    let got = run_now(&r).unwrap();
     assert_eq!(got.method, Method::Renamed);
     assert!(!u.info_path.exists());
+}
+
+// ---------------------------------------------------------------- the plan, end to end
+
+/// A finished tusd upload whose stored metadata is `meta` (JSON object text).
+fn tusd_upload_meta(
+    dir: &Path,
+    id: &str,
+    data: &[u8],
+    flags: &str,
+    meta: &BTreeMap<String, String>,
+) -> PathBuf {
+    let data_path = dir.join(id);
+    fs::write(&data_path, data).unwrap();
+    let info = serde_json::json!({
+        "ID": id, "Size": data.len(), "SizeIsDeferred": false, "Offset": 0,
+        "MetaData": meta,
+        "Storage": {"Type": "filestore", "Path": data_path, "InfoPath": info_of(&data_path)},
+    });
+    let mut text = info.to_string();
+    // splice flags such as `"IsPartial":true,` / `"IsFinal":true,"PartialUploads":[..],`
+    text.insert_str(1, flags);
+    fs::write(info_of(&data_path), text).unwrap();
+    data_path
+}
+
+fn signed(key: &str, ct: &str, vis: crate::policy::Visibility) -> BTreeMap<String, String> {
+    crate::token::upload::mint(crate::tusd::testing::S1.as_bytes(), key, ct, vis, 1_900_000_000)
+}
+
+/// The plan post-finish makes of a tusd event for `data` with `meta`.
+fn plan_for(
+    data: &Path,
+    meta: &BTreeMap<String, String>,
+    check_content: bool,
+    is_final: bool,
+) -> FinalizePlan {
+    use crate::tusd::testing::{storage_config, upload_config, S1};
+    let mut up = upload_config(&[S1]);
+    up.check_content = check_content;
+    let st = storage_config();
+    let len = fs::metadata(data).unwrap().len();
+    let upload = crate::tusd::Upload {
+        id: data.file_name().unwrap().to_string_lossy().into_owned(),
+        size: Some(len),
+        offset: len,
+        metadata: meta.clone(),
+        is_final,
+        storage: Some(crate::tusd::protocol::Storage {
+            kind: Some("filestore".into()),
+            path: Some(data.display().to_string()),
+            info_path: Some(info_of(data).display().to_string()),
+        }),
+        ..crate::tusd::Upload::default()
+    };
+    crate::tusd::postfinish::plan(
+        &upload,
+        crate::tusd::Gate {
+            upload: &up,
+            storage: &st,
+        },
+    )
+    .unwrap()
+}
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR more png bytes";
+const PDF: &[u8] = b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n";
+
+#[test]
+fn the_plan_reaches_the_move_and_its_signed_fields_bind_it() {
+    use crate::policy::Visibility::*;
+    let env = Env::new();
+    let meta = signed("docs/a.pdf", "application/pdf", Private);
+    let src = tusd_upload_meta(env.up(), "p1", PDF, "", &meta);
+    let plan = plan_for(&src, &meta, false, false);
+    let got = finalize(&env.roots, &plan, &Cancel::new()).unwrap();
+    assert_eq!(got.destination, env.store().join("private/docs/a.pdf"));
+    assert_eq!(fs::read(&got.destination).unwrap(), PDF);
+
+    // A plan verified over the attacker's own token, aimed at the victim's upload
+    // (same path, other stored metadata): refused by the on-disk record.
+    let victim = signed("secret.pdf", "application/pdf", Private);
+    let src = tusd_upload_meta(env.up(), "victim", PDF, "", &victim);
+    let attacker = signed("mine.pdf", "application/pdf", Public);
+    let plan = plan_for(&src, &attacker, false, false);
+    assert_eq!(
+        finalize(&env.roots, &plan, &Cancel::new()).unwrap_err(),
+        FinalizeError::MetadataMismatch
+    );
+    assert_untouched(&src, PDF);
+}
+
+#[test]
+fn content_check_runs_in_the_mover() {
+    use crate::policy::Visibility::*;
+    for copy in [false, true] {
+        let env = Env::new();
+        faults::set_force_copy(copy);
+        // A PNG declared as application/pdf: never published, stays as it was.
+        let meta = signed("x.pdf", "application/pdf", Private);
+        let src = tusd_upload_meta(env.up(), "png", PNG, "", &meta);
+        let plan = plan_for(&src, &meta, true, false);
+        let e = finalize(&env.roots, &plan, &Cancel::new()).unwrap_err();
+        assert_eq!(e, FinalizeError::ContentMismatch { expected: "PDF" });
+        assert_eq!(e.as_str(), "content_mismatch");
+        assert_untouched(&src, PNG);
+        assert!(!env.store().join("private/x.pdf").exists());
+        assert!(temp_files(env.store()).is_empty());
+        // The same bytes without the check (it is opt-in) are published.
+        let plan = plan_for(&src, &meta, false, false);
+        assert!(finalize(&env.roots, &plan, &Cancel::new()).is_ok());
+        // A real PDF with the check on is published.
+        let meta = signed("y.pdf", "application/pdf", Private);
+        let src = tusd_upload_meta(env.up(), "pdf", PDF, "", &meta);
+        let plan = plan_for(&src, &meta, true, false);
+        assert!(finalize(&env.roots, &plan, &Cancel::new()).is_ok());
+        faults::set_force_copy(false);
+    }
+}
+
+#[test]
+fn a_final_upload_is_published_only_from_this_tokens_partial_uploads() {
+    use crate::policy::Visibility::*;
+    let env = Env::new();
+    let meta = signed("big.bin", "application/octet-stream", Public);
+    let parts_flags = r#""IsPartial":true,"#;
+    let p1 = tusd_upload_meta(env.up(), "part1", b"hello ", parts_flags, &meta);
+    let p2 = tusd_upload_meta(env.up(), "part2", b"world", parts_flags, &meta);
+    let final_flags = r#""IsFinal":true,"PartialUploads":["part1","part2"],"#;
+    let fin = tusd_upload_meta(env.up(), "final", b"hello world", final_flags, &meta);
+    let plan = plan_for(&fin, &meta, false, true);
+    let got = finalize(&env.roots, &plan, &Cancel::new()).unwrap();
+    assert_eq!(fs::read(&got.destination).unwrap(), b"hello world");
+    for p in [&p1, &p2] {
+        assert!(!p.exists() && !info_of(p).exists(), "parts go after the publish");
+    }
+
+    // The victim's private part inside the attacker's final upload.
+    let victim = signed("private-report.pdf", "application/pdf", Private);
+    let v = tusd_upload_meta(env.up(), "vpart", b"victim bytes", parts_flags, &victim);
+    let attacker = signed("leak.bin", "application/octet-stream", Public);
+    let a = tusd_upload_meta(env.up(), "apart", b"x", parts_flags, &attacker);
+    let flags = r#""IsFinal":true,"PartialUploads":["apart","vpart"],"#;
+    let fin = tusd_upload_meta(env.up(), "afinal", b"xvictim bytes", flags, &attacker);
+    let plan = plan_for(&fin, &attacker, false, true);
+    assert_eq!(
+        finalize(&env.roots, &plan, &Cancel::new()).unwrap_err(),
+        FinalizeError::ConcatInvalid
+    );
+    assert!(!env.store().join("public/leak.bin").exists());
+    assert_untouched(&v, b"victim bytes");
+    assert_untouched(&a, b"x");
+    assert_untouched(&fin, b"xvictim bytes");
+
+    // A finished upload that is not partial, an unknown part, no parts, an
+    // unsafe ID: all refused.
+    let whole = tusd_upload_meta(env.up(), "whole", b"w", "", &attacker);
+    for parts in [r#"["whole"]"#, r#"["nope"]"#, "[]", r#"["../whole"]"#, "null"] {
+        let flags = format!(r#""IsFinal":true,"PartialUploads":{parts},"#);
+        let fin = tusd_upload_meta(env.up(), "f2", b"w", &flags, &attacker);
+        let plan = plan_for(&fin, &attacker, false, true);
+        assert_eq!(
+            finalize(&env.roots, &plan, &Cancel::new()).unwrap_err(),
+            FinalizeError::ConcatInvalid,
+            "{parts}"
+        );
+    }
+    assert_untouched(&whole, b"w");
+    // An unfinished part (data shorter than its size).
+    let short = tusd_upload_meta(env.up(), "short", b"abc", parts_flags, &attacker);
+    fs::write(&short, b"ab").unwrap();
+    assert!(!part(&env.roots, "short").unwrap().finished);
+    assert!(part(&env.roots, "../short").is_none());
+    assert!(part(&env.roots, ".short").is_none());
+}
+
+#[test]
+fn a_cancelled_copy_leaves_the_source_and_no_temp_file() {
+    let env = Env::new();
+    let src = env.tusd("big", &vec![7u8; 3 * COPY_CHUNK + 5]);
+    faults::set_force_copy(true);
+    let cancel = Cancel::new();
+    cancel.cancel();
+    let e = run(&env.req(&src, "public/big.bin", false), &cancel).unwrap_err();
+    faults::set_force_copy(false);
+    assert_eq!(e, FinalizeError::Cancelled);
+    assert_eq!(e.as_str(), "cancelled");
+    assert!(fs::read(&src).unwrap().len() == 3 * COPY_CHUNK + 5);
+    assert!(info_of(&src).exists());
+    assert!(!env.store().join("public/big.bin").exists());
+    assert!(temp_files(env.store()).is_empty());
+}
+
+#[test]
+fn copies_go_through_the_temp_dir_and_the_sweep_removes_only_dead_ones() {
+    let env = Env::new();
+    let src = env.tusd("c", b"copy me");
+    faults::set_force_copy(true);
+    run_now(&env.req(&src, "public/c.txt", false)).unwrap();
+    faults::set_force_copy(false);
+    let tmp = env.store().join(TEMP_DIR);
+    assert!(tmp.is_dir(), "copies are staged in {TEMP_DIR}");
+    assert_eq!(entries(&tmp), 0);
+
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    let make = |name: &str, age: SystemTime| {
+        let p = tmp.join(name);
+        let f = File::create(&p).unwrap();
+        f.set_modified(age).unwrap();
+        p
+    };
+    let dead = make(".assetgate-00112233aabbccdd.tmp", old);
+    let young = make(".assetgate-0011223344556677.tmp", SystemTime::now());
+    let other = make("not-ours.tmp", old);
+    let alive = make(".assetgate-8899aabbccddeeff.tmp", old);
+    let holder = File::open(&alive).unwrap();
+    holder.lock().unwrap();
+
+    assert_eq!(sweep_temp(&env.roots, TEMP_MIN_AGE).unwrap(), 1);
+    assert!(!dead.exists(), "a dead writer's file goes");
+    assert!(young.exists(), "a file younger than the minimum age stays");
+    assert!(other.exists(), "a file not named like ours stays");
+    assert!(
+        alive.exists(),
+        "a file whose writer is alive (holds the lock) stays"
+    );
+    drop(holder);
+    assert_eq!(sweep_temp(&env.roots, TEMP_MIN_AGE).unwrap(), 1);
+    assert!(!alive.exists());
+    assert_eq!(
+        sweep_temp(&env.roots, Duration::ZERO).unwrap(),
+        1,
+        "young, unlocked"
+    );
+    assert!(other.exists());
+    // No temp dir yet: nothing to do.
+    let fresh = Env::new();
+    assert_eq!(sweep_temp(&fresh.roots, Duration::ZERO).unwrap(), 0);
+}
+
+#[test]
+fn destination_state_follows_the_moves_rule() {
+    let env = Env::new();
+    let root = env.store();
+    let st = |p: &str| destination_state(root, Path::new(p));
+    assert_eq!(st("public/a/b.txt"), Destination::Free);
+    fs::create_dir_all(root.join("public/a")).unwrap();
+    assert_eq!(st("public/a/b.txt"), Destination::Free);
+    fs::write(root.join("public/a/b.txt"), b"x").unwrap();
+    assert_eq!(st("public/a/b.txt"), Destination::Exists);
+    // a file where a directory belongs
+    assert_eq!(st("public/a/b.txt/c"), Destination::Blocked);
+    // a symlinked directory on the way, even to a harmless place
+    let elsewhere = tempfile::tempdir().unwrap();
+    symlink(elsewhere.path(), root.join("public/link")).unwrap();
+    assert_eq!(st("public/link/x.txt"), Destination::Blocked);
+    // a symlink or a directory at the name itself
+    symlink(root.join("public/a/b.txt"), root.join("public/a/l.txt")).unwrap();
+    assert_eq!(st("public/a/l.txt"), Destination::Blocked);
+    assert_eq!(st("public/a"), Destination::Blocked);
+    assert_eq!(st("public/../x"), Destination::Blocked);
+}
+
+// ---------------------------------------------------------------- races after the checks
+//
+// Someone with write access to the upload directory or to the asset tree changes it
+// between the checks and the publish (`faults::on`). Whatever they swap, nothing is
+// read from or written to a place outside the two roots, and the bytes published
+// are the ones that were checked.
+
+/// Every entry below `dir`, recursively (files, directories, symlinks).
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn destination_directory_swapped_for_a_symlink_after_the_checks() {
+    // (copy, overwrite, destination already there, directory removed rather than renamed)
+    let cases = [
+        (false, false, false, false),
+        (false, false, false, true),
+        (false, true, false, false),
+        (false, true, true, false),
+        (true, false, false, false),
+        (true, false, false, true),
+        (true, true, true, false),
+    ];
+    for (force_copy, overwrite, existing, remove) in cases {
+        let case = format!("copy={force_copy} overwrite={overwrite} existing={existing} remove={remove}");
+        let env = Env::new();
+        let outside = tempfile::tempdir().unwrap();
+        let src = env.tusd("swapdst", b"mine");
+        let a = env.store().join("public/a");
+        let moved = env.store().join("public/a.moved");
+        if existing {
+            fs::create_dir_all(&a).unwrap();
+            fs::write(a.join("x.txt"), b"old").unwrap();
+        }
+        let (link, target, gone) = (a.clone(), outside.path().to_path_buf(), moved.clone());
+        faults::on(faults::Step::AfterChecks, move || {
+            if remove {
+                fs::remove_dir(&link).unwrap();
+            } else {
+                fs::rename(&link, &gone).unwrap();
+            }
+            symlink(&target, &link).unwrap();
+        });
+        faults::set_force_copy(force_copy);
+        let got = run_now(&env.req(&src, "public/a/x.txt", overwrite));
+        faults::set_force_copy(false);
+
+        assert_eq!(
+            tree(outside.path()),
+            Vec::<PathBuf>::new(),
+            "written through the link: {case}"
+        );
+        match got {
+            // Published into the directory that was checked, wherever it is now.
+            Ok(_) if !remove => {
+                assert_eq!(fs::read(moved.join("x.txt")).unwrap(), b"mine", "{case}");
+                assert!(!src.exists(), "{case}");
+            }
+            // That directory was removed: nothing published, nothing lost.
+            Err(e) if remove => {
+                assert_eq!(e.reason(), Reason::Io, "{case}: {e}");
+                assert_untouched(&src, b"mine");
+            }
+            other => panic!("{case}: {other:?}"),
+        }
+        assert!(temp_files(env.store()).is_empty(), "{case}");
+    }
+}
+
+#[test]
+fn source_directory_swapped_for_a_symlink_after_the_checks() {
+    for force_copy in [false, true] {
+        let env = Env::new();
+        // A look-alike outside the upload directory: same ID, same size, its own info.
+        let outside = tempfile::tempdir().unwrap();
+        let secret = tusd_upload(outside.path(), "up1", b"secret", 6, "");
+        let before = tree(outside.path());
+        let sub = env.up().join("sub");
+        fs::create_dir(&sub).unwrap();
+        let src = tusd_upload(&sub, "up1", b"mine!!", 6, "");
+        let (link, target, moved) = (
+            sub.clone(),
+            outside.path().to_path_buf(),
+            env.up().join("sub.moved"),
+        );
+        faults::on(faults::Step::AfterChecks, move || {
+            fs::rename(&link, &moved).unwrap();
+            symlink(&target, &link).unwrap();
+        });
+        faults::set_force_copy(force_copy);
+        let got = run_now(&env.req(&src, "public/x.txt", false));
+        faults::set_force_copy(false);
+
+        let dst = env.store().join("public/x.txt");
+        let published = fs::read(&dst).ok();
+        assert_ne!(
+            published.as_deref(),
+            Some(&b"secret"[..]),
+            "copy={force_copy}: read outside"
+        );
+        assert_eq!(fs::read(&secret).unwrap(), b"secret");
+        assert_eq!(
+            fs::metadata(&secret).unwrap().nlink(),
+            1,
+            "copy={force_copy}: linked outside"
+        );
+        assert_eq!(tree(outside.path()), before, "copy={force_copy}: outside changed");
+        // The checked file is what was published.
+        assert_eq!(got.unwrap().bytes, 6);
+        assert_eq!(published.as_deref(), Some(&b"mine!!"[..]));
+    }
+}
+
+#[test]
+fn source_file_swapped_for_a_symlink_after_the_checks() {
+    for (force_copy, overwrite) in [(false, false), (false, true), (true, false), (true, true)] {
+        let case = format!("copy={force_copy} overwrite={overwrite}");
+        let env = Env::new();
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret");
+        fs::write(&secret, b"secret").unwrap();
+        let src = env.tusd("leaf", b"mine!!");
+        if overwrite {
+            fs::create_dir_all(env.store().join("public")).unwrap();
+            fs::write(env.store().join("public/x.txt"), b"old").unwrap();
+        }
+        let (name, target, moved) = (src.clone(), secret.clone(), env.up().join("leaf.moved"));
+        faults::on(faults::Step::AfterChecks, move || {
+            fs::rename(&name, &moved).unwrap();
+            symlink(&target, &name).unwrap();
+        });
+        faults::set_force_copy(force_copy);
+        let got = run_now(&env.req(&src, "public/x.txt", overwrite));
+        faults::set_force_copy(false);
+
+        let dst = env.store().join("public/x.txt");
+        let meta = fs::symlink_metadata(&dst).unwrap();
+        assert!(meta.is_file(), "{case}: a symlink was published");
+        assert_eq!(fs::read(&dst).unwrap(), b"mine!!", "{case}");
+        assert_eq!(fs::read(&secret).unwrap(), b"secret");
+        let got = got.unwrap();
+        // The name now holds someone else's symlink: left alone, and said so.
+        assert!(
+            fs::symlink_metadata(&src).unwrap().file_type().is_symlink(),
+            "{case}"
+        );
+        assert_eq!(got.cleanup, Cleanup::SourceLeft(io::ErrorKind::Other), "{case}");
+        assert!(temp_files(env.store()).is_empty(), "{case}");
+    }
+}
+
+#[test]
+fn temp_directory_swapped_for_a_symlink_during_a_copy() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let env = Env::new();
+    let outside = tempfile::tempdir().unwrap();
+    let src = env.tusd("tmpswap", b"private bytes");
+    let tmp = env.store().join(TEMP_DIR);
+    fs::create_dir(&tmp).unwrap();
+    let (link, target, moved) = (
+        tmp.clone(),
+        outside.path().to_path_buf(),
+        env.store().join("tmp.moved"),
+    );
+    faults::on(faults::Step::CreateTemp, move || {
+        fs::rename(&link, &moved).unwrap();
+        symlink(&target, &link).unwrap();
+    });
+    // Looked at just before the publish, while the copy exists.
+    let seen = Rc::new(Cell::new(usize::MAX));
+    let (seen2, out) = (seen.clone(), outside.path().to_path_buf());
+    faults::on(faults::Step::Publish, move || seen2.set(tree(&out).len()));
+    faults::set_force_copy(true);
+    let got = run_now(&env.req(&src, "public/t.bin", false));
+    faults::set_force_copy(false);
+
+    assert_eq!(seen.get(), 0, "the copy was written outside the storage root");
+    assert_eq!(tree(outside.path()), Vec::<PathBuf>::new());
+    assert_eq!(got.unwrap().method, Method::Copied);
+    assert_eq!(
+        fs::read(env.store().join("public/t.bin")).unwrap(),
+        b"private bytes"
+    );
+    assert_eq!(
+        entries(&env.store().join("tmp.moved")),
+        0,
+        "temporary file removed"
+    );
+}
+
+// ---------------------------------------------------------------- fallbacks
+
+/// Linux before 5.6 (or a seccomp filter that predates `openat2`): directories are
+/// walked one `openat(O_NOFOLLOW)` at a time, with the same answers.
+#[test]
+fn without_openat2_the_walk_refuses_the_same_symlinks() {
+    faults::set_unsupported(&[faults::Feature::Openat2]);
+    source_symlink_pointing_outside_is_refused();
+    symlinked_info_is_refused();
+    source_outside_the_upload_dir_is_refused();
+    upload_dir_behind_a_symlink_is_resolved_once();
+    rustus_dir_structure_layout();
+    source_directory_swapped_for_a_symlink_after_the_checks();
+    a_final_upload_is_published_only_from_this_tokens_partial_uploads();
+    faults::set_unsupported(&[]);
+}
+
+/// The inode that was checked is published by its descriptor: `AT_EMPTY_PATH`
+/// (Linux 6.10+), else `/proc/self/fd`, else a copy from the descriptor. Each way
+/// publishes the checked file, not what its name holds by then.
+#[test]
+fn publishing_by_descriptor_falls_back_to_proc_then_to_a_copy() {
+    use faults::Feature::{EmptyPath, ProcFd};
+    for (missing, method) in [
+        (&[][..], Method::Renamed),
+        (&[EmptyPath][..], Method::Renamed),
+        (&[EmptyPath, ProcFd][..], Method::Copied),
+    ] {
+        faults::set_unsupported(missing);
+        for overwrite in [false, true] {
+            let env = Env::new();
+            let src = env.tusd("fd", b"by descriptor");
+            fs::create_dir(env.store().join("public")).unwrap();
+            let dst = env.store().join("public/fd.txt");
+            if overwrite {
+                fs::write(&dst, b"old").unwrap();
+            }
+            let got = run_now(&env.req(&src, "public/fd.txt", overwrite)).unwrap();
+            assert_eq!(got.method, method, "{missing:?} overwrite={overwrite}");
+            assert_eq!(fs::read(&dst).unwrap(), b"by descriptor");
+            assert_eq!(fs::metadata(&dst).unwrap().nlink(), 1, "no second name left");
+            assert!(!src.exists() && !info_of(&src).exists());
+            assert!(temp_files(env.store()).is_empty());
+        }
+        source_file_swapped_for_a_symlink_after_the_checks();
+        faults::set_unsupported(&[]);
+    }
+}
+
+/// A filesystem without `RENAME_NOREPLACE`: the copy is published by a link, which
+/// refuses an existing name the same way, and its temporary name is removed.
+#[test]
+fn without_renameat2_a_copy_is_published_by_a_link() {
+    faults::set_unsupported(&[faults::Feature::Renameat2]);
+    faults::set_force_copy(true);
+    let env = Env::new();
+    let src = env.tusd("nr", b"copied");
+    let got = run_now(&env.req(&src, "public/nr.txt", false)).unwrap();
+    assert_eq!(got.method, Method::Copied);
+    let dst = env.store().join("public/nr.txt");
+    assert_eq!(fs::read(&dst).unwrap(), b"copied");
+    assert_eq!(fs::metadata(&dst).unwrap().nlink(), 1);
+    assert!(temp_files(env.store()).is_empty());
+
+    let other = env.tusd("nr2", b"other");
+    let e = run_now(&env.req(&other, "public/nr.txt", false)).unwrap_err();
+    assert_eq!(e, FinalizeError::Exists);
+    assert_untouched(&other, b"other");
+    assert_eq!(fs::read(&dst).unwrap(), b"copied");
+    assert!(temp_files(env.store()).is_empty());
+    faults::set_force_copy(false);
+    faults::set_unsupported(&[]);
+}
+
+/// Overwrite on one filesystem links the checked inode under a temporary name in
+/// `.assetgate-tmp`, then renames it over the destination. A crash in between
+/// leaves that name (a second link of the source, so the source is refused as
+/// `SourceNotFile`) until the sweep, which spares it while its writer holds the
+/// lock on the inode.
+#[test]
+fn overwrite_stages_the_inode_and_the_sweep_knows_a_crashed_stage() {
+    let env = Env::new();
+    let src = env.tusd("stage", b"new bytes");
+    fs::create_dir(env.store().join("public")).unwrap();
+    let dst = env.store().join("public/s.txt");
+    fs::write(&dst, b"old").unwrap();
+    let tmp = env.store().join(TEMP_DIR);
+    fs::create_dir(&tmp).unwrap();
+    let staged = tmp.join(".assetgate-0123456789abcdef.tmp");
+    fs::hard_link(&src, &staged).unwrap(); // the crash
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    File::open(&src).unwrap().set_modified(old).unwrap();
+
+    assert_eq!(
+        run_now(&env.req(&src, "public/s.txt", true)).unwrap_err(),
+        FinalizeError::SourceNotFile
+    );
+    assert_eq!(fs::read(&dst).unwrap(), b"old");
+    let writer = File::open(&src).unwrap();
+    writer.lock().unwrap();
+    assert_eq!(
+        sweep_temp(&env.roots, TEMP_MIN_AGE).unwrap(),
+        0,
+        "its writer is alive"
+    );
+    drop(writer);
+    assert_eq!(sweep_temp(&env.roots, TEMP_MIN_AGE).unwrap(), 1);
+    assert_untouched(&src, b"new bytes");
+
+    let got = run_now(&env.req(&src, "public/s.txt", true)).unwrap();
+    assert_eq!(got.method, Method::Renamed);
+    assert_eq!(fs::read(&dst).unwrap(), b"new bytes");
+    assert_eq!(fs::metadata(&dst).unwrap().nlink(), 1);
+    assert_eq!(entries(&tmp), 0);
+}
+
+/// A racing duplicate publishes this very inode between the checks and an
+/// overwrite: `rename` between two links of one inode does nothing, so the
+/// temporary name must be removed by hand, not forgotten.
+#[test]
+fn overwrite_racing_a_duplicate_of_the_same_inode_leaves_no_temp_name() {
+    let env = Env::new();
+    let src = env.tusd("dupino", b"same inode");
+    fs::create_dir(env.store().join("public")).unwrap();
+    let dst = env.store().join("public/d.txt");
+    fs::write(&dst, b"old").unwrap();
+    let (from, to) = (src.clone(), dst.clone());
+    faults::on(faults::Step::AfterChecks, move || {
+        fs::remove_file(&to).unwrap();
+        fs::hard_link(&from, &to).unwrap();
+    });
+    let got = run_now(&env.req(&src, "public/d.txt", true)).unwrap();
+    assert_eq!(got.method, Method::Renamed);
+    assert_eq!(fs::read(&dst).unwrap(), b"same inode");
+    assert!(!src.exists() && !info_of(&src).exists());
+    assert_eq!(temp_files(env.store()), Vec::<PathBuf>::new());
+    assert_eq!(fs::metadata(&dst).unwrap().nlink(), 1);
 }

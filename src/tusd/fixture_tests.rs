@@ -387,12 +387,39 @@ fn v2_concatenation() {
     let fin = parse(fixture!("tusd-v2/pre-create-final.json"), None).unwrap();
     assert!(fin.upload.is_final);
     assert_eq!(fin.upload.partial_uploads, vec!["a1b2c3", "d4e5f6"]);
-    assert_eq!(
-        env.run(fixture!("tusd-v2/pre-create-final.json"), None).1.verdict,
-        Verdict::Accept
+    // Parts nobody knows: refused (tusd would concatenate any finished upload).
+    let (_, d, a) = env.run(fixture!("tusd-v2/pre-create-final.json"), None);
+    assert_eq!(d.reason(), Reason::ConcatInvalid);
+    assert_eq!(json(&a)["HTTPResponse"]["StatusCode"], 403);
+    // The same token's finished partial uploads: accepted.
+    struct Parts(crate::token::upload::Metadata);
+    impl Lookup for Parts {
+        fn destination(&self, _: &Path) -> crate::tusd::Destination {
+            crate::tusd::Destination::Free
+        }
+        fn part(&self, id: &str) -> Option<crate::tusd::Part> {
+            ["a1b2c3", "d4e5f6"].contains(&id).then(|| crate::tusd::Part {
+                is_partial: true,
+                finished: true,
+                metadata: self.0.clone(),
+            })
+        }
+    }
+    let parts = Parts(fin.upload.metadata.clone());
+    let (_, d, _) = env.run_with(
+        fixture!("tusd-v2/pre-create-final.json"),
+        None,
+        fixture_now(),
+        &parts,
     );
+    assert_eq!(d.verdict, Verdict::Accept);
     env.upload.max_size = Some(1_048_575);
-    let (_, d, _) = env.run(fixture!("tusd-v2/pre-create-final.json"), None);
+    let (_, d, _) = env.run_with(
+        fixture!("tusd-v2/pre-create-final.json"),
+        None,
+        fixture_now(),
+        &parts,
+    );
     assert_eq!(d.reason(), Reason::TooLarge);
     let (_, d, a) = env.run(fixture!("tusd-v2/post-finish-partial.json"), None);
     assert_eq!((d.outcome(), d.reason()), (Outcome::Skip, Reason::Partial));
@@ -432,8 +459,8 @@ fn v2_pre_finish_sniffing_is_opt_in() {
 
     struct Head(&'static [u8]);
     impl Lookup for Head {
-        fn exists(&self, _: &Path) -> bool {
-            false
+        fn destination(&self, _: &Path) -> crate::tusd::Destination {
+            crate::tusd::Destination::Free
         }
         fn leading_bytes(&self, _: &Upload) -> Option<Vec<u8>> {
             Some(self.0.to_vec())

@@ -59,12 +59,14 @@
 //!   metadata: graniteFields, metadataForPartialUploads: graniteFields })
 //! ```
 
+pub mod abandon;
 pub mod answer;
 pub mod metadata;
 pub mod postfinish;
 pub mod precreate;
 pub mod prefinish;
 pub mod protocol;
+pub mod session;
 
 use std::fmt;
 use std::path::Path;
@@ -106,6 +108,12 @@ pub enum Reason {
     Exists,
     /// The leading bytes contradict the declared type (415).
     ContentMismatch,
+    /// A final (concatenated) upload names a part that is not a finished partial
+    /// upload signed with the same token fields (403).
+    ConcatInvalid,
+    /// The destination's path runs through a symlink or a file inside the asset
+    /// tree: the move would refuse it, so the upload is refused up front (409).
+    DestinationBlocked,
     /// post-finish for a partial upload: skipped.
     Partial,
     /// post-finish for an upload whose offset is not its size: not finalized.
@@ -120,7 +128,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every value, for metric pre-registration.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 20] = [
         Reason::Ok,
         Reason::MetadataMissing,
         Reason::MetadataInvalid,
@@ -134,6 +142,8 @@ impl Reason {
         Reason::LengthRequired,
         Reason::Exists,
         Reason::ContentMismatch,
+        Reason::ConcatInvalid,
+        Reason::DestinationBlocked,
         Reason::Partial,
         Reason::Incomplete,
         Reason::StorageUnsupported,
@@ -157,6 +167,8 @@ impl Reason {
             Reason::LengthRequired => "length_required",
             Reason::Exists => "exists",
             Reason::ContentMismatch => "content_mismatch",
+            Reason::ConcatInvalid => "concat_invalid",
+            Reason::DestinationBlocked => "destination_blocked",
             Reason::Partial => "partial",
             Reason::Incomplete => "incomplete",
             Reason::StorageUnsupported => "storage_unsupported",
@@ -174,11 +186,13 @@ impl Reason {
             | Reason::KeyInvalid
             | Reason::VisibilityInvalid
             | Reason::BadHook => 400,
-            Reason::TokenInvalid | Reason::TokenExpired | Reason::TokenTtlTooLong => 403,
+            Reason::TokenInvalid | Reason::TokenExpired | Reason::TokenTtlTooLong | Reason::ConcatInvalid => {
+                403
+            }
             Reason::ContentTypeNotAllowed | Reason::ContentMismatch => 415,
             Reason::TooLarge => 413,
             Reason::LengthRequired => 411,
-            Reason::Exists => 409,
+            Reason::Exists | Reason::DestinationBlocked => 409,
             Reason::Incomplete | Reason::StorageUnsupported => 422,
         }
     }
@@ -355,10 +369,11 @@ pub struct Gate<'a> {
 /// The facts a decision needs from outside (the filesystem), asked by the pure
 /// code and answered by the server.
 pub trait Lookup {
-    /// Whether `relative` (`{prefix}/{key}`, under `[storage] root`) exists. An
-    /// I/O error other than "not found" should answer `true` (fail closed: the
-    /// upload is refused with 409 rather than risk an overwrite later).
-    fn exists(&self, relative: &Path) -> bool;
+    /// The state of `relative` (`{prefix}/{key}`, under `[storage] root`), by the
+    /// mover's own rule (`finalize::destination_state`). An I/O error other than
+    /// "not found" should answer [`Destination::Exists`] (fail closed: the upload
+    /// is refused with 409 rather than risk an overwrite later).
+    fn destination(&self, relative: &Path) -> Destination;
 
     /// The first bytes (up to [`prefinish::SNIFF_BYTES`]) of a finished upload,
     /// for pre-finish content sniffing; `None` = sniffing disabled or the data
@@ -366,12 +381,46 @@ pub trait Lookup {
     fn leading_bytes(&self, _upload: &Upload) -> Option<Vec<u8>> {
         None
     }
+
+    /// What the upload server's own record says of the upload `id` (a part named
+    /// by a final upload). `None`: no such upload, an unsafe ID, or its record is
+    /// unreadable (a final upload naming it is refused).
+    fn part(&self, _id: &str) -> Option<Part> {
+        None
+    }
 }
 
-/// Any `Fn(&Path) -> bool` is an existence check (no sniffing).
+/// Where a destination stands, by the mover's rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// Nothing there; every existing directory on the way is a real directory.
+    Free,
+    /// A file (or a directory) is there already.
+    Exists,
+    /// A component on the way is a symlink or not a directory: the move would
+    /// refuse it, whatever `overwrite` says.
+    Blocked,
+}
+
+/// A part of a final upload, as its `.info` on disk describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// `IsPartial` (tusd) / `is_partial` (rustus).
+    pub is_partial: bool,
+    /// The data file is exactly as long as the declared size.
+    pub finished: bool,
+    /// The stored metadata.
+    pub metadata: crate::token::upload::Metadata,
+}
+
+/// Any `Fn(&Path) -> bool` is an existence check (no sniffing, no parts).
 impl<F: Fn(&Path) -> bool> Lookup for F {
-    fn exists(&self, relative: &Path) -> bool {
-        self(relative)
+    fn destination(&self, relative: &Path) -> Destination {
+        if self(relative) {
+            Destination::Exists
+        } else {
+            Destination::Free
+        }
     }
 }
 
@@ -438,6 +487,8 @@ pub(crate) mod testing {
             max_size: None,
             allow_deferred_length: false,
             check_content: false,
+            session_binding: Default::default(),
+            session_grace: std::time::Duration::from_secs(3600),
         }
     }
 

@@ -13,14 +13,18 @@
 //! 5. `Storage.Path` must be present and absolute, and the storage a file store
 //!    (`filestore` for tusd, `file_storage` for rustus).
 //!
-//! The result is a [`FinalizePlan`], which only this module builds; the mover
-//! (`src/finalize.rs`) takes it. The plan does NOT vouch for the paths: whoever
-//! can reach `/tusd` can post any event, so the mover must still confine
-//! `source` to `[tusd] upload_dir` and the destination to `[storage] root`
-//! (symlinks included), and should re-read the stored `.info` metadata
-//! ([`super::protocol::parse_file_info`] + [`plan`]) and check it gives the same
-//! plan, so a forged event cannot pair someone else's data file with its own
-//! token.
+//! The result is a [`FinalizePlan`], which only this module builds, and the
+//! mover (`crate::finalize::finalize`) takes nothing else: the signed fields it
+//! must find unchanged in the upload's own `.info`, the typed destination, and
+//! (with `[upload] check_content`) the declared type the file's leading bytes
+//! must match. The plan does NOT vouch for the paths: whoever can reach `/tusd`
+//! can post any event, so the mover still confines `source` to `[tusd]
+//! upload_dir` and the destination to `[storage] root` (symlinks included),
+//! re-reads the stored `.info` and requires the plan's signed fields in it, so a
+//! forged event cannot pair someone else's data file with its own token. A
+//! final upload's parts are taken from that `.info` and checked there too.
+//! `finalize-pending` (and any other path to the mover) plans through [`plan`]
+//! as well.
 
 use std::path::{Path, PathBuf};
 
@@ -28,7 +32,7 @@ use super::precreate::{check_content_type, check_size, destination};
 use super::protocol::Upload;
 use super::{Gate, Reason, Rejection, Verdict};
 use crate::policy::Visibility;
-use crate::token::upload::{verify_signature_ignoring_expiry, SignatureVerified};
+use crate::token::upload::{self, verify_signature_ignoring_expiry, Metadata, SignatureVerified};
 
 /// Storage types whose `Path` is a plain data file.
 pub const FILE_STORES: [&str; 2] = ["filestore", "file_storage"];
@@ -43,6 +47,8 @@ pub struct FinalizePlan {
     destination: PathBuf,
     size: u64,
     overwrite: bool,
+    check_content: bool,
+    signed: Metadata,
     verified: SignatureVerified,
 }
 
@@ -96,6 +102,19 @@ impl FinalizePlan {
     pub fn verified(&self) -> &SignatureVerified {
         &self.verified
     }
+
+    /// The five signed metadata fields exactly as verified: the mover requires
+    /// each, unchanged, in the upload's on-disk info (and in every part of a
+    /// final upload).
+    pub fn signed_fields(&self) -> &Metadata {
+        &self.signed
+    }
+
+    /// The declared type the leading bytes must match before the publish, when
+    /// `[upload] check_content` was on at planning time.
+    pub fn content_check(&self) -> Option<&str> {
+        self.check_content.then(|| self.verified.content_type())
+    }
 }
 
 /// Plans the move of a finished upload (an event's `Upload`, or a parsed
@@ -144,6 +163,10 @@ pub fn plan(upload: &Upload, gate: Gate<'_>) -> Result<FinalizePlan, Verdict> {
         .and_then(|s| s.info_path.as_deref())
         .filter(|p| !p.is_empty())
         .map(PathBuf::from);
+    let signed = upload::FIELDS
+        .iter()
+        .filter_map(|f| upload.metadata.get(*f).map(|v| ((*f).to_owned(), v.clone())))
+        .collect();
     Ok(FinalizePlan {
         upload_id: upload.id.clone(),
         source,
@@ -151,6 +174,8 @@ pub fn plan(upload: &Upload, gate: Gate<'_>) -> Result<FinalizePlan, Verdict> {
         destination: destination(verified.visibility(), verified.key(), gate.storage),
         size,
         overwrite: gate.storage.overwrite,
+        check_content: gate.upload.check_content,
+        signed,
         verified,
     })
 }
@@ -317,5 +342,34 @@ mod tests {
         u.offset = 0;
         let Verdict::Finalize(p) = run(&u) else { panic!() };
         assert_eq!(p.size(), 0);
+    }
+
+    #[test]
+    fn the_plan_carries_the_signed_fields_and_the_content_check() {
+        let mut u = finished("a.png", Visibility::Private, NOW);
+        u.metadata.insert("filename".into(), "not signed".into());
+        let Verdict::Finalize(p) = run(&u) else { panic!() };
+        let fields: Vec<&str> = p.signed_fields().keys().map(String::as_str).collect();
+        let mut want = upload::FIELDS.to_vec();
+        want.sort_unstable();
+        assert_eq!(fields, want, "exactly the five signed fields");
+        for (k, v) in p.signed_fields() {
+            assert_eq!(u.metadata.get(k), Some(v));
+        }
+        assert_eq!(p.content_check(), None, "check_content is off by default");
+
+        let mut up = upload_config(&[S2, S1]);
+        up.check_content = true;
+        let st = storage_config();
+        let Verdict::Finalize(p) = decide(
+            &u,
+            Gate {
+                upload: &up,
+                storage: &st,
+            },
+        ) else {
+            panic!()
+        };
+        assert_eq!(p.content_check(), Some("image/png"));
     }
 }

@@ -11,9 +11,16 @@
 //!    `token_ttl_too_long`);
 //! 5. policy: content-type allowlist (415), `max_size` against `Upload.Size`
 //!    (413), deferred length (411);
-//! 6. the destination `{prefix}/{key}` exists and `[storage] overwrite` is off
+//! 6. the destination `{prefix}/{key}` runs through a symlink or a file inside
+//!    the asset tree (409 `destination_blocked`: the mover would refuse it, so
+//!    the upload would be stuck), or exists and `[storage] overwrite` is off
 //!    (409 `exists`). Only the destination of the signed visibility is looked
 //!    at (like granite's own `save`).
+//! 7. a final (concatenated) upload: every part it names must be a finished
+//!    partial upload whose stored metadata carries the very same five signed
+//!    fields (403 `concat_invalid`). tusd lets `Upload-Concat: final` name ANY
+//!    finished upload by ID, so without this a valid token of one's own could
+//!    publish someone else's bytes. The mover checks the parts again.
 //!
 //! Steps 1–4 are [`crate::token::upload::verify`]; a success is an
 //! [`UploadVerified`] proof, and [`Accepted`] can only be built from one.
@@ -21,7 +28,7 @@
 use std::path::PathBuf;
 
 use super::protocol::Upload;
-use super::{Gate, Lookup, Reason, Rejection};
+use super::{Destination, Gate, Lookup, Reason, Rejection};
 use crate::policy;
 use crate::token::upload::{self, UploadVerified};
 
@@ -63,19 +70,69 @@ pub fn check(upload: &Upload, gate: Gate<'_>, now: i64, lookup: &dyn Lookup) -> 
     let verified = upload::verify(&upload.metadata, gate.upload, now)?;
     check_policy(upload, &verified, gate)?;
     let destination = destination(verified.visibility(), verified.key(), gate.storage);
-    if !gate.storage.overwrite && lookup.exists(&destination) {
-        return Err(Rejection::new(
-            Reason::Exists,
-            format!(
-                "a {} asset with this key already exists and overwriting is disabled",
-                verified.visibility()
-            ),
-        ));
+    match lookup.destination(&destination) {
+        Destination::Free => {}
+        Destination::Blocked => {
+            return Err(Rejection::new(
+                Reason::DestinationBlocked,
+                "the asset key's path is blocked in the asset tree (a symlink or a file where a directory belongs)",
+            ))
+        }
+        Destination::Exists if gate.storage.overwrite => {}
+        Destination::Exists => {
+            return Err(Rejection::new(
+                Reason::Exists,
+                format!(
+                    "a {} asset with this key already exists and overwriting is disabled",
+                    verified.visibility()
+                ),
+            ))
+        }
+    }
+    if upload.is_final {
+        check_parts(upload, lookup)?;
     }
     Ok(Accepted {
         verified,
         destination,
     })
+}
+
+/// Every part of a final upload is a finished partial upload carrying the final
+/// upload's five signed fields unchanged (the signature over them was verified
+/// just before: equal fields mean the same token).
+fn check_parts(upload: &Upload, lookup: &dyn Lookup) -> Result<(), Rejection> {
+    let refuse = |why: &str| {
+        Err(Rejection::new(
+            Reason::ConcatInvalid,
+            format!("concatenation refused: {why}"),
+        ))
+    };
+    if upload.partial_uploads.is_empty() {
+        return refuse("a final upload names no partial uploads");
+    }
+    for id in &upload.partial_uploads {
+        let Some(part) = lookup.part(id) else {
+            return refuse("a named part is not a known upload");
+        };
+        if !part.is_partial {
+            return refuse("a named part is not a partial upload");
+        }
+        if !part.finished {
+            return refuse("a named part is not finished");
+        }
+        if !same_signed_fields(&upload.metadata, &part.metadata) {
+            return refuse("a named part was not created with this upload's token");
+        }
+    }
+    Ok(())
+}
+
+/// Whether the five signed fields are present and equal in both.
+pub(crate) fn same_signed_fields(a: &upload::Metadata, b: &upload::Metadata) -> bool {
+    upload::FIELDS
+        .iter()
+        .all(|f| matches!((a.get(*f), b.get(*f)), (Some(x), Some(y)) if x == y))
 }
 
 /// Content type, size and deferred length.
@@ -151,6 +208,7 @@ mod tests {
     use crate::policy::Visibility;
     use crate::token::upload::{mint, Metadata, FIELD_TOKEN};
     use crate::tusd::testing::*;
+    use crate::tusd::Part;
 
     fn upload_with(meta: Metadata, size: Option<u64>) -> Upload {
         Upload {
@@ -331,7 +389,8 @@ mod tests {
             &lookup
         )
         .is_ok());
-        // overwrite = true: not even asked
+        // overwrite = true: asked all the same (a blocked path is refused even
+        // then), and an existing asset is fine
         st.overwrite = true;
         asked.set(0);
         assert!(check(
@@ -344,9 +403,10 @@ mod tests {
             &lookup
         )
         .is_ok());
-        assert_eq!(asked.get(), 0);
-        // not asked either when an earlier check fails
+        assert_eq!(asked.get(), 1);
+        // not asked when an earlier check fails
         st.overwrite = false;
+        asked.set(0);
         let bad = upload_with(
             mint(
                 b"wrong-secret-0000000",
@@ -398,7 +458,145 @@ mod tests {
             ..Upload::default()
         };
         assert_eq!(run(&fin, &up_small).unwrap_err().reason(), Reason::TooLarge);
-        assert!(run(&fin, &up).is_ok());
+        // parts this lookup does not know: refused
+        assert_eq!(run(&fin, &up).unwrap_err().reason(), Reason::ConcatInvalid);
+        let parts = Parts::signed_like(&fin.metadata, &["p1", "p2"]);
+        assert!(run_with(&fin, &up, false, &parts).is_ok());
+    }
+
+    /// A lookup knowing some parts (and no destination).
+    struct Parts(Vec<(String, Part)>);
+
+    impl Parts {
+        fn signed_like(meta: &Metadata, ids: &[&str]) -> Parts {
+            Parts(
+                ids.iter()
+                    .map(|id| {
+                        let part = Part {
+                            is_partial: true,
+                            finished: true,
+                            metadata: meta.clone(),
+                        };
+                        ((*id).to_string(), part)
+                    })
+                    .collect(),
+            )
+        }
+    }
+
+    impl Lookup for Parts {
+        fn destination(&self, _: &Path) -> Destination {
+            Destination::Free
+        }
+        fn part(&self, id: &str) -> Option<Part> {
+            self.0.iter().find(|(i, _)| i == id).map(|(_, p)| p.clone())
+        }
+    }
+
+    fn run_with(
+        upload: &Upload,
+        up: &crate::config::UploadConfig,
+        overwrite: bool,
+        lookup: &dyn Lookup,
+    ) -> Result<Accepted, Rejection> {
+        let mut st = storage_config();
+        st.overwrite = overwrite;
+        check(
+            upload,
+            Gate {
+                upload: up,
+                storage: &st,
+            },
+            NOW,
+            lookup,
+        )
+    }
+
+    #[test]
+    fn final_upload_parts_must_be_this_tokens_finished_partial_uploads() {
+        let up = upload_config(&[S1]);
+        let meta = good("big.bin", "application/octet-stream", Visibility::Public);
+        let fin = Upload {
+            is_final: true,
+            size: Some(10),
+            partial_uploads: vec!["p1".into(), "p2".into()],
+            metadata: meta.clone(),
+            ..Upload::default()
+        };
+        let reason = |parts: &Parts| {
+            run_with(&fin, &up, false, parts)
+                .map(|_| ())
+                .map_err(|r| r.reason())
+        };
+        let good_parts = Parts::signed_like(&meta, &["p1", "p2"]);
+        assert_eq!(reason(&good_parts), Ok(()));
+
+        // the victim's part: a valid token of its own, but not this one
+        let victim = good("secret/report.pdf", "application/pdf", Visibility::Private);
+        let mut parts = Parts::signed_like(&meta, &["p1", "p2"]);
+        parts.0[1].1.metadata = victim;
+        assert_eq!(reason(&parts), Err(Reason::ConcatInvalid));
+
+        // the same key under another token (e.g. a second, later token)
+        let other = mint(
+            S1.as_bytes(),
+            "big.bin",
+            "application/octet-stream",
+            Visibility::Public,
+            NOW + 601,
+        );
+        let mut parts = Parts::signed_like(&meta, &["p1", "p2"]);
+        parts.0[0].1.metadata = other;
+        assert_eq!(reason(&parts), Err(Reason::ConcatInvalid));
+
+        // one signed field missing from the part
+        let mut parts = Parts::signed_like(&meta, &["p1", "p2"]);
+        parts.0[0].1.metadata.remove(FIELD_TOKEN);
+        assert_eq!(reason(&parts), Err(Reason::ConcatInvalid));
+
+        // a finished upload that is not partial (tusd accepts any finished upload)
+        let mut parts = Parts::signed_like(&meta, &["p1", "p2"]);
+        parts.0[0].1.is_partial = false;
+        assert_eq!(reason(&parts), Err(Reason::ConcatInvalid));
+
+        // an unfinished part
+        let mut parts = Parts::signed_like(&meta, &["p1", "p2"]);
+        parts.0[1].1.finished = false;
+        assert_eq!(reason(&parts), Err(Reason::ConcatInvalid));
+
+        // an unknown part
+        let parts = Parts::signed_like(&meta, &["p1"]);
+        assert_eq!(reason(&parts), Err(Reason::ConcatInvalid));
+
+        // no parts at all
+        let empty = Upload {
+            partial_uploads: vec![],
+            ..fin.clone()
+        };
+        assert_eq!(
+            run_with(&empty, &up, false, &good_parts).unwrap_err().reason(),
+            Reason::ConcatInvalid
+        );
+        let e = run_with(&fin, &up, false, &Parts(vec![])).unwrap_err();
+        assert_eq!(e.reason().status(), 403);
+        assert_eq!(e.reason().as_str(), "concat_invalid");
+    }
+
+    #[test]
+    fn a_blocked_destination_is_refused_even_with_overwrite() {
+        struct Blocked;
+        impl Lookup for Blocked {
+            fn destination(&self, _: &Path) -> Destination {
+                Destination::Blocked
+            }
+        }
+        let up = upload_config(&[S1]);
+        let u = upload_with(good("a/b.png", "image/png", Visibility::Public), Some(3));
+        for overwrite in [false, true] {
+            let e = run_with(&u, &up, overwrite, &Blocked).unwrap_err();
+            assert_eq!(e.reason(), Reason::DestinationBlocked);
+            assert_eq!(e.reason().status(), 409);
+        }
     }
 
     #[test]

@@ -5,12 +5,17 @@
 //! GZIP, BZIP2, 7z, tar). Any other declared type passes: there is nothing to
 //! compare against. An empty file never matches a signature.
 //!
-//! Caveat for the server: tusd v2 calls pre-finish after the data store has
-//! finished the upload, only to shape the client's last response, and fires
-//! post-finish regardless. A mismatch answered here tells the client (415
-//! `content_mismatch`), but the mover must run [`check`] again on the file
-//! before moving it, or the file is finalized anyway. Final (concatenated)
-//! uploads get no pre-finish at all, and rustus has no pre-finish hook.
+//! tusd v2 calls pre-finish after the data store has finished the upload, only
+//! to shape the client's last response, and fires post-finish regardless. A
+//! mismatch answered here tells the client (415 `content_mismatch`); what keeps
+//! the file out of the asset tree is the mover, which runs [`check`] itself on
+//! the file before publishing it (the plan carries the declared type when
+//! `check_content` is on). tusd v2.9.1 fires pre-finish for each partial
+//! upload (skipped here: a part's bytes are not the file's start) and for the
+//! final upload inside the POST that creates it (seen on a real run:
+//! tests/e2e_tusd.rs); tusd v1.13.0 fires no post-finish after a failed
+//! pre-finish; rustus has no pre-finish hook; `finalize-pending` and the
+//! reconciler run no hook at all.
 
 use super::protocol::Upload;
 use super::{Gate, Reason, Rejection, Verdict};

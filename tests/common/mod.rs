@@ -2,8 +2,10 @@
 //! `assetgate` binary on `127.0.0.1:0` and finds the real peers.
 #![allow(dead_code)]
 
+pub mod hooks;
 pub mod ngx;
 pub mod rustus;
+pub mod tusd;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

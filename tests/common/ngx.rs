@@ -138,3 +138,68 @@ impl Drop for Nginx {
         let _ = self.child.wait();
     }
 }
+
+/// `text` with `from` replaced by `to`, which must occur exactly once in the
+/// shipped `file` (so a rewrite can never silently miss).
+pub fn replace_once(text: &str, from: &str, to: &str, file: &str) -> String {
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "{file} must contain `{from}` exactly once (the stack tests rewrite it)"
+    );
+    text.replacen(from, to, 1)
+}
+
+/// What the stack tests rewrite in the shipped files.
+pub const SHIPPED_GATE_ADDR: &str = "server 127.0.0.1:9750;"; // assetgate-upstream.conf
+/// tusd's address in assetgate.conf.example.
+pub const SHIPPED_TUSD_ADDR: &str = "server 127.0.0.1:1080;";
+/// The listen line of assetgate.conf.example.
+pub const SHIPPED_LISTEN: &str = "listen 80;";
+/// The root of assetgate.conf.example.
+pub const SHIPPED_ROOT: &str = "root /srv/assets;";
+
+/// The shipped nginx/ files laid out under `ngx_dir/assetgate/` as the example's
+/// `include`s expect them (the locations and uploads files verbatim, symlinked;
+/// the upstream with the gate's address), and the example's text with tusd's
+/// address and the root rewritten; its `listen 80;` is left for [`listen_on`].
+pub fn shipped_site(ngx_dir: &Path, gate: SocketAddr, tusd_port: u16, root: &Path) -> String {
+    let shipped = super::repo().join("nginx");
+    std::fs::create_dir_all(ngx_dir.join("assetgate")).unwrap();
+    for f in ["assetgate-locations.conf", "assetgate-uploads.conf"] {
+        std::os::unix::fs::symlink(shipped.join(f), ngx_dir.join("assetgate").join(f)).unwrap();
+    }
+    let upstream = std::fs::read_to_string(shipped.join("assetgate-upstream.conf")).unwrap();
+    super::write(
+        &ngx_dir.join("assetgate/assetgate-upstream.conf"),
+        &replace_once(
+            &upstream,
+            SHIPPED_GATE_ADDR,
+            &format!("server {gate};"),
+            "nginx/assetgate-upstream.conf",
+        ),
+    );
+    let example = std::fs::read_to_string(shipped.join("assetgate.conf.example")).unwrap();
+    let example = replace_once(
+        &example,
+        SHIPPED_TUSD_ADDR,
+        &format!("server 127.0.0.1:{tusd_port};"),
+        "nginx/assetgate.conf.example",
+    );
+    replace_once(
+        &example,
+        SHIPPED_ROOT,
+        &format!("root {};", root.display()),
+        "nginx/assetgate.conf.example",
+    )
+}
+
+/// The example's server block listening on loopback `port`.
+pub fn listen_on(example: &str, port: u16) -> String {
+    replace_once(
+        example,
+        SHIPPED_LISTEN,
+        &format!("listen 127.0.0.1:{port};"),
+        "nginx/assetgate.conf.example",
+    )
+}

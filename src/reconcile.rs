@@ -1,0 +1,231 @@
+//! The reconciler: the daemon re-scans `[tusd] upload_dir` every
+//! `[tusd] reconcile_interval` and
+//!
+//! 1. publishes finished uploads whose post-finish never arrived (gate down,
+//!    network, tusd's request context cancelled: tusd never redelivers a post
+//!    hook), under exactly the post-finish rules: [`FinishedScan`] entries are
+//!    planned by `tusd::postfinish::plan` (as `finalize-pending` does) and handed
+//!    to the same background mover as post-finish, deduplicated by upload ID;
+//! 2. removes abandoned uploads (see [`crate::tusd::abandon`]): unfinished, or
+//!    finished parts, whose verified token expired more than `[tusd]
+//!    abandon_after` ago; anything it cannot attribute to a verified token is
+//!    counted and left;
+//! 3. sweeps the temporary files of crashed copies ([`finalize::sweep_temp`]).
+//!
+//! A refusal that repeats on every pass (a content mismatch, a conflict with an
+//! existing asset, an unattributable upload) is logged once per upload and
+//! reason, not once per pass.
+//!
+//! [`FinishedScan`]: finalize::PendingScan::finished
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::finalize::{self, PendingScan, Roots};
+use crate::server::AppState;
+use crate::tusd::{self, abandon, Gate, Part, Verdict};
+
+/// One pass's counts (also what the tests read).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pass {
+    /// Finished uploads handed to the mover.
+    pub published: usize,
+    /// Finished uploads post-finish rules refuse (forged, unverifiable, policy).
+    pub kept: usize,
+    /// Abandoned uploads removed.
+    pub abandoned: usize,
+    /// Uploads without a verified token, left alone.
+    pub unattributable: usize,
+    /// Temporary files of crashed copies removed.
+    pub temp_removed: usize,
+}
+
+/// Remembers what was already logged, so a refusal repeating every pass is
+/// logged once.
+#[derive(Default)]
+pub struct Seen(HashMap<String, &'static str>);
+
+impl Seen {
+    /// `true` the first time `id` is seen with `what`.
+    fn first(&mut self, id: &str, what: &'static str) -> bool {
+        self.0.insert(id.to_owned(), what) != Some(what)
+    }
+
+    /// Forget uploads no longer in the directory (bounds the memory).
+    fn retain(&mut self, present: &std::collections::HashSet<String>) {
+        self.0.retain(|id, _| present.contains(id));
+    }
+}
+
+/// Runs the reconciler until the daemon stops being ready (shutdown).
+pub async fn run(state: Arc<AppState>, interval: Duration) {
+    let Some(roots) = state.finalizer.roots().cloned() else {
+        return;
+    };
+    let mut seen = Seen::default();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate: let the daemon settle first
+    loop {
+        tick.tick().await;
+        if !state.is_ready() {
+            return;
+        }
+        pass(&state, &roots, &mut seen).await;
+    }
+}
+
+/// One pass; the filesystem work runs on the blocking pool.
+pub async fn pass(state: &Arc<AppState>, roots: &Roots, seen: &mut Seen) -> Pass {
+    let mut out = Pass::default();
+    let r = roots.clone();
+    let scanned = tokio::task::spawn_blocking(move || {
+        let swept = finalize::sweep_temp(&r, finalize::TEMP_MIN_AGE);
+        let scan = finalize::scan_pending(r.upload_dir());
+        (swept, scan)
+    })
+    .await;
+    let (swept, scan) = match scanned {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(error = %e, "reconcile pass failed");
+            state.metrics.count_reconcile("error", 1);
+            return out;
+        }
+    };
+    match swept {
+        Ok(0) => {}
+        Ok(n) => {
+            out.temp_removed = n;
+            state.metrics.count_temp_swept(n);
+            tracing::warn!(removed = n, "removed temporary files left by an interrupted move");
+        }
+        Err(e) => tracing::warn!(error = %e, "could not sweep the temporary directory of the asset tree"),
+    }
+    let scan: PendingScan = match scan {
+        Ok(s) => s,
+        Err(e) => {
+            if seen.first("", "scan_error") {
+                tracing::error!(error = %e, "cannot scan upload_dir");
+            }
+            state.metrics.count_reconcile("error", 1);
+            return out;
+        }
+    };
+    let present = scan
+        .finished
+        .iter()
+        .chain(scan.stale.iter())
+        .map(|p| p.id.clone())
+        .chain(
+            scan.skipped
+                .iter()
+                .filter_map(|s| s.upload.as_ref().map(|u| u.id.clone())),
+        )
+        .collect();
+    seen.retain(&present);
+
+    let cfg = &state.config;
+    let gate = Gate {
+        upload: &cfg.upload,
+        storage: &cfg.storage,
+    };
+    // 1. finished uploads (and stale infos of published ones) through post-finish's rules
+    for p in scan.finished.iter().chain(scan.stale.iter()) {
+        match tusd::postfinish::plan(&p.as_upload(), gate) {
+            Ok(plan) => {
+                if seen.first(&p.id, "publish") {
+                    tracing::info!(
+                        upload_id = %p.id.escape_debug(),
+                        key = %plan.key().escape_debug(),
+                        "reconcile: a finished upload was never published (post-finish lost?): moving it now"
+                    );
+                }
+                out.published += 1;
+                crate::hooks::spawn_finalize(state.clone(), &plan, "reconcile");
+            }
+            Err(v) => {
+                out.kept += 1;
+                let reason = match &v {
+                    Verdict::Keep(r) | Verdict::Reject(r) => r.reason().as_str(),
+                    Verdict::Skip(r) => r.as_str(),
+                    _ => "other",
+                };
+                if seen.first(&p.id, reason) {
+                    tracing::warn!(upload_id = %p.id.escape_debug(), reason, "reconcile: a finished upload cannot be published; it stays in upload_dir");
+                }
+            }
+        }
+    }
+    state.metrics.count_reconcile("published", out.published);
+    state.metrics.count_reconcile("kept", out.kept);
+
+    // 2. abandoned uploads
+    let now = state.clock.now();
+    let after = i64::try_from(cfg.tusd.abandon_after.as_secs()).unwrap_or(i64::MAX);
+    let mut doomed = Vec::new();
+    for s in &scan.skipped {
+        let Some(u) = &s.upload else { continue };
+        let record = Part {
+            is_partial: u.is_partial,
+            finished: false,
+            metadata: u.metadata.clone(),
+        };
+        match abandon::decide(&record, &cfg.upload.secrets, now, after) {
+            Ok(()) => doomed.push(u.clone()),
+            Err(abandon::Keep::Unattributable) => {
+                out.unattributable += 1;
+                if seen.first(&u.id, "unattributable") {
+                    tracing::warn!(upload_id = %u.id.escape_debug(), "reconcile: an unfinished upload carries no token the gate can verify; left alone");
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    if !doomed.is_empty() {
+        let r = roots.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            doomed
+                .into_iter()
+                .map(|u| (finalize::remove_abandoned(&r, &u), u))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (result, u) in removed {
+            match result {
+                Ok(true) => {
+                    out.abandoned += 1;
+                    tracing::info!(
+                        upload_id = %u.id.escape_debug(),
+                        key = %u.metadata.get(crate::token::upload::FIELD_KEY).map(String::as_str).unwrap_or("").escape_debug(),
+                        partial = u.is_partial,
+                        "reconcile: removed an abandoned upload (token expired more than abandon_after ago)"
+                    );
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    if seen.first(&u.id, "remove_error") {
+                        tracing::warn!(upload_id = %u.id.escape_debug(), error = %e, "reconcile: could not remove an abandoned upload");
+                    }
+                    state.metrics.count_reconcile("error", 1);
+                }
+            }
+        }
+    }
+    state.metrics.count_reconcile("abandoned_removed", out.abandoned);
+    state
+        .metrics
+        .count_reconcile("unattributable", out.unattributable);
+    out
+}
+
+/// `assetgate_reconcile_total{result}` values.
+pub const RESULTS: [&str; 5] = [
+    "published",
+    "kept",
+    "abandoned_removed",
+    "unattributable",
+    "error",
+];

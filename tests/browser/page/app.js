@@ -1,0 +1,206 @@
+// The seeds' client-side upload flow (seed 000, "Client-Side Upload
+// (JavaScript)", tusd variant), run by tests/browser/run.mjs:
+//
+//   1. ask the application for upload parameters (granite's UploadUrlResult:
+//      url, headers, key) for a file name, type and size;
+//   2. upload the File with tus-js-client to `url` (nginx's /files/ on another
+//      origin, proxied to tusd; tusd asks assetgate in pre-create);
+//   3. ask the application for a download link for `key` (granite's signed
+//      secure_link; 404 until assetgate has moved the finished upload) and
+//      fetch it through nginx (auth_request to assetgate).
+//
+// Every step writes a status line into the page (the test's screenshot).
+'use strict';
+
+const logEl = document.getElementById('log');
+document.getElementById('origins').textContent = `page origin ${location.origin}`;
+
+function line(cls, text) {
+  const li = document.createElement('li');
+  li.className = cls;
+  li.textContent = text;
+  logEl.appendChild(li);
+}
+
+function b64ToBytes(b64) {
+  const s = atob(b64);
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+// tus Upload-Metadata ("key base64, key base64") -> {key: value}, values UTF-8.
+function decodeMetadata(header) {
+  const out = {};
+  for (const item of header.split(',')) {
+    const [k, v] = item.trim().split(' ');
+    out[k] = v === undefined ? '' : new TextDecoder().decode(b64ToBytes(v));
+  }
+  return out;
+}
+
+async function sha256Hex(buf) {
+  const d = await crypto.subtle.digest('SHA-256', buf);
+  return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+function path(url) {
+  const u = new URL(url);
+  return u.pathname + (u.search ? '?…' : '');
+}
+
+async function uploadParams(file) {
+  const q = new URLSearchParams({ name: file.name, type: file.type, size: String(file.size) });
+  const r = await fetch('/api/upload-url?' + q);
+  const body = await r.json();
+  if (!r.ok) throw new Error(`/api/upload-url answered ${r.status}: ${JSON.stringify(body)}`);
+  return body;
+}
+
+// Resolves (never rejects) with what the page saw: {ok, url} or
+// {ok: false, status, body, message}; `requests` lists "METHOD path status".
+function tusUpload(file, options) {
+  const requests = [];
+  return new Promise((resolve) => {
+    const upload = new tus.Upload(file, {
+      ...options,
+      retryDelays: null, // a failure shows at once, nothing hides it
+      removeFingerprintOnSuccess: true,
+      onAfterResponse(req, res) {
+        requests.push(`${req.getMethod()} ${new URL(req.getURL()).pathname} ${res.getStatus()}`);
+      },
+      onSuccess() {
+        resolve({ ok: true, url: upload.url, requests });
+      },
+      onError(err) {
+        // tus-js-client's DetailedError carries the server's answer.
+        const res = err.originalResponse;
+        resolve({
+          ok: false,
+          message: String(err.message || err),
+          status: res ? res.getStatus() : null,
+          body: res ? res.getBody() : null,
+          requests,
+        });
+      },
+    });
+    upload.start();
+  });
+}
+
+async function downloadLink(key, timeoutMs) {
+  const end = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < end) {
+    const r = await fetch('/api/download-url?' + new URLSearchParams({ key }));
+    if (r.ok) return (await r.json()).url;
+    last = `${r.status} ${await r.text()}`;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  throw new Error(`no download link for ${key} after ${timeoutMs} ms: ${last}`);
+}
+
+function count(requests, method) {
+  return requests.filter((r) => r.startsWith(method + ' ')).length;
+}
+
+// Options for tus-js-client from granite's parameters. The seed's snippet
+// passes granite's headers as `headers` (headersMode "seed"): in a browser
+// XMLHttpRequest joins granite's Tus-Resumable to tus-js-client's own
+// ("1.0.0, 1.0.0") and tusd answers 412. So granite's Upload-Metadata goes
+// into `metadata` (and `metadataForPartialUploads`), decoded.
+function tusOptions(p, step) {
+  const metadata = decodeMetadata(p.headers['Upload-Metadata']);
+  const o = { endpoint: p.url, chunkSize: step.chunkSize };
+  if (step.headersMode === 'seed') {
+    o.headers = p.headers;
+  } else {
+    o.metadata = metadata;
+  }
+  if (step.parallelUploads > 1) {
+    o.parallelUploads = step.parallelUploads;
+    // assetgate requires a token on every partial upload too.
+    o.metadataForPartialUploads = metadata;
+  }
+  return { o, metadata };
+}
+
+async function runUpload(step, file) {
+  const label = step.label;
+  const sent = await sha256Hex(await file.arrayBuffer());
+  line('info', `${label}: ${file.name}, ${file.size} bytes, ${file.type}, sha256 ${sent.slice(0, 16)}…`);
+  const p = await uploadParams(file);
+  line('ok', `${label}: upload parameters from the app: key ${p.key}, ${p.method} ${p.url}`);
+  const { o } = tusOptions(p, step);
+  const up = await tusUpload(file, o);
+  const result = { label, kind: step.kind, key: p.key, endpoint: p.url, sentSha256: sent, upload: up };
+  if (!up.ok) {
+    // The guide's snippet as written is known to fail in browsers (see tusOptions).
+    const known = step.headersMode === 'seed' ? ' (known: granite headers as tus-js-client headers)' : '';
+    line(known ? 'info' : 'fail', `${label}: upload failed: ${up.status} ${(up.body || up.message).trim()}${known}`);
+    return result;
+  }
+  const parts = step.parallelUploads > 1 ? ` in ${step.parallelUploads} parallel parts` : '';
+  line(
+    'ok',
+    `${label}: uploaded${parts} to ${new URL(up.url).origin}: ${count(up.requests, 'POST')} POST, ` +
+      `${count(up.requests, 'PATCH')} PATCH, upload ${path(up.url)}`,
+  );
+  const link = await downloadLink(p.key, 15000);
+  result.link = link;
+  line('ok', `${label}: download link from the app: ${path(link)}`);
+  const r = await fetch(link, { cache: 'no-store' });
+  const buf = await r.arrayBuffer();
+  const got = await sha256Hex(buf);
+  result.download = { status: r.status, length: buf.byteLength, sha256: got };
+  const same = r.status === 200 && got === sent;
+  line(
+    same ? 'ok' : 'fail',
+    `${label}: download ${r.status}, ${buf.byteLength} bytes, sha256 ${got.slice(0, 16)}… ` +
+      (same ? '= sent' : '≠ sent'),
+  );
+  return result;
+}
+
+async function runForged(step, file) {
+  const label = step.label;
+  line('info', `${label}: ${file.name}, ${file.size} bytes, ${file.type}`);
+  const p = await uploadParams(file);
+  const { o, metadata } = tusOptions(p, step);
+  // The client edits the token it was given: flip its last hex digit.
+  const t = metadata['upload-token'];
+  metadata['upload-token'] = t.slice(0, -1) + (t.endsWith('0') ? '1' : '0');
+  line('info', `${label}: upload-token …${t.slice(-6)} changed to …${metadata['upload-token'].slice(-6)}`);
+  const up = await tusUpload(file, o);
+  const result = { label, kind: step.kind, key: p.key, endpoint: p.url, upload: up };
+  if (up.ok) {
+    line('fail', `${label}: a forged token was ACCEPTED (${path(up.url)})`);
+    return result;
+  }
+  let code = null;
+  try {
+    code = JSON.parse(up.body).error.code;
+  } catch (e) {
+    code = null;
+  }
+  result.code = code;
+  line(
+    code ? 'ok' : 'fail',
+    `${label}: rejected, onError saw ${up.status} error.code=${code}: ${up.body}`,
+  );
+  return result;
+}
+
+window.assetgateTest = {
+  async run(step) {
+    const file = new File([b64ToBytes(step.b64)], step.name, { type: step.type });
+    try {
+      if (step.kind === 'forged') return await runForged(step, file);
+      return await runUpload(step, file);
+    } catch (e) {
+      line('fail', `${step.label}: ${e.message || e}`);
+      return { label: step.label, kind: step.kind, error: String(e.message || e) };
+    }
+  },
+};
+line('info', `tus-js-client loaded: ${typeof tus !== 'undefined' && tus.isSupported ? 'supported' : 'NOT supported'}`);

@@ -1,0 +1,101 @@
+// Drives Debian's Chromium (headless, through playwright-core, which never
+// downloads a browser) through the page of tests/browser/page/, served by
+// nginx. Started by tests/e2e_browser.rs, which starts the stack and asserts on
+// what this prints.
+//
+//   node tests/browser/run.mjs PLAN.json
+//
+// PLAN.json: {"page": "http://127.0.0.1:A/page/", "chromium": "/usr/bin/chromium",
+//             "out": "target/e2e-browser", "steps": [STEP, ...]}
+// STEP:      {"kind": "upload" | "forged", "label": "...", "name": "a.pdf",
+//             "type": "application/pdf", "file": "/path/to/bytes",
+//             "chunkSize": 65536, "parallelUploads": 1}
+//
+// For each step the page is handed the file's bytes (base64) and runs the
+// seeds' flow; its result object is collected. Prints one JSON object on stdout:
+//   {"origin": "...", "results": [...], "console": [...], "pageErrors": [...],
+//    "screenshot": "<out>/screenshot.png"}
+// and exits 0 whenever the page could be driven (the Rust test judges the
+// results); exits 1 with a message on stderr when it could not.
+
+import { chromium } from 'playwright-core';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+// The flags this machine needs (no GPU, no sandbox as root, and no background
+// connections: the network is closed). Playwright adds none of its own
+// (ignoreDefaultArgs); it only needs its pipe and a fresh profile.
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--no-first-run',
+  '--disable-sync',
+];
+const STEP_TIMEOUT_MS = 30000;
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function main() {
+  const plan = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+  mkdirSync(plan.out, { recursive: true });
+  const profile = mkdtempSync(join(tmpdir(), 'assetgate-chromium-'));
+  const consoleLines = [];
+  const pageErrors = [];
+  const browser = await chromium.launch({
+    executablePath: plan.chromium,
+    ignoreDefaultArgs: true,
+    args: [...CHROMIUM_ARGS, `--user-data-dir=${profile}`, '--remote-debugging-pipe'],
+    timeout: 20000,
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1100, height: 760 } });
+    page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
+    page.on('pageerror', (e) => pageErrors.push(String(e)));
+    const resp = await page.goto(plan.page, { timeout: 15000 });
+    if (!resp || resp.status() !== 200) {
+      throw new Error(`page ${plan.page}: ${resp ? resp.status() : 'no response'}`);
+    }
+    await page.waitForFunction(() => window.assetgateTest && window.tus, null, { timeout: 10000 });
+    const origin = await page.evaluate(() => location.origin);
+    const results = [];
+    for (const step of plan.steps) {
+      const arg = { ...step, b64: readFileSync(step.file).toString('base64') };
+      delete arg.file;
+      try {
+        results.push(
+          await withTimeout(
+            page.evaluate((a) => window.assetgateTest.run(a), arg),
+            STEP_TIMEOUT_MS,
+            `step ${step.label}`,
+          ),
+        );
+      } catch (e) {
+        // Recorded, not thrown: the screenshot below still shows how far it got.
+        results.push({ label: step.label, kind: step.kind, error: String(e && e.message ? e.message : e) });
+      }
+    }
+    const screenshot = join(plan.out, 'screenshot.png');
+    await page.screenshot({ path: screenshot, fullPage: true });
+    process.stdout.write(
+      JSON.stringify({ origin, results, console: consoleLines, pageErrors, screenshot }) + '\n',
+    );
+  } finally {
+    await browser.close();
+    rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`run.mjs: ${e && e.stack ? e.stack : e}\n`);
+  process.exit(1);
+});

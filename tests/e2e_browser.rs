@@ -1,0 +1,629 @@
+//! The seeds' browser upload flow, end to end, in a real browser: headless
+//! Debian Chromium driven by playwright-core (`tests/browser/run.mjs`) through a
+//! page (`tests/browser/page/`) that uses tus-js-client, against real peers:
+//!
+//! - **nginx** with the shipped files, as in `tests/e2e_stack.rs`:
+//!   `nginx/assetgate.conf.example` (the upload and asset origin, "B": `/files/`
+//!   to tusd, `/private/`, `/public/`) with only the upstream addresses, `listen`
+//!   and `root` rewritten, each exactly once; the locations file included
+//!   verbatim. A second, test-only server block is the application's origin
+//!   ("A"): the page, tus-js-client's `dist/tus.min.js` from
+//!   `tests/browser/node_modules` (no CDN), `/api/` proxied to the test app,
+//!   and the shipped locations file again, so the page can `fetch()` its
+//!   download links same-origin (the shipped `/private/` sends no CORS headers,
+//!   so a script on another origin could not read the bytes).
+//! - **tusd v2.9.1** (the flags of `tusd/tusd.sh`) behind nginx's `/files/`,
+//!   hooks to assetgate's `/tusd`.
+//! - **assetgate** on `deploy/assetgate.toml` (ports, paths and secrets from the
+//!   environment).
+//! - **the application** (`tests/peers/granite_app.py`, real granite-assets):
+//!   the seeds' `/api/upload-url` (granite's `url`, `headers`, `key`) and a
+//!   download-link endpoint (granite's signed secure_link).
+//!
+//! The page is on origin A and uploads to origin B, so every tus request is
+//! cross-origin: the browser sends CORS preflights (OPTIONS) to `/files/`,
+//! which nginx passes to tusd and tusd answers.
+//!
+//! Checked, as the page sees it: an upload in several chunks lands byte for
+//! byte and downloads through nginx with the granite link (sha256 in the page
+//! against the test's own); a forged token reaches tus-js-client's `onError`
+//! with 403 and the gate's JSON body (`error.code` = `token_invalid`); a
+//! `parallelUploads: 3` upload (granite's fields in `metadata` and
+//! `metadataForPartialUploads`) lands once, byte for byte; the granite guide's
+//! snippet used verbatim (granite's `headers` as tus-js-client's `headers`) is
+//! refused by tusd with 412 before any hook (see step 4). On the server side:
+//! the asset tree holds exactly the two uploads, nginx logged the preflights,
+//! and a screenshot of the page is written to `target/e2e-browser/`.
+//!
+//! Peers are never skipped: a missing one fails the test with the command that
+//! installs it (`scripts/test.sh` installs them all).
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::ngx::{listen_on, nginx_main_conf, shipped_site, Nginx};
+use common::*;
+
+/// What the test rewrites in the shipped files; each must occur exactly once.
+const CHUNK: usize = 64 * 1024;
+
+fn browser_dir() -> PathBuf {
+    repo().join("tests/browser")
+}
+
+/// Where the screenshot, the plan and the driver's output go:
+/// `target/e2e-browser/`.
+fn out_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("e2e-browser")
+}
+
+// --- peers ------------------------------------------------------------------
+
+fn node() -> PathBuf {
+    require_peer(
+        "node",
+        &[PathBuf::from("/usr/bin/node")],
+        "apt-get install -y nodejs npm (Node.js >= 20, for playwright-core)",
+    )
+}
+
+fn chromium() -> PathBuf {
+    let p = PathBuf::from("/usr/bin/chromium");
+    assert!(
+        p.is_file(),
+        "peer `chromium` not found at /usr/bin/chromium. Install it: apt-get install -y chromium\n\
+         (`scripts/test.sh` installs every peer and runs the whole suite; playwright-core never \
+         downloads a browser, and must not: use Debian's)"
+    );
+    p
+}
+
+/// `tests/browser/node_modules` as `npm ci` makes it from the committed lockfile:
+/// both packages present at the locked versions.
+fn require_node_modules() {
+    let how = "npm ci --prefix tests/browser\n(`scripts/test.sh` runs it; it installs \
+               tus-js-client and playwright-core, and no browser)";
+    let lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(browser_dir().join("package-lock.json")).unwrap())
+            .unwrap();
+    for (pkg, file) in [
+        ("tus-js-client", "dist/tus.min.js"),
+        ("playwright-core", "index.mjs"),
+    ] {
+        let dir = browser_dir().join("node_modules").join(pkg);
+        let want = lock["packages"][format!("node_modules/{pkg}")]["version"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{pkg} is not in tests/browser/package-lock.json"));
+        let have = std::fs::read_to_string(dir.join("package.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["version"].as_str().map(str::to_string));
+        match have {
+            None => panic!("peer `{pkg}` is not installed in tests/browser/node_modules. Install it: {how}"),
+            Some(v) if v != want => {
+                panic!("tests/browser/node_modules has {pkg} {v}, the lockfile pins {want}. Reinstall: {how}")
+            }
+            Some(_) => assert!(
+                dir.join(file).is_file(),
+                "{} is missing. Reinstall: {how}",
+                dir.join(file).display()
+            ),
+        }
+    }
+}
+
+fn tusd_bin() -> PathBuf {
+    let bin = require_peer(
+        "tusd-v2.9.1",
+        &[peers_dir().join("bin/tusd-v2.9.1")],
+        "GOBIN=$PWD/.peers/bin go install -ldflags \
+         '-X github.com/tus/tusd/v2/cmd/tusd/cli.VersionName=v2.9.1' \
+         github.com/tus/tusd/v2/cmd/tusd@v2.9.1 && mv .peers/bin/tusd .peers/bin/tusd-v2.9.1",
+    );
+    let out = Command::new(&bin).arg("-version").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("v2.9.1"),
+        "{} is not tusd v2.9.1: {text}",
+        bin.display()
+    );
+    bin
+}
+
+// --- processes ----------------------------------------------------------------
+
+/// A child process killed on drop, with its output in files.
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn log_text(&self) -> String {
+        let t = std::fs::read(&self.log).unwrap_or_default();
+        let t = String::from_utf8_lossy(&t);
+        let lines: Vec<&str> = t.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+}
+
+/// tusd v2.9.1 with the flags of `tusd/tusd.sh`, on a free port.
+fn start_tusd(dir: &Path, uploads: &Path, hook_url: &str) -> (Proc, u16) {
+    let bin = tusd_bin();
+    let log = dir.join("tusd.log");
+    let mut last = String::new();
+    for _ in 0..3 {
+        let port = free_port();
+        let child = Command::new(&bin)
+            .args(["-host", "127.0.0.1", "-port", &port.to_string()])
+            .args(["-base-path", "/files/", "-behind-proxy", "-max-size", "0"])
+            .arg("-upload-dir")
+            .arg(uploads)
+            .args(["-hooks-http", hook_url])
+            .args(["-hooks-enabled-events", "pre-create,pre-finish,post-finish"])
+            .args(["-hooks-http-retry", "3", "-hooks-http-backoff", "1s"])
+            .args(["-disable-download", "-show-greeting=false"])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
+            ))
+            .spawn()
+            .expect("spawn tusd");
+        let mut p = Proc {
+            child,
+            log: log.clone(),
+        };
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if p.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if wait_port(addr, Duration::from_millis(100)) {
+                return (p, port);
+            }
+        }
+        last = p.log_text();
+    }
+    panic!("tusd did not start:\n{last}");
+}
+
+/// The application (granite-assets), on `port`; waits for "listening".
+fn start_app(dir: &Path, port: u16, args: &[String]) -> Proc {
+    let log = dir.join("app.log");
+    let mut child = Command::new(peer_python())
+        .arg(repo().join("tests/peers/granite_app.py"))
+        .args(["--port", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn the test app");
+    let mut first = String::new();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut byte = [0u8; 1];
+    while !first.ends_with('\n') {
+        match stdout.read(&mut byte) {
+            Ok(1) => first.push(byte[0] as char),
+            _ => break,
+        }
+    }
+    let p = Proc { child, log };
+    assert!(
+        first.starts_with("listening "),
+        "the test app did not start ({first:?}):\n{}",
+        p.log_text()
+    );
+    p
+}
+
+// --- the stack ------------------------------------------------------------------
+
+struct Stack {
+    gate: Daemon,
+    tusd: Proc,
+    nginx: Nginx,
+    app: Proc,
+    assets: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+fn random_secret() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
+}
+
+impl Stack {
+    fn start() -> Stack {
+        let repo = repo();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let assets = dir.join("assets");
+        let uploads = dir.join("uploads");
+        std::fs::create_dir_all(&assets).unwrap();
+        std::fs::create_dir_all(&uploads).unwrap();
+
+        let link_secret = random_secret();
+        let upload_secret = random_secret();
+        let link_file = dir.join("secrets/link_secret");
+        let upload_file = dir.join("secrets/upload_secret");
+        write(&link_file, &format!("{link_secret}\n"));
+        write(&upload_file, &format!("{upload_secret}\n"));
+
+        let s = |p: &Path| p.display().to_string();
+        let gate = Daemon::start_file(
+            &repo.join("deploy/assetgate.toml"),
+            &[],
+            &[
+                ("ASSETGATE_LISTEN", "127.0.0.1:0"),
+                ("ASSETGATE_STORAGE__ROOT", &s(&assets)),
+                ("ASSETGATE_TUSD__UPLOAD_DIR", &s(&uploads)),
+                ("ASSETGATE_LINK_SECRET_FILE", &s(&link_file)),
+                ("ASSETGATE_UPLOAD_SECRET_FILE", &s(&upload_file)),
+            ],
+        );
+
+        let (tusd, tusd_port) = start_tusd(dir, &uploads, &format!("{}/tusd", gate.url()));
+
+        // nginx: the shipped example (origin B) plus the application's server
+        // block (origin A).
+        let ngx_dir = dir.join("nginx");
+        let example = shipped_site(&ngx_dir, gate.addr, tusd_port, &assets);
+        let site = ngx_dir.join("conf.d/assetgate.conf");
+        let app_conf = ngx_dir.join("conf.d/app.conf");
+        let app_port = free_port();
+        let page_dir = browser_dir().join("page");
+        let tus_js = browser_dir().join("node_modules/tus-js-client/dist/tus.min.js");
+        let nginx = Nginx::start(&ngx_dir, 2, |ports| {
+            // ports[0]: origin B, the shipped server block (its requests go to
+            // the http-level access.log); ports[1]: origin A, the application.
+            write(&site, &listen_on(&example, ports[0]));
+            write(
+                &app_conf,
+                &format!(
+                    "# Test only: the application's origin. The page, tus-js-client,\n\
+                     # the app's /api/, and the shipped locations (same-origin downloads).\n\
+                     server {{\n\
+                     listen 127.0.0.1:{a};\n\
+                     server_name app;\n\
+                     access_log {d}/app-access.log;\n\
+                     types {{ text/html html; text/javascript js; }}\n\
+                     root {assets};\n\
+                     include assetgate/assetgate-locations.conf;\n\
+                     location /page/ {{ alias {page}/; }}\n\
+                     location = /vendor/tus.min.js {{ alias {tus}; }}\n\
+                     location /api/ {{ proxy_pass http://127.0.0.1:{app_port}; }}\n\
+                     location / {{ return 404; }}\n\
+                     }}\n",
+                    a = ports[1],
+                    d = ngx_dir.display(),
+                    assets = assets.display(),
+                    page = page_dir.display(),
+                    tus = tus_js.display(),
+                ),
+            );
+            nginx_main_conf(
+                &ngx_dir,
+                &format!("include {};\ninclude {};", site.display(), app_conf.display()),
+            )
+        });
+
+        let app = start_app(
+            dir,
+            app_port,
+            &[
+                "--storage".into(),
+                s(&assets),
+                "--base-url".into(),
+                format!("http://{}", nginx.addr(1)),
+                "--tusd-url".into(),
+                format!("http://{}", nginx.addr(0)),
+                "--upload-secret".into(),
+                upload_secret.clone(),
+                "--link-secret".into(),
+                link_secret.clone(),
+            ],
+        );
+
+        Stack {
+            gate,
+            tusd,
+            nginx,
+            app,
+            assets,
+            dir: tmp,
+        }
+    }
+
+    /// Origin B: the shipped server block (`/files/`, `/private/`).
+    fn upload_origin(&self) -> String {
+        format!("http://{}", self.nginx.addr(0))
+    }
+
+    /// Origin A: the page and the application.
+    fn page_origin(&self) -> String {
+        format!("http://{}", self.nginx.addr(1))
+    }
+
+    /// Requests nginx logged for the shipped server block (origin B).
+    fn upload_access_log(&self) -> String {
+        std::fs::read_to_string(self.nginx.dir.join("access.log")).unwrap_or_default()
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "{}\n--- nginx access.log (origin B) ---\n{}\n--- tusd ---\n{}\n--- app ---\n{}\n--- assetgate ---\n{}",
+            self.nginx.logs(),
+            self.upload_access_log(),
+            self.tusd.log_text(),
+            self.app.log_text(),
+            self.gate.logs().join("\n")
+        )
+    }
+}
+
+/// Runs `node tests/browser/run.mjs PLAN` and returns its JSON.
+fn run_browser(stack: &Stack, steps: serde_json::Value) -> serde_json::Value {
+    let out = out_dir();
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let plan = serde_json::json!({
+        "page": format!("{}/page/", stack.page_origin()),
+        "chromium": chromium(),
+        "out": out,
+        "steps": steps,
+    });
+    let plan_path = out.join("plan.json");
+    std::fs::write(&plan_path, serde_json::to_vec_pretty(&plan).unwrap()).unwrap();
+    let stdout_path = out.join("run.stdout");
+    let stderr_path = out.join("run.stderr");
+    let mut child = Command::new(node())
+        .arg(browser_dir().join("run.mjs"))
+        .arg(&plan_path)
+        .current_dir(browser_dir())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("spawn node");
+    let end = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "node tests/browser/run.mjs did not finish within 90 s\n{}\n{}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+                stack.logs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = std::fs::read_to_string(&stdout_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    assert!(
+        status.success(),
+        "node tests/browser/run.mjs failed ({status}):\n{stderr}\n{}",
+        stack.logs()
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("run.mjs printed no JSON ({e}):\n{stdout}\n{stderr}"))
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(data))
+}
+
+fn count(requests: &serde_json::Value, method: &str) -> usize {
+    requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r.as_str().unwrap().starts_with(&format!("{method} ")))
+        .count()
+}
+
+#[test]
+fn seeds_browser_flow_through_nginx_tusd_and_assetgate() {
+    // Every peer first: a missing one fails here, with its install command.
+    node();
+    chromium();
+    require_node_modules();
+    tusd_bin();
+    peer_python();
+    nginx();
+
+    let stack = Stack::start();
+    let files = stack.dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let (single_path, single) = random_file(&files, "seed-flow.pdf", 300 * 1024 + 5);
+    let (forged_path, _) = random_file(&files, "forged.pdf", 3000);
+    let (parallel_path, parallel) = random_file(&files, "parallel.pdf", 400 * 1024 + 7);
+
+    let run = run_browser(
+        &stack,
+        serde_json::json!([
+            {"kind": "upload", "label": "upload", "name": "seed-flow.pdf",
+             "type": "application/pdf", "file": single_path, "chunkSize": CHUNK,
+             "parallelUploads": 1},
+            {"kind": "forged", "label": "forged token", "name": "forged.pdf",
+             "type": "application/pdf", "file": forged_path, "chunkSize": CHUNK,
+             "parallelUploads": 1},
+            {"kind": "upload", "label": "parallel", "name": "parallel.pdf",
+             "type": "application/pdf", "file": parallel_path, "chunkSize": CHUNK,
+             "parallelUploads": 3},
+            {"kind": "upload", "label": "seed snippet verbatim", "name": "seed-verbatim.pdf",
+             "type": "application/pdf", "file": forged_path, "chunkSize": CHUNK,
+             "parallelUploads": 1, "headersMode": "seed"},
+        ]),
+    );
+    let ctx = || {
+        format!(
+            "{}\n{}",
+            serde_json::to_string_pretty(&run).unwrap(),
+            stack.logs()
+        )
+    };
+    let results = run["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4, "{}", ctx());
+    assert_eq!(run["pageErrors"], serde_json::json!([]), "{}", ctx());
+    assert_eq!(run["origin"], stack.page_origin().as_str());
+
+    // 1. One upload in several chunks, then the download, as the page saw them.
+    let r = &results[0];
+    assert!(r.get("error").is_none(), "{}", ctx());
+    assert_eq!(r["upload"]["ok"], true, "upload: {}", ctx());
+    assert_eq!(r["key"], "browser/seed-flow.pdf");
+    assert_eq!(r["endpoint"], format!("{}/files/", stack.upload_origin()));
+    assert_ne!(stack.upload_origin(), stack.page_origin());
+    let url = r["upload"]["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("{}/files/", stack.upload_origin())),
+        "upload URL {url} does not go through nginx"
+    );
+    assert_eq!(count(&r["upload"]["requests"], "POST"), 1, "{}", ctx());
+    assert_eq!(
+        count(&r["upload"]["requests"], "PATCH"),
+        single.len().div_ceil(CHUNK),
+        "one PATCH per chunk: {}",
+        ctx()
+    );
+    assert_eq!(
+        r["sentSha256"],
+        sha256_hex(&single),
+        "the page built another File"
+    );
+    assert_eq!(r["download"]["status"], 200, "download: {}", ctx());
+    assert_eq!(r["download"]["length"], single.len());
+    assert_eq!(
+        r["download"]["sha256"],
+        sha256_hex(&single),
+        "downloaded bytes differ"
+    );
+    let link = r["link"].as_str().unwrap();
+    assert!(
+        link.starts_with(&format!(
+            "{}/private/browser/seed-flow.pdf?md5=",
+            stack.page_origin()
+        )),
+        "{link}"
+    );
+    assert_eq!(
+        std::fs::read(stack.assets.join("private/browser/seed-flow.pdf")).unwrap(),
+        single
+    );
+
+    // 2. A forged token: rejected in pre-create, the JSON body reaches onError.
+    let r = &results[1];
+    assert!(r.get("error").is_none(), "{}", ctx());
+    assert_eq!(r["upload"]["ok"], false, "a forged token was accepted: {}", ctx());
+    assert_eq!(r["upload"]["status"], 403, "{}", ctx());
+    assert_eq!(r["code"], "token_invalid", "{}", ctx());
+    let body: serde_json::Value = serde_json::from_str(r["upload"]["body"].as_str().unwrap()).unwrap();
+    assert!(
+        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert_eq!(
+        r["upload"]["requests"],
+        serde_json::json!(["POST /files/ 403"]),
+        "one creation request, no retry: {}",
+        ctx()
+    );
+
+    // 3. parallelUploads: 3, granite's fields on every part: lands once.
+    let r = &results[2];
+    assert!(r.get("error").is_none(), "{}", ctx());
+    assert_eq!(r["upload"]["ok"], true, "parallel upload: {}", ctx());
+    assert_eq!(
+        count(&r["upload"]["requests"], "POST"),
+        4,
+        "3 partial uploads and the final one: {}",
+        ctx()
+    );
+    assert_eq!(r["download"]["status"], 200, "download: {}", ctx());
+    assert_eq!(
+        r["download"]["sha256"],
+        sha256_hex(&parallel),
+        "downloaded bytes differ"
+    );
+    assert_eq!(
+        std::fs::read(stack.assets.join("private/browser/parallel.pdf")).unwrap(),
+        parallel
+    );
+
+    // 4. The seed's snippet as written (`headers: headers`, granite's headers
+    // handed to tus-js-client) does not work in a browser, before any hook runs:
+    // tus-js-client sets `Tus-Resumable` itself and XMLHttpRequest joins
+    // granite's copy to it ("1.0.0, 1.0.0"), which tusd refuses with 412
+    // (Chromium also refuses to set granite's `Content-Length: 0`). Hence the
+    // page passes granite's Upload-Metadata as tus-js-client's `metadata`
+    // (README, "Browser uploads"). If this starts to pass, that advice and
+    // this check need another look.
+    let r = &results[3];
+    assert!(r.get("error").is_none(), "{}", ctx());
+    assert_eq!(r["upload"]["ok"], false, "the seed snippet verbatim: {}", ctx());
+    assert_eq!(r["upload"]["status"], 412, "{}", ctx());
+    assert!(
+        r["upload"]["body"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("ERR_UNSUPPORTED_VERSION")),
+        "{}",
+        ctx()
+    );
+
+    // Exactly the two uploads landed: no part, nothing forged.
+    assert_eq!(
+        files_under(&stack.assets),
+        ["private/browser/parallel.pdf", "private/browser/seed-flow.pdf"],
+        "{}",
+        ctx()
+    );
+
+    // CORS: the browser preflighted the creation and the upload URLs, nginx
+    // passed the preflights to tusd, and they were answered 200.
+    let log = stack.upload_access_log();
+    let options: Vec<&str> = log.lines().filter(|l| l.contains("\"OPTIONS ")).collect();
+    assert!(
+        options
+            .iter()
+            .any(|l| l.contains("\"OPTIONS /files/ HTTP/1.1\" 200")),
+        "no preflight of POST /files/ in nginx's log:\n{log}"
+    );
+    assert!(
+        options
+            .iter()
+            .any(|l| l.contains("\"OPTIONS /files/") && !l.contains("\"OPTIONS /files/ ")),
+        "no preflight of an upload URL (PATCH) in nginx's log:\n{log}"
+    );
+    for l in &options {
+        assert!(
+            l.contains("HTTP/1.1\" 200 "),
+            "a preflight was not answered 200: {l}"
+        );
+    }
+
+    // The screenshot of the page after the run.
+    let shot = std::fs::read(run["screenshot"].as_str().unwrap()).unwrap();
+    assert!(shot.starts_with(b"\x89PNG\r\n\x1a\n") && shot.len() > 5000);
+}

@@ -1,0 +1,387 @@
+//! The life of an upload, through the real binary with tusd filestore layouts
+//! laid out by hand: the reconciler publishes what post-finish missed, removes
+//! abandoned uploads, and `/session` binds requests on an upload to its token.
+//! (The same with the real tusd and nginx: tests/e2e_tusd.rs.)
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::hooks::*;
+use common::*;
+use serde_json::{json, Value};
+
+struct Env {
+    gate: Daemon,
+    uploads: PathBuf,
+    assets: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// `upload` and `tusd` go after default_config()'s `[upload]` section.
+fn env(upload: &str, tusd: &str) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let uploads = dir.path().join("uploads");
+    let assets = dir.path().join("assets");
+    std::fs::create_dir_all(&uploads).unwrap();
+    std::fs::create_dir_all(&assets).unwrap();
+    let cfg = format!(
+        "{}{upload}\n[storage]\nroot = {:?}\n[tusd]\nupload_dir = {:?}\n{tusd}\n",
+        default_config(),
+        assets.display().to_string(),
+        uploads.display().to_string()
+    );
+    Env {
+        gate: Daemon::start(&cfg),
+        uploads,
+        assets,
+        _dir: dir,
+    }
+}
+
+fn set_info(info: &Path, f: impl FnOnce(&mut Value)) {
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(info).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(info, v.to_string()).unwrap();
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn metric_now(d: &Daemon, prefix: &str) -> u64 {
+    metric(d, prefix)
+}
+
+#[test]
+fn reconciler_publishes_a_lost_post_finish_once() {
+    let e = env("", "reconcile_interval = \"1s\"");
+    let meta = metadata(
+        UPLOAD_SECRET,
+        "lost/report.pdf",
+        "private",
+        "application/pdf",
+        now() - 60,
+    );
+    let (path, info) = tusd_upload(&e.uploads, "lost0001", &meta, b"%PDF-1.7 lost");
+    // A post-finish racing the reconciler for a second upload: one publish.
+    let meta2 = metadata(
+        UPLOAD_SECRET,
+        "raced.pdf",
+        "public",
+        "application/pdf",
+        now() + 60,
+    );
+    let (p2, i2) = tusd_upload(&e.uploads, "raced001", &meta2, b"%PDF-1.7 raced");
+    post(
+        e.gate.addr,
+        post_finish("raced001", &meta2, 14, &p2, &i2)
+            .to_string()
+            .as_bytes(),
+        &[],
+    );
+    let dest = e.assets.join("private/lost/report.pdf");
+    wait_until("the lost upload to be published", Duration::from_secs(10), || {
+        dest.exists()
+    });
+    assert_eq!(std::fs::read(&dest).unwrap(), b"%PDF-1.7 lost");
+    wait_until("the sources to leave upload_dir", Duration::from_secs(5), || {
+        !path.exists() && !info.exists() && !p2.exists()
+    });
+    assert_eq!(
+        std::fs::read(e.assets.join("public/raced.pdf")).unwrap(),
+        b"%PDF-1.7 raced"
+    );
+    assert!(e.gate.wait_log("was never published", Duration::from_secs(1)));
+    // Two uploads, two publishes, whatever ran first.
+    let renamed = metric_now(&e.gate, "assetgate_finalize_total{result=\"renamed\"}");
+    assert_eq!(renamed, 2);
+    assert!(metric_now(&e.gate, "assetgate_reconcile_total{result=\"published\"}") >= 1);
+    // A few more passes: nothing else happens, nothing is logged again.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        metric_now(&e.gate, "assetgate_finalize_total{result=\"renamed\"}"),
+        2
+    );
+    let lines = e
+        .gate
+        .logs()
+        .iter()
+        .filter(|l| l.contains("was never published"))
+        .count();
+    assert!(lines <= 2, "logged once per upload, not per pass: {lines}");
+}
+
+#[test]
+fn reconciler_keeps_what_post_finish_would_refuse_and_logs_it_once() {
+    let e = env("check_content = true", "reconcile_interval = \"1s\"");
+    let png = b"\x89PNG\r\n\x1a\n not a pdf";
+    let meta = metadata(UPLOAD_SECRET, "fake.pdf", "public", "application/pdf", now());
+    let (path, _) = tusd_upload(&e.uploads, "fake0001", &meta, png);
+    let forged = metadata(
+        "not-the-upload-secret-000",
+        "f.pdf",
+        "public",
+        "application/pdf",
+        now(),
+    );
+    let (fpath, _) = tusd_upload(&e.uploads, "forged01", &forged, b"%PDF forged");
+    wait_until("two passes", Duration::from_secs(10), || {
+        metric_now(&e.gate, "assetgate_reconcile_total{result=\"kept\"}") >= 2
+            && metric_now(&e.gate, "assetgate_finalize_total{result=\"content_mismatch\"}") >= 2
+    });
+    assert!(path.exists() && fpath.exists());
+    assert!(!e.assets.join("public/fake.pdf").exists());
+    assert!(!e.assets.join("public/f.pdf").exists());
+    let kept_lines = e
+        .gate
+        .logs()
+        .iter()
+        .filter(|l| l.contains("cannot be published"))
+        .count();
+    assert_eq!(kept_lines, 1, "the forged one, once");
+}
+
+#[test]
+fn abandoned_uploads_are_removed_and_nothing_else() {
+    let e = env("", "reconcile_interval = \"1s\"\nabandon_after = \"1h\"");
+    let old = now() - 7200;
+    // unfinished, token expired 2 h ago: goes, with tusd's .lock
+    let m = metadata(
+        UPLOAD_SECRET,
+        "a/old.bin",
+        "private",
+        "application/octet-stream",
+        old,
+    );
+    let (gone, gone_info) = tusd_upload(&e.uploads, "old00001", &m, b"abc");
+    set_info(&gone_info, |v| v["Size"] = json!(100));
+    let lock = e.uploads.join("old00001.lock");
+    std::fs::write(&lock, b"1234").unwrap();
+    // a finished part of a parallel upload whose final never came: goes
+    let (part, part_info) = tusd_upload(&e.uploads, "part0001", &m, b"part");
+    set_info(&part_info, |v| v["IsPartial"] = json!(true));
+    // unfinished, token expired only 10 min ago: stays
+    let recent = metadata(
+        UPLOAD_SECRET,
+        "a/recent.bin",
+        "private",
+        "application/octet-stream",
+        now() - 600,
+    );
+    let (stays, stays_info) = tusd_upload(&e.uploads, "recent01", &recent, b"abc");
+    set_info(&stays_info, |v| v["Size"] = json!(100));
+    // unfinished, expired long ago, but no token the gate can verify: stays, counted
+    let forged = metadata(
+        "not-the-upload-secret-000",
+        "a/x.bin",
+        "private",
+        "application/octet-stream",
+        old,
+    );
+    let (unattributed, ui) = tusd_upload(&e.uploads, "forged02", &forged, b"abc");
+    set_info(&ui, |v| v["Size"] = json!(100));
+    // finished, expired long ago: published, never removed
+    let (fin, _) = tusd_upload(&e.uploads, "finished", &m, b"done");
+
+    wait_until("the abandoned uploads to go", Duration::from_secs(10), || {
+        !gone.exists() && !part.exists()
+    });
+    assert!(!gone_info.exists() && !lock.exists() && !part_info.exists());
+    wait_until("the finished one to be published", Duration::from_secs(5), || {
+        e.assets.join("private/a/old.bin").exists()
+    });
+    assert_eq!(
+        std::fs::read(e.assets.join("private/a/old.bin")).unwrap(),
+        b"done"
+    );
+    assert!(!fin.exists());
+    assert!(stays.exists() && stays_info.exists());
+    assert!(unattributed.exists() && ui.exists());
+    assert_eq!(
+        metric_now(&e.gate, "assetgate_reconcile_total{result=\"abandoned_removed\"}"),
+        2
+    );
+    assert!(metric_now(&e.gate, "assetgate_reconcile_total{result=\"unattributable\"}") >= 1);
+    assert!(e
+        .gate
+        .wait_log("removed an abandoned upload", Duration::from_secs(1)));
+}
+
+#[test]
+fn reconcile_interval_zero_disables_it() {
+    let e = env("", "reconcile_interval = \"0\"");
+    let meta = metadata(UPLOAD_SECRET, "stay.pdf", "private", "application/pdf", now());
+    let (path, _) = tusd_upload(&e.uploads, "stay0001", &meta, b"%PDF stay");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(path.exists());
+    assert_eq!(
+        metric_now(&e.gate, "assetgate_reconcile_total{result=\"published\"}"),
+        0
+    );
+}
+
+fn session(d: &Daemon, method: &str, uri: &str, upload_metadata: Option<&str>) -> (u16, Option<String>) {
+    let mut h: Vec<(&str, &[u8])> = vec![
+        ("X-Original-URI", uri.as_bytes()),
+        ("X-Original-Method", method.as_bytes()),
+    ];
+    if let Some(m) = upload_metadata {
+        h.push(("X-Upload-Metadata", m.as_bytes()));
+    }
+    let (s, headers, _) = get(d.addr, "/session", &h);
+    (s, header(&headers, "x-assetgate-reason").map(str::to_owned))
+}
+
+fn tus_header(meta: &Value) -> String {
+    use base64::Engine;
+    meta.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let b = base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap());
+            format!("{k} {b}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[test]
+fn session_binds_requests_on_an_upload_to_its_token() {
+    for mode in ["window", "token"] {
+        let e = env(
+            &format!("session_binding = \"{mode}\"\nsession_grace = \"10m\""),
+            "reconcile_interval = \"0\"",
+        );
+        let meta = metadata(
+            UPLOAD_SECRET,
+            "s/a.bin",
+            "private",
+            "application/octet-stream",
+            now() + 60,
+        );
+        let (_, info) = tusd_upload(&e.uploads, "sess0001", &meta, b"ab");
+        set_info(&info, |v| v["Size"] = json!(10));
+        let expired = metadata(
+            UPLOAD_SECRET,
+            "s/b.bin",
+            "private",
+            "application/octet-stream",
+            now() - 601,
+        );
+        tusd_upload(&e.uploads, "sess0002", &expired, b"ab");
+        let mine = tus_header(&meta);
+        let ok = if mode == "token" {
+            Some(mine.as_str())
+        } else {
+            None
+        };
+
+        assert_eq!(
+            session(&e.gate, "PATCH", "/files/sess0001", ok),
+            (204, None),
+            "{mode}"
+        );
+        assert_eq!(session(&e.gate, "HEAD", "/files/sess0001", ok).0, 204);
+        assert_eq!(
+            session(&e.gate, "POST", "/files/", None).0,
+            204,
+            "creation: pre-create decides"
+        );
+        assert_eq!(session(&e.gate, "OPTIONS", "/files/sess0001", None).0, 204);
+        assert_eq!(
+            session(&e.gate, "PATCH", "/files/sess0002", Some(&tus_header(&expired))),
+            (403, Some("session_expired".into()))
+        );
+        assert_eq!(
+            session(&e.gate, "PATCH", "/files/0123456789abcdef", ok),
+            (403, Some("unknown_upload".into()))
+        );
+        assert_eq!(
+            session(&e.gate, "PATCH", "/files/..%2f..%2fetc", ok),
+            (403, Some("bad_id".into()))
+        );
+        assert_eq!(
+            session(&e.gate, "PATCH", "/files/a/b", ok),
+            (403, Some("bad_uri".into()))
+        );
+        let other = metadata(
+            UPLOAD_SECRET,
+            "s/other.bin",
+            "private",
+            "application/octet-stream",
+            now() + 60,
+        );
+        let with_other = session(&e.gate, "PATCH", "/files/sess0001", Some(&tus_header(&other)));
+        let without = session(&e.gate, "PATCH", "/files/sess0001", None);
+        if mode == "token" {
+            assert_eq!(with_other, (403, Some("token_mismatch".into())));
+            assert_eq!(without, (403, Some("token_missing".into())));
+        } else {
+            assert_eq!(with_other.0, 204, "window mode ignores the header");
+            assert_eq!(without.0, 204);
+        }
+        // a deployment fault answers 500, never 204
+        let (s, _, _) = get(e.gate.addr, "/session", &[("X-Original-URI", b"/files/sess0001")]);
+        assert_eq!(s, 500);
+        assert!(
+            metric_now(
+                &e.gate,
+                "assetgate_decisions_total{decision=\"deny\",endpoint=\"session\",reason=\"session_expired\"}"
+            ) >= 1
+        );
+    }
+    // off: tusd's own behaviour
+    let e = env("session_binding = \"off\"", "");
+    assert_eq!(session(&e.gate, "PATCH", "/files/whatever", None).0, 204);
+}
+
+#[test]
+fn bad_lifecycle_config_is_refused_naming_the_key() {
+    for (section_line, key) in [
+        ("session_binding = \"strict\"", "upload.session_binding"),
+        ("session_grace = \"soon\"", "upload.session_grace"),
+    ] {
+        let cfg = format!("{}{section_line}\n", default_config());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, cfg).unwrap();
+        let o = std::process::Command::new(bin())
+            .arg("--config")
+            .arg(&p)
+            .arg("check-config")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(64), "{err}");
+        assert!(err.contains(key), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    for (line, key) in [
+        ("reconcile_interval = \"often\"", "tusd.reconcile_interval"),
+        ("abandon_after = \"-1\"", "tusd.abandon_after"),
+        ("base_path = \"files\"", "tusd.base_path"),
+    ] {
+        let cfg = format!("{}[tusd]\n{line}\n", default_config());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, cfg).unwrap();
+        let o = std::process::Command::new(bin())
+            .arg("--config")
+            .arg(&p)
+            .arg("check-config")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(64), "{line}: {err}");
+        assert!(err.contains(key), "{err}");
+    }
+}
