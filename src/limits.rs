@@ -38,6 +38,17 @@
 //!   period at once and then at most one summary line per
 //!   [`REPORT_WINDOW`] with the counts per limit, never a line per connection.
 
+//!
+//! Crates looked at first: tower-http's `RequestBodyTimeoutLayer` /
+//! `TimeoutBody` resets its timer at every frame ("the total time ... could
+//! exceed the timeout"), which is exactly what one byte every 2 s exploits;
+//! a total deadline is `tokio::time::timeout` around the read, used here.
+//! tracing-throttle (0.x, a year old) deduplicates identical events in a
+//! subscriber layer; what is wanted here is one line with a count per limit,
+//! from counters the metric needs anyway, and the log pipeline
+//! (`telemetry/`) stays as it is. hyper and hyper-util have no connection
+//! budget: the accept loop is ours, so is the eviction.
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
