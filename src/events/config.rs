@@ -278,7 +278,10 @@ impl EventsConfig {
             .iter()
             .map(|s| q(&format!("<redacted: whsec_, {} bytes>", s.len())))
             .collect();
-        let ms = |d: Duration| q(&format!("{}ms", d.as_millis()));
+        let ms = |d: Duration| match d.as_millis() {
+            n if n % 1000 == 0 => q(&format!("{}s", n / 1000)),
+            n => q(&format!("{n}ms")),
+        };
         format!(
             "\n[events]\nurl = {}  # path not shown\nsecrets = [{}]\ndir = {}\ntimeout = {}\nmax_age = {}\nconcurrency = {}\ninitial_backoff = {}\nmax_backoff = {}\nmax_events = {}\nkeep_delivered = {}\n",
             q(&format!("{}/…", self.url.origin())),
@@ -339,6 +342,15 @@ mod tests {
         assert_eq!(c.max_age.as_secs(), 3 * 86_400);
         assert_eq!(c.concurrency, 4);
         assert_eq!(c.url.origin(), "http://app:8000");
+        let shown = c.redacted_toml();
+        assert!(
+            shown.contains("max_age = \"259200s\"\n") && shown.contains("initial_backoff = \"50ms\""),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("MfKQ") && !shown.contains("/hooks/assets"),
+            "{shown}"
+        );
     }
 
     #[test]
