@@ -167,6 +167,7 @@ fn dev_mode_prints_a_link_that_works() {
     let mut child = Command::new(bin())
         .args(["serve", "--dev"])
         .env("ASSETGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ASSETGATE_SERVER__ADMIN_LISTEN", "127.0.0.1:0")
         .env_remove("ASSETGATE_CONFIG")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

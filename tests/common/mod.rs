@@ -104,6 +104,8 @@ pub fn docker_compose() -> PathBuf {
 pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The admin listener (`[server] admin_listen`).
+    pub admin: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     logs: Arc<Mutex<Vec<String>>>,
 }
@@ -153,6 +155,13 @@ impl Daemon {
                 cmd.env_remove(k);
             }
         }
+        // Each test daemon's admin listener on a free port, unless the test
+        // chooses one (the default 127.0.0.1:9751 would collide).
+        if !env.iter().any(|(k, _)| *k == "ASSETGATE_SERVER__ADMIN_LISTEN")
+            && !std::fs::read_to_string(config).is_ok_and(|c| c.contains("admin_listen"))
+        {
+            cmd.env("ASSETGATE_SERVER__ADMIN_LISTEN", "127.0.0.1:0");
+        }
         cmd.envs(env.iter().copied());
         let mut child = cmd
             .stdin(Stdio::null())
@@ -169,7 +178,7 @@ impl Daemon {
                 let mut tx = Some(tx);
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(addr) = listening_addr(&line) {
+                    if let Some(addr) = listening_addrs(&line) {
                         if let Some(tx) = tx.take() {
                             let _ = tx.send(addr);
                         }
@@ -178,7 +187,7 @@ impl Daemon {
                 }
             });
         }
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+        let (addr, admin) = match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
@@ -188,6 +197,7 @@ impl Daemon {
         Daemon {
             child,
             addr,
+            admin,
             dir,
             logs,
         }
@@ -248,12 +258,16 @@ impl Drop for Daemon {
     }
 }
 
-fn listening_addr(line: &str) -> Option<SocketAddr> {
+fn listening_addrs(line: &str) -> Option<(SocketAddr, Option<SocketAddr>)> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     if v.get("message")?.as_str()? != "listening" {
         return None;
     }
-    v.get("addr")?.as_str()?.parse().ok()
+    let admin = v
+        .get("admin")
+        .and_then(|a| a.as_str())
+        .and_then(|a| a.parse().ok());
+    Some((v.get("addr")?.as_str()?.parse().ok()?, admin))
 }
 
 /// A minimal HTTP/1.1 exchange over a raw socket (exact bytes on the wire, no
