@@ -4,6 +4,7 @@
 
 pub mod hooks;
 pub mod ngx;
+pub mod redis;
 pub mod rustus;
 pub mod tusd;
 
@@ -236,6 +237,37 @@ impl Daemon {
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
+    }
+
+    /// Sends SIGHUP (reload).
+    pub fn hup(&self) {
+        let _ = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
+    /// The value of the first metric line starting with `prefix`, 0 if none.
+    pub fn metric(&self, prefix: &str) -> f64 {
+        let (_, _, b) = get(self.addr, "/metrics", &[]);
+        String::from_utf8_lossy(&b)
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until the metric line starting with `prefix` reaches `at_least`.
+    pub fn wait_metric(&self, prefix: &str, at_least: f64, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.metric(prefix) >= at_least {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// Waits for exit, returns the exit code.
