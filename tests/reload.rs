@@ -83,6 +83,8 @@ fn sighup_rotates_secrets_refuses_invalid_config_and_keeps_start_only_keys() {
         "{:#?}",
         d.logs()
     );
+    // Log lines go through a queue: the counter can be ahead of the line.
+    assert!(d.wait_log("reload refused", Duration::from_secs(5)));
     let refused: Vec<String> = d
         .logs()
         .into_iter()
