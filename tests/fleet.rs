@@ -431,19 +431,28 @@ fn secret_rotation_under_load_through_nginx_fails_no_request() {
                 }
             });
         }
-        let reloads = |n: f64| {
+        // A reload has run on every replica (applied, or unchanged when the
+        // file watch got there first); none was refused.
+        let done = |g: &Daemon| {
+            ["applied", "unchanged", "refused"]
+                .iter()
+                .map(|r| g.metric(&format!("assetgate_config_reloads_total{{result=\"{r}\"}}")))
+                .sum::<f64>()
+        };
+        let reloads = || {
+            let before: Vec<f64> = f.gates.iter().map(done).collect();
             for g in &f.gates {
                 g.hup();
             }
-            for g in &f.gates {
+            for (g, b) in f.gates.iter().zip(before) {
                 assert!(
-                    g.wait_metric(
-                        "assetgate_config_reloads_total{result=\"applied\"}",
-                        n,
-                        Duration::from_secs(10)
-                    ),
+                    wait_until(Duration::from_secs(10), || done(g) > b).is_some(),
                     "{:#?}",
                     g.logs()
+                );
+                assert_eq!(
+                    g.metric("assetgate_config_reloads_total{result=\"refused\"}"),
+                    0.0
                 );
             }
         };
@@ -451,7 +460,7 @@ fn secret_rotation_under_load_through_nginx_fails_no_request() {
         // Runbook step 1: add the new secret (newest first) everywhere, reload.
         put(&link_file, &format!("{NEW_L}\n{OLD_L}\n"));
         put(&upload_file, &format!("{NEW_U}\n{OLD_U}\n"));
-        reloads(1.0);
+        reloads();
         // Step 2: switch the minting application to the new secret.
         phase.store(1, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(1500));
@@ -460,7 +469,7 @@ fn secret_rotation_under_load_through_nginx_fails_no_request() {
         // Step 3 (after the longest TTL): drop the old secret, reload.
         put(&link_file, &format!("{NEW_L}\n"));
         put(&upload_file, &format!("{NEW_U}\n"));
-        reloads(2.0);
+        reloads();
         std::thread::sleep(Duration::from_millis(1500));
         stop.store(true, Ordering::Relaxed);
     });
