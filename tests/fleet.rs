@@ -407,7 +407,7 @@ fn secret_rotation_under_load_through_nginx_fails_no_request() {
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     i += 1;
                     let p = phase.load(Ordering::Relaxed);
-                    let new = p == 2 || (p == 1 && i % 2 == 0);
+                    let new = p == 2 || (p == 1 && i.is_multiple_of(2));
                     let (ls, us) = if new { (NEW_L, NEW_U) } else { (OLD_L, OLD_U) };
                     let (status, what) = if t < 3 {
                         (
