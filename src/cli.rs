@@ -229,7 +229,10 @@ fn serve(mut config: Config, sources: Sources, dev: bool) -> ExitCode {
         }
     };
     let code = runtime.block_on(async move {
+        // Signal handlers first: from here on SIGHUP never kills the daemon
+        // (it is queued until the reload task takes it).
         let metrics = Metrics::new();
+        let (first, second, hup) = signals();
         let backend = match crate::state::backend(&config.state) {
             Ok(b) => b,
             Err(e) => {
@@ -242,7 +245,7 @@ fn serve(mut config: Config, sources: Sources, dev: bool) -> ExitCode {
             config.state.clone(),
             metrics.clone(),
         ));
-        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        let listener = match server::bind(config.listen) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("cannot listen on {}: {e}", config.listen);
@@ -277,14 +280,13 @@ fn serve(mut config: Config, sources: Sources, dev: bool) -> ExitCode {
         let state = Arc::new(
             AppState::new(config, metrics, clock, Finalizer::new(roots)).with_shared(shared.clone()),
         );
-        crate::reload::spawn(state.clone(), sources, dev);
+        crate::reload::spawn(state.clone(), sources, dev, hup);
         tokio::spawn(crate::admin::serve(admin, state.clone()));
         if let Some(interval) = state.config.tusd.reconcile_interval {
             if state.finalizer.roots().is_some() {
                 tokio::spawn(crate::reconcile::run(state.clone(), interval));
             }
         }
-        let (first, second) = signals();
         tracing::info!(
             addr = %addr,
             admin = %admin_addr,
@@ -302,15 +304,20 @@ fn serve(mut config: Config, sources: Sources, dev: bool) -> ExitCode {
     code
 }
 
-/// Futures for the first and the second SIGTERM/SIGINT.
+/// Futures for the first and the second SIGTERM/SIGINT, and the SIGHUP stream
+/// for [`crate::reload::spawn`]. Registered before anything binds: SIGHUP's
+/// default action would kill the daemon in the middle of a move (exit 129, no
+/// drain); from here on it is caught for the life of the process.
 fn signals() -> (
     impl std::future::Future<Output = ()>,
     impl std::future::Future<Output = ()>,
+    tokio::signal::unix::Signal,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
     let (tx, rx) = tokio::sync::watch::channel(0u32);
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
     tokio::spawn(async move {
         let mut n = 0;
         while n < 2 {
@@ -325,7 +332,7 @@ fn signals() -> (
     let wait = |mut rx: tokio::sync::watch::Receiver<u32>, count: u32| async move {
         let _ = rx.wait_for(|n| *n >= count).await;
     };
-    (wait(rx.clone(), 1), wait(rx, 2))
+    (wait(rx.clone(), 1), wait(rx, 2), hup)
 }
 
 fn print_dev_banner(config: &Config, addr: &str) {

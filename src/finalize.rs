@@ -1,21 +1,27 @@
 //! Moving a finished upload out of tusd's (or rustus's) upload directory into the
 //! asset tree, and finding finished uploads that were never moved.
 //!
-//! Synchronous and std-only: the server runs [`finalize`] on a blocking thread
-//! (`spawn_blocking`), `assetgate finalize-pending` calls [`scan_pending`] and then
-//! [`finalize`] for each upload it re-verified.
+//! Synchronous, std plus `rustix`'s safe wrappers of the `*at` syscalls, Linux only
+//! (`openat2`, `renameat2`, `linkat` by descriptor; a `compile_error!` says so
+//! elsewhere): the server runs [`finalize`] on a blocking thread (`spawn_blocking`),
+//! `assetgate finalize-pending` calls [`scan_pending`] and then [`finalize`] for each
+//! upload it re-verified.
 //!
 //! # Trust
 //!
 //! Whoever can reach `/tusd` can post any event, so nothing in an event is believed:
 //!
-//! - The two roots are canonicalised once, when the daemon starts ([`Roots::new`]).
-//!   A symlink *in the configured path itself* (`/srv/tusd -> /data/tusd`) is the
-//!   administrator's choice and is followed then; every symlink *below* the roots is
-//!   refused.
-//! - The source (the event's `Storage.Path`) must be absolute, free of `..`, have a
-//!   real parent inside the upload directory, and be a regular file, not a symlink,
-//!   with a single link.
+//! - The two roots are canonicalised and opened once, when the daemon starts
+//!   ([`Roots::new`]). A symlink *in the configured path itself* (`/srv/tusd ->
+//!   /data/tusd`) is the administrator's choice and is followed then; every symlink
+//!   *below* the roots is refused, and everything below them is reached from the
+//!   two directory descriptors (see *Races* below).
+//! - The source (the event's `Storage.Path`) must be absolute, free of `..`, and
+//!   name the upload directory (by its canonical path, or by another path of the
+//!   same directory, such as the symlinked one tusd was started with) followed by
+//!   plain names, none of them a symlink. It is opened, and then it must be a
+//!   regular file with a single link; every check from here on is made on the
+//!   opened file, not on its name.
 //! - The source must be a finished upload *according to the upload server's own
 //!   `.info` file on disk*: the info file is found next to the data file (tusd:
 //!   `<dir>/<ID>.info`) or at the top of the upload directory (rustus with
@@ -44,22 +50,84 @@
 //!   component at a time below the storage root: an existing component that is a
 //!   symlink or not a directory stops the move.
 //!
-//! What is *not* defended: someone with write access to the upload directory or to
-//! the asset tree racing the checks (swapping a directory for a symlink between the
-//! check and the rename). Closing that needs `openat`/`O_NOFOLLOW`/`renameat2`, i.e.
-//! `libc`, and the crate forbids `unsafe`; those directories belong to tusd, nginx
-//! and assetgate only.
+//! # Races: what is defended, what is not
+//!
+//! Someone with write access to the upload directory (whoever shares tusd's or
+//! rustus's user) or to the asset tree can change it at any moment, also between a
+//! check and the operation it guards: swap a directory or a file for a symlink,
+//! rename one away, put another file under a checked name. Nothing here is checked
+//! through a path and then used through that path again:
+//!
+//! - Both roots are held open from [`Roots::new`] on; every later lookup starts
+//!   from one of the two descriptors.
+//! - The directory of the source (and of an info file) is opened with
+//!   `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)`; where
+//!   the kernel has no `openat2` (before 5.6, or behind a seccomp filter that
+//!   predates it), with `openat(O_NOFOLLOW | O_DIRECTORY)` one name at a time, which
+//!   refuses the same. The file itself is opened with `O_NOFOLLOW` (and
+//!   `O_NONBLOCK`, so a FIFO under the name cannot hang the mover). The checks read
+//!   the descriptors: `fstat` for the type, the link count and the size, the info's
+//!   bytes, the leading bytes for the content check; the copy reads the same
+//!   descriptor.
+//! - The inode published is the one that was checked: it is linked by its
+//!   descriptor (`linkat(fd, "", AT_EMPTY_PATH)`, allowed since Linux 6.10 for a
+//!   file the caller opened; before that, our own `/proc/self/fd/N` with
+//!   `AT_SYMLINK_FOLLOW`, as `open(2)` documents for `O_TMPFILE`; without `/proc`
+//!   either, copied from the descriptor), never by the name it was opened under.
+//!   A name swapped after the checks publishes nothing of the swapper's.
+//! - The destination's directories are walked and created from the storage root's
+//!   descriptor (`openat(O_NOFOLLOW | O_DIRECTORY)`, `mkdirat`); the publish, the
+//!   `fsync` and the temporary files use the directories held open (`linkat`,
+//!   `renameat2(RENAME_NOREPLACE)`, `renameat`, `openat(O_CREAT | O_EXCL |
+//!   O_NOFOLLOW)`, `unlinkat`). A directory swapped for a symlink after the walk
+//!   receives nothing: the file lands in the directory that was checked (inside the
+//!   root, under whatever name it has by then; [`Finalized::destination`] is the
+//!   name it had), or, if that directory was removed, the move fails with the
+//!   source intact. The same holds for `.assetgate-tmp`.
+//! - Removals (source, info, parts, swept temporary files) are `unlinkat` in the
+//!   directory the file was found in, and only while its name still holds the inode
+//!   that was checked; a name that holds another file by then is left alone
+//!   ([`Cleanup::SourceLeft`] or [`Cleanup::InfoLeft`] with `Other`).
+//!
+//! The tests swap directories and names at these points (`faults::on`) and check
+//! that nothing is read from or written to a place outside the roots.
+//!
+//! What remains:
+//! - Root, or the owner of a root directory or of a directory above one, can do
+//!   anything. The configured paths are resolved once, at start: whoever can
+//!   change them before that chooses the roots.
+//! - A removal looks at the inode, then unlinks the name: two steps. Whoever wins
+//!   that window can make the mover remove a file *in the upload directory* that
+//!   they could remove themselves; nothing outside it (in the asset tree: only a
+//!   file they put under one of the mover's temporary names).
+//! - The data file's owner (tusd) can still write to the checked inode, or give it
+//!   a second link, after the checks: the content check, the size and the link count
+//!   describe it at check time (a copy notices a size change and stops with
+//!   [`FinalizeError::NotFinished`]). tusd does not write to a finished upload.
+//! - Whoever can write to the asset tree can replace a published file, or anything
+//!   else there; nginx serves what is there.
+//! - [`scan_pending`] reads info files by descriptor but only looks at data files
+//!   by path, and pre-create's [`destination_state`] and [`part`] answer from what
+//!   they see at the time: all three report, the move decides (and checks again).
+//! - A directory the daemon holds open stays the root even if the configured path
+//!   is later pointed elsewhere (a remount, a replaced directory): restart then.
 //!
 //! # Publishing without losing or overwriting data
 //!
-//! - Same filesystem, `overwrite = false`: `link(src, dst)` (fails if `dst` exists:
-//!   an atomic no-replace publish), fsync the destination directory, then remove the
-//!   source. `overwrite = true`: `rename(src, dst)`.
+//! - Same filesystem, `overwrite = false`: link the checked inode at `dst` (by
+//!   descriptor, see *Races*; fails if `dst` exists: an atomic no-replace publish),
+//!   fsync the destination directory, then remove the source. `overwrite = true`:
+//!   the same link when `dst` is free; otherwise the inode is linked under a
+//!   temporary name in `.assetgate-tmp` (below) and `renameat` over `dst` (atomic:
+//!   readers see the old file or the new one).
 //! - Different filesystem (decided from `st_dev`, and on `EXDEV` from a link or
-//!   rename, e.g. across bind mounts), or a filesystem refusing hard links: copy into
-//!   a temporary file `<storage root>/.assetgate-tmp/.assetgate-<random>.tmp` (in the
+//!   rename, e.g. across bind mounts), a filesystem refusing hard links, or no way
+//!   to link by descriptor: copy (from the checked descriptor) into a temporary
+//!   file `<storage root>/.assetgate-tmp/.assetgate-<random>.tmp` (in the
 //!   destination directory itself when that is on another filesystem than the
-//!   storage root), `sync_all`, publish it as above (link or rename), fsync the
+//!   storage root), created `O_EXCL` with mode 0600, `sync_all`, give it the
+//!   source's mode, publish it with `renameat2(RENAME_NOREPLACE)` (a link where the
+//!   filesystem lacks that flag) or, for overwrite, `renameat`; fsync the
 //!   directory, then remove the source. The temporary file is removed on every
 //!   failure path, and the copy stops at the next 1 MiB chunk when the daemon's
 //!   shutdown grace is over ([`Cancel`], [`FinalizeError::Cancelled`]: temporary
@@ -67,9 +135,12 @@
 //! - A crash (kill -9, power loss) can still leave a temporary file. Each one is
 //!   held under an exclusive `flock` by the process writing it, which the kernel
 //!   drops when that process dies: [`sweep_temp`] removes exactly the temporary
-//!   files nobody holds (and at least a minute old, to step around a writer that
-//!   created its file but has not locked it yet). The daemon sweeps at start,
-//!   `finalize-pending` before it scans.
+//!   files nobody holds (and at least [`TEMP_MIN_AGE`] old, to step around a writer
+//!   that created its file but has not locked it yet). The daemon sweeps at start,
+//!   `finalize-pending` before it scans. A temporary *link* of an overwrite is
+//!   locked the same way (the lock is on the inode it shares with the source); left
+//!   by a crash, it is a second link of the source, which is refused as
+//!   [`FinalizeError::SourceNotFile`] until the next sweep removes it.
 //! - An existing destination is never replaced unless `overwrite = true`; otherwise
 //!   the result is [`FinalizeError::Exists`] (a conflict) and the upload stays where
 //!   it is.
@@ -118,16 +189,20 @@
 //!   so "finished" is `offset == length == len(data file)`.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::fs::{self, File, Metadata, OpenOptions};
+use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags};
+use rustix::io::Errno;
 use serde::Deserialize;
 
 use crate::tusd::{prefinish, Destination, FinalizePlan, Part};
@@ -136,9 +211,8 @@ use crate::tusd::{prefinish, Destination, FinalizePlan, Part};
 /// HTTP header).
 const MAX_INFO_BYTES: u64 = 1024 * 1024;
 
-/// `EXDEV` on Linux and the BSDs. (`io::ErrorKind::CrossesDevices` needs Rust 1.85;
-/// the crate's minimum is 1.80.)
-const EXDEV: i32 = 18;
+#[cfg(not(target_os = "linux"))]
+compile_error!("the mover (src/finalize.rs) needs Linux: openat2, renameat2 and linkat by descriptor");
 
 // ----------------------------------------------------------------------------------
 // Errors
@@ -444,29 +518,40 @@ impl std::error::Error for FinalizeError {}
 // Roots, request, result
 // ----------------------------------------------------------------------------------
 
-/// The upload directory and the storage root, canonicalised once (at startup).
+/// The upload directory and the storage root, canonicalised and opened once (at
+/// startup).
 ///
-/// Only [`Roots::new`] builds one, so a [`FinalizeRequest`] always compares against
-/// real, symlink-free paths.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Only [`Roots::new`] builds one. Every file below a root is reached from the
+/// root's descriptor, never through the path again: the paths serve to match the
+/// absolute paths in events and info files, and for messages. Holding the
+/// directories open means the mover keeps working in the directories it was
+/// started with; replacing one (not its contents) needs a restart.
+#[derive(Debug, Clone)]
 pub struct Roots {
     upload_dir: PathBuf,
     storage_root: PathBuf,
+    upload_fd: Arc<OwnedFd>,
+    storage_fd: Arc<OwnedFd>,
 }
 
+/// The same configured directories (the descriptors are not compared).
+impl PartialEq for Roots {
+    fn eq(&self, other: &Roots) -> bool {
+        self.upload_dir == other.upload_dir && self.storage_root == other.storage_root
+    }
+}
+
+impl Eq for Roots {}
+
 impl Roots {
-    /// Canonicalise `[tusd] upload_dir` and `[storage] root`. Both must be absolute
-    /// paths of existing directories, and neither may contain the other.
+    /// Canonicalise and open `[tusd] upload_dir` and `[storage] root`. Both must be
+    /// absolute paths of existing directories, and neither may contain the other.
     pub fn new(upload_dir: &Path, storage_root: &Path) -> Result<Roots, FinalizeError> {
         let canon = |p: &Path, root: Root| -> Result<PathBuf, FinalizeError> {
             if !p.is_absolute() {
                 return Err(FinalizeError::BadRoot { root });
             }
-            let c = fs::canonicalize(p).map_err(|_| FinalizeError::BadRoot { root })?;
-            match fs::metadata(&c) {
-                Ok(m) if m.is_dir() => Ok(c),
-                _ => Err(FinalizeError::BadRoot { root }),
-            }
+            fs::canonicalize(p).map_err(|_| FinalizeError::BadRoot { root })
         };
         let upload_dir = canon(upload_dir, Root::UploadDir)?;
         let storage_root = canon(storage_root, Root::StorageRoot)?;
@@ -477,7 +562,16 @@ impl Roots {
                 root: Root::StorageRoot,
             });
         }
+        // `O_DIRECTORY`: not a directory is a bad root; `O_NOFOLLOW`: the canonical
+        // path ends in no symlink, and nothing may have put one there since.
+        let open = |p: &Path, root: Root| {
+            rustix::fs::open(p, DIR_FLAGS, Mode::empty())
+                .map(Arc::new)
+                .map_err(|_| FinalizeError::BadRoot { root })
+        };
         Ok(Roots {
+            upload_fd: open(&upload_dir, Root::UploadDir)?,
+            storage_fd: open(&storage_root, Root::StorageRoot)?,
             upload_dir,
             storage_root,
         })
@@ -585,9 +679,10 @@ pub enum Cleanup {
     /// Source and info removed (or there was nothing to remove).
     Done,
     /// The source could not be removed (a later run removes it: same inode or same
-    /// bytes as the destination).
+    /// bytes as the destination). `Other`: its name holds another file by now (the
+    /// upload directory changed during the move), left alone.
     SourceLeft(io::ErrorKind),
-    /// The info file could not be removed.
+    /// The info file could not be removed (`Other`: as for the source).
     InfoLeft(io::ErrorKind),
 }
 
@@ -695,17 +790,26 @@ impl fmt::Display for InfoError {
     }
 }
 
-fn read_info(info_path: &Path) -> Result<UploadInfo, InfoError> {
-    let meta = fs::symlink_metadata(info_path).map_err(|e| InfoError::Io(e.kind()))?;
-    if meta.file_type().is_symlink() {
-        return Err(InfoError::Symlink);
+/// Open the info file `dir/name` without following a symlink. `Ok(None)`: none.
+fn open_info(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Option<Opened>, InfoError> {
+    match open_at(dir, name) {
+        Ok(opened) => Ok(opened),
+        Err(Errno::LOOP) => Err(InfoError::Symlink),
+        Err(Errno::NXIO | Errno::NODEV) => Err(InfoError::NotFile),
+        Err(e) => Err(InfoError::Io(io::Error::from(e).kind())),
     }
-    if !meta.is_file() {
+}
+
+/// Read and parse an opened info file (from its descriptor); `info_path`, where it
+/// is, locates the data file when the info does not record it.
+fn read_info(opened: &Opened, info_path: &Path) -> Result<UploadInfo, InfoError> {
+    if !opened.meta.is_file() {
         return Err(InfoError::NotFile);
     }
     let mut bytes = Vec::new();
-    File::open(info_path)
-        .and_then(|f| f.take(MAX_INFO_BYTES + 1).read_to_end(&mut bytes))
+    (&opened.file)
+        .take(MAX_INFO_BYTES + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| InfoError::Io(e.kind()))?;
     if bytes.len() as u64 > MAX_INFO_BYTES {
         return Err(InfoError::TooBig);
@@ -819,8 +923,34 @@ impl UploadInfo {
 }
 
 // ----------------------------------------------------------------------------------
-// Path confinement
+// Descriptors: every path below a root is walked from the root's descriptor
 // ----------------------------------------------------------------------------------
+
+/// A directory held open for `*at` calls, listing and `fsync`: read-only, never
+/// reached through a symlink as its last component, closed on exec.
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// A file opened to be checked and read: never through a symlink (`ELOOP`), never
+/// blocking on a FIFO planted under the name (its type is checked on the descriptor
+/// right after), never becoming a controlling terminal.
+const FILE_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::NOCTTY)
+    .union(OFlags::CLOEXEC);
+
+/// Set once `openat2` answered `ENOSYS` (Linux before 5.6) or `EPERM` (a seccomp
+/// filter that predates it): from then on directories are walked name by name.
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+impl FinalizeError {
+    fn errno(op: Op) -> impl FnOnce(Errno) -> FinalizeError {
+        move |e| FinalizeError::io(op)(e.into())
+    }
+}
 
 /// Absolute, and only root + normal components (no `..`; `.` is dropped by
 /// `components()` already).
@@ -830,27 +960,200 @@ fn plain_absolute(p: &Path) -> bool {
             .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
 }
 
-/// The real path of `p` *without* following its last component: the parent is
-/// canonicalised and must be inside `dir`. `Ok(None)` when the parent does not
-/// exist (but lexically lies inside `dir`).
-fn resolve_inside(dir: &Path, p: &Path) -> Result<Option<PathBuf>, FinalizeError> {
+/// `p`, an absolute path from an event or an info file, as plain names below
+/// `root` (canonical). `p` must start with `root` itself or with another name of
+/// the very same directory (the configured path behind a symlink, the path tusd was
+/// started with): only those leading components, which are the administrator's,
+/// are resolved here. What follows stays names, walked later from the root's
+/// descriptor without following any symlink. Empty when `p` is `root` itself.
+fn beneath(root: &Path, p: &Path) -> Result<PathBuf, FinalizeError> {
     if !plain_absolute(p) {
         return Err(FinalizeError::SourceOutside);
     }
-    let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+    if let Ok(rel) = p.strip_prefix(root) {
+        return Ok(rel.to_path_buf());
+    }
+    let mut ancestors: Vec<&Path> = p.ancestors().skip(1).collect();
+    ancestors.reverse();
+    for a in ancestors {
+        match fs::canonicalize(a) {
+            Ok(real) if real == root => {
+                let rel = p.strip_prefix(a).map_err(|_| FinalizeError::SourceOutside)?;
+                return Ok(rel.to_path_buf());
+            }
+            Ok(_) => {}
+            // A longer path does not exist either.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) => return Err(FinalizeError::io(Op::Resolve)(e)),
+        }
+    }
+    Err(FinalizeError::SourceOutside)
+}
+
+/// The directory `rel` (plain names; empty: `root` itself) below `root`, no symlink
+/// followed on the way: one `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+/// RESOLVE_NO_MAGICLINKS)`, or, where the kernel lacks it, `openat(O_NOFOLLOW)` one
+/// name at a time. Both say `ELOOP` for a symlink on the way, `ENOTDIR` for a
+/// component that is not a directory, `ENOENT` for a missing one.
+fn open_dir_beneath(root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd, Errno> {
+    let path = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    if !NO_OPENAT2.load(Ordering::Relaxed) && !faults::unsupported(faults::Feature::Openat2) {
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        // Without `O_NOFOLLOW`, which would turn a symlink at the end into `ENOTDIR`:
+        // `RESOLVE_NO_SYMLINKS` refuses it, and every other one, with `ELOOP`.
+        let flags = DIR_FLAGS.difference(OFlags::NOFOLLOW);
+        match rustix::fs::openat2(root, path, flags, Mode::empty(), resolve) {
+            Err(Errno::NOSYS | Errno::PERM) => NO_OPENAT2.store(true, Ordering::Relaxed),
+            // Only for a `..` racing a rename, which plain names do not have; the
+            // walk below answers anyway.
+            Err(Errno::AGAIN) => {}
+            r => return r,
+        }
+    }
+    let mut cur = rustix::fs::openat(root, ".", DIR_FLAGS, Mode::empty())?;
+    for c in rel.components() {
+        let Component::Normal(name) = c else {
+            return Err(Errno::INVAL);
+        };
+        cur = open_subdir(cur.as_fd(), name)?;
+    }
+    Ok(cur)
+}
+
+/// `dir/name` as a directory: `ELOOP` for a symlink, `ENOTDIR` for anything else
+/// that is not a directory.
+fn open_subdir(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, Errno> {
+    match rustix::fs::openat(dir, name, DIR_FLAGS, Mode::empty()) {
+        // `O_DIRECTORY | O_NOFOLLOW` says `ENOTDIR` for a symlink too: tell them apart
+        // (only to choose the error; nothing is done with the answer).
+        Err(Errno::NOTDIR) if matches!(lstat_at(dir, name), Ok(Some(n)) if n.kind == FileType::Symlink) => {
+            Err(Errno::LOOP)
+        }
+        r => r,
+    }
+}
+
+/// What `fstatat(AT_SYMLINK_NOFOLLOW)` says of a name.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    kind: FileType,
+    dev: u64,
+    ino: u64,
+    size: u64,
+}
+
+impl Node {
+    // The field types of `struct stat` differ between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    fn of(st: &rustix::fs::Stat) -> Node {
+        Node {
+            kind: FileType::from_raw_mode(st.st_mode as _),
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            size: st.st_size as u64,
+        }
+    }
+
+    fn is(&self, m: &Metadata) -> bool {
+        self.dev == m.dev() && self.ino == m.ino()
+    }
+}
+
+/// `dir/name` without following a symlink; `None`: nothing there.
+fn lstat_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Option<Node>, Errno> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(Node::of(&st))),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `fstat` of a descriptor.
+fn node_of(fd: BorrowedFd<'_>) -> Result<Node, Errno> {
+    rustix::fs::fstat(fd).map(|st| Node::of(&st))
+}
+
+// The link count, which `Node` leaves out (a removed directory has none).
+#[allow(clippy::unnecessary_cast)]
+fn removed(fd: BorrowedFd<'_>) -> bool {
+    rustix::fs::fstat(fd).map_or(true, |st| st.st_nlink as u64 == 0)
+}
+
+/// A file opened by name, and what `fstat` says of *that* file: every check and
+/// every read is on the descriptor, never on the name again.
+struct Opened {
+    file: File,
+    meta: Metadata,
+}
+
+/// `dir/name` opened without following a symlink (`ELOOP`); `None`: nothing there.
+fn open_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Option<Opened>, Errno> {
+    let fd = match rustix::fs::openat(dir, name, FILE_FLAGS, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let file = File::from(fd);
+    let meta = file
+        .metadata()
+        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
+    Ok(Some(Opened { file, meta }))
+}
+
+/// A name in a directory of the upload directory, that directory held open.
+#[derive(Debug)]
+struct Located {
+    /// Plain names below the upload directory (what tells which info file
+    /// describes which data file).
+    rel: PathBuf,
+    /// The directory holding the name.
+    dir: OwnedFd,
+    /// The last component of `rel`.
+    name: OsString,
+}
+
+/// Open the directory of `rel` (plain names below the upload directory, see
+/// [`beneath`]). `Ok(None)`: a directory on the way does not exist.
+fn locate(roots: &Roots, rel: &Path) -> Result<Option<Located>, FinalizeError> {
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
         return Err(FinalizeError::SourceOutside);
     };
-    match fs::canonicalize(parent) {
-        Ok(real_parent) if real_parent.starts_with(dir) => Ok(Some(real_parent.join(name))),
-        Ok(_) => Err(FinalizeError::SourceOutside),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if p.starts_with(dir) {
-                Ok(None)
-            } else {
-                Err(FinalizeError::SourceOutside)
-            }
-        }
-        Err(e) => Err(FinalizeError::io(Op::Resolve)(e)),
+    match open_dir_beneath(roots.upload_fd.as_fd(), parent) {
+        Ok(dir) => Ok(Some(Located {
+            rel: rel.to_path_buf(),
+            dir,
+            name: name.to_owned(),
+        })),
+        Err(Errno::NOENT) => Ok(None),
+        // A symlink on the way: wherever it points, not provably inside.
+        Err(Errno::LOOP | Errno::XDEV) => Err(FinalizeError::SourceOutside),
+        Err(e) => Err(FinalizeError::errno(Op::Resolve)(e)),
+    }
+}
+
+/// The upload's data file, or where it would be.
+enum SourceState {
+    Open(Located, Opened),
+    /// Gone (a duplicate delivery?); `None`: its directory is gone too.
+    Missing(Option<Located>),
+}
+
+fn open_source(roots: &Roots, source: &Path) -> Result<SourceState, FinalizeError> {
+    let rel = beneath(&roots.upload_dir, source)?;
+    let Some(loc) = locate(roots, &rel)? else {
+        return Ok(SourceState::Missing(None));
+    };
+    match open_at(loc.dir.as_fd(), &loc.name) {
+        Ok(Some(opened)) => Ok(SourceState::Open(loc, opened)),
+        Ok(None) => Ok(SourceState::Missing(Some(loc))),
+        Err(Errno::LOOP) => Err(FinalizeError::Symlink { side: Side::Source }),
+        // A socket or a device node.
+        Err(Errno::NXIO | Errno::NODEV) => Err(FinalizeError::SourceNotFile),
+        Err(e) => Err(FinalizeError::errno(Op::Stat)(e)),
     }
 }
 
@@ -868,37 +1171,42 @@ fn destination_segments(dest: &str) -> Result<Vec<&str>, FinalizeError> {
     }
 }
 
-/// Walk the destination's directories below the root, one component at a time,
-/// refusing symlinks and non-directories; create missing ones when `create`.
+/// Walk the destination's directories from `root`, one `openat(O_NOFOLLOW |
+/// O_DIRECTORY)` at a time, refusing symlinks and non-directories; create missing
+/// ones (`mkdirat`) when `create`. Returns the last one, held open: the publish
+/// happens in *that* directory, whatever is done to the path meanwhile.
 /// `Ok(None)`: a component is missing and `create` is off.
-fn destination_dir(root: &Path, dirs: &[&str], create: bool) -> Result<Option<PathBuf>, FinalizeError> {
-    let mut cur = root.to_path_buf();
+fn destination_dir(
+    root: BorrowedFd<'_>,
+    dirs: &[&str],
+    create: bool,
+) -> Result<Option<OwnedFd>, FinalizeError> {
+    let mut cur =
+        rustix::fs::openat(root, ".", DIR_FLAGS, Mode::empty()).map_err(FinalizeError::errno(Op::Stat))?;
     for seg in dirs {
-        cur.push(seg);
-        let meta = match fs::symlink_metadata(&cur) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if !create {
-                    return Ok(None);
-                }
-                match fs::create_dir(&cur) {
+        let seg = OsStr::new(seg);
+        let next = match open_subdir(cur.as_fd(), seg) {
+            Err(Errno::NOENT) if !create => return Ok(None),
+            Err(Errno::NOENT) => {
+                match rustix::fs::mkdirat(cur.as_fd(), seg, Mode::from_raw_mode(0o777)) {
                     // Lost a race with a concurrent finalize: look at what is there now.
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(FinalizeError::io(Op::CreateDir)(e)),
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(FinalizeError::errno(Op::CreateDir)(e)),
                 }
-                fs::symlink_metadata(&cur).map_err(FinalizeError::io(Op::Stat))?
+                open_subdir(cur.as_fd(), seg)
             }
-            Err(e) => return Err(FinalizeError::io(Op::Stat)(e)),
+            r => r,
         };
-        if meta.file_type().is_symlink() {
-            return Err(FinalizeError::Symlink {
-                side: Side::Destination,
-            });
-        }
-        if !meta.is_dir() {
-            return Err(FinalizeError::DestinationNotDir);
-        }
+        cur = match next {
+            Ok(fd) => fd,
+            Err(Errno::LOOP) => {
+                return Err(FinalizeError::Symlink {
+                    side: Side::Destination,
+                })
+            }
+            Err(Errno::NOTDIR) => return Err(FinalizeError::DestinationNotDir),
+            Err(e) => return Err(FinalizeError::errno(Op::Stat)(e)),
+        };
     }
     Ok(Some(cur))
 }
@@ -919,12 +1227,23 @@ pub fn destination_state(storage_root: &Path, relative: &Path) -> Destination {
     let Some((file_name, dirs)) = segs.split_last() else {
         return Destination::Blocked;
     };
-    match destination_dir(storage_root, dirs, false) {
+    // The configured path itself is followed (the administrator's choice), as in
+    // `Roots::new`.
+    let root = match rustix::fs::open(
+        storage_root,
+        DIR_FLAGS.difference(OFlags::NOFOLLOW),
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Destination::Free,
+        Err(_) => return Destination::Exists,
+    };
+    match destination_dir(root.as_fd(), dirs, false) {
         Ok(None) => Destination::Free,
-        Ok(Some(dir)) => match fs::symlink_metadata(dir.join(file_name)) {
-            Ok(m) if m.is_file() => Destination::Exists,
-            Ok(_) => Destination::Blocked,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Destination::Free,
+        Ok(Some(dir)) => match lstat_at(dir.as_fd(), OsStr::new(file_name)) {
+            Ok(Some(n)) if n.kind == FileType::RegularFile => Destination::Exists,
+            Ok(Some(_)) => Destination::Blocked,
+            Ok(None) => Destination::Free,
             Err(_) => Destination::Exists,
         },
         Err(
@@ -936,48 +1255,56 @@ pub fn destination_state(storage_root: &Path, relative: &Path) -> Destination {
     }
 }
 
-/// Whether `id` can name an upload in the upload directory: tusd's and rustus's
-/// own IDs (hex, UUIDs) and nothing that could climb or hide (`/`, `..`, a
-/// leading dot).
-fn safe_upload_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+/// A part of a final upload, as its own info and data file describe it.
+struct PartRecord {
+    info: InfoFile,
+    data: Located,
+    data_meta: Metadata,
+    part: Part,
 }
 
 /// Upload `id` as its own `.info` (at the top of the upload directory) and its data
 /// file describe it. `None`: an unsafe ID, no info, an unusable info, or a data
-/// file outside the upload directory or not a regular file.
-fn part_record(roots: &Roots, id: &str) -> Option<(UploadInfo, PathBuf, PathBuf, Part)> {
-    if !safe_upload_id(id) {
+/// file outside the upload directory, behind a symlink, or not a regular file.
+fn part_record(roots: &Roots, id: &str) -> Option<PartRecord> {
+    if !crate::tusd::session::safe_upload_id(id) {
         return None;
     }
-    let info_path = roots.upload_dir.join(format!("{id}.info"));
-    let info = read_info(&info_path).ok()?;
-    if info.id != id {
-        return None;
-    }
-    let data = resolve_inside(&roots.upload_dir, &info.data_path).ok()??;
-    let meta = fs::symlink_metadata(&data).ok()?;
-    if !meta.is_file() {
-        return None;
-    }
-    let finished = info.size == Some(meta.len()) && info.offset.is_none_or(|o| Some(o) == info.size);
-    let part = Part {
-        is_partial: info.is_partial,
-        finished,
-        metadata: info.metadata.clone(),
+    let name = OsString::from(format!("{id}.info"));
+    let info_loc = Located {
+        rel: PathBuf::from(&name),
+        dir: roots.upload_fd.try_clone().ok()?,
+        name,
     };
-    Some((info, info_path, data, part))
+    let info = read_info_file(roots, info_loc).ok()??;
+    if info.info.id != id {
+        return None;
+    }
+    let rel = beneath(&roots.upload_dir, &info.info.data_path).ok()?;
+    let data = locate(roots, &rel).ok()??;
+    let opened = open_at(data.dir.as_fd(), &data.name).ok()??;
+    if !opened.meta.is_file() {
+        return None;
+    }
+    let size = info.info.size;
+    let finished = size == Some(opened.meta.len()) && info.info.offset.is_none_or(|o| Some(o) == size);
+    let part = Part {
+        is_partial: info.info.is_partial,
+        finished,
+        metadata: info.info.metadata.clone(),
+    };
+    Some(PartRecord {
+        info,
+        data,
+        data_meta: opened.meta,
+        part,
+    })
 }
 
 /// What the upload server's own record says of upload `id`, for pre-create's
 /// check of a final upload's parts (the move checks them again).
 pub fn part(roots: &Roots, id: &str) -> Option<Part> {
-    part_record(roots, id).map(|(_, _, _, p)| p)
+    part_record(roots, id).map(|r| r.part)
 }
 
 /// Every part of a final upload is a finished partial upload carrying the
@@ -991,7 +1318,7 @@ fn check_parts(
         return Err(FinalizeError::ConcatInvalid);
     }
     for id in parts {
-        let Some((_, _, _, part)) = part_record(roots, id) else {
+        let Some(PartRecord { part, .. }) = part_record(roots, id) else {
             return Err(FinalizeError::ConcatInvalid);
         };
         let signed = expected.iter().all(|(k, v)| part.metadata.get(k) == Some(v));
@@ -1007,8 +1334,10 @@ fn check_parts(
 fn remove_parts(roots: &Roots, parts: &[String]) -> usize {
     let mut removed = 0;
     for id in parts {
-        if let Some((info, info_path, data, _)) = part_record(roots, id) {
-            if info.is_partial && remove_source_and_info(&data, Some(&info_path)) == Cleanup::Done {
+        if let Some(r) = part_record(roots, id) {
+            if r.info.info.is_partial
+                && remove_source_and_info(Some((&r.data, &r.data_meta)), Some(&r.info)) == Cleanup::Done
+            {
                 removed += 1;
             }
         }
@@ -1017,58 +1346,85 @@ fn remove_parts(roots: &Roots, parts: &[String]) -> usize {
 }
 
 /// The leading bytes must be what the declared type says (`[upload] check_content`).
-fn check_content(source: &Path, declared: &str) -> Result<(), FinalizeError> {
-    let mut head = Vec::with_capacity(prefinish::SNIFF_BYTES);
-    File::open(source)
-        .and_then(|f| f.take(prefinish::SNIFF_BYTES as u64).read_to_end(&mut head))
-        .map_err(FinalizeError::io(Op::Sniff))?;
-    prefinish::check(declared, &head).map_err(|_| FinalizeError::ContentMismatch {
+fn check_content(source: &File, declared: &str) -> Result<(), FinalizeError> {
+    let mut head = vec![0u8; prefinish::SNIFF_BYTES];
+    let n = read_full_at(source, &mut head, 0).map_err(FinalizeError::io(Op::Sniff))?;
+    prefinish::check(declared, &head[..n]).map_err(|_| FinalizeError::ContentMismatch {
         expected: prefinish::expected_signature(declared).unwrap_or("of its declared type"),
     })
 }
 
-/// The info file for `source` (a real path inside the upload directory): the one
-/// given by the event if any, else `<source>.info`, else `<upload_dir>/<name>.info`.
-/// `Ok(None)`: none exists.
-fn locate_info(roots: &Roots, source: &Path, given: Option<&Path>) -> Result<Option<PathBuf>, FinalizeError> {
-    let Some(name) = source.file_name() else {
-        return Err(FinalizeError::InfoInvalid);
+/// An upload's info file: where it is, what `fstat` said of it, what it says.
+#[derive(Debug)]
+struct InfoFile {
+    loc: Located,
+    meta: Metadata,
+    info: UploadInfo,
+}
+
+/// Open and parse the info file at `loc`. `Ok(None)`: there is none.
+fn read_info_file(roots: &Roots, loc: Located) -> Result<Option<InfoFile>, InfoError> {
+    let Some(opened) = open_info(loc.dir.as_fd(), &loc.name)? else {
+        return Ok(None);
     };
-    let mut info_name = OsString::from(name);
+    let info = read_info(&opened, &roots.upload_dir.join(&loc.rel))?;
+    Ok(Some(InfoFile {
+        loc,
+        meta: opened.meta,
+        info,
+    }))
+}
+
+/// The info file for the data file at `source`: the one given by the event if any,
+/// else `<source>.info`, else `<upload_dir>/<name>.info`. `Ok(None)`: none exists.
+fn locate_info(
+    roots: &Roots,
+    source: &Located,
+    given: Option<&Path>,
+) -> Result<Option<InfoFile>, FinalizeError> {
+    let mut info_name = source.name.clone();
     info_name.push(".info");
+    let dup = |fd: &OwnedFd| fd.try_clone().map_err(FinalizeError::io(Op::Stat));
     let candidates = match given {
         Some(g) => {
-            let real = match resolve_inside(&roots.upload_dir, g) {
-                Ok(Some(real)) => real,
+            let loc = match beneath(&roots.upload_dir, g).and_then(|rel| locate(roots, &rel)) {
+                Ok(Some(loc)) => loc,
                 Ok(None) => return Ok(None),
                 Err(_) => return Err(FinalizeError::InfoInvalid),
             };
-            if real.file_name() != Some(info_name.as_os_str()) {
+            if loc.name != info_name {
                 return Err(FinalizeError::InfoInvalid);
             }
-            vec![real]
+            vec![loc]
         }
         None => vec![
-            source.with_file_name(&info_name),
-            roots.upload_dir.join(&info_name),
+            Located {
+                rel: source.rel.with_file_name(&info_name),
+                dir: dup(&source.dir)?,
+                name: info_name.clone(),
+            },
+            Located {
+                rel: PathBuf::from(&info_name),
+                dir: dup(&roots.upload_fd)?,
+                name: info_name,
+            },
         ],
     };
-    for c in candidates {
-        match fs::symlink_metadata(&c) {
-            Ok(m) if m.file_type().is_symlink() => return Err(FinalizeError::Symlink { side: Side::Info }),
-            Ok(m) if m.is_file() => return Ok(Some(c)),
-            Ok(_) => return Err(FinalizeError::InfoInvalid),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(FinalizeError::io(Op::Stat)(e)),
+    for loc in candidates {
+        match read_info_file(roots, loc) {
+            Ok(Some(info)) => return Ok(Some(info)),
+            Ok(None) => continue,
+            Err(InfoError::Symlink) => return Err(FinalizeError::Symlink { side: Side::Info }),
+            Err(_) => return Err(FinalizeError::InfoInvalid),
         }
     }
     Ok(None)
 }
 
-/// Whether `info` describes the data file at `source` (both resolved inside the
-/// upload directory).
-fn describes(roots: &Roots, info: &UploadInfo, source: &Path) -> bool {
-    matches!(resolve_inside(&roots.upload_dir, &info.data_path), Ok(Some(p)) if p == source)
+/// Whether `info` describes the data file at `source`: both name the same place
+/// below the upload directory (neither through a symlink: the walk refuses them).
+fn describes(roots: &Roots, info: &UploadInfo, source: &Located) -> bool {
+    matches!(beneath(&roots.upload_dir, &info.data_path), Ok(rel) if rel == source.rel)
 }
 
 // ----------------------------------------------------------------------------------
@@ -1082,126 +1438,140 @@ pub fn finalize(roots: &Roots, plan: &FinalizePlan, cancel: &Cancel) -> Result<F
     run(&Move::from_plan(roots, plan), cancel)
 }
 
+/// An upload that passed the source checks, held by descriptors.
+struct Checked {
+    loc: Located,
+    src: Opened,
+    info: InfoFile,
+    size: u64,
+}
+
+impl Checked {
+    fn cleanup(&self) -> Cleanup {
+        remove_source_and_info(Some((&self.loc, &self.src.meta)), Some(&self.info))
+    }
+
+    /// The destination already is this upload: only the cleanup is left.
+    fn recovered(&self, destination: PathBuf) -> Finalized {
+        Finalized {
+            destination,
+            method: Method::AlreadyFinalized,
+            bytes: self.size,
+            cleanup: self.cleanup(),
+        }
+    }
+}
+
+/// The destination directory, held open, and the name in it.
+struct Target<'a> {
+    dir: OwnedFd,
+    dev: u64,
+    name: &'a OsStr,
+    /// For the result and the logs only; never opened.
+    path: PathBuf,
+}
+
 fn run(req: &Move, cancel: &Cancel) -> Result<Finalized, FinalizeError> {
     let roots = &req.roots;
     let segs = destination_segments(&req.destination)?;
     let (file_name, dirs) = segs.split_last().ok_or(FinalizeError::DestinationOutside)?;
 
-    // The source: a real path inside the upload directory, maybe gone already.
-    let source = resolve_inside(&roots.upload_dir, &req.source)?;
-    let src_meta = match &source {
-        Some(s) => match fs::symlink_metadata(s) {
-            Ok(m) => Some(m),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(FinalizeError::io(Op::Stat)(e)),
-        },
-        None => None,
+    // The source: opened inside the upload directory without following a symlink,
+    // maybe gone already. Every check below is on what was opened.
+    let (loc, src) = match open_source(roots, &req.source)? {
+        SourceState::Open(loc, src) => (loc, src),
+        SourceState::Missing(loc) => return already_finalized(req, loc.as_ref(), dirs, file_name),
     };
-    let (Some(source), Some(src_meta)) = (source.clone(), src_meta) else {
-        return already_finalized(req, source.as_deref(), dirs, file_name);
-    };
-    if src_meta.file_type().is_symlink() {
-        return Err(FinalizeError::Symlink { side: Side::Source });
-    }
-    if !src_meta.is_file() {
+    if !src.meta.is_file() {
         return Err(FinalizeError::SourceNotFile);
     }
 
     // Finished, according to the upload server's own record of it.
-    let info_path =
-        locate_info(roots, &source, req.info_path.as_deref())?.ok_or(FinalizeError::InfoInvalid)?;
-    let info = read_info(&info_path).map_err(|e| match e {
-        InfoError::Symlink => FinalizeError::Symlink { side: Side::Info },
-        _ => FinalizeError::InfoInvalid,
-    })?;
-    if !describes(roots, &info, &source) {
+    let info = locate_info(roots, &loc, req.info_path.as_deref())?.ok_or(FinalizeError::InfoInvalid)?;
+    if !describes(roots, &info.info, &loc) {
         return Err(FinalizeError::InfoInvalid);
     }
     let size = info
-        .finished(src_meta.len())
+        .info
+        .finished(src.meta.len())
         .map_err(|_| FinalizeError::NotFinished)?;
     for (k, v) in &req.expected_metadata {
-        if info.metadata.get(k) != Some(v) {
+        if info.info.metadata.get(k) != Some(v) {
             return Err(FinalizeError::MetadataMismatch);
         }
     }
-    if info.is_final {
-        check_parts(roots, &info.parts, &req.expected_metadata)?;
+    if info.info.is_final {
+        check_parts(roots, &info.info.parts, &req.expected_metadata)?;
     }
     if let Some(declared) = &req.content_check {
-        check_content(&source, declared)?;
+        check_content(&src.file, declared)?;
     }
+    let up = Checked { loc, src, info, size };
 
     // The destination.
-    let dir = destination_dir(&roots.storage_root, dirs, true)?.ok_or(FinalizeError::DestinationNotDir)?;
-    let dst = dir.join(file_name);
-    let dst_meta = match fs::symlink_metadata(&dst) {
-        Ok(m) => Some(m),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(FinalizeError::io(Op::Stat)(e)),
+    let dir =
+        destination_dir(roots.storage_fd.as_fd(), dirs, true)?.ok_or(FinalizeError::DestinationNotDir)?;
+    let dst = Target {
+        dev: node_of(dir.as_fd()).map_err(FinalizeError::errno(Op::Stat))?.dev,
+        dir,
+        name: OsStr::new(file_name),
+        path: dirs
+            .iter()
+            .fold(roots.storage_root.clone(), |p, d| p.join(d))
+            .join(file_name),
     };
-    if let Some(m) = &dst_meta {
-        if m.file_type().is_symlink() {
+    let existing = lstat_at(dst.dir.as_fd(), dst.name).map_err(FinalizeError::errno(Op::Stat))?;
+    if let Some(n) = &existing {
+        if n.kind == FileType::Symlink {
             return Err(FinalizeError::Symlink {
                 side: Side::Destination,
             });
         }
-        if !m.is_file() {
+        if n.kind != FileType::RegularFile {
             return Err(FinalizeError::Exists);
         }
         // Checked before anything else: a crash after a hard-link publish leaves
-        // source and destination as one inode (and `rename` between two links of
-        // one inode does nothing at all).
-        if same_inode(&src_meta, m) {
-            return Ok(recovered(dst, size, &source, &info_path));
+        // source and destination as one inode.
+        if n.is(&up.src.meta) {
+            return Ok(up.recovered(dst.path));
         }
     }
     // A second link is none of tusd's doing: refuse rather than publish an inode
     // that is also reachable elsewhere.
-    if src_meta.nlink() != 1 {
+    if up.src.meta.nlink() != 1 {
         return Err(FinalizeError::SourceNotFile);
     }
-    if dst_meta.is_some() && !req.overwrite {
-        return conflict(&source, &dst, size, &info_path);
+    if existing.is_some() && !req.overwrite {
+        return conflict(&up, &dst);
     }
+    faults::check(faults::Step::AfterChecks).map_err(FinalizeError::io(Op::Stat))?;
 
-    let dir_meta = fs::metadata(&dir).map_err(FinalizeError::io(Op::Stat))?;
     let mut method = Method::Renamed;
-    if src_meta.dev() != dir_meta.dev() || faults::force_copy() {
+    if up.src.meta.dev() != dst.dev || faults::force_copy() {
         method = Method::Copied;
     } else {
-        // The data reaches the disk before its name does.
-        sync_file(&source)?;
-        match publish(&source, &dst, req.overwrite) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return conflict(&source, &dst, size, &info_path);
-            }
-            Err(e) if falls_back_to_copy(&e) => method = Method::Copied,
-            Err(e) => {
-                return Err(FinalizeError::io(if req.overwrite {
-                    Op::Rename
-                } else {
-                    Op::Link
-                })(e))
-            }
-        }
-    }
-    if method == Method::Copied {
-        let tmp_dir = temp_dir_for(roots, &dir, &dir_meta)?;
-        match copy_publish(&source, &src_meta, &tmp_dir, &dst, req.overwrite, cancel) {
-            Ok(()) => {}
-            Err(FinalizeError::Exists) => return conflict(&source, &dst, size, &info_path),
+        match link_publish(roots, &up.src, &dst, req.overwrite) {
+            Ok(true) => {}
+            Ok(false) => method = Method::Copied,
+            Err(FinalizeError::Exists) => return conflict(&up, &dst),
             Err(e) => return Err(e),
         }
     }
-    sync_dir(&dir)?;
-    let cleanup = remove_source_and_info(&source, Some(&info_path));
-    if info.is_final && cleanup == Cleanup::Done {
-        remove_parts(roots, &info.parts);
+    if method == Method::Copied {
+        let tmp_dir = temp_dir_for(roots, &dst)?;
+        match copy_publish(&up.src, tmp_dir.as_fd(), &dst, req.overwrite, cancel) {
+            Ok(()) => {}
+            Err(FinalizeError::Exists) => return conflict(&up, &dst),
+            Err(e) => return Err(e),
+        }
+    }
+    rustix::fs::fsync(&dst.dir).map_err(FinalizeError::errno(Op::Sync))?;
+    let cleanup = up.cleanup();
+    if up.info.info.is_final && cleanup == Cleanup::Done {
+        remove_parts(roots, &up.info.info.parts);
     }
     Ok(Finalized {
-        destination: dst,
+        destination: dst.path,
         method,
         bytes: size,
         cleanup,
@@ -1211,43 +1581,44 @@ fn run(req: &Move, cancel: &Cancel) -> Result<Finalized, FinalizeError> {
 /// The source is gone: a duplicate delivery if the destination is there.
 fn already_finalized(
     req: &Move,
-    source: Option<&Path>,
+    source: Option<&Located>,
     dirs: &[&str],
     file_name: &str,
 ) -> Result<Finalized, FinalizeError> {
-    let Some(dir) = destination_dir(&req.roots.storage_root, dirs, false)? else {
+    let roots = &req.roots;
+    let Some(dir) = destination_dir(roots.storage_fd.as_fd(), dirs, false)? else {
         return Err(FinalizeError::SourceMissing);
     };
-    let dst = dir.join(file_name);
-    let meta = match fs::symlink_metadata(&dst) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(FinalizeError::SourceMissing),
-        Err(e) => return Err(FinalizeError::io(Op::Stat)(e)),
+    let node = match lstat_at(dir.as_fd(), OsStr::new(file_name)) {
+        Ok(Some(n)) => n,
+        Ok(None) => return Err(FinalizeError::SourceMissing),
+        Err(e) => return Err(FinalizeError::errno(Op::Stat)(e)),
     };
-    if meta.file_type().is_symlink() {
+    if node.kind == FileType::Symlink {
         return Err(FinalizeError::Symlink {
             side: Side::Destination,
         });
     }
-    if !meta.is_file() {
+    if node.kind != FileType::RegularFile {
         return Err(FinalizeError::SourceMissing);
     }
     // A crash between removing the data file and removing its info leaves a stale
     // info behind: remove it, but only one that really describes this data file.
     let mut cleanup = Cleanup::Done;
     if let Some(source) = source {
-        if let Ok(Some(info_path)) = locate_info(&req.roots, source, req.info_path.as_deref()) {
-            if let Ok(info) = read_info(&info_path) {
-                if describes(&req.roots, &info, source) {
-                    cleanup = remove_source_and_info(source, Some(&info_path));
-                }
+        if let Ok(Some(info)) = locate_info(roots, source, req.info_path.as_deref()) {
+            if describes(roots, &info.info, source) {
+                cleanup = remove_source_and_info(None, Some(&info));
             }
         }
     }
     Ok(Finalized {
-        destination: dst,
+        destination: dirs
+            .iter()
+            .fold(roots.storage_root.clone(), |p, d| p.join(d))
+            .join(file_name),
         method: Method::AlreadyFinalized,
-        bytes: meta.len(),
+        bytes: node.size,
         cleanup,
     })
 }
@@ -1255,54 +1626,47 @@ fn already_finalized(
 /// The destination exists and is not to be replaced. If it holds exactly the
 /// source's bytes (a crash after a copy publish, or a racing duplicate), the work is
 /// done; otherwise a conflict.
-fn conflict(source: &Path, dst: &Path, size: u64, info_path: &Path) -> Result<Finalized, FinalizeError> {
-    let (Ok(s), Ok(d)) = (fs::symlink_metadata(source), fs::symlink_metadata(dst)) else {
+fn conflict(up: &Checked, dst: &Target<'_>) -> Result<Finalized, FinalizeError> {
+    let Ok(Some(d)) = open_at(dst.dir.as_fd(), dst.name) else {
         return Err(FinalizeError::Exists);
     };
-    if d.is_file() && !d.file_type().is_symlink() && (same_inode(&s, &d) || same_bytes(source, dst)?) {
-        return Ok(recovered(dst.to_path_buf(), size, source, info_path));
+    if d.meta.is_file() && (same_inode(&up.src.meta, &d.meta) || same_bytes(&up.src.file, &d.file)?) {
+        return Ok(up.recovered(dst.path.clone()));
     }
     Err(FinalizeError::Exists)
-}
-
-fn recovered(dst: PathBuf, size: u64, source: &Path, info_path: &Path) -> Finalized {
-    Finalized {
-        destination: dst,
-        method: Method::AlreadyFinalized,
-        bytes: size,
-        cleanup: remove_source_and_info(source, Some(info_path)),
-    }
 }
 
 fn same_inode(a: &Metadata, b: &Metadata) -> bool {
     a.dev() == b.dev() && a.ino() == b.ino()
 }
 
-fn same_bytes(a: &Path, b: &Path) -> Result<bool, FinalizeError> {
-    let mut fa = File::open(a).map_err(FinalizeError::io(Op::Compare))?;
-    let mut fb = File::open(b).map_err(FinalizeError::io(Op::Compare))?;
-    let la = fa.metadata().map_err(FinalizeError::io(Op::Compare))?.len();
-    let lb = fb.metadata().map_err(FinalizeError::io(Op::Compare))?.len();
+fn same_bytes(a: &File, b: &File) -> Result<bool, FinalizeError> {
+    let la = a.metadata().map_err(FinalizeError::io(Op::Compare))?.len();
+    let lb = b.metadata().map_err(FinalizeError::io(Op::Compare))?.len();
     if la != lb {
         return Ok(false);
     }
     let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    let mut at = 0u64;
     loop {
-        let n = read_full(&mut fa, &mut ba).map_err(FinalizeError::io(Op::Compare))?;
-        let m = read_full(&mut fb, &mut bb).map_err(FinalizeError::io(Op::Compare))?;
+        let n = read_full_at(a, &mut ba, at).map_err(FinalizeError::io(Op::Compare))?;
+        let m = read_full_at(b, &mut bb, at).map_err(FinalizeError::io(Op::Compare))?;
         if n != m || ba[..n] != bb[..m] {
             return Ok(false);
         }
         if n == 0 {
             return Ok(true);
         }
+        at += n as u64;
     }
 }
 
-fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+/// Fills `buf` from offset `at` (positional reads: the file offset is never used,
+/// so the content check, the comparison and the copy cannot disturb each other).
+fn read_full_at(f: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
-        match f.read(&mut buf[n..]) {
+        match f.read_at(&mut buf[n..], at + n as u64) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -1312,100 +1676,201 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// No-replace publish is `link` (fails with `EEXIST`); replacing is `rename`.
-fn publish(from: &Path, to: &Path, overwrite: bool) -> io::Result<()> {
-    faults::check(faults::Step::Publish)?;
-    faults::race(to);
-    if overwrite {
-        fs::rename(from, to)
-    } else {
-        fs::hard_link(from, to)
+// ----------------------------------------------------------------------------------
+// Publishing
+// ----------------------------------------------------------------------------------
+
+/// Links the inode `file` refers to at `dir/name`; `EEXIST` when the name is taken.
+/// By descriptor, never by the name the file was opened under: that name may hold
+/// another file (or a symlink) by now.
+///
+/// 1. `linkat(fd, "", AT_EMPTY_PATH)`: Linux 6.10+ for a file the caller opened
+///    itself, or with `CAP_DAC_READ_SEARCH`; otherwise `ENOENT`.
+/// 2. `linkat("/proc/self/fd/N", AT_SYMLINK_FOLLOW)`: the way `open(2)` documents
+///    for `O_TMPFILE` files; our own descriptor's magic link, never one from an
+///    event or a file. Needs `/proc`.
+/// 3. Neither: `Unsupported`, and the caller copies from the descriptor instead.
+fn link_inode(file: &File, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    if !faults::unsupported(faults::Feature::EmptyPath) {
+        match rustix::fs::linkat(file, c"", dir, name, AtFlags::EMPTY_PATH) {
+            Err(Errno::NOENT) => {}
+            r => return r.map_err(io::Error::from),
+        }
     }
+    if !faults::unsupported(faults::Feature::ProcFd) {
+        let magic = format!("/proc/self/fd/{}", file.as_raw_fd());
+        match rustix::fs::linkat(
+            rustix::fs::CWD,
+            magic.as_str(),
+            dir,
+            name,
+            AtFlags::SYMLINK_FOLLOW,
+        ) {
+            Err(Errno::NOENT) => {}
+            r => return r.map_err(io::Error::from),
+        }
+    }
+    // `ENOENT` from both: the file or the directory was removed meanwhile, or
+    // neither way is open to this process.
+    if removed(file.as_fd()) || removed(dir) {
+        return Err(io::ErrorKind::NotFound.into());
+    }
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+/// Same filesystem: publish the very inode that was checked. `Ok(false)`: this
+/// filesystem (or kernel) cannot link it, copy instead. `Err(Exists)`: the
+/// destination is there and overwrite is off.
+fn link_publish(
+    roots: &Roots,
+    src: &Opened,
+    dst: &Target<'_>,
+    overwrite: bool,
+) -> Result<bool, FinalizeError> {
+    // The data reaches the disk before its name does.
+    src.file.sync_all().map_err(FinalizeError::io(Op::Sync))?;
+    faults::check(faults::Step::Publish).map_err(FinalizeError::io(if overwrite {
+        Op::Rename
+    } else {
+        Op::Link
+    }))?;
+    faults::race(&dst.path);
+    match link_inode(&src.file, dst.dir.as_fd(), dst.name) {
+        Ok(()) => return Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && overwrite => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(FinalizeError::Exists),
+        Err(e) if falls_back_to_copy(&e) => return Ok(false),
+        Err(e) => return Err(FinalizeError::io(Op::Link)(e)),
+    }
+    // Replacing: the inode under a temporary name first, renamed over the
+    // destination (readers see the old file or the new one, never neither).
+    let tmp_dir = temp_dir_for(roots, dst)?;
+    // While the temporary name exists, `sweep_temp` must see its writer alive: the
+    // lock is on the inode, which the temporary name shares.
+    src.file.try_lock().map_err(|e| FinalizeError::Io {
+        op: Op::Rename,
+        kind: match e {
+            fs::TryLockError::WouldBlock => io::ErrorKind::WouldBlock,
+            fs::TryLockError::Error(e) => e.kind(),
+        },
+    })?;
+    let staged = TempName::fresh(tmp_dir.as_fd(), Op::Link, |name| {
+        link_inode(&src.file, tmp_dir.as_fd(), name)
+    });
+    let renamed = staged.and_then(|(mut staged, ())| {
+        rustix::fs::renameat(tmp_dir.as_fd(), &staged.name, dst.dir.as_fd(), dst.name)
+            .map_err(FinalizeError::errno(Op::Rename))?;
+        // `rename` between two links of one inode (a racing duplicate published
+        // this very upload) does nothing and leaves the temporary name.
+        let _ = remove_checked(tmp_dir.as_fd(), OsStr::new(&staged.name), &src.meta);
+        staged.disarm();
+        Ok(true)
+    });
+    let _ = src.file.unlock();
+    renamed
 }
 
 /// `EXDEV` (a bind mount of the same filesystem has the same `st_dev`), or a
 /// filesystem without hard links (`EPERM`/`EOPNOTSUPP`; also Linux's
-/// `protected_hardlinks` when assetgate does not own tusd's file).
+/// `protected_hardlinks` when assetgate does not own tusd's file), or no way to
+/// link by descriptor ([`link_inode`]).
 fn falls_back_to_copy(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(EXDEV)
+    e.raw_os_error() == Some(Errno::XDEV.raw_os_error())
         || matches!(
             e.kind(),
             io::ErrorKind::PermissionDenied | io::ErrorKind::Unsupported
         )
 }
 
-/// Where the copy's temporary file goes: `<storage root>/.assetgate-tmp/`, where
+/// Where a temporary name goes: `<storage root>/.assetgate-tmp/`, where
 /// [`sweep_temp`] finds what a crash left; the destination directory itself when it
 /// is on another filesystem than that (a mount inside the asset tree), since a
-/// link cannot cross filesystems.
-fn temp_dir_for(roots: &Roots, dst_dir: &Path, dst_dir_meta: &Metadata) -> Result<PathBuf, FinalizeError> {
-    let dir = roots.storage_root.join(TEMP_DIR);
-    match fs::create_dir(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(FinalizeError::io(Op::CreateTemp)(e)),
+/// link or a rename cannot cross filesystems. Opened from the root's descriptor,
+/// never through a symlink.
+fn temp_dir_for(roots: &Roots, dst: &Target<'_>) -> Result<OwnedFd, FinalizeError> {
+    let root = roots.storage_fd.as_fd();
+    match rustix::fs::mkdirat(root, TEMP_DIR, Mode::from_raw_mode(0o777)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(FinalizeError::errno(Op::CreateTemp)(e)),
     }
-    let meta = fs::symlink_metadata(&dir).map_err(FinalizeError::io(Op::Stat))?;
-    if meta.file_type().is_symlink() {
-        return Err(FinalizeError::Symlink {
-            side: Side::Destination,
-        });
-    }
-    if !meta.is_dir() {
-        return Err(FinalizeError::DestinationNotDir);
-    }
-    if meta.dev() == dst_dir_meta.dev() {
+    let dir = match open_subdir(root, OsStr::new(TEMP_DIR)) {
+        Ok(dir) => dir,
+        Err(Errno::LOOP) => {
+            return Err(FinalizeError::Symlink {
+                side: Side::Destination,
+            })
+        }
+        Err(Errno::NOTDIR) => return Err(FinalizeError::DestinationNotDir),
+        Err(e) => return Err(FinalizeError::errno(Op::Stat)(e)),
+    };
+    if node_of(dir.as_fd()).map_err(FinalizeError::errno(Op::Stat))?.dev == dst.dev {
         Ok(dir)
     } else {
-        Ok(dst_dir.to_path_buf())
+        dst.dir.try_clone().map_err(FinalizeError::io(Op::CreateTemp))
     }
 }
 
-/// Copy `source` to a temporary file in `tmp_dir`, sync it, publish it at `dst`.
-/// `Err(Exists)` when `dst` appeared meanwhile, `Err(Cancelled)` when `cancel` was
-/// raised. The temporary file never outlives this function.
+/// Copy the checked file (from its descriptor) to a temporary file in `tmp_dir`,
+/// sync it, publish it at the destination. `Err(Exists)` when the destination
+/// appeared meanwhile, `Err(Cancelled)` when `cancel` was raised. The temporary
+/// file never outlives this function.
 fn copy_publish(
-    source: &Path,
-    src_meta: &Metadata,
-    tmp_dir: &Path,
-    dst: &Path,
+    src: &Opened,
+    tmp_dir: BorrowedFd<'_>,
+    dst: &Target<'_>,
     overwrite: bool,
     cancel: &Cancel,
 ) -> Result<(), FinalizeError> {
     let mut tmp = TempFile::create(tmp_dir)?;
-    let mut input = File::open(source).map_err(FinalizeError::io(Op::Copy))?;
-    let copied = copy_chunks(&mut input, &mut tmp.file, cancel)?;
-    if copied != src_meta.len() {
+    let copied = copy_chunks(&src.file, &mut tmp.file, cancel)?;
+    if copied != src.meta.len() {
         // The file changed under us: tusd is not done with it after all.
         return Err(FinalizeError::NotFinished);
     }
     faults::check(faults::Step::AfterCopy).map_err(FinalizeError::io(Op::Copy))?;
     tmp.file
-        .set_permissions(src_meta.permissions())
+        .set_permissions(src.meta.permissions())
         .map_err(FinalizeError::io(Op::Copy))?;
     tmp.file.sync_all().map_err(FinalizeError::io(Op::Sync))?;
     if cancel.is_cancelled() {
         return Err(FinalizeError::Cancelled);
     }
-    match publish(&tmp.path, dst, overwrite) {
-        // After a rename the temporary name is gone; after a link it is removed
-        // when `tmp` drops.
-        Ok(()) if overwrite => tmp.disarm(),
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(FinalizeError::Exists),
-        Err(e) => {
-            return Err(FinalizeError::io(if overwrite { Op::Rename } else { Op::Link })(
-                e,
-            ))
+    faults::check(faults::Step::Publish).map_err(FinalizeError::io(if overwrite {
+        Op::Rename
+    } else {
+        Op::Link
+    }))?;
+    faults::race(&dst.path);
+    let (from, to) = (tmp.name.name.as_str(), dst.name);
+    if overwrite {
+        rustix::fs::renameat(tmp_dir, from, dst.dir.as_fd(), to).map_err(FinalizeError::errno(Op::Rename))?;
+        tmp.name.disarm();
+        return Ok(());
+    }
+    if !faults::unsupported(faults::Feature::Renameat2) {
+        match rustix::fs::renameat_with(tmp_dir, from, dst.dir.as_fd(), to, RenameFlags::NOREPLACE) {
+            Ok(()) => {
+                tmp.name.disarm();
+                return Ok(());
+            }
+            Err(Errno::EXIST) => return Err(FinalizeError::Exists),
+            // A filesystem (or kernel) without `RENAME_NOREPLACE`: a link fails the
+            // same way on an existing name; the temporary name goes when `tmp` drops.
+            Err(Errno::INVAL | Errno::NOSYS) => {}
+            Err(e) => return Err(FinalizeError::errno(Op::Rename)(e)),
         }
     }
-    Ok(())
+    match rustix::fs::linkat(tmp_dir, from, dst.dir.as_fd(), to, AtFlags::empty()) {
+        Ok(()) => Ok(()),
+        Err(Errno::EXIST) => Err(FinalizeError::Exists),
+        Err(e) => Err(FinalizeError::errno(Op::Link)(e)),
+    }
 }
 
 /// Size of one copy step; `cancel` is looked at between steps.
 const COPY_CHUNK: usize = 1024 * 1024;
 
-fn copy_chunks(input: &mut File, out: &mut File, cancel: &Cancel) -> Result<u64, FinalizeError> {
+fn copy_chunks(input: &File, out: &mut File, cancel: &Cancel) -> Result<u64, FinalizeError> {
     let mut buf = vec![0u8; COPY_CHUNK];
     let mut total = 0u64;
     loop {
@@ -1413,7 +1878,7 @@ fn copy_chunks(input: &mut File, out: &mut File, cancel: &Cancel) -> Result<u64,
             return Err(FinalizeError::Cancelled);
         }
         faults::copy_step();
-        let n = match input.read(&mut buf) {
+        let n = match input.read_at(&mut buf, total) {
             Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -1435,31 +1900,35 @@ pub const TEMP_MIN_AGE: Duration = Duration::from_secs(5);
 /// `<storage root>/.assetgate-tmp/`: only files named like ours, only those no
 /// running process holds its lock on (a writer holds an exclusive `flock` for the
 /// file's whole life; the kernel drops it when the writer dies), and only those at
-/// least `min_age` old. Returns how many were removed.
+/// least `min_age` old. Returns how many were removed. The directory is opened from
+/// the storage root's descriptor (a symlink there is an error, `ENOTDIR`), each
+/// file without following a symlink, and a name is removed only while it still
+/// holds the file that was found unlocked.
 pub fn sweep_temp(roots: &Roots, min_age: Duration) -> io::Result<usize> {
-    let dir = roots.storage_root.join(TEMP_DIR);
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
+    let dir = match rustix::fs::openat(roots.storage_fd.as_fd(), TEMP_DIR, DIR_FLAGS, Mode::empty()) {
+        Ok(dir) => dir,
+        Err(Errno::NOENT) => return Ok(0),
+        Err(e) => return Err(e.into()),
     };
     let now = SystemTime::now();
     let mut removed = 0;
-    for entry in entries {
+    for entry in rustix::fs::Dir::read_from(&dir)? {
         let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+        let Ok(name) = entry.file_name().to_str() else {
+            continue;
+        };
         if !(name.starts_with(".assetgate-") && name.ends_with(".tmp")) {
             continue;
         }
-        let path = entry.path();
-        let Ok(meta) = fs::symlink_metadata(&path) else {
+        let name = OsStr::new(name);
+        let Ok(Some(found)) = open_at(dir.as_fd(), name) else {
             continue;
         };
-        if !meta.is_file() {
+        if !found.meta.is_file() {
             continue;
         }
-        let age = meta
+        let age = found
+            .meta
             .modified()
             .ok()
             .and_then(|m| now.duration_since(m).ok())
@@ -1467,57 +1936,52 @@ pub fn sweep_temp(roots: &Roots, min_age: Duration) -> io::Result<usize> {
         if age < min_age {
             continue;
         }
-        let Ok(file) = File::open(&path) else { continue };
-        if file.try_lock().is_ok() {
-            match fs::remove_file(&path) {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+        if found.file.try_lock().is_ok()
+            && remove_checked(dir.as_fd(), name, &found.meta)? == Removal::Removed
+        {
+            removed += 1;
         }
     }
     Ok(removed)
 }
 
-/// A temporary file removed on drop unless disarmed.
-struct TempFile {
-    path: PathBuf,
-    file: File,
+/// A name of ours in a temporary directory, removed on drop unless disarmed.
+struct TempName<'d> {
+    dir: BorrowedFd<'d>,
+    name: String,
     armed: bool,
 }
 
-impl TempFile {
-    fn create(dir: &Path) -> Result<TempFile, FinalizeError> {
-        faults::check(faults::Step::CreateTemp).map_err(FinalizeError::io(Op::CreateTemp))?;
+impl<'d> TempName<'d> {
+    /// Calls `make` with fresh random names until it does not say `EEXIST`.
+    fn fresh<T>(
+        dir: BorrowedFd<'d>,
+        op: Op,
+        mut make: impl FnMut(&OsStr) -> io::Result<T>,
+    ) -> Result<(TempName<'d>, T), FinalizeError> {
         let mut last = io::ErrorKind::AlreadyExists;
         for _ in 0..8 {
             let mut rnd = [0u8; 8];
             getrandom::getrandom(&mut rnd).map_err(|_| FinalizeError::Io {
-                op: Op::CreateTemp,
+                op,
                 kind: io::ErrorKind::Other,
             })?;
             // Independent of the asset name: that may already be 255 bytes long.
-            let path = dir.join(format!(".assetgate-{}.tmp", hex::encode(rnd)));
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(file) => {
-                    let tmp = TempFile {
-                        path,
-                        file,
+            let name = format!(".assetgate-{}.tmp", hex::encode(rnd));
+            match make(OsStr::new(&name)) {
+                Ok(made) => {
+                    let tmp = TempName {
+                        dir,
+                        name,
                         armed: true,
                     };
-                    // Held until the file is closed (or its writer dies): what tells
-                    // `sweep_temp` that this copy is alive.
-                    tmp.file.lock().map_err(FinalizeError::io(Op::CreateTemp))?;
-                    return Ok(tmp);
+                    return Ok((tmp, made));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e.kind(),
-                Err(e) => return Err(FinalizeError::io(Op::CreateTemp)(e)),
+                Err(e) => return Err(FinalizeError::io(op)(e)),
             }
         }
-        Err(FinalizeError::Io {
-            op: Op::CreateTemp,
-            kind: last,
-        })
+        Err(FinalizeError::Io { op, kind: last })
     }
 
     fn disarm(&mut self) {
@@ -1525,42 +1989,82 @@ impl TempFile {
     }
 }
 
-impl Drop for TempFile {
+impl Drop for TempName<'_> {
     fn drop(&mut self) {
         if self.armed {
-            let _ = fs::remove_file(&self.path);
+            let _ = rustix::fs::unlinkat(self.dir, self.name.as_str(), AtFlags::empty());
         }
     }
 }
 
-fn sync_file(p: &Path) -> Result<(), FinalizeError> {
-    File::open(p)
-        .and_then(|f| f.sync_all())
-        .map_err(FinalizeError::io(Op::Sync))
+/// A temporary file, locked for its whole life, removed on drop unless disarmed.
+struct TempFile<'d> {
+    name: TempName<'d>,
+    file: File,
 }
 
-fn sync_dir(dir: &Path) -> Result<(), FinalizeError> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(FinalizeError::io(Op::Sync))
-}
-
-/// Source first, info last (see the module docs); a missing file is fine.
-fn remove_source_and_info(source: &Path, info: Option<&Path>) -> Cleanup {
-    let gone = |r: io::Result<()>| match r {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.kind()),
-        _ => Ok(()),
-    };
-    if let Err(k) = gone(fs::remove_file(source)) {
-        return Cleanup::SourceLeft(k);
+impl<'d> TempFile<'d> {
+    fn create(dir: BorrowedFd<'d>) -> Result<TempFile<'d>, FinalizeError> {
+        faults::check(faults::Step::CreateTemp).map_err(FinalizeError::io(Op::CreateTemp))?;
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        // Private until the copy is complete; then it gets the source's mode.
+        let (name, file) = TempName::fresh(dir, Op::CreateTemp, |name| {
+            rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))
+                .map(File::from)
+                .map_err(io::Error::from)
+        })?;
+        // Held until the file is closed (or its writer dies): what tells
+        // `sweep_temp` that this copy is alive.
+        file.lock().map_err(FinalizeError::io(Op::CreateTemp))?;
+        Ok(TempFile { name, file })
     }
-    if let Some(parent) = source.parent() {
+}
+
+/// What [`remove_checked`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    Removed,
+    /// Nothing under the name.
+    Absent,
+    /// The name holds another file now: left alone.
+    Replaced,
+}
+
+/// Removes `dir/name` if it still is the file described by `meta`.
+fn remove_checked(dir: BorrowedFd<'_>, name: &OsStr, meta: &Metadata) -> io::Result<Removal> {
+    match lstat_at(dir, name) {
+        Ok(Some(n)) if n.is(meta) => {}
+        Ok(Some(_)) => return Ok(Removal::Replaced),
+        Ok(None) => return Ok(Removal::Absent),
+        Err(e) => return Err(e.into()),
+    }
+    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) => Ok(Removal::Removed),
+        Err(Errno::NOENT) => Ok(Removal::Absent),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Source first, info last (see the module docs); a missing file is fine. Each is
+/// removed from the directory it was checked in, and only while its name still
+/// holds the file that was checked: a name that holds another file by now is left
+/// alone and reported with the kind `Other`.
+fn remove_source_and_info(source: Option<(&Located, &Metadata)>, info: Option<&InfoFile>) -> Cleanup {
+    let remove = |loc: &Located, meta: &Metadata| match remove_checked(loc.dir.as_fd(), &loc.name, meta) {
+        Ok(Removal::Removed | Removal::Absent) => Ok(()),
+        Ok(Removal::Replaced) => Err(io::ErrorKind::Other),
+        Err(e) => Err(e.kind()),
+    };
+    if let Some((loc, meta)) = source {
+        if let Err(k) = remove(loc, meta) {
+            return Cleanup::SourceLeft(k);
+        }
         // Best effort: if the removal is lost in a crash, a later run sees the same
         // inode (or bytes) at the destination and removes the source again.
-        let _ = sync_dir(parent);
+        let _ = rustix::fs::fsync(&loc.dir);
     }
     if let Some(info) = info {
-        if let Err(k) = gone(fs::remove_file(info)) {
+        if let Err(k) = remove(&info.loc, &info.meta) {
             return Cleanup::InfoLeft(k);
         }
     }
@@ -1648,22 +2152,23 @@ impl PendingUpload {
 /// and finding it still describes the same unfinished upload (a client finishing
 /// meanwhile keeps it). `Ok(false)`: left as it is.
 pub fn remove_abandoned(roots: &Roots, upload: &PendingUpload) -> io::Result<bool> {
-    let Some((info, info_path, data, part)) = part_record(roots, &upload.id) else {
+    let Some(r) = part_record(roots, &upload.id) else {
         return Ok(false);
     };
-    if info_path != upload.info_path
-        || info.metadata != upload.metadata
-        || (part.finished && !part.is_partial)
+    if roots.upload_dir.join(&r.info.loc.rel) != upload.info_path
+        || r.info.info.metadata != upload.metadata
+        || (r.part.finished && !r.part.is_partial)
     {
         return Ok(false);
     }
-    let lock = roots.upload_dir.join(format!("{}.lock", upload.id));
-    for p in [&data, &info_path, &lock] {
-        match fs::remove_file(p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+    // Each from the directory it was checked in, only while it is still the file
+    // that was checked; tusd's `.lock` has no checked inode, it is only a name.
+    remove_checked(r.data.dir.as_fd(), &r.data.name, &r.data_meta)?;
+    remove_checked(r.info.loc.dir.as_fd(), &r.info.loc.name, &r.info.meta)?;
+    let lock = format!("{}.lock", upload.id);
+    match rustix::fs::unlinkat(roots.upload_fd.as_fd(), lock.as_str(), AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => {}
+        Err(e) => return Err(e.into()),
     }
     Ok(true)
 }
@@ -1685,10 +2190,15 @@ pub struct PendingScan {
 /// sort the uploads into finished, stale and skipped. Only an unreadable directory
 /// is an error; a bad info file is reported in [`PendingScan::skipped`].
 pub fn scan_pending(upload_dir: &Path) -> io::Result<PendingScan> {
+    // Listed and read through one descriptor (the configured path itself is
+    // followed, as in `Roots::new`); each info file is opened without following a
+    // symlink. The data files are only looked at, by path: what is found here is a
+    // report, and `finalize` checks everything again.
+    let dir = rustix::fs::open(upload_dir, DIR_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty())?;
     let mut names: Vec<PathBuf> = Vec::new();
-    for entry in fs::read_dir(upload_dir)? {
+    for entry in rustix::fs::Dir::read_from(&dir)? {
         let entry = entry?;
-        let path = entry.path();
+        let path = upload_dir.join(OsStr::from_bytes(entry.file_name().to_bytes()));
         if path.extension().is_some_and(|e| e == "info") && path.file_stem().is_some_and(|s| !s.is_empty()) {
             names.push(path);
         }
@@ -1702,7 +2212,11 @@ pub fn scan_pending(upload_dir: &Path) -> io::Result<PendingScan> {
             reason,
             upload: None,
         };
-        let info = match read_info(&info_path) {
+        let name = info_path.file_name().unwrap_or_default();
+        let read = open_info(dir.as_fd(), name)
+            .and_then(|o| o.ok_or(InfoError::Io(io::ErrorKind::NotFound)))
+            .and_then(|o| read_info(&o, &info_path));
+        let info = match read {
             Ok(i) => i,
             // Not an info file after all (a directory named `x.info`).
             Err(InfoError::NotFile) => continue,
@@ -1765,9 +2279,18 @@ mod faults {
 
     #[derive(Clone, Copy)]
     pub enum Step {
+        AfterChecks,
         CreateTemp,
         AfterCopy,
         Publish,
+    }
+
+    #[derive(Clone, Copy)]
+    pub enum Feature {
+        Openat2,
+        EmptyPath,
+        ProcFd,
+        Renameat2,
     }
 
     #[inline(always)]
@@ -1781,6 +2304,11 @@ mod faults {
     }
 
     #[inline(always)]
+    pub fn unsupported(_: Feature) -> bool {
+        false
+    }
+
+    #[inline(always)]
     pub fn race(_: &std::path::Path) {}
 
     pub fn copy_step() {}
@@ -1789,20 +2317,39 @@ mod faults {
 /// Per-thread switches, so parallel tests do not see each other's.
 #[cfg(test)]
 mod faults {
-    use std::cell::Cell;
+    use std::cell::{Cell, RefCell};
     use std::io;
 
     #[derive(Clone, Copy, PartialEq, Eq, Debug)]
     pub enum Step {
+        /// Every check passed (source, info, destination walk), nothing published yet.
+        AfterChecks,
         CreateTemp,
         AfterCopy,
         Publish,
     }
 
+    /// A kernel or filesystem feature the mover has a fallback for.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub enum Feature {
+        /// `openat2` (Linux 5.6): else directories are walked name by name.
+        Openat2,
+        /// `linkat(AT_EMPTY_PATH)` without `CAP_DAC_READ_SEARCH` (Linux 6.10).
+        EmptyPath,
+        /// `/proc/self/fd` (else, with `EmptyPath` off too, the move copies).
+        ProcFd,
+        /// `renameat2(RENAME_NOREPLACE)` (else link + unlink of the temporary file).
+        Renameat2,
+    }
+
+    type Hook = Box<dyn FnOnce()>;
+
     thread_local! {
+        static HOOKS: RefCell<Vec<(Step, Hook)>> = const { RefCell::new(Vec::new()) };
         static FAIL_AT: Cell<Option<Step>> = const { Cell::new(None) };
         static FORCE_COPY: Cell<bool> = const { Cell::new(false) };
         static RACE: Cell<bool> = const { Cell::new(false) };
+        static UNSUPPORTED: RefCell<Vec<Feature>> = const { RefCell::new(Vec::new()) };
     }
 
     /// Another writer creates the destination between the checks and the publish.
@@ -1818,7 +2365,22 @@ mod faults {
 
     pub fn copy_step() {}
 
+    /// Runs `f` (once) when the move reaches `step`: what another process with
+    /// write access to a directory could do at that moment.
+    pub fn on(step: Step, f: impl FnOnce() + 'static) {
+        HOOKS.with(|h| h.borrow_mut().push((step, Box::new(f))));
+    }
+
     pub fn check(step: Step) -> io::Result<()> {
+        let due: Vec<Hook> = HOOKS.with(|h| {
+            let mut h = h.borrow_mut();
+            let (due, rest) = h.drain(..).partition(|(s, _)| *s == step);
+            *h = rest;
+            due.into_iter().map(|(_, f)| f).collect()
+        });
+        for f in due {
+            f();
+        }
         if FAIL_AT.with(|f| f.get()) == Some(step) {
             return Err(io::Error::other("injected fault"));
         }
@@ -1835,6 +2397,15 @@ mod faults {
 
     pub fn set_force_copy(on: bool) {
         FORCE_COPY.with(|f| f.set(on));
+    }
+
+    pub fn unsupported(feature: Feature) -> bool {
+        UNSUPPORTED.with(|u| u.borrow().contains(&feature))
+    }
+
+    /// Pretend this thread's kernel and filesystems lack `features`.
+    pub fn set_unsupported(features: &[Feature]) {
+        UNSUPPORTED.with(|u| *u.borrow_mut() = features.to_vec());
     }
 }
 

@@ -88,7 +88,10 @@ pub fn merge(running: &Config, mut new: Config) -> (Config, Vec<&'static str>) {
     keep!("log_level", log_level);
     keep!("log_format", log_format);
     keep!("server.header_read_timeout", server.header_read_timeout);
+    keep!("server.body_read_timeout", server.body_read_timeout);
+    keep!("server.request_timeout", server.request_timeout);
     keep!("server.max_connections", server.max_connections);
+    keep!("server.max_tusd_requests", server.max_tusd_requests);
     keep!("server.shutdown_grace", server.shutdown_grace);
     keep!("server.max_body_bytes", server.max_body_bytes);
     keep!("server.worker_threads", server.worker_threads);
@@ -204,16 +207,16 @@ fn log_restart(keys: &[&'static str]) {
     }
 }
 
-/// Starts the reload triggers: SIGHUP, and a watch on the secret files'
-/// directories. Call from inside the runtime, before the listener is bound
-/// (from then on SIGHUP never kills the daemon).
-pub fn spawn(state: Arc<AppState>, sources: Sources, dev: bool) {
-    use tokio::signal::unix::{signal, SignalKind};
+/// Starts the reload triggers: `hup` (the SIGHUP stream, registered before
+/// the listener was bound, so SIGHUP never kills the daemon), and a watch on
+/// the secret files' directories.
+pub fn spawn(state: Arc<AppState>, sources: Sources, dev: bool, mut hup: tokio::signal::unix::Signal) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Trigger>();
-    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
     let sig_tx = tx.clone();
+    let metrics = state.metrics.clone();
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
+            metrics.count_sighup();
             if sig_tx.send(Trigger::Signal).is_err() {
                 return;
             }

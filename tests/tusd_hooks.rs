@@ -7,38 +7,15 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::hooks::*;
 use common::*;
 use serde_json::{json, Value};
 
-struct Env {
-    gate: Daemon,
-    uploads: PathBuf,
-    assets: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
 fn env(extra: &str) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let uploads = dir.path().join("uploads");
-    let assets = dir.path().join("assets");
-    std::fs::create_dir_all(&uploads).unwrap();
-    std::fs::create_dir_all(&assets).unwrap();
-    let cfg = format!(
-        "{}{extra}\n[storage]\nroot = {:?}\n[tusd]\nupload_dir = {:?}\n",
-        default_config(),
-        assets.display().to_string(),
-        uploads.display().to_string()
-    );
-    Env {
-        gate: Daemon::start(&cfg),
-        uploads,
-        assets,
-        _dir: dir,
-    }
+    gate_env(extra, "")
 }
 
 #[test]
@@ -530,8 +507,10 @@ fn concatenation_of_someone_elses_part_is_refused() {
     std::fs::write(&finfo, i.to_string()).unwrap();
     let pf = post_finish("attackerfinal", &attacker, 17, &fpath, &finfo);
     post(e.gate.addr, pf.to_string().as_bytes(), &[]);
+    // The mover's own line (pre-create's 403 above logged `concat_invalid` already),
+    // written after the metric is counted.
     assert!(
-        e.gate.wait_log("concat_invalid", Duration::from_secs(10)),
+        e.gate.wait_log("upload NOT moved", Duration::from_secs(10)),
         "{:#?}",
         e.gate.logs()
     );
@@ -600,4 +579,67 @@ fn stale_temp_files_are_swept_at_start() {
     assert!(tmp.join("unrelated.tmp").exists());
     assert_eq!(metric(&gate, "assetgate_temp_files_removed_total"), 1);
     assert!(gate.wait_log("removed temporary files", Duration::from_secs(2)));
+}
+
+/// Regression (hardening 6): a copy still running when the shutdown grace is
+/// over is abandoned cleanly (temporary file removed, source intact, logged and
+/// counted) and the process exits within the grace plus a bound, not when the
+/// copy would have ended.
+#[test]
+fn shutdown_abandons_a_copy_cleanly_within_the_grace() {
+    // upload_dir on tmpfs, the asset tree on the disk: a cross-filesystem copy.
+    let shm = Path::new("/dev/shm");
+    assert!(shm.is_dir(), "needs /dev/shm (tmpfs) for a cross-filesystem copy");
+    let up = tempfile::tempdir_in(shm).unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "{}\n[storage]\nroot = {:?}\n[tusd]\nupload_dir = {:?}\nreconcile_interval = 0\n[server]\nshutdown_grace = 0\n",
+        default_config(),
+        store.path().display().to_string(),
+        up.path().display().to_string()
+    );
+    let mut gate = Daemon::start(&cfg);
+    let meta = metadata(
+        UPLOAD_SECRET,
+        "big/video.mp4",
+        "private",
+        "video/mp4",
+        now() + 600,
+    );
+    let len: usize = 1 << 30; // 1 GiB: copying takes well over the 0.3 s below
+    let path = up.path().join("bigcopy1");
+    let info = up.path().join("bigcopy1.info");
+    {
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(len as u64).unwrap();
+    }
+    let info_json = json!({"ID": "bigcopy1", "Size": len, "SizeIsDeferred": false, "Offset": 0,
+        "MetaData": meta, "IsPartial": false, "IsFinal": false, "PartialUploads": null,
+        "Storage": {"Type": "filestore", "Path": path, "InfoPath": info}});
+    std::fs::write(&info, info_json.to_string()).unwrap();
+    let ev = post_finish("bigcopy1", &meta, len, &path, &info);
+    let (s, _, _) = post(gate.addr, ev.to_string().as_bytes(), &[]);
+    assert_eq!(s, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    gate.terminate();
+    let code = gate.wait_exit(Duration::from_secs(10));
+    let took = started.elapsed();
+    assert_eq!(code, Some(0), "{:#?}", gate.logs());
+    assert!(took < Duration::from_secs(5), "exited after {took:?}");
+    let logs = gate.logs().join("\n");
+    assert!(logs.contains("abandoning the moves in progress"), "{logs}");
+    assert!(logs.contains("\"reason\":\"cancelled\""), "{logs}");
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        len as u64,
+        "source intact"
+    );
+    assert!(info.exists());
+    assert!(!store.path().join("private/big/video.mp4").exists());
+    let tmp = store.path().join(".assetgate-tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
 }

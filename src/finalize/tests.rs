@@ -1203,3 +1203,346 @@ fn destination_state_follows_the_moves_rule() {
     assert_eq!(st("public/a"), Destination::Blocked);
     assert_eq!(st("public/../x"), Destination::Blocked);
 }
+
+// ---------------------------------------------------------------- races after the checks
+//
+// Someone with write access to the upload directory or to the asset tree changes it
+// between the checks and the publish (`faults::on`). Whatever they swap, nothing is
+// read from or written to a place outside the two roots, and the bytes published
+// are the ones that were checked.
+
+/// Every entry below `dir`, recursively (files, directories, symlinks).
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn destination_directory_swapped_for_a_symlink_after_the_checks() {
+    // (copy, overwrite, destination already there, directory removed rather than renamed)
+    let cases = [
+        (false, false, false, false),
+        (false, false, false, true),
+        (false, true, false, false),
+        (false, true, true, false),
+        (true, false, false, false),
+        (true, false, false, true),
+        (true, true, true, false),
+    ];
+    for (force_copy, overwrite, existing, remove) in cases {
+        let case = format!("copy={force_copy} overwrite={overwrite} existing={existing} remove={remove}");
+        let env = Env::new();
+        let outside = tempfile::tempdir().unwrap();
+        let src = env.tusd("swapdst", b"mine");
+        let a = env.store().join("public/a");
+        let moved = env.store().join("public/a.moved");
+        if existing {
+            fs::create_dir_all(&a).unwrap();
+            fs::write(a.join("x.txt"), b"old").unwrap();
+        }
+        let (link, target, gone) = (a.clone(), outside.path().to_path_buf(), moved.clone());
+        faults::on(faults::Step::AfterChecks, move || {
+            if remove {
+                fs::remove_dir(&link).unwrap();
+            } else {
+                fs::rename(&link, &gone).unwrap();
+            }
+            symlink(&target, &link).unwrap();
+        });
+        faults::set_force_copy(force_copy);
+        let got = run_now(&env.req(&src, "public/a/x.txt", overwrite));
+        faults::set_force_copy(false);
+
+        assert_eq!(
+            tree(outside.path()),
+            Vec::<PathBuf>::new(),
+            "written through the link: {case}"
+        );
+        match got {
+            // Published into the directory that was checked, wherever it is now.
+            Ok(_) if !remove => {
+                assert_eq!(fs::read(moved.join("x.txt")).unwrap(), b"mine", "{case}");
+                assert!(!src.exists(), "{case}");
+            }
+            // That directory was removed: nothing published, nothing lost.
+            Err(e) if remove => {
+                assert_eq!(e.reason(), Reason::Io, "{case}: {e}");
+                assert_untouched(&src, b"mine");
+            }
+            other => panic!("{case}: {other:?}"),
+        }
+        assert!(temp_files(env.store()).is_empty(), "{case}");
+    }
+}
+
+#[test]
+fn source_directory_swapped_for_a_symlink_after_the_checks() {
+    for force_copy in [false, true] {
+        let env = Env::new();
+        // A look-alike outside the upload directory: same ID, same size, its own info.
+        let outside = tempfile::tempdir().unwrap();
+        let secret = tusd_upload(outside.path(), "up1", b"secret", 6, "");
+        let before = tree(outside.path());
+        let sub = env.up().join("sub");
+        fs::create_dir(&sub).unwrap();
+        let src = tusd_upload(&sub, "up1", b"mine!!", 6, "");
+        let (link, target, moved) = (
+            sub.clone(),
+            outside.path().to_path_buf(),
+            env.up().join("sub.moved"),
+        );
+        faults::on(faults::Step::AfterChecks, move || {
+            fs::rename(&link, &moved).unwrap();
+            symlink(&target, &link).unwrap();
+        });
+        faults::set_force_copy(force_copy);
+        let got = run_now(&env.req(&src, "public/x.txt", false));
+        faults::set_force_copy(false);
+
+        let dst = env.store().join("public/x.txt");
+        let published = fs::read(&dst).ok();
+        assert_ne!(
+            published.as_deref(),
+            Some(&b"secret"[..]),
+            "copy={force_copy}: read outside"
+        );
+        assert_eq!(fs::read(&secret).unwrap(), b"secret");
+        assert_eq!(
+            fs::metadata(&secret).unwrap().nlink(),
+            1,
+            "copy={force_copy}: linked outside"
+        );
+        assert_eq!(tree(outside.path()), before, "copy={force_copy}: outside changed");
+        // The checked file is what was published.
+        assert_eq!(got.unwrap().bytes, 6);
+        assert_eq!(published.as_deref(), Some(&b"mine!!"[..]));
+    }
+}
+
+#[test]
+fn source_file_swapped_for_a_symlink_after_the_checks() {
+    for (force_copy, overwrite) in [(false, false), (false, true), (true, false), (true, true)] {
+        let case = format!("copy={force_copy} overwrite={overwrite}");
+        let env = Env::new();
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret");
+        fs::write(&secret, b"secret").unwrap();
+        let src = env.tusd("leaf", b"mine!!");
+        if overwrite {
+            fs::create_dir_all(env.store().join("public")).unwrap();
+            fs::write(env.store().join("public/x.txt"), b"old").unwrap();
+        }
+        let (name, target, moved) = (src.clone(), secret.clone(), env.up().join("leaf.moved"));
+        faults::on(faults::Step::AfterChecks, move || {
+            fs::rename(&name, &moved).unwrap();
+            symlink(&target, &name).unwrap();
+        });
+        faults::set_force_copy(force_copy);
+        let got = run_now(&env.req(&src, "public/x.txt", overwrite));
+        faults::set_force_copy(false);
+
+        let dst = env.store().join("public/x.txt");
+        let meta = fs::symlink_metadata(&dst).unwrap();
+        assert!(meta.is_file(), "{case}: a symlink was published");
+        assert_eq!(fs::read(&dst).unwrap(), b"mine!!", "{case}");
+        assert_eq!(fs::read(&secret).unwrap(), b"secret");
+        let got = got.unwrap();
+        // The name now holds someone else's symlink: left alone, and said so.
+        assert!(
+            fs::symlink_metadata(&src).unwrap().file_type().is_symlink(),
+            "{case}"
+        );
+        assert_eq!(got.cleanup, Cleanup::SourceLeft(io::ErrorKind::Other), "{case}");
+        assert!(temp_files(env.store()).is_empty(), "{case}");
+    }
+}
+
+#[test]
+fn temp_directory_swapped_for_a_symlink_during_a_copy() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let env = Env::new();
+    let outside = tempfile::tempdir().unwrap();
+    let src = env.tusd("tmpswap", b"private bytes");
+    let tmp = env.store().join(TEMP_DIR);
+    fs::create_dir(&tmp).unwrap();
+    let (link, target, moved) = (
+        tmp.clone(),
+        outside.path().to_path_buf(),
+        env.store().join("tmp.moved"),
+    );
+    faults::on(faults::Step::CreateTemp, move || {
+        fs::rename(&link, &moved).unwrap();
+        symlink(&target, &link).unwrap();
+    });
+    // Looked at just before the publish, while the copy exists.
+    let seen = Rc::new(Cell::new(usize::MAX));
+    let (seen2, out) = (seen.clone(), outside.path().to_path_buf());
+    faults::on(faults::Step::Publish, move || seen2.set(tree(&out).len()));
+    faults::set_force_copy(true);
+    let got = run_now(&env.req(&src, "public/t.bin", false));
+    faults::set_force_copy(false);
+
+    assert_eq!(seen.get(), 0, "the copy was written outside the storage root");
+    assert_eq!(tree(outside.path()), Vec::<PathBuf>::new());
+    assert_eq!(got.unwrap().method, Method::Copied);
+    assert_eq!(
+        fs::read(env.store().join("public/t.bin")).unwrap(),
+        b"private bytes"
+    );
+    assert_eq!(
+        entries(&env.store().join("tmp.moved")),
+        0,
+        "temporary file removed"
+    );
+}
+
+// ---------------------------------------------------------------- fallbacks
+
+/// Linux before 5.6 (or a seccomp filter that predates `openat2`): directories are
+/// walked one `openat(O_NOFOLLOW)` at a time, with the same answers.
+#[test]
+fn without_openat2_the_walk_refuses_the_same_symlinks() {
+    faults::set_unsupported(&[faults::Feature::Openat2]);
+    source_symlink_pointing_outside_is_refused();
+    symlinked_info_is_refused();
+    source_outside_the_upload_dir_is_refused();
+    upload_dir_behind_a_symlink_is_resolved_once();
+    rustus_dir_structure_layout();
+    source_directory_swapped_for_a_symlink_after_the_checks();
+    a_final_upload_is_published_only_from_this_tokens_partial_uploads();
+    faults::set_unsupported(&[]);
+}
+
+/// The inode that was checked is published by its descriptor: `AT_EMPTY_PATH`
+/// (Linux 6.10+), else `/proc/self/fd`, else a copy from the descriptor. Each way
+/// publishes the checked file, not what its name holds by then.
+#[test]
+fn publishing_by_descriptor_falls_back_to_proc_then_to_a_copy() {
+    use faults::Feature::{EmptyPath, ProcFd};
+    for (missing, method) in [
+        (&[][..], Method::Renamed),
+        (&[EmptyPath][..], Method::Renamed),
+        (&[EmptyPath, ProcFd][..], Method::Copied),
+    ] {
+        faults::set_unsupported(missing);
+        for overwrite in [false, true] {
+            let env = Env::new();
+            let src = env.tusd("fd", b"by descriptor");
+            fs::create_dir(env.store().join("public")).unwrap();
+            let dst = env.store().join("public/fd.txt");
+            if overwrite {
+                fs::write(&dst, b"old").unwrap();
+            }
+            let got = run_now(&env.req(&src, "public/fd.txt", overwrite)).unwrap();
+            assert_eq!(got.method, method, "{missing:?} overwrite={overwrite}");
+            assert_eq!(fs::read(&dst).unwrap(), b"by descriptor");
+            assert_eq!(fs::metadata(&dst).unwrap().nlink(), 1, "no second name left");
+            assert!(!src.exists() && !info_of(&src).exists());
+            assert!(temp_files(env.store()).is_empty());
+        }
+        source_file_swapped_for_a_symlink_after_the_checks();
+        faults::set_unsupported(&[]);
+    }
+}
+
+/// A filesystem without `RENAME_NOREPLACE`: the copy is published by a link, which
+/// refuses an existing name the same way, and its temporary name is removed.
+#[test]
+fn without_renameat2_a_copy_is_published_by_a_link() {
+    faults::set_unsupported(&[faults::Feature::Renameat2]);
+    faults::set_force_copy(true);
+    let env = Env::new();
+    let src = env.tusd("nr", b"copied");
+    let got = run_now(&env.req(&src, "public/nr.txt", false)).unwrap();
+    assert_eq!(got.method, Method::Copied);
+    let dst = env.store().join("public/nr.txt");
+    assert_eq!(fs::read(&dst).unwrap(), b"copied");
+    assert_eq!(fs::metadata(&dst).unwrap().nlink(), 1);
+    assert!(temp_files(env.store()).is_empty());
+
+    let other = env.tusd("nr2", b"other");
+    let e = run_now(&env.req(&other, "public/nr.txt", false)).unwrap_err();
+    assert_eq!(e, FinalizeError::Exists);
+    assert_untouched(&other, b"other");
+    assert_eq!(fs::read(&dst).unwrap(), b"copied");
+    assert!(temp_files(env.store()).is_empty());
+    faults::set_force_copy(false);
+    faults::set_unsupported(&[]);
+}
+
+/// Overwrite on one filesystem links the checked inode under a temporary name in
+/// `.assetgate-tmp`, then renames it over the destination. A crash in between
+/// leaves that name (a second link of the source, so the source is refused as
+/// `SourceNotFile`) until the sweep, which spares it while its writer holds the
+/// lock on the inode.
+#[test]
+fn overwrite_stages_the_inode_and_the_sweep_knows_a_crashed_stage() {
+    let env = Env::new();
+    let src = env.tusd("stage", b"new bytes");
+    fs::create_dir(env.store().join("public")).unwrap();
+    let dst = env.store().join("public/s.txt");
+    fs::write(&dst, b"old").unwrap();
+    let tmp = env.store().join(TEMP_DIR);
+    fs::create_dir(&tmp).unwrap();
+    let staged = tmp.join(".assetgate-0123456789abcdef.tmp");
+    fs::hard_link(&src, &staged).unwrap(); // the crash
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    File::open(&src).unwrap().set_modified(old).unwrap();
+
+    assert_eq!(
+        run_now(&env.req(&src, "public/s.txt", true)).unwrap_err(),
+        FinalizeError::SourceNotFile
+    );
+    assert_eq!(fs::read(&dst).unwrap(), b"old");
+    let writer = File::open(&src).unwrap();
+    writer.lock().unwrap();
+    assert_eq!(
+        sweep_temp(&env.roots, TEMP_MIN_AGE).unwrap(),
+        0,
+        "its writer is alive"
+    );
+    drop(writer);
+    assert_eq!(sweep_temp(&env.roots, TEMP_MIN_AGE).unwrap(), 1);
+    assert_untouched(&src, b"new bytes");
+
+    let got = run_now(&env.req(&src, "public/s.txt", true)).unwrap();
+    assert_eq!(got.method, Method::Renamed);
+    assert_eq!(fs::read(&dst).unwrap(), b"new bytes");
+    assert_eq!(fs::metadata(&dst).unwrap().nlink(), 1);
+    assert_eq!(entries(&tmp), 0);
+}
+
+/// A racing duplicate publishes this very inode between the checks and an
+/// overwrite: `rename` between two links of one inode does nothing, so the
+/// temporary name must be removed by hand, not forgotten.
+#[test]
+fn overwrite_racing_a_duplicate_of_the_same_inode_leaves_no_temp_name() {
+    let env = Env::new();
+    let src = env.tusd("dupino", b"same inode");
+    fs::create_dir(env.store().join("public")).unwrap();
+    let dst = env.store().join("public/d.txt");
+    fs::write(&dst, b"old").unwrap();
+    let (from, to) = (src.clone(), dst.clone());
+    faults::on(faults::Step::AfterChecks, move || {
+        fs::remove_file(&to).unwrap();
+        fs::hard_link(&from, &to).unwrap();
+    });
+    let got = run_now(&env.req(&src, "public/d.txt", true)).unwrap();
+    assert_eq!(got.method, Method::Renamed);
+    assert_eq!(fs::read(&dst).unwrap(), b"same inode");
+    assert!(!src.exists() && !info_of(&src).exists());
+    assert_eq!(temp_files(env.store()), Vec::<PathBuf>::new());
+    assert_eq!(fs::metadata(&dst).unwrap().nlink(), 1);
+}
