@@ -1,7 +1,9 @@
 //! Reloading the configuration without a restart.
 //!
 //! Triggers: `SIGHUP` (`systemctl reload`, `kill -HUP`), and a change of a
-//! secret file named by `ASSETGATE_{LINK,UPLOAD}_SECRET_FILE`.
+//! secret file named by `ASSETGATE_{LINK,UPLOAD}_SECRET_FILE` or of the
+//! configuration file (a Kubernetes ConfigMap is swapped like a Secret; an
+//! image without a shell has no `kill`).
 //!
 //! - The whole configuration is loaded again exactly as at start (defaults <
 //!   file < environment, the secret files re-read) and validated. An invalid
@@ -40,7 +42,7 @@ use crate::config::{self, Config, ConfigError, Sources};
 use crate::secret::SecretSet;
 use crate::server::AppState;
 
-/// Quiet period after a secret-file event before reloading.
+/// Quiet period after the last file event before reloading.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// What started a reload (log field).
@@ -48,15 +50,15 @@ pub const DEBOUNCE: Duration = Duration::from_millis(200);
 pub enum Trigger {
     /// `SIGHUP`.
     Signal,
-    /// A secret file changed.
-    SecretFile,
+    /// A watched file changed: a secret file or the configuration file.
+    FileChange,
 }
 
 impl Trigger {
     fn as_str(self) -> &'static str {
         match self {
             Trigger::Signal => "sighup",
-            Trigger::SecretFile => "secret_file",
+            Trigger::FileChange => "file_change",
         }
     }
 }
@@ -222,15 +224,29 @@ pub fn spawn(state: Arc<AppState>, sources: Sources, dev: bool, mut hup: tokio::
             }
         }
     });
-    let watcher = watch_secret_files(&state.config.secret_files, tx);
+    // The secret files and the configuration file (a Kubernetes ConfigMap is
+    // swapped like a Secret).
+    let mut watched = state.config.secret_files.clone();
+    watched.extend(state.config.source.clone());
+    let watcher = watch_files(&watched, tx);
     tokio::spawn(async move {
         // Held for the life of the task: dropping it stops the watch.
         let _watcher = watcher;
         while let Some(first) = rx.recv().await {
             let mut trigger = first;
-            if first == Trigger::SecretFile {
-                // A Kubernetes swap is several events: wait for quiet.
+            // A Kubernetes swap is several events, a file written in place
+            // several writes: wait until the files have been quiet for
+            // DEBOUNCE (a SIGHUP alone reloads at once).
+            let mut pending = first == Trigger::FileChange;
+            while pending {
                 tokio::time::sleep(DEBOUNCE).await;
+                pending = false;
+                while let Ok(t) = rx.try_recv() {
+                    pending |= t == Trigger::FileChange;
+                    if t == Trigger::Signal {
+                        trigger = t;
+                    }
+                }
             }
             while let Ok(t) = rx.try_recv() {
                 if t == Trigger::Signal {
@@ -242,9 +258,9 @@ pub fn spawn(state: Arc<AppState>, sources: Sources, dev: bool, mut hup: tokio::
     });
 }
 
-/// Watches the directory of each secret file; `None` when there is none or
-/// the watch cannot be set up (logged: SIGHUP still reloads).
-fn watch_secret_files(
+/// Watches the directory of each file; `None` when there is none or the
+/// watch cannot be set up (logged: SIGHUP still reloads).
+fn watch_files(
     files: &[PathBuf],
     tx: tokio::sync::mpsc::UnboundedSender<Trigger>,
 ) -> Option<notify::RecommendedWatcher> {
@@ -266,7 +282,7 @@ fn watch_secret_files(
                 .is_some_and(|n| names.iter().any(|w| w == n) || n.to_string_lossy().starts_with(".."))
         });
         if relevant {
-            let _ = tx.send(Trigger::SecretFile);
+            let _ = tx.send(Trigger::FileChange);
         }
     };
     let mut watcher = match notify::recommended_watcher(handler) {
