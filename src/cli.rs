@@ -264,6 +264,12 @@ fn serve(mut config: Config, sources: Sources, dev: bool) -> ExitCode {
         };
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let admin_addr = admin.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        if !config.server.admin_listen.ip().is_loopback() {
+            tracing::warn!(
+                admin = %admin_addr,
+                "[server] admin_listen is not a loopback address: whoever reaches it can revoke and unrevoke links; restrict it (firewall, NetworkPolicy)"
+            );
+        }
         if dev {
             print_dev_banner(&config, &addr);
         }

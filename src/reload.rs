@@ -27,7 +27,10 @@
 //! entries start a reload after a short quiet period ([`DEBOUNCE`]), so one swap
 //! (several events) is one reload. Polling was the alternative: it needs no
 //! thread but either wakes every interval forever or notices late; inotify
-//! costs nothing while nothing changes. systemd credentials (`LoadCredential=`)
+//! costs nothing while nothing changes. The quiet period is a few lines on the tokio
+//! side rather than `notify-debouncer-full`: that crate runs its own timer
+//! thread and hands batches over its own channel, while here file events and
+//! SIGHUP must be merged into one reload queue anyway. systemd credentials (`LoadCredential=`)
 //! are copied when the service starts and do not change: there, update the
 //! source file and `systemctl restart`, or point `*_SECRET_FILE` at a path you
 //! replace and send `systemctl reload`.
