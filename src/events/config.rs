@@ -170,14 +170,14 @@ pub(crate) fn validate(
             ))
         }
     };
-    let timeout = raw.timeout.millis("events.timeout")?;
+    let timeout = raw.timeout.duration("events.timeout")?;
     if timeout < Duration::from_millis(100) || timeout > Duration::from_secs(300) {
         return Err(ConfigError::new(
             "events.timeout",
             "must be between 100ms and 300 seconds",
         ));
     }
-    let max_age = raw.max_age.millis("events.max_age")?;
+    let max_age = raw.max_age.duration("events.max_age")?;
     if max_age.is_zero() {
         return Err(ConfigError::new("events.max_age", "must be more than 0"));
     }
@@ -187,8 +187,8 @@ pub(crate) fn validate(
             "must be between 1 and 256",
         ));
     }
-    let initial_backoff = raw.initial_backoff.millis("events.initial_backoff")?;
-    let max_backoff = raw.max_backoff.millis("events.max_backoff")?;
+    let initial_backoff = raw.initial_backoff.duration("events.initial_backoff")?;
+    let max_backoff = raw.max_backoff.duration("events.max_backoff")?;
     if initial_backoff < Duration::from_millis(10) {
         return Err(ConfigError::new(
             "events.initial_backoff",
@@ -214,7 +214,7 @@ pub(crate) fn validate(
         initial_backoff,
         max_backoff,
         max_events: raw.max_events,
-        keep_delivered: raw.keep_delivered.millis("events.keep_delivered")?,
+        keep_delivered: raw.keep_delivered.duration("events.keep_delivered")?,
     })
 }
 
