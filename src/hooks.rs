@@ -160,10 +160,11 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
 }
 
 fn log_decision(d: &Decision) {
-    let key = d.key.as_deref().map(|k| k.escape_debug().to_string());
-    let key = key.as_deref().unwrap_or("");
+    let key = escape_debug(d.key.as_deref().unwrap_or(""));
+    let key = key.as_ref();
     let (hook, decision, reason) = (d.hook.label(), d.outcome().as_str(), d.reason().as_str());
-    let upload_id = d.upload_id.escape_debug().to_string();
+    let upload_id = escape_debug(&d.upload_id);
+    let upload_id = upload_id.as_ref();
     match &d.verdict {
         Verdict::Reject(r) | Verdict::Keep(r) => {
             tracing::info!(
@@ -209,6 +210,19 @@ fn log_decision(d: &Decision) {
                 "nothing to decide"
             )
         }
+    }
+}
+
+/// `s.escape_debug()`, copied only when it differs from `s` (a key with a
+/// quote, a backslash or a control character); the usual key is borrowed.
+fn escape_debug(s: &str) -> std::borrow::Cow<'_, str> {
+    let plain = s
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'"' | b'\'' | b'\\'));
+    if plain || s.escape_debug().eq(s.chars()) {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(s.escape_debug().to_string())
     }
 }
 
@@ -385,4 +399,37 @@ fn too_large(metrics: &Metrics, max: u64) -> Resp {
         "bad_hook",
         &format!("hook body larger than server.max_body_bytes ({max} bytes)"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_debug;
+
+    #[test]
+    fn escape_debug_is_str_escape_debug() {
+        let cases = [
+            "",
+            "photos/été 2026/plage.jpg",
+            "a\"b",
+            "it's",
+            "back\\slash",
+            "tab\there\n",
+            "\u{301}accent first",
+            "mid\u{301}dle",
+            "\u{7f}del",
+            "日本/x.png",
+            "\u{200b}zero width",
+        ];
+        for c in cases {
+            assert_eq!(escape_debug(c), c.escape_debug().to_string(), "{c:?}");
+        }
+        for b in 0u8..0x80 {
+            let c = format!("k{}", b as char);
+            assert_eq!(escape_debug(&c), c.escape_debug().to_string(), "{b:#x}");
+        }
+        assert!(matches!(
+            escape_debug("photos/été 2026/plage.jpg"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 }
