@@ -404,7 +404,13 @@ fn parse_v2_typed(body: &[u8]) -> Option<Hook> {
         #[serde(rename = "Header", default)]
         header: Option<LazyHeader>,
     }
-    let v: TypedV2 = serde_json::from_slice(body).ok()?;
+    // UTF-8 checked once for the whole body: from a `&str`, serde_json does
+    // not check each string again (one pass instead of one per string). A body
+    // that is not UTF-8 is read from the bytes, as before.
+    let v: TypedV2 = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text).ok()?,
+        Err(_) => serde_json::from_slice(body).ok()?,
+    };
     let event = v.event.0;
     Some(Hook {
         protocol: Protocol::V2,
@@ -846,6 +852,21 @@ mod tests {
             }
         }
         assert!(fast >= 20, "fast path taken {fast} times");
+    }
+
+    #[test]
+    fn utf8_checked_once_reads_the_same() {
+        let text =
+            br#"{"Type":"pre-create","Event":{"Upload":{"ID":"\u00e9t\u00e9","MetaData":{"k":"v\u00e9"}}}}"#;
+        let h = parse_v2_typed(text).expect("fast path");
+        assert_eq!(h.upload.id, "été");
+        assert_eq!(Ok(h), parse_via_value(text, None));
+        // Not UTF-8 in a field nobody reads: still read from the bytes, as before.
+        let mut bytes = br#"{"Type":"pre-create","Event":{"Upload":{"X":"?"}}}"#.to_vec();
+        let q = bytes.iter().position(|&b| b == b'?').unwrap();
+        bytes[q] = 0xff;
+        assert!(std::str::from_utf8(&bytes).is_err());
+        assert_eq!(parse_v2_typed(&bytes).map(|h| h.name), Some(HookName::PreCreate));
     }
 
     #[test]
