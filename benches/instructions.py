@@ -137,10 +137,13 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> Non
     raise RuntimeError("server did not start")
 
 
+LOG_LEVEL = "info"
+
+
 def config(port: int, work: Path) -> str:
     return (
         f'listen = "127.0.0.1:{port}"\n'
-        'log_level = "info"\nlog_format = "text"\n'
+        f'log_level = "{LOG_LEVEL}"\nlog_format = "text"\n'
         f'[link]\nsecrets = ["{LINK_SECRET}"]\n'
         f'[upload]\nsecrets = ["{UPLOAD_SECRET}"]\n'
         f'[storage]\nroot = "{work}/assets"\n'
@@ -207,9 +210,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200, help="requests in the short run (the long run sends 2N)")
     ap.add_argument("--cases", default="auth,tusd")
     ap.add_argument("--no-floor", action="store_true")
+    ap.add_argument("--log-level", default="info", help="assetgate's log_level (the product logs at info)")
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--keep", help="keep the callgrind profiles (callgrind.*.out) in this directory")
     args = ap.parse_args()
+    global LOG_LEVEL
+    LOG_LEVEL = args.log_level
     res: dict = {}
     with tempfile.TemporaryDirectory(prefix="assetgate-ir-") as tmp:
         work = Path(args.keep) if args.keep else Path(tmp)

