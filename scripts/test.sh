@@ -4,12 +4,12 @@
 # Python 3.12 venv with granite-assets and tuspy, Debian's chromium and
 # tests/browser/node_modules for the browser test) and the checkers of the
 # deployment files (systemd-analyze, a venv with hadolint, check-jsonschema,
-# docker-compose, kubernetes-validate), then
-# checks formatting and lints, builds the fuzz targets, checks the instruction
-# counts of the pure decisions against benches/ir-baseline.txt (valgrind;
-# benches/ir-check.sh installs gungraun-runner into $ASSETGATE_PEERS/bin once)
-# and runs every test (tests/deploy_files.rs runs the checkers). Peers go to .peers/ (override with
-# ASSETGATE_PEERS).
+# docker-compose, kubernetes-validate), then checks formatting and lints, builds
+# the fuzz targets and fuzzes each for 10 s (scripts/fuzz.sh, cargo-fuzz),
+# checks the instruction counts of the pure decisions against
+# benches/ir-baseline.txt (valgrind; benches/ir-check.sh installs gungraun-runner
+# into $ASSETGATE_PEERS/bin once), and runs every test (tests/deploy_files.rs
+# runs the checkers). Peers go to .peers/ (override with ASSETGATE_PEERS).
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh -E 'test(differential)'   # extra args go to cargo nextest
@@ -134,8 +134,11 @@ cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 
 if [ -f fuzz/Cargo.toml ]; then
-  say "fuzz targets build"
-  cargo build -q --manifest-path fuzz/Cargo.toml --bins
+  # Coverage build of every target (stable, no sanitizer; cargo-fuzz goes to
+  # $peers/bin once), seeds from tests/fixtures, then FUZZ_SECONDS (10) of
+  # fuzzing per target; a crash, hang or OOM fails the run.
+  say "fuzz targets: build and ${FUZZ_SECONDS:-10} s of fuzzing each"
+  scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
 fi
 
 # --- valgrind, for the instruction-count check below (Debian package)

@@ -173,7 +173,10 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
         }
     };
     let code = runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        // Signal handlers first: from here on SIGHUP is logged, never fatal.
+        let metrics = Metrics::new();
+        let (first, second) = signals(metrics.clone());
+        let listener = match server::bind(config.listen) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("cannot listen on {}: {e}", config.listen);
@@ -184,7 +187,6 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
         if dev {
             print_dev_banner(&config, &addr);
         }
-        let metrics = Metrics::new();
         if let Some(roots) = &roots {
             crate::hooks::sweep_temp_at_start(roots, &metrics);
         }
@@ -199,7 +201,6 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
                 tokio::spawn(crate::reconcile::run(state.clone(), interval));
             }
         }
-        let (first, second) = signals();
         tracing::info!(addr = %addr, version = env!("CARGO_PKG_VERSION"), "listening");
         server::serve(listener, state, first, second).await;
         tracing::info!("stopped");
@@ -211,8 +212,13 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
     code
 }
 
-/// Futures for the first and the second SIGTERM/SIGINT.
-fn signals() -> (
+/// Futures for the first and the second SIGTERM/SIGINT. SIGHUP, whose default
+/// action would kill the daemon in the middle of a move (exit 129, no drain),
+/// is caught for the life of the process: logged, counted, ignored, until
+/// configuration reload exists.
+fn signals(
+    metrics: Metrics,
+) -> (
     impl std::future::Future<Output = ()>,
     impl std::future::Future<Output = ()>,
 ) {
@@ -220,6 +226,13 @@ fn signals() -> (
     let (tx, rx) = tokio::sync::watch::channel(0u32);
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            metrics.count_sighup();
+            tracing::warn!("SIGHUP: configuration reload is not supported yet; ignoring (restart to apply a new configuration)");
+        }
+    });
     tokio::spawn(async move {
         let mut n = 0;
         while n < 2 {

@@ -146,16 +146,36 @@ pub struct TusdConfig {
 /// `[server]`
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// A client must send its whole request head within this time.
+    /// A client must send its whole request head within this time. hyper starts
+    /// the clock as soon as a connection waits for a head, so this is also the
+    /// idle keep-alive timeout.
     pub header_read_timeout: Duration,
-    /// Connections served at once; more wait in the kernel backlog.
+    /// A request body must arrive whole within this time after its head
+    /// (total, not per chunk: one byte every second would defeat a per-chunk
+    /// timeout).
+    pub body_read_timeout: Duration,
+    /// Whole-request deadline, from the complete head to the response (body
+    /// and decision); with `header_read_timeout`, every request is bounded.
+    pub request_timeout: Duration,
+    /// Connections open at once. When full, the connection idle the longest is
+    /// closed to make room; when none is idle, new ones wait in the backlog.
     pub max_connections: usize,
+    /// `/tusd` requests served at once (the only endpoint that reads a body);
+    /// more get 503 at once. Below `max_connections`, so slow hook bodies can
+    /// never take every connection from `/auth` and the health checks.
+    pub max_tusd_requests: usize,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
     /// Largest accepted request body (hook JSON).
     pub max_body_bytes: u64,
     /// Threads of the async runtime that serve requests.
     pub worker_threads: usize,
+}
+
+/// Default `server.max_tusd_requests`: 256 (tusd's hooks take a millisecond;
+/// 256 at once is far above real traffic), at most half the connection budget.
+pub fn default_max_tusd_requests(max_connections: usize) -> usize {
+    (max_connections / 2).clamp(1, 256)
 }
 
 /// Default `server.worker_threads`: half the CPUs, at least one. The gate
@@ -288,7 +308,10 @@ impl Default for RawTusd {
 #[serde(deny_unknown_fields, default)]
 struct RawServer {
     header_read_timeout: Human,
+    body_read_timeout: Human,
+    request_timeout: Human,
     max_connections: u64,
+    max_tusd_requests: Option<u64>,
     shutdown_grace: Human,
     max_body_bytes: Human,
     worker_threads: Option<u64>,
@@ -298,7 +321,10 @@ impl Default for RawServer {
     fn default() -> Self {
         RawServer {
             header_read_timeout: Human::Int(10),
+            body_read_timeout: Human::Int(10),
+            request_timeout: Human::Int(30),
             max_connections: 4096,
+            max_tusd_requests: None,
             shutdown_grace: Human::Int(10),
             max_body_bytes: Human::Int(256 * 1024),
             worker_threads: None,
@@ -462,9 +488,99 @@ fn read_secret_file(path: &Path) -> Result<Vec<String>, String> {
     Ok(secrets)
 }
 
+/// Words that make a key secret-ish wherever it appears (`[link] secrets`,
+/// `[events] secret`, `signing_secret_file`, ...): an error about such a key
+/// never shows its value. Matched on the key's name, so a section added later
+/// is covered without being listed here.
+const SECRET_KEY_WORDS: [&str; 6] = [
+    "secret",
+    "password",
+    "passwd",
+    "token",
+    "credential",
+    "private_key",
+];
+
+/// Whether any segment of a dotted key path names a secret.
+fn is_secret_key(path: &[String]) -> bool {
+    path.iter().any(|segment| {
+        let segment = segment.to_ascii_lowercase();
+        SECRET_KEY_WORDS.iter().any(|w| segment.contains(w))
+    })
+}
+
+/// What kind of value was found, without the value itself.
+fn kind_of(actual: &figment::error::Actual) -> &'static str {
+    use figment::error::Actual;
+    match actual {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+        Actual::Float(_) => "a float",
+        Actual::Char(_) => "a character",
+        Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Unit => "unit",
+        Actual::Option => "an option",
+        Actual::Seq => "a sequence",
+        Actual::Map => "a table",
+        Actual::NewtypeStruct
+        | Actual::Enum
+        | Actual::UnitVariant
+        | Actual::NewtypeVariant
+        | Actual::TupleVariant
+        | Actual::StructVariant
+        | Actual::Other(_) => "a value",
+    }
+}
+
+/// The message for an error on a secret-ish key: the expectation, the kind
+/// of value found, never the value (figment's own text quotes it).
+fn redacted_kind(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    match kind {
+        Kind::InvalidType(actual, expected) => {
+            format!(
+                "invalid type: expected {expected}, found {} (value not shown)",
+                kind_of(actual)
+            )
+        }
+        Kind::InvalidValue(actual, expected) => {
+            format!(
+                "invalid value: expected {expected}, found {} (value not shown)",
+                kind_of(actual)
+            )
+        }
+        Kind::InvalidLength(len, expected) => format!("invalid length {len}, expected {expected}"),
+        Kind::UnknownVariant(_, expected) => {
+            format!("unknown variant (value not shown), expected one of {expected:?}")
+        }
+        Kind::MissingField(field) => format!("missing field `{field}`"),
+        Kind::DuplicateField(field) => format!("duplicate field `{field}`"),
+        Kind::Unsupported(actual) | Kind::UnsupportedKey(actual, _) => {
+            format!("unsupported value: found {} (value not shown)", kind_of(actual))
+        }
+        Kind::ISizeOutOfRange(_) | Kind::USizeOutOfRange(_) => {
+            "integer out of range (value not shown)".into()
+        }
+        // Free text from a deserializer may quote the value.
+        Kind::Message(_) | Kind::UnknownField(..) => "invalid value (not shown)".into(),
+    }
+}
+
 fn figment_error(e: figment::Error) -> ConfigError {
     use figment::error::Kind;
-    let mut path = e.path.join(".");
+    // `upload.secrets[1]`, like the keys validation names.
+    let mut path = String::new();
+    for segment in &e.path {
+        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            path.push_str(&format!("[{segment}]"));
+        } else {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(segment);
+        }
+    }
     let message = match &e.kind {
         Kind::UnknownField(field, _) => {
             if e.path.last().is_none_or(|p| p != field) {
@@ -476,6 +592,7 @@ fn figment_error(e: figment::Error) -> ConfigError {
             }
             "unknown key".to_string()
         }
+        other if is_secret_key(&e.path) => redacted_kind(other),
         other => one_line(&other.to_string()),
     };
     let key = if path.is_empty() {
@@ -631,9 +748,39 @@ fn validate(raw: Raw, source: Option<PathBuf>) -> Result<Config, ConfigError> {
             "must be between 1 and 30 seconds",
         ));
     }
-    if raw.server.max_connections == 0 {
-        return Err(ConfigError::new("server.max_connections", "must be at least 1"));
+    let body_read_timeout = raw.server.body_read_timeout.seconds("server.body_read_timeout")?;
+    if body_read_timeout.is_zero() || body_read_timeout > Duration::from_secs(60) {
+        return Err(ConfigError::new(
+            "server.body_read_timeout",
+            "must be between 1 and 60 seconds",
+        ));
     }
+    let request_timeout = raw.server.request_timeout.seconds("server.request_timeout")?;
+    if request_timeout < body_read_timeout || request_timeout > Duration::from_secs(300) {
+        return Err(ConfigError::new(
+            "server.request_timeout",
+            format!(
+                "must be between server.body_read_timeout ({} s) and 300 seconds",
+                body_read_timeout.as_secs()
+            ),
+        ));
+    }
+    if raw.server.max_connections < 2 {
+        return Err(ConfigError::new("server.max_connections", "must be at least 2"));
+    }
+    let max_connections = usize::try_from(raw.server.max_connections).unwrap_or(usize::MAX);
+    let max_tusd_requests = match raw.server.max_tusd_requests {
+        None => default_max_tusd_requests(max_connections),
+        Some(n) if n >= 1 && n < raw.server.max_connections => n as usize,
+        Some(_) => {
+            return Err(ConfigError::new(
+                "server.max_tusd_requests",
+                format!(
+                    "must be at least 1 and below server.max_connections ({max_connections}), so /auth and the health checks always find a connection"
+                ),
+            ))
+        }
+    };
     let worker_threads = match raw.server.worker_threads {
         None => default_worker_threads(),
         Some(n @ 1..=256) => n as usize,
@@ -672,7 +819,10 @@ fn validate(raw: Raw, source: Option<PathBuf>) -> Result<Config, ConfigError> {
         },
         server: ServerConfig {
             header_read_timeout,
-            max_connections: usize::try_from(raw.server.max_connections).unwrap_or(usize::MAX),
+            body_read_timeout,
+            request_timeout,
+            max_connections,
+            max_tusd_requests,
             shutdown_grace: raw.server.shutdown_grace.seconds("server.shutdown_grace")?,
             max_body_bytes,
             worker_threads,
@@ -770,7 +920,19 @@ impl Config {
             "header_read_timeout = {}\n",
             self.server.header_read_timeout.as_secs()
         ));
+        out.push_str(&format!(
+            "body_read_timeout = {}\n",
+            self.server.body_read_timeout.as_secs()
+        ));
+        out.push_str(&format!(
+            "request_timeout = {}\n",
+            self.server.request_timeout.as_secs()
+        ));
         out.push_str(&format!("max_connections = {}\n", self.server.max_connections));
+        out.push_str(&format!(
+            "max_tusd_requests = {}\n",
+            self.server.max_tusd_requests
+        ));
         out.push_str(&format!(
             "shutdown_grace = {}\n",
             self.server.shutdown_grace.as_secs()
@@ -868,6 +1030,67 @@ mod tests {
             )
             .unwrap_err();
             assert_eq!(e.key, "server.worker_threads", "{bad}");
+        }
+    }
+
+    #[test]
+    fn slow_client_limits_default_and_are_validated() {
+        let c = load_from(&Sources::default(), &[]).unwrap();
+        assert_eq!(c.server.body_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.server.max_connections, 4096);
+        assert_eq!(c.server.max_tusd_requests, 256);
+        let out = c.redacted_toml();
+        for line in [
+            "body_read_timeout = 10\n",
+            "request_timeout = 30\n",
+            "max_tusd_requests = 256\n",
+        ] {
+            assert!(out.contains(line), "{out}");
+        }
+        let c = load_from(
+            &Sources::default(),
+            &env(&[
+                ("ASSETGATE_SERVER__BODY_READ_TIMEOUT", "2s"),
+                ("ASSETGATE_SERVER__REQUEST_TIMEOUT", "1m"),
+                ("ASSETGATE_SERVER__MAX_CONNECTIONS", "100"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.body_read_timeout, Duration::from_secs(2));
+        assert_eq!(c.server.request_timeout, Duration::from_secs(60));
+        assert_eq!(c.server.max_tusd_requests, 50, "half of a small budget");
+        let c = load_from(
+            &Sources::default(),
+            &env(&[("ASSETGATE_SERVER__MAX_TUSD_REQUESTS", "4095")]),
+        )
+        .unwrap();
+        assert_eq!(c.server.max_tusd_requests, 4095);
+
+        for (text, key) in [
+            ("[server]\nbody_read_timeout = 0\n", "server.body_read_timeout"),
+            ("[server]\nbody_read_timeout = 61\n", "server.body_read_timeout"),
+            (
+                "[server]\nbody_read_timeout = \"soon\"\n",
+                "server.body_read_timeout",
+            ),
+            (
+                "[server]\nbody_read_timeout = 20\nrequest_timeout = 10\n",
+                "server.request_timeout",
+            ),
+            ("[server]\nrequest_timeout = 301\n", "server.request_timeout"),
+            ("[server]\nrequest_timeout = -1\n", "server.request_timeout"),
+            ("[server]\nmax_connections = 1\n", "server.max_connections"),
+            ("[server]\nmax_tusd_requests = 0\n", "server.max_tusd_requests"),
+            ("[server]\nmax_tusd_requests = 4096\n", "server.max_tusd_requests"),
+            (
+                "[server]\nmax_connections = 10\nmax_tusd_requests = 10\n",
+                "server.max_tusd_requests",
+            ),
+        ] {
+            let e = err(text, &[]);
+            assert_eq!(e.key, key, "{text:?}: {e}");
+            assert_eq!(e.to_string().lines().count(), 1, "{e}");
         }
     }
 
@@ -973,6 +1196,89 @@ mod tests {
         let out = c.redacted_toml();
         assert!(!out.contains("this-is-the-secret-value"));
         assert!(out.contains("<redacted: 24 bytes>"), "{out}");
+    }
+
+    /// Issue 15 finding 7: a type error on a secret key echoed the secret
+    /// (`invalid type: found string "MY-SUPER-SECRET…"`). Whatever the layer
+    /// (file or environment) and whatever the mistake, an error on a secret-ish
+    /// key names the key and the expected type, never the value.
+    #[test]
+    fn type_errors_on_secret_keys_never_echo_the_value() {
+        const SECRET: &str = "MY-SUPER-SECRET-VALUE-0123456789";
+        type Case<'a> = (String, Vec<(&'a str, &'a str)>, &'a str, &'a str);
+        let cases: Vec<Case> = vec![
+            (
+                format!("[link]\nsecrets = \"{SECRET}\"\n"),
+                vec![],
+                "link.secrets",
+                "sequence",
+            ),
+            (
+                format!("[upload]\nsecrets = \"{SECRET}\"\n"),
+                vec![],
+                "upload.secrets",
+                "sequence",
+            ),
+            (
+                "[link]\nsecrets = 123456789012345678\n".into(),
+                vec![],
+                "link.secrets",
+                "sequence",
+            ),
+            (
+                format!("[link]\nsecrets = {{ a = \"{SECRET}\" }}\n"),
+                vec![],
+                "link.secrets",
+                "sequence",
+            ),
+            (
+                "[upload]\nsecrets = [\"long-enough-secret-1\", 123456789012345678]\n".into(),
+                vec![],
+                "upload.secrets[1]",
+                "string",
+            ),
+            (
+                String::new(),
+                vec![("ASSETGATE_LINK__SECRETS", SECRET)],
+                "link.secrets",
+                "sequence",
+            ),
+            (
+                String::new(),
+                vec![("ASSETGATE_UPLOAD__SECRETS", SECRET)],
+                "upload.secrets",
+                "sequence",
+            ),
+            (
+                String::new(),
+                vec![("ASSETGATE_UPLOAD__SECRETS", "123456789012345678")],
+                "upload.secrets",
+                "sequence",
+            ),
+        ];
+        for (text, e, key, expected) in &cases {
+            let error = err(text, e);
+            let shown = error.to_string();
+            assert_eq!(error.key, *key, "{shown}");
+            assert!(shown.contains(expected), "{shown} should name the expected type");
+            assert_eq!(shown.lines().count(), 1, "{shown}");
+            for leak in [SECRET, "123456789012345678"] {
+                assert!(!shown.contains(leak), "secret value echoed: {shown}");
+            }
+        }
+        // A key a future section may add is judged by its name, not by a list
+        // of today's sections.
+        for path in [
+            vec!["events".to_string(), "secret".into()],
+            vec!["webhook".to_string(), "signing_secret_file".into()],
+            vec!["db".to_string(), "password".into()],
+        ] {
+            assert!(is_secret_key(&path), "{path:?}");
+        }
+        assert!(!is_secret_key(&["server".to_string(), "max_connections".into()]));
+        // Other keys keep their value in the message: it helps and is harmless.
+        let shown = err("log_format = 5\n", &[]).to_string();
+        assert!(shown.contains("log_format") && shown.contains('5'), "{shown}");
     }
 
     #[test]

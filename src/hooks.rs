@@ -16,13 +16,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::finalize::{self, Cancel, Roots};
-use crate::metrics::Metrics;
-use crate::server::{AppState, Resp};
+use crate::limits::{self, BodyError};
+use crate::metrics::{Limit, Metrics};
+use crate::server::{self, AppState, Resp};
 use crate::tusd::{
     self, prefinish, Answer, Decision, Destination, FinalizePlan, Gate, Lookup, Part, Upload, Verdict,
 };
@@ -103,15 +104,19 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
     if declared.is_some_and(|n| n > max) {
         return too_large(&state.metrics, max);
     }
-    let body = match Limited::new(req.into_body(), usize::try_from(max).unwrap_or(usize::MAX))
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
+    let timeout = state.config.server.body_read_timeout;
+    let body = match limits::read_body(req.into_body(), max, timeout).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return too_large(&state.metrics, max),
+        Err(BodyError::TimedOut) => {
+            state.limits.hit(Limit::BodyReadTimeout);
+            return server::limit_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body did not arrive within server.body_read_timeout",
+            );
+        }
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                return too_large(&state.metrics, max);
-            }
             tracing::info!(endpoint = "tusd", decision = "error", reason = "bad_hook", error = %e, "hook body could not be read");
             state
                 .metrics

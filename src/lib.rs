@@ -4,7 +4,8 @@
 //! - [`auth`]: the nginx `auth_request` endpoint around [`token::link`].
 //! - [`policy`]: upload policy (key safety, visibility, content types, size).
 //! - [`tusd`]: tusd hook protocol (v2 and v1/rustus shapes) and decisions.
-//! - [`server`]: hyper accept loop, limits, routing, graceful shutdown.
+//! - [`server`]: hyper accept loop, routing, graceful shutdown; [`limits`]:
+//!   connection budget, body deadlines, slow-client accounting.
 //! - [`finalize`]: moving finished uploads into the asset tree (post-finish,
 //!   `finalize-pending`).
 //! - [`config`], [`secret`], [`metrics`], [`telemetry`], [`cli`], [`clock`].
@@ -17,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod finalize;
 pub mod hooks;
+pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod reconcile;

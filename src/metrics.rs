@@ -7,6 +7,9 @@
 //! - `assetgate_connections_open`: connections being served.
 //! - `assetgate_connections_accepted_total`: connections accepted (with
 //!   `assetgate_http_requests_total` it shows whether nginx reuses them).
+//! - `assetgate_limit_hits_total{limit}`: slow or excess clients stopped by a
+//!   `[server]` limit (the label is the key's name).
+//! - `assetgate_sighup_total`: SIGHUPs received (ignored: no reload yet).
 //! - `assetgate_build_info{version}`: always 1.
 //!
 //! Label values come from enums' `as_str`, never from request data, so the
@@ -62,6 +65,57 @@ impl Endpoint {
             Endpoint::Session => "session",
             Endpoint::Admin => "admin",
             Endpoint::Other => "other",
+        }
+    }
+}
+
+/// A `[server]` limit that stopped a slow or excess client; the label value is
+/// the name of the key that sets it, so an operator knows what to tune.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// A request head (or the next one on an idle keep-alive connection) did
+    /// not arrive in time; hyper closed the connection.
+    HeaderReadTimeout,
+    /// A `/tusd` body did not arrive in time: 408, connection closed.
+    BodyReadTimeout,
+    /// A request took longer than the whole-request deadline: 503, closed.
+    RequestTimeout,
+    /// Too many `/tusd` requests at once: 503 without reading the body.
+    MaxTusdRequests,
+    /// The connection budget was full: the connection idle the longest was
+    /// closed to make room.
+    MaxConnections,
+}
+
+impl Limit {
+    /// All values.
+    pub const ALL: [Limit; 5] = [
+        Limit::HeaderReadTimeout,
+        Limit::BodyReadTimeout,
+        Limit::RequestTimeout,
+        Limit::MaxTusdRequests,
+        Limit::MaxConnections,
+    ];
+
+    /// Position in [`Limit::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Limit::HeaderReadTimeout => 0,
+            Limit::BodyReadTimeout => 1,
+            Limit::RequestTimeout => 2,
+            Limit::MaxTusdRequests => 3,
+            Limit::MaxConnections => 4,
+        }
+    }
+
+    /// Label value: the `[server]` key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::HeaderReadTimeout => "header_read_timeout",
+            Limit::BodyReadTimeout => "body_read_timeout",
+            Limit::RequestTimeout => "request_timeout",
+            Limit::MaxTusdRequests => "max_tusd_requests",
+            Limit::MaxConnections => "max_connections",
         }
     }
 }
@@ -122,6 +176,9 @@ pub struct Metrics {
     accepted: prometheus::IntCounter,
     hooks: IntCounterVec,
     finalize: IntCounterVec,
+    sighup: IntCounter,
+    /// Limit hits, in [`Limit::ALL`] order.
+    limits: [IntCounter; 5],
     temp_swept: IntCounter,
     reconcile: IntCounterVec,
 }
@@ -180,6 +237,19 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let sighup = IntCounter::new(
+            "assetgate_sighup_total",
+            "SIGHUPs received; ignored, as configuration reload is not supported yet.",
+        )
+        .expect("valid metric");
+        let limit_hits = IntCounterVec::new(
+            Opts::new(
+                "assetgate_limit_hits_total",
+                "Slow or excess clients stopped by a [server] limit, by the limit's key.",
+            ),
+            &["limit"],
+        )
+        .expect("valid metric");
         let temp_swept = IntCounter::new(
             "assetgate_temp_files_removed_total",
             "Temporary files of interrupted moves (a crash mid-copy) removed from the asset tree's .assetgate-tmp directory.",
@@ -208,6 +278,8 @@ impl Metrics {
             Box::new(accepted.clone()),
             Box::new(hooks.clone()),
             Box::new(finalize.clone()),
+            Box::new(sighup.clone()),
+            Box::new(limit_hits.clone()),
             Box::new(temp_swept.clone()),
             Box::new(reconcile.clone()),
             Box::new(build),
@@ -233,6 +305,8 @@ impl Metrics {
             accepted,
             hooks,
             finalize,
+            sighup,
+            limits: Limit::ALL.map(|l| limit_hits.with_label_values(&[l.as_str()])),
             temp_swept,
             reconcile,
         };
@@ -339,6 +413,16 @@ impl Metrics {
                 .with_label_values(&[endpoint.as_str(), status.as_str()])
                 .inc(),
         }
+    }
+
+    /// Counts one client stopped by `limit`.
+    pub fn count_limit(&self, limit: Limit) {
+        self.limits[limit.index()].inc();
+    }
+
+    /// Counts one SIGHUP (ignored).
+    pub fn count_sighup(&self) {
+        self.sighup.inc();
     }
 
     /// Counts one accepted connection.

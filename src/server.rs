@@ -1,10 +1,14 @@
 //! The HTTP server: accept loop, limits, routing, graceful shutdown.
 //!
 //! Hardening, because the gate sits on every private download:
-//! - a header read timeout (a half-sent request head is closed, not held);
+//! - a header read timeout (a half-sent request head, or an idle keep-alive
+//!   connection, is closed, not held), a body read timeout and a whole-request
+//!   deadline;
 //! - small connection buffers and a cap on request bodies;
-//! - a cap on connections served at once (the rest wait in the backlog), so
-//!   hundreds of slow clients cost memory, not availability;
+//! - a connection budget that evicts the connection idle the longest when it
+//!   is full, and a smaller budget for `/tusd` (the only endpoint that reads a
+//!   body), so slow or idle clients cannot keep `/auth` and the health checks
+//!   out (design notes in [`crate::limits`]);
 //! - shutdown: readiness turns false first, the listener closes, in-flight
 //!   requests finish within `server.shutdown_grace`, a second signal aborts.
 
@@ -24,13 +28,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::hooks::{self, Finalizer};
-use crate::metrics::{Endpoint, Metrics};
+use crate::limits::{LimitLog, Registry, Slot};
+use crate::metrics::{Endpoint, Limit, Metrics};
 
 /// Response type of every handler.
 pub type Resp = Response<Full<Bytes>>;
@@ -48,6 +53,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Background moves of finished uploads.
     pub finalizer: Finalizer,
+    /// Slow and excess clients: counted per client, logged per storm.
+    pub limits: Arc<LimitLog>,
+    /// `/tusd` requests in flight (`server.max_tusd_requests`).
+    tusd_slots: Semaphore,
     ready: AtomicBool,
 }
 
@@ -55,6 +64,8 @@ impl AppState {
     /// New state, ready.
     pub fn new(config: Config, metrics: Metrics, clock: Arc<dyn Clock>, finalizer: Finalizer) -> Self {
         AppState {
+            tusd_slots: Semaphore::new(config.server.max_tusd_requests),
+            limits: Arc::new(LimitLog::new(metrics.clone())),
             config,
             metrics,
             clock,
@@ -69,6 +80,25 @@ impl AppState {
     }
 }
 
+/// Accept-queue length asked of the kernel (Linux caps it at
+/// `net.core.somaxconn`, 4096 by default). Rust's and mio's 128 overflows under
+/// a connection storm: the kernel then drops new handshakes, and a health check
+/// caught in one waits a full SYN retransmission (1 s) before it is even
+/// queued. nginx asks 511.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as
+/// `TcpListener::bind` does).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
     listener: TcpListener,
@@ -78,15 +108,13 @@ pub async fn serve(
 ) {
     let limits = &state.config.server;
     let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let registry = Arc::new(Registry::new(limits.max_connections));
+    let evict_batch = (limits.max_connections / 8).clamp(1, 32);
     let graceful = GracefulShutdown::new();
+    let reporter = tokio::spawn(state.limits.clone().run());
     tokio::pin!(shutdown);
 
     loop {
-        let permit = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            p = connections.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-        };
         let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -100,23 +128,60 @@ pub async fn serve(
                 }
             },
         };
+        let permit = match connections.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                let room = make_room(&connections, &registry, evict_batch);
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    p = room => p,
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(stream);
+        let (id, slot) = registry.open();
         let st = state.clone();
+        let svc_slot = slot.clone();
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(MAX_BUF_SIZE)
             .keep_alive(true)
-            .serve_connection(io, service_fn(move |req| handle(st.clone(), peer, req)));
+            .serve_connection(
+                io,
+                service_fn(move |req| handle(st.clone(), svc_slot.clone(), peer, req)),
+            );
         let conn = graceful.watch(conn);
         state.metrics.connection_accepted();
         let gauge = state.metrics.connections().clone();
         gauge.inc();
+        let (registry, limit_log) = (registry.clone(), state.limits.clone());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            // Evictable from now on: this first poll reads a head that is
+            // already there, and a busy connection is never evicted.
+            slot.idle();
+            tokio::pin!(conn);
+            let ended = loop {
+                tokio::select! {
+                    r = conn.as_mut() => break Some(r),
+                    () = slot.evicted() => {
+                        // Still idle: dropping the connection closes it, as
+                        // hyper's graceful shutdown does with an idle one.
+                        if slot.is_evicted() {
+                            break None;
+                        }
+                    }
+                }
+            };
+            match ended {
+                Some(Err(e)) if e.is_timeout() => limit_log.hit(Limit::HeaderReadTimeout),
+                Some(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+                Some(Ok(())) => {}
+                None => limit_log.hit(Limit::MaxConnections),
             }
+            registry.close(id);
             gauge.dec();
             drop(permit);
         });
@@ -132,6 +197,7 @@ pub async fn serve(
         graceful.shutdown().await;
         state.finalizer.drain().await;
     };
+    reporter.abort();
     let over = tokio::select! {
         () = drain => {
             tracing::info!("all connections and background moves drained");
@@ -148,6 +214,22 @@ pub async fn serve(
     };
     if over {
         abandon_moves(&state).await;
+    }
+}
+
+/// The budget is full: evicts the `batch` connections idle the longest (again
+/// every 10 ms while no slot frees: requests may have started on them). The
+/// batch leaves room for the next new connections without a scan each. When
+/// every connection is busy, each is inside a request bounded by the timeouts,
+/// so a slot frees soon anyway.
+async fn make_room(connections: &Arc<Semaphore>, registry: &Registry, batch: usize) -> OwnedSemaphorePermit {
+    loop {
+        registry.evict_longest_idle(batch);
+        tokio::select! {
+            biased;
+            p = connections.clone().acquire_owned() => return p.expect("the semaphore is never closed"),
+            () = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
+        }
     }
 }
 
@@ -179,9 +261,16 @@ async fn abandon_moves(state: &AppState) {
 /// How long abandoned moves get to stop (one copy chunk, one fsync).
 const ABANDON_WAIT: Duration = Duration::from_secs(3);
 
-async fn handle(state: Arc<AppState>, peer: SocketAddr, req: Request<Incoming>) -> Result<Resp, Infallible> {
+async fn handle(
+    state: Arc<AppState>,
+    slot: Arc<Slot>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
     let started = Instant::now();
+    slot.busy();
     let (endpoint, resp) = route(&state, peer, req).await;
+    slot.idle();
     state
         .metrics
         .observe(endpoint, resp.status(), started.elapsed().as_secs_f64());
@@ -210,13 +299,55 @@ async fn route(state: &Arc<AppState>, _peer: SocketAddr, req: Request<Incoming>)
             if method != Method::POST {
                 return (Endpoint::Tusd, method_not_allowed("POST"));
             }
-            (Endpoint::Tusd, hooks::handle(state, req).await)
+            // Refused before a byte of the body is read; hyper then closes
+            // the connection rather than drain an unread body.
+            let Ok(_in_flight) = state.tusd_slots.try_acquire() else {
+                state.limits.hit(Limit::MaxTusdRequests);
+                return (
+                    Endpoint::Tusd,
+                    limit_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "busy",
+                        "too many hook requests at once (server.max_tusd_requests)",
+                    ),
+                );
+            };
+            let deadline = state.config.server.request_timeout;
+            match tokio::time::timeout(deadline, hooks::handle(state, req)).await {
+                Ok(resp) => (Endpoint::Tusd, resp),
+                Err(_) => {
+                    state.limits.hit(Limit::RequestTimeout);
+                    (
+                        Endpoint::Tusd,
+                        limit_response(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "request_timeout",
+                            "the request took longer than server.request_timeout",
+                        ),
+                    )
+                }
+            }
         }
         "/session" => {
             if method != Method::GET && method != Method::HEAD {
                 return (Endpoint::Session, method_not_allowed("GET, HEAD"));
             }
-            (Endpoint::Session, crate::session::handle(state, &req).await)
+            // It may wait on the disk (an upload's record): bounded like /tusd.
+            let deadline = state.config.server.request_timeout;
+            match tokio::time::timeout(deadline, crate::session::handle(state, &req)).await {
+                Ok(resp) => (Endpoint::Session, resp),
+                Err(_) => {
+                    state.limits.hit(Limit::RequestTimeout);
+                    (
+                        Endpoint::Session,
+                        limit_response(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "request_timeout",
+                            "the request took longer than server.request_timeout",
+                        ),
+                    )
+                }
+            }
         }
         "/healthz" => admin(method, || text(StatusCode::OK, "ok\n")),
         "/readyz" => admin(method, || {
@@ -244,6 +375,25 @@ fn admin(method: &Method, f: impl FnOnce() -> Resp) -> (Endpoint, Resp) {
     } else {
         (Endpoint::Admin, method_not_allowed("GET, HEAD"))
     }
+}
+
+/// The answer of a limit (408 for a body too slow, 503 for a full `/tusd`
+/// budget or a request over its deadline), in the hooks' JSON error shape,
+/// with `Connection: close`: the connection is not reused.
+pub fn limit_response(status: StatusCode, code: &str, message: &str) -> Resp {
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        h.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    r
 }
 
 fn method_not_allowed(allow: &'static str) -> Resp {

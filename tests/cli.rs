@@ -46,6 +46,22 @@ fn bad_config_exits_64_with_one_line_naming_the_key() {
             "ASSETGATE_UPLOAD_SECRET_FILE",
         ),
         ("[upload]\nmax_size = \"lots\"\n", &[], "upload.max_size"),
+        // The slow-client limits: a value out of range, not an unknown key.
+        (
+            "[server]\nbody_read_timeout = 0\n",
+            &[],
+            "server.body_read_timeout: must be",
+        ),
+        (
+            "",
+            &[("ASSETGATE_SERVER__REQUEST_TIMEOUT", "1s")],
+            "server.request_timeout: must be",
+        ),
+        (
+            "[server]\nmax_connections = 64\nmax_tusd_requests = 64\n",
+            &[],
+            "server.max_tusd_requests: must be",
+        ),
     ];
     for (cfg, env, key) in cases {
         for sub in [&["serve"][..], &["check-config"][..]] {
@@ -66,6 +82,64 @@ fn bad_config_exits_64_with_one_line_naming_the_key() {
     // Unreadable --config file.
     let o = run(None, &["--config", "/nonexistent.toml", "check-config"], &[]);
     assert_eq!(o.status.code(), Some(64));
+}
+
+/// Issue 15 finding 7: `[link] secrets = "…"` (a string, not a list) printed
+/// `invalid type: found string "MY-SUPER-SECRET…"`. From a file or from the
+/// environment, an error on a secret key names the key and the expected type,
+/// exits 64, and the value appears nowhere in the output.
+#[test]
+fn type_error_on_a_secret_key_never_prints_the_secret() {
+    const SECRET: &str = "MY-SUPER-SECRET-VALUE-0123456789";
+    type Case<'a> = (Option<String>, Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            Some(format!("[link]\nsecrets = \"{SECRET}\"\n")),
+            vec![],
+            "link.secrets",
+            "a sequence",
+        ),
+        (
+            Some(format!("[upload]\nsecrets = \"{SECRET}\"\n")),
+            vec![],
+            "upload.secrets",
+            "a sequence",
+        ),
+        (
+            Some(format!(
+                "[link]\nsecrets = [\"{SECRET}\", {{ x = \"{SECRET}\" }}]\n"
+            )),
+            vec![],
+            "link.secrets[1]",
+            "a string",
+        ),
+        (
+            None,
+            vec![("ASSETGATE_LINK__SECRETS", SECRET)],
+            "link.secrets",
+            "a sequence",
+        ),
+        (
+            None,
+            vec![("ASSETGATE_UPLOAD__SECRETS", SECRET)],
+            "upload.secrets",
+            "a sequence",
+        ),
+    ];
+    for (cfg, env, key, expected) in &cases {
+        for sub in [&["serve"][..], &["check-config"][..]] {
+            let o = run(cfg.as_deref(), sub, env);
+            let (out, err) = (stdout(&o), stderr(&o));
+            assert_eq!(o.status.code(), Some(64), "{cfg:?} {env:?} {sub:?}: {err}");
+            assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+            assert!(err.contains(&format!("{key}: ")), "{err:?} should name {key}");
+            assert!(err.contains(expected), "{err:?} should name the expected type");
+            assert!(
+                !out.contains(SECRET) && !err.contains(SECRET),
+                "secret printed: {out}{err}"
+            );
+        }
+    }
 }
 
 const CFG: &str = "[link]\nsecrets = [\"cli-newest-secret-0000\", \"cli-older-secret-00000\"]\n";

@@ -268,3 +268,41 @@ fn env_overrides_file() {
     let (s, _, _) = auth(&d, link_target(LINK_SECRET, "/p", now() + 9).as_bytes());
     assert_eq!(s, 403, "the env secret replaces the file's list");
 }
+
+/// Issue 15 finding 4: SIGHUP's default action killed the daemon (exit 129, no
+/// log, no drain) in the middle of a move. Until configuration reload exists,
+/// SIGHUP is caught, logged once per signal and counted; the daemon keeps
+/// serving.
+#[test]
+fn sighup_is_logged_and_ignored() {
+    let mut d = Daemon::start(&default_config());
+    for _ in 0..2 {
+        let sent = std::process::Command::new("kill")
+            .arg("-HUP")
+            .arg(d.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        d.wait_log(
+            "SIGHUP: configuration reload is not supported yet; ignoring",
+            Duration::from_secs(5)
+        ),
+        "{:#?}",
+        d.logs()
+    );
+    assert!(d.alive(), "SIGHUP killed the daemon: {:?}", d.child.try_wait());
+    let (s, _, _) = auth(
+        &d,
+        link_target(LINK_SECRET, "/private/hup", now() + 60).as_bytes(),
+    );
+    assert_eq!(s, 204);
+    let (_, _, body) = get(d.addr, "/metrics", &[]);
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.contains("assetgate_sighup_total 2"), "{text}");
+    // SIGTERM still drains and exits 0 afterwards.
+    d.terminate();
+    assert_eq!(d.wait_exit(Duration::from_secs(15)), Some(0), "{:#?}", d.logs());
+}

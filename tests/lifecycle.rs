@@ -5,39 +5,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::hooks::*;
 use common::*;
 use serde_json::{json, Value};
 
-struct Env {
-    gate: Daemon,
-    uploads: PathBuf,
-    assets: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-/// `upload` and `tusd` go after default_config()'s `[upload]` section.
+/// `upload` and `tusd` go after default_config()'s `[upload]` and `[tusd]` sections.
 fn env(upload: &str, tusd: &str) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let uploads = dir.path().join("uploads");
-    let assets = dir.path().join("assets");
-    std::fs::create_dir_all(&uploads).unwrap();
-    std::fs::create_dir_all(&assets).unwrap();
-    let cfg = format!(
-        "{}{upload}\n[storage]\nroot = {:?}\n[tusd]\nupload_dir = {:?}\n{tusd}\n",
-        default_config(),
-        assets.display().to_string(),
-        uploads.display().to_string()
-    );
-    Env {
-        gate: Daemon::start(&cfg),
-        uploads,
-        assets,
-        _dir: dir,
-    }
+    gate_env(upload, tusd)
 }
 
 fn set_info(info: &Path, f: impl FnOnce(&mut Value)) {
@@ -102,8 +79,10 @@ fn reconciler_publishes_a_lost_post_finish_once() {
     );
     assert!(e.gate.wait_log("was never published", Duration::from_secs(1)));
     // Two uploads, two publishes, whatever ran first.
-    let renamed = metric_now(&e.gate, "assetgate_finalize_total{result=\"renamed\"}");
-    assert_eq!(renamed, 2);
+    // (counted when the move returns, just after the source went)
+    wait_until("both moves to be counted", Duration::from_secs(5), || {
+        metric_now(&e.gate, "assetgate_finalize_total{result=\"renamed\"}") == 2
+    });
     assert!(metric_now(&e.gate, "assetgate_reconcile_total{result=\"published\"}") >= 1);
     // A few more passes: nothing else happens, nothing is logged again.
     std::thread::sleep(Duration::from_millis(2500));
@@ -203,7 +182,12 @@ fn abandoned_uploads_are_removed_and_nothing_else() {
         std::fs::read(e.assets.join("private/a/old.bin")).unwrap(),
         b"done"
     );
-    assert!(!fin.exists());
+    // published by link first, the source removed right after
+    wait_until(
+        "the finished upload to leave upload_dir",
+        Duration::from_secs(5),
+        || !fin.exists(),
+    );
     assert!(stays.exists() && stays_info.exists());
     assert!(unattributed.exists() && ui.exists());
     assert_eq!(

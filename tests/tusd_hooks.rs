@@ -7,38 +7,15 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::hooks::*;
 use common::*;
 use serde_json::{json, Value};
 
-struct Env {
-    gate: Daemon,
-    uploads: PathBuf,
-    assets: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
 fn env(extra: &str) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let uploads = dir.path().join("uploads");
-    let assets = dir.path().join("assets");
-    std::fs::create_dir_all(&uploads).unwrap();
-    std::fs::create_dir_all(&assets).unwrap();
-    let cfg = format!(
-        "{}{extra}\n[storage]\nroot = {:?}\n[tusd]\nupload_dir = {:?}\n",
-        default_config(),
-        assets.display().to_string(),
-        uploads.display().to_string()
-    );
-    Env {
-        gate: Daemon::start(&cfg),
-        uploads,
-        assets,
-        _dir: dir,
-    }
+    gate_env(extra, "")
 }
 
 #[test]

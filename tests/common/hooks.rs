@@ -89,3 +89,33 @@ pub fn post_finish(id: &str, meta: &Value, size: usize, path: &Path, info: &Path
     ev["Event"]["Upload"]["Offset"] = json!(size);
     ev
 }
+
+/// A gate with an upload directory and an asset tree in a temporary directory.
+pub struct Env {
+    pub gate: Daemon,
+    pub uploads: PathBuf,
+    pub assets: PathBuf,
+    pub _dir: tempfile::TempDir,
+}
+
+/// Starts a gate on default_config(); `upload` lines go into its `[upload]`
+/// section, `tusd` lines into `[tusd]` after `upload_dir`.
+pub fn gate_env(upload: &str, tusd: &str) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let uploads = dir.path().join("uploads");
+    let assets = dir.path().join("assets");
+    std::fs::create_dir_all(&uploads).unwrap();
+    std::fs::create_dir_all(&assets).unwrap();
+    let cfg = format!(
+        "{}{upload}\n[storage]\nroot = {:?}\n[tusd]\nupload_dir = {:?}\n{tusd}\n",
+        default_config(),
+        assets.display().to_string(),
+        uploads.display().to_string()
+    );
+    Env {
+        gate: Daemon::start(&cfg),
+        uploads,
+        assets,
+        _dir: dir,
+    }
+}

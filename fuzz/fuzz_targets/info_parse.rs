@@ -1,0 +1,56 @@
+//! The upload-record (`.info`) parser the mover trusts (`finalize::parse_info`,
+//! reached through `finalize::parse_info_for_fuzzing`) on arbitrary bytes: tusd
+//! filestore records (`ID`, Go field names) and rustus file-info records (`id`,
+//! snake case).
+//!
+//! Checked:
+//! - no panic;
+//! - `Ok(id)` only for a JSON object, and `id` is the non-empty `ID` of a tusd
+//!   record, else the non-empty `id` of a rustus record without a `/` (a rustus
+//!   ID becomes a file name next to the record);
+//! - a JSON object with neither `ID` nor `id` is refused;
+//! - every refusal says `malformed: …` (bytes alone cannot cause an I/O error);
+//! - parsing is independent of the JSON spelling: the re-serialised
+//!   `serde_json::Value` gives the same answer.
+#![no_main]
+
+use assetgate::finalize::parse_info_for_fuzzing;
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+fuzz_target!(|data: &[u8]| {
+    let got = parse_info_for_fuzzing(data);
+    let value = serde_json::from_slice::<Value>(data).ok();
+    match &got {
+        Ok(id) => {
+            assert!(!id.is_empty(), "empty ID accepted");
+            let obj = value
+                .as_ref()
+                .and_then(Value::as_object)
+                .expect("accepted bytes are a JSON object");
+            match obj.get("ID") {
+                Some(tusd) => assert_eq!(tusd.as_str(), Some(id.as_str()), "tusd ID"),
+                None => {
+                    assert_eq!(obj["id"].as_str(), Some(id.as_str()), "rustus id");
+                    assert!(!id.contains('/'), "rustus id with a '/': {id:?}");
+                }
+            }
+        }
+        Err(e) => {
+            assert!(e.starts_with("malformed: "), "{e}");
+        }
+    }
+    if let Some(obj) = value.as_ref().and_then(Value::as_object) {
+        if !obj.contains_key("ID") && !obj.contains_key("id") {
+            assert!(got.is_err(), "neither ID nor id, yet accepted");
+        }
+    }
+    if let Some(value) = &value {
+        let canonical = serde_json::to_vec(value).expect("a Value serialises");
+        assert_eq!(
+            got.as_ref().ok(),
+            parse_info_for_fuzzing(&canonical).as_ref().ok(),
+            "re-serialised record parses differently"
+        );
+    }
+});

@@ -1,0 +1,253 @@
+//! The shipped nginx/ config in front of the gate.
+
+use super::*;
+
+/// The only change made to the shipped files: the upstream address.
+pub(crate) const SHIPPED_UPSTREAM_ADDR: &str = "server 127.0.0.1:9750;";
+
+/// nginx with `nginx/assetgate-upstream.conf` (address rewritten) and
+/// `nginx/assetgate-locations.conf` (verbatim) in front of `gate`.
+pub(crate) fn shipped_nginx(dir: &Path, gate: &Daemon) -> Nginx {
+    let shipped = common::repo().join("nginx");
+    let upstream = std::fs::read_to_string(shipped.join("assetgate-upstream.conf")).unwrap();
+    assert_eq!(
+        upstream.matches(SHIPPED_UPSTREAM_ADDR).count(),
+        1,
+        "nginx/assetgate-upstream.conf must contain `{SHIPPED_UPSTREAM_ADDR}` exactly once"
+    );
+    let upstream = upstream.replacen(SHIPPED_UPSTREAM_ADDR, &format!("server {};", gate.addr), 1);
+    common::write(&dir.join("assetgate/assetgate-upstream.conf"), &upstream);
+    let locations = shipped.join("assetgate-locations.conf");
+    let d = dir.display();
+    Nginx::start(dir, 1, |ports| {
+        nginx_main_conf(
+            dir,
+            &format!(
+                "include {d}/assetgate/assetgate-upstream.conf;\n\
+                 server {{\n\
+                 listen 127.0.0.1:{};\n\
+                 root {d}/assets;\n\
+                 include {};\n\
+                 }}\n",
+                ports[0],
+                locations.display()
+            ),
+        )
+    })
+}
+
+/// A signed link target: `uri_raw` is what goes on the wire, `uri` is the
+/// `$uri` nginx derives from it.
+pub(crate) fn link_target(secret: &str, uri: &str, uri_raw: &str, expires: i64) -> Vec<u8> {
+    let md5 = common::sign_link(secret, uri, &expires.to_string());
+    format!("{uri_raw}?md5={md5}&expires={expires}").into_bytes()
+}
+
+#[test]
+pub(crate) fn shipped_config_serves_and_gates_downloads() {
+    let gate = Daemon::start(&common::default_config());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let public = b"public bytes\n".to_vec();
+    let private: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+    let photo = b"\xff\xd8\xff\xe0 not really a jpeg".to_vec();
+    for (path, bytes) in [
+        ("assets/public/hello.txt", &public),
+        ("assets/private/report.bin", &private),
+        ("assets/private/été 2026/photo.jpg", &photo),
+    ] {
+        std::fs::create_dir_all(dir.join(path).parent().unwrap()).unwrap();
+        std::fs::write(dir.join(path), bytes).unwrap();
+    }
+    let ngx = shipped_nginx(dir, &gate);
+    let mut c = Client::new(ngx.addr(0));
+    let now = common::now();
+    let ctx = || format!("{}\ngate logs: {:#?}", ngx.logs(), gate.logs());
+
+    let mut check =
+        |what: &str, target: &[u8], headers: &[(&str, &str)], status: u16, body: Option<&[u8]>| {
+            let r = c.get_with(target, headers);
+            assert_eq!(
+                r.status,
+                status,
+                "{what}: {} -> {}\n{}",
+                show(target),
+                r.status,
+                ctx()
+            );
+            if let Some(b) = body {
+                assert!(
+                    r.body == b,
+                    "{what}: {} served different bytes\n{}",
+                    show(target),
+                    ctx()
+                );
+            }
+        };
+
+    let valid = link_target(
+        LINK_SECRET,
+        "/private/report.bin",
+        "/private/report.bin",
+        now + 300,
+    );
+    check("valid link", &valid, &[], 200, Some(&private));
+    check(
+        "valid link, encoded UTF-8 path with a space",
+        &link_target(
+            LINK_SECRET,
+            "/private/été 2026/photo.jpg",
+            "/private/%C3%A9t%C3%A9%202026/photo.jpg",
+            now + 300,
+        ),
+        &[],
+        200,
+        Some(&photo),
+    );
+    check(
+        "link signed with the older (rotated) secret",
+        &link_target(
+            LINK_SECRET_OLD,
+            "/private/report.bin",
+            "/private/report.bin",
+            now + 300,
+        ),
+        &[],
+        200,
+        Some(&private),
+    );
+    check(
+        "expired link",
+        &link_target(
+            LINK_SECRET,
+            "/private/report.bin",
+            "/private/report.bin",
+            now - 60,
+        ),
+        &[],
+        410,
+        None,
+    );
+    check(
+        "forged link (unknown secret)",
+        &link_target(
+            "forged-secret-0123456789",
+            "/private/report.bin",
+            "/private/report.bin",
+            now + 300,
+        ),
+        &[],
+        403,
+        None,
+    );
+    let other = String::from_utf8(valid.clone())
+        .unwrap()
+        .replace("report.bin", "%C3%A9t%C3%A9%202026/photo.jpg");
+    check("link used for another file", other.as_bytes(), &[], 403, None);
+    check("no token", b"/private/report.bin", &[], 403, None);
+    check(
+        "md5 but no expires",
+        b"/private/report.bin?md5=AAAAAAAAAAAAAAAAAAAAAA",
+        &[],
+        403,
+        None,
+    );
+    check(
+        "public file, no token",
+        b"/public/hello.txt",
+        &[],
+        200,
+        Some(&public),
+    );
+    check(
+        "public file, junk token",
+        b"/public/hello.txt?md5=x&expires=1",
+        &[],
+        200,
+        Some(&public),
+    );
+    check("the auth location is internal", b"/_assetgate", &[], 404, None);
+    check("the hook endpoint is not exposed", b"/tusd", &[], 404, None);
+    // A client with ~21 KB of headers (nginx accepts up to 4 x 8 KB): they must
+    // not be forwarded to the gate, whose request buffer is 16 KB.
+    let big = "b".repeat(7000);
+    check(
+        "valid link, large client headers",
+        &valid,
+        &[("Cookie", &big), ("X-Big-1", &big), ("X-Big-2", &big)],
+        200,
+        Some(&private),
+    );
+}
+
+#[test]
+pub(crate) fn shipped_config_reuses_gate_connections() {
+    let gate = Daemon::start(&common::default_config());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    common::write(&dir.join("assets/private/a.txt"), "private a\n");
+    let ngx = shipped_nginx(dir, &gate);
+    let now = common::now();
+    let valid = link_target(LINK_SECRET, "/private/a.txt", "/private/a.txt", now + 600);
+    let forged = link_target(WRONG_SECRET, "/private/a.txt", "/private/a.txt", now + 600);
+
+    const N: usize = 250;
+    // Several client connections, so reuse on the gate side is not an artefact
+    // of one client connection.
+    let mut clients: Vec<Client> = (0..5).map(|_| Client::new(ngx.addr(0))).collect();
+    for i in 0..N {
+        let c = &mut clients[i % 5];
+        let (target, want) = if i % 3 == 0 { (&forged, 403) } else { (&valid, 200) };
+        let r = c.get(target);
+        assert_eq!(r.status, want, "request {i}: {}\n{}", show(target), ngx.logs());
+    }
+
+    let metrics = gate_metrics(&gate);
+    let auth = metric_sum(&metrics, "assetgate_http_requests_total", "endpoint=\"auth\"");
+    let accepted = metric_sum(&metrics, "assetgate_connections_accepted_total", "");
+    println!(
+        "{N} private downloads through nginx: gate answered {auth} auth requests on {accepted} connections"
+    );
+    assert!(
+        auth >= N as f64,
+        "gate saw {auth} auth requests for {N} private downloads\n{metrics}"
+    );
+    // One connection per request would be >= 250; the upstream keeps <= 16 idle,
+    // and the /metrics scrape is one more.
+    assert!(
+        accepted <= 20.0,
+        "gate accepted {accepted} connections for {auth} auth requests: nginx is not reusing them\n{metrics}\n{}",
+        ngx.logs()
+    );
+}
+
+#[test]
+pub(crate) fn example_config_passes_nginx_t() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // The example includes `assetgate/*.conf` relative to the config directory,
+    // as on a real install (/etc/nginx/assetgate/): point that at the repo's files.
+    std::os::unix::fs::symlink(common::repo().join("nginx"), dir.join("assetgate")).unwrap();
+    let example = common::repo().join("nginx/assetgate.conf.example");
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        nginx_main_conf(dir, &format!("include {};", example.display())),
+    )
+    .unwrap();
+    let out = Command::new(common::nginx())
+        .arg("-t")
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .output()
+        .expect("run nginx -t");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.contains("test is successful"),
+        "nginx -t refused nginx/assetgate.conf.example:\n{stderr}"
+    );
+}
