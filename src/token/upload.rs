@@ -14,8 +14,10 @@
 //! The payload is rebuilt from the strings exactly as sent: an expiry with
 //! leading zeros is signed with them, a content type with parameters is signed
 //! with them. The token is 64 hex digits in either case, decoded and compared
-//! with [`hmac::Mac::verify_slice`] (constant time) under every configured secret
-//! (rotation); every secret is tried, so timing does not tell which one matched.
+//! in constant time ([`crate::secret::Mac::verify`], `subtle`) with the HMAC
+//! under every configured secret (rotation); every secret is tried, so timing
+//! does not tell which one matched. Each secret's HMAC starts from its padded
+//! key states, computed once when the secret was loaded ([`crate::secret`]).
 //!
 //! Two entry points, two proof types, so they cannot be confused:
 //!
