@@ -221,10 +221,17 @@ fn log_decision(d: &Decision) {
 /// `s.escape_debug()`, copied only when it differs from `s` (a key with a
 /// quote, a backslash or a control character); the usual key is borrowed.
 fn escape_debug(s: &str) -> std::borrow::Cow<'_, str> {
-    let plain = s
-        .bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'"' | b'\'' | b'\\'));
-    if plain || s.escape_debug().eq(s.chars()) {
+    // Printable ASCII but the three quoted ones, or a printable non-ASCII
+    // character that is not a combining mark (which `escape_debug` escapes
+    // only at the start: such a key takes the exact path, with a copy).
+    let plain = s.chars().all(|c| {
+        if c.is_ascii() {
+            (' '..='~').contains(&c) && !matches!(c, '"' | '\'' | '\\')
+        } else {
+            c.escape_debug().len() == 1
+        }
+    });
+    if plain {
         std::borrow::Cow::Borrowed(s)
     } else {
         std::borrow::Cow::Owned(s.escape_debug().to_string())
@@ -431,6 +438,13 @@ mod tests {
         for b in 0u8..0x80 {
             let c = format!("k{}", b as char);
             assert_eq!(escape_debug(&c), c.escape_debug().to_string(), "{b:#x}");
+        }
+        // Every character up to U+FFFF and a sample beyond, first and later.
+        for u in (0u32..0x1_0000).chain((0x1_0000..0x11_0000).step_by(97)) {
+            let Some(ch) = char::from_u32(u) else { continue };
+            for c in [format!("{ch}a"), format!("a{ch}b"), format!("é{ch}")] {
+                assert_eq!(escape_debug(&c), c.escape_debug().to_string(), "{u:#x}");
+            }
         }
         assert!(matches!(
             escape_debug("photos/été 2026/plage.jpg"),
