@@ -103,6 +103,7 @@ fn upload_config() -> UploadConfig {
         check_content: false,
         session_binding: Default::default(),
         session_grace: Duration::from_secs(3600),
+        single_use: false,
     }
 }
 

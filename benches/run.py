@@ -285,6 +285,14 @@ def start_assetgate(name: str, binary: str, port: int, work: Path, log_level: st
     cfg = work / f"{name}.toml"
     cfg.write_text(assetgate_config(port, work, log_level))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETGATE_")}
+    # Several gates run at once: each admin listener on a free port, when the
+    # binary has one (a baseline revision before [server] admin_listen would
+    # refuse the unknown key).
+    probe = dict(env, ASSETGATE_SERVER__ADMIN_LISTEN="127.0.0.1:0")
+    known = subprocess.run([binary, "--config", str(cfg), "check-config"], env=probe,
+                           capture_output=True).returncode == 0
+    if known:
+        env = probe
     p = Proc(name, [binary, "--config", str(cfg), "serve"], work / f"{name}.log", env=env)
     wait_port(port, p.p)
     return p

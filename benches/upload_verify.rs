@@ -45,6 +45,7 @@ fn config(secrets: &[&str]) -> UploadConfig {
         check_content: false,
         session_binding: Default::default(),
         session_grace: std::time::Duration::from_secs(3600),
+        single_use: false,
     }
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs the real peers the
-# end-to-end tests need (nginx, tusd v2.9.1 and v1.13.0 (needs Go), rustus, a
+# end-to-end tests need (nginx, redis-server, tusd v2.9.1 and v1.13.0 (needs Go), rustus, a
 # Python 3.12 venv with granite-assets and tuspy, Debian's chromium and
 # tests/browser/node_modules for the browser test) and the checkers of the
 # deployment files (systemd-analyze, a venv with hadolint, check-jsonschema,
@@ -28,6 +28,15 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   say "installing nginx (apt)"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nginx >/dev/null
+fi
+
+# --- redis-server for the fleet tests and the state bench (tests/fleet.rs,
+# benches/state.rs start their own on loopback, --save ""). Debian's package;
+# the service it installs is not needed (nor started, where there is no init).
+if [ ! -x /usr/bin/redis-server ]; then
+  say "installing redis-server (apt)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
 fi
 
 # --- Chromium for the browser test (tests/e2e_browser.rs): Debian's package,

@@ -3,13 +3,18 @@
 //! nginx only understands 2xx (allow), 401, 403 from an auth subrequest; any
 //! other status becomes a 500 for the client. So the answers are:
 //! - valid link → `204`, no body (keepalive to the gate needs body-less answers);
-//! - denied → `403`, `Content-Length: 0`, `X-Assetgate-Reason: <reason>`;
+//! - denied → `403`, `Content-Length: 0`, `X-Assetgate-Reason: <reason>`
+//!   (the link's own reasons, `revoked`, and `unavailable` when revocations
+//!   cannot be kept in sync and `[state] revocation_when_down = "fail_closed"`);
 //! - no `X-Original-URI` → `500`: a deployment fault, failed closed and loudly.
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
-use crate::config::LinkConfig;
-use crate::metrics::{Decision, Endpoint, Metrics, REASON_NO_ORIGINAL_URI, REASON_OK};
+use crate::config::Config;
+use crate::metrics::{
+    Decision, Endpoint, Metrics, REASON_NO_ORIGINAL_URI, REASON_OK, REASON_REVOKED, REASON_UNAVAILABLE,
+};
+use crate::state::{Shared, Standing};
 use crate::token::link::{self, Denied, LinkVerified};
 
 /// Header nginx must send with `$request_uri`.
@@ -24,19 +29,52 @@ pub enum Outcome<'a> {
     Allow(LinkVerified<'a>),
     /// The link is refused.
     Deny(Denied),
+    /// The link is valid but revoked (`assetgate revoke`).
+    Revoked(LinkVerified<'a>),
+    /// The link is valid, but whether it is revoked cannot be known.
+    Unavailable,
     /// nginx did not send `X-Original-URI`: the auth location is misconfigured.
     NoOriginalUri,
 }
 
-/// Decides an auth subrequest from its headers.
-pub fn decide<'a>(link: &LinkConfig, headers: &'a HeaderMap, now: i64) -> Outcome<'a> {
+/// Decides an auth subrequest from its headers: the link (pure), its lifetime
+/// bound, then the revocations (a lock-free snapshot: no I/O on this path).
+pub fn decide<'a>(config: &Config, shared: &Shared, headers: &'a HeaderMap, now: i64) -> Outcome<'a> {
     let Some(target) = headers.get(ORIGINAL_URI) else {
         return Outcome::NoOriginalUri;
     };
-    match link::verify_request_target(&link.secrets, target.as_bytes(), link.merge_slashes, now) {
-        Ok(v) => Outcome::Allow(v),
-        Err(d) => Outcome::Deny(d),
+    let link = &config.link;
+    let verified =
+        match link::verify_request_target(&link.secrets, target.as_bytes(), link.merge_slashes, now) {
+            Ok(v) => v,
+            Err(d) => return Outcome::Deny(d),
+        };
+    let max_ttl = link
+        .max_ttl
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    if let Err(d) = link::check_lifetime(&verified, max_ttl, now) {
+        return Outcome::Deny(d);
     }
+    match shared.standing(
+        verified.uri(),
+        verified.expires(),
+        &config.storage.private_prefix,
+        now,
+    ) {
+        Standing::Clear => Outcome::Allow(verified),
+        Standing::Revoked => Outcome::Revoked(verified),
+        Standing::Unavailable => Outcome::Unavailable,
+    }
+}
+
+fn forbidden(reason: &'static str) -> Response<()> {
+    let mut r = Response::new(());
+    *r.status_mut() = StatusCode::FORBIDDEN;
+    r.headers_mut()
+        .insert(REASON_HEADER, HeaderValue::from_static(reason));
+    r.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    r
 }
 
 /// Logs and counts the outcome, and maps it to the one response nginx gets.
@@ -70,13 +108,29 @@ pub fn respond(outcome: &Outcome, metrics: &Metrics) -> Response<()> {
                 detail = %d.detail(),
                 "link refused"
             );
-            let mut r = Response::new(());
-            *r.status_mut() = StatusCode::FORBIDDEN;
-            r.headers_mut()
-                .insert(REASON_HEADER, HeaderValue::from_static(reason));
-            r.headers_mut()
-                .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-            r
+            forbidden(reason)
+        }
+        Outcome::Revoked(v) => {
+            metrics.count_decision(Endpoint::Auth, Decision::Deny, REASON_REVOKED);
+            tracing::info!(
+                endpoint = "auth",
+                decision = "deny",
+                reason = REASON_REVOKED,
+                uri = %EscapedBytes(v.uri()),
+                expires = v.expires(),
+                "link revoked"
+            );
+            forbidden(REASON_REVOKED)
+        }
+        Outcome::Unavailable => {
+            metrics.count_decision(Endpoint::Auth, Decision::Deny, REASON_UNAVAILABLE);
+            tracing::warn!(
+                endpoint = "auth",
+                decision = "deny",
+                reason = REASON_UNAVAILABLE,
+                "valid link refused: revocations are out of sync with the state backend ([state] revocation_when_down = \"fail_closed\")"
+            );
+            forbidden(REASON_UNAVAILABLE)
         }
         Outcome::NoOriginalUri => {
             metrics.count_decision(Endpoint::Auth, Decision::Error, REASON_NO_ORIGINAL_URI);

@@ -1,5 +1,5 @@
 //! Command line: `serve`, `sign`, `verify`, `check-config`, `finalize-pending`,
-//! `healthcheck`.
+//! `healthcheck`, `revoke`, `unrevoke`, `revoked list`.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
@@ -59,6 +59,51 @@ enum Command {
         #[arg(long)]
         ready: bool,
     },
+    /// Revoke download links before they expire (kept until the longest
+    /// remaining lifetime of what is revoked; see `[link] max_ttl`).
+    #[command(subcommand)]
+    Revoke(Target),
+    /// Undo a revocation.
+    #[command(subcommand)]
+    Unrevoke(Target),
+    /// Show revocations.
+    #[command(subcommand)]
+    Revoked(RevokedCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum Target {
+    /// One link: the URL (or `/path?md5=…&expires=…`) as it was handed out.
+    Link {
+        /// The link.
+        url: String,
+    },
+    /// Every link whose `$uri` starts with this prefix (`/private/user-42/`).
+    Prefix {
+        /// The `$uri` prefix.
+        prefix: String,
+    },
+    /// Every link to the private asset with this key (`invoices/inv-001.pdf`).
+    Key {
+        /// The asset key.
+        key: String,
+    },
+}
+
+impl Target {
+    fn parts(&self) -> (&'static str, &str) {
+        match self {
+            Target::Link { url } => ("link", url),
+            Target::Prefix { prefix } => ("prefix", prefix),
+            Target::Key { key } => ("key", key),
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum RevokedCmd {
+    /// Every revocation in force, with when it lapses.
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -106,7 +151,18 @@ pub fn main() -> ExitCode {
         Err(e) => return config_error(&e),
     };
     match cli.command {
-        Command::Serve { dev } => serve(config, dev),
+        Command::Serve { dev } => serve(config, sources, dev),
+        Command::Revoke(t) => {
+            let (kind, value) = t.parts();
+            crate::revoke::run(&config, crate::revoke::Action::Revoke, kind, value)
+        }
+        Command::Unrevoke(t) => {
+            let (kind, value) = t.parts();
+            crate::revoke::run(&config, crate::revoke::Action::Unrevoke, kind, value)
+        }
+        Command::Revoked(RevokedCmd::List) => {
+            crate::revoke::run(&config, crate::revoke::Action::List, "", "")
+        }
         Command::Sign(SignCmd::Link { path, expiry }) => sign_link(&config, &path, &expiry),
         Command::Verify(VerifyCmd::Link { target, now }) => verify_link(&config, &target, now),
         Command::FinalizePending => finalize_pending(&config),
@@ -138,7 +194,7 @@ fn no_secret(section: &str, var: &str) -> ConfigError {
     }
 }
 
-fn serve(mut config: Config, dev: bool) -> ExitCode {
+fn serve(mut config: Config, sources: Sources, dev: bool) -> ExitCode {
     if dev {
         config.link.secrets = SecretSet::new(vec![Secret::generate(24)]);
         config.upload.secrets = SecretSet::new(vec![Secret::generate(24)]);
@@ -173,9 +229,22 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
         }
     };
     let code = runtime.block_on(async move {
-        // Signal handlers first: from here on SIGHUP is logged, never fatal.
+        // Signal handlers first: from here on SIGHUP never kills the daemon
+        // (it is queued until the reload task takes it).
         let metrics = Metrics::new();
-        let (first, second) = signals(metrics.clone());
+        let (first, second, hup) = signals();
+        let backend = match crate::state::backend(&config.state) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("config error: state.redis_url: {e}");
+                return ExitCode::from(EXIT_CONFIG as u8);
+            }
+        };
+        let shared = Arc::new(crate::state::Shared::new(
+            backend,
+            config.state.clone(),
+            metrics.clone(),
+        ));
         let listener = match server::bind(config.listen) {
             Ok(l) => l,
             Err(e) => {
@@ -183,25 +252,54 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let admin = match tokio::net::TcpListener::bind(config.server.admin_listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!(
+                    "cannot listen on {} ([server] admin_listen): {e}",
+                    config.server.admin_listen
+                );
+                return ExitCode::FAILURE;
+            }
+        };
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let admin_addr = admin.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        if !config.server.admin_listen.ip().is_loopback() {
+            tracing::warn!(
+                admin = %admin_addr,
+                "[server] admin_listen is not a loopback address: whoever reaches it can revoke and unrevoke links; restrict it (firewall, NetworkPolicy)"
+            );
+        }
         if dev {
             print_dev_banner(&config, &addr);
         }
         if let Some(roots) = &roots {
             crate::hooks::sweep_temp_at_start(roots, &metrics);
         }
-        let state = Arc::new(AppState::new(
-            config,
-            metrics,
-            Arc::new(SystemClock),
-            Finalizer::new(roots),
-        ));
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        // A first sync before serving, so a replica starts with the fleet's
+        // revocations (bounded by [state] timeout; failing, it starts not ready).
+        let _ = shared.sync(clock.now()).await;
+        if config.state.backend != crate::config::StateBackend::Memory {
+            tokio::spawn(shared.clone().run_sync(clock.clone()));
+        }
+        let state = Arc::new(
+            AppState::new(config, metrics, clock, Finalizer::new(roots)).with_shared(shared.clone()),
+        );
+        crate::reload::spawn(state.clone(), sources, dev, hup);
+        tokio::spawn(crate::admin::serve(admin, state.clone()));
         if let Some(interval) = state.config.tusd.reconcile_interval {
             if state.finalizer.roots().is_some() {
                 tokio::spawn(crate::reconcile::run(state.clone(), interval));
             }
         }
-        tracing::info!(addr = %addr, version = env!("CARGO_PKG_VERSION"), "listening");
+        tracing::info!(
+            addr = %addr,
+            admin = %admin_addr,
+            state = shared.backend_name(),
+            version = env!("CARGO_PKG_VERSION"),
+            "listening"
+        );
         server::serve(listener, state, first, second).await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
@@ -212,27 +310,20 @@ fn serve(mut config: Config, dev: bool) -> ExitCode {
     code
 }
 
-/// Futures for the first and the second SIGTERM/SIGINT. SIGHUP, whose default
-/// action would kill the daemon in the middle of a move (exit 129, no drain),
-/// is caught for the life of the process: logged, counted, ignored, until
-/// configuration reload exists.
-fn signals(
-    metrics: Metrics,
-) -> (
+/// Futures for the first and the second SIGTERM/SIGINT, and the SIGHUP stream
+/// for [`crate::reload::spawn`]. Registered before anything binds: SIGHUP's
+/// default action would kill the daemon in the middle of a move (exit 129, no
+/// drain); from here on it is caught for the life of the process.
+fn signals() -> (
     impl std::future::Future<Output = ()>,
     impl std::future::Future<Output = ()>,
+    tokio::signal::unix::Signal,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
     let (tx, rx) = tokio::sync::watch::channel(0u32);
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            metrics.count_sighup();
-            tracing::warn!("SIGHUP: configuration reload is not supported yet; ignoring (restart to apply a new configuration)");
-        }
-    });
+    let hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
     tokio::spawn(async move {
         let mut n = 0;
         while n < 2 {
@@ -247,7 +338,7 @@ fn signals(
     let wait = |mut rx: tokio::sync::watch::Receiver<u32>, count: u32| async move {
         let _ = rx.wait_for(|n| *n >= count).await;
     };
-    (wait(rx.clone(), 1), wait(rx, 2))
+    (wait(rx.clone(), 1), wait(rx, 2), hup)
 }
 
 fn print_dev_banner(config: &Config, addr: &str) {

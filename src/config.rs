@@ -79,8 +79,13 @@ pub struct Config {
     pub tusd: TusdConfig,
     /// HTTP server limits.
     pub server: ServerConfig,
+    /// Shared state: single-use upload tokens and revocations.
+    pub state: StateConfig,
     /// Where the file layer came from, for `check-config`.
     pub source: Option<PathBuf>,
+    /// The secret files named by `ASSETGATE_{LINK,UPLOAD}_SECRET_FILE`, which
+    /// the daemon watches to reload.
+    pub secret_files: Vec<PathBuf>,
 }
 
 /// `[link]`
@@ -90,6 +95,9 @@ pub struct LinkConfig {
     pub secrets: SecretSet,
     /// Must equal nginx's `merge_slashes`.
     pub merge_slashes: bool,
+    /// Longest accepted remaining link lifetime (`None`: any, as nginx's
+    /// `secure_link`). Also how long a prefix or key revocation is kept.
+    pub max_ttl: Option<Duration>,
 }
 
 /// `[upload]`
@@ -114,6 +122,10 @@ pub struct UploadConfig {
     pub session_binding: crate::tusd::session::Mode,
     /// How long after its token's expiry an upload may still be resumed.
     pub session_grace: Duration,
+    /// The first pre-create with a token consumes it; a replay is refused
+    /// (`token_used`). Partial uploads of a concatenation do not consume it,
+    /// the final upload does.
+    pub single_use: bool,
 }
 
 /// `[storage]`
@@ -170,6 +182,103 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     /// Threads of the async runtime that serve requests.
     pub worker_threads: usize,
+    /// The admin listener (revocations for the memory backend): never the
+    /// port nginx talks to.
+    pub admin_listen: SocketAddr,
+}
+
+/// `[state]`: where single-use marks and revocations live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateConfig {
+    /// The backend.
+    pub backend: StateBackend,
+    /// Prefix of every Redis key (several deployments may share one Redis).
+    pub key_prefix: String,
+    /// Budget of one Redis command (connect included); `/auth` never waits
+    /// on Redis at all.
+    pub timeout: Duration,
+    /// How often each replica checks Redis for changed revocations: the bound
+    /// within which a revocation is honoured fleet-wide.
+    pub sync_interval: Duration,
+    /// How old the last successful sync may grow before the backend counts as
+    /// down for revocations (`revocation_when_down` then applies).
+    pub stale_after: Duration,
+    /// What pre-create does when a single-use token cannot be checked.
+    pub single_use_when_down: FailMode,
+    /// What `/auth` does when revocations cannot be kept in sync.
+    pub revocation_when_down: FailMode,
+}
+
+/// `[state] backend`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateBackend {
+    /// In the process: one replica only.
+    Memory,
+    /// A Redis 7 / Valkey server shared by the replicas.
+    Redis {
+        /// `redis://[user:pass@]host:port/db` or `unix:///path`; validated.
+        url: RedisUrl,
+    },
+}
+
+/// A validated Redis URL; `Debug` hides a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// The URL as configured (may hold a password: never log it).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced, for logs and `check-config`.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisUrl({})", self.redacted())
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    // scheme://user:pass@host... -> scheme://user:<redacted>@host...
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:<redacted>@{host}")
+            } else {
+                format!("{scheme}://<redacted>@{host}")
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+/// What a feature does while the state backend is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// Refuse (the default): a replayed token or a revoked link never slips
+    /// through, at the price of availability.
+    Closed,
+    /// Allow, logged and counted: availability first.
+    Open,
+}
+
+impl FailMode {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailMode::Closed => "fail_closed",
+            FailMode::Open => "fail_open",
+        }
+    }
 }
 
 /// Default `server.max_tusd_requests`: 256 (tusd's hooks take a millisecond;
@@ -201,6 +310,7 @@ struct Raw {
     storage: RawStorage,
     tusd: RawTusd,
     server: RawServer,
+    state: RawState,
 }
 
 impl Default for Raw {
@@ -214,6 +324,7 @@ impl Default for Raw {
             storage: RawStorage::default(),
             tusd: RawTusd::default(),
             server: RawServer::default(),
+            state: RawState::default(),
         }
     }
 }
@@ -223,6 +334,7 @@ impl Default for Raw {
 struct RawLink {
     secrets: Vec<String>,
     merge_slashes: bool,
+    max_ttl: Option<Human>,
 }
 
 impl Default for RawLink {
@@ -230,6 +342,7 @@ impl Default for RawLink {
         RawLink {
             secrets: Vec::new(),
             merge_slashes: true,
+            max_ttl: None,
         }
     }
 }
@@ -246,6 +359,7 @@ struct RawUpload {
     check_content: bool,
     session_binding: String,
     session_grace: Human,
+    single_use: bool,
 }
 
 impl Default for RawUpload {
@@ -260,6 +374,7 @@ impl Default for RawUpload {
             check_content: false,
             session_binding: "window".into(),
             session_grace: Human::Int(3600),
+            single_use: false,
         }
     }
 }
@@ -315,6 +430,7 @@ struct RawServer {
     shutdown_grace: Human,
     max_body_bytes: Human,
     worker_threads: Option<u64>,
+    admin_listen: String,
 }
 
 impl Default for RawServer {
@@ -328,6 +444,39 @@ impl Default for RawServer {
             shutdown_grace: Human::Int(10),
             max_body_bytes: Human::Int(256 * 1024),
             worker_threads: None,
+            admin_listen: DEFAULT_ADMIN_LISTEN.into(),
+        }
+    }
+}
+
+/// Default `[server] admin_listen`: loopback, the port after the default
+/// `listen`.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9751";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawState {
+    backend: String,
+    redis_url: Option<String>,
+    key_prefix: String,
+    timeout: Human,
+    sync_interval: Human,
+    stale_after: Human,
+    single_use_when_down: String,
+    revocation_when_down: String,
+}
+
+impl Default for RawState {
+    fn default() -> Self {
+        RawState {
+            backend: "memory".into(),
+            redis_url: None,
+            key_prefix: "assetgate:".into(),
+            timeout: Human::Text("100ms".into()),
+            sync_interval: Human::Text("1s".into()),
+            stale_after: Human::Text("10s".into()),
+            single_use_when_down: "fail_closed".into(),
+            revocation_when_down: "fail_closed".into(),
         }
     }
 }
@@ -353,6 +502,22 @@ impl Human {
             })?,
         };
         Ok(Duration::from_secs(secs))
+    }
+
+    /// Like [`Human::seconds`], with `ms` allowed (`"100ms"`); an integer is
+    /// seconds.
+    fn duration(&self, key: &str) -> Result<Duration, ConfigError> {
+        match self {
+            Human::Int(n) => Ok(Duration::from_secs(*n)),
+            Human::Text(t) => match t.trim().strip_suffix("ms") {
+                Some(ms) if !ms.trim().is_empty() && ms.trim().bytes().all(|b| b.is_ascii_digit()) => ms
+                    .trim()
+                    .parse()
+                    .map(Duration::from_millis)
+                    .map_err(|_| ConfigError::new(key, format!("{t:?} is too large"))),
+                _ => self.seconds(key),
+            },
+        }
     }
 
     fn bytes(&self, key: &str) -> Result<u64, ConfigError> {
@@ -450,6 +615,7 @@ pub fn load_from(sources: &Sources, env: &[(String, String)]) -> Result<Config, 
         figment = figment.merge((key.replace("__", "."), value));
     }
 
+    let mut secret_files = Vec::new();
     for (section, var) in [("link", "LINK"), ("upload", "UPLOAD")] {
         let one = format!("ASSETGATE_{var}_SECRET");
         let many = format!("ASSETGATE_{var}_SECRET_FILE");
@@ -465,13 +631,16 @@ pub fn load_from(sources: &Sources, env: &[(String, String)]) -> Result<Config, 
                 let secrets = read_secret_file(Path::new(&path))
                     .map_err(|e| ConfigError::new(format!("{section}.secrets ({many})"), e))?;
                 figment = figment.merge((format!("{section}.secrets"), secrets));
+                secret_files.push(PathBuf::from(path));
             }
             (None, None) => {}
         }
     }
 
     let raw: Raw = figment.extract().map_err(figment_error)?;
-    validate(raw, file)
+    let mut config = validate(raw, file)?;
+    config.secret_files = secret_files;
+    Ok(config)
 }
 
 fn read_secret_file(path: &Path) -> Result<Vec<String>, String> {
@@ -661,9 +830,22 @@ fn validate(raw: Raw, source: Option<PathBuf>) -> Result<Config, ConfigError> {
         }
     };
 
+    let link_max_ttl = raw
+        .link
+        .max_ttl
+        .as_ref()
+        .map(|h| h.seconds("link.max_ttl"))
+        .transpose()?;
+    if link_max_ttl.is_some_and(|d| d.is_zero()) {
+        return Err(ConfigError::new(
+            "link.max_ttl",
+            "must be at least 1 second (leave it unset to accept links of any lifetime)",
+        ));
+    }
     let link = LinkConfig {
         secrets: secrets("link.secrets", raw.link.secrets)?,
         merge_slashes: raw.link.merge_slashes,
+        max_ttl: link_max_ttl,
     };
 
     for (i, ct) in raw.upload.content_types.iter().enumerate() {
@@ -692,6 +874,7 @@ fn validate(raw: Raw, source: Option<PathBuf>) -> Result<Config, ConfigError> {
             .parse()
             .map_err(|e| ConfigError::new("upload.session_binding", e))?,
         session_grace: raw.upload.session_grace.seconds("upload.session_grace")?,
+        single_use: raw.upload.single_use,
     };
     let base_path = raw.tusd.base_path.clone();
     if !base_path.starts_with('/') || base_path.contains(['?', '#', ' ']) {
@@ -791,6 +974,19 @@ fn validate(raw: Raw, source: Option<PathBuf>) -> Result<Config, ConfigError> {
             ))
         }
     };
+    let admin_listen: SocketAddr = raw.server.admin_listen.parse().map_err(|_| {
+        ConfigError::new(
+            "server.admin_listen",
+            format!("{:?} is not an IP:port address", raw.server.admin_listen),
+        )
+    })?;
+    if admin_listen.port() != 0 && admin_listen == listen {
+        return Err(ConfigError::new(
+            "server.admin_listen",
+            "must differ from listen: nginx must never reach the admin endpoints",
+        ));
+    }
+    let state = validate_state(raw.state)?;
     let max_body_bytes = raw.server.max_body_bytes.bytes("server.max_body_bytes")?;
     if max_body_bytes == 0 || max_body_bytes > 16 * 1024 * 1024 {
         return Err(ConfigError::new(
@@ -826,9 +1022,107 @@ fn validate(raw: Raw, source: Option<PathBuf>) -> Result<Config, ConfigError> {
             shutdown_grace: raw.server.shutdown_grace.seconds("server.shutdown_grace")?,
             max_body_bytes,
             worker_threads,
+            admin_listen,
         },
+        state,
         source,
+        secret_files: Vec::new(),
     })
+}
+
+fn validate_state(raw: RawState) -> Result<StateConfig, ConfigError> {
+    let backend = match (raw.backend.as_str(), raw.redis_url) {
+        ("memory", None) => StateBackend::Memory,
+        ("memory", Some(_)) => {
+            return Err(ConfigError::new(
+                "state.redis_url",
+                "set only with backend = \"redis\"",
+            ))
+        }
+        ("redis", None) => {
+            return Err(ConfigError::new(
+                "state.redis_url",
+                "backend = \"redis\" needs redis_url (e.g. \"redis://127.0.0.1:6379/0\")",
+            ))
+        }
+        ("redis", Some(url)) => StateBackend::Redis {
+            url: validate_redis_url(&url)?,
+        },
+        (other, _) => {
+            return Err(ConfigError::new(
+                "state.backend",
+                format!("{other:?}: expected \"memory\" or \"redis\""),
+            ))
+        }
+    };
+    let key_prefix = raw.key_prefix;
+    if key_prefix.is_empty() || key_prefix.len() > 64 || key_prefix.bytes().any(|b| !b.is_ascii_graphic()) {
+        return Err(ConfigError::new(
+            "state.key_prefix",
+            "must be 1 to 64 printable ASCII characters without spaces",
+        ));
+    }
+    let timeout = raw.timeout.duration("state.timeout")?;
+    if timeout < Duration::from_millis(5) || timeout > Duration::from_secs(5) {
+        return Err(ConfigError::new("state.timeout", "must be between 5ms and 5s"));
+    }
+    let sync_interval = raw.sync_interval.duration("state.sync_interval")?;
+    if sync_interval < Duration::from_millis(50) || sync_interval > Duration::from_secs(60) {
+        return Err(ConfigError::new(
+            "state.sync_interval",
+            "must be between 50ms and 60s",
+        ));
+    }
+    let stale_after = raw.stale_after.duration("state.stale_after")?;
+    if stale_after < sync_interval * 2 {
+        return Err(ConfigError::new(
+            "state.stale_after",
+            "must be at least twice state.sync_interval",
+        ));
+    }
+    let mode = |key: &str, v: &str| match v {
+        "fail_closed" => Ok(FailMode::Closed),
+        "fail_open" => Ok(FailMode::Open),
+        other => Err(ConfigError::new(
+            key,
+            format!("{other:?}: expected \"fail_closed\" or \"fail_open\""),
+        )),
+    };
+    Ok(StateConfig {
+        backend,
+        key_prefix,
+        timeout,
+        sync_interval,
+        stale_after,
+        single_use_when_down: mode("state.single_use_when_down", &raw.single_use_when_down)?,
+        revocation_when_down: mode("state.revocation_when_down", &raw.revocation_when_down)?,
+    })
+}
+
+/// Parsed by the client's own parser (`redis::parse_redis_url` and the
+/// connection-info conversion) so what passes here is what connects later.
+fn validate_redis_url(url: &str) -> Result<RedisUrl, ConfigError> {
+    use redis::IntoConnectionInfo as _;
+    let shown = redact_url(url);
+    if url.starts_with("rediss://") {
+        return Err(ConfigError::new(
+            "state.redis_url",
+            format!("{shown}: TLS (rediss://) is not built in; reach Redis over loopback, a private network or a unix socket"),
+        ));
+    }
+    if !(url.starts_with("redis://") || url.starts_with("unix://") || url.starts_with("redis+unix://")) {
+        return Err(ConfigError::new(
+            "state.redis_url",
+            format!("{shown}: expected redis://host:port/db or unix:///path"),
+        ));
+    }
+    match url.into_connection_info() {
+        Ok(_) => Ok(RedisUrl(url.to_string())),
+        Err(e) => Err(ConfigError::new(
+            "state.redis_url",
+            format!("{shown}: {}", one_line(&e.to_string()).replace(url, &shown)),
+        )),
+    }
 }
 
 /// `type/subtype` where either side may be `*`.
@@ -876,6 +1170,12 @@ impl Config {
         out.push_str("\n[link]\n");
         out.push_str(&format!("secrets = {}\n", secrets(&self.link.secrets)));
         out.push_str(&format!("merge_slashes = {}\n", self.link.merge_slashes));
+        match self.link.max_ttl {
+            Some(d) => out.push_str(&format!("max_ttl = {}\n", d.as_secs())),
+            None => out.push_str(
+                "# max_ttl not set: links of any lifetime; prefix/key revocations kept until unrevoked\n",
+            ),
+        }
         out.push_str("\n[upload]\n");
         out.push_str(&format!("secrets = {}\n", secrets(&self.upload.secrets)));
         out.push_str(&format!("clock_skew = {}\n", self.upload.clock_skew.as_secs()));
@@ -899,6 +1199,7 @@ impl Config {
             "session_grace = {}\n",
             self.upload.session_grace.as_secs()
         ));
+        out.push_str(&format!("single_use = {}\n", self.upload.single_use));
         out.push_str("\n[storage]\n");
         out.push_str(&format!("root = {}\n", path(&self.storage.root)));
         out.push_str(&format!("overwrite = {}\n", self.storage.overwrite));
@@ -939,6 +1240,31 @@ impl Config {
         ));
         out.push_str(&format!("max_body_bytes = {}\n", self.server.max_body_bytes));
         out.push_str(&format!("worker_threads = {}\n", self.server.worker_threads));
+        out.push_str(&format!(
+            "admin_listen = {}\n",
+            q(&self.server.admin_listen.to_string())
+        ));
+        out.push_str("\n[state]\n");
+        match &self.state.backend {
+            StateBackend::Memory => out.push_str("backend = \"memory\"\n"),
+            StateBackend::Redis { url } => {
+                out.push_str("backend = \"redis\"\n");
+                out.push_str(&format!("redis_url = {}\n", q(&url.redacted())));
+            }
+        }
+        out.push_str(&format!("key_prefix = {}\n", q(&self.state.key_prefix)));
+        let ms = |d: Duration| q(&format!("{}ms", d.as_millis()));
+        out.push_str(&format!("timeout = {}\n", ms(self.state.timeout)));
+        out.push_str(&format!("sync_interval = {}\n", ms(self.state.sync_interval)));
+        out.push_str(&format!("stale_after = {}\n", ms(self.state.stale_after)));
+        out.push_str(&format!(
+            "single_use_when_down = {}\n",
+            q(self.state.single_use_when_down.as_str())
+        ));
+        out.push_str(&format!(
+            "revocation_when_down = {}\n",
+            q(self.state.revocation_when_down.as_str())
+        ));
         out
     }
 }
@@ -1279,6 +1605,74 @@ mod tests {
         // Other keys keep their value in the message: it helps and is harmless.
         let shown = err("log_format = 5\n", &[]).to_string();
         assert!(shown.contains("log_format") && shown.contains('5'), "{shown}");
+    }
+
+    #[test]
+    fn state_section() {
+        let c = load_from(&Sources::default(), &[]).unwrap();
+        assert_eq!(c.state.backend, StateBackend::Memory);
+        assert_eq!(c.state.timeout, Duration::from_millis(100));
+        assert_eq!(c.state.single_use_when_down, FailMode::Closed);
+        assert_eq!(c.server.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
+        assert!(!c.upload.single_use);
+        assert_eq!(c.link.max_ttl, None);
+        let c = load_from(
+            &Sources::default(),
+            &env(&[
+                ("ASSETGATE_STATE__BACKEND", "redis"),
+                (
+                    "ASSETGATE_STATE__REDIS_URL",
+                    "redis://user:hunter2-password@127.0.0.1:6390/2",
+                ),
+                ("ASSETGATE_STATE__REVOCATION_WHEN_DOWN", "fail_open"),
+                ("ASSETGATE_LINK__MAX_TTL", "7d"),
+            ]),
+        )
+        .unwrap();
+        let StateBackend::Redis { url } = &c.state.backend else {
+            panic!("redis")
+        };
+        assert_eq!(url.expose(), "redis://user:hunter2-password@127.0.0.1:6390/2");
+        assert!(!format!("{url:?}").contains("hunter2"));
+        assert!(!c.redacted_toml().contains("hunter2"), "{}", c.redacted_toml());
+        assert_eq!(c.state.revocation_when_down, FailMode::Open);
+        assert_eq!(c.link.max_ttl, Some(Duration::from_secs(7 * 86_400)));
+    }
+
+    #[test]
+    fn bad_state_config_names_the_key() {
+        for (text, key) in [
+            ("[state]\nbackend = \"etcd\"\n", "state.backend"),
+            ("[state]\nbackend = \"redis\"\n", "state.redis_url"),
+            (
+                "[state]\nbackend = \"redis\"\nredis_url = \"http://x\"\n",
+                "state.redis_url",
+            ),
+            (
+                "[state]\nbackend = \"redis\"\nredis_url = \"redis://:pw@[::1\"\n",
+                "state.redis_url",
+            ),
+            (
+                "[state]\nbackend = \"redis\"\nredis_url = \"rediss://h:6379\"\n",
+                "state.redis_url",
+            ),
+            ("[state]\nredis_url = \"redis://h:6379\"\n", "state.redis_url"),
+            ("[state]\ntimeout = \"1ms\"\n", "state.timeout"),
+            ("[state]\nsync_interval = \"soon\"\n", "state.sync_interval"),
+            ("[state]\nstale_after = \"1s\"\n", "state.stale_after"),
+            (
+                "[state]\nsingle_use_when_down = \"maybe\"\n",
+                "state.single_use_when_down",
+            ),
+            ("[state]\nkey_prefix = \"a b\"\n", "state.key_prefix"),
+            ("[server]\nadmin_listen = \"loopback\"\n", "server.admin_listen"),
+            ("[link]\nmax_ttl = 0\n", "link.max_ttl"),
+        ] {
+            let e = err(text, &[]);
+            assert_eq!(e.key, key, "{text}: {e}");
+            assert_eq!(e.to_string().lines().count(), 1);
+            assert!(!e.to_string().contains("pw@"), "{e}");
+        }
     }
 
     #[test]

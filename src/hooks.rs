@@ -129,7 +129,8 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
         }
     };
 
-    let cfg = &state.config;
+    // One configuration for the whole hook, even if a reload lands meanwhile.
+    let cfg = state.current_owned();
     let gate = Gate {
         upload: &cfg.upload,
         storage: &cfg.storage,
@@ -150,7 +151,10 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
             return to_response(tusd::answer_error(&e));
         }
     };
-    let decision = tusd::decide(&hook, gate, now, &lookup);
+    let mut decision = tusd::decide(&hook, gate, now, &lookup);
+    if cfg.upload.single_use {
+        single_use(state, &mut decision, now, cfg.upload.clock_skew).await;
+    }
     log_decision(&decision);
     state.metrics.count_hook(
         decision.hook.label(),
@@ -162,6 +166,37 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
         spawn_finalize(state.clone(), plan, "post-finish");
     }
     to_response(tusd::answer(hook.protocol, &decision))
+}
+
+/// `[upload] single_use`: an accepted pre-create consumes its token in the
+/// shared state (a partial upload only checks it). Runs after the pure
+/// decision accepted, so a refused token is never consumed.
+async fn single_use(state: &AppState, decision: &mut Decision, now: i64, skew: std::time::Duration) {
+    let (Verdict::Accept, Some(claim)) = (&decision.verdict, &decision.claim) else {
+        return;
+    };
+    match state.shared.consume(claim, now, skew).await {
+        Ok(crate::state::Use::First) => {}
+        Ok(crate::state::Use::Replay) => {
+            decision.verdict = Verdict::Reject(tusd::Rejection::new(
+                tusd::Reason::TokenUsed,
+                "this upload token was already used; single-use tokens create one upload (ask the application for a new one)",
+            ));
+        }
+        Err(e) => match state.shared.single_use_when_down() {
+            crate::config::FailMode::Closed => {
+                decision.verdict = Verdict::Reject(tusd::Rejection::new(
+                    tusd::Reason::StateUnavailable,
+                    "the upload cannot be checked right now; try again shortly",
+                ));
+                tracing::warn!(endpoint = "tusd", hook = "pre-create", error = %e, "single-use token not checked: state backend down (fail_closed: refused)");
+            }
+            crate::config::FailMode::Open => {
+                state.metrics.count_fail_open("single_use");
+                tracing::warn!(endpoint = "tusd", hook = "pre-create", error = %e, "single-use token not checked: state backend down (fail_open: accepted)");
+            }
+        },
+    }
 }
 
 fn log_decision(d: &Decision) {

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod clock;
@@ -22,9 +23,12 @@ pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod reconcile;
+pub mod reload;
+pub mod revoke;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod state;
 pub mod telemetry;
 pub mod token;
 pub mod tusd;

@@ -7,9 +7,17 @@
 //! - `assetgate_connections_open`: connections being served.
 //! - `assetgate_connections_accepted_total`: connections accepted (with
 //!   `assetgate_http_requests_total` it shows whether nginx reuses them).
+//! - `assetgate_config_reloads_total{result}`: reloads (SIGHUP, a changed
+//!   secret file) `applied`, `refused` (invalid: the old configuration stays)
+//!   or `unchanged`.
+//! - `assetgate_state_up`: 1 while the state backend answers, else 0.
+//! - `assetgate_state_errors_total{op}`: failed state operations.
+//! - `assetgate_state_fail_open_total{feature}`: requests let through unchecked
+//!   because the backend was down and the feature is `fail_open`.
+//! - `assetgate_revocations`: revocations in force (as last synced).
 //! - `assetgate_limit_hits_total{limit}`: slow or excess clients stopped by a
 //!   `[server]` limit (the label is the key's name).
-//! - `assetgate_sighup_total`: SIGHUPs received (ignored: no reload yet).
+//! - `assetgate_sighup_total`: SIGHUPs received (each starts a reload).
 //! - `assetgate_build_info{version}`: always 1.
 //!
 //! Label values come from enums' `as_str`, never from request data, so the
@@ -146,6 +154,17 @@ impl Decision {
 pub const REASON_OK: &str = "ok";
 /// `reason` label when nginx did not send `X-Original-URI`.
 pub const REASON_NO_ORIGINAL_URI: &str = "no-original-uri";
+/// `reason` label (and `X-Assetgate-Reason`) for a revoked link.
+pub const REASON_REVOKED: &str = "revoked";
+/// `reason` label (and `X-Assetgate-Reason`) when revocations are stale and
+/// `revocation_when_down = "fail_closed"`.
+pub const REASON_UNAVAILABLE: &str = "unavailable";
+/// `result` values of `assetgate_config_reloads_total`.
+pub const RELOAD_RESULTS: [&str; 3] = ["applied", "refused", "unchanged"];
+/// `op` values of `assetgate_state_errors_total`.
+pub const STATE_OPS: [&str; 4] = ["single_use", "sync", "revoke", "list"];
+/// `feature` values of `assetgate_state_fail_open_total`.
+pub const FAIL_OPEN_FEATURES: [&str; 2] = ["single_use", "revocation"];
 /// `reason` label for `/session` without `[tusd] upload_dir` + `[storage] root`.
 pub const REASON_NOT_CONFIGURED: &str = "not-configured";
 
@@ -160,7 +179,7 @@ struct Hot {
     http_tusd_200: IntCounter,
     auth_allow: IntCounter,
     /// Auth denials, in [`Reason::ALL`] order.
-    auth_deny: [IntCounter; 4],
+    auth_deny: [IntCounter; Reason::ALL.len()],
     /// `assetgate_hook_decisions_total{hook="pre-create",decision="allow",reason="ok"}`.
     precreate_allow: IntCounter,
 }
@@ -181,6 +200,11 @@ pub struct Metrics {
     limits: [IntCounter; 5],
     temp_swept: IntCounter,
     reconcile: IntCounterVec,
+    reloads: IntCounterVec,
+    state_up: IntGauge,
+    state_errors: IntCounterVec,
+    fail_open: IntCounterVec,
+    revocations: IntGauge,
 }
 
 impl Metrics {
@@ -239,7 +263,7 @@ impl Metrics {
         .expect("valid metric");
         let sighup = IntCounter::new(
             "assetgate_sighup_total",
-            "SIGHUPs received; ignored, as configuration reload is not supported yet.",
+            "SIGHUPs received; each starts a configuration reload (see assetgate_config_reloads_total).",
         )
         .expect("valid metric");
         let limit_hits = IntCounterVec::new(
@@ -263,6 +287,40 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "assetgate_config_reloads_total",
+                "Configuration reloads (SIGHUP or a changed secret file) by result: applied, refused (invalid; the old configuration stays), unchanged.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let state_up = IntGauge::new(
+            "assetgate_state_up",
+            "1 while the state backend ([state] backend) answers, 0 while it does not.",
+        )
+        .expect("valid metric");
+        let state_errors = IntCounterVec::new(
+            Opts::new(
+                "assetgate_state_errors_total",
+                "State backend operations that failed (unreachable, timed out), by operation.",
+            ),
+            &["op"],
+        )
+        .expect("valid metric");
+        let fail_open = IntCounterVec::new(
+            Opts::new(
+                "assetgate_state_fail_open_total",
+                "Requests let through unchecked because the state backend was down and the feature is fail_open.",
+            ),
+            &["feature"],
+        )
+        .expect("valid metric");
+        let revocations = IntGauge::new(
+            "assetgate_revocations",
+            "Revocations in force on this replica (as last synced).",
+        )
+        .expect("valid metric");
         let build = IntGaugeVec::new(
             Opts::new("assetgate_build_info", "Build information; always 1."),
             &["version"],
@@ -282,6 +340,11 @@ impl Metrics {
             Box::new(limit_hits.clone()),
             Box::new(temp_swept.clone()),
             Box::new(reconcile.clone()),
+            Box::new(reloads.clone()),
+            Box::new(state_up.clone()),
+            Box::new(state_errors.clone()),
+            Box::new(fail_open.clone()),
+            Box::new(revocations.clone()),
             Box::new(build),
         ] {
             registry.register(c).expect("families are registered once");
@@ -309,7 +372,24 @@ impl Metrics {
             limits: Limit::ALL.map(|l| limit_hits.with_label_values(&[l.as_str()])),
             temp_swept,
             reconcile,
+            reloads,
+            state_up,
+            state_errors,
+            fail_open,
+            revocations,
         };
+        for r in RELOAD_RESULTS {
+            m.reloads.with_label_values(&[r]).inc_by(0);
+        }
+        for op in STATE_OPS {
+            m.state_errors.with_label_values(&[op]).inc_by(0);
+        }
+        for f in FAIL_OPEN_FEATURES {
+            m.fail_open.with_label_values(&[f]).inc_by(0);
+        }
+        m.state_up.set(1);
+        m.decision(Endpoint::Auth, Decision::Deny, REASON_REVOKED, 0);
+        m.decision(Endpoint::Auth, Decision::Deny, REASON_UNAVAILABLE, 0);
         for r in crate::reconcile::RESULTS {
             m.reconcile.with_label_values(&[r]).inc_by(0);
         }
@@ -341,7 +421,10 @@ impl Metrics {
                 | crate::tusd::Reason::Incomplete
                 | crate::tusd::Reason::StorageUnsupported => "post-finish",
                 crate::tusd::Reason::ContentMismatch => "pre-finish",
-                crate::tusd::Reason::ConcatInvalid | crate::tusd::Reason::DestinationBlocked => "pre-create",
+                crate::tusd::Reason::ConcatInvalid
+                | crate::tusd::Reason::DestinationBlocked
+                | crate::tusd::Reason::TokenUsed
+                | crate::tusd::Reason::StateUnavailable => "pre-create",
                 _ => "pre-create",
             };
             m.hooks.with_label_values(&[hook, outcome, r.as_str()]).inc_by(0);
@@ -358,6 +441,32 @@ impl Metrics {
     /// Counts what a reconciler pass did (`result` from [`crate::reconcile::RESULTS`]).
     pub fn count_reconcile(&self, result: &'static str, n: usize) {
         self.reconcile.with_label_values(&[result]).inc_by(n as u64);
+    }
+
+    /// Counts one reload (`result` from [`RELOAD_RESULTS`]).
+    pub fn count_reload(&self, result: &'static str) {
+        self.reloads.with_label_values(&[result]).inc();
+    }
+
+    /// Sets `assetgate_state_up`.
+    pub fn set_state_up(&self, up: bool) {
+        self.state_up.set(i64::from(up));
+    }
+
+    /// Counts one failed state operation (`op` from [`STATE_OPS`]).
+    pub fn count_state_error(&self, op: &'static str) {
+        self.state_errors.with_label_values(&[op]).inc();
+    }
+
+    /// Counts one request let through unchecked (`feature` from
+    /// [`FAIL_OPEN_FEATURES`]).
+    pub fn count_fail_open(&self, feature: &'static str) {
+        self.fail_open.with_label_values(&[feature]).inc();
+    }
+
+    /// Sets `assetgate_revocations`.
+    pub fn set_revocations(&self, n: usize) {
+        self.revocations.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Counts temporary files removed by a sweep.
@@ -420,7 +529,7 @@ impl Metrics {
         self.limits[limit.index()].inc();
     }
 
-    /// Counts one SIGHUP (ignored).
+    /// Counts one SIGHUP.
     pub fn count_sighup(&self) {
         self.sighup.inc();
     }

@@ -69,7 +69,7 @@ pub async fn run(state: Arc<AppState>, interval: Duration) {
     tick.tick().await; // the first tick is immediate: let the daemon settle first
     loop {
         tick.tick().await;
-        if !state.is_ready() {
+        if state.is_draining() {
             return;
         }
         pass(&state, &roots, &mut seen).await;
@@ -126,7 +126,7 @@ pub async fn pass(state: &Arc<AppState>, roots: &Roots, seen: &mut Seen) -> Pass
         .collect();
     seen.retain(&present);
 
-    let cfg = &state.config;
+    let cfg = state.current_owned();
     let gate = Gate {
         upload: &cfg.upload,
         storage: &cfg.storage,

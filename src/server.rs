@@ -45,8 +45,15 @@ const MAX_BUF_SIZE: usize = 16 * 1024;
 
 /// Everything a request handler needs.
 pub struct AppState {
-    /// The validated configuration.
+    /// The configuration the daemon started with: authoritative for the keys
+    /// that are not reloadable (listen, `[server]`, `[state]`, paths). Request
+    /// handlers read [`AppState::current`] instead.
     pub config: Config,
+    /// The configuration in force: swapped whole by a reload (SIGHUP, a changed
+    /// secret file); a request keeps the one it loaded until it is answered.
+    live: arc_swap::ArcSwap<Config>,
+    /// Single-use tokens and revocations.
+    pub shared: Arc<crate::state::Shared>,
     /// Metric families.
     pub metrics: Metrics,
     /// The clock (injected for tests).
@@ -63,7 +70,14 @@ pub struct AppState {
 impl AppState {
     /// New state, ready.
     pub fn new(config: Config, metrics: Metrics, clock: Arc<dyn Clock>, finalizer: Finalizer) -> Self {
+        let shared = Arc::new(crate::state::Shared::new(
+            Arc::new(crate::state::memory::Memory::default()),
+            config.state.clone(),
+            metrics.clone(),
+        ));
         AppState {
+            live: arc_swap::ArcSwap::from_pointee(config.clone()),
+            shared,
             tusd_slots: Semaphore::new(config.server.max_tusd_requests),
             limits: Arc::new(LimitLog::new(metrics.clone())),
             config,
@@ -74,9 +88,39 @@ impl AppState {
         }
     }
 
-    /// Whether `/readyz` answers 200.
+    /// The state handle to use (the configured backend; a new state has the
+    /// memory one).
+    pub fn with_shared(mut self, shared: Arc<crate::state::Shared>) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// The configuration in force (cheap: no lock, no allocation).
+    pub fn current(&self) -> arc_swap::Guard<Arc<Config>> {
+        self.live.load()
+    }
+
+    /// The configuration in force, owned: for handlers that await while they
+    /// use it (a guard is for short, non-suspending reads).
+    pub fn current_owned(&self) -> Arc<Config> {
+        self.live.load_full()
+    }
+
+    /// Installs a reloaded configuration; requests already running finish on
+    /// the one they loaded.
+    pub fn install(&self, config: Config) {
+        self.live.store(Arc::new(config));
+    }
+
+    /// Whether `/readyz` answers 200: not draining, and the state backend
+    /// answers.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed) && self.shared.is_up()
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        !self.ready.load(Ordering::Relaxed)
     }
 }
 
@@ -285,7 +329,8 @@ async fn route(state: &Arc<AppState>, _peer: SocketAddr, req: Request<Incoming>)
             if method != Method::GET && method != Method::HEAD {
                 return (Endpoint::Auth, method_not_allowed("GET, HEAD"));
             }
-            let outcome = auth::decide(&state.config.link, req.headers(), state.clock.now());
+            let cfg = state.current();
+            let outcome = auth::decide(&cfg, &state.shared, req.headers(), state.clock.now());
             let (parts, ()) = auth::respond(&outcome, &state.metrics).into_parts();
             let body = match outcome {
                 auth::Outcome::NoOriginalUri if method == Method::GET => {
@@ -353,8 +398,10 @@ async fn route(state: &Arc<AppState>, _peer: SocketAddr, req: Request<Incoming>)
         "/readyz" => admin(method, || {
             if state.is_ready() {
                 text(StatusCode::OK, "ready\n")
-            } else {
+            } else if state.is_draining() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "state backend unreachable\n")
             }
         }),
         "/metrics" => admin(method, || {

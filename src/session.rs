@@ -58,7 +58,7 @@ pub async fn handle<B>(state: &Arc<AppState>, req: &Request<B>) -> Resp {
         uri,
         upload_metadata,
     };
-    let cfg = &state.config;
+    let cfg = state.current_owned();
     let policy = Policy {
         mode: cfg.upload.session_binding,
         grace: i64::try_from(cfg.upload.session_grace.as_secs()).unwrap_or(i64::MAX),

@@ -241,6 +241,7 @@ fn dev_mode_prints_a_link_that_works() {
     let mut child = Command::new(bin())
         .args(["serve", "--dev"])
         .env("ASSETGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ASSETGATE_SERVER__ADMIN_LISTEN", "127.0.0.1:0")
         .env_remove("ASSETGATE_CONFIG")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -333,6 +334,80 @@ fn healthcheck_fails_on_anything_but_200() {
             "{:?}: {}",
             String::from_utf8_lossy(answer),
             stdout(&o)
+        );
+    }
+}
+
+/// `assetgate serve` on `config`: its exit code and stderr, or `None` (killed)
+/// if it is still running after 10 s.
+fn serve_briefly(config: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, config).unwrap();
+    let mut cmd = Command::new(bin());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ASSETGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
+        .arg("--config")
+        .arg(&p)
+        .arg("serve")
+        .env("ASSETGATE_SERVER__ADMIN_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    use std::io::Read as _;
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    (code, err)
+}
+
+/// `serve` refuses a bad `[state]` before it binds anything: exit 64, one line
+/// naming the key, never the Redis password.
+#[test]
+fn bad_state_config_is_refused_at_start() {
+    let port = free_port();
+    for (state, key) in [
+        ("backend = \"etcd\"", "state.backend"),
+        ("backend = \"redis\"", "state.redis_url"),
+        (
+            "backend = \"redis\"\nredis_url = \"redis://:s3cret-pw@127.0.0.1:notaport/0\"",
+            "state.redis_url",
+        ),
+        (
+            "backend = \"redis\"\nredis_url = \"https://127.0.0.1:6379\"",
+            "state.redis_url",
+        ),
+        (
+            "revocation_when_down = \"sometimes\"",
+            "state.revocation_when_down",
+        ),
+    ] {
+        let cfg = format!("{}listen = \"127.0.0.1:{port}\"\n[state]\n{state}\n", "");
+        let cfg = format!("{cfg}[link]\nsecrets = [\"{LINK_SECRET}\"]\n");
+        let (code, err) = serve_briefly(&cfg);
+        assert_eq!(code, Some(64), "{state}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(key), "{state}: {err}");
+        assert!(!err.contains("s3cret-pw"), "{err}");
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "nothing was bound"
         );
     }
 }

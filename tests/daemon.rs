@@ -270,11 +270,10 @@ fn env_overrides_file() {
 }
 
 /// Issue 15 finding 4: SIGHUP's default action killed the daemon (exit 129, no
-/// log, no drain) in the middle of a move. Until configuration reload exists,
-/// SIGHUP is caught, logged once per signal and counted; the daemon keeps
-/// serving.
+/// log, no drain) in the middle of a move. SIGHUP is caught and counted, and
+/// (issue 14) reloads the configuration; the daemon keeps serving.
 #[test]
-fn sighup_is_logged_and_ignored() {
+fn sighup_reloads_and_never_kills() {
     let mut d = Daemon::start(&default_config());
     for _ in 0..2 {
         let sent = std::process::Command::new("kill")
@@ -286,10 +285,16 @@ fn sighup_is_logged_and_ignored() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(
-        d.wait_log(
-            "SIGHUP: configuration reload is not supported yet; ignoring",
+        d.wait_metric(
+            "assetgate_config_reloads_total{result=\"unchanged\"}",
+            2.0,
             Duration::from_secs(5)
         ),
+        "{:#?}",
+        d.logs()
+    );
+    assert!(
+        d.wait_log("\"trigger\":\"sighup\"", Duration::from_secs(5)),
         "{:#?}",
         d.logs()
     );

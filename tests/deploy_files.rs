@@ -495,6 +495,17 @@ fn compose_runs_the_shipped_files() {
         assert!(c["secrets"][name]["file"].as_str().is_some());
     }
     assert!(env.get("ASSETGATE_LINK_SECRET").is_none() && env.get("ASSETGATE_UPLOAD_SECRET").is_none());
+
+    // Fleet mode: replicas share their state through the redis service, which
+    // persists it (appendonly) on its own volume.
+    assert!(gate["deploy"]["replicas"].as_u64().unwrap() >= 2);
+    assert_eq!(env["ASSETGATE_STATE__BACKEND"], "redis");
+    let redis = svc("redis");
+    assert_eq!(env["ASSETGATE_STATE__REDIS_URL"], "redis://redis:6379/0");
+    assert!(gate["depends_on"].get("redis").is_some());
+    let cmd = strings(&redis["command"]);
+    assert!(cmd.windows(2).any(|w| w == ["--appendonly", "yes"]), "{cmd:?}");
+    assert_eq!(mount(redis, "/data")["type"], "volume");
 }
 
 #[test]
@@ -649,12 +660,15 @@ fn systemd_root() -> tempfile::TempDir {
     for rel in ["deploy/systemd/assetgate.service", "tusd/tusd.service"] {
         let u = unit(rel);
         std::fs::copy(repo_file(rel), etc.join(Path::new(rel).file_name().unwrap())).unwrap();
-        let exec = unit_one(&u, "ExecStart");
-        let exe = exec.split_whitespace().next().unwrap();
-        let stand_in = r.join(exe.trim_start_matches('/'));
-        std::fs::create_dir_all(stand_in.parent().unwrap()).unwrap();
-        std::fs::write(&stand_in, "#!/bin/sh\nexit 0\n").unwrap();
-        std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for key in ["ExecStart", "ExecReload"] {
+            for exec in unit_values(&u, key) {
+                let exe = exec.split_whitespace().next().unwrap();
+                let stand_in = r.join(exe.trim_start_matches('/'));
+                std::fs::create_dir_all(stand_in.parent().unwrap()).unwrap();
+                std::fs::write(&stand_in, "#!/bin/sh\nexit 0\n").unwrap();
+                std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+        }
     }
     root
 }
@@ -747,8 +761,8 @@ fn systemd_units_agree_with_each_other_and_the_config() {
     assert!(unit_one(&tusd, "Wants")
         .split_whitespace()
         .any(|u| u == "assetgate.service"));
-    // No reload: assetgate has none.
-    assert!(unit_values(&gate, "ExecReload").is_empty());
+    // `systemctl reload` is SIGHUP: the daemon reloads its configuration.
+    assert_eq!(unit_values(&gate, "ExecReload"), ["/bin/kill -HUP $MAINPID"]);
 
     // The unit's command line and environment load with deploy/assetgate.toml:
     // ExecStart's --config is where the install puts it, credentials are
@@ -896,6 +910,7 @@ fn kubernetes_manifests_validate() {
     for rel in [
         "deploy/kubernetes/assetgate.yaml",
         "deploy/kubernetes/secret.example.yaml",
+        "deploy/kubernetes/redis.yaml",
     ] {
         let out = run_ok(
             Command::new(tool("kubernetes-validate"))
@@ -932,6 +947,27 @@ fn kubernetes_sidecar_wiring_and_probes() {
     assert_eq!(listen, &config_str("listen"));
     assert!(read("nginx/assetgate-upstream.conf").contains(&format!("server {listen};")));
     assert!(gate["ports"].is_null(), "assetgate declares no port");
+    // Fleet mode: the state in Redis, at the Service deploy/kubernetes/redis.yaml
+    // defines, persisted, reachable from the assetgate pods only.
+    assert_eq!(env["ASSETGATE_STATE__BACKEND"], "redis");
+    let redis = yaml_docs("deploy/kubernetes/redis.yaml");
+    let service = redis.iter().find(|d| d["kind"] == "Service").unwrap();
+    let port = service["spec"]["ports"][0]["port"].as_u64().unwrap();
+    assert_eq!(
+        env["ASSETGATE_STATE__REDIS_URL"],
+        format!(
+            "redis://{}:{port}/0",
+            service["metadata"]["name"].as_str().unwrap()
+        )
+    );
+    let deployment = redis.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let cmd = strings(&deployment["spec"]["template"]["spec"]["containers"][0]["command"]);
+    assert!(cmd.windows(2).any(|w| w == ["--appendonly", "yes"]), "{cmd:?}");
+    let policy = redis.iter().find(|d| d["kind"] == "NetworkPolicy").unwrap();
+    assert_eq!(
+        policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "assetgate"
+    );
     for c in [&gate, &tusd] {
         let sc = &c["securityContext"];
         assert_eq!(sc["readOnlyRootFilesystem"], true, "{}", c["name"]);

@@ -234,6 +234,7 @@ impl GateCfg {
             check_content: self.check_content,
             session_binding: Default::default(),
             session_grace: std::time::Duration::from_secs(3600),
+            single_use: false,
         }
     }
 

@@ -119,6 +119,7 @@ fn gates() -> &'static [Fixed; 2] {
                     check_content: false,
                     session_binding: Default::default(),
                     session_grace: std::time::Duration::from_secs(3600),
+                    single_use: false,
                 },
                 storage: StorageConfig {
                     root: Some(PathBuf::from("/srv/assets")),
@@ -138,6 +139,7 @@ fn gates() -> &'static [Fixed; 2] {
                     check_content: true,
                     session_binding: Default::default(),
                     session_grace: std::time::Duration::from_secs(3600),
+                    single_use: false,
                 },
                 storage: StorageConfig {
                     root: Some(PathBuf::from("/srv/assets")),

@@ -59,11 +59,19 @@ pub enum Reason {
     Missing,
     /// A request target nginx itself refuses with 400.
     BadUri,
+    /// Signature right, expiry further ahead than `[link] max_ttl` allows.
+    TtlTooLong,
 }
 
 impl Reason {
     /// All values, for metric pre-registration.
-    pub const ALL: [Reason; 4] = [Reason::Expired, Reason::Invalid, Reason::Missing, Reason::BadUri];
+    pub const ALL: [Reason; 5] = [
+        Reason::Expired,
+        Reason::Invalid,
+        Reason::Missing,
+        Reason::BadUri,
+        Reason::TtlTooLong,
+    ];
 
     /// The wire name (header value and metric label).
     pub fn as_str(self) -> &'static str {
@@ -72,6 +80,7 @@ impl Reason {
             Reason::Invalid => "invalid",
             Reason::Missing => "missing",
             Reason::BadUri => "bad-uri",
+            Reason::TtlTooLong => "ttl-too-long",
         }
     }
 }
@@ -101,6 +110,15 @@ pub enum Detail {
     Mismatch {
         /// How many secrets were tried.
         secrets: usize,
+    },
+    /// Hash matched, expiry further ahead than `[link] max_ttl`.
+    TtlTooLong {
+        /// The link's expiry (Unix seconds).
+        expires: i64,
+        /// The verifier's clock (Unix seconds).
+        now: i64,
+        /// `[link] max_ttl` in seconds.
+        max_ttl: i64,
     },
     /// Hash matched, expiry is in the past.
     Expired {
@@ -133,6 +151,15 @@ impl fmt::Display for Detail {
                 f,
                 "md5 does not match this path and expiry under any of the {secrets} link secret(s)"
             ),
+            Detail::TtlTooLong {
+                expires,
+                now,
+                max_ttl,
+            } => write!(
+                f,
+                "link expires in {} s, more than [link] max_ttl ({max_ttl} s)",
+                expires.saturating_sub(*now)
+            ),
             Detail::Expired { expires, now } => {
                 write!(
                     f,
@@ -161,6 +188,7 @@ impl Denied {
             Detail::BadUri(_) => Reason::BadUri,
             Detail::NoMd5 | Detail::NoExpires => Reason::Missing,
             Detail::Expired { .. } => Reason::Expired,
+            Detail::TtlTooLong { .. } => Reason::TtlTooLong,
             _ => Reason::Invalid,
         }
     }
@@ -217,6 +245,42 @@ pub fn verify_request_target<'a>(
     let md5 = nginx_uri::arg(target.args, b"md5").unwrap_or_default();
     let expires = nginx_uri::arg(target.args, b"expires").unwrap_or_default();
     check(secrets, target.uri, md5, expires, now)
+}
+
+/// The `$uri` and expiry a link names, its signature NOT checked: what
+/// `assetgate revoke link` records (a revocation needs no secret, and revoking a
+/// forged link is harmless). Refuses what nginx would refuse, and links without
+/// a well-formed `md5` and `expires`.
+pub fn identify(raw_target: &[u8], merge_slashes: bool) -> Result<(Vec<u8>, i64), Denied> {
+    let target = nginx_uri::parse_request_target(raw_target, merge_slashes)
+        .map_err(|e| Denied::new(Detail::BadUri(e)))?;
+    let md5 = nginx_uri::arg(target.args, b"md5").unwrap_or_default();
+    let expires_arg = nginx_uri::arg(target.args, b"expires").unwrap_or_default();
+    if md5.is_empty() {
+        return Err(Denied::new(Detail::NoMd5));
+    }
+    if expires_arg.is_empty() {
+        return Err(Denied::new(Detail::NoExpires));
+    }
+    if md5.contains(&b',') || expires_arg.contains(&b',') {
+        return Err(Denied::new(Detail::Comma));
+    }
+    let expires = parse_expires(expires_arg).ok_or(Denied::new(Detail::BadExpires))?;
+    decode_hash(md5)?;
+    Ok((target.uri.into_owned(), expires))
+}
+
+/// `[link] max_ttl`: a verified link must not expire further ahead than
+/// `now + max_ttl` (the bound that lets a prefix or key revocation expire).
+pub fn check_lifetime(v: &LinkVerified<'_>, max_ttl: Option<i64>, now: i64) -> Result<(), Denied> {
+    match max_ttl {
+        Some(max) if v.expires > now.saturating_add(max) => Err(Denied::new(Detail::TtlTooLong {
+            expires: v.expires,
+            now,
+            max_ttl: max,
+        })),
+        _ => Ok(()),
+    }
 }
 
 /// Verifies the `md5` and `expires` argument values (raw, as in the query) for

@@ -120,6 +120,11 @@ pub enum Reason {
     Incomplete,
     /// post-finish without a usable `Storage.Path` (not a file store): not finalized.
     StorageUnsupported,
+    /// `[upload] single_use`: the token was used by an earlier pre-create (403).
+    TokenUsed,
+    /// `[upload] single_use` and the state backend is unreachable with
+    /// `single_use_when_down = "fail_closed"` (503).
+    StateUnavailable,
     /// A hook with nothing to decide (or an unknown hook type).
     Ignored,
     /// The body is not a hook ([`HookError`]).
@@ -128,7 +133,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every value, for metric pre-registration.
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 22] = [
         Reason::Ok,
         Reason::MetadataMissing,
         Reason::MetadataInvalid,
@@ -147,6 +152,8 @@ impl Reason {
         Reason::Partial,
         Reason::Incomplete,
         Reason::StorageUnsupported,
+        Reason::TokenUsed,
+        Reason::StateUnavailable,
         Reason::Ignored,
         Reason::BadHook,
     ];
@@ -172,6 +179,8 @@ impl Reason {
             Reason::Partial => "partial",
             Reason::Incomplete => "incomplete",
             Reason::StorageUnsupported => "storage_unsupported",
+            Reason::TokenUsed => "token_used",
+            Reason::StateUnavailable => "state_unavailable",
             Reason::Ignored => "ignored",
             Reason::BadHook => "bad_hook",
         }
@@ -186,9 +195,12 @@ impl Reason {
             | Reason::KeyInvalid
             | Reason::VisibilityInvalid
             | Reason::BadHook => 400,
-            Reason::TokenInvalid | Reason::TokenExpired | Reason::TokenTtlTooLong | Reason::ConcatInvalid => {
-                403
-            }
+            Reason::TokenInvalid
+            | Reason::TokenExpired
+            | Reason::TokenTtlTooLong
+            | Reason::ConcatInvalid
+            | Reason::TokenUsed => 403,
+            Reason::StateUnavailable => 503,
             Reason::ContentTypeNotAllowed | Reason::ContentMismatch => 415,
             Reason::TooLarge => 413,
             Reason::LengthRequired => 411,
@@ -327,6 +339,9 @@ pub struct Decision {
     pub key: Option<String>,
     /// `Upload.ID` (empty at tusd pre-create).
     pub upload_id: String,
+    /// An accepted pre-create's single-use claim (the adapter consumes it when
+    /// `[upload] single_use` is on).
+    pub claim: Option<precreate::Claim>,
 }
 
 impl Decision {
@@ -427,9 +442,13 @@ impl<F: Fn(&Path) -> bool> Lookup for F {
 /// Decides one parsed hook at `now` (Unix seconds).
 pub fn decide(hook: &Hook, gate: Gate<'_>, now: i64, lookup: &dyn Lookup) -> Decision {
     let upload = &hook.upload;
+    let mut claim = None;
     let verdict = match &hook.name {
         HookName::PreCreate => match precreate::check(upload, gate, now, lookup) {
-            Ok(_) => Verdict::Accept,
+            Ok(accepted) => {
+                claim = Some(accepted.claim(upload.is_partial));
+                Verdict::Accept
+            }
             Err(r) => Verdict::Reject(r),
         },
         HookName::PostFinish => postfinish::decide(upload, gate),
@@ -444,6 +463,7 @@ pub fn decide(hook: &Hook, gate: Gate<'_>, now: i64, lookup: &dyn Lookup) -> Dec
         verdict,
         key: upload.asset_key().map(str::to_owned),
         upload_id: upload.id.clone(),
+        claim,
     }
 }
 
@@ -489,6 +509,7 @@ pub(crate) mod testing {
             check_content: false,
             session_binding: Default::default(),
             session_grace: std::time::Duration::from_secs(3600),
+            single_use: false,
         }
     }
 

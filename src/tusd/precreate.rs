@@ -51,6 +51,65 @@ impl Accepted {
     }
 }
 
+impl Accepted {
+    /// What `[upload] single_use` consumes for this pre-create: only an
+    /// accepted upload has one, so the adapter cannot consume a token the pure
+    /// checks refused. `partial`: `Upload.IsPartial` (parts only check it).
+    pub fn claim(&self, partial: bool) -> Claim {
+        use sha2::{Digest, Sha256};
+        let v = &self.verified;
+        let mut h = Sha256::new();
+        h.update(b"assetgate single-use v1\0");
+        h.update(
+            format!(
+                "{}:{}:{}:{}",
+                v.expires(),
+                v.key(),
+                v.visibility(),
+                v.content_type()
+            )
+            .as_bytes(),
+        );
+        Claim {
+            id: h.finalize().into(),
+            expires: v.expires(),
+            partial,
+        }
+    }
+}
+
+/// A single-use token to consume, from an accepted pre-create.
+///
+/// Identity: SHA-256 of the token's signed fields (expiry, key, visibility,
+/// content type): the same grant whichever secret signed it, and no token
+/// value in the shared store. Concatenation: partial uploads do not consume
+/// the token, they only check it was not consumed; the final upload (or a
+/// plain one) consumes it. So `parallelUploads` works, a finished upload's
+/// token cannot start another, and resuming needs no new pre-create at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    id: [u8; 32],
+    expires: i64,
+    partial: bool,
+}
+
+impl Claim {
+    /// The shared-store identity.
+    pub fn id(&self) -> &[u8; 32] {
+        &self.id
+    }
+
+    /// The token's expiry (the mark is kept until then plus the skew).
+    pub fn expires(&self) -> i64 {
+        self.expires
+    }
+
+    /// A partial upload: check, do not consume.
+    pub fn is_partial(&self) -> bool {
+        self.partial
+    }
+}
+
 /// `{public_prefix|private_prefix}/{key}` for a policy-checked key.
 pub(crate) fn destination(
     visibility: policy::Visibility,

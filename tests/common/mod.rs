@@ -4,6 +4,7 @@
 
 pub mod hooks;
 pub mod ngx;
+pub mod redis;
 pub mod rustus;
 pub mod tusd;
 
@@ -104,6 +105,8 @@ pub fn docker_compose() -> PathBuf {
 pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The admin listener (`[server] admin_listen`).
+    pub admin: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     logs: Arc<Mutex<Vec<String>>>,
 }
@@ -153,6 +156,13 @@ impl Daemon {
                 cmd.env_remove(k);
             }
         }
+        // Each test daemon's admin listener on a free port, unless the test
+        // chooses one (the default 127.0.0.1:9751 would collide).
+        if !env.iter().any(|(k, _)| *k == "ASSETGATE_SERVER__ADMIN_LISTEN")
+            && !std::fs::read_to_string(config).is_ok_and(|c| c.contains("admin_listen"))
+        {
+            cmd.env("ASSETGATE_SERVER__ADMIN_LISTEN", "127.0.0.1:0");
+        }
         cmd.envs(env.iter().copied());
         let mut child = cmd
             .stdin(Stdio::null())
@@ -169,7 +179,7 @@ impl Daemon {
                 let mut tx = Some(tx);
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(addr) = listening_addr(&line) {
+                    if let Some(addr) = listening_addrs(&line) {
                         if let Some(tx) = tx.take() {
                             let _ = tx.send(addr);
                         }
@@ -178,7 +188,7 @@ impl Daemon {
                 }
             });
         }
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+        let (addr, admin) = match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
@@ -188,6 +198,7 @@ impl Daemon {
         Daemon {
             child,
             addr,
+            admin,
             dir,
             logs,
         }
@@ -228,6 +239,37 @@ impl Daemon {
             .status();
     }
 
+    /// Sends SIGHUP (reload).
+    pub fn hup(&self) {
+        let _ = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
+    /// The value of the first metric line starting with `prefix`, 0 if none.
+    pub fn metric(&self, prefix: &str) -> f64 {
+        let (_, _, b) = get(self.addr, "/metrics", &[]);
+        String::from_utf8_lossy(&b)
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until the metric line starting with `prefix` reaches `at_least`.
+    pub fn wait_metric(&self, prefix: &str, at_least: f64, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.metric(prefix) >= at_least {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// Waits for exit, returns the exit code.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let end = Instant::now() + timeout;
@@ -248,12 +290,16 @@ impl Drop for Daemon {
     }
 }
 
-fn listening_addr(line: &str) -> Option<SocketAddr> {
+fn listening_addrs(line: &str) -> Option<(SocketAddr, Option<SocketAddr>)> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     if v.get("message")?.as_str()? != "listening" {
         return None;
     }
-    v.get("addr")?.as_str()?.parse().ok()
+    let admin = v
+        .get("admin")
+        .and_then(|a| a.as_str())
+        .and_then(|a| a.parse().ok());
+    Some((v.get("addr")?.as_str()?.parse().ok()?, admin))
 }
 
 /// A minimal HTTP/1.1 exchange over a raw socket (exact bytes on the wire, no

@@ -203,3 +203,40 @@ pub fn listen_on(example: &str, port: u16) -> String {
         "nginx/assetgate.conf.example",
     )
 }
+
+/// nginx with the shipped `nginx/assetgate-locations.conf` (verbatim) in one
+/// server block rooted at `root`, and the shipped upstream file with its one
+/// `server` line replaced by one per gate (the fleet: replicas behind one
+/// upstream).
+pub fn shipped_fleet(dir: &Path, gates: &[SocketAddr], root: &Path) -> Nginx {
+    let shipped = super::repo().join("nginx");
+    let upstream = std::fs::read_to_string(shipped.join("assetgate-upstream.conf")).unwrap();
+    let servers: Vec<String> = gates.iter().map(|g| format!("server {g};")).collect();
+    super::write(
+        &dir.join("assetgate/assetgate-upstream.conf"),
+        &replace_once(
+            &upstream,
+            SHIPPED_GATE_ADDR,
+            &servers.join("\n    "),
+            "nginx/assetgate-upstream.conf",
+        ),
+    );
+    let locations = shipped.join("assetgate-locations.conf");
+    let d = dir.display();
+    Nginx::start(dir, 1, |ports| {
+        nginx_main_conf(
+            dir,
+            &format!(
+                "include {d}/assetgate/assetgate-upstream.conf;\n\
+                 server {{\n\
+                 listen 127.0.0.1:{};\n\
+                 root {};\n\
+                 include {};\n\
+                 }}\n",
+                ports[0],
+                root.display(),
+                locations.display()
+            ),
+        )
+    })
+}

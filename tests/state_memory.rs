@@ -1,0 +1,263 @@
+//! Shared state with the default `memory` backend, on the real binary:
+//! single-use upload tokens (plain, partial and final uploads) and revocations
+//! through the CLI and the admin listener (never the port nginx uses).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::hooks::*;
+use common::*;
+use serde_json::{json, Value};
+
+struct Env {
+    gate: Daemon,
+    uploads: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn config_with_link(extra: &str) -> String {
+    format!(
+        "listen = \"127.0.0.1:0\"\nlog_format = \"json\"\n\
+         [link]\nsecrets = [\"{LINK_SECRET}\"]\n{extra}\n\
+         [upload]\nsecrets = [\"{UPLOAD_SECRET}\"]\n"
+    )
+}
+
+fn env(extra: &str) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let uploads = dir.path().join("uploads");
+    let assets = dir.path().join("assets");
+    std::fs::create_dir_all(&uploads).unwrap();
+    std::fs::create_dir_all(&assets).unwrap();
+    let cfg = format!(
+        "{}{extra}\n[storage]\nroot = {:?}\n[tusd]\nupload_dir = {:?}\n",
+        default_config(),
+        assets.display().to_string(),
+        uploads.display().to_string()
+    );
+    Env {
+        gate: Daemon::start(&cfg),
+        uploads,
+        _dir: dir,
+    }
+}
+
+/// The pre-create answer: `Ok(())` accepted, `Err((status, code))` refused.
+fn pre_create(gate: &Daemon, ev: &Value) -> Result<(), (u64, String)> {
+    let (s, _, b) = post(gate.addr, ev.to_string().as_bytes(), &[]);
+    assert_eq!(s, 200);
+    let v = json_of(&b);
+    if v == json!({}) {
+        return Ok(());
+    }
+    let status = v["HTTPResponse"]["StatusCode"].as_u64().unwrap();
+    let body: Value = serde_json::from_str(v["HTTPResponse"]["Body"].as_str().unwrap()).unwrap();
+    Err((status, body["error"]["code"].as_str().unwrap().to_string()))
+}
+
+fn plain(meta: &Value, size: u64) -> Value {
+    v2_event("pre-create", meta.clone(), size, Value::Null)
+}
+
+fn partial(meta: &Value) -> Value {
+    let mut ev = v2_event("pre-create", meta.clone(), 4, Value::Null);
+    ev["Event"]["Upload"]["IsPartial"] = json!(true);
+    ev
+}
+
+fn finished_part(uploads: &Path, id: &str, meta: &Value) {
+    let (_, info) = tusd_upload(uploads, id, meta, b"part");
+    let mut i: Value = serde_json::from_str(&std::fs::read_to_string(&info).unwrap()).unwrap();
+    i["IsPartial"] = json!(true);
+    i["Offset"] = json!(4);
+    std::fs::write(&info, i.to_string()).unwrap();
+}
+
+fn final_of(meta: &Value, parts: &[&str]) -> Value {
+    let mut ev = v2_event("pre-create", meta.clone(), 8, Value::Null);
+    ev["Event"]["Upload"]["IsFinal"] = json!(true);
+    ev["Event"]["Upload"]["PartialUploads"] = json!(parts);
+    ev
+}
+
+fn used() -> Result<(), (u64, String)> {
+    Err((403, "token_used".into()))
+}
+
+#[test]
+fn single_use_tokens_plain_partial_and_final() {
+    // default_config() ends inside [upload].
+    let e = env("single_use = true\nmax_size = 1000\n");
+    let gate = &e.gate;
+    let meta = |key: &str| metadata(UPLOAD_SECRET, key, "private", "text/plain", now() + 600);
+
+    // A plain upload consumes its token; a replay is refused with its own code.
+    let a = meta("a.txt");
+    assert_eq!(pre_create(gate, &plain(&a, 10)), Ok(()));
+    assert_eq!(pre_create(gate, &plain(&a, 10)), used());
+    // The same grant signed with the older secret is the same token.
+    let a_old = metadata(
+        UPLOAD_SECRET_OLD,
+        "a.txt",
+        "private",
+        "text/plain",
+        a["upload-expires"].as_str().unwrap().parse().unwrap(),
+    );
+    assert_eq!(pre_create(gate, &plain(&a_old, 10)), used());
+    // Another token is not affected.
+    assert_eq!(pre_create(gate, &plain(&meta("b.txt"), 10)), Ok(()));
+
+    // A pre-create refused by the pure checks does not consume the token
+    // (the size is not signed: the same token then passes).
+    let c = meta("c.txt");
+    assert_eq!(pre_create(gate, &plain(&c, 5000)), Err((413, "too_large".into())));
+    assert_eq!(pre_create(gate, &plain(&c, 10)), Ok(()));
+
+    // Concatenation: the parts only check the token, the final consumes it.
+    let d = meta("d.txt");
+    assert_eq!(pre_create(gate, &partial(&d)), Ok(()));
+    assert_eq!(pre_create(gate, &partial(&d)), Ok(()));
+    finished_part(&e.uploads, "part1", &d);
+    finished_part(&e.uploads, "part2", &d);
+    assert_eq!(pre_create(gate, &final_of(&d, &["part1", "part2"])), Ok(()));
+    assert_eq!(pre_create(gate, &final_of(&d, &["part1", "part2"])), used());
+    assert_eq!(
+        pre_create(gate, &partial(&d)),
+        used(),
+        "a spent token starts no new part"
+    );
+
+    assert_eq!(
+        gate.metric(
+            "assetgate_hook_decisions_total{decision=\"deny\",hook=\"pre-create\",reason=\"token_used\"}"
+        ),
+        4.0
+    );
+    let logs = gate.logs().join("\n");
+    assert!(
+        !logs.contains(a["upload-token"].as_str().unwrap()),
+        "token in logs"
+    );
+}
+
+#[test]
+fn without_single_use_a_token_may_be_reused() {
+    let e = env("");
+    let a = metadata(UPLOAD_SECRET, "a.txt", "private", "text/plain", now() + 600);
+    assert_eq!(pre_create(&e.gate, &plain(&a, 10)), Ok(()));
+    assert_eq!(pre_create(&e.gate, &plain(&a, 10)), Ok(()));
+}
+
+fn cli(gate: &Daemon, args: &[&str]) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.arg("--config").arg(gate.dir.path().join("assetgate.toml"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ASSETGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("ASSETGATE_SERVER__ADMIN_LISTEN", gate.admin.unwrap().to_string());
+    cmd.args(args).output().unwrap()
+}
+
+fn out(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn link(uri: &str, expires: i64) -> String {
+    format!(
+        "{uri}?md5={}&expires={expires}",
+        sign_link(LINK_SECRET, uri, &expires.to_string())
+    )
+}
+
+fn auth(gate: &Daemon, target: &str) -> (u16, Option<String>) {
+    let (s, h, _) = get(gate.addr, "/auth", &[("X-Original-URI", target.as_bytes())]);
+    (s, header(&h, "x-assetgate-reason").map(str::to_owned))
+}
+
+fn revoked() -> (u16, Option<String>) {
+    (403, Some("revoked".into()))
+}
+
+#[test]
+fn revocations_through_the_cli_and_the_admin_listener() {
+    let gate = Daemon::start(&config_with_link("max_ttl = \"7d\""));
+    let exp = now() + 3600;
+    let one = link("/private/one.txt", exp);
+    let other = link("/private/one.txt", exp + 1);
+    assert_eq!(auth(&gate, &one).0, 204);
+    assert_eq!(gate.metric("assetgate_revocations"), 0.0);
+
+    // One link, given as the full URL it was handed out as.
+    let o = cli(&gate, &["revoke", "link", &format!("https://cdn.example{one}")]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        out(&o).contains(&format!("until {exp}")),
+        "a link is kept until it expires: {}",
+        out(&o)
+    );
+    assert_eq!(auth(&gate, &one), revoked());
+    assert_eq!(auth(&gate, &other).0, 204, "another link to the same file");
+
+    // A prefix and a key: kept for [link] max_ttl.
+    let o = cli(&gate, &["revoke", "prefix", "/private/user-42/"]);
+    assert!(
+        o.status.success() && !out(&o).contains("until unrevoked"),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(auth(&gate, &link("/private/user-42/a/b.jpg", exp)), revoked());
+    assert_eq!(auth(&gate, &link("/private/user-420/b.jpg", exp)).0, 204);
+    let o = cli(&gate, &["revoke", "key", "invoices/inv-001.pdf"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(
+        auth(&gate, &link("/private/invoices/inv-001.pdf", exp)),
+        revoked()
+    );
+
+    let o = cli(&gate, &["revoked", "list"]);
+    let listed = out(&o);
+    assert!(listed.contains("link\t/private/one.txt"), "{listed}");
+    assert!(listed.contains("prefix\t/private/user-42/"), "{listed}");
+    assert!(listed.contains("key\tinvoices/inv-001.pdf"), "{listed}");
+    assert_eq!(gate.metric("assetgate_revocations"), 3.0);
+
+    let o = cli(&gate, &["unrevoke", "prefix", "/private/user-42/"]);
+    assert!(out(&o).contains("unrevoked"), "{}", out(&o));
+    assert_eq!(auth(&gate, &link("/private/user-42/a/b.jpg", exp)).0, 204);
+    let o = cli(&gate, &["unrevoke", "prefix", "/private/user-42/"]);
+    assert!(out(&o).contains("was not revoked"), "{}", out(&o));
+
+    // Bad values are refused by the CLI (exit 64), never sent.
+    let o = cli(&gate, &["revoke", "link", "/private/one.txt"]);
+    assert_eq!(o.status.code(), Some(64), "{}", out(&o));
+    let o = cli(&gate, &["revoke", "prefix", "/"]);
+    assert_eq!(o.status.code(), Some(64), "{}", out(&o));
+
+    // The port nginx uses has no revocation endpoint.
+    let (s, _, _) = get(gate.addr, "/revocations", &[]);
+    assert_eq!(s, 404);
+    assert_eq!(
+        gate.metric("assetgate_decisions_total{decision=\"deny\",endpoint=\"auth\",reason=\"revoked\"}"),
+        3.0
+    );
+    // The daemon being gone is a clear failure, not a hang.
+    drop(gate);
+}
+
+#[test]
+fn link_max_ttl_refuses_longer_links() {
+    let gate = Daemon::start(&config_with_link("max_ttl = 3600"));
+    assert_eq!(auth(&gate, &link("/private/a", now() + 3000)).0, 204);
+    assert_eq!(
+        auth(&gate, &link("/private/a", now() + 7200)),
+        (403, Some("ttl-too-long".into()))
+    );
+}
