@@ -5,9 +5,11 @@
 # tests/browser/node_modules for the browser test) and the checkers of the
 # deployment files (systemd-analyze, a venv with hadolint, check-jsonschema,
 # docker-compose, kubernetes-validate), then checks formatting and lints, builds
-# the fuzz targets and fuzzes each for 10 s (scripts/fuzz.sh, cargo-fuzz), and
-# runs every test (tests/deploy_files.rs runs the checkers). Peers go to .peers/
-# (override with ASSETGATE_PEERS).
+# the fuzz targets and fuzzes each for 10 s (scripts/fuzz.sh, cargo-fuzz),
+# checks the instruction counts of the pure decisions against
+# benches/ir-baseline.txt (valgrind; benches/ir-check.sh installs gungraun-runner
+# into $ASSETGATE_PEERS/bin once), and runs every test (tests/deploy_files.rs
+# runs the checkers). Peers go to .peers/ (override with ASSETGATE_PEERS).
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh -E 'test(differential)'   # extra args go to cargo nextest
@@ -147,6 +149,16 @@ if [ -f fuzz/Cargo.toml ]; then
   say "fuzz targets: build and ${FUZZ_SECONDS:-10} s of fuzzing each"
   scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
 fi
+
+# --- valgrind, for the instruction-count check below (Debian package)
+if ! command -v valgrind >/dev/null 2>&1; then
+  say "installing valgrind (apt)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq valgrind >/dev/null
+fi
+
+say "instruction counts of the pure decisions vs benches/ir-baseline.txt (callgrind; fails above +10 %)"
+benches/ir-check.sh
 
 say "tests"
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -223,10 +223,11 @@ async fn single_use(state: &AppState, decision: &mut Decision, now: i64, skew: s
 }
 
 fn log_decision(d: &Decision) {
-    let key = d.key.as_deref().map(|k| k.escape_debug().to_string());
-    let key = key.as_deref().unwrap_or("");
+    let key = escape_debug(d.key.as_deref().unwrap_or(""));
+    let key = key.as_ref();
     let (hook, decision, reason) = (d.hook.label(), d.outcome().as_str(), d.reason().as_str());
-    let upload_id = d.upload_id.escape_debug().to_string();
+    let upload_id = escape_debug(&d.upload_id);
+    let upload_id = upload_id.as_ref();
     match &d.verdict {
         Verdict::Reject(r) | Verdict::Keep(r) => {
             tracing::info!(
@@ -272,6 +273,26 @@ fn log_decision(d: &Decision) {
                 "nothing to decide"
             )
         }
+    }
+}
+
+/// `s.escape_debug()`, copied only when it differs from `s` (a key with a
+/// quote, a backslash or a control character); the usual key is borrowed.
+fn escape_debug(s: &str) -> std::borrow::Cow<'_, str> {
+    // Printable ASCII but the three quoted ones, or a printable non-ASCII
+    // character that is not a combining mark (which `escape_debug` escapes
+    // only at the start: such a key takes the exact path, with a copy).
+    let plain = s.chars().all(|c| {
+        if c.is_ascii() {
+            (' '..='~').contains(&c) && !matches!(c, '"' | '\'' | '\\')
+        } else {
+            c.escape_debug().len() == 1
+        }
+    });
+    if plain {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(s.escape_debug().to_string())
     }
 }
 
@@ -466,4 +487,44 @@ fn too_large(metrics: &Metrics, max: u64) -> Resp {
         "bad_hook",
         &format!("hook body larger than server.max_body_bytes ({max} bytes)"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_debug;
+
+    #[test]
+    fn escape_debug_is_str_escape_debug() {
+        let cases = [
+            "",
+            "photos/été 2026/plage.jpg",
+            "a\"b",
+            "it's",
+            "back\\slash",
+            "tab\there\n",
+            "\u{301}accent first",
+            "mid\u{301}dle",
+            "\u{7f}del",
+            "日本/x.png",
+            "\u{200b}zero width",
+        ];
+        for c in cases {
+            assert_eq!(escape_debug(c), c.escape_debug().to_string(), "{c:?}");
+        }
+        for b in 0u8..0x80 {
+            let c = format!("k{}", b as char);
+            assert_eq!(escape_debug(&c), c.escape_debug().to_string(), "{b:#x}");
+        }
+        // Every character up to U+FFFF and a sample beyond, first and later.
+        for u in (0u32..0x1_0000).chain((0x1_0000..0x11_0000).step_by(97)) {
+            let Some(ch) = char::from_u32(u) else { continue };
+            for c in [format!("{ch}a"), format!("a{ch}b"), format!("é{ch}")] {
+                assert_eq!(escape_debug(&c), c.escape_debug().to_string(), "{u:#x}");
+            }
+        }
+        assert!(matches!(
+            escape_debug("photos/été 2026/plage.jpg"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 }

@@ -180,6 +180,8 @@ struct Hot {
     auth_allow: IntCounter,
     /// Auth denials, in [`Reason::ALL`] order.
     auth_deny: [IntCounter; Reason::ALL.len()],
+    /// `assetgate_hook_decisions_total{hook="pre-create",decision="allow",reason="ok"}`.
+    precreate_allow: IntCounter,
 }
 
 /// All metric families of the daemon.
@@ -355,6 +357,7 @@ impl Metrics {
             http_tusd_200: http.with_label_values(&["tusd", "200"]),
             auth_allow: decisions.with_label_values(&["auth", "allow", REASON_OK]),
             auth_deny: Reason::ALL.map(|r| decisions.with_label_values(&["auth", "deny", r.as_str()])),
+            precreate_allow: hooks.with_label_values(&["pre-create", "allow", "ok"]),
         };
         let m = Metrics {
             hot,
@@ -479,6 +482,9 @@ impl Metrics {
 
     /// Counts one tusd hook decision (labels from closed enums).
     pub fn count_hook(&self, hook: &'static str, decision: &'static str, reason: &'static str) {
+        if (hook, decision, reason) == ("pre-create", "allow", "ok") {
+            return self.hot.precreate_allow.inc();
+        }
         self.hooks.with_label_values(&[hook, decision, reason]).inc();
     }
 

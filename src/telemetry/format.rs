@@ -241,6 +241,20 @@ fn push_i64(out: &mut String, n: i64) {
     push_padded(out, n.unsigned_abs(), 1);
 }
 
+/// Whether `{:?}` of `s` is `s` in quotes, non-ASCII text included (a key such
+/// as `photos/été/…`): ASCII as [`plain_ascii`], and each other character
+/// printable and not a combining mark (`char::escape_debug` leaves it alone,
+/// which is what `str`'s `Debug` asks of it). Cheaper than formatting it.
+pub(crate) fn debug_is_quoted(s: &str) -> bool {
+    s.chars().all(|c| {
+        if c.is_ascii() {
+            (' '..='~').contains(&c) && c != '"' && c != '\\'
+        } else {
+            c.escape_debug().len() == 1
+        }
+    })
+}
+
 /// Whether `{:?}` of `s` is `s` in quotes (and JSON would not escape it either).
 fn plain_ascii(s: &str) -> bool {
     s.bytes()
@@ -308,7 +322,7 @@ impl Visit for Fields<'_> {
             if self.sanitize {
                 sanitize_from(self.line, start);
             }
-        } else if plain_ascii(value) {
+        } else if plain_ascii(value) || debug_is_quoted(value) {
             self.line.push('"');
             self.line.push_str(value);
             self.line.push('"');
@@ -420,6 +434,21 @@ fn sanitize_from(line: &mut String, start: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_is_quoted_only_when_debug_quotes_verbatim() {
+        for u in (0u32..0x1_0000).chain((0x1_0000..0x11_0000).step_by(97)) {
+            let Some(ch) = char::from_u32(u) else { continue };
+            for s in [format!("{ch}"), format!("a{ch}b"), format!("photos/été/{ch}")] {
+                if debug_is_quoted(&s) {
+                    assert_eq!(format!("{s:?}"), format!("\"{s}\""), "{u:#x}");
+                }
+            }
+        }
+        assert!(debug_is_quoted("photos/été 2026/plage.jpg"));
+        assert!(!debug_is_quoted("a\u{301}"));
+        assert!(!debug_is_quoted("\u{9b}31m"));
+    }
     use std::io;
     use std::process::Command;
     use std::sync::{Arc, Mutex};

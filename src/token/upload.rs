@@ -14,8 +14,10 @@
 //! The payload is rebuilt from the strings exactly as sent: an expiry with
 //! leading zeros is signed with them, a content type with parameters is signed
 //! with them. The token is 64 hex digits in either case, decoded and compared
-//! with [`hmac::Mac::verify_slice`] (constant time) under every configured secret
-//! (rotation); every secret is tried, so timing does not tell which one matched.
+//! in constant time ([`crate::secret::Mac::verify`], `subtle`) with the HMAC
+//! under every configured secret (rotation); every secret is tried, so timing
+//! does not tell which one matched. Each secret's HMAC starts from its padded
+//! key states, computed once when the secret was loaded ([`crate::secret`]).
 //!
 //! Two entry points, two proof types, so they cannot be confused:
 //!
@@ -344,16 +346,18 @@ fn check_signature(meta: &Metadata, secrets: &SecretSet) -> Result<Grant, Denied
     policy::check_key(key).map_err(|e| Denied::new(Detail::Key(e)))?;
     let visibility = Visibility::parse(visibility_text).ok_or(Denied::new(Detail::Visibility))?;
 
-    let payload = payload(expires_text, key, visibility_text, content_type);
-    let mut matched = false;
+    let mut matched = subtle::Choice::from(0u8);
     for secret in secrets.iter() {
-        // Every secret is tried (no early exit): timing does not say which matched.
-        if let Ok(mut mac) = HmacSha256::new_from_slice(secret.expose()) {
-            mac.update(payload.as_bytes());
-            matched |= mac.verify_slice(&tag).is_ok();
+        // Every secret is tried (no early exit): timing does not say which
+        // matched. The MAC starts from the secret's precomputed key states and
+        // takes the payload's parts as they are (no payload string).
+        let mut mac = secret.hmac_sha256();
+        for part in payload_parts(expires_text, key, visibility_text, content_type) {
+            mac.update(part.as_bytes());
         }
+        matched |= mac.verify(&tag);
     }
-    if !matched {
+    if !bool::from(matched) {
         return Err(Denied::new(Detail::Mismatch {
             secrets: secrets.len(),
         }));
@@ -382,12 +386,34 @@ fn parse_token(text: &str) -> Option<[u8; 32]> {
         return None;
     }
     let mut out = [0u8; 32];
-    hex::decode_to_slice(text, &mut out).ok()?;
+    for (o, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+        *o = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+    }
     Some(out)
 }
 
+/// One hex digit, either case.
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// `{expires}:{key}:{visibility}:{content_type}`, the signed payload, in parts.
+fn payload_parts<'a>(
+    expires_text: &'a str,
+    key: &'a str,
+    visibility: &'a str,
+    content_type: &'a str,
+) -> [&'a str; 7] {
+    [expires_text, ":", key, ":", visibility, ":", content_type]
+}
+
 fn payload(expires_text: &str, key: &str, visibility: &str, content_type: &str) -> String {
-    format!("{expires_text}:{key}:{visibility}:{content_type}")
+    payload_parts(expires_text, key, visibility, content_type).concat()
 }
 
 /// The lowercase hex token granite mints, over the strings exactly as given

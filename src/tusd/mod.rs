@@ -339,8 +339,8 @@ pub struct Decision {
     pub key: Option<String>,
     /// `Upload.ID` (empty at tusd pre-create).
     pub upload_id: String,
-    /// An accepted pre-create's single-use claim (the adapter consumes it when
-    /// `[upload] single_use` is on).
+    /// An accepted pre-create's single-use claim, computed only when
+    /// `[upload] single_use` is on (the adapter then consumes it).
     pub claim: Option<precreate::Claim>,
 }
 
@@ -446,7 +446,11 @@ pub fn decide(hook: &Hook, gate: Gate<'_>, now: i64, lookup: &dyn Lookup) -> Dec
     let verdict = match &hook.name {
         HookName::PreCreate => match precreate::check(upload, gate, now, lookup) {
             Ok(accepted) => {
-                claim = Some(accepted.claim(upload.is_partial));
+                // Only when `[upload] single_use` is on: the claim is a SHA-256
+                // of the grant (two blocks), a fifth of a pre-create's cost.
+                if gate.upload.single_use {
+                    claim = Some(accepted.claim(upload.is_partial));
+                }
                 Verdict::Accept
             }
             Err(r) => Verdict::Reject(r),

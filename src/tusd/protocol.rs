@@ -27,9 +27,11 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 use crate::token::upload::{Metadata, FIELD_KEY};
 
@@ -204,13 +206,40 @@ impl Upload {
 }
 
 /// HTTP header map with case-insensitive lookup.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Headers(Vec<(String, Vec<String>)>);
+///
+/// No decision reads the client's headers, and building them was a sixth of a
+/// pre-create's cost (tusd sends `Upload-Metadata` again there, base64). So a
+/// well-formed tusd v2 event keeps the `Header` object as its JSON text and
+/// reads it on first use; the entries are the same either way.
+#[derive(Clone, Default)]
+pub struct Headers {
+    /// The `Header` object's JSON text (always an object), not read yet.
+    raw: Option<Box<RawValue>>,
+    /// name → values, in name order (as a JSON map holds them).
+    parsed: OnceLock<Vec<(String, Vec<String>)>>,
+}
 
 impl Headers {
+    fn from_entries(entries: Vec<(String, Vec<String>)>) -> Self {
+        Headers {
+            raw: None,
+            parsed: OnceLock::from(entries),
+        }
+    }
+
+    fn entries(&self) -> &[(String, Vec<String>)] {
+        self.parsed.get_or_init(|| match &self.raw {
+            // An object (checked when it was kept): every object reads.
+            Some(raw) => serde_json::from_str::<HeaderEntries>(raw.get())
+                .map(|h| h.0)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        })
+    }
+
     /// First value of header `name` (case-insensitive).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
+        self.entries()
             .iter()
             .find(|(n, v)| n.eq_ignore_ascii_case(name) && !v.is_empty())
             .map(|(_, v)| v[0].as_str())
@@ -218,7 +247,7 @@ impl Headers {
 
     /// All values of header `name` (case-insensitive), over all spellings.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0
+        self.entries()
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .flat_map(|(_, v)| v.iter().map(String::as_str))
@@ -226,12 +255,40 @@ impl Headers {
 
     /// Number of distinct header names as sent.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.entries().len()
     }
 
     /// Whether there are no headers.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries().is_empty()
+    }
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries() == other.entries()
+    }
+}
+
+impl Eq for Headers {}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Headers").field(&self.entries()).finish()
+    }
+}
+
+/// `HTTPRequest.Header` of the typed path: any JSON object, kept as text.
+struct LazyHeader(Box<RawValue>);
+
+impl<'de> Deserialize<'de> for LazyHeader {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        if !raw.get().starts_with('{') {
+            // The general parser then gives the precise error.
+            return Err(serde::de::Error::custom("expected a map"));
+        }
+        Ok(LazyHeader(raw))
     }
 }
 
@@ -322,9 +379,10 @@ pub fn parse(body: &[u8], hook_name_header: Option<&str>) -> Result<Hook, HookEr
 /// general parser decides, with its precise errors.
 fn parse_v2_typed(body: &[u8]) -> Option<Hook> {
     #[derive(Deserialize)]
-    struct TypedV2 {
-        #[serde(rename = "Type")]
-        kind: String,
+    struct TypedV2<'a> {
+        // Borrowed from the body (copied only if it has escapes).
+        #[serde(rename = "Type", borrow)]
+        kind: std::borrow::Cow<'a, str>,
         #[serde(rename = "Event")]
         event: MapOnly<TypedEvent>,
     }
@@ -333,15 +391,43 @@ fn parse_v2_typed(body: &[u8]) -> Option<Hook> {
         #[serde(rename = "Upload")]
         upload: MapOnly<RawUpload>,
         #[serde(rename = "HTTPRequest", default)]
-        request: Option<RawRequest>,
+        request: Option<TypedRequest>,
     }
-    let v: TypedV2 = serde_json::from_slice(body).ok()?;
+    #[derive(Deserialize)]
+    struct TypedRequest {
+        #[serde(rename = "Method", default)]
+        method: Option<String>,
+        #[serde(rename = "URI", default)]
+        uri: Option<String>,
+        #[serde(rename = "RemoteAddr", default)]
+        remote_addr: Option<String>,
+        #[serde(rename = "Header", default)]
+        header: Option<LazyHeader>,
+    }
+    // UTF-8 checked once for the whole body: from a `&str`, serde_json does
+    // not check each string again (one pass instead of one per string). A body
+    // that is not UTF-8 is read from the bytes, as before.
+    let v: TypedV2 = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text).ok()?,
+        Err(_) => serde_json::from_slice(body).ok()?,
+    };
     let event = v.event.0;
     Some(Hook {
         protocol: Protocol::V2,
         name: HookName::parse(&v.kind),
         upload: upload_from_raw(event.upload.0, "Event.Upload").ok()?,
-        request: request_from_raw(event.request),
+        request: event
+            .request
+            .map(|r| HttpRequest {
+                method: r.method.unwrap_or_default(),
+                uri: r.uri.unwrap_or_default(),
+                remote_addr: r.remote_addr.unwrap_or_default(),
+                header: Headers {
+                    raw: r.header.map(|h| h.0),
+                    parsed: OnceLock::new(),
+                },
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -467,7 +553,154 @@ struct RawRequest {
     #[serde(rename = "RemoteAddr", default)]
     remote_addr: Option<String>,
     #[serde(rename = "Header", default)]
-    header: Option<Map<String, Value>>,
+    header: Option<HeaderEntries>,
+}
+
+/// `HTTPRequest.Header`, read straight into name/values pairs. It used to go
+/// through a `Map<String, Value>` first (a tree of small allocations, then
+/// copied); the result is the same: entries in name order, a repeated name
+/// keeps its last value, and a value that is neither a string nor an array
+/// (null, a number, an object) drops the header. Inside an array, only the
+/// strings are kept.
+struct HeaderEntries(Vec<(String, Vec<String>)>);
+
+impl<'de> Deserialize<'de> for HeaderEntries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = HeaderEntries;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<HeaderEntries, A::Error> {
+                let mut all: Vec<(String, Option<Vec<String>>)> =
+                    Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(name) = map.next_key::<String>()? {
+                    let HeaderValues(values) = map.next_value()?;
+                    all.push((name, values));
+                }
+                // As a BTreeMap would hold them (Go already sends them sorted
+                // and unique, then this is one pass).
+                if !all.windows(2).all(|w| w[0].0 < w[1].0) {
+                    all.reverse();
+                    all.sort_by(|a, b| a.0.cmp(&b.0)); // stable: the last sent comes first
+                    all.dedup_by(|later, first| later.0 == first.0);
+                }
+                Ok(HeaderEntries(
+                    all.into_iter()
+                        .filter_map(|(name, values)| Some((name, values?)))
+                        .collect(),
+                ))
+            }
+        }
+        d.deserialize_map(Entries)
+    }
+}
+
+/// One header's value: `Some` for a string or an array (its strings), `None`
+/// for anything else.
+struct HeaderValues(Option<Vec<String>>);
+
+impl<'de> Deserialize<'de> for HeaderValues {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Values;
+        impl<'de> serde::de::Visitor<'de> for Values {
+            type Value = HeaderValues;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<HeaderValues, E> {
+                Ok(HeaderValues(Some(vec![v.to_owned()])))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<HeaderValues, E> {
+                Ok(HeaderValues(Some(vec![v])))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<HeaderValues, A::Error> {
+                let mut out = Vec::with_capacity(1);
+                while let Some(StringOrOther(item)) = seq.next_element()? {
+                    out.extend(item);
+                }
+                Ok(HeaderValues(Some(out)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<HeaderValues, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(HeaderValues(None))
+            }
+            fn visit_unit<E>(self) -> Result<HeaderValues, E> {
+                Ok(HeaderValues(None))
+            }
+            fn visit_none<E>(self) -> Result<HeaderValues, E> {
+                Ok(HeaderValues(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<HeaderValues, E> {
+                Ok(HeaderValues(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<HeaderValues, E> {
+                Ok(HeaderValues(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<HeaderValues, E> {
+                Ok(HeaderValues(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<HeaderValues, E> {
+                Ok(HeaderValues(None))
+            }
+        }
+        d.deserialize_any(Values)
+    }
+}
+
+/// An array element: its text if it is a string; anything else is skipped.
+struct StringOrOther(Option<String>);
+
+impl<'de> Deserialize<'de> for StringOrOther {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Item;
+        impl<'de> serde::de::Visitor<'de> for Item {
+            type Value = StringOrOther;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StringOrOther, E> {
+                Ok(StringOrOther(Some(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<StringOrOther, E> {
+                Ok(StringOrOther(Some(v)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StringOrOther, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(StringOrOther(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<StringOrOther, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(StringOrOther(None))
+            }
+            fn visit_unit<E>(self) -> Result<StringOrOther, E> {
+                Ok(StringOrOther(None))
+            }
+            fn visit_none<E>(self) -> Result<StringOrOther, E> {
+                Ok(StringOrOther(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<StringOrOther, E> {
+                Ok(StringOrOther(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<StringOrOther, E> {
+                Ok(StringOrOther(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<StringOrOther, E> {
+                Ok(StringOrOther(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<StringOrOther, E> {
+                Ok(StringOrOther(None))
+            }
+        }
+        d.deserialize_any(Item)
+    }
 }
 
 fn upload_from(value: Value, ctx: &str) -> Result<Upload, HookError> {
@@ -514,27 +747,13 @@ fn request_from_raw(raw: Option<RawRequest>) -> HttpRequest {
     let Some(raw) = raw else {
         return HttpRequest::default();
     };
-    let mut header = Vec::new();
-    for (name, v) in raw.header.unwrap_or_default() {
-        let values = match v {
-            Value::String(s) => vec![s],
-            Value::Array(items) => items
-                .into_iter()
-                .filter_map(|i| match i {
-                    Value::String(s) => Some(s),
-                    _ => None,
-                })
-                .collect(),
-            // null or other types: a header we cannot use, not a broken hook.
-            _ => continue,
-        };
-        header.push((name, values));
-    }
+    // null or other types drop a header (one we cannot use, not a broken hook).
+    let header = Headers::from_entries(raw.header.map(|h| h.0).unwrap_or_default());
     HttpRequest {
         method: raw.method.unwrap_or_default(),
         uri: raw.uri.unwrap_or_default(),
         remote_addr: raw.remote_addr.unwrap_or_default(),
-        header: Headers(header),
+        header,
     }
 }
 
@@ -579,7 +798,7 @@ mod tests {
             }
         }
         let base = bodies.clone();
-        let edits: [(&str, &str); 16] = [
+        let edits: [(&str, &str); 22] = [
             ("\"Upload\": {", "\"Upload\": [], \"X\": {"),
             ("\"Upload\": {", "\"Upload\": null, \"X\": {"),
             ("\"Event\": {", "\"Event\": [], \"X\": {"),
@@ -599,6 +818,20 @@ mod tests {
             ("\"Storage\": null", "\"Storage\": {\"Path\": \"/p\"}"),
             ("\"ID\": \"", "\"ID\": \"x\", \"ID\": \""),
             ("\"Event\": {", "\"Event\": {\"Upload\": {}, "),
+            // Header: unsorted, repeated (last wins, also a last null), nested
+            // values, escapes, and not an object at all.
+            (
+                "\"Header\": {",
+                "\"Header\": {\"Z\": [\"1\"], \"b\": [\"x\"], \"A\": [\"2\"], \"b\": \"y\", \"Z\": null, ",
+            ),
+            (
+                "\"Header\": {",
+                "\"Header\": {\"N\": [[\"a\"], {\"b\": 1}, \"c\\u00e9\\n\", true, 2.5], \"O\": {\"x\": [1]}, \"P\": [], ",
+            ),
+            ("\"Header\": {", "\"Header\": \"x\", \"H\": {"),
+            ("\"Header\": {", "\"Header\": [], \"H\": {"),
+            ("\"Header\": {", "\"Header\": null, \"H\": {"),
+            ("\"Header\": {", "\"Header\": 5, \"H\": {"),
         ];
         for b in &base {
             for (from, to) in edits {
@@ -619,6 +852,39 @@ mod tests {
             }
         }
         assert!(fast >= 20, "fast path taken {fast} times");
+    }
+
+    #[test]
+    fn utf8_checked_once_reads_the_same() {
+        let text =
+            br#"{"Type":"pre-create","Event":{"Upload":{"ID":"\u00e9t\u00e9","MetaData":{"k":"v\u00e9"}}}}"#;
+        let h = parse_v2_typed(text).expect("fast path");
+        assert_eq!(h.upload.id, "été");
+        assert_eq!(Ok(h), parse_via_value(text, None));
+        // Not UTF-8 in a field nobody reads: still read from the bytes, as before.
+        let mut bytes = br#"{"Type":"pre-create","Event":{"Upload":{"X":"?"}}}"#.to_vec();
+        let q = bytes.iter().position(|&b| b == b'?').unwrap();
+        bytes[q] = 0xff;
+        assert!(std::str::from_utf8(&bytes).is_err());
+        assert_eq!(parse_v2_typed(&bytes).map(|h| h.name), Some(HookName::PreCreate));
+    }
+
+    #[test]
+    fn lazy_headers_read_like_a_json_map() {
+        let body = br#"{"Type":"pre-create","Event":{"Upload":{},"HTTPRequest":{"Header":{"Z":["1"],"b":["x"],"A":["2",3,"4"],"b":"y","Z":null,"E":"\u00e9"}}}}"#;
+        let h = parse_v2_typed(body).expect("fast path");
+        assert!(h.request.header.raw.is_some() && h.request.header.parsed.get().is_none());
+        let hd = &h.request.header;
+        assert_eq!(hd.len(), 3);
+        assert_eq!(hd.get("b"), Some("y"));
+        assert_eq!(hd.get("z"), None);
+        assert_eq!(hd.get_all("a").collect::<Vec<_>>(), vec!["2", "4"]);
+        assert_eq!(hd.get("e"), Some("é"));
+        assert_eq!(Ok(h.clone()), parse_via_value(body, None));
+        assert_eq!(
+            format!("{:?}", h.request.header),
+            format!("{:?}", parse_via_value(body, None).unwrap().request.header)
+        );
     }
 
     fn v2(json: &str) -> Result<Hook, HookError> {
