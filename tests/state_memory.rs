@@ -4,18 +4,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use common::hooks::*;
 use common::*;
 use serde_json::{json, Value};
-
-struct Env {
-    gate: Daemon,
-    uploads: PathBuf,
-    _dir: tempfile::TempDir,
-}
 
 fn config_with_link(extra: &str) -> String {
     format!(
@@ -26,22 +20,7 @@ fn config_with_link(extra: &str) -> String {
 }
 
 fn env(extra: &str) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let uploads = dir.path().join("uploads");
-    let assets = dir.path().join("assets");
-    std::fs::create_dir_all(&uploads).unwrap();
-    std::fs::create_dir_all(&assets).unwrap();
-    let cfg = format!(
-        "{}{extra}\n[storage]\nroot = {:?}\n[tusd]\nupload_dir = {:?}\n",
-        default_config(),
-        assets.display().to_string(),
-        uploads.display().to_string()
-    );
-    Env {
-        gate: Daemon::start(&cfg),
-        uploads,
-        _dir: dir,
-    }
+    gate_env(extra, "")
 }
 
 /// The pre-create answer: `Ok(())` accepted, `Err((status, code))` refused.
