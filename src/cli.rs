@@ -307,13 +307,9 @@ fn serve(mut config: Config, sources: Sources, dev: bool) -> ExitCode {
         if config.state.backend != crate::config::StateBackend::Memory {
             tokio::spawn(shared.clone().run_sync(clock.clone()));
         }
+        let finalizer = Arc::new(Finalizer::new(roots, metrics.clone()).with_events(outbox.clone()));
         let state = Arc::new(
-            AppState::new(
-                config,
-                metrics,
-                clock,
-                Finalizer::new(roots).with_events(outbox.clone()),
-            )
+            AppState::new(config, metrics, clock, finalizer)
             .with_shared(shared.clone()),
         );
         crate::reload::spawn(state.clone(), sources, dev, hup);

@@ -47,13 +47,15 @@ pub struct Finalizer {
     workers: Semaphore,
     cancel: Cancel,
     events: Option<Arc<crate::events::Outbox>>,
+    metrics: Metrics,
 }
 
 impl Finalizer {
     /// `roots` is `None` when `[storage] root` or `[tusd] upload_dir` is not
     /// configured: then uploads are only gated, never moved.
-    pub fn new(roots: Option<Roots>) -> Self {
+    pub fn new(roots: Option<Roots>, metrics: Metrics) -> Self {
         Finalizer {
+            metrics,
             roots,
             in_flight: Mutex::new(HashSet::new()),
             tracker: Arc::new(Semaphore::new(MAX_BACKGROUND as usize)),
@@ -95,6 +97,122 @@ impl Finalizer {
     /// How many moves are running or queued.
     pub fn running(&self) -> usize {
         MAX_BACKGROUND as usize - self.tracker.available_permits()
+    }
+
+    /// Hands a plan to the mover on the blocking pool, with in-flight dedupe by upload
+    /// ID (a post-finish and a reconciler pass finding the same upload run it once)
+    /// and the shutdown drain. `via`: `post-finish` or `reconcile`, for the log.
+    pub fn spawn(self: &Arc<Self>, plan: &FinalizePlan, via: &'static str) {
+        let this = self.clone();
+        let Some(roots) = this.roots().cloned() else {
+            tracing::warn!(
+                endpoint = "tusd",
+                hook = "post-finish",
+                upload_id = %plan.upload_id().escape_debug(),
+                via,
+                "upload verified but not moved: set [storage] root and [tusd] upload_dir to finalize uploads"
+            );
+            this.metrics.count_finalize("not_configured");
+            return;
+        };
+        let Ok(permit) = this.tracker.clone().try_acquire_owned() else {
+            tracing::error!(endpoint = "tusd", hook = "post-finish", "too many moves in progress; the upload stays in upload_dir (run `assetgate finalize-pending` later)");
+            this.metrics.count_finalize("busy");
+            return;
+        };
+        let plan = plan.clone();
+        let cancel = this.cancel.clone();
+        let dedupe_key = if plan.upload_id().is_empty() {
+            plan.source().display().to_string()
+        } else {
+            plan.upload_id().to_owned()
+        };
+        let key = plan.key().escape_debug().to_string();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if !this.in_flight.lock().await.insert(dedupe_key.clone()) {
+                tracing::info!(
+                    endpoint = "tusd",
+                    hook = "post-finish",
+                    via,
+                    key,
+                    "duplicate delivery while the move runs: ignored"
+                );
+                this.metrics.count_finalize("duplicate");
+                return;
+            }
+            let _worker = this.workers.acquire().await;
+            if cancel.is_cancelled() {
+                this.in_flight.lock().await.remove(&dedupe_key);
+                tracing::warn!(endpoint = "tusd", hook = "post-finish", key, "shutting down: move not started, the upload stays in upload_dir (finalize-pending or the next start publishes it)");
+                this.metrics.count_finalize(finalize::Reason::Cancelled.as_str());
+                return;
+            }
+            let events = this.events.clone();
+            let result = tokio::task::spawn_blocking(move || match events {
+                None => finalize::finalize(&roots, &plan, &cancel),
+                // The event is committed inside the move: after the publish, before
+                // the source goes (crate::events, "Commit before done").
+                Some(outbox) => {
+                    let r = finalize::finalize_with(&roots, &plan, &cancel, &mut |p| {
+                        outbox.commit_finalized(&plan, p)
+                    });
+                    if let Some(reason) = r.as_ref().err().and_then(crate::events::payload::failed_reason) {
+                        outbox.failed(&plan, reason);
+                    }
+                    r
+                }
+            })
+            .await;
+            this.in_flight.lock().await.remove(&dedupe_key);
+            match result {
+                Ok(Ok(done)) => {
+                    this.metrics.count_finalize(done.method.as_str());
+                    if done.cleanup == finalize::Cleanup::Held {
+                        tracing::warn!(endpoint = "tusd", hook = "post-finish", via, key, "asset in place, but its event could not be committed: the upload stays in upload_dir, and the next reconcile pass (or finalize-pending) commits it");
+                    } else if done.cleanup != finalize::Cleanup::Done {
+                        tracing::warn!(endpoint = "tusd", hook = "post-finish", key, cleanup = ?done.cleanup, "asset in place, but the upload's leftovers could not be removed");
+                    }
+                    tracing::info!(
+                        endpoint = "tusd",
+                        hook = "post-finish",
+                        via,
+                        key,
+                        method = done.method.as_str(),
+                        bytes = done.bytes,
+                        "upload moved into the asset tree"
+                    );
+                }
+                Ok(Err(e)) if matches!(e, finalize::FinalizeError::ContentMismatch { .. }) => {
+                    this.metrics.count_finalize(e.as_str());
+                    tracing::warn!(
+                        endpoint = "tusd",
+                        hook = "post-finish",
+                        via,
+                        key,
+                        reason = e.as_str(),
+                        "upload NOT published, it stays in upload_dir (never served): {e}"
+                    );
+                }
+                Ok(Err(e)) => {
+                    this.metrics.count_finalize(e.as_str());
+                    let conflict = e.is_conflict();
+                    tracing::warn!(
+                        endpoint = "tusd",
+                        hook = "post-finish",
+                        via,
+                        key,
+                        reason = e.as_str(),
+                        conflict,
+                        "upload NOT moved, it stays in upload_dir: {e}"
+                    );
+                }
+                Err(join) => {
+                    this.metrics.count_finalize("io");
+                    tracing::error!(endpoint = "tusd", hook = "post-finish", key, error = %join, "the move task failed; the upload stays in upload_dir");
+                }
+            }
+        });
     }
 }
 
@@ -186,7 +304,7 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
     );
 
     if let Verdict::Finalize(plan) = &decision.verdict {
-        spawn_finalize(state.clone(), plan, "post-finish");
+        state.finalizer.spawn(plan, "post-finish");
     }
     to_response(tusd::answer(hook.protocol, &decision))
 }
@@ -294,122 +412,6 @@ fn escape_debug(s: &str) -> std::borrow::Cow<'_, str> {
     } else {
         std::borrow::Cow::Owned(s.escape_debug().to_string())
     }
-}
-
-/// Hands a plan to the mover on the blocking pool, with in-flight dedupe by upload
-/// ID (a post-finish and a reconciler pass finding the same upload run it once)
-/// and the shutdown drain. `via`: `post-finish` or `reconcile`, for the log.
-pub(crate) fn spawn_finalize(state: Arc<AppState>, plan: &FinalizePlan, via: &'static str) {
-    let Some(roots) = state.finalizer.roots().cloned() else {
-        tracing::warn!(
-            endpoint = "tusd",
-            hook = "post-finish",
-                via,
-            upload_id = %plan.upload_id().escape_debug(),
-            via,
-            "upload verified but not moved: set [storage] root and [tusd] upload_dir to finalize uploads"
-        );
-        state.metrics.count_finalize("not_configured");
-        return;
-    };
-    let Ok(permit) = state.finalizer.tracker.clone().try_acquire_owned() else {
-        tracing::error!(endpoint = "tusd", hook = "post-finish", "too many moves in progress; the upload stays in upload_dir (run `assetgate finalize-pending` later)");
-        state.metrics.count_finalize("busy");
-        return;
-    };
-    let plan = plan.clone();
-    let cancel = state.finalizer.cancel.clone();
-    let dedupe_key = if plan.upload_id().is_empty() {
-        plan.source().display().to_string()
-    } else {
-        plan.upload_id().to_owned()
-    };
-    let key = plan.key().escape_debug().to_string();
-    tokio::spawn(async move {
-        let _permit = permit;
-        if !state.finalizer.in_flight.lock().await.insert(dedupe_key.clone()) {
-            tracing::info!(
-                endpoint = "tusd",
-                hook = "post-finish",
-                via,
-                key,
-                "duplicate delivery while the move runs: ignored"
-            );
-            state.metrics.count_finalize("duplicate");
-            return;
-        }
-        let _worker = state.finalizer.workers.acquire().await;
-        if cancel.is_cancelled() {
-            state.finalizer.in_flight.lock().await.remove(&dedupe_key);
-            tracing::warn!(endpoint = "tusd", hook = "post-finish", key, "shutting down: move not started, the upload stays in upload_dir (finalize-pending or the next start publishes it)");
-            state.metrics.count_finalize(finalize::Reason::Cancelled.as_str());
-            return;
-        }
-        let events = state.finalizer.events.clone();
-        let result = tokio::task::spawn_blocking(move || match events {
-            None => finalize::finalize(&roots, &plan, &cancel),
-            // The event is committed inside the move: after the publish, before
-            // the source goes (crate::events, "Commit before done").
-            Some(outbox) => {
-                let r = finalize::finalize_with(&roots, &plan, &cancel, &mut |p| {
-                    outbox.commit_finalized(&plan, p)
-                });
-                if let Some(reason) = r.as_ref().err().and_then(crate::events::payload::failed_reason) {
-                    outbox.failed(&plan, reason);
-                }
-                r
-            }
-        })
-        .await;
-        state.finalizer.in_flight.lock().await.remove(&dedupe_key);
-        match result {
-            Ok(Ok(done)) => {
-                state.metrics.count_finalize(done.method.as_str());
-                if done.cleanup == finalize::Cleanup::Held {
-                    tracing::warn!(endpoint = "tusd", hook = "post-finish", via, key, "asset in place, but its event could not be committed: the upload stays in upload_dir, and the next reconcile pass (or finalize-pending) commits it");
-                } else if done.cleanup != finalize::Cleanup::Done {
-                    tracing::warn!(endpoint = "tusd", hook = "post-finish", key, cleanup = ?done.cleanup, "asset in place, but the upload's leftovers could not be removed");
-                }
-                tracing::info!(
-                    endpoint = "tusd",
-                    hook = "post-finish",
-                    via,
-                    key,
-                    method = done.method.as_str(),
-                    bytes = done.bytes,
-                    "upload moved into the asset tree"
-                );
-            }
-            Ok(Err(e)) if matches!(e, finalize::FinalizeError::ContentMismatch { .. }) => {
-                state.metrics.count_finalize(e.as_str());
-                tracing::warn!(
-                    endpoint = "tusd",
-                    hook = "post-finish",
-                    via,
-                    key,
-                    reason = e.as_str(),
-                    "upload NOT published, it stays in upload_dir (never served): {e}"
-                );
-            }
-            Ok(Err(e)) => {
-                state.metrics.count_finalize(e.as_str());
-                let conflict = e.is_conflict();
-                tracing::warn!(
-                    endpoint = "tusd",
-                    hook = "post-finish",
-                    via,
-                    key,
-                    reason = e.as_str(),
-                    conflict,
-                    "upload NOT moved, it stays in upload_dir: {e}"
-                );
-            }
-            Err(join) => {
-                state.metrics.count_finalize("io");
-                tracing::error!(endpoint = "tusd", hook = "post-finish", key, error = %join, "the move task failed; the upload stays in upload_dir");
-            }
-        }
-    });
 }
 
 /// The filesystem facts the pure core asks for.

@@ -144,7 +144,7 @@ pub async fn pass(state: &Arc<AppState>, roots: &Roots, seen: &mut Seen) -> Pass
                     );
                 }
                 out.published += 1;
-                crate::hooks::spawn_finalize(state.clone(), &plan, "reconcile");
+                state.finalizer.spawn(&plan, "reconcile");
             }
             Err(v) => {
                 out.kept += 1;

@@ -59,7 +59,7 @@ pub struct AppState {
     /// The clock (injected for tests).
     pub clock: Arc<dyn Clock>,
     /// Background moves of finished uploads.
-    pub finalizer: Finalizer,
+    pub finalizer: Arc<Finalizer>,
     /// Slow and excess clients: counted per client, logged per storm.
     pub limits: Arc<LimitLog>,
     /// `/tusd` requests in flight (`server.max_tusd_requests`).
@@ -69,7 +69,7 @@ pub struct AppState {
 
 impl AppState {
     /// New state, ready.
-    pub fn new(config: Config, metrics: Metrics, clock: Arc<dyn Clock>, finalizer: Finalizer) -> Self {
+    pub fn new(config: Config, metrics: Metrics, clock: Arc<dyn Clock>, finalizer: Arc<Finalizer>) -> Self {
         let shared = Arc::new(crate::state::Shared::new(
             Arc::new(crate::state::memory::Memory::default()),
             config.state.clone(),
