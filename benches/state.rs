@@ -86,8 +86,8 @@ fn benches(c: &mut Criterion) {
     c.bench_function("auth/decide, memory, nothing revoked", |b| {
         b.iter(|| {
             assert!(matches!(
-                assetgate::auth::decide(&memory_cfg, &empty, black_box(&headers), NOW),
-                assetgate::auth::Outcome::Allow(_)
+                assetgate::http::auth::decide(&memory_cfg, &empty, black_box(&headers), NOW),
+                assetgate::http::auth::Outcome::Allow(_)
             ))
         })
     });

@@ -9,13 +9,15 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod revoke;
+
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, ConfigError, Sources, EXIT_CONFIG};
 use crate::finalize::{self, Roots};
-use crate::hooks::Finalizer;
+use crate::http::server::{self, AppState};
+use crate::http::tusd::Finalizer;
 use crate::metrics::Metrics;
 use crate::secret::{Secret, SecretSet};
-use crate::server::{self, AppState};
 use crate::telemetry;
 use crate::token::{link, nginx_uri};
 use crate::tusd::{self, Gate};
@@ -158,15 +160,13 @@ pub fn main() -> ExitCode {
         Command::Serve { dev } => serve(config, sources, dev),
         Command::Revoke(t) => {
             let (kind, value) = t.parts();
-            crate::revoke::run(&config, crate::revoke::Action::Revoke, kind, value)
+            revoke::run(&config, revoke::Action::Revoke, kind, value)
         }
         Command::Unrevoke(t) => {
             let (kind, value) = t.parts();
-            crate::revoke::run(&config, crate::revoke::Action::Unrevoke, kind, value)
+            revoke::run(&config, revoke::Action::Unrevoke, kind, value)
         }
-        Command::Revoked(RevokedCmd::List) => {
-            crate::revoke::run(&config, crate::revoke::Action::List, "", "")
-        }
+        Command::Revoked(RevokedCmd::List) => revoke::run(&config, revoke::Action::List, "", ""),
         Command::Sign(SignCmd::Link { path, expiry }) => sign_link(&config, &path, &expiry),
         Command::Verify(VerifyCmd::Link { target, now }) => verify_link(&config, &target, now),
         Command::FinalizePending => finalize_pending(&config),
@@ -294,7 +294,7 @@ fn serve(mut config: Config, sources: Sources, dev: bool) -> ExitCode {
             print_dev_banner(&config, &addr);
         }
         if let Some(roots) = &roots {
-            crate::hooks::sweep_temp_at_start(roots, &metrics);
+            crate::http::tusd::sweep_temp_at_start(roots, &metrics);
         }
         let outbox = events_store.map(|store| {
             let m = crate::events::metrics::EventMetrics::register(&metrics);
@@ -312,8 +312,8 @@ fn serve(mut config: Config, sources: Sources, dev: bool) -> ExitCode {
             AppState::new(config, metrics, clock, finalizer)
             .with_shared(shared.clone()),
         );
-        crate::reload::spawn(state.clone(), sources, dev, hup);
-        tokio::spawn(crate::admin::serve(admin, state.clone()));
+        crate::daemon::reload::spawn(state.clone(), sources, dev, hup);
+        tokio::spawn(crate::http::admin::serve(admin, state.clone()));
         // [events] is read at start only (a reload keeps it; see reload::merge).
         if let (Some(outbox), Some(cfg)) = (outbox, state.config.events.clone()) {
             let socket = cfg.dir.join(crate::events::admin::SOCKET);
@@ -323,7 +323,7 @@ fn serve(mut config: Config, sources: Sources, dev: bool) -> ExitCode {
         }
         if let Some(interval) = state.config.tusd.reconcile_interval {
             if state.finalizer.roots().is_some() {
-                tokio::spawn(crate::reconcile::run(state.clone(), interval));
+                tokio::spawn(crate::daemon::reconcile::run(state.clone(), interval));
             }
         }
         tracing::info!(
@@ -344,7 +344,7 @@ fn serve(mut config: Config, sources: Sources, dev: bool) -> ExitCode {
 }
 
 /// Futures for the first and the second SIGTERM/SIGINT, and the SIGHUP stream
-/// for [`crate::reload::spawn`]. Registered before anything binds: SIGHUP's
+/// for [`crate::daemon::reload::spawn`]. Registered before anything binds: SIGHUP's
 /// default action would kill the daemon in the middle of a move (exit 129, no
 /// drain); from here on it is caught for the life of the process.
 fn signals() -> (

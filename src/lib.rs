@@ -1,36 +1,33 @@
 //! assetgate: makes a self-hosted tusd + nginx stack behave like presigned S3 URLs.
 //!
-//! - [`token`]: pure verification of the two token formats (no I/O).
-//! - [`auth`]: the nginx `auth_request` endpoint around [`token::link`].
+//! Pure cores (no I/O, the time passed in), then what acts on the world, then
+//! the adapters; imports point one way, `http -> {tusd, token, finalize,
+//! metrics} -> {policy, secret}`:
+//!
+//! - [`token`]: verification of the two token formats.
+//! - [`tusd`]: tusd hook protocol (v2 and v1/rustus shapes) and the decision per hook.
 //! - [`policy`]: upload policy (key safety, visibility, content types, size).
-//! - [`tusd`]: tusd hook protocol (v2 and v1/rustus shapes) and decisions.
-//! - [`server`]: hyper accept loop, routing, graceful shutdown; [`limits`]:
-//!   connection budget, body deadlines, slow-client accounting.
-//! - [`finalize`]: moving finished uploads into the asset tree (post-finish,
-//!   `finalize-pending`).
+//! - [`finalize`]: moving finished uploads into the asset tree (confinement,
+//!   no-overwrite publish, pending scan) and the background worker.
 //! - [`events`]: `upload.finalized` / `upload.failed` to the application,
 //!   signed (Standard Webhooks), from a durable outbox.
-//! - [`config`], [`secret`], [`metrics`], [`telemetry`], [`cli`], [`clock`].
+//! - [`state`]: single-use tokens and revocations (memory or Redis).
+//! - [`http`]: the adapters: server, `/auth`, `/tusd`, `/session`, admin.
+//! - [`daemon`]: background tasks (reload, reconcile); [`cli`]: the commands.
+//! - [`config`], [`secret`], [`metrics`], [`telemetry`], [`clock`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod admin;
-pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod events;
 pub mod finalize;
-pub mod hooks;
-pub mod limits;
+pub mod http;
 pub mod metrics;
 pub mod policy;
-pub mod reconcile;
-pub mod reload;
-pub mod revoke;
 pub mod secret;
-pub mod server;
-pub mod session;
 pub mod state;
 pub mod telemetry;
 pub mod token;

@@ -390,7 +390,7 @@ impl Metrics {
         m.state_up.set(1);
         m.decision(Endpoint::Auth, Decision::Deny, REASON_REVOKED, 0);
         m.decision(Endpoint::Auth, Decision::Deny, REASON_UNAVAILABLE, 0);
-        for r in crate::reconcile::RESULTS {
+        for r in crate::daemon::reconcile::RESULTS {
             m.reconcile.with_label_values(&[r]).inc_by(0);
         }
         m.decision(Endpoint::Auth, Decision::Allow, REASON_OK, 0);
@@ -444,7 +444,7 @@ impl Metrics {
         self.registry.register(c).expect("families are registered once");
     }
 
-    /// Counts what a reconciler pass did (`result` from [`crate::reconcile::RESULTS`]).
+    /// Counts what a reconciler pass did (`result` from [`crate::daemon::reconcile::RESULTS`]).
     pub fn count_reconcile(&self, result: &'static str, n: usize) {
         self.reconcile.with_label_values(&[result]).inc_by(n as u64);
     }

@@ -21,7 +21,7 @@
 //!   `HTTPResponse`, v1 the 4xx itself.
 //! - `post-finish`: [`postfinish`] re-verifies the signature (no expiry) and the
 //!   key from the event's metadata and produces a [`FinalizePlan`] for the mover
-//!   (`src/finalize.rs`). Partial uploads are skipped. The answer is `{}` in all
+//!   (`src/finalize/`). Partial uploads are skipped. The answer is `{}` in all
 //!   cases (tusd ignores post-hook answers).
 //! - `pre-finish`: content sniffing when the caller supplies leading bytes
 //!   ([`prefinish`]); otherwise nothing to decide.

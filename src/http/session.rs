@@ -20,10 +20,10 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::auth::{EscapedBytes, ORIGINAL_URI, REASON_HEADER};
 use crate::finalize;
+use crate::http::auth::{EscapedBytes, ORIGINAL_URI, REASON_HEADER};
+use crate::http::server::{AppState, Resp};
 use crate::metrics::{Decision, Endpoint, REASON_NOT_CONFIGURED, REASON_NO_ORIGINAL_URI};
-use crate::server::{AppState, Resp};
 use crate::tusd::session::{self, Policy, Reason};
 
 /// Header nginx must send with `$request_method`.

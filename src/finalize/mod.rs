@@ -212,7 +212,7 @@ use crate::tusd::{prefinish, Destination, FinalizePlan, Part};
 const MAX_INFO_BYTES: u64 = 1024 * 1024;
 
 #[cfg(not(target_os = "linux"))]
-compile_error!("the mover (src/finalize.rs) needs Linux: openat2, renameat2 and linkat by descriptor");
+compile_error!("the mover (src/finalize/) needs Linux: openat2, renameat2 and linkat by descriptor");
 
 // ----------------------------------------------------------------------------------
 // Errors
@@ -2574,5 +2574,4 @@ mod tests;
 
 /// The commit of [`finalize_with`] (events): kept apart from `tests.rs`.
 #[cfg(test)]
-#[path = "finalize/commit_tests.rs"]
 mod commit_tests;

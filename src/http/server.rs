@@ -8,7 +8,7 @@
 //! - a connection budget that evicts the connection idle the longest when it
 //!   is full, and a smaller budget for `/tusd` (the only endpoint that reads a
 //!   body), so slow or idle clients cannot keep `/auth` and the health checks
-//!   out (design notes in [`crate::limits`]);
+//!   out (design notes in [`crate::http::limits`]);
 //! - shutdown: readiness turns false first, the listener closes, in-flight
 //!   requests finish within `server.shutdown_grace`, a second signal aborts.
 
@@ -30,11 +30,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::auth;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::hooks::{self, Finalizer};
-use crate::limits::{LimitLog, Registry, Slot};
+use crate::http::auth;
+use crate::http::limits::{LimitLog, Registry, Slot};
+use crate::http::tusd::{self, Finalizer};
 use crate::metrics::{Endpoint, Limit, Metrics};
 
 /// Response type of every handler.
@@ -358,7 +358,7 @@ async fn route(state: &Arc<AppState>, _peer: SocketAddr, req: Request<Incoming>)
                 );
             };
             let deadline = state.config.server.request_timeout;
-            match tokio::time::timeout(deadline, hooks::handle(state, req)).await {
+            match tokio::time::timeout(deadline, tusd::handle(state, req)).await {
                 Ok(resp) => (Endpoint::Tusd, resp),
                 Err(_) => {
                     state.limits.hit(Limit::RequestTimeout);
@@ -379,7 +379,7 @@ async fn route(state: &Arc<AppState>, _peer: SocketAddr, req: Request<Incoming>)
             }
             // It may wait on the disk (an upload's record): bounded like /tusd.
             let deadline = state.config.server.request_timeout;
-            match tokio::time::timeout(deadline, crate::session::handle(state, &req)).await {
+            match tokio::time::timeout(deadline, crate::http::session::handle(state, &req)).await {
                 Ok(resp) => (Endpoint::Session, resp),
                 Err(_) => {
                     state.limits.hit(Limit::RequestTimeout);

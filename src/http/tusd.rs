@@ -21,9 +21,9 @@ use hyper::body::Incoming;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::finalize::{self, Cancel, Roots};
-use crate::limits::{self, BodyError};
+use crate::http::limits::{self, BodyError};
+use crate::http::server::{self, AppState, Resp};
 use crate::metrics::{Limit, Metrics};
-use crate::server::{self, AppState, Resp};
 use crate::tusd::{
     self, prefinish, Answer, Decision, Destination, FinalizePlan, Gate, Lookup, Part, Upload, Verdict,
 };

@@ -42,8 +42,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::config::{self, Config, ConfigError, Sources};
+use crate::http::server::AppState;
 use crate::secret::SecretSet;
-use crate::server::AppState;
 
 /// Quiet period after the last file event before reloading.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);

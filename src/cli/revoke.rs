@@ -11,9 +11,9 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::admin::{self, Listed, RevokeRequest};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, StateBackend, EXIT_CONFIG};
+use crate::http::admin::{self, Listed, RevokeRequest};
 use crate::state;
 
 /// What to do.
