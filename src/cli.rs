@@ -1,24 +1,19 @@
 //! Command line: `serve`, `sign`, `verify`, `check-config`, `finalize-pending`,
-//! `healthcheck`, `revoke`, `unrevoke`, `revoked list`.
+//! `healthcheck`, `revoke`, `unrevoke`, `revoked list`; `serve` itself is
+//! [`crate::daemon::serve`].
+
+pub mod revoke;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
-pub mod revoke;
-
 use crate::clock::{Clock, SystemClock};
-use crate::config::{self, Config, ConfigError, Sources, EXIT_CONFIG};
+use crate::config::{self, Config, ConfigError, Sources};
 use crate::finalize::{self, Roots};
-use crate::http::server::{self, AppState};
-use crate::http::tusd::Finalizer;
-use crate::metrics::Metrics;
-use crate::secret::{Secret, SecretSet};
-use crate::telemetry;
 use crate::token::{link, nginx_uri};
 use crate::tusd::{self, Gate};
 
@@ -154,10 +149,10 @@ pub fn main() -> ExitCode {
     };
     let config = match config::load(&sources) {
         Ok(c) => c,
-        Err(e) => return config_error(&e),
+        Err(e) => return ConfigError::exit(&e),
     };
     match cli.command {
-        Command::Serve { dev } => serve(config, sources, dev),
+        Command::Serve { dev } => crate::daemon::serve(config, sources, dev),
         Command::Revoke(t) => {
             let (kind, value) = t.parts();
             revoke::run(&config, revoke::Action::Revoke, kind, value)
@@ -172,7 +167,7 @@ pub fn main() -> ExitCode {
         Command::FinalizePending => finalize_pending(&config),
         Command::Events(cmd) => match &config.events {
             Some(events) => crate::events::cli::run(events, &cmd),
-            None => config_error(&ConfigError {
+            None => ConfigError::exit(&ConfigError {
                 key: "events".into(),
                 message: "no [events] section: there is no outbox".into(),
             }),
@@ -191,237 +186,19 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn config_error(e: &ConfigError) -> ExitCode {
-    eprintln!("{e}");
-    ExitCode::from(EXIT_CONFIG as u8)
-}
-
-fn no_secret(section: &str, var: &str) -> ConfigError {
-    ConfigError {
-        key: format!("{section}.secrets"),
-        message: format!(
-            "no secret configured: set [{section}] secrets, ASSETGATE_{var}_SECRET or ASSETGATE_{var}_SECRET_FILE (or run `assetgate serve --dev`)"
-        ),
-    }
-}
-
-fn serve(mut config: Config, sources: Sources, dev: bool) -> ExitCode {
-    if dev {
-        config.link.secrets = SecretSet::new(vec![Secret::generate(24)]);
-        config.upload.secrets = SecretSet::new(vec![Secret::generate(24)]);
-    } else if config.link.secrets.is_empty() && config.upload.secrets.is_empty() {
-        return config_error(&no_secret("link", "LINK"));
-    }
-    let roots = match finalize_roots(&config) {
-        Ok(r) => r,
-        Err(e) => return config_error(&e),
-    };
-    let events_store = match config
-        .events
-        .as_ref()
-        .map(crate::events::open_at_start)
-        .transpose()
-    {
-        Ok(s) => s,
-        Err(e) => return config_error(&e),
-    };
-    // Held to the end of `serve`: dropping it writes out every queued log line.
-    let _log_guard = telemetry::init(&config.log_level, config.log_format);
-    if roots.is_none() {
-        tracing::warn!("[storage] root or [tusd] upload_dir not set: uploads are gated but never moved into the asset tree");
-    }
-    if config.link.secrets.is_empty() {
-        tracing::warn!("no link secret configured: every download link will be denied");
-    }
-    if config.upload.secrets.is_empty() {
-        tracing::warn!("no upload secret configured: every upload will be rejected");
-    }
-
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.server.worker_threads)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let code = runtime.block_on(async move {
-        // Signal handlers first: from here on SIGHUP never kills the daemon
-        // (it is queued until the reload task takes it).
-        let metrics = Metrics::new();
-        let (first, second, hup) = signals();
-        let backend = match crate::state::backend(&config.state) {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("config error: state.redis_url: {e}");
-                return ExitCode::from(EXIT_CONFIG as u8);
-            }
-        };
-        let shared = Arc::new(crate::state::Shared::new(
-            backend,
-            config.state.clone(),
-            metrics.clone(),
-        ));
-        let listener = match server::bind(config.listen) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("cannot listen on {}: {e}", config.listen);
-                return ExitCode::FAILURE;
-            }
-        };
-        let admin = match tokio::net::TcpListener::bind(config.server.admin_listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!(
-                    "cannot listen on {} ([server] admin_listen): {e}",
-                    config.server.admin_listen
-                );
-                return ExitCode::FAILURE;
-            }
-        };
-        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        let admin_addr = admin.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        if !config.server.admin_listen.ip().is_loopback() {
-            tracing::warn!(
-                admin = %admin_addr,
-                "[server] admin_listen is not a loopback address: whoever reaches it can revoke and unrevoke links; restrict it (firewall, NetworkPolicy)"
-            );
-        }
-        if dev {
-            print_dev_banner(&config, &addr);
-        }
-        if let Some(roots) = &roots {
-            crate::http::tusd::sweep_temp_at_start(roots, &metrics);
-        }
-        let outbox = events_store.map(|store| {
-            let m = crate::events::metrics::EventMetrics::register(&metrics);
-            Arc::new(crate::events::Outbox::new(store, Some(m)))
-        });
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        // A first sync before serving, so a replica starts with the fleet's
-        // revocations (bounded by [state] timeout; failing, it starts not ready).
-        let _ = shared.sync(clock.now()).await;
-        if config.state.backend != crate::config::StateBackend::Memory {
-            tokio::spawn(shared.clone().run_sync(clock.clone()));
-        }
-        let finalizer = Arc::new(Finalizer::new(roots, metrics.clone()).with_events(outbox.clone()));
-        let state = Arc::new(
-            AppState::new(config, metrics, clock, finalizer)
-            .with_shared(shared.clone()),
-        );
-        crate::daemon::reload::spawn(state.clone(), sources, dev, hup);
-        tokio::spawn(crate::http::admin::serve(admin, state.clone()));
-        // [events] is read at start only (a reload keeps it; see reload::merge).
-        if let (Some(outbox), Some(cfg)) = (outbox, state.config.events.clone()) {
-            let socket = cfg.dir.join(crate::events::admin::SOCKET);
-            tokio::spawn(crate::events::admin::serve(outbox.clone(), socket));
-            let st = state.clone();
-            tokio::spawn(crate::events::deliver::run(outbox, cfg, move || st.is_ready()));
-        }
-        if let Some(interval) = state.config.tusd.reconcile_interval {
-            if state.finalizer.roots().is_some() {
-                tokio::spawn(crate::daemon::reconcile::run(state.clone(), interval));
-            }
-        }
-        tracing::info!(
-            addr = %addr,
-            admin = %admin_addr,
-            state = shared.backend_name(),
-            version = env!("CARGO_PKG_VERSION"),
-            "listening"
-        );
-        server::serve(listener, state, first, second).await;
-        tracing::info!("stopped");
-        ExitCode::SUCCESS
-    });
-    // Abandoned moves were told to stop (see `server::serve`); never wait on a
-    // blocking thread past that.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    code
-}
-
-/// Futures for the first and the second SIGTERM/SIGINT, and the SIGHUP stream
-/// for [`crate::daemon::reload::spawn`]. Registered before anything binds: SIGHUP's
-/// default action would kill the daemon in the middle of a move (exit 129, no
-/// drain); from here on it is caught for the life of the process.
-fn signals() -> (
-    impl std::future::Future<Output = ()>,
-    impl std::future::Future<Output = ()>,
-    tokio::signal::unix::Signal,
-) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (tx, rx) = tokio::sync::watch::channel(0u32);
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
-    tokio::spawn(async move {
-        let mut n = 0;
-        while n < 2 {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            n += 1;
-            let _ = tx.send(n);
-        }
-    });
-    let wait = |mut rx: tokio::sync::watch::Receiver<u32>, count: u32| async move {
-        let _ = rx.wait_for(|n| *n >= count).await;
-    };
-    (wait(rx.clone(), 1), wait(rx, 2), hup)
-}
-
-fn print_dev_banner(config: &Config, addr: &str) {
-    let link_secret = config.link.secrets.newest().expect("dev mode sets a link secret");
-    let upload_secret = config
-        .upload
-        .secrets
-        .newest()
-        .expect("dev mode sets an upload secret");
-    let expires = SystemClock.now() + 3600;
-    let path = "/private/hello.txt";
-    let md5 = link::sign(link_secret.expose(), path.as_bytes(), expires);
-    let target = format!("{path}?md5={md5}&expires={expires}");
-    eprintln!(
-        "\nassetgate --dev: secrets generated for this run only (never use --dev in production)\n\
-         \x20 ASSETGATE_LINK_SECRET={}\n\
-         \x20 ASSETGATE_UPLOAD_SECRET={}\n\
-         \x20 signed link (valid 1 h): {target}\n\
-         \x20 check it:  curl -i -H 'X-Original-URI: {target}' http://{addr}/auth\n\
-         \x20 (204 = valid; 403 + X-Assetgate-Reason = denied)\n",
-        String::from_utf8_lossy(link_secret.expose()),
-        String::from_utf8_lossy(upload_secret.expose()),
-    );
-}
-
-/// The finalize roots when both `[storage] root` and `[tusd] upload_dir` are set;
-/// a root that cannot be resolved is a configuration error.
-fn finalize_roots(config: &Config) -> Result<Option<Roots>, ConfigError> {
-    match (&config.storage.root, &config.tusd.upload_dir) {
-        (Some(root), Some(uploads)) => Roots::new(uploads, root).map(Some).map_err(|e| ConfigError {
-            key: "storage.root / tusd.upload_dir".into(),
-            message: format!("{e} ({} / {})", root.display(), uploads.display()),
-        }),
-        _ => Ok(None),
-    }
-}
-
 fn finalize_pending(config: &Config) -> ExitCode {
-    let roots = match finalize_roots(config) {
+    let roots = match Roots::from_config(config) {
         Ok(Some(r)) => r,
         Ok(None) => {
-            return config_error(&ConfigError {
+            return ConfigError::exit(&ConfigError {
                 key: "storage.root / tusd.upload_dir".into(),
                 message: "both must be set to finalize uploads".into(),
             })
         }
-        Err(e) => return config_error(&e),
+        Err(e) => return ConfigError::exit(&e),
     };
     if config.upload.secrets.is_empty() {
-        return config_error(&no_secret("upload", "UPLOAD"));
+        return ConfigError::exit(&ConfigError::no_secret("upload", "UPLOAD"));
     }
     match finalize::sweep_temp(&roots, finalize::TEMP_MIN_AGE) {
         Ok(0) => {}
@@ -599,7 +376,7 @@ fn encode_path(path: &str) -> String {
 
 fn sign_link(config: &Config, path: &str, expiry: &Expiry) -> ExitCode {
     let Some(secret) = config.link.secrets.newest() else {
-        return config_error(&no_secret("link", "LINK"));
+        return ConfigError::exit(&ConfigError::no_secret("link", "LINK"));
     };
     let encoded = encode_path(path);
     // The link only works if nginx derives the very same $uri from it.
@@ -629,7 +406,7 @@ fn sign_link(config: &Config, path: &str, expiry: &Expiry) -> ExitCode {
 
 fn verify_link(config: &Config, target: &str, now: Option<i64>) -> ExitCode {
     if config.link.secrets.is_empty() {
-        return config_error(&no_secret("link", "LINK"));
+        return ConfigError::exit(&ConfigError::no_secret("link", "LINK"));
     }
     let now = now.unwrap_or_else(|| SystemClock.now());
     match link::verify_request_target(

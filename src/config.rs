@@ -41,6 +41,22 @@ impl ConfigError {
             message: message.into(),
         }
     }
+
+    /// Prints the error (one line naming the key) and gives exit code 64.
+    pub fn exit(&self) -> std::process::ExitCode {
+        eprintln!("{self}");
+        std::process::ExitCode::from(EXIT_CONFIG as u8)
+    }
+
+    /// No secret for `[section]` (`var`: `LINK` or `UPLOAD`), saying how to set one.
+    pub fn no_secret(section: &str, var: &str) -> Self {
+        ConfigError {
+            key: format!("{section}.secrets"),
+            message: format!(
+                "no secret configured: set [{section}] secrets, ASSETGATE_{var}_SECRET or ASSETGATE_{var}_SECRET_FILE (or run `assetgate serve --dev`)"
+            ),
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::finalize::{self, PendingScan, Roots};
-use crate::http::server::AppState;
+use crate::http::AppState;
 use crate::tusd::{self, abandon, Gate, Part, Verdict};
 
 /// One pass's counts (also what the tests read).

@@ -42,7 +42,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::config::{self, Config, ConfigError, Sources};
-use crate::http::server::AppState;
+use crate::http::AppState;
 use crate::secret::SecretSet;
 
 /// Quiet period after the last file event before reloading.

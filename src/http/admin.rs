@@ -24,7 +24,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
-use crate::http::server::{AppState, Resp};
+use crate::http::{AppState, Resp};
 use crate::state::revocation::{Invalid, Revocation};
 use crate::token::link;
 

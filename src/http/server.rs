@@ -15,7 +15,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,99 +30,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::clock::Clock;
-use crate::config::Config;
-use crate::http::auth;
-use crate::http::limits::{LimitLog, Registry, Slot};
-use crate::http::tusd::{self, Finalizer};
-use crate::metrics::{Endpoint, Limit, Metrics};
-
-/// Response type of every handler.
-pub type Resp = Response<Full<Bytes>>;
+use crate::http::limits::{Registry, Slot};
+use crate::http::tusd;
+use crate::http::{auth, AppState, Resp};
+use crate::metrics::{Endpoint, Limit};
 
 /// Smallest buffer hyper allows; request heads from nginx are far smaller.
 const MAX_BUF_SIZE: usize = 16 * 1024;
-
-/// Everything a request handler needs.
-pub struct AppState {
-    /// The configuration the daemon started with: authoritative for the keys
-    /// that are not reloadable (listen, `[server]`, `[state]`, paths). Request
-    /// handlers read [`AppState::current`] instead.
-    pub config: Config,
-    /// The configuration in force: swapped whole by a reload (SIGHUP, a changed
-    /// secret file); a request keeps the one it loaded until it is answered.
-    live: arc_swap::ArcSwap<Config>,
-    /// Single-use tokens and revocations.
-    pub shared: Arc<crate::state::Shared>,
-    /// Metric families.
-    pub metrics: Metrics,
-    /// The clock (injected for tests).
-    pub clock: Arc<dyn Clock>,
-    /// Background moves of finished uploads.
-    pub finalizer: Arc<Finalizer>,
-    /// Slow and excess clients: counted per client, logged per storm.
-    pub limits: Arc<LimitLog>,
-    /// `/tusd` requests in flight (`server.max_tusd_requests`).
-    tusd_slots: Semaphore,
-    ready: AtomicBool,
-}
-
-impl AppState {
-    /// New state, ready.
-    pub fn new(config: Config, metrics: Metrics, clock: Arc<dyn Clock>, finalizer: Arc<Finalizer>) -> Self {
-        let shared = Arc::new(crate::state::Shared::new(
-            Arc::new(crate::state::memory::Memory::default()),
-            config.state.clone(),
-            metrics.clone(),
-        ));
-        AppState {
-            live: arc_swap::ArcSwap::from_pointee(config.clone()),
-            shared,
-            tusd_slots: Semaphore::new(config.server.max_tusd_requests),
-            limits: Arc::new(LimitLog::new(metrics.clone())),
-            config,
-            metrics,
-            clock,
-            finalizer,
-            ready: AtomicBool::new(true),
-        }
-    }
-
-    /// The state handle to use (the configured backend; a new state has the
-    /// memory one).
-    pub fn with_shared(mut self, shared: Arc<crate::state::Shared>) -> Self {
-        self.shared = shared;
-        self
-    }
-
-    /// The configuration in force (cheap: no lock, no allocation).
-    pub fn current(&self) -> arc_swap::Guard<Arc<Config>> {
-        self.live.load()
-    }
-
-    /// The configuration in force, owned: for handlers that await while they
-    /// use it (a guard is for short, non-suspending reads).
-    pub fn current_owned(&self) -> Arc<Config> {
-        self.live.load_full()
-    }
-
-    /// Installs a reloaded configuration; requests already running finish on
-    /// the one they loaded.
-    pub fn install(&self, config: Config) {
-        self.live.store(Arc::new(config));
-    }
-
-    /// Whether `/readyz` answers 200: not draining, and the state backend
-    /// answers.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) && self.shared.is_up()
-    }
-
-    /// Whether shutdown has begun.
-    pub fn is_draining(&self) -> bool {
-        !self.ready.load(Ordering::Relaxed)
-    }
-}
 
 /// Accept-queue length asked of the kernel (Linux caps it at
 /// `net.core.somaxconn`, 4096 by default). Rust's and mio's 128 overflows under

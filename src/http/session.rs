@@ -22,7 +22,7 @@ use http_body_util::Full;
 
 use crate::finalize;
 use crate::http::auth::{EscapedBytes, ORIGINAL_URI, REASON_HEADER};
-use crate::http::server::{AppState, Resp};
+use crate::http::{AppState, Resp};
 use crate::metrics::{Decision, Endpoint, REASON_NOT_CONFIGURED, REASON_NO_ORIGINAL_URI};
 use crate::tusd::session::{self, Policy, Reason};
 

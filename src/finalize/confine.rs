@@ -1,0 +1,506 @@
+//! Confinement: every path below a root is walked from the root's descriptor
+//! (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), never by name;
+//! the destination, parts and `.info` files are found here.
+
+use super::*;
+
+/// A directory held open for `*at` calls, listing and `fsync`: read-only, never
+/// reached through a symlink as its last component, closed on exec.
+pub(super) const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// A file opened to be checked and read: never through a symlink (`ELOOP`), never
+/// blocking on a FIFO planted under the name (its type is checked on the descriptor
+/// right after), never becoming a controlling terminal.
+pub(super) const FILE_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::NOCTTY)
+    .union(OFlags::CLOEXEC);
+
+/// Set once `openat2` answered `ENOSYS` (Linux before 5.6) or `EPERM` (a seccomp
+/// filter that predates it): from then on directories are walked name by name.
+pub(super) static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+impl FinalizeError {
+    pub(super) fn errno(op: Op) -> impl FnOnce(Errno) -> FinalizeError {
+        move |e| FinalizeError::io(op)(e.into())
+    }
+}
+
+/// Absolute, and only root + normal components (no `..`; `.` is dropped by
+/// `components()` already).
+pub(super) fn plain_absolute(p: &Path) -> bool {
+    p.is_absolute()
+        && p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+}
+
+/// `p`, an absolute path from an event or an info file, as plain names below
+/// `root` (canonical). `p` must start with `root` itself or with another name of
+/// the very same directory (the configured path behind a symlink, the path tusd was
+/// started with): only those leading components, which are the administrator's,
+/// are resolved here. What follows stays names, walked later from the root's
+/// descriptor without following any symlink. Empty when `p` is `root` itself.
+pub(super) fn beneath(root: &Path, p: &Path) -> Result<PathBuf, FinalizeError> {
+    if !plain_absolute(p) {
+        return Err(FinalizeError::SourceOutside);
+    }
+    if let Ok(rel) = p.strip_prefix(root) {
+        return Ok(rel.to_path_buf());
+    }
+    let mut ancestors: Vec<&Path> = p.ancestors().skip(1).collect();
+    ancestors.reverse();
+    for a in ancestors {
+        match fs::canonicalize(a) {
+            Ok(real) if real == root => {
+                let rel = p.strip_prefix(a).map_err(|_| FinalizeError::SourceOutside)?;
+                return Ok(rel.to_path_buf());
+            }
+            Ok(_) => {}
+            // A longer path does not exist either.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) => return Err(FinalizeError::io(Op::Resolve)(e)),
+        }
+    }
+    Err(FinalizeError::SourceOutside)
+}
+
+/// The directory `rel` (plain names; empty: `root` itself) below `root`, no symlink
+/// followed on the way: one `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+/// RESOLVE_NO_MAGICLINKS)`, or, where the kernel lacks it, `openat(O_NOFOLLOW)` one
+/// name at a time. Both say `ELOOP` for a symlink on the way, `ENOTDIR` for a
+/// component that is not a directory, `ENOENT` for a missing one.
+pub(super) fn open_dir_beneath(root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd, Errno> {
+    let path = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    if !NO_OPENAT2.load(Ordering::Relaxed) && !faults::unsupported(faults::Feature::Openat2) {
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        // Without `O_NOFOLLOW`, which would turn a symlink at the end into `ENOTDIR`:
+        // `RESOLVE_NO_SYMLINKS` refuses it, and every other one, with `ELOOP`.
+        let flags = DIR_FLAGS.difference(OFlags::NOFOLLOW);
+        match rustix::fs::openat2(root, path, flags, Mode::empty(), resolve) {
+            Err(Errno::NOSYS | Errno::PERM) => NO_OPENAT2.store(true, Ordering::Relaxed),
+            // Only for a `..` racing a rename, which plain names do not have; the
+            // walk below answers anyway.
+            Err(Errno::AGAIN) => {}
+            r => return r,
+        }
+    }
+    let mut cur = rustix::fs::openat(root, ".", DIR_FLAGS, Mode::empty())?;
+    for c in rel.components() {
+        let Component::Normal(name) = c else {
+            return Err(Errno::INVAL);
+        };
+        cur = open_subdir(cur.as_fd(), name)?;
+    }
+    Ok(cur)
+}
+
+/// `dir/name` as a directory: `ELOOP` for a symlink, `ENOTDIR` for anything else
+/// that is not a directory.
+pub(super) fn open_subdir(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, Errno> {
+    match rustix::fs::openat(dir, name, DIR_FLAGS, Mode::empty()) {
+        // `O_DIRECTORY | O_NOFOLLOW` says `ENOTDIR` for a symlink too: tell them apart
+        // (only to choose the error; nothing is done with the answer).
+        Err(Errno::NOTDIR) if matches!(lstat_at(dir, name), Ok(Some(n)) if n.kind == FileType::Symlink) => {
+            Err(Errno::LOOP)
+        }
+        r => r,
+    }
+}
+
+/// What `fstatat(AT_SYMLINK_NOFOLLOW)` says of a name.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Node {
+    pub(super) kind: FileType,
+    pub(super) dev: u64,
+    pub(super) ino: u64,
+    pub(super) size: u64,
+}
+
+impl Node {
+    // The field types of `struct stat` differ between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    pub(super) fn of(st: &rustix::fs::Stat) -> Node {
+        Node {
+            kind: FileType::from_raw_mode(st.st_mode as _),
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            size: st.st_size as u64,
+        }
+    }
+
+    pub(super) fn is(&self, m: &Metadata) -> bool {
+        self.dev == m.dev() && self.ino == m.ino()
+    }
+}
+
+/// `dir/name` without following a symlink; `None`: nothing there.
+pub(super) fn lstat_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Option<Node>, Errno> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(Node::of(&st))),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `fstat` of a descriptor.
+pub(super) fn node_of(fd: BorrowedFd<'_>) -> Result<Node, Errno> {
+    rustix::fs::fstat(fd).map(|st| Node::of(&st))
+}
+
+// The link count, which `Node` leaves out (a removed directory has none).
+#[allow(clippy::unnecessary_cast)]
+pub(super) fn removed(fd: BorrowedFd<'_>) -> bool {
+    rustix::fs::fstat(fd).map_or(true, |st| st.st_nlink as u64 == 0)
+}
+
+/// A file opened by name, and what `fstat` says of *that* file: every check and
+/// every read is on the descriptor, never on the name again.
+pub(super) struct Opened {
+    pub(super) file: File,
+    pub(super) meta: Metadata,
+}
+
+/// `dir/name` opened without following a symlink (`ELOOP`); `None`: nothing there.
+pub(super) fn open_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Option<Opened>, Errno> {
+    let fd = match rustix::fs::openat(dir, name, FILE_FLAGS, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let file = File::from(fd);
+    let meta = file
+        .metadata()
+        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
+    Ok(Some(Opened { file, meta }))
+}
+
+/// A name in a directory of the upload directory, that directory held open.
+#[derive(Debug)]
+pub(super) struct Located {
+    /// Plain names below the upload directory (what tells which info file
+    /// describes which data file).
+    pub(super) rel: PathBuf,
+    /// The directory holding the name.
+    pub(super) dir: OwnedFd,
+    /// The last component of `rel`.
+    pub(super) name: OsString,
+}
+
+/// Open the directory of `rel` (plain names below the upload directory, see
+/// [`beneath`]). `Ok(None)`: a directory on the way does not exist.
+pub(super) fn locate(roots: &Roots, rel: &Path) -> Result<Option<Located>, FinalizeError> {
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+        return Err(FinalizeError::SourceOutside);
+    };
+    match open_dir_beneath(roots.upload_fd.as_fd(), parent) {
+        Ok(dir) => Ok(Some(Located {
+            rel: rel.to_path_buf(),
+            dir,
+            name: name.to_owned(),
+        })),
+        Err(Errno::NOENT) => Ok(None),
+        // A symlink on the way: wherever it points, not provably inside.
+        Err(Errno::LOOP | Errno::XDEV) => Err(FinalizeError::SourceOutside),
+        Err(e) => Err(FinalizeError::errno(Op::Resolve)(e)),
+    }
+}
+
+/// The upload's data file, or where it would be.
+pub(super) enum SourceState {
+    Open(Located, Opened),
+    /// Gone (a duplicate delivery?); `None`: its directory is gone too.
+    Missing(Option<Located>),
+}
+
+pub(super) fn open_source(roots: &Roots, source: &Path) -> Result<SourceState, FinalizeError> {
+    let rel = beneath(&roots.upload_dir, source)?;
+    let Some(loc) = locate(roots, &rel)? else {
+        return Ok(SourceState::Missing(None));
+    };
+    match open_at(loc.dir.as_fd(), &loc.name) {
+        Ok(Some(opened)) => Ok(SourceState::Open(loc, opened)),
+        Ok(None) => Ok(SourceState::Missing(Some(loc))),
+        Err(Errno::LOOP) => Err(FinalizeError::Symlink { side: Side::Source }),
+        // A socket or a device node.
+        Err(Errno::NXIO | Errno::NODEV) => Err(FinalizeError::SourceNotFile),
+        Err(e) => Err(FinalizeError::errno(Op::Stat)(e)),
+    }
+}
+
+/// The destination's segments, refusing anything but plain names.
+pub(super) fn destination_segments(dest: &str) -> Result<Vec<&str>, FinalizeError> {
+    let segs: Vec<&str> = dest.split('/').collect();
+    let ok = !dest.is_empty()
+        && segs
+            .iter()
+            .all(|s| !s.is_empty() && *s != "." && *s != ".." && !s.contains(['\\', '\0']));
+    if ok {
+        Ok(segs)
+    } else {
+        Err(FinalizeError::DestinationOutside)
+    }
+}
+
+/// Walk the destination's directories from `root`, one `openat(O_NOFOLLOW |
+/// O_DIRECTORY)` at a time, refusing symlinks and non-directories; create missing
+/// ones (`mkdirat`) when `create`. Returns the last one, held open: the publish
+/// happens in *that* directory, whatever is done to the path meanwhile.
+/// `Ok(None)`: a component is missing and `create` is off.
+pub(super) fn destination_dir(
+    root: BorrowedFd<'_>,
+    dirs: &[&str],
+    create: bool,
+) -> Result<Option<OwnedFd>, FinalizeError> {
+    let mut cur =
+        rustix::fs::openat(root, ".", DIR_FLAGS, Mode::empty()).map_err(FinalizeError::errno(Op::Stat))?;
+    for seg in dirs {
+        let seg = OsStr::new(seg);
+        let next = match open_subdir(cur.as_fd(), seg) {
+            Err(Errno::NOENT) if !create => return Ok(None),
+            Err(Errno::NOENT) => {
+                match rustix::fs::mkdirat(cur.as_fd(), seg, Mode::from_raw_mode(0o777)) {
+                    // Lost a race with a concurrent finalize: look at what is there now.
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(FinalizeError::errno(Op::CreateDir)(e)),
+                }
+                open_subdir(cur.as_fd(), seg)
+            }
+            r => r,
+        };
+        cur = match next {
+            Ok(fd) => fd,
+            Err(Errno::LOOP) => {
+                return Err(FinalizeError::Symlink {
+                    side: Side::Destination,
+                })
+            }
+            Err(Errno::NOTDIR) => return Err(FinalizeError::DestinationNotDir),
+            Err(e) => return Err(FinalizeError::errno(Op::Stat)(e)),
+        };
+    }
+    Ok(Some(cur))
+}
+
+/// Where `relative` (`{prefix}/{key}`) stands below `storage_root`, by the very
+/// rule the move applies (pre-create asks, so an upload the move would refuse is
+/// refused before any byte is sent): a symlink or a file on the way, a symlink or
+/// a directory at the name itself, or a path that is not plain, is
+/// [`Destination::Blocked`]; an I/O error fails closed as
+/// [`Destination::Exists`]. Reads only; creates nothing.
+pub fn destination_state(storage_root: &Path, relative: &Path) -> Destination {
+    let Some(rel) = relative.to_str() else {
+        return Destination::Blocked;
+    };
+    let Ok(segs) = destination_segments(rel) else {
+        return Destination::Blocked;
+    };
+    let Some((file_name, dirs)) = segs.split_last() else {
+        return Destination::Blocked;
+    };
+    // The configured path itself is followed (the administrator's choice), as in
+    // `Roots::new`.
+    let root = match rustix::fs::open(
+        storage_root,
+        DIR_FLAGS.difference(OFlags::NOFOLLOW),
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Destination::Free,
+        Err(_) => return Destination::Exists,
+    };
+    match destination_dir(root.as_fd(), dirs, false) {
+        Ok(None) => Destination::Free,
+        Ok(Some(dir)) => match lstat_at(dir.as_fd(), OsStr::new(file_name)) {
+            Ok(Some(n)) if n.kind == FileType::RegularFile => Destination::Exists,
+            Ok(Some(_)) => Destination::Blocked,
+            Ok(None) => Destination::Free,
+            Err(_) => Destination::Exists,
+        },
+        Err(
+            FinalizeError::Symlink { .. }
+            | FinalizeError::DestinationNotDir
+            | FinalizeError::DestinationOutside,
+        ) => Destination::Blocked,
+        Err(_) => Destination::Exists,
+    }
+}
+
+/// A part of a final upload, as its own info and data file describe it.
+pub(super) struct PartRecord {
+    pub(super) info: InfoFile,
+    pub(super) data: Located,
+    pub(super) data_meta: Metadata,
+    pub(super) part: Part,
+}
+
+/// Upload `id` as its own `.info` (at the top of the upload directory) and its data
+/// file describe it. `None`: an unsafe ID, no info, an unusable info, or a data
+/// file outside the upload directory, behind a symlink, or not a regular file.
+pub(super) fn part_record(roots: &Roots, id: &str) -> Option<PartRecord> {
+    if !crate::tusd::session::safe_upload_id(id) {
+        return None;
+    }
+    let name = OsString::from(format!("{id}.info"));
+    let info_loc = Located {
+        rel: PathBuf::from(&name),
+        dir: roots.upload_fd.try_clone().ok()?,
+        name,
+    };
+    let info = read_info_file(roots, info_loc).ok()??;
+    if info.info.id != id {
+        return None;
+    }
+    let rel = beneath(&roots.upload_dir, &info.info.data_path).ok()?;
+    let data = locate(roots, &rel).ok()??;
+    let opened = open_at(data.dir.as_fd(), &data.name).ok()??;
+    if !opened.meta.is_file() {
+        return None;
+    }
+    let size = info.info.size;
+    let finished = size == Some(opened.meta.len()) && info.info.offset.is_none_or(|o| Some(o) == size);
+    let part = Part {
+        is_partial: info.info.is_partial,
+        finished,
+        metadata: info.info.metadata.clone(),
+    };
+    Some(PartRecord {
+        info,
+        data,
+        data_meta: opened.meta,
+        part,
+    })
+}
+
+/// What the upload server's own record says of upload `id`, for pre-create's
+/// check of a final upload's parts (the move checks them again).
+pub fn part(roots: &Roots, id: &str) -> Option<Part> {
+    part_record(roots, id).map(|r| r.part)
+}
+
+/// Every part of a final upload is a finished partial upload carrying the
+/// expected (signed) fields unchanged.
+pub(super) fn check_parts(
+    roots: &Roots,
+    parts: &[String],
+    expected: &BTreeMap<String, String>,
+) -> Result<(), FinalizeError> {
+    if parts.is_empty() {
+        return Err(FinalizeError::ConcatInvalid);
+    }
+    for id in parts {
+        let Some(PartRecord { part, .. }) = part_record(roots, id) else {
+            return Err(FinalizeError::ConcatInvalid);
+        };
+        let signed = expected.iter().all(|(k, v)| part.metadata.get(k) == Some(v));
+        if !part.is_partial || !part.finished || !signed {
+            return Err(FinalizeError::ConcatInvalid);
+        }
+    }
+    Ok(())
+}
+
+/// After a final upload was published: its parts (checked before the publish)
+/// go too, data first, info last. Best effort; returns how many went.
+pub(super) fn remove_parts(roots: &Roots, parts: &[String]) -> usize {
+    let mut removed = 0;
+    for id in parts {
+        if let Some(r) = part_record(roots, id) {
+            if r.info.info.is_partial
+                && remove_source_and_info(Some((&r.data, &r.data_meta)), Some(&r.info)) == Cleanup::Done
+            {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+/// The leading bytes must be what the declared type says (`[upload] check_content`).
+pub(super) fn check_content(source: &File, declared: &str) -> Result<(), FinalizeError> {
+    let mut head = vec![0u8; prefinish::SNIFF_BYTES];
+    let n = read_full_at(source, &mut head, 0).map_err(FinalizeError::io(Op::Sniff))?;
+    prefinish::check(declared, &head[..n]).map_err(|_| FinalizeError::ContentMismatch {
+        expected: prefinish::expected_signature(declared).unwrap_or("of its declared type"),
+    })
+}
+
+/// An upload's info file: where it is, what `fstat` said of it, what it says.
+#[derive(Debug)]
+pub(super) struct InfoFile {
+    pub(super) loc: Located,
+    pub(super) meta: Metadata,
+    pub(super) info: UploadInfo,
+}
+
+/// Open and parse the info file at `loc`. `Ok(None)`: there is none.
+pub(super) fn read_info_file(roots: &Roots, loc: Located) -> Result<Option<InfoFile>, InfoError> {
+    let Some(opened) = open_info(loc.dir.as_fd(), &loc.name)? else {
+        return Ok(None);
+    };
+    let info = read_info(&opened, &roots.upload_dir.join(&loc.rel))?;
+    Ok(Some(InfoFile {
+        loc,
+        meta: opened.meta,
+        info,
+    }))
+}
+
+/// The info file for the data file at `source`: the one given by the event if any,
+/// else `<source>.info`, else `<upload_dir>/<name>.info`. `Ok(None)`: none exists.
+pub(super) fn locate_info(
+    roots: &Roots,
+    source: &Located,
+    given: Option<&Path>,
+) -> Result<Option<InfoFile>, FinalizeError> {
+    let mut info_name = source.name.clone();
+    info_name.push(".info");
+    let dup = |fd: &OwnedFd| fd.try_clone().map_err(FinalizeError::io(Op::Stat));
+    let candidates = match given {
+        Some(g) => {
+            let loc = match beneath(&roots.upload_dir, g).and_then(|rel| locate(roots, &rel)) {
+                Ok(Some(loc)) => loc,
+                Ok(None) => return Ok(None),
+                Err(_) => return Err(FinalizeError::InfoInvalid),
+            };
+            if loc.name != info_name {
+                return Err(FinalizeError::InfoInvalid);
+            }
+            vec![loc]
+        }
+        None => vec![
+            Located {
+                rel: source.rel.with_file_name(&info_name),
+                dir: dup(&source.dir)?,
+                name: info_name.clone(),
+            },
+            Located {
+                rel: PathBuf::from(&info_name),
+                dir: dup(&roots.upload_fd)?,
+                name: info_name,
+            },
+        ],
+    };
+    for loc in candidates {
+        match read_info_file(roots, loc) {
+            Ok(Some(info)) => return Ok(Some(info)),
+            Ok(None) => continue,
+            Err(InfoError::Symlink) => return Err(FinalizeError::Symlink { side: Side::Info }),
+            Err(_) => return Err(FinalizeError::InfoInvalid),
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `info` describes the data file at `source`: both name the same place
+/// below the upload directory (neither through a symlink: the walk refuses them).
+pub(super) fn describes(roots: &Roots, info: &UploadInfo, source: &Located) -> bool {
+    matches!(beneath(&roots.upload_dir, &info.data_path), Ok(rel) if rel == source.rel)
+}

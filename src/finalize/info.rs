@@ -1,0 +1,223 @@
+//! The upload server's `.info` files (tusd filestore and rustus): parsed, and
+//! checked against the data file they describe.
+
+use super::*;
+
+/// Which upload server wrote an info file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InfoFormat {
+    /// tusd filestore (Go field names).
+    Tusd,
+    /// rustus `file-info-storage` (snake case).
+    Rustus,
+}
+
+#[derive(Deserialize)]
+pub(super) struct TusdInfo {
+    #[serde(rename = "ID")]
+    pub(super) id: String,
+    #[serde(rename = "Size", default)]
+    pub(super) size: i64,
+    #[serde(rename = "SizeIsDeferred", default)]
+    pub(super) size_is_deferred: bool,
+    #[serde(rename = "MetaData", default)]
+    pub(super) metadata: Option<BTreeMap<String, String>>,
+    #[serde(rename = "IsPartial", default)]
+    pub(super) is_partial: bool,
+    #[serde(rename = "IsFinal", default)]
+    pub(super) is_final: bool,
+    #[serde(rename = "PartialUploads", default)]
+    pub(super) partial_uploads: Option<Vec<String>>,
+    #[serde(rename = "Storage", default)]
+    pub(super) storage: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RustusInfo {
+    pub(super) id: String,
+    pub(super) offset: u64,
+    pub(super) length: Option<u64>,
+    pub(super) path: Option<String>,
+    #[serde(default)]
+    pub(super) deferred_size: bool,
+    #[serde(default)]
+    pub(super) is_partial: bool,
+    #[serde(default)]
+    pub(super) is_final: bool,
+    #[serde(default)]
+    pub(super) parts: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) metadata: BTreeMap<String, String>,
+}
+
+/// One info file, normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct UploadInfo {
+    pub(super) format: InfoFormat,
+    pub(super) id: String,
+    /// `None`: length deferred.
+    pub(super) size: Option<u64>,
+    /// rustus only: the offset it recorded (tusd does not keep it on disk).
+    pub(super) offset: Option<u64>,
+    pub(super) is_partial: bool,
+    pub(super) is_final: bool,
+    /// A final upload's parts (upload IDs).
+    pub(super) parts: Vec<String>,
+    pub(super) metadata: BTreeMap<String, String>,
+    /// Where the data file is, resolved against the info file's location.
+    pub(super) data_path: PathBuf,
+}
+
+/// Why an info file could not be used.
+#[derive(Debug)]
+pub(super) enum InfoError {
+    Io(io::ErrorKind),
+    Symlink,
+    NotFile,
+    TooBig,
+    Malformed(String),
+}
+
+impl fmt::Display for InfoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InfoError::Io(k) => write!(f, "unreadable: {k}"),
+            InfoError::Symlink => f.write_str("is a symlink"),
+            InfoError::NotFile => f.write_str("is not a regular file"),
+            InfoError::TooBig => write!(f, "larger than {MAX_INFO_BYTES} bytes"),
+            InfoError::Malformed(m) => write!(f, "malformed: {m}"),
+        }
+    }
+}
+
+/// Open the info file `dir/name` without following a symlink. `Ok(None)`: none.
+pub(super) fn open_info(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Option<Opened>, InfoError> {
+    match open_at(dir, name) {
+        Ok(opened) => Ok(opened),
+        Err(Errno::LOOP) => Err(InfoError::Symlink),
+        Err(Errno::NXIO | Errno::NODEV) => Err(InfoError::NotFile),
+        Err(e) => Err(InfoError::Io(io::Error::from(e).kind())),
+    }
+}
+
+/// Read and parse an opened info file (from its descriptor); `info_path`, where it
+/// is, locates the data file when the info does not record it.
+pub(super) fn read_info(opened: &Opened, info_path: &Path) -> Result<UploadInfo, InfoError> {
+    if !opened.meta.is_file() {
+        return Err(InfoError::NotFile);
+    }
+    let mut bytes = Vec::new();
+    (&opened.file)
+        .take(MAX_INFO_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| InfoError::Io(e.kind()))?;
+    if bytes.len() as u64 > MAX_INFO_BYTES {
+        return Err(InfoError::TooBig);
+    }
+    parse_info(&bytes, info_path)
+}
+
+/// The `.info` parser on untrusted bytes, for the fuzz target: `Ok` with the upload
+/// ID when the bytes are a usable tusd or rustus info, else the reason. Never
+/// panics, whatever the input.
+#[doc(hidden)]
+pub fn parse_info_for_fuzzing(bytes: &[u8]) -> Result<String, String> {
+    parse_info(bytes, Path::new("/uploads/x.info"))
+        .map(|i| i.id)
+        .map_err(|e| e.to_string())
+}
+
+/// Parse an info file's bytes; `info_path` locates the data file when the info does
+/// not record an absolute one.
+pub(super) fn parse_info(bytes: &[u8], info_path: &Path) -> Result<UploadInfo, InfoError> {
+    let malformed = |e: serde_json::Error| InfoError::Malformed(e.to_string());
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(malformed)?;
+    let Some(obj) = value.as_object() else {
+        return Err(InfoError::Malformed("not a JSON object".into()));
+    };
+    let info_dir = info_path.parent().unwrap_or(Path::new(""));
+    if obj.contains_key("ID") {
+        let t: TusdInfo = serde_json::from_value(value).map_err(malformed)?;
+        if t.id.is_empty() {
+            return Err(InfoError::Malformed("empty ID".into()));
+        }
+        let size = if t.size_is_deferred {
+            None
+        } else {
+            Some(u64::try_from(t.size).map_err(|_| InfoError::Malformed("negative Size".into()))?)
+        };
+        // tusd's filestore: data file at Storage.Path (absolute since it joins the
+        // store path at creation), else `<info without .info>`, its default layout.
+        let data_path = match t.storage.as_ref().and_then(|s| s.get("Path")) {
+            Some(p) if Path::new(p).is_absolute() => PathBuf::from(p),
+            _ => strip_info_suffix(info_path)
+                .ok_or_else(|| InfoError::Malformed("info file name does not end in .info".into()))?,
+        };
+        Ok(UploadInfo {
+            format: InfoFormat::Tusd,
+            id: t.id,
+            size,
+            offset: None,
+            is_partial: t.is_partial,
+            is_final: t.is_final,
+            parts: t.partial_uploads.unwrap_or_default(),
+            metadata: t.metadata.unwrap_or_default(),
+            data_path,
+        })
+    } else if obj.contains_key("id") {
+        let r: RustusInfo = serde_json::from_value(value).map_err(malformed)?;
+        if r.id.is_empty() || r.id.contains('/') {
+            return Err(InfoError::Malformed("bad id".into()));
+        }
+        // rustus records the canonical data path; without one the data sits next to
+        // the info (its default, data-dir == info-dir, no dir-structure).
+        let data_path = match r.path.as_deref() {
+            Some(p) if Path::new(p).is_absolute() => PathBuf::from(p),
+            _ => info_dir.join(&r.id),
+        };
+        Ok(UploadInfo {
+            format: InfoFormat::Rustus,
+            id: r.id,
+            size: if r.deferred_size { None } else { r.length },
+            offset: Some(r.offset),
+            is_partial: r.is_partial,
+            is_final: r.is_final,
+            parts: r.parts.unwrap_or_default(),
+            metadata: r.metadata,
+            data_path,
+        })
+    } else {
+        Err(InfoError::Malformed(
+            "neither a tusd (ID) nor a rustus (id) info".into(),
+        ))
+    }
+}
+
+pub(super) fn strip_info_suffix(info_path: &Path) -> Option<PathBuf> {
+    let name = info_path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".info").filter(|s| !s.is_empty())?;
+    Some(info_path.with_file_name(stem))
+}
+
+/// Why an upload does not count as finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unfinished {
+    Partial,
+    Deferred,
+    InProgress,
+}
+
+impl UploadInfo {
+    /// Finished = not partial, length known, and the data file exactly that long
+    /// (rustus: its recorded offset too; tusd keeps no offset on disk).
+    pub(super) fn finished(&self, data_len: u64) -> Result<u64, Unfinished> {
+        if self.is_partial {
+            return Err(Unfinished::Partial);
+        }
+        let size = self.size.ok_or(Unfinished::Deferred)?;
+        if data_len != size || self.offset.is_some_and(|o| o != size) {
+            return Err(Unfinished::InProgress);
+        }
+        Ok(size)
+    }
+}
