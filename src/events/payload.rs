@@ -205,7 +205,7 @@ pub fn failed_stored(
     let vis = metadata.get(FIELD_VISIBILITY).map(String::as_str);
     let path = match (key, vis.and_then(Visibility::parse)) {
         (Some(k), Some(v)) if crate::policy::check_key(k).is_ok() => {
-            Some(path_string(&crate::tusd::precreate::destination(v, k, storage)))
+            Some(path_string(&crate::tusd::rules::destination(v, k, storage)))
         }
         _ => None,
     };

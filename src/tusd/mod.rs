@@ -66,6 +66,7 @@ pub mod postfinish;
 pub mod precreate;
 pub mod prefinish;
 pub mod protocol;
+pub mod rules;
 pub mod session;
 
 use std::fmt;

@@ -28,8 +28,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::precreate::{check_content_type, check_size, destination};
 use super::protocol::Upload;
+use super::rules::{check_content_type, check_size, destination};
 use super::{Gate, Reason, Rejection, Verdict};
 use crate::policy::Visibility;
 use crate::token::upload::{self, verify_signature_ignoring_expiry, Metadata, SignatureVerified};

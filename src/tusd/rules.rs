@@ -1,0 +1,95 @@
+//! Checks shared by the hooks: pre-create decides with them, and post-finish
+//! (and through it the reconciler and `finalize-pending`) runs them again on
+//! what is on disk, so a rule cannot drift between the two.
+
+use std::path::PathBuf;
+
+use super::protocol::Upload;
+use super::{Gate, Reason, Rejection};
+use crate::policy;
+use crate::token::upload::{self, UploadVerified};
+
+/// `{public_prefix|private_prefix}/{key}` for a policy-checked key.
+pub(crate) fn destination(
+    visibility: policy::Visibility,
+    key: &str,
+    storage: &crate::config::StorageConfig,
+) -> PathBuf {
+    let prefix = visibility.prefix(&storage.public_prefix, &storage.private_prefix);
+    let mut p = PathBuf::from(prefix);
+    for segment in key.split('/') {
+        p.push(segment);
+    }
+    p
+}
+
+/// Whether the five signed fields are present and equal in both.
+pub(crate) fn same_signed_fields(a: &upload::Metadata, b: &upload::Metadata) -> bool {
+    upload::FIELDS
+        .iter()
+        .all(|f| matches!((a.get(*f), b.get(*f)), (Some(x), Some(y)) if x == y))
+}
+
+/// Content type, size and deferred length.
+pub(crate) fn check_policy(
+    upload: &Upload,
+    verified: &impl ContentTyped,
+    gate: Gate<'_>,
+) -> Result<(), Rejection> {
+    check_content_type(verified, gate)?;
+    check_size(upload.declared_size(), gate, gate.upload.allow_deferred_length)
+}
+
+/// The content-type allowlist (also re-checked at finalize).
+pub(crate) fn check_content_type(verified: &impl ContentTyped, gate: Gate<'_>) -> Result<(), Rejection> {
+    let ct = verified.declared_content_type();
+    if policy::content_type_allowed(&gate.upload.content_types, ct) {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        Reason::ContentTypeNotAllowed,
+        format!(
+            "content type {} is not allowed here",
+            serde_json::Value::from(truncate(ct, 128))
+        ),
+    ))
+}
+
+/// `max_size` and deferred length (the size part is re-checked at finalize).
+pub(crate) fn check_size(size: Option<u64>, gate: Gate<'_>, allow_deferred: bool) -> Result<(), Rejection> {
+    policy::check_size(size, gate.upload.max_size, allow_deferred).map_err(|e| {
+        let reason = match e {
+            policy::SizeError::LengthRequired => Reason::LengthRequired,
+            _ => Reason::TooLarge,
+        };
+        Rejection::new(reason, e.to_string())
+    })
+}
+
+/// Something carrying a signed content type.
+pub(crate) trait ContentTyped {
+    fn declared_content_type(&self) -> &str;
+}
+
+impl ContentTyped for UploadVerified {
+    fn declared_content_type(&self) -> &str {
+        self.content_type()
+    }
+}
+
+impl ContentTyped for upload::SignatureVerified {
+    fn declared_content_type(&self) -> &str {
+        self.content_type()
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
