@@ -411,12 +411,12 @@ impl Metrics {
         for r in crate::tusd::Reason::ALL {
             let outcome = match r {
                 crate::tusd::Reason::Ok => "allow",
-                crate::tusd::Reason::BadHook => "error",
+                crate::tusd::Reason::BadHook | crate::tusd::Reason::Internal => "error",
                 crate::tusd::Reason::Ignored | crate::tusd::Reason::Partial => "skip",
                 _ => "deny",
             };
             let hook = match r {
-                crate::tusd::Reason::BadHook => "other",
+                crate::tusd::Reason::BadHook | crate::tusd::Reason::Internal => "other",
                 crate::tusd::Reason::Partial
                 | crate::tusd::Reason::Incomplete
                 | crate::tusd::Reason::StorageUnsupported => "post-finish",

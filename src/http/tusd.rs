@@ -68,15 +68,6 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
 
     // One configuration for the whole hook, even if a reload lands meanwhile.
     let cfg = state.current_owned();
-    let gate = Gate {
-        upload: &cfg.upload,
-        storage: &cfg.storage,
-    };
-    let lookup = FsLookup {
-        storage_root: cfg.storage.root.as_deref(),
-        roots: state.finalizer.roots(),
-        sniff: cfg.upload.check_content,
-    };
     let now = state.clock.now();
     let hook = match tusd::parse(&body, hook_name.as_deref()) {
         Ok(h) => h,
@@ -88,7 +79,52 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
             return to_response(tusd::answer_error(&e));
         }
     };
-    let mut decision = tusd::decide(&hook, gate, now, &lookup);
+    // The decision asks the filesystem (the destination's state, a final
+    // upload's parts, the leading bytes to sniff) only after the token
+    // verified, and only when the tree is configured: then the whole decision
+    // runs on the blocking pool, never on the async workers that serve /auth
+    // (a slow shared volume would stall them).
+    let needs_fs = match hook.name {
+        tusd::HookName::PreCreate => cfg.storage.root.is_some(),
+        tusd::HookName::PreFinish => cfg.upload.check_content && state.finalizer.roots().is_some(),
+        _ => false,
+    };
+    let (hook, mut decision) = if needs_fs {
+        let (finalizer, cfg) = (state.finalizer.clone(), cfg.clone());
+        let decided = tokio::task::spawn_blocking(move || {
+            ON_BLOCKING_POOL.set(true);
+            let lookup = FsLookup {
+                storage_root: cfg.storage.root.as_deref(),
+                roots: finalizer.roots(),
+                sniff: cfg.upload.check_content,
+            };
+            let decision = tusd::decide(&hook, gate_of(&cfg), now, &lookup);
+            (hook, decision)
+        })
+        .await;
+        match decided {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(endpoint = "tusd", decision = "error", error = %e, "the hook's decision failed");
+                state
+                    .metrics
+                    .count_hook("other", "error", tusd::Reason::Internal.as_str());
+                return text_json(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    tusd::Reason::Internal.as_str(),
+                    "the hook could not be decided",
+                );
+            }
+        }
+    } else {
+        let lookup = FsLookup {
+            storage_root: None,
+            roots: None,
+            sniff: false,
+        };
+        let decision = tusd::decide(&hook, gate_of(&cfg), now, &lookup);
+        (hook, decision)
+    };
     if cfg.upload.single_use {
         single_use(state, &mut decision, now, cfg.upload.clock_skew).await;
     }
@@ -109,10 +145,10 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
 /// shared state (a partial upload only checks it). Runs after the pure
 /// decision accepted, so a refused token is never consumed.
 async fn single_use(state: &AppState, decision: &mut Decision, now: i64, skew: std::time::Duration) {
-    let (Verdict::Accept, Some(claim)) = (&decision.verdict, &decision.claim) else {
+    let (Verdict::Accept, Some(accepted)) = (&decision.verdict, &decision.accepted) else {
         return;
     };
-    match state.shared.consume(claim, now, skew).await {
+    match state.shared.consume(&accepted.claim(), now, skew).await {
         Ok(crate::state::Use::First) => {}
         Ok(crate::state::Use::Replay) => {
             decision.verdict = Verdict::Reject(tusd::Rejection::new(
@@ -210,6 +246,27 @@ fn escape_debug(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+fn gate_of(cfg: &crate::config::Config) -> Gate<'_> {
+    Gate {
+        upload: &cfg.upload,
+        storage: &cfg.storage,
+    }
+}
+
+thread_local! {
+    /// Set on the blocking-pool thread that runs a decision with [`FsLookup`]:
+    /// debug builds (the tests) assert it before touching the filesystem, so
+    /// a lookup moved back onto an async worker fails every test that makes one.
+    static ON_BLOCKING_POOL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn assert_blocking_pool() {
+    debug_assert!(
+        ON_BLOCKING_POOL.get(),
+        "filesystem lookup outside spawn_blocking: it would stall the async workers"
+    );
+}
+
 /// The filesystem facts the pure core asks for.
 struct FsLookup<'a> {
     storage_root: Option<&'a Path>,
@@ -220,13 +277,18 @@ struct FsLookup<'a> {
 impl Lookup for FsLookup<'_> {
     fn destination(&self, relative: &Path) -> Destination {
         match self.storage_root {
-            Some(root) => finalize::destination_state(root, relative),
+            Some(root) => {
+                assert_blocking_pool();
+                finalize::destination_state(root, relative)
+            }
             None => Destination::Free,
         }
     }
 
     fn part(&self, id: &str) -> Option<Part> {
-        finalize::part(self.roots?, id)
+        let roots = self.roots?;
+        assert_blocking_pool();
+        finalize::part(roots, id)
     }
 
     fn leading_bytes(&self, upload: &Upload) -> Option<Vec<u8>> {
@@ -234,6 +296,7 @@ impl Lookup for FsLookup<'_> {
             return None;
         }
         let roots = self.roots?;
+        assert_blocking_pool();
         let path = Path::new(upload.storage.as_ref()?.path.as_deref()?);
         // Read only regular files inside upload_dir, never through a symlink.
         let meta = std::fs::symlink_metadata(path).ok()?;

@@ -106,7 +106,7 @@ mod tests {
             verdict,
             key: Some("a.txt".into()),
             upload_id: String::new(),
-            claim: None,
+            accepted: None,
         }
     }
 

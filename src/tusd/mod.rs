@@ -130,11 +130,14 @@ pub enum Reason {
     Ignored,
     /// The body is not a hook ([`HookError`]).
     BadHook,
+    /// The gate failed while deciding (a bug; the answer is 500, tusd reports
+    /// it to the client and the client may retry).
+    Internal,
 }
 
 impl Reason {
     /// Every value, for metric pre-registration.
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Reason::Ok,
         Reason::MetadataMissing,
         Reason::MetadataInvalid,
@@ -157,6 +160,7 @@ impl Reason {
         Reason::StateUnavailable,
         Reason::Ignored,
         Reason::BadHook,
+        Reason::Internal,
     ];
 
     /// The wire code / label value.
@@ -184,6 +188,7 @@ impl Reason {
             Reason::StateUnavailable => "state_unavailable",
             Reason::Ignored => "ignored",
             Reason::BadHook => "bad_hook",
+            Reason::Internal => "internal",
         }
     }
 
@@ -207,6 +212,7 @@ impl Reason {
             Reason::LengthRequired => 411,
             Reason::Exists | Reason::DestinationBlocked => 409,
             Reason::Incomplete | Reason::StorageUnsupported => 422,
+            Reason::Internal => 500,
         }
     }
 }
@@ -340,9 +346,10 @@ pub struct Decision {
     pub key: Option<String>,
     /// `Upload.ID` (empty at tusd pre-create).
     pub upload_id: String,
-    /// An accepted pre-create's single-use claim, computed only when
-    /// `[upload] single_use` is on (the adapter then consumes it).
-    pub claim: Option<precreate::Claim>,
+    /// An accepted pre-create's proof (the verified token and its
+    /// destination): what `[upload] single_use` consumes takes it
+    /// ([`precreate::Accepted::claim`]), so a refused token cannot be consumed.
+    pub accepted: Option<precreate::Accepted>,
 }
 
 impl Decision {
@@ -443,15 +450,11 @@ impl<F: Fn(&Path) -> bool> Lookup for F {
 /// Decides one parsed hook at `now` (Unix seconds).
 pub fn decide(hook: &Hook, gate: Gate<'_>, now: i64, lookup: &dyn Lookup) -> Decision {
     let upload = &hook.upload;
-    let mut claim = None;
+    let mut proof = None;
     let verdict = match &hook.name {
         HookName::PreCreate => match precreate::check(upload, gate, now, lookup) {
             Ok(accepted) => {
-                // Only when `[upload] single_use` is on: the claim is a SHA-256
-                // of the grant (two blocks), a fifth of a pre-create's cost.
-                if gate.upload.single_use {
-                    claim = Some(accepted.claim(upload.is_partial));
-                }
+                proof = Some(accepted);
                 Verdict::Accept
             }
             Err(r) => Verdict::Reject(r),
@@ -468,7 +471,7 @@ pub fn decide(hook: &Hook, gate: Gate<'_>, now: i64, lookup: &dyn Lookup) -> Dec
         verdict,
         key: upload.asset_key().map(str::to_owned),
         upload_id: upload.id.clone(),
-        claim,
+        accepted: proof,
     }
 }
 
