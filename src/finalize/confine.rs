@@ -399,7 +399,11 @@ pub(super) fn check_parts(
         let Some(PartRecord { part, .. }) = part_record(roots, id) else {
             return Err(FinalizeError::ConcatInvalid);
         };
-        let signed = expected.iter().all(|(k, v)| part.metadata.get(k) == Some(v));
+        let signed = expected.iter().all(|(k, v)| {
+            part.metadata
+                .get(k)
+                .is_some_and(|got| crate::tusd::rules::same_field(k, got, v))
+        });
         if !part.is_partial || !part.finished || !signed {
             return Err(FinalizeError::ConcatInvalid);
         }

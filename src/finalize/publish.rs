@@ -143,10 +143,14 @@ pub(super) fn run_with(
         .info
         .finished(src.meta.len())
         .map_err(|_| FinalizeError::NotFinished)?;
-    for (k, v) in &req.expected_metadata {
-        if info.info.metadata.get(k) != Some(v) {
-            return Err(FinalizeError::MetadataMismatch);
-        }
+    let same = |(k, v): (&String, &String)| {
+        info.info
+            .metadata
+            .get(k)
+            .is_some_and(|got| crate::tusd::rules::same_field(k, got, v))
+    };
+    if !req.expected_metadata.iter().all(same) {
+        return Err(FinalizeError::MetadataMismatch);
     }
     if info.info.is_final {
         check_parts(roots, &info.info.parts, &req.expected_metadata)?;

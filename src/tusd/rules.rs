@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use super::protocol::Upload;
 use super::{Gate, Reason, Rejection};
+use subtle::ConstantTimeEq;
+
 use crate::policy;
 use crate::token::upload::{self, UploadVerified};
 
@@ -23,11 +25,23 @@ pub(crate) fn destination(
     p
 }
 
-/// Whether the five signed fields are present and equal in both.
-pub(crate) fn same_signed_fields(a: &upload::Metadata, b: &upload::Metadata) -> bool {
+/// Whether the five signed fields are present and equal in both; the token
+/// (a MAC) is compared in constant time. The one rule for "the same grant":
+/// a final upload's parts (pre-create and the mover), a `/session` request
+/// against the upload's record.
+pub fn same_signed_fields(a: &upload::Metadata, b: &upload::Metadata) -> bool {
     upload::FIELDS
         .iter()
-        .all(|f| matches!((a.get(*f), b.get(*f)), (Some(x), Some(y)) if x == y))
+        .all(|f| matches!((a.get(*f), b.get(*f)), (Some(x), Some(y)) if same_field(f, x, y)))
+}
+
+/// One metadata field equal in both; the token in constant time.
+pub fn same_field(name: &str, a: &str, b: &str) -> bool {
+    if name == upload::FIELD_TOKEN {
+        bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+    } else {
+        a == b
+    }
 }
 
 /// Content type, size and deferred length.
@@ -92,4 +106,30 @@ fn truncate(s: &str, max: usize) -> &str {
         cut -= 1;
     }
     &s[..cut]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(token: &str) -> upload::Metadata {
+        upload::FIELDS
+            .iter()
+            .map(|f| {
+                let v = if *f == upload::FIELD_TOKEN { token } else { "v" };
+                (f.to_string(), v.to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn same_grant_needs_every_signed_field_including_the_token() {
+        assert!(same_signed_fields(&fields("ab"), &fields("ab")));
+        assert!(!same_signed_fields(&fields("ab"), &fields("ac")));
+        let mut missing = fields("ab");
+        missing.remove(upload::FIELD_KEY);
+        assert!(!same_signed_fields(&missing, &fields("ab")));
+        assert!(!same_field(upload::FIELD_TOKEN, "ab", "a"));
+        assert!(same_field("asset-key", "k", "k"));
+    }
 }

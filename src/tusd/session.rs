@@ -28,12 +28,11 @@
 
 use std::str::FromStr;
 
-use subtle::ConstantTimeEq;
-
 use super::metadata::parse_upload_metadata;
+use super::rules::same_signed_fields;
 use super::Part;
 use crate::secret::SecretSet;
-use crate::token::upload::{self, verify_signature_ignoring_expiry, FIELD_TOKEN};
+use crate::token::upload::{verify_signature_ignoring_expiry, FIELD_TOKEN};
 
 /// `[upload] session_binding`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -230,17 +229,6 @@ pub fn decide(req: &Request<'_>, policy: &Policy<'_>, record: Option<&Part>, now
     Reason::Ok
 }
 
-/// The five signed fields equal in both; the token compared in constant time.
-fn same_signed_fields(sent: &upload::Metadata, stored: &upload::Metadata) -> bool {
-    upload::FIELDS
-        .iter()
-        .all(|f| match (sent.get(*f), stored.get(*f)) {
-            (Some(a), Some(b)) if *f == FIELD_TOKEN => bool::from(a.as_bytes().ct_eq(b.as_bytes())),
-            (Some(a), Some(b)) => a == b,
-            _ => false,
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,7 +258,7 @@ mod tests {
         }
     }
 
-    fn header(meta: &upload::Metadata) -> String {
+    fn header(meta: &crate::token::upload::Metadata) -> String {
         encode_upload_metadata(meta.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
