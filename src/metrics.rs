@@ -150,23 +150,194 @@ impl Decision {
     }
 }
 
-/// `reason` label for an auth decision without a link verdict.
-pub const REASON_OK: &str = "ok";
-/// `reason` label when nginx did not send `X-Original-URI`.
-pub const REASON_NO_ORIGINAL_URI: &str = "no-original-uri";
-/// `reason` label (and `X-Assetgate-Reason`) for a revoked link.
-pub const REASON_REVOKED: &str = "revoked";
-/// `reason` label (and `X-Assetgate-Reason`) when revocations are stale and
-/// `revocation_when_down = "fail_closed"`.
-pub const REASON_UNAVAILABLE: &str = "unavailable";
-/// `result` values of `assetgate_config_reloads_total`.
-pub const RELOAD_RESULTS: [&str; 3] = ["applied", "refused", "unchanged"];
-/// `op` values of `assetgate_state_errors_total`.
-pub const STATE_OPS: [&str; 4] = ["single_use", "sync", "revoke", "list"];
-/// `feature` values of `assetgate_state_fail_open_total`.
-pub const FAIL_OPEN_FEATURES: [&str; 2] = ["single_use", "revocation"];
-/// `reason` label for `/session` without `[tusd] upload_dir` + `[storage] root`.
-pub const REASON_NOT_CONFIGURED: &str = "not-configured";
+/// A closed set of label values: the enum, `ALL` (pre-registration) and `as_str`.
+macro_rules! labels {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident => $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vm])* $var),+
+        }
+
+        impl $name {
+            /// Every value, for pre-registration.
+            pub const ALL: &'static [$name] = &[$($name::$var),+];
+
+            /// Label value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$var => $s),+
+                }
+            }
+        }
+    };
+}
+
+labels!(
+    /// `result` of `assetgate_config_reloads_total`.
+    ReloadResult {
+        /// A new configuration is in force.
+        Applied => "applied",
+        /// Invalid: the old configuration stays.
+        Refused => "refused",
+        /// Nothing changed.
+        Unchanged => "unchanged",
+    }
+);
+
+labels!(
+    /// `op` of `assetgate_state_errors_total`.
+    StateOp {
+        /// Checking or consuming a single-use token.
+        SingleUse => "single_use",
+        /// Syncing revocations.
+        Sync => "sync",
+        /// Adding or removing a revocation.
+        Revoke => "revoke",
+        /// Listing revocations.
+        List => "list",
+    }
+);
+
+labels!(
+    /// `feature` of `assetgate_state_fail_open_total`.
+    FailOpen {
+        /// `[upload] single_use`.
+        SingleUse => "single_use",
+        /// Revocations on `/auth`.
+        Revocation => "revocation",
+    }
+);
+
+labels!(
+    /// `result` of `assetgate_reconcile_total`.
+    ReconcileResult {
+        /// A finished upload whose post-finish never came, handed to the mover.
+        Published => "published",
+        /// Finished, but refused by the post-finish rules.
+        Kept => "kept",
+        /// An abandoned upload removed.
+        AbandonedRemoved => "abandoned_removed",
+        /// Left in place: no verified token to attribute it to.
+        Unattributable => "unattributable",
+        /// The pass (or one step of it) failed.
+        Error => "error",
+    }
+);
+
+/// `reason` of an `/auth` decision; also the `X-Assetgate-Reason` header of a
+/// 403. One vocabulary: the link verifier's own reasons, nested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthReason {
+    /// The link verified and is not revoked.
+    Ok,
+    /// The link did not verify ([`Reason`]).
+    Link(Reason),
+    /// The link verified but is revoked.
+    Revoked,
+    /// The link verified, but revocations are out of sync with the state
+    /// backend and `revocation_when_down = "fail_closed"`.
+    Unavailable,
+    /// nginx did not send `X-Original-URI` (a deployment fault: 500).
+    NoOriginalUri,
+}
+
+impl AuthReason {
+    /// Label / header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthReason::Ok => "ok",
+            AuthReason::Link(r) => r.as_str(),
+            AuthReason::Revoked => "revoked",
+            AuthReason::Unavailable => "unavailable",
+            AuthReason::NoOriginalUri => NO_ORIGINAL_URI,
+        }
+    }
+
+    /// The `decision` label.
+    pub fn decision(self) -> Decision {
+        match self {
+            AuthReason::Ok => Decision::Allow,
+            AuthReason::NoOriginalUri => Decision::Error,
+            _ => Decision::Deny,
+        }
+    }
+}
+
+/// `reason` of a `/session` decision; also the `X-Assetgate-Reason` of a 403.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionReason {
+    /// What the session rules decided (`ok` or why not).
+    Decided(crate::tusd::session::Reason),
+    /// nginx did not send `X-Original-URI` / `X-Original-Method` (500).
+    NoOriginalUri,
+    /// `/session` needs `[tusd] upload_dir` and `[storage] root` (500).
+    NotConfigured,
+}
+
+impl SessionReason {
+    /// Label / header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionReason::Decided(r) => r.as_str(),
+            SessionReason::NoOriginalUri => NO_ORIGINAL_URI,
+            SessionReason::NotConfigured => "not-configured",
+        }
+    }
+
+    /// The `decision` label.
+    pub fn decision(self) -> Decision {
+        match self {
+            SessionReason::Decided(crate::tusd::session::Reason::Ok) => Decision::Allow,
+            SessionReason::Decided(_) => Decision::Deny,
+            SessionReason::NoOriginalUri | SessionReason::NotConfigured => Decision::Error,
+        }
+    }
+}
+
+const NO_ORIGINAL_URI: &str = "no-original-uri";
+
+/// Position of `r` in [`Reason::ALL`] (the hot deny counters).
+fn link_index(r: Reason) -> usize {
+    match r {
+        Reason::Expired => 0,
+        Reason::Invalid => 1,
+        Reason::Missing => 2,
+        Reason::BadUri => 3,
+        Reason::TtlTooLong => 4,
+    }
+}
+
+/// `result` of `assetgate_finalize_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalizeResult {
+    /// Published (or found already published).
+    Done(crate::finalize::Method),
+    /// Not moved, and why.
+    Failed(crate::finalize::Reason),
+    /// `[storage] root` or `[tusd] upload_dir` is not set.
+    NotConfigured,
+    /// Too many moves running or queued.
+    Busy,
+    /// A second delivery while the first move runs.
+    Duplicate,
+}
+
+impl FinalizeResult {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinalizeResult::Done(m) => m.as_str(),
+            FinalizeResult::Failed(r) => r.as_str(),
+            FinalizeResult::NotConfigured => "not_configured",
+            FinalizeResult::Busy => "busy",
+            FinalizeResult::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// `hook` label of a body that is not a hook.
+const NOT_A_HOOK: &str = "other";
 
 /// Series touched on every `/auth` and `/tusd` request, looked up once: a
 /// `with_label_values` hashes the labels and takes a lock on each call.
@@ -355,7 +526,7 @@ impl Metrics {
             http_auth_204: http.with_label_values(&["auth", "204"]),
             http_auth_403: http.with_label_values(&["auth", "403"]),
             http_tusd_200: http.with_label_values(&["tusd", "200"]),
-            auth_allow: decisions.with_label_values(&["auth", "allow", REASON_OK]),
+            auth_allow: decisions.with_label_values(&["auth", "allow", AuthReason::Ok.as_str()]),
             auth_deny: Reason::ALL.map(|r| decisions.with_label_values(&["auth", "deny", r.as_str()])),
             precreate_allow: hooks.with_label_values(&["pre-create", "allow", "ok"]),
         };
@@ -378,62 +549,67 @@ impl Metrics {
             fail_open,
             revocations,
         };
-        for r in RELOAD_RESULTS {
-            m.reloads.with_label_values(&[r]).inc_by(0);
+        for r in ReloadResult::ALL {
+            m.reloads.with_label_values(&[r.as_str()]).inc_by(0);
         }
-        for op in STATE_OPS {
-            m.state_errors.with_label_values(&[op]).inc_by(0);
+        for op in StateOp::ALL {
+            m.state_errors.with_label_values(&[op.as_str()]).inc_by(0);
         }
-        for f in FAIL_OPEN_FEATURES {
-            m.fail_open.with_label_values(&[f]).inc_by(0);
+        for f in FailOpen::ALL {
+            m.fail_open.with_label_values(&[f.as_str()]).inc_by(0);
+        }
+        for r in ReconcileResult::ALL {
+            m.reconcile.with_label_values(&[r.as_str()]).inc_by(0);
         }
         m.state_up.set(1);
-        m.decision(Endpoint::Auth, Decision::Deny, REASON_REVOKED, 0);
-        m.decision(Endpoint::Auth, Decision::Deny, REASON_UNAVAILABLE, 0);
-        for r in crate::daemon::reconcile::RESULTS {
-            m.reconcile.with_label_values(&[r]).inc_by(0);
+        let auth = [
+            AuthReason::Ok,
+            AuthReason::Revoked,
+            AuthReason::Unavailable,
+            AuthReason::NoOriginalUri,
+        ];
+        for r in auth.into_iter().chain(Reason::ALL.map(AuthReason::Link)) {
+            m.decision(Endpoint::Auth, r.decision(), r.as_str(), 0);
         }
-        m.decision(Endpoint::Auth, Decision::Allow, REASON_OK, 0);
-        for r in Reason::ALL {
-            m.decision(Endpoint::Auth, Decision::Deny, r.as_str(), 0);
+        let session = [SessionReason::NoOriginalUri, SessionReason::NotConfigured];
+        for r in session
+            .into_iter()
+            .chain(crate::tusd::session::Reason::ALL.map(SessionReason::Decided))
+        {
+            m.decision(Endpoint::Session, r.decision(), r.as_str(), 0);
         }
-        m.decision(Endpoint::Auth, Decision::Error, REASON_NO_ORIGINAL_URI, 0);
-        for r in crate::tusd::session::Reason::ALL {
-            let d = if r == crate::tusd::session::Reason::Ok {
-                Decision::Allow
-            } else {
-                Decision::Deny
-            };
-            m.decision(Endpoint::Session, d, r.as_str(), 0);
-        }
-        m.decision(Endpoint::Session, Decision::Error, REASON_NO_ORIGINAL_URI, 0);
-        m.decision(Endpoint::Session, Decision::Error, REASON_NOT_CONFIGURED, 0);
         for r in crate::tusd::Reason::ALL {
             let outcome = match r {
-                crate::tusd::Reason::Ok => "allow",
-                crate::tusd::Reason::BadHook | crate::tusd::Reason::Internal => "error",
-                crate::tusd::Reason::Ignored | crate::tusd::Reason::Partial => "skip",
-                _ => "deny",
+                crate::tusd::Reason::Ok => crate::tusd::Outcome::Allow,
+                crate::tusd::Reason::BadHook | crate::tusd::Reason::Internal => crate::tusd::Outcome::Error,
+                crate::tusd::Reason::Ignored | crate::tusd::Reason::Partial => crate::tusd::Outcome::Skip,
+                _ => crate::tusd::Outcome::Deny,
             };
             let hook = match r {
-                crate::tusd::Reason::BadHook | crate::tusd::Reason::Internal => "other",
+                crate::tusd::Reason::BadHook | crate::tusd::Reason::Internal => None,
                 crate::tusd::Reason::Partial
                 | crate::tusd::Reason::Incomplete
-                | crate::tusd::Reason::StorageUnsupported => "post-finish",
-                crate::tusd::Reason::ContentMismatch => "pre-finish",
-                crate::tusd::Reason::ConcatInvalid
-                | crate::tusd::Reason::DestinationBlocked
-                | crate::tusd::Reason::TokenUsed
-                | crate::tusd::Reason::StateUnavailable => "pre-create",
-                _ => "pre-create",
+                | crate::tusd::Reason::StorageUnsupported => Some(crate::tusd::HookName::PostFinish),
+                crate::tusd::Reason::ContentMismatch => Some(crate::tusd::HookName::PreFinish),
+                _ => Some(crate::tusd::HookName::PreCreate),
             };
-            m.hooks.with_label_values(&[hook, outcome, r.as_str()]).inc_by(0);
+            let hook = hook.as_ref().map_or(NOT_A_HOOK, crate::tusd::HookName::label);
+            m.hooks
+                .with_label_values(&[hook, outcome.as_str(), r.as_str()])
+                .inc_by(0);
         }
         for r in crate::finalize::Method::ALL {
-            m.finalize.with_label_values(&[r.as_str()]).inc_by(0);
+            m.count_finalize_by(FinalizeResult::Done(r), 0);
         }
         for r in crate::finalize::Reason::ALL {
-            m.finalize.with_label_values(&[r.as_str()]).inc_by(0);
+            m.count_finalize_by(FinalizeResult::Failed(r), 0);
+        }
+        for r in [
+            FinalizeResult::NotConfigured,
+            FinalizeResult::Busy,
+            FinalizeResult::Duplicate,
+        ] {
+            m.count_finalize_by(r, 0);
         }
         m
     }
@@ -444,14 +620,16 @@ impl Metrics {
         self.registry.register(c).expect("families are registered once");
     }
 
-    /// Counts what a reconciler pass did (`result` from [`crate::daemon::reconcile::RESULTS`]).
-    pub fn count_reconcile(&self, result: &'static str, n: usize) {
-        self.reconcile.with_label_values(&[result]).inc_by(n as u64);
+    /// Counts what a reconciler pass did.
+    pub fn count_reconcile(&self, result: ReconcileResult, n: usize) {
+        self.reconcile
+            .with_label_values(&[result.as_str()])
+            .inc_by(n as u64);
     }
 
-    /// Counts one reload (`result` from [`RELOAD_RESULTS`]).
-    pub fn count_reload(&self, result: &'static str) {
-        self.reloads.with_label_values(&[result]).inc();
+    /// Counts one reload.
+    pub fn count_reload(&self, result: ReloadResult) {
+        self.reloads.with_label_values(&[result.as_str()]).inc();
     }
 
     /// Sets `assetgate_state_up`.
@@ -459,15 +637,14 @@ impl Metrics {
         self.state_up.set(i64::from(up));
     }
 
-    /// Counts one failed state operation (`op` from [`STATE_OPS`]).
-    pub fn count_state_error(&self, op: &'static str) {
-        self.state_errors.with_label_values(&[op]).inc();
+    /// Counts one failed state operation.
+    pub fn count_state_error(&self, op: StateOp) {
+        self.state_errors.with_label_values(&[op.as_str()]).inc();
     }
 
-    /// Counts one request let through unchecked (`feature` from
-    /// [`FAIL_OPEN_FEATURES`]).
-    pub fn count_fail_open(&self, feature: &'static str) {
-        self.fail_open.with_label_values(&[feature]).inc();
+    /// Counts one request let through unchecked.
+    pub fn count_fail_open(&self, feature: FailOpen) {
+        self.fail_open.with_label_values(&[feature.as_str()]).inc();
     }
 
     /// Sets `assetgate_revocations`.
@@ -480,18 +657,30 @@ impl Metrics {
         self.temp_swept.inc_by(n as u64);
     }
 
-    /// Counts one tusd hook decision (labels from closed enums).
-    pub fn count_hook(&self, hook: &'static str, decision: &'static str, reason: &'static str) {
-        if (hook, decision, reason) == ("pre-create", "allow", "ok") {
+    /// Counts one tusd hook decision; `hook` is `None` for a body that is not a
+    /// hook (label `other`).
+    pub fn count_hook(
+        &self,
+        hook: Option<&crate::tusd::HookName>,
+        outcome: crate::tusd::Outcome,
+        reason: crate::tusd::Reason,
+    ) {
+        let hook = hook.map_or(NOT_A_HOOK, crate::tusd::HookName::label);
+        if (hook, outcome, reason) == ("pre-create", crate::tusd::Outcome::Allow, crate::tusd::Reason::Ok) {
             return self.hot.precreate_allow.inc();
         }
-        self.hooks.with_label_values(&[hook, decision, reason]).inc();
+        self.hooks
+            .with_label_values(&[hook, outcome.as_str(), reason.as_str()])
+            .inc();
     }
 
-    /// Counts one finalize result (a `Method`, a finalize `Reason`, or one of
-    /// `not_configured`, `busy`, `duplicate`).
-    pub fn count_finalize(&self, result: &'static str) {
-        self.finalize.with_label_values(&[result]).inc();
+    /// Counts one finalize result.
+    pub fn count_finalize(&self, result: FinalizeResult) {
+        self.count_finalize_by(result, 1);
+    }
+
+    fn count_finalize_by(&self, result: FinalizeResult, by: u64) {
+        self.finalize.with_label_values(&[result.as_str()]).inc_by(by);
     }
 
     fn decision(&self, endpoint: Endpoint, decision: Decision, reason: &'static str, by: u64) {
@@ -500,20 +689,18 @@ impl Metrics {
             .inc_by(by);
     }
 
-    /// Counts one decision.
-    pub fn count_decision(&self, endpoint: Endpoint, decision: Decision, reason: &'static str) {
-        let hot = match (endpoint, decision) {
-            (Endpoint::Auth, Decision::Allow) if reason == REASON_OK => Some(&self.hot.auth_allow),
-            (Endpoint::Auth, Decision::Deny) => Reason::ALL
-                .iter()
-                .position(|r| r.as_str() == reason)
-                .map(|i| &self.hot.auth_deny[i]),
-            _ => None,
-        };
-        match hot {
-            Some(c) => c.inc(),
-            None => self.decision(endpoint, decision, reason, 1),
+    /// Counts one `/auth` decision.
+    pub fn count_auth(&self, reason: AuthReason) {
+        match reason {
+            AuthReason::Ok => self.hot.auth_allow.inc(),
+            AuthReason::Link(r) => self.hot.auth_deny[link_index(r)].inc(),
+            r => self.decision(Endpoint::Auth, r.decision(), r.as_str(), 1),
         }
+    }
+
+    /// Counts one `/session` decision.
+    pub fn count_session(&self, reason: SessionReason) {
+        self.decision(Endpoint::Session, reason.decision(), reason.as_str(), 1);
     }
 
     /// Records one HTTP answer and its latency.
@@ -570,10 +757,90 @@ impl Default for Metrics {
 mod tests {
     use super::*;
 
+    /// Every closed label value reads 0 before anything happened, so a
+    /// dashboard sees the series (and a rate) from the start.
+    #[test]
+    fn every_label_value_is_pre_registered() {
+        let text = Metrics::new().render();
+        let has = |family: &str, label: &str, value: &str| {
+            text.lines()
+                .any(|l| l.starts_with(family) && l.contains(&format!("{label}=\"{value}\"")))
+        };
+        for r in ReloadResult::ALL {
+            assert!(
+                has("assetgate_config_reloads_total", "result", r.as_str()),
+                "{r:?}"
+            );
+        }
+        for r in StateOp::ALL {
+            assert!(has("assetgate_state_errors_total", "op", r.as_str()), "{r:?}");
+        }
+        for r in FailOpen::ALL {
+            assert!(
+                has("assetgate_state_fail_open_total", "feature", r.as_str()),
+                "{r:?}"
+            );
+        }
+        for r in ReconcileResult::ALL {
+            assert!(has("assetgate_reconcile_total", "result", r.as_str()), "{r:?}");
+        }
+        let finalize = [
+            FinalizeResult::NotConfigured,
+            FinalizeResult::Busy,
+            FinalizeResult::Duplicate,
+        ]
+        .into_iter()
+        .chain(crate::finalize::Method::ALL.map(FinalizeResult::Done))
+        .chain(crate::finalize::Reason::ALL.map(FinalizeResult::Failed));
+        for r in finalize {
+            assert!(has("assetgate_finalize_total", "result", r.as_str()), "{r:?}");
+        }
+        for r in [
+            AuthReason::Ok,
+            AuthReason::Revoked,
+            AuthReason::Unavailable,
+            AuthReason::NoOriginalUri,
+        ]
+        .into_iter()
+        .chain(Reason::ALL.map(AuthReason::Link))
+        {
+            assert!(
+                text.lines().any(|l| l.starts_with("assetgate_decisions_total")
+                    && l.contains("endpoint=\"auth\"")
+                    && l.contains(&format!("reason=\"{}\"", r.as_str()))),
+                "{r:?}"
+            );
+        }
+        for r in [SessionReason::NoOriginalUri, SessionReason::NotConfigured]
+            .into_iter()
+            .chain(crate::tusd::session::Reason::ALL.map(SessionReason::Decided))
+        {
+            assert!(
+                text.lines().any(|l| l.starts_with("assetgate_decisions_total")
+                    && l.contains("endpoint=\"session\"")
+                    && l.contains(&format!("reason=\"{}\"", r.as_str()))),
+                "{r:?}"
+            );
+        }
+        for r in crate::tusd::Reason::ALL {
+            assert!(
+                has("assetgate_hook_decisions_total", "reason", r.as_str()),
+                "{r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn hot_deny_counters_follow_the_reason_order() {
+        for (i, r) in Reason::ALL.into_iter().enumerate() {
+            assert_eq!(link_index(r), i, "{r:?}");
+        }
+    }
+
     #[test]
     fn families_render_with_zeroed_series() {
         let m = Metrics::new();
-        m.count_decision(Endpoint::Auth, Decision::Deny, Reason::Expired.as_str());
+        m.count_auth(AuthReason::Link(Reason::Expired));
         m.observe(Endpoint::Auth, http::StatusCode::FORBIDDEN, 0.0001);
         let text = m.render();
         assert!(

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use crate::finalize::{self, PendingScan, Roots};
 use crate::http::AppState;
+use crate::metrics::ReconcileResult;
 use crate::tusd::{self, abandon, Gate, Part, Verdict};
 
 /// One pass's counts (also what the tests read).
@@ -90,7 +91,7 @@ pub async fn pass(state: &Arc<AppState>, roots: &Roots, seen: &mut Seen) -> Pass
         Ok(x) => x,
         Err(e) => {
             tracing::error!(error = %e, "reconcile pass failed");
-            state.metrics.count_reconcile("error", 1);
+            state.metrics.count_reconcile(ReconcileResult::Error, 1);
             return out;
         }
     };
@@ -109,7 +110,7 @@ pub async fn pass(state: &Arc<AppState>, roots: &Roots, seen: &mut Seen) -> Pass
             if seen.first("", "scan_error") {
                 tracing::error!(error = %e, "cannot scan upload_dir");
             }
-            state.metrics.count_reconcile("error", 1);
+            state.metrics.count_reconcile(ReconcileResult::Error, 1);
             return out;
         }
     };
@@ -181,8 +182,10 @@ pub async fn pass(state: &Arc<AppState>, roots: &Roots, seen: &mut Seen) -> Pass
         })
         .await;
     }
-    state.metrics.count_reconcile("published", out.published);
-    state.metrics.count_reconcile("kept", out.kept);
+    state
+        .metrics
+        .count_reconcile(ReconcileResult::Published, out.published);
+    state.metrics.count_reconcile(ReconcileResult::Kept, out.kept);
 
     // 2. abandoned uploads
     let now = state.clock.now();
@@ -232,23 +235,16 @@ pub async fn pass(state: &Arc<AppState>, roots: &Roots, seen: &mut Seen) -> Pass
                     if seen.first(&u.id, "remove_error") {
                         tracing::warn!(upload_id = %u.id.escape_debug(), error = %e, "reconcile: could not remove an abandoned upload");
                     }
-                    state.metrics.count_reconcile("error", 1);
+                    state.metrics.count_reconcile(ReconcileResult::Error, 1);
                 }
             }
         }
     }
-    state.metrics.count_reconcile("abandoned_removed", out.abandoned);
     state
         .metrics
-        .count_reconcile("unattributable", out.unattributable);
+        .count_reconcile(ReconcileResult::AbandonedRemoved, out.abandoned);
+    state
+        .metrics
+        .count_reconcile(ReconcileResult::Unattributable, out.unattributable);
     out
 }
-
-/// `assetgate_reconcile_total{result}` values.
-pub const RESULTS: [&str; 5] = [
-    "published",
-    "kept",
-    "abandoned_removed",
-    "unattributable",
-    "error",
-];

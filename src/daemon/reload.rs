@@ -43,6 +43,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{self, Config, ConfigError, Sources};
 use crate::http::AppState;
+use crate::metrics::ReloadResult;
 use crate::secret::SecretSet;
 
 /// Quiet period after the last file event before reloading.
@@ -178,7 +179,7 @@ pub async fn run_once(state: &Arc<AppState>, sources: &Sources, dev: bool, trigg
     let trigger = trigger.as_str();
     match &outcome {
         Outcome::Applied(restart) => {
-            state.metrics.count_reload("applied");
+            state.metrics.count_reload(ReloadResult::Applied);
             let cfg = state.current();
             tracing::info!(
                 trigger,
@@ -189,12 +190,12 @@ pub async fn run_once(state: &Arc<AppState>, sources: &Sources, dev: bool, trigg
             log_restart(restart);
         }
         Outcome::Unchanged(restart) => {
-            state.metrics.count_reload("unchanged");
+            state.metrics.count_reload(ReloadResult::Unchanged);
             tracing::info!(trigger, "configuration reloaded: nothing changed");
             log_restart(restart);
         }
         Outcome::Refused(e) => {
-            state.metrics.count_reload("refused");
+            state.metrics.count_reload(ReloadResult::Refused);
             tracing::error!(
                 trigger,
                 key = e.key.as_str(),

@@ -10,6 +10,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::{Cancel, Roots};
 use crate::finalize;
+use crate::metrics::FinalizeResult;
 use crate::metrics::Metrics;
 use crate::tusd::FinalizePlan;
 
@@ -97,12 +98,12 @@ impl Finalizer {
                 via,
                 "upload verified but not moved: set [storage] root and [tusd] upload_dir to finalize uploads"
             );
-            this.metrics.count_finalize("not_configured");
+            this.metrics.count_finalize(FinalizeResult::NotConfigured);
             return;
         };
         let Ok(permit) = this.tracker.clone().try_acquire_owned() else {
             tracing::error!(endpoint = "tusd", hook = "post-finish", "too many moves in progress; the upload stays in upload_dir (run `assetgate finalize-pending` later)");
-            this.metrics.count_finalize("busy");
+            this.metrics.count_finalize(FinalizeResult::Busy);
             return;
         };
         let plan = plan.clone();
@@ -123,14 +124,15 @@ impl Finalizer {
                     key,
                     "duplicate delivery while the move runs: ignored"
                 );
-                this.metrics.count_finalize("duplicate");
+                this.metrics.count_finalize(FinalizeResult::Duplicate);
                 return;
             }
             let _worker = this.workers.acquire().await;
             if cancel.is_cancelled() {
                 this.in_flight.lock().await.remove(&dedupe_key);
                 tracing::warn!(endpoint = "tusd", hook = "post-finish", key, "shutting down: move not started, the upload stays in upload_dir (finalize-pending or the next start publishes it)");
-                this.metrics.count_finalize(finalize::Reason::Cancelled.as_str());
+                this.metrics
+                    .count_finalize(FinalizeResult::Failed(finalize::Reason::Cancelled));
                 return;
             }
             let events = this.events.clone();
@@ -152,7 +154,7 @@ impl Finalizer {
             this.in_flight.lock().await.remove(&dedupe_key);
             match result {
                 Ok(Ok(done)) => {
-                    this.metrics.count_finalize(done.method.as_str());
+                    this.metrics.count_finalize(FinalizeResult::Done(done.method));
                     if done.cleanup == finalize::Cleanup::Held {
                         tracing::warn!(endpoint = "tusd", hook = "post-finish", via, key, "asset in place, but its event could not be committed: the upload stays in upload_dir, and the next reconcile pass (or finalize-pending) commits it");
                     } else if done.cleanup != finalize::Cleanup::Done {
@@ -169,7 +171,7 @@ impl Finalizer {
                     );
                 }
                 Ok(Err(e)) if matches!(e, finalize::FinalizeError::ContentMismatch { .. }) => {
-                    this.metrics.count_finalize(e.as_str());
+                    this.metrics.count_finalize(FinalizeResult::Failed(e.reason()));
                     tracing::warn!(
                         endpoint = "tusd",
                         hook = "post-finish",
@@ -180,7 +182,7 @@ impl Finalizer {
                     );
                 }
                 Ok(Err(e)) => {
-                    this.metrics.count_finalize(e.as_str());
+                    this.metrics.count_finalize(FinalizeResult::Failed(e.reason()));
                     let conflict = e.is_conflict();
                     tracing::warn!(
                         endpoint = "tusd",
@@ -193,7 +195,8 @@ impl Finalizer {
                     );
                 }
                 Err(join) => {
-                    this.metrics.count_finalize("io");
+                    this.metrics
+                        .count_finalize(FinalizeResult::Failed(finalize::Reason::Io));
                     tracing::error!(endpoint = "tusd", hook = "post-finish", key, error = %join, "the move task failed; the upload stays in upload_dir");
                 }
             }

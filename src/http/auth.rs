@@ -11,9 +11,7 @@
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::config::Config;
-use crate::metrics::{
-    Decision, Endpoint, Metrics, REASON_NO_ORIGINAL_URI, REASON_OK, REASON_REVOKED, REASON_UNAVAILABLE,
-};
+use crate::metrics::{AuthReason, Metrics};
 use crate::state::{Shared, Standing};
 use crate::token::link::{self, Denied, LinkVerified};
 
@@ -67,83 +65,82 @@ pub fn decide<'a>(config: &Config, shared: &Shared, headers: &'a HeaderMap, now:
     }
 }
 
-fn forbidden(reason: &'static str) -> Response<()> {
-    let mut r = Response::new(());
-    *r.status_mut() = StatusCode::FORBIDDEN;
-    r.headers_mut()
-        .insert(REASON_HEADER, HeaderValue::from_static(reason));
-    r.headers_mut()
-        .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-    r
+impl Outcome<'_> {
+    /// The `reason` label and `X-Assetgate-Reason` value.
+    pub fn reason(&self) -> AuthReason {
+        match self {
+            Outcome::Allow(_) => AuthReason::Ok,
+            Outcome::Deny(d) => AuthReason::Link(d.reason()),
+            Outcome::Revoked(_) => AuthReason::Revoked,
+            Outcome::Unavailable => AuthReason::Unavailable,
+            Outcome::NoOriginalUri => AuthReason::NoOriginalUri,
+        }
+    }
 }
 
-/// Logs and counts the outcome, and maps it to the one response nginx gets.
-pub fn respond(outcome: &Outcome, metrics: &Metrics) -> Response<()> {
+/// The one response nginx gets for `outcome` (no logging here: [`record`]).
+pub fn response(outcome: &Outcome) -> Response<()> {
+    let mut r = Response::new(());
     match outcome {
         Outcome::Allow(v) => {
-            metrics.count_decision(Endpoint::Auth, Decision::Allow, REASON_OK);
-            tracing::info!(
-                endpoint = "auth",
-                decision = "allow",
-                reason = REASON_OK,
-                uri = %EscapedBytes(v.uri()),
-                expires = v.expires(),
-                "link accepted"
-            );
-            let mut r = Response::new(());
             *r.status_mut() = StatusCode::NO_CONTENT;
             // Bounds how long a proxy_cache'd allow may be reused.
             if let Ok(h) = HeaderValue::from_bytes(accel_expires(v.expires(), &mut [0u8; 24])) {
                 r.headers_mut().insert(ACCEL_EXPIRES, h);
             }
-            r
         }
-        Outcome::Deny(d) => {
-            let reason = d.reason().as_str();
-            metrics.count_decision(Endpoint::Auth, Decision::Deny, reason);
-            tracing::info!(
-                endpoint = "auth",
-                decision = "deny",
-                reason,
-                detail = %d.detail(),
-                "link refused"
-            );
-            forbidden(reason)
+        Outcome::Deny(_) | Outcome::Revoked(_) | Outcome::Unavailable => {
+            *r.status_mut() = StatusCode::FORBIDDEN;
+            let h = r.headers_mut();
+            h.insert(REASON_HEADER, HeaderValue::from_static(outcome.reason().as_str()));
+            h.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
-        Outcome::Revoked(v) => {
-            metrics.count_decision(Endpoint::Auth, Decision::Deny, REASON_REVOKED);
-            tracing::info!(
-                endpoint = "auth",
-                decision = "deny",
-                reason = REASON_REVOKED,
-                uri = %EscapedBytes(v.uri()),
-                expires = v.expires(),
-                "link revoked"
-            );
-            forbidden(REASON_REVOKED)
-        }
-        Outcome::Unavailable => {
-            metrics.count_decision(Endpoint::Auth, Decision::Deny, REASON_UNAVAILABLE);
-            tracing::warn!(
-                endpoint = "auth",
-                decision = "deny",
-                reason = REASON_UNAVAILABLE,
-                "valid link refused: revocations are out of sync with the state backend ([state] revocation_when_down = \"fail_closed\")"
-            );
-            forbidden(REASON_UNAVAILABLE)
-        }
-        Outcome::NoOriginalUri => {
-            metrics.count_decision(Endpoint::Auth, Decision::Error, REASON_NO_ORIGINAL_URI);
-            tracing::error!(
-                endpoint = "auth",
-                decision = "error",
-                reason = REASON_NO_ORIGINAL_URI,
-                "request to /auth without X-Original-URI: the nginx auth location needs `proxy_set_header X-Original-URI $request_uri;` (denying)"
-            );
-            let mut r = Response::new(());
-            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            r
-        }
+        Outcome::NoOriginalUri => *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR,
+    }
+    r
+}
+
+/// Logs and counts `outcome` (one line; never the link's query string).
+pub fn record(outcome: &Outcome, metrics: &Metrics) {
+    let reason = outcome.reason();
+    metrics.count_auth(reason);
+    let (decision, reason) = (reason.decision().as_str(), reason.as_str());
+    match outcome {
+        Outcome::Allow(v) => tracing::info!(
+            endpoint = "auth",
+            decision,
+            reason,
+            uri = %EscapedBytes(v.uri()),
+            expires = v.expires(),
+            "link accepted"
+        ),
+        Outcome::Deny(d) => tracing::info!(
+            endpoint = "auth",
+            decision,
+            reason,
+            detail = %d.detail(),
+            "link refused"
+        ),
+        Outcome::Revoked(v) => tracing::info!(
+            endpoint = "auth",
+            decision,
+            reason,
+            uri = %EscapedBytes(v.uri()),
+            expires = v.expires(),
+            "link revoked"
+        ),
+        Outcome::Unavailable => tracing::warn!(
+            endpoint = "auth",
+            decision,
+            reason,
+            "valid link refused: revocations are out of sync with the state backend ([state] revocation_when_down = \"fail_closed\")"
+        ),
+        Outcome::NoOriginalUri => tracing::error!(
+            endpoint = "auth",
+            decision,
+            reason,
+            "request to /auth without X-Original-URI: the nginx auth location needs `proxy_set_header X-Original-URI $request_uri;` (denying)"
+        ),
     }
 }
 

@@ -245,7 +245,8 @@ async fn route(state: &Arc<AppState>, _peer: SocketAddr, req: Request<Incoming>)
             }
             let cfg = state.current();
             let outcome = auth::decide(&cfg, &state.shared, req.headers(), state.clock.now());
-            let (parts, ()) = auth::respond(&outcome, &state.metrics).into_parts();
+            auth::record(&outcome, &state.metrics);
+            let (parts, ()) = auth::response(&outcome).into_parts();
             let body = match outcome {
                 auth::Outcome::NoOriginalUri if method == Method::GET => {
                     Bytes::from_static(auth::NO_ORIGINAL_URI_BODY.as_bytes())

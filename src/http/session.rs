@@ -23,7 +23,7 @@ use http_body_util::Full;
 use crate::finalize;
 use crate::http::auth::{EscapedBytes, ORIGINAL_URI, REASON_HEADER};
 use crate::http::{AppState, Resp};
-use crate::metrics::{Decision, Endpoint, REASON_NOT_CONFIGURED, REASON_NO_ORIGINAL_URI};
+use crate::metrics::SessionReason;
 use crate::tusd::session::{self, Policy, Reason};
 
 /// Header nginx must send with `$request_method`.
@@ -33,21 +33,29 @@ pub const UPLOAD_METADATA: &str = "x-upload-metadata";
 
 /// Answers one `GET /session`.
 pub async fn handle<B>(state: &Arc<AppState>, req: &Request<B>) -> Resp {
+    let outcome = decide(state, req).await;
+    record(&outcome, state);
+    response(&outcome)
+}
+
+/// What `/session` decided, with what its log line names.
+struct Outcome<'a> {
+    reason: SessionReason,
+    method: &'a str,
+    upload_id: &'a str,
+}
+
+async fn decide<'a, B>(state: &Arc<AppState>, req: &'a Request<B>) -> Outcome<'a> {
     let headers = req.headers();
     let (Some(uri), Some(method)) = (
         headers.get(ORIGINAL_URI).and_then(|v| v.to_str().ok()),
         headers.get(ORIGINAL_METHOD).and_then(|v| v.to_str().ok()),
     ) else {
-        state
-            .metrics
-            .count_decision(Endpoint::Session, Decision::Error, REASON_NO_ORIGINAL_URI);
-        tracing::error!(
-            endpoint = "session",
-            decision = "error",
-            reason = REASON_NO_ORIGINAL_URI,
-            "request to /session without X-Original-URI or X-Original-Method: the nginx session location needs `proxy_set_header X-Original-URI $request_uri;` and `proxy_set_header X-Original-Method $request_method;` (denying)"
-        );
-        return status(StatusCode::INTERNAL_SERVER_ERROR);
+        return Outcome {
+            reason: SessionReason::NoOriginalUri,
+            method: "",
+            upload_id: "",
+        };
     };
     let upload_metadata = headers
         .get(UPLOAD_METADATA)
@@ -65,20 +73,19 @@ pub async fn handle<B>(state: &Arc<AppState>, req: &Request<B>) -> Resp {
         base_path: &cfg.tusd.base_path,
         secrets: &cfg.upload.secrets,
     };
+    let upload_id = match session::target(uri, &cfg.tusd.base_path) {
+        Some(session::Target::Upload(id)) => id,
+        _ => "",
+    };
     let record = match session::needs_record(&request, &policy) {
         Err(_) => None,
         Ok(id) => {
             let Some(roots) = state.finalizer.roots().cloned() else {
-                state
-                    .metrics
-                    .count_decision(Endpoint::Session, Decision::Error, REASON_NOT_CONFIGURED);
-                tracing::error!(
-                    endpoint = "session",
-                    decision = "error",
-                    reason = REASON_NOT_CONFIGURED,
-                    "/session needs [tusd] upload_dir and [storage] root (denying)"
-                );
-                return status(StatusCode::INTERNAL_SERVER_ERROR);
+                return Outcome {
+                    reason: SessionReason::NotConfigured,
+                    method,
+                    upload_id,
+                };
             };
             let id = id.to_owned();
             tokio::task::spawn_blocking(move || finalize::part(&roots, &id))
@@ -88,31 +95,52 @@ pub async fn handle<B>(state: &Arc<AppState>, req: &Request<B>) -> Resp {
         }
     };
     let reason = session::decide(&request, &policy, record.as_ref(), state.clock.now());
-    let upload_id = match session::target(uri, &cfg.tusd.base_path) {
-        Some(session::Target::Upload(id)) => id,
-        _ => "",
-    };
-    if reason == Reason::Ok {
-        state
-            .metrics
-            .count_decision(Endpoint::Session, Decision::Allow, reason.as_str());
-        tracing::debug!(endpoint = "session", decision = "allow", reason = reason.as_str(), method = %EscapedBytes(method.as_bytes()), upload_id = %EscapedBytes(upload_id.as_bytes()), "upload request allowed");
-        return status(StatusCode::NO_CONTENT);
+    Outcome {
+        reason: SessionReason::Decided(reason),
+        method,
+        upload_id,
     }
-    state
-        .metrics
-        .count_decision(Endpoint::Session, Decision::Deny, reason.as_str());
-    tracing::info!(endpoint = "session", decision = "deny", reason = reason.as_str(), method = %EscapedBytes(method.as_bytes()), upload_id = %EscapedBytes(upload_id.as_bytes()), "upload request refused");
-    let mut r = status(StatusCode::FORBIDDEN);
-    r.headers_mut()
-        .insert(REASON_HEADER, HeaderValue::from_static(reason.as_str()));
-    r.headers_mut()
-        .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+}
+
+/// The one response nginx gets (no logging here: [`record`]).
+fn response(outcome: &Outcome) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    match outcome.reason {
+        SessionReason::Decided(Reason::Ok) => *r.status_mut() = StatusCode::NO_CONTENT,
+        SessionReason::Decided(reason) => {
+            *r.status_mut() = StatusCode::FORBIDDEN;
+            let h = r.headers_mut();
+            h.insert(REASON_HEADER, HeaderValue::from_static(reason.as_str()));
+            h.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+        SessionReason::NoOriginalUri | SessionReason::NotConfigured => {
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
     r
 }
 
-fn status(s: StatusCode) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::new()));
-    *r.status_mut() = s;
-    r
+/// Logs and counts one `/session` decision.
+fn record(outcome: &Outcome, state: &AppState) {
+    let reason = outcome.reason;
+    state.metrics.count_session(reason);
+    let (decision, reason_str) = (reason.decision().as_str(), reason.as_str());
+    let method = EscapedBytes(outcome.method.as_bytes());
+    let upload_id = EscapedBytes(outcome.upload_id.as_bytes());
+    match reason {
+        SessionReason::Decided(Reason::Ok) => tracing::debug!(endpoint = "session", decision, reason = reason_str, method = %method, upload_id = %upload_id, "upload request allowed"),
+        SessionReason::Decided(_) => tracing::info!(endpoint = "session", decision, reason = reason_str, method = %method, upload_id = %upload_id, "upload request refused"),
+        SessionReason::NoOriginalUri => tracing::error!(
+            endpoint = "session",
+            decision,
+            reason = reason_str,
+            "request to /session without X-Original-URI or X-Original-Method: the nginx session location needs `proxy_set_header X-Original-URI $request_uri;` and `proxy_set_header X-Original-Method $request_method;` (denying)"
+        ),
+        SessionReason::NotConfigured => tracing::error!(
+            endpoint = "session",
+            decision,
+            reason = reason_str,
+            "/session needs [tusd] upload_dir and [storage] root (denying)"
+        ),
+    }
 }

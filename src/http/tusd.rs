@@ -22,11 +22,93 @@ use hyper::body::Incoming;
 use crate::finalize::{self, Roots};
 use crate::http::limits::{self, BodyError};
 use crate::http::{server, AppState, Resp};
-use crate::metrics::{Limit, Metrics};
+use crate::metrics::{FailOpen, Limit};
 use crate::tusd::{self, prefinish, Answer, Decision, Destination, Gate, Lookup, Part, Upload, Verdict};
 
 /// Answers one `POST /tusd`.
 pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
+    match decide(state, req).await {
+        Ok(answer) => to_response(answer),
+        Err(failure) => {
+            failure.record(state);
+            failure.response()
+        }
+    }
+}
+
+/// Why `/tusd` has no decision to answer: the one place each becomes a
+/// status and a JSON error ([`Failure::response`]), logged and counted apart
+/// from it ([`Failure::record`]).
+#[derive(Debug)]
+enum Failure {
+    /// The body is over `server.max_body_bytes` (413).
+    TooLarge(u64),
+    /// The body did not arrive within `server.body_read_timeout` (408, closed).
+    BodyTimeout,
+    /// The body could not be read (400).
+    Unreadable(BodyError),
+    /// The body is not a hook (400, or the hook protocol's own answer).
+    NotAHook(tusd::HookError),
+    /// The decision task failed (500).
+    Internal(tokio::task::JoinError),
+}
+
+impl Failure {
+    fn response(&self) -> Resp {
+        match self {
+            Failure::TooLarge(max) => text_json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                tusd::Reason::BadHook.as_str(),
+                &format!("hook body larger than server.max_body_bytes ({max} bytes)"),
+            ),
+            Failure::BodyTimeout => server::limit_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body did not arrive within server.body_read_timeout",
+            ),
+            Failure::Unreadable(_) => text_json(
+                StatusCode::BAD_REQUEST,
+                tusd::Reason::BadHook.as_str(),
+                "the request body could not be read",
+            ),
+            Failure::NotAHook(e) => to_response(tusd::answer_error(e)),
+            Failure::Internal(_) => text_json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                tusd::Reason::Internal.as_str(),
+                "the hook could not be decided",
+            ),
+        }
+    }
+
+    fn record(&self, state: &AppState) {
+        let (error, reason) = (tusd::Outcome::Error, tusd::Reason::BadHook);
+        match self {
+            Failure::TooLarge(max) => tracing::info!(
+                endpoint = "tusd",
+                decision = "error",
+                reason = reason.as_str(),
+                max_body_bytes = max,
+                "hook body over the size cap"
+            ),
+            Failure::BodyTimeout => return state.limits.hit(Limit::BodyReadTimeout),
+            Failure::Unreadable(e) => {
+                tracing::info!(endpoint = "tusd", decision = "error", reason = reason.as_str(), error = %e, "hook body could not be read")
+            }
+            Failure::NotAHook(e) => {
+                tracing::info!(endpoint = "tusd", decision = "error", reason = reason.as_str(), error = %e, "not a tusd hook")
+            }
+            Failure::Internal(e) => {
+                tracing::error!(endpoint = "tusd", decision = "error", reason = tusd::Reason::Internal.as_str(), error = %e, "the hook's decision failed");
+                return state.metrics.count_hook(None, error, tusd::Reason::Internal);
+            }
+        }
+        state.metrics.count_hook(None, error, reason);
+    }
+}
+
+/// Reads, parses and decides one hook; runs what the decision starts (the
+/// single-use claim, a move), logs and counts it, and gives the answer.
+async fn decide(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Answer, Failure> {
     let max = state.config.server.max_body_bytes;
     let hook_name = req
         .headers()
@@ -39,46 +121,20 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
-        return too_large(&state.metrics, max);
+        return Err(Failure::TooLarge(max));
     }
     let timeout = state.config.server.body_read_timeout;
     let body = match limits::read_body(req.into_body(), max, timeout).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return too_large(&state.metrics, max),
-        Err(BodyError::TimedOut) => {
-            state.limits.hit(Limit::BodyReadTimeout);
-            return server::limit_response(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                "the request body did not arrive within server.body_read_timeout",
-            );
-        }
-        Err(e) => {
-            tracing::info!(endpoint = "tusd", decision = "error", reason = "bad_hook", error = %e, "hook body could not be read");
-            state
-                .metrics
-                .count_hook("other", "error", tusd::Reason::BadHook.as_str());
-            return text_json(
-                StatusCode::BAD_REQUEST,
-                "bad_hook",
-                "the request body could not be read",
-            );
-        }
+        Err(BodyError::TooLarge) => return Err(Failure::TooLarge(max)),
+        Err(BodyError::TimedOut) => return Err(Failure::BodyTimeout),
+        Err(e) => return Err(Failure::Unreadable(e)),
     };
 
     // One configuration for the whole hook, even if a reload lands meanwhile.
     let cfg = state.current_owned();
     let now = state.clock.now();
-    let hook = match tusd::parse(&body, hook_name.as_deref()) {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::info!(endpoint = "tusd", decision = "error", reason = "bad_hook", error = %e, "not a tusd hook");
-            state
-                .metrics
-                .count_hook("other", "error", tusd::Reason::BadHook.as_str());
-            return to_response(tusd::answer_error(&e));
-        }
-    };
+    let hook = tusd::parse(&body, hook_name.as_deref()).map_err(Failure::NotAHook)?;
     // The decision asks the filesystem (the destination's state, a final
     // upload's parts, the leading bytes to sniff) only after the token
     // verified, and only when the tree is configured: then the whole decision
@@ -102,20 +158,7 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
             (hook, decision)
         })
         .await;
-        match decided {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(endpoint = "tusd", decision = "error", error = %e, "the hook's decision failed");
-                state
-                    .metrics
-                    .count_hook("other", "error", tusd::Reason::Internal.as_str());
-                return text_json(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    tusd::Reason::Internal.as_str(),
-                    "the hook could not be decided",
-                );
-            }
-        }
+        decided.map_err(Failure::Internal)?
     } else {
         let lookup = FsLookup {
             storage_root: None,
@@ -129,16 +172,14 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
         single_use(state, &mut decision, now, cfg.upload.clock_skew).await;
     }
     log_decision(&decision);
-    state.metrics.count_hook(
-        decision.hook.label(),
-        decision.outcome().as_str(),
-        decision.reason().as_str(),
-    );
+    state
+        .metrics
+        .count_hook(Some(&decision.hook), decision.outcome(), decision.reason());
 
     if let Verdict::Finalize(plan) = &decision.verdict {
         state.finalizer.spawn(plan, "post-finish");
     }
-    to_response(tusd::answer(hook.protocol, &decision))
+    Ok(tusd::answer(hook.protocol, &decision))
 }
 
 /// `[upload] single_use`: an accepted pre-create consumes its token in the
@@ -165,7 +206,7 @@ async fn single_use(state: &AppState, decision: &mut Decision, now: i64, skew: s
                 tracing::warn!(endpoint = "tusd", hook = "pre-create", error = %e, "single-use token not checked: state backend down (fail_closed: refused)");
             }
             crate::config::FailMode::Open => {
-                state.metrics.count_fail_open("single_use");
+                state.metrics.count_fail_open(FailOpen::SingleUse);
                 tracing::warn!(endpoint = "tusd", hook = "pre-create", error = %e, "single-use token not checked: state backend down (fail_open: accepted)");
             }
         },
@@ -332,22 +373,6 @@ fn text_json(status: StatusCode, code: &str, message: &str) -> Resp {
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
-}
-
-fn too_large(metrics: &Metrics, max: u64) -> Resp {
-    tracing::info!(
-        endpoint = "tusd",
-        decision = "error",
-        reason = "bad_hook",
-        max_body_bytes = max,
-        "hook body over the size cap"
-    );
-    metrics.count_hook("other", "error", tusd::Reason::BadHook.as_str());
-    text_json(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "bad_hook",
-        &format!("hook body larger than server.max_body_bytes ({max} bytes)"),
-    )
 }
 
 #[cfg(test)]

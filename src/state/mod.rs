@@ -43,6 +43,7 @@ pub use revocation::{Revocation, RevocationSet, NEVER};
 
 use crate::config::{FailMode, StateBackend, StateConfig};
 use crate::metrics::Metrics;
+use crate::metrics::{FailOpen, StateOp};
 use crate::tusd::precreate::Claim;
 
 /// A boxed backend future (the trait is used as `dyn Backend`).
@@ -170,7 +171,7 @@ impl Shared {
         if self.replicated && self.is_stale() {
             match self.config.revocation_when_down {
                 FailMode::Closed => return Standing::Unavailable,
-                FailMode::Open => self.metrics.count_fail_open("revocation"),
+                FailMode::Open => self.metrics.count_fail_open(FailOpen::Revocation),
             }
         }
         let set = self.revocations.load();
@@ -195,13 +196,14 @@ impl Shared {
     pub async fn consume(&self, claim: &Claim, now: i64, skew: Duration) -> Result<Use, StateError> {
         let id = claim.id();
         let result = if claim.is_partial() {
-            self.bounded("single_use", self.backend.is_used(id))
+            self.bounded(StateOp::SingleUse, self.backend.is_used(id))
                 .await
                 .map(|used| if used { Use::Replay } else { Use::First })
         } else {
             let remaining = claim.expires().saturating_sub(now).max(0) as u64;
             let ttl = Duration::from_secs(remaining.saturating_add(skew.as_secs()).max(1));
-            self.bounded("single_use", self.backend.consume(id, ttl)).await
+            self.bounded(StateOp::SingleUse, self.backend.consume(id, ttl))
+                .await
         };
         if result.is_ok() {
             self.set_up(true, "");
@@ -216,30 +218,32 @@ impl Shared {
 
     /// Records a revocation and, for the memory backend, applies it at once.
     pub async fn revoke(&self, entry: &Revocation, until: i64, now: i64) -> Result<(), StateError> {
-        self.bounded("revoke", self.backend.revoke(entry, until, now))
+        self.bounded(StateOp::Revoke, self.backend.revoke(entry, until, now))
             .await?;
         self.sync(now).await
     }
 
     /// Drops a revocation; `false` if it was not there.
     pub async fn unrevoke(&self, entry: &Revocation, now: i64) -> Result<bool, StateError> {
-        let found = self.bounded("revoke", self.backend.unrevoke(entry)).await?;
+        let found = self
+            .bounded(StateOp::Revoke, self.backend.unrevoke(entry))
+            .await?;
         self.sync(now).await?;
         Ok(found)
     }
 
     /// Every revocation in force, from the backend.
     pub async fn list(&self, now: i64) -> Result<Vec<(Revocation, i64)>, StateError> {
-        self.bounded("list", self.backend.list(now)).await
+        self.bounded(StateOp::List, self.backend.list(now)).await
     }
 
     /// One sync: reloads the revocation set when the backend's version changed.
     pub async fn sync(&self, now: i64) -> Result<(), StateError> {
         let result = async {
-            let version = self.bounded("sync", self.backend.version()).await?;
+            let version = self.bounded(StateOp::Sync, self.backend.version()).await?;
             let mut seen = self.version.lock().await;
             if *seen != Some(version) {
-                let entries = self.bounded("sync", self.backend.list(now)).await?;
+                let entries = self.bounded(StateOp::Sync, self.backend.list(now)).await?;
                 let set = RevocationSet::new(entries, now);
                 self.metrics.set_revocations(set.len());
                 self.revocations.store(Arc::new(set));
@@ -269,7 +273,7 @@ impl Shared {
         }
     }
 
-    async fn bounded<T>(&self, op: &'static str, fut: Fut<'_, T>) -> Result<T, StateError> {
+    async fn bounded<T>(&self, op: StateOp, fut: Fut<'_, T>) -> Result<T, StateError> {
         let result = match tokio::time::timeout(self.config.timeout, fut).await {
             Ok(r) => r,
             Err(_) => Err(StateError(format!(
