@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::config::StorageConfig;
 use crate::finalize::FinalizeError;
 use crate::policy::Visibility;
+use crate::token::upload::Reason as TokenReason;
 use crate::token::upload::{Metadata, FIELD_CONTENT_TYPE, FIELD_KEY, FIELD_VISIBILITY};
 use crate::tusd::{FinalizePlan, Reason, Verdict};
 
@@ -49,9 +50,9 @@ pub const FAILED_REASONS: [Reason; 8] = [
     Reason::Exists,
     Reason::ContentMismatch,
     Reason::ConcatInvalid,
-    Reason::TokenInvalid,
-    Reason::MetadataMissing,
-    Reason::MetadataInvalid,
+    Reason::Token(TokenReason::TokenInvalid),
+    Reason::Token(TokenReason::MetadataMissing),
+    Reason::Token(TokenReason::MetadataInvalid),
     Reason::ContentTypeNotAllowed,
     Reason::TooLarge,
 ];

@@ -99,6 +99,7 @@ pub fn answer_error(err: &HookError) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::upload::Reason as TokenReason;
 
     fn decision(hook: HookName, verdict: Verdict) -> Decision {
         Decision {
@@ -119,7 +120,7 @@ mod tests {
         let d = decision(
             HookName::PreCreate,
             Verdict::Reject(Rejection::new(
-                Reason::TokenExpired,
+                Reason::Token(TokenReason::TokenExpired),
                 "upload token expired 5 s ago",
             )),
         );
@@ -152,7 +153,7 @@ mod tests {
         for verdict in [
             Verdict::Accept,
             Verdict::Skip(Reason::Ignored),
-            Verdict::Keep(Rejection::new(Reason::TokenInvalid, "x")),
+            Verdict::Keep(Rejection::new(Reason::Token(TokenReason::TokenInvalid), "x")),
         ] {
             let a = answer_v2(&decision(HookName::PostFinish, verdict));
             assert_eq!((a.status, a.body.as_slice()), (200, &b"{}"[..]));
@@ -164,7 +165,7 @@ mod tests {
         let huge = "\"\\".repeat(5000);
         let d = decision(
             HookName::PreCreate,
-            Verdict::Reject(Rejection::new(Reason::KeyInvalid, huge)),
+            Verdict::Reject(Rejection::new(Reason::Token(TokenReason::KeyInvalid), huge)),
         );
         let a = answer_v2(&d);
         assert!(a.body.len() <= V2_MAX_BODY, "{}", a.body.len());
@@ -184,7 +185,7 @@ mod tests {
         assert_eq!((ok.status, ok.body.as_slice()), (200, &b"{}"[..]));
         let keep = answer_v1(&decision(
             HookName::PostFinish,
-            Verdict::Keep(Rejection::new(Reason::TokenInvalid, "x")),
+            Verdict::Keep(Rejection::new(Reason::Token(TokenReason::TokenInvalid), "x")),
         ));
         assert_eq!(keep.status, 200);
         assert_eq!(answer(Protocol::V1, &d), a);

@@ -331,7 +331,10 @@ fn v2_pre_create_older_secret_and_rotation() {
     assert_eq!(env.run(body, None).1.verdict, Verdict::Accept);
     env.upload = config(&[&vectors().newest]);
     let (_, d, a) = env.run(body, None);
-    assert_eq!((d.outcome(), d.reason()), (Outcome::Deny, Reason::TokenInvalid));
+    assert_eq!(
+        (d.outcome(), d.reason()),
+        (Outcome::Deny, Reason::Token(TokenReason::TokenInvalid))
+    );
     let v = json(&a);
     assert_eq!(v["HTTPResponse"]["StatusCode"], 403);
     assert_eq!(v["HTTPResponse"]["Header"]["Content-Type"], "application/json");
@@ -346,14 +349,14 @@ fn v2_pre_create_expired_clock() {
     let env = Env::new();
     let body = fixture!("tusd-v2/pre-create.json");
     let (_, d, _) = env.run_with(body, None, fixture_now() + 3600 + 31, &none_exist);
-    assert_eq!(d.reason(), Reason::TokenExpired);
+    assert_eq!(d.reason(), Reason::Token(TokenReason::TokenExpired));
 }
 
 #[test]
 fn v2_pre_create_shapes_and_policies() {
     let mut env = Env::new();
     let (_, d, a) = env.run(fixture!("tusd-v2/pre-create-no-metadata.json"), None);
-    assert_eq!(d.reason(), Reason::MetadataMissing);
+    assert_eq!(d.reason(), Reason::Token(TokenReason::MetadataMissing));
     assert_eq!(json(&a)["HTTPResponse"]["StatusCode"], 400);
 
     let deferred = fixture!("tusd-v2/pre-create-deferred.json");
@@ -516,7 +519,7 @@ fn rustus_pre_create() {
     assert!(is_empty_ok(&a));
     // rejection reaches the client directly: status + JSON body
     let (_, d, a) = env.run_with(body, Some("pre-create"), fixture_now() + 7200, &none_exist);
-    assert_eq!(d.reason(), Reason::TokenExpired);
+    assert_eq!(d.reason(), Reason::Token(TokenReason::TokenExpired));
     assert_eq!(a.status, 403);
     assert_eq!(json(&a)["error"]["code"], "token_expired");
     let exists = |_: &Path| true;

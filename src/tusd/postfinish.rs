@@ -191,6 +191,7 @@ pub fn decide(upload: &Upload, gate: Gate<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::upload::Reason as TokenReason;
     use crate::token::upload::{mint, FIELD_EXPIRES, FIELD_KEY};
     use crate::tusd::protocol::Storage;
     use crate::tusd::testing::*;
@@ -269,15 +270,15 @@ mod tests {
     fn tampered_or_unsafe_is_kept() {
         let mut u = finished("a.png", Visibility::Private, NOW);
         u.metadata.insert(FIELD_KEY.into(), "b.png".into());
-        assert_eq!(keep_reason(run(&u)), Reason::TokenInvalid);
+        assert_eq!(keep_reason(run(&u)), Reason::Token(TokenReason::TokenInvalid));
         let mut u = finished("a.png", Visibility::Private, NOW);
         u.metadata.insert(FIELD_EXPIRES.into(), (NOW + 1).to_string());
-        assert_eq!(keep_reason(run(&u)), Reason::TokenInvalid);
+        assert_eq!(keep_reason(run(&u)), Reason::Token(TokenReason::TokenInvalid));
         let u = finished("../../etc/cron.d/x", Visibility::Private, NOW);
-        assert_eq!(keep_reason(run(&u)), Reason::KeyInvalid);
+        assert_eq!(keep_reason(run(&u)), Reason::Token(TokenReason::KeyInvalid));
         let mut u = finished("a.png", Visibility::Private, NOW);
         u.metadata.clear();
-        assert_eq!(keep_reason(run(&u)), Reason::MetadataMissing);
+        assert_eq!(keep_reason(run(&u)), Reason::Token(TokenReason::MetadataMissing));
     }
 
     #[test]

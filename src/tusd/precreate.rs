@@ -180,6 +180,7 @@ fn check_parts(upload: &Upload, lookup: &dyn Lookup) -> Result<(), Rejection> {
 
 #[cfg(test)]
 mod tests {
+    use crate::token::upload::Reason as TokenReason;
     use std::cell::Cell;
     use std::path::Path;
 
@@ -248,19 +249,28 @@ mod tests {
 
         // 400 metadata_missing
         let e = run(&upload_with(Metadata::new(), Some(1)), &up).unwrap_err();
-        assert_eq!((e.status(), e.reason()), (400, Reason::MetadataMissing));
+        assert_eq!(
+            (e.status(), e.reason()),
+            (400, Reason::Token(TokenReason::MetadataMissing))
+        );
         // 400 metadata_invalid (beats a disallowed type and a huge size)
         let mut m = good("a.txt", "text/plain", Visibility::Private);
         m.insert(FIELD_TOKEN.into(), "xyz".into());
         let e = run(&upload_with(m, Some(10_000)), &up).unwrap_err();
-        assert_eq!((e.status(), e.reason()), (400, Reason::MetadataInvalid));
+        assert_eq!(
+            (e.status(), e.reason()),
+            (400, Reason::Token(TokenReason::MetadataInvalid))
+        );
         // 400 key_invalid
         let e = run(
             &upload_with(good("a/../b.png", "image/png", Visibility::Private), Some(1)),
             &up,
         )
         .unwrap_err();
-        assert_eq!((e.status(), e.reason()), (400, Reason::KeyInvalid));
+        assert_eq!(
+            (e.status(), e.reason()),
+            (400, Reason::Token(TokenReason::KeyInvalid))
+        );
         // 403 token_invalid (beats policy)
         let m = mint(
             b"some-other-secret-xyz",
@@ -270,11 +280,17 @@ mod tests {
             NOW + 60,
         );
         let e = run(&upload_with(m, Some(10_000)), &up).unwrap_err();
-        assert_eq!((e.status(), e.reason()), (403, Reason::TokenInvalid));
+        assert_eq!(
+            (e.status(), e.reason()),
+            (403, Reason::Token(TokenReason::TokenInvalid))
+        );
         // 403 token_expired
         let m = mint(S1.as_bytes(), "a.png", "image/png", Visibility::Private, NOW - 31);
         let e = run(&upload_with(m, Some(1)), &up).unwrap_err();
-        assert_eq!((e.status(), e.reason()), (403, Reason::TokenExpired));
+        assert_eq!(
+            (e.status(), e.reason()),
+            (403, Reason::Token(TokenReason::TokenExpired))
+        );
         // 403 token_ttl_too_long
         let m = mint(
             S1.as_bytes(),
@@ -284,7 +300,10 @@ mod tests {
             NOW + 86_400 + 31,
         );
         let e = run(&upload_with(m, Some(1)), &up).unwrap_err();
-        assert_eq!((e.status(), e.reason()), (403, Reason::TokenTtlTooLong));
+        assert_eq!(
+            (e.status(), e.reason()),
+            (403, Reason::Token(TokenReason::TokenTtlTooLong))
+        );
         // 415 before 413
         let e = run(
             &upload_with(good("a.txt", "text/plain", Visibility::Private), Some(10_000)),
@@ -408,7 +427,7 @@ mod tests {
             )
             .unwrap_err()
             .reason(),
-            Reason::TokenInvalid
+            Reason::Token(TokenReason::TokenInvalid)
         );
         assert_eq!(asked.get(), 0);
     }
@@ -421,7 +440,10 @@ mod tests {
             size: Some(5),
             ..Upload::default()
         };
-        assert_eq!(run(&partial, &up).unwrap_err().reason(), Reason::MetadataMissing);
+        assert_eq!(
+            run(&partial, &up).unwrap_err().reason(),
+            Reason::Token(TokenReason::MetadataMissing)
+        );
         let partial = Upload {
             metadata: good("big.bin", "application/octet-stream", Visibility::Private),
             ..partial

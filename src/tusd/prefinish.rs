@@ -143,6 +143,7 @@ mod tests {
     use super::*;
     use crate::policy::Visibility;
     use crate::token::upload::mint;
+    use crate::token::upload::Reason as TokenReason;
     use crate::tusd::testing::*;
 
     #[test]
@@ -219,6 +220,6 @@ mod tests {
         let Verdict::Reject(r) = decide(&unsigned, gate, b"\x89PNG\r\n\x1a\n") else {
             panic!()
         };
-        assert_eq!(r.reason(), Reason::MetadataMissing);
+        assert_eq!(r.reason(), Reason::Token(TokenReason::MetadataMissing));
     }
 }
