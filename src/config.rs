@@ -541,6 +541,11 @@ impl Default for RawState {
 }
 
 /// An integer, or a string with a unit (`"24h"`, `"5GiB"`).
+///
+/// Durations are read by `humantime` and sizes by `bytesize`, each after two
+/// rules of ours: a string of digits alone is the base unit (seconds, bytes),
+/// as an integer is; and what the crates accept beyond today's spellings is
+/// narrowed where it would mislead (see [`Human::seconds`], [`Human::bytes`]).
 #[derive(Deserialize, Clone, Debug)]
 #[serde(untagged)]
 pub(crate) enum Human {
@@ -549,76 +554,80 @@ pub(crate) enum Human {
 }
 
 impl Human {
+    /// Whole seconds: an integer, or a duration (`"30s"`, `"15m"`, `"24h"`,
+    /// `"7d"`, also `"1h 30m"`, `"2days"`, `"1.5h"`: humantime's units). These
+    /// keys count whole seconds, so a value with a fraction of a second
+    /// (`"1500ms"`) is refused rather than cut.
     pub(crate) fn seconds(&self, key: &str) -> Result<Duration, ConfigError> {
-        let secs = match self {
-            Human::Int(n) => *n,
-            Human::Text(t) => parse_with_units(
-                t,
-                &[("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)],
-            )
-            .ok_or_else(|| {
-                ConfigError::new(key, format!("{t:?} is not a duration (integer seconds, or e.g. \"30s\", \"15m\", \"24h\", \"7d\")"))
-            })?,
-        };
-        Ok(Duration::from_secs(secs))
+        let d = self.parse_duration(key, "integer seconds, or e.g. \"30s\", \"15m\", \"24h\", \"7d\"")?;
+        if d.subsec_nanos() != 0 {
+            let Human::Text(t) = self else {
+                unreachable!("an integer is whole seconds")
+            };
+            return Err(ConfigError::new(
+                key,
+                format!("{t:?} is not a whole number of seconds"),
+            ));
+        }
+        Ok(d)
     }
 
-    /// Like [`Human::seconds`], with `ms` allowed (`"100ms"`); an integer is
-    /// seconds.
+    /// Like [`Human::seconds`], with fractions of a second (`"100ms"`,
+    /// `"1.5s"`); an integer is seconds.
     pub(crate) fn duration(&self, key: &str) -> Result<Duration, ConfigError> {
-        match self {
-            Human::Int(n) => Ok(Duration::from_secs(*n)),
-            Human::Text(t) => match t.trim().strip_suffix("ms") {
-                Some(ms) if !ms.trim().is_empty() && ms.trim().bytes().all(|b| b.is_ascii_digit()) => ms
-                    .trim()
-                    .parse()
-                    .map(Duration::from_millis)
-                    .map_err(|_| ConfigError::new(key, format!("{t:?} is too large"))),
-                _ => self.seconds(key),
-            },
-        }
+        self.parse_duration(
+            key,
+            "integer seconds, or e.g. \"100ms\", \"30s\", \"15m\", \"24h\", \"7d\"",
+        )
     }
 
+    fn parse_duration(&self, key: &str, expected: &str) -> Result<Duration, ConfigError> {
+        let t = match self {
+            Human::Int(n) => return Ok(Duration::from_secs(*n)),
+            Human::Text(t) => t,
+        };
+        let text = t.trim();
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(n) = text.parse() {
+                return Ok(Duration::from_secs(n));
+            }
+        }
+        humantime::parse_duration(text)
+            .map_err(|e| ConfigError::new(key, format!("{t:?} is not a duration ({expected}): {e}")))
+    }
+
+    /// Bytes: an integer, or a size (`"512KiB"`, `"5GiB"`, `"10MB"`, also
+    /// `"1.5GiB"`, `"5gib"`: bytesize's units, KB = 1000, KiB = 1024). The
+    /// unit must end in `B`: bytesize reads `"16m"` as 16 MB, nginx as 16 MiB,
+    /// so the one-letter forms are refused rather than guessed.
     pub(crate) fn bytes(&self, key: &str) -> Result<u64, ConfigError> {
-        match self {
-            Human::Int(n) => Ok(*n),
-            Human::Text(t) => parse_with_units(
-                t,
-                &[
-                    ("B", 1),
-                    ("KB", 1000),
-                    ("MB", 1000_u64.pow(2)),
-                    ("GB", 1000_u64.pow(3)),
-                    ("TB", 1000_u64.pow(4)),
-                    ("KiB", 1024),
-                    ("MiB", 1024_u64.pow(2)),
-                    ("GiB", 1024_u64.pow(3)),
-                    ("TiB", 1024_u64.pow(4)),
-                ],
+        let t = match self {
+            Human::Int(n) => return Ok(*n),
+            Human::Text(t) => t,
+        };
+        let error = |why: &str| {
+            ConfigError::new(
+                key,
+                format!("{t:?} is not a size (integer bytes, or e.g. \"512KiB\", \"5GiB\", \"10MB\"): {why}"),
             )
-            .ok_or_else(|| {
-                ConfigError::new(
-                    key,
-                    format!("{t:?} is not a size (integer bytes, or e.g. \"512KiB\", \"5GiB\", \"10MB\")"),
-                )
-            }),
+        };
+        let text = t.trim();
+        let unit = text
+            .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
+            .trim_start();
+        if !unit.is_empty() && !unit.ends_with(['B', 'b']) {
+            return Err(error("the unit must end in B (KB, KiB, MB, MiB, ...)"));
         }
+        let n = text
+            .parse::<bytesize::ByteSize>()
+            .map_err(|e| error(&e))?
+            .as_u64();
+        // bytesize saturates instead of failing on overflow.
+        if n == u64::MAX && text.parse::<u64>().is_err() {
+            return Err(error("too large"));
+        }
+        Ok(n)
     }
-}
-
-/// `"<digits><unit>"` (optional space) with one of `units`; bare digits are the
-/// base unit.
-fn parse_with_units(text: &str, units: &[(&str, u64)]) -> Option<u64> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let unit = unit.trim();
-    if unit.is_empty() {
-        return Some(n);
-    }
-    let mult = units.iter().find(|(u, _)| *u == unit)?.1;
-    n.checked_mul(mult)
 }
 
 // ---------------------------------------------------------------------------
@@ -1935,11 +1944,103 @@ mod tests {
         }
     }
 
+    fn text(t: &str) -> Human {
+        Human::Text(t.into())
+    }
+
     #[test]
     fn human_units() {
-        assert_eq!(parse_with_units("90", &[("s", 1)]), Some(90));
-        assert_eq!(parse_with_units("2h", &[("h", 3600)]), Some(7200));
-        assert_eq!(parse_with_units("h", &[("h", 3600)]), None);
-        assert_eq!(parse_with_units("1 KiB", &[("KiB", 1024)]), Some(1024));
+        // The four cases of the hand-written parser this replaced.
+        assert_eq!(text("90").seconds("k").unwrap(), Duration::from_secs(90));
+        assert_eq!(text("2h").seconds("k").unwrap(), Duration::from_secs(7200));
+        assert!(text("h").seconds("k").is_err());
+        assert_eq!(text("1 KiB").bytes("k").unwrap(), 1024);
+    }
+
+    /// Every spelling the README, deploy/, the examples and the tests use
+    /// (durations: integer seconds, "30s" "60s" "15m" "1m" "24h" "1h" "7d"
+    /// "3d", "0"; "100ms" "250ms" "50ms" where milliseconds are taken; sizes:
+    /// integer bytes, "512KiB" "5GiB" "10MB" "1 KiB") reads as before, and
+    /// what the crates would read differently from nginx or from a whole
+    /// second is refused, naming the key.
+    #[test]
+    fn duration_and_size_spellings() {
+        let secs = |t: &str| text(t).seconds("k").map(|d| d.as_secs());
+        for (t, want) in [
+            ("0", 0),
+            ("90", 90),
+            (" 60 ", 60),
+            ("30s", 30),
+            ("60s", 60),
+            ("1m", 60),
+            ("15m", 900),
+            ("1h", 3600),
+            ("24h", 86_400),
+            ("24 h", 86_400),
+            ("3d", 3 * 86_400),
+            ("7d", 7 * 86_400),
+            // humantime's, new
+            ("1h 30m", 5400),
+            ("1h30m", 5400),
+            ("2days", 2 * 86_400),
+            ("1.5m", 90),
+            ("1w", 7 * 86_400),
+        ] {
+            assert_eq!(secs(t), Ok(want), "{t:?}");
+        }
+        assert_eq!(Human::Int(42).seconds("k").unwrap(), Duration::from_secs(42));
+        for bad in ["", "soon", "-1", "h", "5 parsecs", "1500ms", "0.5s", "1e3s"] {
+            let e = text(bad).seconds("tusd.abandon_after").unwrap_err();
+            assert_eq!(e.key, "tusd.abandon_after", "{bad:?}");
+            assert_eq!(e.to_string().lines().count(), 1, "{e}");
+        }
+
+        let ms = |t: &str| text(t).duration("k").map(|d| d.as_millis());
+        for (t, want) in [
+            ("100ms", 100),
+            ("250ms", 250),
+            ("50ms", 50),
+            ("1ms", 1),
+            ("1s", 1000),
+            ("10s", 10_000),
+            ("2", 2000),
+            ("10m", 600_000),
+            ("3d", 3 * 86_400_000),
+            ("1.5s", 1500),
+        ] {
+            assert_eq!(ms(t), Ok(want), "{t:?}");
+        }
+        assert!(text("99999999999999999999ms").duration("k").is_err());
+
+        let bytes = |t: &str| text(t).bytes("k");
+        for (t, want) in [
+            ("262144", 262_144),
+            ("512KiB", 512 * 1024),
+            ("1 KiB", 1024),
+            ("5GiB", 5 << 30),
+            ("10MB", 10_000_000),
+            ("1MiB", 1 << 20),
+            ("100B", 100),
+            ("2TiB", 2 << 40),
+            // bytesize's, new
+            ("5gib", 5 << 30),
+            ("1.5KiB", 1536),
+        ] {
+            assert_eq!(bytes(t).map_err(|e| e.to_string()), Ok(want), "{t:?}");
+        }
+        for bad in [
+            "",
+            "lots",
+            "5 parsecs",
+            "16m",
+            "5G",
+            "1Ki",
+            "-1KiB",
+            "99999999999EiB",
+        ] {
+            let e = bytes(bad).unwrap_err();
+            assert_eq!(e.key, "k", "{bad:?}");
+            assert_eq!(e.to_string().lines().count(), 1, "{e}");
+        }
     }
 }
