@@ -19,6 +19,7 @@ use figment::providers::{Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::policy::ContentTypePattern;
 use crate::secret::{Secret, SecretSet, MIN_SECRET_LEN};
 
 /// Exit code for a configuration error (`EX_CONFIG` is 78, but the contract says
@@ -61,6 +62,94 @@ pub enum LogFormat {
     Json,
 }
 
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("{other:?}: expected \"text\" or \"json\"")),
+        }
+    }
+}
+
+/// `log_level`: a tracing filter (`info`, `assetgate=debug,warn`), parsed into
+/// its directives when the configuration is loaded; the logger is built from
+/// them ([`LogLevel::env_filter`]) and cannot fail or fall back.
+#[derive(Clone)]
+pub struct LogLevel {
+    text: String,
+    directives: Vec<tracing_subscriber::filter::Directive>,
+}
+
+impl std::str::FromStr for LogLevel {
+    type Err = tracing_subscriber::filter::ParseError;
+
+    /// As [`tracing_subscriber::EnvFilter::try_new`] reads it: comma-separated
+    /// directives, empty ones skipped.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let directives = s
+            .split(',')
+            .filter(|d| !d.is_empty())
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        Ok(LogLevel {
+            text: s.to_string(),
+            directives,
+        })
+    }
+}
+
+impl LogLevel {
+    /// The filter as configured.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The subscriber's filter, from the parsed directives.
+    pub fn env_filter(&self) -> tracing_subscriber::EnvFilter {
+        self.directives
+            .iter()
+            .cloned()
+            .fold(tracing_subscriber::EnvFilter::default(), |f, d| {
+                f.add_directive(d)
+            })
+    }
+}
+
+impl fmt::Debug for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LogLevel({:?})", self.text)
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl PartialEq for LogLevel {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for LogLevel {}
+
+impl PartialEq<&str> for LogLevel {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
+    }
+}
+
+impl Serialize for LogLevel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
 /// The validated configuration.
 ///
 /// `Serialize` is what `check-config` prints ([`Config::redacted_toml`]):
@@ -71,7 +160,7 @@ pub struct Config {
     /// Address the HTTP server binds.
     pub listen: SocketAddr,
     /// tracing filter directive (`info`, `assetgate=debug`, ...).
-    pub log_level: String,
+    pub log_level: LogLevel,
     /// Log format.
     pub log_format: LogFormat,
     /// Download links (nginx secure_link).
@@ -126,7 +215,7 @@ pub struct UploadConfig {
     #[serde(serialize_with = "show::secs")]
     pub max_ttl: Duration,
     /// Allowed content types (globs like `image/*`); empty = any.
-    pub content_types: Vec<String>,
+    pub content_types: Vec<ContentTypePattern>,
     /// Largest accepted upload in bytes (`None` = no limit).
     #[serde(serialize_with = "show::max_size")]
     pub max_size: Option<u64>,
@@ -897,18 +986,14 @@ fn validate(
         .listen
         .parse()
         .map_err(|_| ConfigError::new("listen", format!("{:?} is not an IP:port address", raw.listen)))?;
-    tracing_subscriber::EnvFilter::try_new(&raw.log_level)
+    let log_level: LogLevel = raw
+        .log_level
+        .parse()
         .map_err(|e| ConfigError::new("log_level", format!("{:?}: {e}", raw.log_level)))?;
-    let log_format = match raw.log_format.as_str() {
-        "text" => LogFormat::Text,
-        "json" => LogFormat::Json,
-        other => {
-            return Err(ConfigError::new(
-                "log_format",
-                format!("{other:?}: expected \"text\" or \"json\""),
-            ))
-        }
-    };
+    let log_format: LogFormat = raw
+        .log_format
+        .parse()
+        .map_err(|e| ConfigError::new("log_format", e))?;
 
     let link_max_ttl = raw
         .link
@@ -928,19 +1013,20 @@ fn validate(
         max_ttl: link_max_ttl,
     };
 
+    let mut content_types = Vec::with_capacity(raw.upload.content_types.len());
     for (i, ct) in raw.upload.content_types.iter().enumerate() {
-        if !valid_type_pattern(ct) {
-            return Err(ConfigError::new(
+        content_types.push(ct.parse().map_err(|_| {
+            ConfigError::new(
                 format!("upload.content_types[{i}]"),
                 format!("{ct:?} is not a type/subtype pattern (e.g. \"image/png\", \"image/*\", \"*/*\")"),
-            ));
-        }
+            )
+        })?);
     }
     let upload = UploadConfig {
         secrets: secrets("upload.secrets", raw.upload.secrets)?,
         clock_skew: raw.upload.clock_skew.seconds("upload.clock_skew")?,
         max_ttl: raw.upload.max_ttl.seconds("upload.max_ttl")?,
-        content_types: raw.upload.content_types,
+        content_types,
         max_size: raw
             .upload
             .max_size
@@ -1082,7 +1168,7 @@ fn validate(
 
     Ok(Config {
         listen,
-        log_level: raw.log_level,
+        log_level,
         log_format,
         link,
         upload,
@@ -1209,19 +1295,6 @@ fn validate_redis_url(url: &str) -> Result<RedisUrl, ConfigError> {
             format!("{shown}: {}", one_line(&e.to_string()).replace(url, &shown)),
         )),
     }
-}
-
-/// `type/subtype` where either side may be `*`.
-fn valid_type_pattern(p: &str) -> bool {
-    let Some((t, s)) = p.split_once('/') else {
-        return false;
-    };
-    let token = |x: &str| {
-        !x.is_empty()
-            && x.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-*".contains(&b))
-    };
-    token(t) && token(s)
 }
 
 impl Config {
@@ -1941,6 +2014,50 @@ mod tests {
             "url = \"http://app:8000/…\"",
         ] {
             assert!(out.contains(shown), "{shown} not in:\n{out}");
+        }
+    }
+
+    /// `log_level` and `log_format` are parsed once, at load: a bad value is
+    /// a config error naming the key (from the file or the environment), and
+    /// the logger's filter is built from the parsed directives, the same
+    /// filter `EnvFilter::try_new` makes of the text (no "info" fallback).
+    #[test]
+    fn log_level_and_format_are_parsed_at_load() {
+        for good in [
+            "info",
+            "INFO",
+            "off",
+            "assetgate=debug,warn",
+            "warn,assetgate[request]=trace",
+            "info,",
+            "",
+        ] {
+            let level: LogLevel = good.parse().unwrap();
+            assert_eq!(level, good);
+            assert_eq!(
+                level.env_filter().to_string(),
+                tracing_subscriber::EnvFilter::try_new(good).unwrap().to_string(),
+                "{good:?}"
+            );
+        }
+        let c = load_from(
+            &Sources::default(),
+            &env(&[("ASSETGATE_LOG_LEVEL", "assetgate=debug")]),
+        )
+        .unwrap();
+        assert_eq!(c.log_level.as_str(), "assetgate=debug");
+        assert_eq!("json".parse(), Ok(LogFormat::Json));
+        assert_eq!("text".parse(), Ok(LogFormat::Text));
+        for (text, environment, key) in [
+            ("log_level = \"assetgate=loud\"\n", vec![], "log_level"),
+            ("log_level = \"info,=\"\n", vec![], "log_level"),
+            ("", vec![("ASSETGATE_LOG_LEVEL", "verbose=yes")], "log_level"),
+            ("log_format = \"JSON\"\n", vec![], "log_format"),
+            ("", vec![("ASSETGATE_LOG_FORMAT", "logfmt")], "log_format"),
+        ] {
+            let e = err(text, &environment);
+            assert_eq!(e.key, key, "{text:?} {environment:?}: {e}");
+            assert_eq!(e.to_string().lines().count(), 1, "{e}");
         }
     }
 
