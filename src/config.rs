@@ -27,7 +27,8 @@ use crate::secret::{Secret, SecretSet, MIN_SECRET_LEN};
 pub const EXIT_CONFIG: i32 = 64;
 
 /// A refused configuration: which key, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config error: {key}: {message}")]
 pub struct ConfigError {
     /// Dotted key (or environment variable) at fault.
     pub key: String,
@@ -43,14 +44,6 @@ impl ConfigError {
         }
     }
 }
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "config error: {}: {}", self.key, self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -1637,6 +1630,17 @@ mod tests {
         assert!(shown.contains("duplicate key"), "{shown}");
         let e = err("listen = \n", &[]);
         assert_eq!(e.to_string().lines().count(), 1, "{e}");
+    }
+
+    /// The one line `main` prints, byte for byte.
+    #[test]
+    fn config_error_message() {
+        let e = ConfigError::new("upload.max_size", "\"lots\" is not a size");
+        assert_eq!(
+            e.to_string(),
+            "config error: upload.max_size: \"lots\" is not a size"
+        );
+        let _: &dyn std::error::Error = &e;
     }
 
     #[test]

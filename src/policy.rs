@@ -24,56 +24,36 @@ pub const MAX_KEY_BYTES: usize = 1024;
 pub const MAX_SEGMENT_BYTES: usize = 255;
 
 /// Why a key is refused. Never carries the key itself (the caller logs it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
     /// The key is empty.
+    #[error("asset key is empty")]
     Empty,
     /// Longer than [`MAX_KEY_BYTES`].
+    #[error("asset key is {0} bytes long, at most {max} are allowed", max = MAX_KEY_BYTES)]
     TooLong(usize),
     /// Starts with `/`.
+    #[error("asset key must not start with '/'")]
     Absolute,
     /// `//` or a trailing `/`.
+    #[error("asset key has an empty path segment ('//' or a trailing '/')")]
     EmptySegment,
     /// A `.` or `..` segment.
+    #[error("asset key has a '.' or '..' path segment")]
     DotSegment,
     /// A segment longer than [`MAX_SEGMENT_BYTES`].
+    #[error("asset key has a path segment of {0} bytes, at most {max} are allowed", max = MAX_SEGMENT_BYTES)]
     SegmentTooLong(usize),
     /// A `\`.
+    #[error("asset key contains a backslash")]
     Backslash,
     /// A control character.
+    #[error("asset key contains a control character")]
     Control,
     /// `?`, `#` or `%`.
+    #[error("asset key contains {0:?}, which cannot round-trip through a URL")]
     Reserved(char),
-}
-
-impl fmt::Display for KeyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeyError::Empty => f.write_str("asset key is empty"),
-            KeyError::TooLong(n) => {
-                write!(
-                    f,
-                    "asset key is {n} bytes long, at most {MAX_KEY_BYTES} are allowed"
-                )
-            }
-            KeyError::Absolute => f.write_str("asset key must not start with '/'"),
-            KeyError::EmptySegment => {
-                f.write_str("asset key has an empty path segment ('//' or a trailing '/')")
-            }
-            KeyError::DotSegment => f.write_str("asset key has a '.' or '..' path segment"),
-            KeyError::SegmentTooLong(n) => write!(
-                f,
-                "asset key has a path segment of {n} bytes, at most {MAX_SEGMENT_BYTES} are allowed"
-            ),
-            KeyError::Backslash => f.write_str("asset key contains a backslash"),
-            KeyError::Control => f.write_str("asset key contains a control character"),
-            KeyError::Reserved(c) => write!(
-                f,
-                "asset key contains {c:?}, which cannot round-trip through a URL"
-            ),
-        }
-    }
 }
 
 /// Checks an asset key against the key policy.
@@ -222,7 +202,8 @@ impl Side {
 }
 
 /// A `[upload] content_types` entry that is not `type/subtype`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a type/subtype pattern")]
 pub struct NotAPattern;
 
 impl std::str::FromStr for ContentTypePattern {
@@ -305,10 +286,11 @@ fn glob(p: &[char], text: &str) -> bool {
 }
 
 /// Why the declared size is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SizeError {
     /// `Upload.Size` is over `[upload] max_size`.
+    #[error("upload of {size} bytes is larger than the limit of {max} bytes")]
     TooLarge {
         /// Declared size in bytes.
         size: u64,
@@ -316,23 +298,8 @@ pub enum SizeError {
         max: u64,
     },
     /// The length is deferred and `[upload] allow_deferred_length` is false.
+    #[error("the upload length must be declared when the upload is created (Upload-Length)")]
     LengthRequired,
-}
-
-impl fmt::Display for SizeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SizeError::TooLarge { size, max } => {
-                write!(
-                    f,
-                    "upload of {size} bytes is larger than the limit of {max} bytes"
-                )
-            }
-            SizeError::LengthRequired => {
-                f.write_str("the upload length must be declared when the upload is created (Upload-Length)")
-            }
-        }
-    }
 }
 
 /// Checks a declared size. `size` is `None` when the length is deferred.
@@ -415,6 +382,44 @@ mod tests {
         assert_eq!(check_key(&long), Ok(()));
         assert_eq!(check_key(&format!("{long}b")), Ok(()));
         assert_eq!(check_key(&format!("{long}bc")), Err(KeyError::TooLong(1025)));
+    }
+
+    /// The messages, byte for byte (logs, hook answers and tests carry them).
+    #[test]
+    fn error_messages() {
+        for (e, want) in [
+            (KeyError::Empty, "asset key is empty"),
+            (
+                KeyError::TooLong(1025),
+                "asset key is 1025 bytes long, at most 1024 are allowed",
+            ),
+            (KeyError::Absolute, "asset key must not start with '/'"),
+            (
+                KeyError::EmptySegment,
+                "asset key has an empty path segment ('//' or a trailing '/')",
+            ),
+            (KeyError::DotSegment, "asset key has a '.' or '..' path segment"),
+            (
+                KeyError::SegmentTooLong(256),
+                "asset key has a path segment of 256 bytes, at most 255 are allowed",
+            ),
+            (KeyError::Backslash, "asset key contains a backslash"),
+            (KeyError::Control, "asset key contains a control character"),
+            (
+                KeyError::Reserved('%'),
+                "asset key contains '%', which cannot round-trip through a URL",
+            ),
+        ] {
+            assert_eq!(e.to_string(), want);
+        }
+        assert_eq!(
+            SizeError::TooLarge { size: 11, max: 10 }.to_string(),
+            "upload of 11 bytes is larger than the limit of 10 bytes"
+        );
+        assert_eq!(
+            SizeError::LengthRequired.to_string(),
+            "the upload length must be declared when the upload is created (Upload-Length)"
+        );
     }
 
     #[test]
