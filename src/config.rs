@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use figment::providers::{Format, Toml};
 use figment::Figment;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use crate::policy::ContentTypePattern;
 use crate::secret::{Secret, SecretSet, MIN_SECRET_LEN};
 
 /// Exit code for a configuration error (`EX_CONFIG` is 78, but the contract says
@@ -26,7 +27,8 @@ use crate::secret::{Secret, SecretSet, MIN_SECRET_LEN};
 pub const EXIT_CONFIG: i32 = 64;
 
 /// A refused configuration: which key, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config error: {key}: {message}")]
 pub struct ConfigError {
     /// Dotted key (or environment variable) at fault.
     pub key: String,
@@ -59,16 +61,9 @@ impl ConfigError {
     }
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "config error: {}: {}", self.key, self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
     Text,
@@ -76,13 +71,105 @@ pub enum LogFormat {
     Json,
 }
 
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("{other:?}: expected \"text\" or \"json\"")),
+        }
+    }
+}
+
+/// `log_level`: a tracing filter (`info`, `assetgate=debug,warn`), parsed into
+/// its directives when the configuration is loaded; the logger is built from
+/// them ([`LogLevel::env_filter`]) and cannot fail or fall back.
+#[derive(Clone)]
+pub struct LogLevel {
+    text: String,
+    directives: Vec<tracing_subscriber::filter::Directive>,
+}
+
+impl std::str::FromStr for LogLevel {
+    type Err = tracing_subscriber::filter::ParseError;
+
+    /// As [`tracing_subscriber::EnvFilter::try_new`] reads it: comma-separated
+    /// directives, empty ones skipped.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let directives = s
+            .split(',')
+            .filter(|d| !d.is_empty())
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        Ok(LogLevel {
+            text: s.to_string(),
+            directives,
+        })
+    }
+}
+
+impl LogLevel {
+    /// The filter as configured.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The subscriber's filter, from the parsed directives.
+    pub fn env_filter(&self) -> tracing_subscriber::EnvFilter {
+        self.directives
+            .iter()
+            .cloned()
+            .fold(tracing_subscriber::EnvFilter::default(), |f, d| {
+                f.add_directive(d)
+            })
+    }
+}
+
+impl fmt::Debug for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LogLevel({:?})", self.text)
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl PartialEq for LogLevel {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for LogLevel {}
+
+impl PartialEq<&str> for LogLevel {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
+    }
+}
+
+impl Serialize for LogLevel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
 /// The validated configuration.
-#[derive(Debug, Clone)]
+///
+/// `Serialize` is what `check-config` prints ([`Config::redacted_toml`]):
+/// every field, secrets as their length only (the secret types have no
+/// `Serialize`; `config::show` renders them), unset options as `"<not set…>"`.
+#[derive(Debug, Clone, Serialize)]
 pub struct Config {
     /// Address the HTTP server binds.
     pub listen: SocketAddr,
     /// tracing filter directive (`info`, `assetgate=debug`, ...).
-    pub log_level: String,
+    pub log_level: LogLevel,
     /// Log format.
     pub log_format: LogFormat,
     /// Download links (nginx secure_link).
@@ -100,37 +187,46 @@ pub struct Config {
     pub events: Option<crate::events::EventsConfig>,
     /// Shared state: single-use upload tokens and revocations.
     pub state: StateConfig,
-    /// Where the file layer came from, for `check-config`.
+    /// Where the file layer came from, for `check-config` (its header comment,
+    /// not a key).
+    #[serde(skip)]
     pub source: Option<PathBuf>,
     /// The secret files named by `ASSETGATE_{LINK,UPLOAD}_SECRET_FILE`, which
-    /// the daemon watches to reload.
+    /// the daemon watches to reload (not a key).
+    #[serde(skip)]
     pub secret_files: Vec<PathBuf>,
 }
 
 /// `[link]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct LinkConfig {
     /// Accepted secrets, newest first.
+    #[serde(serialize_with = "show::secrets")]
     pub secrets: SecretSet,
     /// Must equal nginx's `merge_slashes`.
     pub merge_slashes: bool,
     /// Longest accepted remaining link lifetime (`None`: any, as nginx's
     /// `secure_link`). Also how long a prefix or key revocation is kept.
+    #[serde(serialize_with = "show::link_max_ttl")]
     pub max_ttl: Option<Duration>,
 }
 
 /// `[upload]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct UploadConfig {
     /// Accepted HMAC secrets, newest first.
+    #[serde(serialize_with = "show::secrets")]
     pub secrets: SecretSet,
     /// Tolerated clock difference with the token minter.
+    #[serde(serialize_with = "show::secs")]
     pub clock_skew: Duration,
     /// Longest accepted remaining token lifetime.
+    #[serde(serialize_with = "show::secs")]
     pub max_ttl: Duration,
     /// Allowed content types (globs like `image/*`); empty = any.
-    pub content_types: Vec<String>,
+    pub content_types: Vec<ContentTypePattern>,
     /// Largest accepted upload in bytes (`None` = no limit).
+    #[serde(serialize_with = "show::max_size")]
     pub max_size: Option<u64>,
     /// Whether uploads of deferred length are accepted.
     pub allow_deferred_length: bool,
@@ -138,8 +234,10 @@ pub struct UploadConfig {
     /// answers 415; the mover refuses to publish).
     pub check_content: bool,
     /// How `/session` binds `PATCH`/`HEAD`/`DELETE` of an upload to its token.
+    #[serde(serialize_with = "show::session_binding")]
     pub session_binding: crate::tusd::session::Mode,
     /// How long after its token's expiry an upload may still be resumed.
+    #[serde(serialize_with = "show::secs")]
     pub session_grace: Duration,
     /// The first pre-create with a token consumes it; a replay is refused
     /// (`token_used`). Partial uploads of a concatenation do not consume it,
@@ -148,9 +246,10 @@ pub struct UploadConfig {
 }
 
 /// `[storage]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct StorageConfig {
     /// Root of the asset tree nginx serves.
+    #[serde(serialize_with = "show::path")]
     pub root: Option<PathBuf>,
     /// Whether an existing asset may be replaced.
     pub overwrite: bool,
@@ -161,45 +260,56 @@ pub struct StorageConfig {
 }
 
 /// `[tusd]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TusdConfig {
     /// tusd's `-upload-dir` (shared volume).
+    #[serde(serialize_with = "show::path")]
     pub upload_dir: Option<PathBuf>,
     /// tusd's `-base-path` (what nginx's `/session` check strips from the URI).
     pub base_path: String,
     /// How often the daemon re-scans `upload_dir` for finished uploads whose
     /// post-finish never came (`None`: never).
+    #[serde(serialize_with = "show::reconcile_interval")]
     pub reconcile_interval: Option<Duration>,
     /// How long after its token's expiry an unfinished upload is removed.
+    #[serde(serialize_with = "show::secs")]
     pub abandon_after: Duration,
 }
 
 /// `[server]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ServerConfig {
     /// A client must send its whole request head within this time. hyper starts
     /// the clock as soon as a connection waits for a head, so this is also the
     /// idle keep-alive timeout.
+    #[serde(serialize_with = "show::secs")]
     pub header_read_timeout: Duration,
     /// A request body must arrive whole within this time after its head
     /// (total, not per chunk: one byte every second would defeat a per-chunk
     /// timeout).
+    #[serde(serialize_with = "show::secs")]
     pub body_read_timeout: Duration,
     /// Whole-request deadline, from the complete head to the response (body
     /// and decision); with `header_read_timeout`, every request is bounded.
+    #[serde(serialize_with = "show::secs")]
     pub request_timeout: Duration,
     /// Connections open at once. When full, the connection idle the longest is
     /// closed to make room; when none is idle, new ones wait in the backlog.
+    #[serde(serialize_with = "show::count")]
     pub max_connections: usize,
     /// `/tusd` requests served at once (the only endpoint that reads a body);
     /// more get 503 at once. Below `max_connections`, so slow hook bodies can
     /// never take every connection from `/auth` and the health checks.
+    #[serde(serialize_with = "show::count")]
     pub max_tusd_requests: usize,
     /// How long in-flight requests may take to finish on shutdown.
+    #[serde(serialize_with = "show::secs")]
     pub shutdown_grace: Duration,
     /// Largest accepted request body (hook JSON).
+    #[serde(serialize_with = "show::u64")]
     pub max_body_bytes: u64,
     /// Threads of the async runtime that serve requests.
+    #[serde(serialize_with = "show::count")]
     pub worker_threads: usize,
     /// The admin listener (revocations for the memory backend): never the
     /// port nginx talks to.
@@ -207,20 +317,24 @@ pub struct ServerConfig {
 }
 
 /// `[state]`: where single-use marks and revocations live.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StateConfig {
-    /// The backend.
+    /// The backend (`backend` and `redis_url`).
+    #[serde(flatten)]
     pub backend: StateBackend,
     /// Prefix of every Redis key (several deployments may share one Redis).
     pub key_prefix: String,
     /// Budget of one Redis command (connect included); `/auth` never waits
     /// on Redis at all.
+    #[serde(serialize_with = "show::duration")]
     pub timeout: Duration,
     /// How often each replica checks Redis for changed revocations: the bound
     /// within which a revocation is honoured fleet-wide.
+    #[serde(serialize_with = "show::duration")]
     pub sync_interval: Duration,
     /// How old the last successful sync may grow before the backend counts as
     /// down for revocations (`revocation_when_down` then applies).
+    #[serde(serialize_with = "show::duration")]
     pub stale_after: Duration,
     /// What pre-create does when a single-use token cannot be checked.
     pub single_use_when_down: FailMode,
@@ -256,6 +370,26 @@ impl RedisUrl {
     }
 }
 
+/// `backend = "…"` and `redis_url` (its password redacted; `"<not set>"` with
+/// the memory backend), flattened into `[state]`.
+impl Serialize for StateBackend {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = s.serialize_map(Some(2))?;
+        match self {
+            StateBackend::Memory => {
+                map.serialize_entry("backend", "memory")?;
+                map.serialize_entry("redis_url", show::NOT_SET)?;
+            }
+            StateBackend::Redis { url } => {
+                map.serialize_entry("backend", "redis")?;
+                map.serialize_entry("redis_url", &url.redacted())?;
+            }
+        }
+        map.end()
+    }
+}
+
 impl fmt::Debug for RedisUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "RedisUrl({})", self.redacted())
@@ -281,12 +415,14 @@ fn redact_url(url: &str) -> String {
 }
 
 /// What a feature does while the state backend is unreachable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum FailMode {
     /// Refuse (the default): a replayed token or a revoked link never slips
     /// through, at the price of availability.
+    #[serde(rename = "fail_closed")]
     Closed,
     /// Allow, logged and counted: availability first.
+    #[serde(rename = "fail_open")]
     Open,
 }
 
@@ -503,6 +639,11 @@ impl Default for RawState {
 }
 
 /// An integer, or a string with a unit (`"24h"`, `"5GiB"`).
+///
+/// Durations are read by `humantime` and sizes by `bytesize`, each after two
+/// rules of ours: a string of digits alone is the base unit (seconds, bytes),
+/// as an integer is; and what the crates accept beyond today's spellings is
+/// narrowed where it would mislead (see [`Human::seconds`], [`Human::bytes`]).
 #[derive(Deserialize, Clone, Debug)]
 #[serde(untagged)]
 pub(crate) enum Human {
@@ -511,76 +652,80 @@ pub(crate) enum Human {
 }
 
 impl Human {
+    /// Whole seconds: an integer, or a duration (`"30s"`, `"15m"`, `"24h"`,
+    /// `"7d"`, also `"1h 30m"`, `"2days"`, `"1.5h"`: humantime's units). These
+    /// keys count whole seconds, so a value with a fraction of a second
+    /// (`"1500ms"`) is refused rather than cut.
     pub(crate) fn seconds(&self, key: &str) -> Result<Duration, ConfigError> {
-        let secs = match self {
-            Human::Int(n) => *n,
-            Human::Text(t) => parse_with_units(
-                t,
-                &[("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)],
-            )
-            .ok_or_else(|| {
-                ConfigError::new(key, format!("{t:?} is not a duration (integer seconds, or e.g. \"30s\", \"15m\", \"24h\", \"7d\")"))
-            })?,
-        };
-        Ok(Duration::from_secs(secs))
+        let d = self.parse_duration(key, "integer seconds, or e.g. \"30s\", \"15m\", \"24h\", \"7d\"")?;
+        if d.subsec_nanos() != 0 {
+            let Human::Text(t) = self else {
+                unreachable!("an integer is whole seconds")
+            };
+            return Err(ConfigError::new(
+                key,
+                format!("{t:?} is not a whole number of seconds"),
+            ));
+        }
+        Ok(d)
     }
 
-    /// Like [`Human::seconds`], with `ms` allowed (`"100ms"`); an integer is
-    /// seconds.
+    /// Like [`Human::seconds`], with fractions of a second (`"100ms"`,
+    /// `"1.5s"`); an integer is seconds.
     pub(crate) fn duration(&self, key: &str) -> Result<Duration, ConfigError> {
-        match self {
-            Human::Int(n) => Ok(Duration::from_secs(*n)),
-            Human::Text(t) => match t.trim().strip_suffix("ms") {
-                Some(ms) if !ms.trim().is_empty() && ms.trim().bytes().all(|b| b.is_ascii_digit()) => ms
-                    .trim()
-                    .parse()
-                    .map(Duration::from_millis)
-                    .map_err(|_| ConfigError::new(key, format!("{t:?} is too large"))),
-                _ => self.seconds(key),
-            },
-        }
+        self.parse_duration(
+            key,
+            "integer seconds, or e.g. \"100ms\", \"30s\", \"15m\", \"24h\", \"7d\"",
+        )
     }
 
+    fn parse_duration(&self, key: &str, expected: &str) -> Result<Duration, ConfigError> {
+        let t = match self {
+            Human::Int(n) => return Ok(Duration::from_secs(*n)),
+            Human::Text(t) => t,
+        };
+        let text = t.trim();
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(n) = text.parse() {
+                return Ok(Duration::from_secs(n));
+            }
+        }
+        humantime::parse_duration(text)
+            .map_err(|e| ConfigError::new(key, format!("{t:?} is not a duration ({expected}): {e}")))
+    }
+
+    /// Bytes: an integer, or a size (`"512KiB"`, `"5GiB"`, `"10MB"`, also
+    /// `"1.5GiB"`, `"5gib"`: bytesize's units, KB = 1000, KiB = 1024). The
+    /// unit must end in `B`: bytesize reads `"16m"` as 16 MB, nginx as 16 MiB,
+    /// so the one-letter forms are refused rather than guessed.
     pub(crate) fn bytes(&self, key: &str) -> Result<u64, ConfigError> {
-        match self {
-            Human::Int(n) => Ok(*n),
-            Human::Text(t) => parse_with_units(
-                t,
-                &[
-                    ("B", 1),
-                    ("KB", 1000),
-                    ("MB", 1000_u64.pow(2)),
-                    ("GB", 1000_u64.pow(3)),
-                    ("TB", 1000_u64.pow(4)),
-                    ("KiB", 1024),
-                    ("MiB", 1024_u64.pow(2)),
-                    ("GiB", 1024_u64.pow(3)),
-                    ("TiB", 1024_u64.pow(4)),
-                ],
+        let t = match self {
+            Human::Int(n) => return Ok(*n),
+            Human::Text(t) => t,
+        };
+        let error = |why: &str| {
+            ConfigError::new(
+                key,
+                format!("{t:?} is not a size (integer bytes, or e.g. \"512KiB\", \"5GiB\", \"10MB\"): {why}"),
             )
-            .ok_or_else(|| {
-                ConfigError::new(
-                    key,
-                    format!("{t:?} is not a size (integer bytes, or e.g. \"512KiB\", \"5GiB\", \"10MB\")"),
-                )
-            }),
+        };
+        let text = t.trim();
+        let unit = text
+            .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
+            .trim_start();
+        if !unit.is_empty() && !unit.ends_with(['B', 'b']) {
+            return Err(error("the unit must end in B (KB, KiB, MB, MiB, ...)"));
         }
+        let n = text
+            .parse::<bytesize::ByteSize>()
+            .map_err(|e| error(&e))?
+            .as_u64();
+        // bytesize saturates instead of failing on overflow.
+        if n == u64::MAX && text.parse::<u64>().is_err() {
+            return Err(error("too large"));
+        }
+        Ok(n)
     }
-}
-
-/// `"<digits><unit>"` (optional space) with one of `units`; bare digits are the
-/// base unit.
-fn parse_with_units(text: &str, units: &[(&str, u64)]) -> Option<u64> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let unit = unit.trim();
-    if unit.is_empty() {
-        return Some(n);
-    }
-    let mult = units.iter().find(|(u, _)| *u == unit)?.1;
-    n.checked_mul(mult)
 }
 
 // ---------------------------------------------------------------------------
@@ -850,18 +995,14 @@ fn validate(
         .listen
         .parse()
         .map_err(|_| ConfigError::new("listen", format!("{:?} is not an IP:port address", raw.listen)))?;
-    tracing_subscriber::EnvFilter::try_new(&raw.log_level)
+    let log_level: LogLevel = raw
+        .log_level
+        .parse()
         .map_err(|e| ConfigError::new("log_level", format!("{:?}: {e}", raw.log_level)))?;
-    let log_format = match raw.log_format.as_str() {
-        "text" => LogFormat::Text,
-        "json" => LogFormat::Json,
-        other => {
-            return Err(ConfigError::new(
-                "log_format",
-                format!("{other:?}: expected \"text\" or \"json\""),
-            ))
-        }
-    };
+    let log_format: LogFormat = raw
+        .log_format
+        .parse()
+        .map_err(|e| ConfigError::new("log_format", e))?;
 
     let link_max_ttl = raw
         .link
@@ -881,19 +1022,20 @@ fn validate(
         max_ttl: link_max_ttl,
     };
 
+    let mut content_types = Vec::with_capacity(raw.upload.content_types.len());
     for (i, ct) in raw.upload.content_types.iter().enumerate() {
-        if !valid_type_pattern(ct) {
-            return Err(ConfigError::new(
+        content_types.push(ct.parse().map_err(|_| {
+            ConfigError::new(
                 format!("upload.content_types[{i}]"),
                 format!("{ct:?} is not a type/subtype pattern (e.g. \"image/png\", \"image/*\", \"*/*\")"),
-            ));
-        }
+            )
+        })?);
     }
     let upload = UploadConfig {
         secrets: secrets("upload.secrets", raw.upload.secrets)?,
         clock_skew: raw.upload.clock_skew.seconds("upload.clock_skew")?,
         max_ttl: raw.upload.max_ttl.seconds("upload.max_ttl")?,
-        content_types: raw.upload.content_types,
+        content_types,
         max_size: raw
             .upload
             .max_size
@@ -1035,7 +1177,7 @@ fn validate(
 
     Ok(Config {
         listen,
-        log_level: raw.log_level,
+        log_level,
         log_format,
         link,
         upload,
@@ -1164,150 +1306,111 @@ fn validate_redis_url(url: &str) -> Result<RedisUrl, ConfigError> {
     }
 }
 
-/// `type/subtype` where either side may be `*`.
-fn valid_type_pattern(p: &str) -> bool {
-    let Some((t, s)) = p.split_once('/') else {
-        return false;
-    };
-    let token = |x: &str| {
-        !x.is_empty()
-            && x.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-*".contains(&b))
-    };
-    token(t) && token(s)
-}
-
 impl Config {
-    /// The effective configuration as TOML, secrets replaced by their count and
-    /// length.
+    /// The effective configuration as TOML (`check-config`): the derived
+    /// `Serialize` of the validated values, so no key can be left out; secrets
+    /// replaced by their length, the Redis password and the events URL's path
+    /// hidden.
     pub fn redacted_toml(&self) -> String {
-        let q = |s: &str| serde_json::to_string(s).expect("strings serialise");
-        let secrets = |set: &SecretSet| {
-            let items: Vec<String> = set
-                .iter()
-                .map(|s| q(&format!("<redacted: {} bytes>", s.len())))
-                .collect();
-            format!("[{}]", items.join(", "))
-        };
-        let path = |p: &Option<PathBuf>| match p {
-            Some(p) => q(&p.display().to_string()),
-            None => "\"\"  # not set".to_string(),
-        };
         let mut out = String::new();
         if let Some(src) = &self.source {
             out.push_str(&format!("# file layer: {}\n", src.display()));
         }
-        out.push_str(&format!("listen = {}\n", q(&self.listen.to_string())));
-        out.push_str(&format!("log_level = {}\n", q(&self.log_level)));
-        out.push_str(&format!(
-            "log_format = {}\n",
-            q(match self.log_format {
-                LogFormat::Text => "text",
-                LogFormat::Json => "json",
-            })
-        ));
-        out.push_str("\n[link]\n");
-        out.push_str(&format!("secrets = {}\n", secrets(&self.link.secrets)));
-        out.push_str(&format!("merge_slashes = {}\n", self.link.merge_slashes));
-        match self.link.max_ttl {
-            Some(d) => out.push_str(&format!("max_ttl = {}\n", d.as_secs())),
-            None => out.push_str(
-                "# max_ttl not set: links of any lifetime; prefix/key revocations kept until unrevoked\n",
-            ),
-        }
-        out.push_str("\n[upload]\n");
-        out.push_str(&format!("secrets = {}\n", secrets(&self.upload.secrets)));
-        out.push_str(&format!("clock_skew = {}\n", self.upload.clock_skew.as_secs()));
-        out.push_str(&format!("max_ttl = {}\n", self.upload.max_ttl.as_secs()));
-        let cts: Vec<String> = self.upload.content_types.iter().map(|c| q(c)).collect();
-        out.push_str(&format!("content_types = [{}]\n", cts.join(", ")));
-        match self.upload.max_size {
-            Some(n) => out.push_str(&format!("max_size = {n}\n")),
-            None => out.push_str("# max_size not set: no size limit\n"),
-        }
-        out.push_str(&format!(
-            "allow_deferred_length = {}\n",
-            self.upload.allow_deferred_length
-        ));
-        out.push_str(&format!("check_content = {}\n", self.upload.check_content));
-        out.push_str(&format!(
-            "session_binding = {}\n",
-            q(self.upload.session_binding.as_str())
-        ));
-        out.push_str(&format!(
-            "session_grace = {}\n",
-            self.upload.session_grace.as_secs()
-        ));
-        out.push_str(&format!("single_use = {}\n", self.upload.single_use));
-        out.push_str("\n[storage]\n");
-        out.push_str(&format!("root = {}\n", path(&self.storage.root)));
-        out.push_str(&format!("overwrite = {}\n", self.storage.overwrite));
-        out.push_str(&format!("public_prefix = {}\n", q(&self.storage.public_prefix)));
-        out.push_str(&format!("private_prefix = {}\n", q(&self.storage.private_prefix)));
-        out.push_str("\n[tusd]\n");
-        out.push_str(&format!("upload_dir = {}\n", path(&self.tusd.upload_dir)));
-        out.push_str(&format!("base_path = {}\n", q(&self.tusd.base_path)));
-        out.push_str(&format!(
-            "reconcile_interval = {}\n",
-            self.tusd.reconcile_interval.map_or(0, |d| d.as_secs())
-        ));
-        out.push_str(&format!(
-            "abandon_after = {}\n",
-            self.tusd.abandon_after.as_secs()
-        ));
-        out.push_str("\n[server]\n");
-        out.push_str(&format!(
-            "header_read_timeout = {}\n",
-            self.server.header_read_timeout.as_secs()
-        ));
-        out.push_str(&format!(
-            "body_read_timeout = {}\n",
-            self.server.body_read_timeout.as_secs()
-        ));
-        out.push_str(&format!(
-            "request_timeout = {}\n",
-            self.server.request_timeout.as_secs()
-        ));
-        out.push_str(&format!("max_connections = {}\n", self.server.max_connections));
-        out.push_str(&format!(
-            "max_tusd_requests = {}\n",
-            self.server.max_tusd_requests
-        ));
-        out.push_str(&format!(
-            "shutdown_grace = {}\n",
-            self.server.shutdown_grace.as_secs()
-        ));
-        out.push_str(&format!("max_body_bytes = {}\n", self.server.max_body_bytes));
-        out.push_str(&format!("worker_threads = {}\n", self.server.worker_threads));
-        out.push_str(&format!(
-            "admin_listen = {}\n",
-            q(&self.server.admin_listen.to_string())
-        ));
-        out.push_str("\n[state]\n");
-        match &self.state.backend {
-            StateBackend::Memory => out.push_str("backend = \"memory\"\n"),
-            StateBackend::Redis { url } => {
-                out.push_str("backend = \"redis\"\n");
-                out.push_str(&format!("redis_url = {}\n", q(&url.redacted())));
-            }
-        }
-        out.push_str(&format!("key_prefix = {}\n", q(&self.state.key_prefix)));
-        let ms = |d: Duration| q(&format!("{}ms", d.as_millis()));
-        out.push_str(&format!("timeout = {}\n", ms(self.state.timeout)));
-        out.push_str(&format!("sync_interval = {}\n", ms(self.state.sync_interval)));
-        out.push_str(&format!("stale_after = {}\n", ms(self.state.stale_after)));
-        out.push_str(&format!(
-            "single_use_when_down = {}\n",
-            q(self.state.single_use_when_down.as_str())
-        ));
-        out.push_str(&format!(
-            "revocation_when_down = {}\n",
-            q(self.state.revocation_when_down.as_str())
-        ));
-        if let Some(events) = &self.events {
-            out.push_str(&events.redacted_toml());
+        match toml::to_string(self) {
+            Ok(text) => out.push_str(&text),
+            // Only a value TOML cannot hold (no such value validates today).
+            Err(e) => out.push_str(&format!("# the configuration cannot be shown as TOML: {e}\n")),
         }
         out
+    }
+}
+
+/// How `check-config` shows the values whose types do not serialize as
+/// themselves: secrets (their length, never a byte of them), durations
+/// (integer seconds where the key takes whole seconds, else `"250ms"` /
+/// `"10s"`), unset options (`"<not set…>"`: TOML has no null).
+pub(crate) mod show {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use serde::Serializer;
+
+    use crate::secret::SecretSet;
+
+    /// An option that is not set.
+    pub(crate) const NOT_SET: &str = "<not set>";
+
+    /// `["<redacted: 24 bytes>", …]`.
+    pub(crate) fn secrets<S: Serializer>(set: &SecretSet, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(set.iter().map(|x| format!("<redacted: {} bytes>", x.len())))
+    }
+
+    /// An integer; past TOML's (signed 64-bit) range, its digits as a string.
+    pub(crate) fn int<S: Serializer>(n: u64, s: S) -> Result<S::Ok, S::Error> {
+        match i64::try_from(n) {
+            Ok(n) => s.serialize_i64(n),
+            Err(_) => s.serialize_str(&n.to_string()),
+        }
+    }
+
+    /// A count (`usize`).
+    pub(crate) fn count<S: Serializer>(n: &usize, s: S) -> Result<S::Ok, S::Error> {
+        int(*n as u64, s)
+    }
+
+    /// A `u64` (`#[serde(serialize_with)]` passes a reference).
+    pub(crate) fn u64<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+        int(*n, s)
+    }
+
+    /// Whole seconds, as an integer (keys that take seconds).
+    pub(crate) fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        int(d.as_secs(), s)
+    }
+
+    /// `"10s"`, or `"250ms"` when not whole seconds (keys that take `ms`).
+    pub(crate) fn duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        let ms = d.as_millis();
+        if ms.is_multiple_of(1000) {
+            s.serialize_str(&format!("{}s", ms / 1000))
+        } else {
+            s.serialize_str(&format!("{ms}ms"))
+        }
+    }
+
+    pub(crate) fn link_max_ttl<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => secs(d, s),
+            None => s.serialize_str(
+                "<not set: links of any lifetime; prefix/key revocations kept until unrevoked>",
+            ),
+        }
+    }
+
+    pub(crate) fn max_size<S: Serializer>(n: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match n {
+            Some(n) => int(*n, s),
+            None => s.serialize_str("<not set: no size limit>"),
+        }
+    }
+
+    /// `0` is how the key disables the reconciler.
+    pub(crate) fn reconcile_interval<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        int(d.map_or(0, |d| d.as_secs()), s)
+    }
+
+    pub(crate) fn path<S: Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+        match p {
+            Some(p) => s.serialize_str(&p.display().to_string()),
+            None => s.serialize_str(NOT_SET),
+        }
+    }
+
+    pub(crate) fn session_binding<S: Serializer>(
+        m: &crate::tusd::session::Mode,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(m.as_str())
     }
 }
 
@@ -1545,6 +1648,17 @@ mod tests {
         assert_eq!(e.to_string().lines().count(), 1, "{e}");
     }
 
+    /// The one line `main` prints, byte for byte.
+    #[test]
+    fn config_error_message() {
+        let e = ConfigError::new("upload.max_size", "\"lots\" is not a size");
+        assert_eq!(
+            e.to_string(),
+            "config error: upload.max_size: \"lots\" is not a size"
+        );
+        let _: &dyn std::error::Error = &e;
+    }
+
     #[test]
     fn unreadable_config_file() {
         let e = load_from(
@@ -1717,11 +1831,353 @@ mod tests {
         }
     }
 
+    /// Every key the file layer accepts, asked of the deserializer itself: a
+    /// table refuses an unknown key with the list of its keys
+    /// (`deny_unknown_fields`, on every section), and a key that is not a
+    /// table refuses a table. No list to keep in step by hand.
+    fn accepted_keys() -> Vec<String> {
+        fn probe(path: &mut Vec<String>, out: &mut Vec<String>) {
+            let header = if path.is_empty() {
+                String::new()
+            } else {
+                format!("[{}]\n", path.join("."))
+            };
+            let text = format!("{header}__probe__ = 1\n");
+            let e = Figment::from(Toml::string(&text))
+                .extract::<Raw>()
+                .err()
+                .expect("an unknown key is refused");
+            match &e.kind {
+                figment::error::Kind::UnknownField(field, keys) if field == "__probe__" => {
+                    for key in keys.iter() {
+                        path.push(key.to_string());
+                        probe(path, out);
+                        path.pop();
+                    }
+                }
+                _ => out.push(path.join(".")),
+            }
+        }
+        let mut out = Vec::new();
+        probe(&mut Vec::new(), &mut out);
+        out
+    }
+
+    fn lookup<'a>(table: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
+        let (sections, last) = match key.rsplit_once('.') {
+            Some((sections, last)) => (sections.split('.').collect(), last),
+            None => (Vec::new(), key),
+        };
+        let mut t = table;
+        for s in sections {
+            t = t.get(s)?.as_table()?;
+        }
+        t.get(last)
+    }
+
+    /// All the keys of `table`, dotted.
+    fn keys_of(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+        for (k, v) in table {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v.as_table() {
+                Some(t) => keys_of(t, &key, out),
+                None => out.push(key),
+            }
+        }
+    }
+
+    const EVENTS_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn with_events() -> Config {
+        let f = file(
+            "[events]\nurl = \"http://app:8000/hooks/assets?token=abc\"\ndir = \"/var/lib/assetgate/events\"\n",
+        );
+        load_from(
+            &with_file(&f),
+            &env(&[("ASSETGATE_EVENTS_SECRET", EVENTS_SECRET)]),
+        )
+        .unwrap()
+    }
+
+    /// `check-config` is the serialized Config: every key the configuration
+    /// accepts is shown (the default configuration's, and `[events]`' once the
+    /// section is there), and it shows no key the configuration does not take.
+    /// `upload.check_content` was once left out of the hand-written output.
+    #[test]
+    fn check_config_shows_every_key() {
+        let keys = accepted_keys();
+        for k in [
+            "listen",
+            "upload.check_content",
+            "state.redis_url",
+            "events.keep_delivered",
+        ] {
+            assert!(
+                keys.iter().any(|x| x == k),
+                "{k} not found by the probe: {keys:?}"
+            );
+        }
+        let default = load_from(&Sources::default(), &[]).unwrap().redacted_toml();
+        let default: toml::Table = toml::from_str(&default).unwrap();
+        let events = with_events().redacted_toml();
+        let events: toml::Table = toml::from_str(&events).unwrap();
+        for key in &keys {
+            // `[events] secret` is the one-secret spelling of `secrets`.
+            if key == "events.secret" {
+                continue;
+            }
+            let shown = if key.starts_with("events.") {
+                &events
+            } else {
+                &default
+            };
+            assert!(lookup(shown, key).is_some(), "check-config does not show {key}");
+        }
+        let mut shown = Vec::new();
+        keys_of(&events, "", &mut shown);
+        for key in shown {
+            assert!(
+                keys.contains(&key),
+                "check-config shows {key}, which is not a key"
+            );
+        }
+    }
+
+    /// What `check-config` shows is what is in force: its output, less the
+    /// values it hides (`"<redacted…>"`, `"<not set…>"`, the events URL's
+    /// path) and given the same environment, loads back to the same output.
+    #[test]
+    fn check_config_round_trips() {
+        let every_key_set = "listen = \"127.0.0.1:1234\"\nlog_level = \"assetgate=debug,info\"\nlog_format = \"json\"\n\
+            [link]\nmerge_slashes = false\nmax_ttl = \"7d\"\n\
+            [upload]\nclock_skew = \"1m\"\nmax_ttl = \"2h\"\ncontent_types = [\"image/*\", \"Application/PDF\"]\nmax_size = \"5GiB\"\n\
+            allow_deferred_length = true\ncheck_content = true\nsession_binding = \"token\"\nsession_grace = 7200\nsingle_use = true\n\
+            [storage]\nroot = \"/srv/a\"\noverwrite = true\npublic_prefix = \"pub\"\nprivate_prefix = \"priv/x\"\n\
+            [tusd]\nupload_dir = \"/srv/t\"\nbase_path = \"/up/\"\nreconcile_interval = 0\nabandon_after = \"3d\"\n\
+            [server]\nheader_read_timeout = 5\nbody_read_timeout = \"20s\"\nrequest_timeout = \"1m\"\nmax_connections = 100\n\
+            max_tusd_requests = 10\nshutdown_grace = 3\nmax_body_bytes = \"1MiB\"\nworker_threads = 3\nadmin_listen = \"127.0.0.1:0\"\n\
+            [state]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6390/1\"\nkey_prefix = \"x:\"\ntimeout = \"250ms\"\n\
+            sync_interval = \"2s\"\nstale_after = \"5s\"\nsingle_use_when_down = \"fail_open\"\nrevocation_when_down = \"fail_open\"\n\
+            [events]\ndir = \"/var/lib/ev\"\ntimeout = \"1500ms\"\nmax_age = \"1h\"\nconcurrency = 2\ninitial_backoff = \"50ms\"\n\
+            max_backoff = \"1m\"\nmax_events = 7\nkeep_delivered = \"1d\"\n";
+        let environment = env(&[
+            ("ASSETGATE_LINK_SECRET", "link-secret-0123456789"),
+            ("ASSETGATE_UPLOAD_SECRET", "upload-secret-0123456789"),
+            ("ASSETGATE_EVENTS_SECRET", EVENTS_SECRET),
+            ("ASSETGATE_EVENTS__URL", "http://app:8000/hooks"),
+        ]);
+        fn hidden(v: &toml::Value) -> bool {
+            match v {
+                toml::Value::String(s) => s.starts_with('<') || s.contains('…'),
+                toml::Value::Array(a) => a.iter().any(hidden),
+                _ => false,
+            }
+        }
+        fn strip(t: &mut toml::Table) {
+            t.retain(|_, v| !hidden(v));
+            for (_, v) in t.iter_mut() {
+                if let toml::Value::Table(t) = v {
+                    strip(t);
+                }
+            }
+        }
+        for (text, environment) in [("", Vec::new()), (every_key_set, environment)] {
+            let f = file(text);
+            let first = load_from(&with_file(&f), &environment).unwrap();
+            let shown = toml::to_string(&first).unwrap();
+            let mut table: toml::Table = toml::from_str(&shown).unwrap();
+            strip(&mut table);
+            let again = file(&toml::to_string(&table).unwrap());
+            let second = load_from(&with_file(&again), &environment).unwrap();
+            assert_eq!(toml::to_string(&second).unwrap(), shown);
+        }
+    }
+
+    /// No secret value, and no part of one, is in `check-config`'s output:
+    /// link, upload and events secrets, the Redis password, the events URL's
+    /// path and query.
+    #[test]
+    fn check_config_never_shows_a_secret() {
+        let f = file(
+            "[link]\nsecrets = [\"LINK-SECRET-NEWEST-0001\", \"LINK-SECRET-OLDER-00002\"]\n\
+             [state]\nbackend = \"redis\"\nredis_url = \"redis://user:REDIS-PASSWORD-42@127.0.0.1:6390/2\"\n\
+             [events]\nurl = \"http://app:8000/hooks/TOKEN-IN-PATH?key=TOKEN-IN-QUERY\"\ndir = \"/var/lib/ev\"\n",
+        );
+        let c = load_from(
+            &with_file(&f),
+            &env(&[
+                ("ASSETGATE_UPLOAD_SECRET", "UPLOAD-SECRET-FROM-ENV-3"),
+                ("ASSETGATE_EVENTS_SECRET", EVENTS_SECRET),
+            ]),
+        )
+        .unwrap();
+        let out = c.redacted_toml();
+        for secret in [
+            "LINK-SECRET",
+            "UPLOAD-SECRET",
+            &EVENTS_SECRET[6..],
+            "REDIS-PASSWORD",
+            "TOKEN-IN-PATH",
+            "TOKEN-IN-QUERY",
+        ] {
+            assert!(!out.contains(secret), "{secret} shown:\n{out}");
+        }
+        for shown in [
+            "secrets = [\"<redacted: 23 bytes>\", \"<redacted: 23 bytes>\"]",
+            "secrets = [\"<redacted: 24 bytes>\"]",
+            "secrets = [\"<redacted: whsec_, 24 bytes>\"]",
+            "redis_url = \"redis://user:<redacted>@127.0.0.1:6390/2\"",
+            "url = \"http://app:8000/…\"",
+        ] {
+            assert!(out.contains(shown), "{shown} not in:\n{out}");
+        }
+    }
+
+    /// `log_level` and `log_format` are parsed once, at load: a bad value is
+    /// a config error naming the key (from the file or the environment), and
+    /// the logger's filter is built from the parsed directives, the same
+    /// filter `EnvFilter::try_new` makes of the text (no "info" fallback).
+    #[test]
+    fn log_level_and_format_are_parsed_at_load() {
+        for good in [
+            "info",
+            "INFO",
+            "off",
+            "assetgate=debug,warn",
+            "warn,assetgate[request]=trace",
+            "info,",
+            "",
+        ] {
+            let level: LogLevel = good.parse().unwrap();
+            assert_eq!(level, good);
+            assert_eq!(
+                level.env_filter().to_string(),
+                tracing_subscriber::EnvFilter::try_new(good).unwrap().to_string(),
+                "{good:?}"
+            );
+        }
+        let c = load_from(
+            &Sources::default(),
+            &env(&[("ASSETGATE_LOG_LEVEL", "assetgate=debug")]),
+        )
+        .unwrap();
+        assert_eq!(c.log_level.as_str(), "assetgate=debug");
+        assert_eq!("json".parse(), Ok(LogFormat::Json));
+        assert_eq!("text".parse(), Ok(LogFormat::Text));
+        for (text, environment, key) in [
+            ("log_level = \"assetgate=loud\"\n", vec![], "log_level"),
+            ("log_level = \"info,=\"\n", vec![], "log_level"),
+            ("", vec![("ASSETGATE_LOG_LEVEL", "verbose=yes")], "log_level"),
+            ("log_format = \"JSON\"\n", vec![], "log_format"),
+            ("", vec![("ASSETGATE_LOG_FORMAT", "logfmt")], "log_format"),
+        ] {
+            let e = err(text, &environment);
+            assert_eq!(e.key, key, "{text:?} {environment:?}: {e}");
+            assert_eq!(e.to_string().lines().count(), 1, "{e}");
+        }
+    }
+
+    fn text(t: &str) -> Human {
+        Human::Text(t.into())
+    }
+
     #[test]
     fn human_units() {
-        assert_eq!(parse_with_units("90", &[("s", 1)]), Some(90));
-        assert_eq!(parse_with_units("2h", &[("h", 3600)]), Some(7200));
-        assert_eq!(parse_with_units("h", &[("h", 3600)]), None);
-        assert_eq!(parse_with_units("1 KiB", &[("KiB", 1024)]), Some(1024));
+        // The four cases of the hand-written parser this replaced.
+        assert_eq!(text("90").seconds("k").unwrap(), Duration::from_secs(90));
+        assert_eq!(text("2h").seconds("k").unwrap(), Duration::from_secs(7200));
+        assert!(text("h").seconds("k").is_err());
+        assert_eq!(text("1 KiB").bytes("k").unwrap(), 1024);
+    }
+
+    /// Every spelling the README, deploy/, the examples and the tests use
+    /// (durations: integer seconds, "30s" "60s" "15m" "1m" "24h" "1h" "7d"
+    /// "3d", "0"; "100ms" "250ms" "50ms" where milliseconds are taken; sizes:
+    /// integer bytes, "512KiB" "5GiB" "10MB" "1 KiB") reads as before, and
+    /// what the crates would read differently from nginx or from a whole
+    /// second is refused, naming the key.
+    #[test]
+    fn duration_and_size_spellings() {
+        let secs = |t: &str| text(t).seconds("k").map(|d| d.as_secs());
+        for (t, want) in [
+            ("0", 0),
+            ("90", 90),
+            (" 60 ", 60),
+            ("30s", 30),
+            ("60s", 60),
+            ("1m", 60),
+            ("15m", 900),
+            ("1h", 3600),
+            ("24h", 86_400),
+            ("24 h", 86_400),
+            ("3d", 3 * 86_400),
+            ("7d", 7 * 86_400),
+            // humantime's, new
+            ("1h 30m", 5400),
+            ("1h30m", 5400),
+            ("2days", 2 * 86_400),
+            ("1.5m", 90),
+            ("1w", 7 * 86_400),
+        ] {
+            assert_eq!(secs(t), Ok(want), "{t:?}");
+        }
+        assert_eq!(Human::Int(42).seconds("k").unwrap(), Duration::from_secs(42));
+        for bad in ["", "soon", "-1", "h", "5 parsecs", "1500ms", "0.5s", "1e3s"] {
+            let e = text(bad).seconds("tusd.abandon_after").unwrap_err();
+            assert_eq!(e.key, "tusd.abandon_after", "{bad:?}");
+            assert_eq!(e.to_string().lines().count(), 1, "{e}");
+        }
+
+        let ms = |t: &str| text(t).duration("k").map(|d| d.as_millis());
+        for (t, want) in [
+            ("100ms", 100),
+            ("250ms", 250),
+            ("50ms", 50),
+            ("1ms", 1),
+            ("1s", 1000),
+            ("10s", 10_000),
+            ("2", 2000),
+            ("10m", 600_000),
+            ("3d", 3 * 86_400_000),
+            ("1.5s", 1500),
+        ] {
+            assert_eq!(ms(t), Ok(want), "{t:?}");
+        }
+        assert!(text("99999999999999999999ms").duration("k").is_err());
+
+        let bytes = |t: &str| text(t).bytes("k");
+        for (t, want) in [
+            ("262144", 262_144),
+            ("512KiB", 512 * 1024),
+            ("1 KiB", 1024),
+            ("5GiB", 5 << 30),
+            ("10MB", 10_000_000),
+            ("1MiB", 1 << 20),
+            ("100B", 100),
+            ("2TiB", 2 << 40),
+            // bytesize's, new
+            ("5gib", 5 << 30),
+            ("1.5KiB", 1536),
+        ] {
+            assert_eq!(bytes(t).map_err(|e| e.to_string()), Ok(want), "{t:?}");
+        }
+        for bad in [
+            "",
+            "lots",
+            "5 parsecs",
+            "16m",
+            "5G",
+            "1Ki",
+            "-1KiB",
+            "99999999999EiB",
+        ] {
+            let e = bytes(bad).unwrap_err();
+            assert_eq!(e.key, "k", "{bad:?}");
+            assert_eq!(e.to_string().lines().count(), 1, "{e}");
+        }
     }
 }

@@ -24,56 +24,36 @@ pub const MAX_KEY_BYTES: usize = 1024;
 pub const MAX_SEGMENT_BYTES: usize = 255;
 
 /// Why a key is refused. Never carries the key itself (the caller logs it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
     /// The key is empty.
+    #[error("asset key is empty")]
     Empty,
     /// Longer than [`MAX_KEY_BYTES`].
+    #[error("asset key is {0} bytes long, at most {max} are allowed", max = MAX_KEY_BYTES)]
     TooLong(usize),
     /// Starts with `/`.
+    #[error("asset key must not start with '/'")]
     Absolute,
     /// `//` or a trailing `/`.
+    #[error("asset key has an empty path segment ('//' or a trailing '/')")]
     EmptySegment,
     /// A `.` or `..` segment.
+    #[error("asset key has a '.' or '..' path segment")]
     DotSegment,
     /// A segment longer than [`MAX_SEGMENT_BYTES`].
+    #[error("asset key has a path segment of {0} bytes, at most {max} are allowed", max = MAX_SEGMENT_BYTES)]
     SegmentTooLong(usize),
     /// A `\`.
+    #[error("asset key contains a backslash")]
     Backslash,
     /// A control character.
+    #[error("asset key contains a control character")]
     Control,
     /// `?`, `#` or `%`.
+    #[error("asset key contains {0:?}, which cannot round-trip through a URL")]
     Reserved(char),
-}
-
-impl fmt::Display for KeyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeyError::Empty => f.write_str("asset key is empty"),
-            KeyError::TooLong(n) => {
-                write!(
-                    f,
-                    "asset key is {n} bytes long, at most {MAX_KEY_BYTES} are allowed"
-                )
-            }
-            KeyError::Absolute => f.write_str("asset key must not start with '/'"),
-            KeyError::EmptySegment => {
-                f.write_str("asset key has an empty path segment ('//' or a trailing '/')")
-            }
-            KeyError::DotSegment => f.write_str("asset key has a '.' or '..' path segment"),
-            KeyError::SegmentTooLong(n) => write!(
-                f,
-                "asset key has a path segment of {n} bytes, at most {MAX_SEGMENT_BYTES} are allowed"
-            ),
-            KeyError::Backslash => f.write_str("asset key contains a backslash"),
-            KeyError::Control => f.write_str("asset key contains a control character"),
-            KeyError::Reserved(c) => write!(
-                f,
-                "asset key contains {c:?}, which cannot round-trip through a URL"
-            ),
-        }
-    }
 }
 
 /// Checks an asset key against the key policy.
@@ -169,31 +149,120 @@ pub fn essence(content_type: &str) -> Option<(String, String)> {
     Some((t.to_ascii_lowercase(), s.to_ascii_lowercase()))
 }
 
+/// One `[upload] content_types` entry, parsed when the configuration is
+/// loaded: `type/subtype`, each side a token (RFC 9110 characters, and `*`)
+/// compared case-insensitively, where `*` matches any run of characters within
+/// that side (`image/*`, `*/*`, `application/vnd.ms-*`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ContentTypePattern {
+    /// As configured (shown by `check-config`).
+    text: String,
+    main: Side,
+    sub: Side,
+}
+
+/// One side of a pattern, lower-cased.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Side {
+    /// `*`: anything.
+    Any,
+    /// No `*`: this exact token.
+    Exact(String),
+    /// A `*` among other characters.
+    Glob(Vec<char>),
+}
+
+impl Side {
+    fn parse(text: &str) -> Option<Side> {
+        let token = !text.is_empty()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-*".contains(&b));
+        if !token {
+            return None;
+        }
+        let lower = text.to_ascii_lowercase();
+        Some(if lower.bytes().all(|b| b == b'*') {
+            Side::Any
+        } else if lower.contains('*') {
+            Side::Glob(lower.chars().collect())
+        } else {
+            Side::Exact(lower)
+        })
+    }
+
+    /// `text` is lower-case.
+    fn matches(&self, text: &str) -> bool {
+        match self {
+            Side::Any => true,
+            Side::Exact(e) => e == text,
+            Side::Glob(p) => glob(p, text),
+        }
+    }
+}
+
+/// A `[upload] content_types` entry that is not `type/subtype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a type/subtype pattern")]
+pub struct NotAPattern;
+
+impl std::str::FromStr for ContentTypePattern {
+    type Err = NotAPattern;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (main, sub) = text.split_once('/').ok_or(NotAPattern)?;
+        Ok(ContentTypePattern {
+            text: text.to_string(),
+            main: Side::parse(main).ok_or(NotAPattern)?,
+            sub: Side::parse(sub).ok_or(NotAPattern)?,
+        })
+    }
+}
+
+impl ContentTypePattern {
+    /// The pattern as configured.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the (lower-cased) essence `main/sub` matches.
+    fn matches(&self, main: &str, sub: &str) -> bool {
+        self.main.matches(main) && self.sub.matches(sub)
+    }
+}
+
+impl fmt::Display for ContentTypePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for ContentTypePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ContentTypePattern({:?})", self.text)
+    }
+}
+
+impl serde::Serialize for ContentTypePattern {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
 /// Whether `content_type` is allowed by `patterns` (`[upload] content_types`).
 ///
 /// The type must always be a well-formed `type/subtype` (tokens, parameters
 /// ignored); an empty list then allows any such type. Otherwise it must match
-/// one pattern, where each side
-/// of a pattern is compared case-insensitively and `*` matches any run of
-/// characters within that side (`image/*`, `*/*`, `application/vnd.ms-*`).
-pub fn content_type_allowed(patterns: &[String], content_type: &str) -> bool {
+/// one pattern ([`ContentTypePattern`]).
+pub fn content_type_allowed(patterns: &[ContentTypePattern], content_type: &str) -> bool {
     let Some((t, s)) = essence(content_type) else {
         return false;
     };
-    if patterns.is_empty() {
-        return true;
-    }
-    patterns.iter().any(|p| {
-        let Some((pt, ps)) = p.trim().split_once('/') else {
-            return false;
-        };
-        glob(&pt.trim().to_ascii_lowercase(), &t) && glob(&ps.trim().to_ascii_lowercase(), &s)
-    })
+    patterns.is_empty() || patterns.iter().any(|p| p.matches(&t, &s))
 }
 
 /// `*` matches any (possibly empty) run of characters; everything else literally.
-fn glob(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
+fn glob(p: &[char], text: &str) -> bool {
     let t: Vec<char> = text.chars().collect();
     // Iterative wildcard matching with one backtrack point (classic, linear-ish).
     let (mut pi, mut ti) = (0, 0);
@@ -217,10 +286,11 @@ fn glob(pattern: &str, text: &str) -> bool {
 }
 
 /// Why the declared size is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SizeError {
     /// `Upload.Size` is over `[upload] max_size`.
+    #[error("upload of {size} bytes is larger than the limit of {max} bytes")]
     TooLarge {
         /// Declared size in bytes.
         size: u64,
@@ -228,23 +298,8 @@ pub enum SizeError {
         max: u64,
     },
     /// The length is deferred and `[upload] allow_deferred_length` is false.
+    #[error("the upload length must be declared when the upload is created (Upload-Length)")]
     LengthRequired,
-}
-
-impl fmt::Display for SizeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SizeError::TooLarge { size, max } => {
-                write!(
-                    f,
-                    "upload of {size} bytes is larger than the limit of {max} bytes"
-                )
-            }
-            SizeError::LengthRequired => {
-                f.write_str("the upload length must be declared when the upload is created (Upload-Length)")
-            }
-        }
-    }
 }
 
 /// Checks a declared size. `size` is `None` when the length is deferred.
@@ -329,6 +384,44 @@ mod tests {
         assert_eq!(check_key(&format!("{long}bc")), Err(KeyError::TooLong(1025)));
     }
 
+    /// The messages, byte for byte (logs, hook answers and tests carry them).
+    #[test]
+    fn error_messages() {
+        for (e, want) in [
+            (KeyError::Empty, "asset key is empty"),
+            (
+                KeyError::TooLong(1025),
+                "asset key is 1025 bytes long, at most 1024 are allowed",
+            ),
+            (KeyError::Absolute, "asset key must not start with '/'"),
+            (
+                KeyError::EmptySegment,
+                "asset key has an empty path segment ('//' or a trailing '/')",
+            ),
+            (KeyError::DotSegment, "asset key has a '.' or '..' path segment"),
+            (
+                KeyError::SegmentTooLong(256),
+                "asset key has a path segment of 256 bytes, at most 255 are allowed",
+            ),
+            (KeyError::Backslash, "asset key contains a backslash"),
+            (KeyError::Control, "asset key contains a control character"),
+            (
+                KeyError::Reserved('%'),
+                "asset key contains '%', which cannot round-trip through a URL",
+            ),
+        ] {
+            assert_eq!(e.to_string(), want);
+        }
+        assert_eq!(
+            SizeError::TooLarge { size: 11, max: 10 }.to_string(),
+            "upload of 11 bytes is larger than the limit of 10 bytes"
+        );
+        assert_eq!(
+            SizeError::LengthRequired.to_string(),
+            "the upload length must be declared when the upload is created (Upload-Length)"
+        );
+    }
+
     #[test]
     fn key_error_messages_do_not_echo_the_key() {
         assert!(!KeyError::DotSegment.to_string().contains("etc"));
@@ -346,13 +439,13 @@ mod tests {
         assert_eq!(Visibility::Private.prefix("pub", "priv"), "priv");
     }
 
-    fn pats(p: &[&str]) -> Vec<String> {
-        p.iter().map(|s| s.to_string()).collect()
+    fn pats(p: &[&str]) -> Vec<ContentTypePattern> {
+        p.iter().map(|s| s.parse().unwrap()).collect()
     }
 
     #[test]
     fn content_types() {
-        let any: Vec<String> = Vec::new();
+        let any: Vec<ContentTypePattern> = Vec::new();
         assert!(content_type_allowed(
             &any,
             "application/x-whatever; charset=\"a:b\""
@@ -367,7 +460,7 @@ mod tests {
         // granite signs "{expires}:{key}:{visibility}:{content_type}". A key
         // holding ":public:" could be re-read as key "a", visibility "public",
         // content type "b:private:image/png": that must not be a content type.
-        let any: Vec<String> = Vec::new();
+        let any: Vec<ContentTypePattern> = Vec::new();
         assert!(!content_type_allowed(&any, "b:private:image/png"));
         assert!(!content_type_allowed(&any, "image/png\""));
         assert_eq!(essence("b:private:image/png"), None);
@@ -396,12 +489,47 @@ mod tests {
 
     #[test]
     fn glob_matching() {
+        let glob = |p: &str, t: &str| glob(&p.chars().collect::<Vec<_>>(), t);
         assert!(glob("*", ""));
         assert!(glob("a*c", "abbbc"));
         assert!(glob("a*b*c", "axxbyyc"));
         assert!(!glob("a*b*c", "axxbyy"));
         assert!(!glob("abc", "abcd"));
         assert!(glob("**", "x"));
+    }
+
+    /// A pattern is parsed once, at config load: what is not `type/subtype`
+    /// (tokens, `*`) is refused there, and each side is kept lower-cased as
+    /// `*`, an exact token, or a glob, with the text as configured.
+    #[test]
+    fn patterns_are_parsed_once() {
+        for bad in [
+            "",
+            "image",
+            "image/",
+            "/png",
+            "*",
+            "image/png/x",
+            "im age/png",
+            "image/png ",
+            "text/plain;charset=utf-8",
+            "a:b/c",
+            "é/x",
+        ] {
+            assert_eq!(bad.parse::<ContentTypePattern>(), Err(NotAPattern), "{bad:?}");
+        }
+        let p: ContentTypePattern = "Image/*".parse().unwrap();
+        assert_eq!(
+            (p.main.clone(), p.sub.clone()),
+            (Side::Exact("image".into()), Side::Any)
+        );
+        assert_eq!(p.to_string(), "Image/*");
+        let p: ContentTypePattern = "application/VND.ms-*".parse().unwrap();
+        assert_eq!(p.sub, Side::Glob("vnd.ms-*".chars().collect()));
+        assert!(p.matches("application", "vnd.ms-excel"));
+        assert!(!p.matches("application", "vnd.oasis"));
+        let p: ContentTypePattern = "*/**".parse().unwrap();
+        assert_eq!((p.main, p.sub), (Side::Any, Side::Any));
     }
 
     #[test]

@@ -46,6 +46,14 @@ fn bad_config_exits_64_with_one_line_naming_the_key() {
             "ASSETGATE_UPLOAD_SECRET_FILE",
         ),
         ("[upload]\nmax_size = \"lots\"\n", &[], "upload.max_size"),
+        // Parsed at load, never a silent fallback to "info" / text.
+        ("log_level = \"assetgate=loud\"\n", &[], "log_level"),
+        ("", &[("ASSETGATE_LOG_FORMAT", "xml")], "log_format"),
+        (
+            "[upload]\ncontent_types = [\"image\"]\n",
+            &[],
+            "upload.content_types[0]",
+        ),
         // The slow-client limits: a value out of range, not an unknown key.
         (
             "[server]\nbody_read_timeout = 0\n",

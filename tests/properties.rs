@@ -213,7 +213,7 @@ struct GateCfg {
     secrets: Vec<&'static str>,
     skew: i64,
     max_ttl: i64,
-    patterns: Vec<String>,
+    patterns: Vec<assetgate::policy::ContentTypePattern>,
     max_size: Option<u64>,
     allow_deferred: bool,
     check_content: bool,
@@ -270,7 +270,7 @@ fn gate_cfg() -> impl Strategy<Value = GateCfg> {
             1..4,
         ),
     ]
-    .prop_map(|p| p.into_iter().map(String::from).collect::<Vec<_>>());
+    .prop_map(|p| p.into_iter().map(|p| p.parse().unwrap()).collect::<Vec<_>>());
     let prefixes = prop::sample::select(vec![("public", "private"), ("www/pub", "vault"), ("p", "q/r/s")]);
     (
         secrets,

@@ -133,7 +133,7 @@ fn gates() -> &'static [Fixed; 2] {
                     secrets: secrets(&[NEWEST]),
                     clock_skew: Duration::from_secs(5),
                     max_ttl: Duration::from_secs(3_600),
-                    content_types: vec!["image/*".into(), "application/pdf".into(), "text/plain".into()],
+                    content_types: vec!["image/*".parse().unwrap(), "application/pdf".parse().unwrap(), "text/plain".parse().unwrap()],
                     max_size: Some(2 << 20),
                     allow_deferred_length: false,
                     check_content: true,

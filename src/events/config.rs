@@ -5,38 +5,61 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::sign::{WebhookSecret, WebhookSecrets};
-use crate::config::{read_secret_file, ConfigError, Human};
+use crate::config::{read_secret_file, show, ConfigError, Human};
 
-/// The validated `[events]` section.
-#[derive(Debug, Clone)]
+/// The validated `[events]` section. `Serialize` is its part of
+/// `check-config`: secrets redacted, the URL reduced to its origin.
+#[derive(Debug, Clone, Serialize)]
 pub struct EventsConfig {
     /// The receiver (`http://host:port/path`).
+    #[serde(serialize_with = "origin_only")]
     pub url: Endpoint,
     /// Signing secrets, newest first: each signs every delivery (rotation).
+    #[serde(serialize_with = "redacted")]
     pub secrets: WebhookSecrets,
     /// The outbox directory (absolute).
     pub dir: PathBuf,
     /// One delivery attempt: connect, send, status line and body.
+    #[serde(serialize_with = "show::duration")]
     pub timeout: Duration,
     /// How long an event is retried (from its creation, or from `events retry`)
     /// before it is kept as dead.
+    #[serde(serialize_with = "show::duration")]
     pub max_age: Duration,
     /// Deliveries in flight at once.
+    #[serde(serialize_with = "show::count")]
     pub concurrency: usize,
     /// Backoff before the second attempt; doubles per attempt.
+    #[serde(serialize_with = "show::duration")]
     pub initial_backoff: Duration,
     /// Largest backoff between two attempts.
+    #[serde(serialize_with = "show::duration")]
     pub max_backoff: Duration,
     /// Pending + dead events the outbox holds at most; beyond, new events are
     /// refused (and the mover keeps the upload's source, so a later pass
     /// produces the event once there is room).
+    #[serde(serialize_with = "show::u64")]
     pub max_events: u64,
     /// How long the id of a delivered event is remembered (a duplicate
     /// post-finish or reconcile pass within it sends nothing).
+    #[serde(serialize_with = "show::duration")]
     pub keep_delivered: Duration,
+}
+
+/// `"http://app:8000/…"`: the path and query may carry an application's token.
+fn origin_only<S: serde::Serializer>(url: &Endpoint, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{}/…", url.origin()))
+}
+
+/// `["<redacted: whsec_, 32 bytes>", …]`.
+fn redacted<S: serde::Serializer>(set: &WebhookSecrets, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(
+        set.iter()
+            .map(|x| format!("<redacted: whsec_, {} bytes>", x.len())),
+    )
 }
 
 /// A parsed `http://` URL: what the client connects to, and what the logs may
@@ -269,32 +292,15 @@ fn endpoint(url: Option<&str>) -> Result<Endpoint, ConfigError> {
 }
 
 impl EventsConfig {
-    /// The `[events]` part of `check-config`, secrets redacted, the URL reduced
-    /// to its origin.
+    /// The `[events]` part of `check-config` on its own (the whole
+    /// configuration serializes it as part of [`crate::config::Config`]).
     pub fn redacted_toml(&self) -> String {
-        let q = |s: &str| serde_json::to_string(s).expect("strings serialise");
-        let secrets: Vec<String> = self
-            .secrets
-            .iter()
-            .map(|s| q(&format!("<redacted: whsec_, {} bytes>", s.len())))
-            .collect();
-        let ms = |d: Duration| match d.as_millis() {
-            n if n % 1000 == 0 => q(&format!("{}s", n / 1000)),
-            n => q(&format!("{n}ms")),
-        };
-        format!(
-            "\n[events]\nurl = {}  # path not shown\nsecrets = [{}]\ndir = {}\ntimeout = {}\nmax_age = {}\nconcurrency = {}\ninitial_backoff = {}\nmax_backoff = {}\nmax_events = {}\nkeep_delivered = {}\n",
-            q(&format!("{}/…", self.url.origin())),
-            secrets.join(", "),
-            q(&self.dir.display().to_string()),
-            ms(self.timeout),
-            ms(self.max_age),
-            self.concurrency,
-            ms(self.initial_backoff),
-            ms(self.max_backoff),
-            self.max_events,
-            ms(self.keep_delivered),
-        )
+        #[derive(Serialize)]
+        struct Section<'a> {
+            events: &'a EventsConfig,
+        }
+        toml::to_string(&Section { events: self })
+            .unwrap_or_else(|e| format!("# [events] cannot be shown as TOML: {e}\n"))
     }
 }
 

@@ -18,9 +18,8 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, LogLevel};
 use format::Fast;
 
 /// Lines that may wait for the writer thread before a request blocks.
@@ -127,13 +126,14 @@ fn writer_thread(rx: Receiver<Msg>, out: impl Write) {
     }
 }
 
-/// Installs the global subscriber. `level` was validated with the config.
-pub fn init(level: &str, format: LogFormat) -> FlushGuard {
+/// Installs the global subscriber, with the filter and format parsed when the
+/// configuration was loaded.
+pub fn init(level: &LogLevel, format: LogFormat) -> FlushGuard {
     let (tx, rx) = mpsc::sync_channel(QUEUE_LINES);
     let spawned = std::thread::Builder::new()
         .name("assetgate-log".into())
         .spawn(move || writer_thread(rx, io::stderr()));
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = level.env_filter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

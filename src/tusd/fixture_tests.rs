@@ -366,7 +366,7 @@ fn v2_pre_create_shapes_and_policies() {
     env.upload.allow_deferred_length = true;
     assert_eq!(env.run(deferred, None).1.verdict, Verdict::Accept);
 
-    env.upload.content_types = vec!["image/*".into()];
+    env.upload.content_types = vec!["image/*".parse().unwrap()];
     let (_, d, a) = env.run(fixture!("tusd-v2/pre-create-final.json"), None);
     assert_eq!(d.reason(), Reason::ContentTypeNotAllowed);
     assert_eq!(json(&a)["HTTPResponse"]["StatusCode"], 415);

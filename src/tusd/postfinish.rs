@@ -313,7 +313,7 @@ mod tests {
     #[test]
     fn policy_rechecked() {
         let mut up = upload_config(&[S1]);
-        up.content_types = vec!["application/pdf".into()];
+        up.content_types = vec!["application/pdf".parse().unwrap()];
         let st = storage_config();
         let u = finished("a.png", Visibility::Private, NOW);
         let v = decide(

@@ -244,7 +244,7 @@ mod tests {
     #[test]
     fn every_rejection_code_in_order() {
         let mut up = upload_config(&[S1]);
-        up.content_types = vec!["image/*".into()];
+        up.content_types = vec!["image/*".parse().unwrap()];
         up.max_size = Some(100);
 
         // 400 metadata_missing
@@ -342,7 +342,7 @@ mod tests {
     #[test]
     fn content_type_params_and_case() {
         let mut up = upload_config(&[S1]);
-        up.content_types = vec!["text/plain".into()];
+        up.content_types = vec!["text/plain".parse().unwrap()];
         assert!(run(
             &upload_with(
                 good("a.txt", "Text/Plain; charset=utf-8", Visibility::Private),
