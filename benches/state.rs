@@ -77,7 +77,7 @@ fn benches(c: &mut Criterion) {
     );
     let mut headers = HeaderMap::new();
     headers.insert("x-original-uri", target.parse().unwrap());
-    c.bench_function("auth/verify-only (before issue 14)", |b| {
+    c.bench_function("auth/verify-only (without the state lookup)", |b| {
         b.iter(|| {
             link::verify_request_target(&memory_cfg.link.secrets, black_box(target.as_bytes()), true, NOW)
                 .unwrap()

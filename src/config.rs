@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use crate::policy::ContentTypePattern;
 use crate::secret::{Secret, SecretSet, MIN_SECRET_LEN};
 
-/// Exit code for a configuration error (`EX_CONFIG` is 78, but the contract says
-/// 64, `EX_USAGE`, like linkerd).
+/// Exit code for a configuration error: 64 (`EX_USAGE`), as linkerd does
+/// (`EX_CONFIG` would be 78); the README documents it.
 pub const EXIT_CONFIG: i32 = 64;
 
 /// A refused configuration: which key, and what is wrong with it.
@@ -1680,7 +1680,7 @@ mod tests {
         assert!(out.contains("<redacted: 24 bytes>"), "{out}");
     }
 
-    /// Issue 15 finding 7: a type error on a secret key echoed the secret
+    /// Regression (hardening review): a type error on a secret key echoed the secret
     /// (`invalid type: found string "MY-SUPER-SECRET…"`). Whatever the layer
     /// (file or environment) and whatever the mistake, an error on a secret-ish
     /// key names the key and the expected type, never the value.

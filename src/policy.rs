@@ -1,6 +1,6 @@
 //! Upload policy: asset-key safety, visibility, content-type allowlist, size.
 //!
-//! Pure functions, no I/O. The key rules are exactly the list and
+//! Pure functions, no I/O. The key rules are exactly this list and
 //! nothing more: granite-assets allows Unicode letters and spaces in keys
 //! (`photos/été 2026/plage.jpg`), so those pass. Refused:
 //!

@@ -92,7 +92,7 @@ fn bad_config_exits_64_with_one_line_naming_the_key() {
     assert_eq!(o.status.code(), Some(64));
 }
 
-/// Issue 15 finding 7: `[link] secrets = "…"` (a string, not a list) printed
+/// Regression (hardening review): `[link] secrets = "…"` (a string, not a list) printed
 /// `invalid type: found string "MY-SUPER-SECRET…"`. From a file or from the
 /// environment, an error on a secret key names the key and the expected type,
 /// exits 64, and the value appears nowhere in the output.

@@ -269,9 +269,9 @@ fn env_overrides_file() {
     assert_eq!(s, 403, "the env secret replaces the file's list");
 }
 
-/// Issue 15 finding 4: SIGHUP's default action killed the daemon (exit 129, no
+/// Regression (hardening review): SIGHUP's default action killed the daemon (exit 129, no
 /// log, no drain) in the middle of a move. SIGHUP is caught and counted, and
-/// (issue 14) reloads the configuration; the daemon keeps serving.
+/// reloads the configuration; the daemon keeps serving.
 #[test]
 fn sighup_reloads_and_never_kills() {
     let mut d = Daemon::start(&default_config());

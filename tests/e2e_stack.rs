@@ -354,7 +354,7 @@ fn upload_path(url: &str) -> String {
     url[i..].to_string()
 }
 
-/// Issue 11.3: through the shipped nginx (assetgate-uploads.conf) with the real
+/// Upload sessions: through the shipped nginx (assetgate-uploads.conf) with the real
 /// tusd and tuspy, requests on an existing upload are bound to its token.
 #[test]
 fn upload_sessions_are_bound_to_their_token_through_nginx() {

@@ -1,4 +1,4 @@
-//! Events to the application (issue 10), end to end: the real binary, real
+//! Events to the application, end to end: the real binary, real
 //! tusd v2.9.1 with tuspy and granite-minted tokens, and a receiver that
 //! verifies every delivery with the real `standardwebhooks` PyPI library
 //! (`tests/peers/events_receiver.py`; nothing assetgate wrote checks its own

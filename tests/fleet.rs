@@ -1,4 +1,4 @@
-//! The fleet (issue 14, part 3): a real `redis-server` (loopback, free port,
+//! The fleet (several replicas sharing state): a real `redis-server` (loopback, free port,
 //! `--save ""`), three assetgate replicas with `[state] backend = "redis"`
 //! behind one nginx upstream (the shipped `nginx/` files), and:
 //!

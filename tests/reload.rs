@@ -1,4 +1,4 @@
-//! Reload without restart (issue 14, part 1), on the real binary: SIGHUP and a
+//! Reload without restart, on the real binary: SIGHUP and a
 //! Kubernetes-style swap of a mounted secret reload secrets and policy; an
 //! invalid configuration is refused with one line naming the key and the old
 //! one stays; start-only keys keep their running value with a log line.

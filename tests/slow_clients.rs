@@ -1,4 +1,4 @@
-//! Issue 15, finding 3: slow and idle clients against the real binary, at a
+//! Slow and idle clients (found by a hardening review) against the real binary, at a
 //! scale a 2-core CI machine takes (loopback only, bounded loops, stops by
 //! itself in about 20 s).
 //!

@@ -1,4 +1,4 @@
-//! Events: the application learns that an upload landed (issue 10).
+//! Events: the application learns that an upload landed.
 //!
 //! Every published upload produces one `upload.finalized` event; a finished
 //! upload that will not be published (a conflict with an existing asset, a

@@ -1,7 +1,7 @@
 //! Slow and excess clients: the connection budget, the body reader, and the
 //! one log line per storm.
 //!
-//! Design notes (issue 15, finding 3). An adversarial run held 4,300
+//! Design notes. An adversarial run (a hardening review) held 4,300
 //! connections with `POST /tusd` bodies trickling in one byte every 2 s: none
 //! was ever closed, the budget (`max_connections`) was full, `/healthz` and
 //! `/auth` waited in the backlog until their clients gave up, and memory grew

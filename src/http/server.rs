@@ -35,7 +35,10 @@ use crate::http::tusd;
 use crate::http::{auth, AppState, Resp};
 use crate::metrics::{Endpoint, Limit};
 
-/// Smallest buffer hyper allows; request heads from nginx are far smaller.
+/// Cap on a connection's read buffer (hyper's own floor is 8 KiB): a request
+/// head larger than this is answered 431. nginx forwards only the headers the
+/// shipped config sets (`proxy_pass_request_headers off`), far below it; a
+/// client's long URI in `X-Original-URI` still fits.
 const MAX_BUF_SIZE: usize = 16 * 1024;
 
 /// Accept-queue length asked of the kernel (Linux caps it at
@@ -109,7 +112,7 @@ pub async fn serve(
             .keep_alive(true)
             .serve_connection(
                 io,
-                service_fn(move |req| handle(st.clone(), svc_slot.clone(), peer, req)),
+                service_fn(move |req| handle(st.clone(), svc_slot.clone(), req)),
             );
         let conn = graceful.watch(conn);
         state.metrics.connection_accepted();
@@ -219,15 +222,10 @@ async fn abandon_moves(state: &AppState) {
 /// How long abandoned moves get to stop (one copy chunk, one fsync).
 const ABANDON_WAIT: Duration = Duration::from_secs(3);
 
-async fn handle(
-    state: Arc<AppState>,
-    slot: Arc<Slot>,
-    peer: SocketAddr,
-    req: Request<Incoming>,
-) -> Result<Resp, Infallible> {
+async fn handle(state: Arc<AppState>, slot: Arc<Slot>, req: Request<Incoming>) -> Result<Resp, Infallible> {
     let started = Instant::now();
     slot.busy();
-    let (endpoint, resp) = route(&state, peer, req).await;
+    let (endpoint, resp) = route(&state, req).await;
     slot.idle();
     state
         .metrics
@@ -235,7 +233,7 @@ async fn handle(
     Ok(resp)
 }
 
-async fn route(state: &Arc<AppState>, _peer: SocketAddr, req: Request<Incoming>) -> (Endpoint, Resp) {
+async fn route(state: &Arc<AppState>, req: Request<Incoming>) -> (Endpoint, Resp) {
     let path = req.uri().path();
     let method = req.method();
     match path {

@@ -27,7 +27,8 @@
 //!   the same without the clock, because large uploads outlive short tokens.
 //!   Returns [`SignatureVerified`].
 //!
-//! Checks run in the order and the first failure decides: fields
+//! Checks run in this order and the first failure decides (so an answer
+//! never depends on which check ran first): fields
 //! missing → fields malformed → key unsafe → visibility → signature → expired →
 //! lifetime too long. A field that is present but empty counts as missing
 //! (rustus drops metadata keys without a value, tusd keeps them as `""`: both

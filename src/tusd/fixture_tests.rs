@@ -272,7 +272,8 @@ impl Env {
         now: i64,
         lookup: &dyn Lookup,
     ) -> (Protocol, Decision, Answer) {
-        let (p, d) = handle(body, hook_name, self.gate(), now, lookup).unwrap();
+        let hook = parse(body, hook_name).unwrap();
+        let (p, d) = (hook.protocol, decide(&hook, self.gate(), now, lookup));
         let a = answer(p, &d);
         (p, d, a)
     }

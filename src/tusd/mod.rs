@@ -16,7 +16,7 @@
 //!
 //! # Decisions per hook
 //!
-//! - `pre-create`: the checks in order, first failure decides
+//! - `pre-create`: the token, policy and destination checks in order, first failure decides
 //!   (see [`precreate`]). Accept → `{}`; reject → v2 `RejectUpload` +
 //!   `HTTPResponse`, v1 the 4xx itself.
 //! - `post-finish`: [`postfinish`] re-verifies the signature (no expiry) and the
@@ -446,19 +446,6 @@ pub fn decide(hook: &Hook, gate: Gate<'_>, now: i64, lookup: &dyn Lookup) -> Dec
         upload_id: upload.id.clone(),
         accepted: proof,
     }
-}
-
-/// Parses and decides in one step; a body that is not a hook gives the
-/// [`HookError`] (answer it with [`answer_error`]).
-pub fn handle(
-    body: &[u8],
-    hook_name_header: Option<&str>,
-    gate: Gate<'_>,
-    now: i64,
-    lookup: &dyn Lookup,
-) -> Result<(Protocol, Decision), HookError> {
-    let hook = parse(body, hook_name_header)?;
-    Ok((hook.protocol, decide(&hook, gate, now, lookup)))
 }
 
 #[cfg(test)]

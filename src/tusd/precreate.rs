@@ -1,6 +1,6 @@
 //! pre-create: may this upload be created?
 //!
-//! The order; the first failure decides:
+//! The checks, in order; the first failure decides:
 //!
 //! 1. shape: the five granite fields present and non-empty (400
 //!    `metadata_missing`), expiry decimal and token 64 hex digits (400
