@@ -26,32 +26,18 @@ pub const MAX_KEY_BYTES: usize = 64;
 pub struct WebhookSecret(Zeroizing<Vec<u8>>);
 
 /// Why a configured secret was refused (never quotes it).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SecretError {
     /// No `whsec_` prefix.
+    #[error("not a Standard Webhooks secret: expected \"whsec_\" followed by base64 (value not shown)")]
     NotWhsec,
     /// The part after `whsec_` is not standard base64.
+    #[error("the part after \"whsec_\" is not standard base64 (value not shown)")]
     NotBase64,
     /// The decoded key is shorter or longer than the spec allows.
+    #[error("the key is {0} bytes once decoded; the spec asks for {MIN_KEY_BYTES} to {MAX_KEY_BYTES}")]
     Length(usize),
-}
-
-impl fmt::Display for SecretError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SecretError::NotWhsec => f.write_str(
-                "not a Standard Webhooks secret: expected \"whsec_\" followed by base64 (value not shown)",
-            ),
-            SecretError::NotBase64 => {
-                f.write_str("the part after \"whsec_\" is not standard base64 (value not shown)")
-            }
-            SecretError::Length(n) => write!(
-                f,
-                "the key is {n} bytes once decoded; the spec asks for {MIN_KEY_BYTES} to {MAX_KEY_BYTES}"
-            ),
-        }
-    }
 }
 
 impl WebhookSecret {

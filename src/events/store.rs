@@ -152,31 +152,22 @@ pub struct Counts {
 }
 
 /// Why the outbox could not be used.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// Another process holds the outbox (the daemon, or a CLI command).
+    #[error("the outbox is in use by another process")]
     Locked,
     /// The directory or file could not be created or opened.
+    #[error(transparent)]
     Io(std::io::Error),
     /// redb reported an error (corruption, I/O below it).
+    #[error("outbox database: {0}")]
     Db(String),
     /// An event body over [`MAX_BODY`].
+    #[error("event body over {MAX_BODY} bytes")]
     TooBig,
 }
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreError::Locked => f.write_str("the outbox is in use by another process"),
-            StoreError::Io(e) => write!(f, "{e}"),
-            StoreError::Db(e) => write!(f, "outbox database: {e}"),
-            StoreError::TooBig => write!(f, "event body over {MAX_BODY} bytes"),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
 
 impl From<redb::Error> for StoreError {
     fn from(e: redb::Error) -> Self {

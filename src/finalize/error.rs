@@ -89,6 +89,16 @@ pub enum Root {
     StorageRoot,
 }
 
+impl Root {
+    /// Its configuration key, for [`FinalizeError::BadRoot`]'s message.
+    fn config_key(self) -> &'static str {
+        match self {
+            Root::UploadDir => "tusd.upload_dir",
+            Root::StorageRoot => "storage.root",
+        }
+    }
+}
+
 /// Where a refused symlink was met.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -98,6 +108,17 @@ pub enum Side {
     Info,
     /// The destination or one of its directories.
     Destination,
+}
+
+impl Side {
+    /// The path it names, for [`FinalizeError::Symlink`]'s message.
+    fn path(self) -> &'static str {
+        match self {
+            Side::Source => "upload's path",
+            Side::Info => "upload's info file path",
+            Side::Destination => "destination path",
+        }
+    }
 }
 
 /// The filesystem operation that failed.
@@ -152,54 +173,69 @@ impl Op {
 /// Why an upload was not moved. The upload is still in the upload directory and no
 /// temporary file is left. `Display` never contains a path from the event, a token
 /// or metadata: safe to log next to the (checked) asset key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FinalizeError {
     /// A configured root is missing, relative, or not a directory, or the two roots
     /// are nested.
+    #[error("{} is not an existing absolute directory", .root.config_key())]
     BadRoot {
         /// Which one.
         root: Root,
     },
     /// The source is relative, contains `..`, or resolves outside the upload
     /// directory.
+    #[error("the upload's path is not inside the upload directory")]
     SourceOutside,
     /// The source is not a regular file, or has other hard links.
+    #[error("the upload's path is not a regular file with a single link")]
     SourceNotFile,
     /// Neither the source nor the destination exists.
+    #[error("the upload's data file does not exist and neither does the destination")]
     SourceMissing,
     /// A symlink was met where a real file or directory is required.
+    #[error("refusing a symlink in the {}", .side.path())]
     Symlink {
         /// Where.
         side: Side,
     },
     /// The upload's info says it is partial, of deferred length or incomplete, or the
     /// data file's size differs from the declared size.
+    #[error("the upload is not finished according to its info file")]
     NotFinished,
     /// No info file describes this data file (missing, outside, unparsable, too big,
     /// or describing another file).
+    #[error("no valid info file describes the upload's data file")]
     InfoInvalid,
     /// A field the caller verified has another value in the on-disk metadata.
+    #[error("the event's verified metadata differs from the upload's stored metadata")]
     MetadataMismatch,
     /// The destination is empty, absolute, or has an empty, `.`, `..`, backslash or
     /// NUL segment.
+    #[error("the destination is not a plain relative path")]
     DestinationOutside,
     /// An existing component of the destination's directory is a file.
+    #[error("a component of the destination's directory is not a directory")]
     DestinationNotDir,
     /// The destination exists (a file, or a directory) and overwrite is off.
+    #[error("the destination already exists and overwrite is off")]
     Exists,
     /// `[upload] check_content`: the file's leading bytes are not what its declared
     /// content type says (e.g. a PNG declared as `application/pdf`).
+    #[error("the file's content is not {expected}, as its declared content type says")]
     ContentMismatch {
         /// The signature family the declared type expects ("PDF", "PNG", ...).
         expected: &'static str,
     },
     /// A final upload names a part that is missing, not partial, unfinished, or
     /// created with another token.
+    #[error("a part of this final upload is not a finished partial upload created with the same token")]
     ConcatInvalid,
     /// The copy was stopped because the daemon's shutdown grace ran out.
+    #[error("the copy was abandoned at shutdown (source intact, temporary file removed)")]
     Cancelled,
     /// An I/O error.
+    #[error("i/o error while {}: {kind}", .op.as_str())]
     Io {
         /// During what.
         op: Op,
@@ -244,59 +280,3 @@ impl FinalizeError {
         move |e| FinalizeError::Io { op, kind: e.kind() }
     }
 }
-
-impl fmt::Display for FinalizeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FinalizeError::BadRoot {
-                root: Root::UploadDir,
-            } => f.write_str("tusd.upload_dir is not an existing absolute directory"),
-            FinalizeError::BadRoot {
-                root: Root::StorageRoot,
-            } => f.write_str("storage.root is not an existing absolute directory"),
-            FinalizeError::SourceOutside => {
-                f.write_str("the upload's path is not inside the upload directory")
-            }
-            FinalizeError::SourceNotFile => {
-                f.write_str("the upload's path is not a regular file with a single link")
-            }
-            FinalizeError::SourceMissing => {
-                f.write_str("the upload's data file does not exist and neither does the destination")
-            }
-            FinalizeError::Symlink { side } => write!(
-                f,
-                "refusing a symlink in the {}",
-                match side {
-                    Side::Source => "upload's path",
-                    Side::Info => "upload's info file path",
-                    Side::Destination => "destination path",
-                }
-            ),
-            FinalizeError::NotFinished => {
-                f.write_str("the upload is not finished according to its info file")
-            }
-            FinalizeError::InfoInvalid => f.write_str("no valid info file describes the upload's data file"),
-            FinalizeError::MetadataMismatch => {
-                f.write_str("the event's verified metadata differs from the upload's stored metadata")
-            }
-            FinalizeError::DestinationOutside => f.write_str("the destination is not a plain relative path"),
-            FinalizeError::DestinationNotDir => {
-                f.write_str("a component of the destination's directory is not a directory")
-            }
-            FinalizeError::Exists => f.write_str("the destination already exists and overwrite is off"),
-            FinalizeError::ContentMismatch { expected } => write!(
-                f,
-                "the file's content is not {expected}, as its declared content type says"
-            ),
-            FinalizeError::ConcatInvalid => f.write_str(
-                "a part of this final upload is not a finished partial upload created with the same token",
-            ),
-            FinalizeError::Cancelled => {
-                f.write_str("the copy was abandoned at shutdown (source intact, temporary file removed)")
-            }
-            FinalizeError::Io { op, kind } => write!(f, "i/o error while {}: {kind}", op.as_str()),
-        }
-    }
-}
-
-impl std::error::Error for FinalizeError {}

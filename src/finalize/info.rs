@@ -69,25 +69,18 @@ pub(super) struct UploadInfo {
 }
 
 /// Why an info file could not be used.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(super) enum InfoError {
+    #[error("unreadable: {0}")]
     Io(io::ErrorKind),
+    #[error("is a symlink")]
     Symlink,
+    #[error("is not a regular file")]
     NotFile,
+    #[error("larger than {MAX_INFO_BYTES} bytes")]
     TooBig,
+    #[error("malformed: {0}")]
     Malformed(String),
-}
-
-impl fmt::Display for InfoError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            InfoError::Io(k) => write!(f, "unreadable: {k}"),
-            InfoError::Symlink => f.write_str("is a symlink"),
-            InfoError::NotFile => f.write_str("is not a regular file"),
-            InfoError::TooBig => write!(f, "larger than {MAX_INFO_BYTES} bytes"),
-            InfoError::Malformed(m) => write!(f, "malformed: {m}"),
-        }
-    }
 }
 
 /// Open the info file `dir/name` without following a symlink. `Ok(None)`: none.

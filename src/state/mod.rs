@@ -50,16 +50,9 @@ use crate::tusd::precreate::Claim;
 pub type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, StateError>> + Send + 'a>>;
 
 /// The backend could not answer (unreachable, timed out, refused).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct StateError(pub String);
-
-impl std::fmt::Display for StateError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for StateError {}
 
 /// What consuming a single-use token found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,7 +19,6 @@
 //! empty (the common case), with one length check.
 
 use std::collections::HashMap;
-use std::fmt;
 
 /// `until` of a revocation that never expires by itself.
 pub const NEVER: i64 = i64::MAX;
@@ -44,14 +43,9 @@ pub enum Revocation {
 }
 
 /// Why a revocation request is refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct Invalid(pub String);
-
-impl fmt::Display for Invalid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 impl Revocation {
     /// The kind, as the CLI and the admin API spell it.

@@ -22,7 +22,6 @@
 //! so timing does not say which secret (if any) nearly matched.
 
 use std::borrow::Cow;
-use std::fmt;
 
 use base64::alphabet::URL_SAFE;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -87,31 +86,44 @@ impl Reason {
 
 /// Exactly which part of a link failed: for logs and `assetgate verify link`.
 /// Never contains a secret or the token itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Detail {
     /// The request target is one nginx refuses.
+    #[error("nginx would refuse this request target: {0}")]
     BadUri(BadUri),
     /// No `md5=` argument (or an empty one).
+    #[error("no md5 argument")]
     NoMd5,
     /// No `expires=` argument (or an empty one).
+    #[error("no expires argument")]
     NoExpires,
     /// A comma in the md5 or expires argument (nginx splits at the first comma).
+    #[error("a comma in the md5 or expires argument")]
     Comma,
     /// The expires argument is not 1..=2^63-1 in plain decimal digits.
+    #[error("expires is not a positive decimal number of seconds that fits in 63 bits")]
     BadExpires,
     /// The md5 argument is longer than 24 bytes.
+    #[error("md5 argument is {0} bytes long (nginx looks at 24 at most)")]
     HashTooLong(usize),
     /// A byte outside the base64url alphabet before any `=`.
+    #[error("md5 argument has a byte outside the base64url alphabet (A-Z a-z 0-9 - _) before '='")]
     HashAlphabet,
     /// Not exactly 22 significant base64url characters.
+    #[error("md5 argument has {0} significant base64url characters, 22 are needed")]
     HashLength(usize),
     /// Well-formed, but the digest matches none of the configured secrets.
+    #[error("md5 does not match this path and expiry under any of the {secrets} link secret(s)")]
     Mismatch {
         /// How many secrets were tried.
         secrets: usize,
     },
     /// Hash matched, expiry further ahead than `[link] max_ttl`.
+    #[error(
+        "link expires in {} s, more than [link] max_ttl ({max_ttl} s)",
+        .expires.saturating_sub(*.now)
+    )]
     TtlTooLong {
         /// The link's expiry (Unix seconds).
         expires: i64,
@@ -121,6 +133,7 @@ pub enum Detail {
         max_ttl: i64,
     },
     /// Hash matched, expiry is in the past.
+    #[error("link expired {} s ago (expires={expires}, now={now})", .now - .expires)]
     Expired {
         /// The link's expiry (Unix seconds).
         expires: i64,
@@ -129,50 +142,9 @@ pub enum Detail {
     },
 }
 
-impl fmt::Display for Detail {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Detail::BadUri(e) => write!(f, "nginx would refuse this request target: {e}"),
-            Detail::NoMd5 => f.write_str("no md5 argument"),
-            Detail::NoExpires => f.write_str("no expires argument"),
-            Detail::Comma => f.write_str("a comma in the md5 or expires argument"),
-            Detail::BadExpires => {
-                f.write_str("expires is not a positive decimal number of seconds that fits in 63 bits")
-            }
-            Detail::HashTooLong(n) => write!(f, "md5 argument is {n} bytes long (nginx looks at 24 at most)"),
-            Detail::HashAlphabet => f.write_str(
-                "md5 argument has a byte outside the base64url alphabet (A-Z a-z 0-9 - _) before '='",
-            ),
-            Detail::HashLength(n) => write!(
-                f,
-                "md5 argument has {n} significant base64url characters, 22 are needed"
-            ),
-            Detail::Mismatch { secrets } => write!(
-                f,
-                "md5 does not match this path and expiry under any of the {secrets} link secret(s)"
-            ),
-            Detail::TtlTooLong {
-                expires,
-                now,
-                max_ttl,
-            } => write!(
-                f,
-                "link expires in {} s, more than [link] max_ttl ({max_ttl} s)",
-                expires.saturating_sub(*now)
-            ),
-            Detail::Expired { expires, now } => {
-                write!(
-                    f,
-                    "link expired {} s ago (expires={expires}, now={now})",
-                    now - expires
-                )
-            }
-        }
-    }
-}
-
 /// A refused link: the reason class plus the precise detail.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {detail}", self.reason().as_str())]
 pub struct Denied {
     detail: Detail,
 }
@@ -196,12 +168,6 @@ impl Denied {
     /// What exactly failed.
     pub fn detail(&self) -> &Detail {
         &self.detail
-    }
-}
-
-impl fmt::Display for Denied {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.reason().as_str(), self.detail)
     }
 }
 

@@ -14,38 +14,28 @@
 //! make us see one, and the gate denies it.
 
 use std::borrow::Cow;
-use std::fmt;
 
 /// Why nginx would refuse the request target with 400.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BadUri {
     /// The target is empty or starts with neither `/` nor `?`.
+    #[error("request target starts with neither '/' nor '?'")]
     NotOriginForm,
     /// A raw space, control byte or DEL in the target (nginx rejects it in the
     /// request line).
+    #[error("raw space or control byte in the request target")]
     ControlByte,
     /// `%` not followed by two hex digits.
+    #[error("'%' not followed by two hex digits")]
     MalformedEscape,
     /// `%00` decodes to a NUL byte.
+    #[error("%00 in the path")]
     EncodedNul,
     /// `..` segments climb above the root.
+    #[error("'..' climbs above the root")]
     AboveRoot,
 }
-
-impl fmt::Display for BadUri {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BadUri::NotOriginForm => "request target starts with neither '/' nor '?'",
-            BadUri::ControlByte => "raw space or control byte in the request target",
-            BadUri::MalformedEscape => "'%' not followed by two hex digits",
-            BadUri::EncodedNul => "%00 in the path",
-            BadUri::AboveRoot => "'..' climbs above the root",
-        })
-    }
-}
-
-impl std::error::Error for BadUri {}
 
 /// The parts of a request target nginx works with.
 #[derive(Debug, Clone, PartialEq, Eq)]

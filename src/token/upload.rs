@@ -35,7 +35,6 @@
 //! then get the same answer).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -115,25 +114,36 @@ impl Reason {
 }
 
 /// Exactly what failed. Never contains a secret, the token, or the key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Detail {
     /// This metadata field is absent or empty.
+    #[error("upload metadata has no {0:?} value")]
     Missing(&'static str),
     /// `upload-expires` is not plain decimal digits fitting in 63 bits.
+    #[error("upload-expires is not a decimal number of Unix seconds")]
     BadExpires,
     /// `upload-token` is not 64 hex digits (its length in bytes).
+    #[error("upload-token must be 64 hexadecimal characters (got {0} bytes, or a non-hex character)")]
     BadToken(usize),
     /// The key breaks the key policy.
+    #[error("{0}")]
     Key(KeyError),
     /// `visibility` is not `public`/`private`.
+    #[error("visibility must be \"public\" or \"private\"")]
     Visibility,
     /// Well-formed, signature matches none of the secrets.
+    #[error("{}", if *.secrets == 0 {
+        "upload token cannot be verified: no upload secret is configured"
+    } else {
+        "upload token does not match this key, visibility, content type and expiry"
+    })]
     Mismatch {
         /// How many secrets were tried.
         secrets: usize,
     },
     /// `now > expires + skew`.
+    #[error("upload token expired {} s ago", .now.saturating_sub(*.expires))]
     Expired {
         /// Token expiry.
         expires: i64,
@@ -143,6 +153,10 @@ pub enum Detail {
         skew: i64,
     },
     /// `expires > now + max_ttl + skew`.
+    #[error(
+        "upload token expires in {} s, more than the {max_ttl} s this server accepts",
+        .expires.saturating_sub(*.now)
+    )]
     TtlTooLong {
         /// Token expiry.
         expires: i64,
@@ -153,41 +167,9 @@ pub enum Detail {
     },
 }
 
-impl fmt::Display for Detail {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Detail::Missing(field) => write!(f, "upload metadata has no {field:?} value"),
-            Detail::BadExpires => f.write_str("upload-expires is not a decimal number of Unix seconds"),
-            Detail::BadToken(n) => write!(
-                f,
-                "upload-token must be 64 hexadecimal characters (got {n} bytes, or a non-hex character)"
-            ),
-            Detail::Key(e) => e.fmt(f),
-            Detail::Visibility => f.write_str("visibility must be \"public\" or \"private\""),
-            Detail::Mismatch { secrets: 0 } => {
-                f.write_str("upload token cannot be verified: no upload secret is configured")
-            }
-            Detail::Mismatch { .. } => {
-                f.write_str("upload token does not match this key, visibility, content type and expiry")
-            }
-            Detail::Expired { expires, now, .. } => {
-                write!(f, "upload token expired {} s ago", now.saturating_sub(*expires))
-            }
-            Detail::TtlTooLong {
-                expires,
-                now,
-                max_ttl,
-            } => write!(
-                f,
-                "upload token expires in {} s, more than the {max_ttl} s this server accepts",
-                expires.saturating_sub(*now)
-            ),
-        }
-    }
-}
-
 /// A refused upload token: reason class plus detail.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {detail}", self.reason().as_str())]
 pub struct Denied {
     detail: Detail,
 }
@@ -213,12 +195,6 @@ impl Denied {
     /// What exactly failed.
     pub fn detail(&self) -> &Detail {
         &self.detail
-    }
-}
-
-impl fmt::Display for Denied {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.reason().as_str(), self.detail)
     }
 }
 
