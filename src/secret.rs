@@ -217,6 +217,20 @@ impl Drop for Mac {
 #[derive(Clone, Debug, Default)]
 pub struct SecretSet(Vec<Secret>);
 
+#[cfg(test)]
+impl SecretSet {
+    /// Unit tests' secrets, from text, newest first (one helper for every
+    /// module's tests).
+    pub(crate) fn from_texts(secrets: &[&str]) -> Self {
+        SecretSet(
+            secrets
+                .iter()
+                .map(|s| Secret::new(s.as_bytes().to_vec()))
+                .collect(),
+        )
+    }
+}
+
 impl SecretSet {
     /// A set from secrets ordered newest first.
     pub fn new(secrets: Vec<Secret>) -> Self {

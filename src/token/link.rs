@@ -358,15 +358,10 @@ pub fn sign(secret: &[u8], uri: &[u8], expires: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::{Secret, SecretSet};
+    use crate::secret::SecretSet;
 
     fn set(secrets: &[&str]) -> SecretSet {
-        SecretSet::new(
-            secrets
-                .iter()
-                .map(|s| Secret::new(s.as_bytes().to_vec()))
-                .collect(),
-        )
+        SecretSet::from_texts(secrets)
     }
 
     const NOW: i64 = 1_800_000_000;

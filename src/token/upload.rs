@@ -421,7 +421,6 @@ pub fn mint(secret: &[u8], key: &str, content_type: &str, visibility: Visibility
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
 
     const S1: &str = "newest-upload-secret-0123";
     const S2: &str = "older-upload-secret-45678";
@@ -432,12 +431,7 @@ mod tests {
     };
 
     fn set(secrets: &[&str]) -> SecretSet {
-        SecretSet::new(
-            secrets
-                .iter()
-                .map(|s| Secret::new(s.as_bytes().to_vec()))
-                .collect(),
-        )
+        SecretSet::from_texts(secrets)
     }
 
     fn meta(key: &str, ct: &str, vis: Visibility, expires: i64) -> Metadata {

@@ -60,7 +60,6 @@ pub fn decide(record: &Part, secrets: &SecretSet, now: i64, abandon_after: i64) 
 mod tests {
     use super::*;
     use crate::policy::Visibility;
-    use crate::secret::Secret;
     use crate::token::upload::mint;
 
     const S: &str = "abandon-secret-0123456789";
@@ -83,7 +82,7 @@ mod tests {
 
     #[test]
     fn only_unfinished_attributable_long_expired_uploads_go() {
-        let secrets = SecretSet::new(vec![Secret::new(S.as_bytes().to_vec())]);
+        let secrets = SecretSet::from_texts(&[S]);
         let d = |r: &Part| decide(r, &secrets, NOW, DAY);
         assert_eq!(d(&rec(NOW - DAY - 1, false, false, S)), Ok(()));
         assert_eq!(

@@ -455,7 +455,7 @@ pub(crate) mod testing {
     use std::time::Duration;
 
     use crate::config::{StorageConfig, UploadConfig};
-    use crate::secret::{Secret, SecretSet};
+    use crate::secret::SecretSet;
 
     pub const S1: &str = "newest-upload-secret-0123";
     pub const S2: &str = "older-upload-secret-45678";
@@ -463,12 +463,7 @@ pub(crate) mod testing {
 
     pub fn upload_config(secrets: &[&str]) -> UploadConfig {
         UploadConfig {
-            secrets: SecretSet::new(
-                secrets
-                    .iter()
-                    .map(|s| Secret::new(s.as_bytes().to_vec()))
-                    .collect(),
-            ),
+            secrets: SecretSet::from_texts(secrets),
             clock_skew: Duration::from_secs(30),
             max_ttl: Duration::from_secs(86_400),
             content_types: Vec::new(),

@@ -233,7 +233,6 @@ pub fn decide(req: &Request<'_>, policy: &Policy<'_>, record: Option<&Part>, now
 mod tests {
     use super::*;
     use crate::policy::Visibility;
-    use crate::secret::Secret;
     use crate::token::upload::mint;
     use crate::tusd::metadata::encode_upload_metadata;
 
@@ -241,7 +240,7 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
 
     fn secrets() -> SecretSet {
-        SecretSet::new(vec![Secret::new(S1.as_bytes().to_vec())])
+        SecretSet::from_texts(&[S1])
     }
 
     fn record(expires: i64) -> Part {
