@@ -8,7 +8,7 @@
 # the fuzz targets and fuzzes each for 10 s (scripts/fuzz.sh, cargo-fuzz),
 # checks the instruction counts of the pure decisions against
 # benches/ir-baseline.txt (valgrind; benches/ir-check.sh installs gungraun-runner
-# into $ASSETGATE_PEERS/bin once), and runs every test (tests/deploy_files.rs
+# into $ASSETGATE_PEERS/bin once), and runs every test (tests/deploy_files/
 # runs the checkers). Peers go to .peers/ (override with ASSETGATE_PEERS).
 #
 #   scripts/test.sh            # everything
@@ -47,7 +47,7 @@ if [ ! -x /usr/bin/chromium ]; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
 fi
 
-# --- systemd-analyze verifies the units (tests/deploy_files.rs); Debian images
+# --- systemd-analyze verifies the units (tests/deploy_files/); Debian images
 # normally ship it.
 if ! command -v systemd-analyze >/dev/null 2>&1 || [ ! -f /usr/lib/systemd/system/sysinit.target ]; then
   say "installing systemd (apt) for systemd-analyze"
