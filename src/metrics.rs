@@ -762,28 +762,38 @@ mod tests {
     #[test]
     fn every_label_value_is_pre_registered() {
         let text = Metrics::new().render();
-        let has = |family: &str, label: &str, value: &str| {
-            text.lines()
-                .any(|l| l.starts_with(family) && l.contains(&format!("{label}=\"{value}\"")))
+        // Every (family, label="value", extra selector) that must read at start.
+        let mut want: Vec<(&str, String, &str)> = Vec::new();
+        let mut all = |family, label: &str, values: Vec<&'static str>, extra| {
+            for v in values {
+                want.push((family, format!("{label}=\"{v}\""), extra));
+            }
         };
-        for r in ReloadResult::ALL {
-            assert!(
-                has("assetgate_config_reloads_total", "result", r.as_str()),
-                "{r:?}"
-            );
-        }
-        for r in StateOp::ALL {
-            assert!(has("assetgate_state_errors_total", "op", r.as_str()), "{r:?}");
-        }
-        for r in FailOpen::ALL {
-            assert!(
-                has("assetgate_state_fail_open_total", "feature", r.as_str()),
-                "{r:?}"
-            );
-        }
-        for r in ReconcileResult::ALL {
-            assert!(has("assetgate_reconcile_total", "result", r.as_str()), "{r:?}");
-        }
+        let strs = |v: &[&'static str]| v.to_vec();
+        all(
+            "assetgate_config_reloads_total",
+            "result",
+            ReloadResult::ALL.iter().map(|r| r.as_str()).collect(),
+            "",
+        );
+        all(
+            "assetgate_state_errors_total",
+            "op",
+            StateOp::ALL.iter().map(|r| r.as_str()).collect(),
+            "",
+        );
+        all(
+            "assetgate_state_fail_open_total",
+            "feature",
+            FailOpen::ALL.iter().map(|r| r.as_str()).collect(),
+            "",
+        );
+        all(
+            "assetgate_reconcile_total",
+            "result",
+            ReconcileResult::ALL.iter().map(|r| r.as_str()).collect(),
+            "",
+        );
         let finalize = [
             FinalizeResult::NotConfigured,
             FinalizeResult::Busy,
@@ -792,40 +802,46 @@ mod tests {
         .into_iter()
         .chain(crate::finalize::Method::ALL.map(FinalizeResult::Done))
         .chain(crate::finalize::Reason::ALL.map(FinalizeResult::Failed));
-        for r in finalize {
-            assert!(has("assetgate_finalize_total", "result", r.as_str()), "{r:?}");
-        }
-        for r in [
+        all(
+            "assetgate_finalize_total",
+            "result",
+            finalize.map(FinalizeResult::as_str).collect(),
+            "",
+        );
+        let auth = [
             AuthReason::Ok,
             AuthReason::Revoked,
             AuthReason::Unavailable,
             AuthReason::NoOriginalUri,
         ]
         .into_iter()
-        .chain(Reason::ALL.map(AuthReason::Link))
-        {
-            assert!(
-                text.lines().any(|l| l.starts_with("assetgate_decisions_total")
-                    && l.contains("endpoint=\"auth\"")
-                    && l.contains(&format!("reason=\"{}\"", r.as_str()))),
-                "{r:?}"
-            );
-        }
-        for r in [SessionReason::NoOriginalUri, SessionReason::NotConfigured]
+        .chain(Reason::ALL.map(AuthReason::Link));
+        all(
+            "assetgate_decisions_total",
+            "reason",
+            auth.map(AuthReason::as_str).collect(),
+            "endpoint=\"auth\"",
+        );
+        let session = [SessionReason::NoOriginalUri, SessionReason::NotConfigured]
             .into_iter()
-            .chain(crate::tusd::session::Reason::ALL.map(SessionReason::Decided))
-        {
+            .chain(crate::tusd::session::Reason::ALL.map(SessionReason::Decided));
+        all(
+            "assetgate_decisions_total",
+            "reason",
+            session.map(SessionReason::as_str).collect(),
+            "endpoint=\"session\"",
+        );
+        all(
+            "assetgate_hook_decisions_total",
+            "reason",
+            strs(&crate::tusd::Reason::ALL.map(|r| r.as_str())),
+            "",
+        );
+        for (family, label, extra) in want {
             assert!(
-                text.lines().any(|l| l.starts_with("assetgate_decisions_total")
-                    && l.contains("endpoint=\"session\"")
-                    && l.contains(&format!("reason=\"{}\"", r.as_str()))),
-                "{r:?}"
-            );
-        }
-        for r in crate::tusd::Reason::ALL {
-            assert!(
-                has("assetgate_hook_decisions_total", "reason", r.as_str()),
-                "{r:?}"
+                text.lines()
+                    .any(|l| l.starts_with(family) && l.contains(&label) && l.contains(extra)),
+                "{family} {label} {extra}"
             );
         }
     }
