@@ -265,25 +265,18 @@ impl Registry {
 // Request bodies
 
 /// Why a body could not be read.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BodyError {
     /// More than the cap.
+    #[error("body over the size cap")]
     TooLarge,
     /// Not complete by the deadline.
+    #[error("body not complete by the deadline")]
     TimedOut,
     /// The connection failed (reset, malformed chunking...).
+    #[error(transparent)]
     Read(Box<dyn std::error::Error + Send + Sync>),
-}
-
-impl std::fmt::Display for BodyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BodyError::TooLarge => f.write_str("body over the size cap"),
-            BodyError::TimedOut => f.write_str("body not complete by the deadline"),
-            BodyError::Read(e) => write!(f, "{e}"),
-        }
-    }
 }
 
 /// Reads a whole body of at most `max` bytes, complete within `timeout`
