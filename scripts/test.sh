@@ -141,6 +141,8 @@ fi
 say "format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+# Intra-doc links break silently when modules move; rustdoc says so.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 
 if [ -f fuzz/Cargo.toml ]; then
   # Coverage build of every target (stable, no sanitizer; cargo-fuzz goes to

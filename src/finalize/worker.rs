@@ -1,5 +1,5 @@
 //! The background worker: moves handed over by `/tusd` post-finish and the
-//! reconciler run on the blocking pool, at most [`MOVES_AT_ONCE`] at a time,
+//! reconciler run on the blocking pool, at most `MOVES_AT_ONCE` (16) at a time,
 //! deduplicated by upload ID, drained at shutdown and cancelled when the grace
 //! is over.
 

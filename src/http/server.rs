@@ -48,7 +48,7 @@ const MAX_BUF_SIZE: usize = 16 * 1024;
 /// queued. nginx asks 511.
 const LISTEN_BACKLOG: u32 = 1024;
 
-/// Binds `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as
+/// Binds `addr` with `LISTEN_BACKLOG` (and `SO_REUSEADDR`, as
 /// `TcpListener::bind` does).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = match addr {
