@@ -18,7 +18,10 @@ pub(crate) fn destination(
     storage: &crate::config::StorageConfig,
 ) -> PathBuf {
     let prefix = visibility.prefix(&storage.public_prefix, &storage.private_prefix);
-    let mut p = PathBuf::from(prefix);
+    // Room for the prefix, a separator per segment and the key's characters:
+    // one allocation instead of one growth per segment.
+    let mut p = PathBuf::with_capacity(prefix.len() + 1 + key.len());
+    p.push(prefix);
     for segment in key.split('/') {
         p.push(segment);
     }
