@@ -31,11 +31,12 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::tus::{run_client, TusStack, REFUSALS_UPLOAD_CONFIG};
 use common::tusd::{Tusd, Version};
 use common::*;
 use serde_json::{json, Value};
@@ -128,58 +129,6 @@ impl Stack {
         assert!(ok, "kill -{signal}");
     }
 
-    fn logs(&self) -> String {
-        let mut gate = self.old_gate_logs.clone();
-        if let Some(g) = &self.gate {
-            gate.extend(g.logs());
-        }
-        format!(
-            "--- tusd {} ---\n{}\n--- assetgate ---\n{}",
-            self.tusd.version.tag(),
-            self.tusd.log(),
-            gate.join("\n")
-        )
-    }
-
-    /// tuspy uploads `file` with a granite token for `key`.
-    fn upload(&self, file: &Path, key: &str, ct: &str, vis: &str, extra: &[&str]) -> Value {
-        let out = Command::new(peer_python())
-            .arg(repo().join("tests/peers/tus_upload.py"))
-            .args(["--endpoint", &self.tusd.endpoint()])
-            .arg("--file")
-            .arg(file)
-            .args(["--key", key, "--content-type", ct, "--visibility", vis])
-            .args(["--secret", UPLOAD_SECRET])
-            .args(extra)
-            .output()
-            .unwrap();
-        client_result(&out, || self.logs())
-    }
-
-    /// `tests/peers/tus_concat.py` with a granite token for `key`.
-    fn concat(&self, key: &str, ct: &str, vis: &str, command: &[&str]) -> Value {
-        let out = Command::new(peer_python())
-            .arg(repo().join("tests/peers/tus_concat.py"))
-            .args(["--endpoint", &self.tusd.endpoint(), "--secret", UPLOAD_SECRET])
-            .args(["--key", key, "--content-type", ct, "--visibility", vis])
-            .args(command)
-            .output()
-            .unwrap();
-        client_result(&out, || self.logs())
-    }
-
-    /// post-finish moves the file in the background: wait for it.
-    fn wait_asset(&self, rel: &str) -> Vec<u8> {
-        if let Some(b) = wait_for_file(&self.assets.join(rel), Duration::from_secs(20)) {
-            return b;
-        }
-        panic!("{rel} never appeared in the asset tree\n{}", self.logs());
-    }
-
-    fn asset_files(&self) -> Vec<String> {
-        files_under(&self.assets)
-    }
-
     fn upload_dir_files(&self) -> Vec<String> {
         files_under(&self.tusd.upload_dir)
             .into_iter()
@@ -239,16 +188,31 @@ impl Stack {
     }
 }
 
-/// The client scripts print one JSON object; they fail only on a bug of their own.
-fn client_result(out: &Output, logs: impl Fn() -> String) -> Value {
-    assert!(
-        out.status.success(),
-        "tus client failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        logs()
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("client output {e}: {}", String::from_utf8_lossy(&out.stdout)))
+impl TusStack for Stack {
+    fn endpoint(&self) -> String {
+        self.tusd.endpoint()
+    }
+
+    fn upload_secret(&self) -> &str {
+        UPLOAD_SECRET
+    }
+
+    fn assets(&self) -> &Path {
+        &self.assets
+    }
+
+    fn logs(&self) -> String {
+        let mut gate = self.old_gate_logs.clone();
+        if let Some(g) = &self.gate {
+            gate.extend(g.logs());
+        }
+        format!(
+            "--- tusd {} ---\n{}\n--- assetgate ---\n{}",
+            self.tusd.version.tag(),
+            self.tusd.log(),
+            gate.join("\n")
+        )
+    }
 }
 
 fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -283,24 +247,6 @@ fn create_without_metadata(tusd: &Tusd) -> (u16, String, Value) {
     (status, ct, body)
 }
 
-/// Asserts a refusal the client saw: status, JSON `error.code`, a message, and
-/// no secret in the body.
-fn assert_refused(what: &str, r: &Value, status: u64, code: &str) {
-    assert_eq!(r["ok"], false, "{what}: {r}");
-    assert_eq!(r["status"], status, "{what}: {r}");
-    let body: Value = serde_json::from_str(r["body"].as_str().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{what}: body is not JSON ({e}): {r}"));
-    assert_eq!(body["error"]["code"], code, "{what}: {body}");
-    assert!(
-        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{what}: {body}"
-    );
-    assert!(
-        !r["body"].as_str().unwrap().contains(UPLOAD_SECRET),
-        "{what}: leaks the secret"
-    );
-}
-
 // ---------------------------------------------------------------------------
 // tusd v2.9.1: accepted and refused uploads
 
@@ -325,15 +271,11 @@ fn v2_uploads_land_byte_for_byte() {
 
     // public, one chunk
     let (f, data) = random_file(tmp.path(), "pub.bin", 1000);
-    let r = stack.upload(&f, "avatars/u1.png", "image/png", "public", &[]);
-    assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(stack.wait_asset("public/avatars/u1.png"), data);
+    stack.upload_lands(&f, &data, "avatars/u1.png", "image/png", "public", &[]);
 
     // empty: tusd finishes it inside the POST
-    let (f, _) = random_file(tmp.path(), "empty.bin", 0);
-    let r = stack.upload(&f, "docs/empty.txt", "text/plain", "private", &[]);
-    assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(stack.wait_asset("private/docs/empty.txt"), Vec::<u8>::new());
+    let (f, data) = random_file(tmp.path(), "empty.bin", 0);
+    stack.upload_lands(&f, &data, "docs/empty.txt", "text/plain", "private", &[]);
 
     assert_eq!(
         stack.asset_files(),
@@ -361,71 +303,10 @@ fn v2_uploads_land_byte_for_byte() {
 
 #[test]
 fn v2_rejections_reach_the_client_and_nothing_lands() {
-    let mut stack = Stack::new(
-        Version::V2,
-        "content_types = [\"image/*\", \"text/plain\"]\nmax_size = 1048576\n",
-        &[],
-    );
-    let tmp = tempfile::tempdir().unwrap();
-    let (small, _) = random_file(tmp.path(), "small.bin", 2000);
-    let (big, _) = random_file(tmp.path(), "big.bin", 2 * 1024 * 1024);
-    write(&stack.assets.join("private/taken.png"), "original");
-
-    // (name, file, key, content type, client args, status, error code)
-    type Case<'a> = (&'a str, &'a Path, &'a str, &'a str, Vec<&'a str>, u64, &'a str);
-    let cases: Vec<Case> = vec![
-        (
-            "tampered",
-            &small,
-            "a/t.png",
-            "image/png",
-            vec!["--tamper", "content-type=image/gif"],
-            403,
-            "token_invalid",
-        ),
-        (
-            "expired",
-            &small,
-            "a/e.png",
-            "image/png",
-            vec!["--ttl", "-300"],
-            403,
-            "token_expired",
-        ),
-        (
-            "traversal",
-            &small,
-            "../../etc/evil.png",
-            "image/png",
-            vec![],
-            400,
-            "key_invalid",
-        ),
-        (
-            "too large",
-            &big,
-            "a/big.png",
-            "image/png",
-            vec![],
-            413,
-            "too_large",
-        ),
-        (
-            "type",
-            &small,
-            "a/x.exe",
-            "application/x-msdownload",
-            vec![],
-            415,
-            "content_type_not_allowed",
-        ),
-        ("exists", &small, "taken.png", "image/png", vec![], 409, "exists"),
-    ];
-    for (name, file, key, ct, extra, status, code) in cases {
-        let r = stack.upload(file, key, ct, "private", &extra);
-        assert_refused(name, &r, status, code);
+    let mut stack = Stack::new(Version::V2, REFUSALS_UPLOAD_CONFIG, &[]);
+    stack.assert_refusals(|name, r| {
         assert_eq!(r["phase"], "create", "{name}: refused at pre-create: {r}");
-    }
+    });
     // The headers too: v2 passes the gate's Content-Type on.
     let (status, ct, body) = create_without_metadata(&stack.tusd);
     assert_eq!((status, ct.as_str()), (400, "application/json"));
@@ -446,6 +327,7 @@ fn v2_rejections_reach_the_client_and_nothing_lands() {
     let (s, _, _) = get(stack.gate().addr, "/healthz", &[]);
     assert_eq!(s, 200);
     // And it still accepts a good one.
+    let tmp = tempfile::tempdir().unwrap();
     let (f, data) = random_file(tmp.path(), "ok.png", 3000);
     let r = stack.upload(&f, "a/ok.png", "image/png", "private", &[]);
     assert_eq!(r["ok"], true, "{r}");
@@ -474,9 +356,9 @@ fn v1_upload_lands_and_rejections_reach_the_client() {
     assert_eq!(stack.wait_asset("public/avatars/v1.png"), data);
 
     let r = stack.upload(&f, "a/e.png", "image/png", "private", &["--ttl", "-300"]);
-    assert_refused("expired", &r, 403, "token_expired");
+    stack.assert_refused("expired", &r, 403, "token_expired");
     let r = stack.upload(&f, "a/x.pdf", "application/pdf", "private", &[]);
-    assert_refused("type", &r, 415, "content_type_not_allowed");
+    stack.assert_refused("type", &r, 415, "content_type_not_allowed");
     // v1 passes the gate's status and body on, not its Content-Type.
     let (status, ct, body) = create_without_metadata(&stack.tusd);
     assert_eq!((status, ct.as_str()), (400, "text/plain; charset=utf-8"));
@@ -824,7 +706,7 @@ fn check_content_mismatch_is_never_published(version: Version) {
     let key = "docs/not really.pdf";
 
     let r = stack.upload(&f, key, "application/pdf", "private", &["--chunk-size", "65536"]);
-    assert_refused("content mismatch", &r, 415, "content_mismatch");
+    stack.assert_refused("content mismatch", &r, 415, "content_mismatch");
     assert_eq!(r["phase"], "patch", "told on the last PATCH: {r}");
     assert_eq!(r["offset"], 65536, "the first chunk went through: {r}");
     let id = upload_id(&r["url"]);
@@ -964,7 +846,7 @@ fn v2_regression_final_upload_of_someone_elses_part_is_refused() {
         public.is_empty(),
         "someone else's upload was published: {public:?}\n{r}"
     );
-    assert_refused("final upload of another token's part", &r, 403, "concat_invalid");
+    stack.assert_refused("final upload of another token's part", &r, 403, "concat_invalid");
     assert!(stack.asset_files().is_empty(), "{:?}", stack.asset_files());
     assert!(std::fs::read(stack.tusd.upload_dir.join(&part_id)).unwrap() == secret);
 }
@@ -1047,13 +929,7 @@ fn v2_hook_payloads_have_the_shape_of_the_fixtures() {
     let tusd = Tusd::start(Version::V2, dir.path(), &stub.url(), &[]);
     let tmp = tempfile::tempdir().unwrap();
     let py = |script: &str, args: &[&str]| {
-        let out = Command::new(peer_python())
-            .arg(repo().join("tests/peers").join(script))
-            .args(["--endpoint", &tusd.endpoint(), "--secret", UPLOAD_SECRET])
-            .args(args)
-            .output()
-            .unwrap();
-        let r = client_result(&out, || tusd.log());
+        let r = run_client(script, &tusd.endpoint(), UPLOAD_SECRET, args, || tusd.log());
         assert_eq!(r["ok"], true, "{r}\n{}", tusd.log());
         r
     };
