@@ -33,6 +33,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::ngx::{listen_on, nginx_main_conf, shipped_site, Nginx};
+use common::tus::TusStack;
 use common::tusd::Tusd;
 use common::*;
 
@@ -118,38 +119,6 @@ impl Stack {
         format!("http://{}", self.nginx.addr(0))
     }
 
-    /// Everything the three processes logged, for failure messages.
-    fn logs(&self) -> String {
-        format!(
-            "{}\n--- tusd ---\n{}\n--- assetgate ---\n{}",
-            self.nginx.logs(),
-            self.tusd.log(),
-            self.gate.logs().join("\n")
-        )
-    }
-
-    /// tuspy uploads `file` through nginx's `/files/` with a granite token.
-    fn upload(&self, file: &Path, key: &str, ct: &str, vis: &str, extra: &[&str]) -> serde_json::Value {
-        let out = Command::new(peer_python())
-            .arg(repo().join("tests/peers/tus_upload.py"))
-            .args(["--endpoint", &format!("{}/files/", self.base_url())])
-            .arg("--file")
-            .arg(file)
-            .args(["--key", key, "--content-type", ct, "--visibility", vis])
-            .args(["--secret", &self.upload_secret])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "tus client failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.logs()
-        );
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("client output {e}: {}", String::from_utf8_lossy(&out.stdout)))
-    }
-
     /// A download link minted by granite for a private asset that exists;
     /// returns the request target a client sends.
     fn link(&self, key: &str, secret: &str, ttl: i64) -> String {
@@ -177,17 +146,30 @@ impl Stack {
         let (status, _, body) = get(self.nginx.addr(0), target, &[]);
         (status, body)
     }
+}
 
-    /// post-finish moves the file in the background: wait for it.
-    fn wait_asset(&self, rel: &str) -> Vec<u8> {
-        if let Some(b) = wait_for_file(&self.assets.join(rel), Duration::from_secs(20)) {
-            return b;
-        }
-        panic!("{rel} never appeared in the asset tree\n{}", self.logs());
+impl TusStack for Stack {
+    /// nginx's `/files/`.
+    fn endpoint(&self) -> String {
+        format!("{}/files/", self.base_url())
     }
 
-    fn asset_files(&self) -> Vec<String> {
-        files_under(&self.assets)
+    fn upload_secret(&self) -> &str {
+        &self.upload_secret
+    }
+
+    fn assets(&self) -> &Path {
+        &self.assets
+    }
+
+    /// Everything the three processes logged, for failure messages.
+    fn logs(&self) -> String {
+        format!(
+            "{}\n--- tusd ---\n{}\n--- assetgate ---\n{}",
+            self.nginx.logs(),
+            self.tusd.log(),
+            self.gate.logs().join("\n")
+        )
     }
 }
 
@@ -295,16 +277,7 @@ fn rejected_uploads_reach_the_client_through_nginx() {
     ];
     for (what, key, ct, extra, status, code) in cases {
         let r = stack.upload(&file, key, ct, "private", extra);
-        assert_eq!(r["ok"], false, "{what}: {r}");
-        assert_eq!(r["status"], *status, "{what}: {r}\n{}", stack.logs());
-        let body: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap())
-            .unwrap_or_else(|e| panic!("{what}: body is not JSON ({e}): {r}"));
-        assert_eq!(body["error"]["code"], *code, "{what}: {body}");
-        assert!(
-            body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{what}: {body}"
-        );
-        assert!(!r["body"].as_str().unwrap().contains(&stack.upload_secret));
+        stack.assert_refused(what, &r, *status, code);
     }
     assert!(stack.asset_files().is_empty(), "{:?}", stack.asset_files());
 }
