@@ -47,11 +47,6 @@ struct Stack {
     _dir: tempfile::TempDir,
 }
 
-fn random_secret() -> String {
-    use rand::distributions::{Alphanumeric, DistString};
-    Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
-}
-
 impl Stack {
     fn start() -> Stack {
         Stack::start_with(&[])
@@ -59,40 +54,17 @@ impl Stack {
 
     /// The stack with extra `ASSETGATE_*` variables for the gate.
     fn start_with(extra_env: &[(&str, &str)]) -> Stack {
-        let repo = repo();
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let assets = dir.join("assets");
-        // tusd's -upload-dir (tests/common/tusd.rs), shared with assetgate.
-        let uploads = dir.join("uploads");
-        std::fs::create_dir_all(&assets).unwrap();
-        std::fs::create_dir_all(&uploads).unwrap();
 
-        // Secrets as files, as systemd credentials / compose and k8s secrets.
-        let link_secret = random_secret();
-        let upload_secret = random_secret();
-        let link_file = dir.join("secrets/link_secret");
-        let upload_file = dir.join("secrets/upload_secret");
-        write(&link_file, &format!("{link_secret}\n"));
-        write(&upload_file, &format!("{upload_secret}\n"));
-
-        // assetgate: the shipped example config, env overrides only.
-        let s = |p: &Path| p.display().to_string();
-        let (assets_s, uploads_s, link_s, upload_s) =
-            (s(&assets), s(&uploads), s(&link_file), s(&upload_file));
-        let mut env = vec![
-            ("ASSETGATE_LISTEN", "127.0.0.1:0"),
-            ("ASSETGATE_STORAGE__ROOT", assets_s.as_str()),
-            ("ASSETGATE_TUSD__UPLOAD_DIR", uploads_s.as_str()),
-            ("ASSETGATE_LINK_SECRET_FILE", link_s.as_str()),
-            ("ASSETGATE_UPLOAD_SECRET_FILE", upload_s.as_str()),
-        ];
-        env.extend_from_slice(extra_env);
-        let gate = Daemon::start_file(&repo.join("deploy/assetgate.toml"), &[], &env);
+        // assetgate: the shipped example config, env overrides only, secrets
+        // as files.
+        let shipped = ShippedGate::start(dir, extra_env);
+        let (gate, assets) = (shipped.daemon, shipped.assets);
 
         // tusd: the shipped command line, hooks to the gate.
         let tusd = Tusd::start_shipped(dir, &format!("{}/tusd", gate.url()));
-        assert_eq!(tusd.upload_dir, uploads);
+        assert_eq!(tusd.upload_dir, shipped.uploads);
         let tusd_port = tusd.port;
 
         // nginx: the example, its includes under <conf dir>/assetgate/.
@@ -109,8 +81,8 @@ impl Stack {
             tusd,
             nginx,
             assets,
-            link_secret,
-            upload_secret,
+            link_secret: shipped.link_secret,
+            upload_secret: shipped.upload_secret,
             _dir: tmp,
         }
     }
