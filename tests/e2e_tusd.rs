@@ -41,6 +41,10 @@ use common::tusd::{Tusd, Version};
 use common::*;
 use serde_json::{json, Value};
 
+/// tuspy's flags for 64 KiB PATCHes (its default is 256 KiB): a multi-chunk
+/// upload of a few hundred KiB.
+const CHUNKED: &[&str] = &["--chunk-size", "65536"];
+
 /// A PNG's signature: what `check_content` recognises.
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 
@@ -136,6 +140,30 @@ impl Stack {
             .collect()
     }
 
+    /// tuspy sends `file` in 64 KiB chunks up to byte `stop_at` and stops there
+    /// (a client that goes away mid-upload); asserts it says so, its answer.
+    fn upload_part(&self, file: &Path, key: &str, ct: &str, stop_at: &str) -> Value {
+        let r = self.upload(
+            file,
+            key,
+            ct,
+            "private",
+            &[CHUNKED, &["--stop-at", stop_at]].concat(),
+        );
+        assert_eq!(r["ok"], true, "{r}");
+        r
+    }
+
+    /// Waits up to 10 s for tusd's data and `.info` files to leave the upload
+    /// directory, then asserts they did.
+    fn wait_upload_dir_emptied(&self) {
+        assert!(
+            wait_until(Duration::from_secs(10), || self.upload_dir_files().is_empty()),
+            "left behind: {:?}",
+            self.upload_dir_files()
+        );
+    }
+
     /// The value of one series of the gate's /metrics (`name{labels}` exactly
     /// as exposed, labels sorted).
     fn metric(&self, series: &str) -> Option<u64> {
@@ -228,6 +256,17 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Asserts that the client was answered 500 (a hook tusd could not deliver);
+/// the body it got.
+fn failed_with_500(r: &Value) -> &str {
+    assert_eq!(
+        (r["ok"].clone(), r["status"].clone()),
+        (json!(false), json!(500)),
+        "{r}"
+    );
+    r["body"].as_str().unwrap()
+}
+
 /// The upload ID at the end of an upload URL.
 fn upload_id(url: &Value) -> String {
     url.as_str().unwrap().rsplit('/').next().unwrap().to_string()
@@ -258,15 +297,10 @@ fn v2_uploads_land_byte_for_byte() {
     // multi-chunk private upload, spaces and non-ASCII in the key
     let (f, data) = random_file(tmp.path(), "big.bin", 600 * 1024 + 17);
     let key = "photos/été 2026/plage à midi.jpg";
-    let r = stack.upload(&f, key, "image/jpeg", "private", &["--chunk-size", "65536"]);
-    assert_eq!(r["ok"], true, "{r}\n{}", stack.logs());
+    let r = stack.upload_lands(&f, &data, key, "image/jpeg", "private", CHUNKED);
     assert!(
         r["url"].as_str().unwrap().starts_with(&stack.tusd.endpoint()),
         "{r}"
-    );
-    assert!(
-        stack.wait_asset(&format!("private/{key}")) == data,
-        "different bytes"
     );
 
     // public, one chunk
@@ -286,11 +320,7 @@ fn v2_uploads_land_byte_for_byte() {
         ]
     );
     // tusd's data and .info files left the upload directory.
-    assert!(
-        wait_until(Duration::from_secs(10), || stack.upload_dir_files().is_empty()),
-        "left behind: {:?}",
-        stack.upload_dir_files()
-    );
+    stack.wait_upload_dir_emptied();
     let decisions = |hook: &str| {
         stack.metric(&format!(
             "assetgate_hook_decisions_total{{decision=\"allow\",hook=\"{hook}\",reason=\"ok\"}}"
@@ -329,9 +359,7 @@ fn v2_rejections_reach_the_client_and_nothing_lands() {
     // And it still accepts a good one.
     let tmp = tempfile::tempdir().unwrap();
     let (f, data) = random_file(tmp.path(), "ok.png", 3000);
-    let r = stack.upload(&f, "a/ok.png", "image/png", "private", &[]);
-    assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(stack.wait_asset("private/a/ok.png"), data);
+    stack.upload_lands(&f, &data, "a/ok.png", "image/png", "private", &[]);
 }
 
 // ---------------------------------------------------------------------------
@@ -344,16 +372,9 @@ fn v1_upload_lands_and_rejections_reach_the_client() {
 
     let (f, data) = random_file(tmp.path(), "big.bin", 200 * 1024 + 3);
     let key = "photos/été 2026/v1 plage.jpg";
-    let r = stack.upload(&f, key, "image/jpeg", "private", &["--chunk-size", "65536"]);
-    assert_eq!(r["ok"], true, "{r}\n{}", stack.logs());
-    assert!(
-        stack.wait_asset(&format!("private/{key}")) == data,
-        "different bytes"
-    );
+    stack.upload_lands(&f, &data, key, "image/jpeg", "private", CHUNKED);
     let (f, data) = random_file(tmp.path(), "pub.bin", 500);
-    let r = stack.upload(&f, "avatars/v1.png", "image/png", "public", &[]);
-    assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(stack.wait_asset("public/avatars/v1.png"), data);
+    stack.upload_lands(&f, &data, "avatars/v1.png", "image/png", "public", &[]);
 
     let r = stack.upload(&f, "a/e.png", "image/png", "private", &["--ttl", "-300"]);
     stack.assert_refused("expired", &r, 403, "token_expired");
@@ -365,11 +386,7 @@ fn v1_upload_lands_and_rejections_reach_the_client() {
     assert_eq!(body["error"]["code"], "metadata_missing");
 
     assert_eq!(stack.asset_files().len(), 2, "{:?}", stack.asset_files());
-    assert!(
-        wait_until(Duration::from_secs(10), || stack.upload_dir_files().is_empty()),
-        "left behind: {:?}",
-        stack.upload_dir_files()
-    );
+    stack.wait_upload_dir_emptied();
     // v1 protocol: the hook name travels in `Hook-Name`.
     assert_eq!(
         stack.metric("assetgate_hook_decisions_total{decision=\"allow\",hook=\"pre-create\",reason=\"ok\"}"),
@@ -386,30 +403,17 @@ fn v2_lost_post_finish_is_published_by_finalize_pending() {
     let tmp = tempfile::tempdir().unwrap();
     let (f, data) = random_file(tmp.path(), "lost.bin", 300 * 1024 + 11);
     let key = "reports/lost and found.pdf";
-    let chunk = ["--chunk-size", "65536"];
 
     // Three chunks while the gate is up...
-    let r = stack.upload(
-        &f,
-        key,
-        "application/pdf",
-        "private",
-        &[&chunk[..], &["--stop-at", "196608"]].concat(),
-    );
-    assert_eq!(r["ok"], true, "{r}");
+    let r = stack.upload_part(&f, key, "application/pdf", "196608");
     assert_eq!(r["offset"], 196608);
     let url = r["url"].as_str().unwrap().to_string();
     let id = upload_id(&r["url"]);
+    let resume = [CHUNKED, &["--url", url.as_str()]].concat();
 
     // ...the rest while it is down: pre-finish cannot be delivered.
     stack.stop_gate();
-    let r = stack.upload(
-        &f,
-        key,
-        "application/pdf",
-        "private",
-        &[&chunk[..], &["--url", url.as_str()]].concat(),
-    );
+    let r = stack.upload(&f, key, "application/pdf", "private", &resume);
     assert_eq!(r["ok"], false, "{r}");
     assert_eq!(r["phase"], "patch", "{r}");
     assert_eq!(r["status"], 500, "the last PATCH fails cleanly: {r}");
@@ -422,13 +426,7 @@ fn v2_lost_post_finish_is_published_by_finalize_pending() {
     // The gate comes back: tusd never redelivers, and a resuming client finds
     // the upload complete (HEAD) and reports success.
     stack.start_gate();
-    let r = stack.upload(
-        &f,
-        key,
-        "application/pdf",
-        "private",
-        &[&chunk[..], &["--url", url.as_str()]].concat(),
-    );
+    let r = stack.upload(&f, key, "application/pdf", "private", &resume);
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["offset"], data.len());
     std::thread::sleep(Duration::from_secs(2));
@@ -464,36 +462,15 @@ fn v2_tusd_restart_between_create_and_finish_strands_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let (f, data) = random_file(tmp.path(), "r.bin", 256 * 1024 + 99);
     let key = "videos/restart ü.mp4";
-    let r = stack.upload(
-        &f,
-        key,
-        "video/mp4",
-        "private",
-        &["--chunk-size", "65536", "--stop-at", "131072"],
-    );
-    assert_eq!(r["ok"], true, "{r}");
+    let r = stack.upload_part(&f, key, "video/mp4", "131072");
     let url = r["url"].as_str().unwrap().to_string();
 
     stack.tusd.restart(); // SIGKILL, then the same flags, port and directory
 
-    let r = stack.upload(
-        &f,
-        key,
-        "video/mp4",
-        "private",
-        &["--chunk-size", "65536", "--url", url.as_str()],
-    );
-    assert_eq!(r["ok"], true, "{r}\n{}", stack.logs());
+    let resume = [CHUNKED, &["--url", url.as_str()]].concat();
+    let r = stack.upload_lands(&f, &data, key, "video/mp4", "private", &resume);
     assert_eq!(r["url"].as_str().unwrap(), url);
-    assert!(
-        stack.wait_asset(&format!("private/{key}")) == data,
-        "different bytes"
-    );
-    assert!(
-        wait_until(Duration::from_secs(10), || stack.upload_dir_files().is_empty()),
-        "left behind: {:?}",
-        stack.upload_dir_files()
-    );
+    stack.wait_upload_dir_emptied();
 }
 
 /// Requests a [`HookStub`] received: (lower-case headers, body).
@@ -629,13 +606,8 @@ fn v2_gate_down_slow_or_failing_is_a_clean_500_and_a_retry_lands() {
     {
         let stub = HookStub::start(stack.gate_port, 503, r#"{"error":"overloaded"}"#);
         let r = stack.upload(&f, key, "image/png", "private", &[]);
-        assert_eq!(
-            (r["ok"].clone(), r["status"].clone()),
-            (json!(false), json!(500)),
-            "{r}"
-        );
+        let body = failed_with_500(&r);
         assert_eq!(r["phase"], "create");
-        let body = r["body"].as_str().unwrap();
         assert!(body.starts_with("ERR_INTERNAL_SERVER_ERROR"), "{body}");
         assert!(
             body.contains("unexpected response code from hook endpoint (503)"),
@@ -647,12 +619,7 @@ fn v2_gate_down_slow_or_failing_is_a_clean_500_and_a_retry_lands() {
 
     // 2. Nothing listens: connection refused, retried, then 500.
     let r = stack.upload(&f, key, "image/png", "private", &[]);
-    assert_eq!(
-        (r["ok"].clone(), r["status"].clone()),
-        (json!(false), json!(500)),
-        "{r}"
-    );
-    let body = r["body"].as_str().unwrap();
+    let body = failed_with_500(&r);
     assert!(body.starts_with("ERR_INTERNAL_SERVER_ERROR"), "{body}");
     assert!(body.contains("connection refused"), "{body}");
     // tusd tells the client where its hooks go.
@@ -670,12 +637,7 @@ fn v2_gate_down_slow_or_failing_is_a_clean_500_and_a_retry_lands() {
     let r = stack.upload(&f, key, "image/png", "private", &[]);
     let took = started.elapsed();
     stack.signal_gate("CONT");
-    assert_eq!(
-        (r["ok"].clone(), r["status"].clone()),
-        (json!(false), json!(500)),
-        "{r}"
-    );
-    let body = r["body"].as_str().unwrap();
+    let body = failed_with_500(&r);
     assert!(body.contains("context deadline exceeded"), "{body}");
     assert!(
         // one 5 s deadline for all attempts; per-attempt deadlines would be
@@ -686,9 +648,7 @@ fn v2_gate_down_slow_or_failing_is_a_clean_500_and_a_retry_lands() {
     nothing_happened(&stack, "slow");
 
     // 4. The gate is back: the same upload goes through.
-    let r = stack.upload(&f, key, "image/png", "private", &[]);
-    assert_eq!(r["ok"], true, "{r}\n{}", stack.logs());
-    assert!(stack.wait_asset(&format!("private/{key}")) == data);
+    stack.upload_lands(&f, &data, key, "image/png", "private", &[]);
     assert_eq!(stack.asset_files(), vec![format!("private/{key}")]);
 }
 
@@ -705,7 +665,7 @@ fn check_content_mismatch_is_never_published(version: Version) {
     std::fs::write(&f, &data).unwrap();
     let key = "docs/not really.pdf";
 
-    let r = stack.upload(&f, key, "application/pdf", "private", &["--chunk-size", "65536"]);
+    let r = stack.upload(&f, key, "application/pdf", "private", CHUNKED);
     stack.assert_refused("content mismatch", &r, 415, "content_mismatch");
     assert_eq!(r["phase"], "patch", "told on the last PATCH: {r}");
     assert_eq!(r["offset"], 65536, "the first chunk went through: {r}");
@@ -944,10 +904,7 @@ fn v2_hook_payloads_have_the_shape_of_the_fixtures() {
         "--visibility",
         "private",
     ];
-    py(
-        "tus_upload.py",
-        &[&common[..], &["--file", f, "--chunk-size", "65536"]].concat(),
-    );
+    py("tus_upload.py", &[&common[..], &["--file", f], CHUNKED].concat());
     let r = py(
         "tus_concat.py",
         &[&common[..], &["parallel", "--file", f, "--parts", "2"]].concat(),
