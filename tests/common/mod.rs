@@ -291,6 +291,14 @@ impl Drop for Daemon {
     }
 }
 
+/// Kills (SIGKILL) and reaps the process in `slot`, if one runs; leaves `None`.
+pub fn kill_child(slot: &mut Option<Child>) {
+    if let Some(mut c) = slot.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 /// assetgate as deployed: `deploy/assetgate.toml` as shipped, the environment
 /// overriding only its listen address (a free loopback port), its asset root
 /// (`<dir>/assets`), tusd's upload directory (`<dir>/uploads`, to be shared
