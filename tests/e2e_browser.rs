@@ -244,42 +244,14 @@ struct Stack {
     dir: tempfile::TempDir,
 }
 
-fn random_secret() -> String {
-    use rand::distributions::{Alphanumeric, DistString};
-    Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
-}
-
 impl Stack {
     fn start() -> Stack {
-        let repo = repo();
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let assets = dir.join("assets");
-        let uploads = dir.join("uploads");
-        std::fs::create_dir_all(&assets).unwrap();
-        std::fs::create_dir_all(&uploads).unwrap();
+        let shipped = ShippedGate::start(dir, &[]);
+        let (gate, assets) = (shipped.daemon, shipped.assets);
 
-        let link_secret = random_secret();
-        let upload_secret = random_secret();
-        let link_file = dir.join("secrets/link_secret");
-        let upload_file = dir.join("secrets/upload_secret");
-        write(&link_file, &format!("{link_secret}\n"));
-        write(&upload_file, &format!("{upload_secret}\n"));
-
-        let s = |p: &Path| p.display().to_string();
-        let gate = Daemon::start_file(
-            &repo.join("deploy/assetgate.toml"),
-            &[],
-            &[
-                ("ASSETGATE_LISTEN", "127.0.0.1:0"),
-                ("ASSETGATE_STORAGE__ROOT", &s(&assets)),
-                ("ASSETGATE_TUSD__UPLOAD_DIR", &s(&uploads)),
-                ("ASSETGATE_LINK_SECRET_FILE", &s(&link_file)),
-                ("ASSETGATE_UPLOAD_SECRET_FILE", &s(&upload_file)),
-            ],
-        );
-
-        let (tusd, tusd_port) = start_tusd(dir, &uploads, &format!("{}/tusd", gate.url()));
+        let (tusd, tusd_port) = start_tusd(dir, &shipped.uploads, &format!("{}/tusd", gate.url()));
 
         // nginx: the shipped example (origin B) plus the application's server
         // block (origin A).
@@ -329,15 +301,15 @@ impl Stack {
             app_port,
             &[
                 "--storage".into(),
-                s(&assets),
+                assets.display().to_string(),
                 "--base-url".into(),
                 format!("http://{}", nginx.addr(1)),
                 "--tusd-url".into(),
                 format!("http://{}", nginx.addr(0)),
                 "--upload-secret".into(),
-                upload_secret.clone(),
+                shipped.upload_secret,
                 "--link-secret".into(),
-                link_secret.clone(),
+                shipped.link_secret,
             ],
         );
 

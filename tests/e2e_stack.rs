@@ -33,6 +33,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::ngx::{listen_on, nginx_main_conf, shipped_site, Nginx};
+use common::tus::TusStack;
 use common::tusd::Tusd;
 use common::*;
 
@@ -46,11 +47,6 @@ struct Stack {
     _dir: tempfile::TempDir,
 }
 
-fn random_secret() -> String {
-    use rand::distributions::{Alphanumeric, DistString};
-    Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
-}
-
 impl Stack {
     fn start() -> Stack {
         Stack::start_with(&[])
@@ -58,40 +54,17 @@ impl Stack {
 
     /// The stack with extra `ASSETGATE_*` variables for the gate.
     fn start_with(extra_env: &[(&str, &str)]) -> Stack {
-        let repo = repo();
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let assets = dir.join("assets");
-        // tusd's -upload-dir (tests/common/tusd.rs), shared with assetgate.
-        let uploads = dir.join("uploads");
-        std::fs::create_dir_all(&assets).unwrap();
-        std::fs::create_dir_all(&uploads).unwrap();
 
-        // Secrets as files, as systemd credentials / compose and k8s secrets.
-        let link_secret = random_secret();
-        let upload_secret = random_secret();
-        let link_file = dir.join("secrets/link_secret");
-        let upload_file = dir.join("secrets/upload_secret");
-        write(&link_file, &format!("{link_secret}\n"));
-        write(&upload_file, &format!("{upload_secret}\n"));
-
-        // assetgate: the shipped example config, env overrides only.
-        let s = |p: &Path| p.display().to_string();
-        let (assets_s, uploads_s, link_s, upload_s) =
-            (s(&assets), s(&uploads), s(&link_file), s(&upload_file));
-        let mut env = vec![
-            ("ASSETGATE_LISTEN", "127.0.0.1:0"),
-            ("ASSETGATE_STORAGE__ROOT", assets_s.as_str()),
-            ("ASSETGATE_TUSD__UPLOAD_DIR", uploads_s.as_str()),
-            ("ASSETGATE_LINK_SECRET_FILE", link_s.as_str()),
-            ("ASSETGATE_UPLOAD_SECRET_FILE", upload_s.as_str()),
-        ];
-        env.extend_from_slice(extra_env);
-        let gate = Daemon::start_file(&repo.join("deploy/assetgate.toml"), &[], &env);
+        // assetgate: the shipped example config, env overrides only, secrets
+        // as files.
+        let shipped = ShippedGate::start(dir, extra_env);
+        let (gate, assets) = (shipped.daemon, shipped.assets);
 
         // tusd: the shipped command line, hooks to the gate.
         let tusd = Tusd::start_shipped(dir, &format!("{}/tusd", gate.url()));
-        assert_eq!(tusd.upload_dir, uploads);
+        assert_eq!(tusd.upload_dir, shipped.uploads);
         let tusd_port = tusd.port;
 
         // nginx: the example, its includes under <conf dir>/assetgate/.
@@ -108,46 +81,14 @@ impl Stack {
             tusd,
             nginx,
             assets,
-            link_secret,
-            upload_secret,
+            link_secret: shipped.link_secret,
+            upload_secret: shipped.upload_secret,
             _dir: tmp,
         }
     }
 
     fn base_url(&self) -> String {
         format!("http://{}", self.nginx.addr(0))
-    }
-
-    /// Everything the three processes logged, for failure messages.
-    fn logs(&self) -> String {
-        format!(
-            "{}\n--- tusd ---\n{}\n--- assetgate ---\n{}",
-            self.nginx.logs(),
-            self.tusd.log(),
-            self.gate.logs().join("\n")
-        )
-    }
-
-    /// tuspy uploads `file` through nginx's `/files/` with a granite token.
-    fn upload(&self, file: &Path, key: &str, ct: &str, vis: &str, extra: &[&str]) -> serde_json::Value {
-        let out = Command::new(peer_python())
-            .arg(repo().join("tests/peers/tus_upload.py"))
-            .args(["--endpoint", &format!("{}/files/", self.base_url())])
-            .arg("--file")
-            .arg(file)
-            .args(["--key", key, "--content-type", ct, "--visibility", vis])
-            .args(["--secret", &self.upload_secret])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "tus client failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.logs()
-        );
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("client output {e}: {}", String::from_utf8_lossy(&out.stdout)))
     }
 
     /// A download link minted by granite for a private asset that exists;
@@ -177,17 +118,30 @@ impl Stack {
         let (status, _, body) = get(self.nginx.addr(0), target, &[]);
         (status, body)
     }
+}
 
-    /// post-finish moves the file in the background: wait for it.
-    fn wait_asset(&self, rel: &str) -> Vec<u8> {
-        if let Some(b) = wait_for_file(&self.assets.join(rel), Duration::from_secs(20)) {
-            return b;
-        }
-        panic!("{rel} never appeared in the asset tree\n{}", self.logs());
+impl TusStack for Stack {
+    /// nginx's `/files/`.
+    fn endpoint(&self) -> String {
+        format!("{}/files/", self.base_url())
     }
 
-    fn asset_files(&self) -> Vec<String> {
-        files_under(&self.assets)
+    fn upload_secret(&self) -> &str {
+        &self.upload_secret
+    }
+
+    fn assets(&self) -> &Path {
+        &self.assets
+    }
+
+    /// Everything the three processes logged, for failure messages.
+    fn logs(&self) -> String {
+        format!(
+            "{}\n--- tusd ---\n{}\n--- assetgate ---\n{}",
+            self.nginx.logs(),
+            self.tusd.log(),
+            self.gate.logs().join("\n")
+        )
     }
 }
 
@@ -295,16 +249,7 @@ fn rejected_uploads_reach_the_client_through_nginx() {
     ];
     for (what, key, ct, extra, status, code) in cases {
         let r = stack.upload(&file, key, ct, "private", extra);
-        assert_eq!(r["ok"], false, "{what}: {r}");
-        assert_eq!(r["status"], *status, "{what}: {r}\n{}", stack.logs());
-        let body: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap())
-            .unwrap_or_else(|e| panic!("{what}: body is not JSON ({e}): {r}"));
-        assert_eq!(body["error"]["code"], *code, "{what}: {body}");
-        assert!(
-            body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{what}: {body}"
-        );
-        assert!(!r["body"].as_str().unwrap().contains(&stack.upload_secret));
+        stack.assert_refused(what, &r, *status, code);
     }
     assert!(stack.asset_files().is_empty(), "{:?}", stack.asset_files());
 }

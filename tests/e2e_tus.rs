@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::rustus::{start_rustus, Rustus};
+use common::tus::{TusStack, REFUSALS_UPLOAD_CONFIG};
 use common::*;
 
 struct Stack {
@@ -43,46 +44,6 @@ impl Stack {
         }
     }
 
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}/files/", self.rustus.port)
-    }
-
-    fn upload(&self, file: &Path, key: &str, ct: &str, vis: &str, extra: &[&str]) -> serde_json::Value {
-        let out = Command::new(peer_python())
-            .arg(repo().join("tests/peers/tus_upload.py"))
-            .args(["--endpoint", &self.endpoint()])
-            .arg("--file")
-            .arg(file)
-            .args(["--key", key, "--content-type", ct, "--visibility", vis])
-            .args(["--secret", UPLOAD_SECRET])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "tus client failed: {}\nrustus log: {}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(&self.rustus.log).unwrap_or_default()
-        );
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("client output {e}: {}", String::from_utf8_lossy(&out.stdout)))
-    }
-
-    /// Waits for post-finish to have moved the file (the hook is asynchronous).
-    fn wait_asset(&self, rel: &str) -> Vec<u8> {
-        if let Some(b) = wait_for_file(&self.assets.join(rel), Duration::from_secs(20)) {
-            return b;
-        }
-        panic!(
-            "{rel} never appeared in the asset tree; gate logs:\n{}",
-            self.gate.logs().join("\n")
-        );
-    }
-
-    fn asset_files(&self) -> Vec<String> {
-        files_under(&self.assets)
-    }
-
     /// The value of one series of the gate's /metrics (`name{labels}` exactly
     /// as exposed, labels sorted).
     fn metric(&self, series: &str) -> Option<u64> {
@@ -110,6 +71,28 @@ impl Stack {
     }
 }
 
+impl TusStack for Stack {
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/files/", self.rustus.port)
+    }
+
+    fn upload_secret(&self) -> &str {
+        UPLOAD_SECRET
+    }
+
+    fn assets(&self) -> &Path {
+        &self.assets
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "rustus log: {}\n--- assetgate ---\n{}",
+            std::fs::read_to_string(&self.rustus.log).unwrap_or_default(),
+            self.gate.logs().join("\n")
+        )
+    }
+}
+
 #[test]
 fn accepted_uploads_land_byte_for_byte() {
     let mut stack = Stack::new("");
@@ -118,21 +101,22 @@ fn accepted_uploads_land_byte_for_byte() {
     // multi-chunk private upload with spaces and non-ASCII in the key
     let (f, data) = random_file(tmp.path(), "big.bin", 600 * 1024 + 17);
     let key = "photos/été 2026/plage.jpg";
-    let r = stack.upload(&f, key, "image/jpeg", "private", &["--chunk-size", "65536"]);
-    assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(stack.wait_asset(&format!("private/{key}")), data);
+    stack.upload_lands(
+        &f,
+        &data,
+        key,
+        "image/jpeg",
+        "private",
+        &["--chunk-size", "65536"],
+    );
 
     // public
     let (f, data) = random_file(tmp.path(), "pub.bin", 1000);
-    let r = stack.upload(&f, "avatars/u1.png", "image/png", "public", &[]);
-    assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(stack.wait_asset("public/avatars/u1.png"), data);
+    stack.upload_lands(&f, &data, "avatars/u1.png", "image/png", "public", &[]);
 
     // empty file
-    let (f, _) = random_file(tmp.path(), "empty.bin", 0);
-    let r = stack.upload(&f, "docs/empty.txt", "text/plain", "private", &[]);
-    assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(stack.wait_asset("private/docs/empty.txt"), Vec::<u8>::new());
+    let (f, data) = random_file(tmp.path(), "empty.bin", 0);
+    stack.upload_lands(&f, &data, "docs/empty.txt", "text/plain", "private", &[]);
 
     // the finished uploads left rustus's data dir (only info files may remain)
     let end = Instant::now() + Duration::from_secs(10);
@@ -160,80 +144,9 @@ fn accepted_uploads_land_byte_for_byte() {
 
 #[test]
 fn rejections_reach_the_client_and_nothing_lands() {
-    let mut stack = Stack::new("content_types = [\"image/*\", \"text/plain\"]\nmax_size = 1048576\n");
-    let tmp = tempfile::tempdir().unwrap();
-    let (small, _) = random_file(tmp.path(), "small.bin", 2000);
-    let (big, _) = random_file(tmp.path(), "big.bin", 2 * 1024 * 1024);
-
-    // an existing asset for the 409 case
-    write(&stack.assets.join("private/taken.png"), "original");
-
-    // (name, file, key, content type, client args, status, error code)
-    type Case<'a> = (&'a str, &'a Path, &'a str, &'a str, Vec<&'a str>, u64, &'a str);
-    let cases: Vec<Case> = vec![
-        (
-            "tampered",
-            &small,
-            "a/t.png",
-            "image/png",
-            vec!["--tamper", "content-type=image/gif"],
-            403,
-            "token_invalid",
-        ),
-        (
-            "expired",
-            &small,
-            "a/e.png",
-            "image/png",
-            vec!["--ttl", "-300"],
-            403,
-            "token_expired",
-        ),
-        (
-            "traversal",
-            &small,
-            "../../etc/evil.png",
-            "image/png",
-            vec![],
-            400,
-            "key_invalid",
-        ),
-        (
-            "too large",
-            &big,
-            "a/big.png",
-            "image/png",
-            vec![],
-            413,
-            "too_large",
-        ),
-        (
-            "type",
-            &small,
-            "a/x.exe",
-            "application/x-msdownload",
-            vec![],
-            415,
-            "content_type_not_allowed",
-        ),
-        ("exists", &small, "taken.png", "image/png", vec![], 409, "exists"),
-    ];
-    for (name, file, key, ct, extra, status, code) in cases {
-        let r = stack.upload(file, key, ct, "private", &extra);
-        assert_eq!(r["ok"], false, "{name}: {r}");
-        assert_eq!(r["status"], status, "{name}: {r}");
-        let body: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap())
-            .unwrap_or_else(|e| panic!("{name}: body is not JSON ({e}): {r}"));
-        assert_eq!(body["error"]["code"], code, "{name}: {body}");
-        assert!(
-            body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{name}"
-        );
-        assert!(
-            !r["body"].as_str().unwrap().contains(UPLOAD_SECRET),
-            "{name}: leaks the secret"
-        );
-    }
+    let mut stack = Stack::new(REFUSALS_UPLOAD_CONFIG);
+    // with an existing asset for the 409 case
+    stack.assert_refusals(|_, _| {});
     assert_eq!(stack.asset_files(), vec!["private/taken.png".to_string()]);
     assert_eq!(
         std::fs::read(stack.assets.join("private/taken.png")).unwrap(),

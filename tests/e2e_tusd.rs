@@ -31,14 +31,19 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::tus::{run_client, TusStack, REFUSALS_UPLOAD_CONFIG};
 use common::tusd::{Tusd, Version};
 use common::*;
 use serde_json::{json, Value};
+
+/// tuspy's flags for 64 KiB PATCHes (its default is 256 KiB): a multi-chunk
+/// upload of a few hundred KiB.
+const CHUNKED: &[&str] = &["--chunk-size", "65536"];
 
 /// A PNG's signature: what `check_content` recognises.
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
@@ -128,63 +133,35 @@ impl Stack {
         assert!(ok, "kill -{signal}");
     }
 
-    fn logs(&self) -> String {
-        let mut gate = self.old_gate_logs.clone();
-        if let Some(g) = &self.gate {
-            gate.extend(g.logs());
-        }
-        format!(
-            "--- tusd {} ---\n{}\n--- assetgate ---\n{}",
-            self.tusd.version.tag(),
-            self.tusd.log(),
-            gate.join("\n")
-        )
-    }
-
-    /// tuspy uploads `file` with a granite token for `key`.
-    fn upload(&self, file: &Path, key: &str, ct: &str, vis: &str, extra: &[&str]) -> Value {
-        let out = Command::new(peer_python())
-            .arg(repo().join("tests/peers/tus_upload.py"))
-            .args(["--endpoint", &self.tusd.endpoint()])
-            .arg("--file")
-            .arg(file)
-            .args(["--key", key, "--content-type", ct, "--visibility", vis])
-            .args(["--secret", UPLOAD_SECRET])
-            .args(extra)
-            .output()
-            .unwrap();
-        client_result(&out, || self.logs())
-    }
-
-    /// `tests/peers/tus_concat.py` with a granite token for `key`.
-    fn concat(&self, key: &str, ct: &str, vis: &str, command: &[&str]) -> Value {
-        let out = Command::new(peer_python())
-            .arg(repo().join("tests/peers/tus_concat.py"))
-            .args(["--endpoint", &self.tusd.endpoint(), "--secret", UPLOAD_SECRET])
-            .args(["--key", key, "--content-type", ct, "--visibility", vis])
-            .args(command)
-            .output()
-            .unwrap();
-        client_result(&out, || self.logs())
-    }
-
-    /// post-finish moves the file in the background: wait for it.
-    fn wait_asset(&self, rel: &str) -> Vec<u8> {
-        if let Some(b) = wait_for_file(&self.assets.join(rel), Duration::from_secs(20)) {
-            return b;
-        }
-        panic!("{rel} never appeared in the asset tree\n{}", self.logs());
-    }
-
-    fn asset_files(&self) -> Vec<String> {
-        files_under(&self.assets)
-    }
-
     fn upload_dir_files(&self) -> Vec<String> {
         files_under(&self.tusd.upload_dir)
             .into_iter()
             .filter(|f| !f.ends_with(".lock"))
             .collect()
+    }
+
+    /// tuspy sends `file` in 64 KiB chunks up to byte `stop_at` and stops there
+    /// (a client that goes away mid-upload); asserts it says so, its answer.
+    fn upload_part(&self, file: &Path, key: &str, ct: &str, stop_at: &str) -> Value {
+        let r = self.upload(
+            file,
+            key,
+            ct,
+            "private",
+            &[CHUNKED, &["--stop-at", stop_at]].concat(),
+        );
+        assert_eq!(r["ok"], true, "{r}");
+        r
+    }
+
+    /// Waits up to 10 s for tusd's data and `.info` files to leave the upload
+    /// directory, then asserts they did.
+    fn wait_upload_dir_emptied(&self) {
+        assert!(
+            wait_until(Duration::from_secs(10), || self.upload_dir_files().is_empty()),
+            "left behind: {:?}",
+            self.upload_dir_files()
+        );
     }
 
     /// The value of one series of the gate's /metrics (`name{labels}` exactly
@@ -239,16 +216,31 @@ impl Stack {
     }
 }
 
-/// The client scripts print one JSON object; they fail only on a bug of their own.
-fn client_result(out: &Output, logs: impl Fn() -> String) -> Value {
-    assert!(
-        out.status.success(),
-        "tus client failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        logs()
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("client output {e}: {}", String::from_utf8_lossy(&out.stdout)))
+impl TusStack for Stack {
+    fn endpoint(&self) -> String {
+        self.tusd.endpoint()
+    }
+
+    fn upload_secret(&self) -> &str {
+        UPLOAD_SECRET
+    }
+
+    fn assets(&self) -> &Path {
+        &self.assets
+    }
+
+    fn logs(&self) -> String {
+        let mut gate = self.old_gate_logs.clone();
+        if let Some(g) = &self.gate {
+            gate.extend(g.logs());
+        }
+        format!(
+            "--- tusd {} ---\n{}\n--- assetgate ---\n{}",
+            self.tusd.version.tag(),
+            self.tusd.log(),
+            gate.join("\n")
+        )
+    }
 }
 
 fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -262,6 +254,17 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Asserts that the client was answered 500 (a hook tusd could not deliver);
+/// the body it got.
+fn failed_with_500(r: &Value) -> &str {
+    assert_eq!(
+        (r["ok"].clone(), r["status"].clone()),
+        (json!(false), json!(500)),
+        "{r}"
+    );
+    r["body"].as_str().unwrap()
 }
 
 /// The upload ID at the end of an upload URL.
@@ -283,24 +286,6 @@ fn create_without_metadata(tusd: &Tusd) -> (u16, String, Value) {
     (status, ct, body)
 }
 
-/// Asserts a refusal the client saw: status, JSON `error.code`, a message, and
-/// no secret in the body.
-fn assert_refused(what: &str, r: &Value, status: u64, code: &str) {
-    assert_eq!(r["ok"], false, "{what}: {r}");
-    assert_eq!(r["status"], status, "{what}: {r}");
-    let body: Value = serde_json::from_str(r["body"].as_str().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{what}: body is not JSON ({e}): {r}"));
-    assert_eq!(body["error"]["code"], code, "{what}: {body}");
-    assert!(
-        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{what}: {body}"
-    );
-    assert!(
-        !r["body"].as_str().unwrap().contains(UPLOAD_SECRET),
-        "{what}: leaks the secret"
-    );
-}
-
 // ---------------------------------------------------------------------------
 // tusd v2.9.1: accepted and refused uploads
 
@@ -312,28 +297,19 @@ fn v2_uploads_land_byte_for_byte() {
     // multi-chunk private upload, spaces and non-ASCII in the key
     let (f, data) = random_file(tmp.path(), "big.bin", 600 * 1024 + 17);
     let key = "photos/été 2026/plage à midi.jpg";
-    let r = stack.upload(&f, key, "image/jpeg", "private", &["--chunk-size", "65536"]);
-    assert_eq!(r["ok"], true, "{r}\n{}", stack.logs());
+    let r = stack.upload_lands(&f, &data, key, "image/jpeg", "private", CHUNKED);
     assert!(
         r["url"].as_str().unwrap().starts_with(&stack.tusd.endpoint()),
         "{r}"
     );
-    assert!(
-        stack.wait_asset(&format!("private/{key}")) == data,
-        "different bytes"
-    );
 
     // public, one chunk
     let (f, data) = random_file(tmp.path(), "pub.bin", 1000);
-    let r = stack.upload(&f, "avatars/u1.png", "image/png", "public", &[]);
-    assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(stack.wait_asset("public/avatars/u1.png"), data);
+    stack.upload_lands(&f, &data, "avatars/u1.png", "image/png", "public", &[]);
 
     // empty: tusd finishes it inside the POST
-    let (f, _) = random_file(tmp.path(), "empty.bin", 0);
-    let r = stack.upload(&f, "docs/empty.txt", "text/plain", "private", &[]);
-    assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(stack.wait_asset("private/docs/empty.txt"), Vec::<u8>::new());
+    let (f, data) = random_file(tmp.path(), "empty.bin", 0);
+    stack.upload_lands(&f, &data, "docs/empty.txt", "text/plain", "private", &[]);
 
     assert_eq!(
         stack.asset_files(),
@@ -344,11 +320,7 @@ fn v2_uploads_land_byte_for_byte() {
         ]
     );
     // tusd's data and .info files left the upload directory.
-    assert!(
-        wait_until(Duration::from_secs(10), || stack.upload_dir_files().is_empty()),
-        "left behind: {:?}",
-        stack.upload_dir_files()
-    );
+    stack.wait_upload_dir_emptied();
     let decisions = |hook: &str| {
         stack.metric(&format!(
             "assetgate_hook_decisions_total{{decision=\"allow\",hook=\"{hook}\",reason=\"ok\"}}"
@@ -361,71 +333,10 @@ fn v2_uploads_land_byte_for_byte() {
 
 #[test]
 fn v2_rejections_reach_the_client_and_nothing_lands() {
-    let mut stack = Stack::new(
-        Version::V2,
-        "content_types = [\"image/*\", \"text/plain\"]\nmax_size = 1048576\n",
-        &[],
-    );
-    let tmp = tempfile::tempdir().unwrap();
-    let (small, _) = random_file(tmp.path(), "small.bin", 2000);
-    let (big, _) = random_file(tmp.path(), "big.bin", 2 * 1024 * 1024);
-    write(&stack.assets.join("private/taken.png"), "original");
-
-    // (name, file, key, content type, client args, status, error code)
-    type Case<'a> = (&'a str, &'a Path, &'a str, &'a str, Vec<&'a str>, u64, &'a str);
-    let cases: Vec<Case> = vec![
-        (
-            "tampered",
-            &small,
-            "a/t.png",
-            "image/png",
-            vec!["--tamper", "content-type=image/gif"],
-            403,
-            "token_invalid",
-        ),
-        (
-            "expired",
-            &small,
-            "a/e.png",
-            "image/png",
-            vec!["--ttl", "-300"],
-            403,
-            "token_expired",
-        ),
-        (
-            "traversal",
-            &small,
-            "../../etc/evil.png",
-            "image/png",
-            vec![],
-            400,
-            "key_invalid",
-        ),
-        (
-            "too large",
-            &big,
-            "a/big.png",
-            "image/png",
-            vec![],
-            413,
-            "too_large",
-        ),
-        (
-            "type",
-            &small,
-            "a/x.exe",
-            "application/x-msdownload",
-            vec![],
-            415,
-            "content_type_not_allowed",
-        ),
-        ("exists", &small, "taken.png", "image/png", vec![], 409, "exists"),
-    ];
-    for (name, file, key, ct, extra, status, code) in cases {
-        let r = stack.upload(file, key, ct, "private", &extra);
-        assert_refused(name, &r, status, code);
+    let mut stack = Stack::new(Version::V2, REFUSALS_UPLOAD_CONFIG, &[]);
+    stack.assert_refusals(|name, r| {
         assert_eq!(r["phase"], "create", "{name}: refused at pre-create: {r}");
-    }
+    });
     // The headers too: v2 passes the gate's Content-Type on.
     let (status, ct, body) = create_without_metadata(&stack.tusd);
     assert_eq!((status, ct.as_str()), (400, "application/json"));
@@ -446,10 +357,9 @@ fn v2_rejections_reach_the_client_and_nothing_lands() {
     let (s, _, _) = get(stack.gate().addr, "/healthz", &[]);
     assert_eq!(s, 200);
     // And it still accepts a good one.
+    let tmp = tempfile::tempdir().unwrap();
     let (f, data) = random_file(tmp.path(), "ok.png", 3000);
-    let r = stack.upload(&f, "a/ok.png", "image/png", "private", &[]);
-    assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(stack.wait_asset("private/a/ok.png"), data);
+    stack.upload_lands(&f, &data, "a/ok.png", "image/png", "private", &[]);
 }
 
 // ---------------------------------------------------------------------------
@@ -462,32 +372,21 @@ fn v1_upload_lands_and_rejections_reach_the_client() {
 
     let (f, data) = random_file(tmp.path(), "big.bin", 200 * 1024 + 3);
     let key = "photos/été 2026/v1 plage.jpg";
-    let r = stack.upload(&f, key, "image/jpeg", "private", &["--chunk-size", "65536"]);
-    assert_eq!(r["ok"], true, "{r}\n{}", stack.logs());
-    assert!(
-        stack.wait_asset(&format!("private/{key}")) == data,
-        "different bytes"
-    );
+    stack.upload_lands(&f, &data, key, "image/jpeg", "private", CHUNKED);
     let (f, data) = random_file(tmp.path(), "pub.bin", 500);
-    let r = stack.upload(&f, "avatars/v1.png", "image/png", "public", &[]);
-    assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(stack.wait_asset("public/avatars/v1.png"), data);
+    stack.upload_lands(&f, &data, "avatars/v1.png", "image/png", "public", &[]);
 
     let r = stack.upload(&f, "a/e.png", "image/png", "private", &["--ttl", "-300"]);
-    assert_refused("expired", &r, 403, "token_expired");
+    stack.assert_refused("expired", &r, 403, "token_expired");
     let r = stack.upload(&f, "a/x.pdf", "application/pdf", "private", &[]);
-    assert_refused("type", &r, 415, "content_type_not_allowed");
+    stack.assert_refused("type", &r, 415, "content_type_not_allowed");
     // v1 passes the gate's status and body on, not its Content-Type.
     let (status, ct, body) = create_without_metadata(&stack.tusd);
     assert_eq!((status, ct.as_str()), (400, "text/plain; charset=utf-8"));
     assert_eq!(body["error"]["code"], "metadata_missing");
 
     assert_eq!(stack.asset_files().len(), 2, "{:?}", stack.asset_files());
-    assert!(
-        wait_until(Duration::from_secs(10), || stack.upload_dir_files().is_empty()),
-        "left behind: {:?}",
-        stack.upload_dir_files()
-    );
+    stack.wait_upload_dir_emptied();
     // v1 protocol: the hook name travels in `Hook-Name`.
     assert_eq!(
         stack.metric("assetgate_hook_decisions_total{decision=\"allow\",hook=\"pre-create\",reason=\"ok\"}"),
@@ -504,30 +403,17 @@ fn v2_lost_post_finish_is_published_by_finalize_pending() {
     let tmp = tempfile::tempdir().unwrap();
     let (f, data) = random_file(tmp.path(), "lost.bin", 300 * 1024 + 11);
     let key = "reports/lost and found.pdf";
-    let chunk = ["--chunk-size", "65536"];
 
     // Three chunks while the gate is up...
-    let r = stack.upload(
-        &f,
-        key,
-        "application/pdf",
-        "private",
-        &[&chunk[..], &["--stop-at", "196608"]].concat(),
-    );
-    assert_eq!(r["ok"], true, "{r}");
+    let r = stack.upload_part(&f, key, "application/pdf", "196608");
     assert_eq!(r["offset"], 196608);
     let url = r["url"].as_str().unwrap().to_string();
     let id = upload_id(&r["url"]);
+    let resume = [CHUNKED, &["--url", url.as_str()]].concat();
 
     // ...the rest while it is down: pre-finish cannot be delivered.
     stack.stop_gate();
-    let r = stack.upload(
-        &f,
-        key,
-        "application/pdf",
-        "private",
-        &[&chunk[..], &["--url", url.as_str()]].concat(),
-    );
+    let r = stack.upload(&f, key, "application/pdf", "private", &resume);
     assert_eq!(r["ok"], false, "{r}");
     assert_eq!(r["phase"], "patch", "{r}");
     assert_eq!(r["status"], 500, "the last PATCH fails cleanly: {r}");
@@ -540,13 +426,7 @@ fn v2_lost_post_finish_is_published_by_finalize_pending() {
     // The gate comes back: tusd never redelivers, and a resuming client finds
     // the upload complete (HEAD) and reports success.
     stack.start_gate();
-    let r = stack.upload(
-        &f,
-        key,
-        "application/pdf",
-        "private",
-        &[&chunk[..], &["--url", url.as_str()]].concat(),
-    );
+    let r = stack.upload(&f, key, "application/pdf", "private", &resume);
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["offset"], data.len());
     std::thread::sleep(Duration::from_secs(2));
@@ -582,36 +462,15 @@ fn v2_tusd_restart_between_create_and_finish_strands_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let (f, data) = random_file(tmp.path(), "r.bin", 256 * 1024 + 99);
     let key = "videos/restart ü.mp4";
-    let r = stack.upload(
-        &f,
-        key,
-        "video/mp4",
-        "private",
-        &["--chunk-size", "65536", "--stop-at", "131072"],
-    );
-    assert_eq!(r["ok"], true, "{r}");
+    let r = stack.upload_part(&f, key, "video/mp4", "131072");
     let url = r["url"].as_str().unwrap().to_string();
 
     stack.tusd.restart(); // SIGKILL, then the same flags, port and directory
 
-    let r = stack.upload(
-        &f,
-        key,
-        "video/mp4",
-        "private",
-        &["--chunk-size", "65536", "--url", url.as_str()],
-    );
-    assert_eq!(r["ok"], true, "{r}\n{}", stack.logs());
+    let resume = [CHUNKED, &["--url", url.as_str()]].concat();
+    let r = stack.upload_lands(&f, &data, key, "video/mp4", "private", &resume);
     assert_eq!(r["url"].as_str().unwrap(), url);
-    assert!(
-        stack.wait_asset(&format!("private/{key}")) == data,
-        "different bytes"
-    );
-    assert!(
-        wait_until(Duration::from_secs(10), || stack.upload_dir_files().is_empty()),
-        "left behind: {:?}",
-        stack.upload_dir_files()
-    );
+    stack.wait_upload_dir_emptied();
 }
 
 /// Requests a [`HookStub`] received: (lower-case headers, body).
@@ -747,13 +606,8 @@ fn v2_gate_down_slow_or_failing_is_a_clean_500_and_a_retry_lands() {
     {
         let stub = HookStub::start(stack.gate_port, 503, r#"{"error":"overloaded"}"#);
         let r = stack.upload(&f, key, "image/png", "private", &[]);
-        assert_eq!(
-            (r["ok"].clone(), r["status"].clone()),
-            (json!(false), json!(500)),
-            "{r}"
-        );
+        let body = failed_with_500(&r);
         assert_eq!(r["phase"], "create");
-        let body = r["body"].as_str().unwrap();
         assert!(body.starts_with("ERR_INTERNAL_SERVER_ERROR"), "{body}");
         assert!(
             body.contains("unexpected response code from hook endpoint (503)"),
@@ -765,12 +619,7 @@ fn v2_gate_down_slow_or_failing_is_a_clean_500_and_a_retry_lands() {
 
     // 2. Nothing listens: connection refused, retried, then 500.
     let r = stack.upload(&f, key, "image/png", "private", &[]);
-    assert_eq!(
-        (r["ok"].clone(), r["status"].clone()),
-        (json!(false), json!(500)),
-        "{r}"
-    );
-    let body = r["body"].as_str().unwrap();
+    let body = failed_with_500(&r);
     assert!(body.starts_with("ERR_INTERNAL_SERVER_ERROR"), "{body}");
     assert!(body.contains("connection refused"), "{body}");
     // tusd tells the client where its hooks go.
@@ -788,12 +637,7 @@ fn v2_gate_down_slow_or_failing_is_a_clean_500_and_a_retry_lands() {
     let r = stack.upload(&f, key, "image/png", "private", &[]);
     let took = started.elapsed();
     stack.signal_gate("CONT");
-    assert_eq!(
-        (r["ok"].clone(), r["status"].clone()),
-        (json!(false), json!(500)),
-        "{r}"
-    );
-    let body = r["body"].as_str().unwrap();
+    let body = failed_with_500(&r);
     assert!(body.contains("context deadline exceeded"), "{body}");
     assert!(
         // one 5 s deadline for all attempts; per-attempt deadlines would be
@@ -804,9 +648,7 @@ fn v2_gate_down_slow_or_failing_is_a_clean_500_and_a_retry_lands() {
     nothing_happened(&stack, "slow");
 
     // 4. The gate is back: the same upload goes through.
-    let r = stack.upload(&f, key, "image/png", "private", &[]);
-    assert_eq!(r["ok"], true, "{r}\n{}", stack.logs());
-    assert!(stack.wait_asset(&format!("private/{key}")) == data);
+    stack.upload_lands(&f, &data, key, "image/png", "private", &[]);
     assert_eq!(stack.asset_files(), vec![format!("private/{key}")]);
 }
 
@@ -823,8 +665,8 @@ fn check_content_mismatch_is_never_published(version: Version) {
     std::fs::write(&f, &data).unwrap();
     let key = "docs/not really.pdf";
 
-    let r = stack.upload(&f, key, "application/pdf", "private", &["--chunk-size", "65536"]);
-    assert_refused("content mismatch", &r, 415, "content_mismatch");
+    let r = stack.upload(&f, key, "application/pdf", "private", CHUNKED);
+    stack.assert_refused("content mismatch", &r, 415, "content_mismatch");
     assert_eq!(r["phase"], "patch", "told on the last PATCH: {r}");
     assert_eq!(r["offset"], 65536, "the first chunk went through: {r}");
     let id = upload_id(&r["url"]);
@@ -964,7 +806,7 @@ fn v2_regression_final_upload_of_someone_elses_part_is_refused() {
         public.is_empty(),
         "someone else's upload was published: {public:?}\n{r}"
     );
-    assert_refused("final upload of another token's part", &r, 403, "concat_invalid");
+    stack.assert_refused("final upload of another token's part", &r, 403, "concat_invalid");
     assert!(stack.asset_files().is_empty(), "{:?}", stack.asset_files());
     assert!(std::fs::read(stack.tusd.upload_dir.join(&part_id)).unwrap() == secret);
 }
@@ -1047,13 +889,7 @@ fn v2_hook_payloads_have_the_shape_of_the_fixtures() {
     let tusd = Tusd::start(Version::V2, dir.path(), &stub.url(), &[]);
     let tmp = tempfile::tempdir().unwrap();
     let py = |script: &str, args: &[&str]| {
-        let out = Command::new(peer_python())
-            .arg(repo().join("tests/peers").join(script))
-            .args(["--endpoint", &tusd.endpoint(), "--secret", UPLOAD_SECRET])
-            .args(args)
-            .output()
-            .unwrap();
-        let r = client_result(&out, || tusd.log());
+        let r = run_client(script, &tusd.endpoint(), UPLOAD_SECRET, args, || tusd.log());
         assert_eq!(r["ok"], true, "{r}\n{}", tusd.log());
         r
     };
@@ -1068,10 +904,7 @@ fn v2_hook_payloads_have_the_shape_of_the_fixtures() {
         "--visibility",
         "private",
     ];
-    py(
-        "tus_upload.py",
-        &[&common[..], &["--file", f, "--chunk-size", "65536"]].concat(),
-    );
+    py("tus_upload.py", &[&common[..], &["--file", f], CHUNKED].concat());
     let r = py(
         "tus_concat.py",
         &[&common[..], &["parallel", "--file", f, "--parts", "2"]].concat(),

@@ -6,6 +6,7 @@ pub mod hooks;
 pub mod ngx;
 pub mod redis;
 pub mod rustus;
+pub mod tus;
 pub mod tusd;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -288,6 +289,71 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Kills (SIGKILL) and reaps the process in `slot`, if one runs; leaves `None`.
+pub fn kill_child(slot: &mut Option<Child>) {
+    if let Some(mut c) = slot.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// assetgate as deployed: `deploy/assetgate.toml` as shipped, the environment
+/// overriding only its listen address (a free loopback port), its asset root
+/// (`<dir>/assets`), tusd's upload directory (`<dir>/uploads`, to be shared
+/// with tusd's `-upload-dir`) and its secrets: random ones, in files under
+/// `<dir>/secrets/`, as systemd credentials and compose and k8s secrets hand
+/// them over.
+pub struct ShippedGate {
+    pub daemon: Daemon,
+    pub assets: PathBuf,
+    pub uploads: PathBuf,
+    pub link_secret: String,
+    pub upload_secret: String,
+}
+
+impl ShippedGate {
+    /// Starts it, with `extra_env` (more `ASSETGATE_*` variables) on top.
+    pub fn start(dir: &Path, extra_env: &[(&str, &str)]) -> ShippedGate {
+        let assets = dir.join("assets");
+        let uploads = dir.join("uploads");
+        std::fs::create_dir_all(&assets).unwrap();
+        std::fs::create_dir_all(&uploads).unwrap();
+
+        let link_secret = random_secret();
+        let upload_secret = random_secret();
+        let link_file = dir.join("secrets/link_secret");
+        let upload_file = dir.join("secrets/upload_secret");
+        write(&link_file, &format!("{link_secret}\n"));
+        write(&upload_file, &format!("{upload_secret}\n"));
+
+        let s = |p: &Path| p.display().to_string();
+        let (assets_s, uploads_s, link_s, upload_s) =
+            (s(&assets), s(&uploads), s(&link_file), s(&upload_file));
+        let mut env = vec![
+            ("ASSETGATE_LISTEN", "127.0.0.1:0"),
+            ("ASSETGATE_STORAGE__ROOT", assets_s.as_str()),
+            ("ASSETGATE_TUSD__UPLOAD_DIR", uploads_s.as_str()),
+            ("ASSETGATE_LINK_SECRET_FILE", link_s.as_str()),
+            ("ASSETGATE_UPLOAD_SECRET_FILE", upload_s.as_str()),
+        ];
+        env.extend_from_slice(extra_env);
+        let daemon = Daemon::start_file(&repo().join("deploy/assetgate.toml"), &[], &env);
+        ShippedGate {
+            daemon,
+            assets,
+            uploads,
+            link_secret,
+            upload_secret,
+        }
+    }
+}
+
+/// 32 random alphanumeric characters.
+pub fn random_secret() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
 }
 
 fn listening_addrs(line: &str) -> Option<(SocketAddr, Option<SocketAddr>)> {

@@ -68,10 +68,7 @@ impl RedisServer {
 
     /// Kills it (SIGKILL: a crash; nothing is saved).
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        super::kill_child(&mut self.child);
     }
 
     /// Starts it again on the same port (empty: no persistence).

@@ -172,10 +172,7 @@ impl Tusd {
 
     /// Kills tusd (SIGKILL: nothing gets a chance to clean up).
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        super::kill_child(&mut self.child);
     }
 
     /// Starts it again with the same flags, port and upload directory.
