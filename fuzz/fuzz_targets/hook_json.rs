@@ -49,8 +49,6 @@
 #![no_main]
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -68,7 +66,6 @@ use assetgate::tusd::{
     Rejection, Upload, Verdict, MAX_MESSAGE_BYTES,
 };
 use libfuzzer_sys::fuzz_target;
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// granite's test secrets (`tests/vectors/granite-uploads.json`), so the
@@ -263,57 +260,6 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Whether an object of `body` (JSON) gives a key twice.
-fn repeats_a_key(body: &[u8]) -> bool {
-    struct Repeats(bool);
-    impl<'de> Deserialize<'de> for Repeats {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(Keys).map(Repeats)
-        }
-    }
-    struct Keys;
-    impl<'de> Visitor<'de> for Keys {
-        type Value = bool;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("JSON")
-        }
-        fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
-            Ok(false)
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
-            Ok(false)
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
-            Ok(false)
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
-            Ok(false)
-        }
-        fn visit_str<E>(self, _: &str) -> Result<bool, E> {
-            Ok(false)
-        }
-        fn visit_unit<E>(self) -> Result<bool, E> {
-            Ok(false)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-            let mut any = false;
-            while let Some(Repeats(r)) = seq.next_element()? {
-                any |= r;
-            }
-            Ok(any)
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-            let mut seen = HashSet::new();
-            let mut any = false;
-            while let Some(key) = map.next_key::<String>()? {
-                any |= !seen.insert(key);
-                any |= map.next_value::<Repeats>()?.0;
-            }
-            Ok(any)
-        }
-    }
-    serde_json::from_slice::<Repeats>(body).is_ok_and(|r| r.0)
-}
 
 /// The parse differential: refused as not JSON exactly when `Value` refuses
 /// the body, and spelling-independent results.
@@ -336,7 +282,7 @@ fn check_spellings(body: &[u8], header: Option<&str>, parsed: &Result<Hook, tusd
     );
     let canonical = serde_json::to_vec(&value).expect("a Value serialises");
     let again = tusd::parse(&canonical, header);
-    if repeats_a_key(body) {
+    if assetgate::tusd::protocol::repeats_a_key(body) {
         assert!(
             parsed.is_err() || parsed.as_ref().ok() == again.as_ref().ok(),
             "a key given twice: the last one is not what counts"

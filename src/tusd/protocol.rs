@@ -1270,6 +1270,62 @@ fn redact(message: &str) -> String {
     out
 }
 
+/// Whether an object of `body` (valid JSON) gives a key twice (`false` for
+/// a body that is not JSON). For the tests and the `hook_json` fuzz target,
+/// which compare the model with `serde_json::Value` (which keeps the last of
+/// repeated keys).
+#[doc(hidden)]
+pub fn repeats_a_key(body: &[u8]) -> bool {
+    struct Repeats(bool);
+    impl<'de> Deserialize<'de> for Repeats {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(Keys).map(Repeats)
+        }
+    }
+    struct Keys;
+    impl<'de> Visitor<'de> for Keys {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_unit<E>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+            let mut any = false;
+            while let Some(Repeats(r)) = seq.next_element()? {
+                any |= r;
+            }
+            Ok(any)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            let mut any = false;
+            while let Some(key) = map.next_key::<String>()? {
+                any |= !seen.insert(key);
+                any |= map.next_value::<Repeats>()?.0;
+            }
+            Ok(any)
+        }
+    }
+    serde_json::from_slice::<Repeats>(body).is_ok_and(|r| r.0)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
@@ -1397,58 +1453,6 @@ mod tests {
         )));
     }
 
-    /// Whether some object in `text` (JSON) gives a key twice.
-    fn has_repeated_keys(text: &[u8]) -> bool {
-        struct Keys;
-        impl<'de> Visitor<'de> for Keys {
-            type Value = bool;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("JSON")
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
-                Ok(false)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
-                Ok(false)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
-                Ok(false)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
-                Ok(false)
-            }
-            fn visit_str<E>(self, _: &str) -> Result<bool, E> {
-                Ok(false)
-            }
-            fn visit_unit<E>(self) -> Result<bool, E> {
-                Ok(false)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-                let mut any = false;
-                while let Some(Repeated(r)) = seq.next_element()? {
-                    any |= r;
-                }
-                Ok(any)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-                let mut seen = std::collections::HashSet::new();
-                let mut any = false;
-                while let Some(key) = map.next_key::<String>()? {
-                    any |= !seen.insert(key);
-                    any |= map.next_value::<Repeated>()?.0;
-                }
-                Ok(any)
-            }
-        }
-        struct Repeated(bool);
-        impl<'de> Deserialize<'de> for Repeated {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                d.deserialize_any(Keys).map(Repeated)
-            }
-        }
-        serde_json::from_slice::<Repeated>(text).unwrap().0
-    }
-
     /// `text` re-serialised from its `serde_json::Value`: keys sorted, each
     /// once (the last), no spaces, escapes as serde_json writes them.
     fn reserialised(text: &[u8]) -> Vec<u8> {
@@ -1545,7 +1549,7 @@ mod tests {
                 let got = parse(b.as_bytes(), name);
                 assert!(!matches!(got, Err(HookError::NotJson(_))), "{b}: {got:?}");
                 let want = parse(&again, name);
-                if has_repeated_keys(b.as_bytes()) {
+                if repeats_a_key(b.as_bytes()) {
                     // The re-serialised body has only the last of each.
                     assert!(got.is_err() || got == want, "{b}: {got:?}");
                 } else {
