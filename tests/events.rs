@@ -837,6 +837,13 @@ fn events_cli_lists_shows_and_retries_dead_events_with_the_daemon_up_and_down() 
     );
     let got = receiver.wait_accepted(1, Duration::from_secs(10), || gate.logs());
     assert_eq!(got[0].0, id);
+    // The receiver answers before the daemon records the delivery (at least
+    // once): wait for the record (the metric counts after it) before the kill.
+    gate.wait_metric(
+        &series("upload.finalized", "delivered"),
+        1,
+        Duration::from_secs(10),
+    );
 
     // Daemon stopped: the CLI opens the outbox file itself.
     gate.kill();
