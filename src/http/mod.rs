@@ -111,3 +111,17 @@ impl AppState {
         !self.ready.load(Ordering::Relaxed)
     }
 }
+
+/// The JSON error every HTTP adapter answers with when it has no decision of
+/// its core to give: `{"error":{"code":…,"message":…}}` (the tusd clients'
+/// shape).
+pub fn json_error(status: http::StatusCode, code: &str, message: &str) -> Resp {
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}

@@ -341,14 +341,8 @@ fn admin(method: &Method, f: impl FnOnce() -> Resp) -> (Endpoint, Resp) {
 /// budget or a request over its deadline), in the hooks' JSON error shape,
 /// with `Connection: close`: the connection is not reused.
 pub fn limit_response(status: StatusCode, code: &str, message: &str) -> Resp {
-    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
+    let mut r = super::json_error(status, code, message);
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
     h.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
     if status == StatusCode::SERVICE_UNAVAILABLE {
         h.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));

@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 
 use crate::finalize::{self, Roots};
 use crate::http::limits::{self, BodyError};
-use crate::http::{server, AppState, Resp};
+use crate::http::{json_error, server, AppState, Resp};
 use crate::metrics::{FailOpen, Limit};
 use crate::tusd::{self, prefinish, Answer, Decision, Destination, Gate, Lookup, Part, Upload, Verdict};
 
@@ -56,7 +56,7 @@ enum Failure {
 impl Failure {
     fn response(&self) -> Resp {
         match self {
-            Failure::TooLarge(max) => text_json(
+            Failure::TooLarge(max) => json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 tusd::Reason::BadHook.as_str(),
                 &format!("hook body larger than server.max_body_bytes ({max} bytes)"),
@@ -66,13 +66,13 @@ impl Failure {
                 "body_timeout",
                 "the request body did not arrive within server.body_read_timeout",
             ),
-            Failure::Unreadable(_) => text_json(
+            Failure::Unreadable(_) => json_error(
                 StatusCode::BAD_REQUEST,
                 tusd::Reason::BadHook.as_str(),
                 "the request body could not be read",
             ),
             Failure::NotAHook(e) => to_response(tusd::answer_error(e)),
-            Failure::Internal(_) => text_json(
+            Failure::Internal(_) => json_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 tusd::Reason::Internal.as_str(),
                 "the hook could not be decided",
@@ -363,15 +363,6 @@ fn to_response(a: Answer) -> Resp {
     *r.status_mut() = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(a.content_type));
-    r
-}
-
-fn text_json(status: StatusCode, code: &str, message: &str) -> Resp {
-    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
