@@ -116,6 +116,10 @@ def main() -> None:
         (work / "loc-cache.conf").write_text(loc.replace(anchor, anchor + CACHE))
         d = work / "nginx"
         d.mkdir()
+        # The locations include assetgate/assetgate-types.conf relative to
+        # nginx's configuration directory, as on a real install.
+        (d / "assetgate").mkdir()
+        (d / "assetgate" / "assetgate-types.conf").symlink_to(ROOT / "nginx/assetgate-types.conf")
         user = "user root;\n" if os.geteuid() == 0 else ""
         (d / "nginx.conf").write_text(
             f"{user}worker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n"

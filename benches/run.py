@@ -323,6 +323,14 @@ def nginx_conf(work: Path, ports: dict[str, int], gates: dict[str, int]) -> str:
     shipped_loc = (ROOT / "nginx/assetgate-locations.conf").read_text()
     inc = work / "nginx-include"
     inc.mkdir(exist_ok=True)
+    # The locations include assetgate/assetgate-types.conf from nginx's
+    # configuration directory (work/nginx), as on a real install.
+    types = work / "nginx" / "assetgate" / "assetgate-types.conf"
+    types.parent.mkdir(parents=True, exist_ok=True)
+    if not types.exists():
+        types.symlink_to(ROOT / "nginx/assetgate-types.conf")
+    # The shipped upstream file also defines a map; it may be defined once.
+    map_at = shipped_up.index("\nmap ")
     servers = []
     # (b) floor: the shipped files with the upstream renamed to nginx answering 204.
     upstreams = {"floor": ports["floor"], **gates}
@@ -330,6 +338,7 @@ def nginx_conf(work: Path, ports: dict[str, int], gates: dict[str, int]) -> str:
         up = shipped_up.replace("127.0.0.1:9750", f"127.0.0.1:{port}")
         loc = shipped_loc
         if name != "assetgate":
+            up = up[:map_at] + "\n"
             up = up.replace("upstream assetgate {", f"upstream {name} {{")
             loc = loc.replace("http://assetgate/auth", f"http://{name}/auth")
         assert f"upstream {name} {{" in up and f"http://{name}/auth" in loc

@@ -243,6 +243,69 @@ pub struct UploadConfig {
     /// (`token_used`). Partial uploads of a concatenation do not consume it,
     /// the final upload does.
     pub single_use: bool,
+    /// nginx's extension → type table for the asset tree: a key's extension
+    /// must be served as its token's type ([`crate::policy::served`]).
+    pub nginx_types: NginxTypes,
+}
+
+/// `[upload] nginx_types`: the table nginx serves the asset tree with, and
+/// where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NginxTypes {
+    /// The file read, `None` for the built-in copy of `nginx/assetgate-types.conf`.
+    pub path: Option<PathBuf>,
+    /// The parsed table.
+    pub table: std::sync::Arc<crate::policy::ServedTypes>,
+}
+
+impl NginxTypes {
+    /// The shipped table, built in.
+    pub fn builtin() -> Self {
+        NginxTypes {
+            path: None,
+            table: std::sync::Arc::new(crate::policy::ServedTypes::builtin()),
+        }
+    }
+
+    /// Reads and parses an nginx `types { … }` file (a regular file of at most
+    /// [`crate::policy::served::MAX_TYPES_BYTES`]).
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = read_bounded(path, crate::policy::served::MAX_TYPES_BYTES)?;
+        let table =
+            crate::policy::ServedTypes::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(NginxTypes {
+            path: Some(path.to_path_buf()),
+            table: std::sync::Arc::new(table),
+        })
+    }
+}
+
+impl Serialize for NginxTypes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.path {
+            Some(p) => s.serialize_str(&p.display().to_string()),
+            None => s.serialize_str("<built in: nginx/assetgate-types.conf>"),
+        }
+    }
+}
+
+/// A regular file's text, at most `max` bytes; never blocks on a FIFO or a
+/// device (refused before it is opened for reading).
+fn read_bounded(path: &Path, max: usize) -> Result<String, String> {
+    use std::io::Read as _;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() > max {
+        return Err(format!("{} is larger than {max} bytes", path.display()));
+    }
+    String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))
 }
 
 /// `[storage]`
@@ -517,6 +580,7 @@ struct RawUpload {
     session_binding: String,
     session_grace: Human,
     single_use: bool,
+    nginx_types: Option<PathBuf>,
 }
 
 impl Default for RawUpload {
@@ -532,6 +596,7 @@ impl Default for RawUpload {
             session_binding: "window".into(),
             session_grace: Human::Int(3600),
             single_use: false,
+            nginx_types: None,
         }
     }
 }
@@ -1050,6 +1115,10 @@ fn validate(
             .map_err(|e| ConfigError::new("upload.session_binding", e))?,
         session_grace: raw.upload.session_grace.seconds("upload.session_grace")?,
         single_use: raw.upload.single_use,
+        nginx_types: match &raw.upload.nginx_types {
+            None => NginxTypes::builtin(),
+            Some(p) => NginxTypes::load(p).map_err(|e| ConfigError::new("upload.nginx_types", e))?,
+        },
     };
     let base_path = raw.tusd.base_path.clone();
     if !base_path.starts_with('/') || base_path.contains(['?', '#', ' ']) {

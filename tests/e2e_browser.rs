@@ -241,14 +241,17 @@ struct Stack {
     nginx: Nginx,
     app: Proc,
     assets: PathBuf,
+    upload_secret: String,
+    link_secret: String,
     dir: tempfile::TempDir,
 }
 
 impl Stack {
-    fn start() -> Stack {
+    /// The stack, the gate on the shipped config with `gate_env` on top.
+    fn start(gate_env: &[(&str, &str)]) -> Stack {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let shipped = ShippedGate::start(dir, &[]);
+        let shipped = ShippedGate::start(dir, gate_env);
         let (gate, assets) = (shipped.daemon, shipped.assets);
 
         let (tusd, tusd_port) = start_tusd(dir, &shipped.uploads, &format!("{}/tusd", gate.url()));
@@ -279,6 +282,7 @@ impl Stack {
                      root {assets};\n\
                      include assetgate/assetgate-locations.conf;\n\
                      location /page/ {{ alias {page}/; }}\n\
+                     location /control/ {{ alias {d}/control/; }}\n\
                      location = /vendor/tus.min.js {{ alias {tus}; }}\n\
                      location /api/ {{ proxy_pass http://127.0.0.1:{app_port}; }}\n\
                      location / {{ return 404; }}\n\
@@ -290,9 +294,17 @@ impl Stack {
                     tus = tus_js.display(),
                 ),
             );
+            // Debian's `http {}` defaults (/etc/nginx/nginx.conf), as a real
+            // install has them around the shipped files: mime.types maps
+            // `.html` to text/html, `.svg` to image/svg+xml.
             nginx_main_conf(
                 &ngx_dir,
-                &format!("include {};\ninclude {};", site.display(), app_conf.display()),
+                &format!(
+                    "include /etc/nginx/mime.types;\ndefault_type application/octet-stream;\n\
+                     include {};\ninclude {};",
+                    site.display(),
+                    app_conf.display()
+                ),
             )
         });
 
@@ -307,9 +319,9 @@ impl Stack {
                 "--tusd-url".into(),
                 format!("http://{}", nginx.addr(0)),
                 "--upload-secret".into(),
-                shipped.upload_secret,
+                shipped.upload_secret.clone(),
                 "--link-secret".into(),
-                shipped.link_secret,
+                shipped.link_secret.clone(),
             ],
         );
 
@@ -319,6 +331,8 @@ impl Stack {
             nginx,
             app,
             assets,
+            upload_secret: shipped.upload_secret,
+            link_secret: shipped.link_secret,
             dir: tmp,
         }
     }
@@ -350,8 +364,9 @@ impl Stack {
     }
 }
 
-/// Runs `node tests/browser/run.mjs PLAN` and returns its JSON.
-fn run_browser(stack: &Stack, steps: serde_json::Value) -> serde_json::Value {
+/// Runs `node tests/browser/run.mjs PLAN` and returns its JSON; fails after
+/// `limit`.
+fn run_browser(stack: &Stack, steps: serde_json::Value, limit: Duration) -> serde_json::Value {
     let out = out_dir();
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
@@ -374,7 +389,7 @@ fn run_browser(stack: &Stack, steps: serde_json::Value) -> serde_json::Value {
         .stderr(std::fs::File::create(&stderr_path).unwrap())
         .spawn()
         .expect("spawn node");
-    let end = Instant::now() + Duration::from_secs(90);
+    let end = Instant::now() + limit;
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
@@ -383,7 +398,7 @@ fn run_browser(stack: &Stack, steps: serde_json::Value) -> serde_json::Value {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "node tests/browser/run.mjs did not finish within 90 s\n{}\n{}",
+                "node tests/browser/run.mjs did not finish within {limit:?}\n{}\n{}",
                 std::fs::read_to_string(&stderr_path).unwrap_or_default(),
                 stack.logs()
             );
@@ -425,7 +440,7 @@ fn seeds_browser_flow_through_nginx_tusd_and_assetgate() {
     peer_python();
     nginx();
 
-    let stack = Stack::start();
+    let stack = Stack::start(&[]);
     let files = stack.dir.path().join("files");
     std::fs::create_dir_all(&files).unwrap();
     let (single_path, single) = random_file(&files, "seed-flow.pdf", 300 * 1024 + 5);
@@ -448,6 +463,7 @@ fn seeds_browser_flow_through_nginx_tusd_and_assetgate() {
              "type": "application/pdf", "file": forged_path, "chunkSize": CHUNK,
              "parallelUploads": 1, "headersMode": "seed"},
         ]),
+        Duration::from_secs(90),
     );
     let ctx = || {
         format!(
@@ -598,4 +614,301 @@ fn seeds_browser_flow_through_nginx_tusd_and_assetgate() {
     // The screenshot of the page after the run.
     let shot = std::fs::read(run["screenshot"].as_str().unwrap()).unwrap();
     assert!(shot.starts_with(b"\x89PNG\r\n\x1a\n") && shot.len() > 5000);
+}
+
+impl common::tus::TusStack for Stack {
+    /// nginx's `/files/` (origin B).
+    fn endpoint(&self) -> String {
+        format!("{}/files/", self.upload_origin())
+    }
+
+    fn upload_secret(&self) -> &str {
+        &self.upload_secret
+    }
+
+    fn assets(&self) -> &Path {
+        &self.assets
+    }
+
+    fn logs(&self) -> String {
+        Stack::logs(self)
+    }
+}
+
+/// Records the request lines it receives: the beacon a script in an uploaded
+/// file calls if a browser ever runs it.
+struct Beacon {
+    port: u16,
+    hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Beacon {
+    fn start() -> Beacon {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let h = hits.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let mut r = BufReader::new(conn);
+                let mut line = String::new();
+                if r.read_line(&mut line).is_ok() && !line.is_empty() {
+                    h.lock().unwrap().push(line.trim_end().to_string());
+                }
+                // Read the head, answer, close.
+                let mut l = String::new();
+                while r.read_line(&mut l).is_ok_and(|n| n > 2) {
+                    l.clear();
+                }
+                let _ = r.get_mut().write_all(
+                    b"HTTP/1.1 204 No Content\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        Beacon { port, hits }
+    }
+
+    /// The `case` names that called `/ran?case`.
+    fn ran(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .nth(1)?
+                    .strip_prefix("/ran?")
+                    .map(str::to_string)
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// A script that calls the beacon before the document's `load` (a synchronous
+/// request), as HTML, as SVG and as XHTML-in-XML.
+fn payloads(beacon: u16, case: &str) -> (String, String, String) {
+    let js = format!(
+        "var x=new XMLHttpRequest();x.open('GET','http://127.0.0.1:{beacon}/ran?{case}',false);try{{x.send()}}catch(e){{}}"
+    );
+    (
+        format!("<!doctype html><title>{case}</title><script>{js}</script><p>{case}</p>\n"),
+        format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\"><script><![CDATA[{js}]]></script></svg>\n"
+        ),
+        format!(
+            "<?xml version=\"1.0\"?><html xmlns=\"http://www.w3.org/1999/xhtml\"><body><script><![CDATA[{js}]]></script></body></html>\n"
+        ),
+    )
+}
+
+/// Issue 19, finding 1 (stored XSS): a published file is never served with a
+/// type more active than the one that was signed. In Chromium, through the
+/// shipped nginx files, tusd v2.9.1 and the gate on the shipped config (with
+/// `check_content` on and SVG allowed by name, so the allowed-active path is
+/// exercised too):
+///
+/// - the review's uploads: `a.html` declared `image/png` and `e.html` with PNG
+///   magic before HTML (both refused: `extension_mismatch`); `t.txt` as
+///   `text/plain` with HTML bytes, `p.png` with PNG magic then HTML, and
+///   `s.svg` as `image/svg+xml` with a script (all published), public and
+///   private;
+/// - files already in the tree that the old rules let through (HTML, SVG,
+///   XML, XHTML, HTML bytes named `.png` or with no extension), public and
+///   private;
+///
+/// each opened as a top-level document and in an iframe of another origin:
+/// no script runs (the beacon hears nothing), while the same payload served as
+/// plain `text/html` from the test's own location does run (the control).
+#[test]
+fn uploads_are_served_as_signed_in_chromium() {
+    use common::tus::TusStack;
+    node();
+    chromium();
+    require_node_modules();
+    tusd_bin();
+    peer_python();
+    nginx();
+
+    let stack = Stack::start(&[
+        ("ASSETGATE_UPLOAD__CHECK_CONTENT", "true"),
+        (
+            "ASSETGATE_UPLOAD__CONTENT_TYPES",
+            r#"["image/*", "image/svg+xml", "video/mp4", "application/pdf", "text/plain"]"#,
+        ),
+    ]);
+    let beacon = Beacon::start();
+    let files = stack.dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let p = files.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n";
+
+    // 1. The review's uploads.
+    let mut visits: Vec<(String, String)> = Vec::new(); // (case, target on origin B)
+    for vis in ["public", "private"] {
+        // (name, declared type, what the file is, refused?)
+        let cases = [
+            ("a.html", "image/png", "html", true),
+            ("e.html", "image/png", "png+html", true),
+            ("t.txt", "text/plain", "html", false),
+            ("p.png", "image/png", "png+html", false),
+            ("s.svg", "image/svg+xml", "svg", false),
+        ];
+        for (name, ct, what, refused) in cases {
+            let case = format!("{}-{vis}-{name}", if refused { "refused" } else { "upload" });
+            let (html, svg, _) = payloads(beacon.port, &case);
+            let bytes = match what {
+                "html" => html.into_bytes(),
+                "png+html" => [PNG, html.as_bytes()].concat(),
+                _ => svg.into_bytes(),
+            };
+            let key = format!("xss/{vis}/{name}");
+            if refused {
+                let r = stack.upload(&file(name, &bytes), &key, ct, vis, &[]);
+                stack.assert_refused(&key, &r, 415, "extension_mismatch");
+            } else {
+                stack.upload_lands(&file(name, &bytes), &bytes, &key, ct, vis, &[]);
+            }
+            visits.push((case, format!("/{vis}/{key}")));
+        }
+    }
+    // A glob (`image/*`) never allows an active type: an XML image type the
+    // list names only by glob is refused on the same gate.
+    let (_, svg, _) = payloads(beacon.port, "glob");
+    let r = stack.upload(
+        &file("x", svg.as_bytes()),
+        "xss/x",
+        "image/x-test+xml",
+        "public",
+        &[],
+    );
+    stack.assert_refused("image/x-test+xml", &r, 415, "content_type_active");
+
+    // 2. Files the old rules published (written into the tree directly).
+    for vis in ["public", "private"] {
+        for name in [
+            "a.html", "a.htm", "a.shtml", "a.png", "noext", "a.svg", "a.xml", "a.xhtml",
+        ] {
+            let case = format!("legacy-{vis}-{name}");
+            let (html, svg, xml) = payloads(beacon.port, &case);
+            let bytes = match name {
+                "a.svg" => svg,
+                "a.xml" | "a.xhtml" => xml,
+                _ => html,
+            };
+            write(&stack.assets.join(vis).join("legacy").join(name), &bytes);
+            visits.push((case, format!("/{vis}/legacy/{name}")));
+        }
+    }
+
+    // Passive types still display under the sandbox: a PDF (Chromium's viewer),
+    // not a download.
+    const PDF: &str = "%PDF-1.1\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n\
+        2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n\
+        3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]>>endobj\n\
+        trailer<</Root 1 0 R>>\n%%EOF\n";
+    for vis in ["public", "private"] {
+        write(&stack.assets.join(vis).join("legacy/doc.pdf"), PDF);
+        visits.push((format!("pdf-{vis}"), format!("/{vis}/legacy/doc.pdf")));
+    }
+
+    // 3. The control: the same payload as plain text/html from the test's
+    // own location on origin A must run, or silence proves nothing.
+    let (control, _, _) = payloads(beacon.port, "control");
+    write(&stack.nginx.dir.join("control/run.html"), &control);
+
+    let now = common::now();
+    let mut steps = Vec::new();
+    for (case, target) in &visits {
+        let url = if target.starts_with("/private/") {
+            let md5 = common::sign_link(&stack.link_secret, target, &(now + 600).to_string());
+            format!(
+                "{}{target}?md5={md5}&expires={}",
+                stack.upload_origin(),
+                now + 600
+            )
+        } else {
+            format!("{}{target}", stack.upload_origin())
+        };
+        for how in ["top", "iframe"] {
+            steps.push(
+                serde_json::json!({"kind": "visit", "label": format!("{case} ({how})"),
+                                          "url": url, "how": how}),
+            );
+        }
+    }
+    for how in ["top", "iframe"] {
+        steps.push(
+            serde_json::json!({"kind": "visit", "label": format!("control ({how})"),
+            "url": format!("{}/control/run.html", stack.page_origin()), "how": how}),
+        );
+    }
+    let run = run_browser(&stack, serde_json::Value::Array(steps), Duration::from_secs(300));
+    let ctx = || {
+        format!(
+            "{}\n{}",
+            serde_json::to_string_pretty(&run).unwrap(),
+            stack.logs()
+        )
+    };
+    for r in run["results"].as_array().unwrap() {
+        assert!(r.get("error").is_none(), "{}", ctx());
+    }
+    assert_eq!(
+        beacon.ran(),
+        ["control"],
+        "a script ran in a file from the asset tree (or the control did not run)\n{}",
+        ctx()
+    );
+    // What the browser was sent, for the record: the refused uploads are not
+    // there (404), the others come typed as signed.
+    let by_label = |label: &str| {
+        run["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["label"] == label)
+            .cloned()
+            .unwrap_or_else(|| panic!("no result {label}\n{}", ctx()))
+    };
+    for vis in ["public", "private"] {
+        for name in ["a.html", "e.html"] {
+            let r = by_label(&format!("refused-{vis}-{name} (top)"));
+            assert_eq!(r["status"], 404, "{r}");
+        }
+        let r = by_label(&format!("upload-{vis}-t.txt (top)"));
+        assert_eq!(r["contentType"], "text/plain", "{r}");
+        let r = by_label(&format!("upload-{vis}-p.png (top)"));
+        assert_eq!(r["contentType"], "image/png", "{r}");
+        // Active and allowed: a download, never a document of this origin.
+        let r = by_label(&format!("upload-{vis}-s.svg (top)"));
+        assert!(r["download"].is_string(), "{r}");
+        let r = by_label(&format!("legacy-{vis}-a.html (top)"));
+        assert!(r["download"].is_string(), "{r}");
+        let r = by_label(&format!("pdf-{vis} (top)"));
+        assert_eq!(
+            (&r["status"], &r["contentType"], &r["download"]),
+            (
+                &serde_json::json!(200),
+                &serde_json::json!("application/pdf"),
+                &serde_json::Value::Null
+            ),
+            "{r}"
+        );
+    }
+    assert!(
+        !files_under(&stack.assets)
+            .iter()
+            .any(|f| f.ends_with(".html") && f.starts_with("xss")),
+        "{:?}",
+        files_under(&stack.assets)
+    );
 }

@@ -46,7 +46,7 @@ impl Kind {
 /// `reason` values of `upload.failed`: conflicts with an existing asset, a
 /// content mismatch, a final upload whose parts do not check out, and
 /// uploads the post-finish rules refuse (unverifiable token, policy).
-pub const FAILED_REASONS: [Reason; 8] = [
+pub const FAILED_REASONS: [Reason; 10] = [
     Reason::Exists,
     Reason::ContentMismatch,
     Reason::ConcatInvalid,
@@ -54,6 +54,8 @@ pub const FAILED_REASONS: [Reason; 8] = [
     Reason::Token(TokenReason::MetadataMissing),
     Reason::Token(TokenReason::MetadataInvalid),
     Reason::ContentTypeNotAllowed,
+    Reason::ContentTypeActive,
+    Reason::ExtensionMismatch,
     Reason::TooLarge,
 ];
 

@@ -90,6 +90,12 @@ pub enum Reason {
     Token(upload::Reason),
     /// Content type not in `[upload] content_types` (415).
     ContentTypeNotAllowed,
+    /// An active type (HTML, SVG, XML, JavaScript) that `[upload]
+    /// content_types` does not name exactly (415).
+    ContentTypeActive,
+    /// nginx would serve the key's extension as another type than the
+    /// token's (415).
+    ExtensionMismatch,
     /// Larger than `[upload] max_size` (413).
     TooLarge,
     /// Deferred length not allowed (411).
@@ -126,7 +132,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every value, for metric pre-registration.
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 25] = [
         Reason::Ok,
         Reason::Token(upload::Reason::MetadataMissing),
         Reason::Token(upload::Reason::MetadataInvalid),
@@ -136,6 +142,8 @@ impl Reason {
         Reason::Token(upload::Reason::TokenExpired),
         Reason::Token(upload::Reason::TokenTtlTooLong),
         Reason::ContentTypeNotAllowed,
+        Reason::ContentTypeActive,
+        Reason::ExtensionMismatch,
         Reason::TooLarge,
         Reason::LengthRequired,
         Reason::Exists,
@@ -158,6 +166,8 @@ impl Reason {
             Reason::Ok => "ok",
             Reason::Token(r) => r.as_str(),
             Reason::ContentTypeNotAllowed => "content_type_not_allowed",
+            Reason::ContentTypeActive => "content_type_active",
+            Reason::ExtensionMismatch => "extension_mismatch",
             Reason::TooLarge => "too_large",
             Reason::LengthRequired => "length_required",
             Reason::Exists => "exists",
@@ -188,7 +198,10 @@ impl Reason {
             | Reason::BadHook => 400,
             Reason::Token(_) | Reason::ConcatInvalid | Reason::TokenUsed => 403,
             Reason::StateUnavailable => 503,
-            Reason::ContentTypeNotAllowed | Reason::ContentMismatch => 415,
+            Reason::ContentTypeNotAllowed
+            | Reason::ContentTypeActive
+            | Reason::ExtensionMismatch
+            | Reason::ContentMismatch => 415,
             Reason::TooLarge => 413,
             Reason::LengthRequired => 411,
             Reason::Exists | Reason::DestinationBlocked => 409,
@@ -473,6 +486,7 @@ pub(crate) mod testing {
             session_binding: Default::default(),
             session_grace: std::time::Duration::from_secs(3600),
             single_use: false,
+            nginx_types: crate::config::NginxTypes::builtin(),
         }
     }
 

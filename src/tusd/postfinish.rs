@@ -334,6 +334,13 @@ mod tests {
             },
         );
         assert_eq!(keep_reason(v), Reason::TooLarge);
+        // Served as signed, re-checked when a publish is planned: a finished
+        // `a.html` declared `image/png` (created before the rule, or never
+        // through pre-create) is kept.
+        assert_eq!(
+            keep_reason(run(&finished("a.html", Visibility::Public, NOW))),
+            Reason::ExtensionMismatch
+        );
     }
 
     #[test]

@@ -312,6 +312,24 @@ mod tests {
         .unwrap_err();
         assert_eq!((e.status(), e.reason()), (415, Reason::ContentTypeNotAllowed));
         assert!(e.message().contains("text/plain"), "{e}");
+        // 415 content_type_active: allowed by the glob, but active (beats 413)
+        let e = run(
+            &upload_with(good("a.svg", "image/svg+xml", Visibility::Private), Some(10_000)),
+            &up,
+        )
+        .unwrap_err();
+        assert_eq!((e.status(), e.reason()), (415, Reason::ContentTypeActive));
+        // 415 extension_mismatch: nginx would serve *.html as text/html (beats 413)
+        let e = run(
+            &upload_with(good("a.html", "image/png", Visibility::Private), Some(10_000)),
+            &up,
+        )
+        .unwrap_err();
+        assert_eq!((e.status(), e.reason()), (415, Reason::ExtensionMismatch));
+        assert_eq!(
+            e.message(),
+            "files named *.html are served as text/html, but the token declares image/png"
+        );
         // 413
         let e = run(
             &upload_with(good("a.png", "image/png", Visibility::Private), Some(101)),

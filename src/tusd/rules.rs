@@ -47,7 +47,7 @@ pub fn same_field(name: &str, a: &str, b: &str) -> bool {
     }
 }
 
-/// Content type, size and deferred length.
+/// Content type (allowlist, then served as signed), size and deferred length.
 pub(crate) fn check_policy(
     upload: &Upload,
     verified: &impl ContentTyped,
@@ -57,19 +57,34 @@ pub(crate) fn check_policy(
     check_size(upload.declared_size(), gate, gate.upload.allow_deferred_length)
 }
 
-/// The content-type allowlist (also re-checked at finalize).
+/// The content-type allowlist, then whether nginx would serve the key as the
+/// declared type (active types need an exact entry; the key's extension must
+/// map to the declared type): [`policy::served`]. The same check at pre-create
+/// and whenever a publish is planned.
 pub(crate) fn check_content_type(verified: &impl ContentTyped, gate: Gate<'_>) -> Result<(), Rejection> {
     let ct = verified.declared_content_type();
-    if policy::content_type_allowed(&gate.upload.content_types, ct) {
-        return Ok(());
+    if !policy::content_type_allowed(&gate.upload.content_types, ct) {
+        return Err(Rejection::new(
+            Reason::ContentTypeNotAllowed,
+            format!(
+                "content type {} is not allowed here",
+                serde_json::Value::from(truncate(ct, 128))
+            ),
+        ));
     }
-    Err(Rejection::new(
-        Reason::ContentTypeNotAllowed,
-        format!(
-            "content type {} is not allowed here",
-            serde_json::Value::from(truncate(ct, 128))
-        ),
-    ))
+    policy::check_served(
+        verified.signed_key(),
+        ct,
+        &gate.upload.content_types,
+        &gate.upload.nginx_types.table,
+    )
+    .map_err(|e| {
+        let reason = match e {
+            policy::ServeError::Active { .. } => Reason::ContentTypeActive,
+            _ => Reason::ExtensionMismatch,
+        };
+        Rejection::new(reason, e.to_string())
+    })
 }
 
 /// `max_size` and deferred length (the size part is re-checked at finalize).
@@ -83,20 +98,27 @@ pub(crate) fn check_size(size: Option<u64>, gate: Gate<'_>, allow_deferred: bool
     })
 }
 
-/// Something carrying a signed content type.
+/// Something carrying a signed content type and key.
 pub(crate) trait ContentTyped {
     fn declared_content_type(&self) -> &str;
+    fn signed_key(&self) -> &str;
 }
 
 impl ContentTyped for UploadVerified {
     fn declared_content_type(&self) -> &str {
         self.content_type()
     }
+    fn signed_key(&self) -> &str {
+        self.key()
+    }
 }
 
 impl ContentTyped for upload::SignatureVerified {
     fn declared_content_type(&self) -> &str {
         self.content_type()
+    }
+    fn signed_key(&self) -> &str {
+        self.key()
     }
 }
 

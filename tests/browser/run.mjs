@@ -10,9 +10,15 @@
 // STEP:      {"kind": "upload" | "forged", "label": "...", "name": "a.pdf",
 //             "type": "application/pdf", "file": "/path/to/bytes",
 //             "chunkSize": 65536, "parallelUploads": 1}
+//          or {"kind": "visit", "label": "...", "url": "http://...",
+//             "how": "top" | "iframe"}
 //
-// For each step the page is handed the file's bytes (base64) and runs the
-// seeds' flow; its result object is collected. Prints one JSON object on stdout:
+// For an upload step the page is handed the file's bytes (base64) and runs
+// the seeds' flow; its result object is collected. A visit step opens `url`
+// as a top-level document in a new tab ("top") or in an iframe of the page
+// ("iframe") and records what the browser got (status, Content-Type, a
+// download); whether a script in it ran is judged by the Rust test from its
+// own beacon server, which such a script would have called before `load`. Prints one JSON object on stdout:
 //   {"origin": "...", "results": [...], "console": [...], "pageErrors": [...],
 //    "screenshot": "<out>/screenshot.png"}
 // and exits 0 whenever the page could be driven (the Rust test judges the
@@ -58,7 +64,9 @@ async function main() {
     timeout: 20000,
   });
   try {
-    const page = await browser.newPage({ viewport: { width: 1100, height: 760 } });
+    // A context of our own: visit steps open more tabs in it.
+    const context = await browser.newContext({ viewport: { width: 1100, height: 760 }, acceptDownloads: true });
+    const page = await context.newPage();
     page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
     page.on('pageerror', (e) => pageErrors.push(String(e)));
     const resp = await page.goto(plan.page, { timeout: 15000 });
@@ -69,6 +77,10 @@ async function main() {
     const origin = await page.evaluate(() => location.origin);
     const results = [];
     for (const step of plan.steps) {
+      if (step.kind === 'visit') {
+        results.push(await visit(browser, page, step));
+        continue;
+      }
       const arg = { ...step, b64: readFileSync(step.file).toString('base64') };
       delete arg.file;
       try {
@@ -93,6 +105,54 @@ async function main() {
     await browser.close();
     rmSync(profile, { recursive: true, force: true });
   }
+}
+
+// Opens step.url as a document and reports what happened; never throws.
+async function visit(browser, page, step) {
+  const out = { label: step.label, kind: 'visit', how: step.how, url: step.url };
+  try {
+    if (step.how === 'top') {
+      const tab = await page.context().newPage();
+      const download = tab.waitForEvent('download', { timeout: 3000 }).then(
+        (d) => d.suggestedFilename(),
+        () => null,
+      );
+      try {
+        const resp = await tab.goto(step.url, { timeout: 10000 });
+        out.status = resp ? resp.status() : null;
+        out.contentType = resp ? resp.headers()['content-type'] || null : null;
+      } catch (e) {
+        // A download aborts the navigation ("Download is starting").
+        out.navigationError = String(e && e.message ? e.message : e).split('\n')[0];
+      }
+      await tab.waitForTimeout(300);
+      out.download = await Promise.race([download, tab.waitForTimeout(50).then(() => null)]);
+      await tab.close();
+    } else {
+      // An attachment never loads in a frame: give up waiting after 2 s.
+      out.loaded = await page.evaluate(
+        (url) =>
+          new Promise((resolve) => {
+            const f = document.createElement('iframe');
+            const done = (loaded) => {
+              f.remove();
+              resolve(loaded);
+            };
+            const timer = setTimeout(() => done(false), 2000);
+            f.onload = () => {
+              clearTimeout(timer);
+              setTimeout(() => done(true), 300);
+            };
+            f.src = url;
+            document.body.appendChild(f);
+          }),
+        step.url,
+      );
+    }
+  } catch (e) {
+    out.error = String(e && e.message ? e.message : e);
+  }
+  return out;
 }
 
 main().catch((e) => {

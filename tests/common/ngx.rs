@@ -150,6 +150,21 @@ pub fn replace_once(text: &str, from: &str, to: &str, file: &str) -> String {
     text.replacen(from, to, 1)
 }
 
+/// The asset tree's type table, which the shipped locations include as
+/// `assetgate/assetgate-types.conf` (relative to nginx's configuration directory).
+pub const TYPES: &str = "assetgate-types.conf";
+
+/// Links the shipped type table to `conf_dir/assetgate/`, where the shipped
+/// locations include it from.
+pub fn link_types(conf_dir: &Path) {
+    std::fs::create_dir_all(conf_dir.join("assetgate")).unwrap();
+    std::os::unix::fs::symlink(
+        super::repo().join("nginx").join(TYPES),
+        conf_dir.join("assetgate").join(TYPES),
+    )
+    .unwrap();
+}
+
 /// What the stack tests rewrite in the shipped files.
 pub const SHIPPED_GATE_ADDR: &str = "server 127.0.0.1:9750;"; // assetgate-upstream.conf
 /// tusd's address in assetgate.conf.example.
@@ -166,7 +181,7 @@ pub const SHIPPED_ROOT: &str = "root /srv/assets;";
 pub fn shipped_site(ngx_dir: &Path, gate: SocketAddr, tusd_port: u16, root: &Path) -> String {
     let shipped = super::repo().join("nginx");
     std::fs::create_dir_all(ngx_dir.join("assetgate")).unwrap();
-    for f in ["assetgate-locations.conf", "assetgate-uploads.conf"] {
+    for f in ["assetgate-locations.conf", "assetgate-uploads.conf", TYPES] {
         std::os::unix::fs::symlink(shipped.join(f), ngx_dir.join("assetgate").join(f)).unwrap();
     }
     let upstream = std::fs::read_to_string(shipped.join("assetgate-upstream.conf")).unwrap();
@@ -221,6 +236,7 @@ pub fn shipped_fleet(dir: &Path, gates: &[SocketAddr], root: &Path) -> Nginx {
             "nginx/assetgate-upstream.conf",
         ),
     );
+    link_types(dir);
     let locations = shipped.join("assetgate-locations.conf");
     let d = dir.display();
     Nginx::start(dir, 1, |ports| {

@@ -17,6 +17,7 @@ pub(crate) fn shipped_nginx(dir: &Path, gate: &Daemon) -> Nginx {
     );
     let upstream = upstream.replacen(SHIPPED_UPSTREAM_ADDR, &format!("server {};", gate.addr), 1);
     common::write(&dir.join("assetgate/assetgate-upstream.conf"), &upstream);
+    common::ngx::link_types(dir);
     let locations = shipped.join("assetgate-locations.conf");
     let d = dir.display();
     Nginx::start(dir, 1, |ports| {
@@ -250,4 +251,85 @@ pub(crate) fn example_config_passes_nginx_t() {
         out.status.success() && stderr.contains("test is successful"),
         "nginx -t refused nginx/assetgate.conf.example:\n{stderr}"
     );
+}
+
+/// Served as signed, as nginx really does it: for every extension of the
+/// shipped table (`nginx/assetgate-types.conf`), and for the edge cases of how
+/// nginx finds an extension, the `Content-Type` the shipped locations send is
+/// the type assetgate's pre-create rule expects for that key
+/// (`policy::ServedTypes::served_type`), public and private. Every answer
+/// carries `nosniff` and a CSP sandbox; active types come as attachments.
+#[test]
+pub(crate) fn shipped_locations_serve_the_table_assetgate_checks() {
+    use assetgate::policy::served::{is_active, DEFAULT_TYPE};
+    let gate = Daemon::start(&common::default_config());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let table = assetgate::policy::ServedTypes::builtin();
+    let mut keys: Vec<String> = table
+        .entries()
+        .iter()
+        .map(|(ext, _)| format!("f.{ext}"))
+        .collect();
+    keys.extend(
+        [
+            "UPPER.PNG",
+            "Mixed.Html",
+            ".png",
+            "dir.png/noext",
+            "x.",
+            "x.tar.gz",
+            "a.exe",
+            "a.shtml",
+            "a.svgz",
+            "a.css",
+            "noext",
+            ".hidden.svg",
+            "a.b.c.JS",
+        ]
+        .map(String::from),
+    );
+    for k in &keys {
+        for vis in ["public", "private"] {
+            common::write(&dir.join("assets").join(vis).join(k), "<script>1</script>\n");
+        }
+    }
+    let ngx = shipped_nginx(dir, &gate);
+    let mut c = Client::new(ngx.addr(0));
+    let now = common::now();
+    let mut active_seen = 0;
+    for key in &keys {
+        let want = table.served_type(key);
+        let (m, s) = want.split_once('/').unwrap();
+        for vis in ["public", "private"] {
+            let uri = format!("/{vis}/{key}");
+            let target = if vis == "public" {
+                uri.clone().into_bytes()
+            } else {
+                link_target(LINK_SECRET, &uri, &uri, now + 300)
+            };
+            let r = c.get(&target);
+            assert_eq!(r.status, 200, "{uri}\n{}", ngx.logs());
+            assert_eq!(
+                r.header("content-type"),
+                Some(want),
+                "{uri}: nginx and assetgate disagree on the served type"
+            );
+            assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{uri}");
+            assert_eq!(r.header("content-security-policy"), Some("sandbox"), "{uri}");
+            let attachment = is_active(m, s).then_some("attachment");
+            assert_eq!(r.header("content-disposition"), attachment, "{uri} ({want})");
+            active_seen += usize::from(attachment.is_some());
+        }
+        if ["a.exe", "noext", ".png", "x."].contains(&key.as_str()) {
+            assert_eq!(want, DEFAULT_TYPE, "{key}");
+        }
+    }
+    assert!(active_seen >= 8, "the table's active types were exercised");
+    // Error pages are sandboxed and not sniffed, but not attachments.
+    let r = c.get(b"/public/missing.html");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("content-security-policy"), Some("sandbox"));
+    assert_eq!(r.header("content-disposition"), None);
 }

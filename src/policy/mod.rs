@@ -15,8 +15,15 @@
 //!
 //! Content types are matched case-insensitively on `type/subtype`, parameters
 //! (`; charset=…`) ignored; the signature still covers the exact string.
+//!
+//! [`served`]: whether nginx will serve a key with the type its token declares
+//! (extension table, active types).
 
 use std::fmt;
+
+pub mod served;
+
+pub use served::{check_served, ServeError, ServedTypes};
 
 /// Longest accepted key, in bytes (UTF-8).
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -228,6 +235,12 @@ impl ContentTypePattern {
     /// Whether the (lower-cased) essence `main/sub` matches.
     fn matches(&self, main: &str, sub: &str) -> bool {
         self.main.matches(main) && self.sub.matches(sub)
+    }
+
+    /// Whether this entry names the (lower-cased) essence `main/sub` exactly,
+    /// without a `*`: what an active type needs ([`served::is_active`]).
+    pub(crate) fn names_exactly(&self, main: &str, sub: &str) -> bool {
+        matches!((&self.main, &self.sub), (Side::Exact(m), Side::Exact(s)) if m == main && s == sub)
     }
 }
 
