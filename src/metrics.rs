@@ -8,8 +8,8 @@
 //! - `assetgate_connections_accepted_total`: connections accepted (with
 //!   `assetgate_http_requests_total` it shows whether nginx reuses them).
 //! - `assetgate_config_reloads_total{result}`: reloads (SIGHUP, a changed
-//!   secret file) `applied`, `refused` (invalid: the old configuration stays)
-//!   or `unchanged`.
+//!   secret file) `applied`, `refused` (the old configuration stays) or
+//!   `unchanged`.
 //! - `assetgate_config_reload_refusals_total{reason}`: why refused reloads
 //!   were refused (`invalid`, `dropped_keys`, `changing`, `timeout`).
 //! - `assetgate_state_up`: 1 while the state backend answers, else 0.
@@ -180,7 +180,8 @@ labels!(
     ReloadResult {
         /// A new configuration is in force.
         Applied => "applied",
-        /// Invalid: the old configuration stays.
+        /// Refused (`assetgate_config_reload_refusals_total` says why): the
+        /// old configuration stays.
         Refused => "refused",
         /// Nothing changed.
         Unchanged => "unchanged",
@@ -480,7 +481,7 @@ impl Metrics {
         let reloads = IntCounterVec::new(
             Opts::new(
                 "assetgate_config_reloads_total",
-                "Configuration reloads (SIGHUP or a changed secret file) by result: applied, refused (invalid; the old configuration stays), unchanged.",
+                "Configuration reloads (SIGHUP or a changed secret file) by result: applied, refused (the old configuration stays; assetgate_config_reload_refusals_total says why), unchanged.",
             ),
             &["result"],
         )
