@@ -9,7 +9,17 @@
 //!
 //! Any problem is a [`ConfigError`] naming the key; `main` prints it on one line
 //! and exits 64 before anything listens.
+//!
+//! The file and the secret files are read by [`read`]: regular files only,
+//! never blocking on a FIFO, capped ([`MAX_CONFIG_BYTES`],
+//! [`MAX_SECRET_FILE_BYTES`]), secrets printable text
+//! ([`crate::secret::check_text`]); at start and on every reload alike.
 
+mod read;
+
+pub use read::{Stamp, MAX_CONFIG_BYTES, MAX_SECRET_FILE_BYTES};
+
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -195,6 +205,21 @@ pub struct Config {
     /// the daemon watches to reload (not a key).
     #[serde(skip)]
     pub secret_files: Vec<PathBuf>,
+    /// The files this configuration was read from, as they were (not a key):
+    /// what a reload compares with (`crate::daemon::reload`).
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// The files a configuration was read from, as they were when read.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The configuration file: its stamp and the keys it sets (dotted:
+    /// `upload.max_size`), read from the file itself (not the environment).
+    pub file: Option<(Stamp, BTreeSet<String>)>,
+    /// Every file read (the configuration file, the link and upload secret
+    /// files) and its stamp.
+    pub read: Vec<(PathBuf, Stamp)>,
 }
 
 /// `[link]`
@@ -822,14 +847,19 @@ pub fn load_from(sources: &Sources, env: &[(String, String)]) -> Result<Config, 
     });
 
     let mut figment = Figment::new();
+    let mut origin = Origin::default();
     if let Some(path) = &file {
-        if !path.is_file() {
-            return Err(ConfigError::new(
-                "--config",
-                format!("{} is not a readable file", path.display()),
-            ));
-        }
-        figment = figment.merge(Toml::file_exact(path));
+        let read = read::read(path, MAX_CONFIG_BYTES)
+            .map_err(|e| ConfigError::new("--config", format!("{}: {e}", path.display())))?;
+        let text = read
+            .text()
+            .map_err(|e| ConfigError::new("--config", format!("{}: {e}", path.display())))?;
+        origin.file = Some((read.stamp, keys_of(text)));
+        origin.read.push((path.clone(), read.stamp));
+        figment = figment.merge(FileLayer {
+            path: path.clone(),
+            text: text.to_owned(),
+        });
     }
     // Only documented names map onto keys: `ASSETGATE_LISTEN` and friends, and
     // `ASSETGATE_<SECTION>__<KEY>`. Secret variables are handled below. The list
@@ -862,9 +892,10 @@ pub fn load_from(sources: &Sources, env: &[(String, String)]) -> Result<Config, 
             }
             (Some(v), None) => figment = figment.merge((format!("{section}.secrets"), vec![v])),
             (None, Some(path)) => {
-                let secrets = read_secret_file(Path::new(&path))
+                let (secrets, stamp) = read_secret_file_stamped(Path::new(&path))
                     .map_err(|e| ConfigError::new(format!("{section}.secrets ({many})"), e))?;
                 figment = figment.merge((format!("{section}.secrets"), secrets));
+                origin.read.push((PathBuf::from(&path), stamp));
                 secret_files.push(PathBuf::from(path));
             }
             (None, None) => {}
@@ -879,21 +910,81 @@ pub fn load_from(sources: &Sources, env: &[(String, String)]) -> Result<Config, 
     let raw: Raw = figment.extract().map_err(figment_error)?;
     let mut config = validate(raw, file, events_env)?;
     config.secret_files = secret_files;
+    config.origin = origin;
     Ok(config)
 }
 
-pub(crate) fn read_secret_file(path: &Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let secrets: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if secrets.is_empty() {
-        return Err(format!("{} holds no secret", path.display()));
+/// The configuration file's text as figment's TOML layer, under the file's
+/// name (as `Toml::file` would be): read once, by [`read::read`].
+struct FileLayer {
+    path: PathBuf,
+    text: String,
+}
+
+impl figment::Provider for FileLayer {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::from("TOML file", self.path.as_path())
     }
-    Ok(secrets)
+
+    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        Toml::string(&self.text).data()
+    }
+}
+
+/// The dotted keys a TOML text sets (`upload.max_size`; tables are not keys
+/// themselves), as figment parses it. Empty when it does not parse: loading
+/// then fails with the parser's error anyway.
+fn keys_of(text: &str) -> BTreeSet<String> {
+    use figment::value::{Dict, Value};
+    fn walk(dict: &Dict, prefix: &str, out: &mut BTreeSet<String>) {
+        for (k, v) in dict {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                Value::Dict(_, d) => walk(d, &key, out),
+                _ => {
+                    out.insert(key);
+                }
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    if let Ok(data) = figment::Provider::data(&Toml::string(text)) {
+        for dict in data.values() {
+            walk(dict, "", &mut out);
+        }
+    }
+    out
+}
+
+/// The secrets of a secret file, one per line, newest first (surrounding
+/// whitespace and blank lines ignored), read by the bounded reader and each
+/// checked to be printable text ([`crate::secret::check_text`]). The error
+/// names the file and the line, never a secret.
+pub(crate) fn read_secret_file(path: &Path) -> Result<Vec<String>, String> {
+    read_secret_file_stamped(path).map(|(secrets, _)| secrets)
+}
+
+fn read_secret_file_stamped(path: &Path) -> Result<(Vec<String>, Stamp), String> {
+    let shown = path.display();
+    let read = read::read(path, MAX_SECRET_FILE_BYTES).map_err(|e| format!("{shown}: {e}"))?;
+    let text = read.text().map_err(|e| format!("{shown}: {e}"))?;
+    let mut secrets = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        crate::secret::check_text(line).map_err(|why| format!("{shown}: line {}: {why}", n + 1))?;
+        secrets.push(line.to_owned());
+    }
+    if secrets.is_empty() {
+        return Err(format!("{shown} holds no secret"));
+    }
+    Ok((secrets, read.stamp))
 }
 
 /// Words that make a key secret-ish wherever it appears (`[link] secrets`,
@@ -1037,6 +1128,7 @@ fn secrets(key: &str, list: Vec<String>) -> Result<SecretSet, ConfigError> {
         if s.is_empty() {
             return Err(ConfigError::new(format!("{key}[{i}]"), "empty secret"));
         }
+        crate::secret::check_text(&s).map_err(|why| ConfigError::new(format!("{key}[{i}]"), why))?;
         if s.len() < MIN_SECRET_LEN {
             return Err(ConfigError::new(
                 format!("{key}[{i}]"),
@@ -1277,6 +1369,7 @@ fn validate(
         state,
         source,
         secret_files: Vec::new(),
+        origin: Origin::default(),
     })
 }
 
@@ -1658,6 +1751,117 @@ mod tests {
             got,
             vec![&b"first-secret-abcdef"[..], &b"second-secret-abcdef"[..]]
         );
+    }
+
+    /// Issue 19, finding 10: every file the configuration names goes
+    /// through the bounded reader: the link, upload and events secret files
+    /// and the configuration file itself. A FIFO is refused without waiting
+    /// for a writer, a file past its cap without being read, a secret that is
+    /// not printable text naming its line, never its value.
+    #[test]
+    fn files_are_read_with_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let huge = dir.path().join("huge");
+        std::fs::File::create(&huge)
+            .unwrap()
+            .set_len(MAX_SECRET_FILE_BYTES + 1)
+            .unwrap();
+        let nul = dir.path().join("nul");
+        std::fs::write(&nul, "first-secret-abcdef\n\nsecond-\0-SECRET-abcdef\n").unwrap();
+        let bom = dir.path().join("bom");
+        std::fs::write(&bom, "\u{feff}whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
+        let path = |p: &Path| p.to_str().unwrap().to_string();
+        for (var, file, key, why) in [
+            (
+                "ASSETGATE_LINK_SECRET_FILE",
+                &fifo,
+                "link.secrets",
+                "not a regular file (a FIFO)",
+            ),
+            (
+                "ASSETGATE_UPLOAD_SECRET_FILE",
+                &huge,
+                "upload.secrets",
+                "larger than 65536 bytes",
+            ),
+            (
+                "ASSETGATE_LINK_SECRET_FILE",
+                &nul,
+                "link.secrets",
+                "line 3: contains a control character (a NUL byte)",
+            ),
+            (
+                "ASSETGATE_EVENTS_SECRET_FILE",
+                &fifo,
+                "events.secrets",
+                "not a regular file",
+            ),
+            (
+                "ASSETGATE_EVENTS__SECRET_FILE",
+                &bom,
+                "events.secrets",
+                "byte-order mark",
+            ),
+        ] {
+            let e = load_from(&Sources::default(), &[(var.to_string(), path(file))]).unwrap_err();
+            assert_eq!(e.key, format!("{key} ({var})"), "{e}");
+            assert!(e.message.contains(why), "{e}");
+            assert!(
+                !e.to_string().contains("SECRET-abcdef") && !e.to_string().contains("MfKQ"),
+                "{e}"
+            );
+        }
+        // In the TOML file and the environment, too.
+        let e = err("[link]\nsecrets = [\"link-secret-\\u0000-0123\"]\n", &[]);
+        assert_eq!(e.key, "link.secrets[0]");
+        assert!(e.message.contains("NUL"), "{e}");
+        let e = err("", &[("ASSETGATE_UPLOAD_SECRET", "upload-secret-\x1b[0m-0123")]);
+        assert_eq!(e.key, "upload.secrets[0]");
+
+        std::fs::File::create(&huge)
+            .unwrap()
+            .set_len(MAX_CONFIG_BYTES + 1)
+            .unwrap();
+        for (file, why) in [
+            (&fifo, "not a regular file (a FIFO)"),
+            (&huge, "larger than 1048576 bytes"),
+        ] {
+            let e = load_from(
+                &Sources {
+                    file: Some(file.clone()),
+                },
+                &[],
+            )
+            .unwrap_err();
+            assert_eq!(e.key, "--config");
+            assert!(e.message.contains(why), "{e}");
+        }
+    }
+
+    /// The keys a configuration file sets, for the reload's dropped-key check:
+    /// dotted leaves, not the tables.
+    #[test]
+    fn origin_records_the_file_and_its_keys() {
+        let f =
+            file("listen = \"127.0.0.1:1\"\n[upload]\nmax_size = 5\n[tusd]\n[link]\nmerge_slashes = true\n");
+        let c = load_from(&with_file(&f), &[]).unwrap();
+        let (stamp, keys) = c.origin.file.clone().unwrap();
+        assert_eq!(
+            keys.into_iter().collect::<Vec<_>>(),
+            vec!["link.merge_slashes", "listen", "upload.max_size"]
+        );
+        assert!(stamp.same_file(&Stamp::of_path(f.path()).unwrap()));
+        assert_eq!(c.origin.read.len(), 1);
+        assert!(load_from(&Sources::default(), &[]).unwrap().origin.file.is_none());
     }
 
     fn err(text: &str, e: &[(&str, &str)]) -> ConfigError {

@@ -8,8 +8,10 @@
 //! - `assetgate_connections_accepted_total`: connections accepted (with
 //!   `assetgate_http_requests_total` it shows whether nginx reuses them).
 //! - `assetgate_config_reloads_total{result}`: reloads (SIGHUP, a changed
-//!   secret file) `applied`, `refused` (invalid: the old configuration stays)
-//!   or `unchanged`.
+//!   secret file) `applied`, `refused` (the old configuration stays) or
+//!   `unchanged`.
+//! - `assetgate_config_reload_refusals_total{reason}`: why refused reloads
+//!   were refused (`invalid`, `dropped_keys`, `changing`, `timeout`).
 //! - `assetgate_state_up`: 1 while the state backend answers, else 0.
 //! - `assetgate_state_errors_total{op}`: failed state operations.
 //! - `assetgate_state_fail_open_total{feature}`: requests let through unchecked
@@ -178,10 +180,27 @@ labels!(
     ReloadResult {
         /// A new configuration is in force.
         Applied => "applied",
-        /// Invalid: the old configuration stays.
+        /// Refused (`assetgate_config_reload_refusals_total` says why): the
+        /// old configuration stays.
         Refused => "refused",
         /// Nothing changed.
         Unchanged => "unchanged",
+    }
+);
+
+labels!(
+    /// `reason` of `assetgate_config_reload_refusals_total`.
+    ReloadRefusal {
+        /// A key, or a file the configuration names, is invalid (unsafe or
+        /// unreadable files included).
+        Invalid => "invalid",
+        /// The configuration file was rewritten in place without keys the
+        /// running one has.
+        DroppedKeys => "dropped_keys",
+        /// The files kept changing right after being read.
+        Changing => "changing",
+        /// Reading the files did not finish in time.
+        Timeout => "timeout",
     }
 );
 
@@ -372,6 +391,7 @@ pub struct Metrics {
     temp_swept: IntCounter,
     reconcile: IntCounterVec,
     reloads: IntCounterVec,
+    reload_refusals: IntCounterVec,
     state_up: IntGauge,
     state_errors: IntCounterVec,
     fail_open: IntCounterVec,
@@ -461,9 +481,17 @@ impl Metrics {
         let reloads = IntCounterVec::new(
             Opts::new(
                 "assetgate_config_reloads_total",
-                "Configuration reloads (SIGHUP or a changed secret file) by result: applied, refused (invalid; the old configuration stays), unchanged.",
+                "Configuration reloads (SIGHUP or a changed secret file) by result: applied, refused (the old configuration stays; assetgate_config_reload_refusals_total says why), unchanged.",
             ),
             &["result"],
+        )
+        .expect("valid metric");
+        let reload_refusals = IntCounterVec::new(
+            Opts::new(
+                "assetgate_config_reload_refusals_total",
+                "Refused configuration reloads by reason: invalid (a key or a file it names), dropped_keys (the file rewritten in place without keys the running one has), changing (files still being written), timeout (reading the files did not finish).",
+            ),
+            &["reason"],
         )
         .expect("valid metric");
         let state_up = IntGauge::new(
@@ -512,6 +540,7 @@ impl Metrics {
             Box::new(temp_swept.clone()),
             Box::new(reconcile.clone()),
             Box::new(reloads.clone()),
+            Box::new(reload_refusals.clone()),
             Box::new(state_up.clone()),
             Box::new(state_errors.clone()),
             Box::new(fail_open.clone()),
@@ -544,6 +573,7 @@ impl Metrics {
             temp_swept,
             reconcile,
             reloads,
+            reload_refusals,
             state_up,
             state_errors,
             fail_open,
@@ -551,6 +581,9 @@ impl Metrics {
         };
         for r in ReloadResult::ALL {
             m.reloads.with_label_values(&[r.as_str()]).inc_by(0);
+        }
+        for r in ReloadRefusal::ALL {
+            m.reload_refusals.with_label_values(&[r.as_str()]).inc_by(0);
         }
         for op in StateOp::ALL {
             m.state_errors.with_label_values(&[op.as_str()]).inc_by(0);
@@ -630,6 +663,14 @@ impl Metrics {
     /// Counts one reload.
     pub fn count_reload(&self, result: ReloadResult) {
         self.reloads.with_label_values(&[result.as_str()]).inc();
+    }
+
+    /// Counts one refused reload (`result="refused"`) and why.
+    pub fn count_reload_refusal(&self, reason: ReloadRefusal) {
+        self.reloads
+            .with_label_values(&[ReloadResult::Refused.as_str()])
+            .inc();
+        self.reload_refusals.with_label_values(&[reason.as_str()]).inc();
     }
 
     /// Sets `assetgate_state_up`.
@@ -774,6 +815,12 @@ mod tests {
             "assetgate_config_reloads_total",
             "result",
             ReloadResult::ALL.iter().map(|r| r.as_str()).collect(),
+            "",
+        );
+        all(
+            "assetgate_config_reload_refusals_total",
+            "reason",
+            ReloadRefusal::ALL.iter().map(|r| r.as_str()).collect(),
             "",
         );
         all(

@@ -19,6 +19,32 @@ use zeroize::{Zeroize, Zeroizing};
 /// Shortest secret accepted from configuration.
 pub const MIN_SECRET_LEN: usize = 16;
 
+/// Whether `text` can be a secret from configuration (a secret file's line,
+/// a TOML string, an environment variable); `Err` says why not, never showing
+/// the text.
+///
+/// Secrets are text: granite-assets holds `secure_link_secret` and
+/// `upload_secret` as `str` and signs with their UTF-8 bytes, and nginx's
+/// `secure_link_md5` takes the link secret from its configuration file. A NUL
+/// or another control character (C0, DEL, C1) cannot come from either: it means
+/// a wrong file (a binary, a sparse file, a terminal escape pasted along), so
+/// it is refused rather than becoming a secret nothing can ever match. A
+/// byte-order mark is refused too (an editor's, invisible, it would be the
+/// secret's first bytes). Spaces and other printable Unicode stay allowed:
+/// both sides sign the same UTF-8 bytes.
+pub fn check_text(text: &str) -> Result<(), &'static str> {
+    if text.contains('\0') {
+        return Err("contains a control character (a NUL byte): secrets are printable text, one per line");
+    }
+    if text.chars().any(char::is_control) {
+        return Err("contains a control character: secrets are printable text, one per line");
+    }
+    if text.contains('\u{feff}') {
+        return Err("contains a byte-order mark: save the file as UTF-8 without BOM");
+    }
+    Ok(())
+}
+
 /// One shared secret (HMAC key or secure_link secret).
 #[derive(Clone)]
 pub struct Secret {
@@ -316,6 +342,30 @@ mod tests {
             hex::encode(m.finalize()),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn secrets_are_printable_text() {
+        for good in [
+            "link-secret-0123456789",
+            "with spaces inside it",
+            "non-ASCII: clé secrète ü 秘密",
+            "punctuation !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~",
+        ] {
+            assert_eq!(check_text(good), Ok(()), "{good:?}");
+        }
+        for bad in [
+            "nul-\0-inside-0123456789",
+            "escape-\x1b[0m-0123456789",
+            "tab-\t-inside-0123456789",
+            "del-\x7f-0123456789",
+            "c1-\u{85}-0123456789",
+            "\u{feff}bom-first-0123456789",
+        ] {
+            let why = check_text(bad).unwrap_err();
+            assert!(!why.contains("0123456789"), "{why}");
+        }
+        assert!(check_text("a\0b").unwrap_err().contains("NUL"));
     }
 
     #[test]

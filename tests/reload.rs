@@ -1,14 +1,19 @@
 //! Reload without restart, on the real binary: SIGHUP and a
 //! Kubernetes-style swap of a mounted secret reload secrets and policy; an
 //! invalid configuration is refused with one line naming the key and the old
-//! one stays; start-only keys keep their running value with a log line.
+//! one stays; start-only keys keep their running value with a log line. A
+//! configuration file cut short while written in place never widens the
+//! policy (issue 19, finding 9); configuration and secret files are read with
+//! bounds (size, file type, text, time), at start and on reload (finding 10).
 
 mod common;
 
 use std::path::Path;
 use std::time::Duration;
 
+use common::hooks::{json_of, metadata, post, v2_event};
 use common::*;
+use serde_json::Value;
 
 const OLD: &str = "link-secret-old-0123456789";
 const NEW: &str = "link-secret-new-9876543210";
@@ -237,4 +242,401 @@ fn replacing_the_config_file_reloads_without_a_signal() {
     );
     assert_eq!((auth(&d, OLD), auth(&d, NEW)), (403, 204));
     assert_eq!(d.metric(REFUSED), 0.0, "a half-written file was never loaded");
+}
+
+/// The error code of a pre-create for `key` declared `ct`, `size` bytes long
+/// (`None`: accepted).
+fn precreate(d: &Daemon, key: &str, ct: &str, size: u64) -> Option<String> {
+    let m = metadata(UPLOAD_SECRET, key, "public", ct, now() + 600);
+    let (s, _, b) = post(
+        d.addr,
+        v2_event("pre-create", m, size, Value::Null)
+            .to_string()
+            .as_bytes(),
+        &[],
+    );
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let v = json_of(&b);
+    if v["RejectUpload"] != true {
+        return None;
+    }
+    let body = json_of(v["HTTPResponse"]["Body"].as_str().unwrap().as_bytes());
+    Some(body["error"]["code"].as_str().unwrap().to_string())
+}
+
+/// Reloads that ended, whatever their result.
+fn reloads(d: &Daemon) -> f64 {
+    d.metric(APPLIED) + d.metric(REFUSED) + d.metric(UNCHANGED)
+}
+
+const UNCHANGED: &str = "assetgate_config_reloads_total{result=\"unchanged\"}";
+
+/// Waits until more than `before` reloads ended.
+fn wait_reload(d: &Daemon, before: f64) {
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while reloads(d) <= before {
+        assert!(
+            std::time::Instant::now() < end,
+            "no reload ended: {:#?}",
+            d.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Issue 19, finding 9: the file rewritten in place and cut right after
+/// `[upload]` is valid TOML; loaded, it allowed any type, any size and no
+/// content check. A reload that drops keys the running file has is refused
+/// unless the file was replaced whole (a new inode); removing a key by an
+/// atomic replacement still works.
+#[test]
+fn a_config_cut_in_place_never_widens_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("assetgate.toml");
+    let head = format!(
+        "listen = \"127.0.0.1:0\"\nlog_format = \"json\"\nlog_level = \"info\"\n\
+         [link]\nsecrets = [\"{OLD}\"]\n[upload]\n"
+    );
+    let policy = "content_types = [\"image/png\"]\nmax_size = 1000\ncheck_content = true\n";
+    std::fs::write(&cfg, format!("{head}{policy}")).unwrap();
+    let d = Daemon::start_file(
+        &cfg,
+        &[],
+        &[
+            ("ASSETGATE_UPLOAD_SECRET", UPLOAD_SECRET),
+            ("ASSETGATE_SERVER__ADMIN_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let refused_by_policy = |d: &Daemon| {
+        (
+            precreate(d, "a.txt", "text/plain", 10),
+            precreate(d, "b.png", "image/png", 5000),
+        )
+    };
+    let policy_holds = (
+        Some("content_type_not_allowed".to_string()),
+        Some("too_large".to_string()),
+    );
+    assert_eq!(refused_by_policy(&d), policy_holds);
+    assert_eq!(precreate(&d, "c.png", "image/png", 10), None);
+
+    // Rewritten in place (same inode) and cut after `[upload]`: a writer
+    // that died, a full disk. The watch and a SIGHUP both reload it.
+    let before = reloads(&d);
+    std::fs::write(&cfg, &head).unwrap();
+    d.hup();
+    wait_reload(&d, before);
+    assert_eq!(refused_by_policy(&d), policy_holds, "{:#?}", d.logs());
+    assert!(d.wait_metric(REFUSED, 1.0, Duration::from_secs(5)));
+    assert_eq!(d.metric(APPLIED), 0.0);
+    assert_eq!(
+        d.metric("assetgate_config_reload_refusals_total{reason=\"dropped_keys\"}"),
+        d.metric(REFUSED)
+    );
+    assert!(d.wait_log("reload refused", Duration::from_secs(5)));
+    let line = d
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("reload refused"))
+        .unwrap();
+    assert!(
+        line.contains("upload.check_content, upload.content_types, upload.max_size"),
+        "{line}"
+    );
+    assert!(line.contains("rename"), "says how to remove keys: {line}");
+    assert!(
+        !line.contains("image/png") && !line.contains("1000"),
+        "no values: {line}"
+    );
+
+    // The same keys written in place with other values: applied (an
+    // in-place write is refused only when it drops keys).
+    let before = reloads(&d);
+    std::fs::write(&cfg, format!("{head}{}", policy.replace("1000", "6000"))).unwrap();
+    d.hup();
+    wait_reload(&d, before);
+    assert!(
+        d.wait_metric(APPLIED, 1.0, Duration::from_secs(5)),
+        "{:#?}",
+        d.logs()
+    );
+    assert_eq!(precreate(&d, "b.png", "image/png", 5000), None);
+
+    // A whole file put in place by rename (a new inode) may remove keys.
+    replace(&cfg, &format!("{head}content_types = [\"image/png\"]\n"));
+    d.hup();
+    assert!(
+        d.wait_metric(APPLIED, 2.0, Duration::from_secs(10)),
+        "{:#?}",
+        d.logs()
+    );
+    assert_eq!(precreate(&d, "b.png", "image/png", 50_000), None);
+    assert_eq!(
+        precreate(&d, "a.txt", "text/plain", 10).as_deref(),
+        Some("content_type_not_allowed")
+    );
+}
+
+/// `mkfifo path`.
+fn mkfifo(path: &Path) {
+    let s = std::process::Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(s.success());
+}
+
+/// Issue 19, finding 10: a FIFO named as the secret file wedged the reload
+/// task for ever (open(2) waits for a writer), so every later rotation was
+/// silently never applied. It is refused at once, and the next rotation
+/// applies.
+#[test]
+fn a_fifo_as_secret_file_is_refused_and_later_rotations_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("link_secret");
+    std::fs::write(&secret, format!("{OLD}\n")).unwrap();
+    let cfg = dir.path().join("assetgate.toml");
+    std::fs::write(&cfg, config("")).unwrap();
+    let d = Daemon::start_file(
+        &cfg,
+        &[],
+        &[
+            ("ASSETGATE_LINK_SECRET_FILE", secret.to_str().unwrap()),
+            ("ASSETGATE_SERVER__ADMIN_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    assert_eq!(auth(&d, OLD), 204);
+
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    std::fs::rename(&fifo, &secret).unwrap();
+    d.hup();
+    assert!(
+        d.wait_metric(REFUSED, 1.0, Duration::from_secs(10)),
+        "the reload never ended: {:#?}",
+        d.logs()
+    );
+    assert!(
+        d.wait_log("not a regular file", Duration::from_secs(5)),
+        "{:#?}",
+        d.logs()
+    );
+    assert_eq!(auth(&d, OLD), 204, "the running secrets stay");
+
+    // The next rotation is applied.
+    replace(&secret, &format!("{NEW}\n"));
+    d.hup();
+    assert!(
+        d.wait_metric(APPLIED, 1.0, Duration::from_secs(10)),
+        "{:#?}",
+        d.logs()
+    );
+    assert_eq!((auth(&d, OLD), auth(&d, NEW)), (403, 204));
+}
+
+/// Peak resident memory (VmHWM) of `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// A sparse file of `len` NUL bytes (no disk used).
+fn sparse(path: &Path, len: u64) {
+    let f = std::fs::File::create(path).unwrap();
+    f.set_len(len).unwrap();
+}
+
+/// Issue 19, finding 10: a 300 MB file of NULs was read whole and accepted
+/// as a secret (RSS 931 MB). Secret and configuration files beyond their
+/// caps are refused without being read; the peak RSS stays small.
+#[test]
+fn huge_secret_and_config_files_are_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("link_secret");
+    std::fs::write(&secret, format!("{OLD}\n")).unwrap();
+    let cfg = dir.path().join("assetgate.toml");
+    std::fs::write(&cfg, config("")).unwrap();
+    let d = Daemon::start_file(
+        &cfg,
+        &[],
+        &[
+            ("ASSETGATE_LINK_SECRET_FILE", secret.to_str().unwrap()),
+            ("ASSETGATE_SERVER__ADMIN_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let huge = dir.path().join("huge");
+    sparse(&huge, 300 << 20);
+    std::fs::rename(&huge, &secret).unwrap();
+    d.hup();
+    assert!(
+        d.wait_metric(REFUSED, 1.0, Duration::from_secs(20)),
+        "{:#?}",
+        d.logs()
+    );
+    assert!(
+        d.wait_log("larger than", Duration::from_secs(5)),
+        "{:#?}",
+        d.logs()
+    );
+    assert_eq!(auth(&d, OLD), 204);
+
+    // The configuration file too (the secret file is fine again).
+    std::fs::write(dir.path().join("ok"), format!("{OLD}\n")).unwrap();
+    std::fs::rename(dir.path().join("ok"), &secret).unwrap();
+    sparse(&huge, 300 << 20);
+    std::fs::rename(&huge, &cfg).unwrap();
+    d.hup();
+    assert!(
+        d.wait_metric(REFUSED, 2.0, Duration::from_secs(20)),
+        "{:#?}",
+        d.logs()
+    );
+    assert_eq!(auth(&d, OLD), 204);
+    let peak = peak_rss_kib(d.child.id());
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
+}
+
+/// Issue 19, finding 10: secrets are text, one per line (granite-assets
+/// passes them as `str`; nginx's `secure_link_md5` reads them from its
+/// config). A secret file holding a NUL or another control character is a
+/// wrong file, not a secret: refused, naming the key and the line, never
+/// showing the value.
+#[test]
+fn secrets_with_nul_or_control_characters_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("link_secret");
+    std::fs::write(&secret, format!("{OLD}\n")).unwrap();
+    let cfg = dir.path().join("assetgate.toml");
+    std::fs::write(&cfg, config("")).unwrap();
+    let d = Daemon::start_file(
+        &cfg,
+        &[],
+        &[
+            ("ASSETGATE_LINK_SECRET_FILE", secret.to_str().unwrap()),
+            ("ASSETGATE_SERVER__ADMIN_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let mut refused = 0.0;
+    for bad in [
+        format!("{NEW}\nlink-secret-with-a-\0-inside-01\n"),
+        format!("link-secret-with-an-\x1b[0m-escape\n{OLD}\n"),
+        format!("{}\n", "\0".repeat(4096)),
+    ] {
+        replace(&secret, &bad);
+        d.hup();
+        refused += 1.0;
+        assert!(
+            d.wait_metric(REFUSED, refused, Duration::from_secs(10)),
+            "{bad:?}: {:#?}",
+            d.logs()
+        );
+        assert_eq!((auth(&d, OLD), auth(&d, NEW)), (204, 403), "{bad:?}");
+    }
+    assert!(
+        d.wait_log("control character", Duration::from_secs(5)),
+        "{:#?}",
+        d.logs()
+    );
+    let logs = d.logs().join("\n");
+    assert!(
+        logs.contains("\"key\":\"link.secrets (ASSETGATE_LINK_SECRET_FILE)\""),
+        "{logs}"
+    );
+    assert!(!logs.contains("-inside-") && !logs.contains("-escape"), "{logs}");
+    assert_eq!(d.metric(APPLIED), 0.0);
+}
+
+/// `assetgate check-config` with `env`, killed after 10 s: its exit code
+/// (`None`: it hung) and stderr.
+fn check_config(cfg: &Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = std::process::Command::new(bin());
+    cmd.arg("--config").arg(cfg).arg("check-config");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ASSETGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    use std::io::Read as _;
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    (code, err)
+}
+
+/// The same bounded reader at start: a FIFO, a huge file or a NUL secret is a
+/// configuration error (exit 64, one line naming the key), never a hang.
+#[test]
+fn start_refuses_unbounded_files_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("assetgate.toml");
+    std::fs::write(&cfg, config("")).unwrap();
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let huge = dir.path().join("huge");
+    sparse(&huge, 300 << 20);
+    let nul = dir.path().join("nul");
+    std::fs::write(&nul, "link-secret-with-a-\0-inside-01\n").unwrap();
+    let good = dir.path().join("good");
+    std::fs::write(&good, format!("{OLD}\n")).unwrap();
+    for (config, var, file, key, why) in [
+        (
+            &cfg,
+            "ASSETGATE_LINK_SECRET_FILE",
+            &fifo,
+            "ASSETGATE_LINK_SECRET_FILE",
+            "not a regular file",
+        ),
+        (
+            &cfg,
+            "ASSETGATE_UPLOAD_SECRET_FILE",
+            &huge,
+            "ASSETGATE_UPLOAD_SECRET_FILE",
+            "larger than",
+        ),
+        (
+            &cfg,
+            "ASSETGATE_LINK_SECRET_FILE",
+            &nul,
+            "ASSETGATE_LINK_SECRET_FILE",
+            "control character",
+        ),
+        (
+            &fifo,
+            "ASSETGATE_LINK_SECRET_FILE",
+            &good,
+            "--config",
+            "not a regular file",
+        ),
+        (
+            &huge,
+            "ASSETGATE_LINK_SECRET_FILE",
+            &good,
+            "--config",
+            "larger than",
+        ),
+    ] {
+        let (code, err) = check_config(config, &[(var, file.to_str().unwrap())]);
+        assert_eq!(code, Some(64), "{config:?} {var}={file:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(key) && err.contains(why), "{err}");
+        assert!(!err.contains("-inside-"), "{err}");
+    }
 }

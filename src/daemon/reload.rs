@@ -6,15 +6,56 @@
 //! image without a shell has no `kill`).
 //!
 //! - The whole configuration is loaded again exactly as at start (defaults <
-//!   file < environment, the secret files re-read) and validated. An invalid
-//!   one is refused: the running configuration stays, one log line names the
-//!   key, `assetgate_config_reloads_total{result="refused"}` counts it.
+//!   file < environment, the secret files re-read by the same bounded reader,
+//!   `crate::config::read`) and validated. An invalid one is refused: the
+//!   running configuration stays, one log line names the key,
+//!   `assetgate_config_reloads_total{result="refused"}` counts it (and
+//!   `assetgate_config_reload_refusals_total{reason}` why).
 //! - A valid one is installed atomically (`arc-swap`): a request loads the
 //!   configuration once and finishes on it, so secrets and policy switch
 //!   between two requests, never inside one.
 //! - Keys read only at start (addresses, threads, `[server]`, `[state]`,
 //!   paths, logging) keep their running values; a change to them logs one line
 //!   naming them: a restart is needed.
+//!
+//! # A reload never widens the policy by omission
+//!
+//! A key left out of the file takes its default, and several defaults are the
+//! open ones (`content_types = []` is any type, no `max_size` is no limit,
+//! `check_content = false`). A file rewritten in place and cut short (a writer
+//! that died, a full disk) is often still valid TOML (cut after `[upload]`, it
+//! is), so validation alone would install a wider policy (issue 19, finding 9).
+//! Three checks, from the cheapest to the one that decides:
+//!
+//! 1. *Consistent reads*: the reader refuses a file whose size, times or inode
+//!    change while it is read (it reads it again first).
+//! 2. *Settled files*: a file touched less than [`QUIET`] before it was read
+//!    may still be being written (a SIGHUP does not wait for the watch's quiet
+//!    period): the reload waits until it has been quiet that long and stats it
+//!    again; changed, everything is read again ([`SETTLE_ATTEMPTS`] times, then
+//!    refused as `changing`). A stamp is the inode, size and times: a rewrite
+//!    of the same size within one tick of the kernel's clock is not seen (its
+//!    own watch events reload again).
+//! 3. *No dropped keys in place*: a reload whose configuration file lacks keys
+//!    the running configuration's file had is refused (`dropped_keys`; the log
+//!    names the keys, never a value) unless the file was replaced whole since
+//!    (a new inode: `rename(2)`, Kubernetes' `..data` swap, `install`, most
+//!    editors, every configuration-management tool). A writer cut short leaves
+//!    the inode it was writing; a whole new file comes by rename. To remove
+//!    keys, replace the file atomically or restart. A cut that keeps every key
+//!    (inside a number) cannot be told from an edit; checks 1 and 2 make that
+//!    window the writer's own pauses.
+//!
+//! # Bounded in time
+//!
+//! The reader never blocks on a FIFO or a device, but a read of a regular file
+//! can still hang (a hung network file system). Each read runs on the blocking
+//! pool for at most [`READ_TIMEOUT`]; past it the reload is refused
+//! (`timeout`) and the next one starts fresh, so later rotations still apply.
+//! A read that hangs keeps its thread until it returns; at most
+//! [`MAX_STUCK_READS`] may, beyond which a reload is refused at once rather
+//! than piling up threads. A late result is dropped, never installed: only the
+//! reload task installs, after the read it waited for.
 //!
 //! # Watching secret files
 //!
@@ -35,19 +76,36 @@
 //! source file and `systemctl restart`, or point `*_SECRET_FILE` at a path you
 //! replace and send `systemctl reload`.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{self, Config, ConfigError, Sources};
+use crate::config::{self, Config, ConfigError, Sources, Stamp};
 use crate::http::AppState;
-use crate::metrics::ReloadResult;
+use crate::metrics::{ReloadRefusal, ReloadResult};
 use crate::secret::SecretSet;
 
 /// Quiet period after the last file event before reloading.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// A file touched less than this long before it was read is checked again
+/// once it has been quiet this long (the watch's quiet period).
+pub const QUIET: Duration = DEBOUNCE;
+
+/// Reads of one reload while the files keep changing right after being read.
+pub const SETTLE_ATTEMPTS: usize = 3;
+
+/// How long reading the files of one reload may take: the files are small
+/// and capped (a few milliseconds on a local disk); ten seconds allows a slow
+/// network file system and still lets the next rotation through.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Timed-out reads that may still hold a blocking thread.
+pub const MAX_STUCK_READS: usize = 2;
 
 /// What started a reload (log field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +133,39 @@ pub enum Outcome {
     /// Nothing reloadable changed; the keys that need a restart.
     Unchanged(Vec<&'static str>),
     /// Refused: the running configuration stays.
-    Refused(ConfigError),
+    Refused(Refusal),
+}
+
+/// Why a reload was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The new configuration is invalid: a key, or a file it names (not a
+    /// regular file, too large, not text, a secret that is not printable).
+    Invalid(ConfigError),
+    /// The configuration file was rewritten in place without these keys,
+    /// which the running configuration's file has (sorted, dotted).
+    DroppedKeys(Vec<String>),
+    /// The files kept changing right after being read.
+    Changing,
+    /// Reading the files did not finish in time (or earlier reads that did
+    /// not are still running).
+    TimedOut {
+        /// The time allowed.
+        after: Duration,
+        /// Reads still running.
+        stuck: usize,
+    },
+}
+
+impl Refusal {
+    fn reason(&self) -> ReloadRefusal {
+        match self {
+            Refusal::Invalid(_) => ReloadRefusal::Invalid,
+            Refusal::DroppedKeys(_) => ReloadRefusal::DroppedKeys,
+            Refusal::Changing => ReloadRefusal::Changing,
+            Refusal::TimedOut { .. } => ReloadRefusal::Timeout,
+        }
+    }
 }
 
 /// `new` with every key that is only read at start taken from `running`, and
@@ -132,24 +222,41 @@ fn fingerprint(c: &Config) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Loads the configuration again and installs it unless it is invalid.
-/// `dev`: the running secrets were generated (`serve --dev`) and stay when the
-/// file and environment still name none.
-pub fn reload(state: &AppState, sources: &Sources, dev: bool) -> Outcome {
+/// The configuration file as the running configuration read it: which file,
+/// and the keys it set.
+type FileKeys = (Stamp, BTreeSet<String>);
+
+/// The keys of `running` (the running configuration's file) that `new`
+/// lacks, when `new` is the same file rewritten in place; none when the file
+/// was replaced whole (a new inode) or there is no file.
+pub fn dropped_keys(running: Option<&FileKeys>, new: Option<&FileKeys>) -> Vec<String> {
+    match (running, new) {
+        (Some((was, old_keys)), Some((now, new_keys))) if was.same_file(now) => {
+            old_keys.difference(new_keys).cloned().collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Installs `new` unless it is refused. `running_file`: the configuration
+/// file the running configuration was read from. `dev`: the running secrets
+/// were generated (`serve --dev`) and stay when the file and environment
+/// still name none.
+pub fn decide(state: &AppState, mut new: Config, running_file: Option<&FileKeys>, dev: bool) -> Outcome {
     let running = state.current_owned();
-    let mut new = match config::load(sources) {
-        Ok(c) => c,
-        Err(e) => return Outcome::Refused(e),
-    };
     if dev {
         keep_if_empty(&mut new.link.secrets, &running.link.secrets);
         keep_if_empty(&mut new.upload.secrets, &running.upload.secrets);
     }
     if new.link.secrets.is_empty() && new.upload.secrets.is_empty() {
-        return Outcome::Refused(ConfigError {
+        return Outcome::Refused(Refusal::Invalid(ConfigError {
             key: "link.secrets".into(),
             message: "the new configuration has no secret at all".into(),
-        });
+        }));
+    }
+    let dropped = dropped_keys(running_file, new.origin.file.as_ref());
+    if !dropped.is_empty() {
+        return Outcome::Refused(Refusal::DroppedKeys(dropped));
     }
     let (new, restart) = merge(&running, new);
     if fingerprint(&new) == fingerprint(&running) {
@@ -165,19 +272,139 @@ fn keep_if_empty(new: &mut SecretSet, running: &SecretSet) {
     }
 }
 
-/// Runs one reload on the blocking pool (it reads files), then logs and
-/// counts it.
-pub async fn run_once(state: &Arc<AppState>, sources: &Sources, dev: bool, trigger: Trigger) -> Outcome {
-    let (st, src) = (state.clone(), sources.clone());
-    let outcome = match tokio::task::spawn_blocking(move || reload(&st, &src, dev)).await {
-        Ok(o) => o,
-        Err(e) => Outcome::Refused(ConfigError {
-            key: "reload".into(),
-            message: format!("the reload task failed: {e}"),
-        }),
-    };
+/// Loads a configuration (the files read on the calling thread).
+pub type Loader = Arc<dyn Fn(&Sources) -> Result<Config, ConfigError> + Send + Sync>;
+
+/// Runs reloads one after the other: reads the files on the blocking pool,
+/// bounded in time, and decides in the task.
+pub struct Reloader {
+    state: Arc<AppState>,
+    sources: Sources,
+    dev: bool,
+    load: Loader,
+    timeout: Duration,
+    /// Timed-out reads still running.
+    stuck: Arc<AtomicUsize>,
+    /// The configuration file the running configuration was read from
+    /// (updated by every reload that is not refused).
+    file: Option<FileKeys>,
+}
+
+impl Reloader {
+    /// Reloads `state`'s configuration from `sources` with [`config::load`].
+    pub fn new(state: Arc<AppState>, sources: Sources, dev: bool) -> Self {
+        let file = state.config.origin.file.clone();
+        Reloader {
+            state,
+            sources,
+            dev,
+            load: Arc::new(config::load),
+            timeout: READ_TIMEOUT,
+            stuck: Arc::new(AtomicUsize::new(0)),
+            file,
+        }
+    }
+
+    /// Another loader and read timeout (tests).
+    pub fn with_loader(mut self, load: Loader, timeout: Duration) -> Self {
+        self.load = load;
+        self.timeout = timeout;
+        self
+    }
+
+    /// `f` on the blocking pool, for at most the read timeout.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Refusal> {
+        let stuck = self.stuck.load(Ordering::Acquire);
+        if stuck >= MAX_STUCK_READS {
+            return Err(Refusal::TimedOut {
+                after: self.timeout,
+                stuck,
+            });
+        }
+        let mut task = tokio::task::spawn_blocking(f);
+        match tokio::time::timeout(self.timeout, &mut task).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Refusal::Invalid(ConfigError::new(
+                "reload",
+                format!("the reload task failed: {e}"),
+            ))),
+            Err(_) => {
+                let stuck = self.stuck.fetch_add(1, Ordering::AcqRel) + 1;
+                let count = self.stuck.clone();
+                // The thread cannot be stopped; its result is dropped.
+                tokio::spawn(async move {
+                    let _ = task.await;
+                    count.fetch_sub(1, Ordering::AcqRel);
+                });
+                Err(Refusal::TimedOut {
+                    after: self.timeout,
+                    stuck,
+                })
+            }
+        }
+    }
+
+    /// Reads the configuration until the files it was read from are settled.
+    async fn read_settled(&self) -> Result<Config, Refusal> {
+        for _ in 0..SETTLE_ATTEMPTS {
+            let (load, sources) = (self.load.clone(), self.sources.clone());
+            let new = self
+                .blocking(move || load(&sources))
+                .await?
+                .map_err(Refusal::Invalid)?;
+            if self.settled(&new.origin.read).await? {
+                return Ok(new);
+            }
+        }
+        Err(Refusal::Changing)
+    }
+
+    /// Whether the files read are as they were read [`QUIET`] after the
+    /// last touch of any of them (at once when that is long past).
+    async fn settled(&self, read: &[(PathBuf, Stamp)]) -> Result<bool, Refusal> {
+        let Some(latest) = read.iter().map(|(_, s)| s.touched()).max() else {
+            return Ok(true);
+        };
+        // A time in the future (clock steps, another host's clock) counts as now.
+        let age = SystemTime::now().duration_since(latest).unwrap_or_default();
+        if age >= QUIET {
+            return Ok(true);
+        }
+        tokio::time::sleep(QUIET - age).await;
+        let read = read.to_vec();
+        self.blocking(move || {
+            read.iter()
+                .all(|(path, stamp)| Stamp::of_path(path).ok() == Some(*stamp))
+        })
+        .await
+    }
+
+    /// One reload: read, decide, then log and count it.
+    pub async fn run_once(&mut self, trigger: Trigger) -> Outcome {
+        let outcome = match self.read_settled().await {
+            Ok(new) => {
+                let file = new.origin.file.clone();
+                let outcome = decide(&self.state, new, self.file.as_ref(), self.dev);
+                if !matches!(outcome, Outcome::Refused(_)) {
+                    self.file = file;
+                }
+                outcome
+            }
+            Err(refusal) => Outcome::Refused(refusal),
+        };
+        report(&self.state, trigger, &outcome);
+        outcome
+    }
+}
+
+/// Logs and counts a reload.
+fn report(state: &AppState, trigger: Trigger, outcome: &Outcome) {
     let trigger = trigger.as_str();
-    match &outcome {
+    const REFUSED: &str = "configuration reload refused, the running configuration stays";
+    match outcome {
         Outcome::Applied(restart) => {
             state.metrics.count_reload(ReloadResult::Applied);
             let cfg = state.current();
@@ -194,16 +421,41 @@ pub async fn run_once(state: &Arc<AppState>, sources: &Sources, dev: bool, trigg
             tracing::info!(trigger, "configuration reloaded: nothing changed");
             log_restart(restart);
         }
-        Outcome::Refused(e) => {
-            state.metrics.count_reload(ReloadResult::Refused);
-            tracing::error!(
-                trigger,
-                key = e.key.as_str(),
-                "configuration reload refused, the running configuration stays: {e}"
-            );
+        Outcome::Refused(refusal) => {
+            state.metrics.count_reload_refusal(refusal.reason());
+            let reason = refusal.reason().as_str();
+            match refusal {
+                Refusal::Invalid(e) => {
+                    tracing::error!(trigger, reason, key = e.key.as_str(), "{REFUSED}: {e}")
+                }
+                Refusal::DroppedKeys(keys) => tracing::error!(
+                    trigger,
+                    reason,
+                    key = "--config",
+                    dropped = keys.join(", "),
+                    "{REFUSED}: the configuration file was rewritten in place without keys the running configuration has \
+                     ({}): a half-written file? To remove keys, replace the file atomically (write a temporary file, \
+                     rename it over) or restart",
+                    keys.join(", ")
+                ),
+                Refusal::Changing => tracing::error!(
+                    trigger,
+                    reason,
+                    key = "--config",
+                    "{REFUSED}: the files kept changing right after being read (written in place?); \
+                     the next change reloads again"
+                ),
+                Refusal::TimedOut { after, stuck } => tracing::error!(
+                    trigger,
+                    reason,
+                    key = "reload",
+                    stuck,
+                    "{REFUSED}: reading the configuration and secret files did not finish within {after:?} \
+                     (a hung file system?); {stuck} read(s) still running"
+                ),
+            }
         }
     }
-    outcome
 }
 
 fn log_restart(keys: &[&'static str]) {
@@ -235,6 +487,7 @@ pub fn spawn(state: Arc<AppState>, sources: Sources, dev: bool, mut hup: tokio::
     let mut watched = state.config.secret_files.clone();
     watched.extend(state.config.source.clone());
     let watcher = watch_files(&watched, tx);
+    let mut reloader = Reloader::new(state, sources, dev);
     tokio::spawn(async move {
         // Held for the life of the task: dropping it stops the watch.
         let _watcher = watcher;
@@ -259,7 +512,7 @@ pub fn spawn(state: Arc<AppState>, sources: Sources, dev: bool, mut hup: tokio::
                     trigger = t;
                 }
             }
-            run_once(&state, &sources, dev, trigger).await;
+            reloader.run_once(trigger).await;
         }
     });
 }
@@ -319,7 +572,12 @@ fn watch_files(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicBool;
+
     use super::*;
+    use crate::clock::SystemClock;
+    use crate::finalize::Finalizer;
+    use crate::metrics::Metrics;
 
     fn load(text: &str) -> Config {
         let dir = tempfile::tempdir().unwrap();
@@ -368,5 +626,197 @@ mod tests {
         );
         assert_ne!(fingerprint(&a), fingerprint(&b));
         assert_eq!(fingerprint(&a), fingerprint(&c));
+    }
+
+    fn app_state(config: Config) -> Arc<AppState> {
+        let metrics = Metrics::new();
+        let finalizer = Arc::new(Finalizer::new(None, metrics.clone()));
+        Arc::new(AppState::new(config, metrics, Arc::new(SystemClock), finalizer))
+    }
+
+    fn load_path(p: &Path) -> Config {
+        config::load_from(
+            &Sources {
+                file: Some(p.to_path_buf()),
+            },
+            &[],
+        )
+        .unwrap()
+    }
+
+    /// Replaces `p` whole: written aside, renamed over (a new inode).
+    fn replace(p: &Path, text: &str) {
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, p).unwrap();
+    }
+
+    const POLICY: &str = "[upload]\ncontent_types = [\"image/png\"]\nmax_size = 1000\ncheck_content = true\n";
+
+    /// Issue 19, finding 9: the file rewritten in place and cut after
+    /// `[upload]` loads (valid TOML, open defaults); it is refused, naming
+    /// the dropped keys. The same keys in place, or fewer keys in a file
+    /// replaced whole, are applied.
+    #[test]
+    fn keys_dropped_in_place_are_refused_unless_the_file_was_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, format!("{BASE}{POLICY}")).unwrap();
+        let running = load_path(&p);
+        let file = running.origin.file.clone();
+        let state = app_state(running);
+
+        std::fs::write(&p, format!("{BASE}[upload]\n")).unwrap();
+        let cut = load_path(&p);
+        assert_eq!(cut.upload.max_size, None, "the cut file is valid and open");
+        assert_eq!(
+            decide(&state, cut, file.as_ref(), false),
+            Outcome::Refused(Refusal::DroppedKeys(vec![
+                "upload.check_content".into(),
+                "upload.content_types".into(),
+                "upload.max_size".into(),
+            ]))
+        );
+        assert_eq!(state.current().upload.max_size, Some(1000));
+
+        std::fs::write(&p, format!("{BASE}{}", POLICY.replace("1000", "2000"))).unwrap();
+        let same_keys = load_path(&p);
+        assert_eq!(
+            decide(&state, same_keys, file.as_ref(), false),
+            Outcome::Applied(vec![])
+        );
+        assert_eq!(state.current().upload.max_size, Some(2000));
+
+        replace(&p, &format!("{BASE}[upload]\ncontent_types = [\"image/png\"]\n"));
+        let replaced = load_path(&p);
+        assert_eq!(
+            decide(&state, replaced, file.as_ref(), false),
+            Outcome::Applied(vec![])
+        );
+        assert_eq!(state.current().upload.max_size, None);
+    }
+
+    #[test]
+    fn dropped_keys_compare_the_same_file_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, "").unwrap();
+        std::fs::write(&b, "").unwrap();
+        let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let at = |p: &Path, k: &[&str]| (Stamp::of_path(p).unwrap(), keys(k));
+        let running = at(&a, &["listen", "upload.max_size"]);
+        assert_eq!(
+            dropped_keys(Some(&running), Some(&at(&a, &["listen", "link.secrets"]))),
+            vec!["upload.max_size".to_string()]
+        );
+        assert!(dropped_keys(Some(&running), Some(&at(&b, &["listen"]))).is_empty());
+        assert!(dropped_keys(None, Some(&at(&a, &[]))).is_empty());
+    }
+
+    /// A read that hangs (a hung file system) is refused after the read
+    /// timeout and later reloads still run; at most MAX_STUCK_READS hung
+    /// reads hold a thread, then a reload is refused without reading; a late
+    /// result is never installed.
+    #[tokio::test]
+    async fn a_hung_read_is_refused_in_time_and_later_reloads_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, BASE).unwrap();
+        let state = app_state(load_path(&p));
+        let sources = Sources {
+            file: Some(p.clone()),
+        };
+        let hang = Arc::new(AtomicBool::new(true));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let loader: Loader = {
+            let (hang, calls) = (hang.clone(), calls.clone());
+            Arc::new(move |s: &Sources| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                while hang.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                config::load_from(s, &[])
+            })
+        };
+        let mut r =
+            Reloader::new(state.clone(), sources, false).with_loader(loader, Duration::from_millis(100));
+        replace(&p, "[link]\nsecrets = [\"link-secret-new-0123456789\"]\n");
+        let timed_out = |stuck| {
+            Outcome::Refused(Refusal::TimedOut {
+                after: Duration::from_millis(100),
+                stuck,
+            })
+        };
+        assert_eq!(r.run_once(Trigger::Signal).await, timed_out(1));
+        assert_eq!(r.run_once(Trigger::Signal).await, timed_out(2));
+        assert_eq!(r.run_once(Trigger::Signal).await, timed_out(2));
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "no third thread");
+        assert_eq!(state.metrics.render().matches("reason=\"timeout\"} 3").count(), 1);
+
+        hang.store(false, Ordering::SeqCst);
+        for _ in 0..500 {
+            if r.stuck.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(r.stuck.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            state.current().link.secrets.newest().unwrap().expose(),
+            b"link-secret-0123456789",
+            "the late reads were not installed"
+        );
+        assert_eq!(r.run_once(Trigger::Signal).await, Outcome::Applied(vec![]));
+        assert_eq!(
+            state.current().link.secrets.newest().unwrap().expose(),
+            b"link-secret-new-0123456789"
+        );
+    }
+
+    /// A file written again right after it was read (a writer still at
+    /// work when a SIGHUP came): the reload waits for the file to be quiet,
+    /// sees the change and reads again, so what it installs is the file as
+    /// it was left, not the state it caught.
+    #[tokio::test]
+    async fn a_file_changed_right_after_its_read_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let with_size = |n: u32| format!("{BASE}[upload]\nmax_size = {n}\n");
+        std::fs::write(&p, with_size(1)).unwrap();
+        let state = app_state(load_path(&p));
+        std::fs::write(&p, with_size(5)).unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let loader: Loader = {
+            let (calls, p) = (calls.clone(), p.clone());
+            Arc::new(move |s: &Sources| {
+                let loaded = config::load_from(s, &[]);
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    // The writer goes on, in place, right after the read (another
+                    // size: two writes within one tick of the kernel's clock
+                    // can have the same times).
+                    std::fs::write(&p, with_size(60)).unwrap();
+                }
+                loaded
+            })
+        };
+        let sources = Sources {
+            file: Some(p.clone()),
+        };
+        let mut r = Reloader::new(state.clone(), sources, false).with_loader(loader, READ_TIMEOUT);
+        assert_eq!(r.run_once(Trigger::Signal).await, Outcome::Applied(vec![]));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(state.current().upload.max_size, Some(60));
+
+        // A file just written: settled when its stamp is the same after the
+        // quiet period, not when it changed meanwhile.
+        std::fs::write(&p, with_size(7)).unwrap();
+        let stamp = Stamp::of_path(&p).unwrap();
+        assert_eq!(r.settled(&[(p.clone(), stamp)]).await, Ok(true));
+        std::fs::write(&p, with_size(8)).unwrap();
+        let fresh = Stamp::of_path(&p).unwrap();
+        // Another size: two writes within one tick of the kernel's clock can
+        // have the same times.
+        std::fs::write(&p, with_size(90)).unwrap();
+        assert_eq!(r.settled(&[(p.clone(), fresh)]).await, Ok(false));
     }
 }
