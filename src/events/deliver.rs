@@ -174,8 +174,13 @@ async fn housekeeping(ctx: &Arc<Ctx>, now: u64, prune: bool) {
     })
     .await;
     if let Ok((pruned, counts, bytes)) = r {
-        if let Err(e) = pruned {
-            tracing::warn!(error = %e, "cannot prune delivered event ids");
+        match pruned {
+            Ok(_) => {}
+            // Logged once when it happened (Outbox::new).
+            Err(e @ StoreError::Unavailable(_)) => {
+                tracing::debug!(error = %e, "cannot prune delivered event ids")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot prune delivered event ids"),
         }
         if let (Ok(counts), Some(m)) = (counts, ctx.outbox.metrics()) {
             m.depth(&counts, now, bytes);

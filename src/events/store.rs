@@ -391,9 +391,11 @@ fn open_db(dir: &Path, path: &Path, compact: bool) -> Result<Database, StoreErro
         Err(e) => return Err(StoreError::from_io(e)),
     };
     // The daemon's own file: narrowed at every open, whatever made it wider.
+    // Best effort: a CLI run by another user who may write the file (not its
+    // owner) uses it as it is; the daemon, its owner, narrows it at its next
+    // open.
     if file.metadata().map_err(StoreError::from_io)?.mode() & 0o777 != FILE_MODE {
-        file.set_permissions(Permissions::from_mode(FILE_MODE))
-            .map_err(StoreError::from_io)?;
+        let _ = file.set_permissions(Permissions::from_mode(FILE_MODE));
     }
     let mut db = Database::builder()
         .set_cache_size(CACHE_BYTES)
