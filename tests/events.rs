@@ -168,14 +168,30 @@ struct Gate {
     cfg: PathBuf,
     daemon: Option<Daemon>,
     old_logs: Vec<String>,
+    /// The outbox directory on a small tmpfs of its own, the daemon and the
+    /// CLI run in its namespace ([`Gate::with_small_outbox_fs`]).
+    outbox_fs: Option<tmpfs::Mounts>,
 }
 
 impl Gate {
     fn new(receiver: &Receiver, events_extra: &str, tusd_extra: &str) -> Gate {
+        Self::build(receiver, events_extra, tusd_extra, None)
+    }
+
+    /// The outbox directory is a tmpfs of `size` (`mount -o size=`), that the
+    /// test can fill ([`tmpfs::Mounts::fill`]).
+    fn with_small_outbox_fs(receiver: &Receiver, events_extra: &str, tusd_extra: &str, size: &str) -> Gate {
+        Self::build(receiver, events_extra, tusd_extra, Some(size))
+    }
+
+    fn build(receiver: &Receiver, events_extra: &str, tusd_extra: &str, outbox_fs: Option<&str>) -> Gate {
         let dir = tempfile::tempdir().unwrap();
-        for d in ["assets", "uploads"] {
+        for d in ["assets", "uploads", "events"] {
             std::fs::create_dir_all(dir.path().join(d)).unwrap();
         }
+        let outbox_fs = outbox_fs.map(|size| {
+            tmpfs::Mounts::new(&[(&dir.path().join("events"), &format!("size={size},mode=0700"))])
+        });
         let port = free_port();
         let mut text = gate_config(
             port,
@@ -196,13 +212,22 @@ impl Gate {
             cfg,
             daemon: None,
             old_logs: Vec::new(),
+            outbox_fs,
         };
         g.start();
         g
     }
 
+    /// The command prefix the daemon and the CLI run with.
+    fn wrapper(&self) -> Vec<std::ffi::OsString> {
+        self.outbox_fs
+            .as_ref()
+            .map(tmpfs::Mounts::enter)
+            .unwrap_or_default()
+    }
+
     fn start(&mut self) {
-        let d = Daemon::start_file(&self.cfg, &[], &[]);
+        let d = Daemon::start_file_via(&self.wrapper(), &self.cfg, &[], &[]);
         assert_eq!(d.addr.port(), self.port);
         self.daemon = Some(d);
     }
@@ -271,9 +296,30 @@ impl Gate {
         assert_eq!(self.metric(series), Some(want), "{series}\n{}", self.logs());
     }
 
+    fn wait_metric_at_least(&self, series: &str, want: u64, timeout: Duration) {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end && self.metric(series).unwrap_or(0) < want {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            self.metric(series).unwrap_or(0) >= want,
+            "{series}\n{}",
+            self.logs()
+        );
+    }
+
     /// `assetgate --config … events ARGS`: (exit code, stdout, stderr).
     fn cli(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let out = Command::new(bin())
+        let wrapper = self.wrapper();
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
+        let out = cmd
             .arg("--config")
             .arg(&self.cfg)
             .arg("events")
@@ -778,6 +824,148 @@ fn a_full_outbox_refuses_keeps_the_upload_and_catches_up() {
     assert!(
         wait_until_gone(&second, Duration::from_secs(10)),
         "the source goes once committed"
+    );
+}
+
+/// Issue 19, finding 6: one full disk used to wedge the outbox until a
+/// restart (redb answers every call after an I/O error with "Previous I/O
+/// error" until the file is reopened), with `/readyz` ready and nothing in the
+/// metrics. The outbox is a 1 MiB tmpfs that really fills up. The first half
+/// runs without the reconciler, so every commit is one the test asked for and
+/// the counts are exact; the second half restarts with it.
+#[test]
+fn a_full_disk_under_the_outbox_holds_uploads_and_recovers_without_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut receiver = Receiver::new(tmp.path());
+    receiver.start();
+    let mut gate = Gate::with_small_outbox_fs(&receiver, "", "reconcile_interval = 0", "1m");
+    let available = "assetgate_events_outbox_available";
+    let store_errors = series("upload.finalized", "store_error");
+    let enqueued = series("upload.finalized", "enqueued");
+    gate.finish("up-before", "disk/0.bin", b"before the disk filled");
+    receiver.wait_accepted(1, Duration::from_secs(20), || gate.logs());
+    assert_eq!(gate.metric(available), Some(1), "{}", gate.logs());
+    let pid = gate.d().child.id();
+
+    // Full: the commit fails, the upload is published but held in upload_dir
+    // (the mover removes a source only once its event is committed).
+    let filler = gate.outbox_fs.as_ref().unwrap().fill(&gate.events_dir());
+    let (held, held_ev) = gate.finish("up-full", "disk/1.bin", b"while the disk is full");
+    gate.wait_metric(&store_errors, 1, Duration::from_secs(10));
+    assert!(gate.assets().join("private/disk/1.bin").is_file());
+    assert!(held.exists(), "held in upload_dir:\n{}", gate.logs());
+    // Visible while it lasts; readiness stays (downloads and hooks are fine).
+    assert_eq!(gate.metric(available), Some(0), "{}", gate.logs());
+    assert_eq!(gate.metric("assetgate_events_outbox_unavailable_total"), Some(1));
+    assert!(
+        gate.logs().contains("events outbox unavailable"),
+        "{}",
+        gate.logs()
+    );
+    let (status, _, _) = get(gate.d().addr, "/readyz", &[]);
+    assert_eq!(status, 200);
+    // tusd retrying the post-finish while the disk is still full: held again.
+    let (status, _, _) = post(gate.d().addr, held_ev.to_string().as_bytes(), &[]);
+    assert_eq!(status, 200);
+    gate.wait_metric(&store_errors, 2, Duration::from_secs(10));
+    assert!(held.exists(), "held in upload_dir:\n{}", gate.logs());
+
+    // Space back: the very next commit succeeds, in the same process.
+    std::fs::remove_file(&filler).unwrap();
+    let (after, _) = gate.finish("up-after", "disk/2.bin", b"after the space came back");
+    gate.wait_metric(&enqueued, 2, Duration::from_secs(10));
+    assert!(
+        wait_until_gone(&after, Duration::from_secs(10)),
+        "{}",
+        gate.logs()
+    );
+    assert_eq!(gate.metric(&store_errors), Some(2), "{}", gate.logs());
+    assert_eq!(gate.d().child.id(), pid, "no restart");
+    assert_eq!(gate.metric(available), Some(1), "{}", gate.logs());
+    // The held upload: the next post-finish (or reconcile pass) commits it.
+    let (status, _, _) = post(gate.d().addr, held_ev.to_string().as_bytes(), &[]);
+    assert_eq!(status, 200);
+    assert!(wait_until_gone(&held, Duration::from_secs(10)), "{}", gate.logs());
+    let got = receiver.wait_accepted(3, Duration::from_secs(30), || gate.logs());
+    let keys: std::collections::BTreeSet<_> = got
+        .iter()
+        .map(|(_, e)| e["data"]["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        ["disk/0.bin", "disk/1.bin", "disk/2.bin"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    );
+
+    // A restart while the disk is full, now with the reconciler: the daemon
+    // starts (not exit 64). Whether this file opens and takes a commit without
+    // new space depends on the free pages it already has (here it does); if
+    // not, the upload is held as above. Either way its event is delivered.
+    let filler = gate.outbox_fs.as_ref().unwrap().fill(&gate.events_dir());
+    gate.kill();
+    let text = std::fs::read_to_string(&gate.cfg).unwrap();
+    let text = text.replace("reconcile_interval = 0", "reconcile_interval = 1");
+    std::fs::write(&gate.cfg, &text).unwrap();
+    gate.start();
+    let (status, _, _) = get(gate.d().addr, "/readyz", &[]);
+    assert_eq!(status, 200);
+    let (held, _) = gate.finish("up-restart", "disk/3.bin", b"after a restart on a full disk");
+    assert!(wait_for_file(&gate.assets().join("private/disk/3.bin"), Duration::from_secs(10)).is_some());
+    std::fs::remove_file(&filler).unwrap();
+    assert!(wait_until_gone(&held, Duration::from_secs(10)), "{}", gate.logs());
+    gate.wait_metric(available, 1, Duration::from_secs(10));
+    receiver.wait_accepted(4, Duration::from_secs(30), || gate.logs());
+
+    // The first start of an outbox on a full disk (a new file needs space,
+    // so this one cannot open): the daemon starts and says why events are
+    // degraded; the first use after the space is back opens the file.
+    let filler = gate.outbox_fs.as_ref().unwrap().fill(&gate.events_dir());
+    gate.kill();
+    let fresh = gate.events_dir().join("fresh");
+    std::fs::write(
+        &gate.cfg,
+        text.replace(
+            &format!("dir = {:?}", gate.events_dir().display().to_string()),
+            &format!("dir = {:?}", fresh.display().to_string()),
+        ),
+    )
+    .unwrap();
+    gate.start();
+    assert!(
+        gate.d()
+            .wait_log("events outbox unavailable at start", Duration::from_secs(10)),
+        "{}",
+        gate.logs()
+    );
+    assert_eq!(gate.metric(available), Some(0), "{}", gate.logs());
+    let (status, _, _) = get(gate.d().addr, "/readyz", &[]);
+    assert_eq!(status, 200);
+    let (held, _) = gate.finish("up-fresh", "disk/4.bin", b"first start on a full disk");
+    gate.wait_metric_at_least(&store_errors, 1, Duration::from_secs(10));
+    assert!(gate.assets().join("private/disk/4.bin").is_file());
+    assert!(held.exists(), "held in upload_dir:\n{}", gate.logs());
+    assert_eq!(gate.metric(available), Some(0), "{}", gate.logs());
+    std::fs::remove_file(&filler).unwrap();
+    gate.wait_metric(available, 1, Duration::from_secs(10));
+    assert!(wait_until_gone(&held, Duration::from_secs(10)), "{}", gate.logs());
+    let got = receiver.wait_accepted(5, Duration::from_secs(30), || gate.logs());
+    let mut keys: Vec<_> = got
+        .iter()
+        .map(|(_, e)| e["data"]["key"].as_str().unwrap().to_string())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(
+        keys,
+        [
+            "disk/0.bin",
+            "disk/1.bin",
+            "disk/2.bin",
+            "disk/3.bin",
+            "disk/4.bin"
+        ]
     );
 }
 

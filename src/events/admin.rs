@@ -3,9 +3,10 @@
 //! process) for `assetgate events …` and `finalize-pending`.
 //!
 //! Why a Unix socket in the outbox directory rather than a loopback port:
-//! access is exactly the directory's (whoever may read or delete the outbox
-//! file may use it, nobody else), there is no port to pick, expose or
-//! firewall, and the CLI finds it from the same `events.dir` it would open.
+//! access is the file system's (the socket is 0600 from the moment it is
+//! reachable, like the outbox file: the daemon's user, and root), there is no
+//! port to pick, expose or firewall, and the CLI finds it from the same
+//! `events.dir` it would open.
 //! `curl --unix-socket …/admin.sock http://assetgate/events` works too.
 //!
 //! - `GET /events?state=pending|dead&limit=N`: records (JSON array).
@@ -14,7 +15,7 @@
 //! - `POST /events`: enqueue an event (`finalize-pending` while the daemon runs).
 
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,15 +74,13 @@ struct DeliveredId {
 /// Serves the socket until the runtime stops. The daemon holds the outbox
 /// lock, so a socket file left by a killed daemon is stale: replaced.
 pub async fn serve(outbox: Arc<Outbox>, path: PathBuf) {
-    let _ = std::fs::remove_file(&path);
-    let listener = match tokio::net::UnixListener::bind(&path) {
+    let listener = match bind_private(&path) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(path = %path.display(), error = %e, "cannot listen on the events admin socket: `assetgate events` needs the daemon stopped");
             return;
         }
     };
-    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -99,6 +98,32 @@ pub async fn serve(outbox: Arc<Outbox>, path: PathBuf) {
             let _ = conn.await;
         });
     }
+}
+
+/// Where the socket is bound before it is 0600: a directory of its own (0700)
+/// beside it, shorter than [`SOCKET`] so the path fits wherever the final one
+/// does.
+const STAGING: &str = ".bind";
+
+/// Binds `path` so that it is never reachable with wider permissions than 0600,
+/// whatever the umask and the directory's mode: bound inside a fresh 0700
+/// directory, set to 0600, then renamed into place (replacing a stale socket).
+fn bind_private(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let staging = dir.join(STAGING);
+    let staged = staging.join("s");
+    // Left by a daemon that died here: only the daemon holding the outbox binds.
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&staging);
+    std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
+    let bound = tokio::net::UnixListener::bind(&staged).and_then(|l| {
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&staged, path)?;
+        Ok(l)
+    });
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&staging);
+    bound
 }
 
 fn json<T: Serialize>(status: StatusCode, v: &T) -> Response<Full<Bytes>> {

@@ -31,7 +31,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::{Mutex, Semaphore};
 
 use super::backoff::{random_jitter, Next, Policy};
-use super::store::Record;
+use super::store::{Record, StoreError};
 use super::{EventsConfig, Outbox};
 
 /// Longest wait between two looks at the outbox (gauges, pruning).
@@ -122,7 +122,13 @@ pub async fn run(outbox: Arc<Outbox>, cfg: EventsConfig, keep_going: impl Fn() -
                     }
                 }
                 Ok(Err(e)) => {
-                    tracing::error!(error = %e, "cannot read the events outbox");
+                    // Unavailable was logged once when it happened (Outbox::new);
+                    // this read is what opens the file again once it can.
+                    if matches!(e, StoreError::Unavailable(_)) {
+                        tracing::debug!(error = %e, "cannot read the events outbox");
+                    } else {
+                        tracing::error!(error = %e, "cannot read the events outbox");
+                    }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 Err(e) => tracing::error!(error = %e, "events outbox read failed"),
@@ -168,8 +174,13 @@ async fn housekeeping(ctx: &Arc<Ctx>, now: u64, prune: bool) {
     })
     .await;
     if let Ok((pruned, counts, bytes)) = r {
-        if let Err(e) = pruned {
-            tracing::warn!(error = %e, "cannot prune delivered event ids");
+        match pruned {
+            Ok(_) => {}
+            // Logged once when it happened (Outbox::new).
+            Err(e @ StoreError::Unavailable(_)) => {
+                tracing::debug!(error = %e, "cannot prune delivered event ids")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot prune delivered event ids"),
         }
         if let (Ok(counts), Some(m)) = (counts, ctx.outbox.metrics()) {
             m.depth(&counts, now, bytes);

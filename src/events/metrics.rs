@@ -9,11 +9,16 @@
 //! - `assetgate_events_outbox_bytes`: the outbox file's size.
 //! - `assetgate_events_delivery_latency_seconds`: from the event's creation to
 //!   the receiver's 2xx (retries included).
+//! - `assetgate_events_outbox_available`: 1 while the outbox file is open, 0
+//!   while it cannot be written or opened (a full disk): events are not
+//!   committed then, and finished uploads wait in `upload_dir`.
+//! - `assetgate_events_outbox_unavailable_total`: times it became unavailable
+//!   (a brief outage between two scrapes still shows).
 
-use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use super::payload::Kind;
-use super::store::Counts;
+use super::store::{Availability, Counts};
 use crate::metrics::Metrics;
 
 /// `result` values of `assetgate_events_total`.
@@ -35,6 +40,8 @@ pub struct EventMetrics {
     oldest: Gauge,
     bytes: IntGauge,
     latency: Histogram,
+    available: IntGauge,
+    unavailable: IntCounter,
 }
 
 impl EventMetrics {
@@ -73,12 +80,24 @@ impl EventMetrics {
             ]),
         )
         .expect("valid metric");
+        let available = IntGauge::new(
+            "assetgate_events_outbox_available",
+            "1 while the outbox file is open; 0 while it cannot be written or opened (a full disk): events wait, finished uploads stay in upload_dir.",
+        )
+        .expect("valid metric");
+        let unavailable = IntCounter::new(
+            "assetgate_events_outbox_unavailable_total",
+            "Times the outbox file became unavailable (an I/O error, a full disk).",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(outbox.clone()),
             Box::new(oldest.clone()),
             Box::new(bytes.clone()),
             Box::new(latency.clone()),
+            Box::new(available.clone()),
+            Box::new(unavailable.clone()),
         ] {
             metrics.register(c);
         }
@@ -96,6 +115,19 @@ impl EventMetrics {
             oldest,
             bytes,
             latency,
+            available,
+            unavailable,
+        }
+    }
+
+    /// The outbox file's [`Availability`]: at start, and at every change.
+    pub fn availability(&self, a: &Availability) {
+        match a {
+            Availability::Available => self.available.set(1),
+            Availability::Unavailable(_) => {
+                self.available.set(0);
+                self.unavailable.inc();
+            }
         }
     }
 

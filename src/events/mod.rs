@@ -30,8 +30,17 @@
 //!    outbox directory. redb allows one process: the daemon holds the file
 //!    while it runs and serves those commands on a Unix socket in the same
 //!    directory ([`admin`]); with the daemon stopped, the CLI opens the file
-//!    itself. The socket's permissions are the directory's: whoever may touch
-//!    the outbox may use it, nobody else, and no TCP port is opened.
+//!    itself. The directory is 0700, the file and the socket 0600 (see
+//!    [`store`]): the daemon's user may use them, nobody else, and no TCP
+//!    port is opened.
+//! 4. **A full disk.** A commit that fails for want of space leaves the
+//!    upload in `upload_dir` (1. above); the store drops redb's spent handle
+//!    and opens the file again at its next use, so events resume by
+//!    themselves once there is space, and a (re)start on a full disk starts
+//!    with the outbox unavailable instead of failing. Shown in the log (once
+//!    when it starts, once when it ends) and in
+//!    `assetgate_events_outbox_available`; readiness is not touched, since
+//!    everything else works and nothing is lost.
 //!
 //! No `[events]` section: none of this runs, the mover computes no digest,
 //! and nothing changes.
@@ -55,7 +64,7 @@ use crate::tusd::{FinalizePlan, Reason};
 use backoff::{MillisClock, SystemMillis};
 use metrics::EventMetrics;
 use payload::Event;
-use store::{Enqueued, Store, StoreError};
+use store::{Availability, Enqueued, Store, StoreError};
 
 /// The daemon's outbox: the store, the delivery loop's wake-up, the metrics.
 pub struct Outbox {
@@ -75,8 +84,39 @@ pub enum Sink {
 }
 
 impl Outbox {
-    /// The daemon's outbox around an opened `store`.
+    /// The daemon's outbox around an opened `store`: logs what its open found
+    /// (a directory wider than 0700; a file it could not open: why events are
+    /// degraded), and from now on every change of its availability, in the
+    /// log and in `assetgate_events_outbox_available`.
     pub fn new(store: Store, metrics: Option<EventMetrics>) -> Outbox {
+        for note in store.notes() {
+            tracing::warn!("{note}");
+        }
+        let now = store.availability();
+        if let Some(m) = &metrics {
+            m.availability(&now);
+        }
+        if let Availability::Unavailable(why) = &now {
+            tracing::error!(
+                error = %why,
+                "events outbox unavailable at start (the daemon runs; events are degraded): finished uploads are published and stay in upload_dir until their events can be committed; it is opened again at each use, so events resume by themselves once the disk has space"
+            );
+        }
+        let m = metrics.clone();
+        store.observe(Box::new(move |a| {
+            if let Some(m) = &m {
+                m.availability(a);
+            }
+            match a {
+                Availability::Unavailable(why) => tracing::error!(
+                    error = %why,
+                    "events outbox unavailable: new events are not committed; finished uploads are published and stay in upload_dir until their events can be (the reconciler commits them); the file is opened again at its next use"
+                ),
+                Availability::Available => tracing::info!(
+                    "events outbox available again (the file was opened again): events resume; uploads held meanwhile get theirs at the next reconcile pass"
+                ),
+            }
+        }));
         Outbox {
             store,
             wake: tokio::sync::Notify::new(),
@@ -121,11 +161,18 @@ impl Outbox {
                 event_type = event.kind.as_str(),
                 "events outbox full (events.max_events): event refused; a finalized upload stays in upload_dir until there is room"
             ),
+            // Already logged once, when the outbox became unavailable.
+            Err(e @ StoreError::Unavailable(_)) => tracing::debug!(
+                event_id = %event.id,
+                event_type = event.kind.as_str(),
+                error = %e,
+                "cannot commit the event to the outbox; the upload stays in upload_dir"
+            ),
             Err(e) => tracing::error!(
                 event_id = %event.id,
                 event_type = event.kind.as_str(),
                 error = %e,
-                "cannot commit the event to the outbox"
+                "cannot commit the event to the outbox; the upload stays in upload_dir"
             ),
         }
         r
@@ -182,13 +229,16 @@ impl Sink {
 /// cannot be created or written, a socket path too long, or a store another
 /// process keeps locked (5 s of tries: an `assetgate events` command may be
 /// holding it briefly) is a configuration error naming `events.dir` (exit 64).
+/// A file that cannot be opened for want of space (or EIO) is not: the daemon
+/// starts with the outbox unavailable ([`Outbox::new`] says so) and opens it
+/// once it can ([`store`]).
 pub fn open_at_start(cfg: &EventsConfig) -> Result<Store, crate::config::ConfigError> {
     let key = "events.dir";
     let err = |m: String| crate::config::ConfigError::new(key, m);
     admin::socket_path(&cfg.dir).map_err(err)?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        match Store::open(&cfg.dir, cfg.max_events, cfg.keep_delivered) {
+        match Store::open_or_unavailable(&cfg.dir, cfg.max_events, cfg.keep_delivered) {
             Ok(s) => return Ok(s),
             Err(StoreError::Locked) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(100));

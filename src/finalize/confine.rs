@@ -249,6 +249,19 @@ pub(super) fn destination_segments(dest: &str) -> Result<Vec<&str>, FinalizeErro
     }
 }
 
+/// The mode of a directory the mover creates in the asset tree: its parent's
+/// read and search bits, never write for group or others (only assetgate
+/// writes the tree), whatever the umask (which can only narrow it). nginx reads
+/// the tree as the operator let it read the root: through the group in the
+/// systemd install (`/srv/assets` 2750, and the kernel carries the setgid bit
+/// down), through "others" in the containers (nginx's workers drop the pod's
+/// supplementary groups), so a fixed mode would be too wide for one or too
+/// narrow for the other.
+pub(super) fn asset_dir_mode(parent: BorrowedFd<'_>) -> Mode {
+    let parent = rustix::fs::fstat(parent).map_or(0, |st| st.st_mode);
+    Mode::from_raw_mode(0o700 | (parent & 0o055))
+}
+
 /// Walk the destination's directories from `root`, one `openat(O_NOFOLLOW |
 /// O_DIRECTORY)` at a time, refusing symlinks and non-directories; create missing
 /// ones (`mkdirat`) when `create`. Returns the last one, held open: the publish
@@ -266,7 +279,7 @@ pub(super) fn destination_dir(
         let next = match open_subdir(cur.as_fd(), seg) {
             Err(Errno::NOENT) if !create => return Ok(None),
             Err(Errno::NOENT) => {
-                match rustix::fs::mkdirat(cur.as_fd(), seg, Mode::from_raw_mode(0o777)) {
+                match rustix::fs::mkdirat(cur.as_fd(), seg, asset_dir_mode(cur.as_fd())) {
                     // Lost a race with a concurrent finalize: look at what is there now.
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(FinalizeError::errno(Op::CreateDir)(e)),

@@ -126,7 +126,10 @@
 //!   file `<storage root>/.assetgate-tmp/.assetgate-<random>.tmp` (in the
 //!   destination directory itself when that is on another filesystem than the
 //!   storage root), created `O_EXCL` with mode 0600, `sync_all`, give it the
-//!   source's mode, publish it with `renameat2(RENAME_NOREPLACE)` (a link where the
+//!   source's mode less any write for group and others, exec or set-id bit
+//!   (`.assetgate-tmp` is 0700; directories made in the tree get their parent's
+//!   read bits, see `confine::asset_dir_mode`), publish it with
+//!   `renameat2(RENAME_NOREPLACE)` (a link where the
 //!   filesystem lacks that flag) or, for overwrite, `renameat`; fsync the
 //!   directory, then remove the source. The temporary file is removed on every
 //!   failure path, and the copy stops at the next 1 MiB chunk when the daemon's

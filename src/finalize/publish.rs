@@ -487,7 +487,8 @@ pub(super) fn falls_back_to_copy(e: &io::Error) -> bool {
 /// never through a symlink.
 pub(super) fn temp_dir_for(roots: &Roots, dst: &Target<'_>) -> Result<OwnedFd, FinalizeError> {
     let root = roots.storage_fd.as_fd();
-    match rustix::fs::mkdirat(root, TEMP_DIR, Mode::from_raw_mode(0o777)) {
+    // assetgate's alone (nginx never serves it), whatever the umask.
+    match rustix::fs::mkdirat(root, TEMP_DIR, Mode::from_raw_mode(0o700)) {
         Ok(()) | Err(Errno::EXIST) => {}
         Err(e) => return Err(FinalizeError::errno(Op::CreateTemp)(e)),
     }
@@ -506,6 +507,13 @@ pub(super) fn temp_dir_for(roots: &Roots, dst: &Target<'_>) -> Result<OwnedFd, F
     } else {
         dst.dir.try_clone().map_err(FinalizeError::io(Op::CreateTemp))
     }
+}
+
+/// A copy's mode: whom the upload let read it (tusd's umask), written by
+/// assetgate alone, never executable or set-id.
+fn published_mode(src: &Metadata) -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::Permissions::from_mode(src.permissions().mode() & 0o644)
 }
 
 /// Copy the checked file (from its descriptor) to a temporary file in `tmp_dir`,
@@ -530,7 +538,7 @@ pub(super) fn copy_publish(
     }
     faults::check(faults::Step::AfterCopy).map_err(FinalizeError::io(Op::Copy))?;
     tmp.file
-        .set_permissions(src.meta.permissions())
+        .set_permissions(published_mode(&src.meta))
         .map_err(FinalizeError::io(Op::Copy))?;
     tmp.file.sync_all().map_err(FinalizeError::io(Op::Sync))?;
     if cancel.is_cancelled() {

@@ -6,6 +6,7 @@ pub mod hooks;
 pub mod ngx;
 pub mod redis;
 pub mod rustus;
+pub mod tmpfs;
 pub mod tus;
 pub mod tusd;
 
@@ -139,18 +140,43 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("assetgate.toml");
         std::fs::write(&cfg, config).unwrap();
-        Self::spawn(dir, &cfg, args, env)
+        Self::spawn(dir, &[], &cfg, args, env)
     }
 
     /// `assetgate --config <config> serve <args>` on a config file as it is
     /// (a shipped one), with only `env` as the `ASSETGATE_*` environment. The log
     /// format must end up json and `listen` must have port 0.
     pub fn start_file(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        Self::spawn(tempfile::tempdir().unwrap(), config, args, env)
+        Self::spawn(tempfile::tempdir().unwrap(), &[], config, args, env)
     }
 
-    fn spawn(dir: tempfile::TempDir, config: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let mut cmd = Command::new(bin());
+    /// Like [`start_file`], the binary run through `wrapper` (a command
+    /// prefix that ends by `exec`ing it, so the child is the daemon: see
+    /// [`tmpfs`]).
+    pub fn start_file_via(
+        wrapper: &[std::ffi::OsString],
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        Self::spawn(tempfile::tempdir().unwrap(), wrapper, config, args, env)
+    }
+
+    fn spawn(
+        dir: tempfile::TempDir,
+        wrapper: &[std::ffi::OsString],
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
         cmd.arg("--config").arg(config).arg("serve").args(args);
         for (k, _) in std::env::vars() {
             if k.starts_with("ASSETGATE_") {
