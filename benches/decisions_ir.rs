@@ -104,6 +104,7 @@ fn upload_config() -> UploadConfig {
         session_binding: Default::default(),
         session_grace: Duration::from_secs(3600),
         single_use: false,
+        max_parts: assetgate::config::DEFAULT_MAX_PARTS,
     }
 }
 

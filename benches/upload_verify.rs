@@ -46,6 +46,7 @@ fn config(secrets: &[&str]) -> UploadConfig {
         session_binding: Default::default(),
         session_grace: std::time::Duration::from_secs(3600),
         single_use: false,
+        max_parts: assetgate::config::DEFAULT_MAX_PARTS,
     }
 }
 

@@ -243,6 +243,10 @@ pub struct UploadConfig {
     /// (`token_used`). Partial uploads of a concatenation do not consume it,
     /// the final upload does.
     pub single_use: bool,
+    /// With `single_use`: how many partial uploads one token may create
+    /// (`too_many_parts` past it); their declared sizes together are bounded
+    /// by `max_size` (`parts_too_large`).
+    pub max_parts: u32,
 }
 
 /// `[storage]`
@@ -504,6 +508,14 @@ impl Default for RawLink {
     }
 }
 
+/// Default `[upload] max_parts`: tus-js-client's `parallelUploads` (a handful
+/// in practice) twice over, with room for parts retried after an error.
+pub const DEFAULT_MAX_PARTS: u32 = 16;
+
+/// Largest `[upload] max_parts` (each part is one entry the shared state reads
+/// whole at every partial pre-create of the token).
+pub const MAX_MAX_PARTS: u32 = 1024;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawUpload {
@@ -517,6 +529,7 @@ struct RawUpload {
     session_binding: String,
     session_grace: Human,
     single_use: bool,
+    max_parts: u32,
 }
 
 impl Default for RawUpload {
@@ -532,6 +545,7 @@ impl Default for RawUpload {
             session_binding: "window".into(),
             session_grace: Human::Int(3600),
             single_use: false,
+            max_parts: DEFAULT_MAX_PARTS,
         }
     }
 }
@@ -1050,6 +1064,15 @@ fn validate(
             .map_err(|e| ConfigError::new("upload.session_binding", e))?,
         session_grace: raw.upload.session_grace.seconds("upload.session_grace")?,
         single_use: raw.upload.single_use,
+        max_parts: match raw.upload.max_parts {
+            n @ 1..=MAX_MAX_PARTS => n,
+            _ => {
+                return Err(ConfigError::new(
+                    "upload.max_parts",
+                    format!("must be between 1 and {MAX_MAX_PARTS}"),
+                ))
+            }
+        },
     };
     let base_path = raw.tusd.base_path.clone();
     if !base_path.starts_with('/') || base_path.contains(['?', '#', ' ']) {
@@ -1771,6 +1794,7 @@ mod tests {
         assert_eq!(c.state.single_use_when_down, FailMode::Closed);
         assert_eq!(c.server.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
         assert!(!c.upload.single_use);
+        assert_eq!(c.upload.max_parts, DEFAULT_MAX_PARTS);
         assert_eq!(c.link.max_ttl, None);
         let c = load_from(
             &Sources::default(),
@@ -1782,9 +1806,11 @@ mod tests {
                 ),
                 ("ASSETGATE_STATE__REVOCATION_WHEN_DOWN", "fail_open"),
                 ("ASSETGATE_LINK__MAX_TTL", "7d"),
+                ("ASSETGATE_UPLOAD__MAX_PARTS", "4"),
             ]),
         )
         .unwrap();
+        assert_eq!(c.upload.max_parts, 4);
         let StateBackend::Redis { url } = &c.state.backend else {
             panic!("redis")
         };
@@ -1823,6 +1849,9 @@ mod tests {
             ("[state]\nkey_prefix = \"a b\"\n", "state.key_prefix"),
             ("[server]\nadmin_listen = \"loopback\"\n", "server.admin_listen"),
             ("[link]\nmax_ttl = 0\n", "link.max_ttl"),
+            ("[upload]\nmax_parts = 0\n", "upload.max_parts"),
+            ("[upload]\nmax_parts = 1025\n", "upload.max_parts"),
+            ("[upload]\nmax_parts = -1\n", "upload.max_parts"),
         ] {
             let e = err(text, &[]);
             assert_eq!(e.key, key, "{text}: {e}");
@@ -1955,7 +1984,7 @@ mod tests {
         let every_key_set = "listen = \"127.0.0.1:1234\"\nlog_level = \"assetgate=debug,info\"\nlog_format = \"json\"\n\
             [link]\nmerge_slashes = false\nmax_ttl = \"7d\"\n\
             [upload]\nclock_skew = \"1m\"\nmax_ttl = \"2h\"\ncontent_types = [\"image/*\", \"Application/PDF\"]\nmax_size = \"5GiB\"\n\
-            allow_deferred_length = true\ncheck_content = true\nsession_binding = \"token\"\nsession_grace = 7200\nsingle_use = true\n\
+            allow_deferred_length = true\ncheck_content = true\nsession_binding = \"token\"\nsession_grace = 7200\nsingle_use = true\nmax_parts = 3\n\
             [storage]\nroot = \"/srv/a\"\noverwrite = true\npublic_prefix = \"pub\"\nprivate_prefix = \"priv/x\"\n\
             [tusd]\nupload_dir = \"/srv/t\"\nbase_path = \"/up/\"\nreconcile_interval = 0\nabandon_after = \"3d\"\n\
             [server]\nheader_read_timeout = 5\nbody_read_timeout = \"20s\"\nrequest_timeout = \"1m\"\nmax_connections = 100\n\

@@ -125,6 +125,7 @@ fn gates() -> &'static [Fixed; 2] {
                     session_binding: Default::default(),
                     session_grace: std::time::Duration::from_secs(3600),
                     single_use: false,
+                    max_parts: assetgate::config::DEFAULT_MAX_PARTS,
                 },
                 storage: StorageConfig {
                     root: Some(PathBuf::from("/srv/assets")),
@@ -145,6 +146,7 @@ fn gates() -> &'static [Fixed; 2] {
                     session_binding: Default::default(),
                     session_grace: std::time::Duration::from_secs(3600),
                     single_use: false,
+                    max_parts: assetgate::config::DEFAULT_MAX_PARTS,
                 },
                 storage: StorageConfig {
                     root: Some(PathBuf::from("/srv/assets")),
