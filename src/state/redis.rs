@@ -17,7 +17,7 @@
 //! | `revoked` | sorted set, score = `until` (`+inf`: never) | revocations ([`Revocation::encode`] members); past ones are trimmed on every write |
 //! | `revoked:version` | string | a random value replaced on every write; the replicas reload the set when it changes |
 //!
-//! Every single-use claim and undo is one `EVALSHA` of [`SCRIPT`] (loaded on
+//! Every single-use claim and undo is one `EVALSHA` of `SCRIPT` (loaded on
 //! `NOSCRIPT` by `redis::Script`): the decision and what it writes are one
 //! atomic step, fleet-wide. An undo goes through the same `ConnectionManager`,
 //! that is the same multiplexed connection as the claim it undoes (a timeout
