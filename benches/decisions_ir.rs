@@ -105,6 +105,7 @@ fn upload_config() -> UploadConfig {
         session_grace: Duration::from_secs(3600),
         single_use: false,
         nginx_types: assetgate::config::NginxTypes::builtin(),
+        max_parts: assetgate::config::DEFAULT_MAX_PARTS,
     }
 }
 

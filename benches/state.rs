@@ -93,18 +93,23 @@ fn benches(c: &mut Criterion) {
     });
 
     let mut n = 0u64;
-    let mut id = move || {
+    let mut ask = move || {
         n += 1;
         let mut id = [0u8; 32];
         id[..8].copy_from_slice(&n.to_le_bytes());
-        id
+        state::Ask {
+            id,
+            nonce: state::Nonce::random(),
+            ttl: Duration::from_secs(60),
+            kind: assetgate::tusd::precreate::ClaimKind::Consume,
+            undo: Vec::new(),
+        }
     };
     let memory = state::memory::Memory::default();
     c.bench_function("single_use/memory/consume", |b| {
         b.iter(|| {
-            let i = id();
-            rt.block_on(state::Backend::consume(&memory, &i, Duration::from_secs(60)))
-                .unwrap()
+            let a = ask();
+            rt.block_on(state::Backend::claim(&memory, &a)).unwrap()
         })
     });
 
@@ -122,10 +127,10 @@ fn benches(c: &mut Criterion) {
     ]);
     let backend = rt.block_on(async { state::backend(&redis_cfg.state).unwrap() });
     rt.block_on(backend.version()).unwrap();
-    c.bench_function("single_use/redis/consume (SET NX PX round trip)", |b| {
+    c.bench_function("single_use/redis/consume (EVALSHA round trip)", |b| {
         b.iter(|| {
-            let i = id();
-            rt.block_on(backend.consume(&i, Duration::from_secs(60))).unwrap()
+            let a = ask();
+            rt.block_on(backend.claim(&a)).unwrap()
         })
     });
     c.bench_function("revocations/redis/version (one sync tick)", |b| {

@@ -271,6 +271,10 @@ pub struct UploadConfig {
     /// nginx's extension → type table for the asset tree: a key's extension
     /// must be served as its token's type ([`crate::policy::served`]).
     pub nginx_types: NginxTypes,
+    /// With `single_use`: how many partial uploads one token may create
+    /// (`too_many_parts` past it); their declared sizes together are bounded
+    /// by `max_size` (`parts_too_large`).
+    pub max_parts: u32,
 }
 
 /// `[upload] nginx_types`: the table nginx serves the asset tree with, and
@@ -295,9 +299,11 @@ impl NginxTypes {
     /// Reads and parses an nginx `types { … }` file (a regular file of at most
     /// [`crate::policy::served::MAX_TYPES_BYTES`]).
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = read_bounded(path, crate::policy::served::MAX_TYPES_BYTES)?;
+        let file = read::read(path, crate::policy::served::MAX_TYPES_BYTES as u64)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = file.text().map_err(|e| format!("{}: {e}", path.display()))?;
         let table =
-            crate::policy::ServedTypes::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            crate::policy::ServedTypes::parse(text).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(NginxTypes {
             path: Some(path.to_path_buf()),
             table: std::sync::Arc::new(table),
@@ -312,25 +318,6 @@ impl Serialize for NginxTypes {
             None => s.serialize_str("<built in: nginx/assetgate-types.conf>"),
         }
     }
-}
-
-/// A regular file's text, at most `max` bytes; never blocks on a FIFO or a
-/// device (refused before it is opened for reading).
-fn read_bounded(path: &Path, max: usize) -> Result<String, String> {
-    use std::io::Read as _;
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!("{} is not a regular file", path.display()));
-    }
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(max as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if bytes.len() > max {
-        return Err(format!("{} is larger than {max} bytes", path.display()));
-    }
-    String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))
 }
 
 /// `[storage]`
@@ -592,6 +579,14 @@ impl Default for RawLink {
     }
 }
 
+/// Default `[upload] max_parts`: tus-js-client's `parallelUploads` (a handful
+/// in practice) twice over, with room for parts retried after an error.
+pub const DEFAULT_MAX_PARTS: u32 = 16;
+
+/// Largest `[upload] max_parts` (each part is one entry the shared state reads
+/// whole at every partial pre-create of the token).
+pub const MAX_MAX_PARTS: u32 = 1024;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawUpload {
@@ -606,6 +601,7 @@ struct RawUpload {
     session_grace: Human,
     single_use: bool,
     nginx_types: Option<PathBuf>,
+    max_parts: u32,
 }
 
 impl Default for RawUpload {
@@ -622,6 +618,7 @@ impl Default for RawUpload {
             session_grace: Human::Int(3600),
             single_use: false,
             nginx_types: None,
+            max_parts: DEFAULT_MAX_PARTS,
         }
     }
 }
@@ -1210,6 +1207,15 @@ fn validate(
         nginx_types: match &raw.upload.nginx_types {
             None => NginxTypes::builtin(),
             Some(p) => NginxTypes::load(p).map_err(|e| ConfigError::new("upload.nginx_types", e))?,
+        },
+        max_parts: match raw.upload.max_parts {
+            n @ 1..=MAX_MAX_PARTS => n,
+            _ => {
+                return Err(ConfigError::new(
+                    "upload.max_parts",
+                    format!("must be between 1 and {MAX_MAX_PARTS}"),
+                ))
+            }
         },
     };
     let base_path = raw.tusd.base_path.clone();
@@ -2044,6 +2050,7 @@ mod tests {
         assert_eq!(c.state.single_use_when_down, FailMode::Closed);
         assert_eq!(c.server.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
         assert!(!c.upload.single_use);
+        assert_eq!(c.upload.max_parts, DEFAULT_MAX_PARTS);
         assert_eq!(c.link.max_ttl, None);
         let c = load_from(
             &Sources::default(),
@@ -2055,9 +2062,11 @@ mod tests {
                 ),
                 ("ASSETGATE_STATE__REVOCATION_WHEN_DOWN", "fail_open"),
                 ("ASSETGATE_LINK__MAX_TTL", "7d"),
+                ("ASSETGATE_UPLOAD__MAX_PARTS", "4"),
             ]),
         )
         .unwrap();
+        assert_eq!(c.upload.max_parts, 4);
         let StateBackend::Redis { url } = &c.state.backend else {
             panic!("redis")
         };
@@ -2096,6 +2105,9 @@ mod tests {
             ("[state]\nkey_prefix = \"a b\"\n", "state.key_prefix"),
             ("[server]\nadmin_listen = \"loopback\"\n", "server.admin_listen"),
             ("[link]\nmax_ttl = 0\n", "link.max_ttl"),
+            ("[upload]\nmax_parts = 0\n", "upload.max_parts"),
+            ("[upload]\nmax_parts = 1025\n", "upload.max_parts"),
+            ("[upload]\nmax_parts = -1\n", "upload.max_parts"),
         ] {
             let e = err(text, &[]);
             assert_eq!(e.key, key, "{text}: {e}");
@@ -2228,7 +2240,7 @@ mod tests {
         let every_key_set = "listen = \"127.0.0.1:1234\"\nlog_level = \"assetgate=debug,info\"\nlog_format = \"json\"\n\
             [link]\nmerge_slashes = false\nmax_ttl = \"7d\"\n\
             [upload]\nclock_skew = \"1m\"\nmax_ttl = \"2h\"\ncontent_types = [\"image/*\", \"Application/PDF\"]\nmax_size = \"5GiB\"\n\
-            allow_deferred_length = true\ncheck_content = true\nsession_binding = \"token\"\nsession_grace = 7200\nsingle_use = true\n\
+            allow_deferred_length = true\ncheck_content = true\nsession_binding = \"token\"\nsession_grace = 7200\nsingle_use = true\nmax_parts = 3\n\
             [storage]\nroot = \"/srv/a\"\noverwrite = true\npublic_prefix = \"pub\"\nprivate_prefix = \"priv/x\"\n\
             [tusd]\nupload_dir = \"/srv/t\"\nbase_path = \"/up/\"\nreconcile_interval = 0\nabandon_after = \"3d\"\n\
             [server]\nheader_read_timeout = 5\nbody_read_timeout = \"20s\"\nrequest_timeout = \"1m\"\nmax_connections = 100\n\

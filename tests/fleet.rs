@@ -12,6 +12,14 @@
 //!   `[state] timeout`, `/readyz` turns 503, `/auth` serves the last snapshot
 //!   for `stale_after`, then denies (`unavailable`, 503 through nginx) without
 //!   ever hanging; Redis back: the gates recover by themselves (no restart);
+//! - Redis stalled (SIGSTOP) under two replicas: pre-create answers 503
+//!   `state_unavailable`, and once Redis resumes the token is still usable, on
+//!   the same replica and on the other one; its second use is refused
+//!   `token_used` (issue 19, finding 5);
+//! - a token's partial uploads are bounded fleet-wide (`[upload] max_parts`,
+//!   `max_size` together), and a part refused 503 in a stall is not counted
+//!   (finding 11);
+//! - the Redis backend keeps the single-use contract of `tests/common/state.rs`;
 //! - `fail_open` instead: accepted, counted;
 //! - secret rotation under load through nginx: no failed request while the
 //!   new secret is added and the old one dropped; old links and upload tokens
@@ -139,6 +147,34 @@ fn pre_create(gate: &Daemon, meta: &Value) -> Result<(), (u64, String)> {
         v["HTTPResponse"]["StatusCode"].as_u64().unwrap(),
         body["error"]["code"].as_str().unwrap().to_string(),
     ))
+}
+
+/// A partial upload's pre-create answer (see [`pre_create`]).
+fn pre_create_part(gate: &Daemon, meta: &Value, size: u64) -> Result<(), (u64, String)> {
+    let mut ev = v2_event("pre-create", meta.clone(), size, Value::Null);
+    ev["Event"]["Upload"]["IsPartial"] = json!(true);
+    let (s, _, b) = post(gate.addr, ev.to_string().as_bytes(), &[]);
+    assert_eq!(s, 200);
+    let v = json_of(&b);
+    if v == json!({}) {
+        return Ok(());
+    }
+    let body: Value = serde_json::from_str(v["HTTPResponse"]["Body"].as_str().unwrap()).unwrap();
+    Err((
+        v["HTTPResponse"]["StatusCode"].as_u64().unwrap(),
+        body["error"]["code"].as_str().unwrap().to_string(),
+    ))
+}
+
+/// Waits until Redis ran everything `gate` queued before now: a claim sent
+/// now is answered only after them (one connection, run in order).
+fn settled(gate: &Daemon, tag: &str) {
+    let mut probe = 0;
+    let done = wait_until(Duration::from_secs(10), || {
+        probe += 1;
+        pre_create(gate, &token(UPLOAD_SECRET, &format!("{tag}/probe-{probe}.txt"))).is_ok()
+    });
+    assert!(done.is_some(), "{:#?}", gate.logs());
 }
 
 fn token(secret: &str, key: &str) -> Value {
@@ -327,6 +363,124 @@ fn redis_restarted_mid_run_fails_closed_then_recovers_without_restarting_the_gat
         .iter()
         .all(|g| auth(g, &x).0 == 204))
     .is_some());
+}
+
+/// Issue 19, finding 5: the review stalled Redis for 15 s and burned 544
+/// tokens. The claim a gate sent before answering 503 reached Redis when it
+/// resumed, so the client's retry was refused `token_used`. Now a 503 leaves
+/// the token usable: the retry is accepted (on the replica that answered 503
+/// and on the other one), and a genuine second use is still refused.
+#[test]
+fn a_redis_stall_answered_503_leaves_the_token_usable() {
+    let f = fleet(2, "");
+    let tokens = |what: &str| -> Vec<Value> {
+        (0..6)
+            .map(|i| token(UPLOAD_SECRET, &format!("stall/{what}-{i}.txt")))
+            .collect()
+    };
+    let (same, other) = (tokens("same"), tokens("other"));
+    for (i, g) in f.gates.iter().enumerate() {
+        let warm = token(UPLOAD_SECRET, &format!("stall/warm-{i}.txt"));
+        assert_eq!(pre_create(g, &warm), Ok(()), "connected before the stall");
+    }
+
+    f.redis.stall();
+    for m in same.iter().chain(&other) {
+        assert_eq!(pre_create(&f.gates[0], m), Err((503, "state_unavailable".into())));
+    }
+    f.redis.resume();
+
+    // Gate 0's one connection carries what it sent during the stall; Redis
+    // runs a connection's commands in order, so once a claim sent after the
+    // resume is answered, everything gate 0 queued before it has run.
+    settled(&f.gates[0], "stall");
+
+    for (i, m) in same.iter().enumerate() {
+        assert_eq!(
+            pre_create(&f.gates[0], m),
+            Ok(()),
+            "retry {i} on the same replica"
+        );
+    }
+    for (i, m) in other.iter().enumerate() {
+        assert_eq!(
+            pre_create(&f.gates[1], m),
+            Ok(()),
+            "retry {i} on the other replica"
+        );
+    }
+    for m in same.iter().chain(&other) {
+        for g in &f.gates {
+            assert_eq!(pre_create(g, m), Err((403, "token_used".into())), "second use");
+        }
+    }
+    for g in &f.gates {
+        assert_eq!(
+            g.metric(
+                "assetgate_hook_decisions_total{decision=\"deny\",hook=\"pre-create\",reason=\"token_used\"}"
+            ),
+            12.0
+        );
+    }
+}
+
+/// Issue 19, finding 11, on the fleet: a token's partial uploads are counted
+/// in Redis, so the bounds hold across replicas; a part refused 503 during a
+/// stall is undone like a consumption (finding 5), so it is not counted.
+#[test]
+fn partial_uploads_are_bounded_fleet_wide_and_a_stalled_part_is_not_counted() {
+    let f = fleet_with(3, "", &format!("{}max_size = 1000\n", static_secrets()), &[]);
+    let a = token(UPLOAD_SECRET, "parts/count.bin");
+    assert_eq!(
+        pre_create(&f.gates[0], &token(UPLOAD_SECRET, "parts/warm.txt")),
+        Ok(())
+    );
+    f.redis.stall();
+    assert_eq!(
+        pre_create_part(&f.gates[0], &a, 10),
+        Err((503, "state_unavailable".into()))
+    );
+    f.redis.resume();
+    settled(&f.gates[0], "parts");
+
+    // 16 parts (the default max_parts) over three replicas, then refused on each.
+    for i in 0..16 {
+        assert_eq!(pre_create_part(&f.gates[i % 3], &a, 10), Ok(()), "part {i}");
+    }
+    for g in &f.gates {
+        assert_eq!(pre_create_part(g, &a, 10), Err((403, "too_many_parts".into())));
+    }
+    // Declared sizes together at most max_size, fleet-wide.
+    let b = token(UPLOAD_SECRET, "parts/size.bin");
+    assert_eq!(pre_create_part(&f.gates[0], &b, 600), Ok(()));
+    assert_eq!(
+        pre_create_part(&f.gates[1], &b, 401),
+        Err((413, "parts_too_large".into()))
+    );
+    assert_eq!(pre_create_part(&f.gates[2], &b, 400), Ok(()));
+    // The final upload consumes the token: no part after it.
+    assert_eq!(pre_create(&f.gates[1], &b), Ok(()));
+    assert_eq!(
+        pre_create_part(&f.gates[2], &b, 0),
+        Err((403, "token_used".into()))
+    );
+}
+
+#[tokio::test]
+async fn the_redis_backend_keeps_the_single_use_contract() {
+    let redis = RedisServer::start();
+    let env: Vec<(String, String)> = [
+        ("ASSETGATE_LINK_SECRET", LINK_SECRET.to_string()),
+        ("ASSETGATE_STATE__BACKEND", "redis".into()),
+        ("ASSETGATE_STATE__REDIS_URL", redis.url()),
+        ("ASSETGATE_STATE__TIMEOUT", "2s".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let config = assetgate::config::load_from(&assetgate::config::Sources::default(), &env).unwrap();
+    let backend = assetgate::state::backend(&config.state).unwrap();
+    common::state::contract(&*backend).await;
 }
 
 #[test]

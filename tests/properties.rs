@@ -236,6 +236,7 @@ impl GateCfg {
             session_grace: std::time::Duration::from_secs(3600),
             single_use: false,
             nginx_types: assetgate::config::NginxTypes::builtin(),
+            max_parts: assetgate::config::DEFAULT_MAX_PARTS,
         }
     }
 

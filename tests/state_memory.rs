@@ -1,6 +1,8 @@
 //! Shared state with the default `memory` backend, on the real binary:
-//! single-use upload tokens (plain, partial and final uploads) and revocations
-//! through the CLI and the admin listener (never the port nginx uses).
+//! single-use upload tokens (plain, partial and final uploads; the partial
+//! uploads a token may create, bounded in number and size) and revocations
+//! through the CLI and the admin listener (never the port nginx uses); and the
+//! backend's single-use contract on the library (`tests/common/state.rs`).
 
 mod common;
 
@@ -41,8 +43,17 @@ fn plain(meta: &Value, size: u64) -> Value {
 }
 
 fn partial(meta: &Value) -> Value {
-    let mut ev = v2_event("pre-create", meta.clone(), 4, Value::Null);
+    partial_of(meta, Some(4))
+}
+
+/// A partial upload's pre-create declaring `size` bytes (`None`: deferred).
+fn partial_of(meta: &Value, size: Option<u64>) -> Value {
+    let mut ev = v2_event("pre-create", meta.clone(), size.unwrap_or(0), Value::Null);
     ev["Event"]["Upload"]["IsPartial"] = json!(true);
+    if size.is_none() {
+        ev["Event"]["Upload"]["Size"] = Value::Null;
+        ev["Event"]["Upload"]["SizeIsDeferred"] = json!(true);
+    }
     ev
 }
 
@@ -119,6 +130,116 @@ fn single_use_tokens_plain_partial_and_final() {
         !logs.contains(a["upload-token"].as_str().unwrap()),
         "token in logs"
     );
+}
+
+/// Issue 19, finding 11: one token created 30 parts before its final, each up
+/// to `max_size`. With `single_use`, a token's partial uploads are bounded: at
+/// most `[upload] max_parts` (default 16), their declared sizes together at
+/// most `max_size`; a refused part is not counted.
+#[test]
+fn single_use_bounds_the_partial_uploads_of_a_token() {
+    let e = env("single_use = true\nmax_size = 1000\nallow_deferred_length = true\n");
+    let gate = &e.gate;
+    let meta = |key: &str| metadata(UPLOAD_SECRET, key, "private", "text/plain", now() + 600);
+    let refused = |code: &str| {
+        Err((
+            (if code == "too_many_parts" { 403 } else { 413 }),
+            code.to_string(),
+        ))
+    };
+
+    // The count: 16 parts by default, then too_many_parts.
+    let a = meta("count.bin");
+    for i in 0..16 {
+        assert_eq!(pre_create(gate, &partial_of(&a, Some(10))), Ok(()), "part {i}");
+    }
+    assert_eq!(
+        pre_create(gate, &partial_of(&a, Some(10))),
+        refused("too_many_parts")
+    );
+    assert_eq!(
+        pre_create(gate, &partial_of(&a, Some(0))),
+        refused("too_many_parts")
+    );
+    // Another token is not affected.
+    assert_eq!(
+        pre_create(gate, &partial_of(&meta("other.bin"), Some(10))),
+        Ok(())
+    );
+
+    // The size: the parts' declared sizes together at most max_size (1000).
+    let b = meta("size.bin");
+    assert_eq!(pre_create(gate, &partial_of(&b, Some(600))), Ok(()));
+    assert_eq!(
+        pre_create(gate, &partial_of(&b, Some(401))),
+        refused("parts_too_large")
+    );
+    assert_eq!(
+        pre_create(gate, &partial_of(&b, Some(400))),
+        Ok(()),
+        "exactly max_size"
+    );
+    assert_eq!(
+        pre_create(gate, &partial_of(&b, Some(1))),
+        refused("parts_too_large")
+    );
+    // A part over max_size alone is the policy's too_large, as before.
+    assert_eq!(
+        pre_create(gate, &partial_of(&meta("one.bin"), Some(1001))),
+        Err((413, "too_large".into()))
+    );
+    // A deferred length counts as max_size: one such part takes it all.
+    let c = meta("deferred.bin");
+    assert_eq!(pre_create(gate, &partial_of(&c, None)), Ok(()));
+    assert_eq!(
+        pre_create(gate, &partial_of(&c, Some(1))),
+        refused("parts_too_large")
+    );
+
+    for (reason, n) in [("too_many_parts", 2.0), ("parts_too_large", 3.0)] {
+        assert_eq!(
+            gate.metric(&format!(
+                "assetgate_hook_decisions_total{{decision=\"deny\",hook=\"pre-create\",reason=\"{reason}\"}}"
+            )),
+            n
+        );
+    }
+    let logs = gate.logs().join("\n");
+    assert!(logs.contains("max_parts (16)"), "the reason is logged");
+}
+
+/// `[upload] max_parts` is read, and without `max_size` only the count bounds.
+#[test]
+fn max_parts_is_configurable_and_the_count_alone_bounds_without_max_size() {
+    let e = env("single_use = true\nmax_parts = 2\n");
+    let a = metadata(UPLOAD_SECRET, "two.bin", "private", "text/plain", now() + 600);
+    for _ in 0..2 {
+        assert_eq!(pre_create(&e.gate, &partial_of(&a, Some(u64::MAX >> 2))), Ok(()));
+    }
+    assert_eq!(
+        pre_create(&e.gate, &partial_of(&a, Some(1))),
+        Err((403, "too_many_parts".into()))
+    );
+    // Every reason code is pre-registered, these two included.
+    let e = env("");
+    let (_, _, metrics) = get(e.gate.addr, "/metrics", &[]);
+    let metrics = String::from_utf8_lossy(&metrics);
+    for reason in ["too_many_parts", "parts_too_large"] {
+        let line = format!(
+            "assetgate_hook_decisions_total{{decision=\"deny\",hook=\"pre-create\",reason=\"{reason}\"}} 0"
+        );
+        assert!(metrics.lines().any(|l| l == line), "{line} not in /metrics");
+    }
+    // Without single_use, nothing is counted.
+    let a = metadata(UPLOAD_SECRET, "free.bin", "private", "text/plain", now() + 600);
+    for _ in 0..20 {
+        assert_eq!(pre_create(&e.gate, &partial_of(&a, Some(1))), Ok(()));
+    }
+}
+
+#[tokio::test]
+async fn the_memory_backend_keeps_the_single_use_contract() {
+    common::state::contract(&assetgate::state::memory::Memory::default()).await;
 }
 
 #[test]

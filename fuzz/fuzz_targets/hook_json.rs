@@ -125,6 +125,8 @@ fn gates() -> &'static [Fixed; 2] {
                     session_binding: Default::default(),
                     session_grace: std::time::Duration::from_secs(3600),
                     single_use: false,
+                    max_parts: assetgate::config::DEFAULT_MAX_PARTS,
+                    nginx_types: assetgate::config::NginxTypes::builtin(),
                 },
                 storage: StorageConfig {
                     root: Some(PathBuf::from("/srv/assets")),
@@ -145,6 +147,8 @@ fn gates() -> &'static [Fixed; 2] {
                     session_binding: Default::default(),
                     session_grace: std::time::Duration::from_secs(3600),
                     single_use: false,
+                    max_parts: assetgate::config::DEFAULT_MAX_PARTS,
+                    nginx_types: assetgate::config::NginxTypes::builtin(),
                 },
                 storage: StorageConfig {
                     root: Some(PathBuf::from("/srv/assets")),

@@ -169,7 +169,7 @@ async fn decide(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Answer,
         (hook, decision)
     };
     if cfg.upload.single_use {
-        single_use(state, &mut decision, now, cfg.upload.clock_skew).await;
+        single_use(state, &mut decision, &cfg.upload, now).await;
     }
     log_decision(&decision);
     state
@@ -183,27 +183,57 @@ async fn decide(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Answer,
 }
 
 /// `[upload] single_use`: an accepted pre-create consumes its token in the
-/// shared state (a partial upload only checks it). Runs after the pure
-/// decision accepted, so a refused token is never consumed.
-async fn single_use(state: &AppState, decision: &mut Decision, now: i64, skew: std::time::Duration) {
+/// shared state (a partial upload is counted against `[upload] max_parts` and
+/// `max_size`). Runs after the pure decision accepted, so a refused token is
+/// never consumed; the claim comes from the decision's [`tusd::precreate::Accepted`]
+/// proof.
+async fn single_use(
+    state: &AppState,
+    decision: &mut Decision,
+    upload: &crate::config::UploadConfig,
+    now: i64,
+) {
     let (Verdict::Accept, Some(accepted)) = (&decision.verdict, &decision.accepted) else {
         return;
     };
-    match state.shared.consume(&accepted.claim(), now, skew).await {
+    let refuse = |reason, message: String| Verdict::Reject(tusd::Rejection::new(reason, message));
+    match state
+        .shared
+        .claim(&accepted.claim(upload), now, upload.clock_skew)
+        .await
+    {
         Ok(crate::state::Use::First) => {}
         Ok(crate::state::Use::Replay) => {
-            decision.verdict = Verdict::Reject(tusd::Rejection::new(
+            decision.verdict = refuse(
                 tusd::Reason::TokenUsed,
-                "this upload token was already used; single-use tokens create one upload (ask the application for a new one)",
-            ));
+                "this upload token was already used; single-use tokens create one upload (ask the application for a new one)".into(),
+            );
+        }
+        Ok(crate::state::Use::TooManyParts) => {
+            decision.verdict = refuse(
+                tusd::Reason::TooManyParts,
+                format!(
+                    "this upload token created its [upload] max_parts ({}) partial uploads already; finish them with a final upload, or ask the application for a new token",
+                    upload.max_parts
+                ),
+            );
+        }
+        Ok(crate::state::Use::PartsTooLarge) => {
+            decision.verdict = refuse(
+                tusd::Reason::PartsTooLarge,
+                format!(
+                    "the partial uploads of this upload token would be larger than [upload] max_size ({} bytes) together",
+                    upload.max_size.unwrap_or(0)
+                ),
+            );
         }
         Err(e) => match state.shared.single_use_when_down() {
             crate::config::FailMode::Closed => {
-                decision.verdict = Verdict::Reject(tusd::Rejection::new(
+                decision.verdict = refuse(
                     tusd::Reason::StateUnavailable,
-                    "the upload cannot be checked right now; try again shortly",
-                ));
-                tracing::warn!(endpoint = "tusd", hook = "pre-create", error = %e, "single-use token not checked: state backend down (fail_closed: refused)");
+                    "the upload cannot be checked right now; try again shortly".into(),
+                );
+                tracing::warn!(endpoint = "tusd", hook = "pre-create", error = %e, "single-use token not checked: state backend down (fail_closed: refused; the claim is undone, the token stays usable)");
             }
             crate::config::FailMode::Open => {
                 state.metrics.count_fail_open(FailOpen::SingleUse);

@@ -1,31 +1,89 @@
-//! The `memory` backend: one process, nothing shared. Single-use marks and
-//! revocations live in the daemon and die with it; `assetgate revoke` reaches
-//! them through the admin listener.
+//! The `memory` backend: one process, nothing shared. Single-use marks, the
+//! partial uploads counted per grant and revocations live in the daemon and
+//! die with it; `assetgate revoke` reaches them through the admin listener.
+//!
+//! It keeps the same rules as the Redis script ([`super::redis`]), under one
+//! lock: a claim is decided and written in one step, so a claim that times out
+//! waiting for the lock has written nothing. Undo and its tombstones are kept
+//! all the same, so both backends answer the same contract
+//! (`tests/common/state.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::Mutex;
 
-use super::{Backend, Fut, Revocation, Use};
+use super::{Ask, Backend, Fut, Nonce, Revocation, StateError, Use};
+use crate::tusd::precreate::ClaimKind;
 
-/// Expired single-use marks are purged when the map grows past this many
-/// entries since the last purge.
+/// Expired marks, parts and tombstones are purged when this many claims ran
+/// since the last purge.
 const PURGE_EVERY: usize = 4096;
 
 /// In-process state.
 #[derive(Default)]
 pub struct Memory {
-    used: Mutex<Used>,
+    grants: Mutex<Grants>,
     revoked: Mutex<BTreeMap<Revocation, i64>>,
     version: AtomicU64,
 }
 
 #[derive(Default)]
-struct Used {
-    marks: HashMap<[u8; 32], Instant>,
+struct Grants {
+    by_id: HashMap<[u8; 32], Grant>,
+    /// Tombstones of undone claims: a claim arriving after its own undo
+    /// writes nothing.
+    undone: HashMap<Nonce, Instant>,
     since_purge: usize,
+}
+
+/// One grant's single-use mark and partial uploads.
+#[derive(Default)]
+struct Grant {
+    /// The consuming claim's nonce, and until when the mark holds.
+    used: Option<(Nonce, Instant)>,
+    /// The partial uploads counted: nonce and declared size.
+    parts: Vec<(Nonce, u64)>,
+    /// Until when `parts` hold (renewed by each part, as Redis' `PEXPIRE`).
+    parts_until: Option<Instant>,
+}
+
+impl Grant {
+    fn used(&self, now: Instant) -> bool {
+        self.used.is_some_and(|(_, until)| until > now)
+    }
+
+    fn parts(&mut self, now: Instant) -> &mut Vec<(Nonce, u64)> {
+        if self.parts_until.is_some_and(|until| until <= now) {
+            self.parts.clear();
+            self.parts_until = None;
+        }
+        &mut self.parts
+    }
+
+    fn is_empty(&mut self, now: Instant) -> bool {
+        !self.used(now) && self.parts(now).is_empty()
+    }
+}
+
+impl Grants {
+    fn purge(&mut self, now: Instant) {
+        self.by_id.retain(|_, g| !g.is_empty(now));
+        self.undone.retain(|_, until| *until > now);
+        self.since_purge = 0;
+    }
+
+    /// Undoes what `nonce` wrote for grant `id`, and leaves its tombstone.
+    fn undo(&mut self, id: &[u8; 32], nonce: Nonce, until: Instant) {
+        if let Some(g) = self.by_id.get_mut(id) {
+            if g.used.is_some_and(|(n, _)| n == nonce) {
+                g.used = None;
+            }
+            g.parts.retain(|(n, _)| *n != nonce);
+        }
+        self.undone.insert(nonce, until);
+    }
 }
 
 impl Backend for Memory {
@@ -33,35 +91,56 @@ impl Backend for Memory {
         "memory"
     }
 
-    fn consume<'a>(&'a self, id: &'a [u8; 32], ttl: Duration) -> Fut<'a, Use> {
+    fn claim<'a>(&'a self, ask: &'a Ask) -> Fut<'a, Use> {
         Box::pin(async move {
             let now = Instant::now();
-            let mut used = self.used.lock().await;
-            used.since_purge += 1;
-            if used.since_purge >= PURGE_EVERY {
-                used.marks.retain(|_, until| *until > now);
-                used.since_purge = 0;
+            let until = now + ask.ttl;
+            let mut grants = self.grants.lock().await;
+            grants.since_purge += 1;
+            if grants.since_purge >= PURGE_EVERY {
+                grants.purge(now);
             }
-            match used.marks.get(id) {
-                Some(until) if *until > now => Ok(Use::Replay),
-                _ => {
-                    used.marks.insert(*id, now + ttl);
+            for nonce in &ask.undo {
+                grants.undo(&ask.id, *nonce, until);
+            }
+            if grants.undone.get(&ask.nonce).is_some_and(|u| *u > now) {
+                return Err(StateError::gave_up());
+            }
+            let g = grants.by_id.entry(ask.id).or_default();
+            if g.used(now) {
+                return Ok(Use::Replay);
+            }
+            match ask.kind {
+                ClaimKind::Consume => {
+                    g.used = Some((ask.nonce, until));
+                    Ok(Use::First)
+                }
+                ClaimKind::Part {
+                    size,
+                    max_parts,
+                    max_bytes,
+                } => {
+                    let parts = g.parts(now);
+                    if parts.len() >= max_parts as usize {
+                        return Ok(Use::TooManyParts);
+                    }
+                    let total = parts.iter().fold(size, |t, (_, s)| t.saturating_add(*s));
+                    if max_bytes.is_some_and(|max| total > max) {
+                        return Ok(Use::PartsTooLarge);
+                    }
+                    parts.push((ask.nonce, size));
+                    g.parts_until = Some(until);
                     Ok(Use::First)
                 }
             }
         })
     }
 
-    fn is_used<'a>(&'a self, id: &'a [u8; 32]) -> Fut<'a, bool> {
+    fn undo<'a>(&'a self, ask: &'a Ask) -> Fut<'a, ()> {
         Box::pin(async move {
-            let now = Instant::now();
-            Ok(self
-                .used
-                .lock()
-                .await
-                .marks
-                .get(id)
-                .is_some_and(|until| *until > now))
+            let until = Instant::now() + ask.ttl;
+            self.grants.lock().await.undo(&ask.id, ask.nonce, until);
+            Ok(())
         })
     }
 
@@ -104,21 +183,64 @@ impl Backend for Memory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn ask(id: [u8; 32], nonce: u8, ttl: Duration, kind: ClaimKind) -> Ask {
+        Ask {
+            id,
+            nonce: Nonce([nonce; 16]),
+            ttl,
+            kind,
+            undo: Vec::new(),
+        }
+    }
 
     #[tokio::test]
     async fn consume_once_then_replay_then_expire() {
         let m = Memory::default();
         let id = [7u8; 32];
-        assert!(!m.is_used(&id).await.unwrap());
+        let short = Duration::from_millis(80);
         assert_eq!(
-            m.consume(&id, Duration::from_millis(80)).await.unwrap(),
+            m.claim(&ask(id, 1, short, ClaimKind::Consume)).await.unwrap(),
             Use::First
         );
-        assert_eq!(m.consume(&id, Duration::from_secs(9)).await.unwrap(), Use::Replay);
-        assert!(m.is_used(&id).await.unwrap());
+        let again = ask(id, 2, Duration::from_secs(9), ClaimKind::Consume);
+        assert_eq!(m.claim(&again).await.unwrap(), Use::Replay);
         tokio::time::sleep(Duration::from_millis(120)).await;
-        assert!(!m.is_used(&id).await.unwrap(), "the mark ends with the token");
-        assert_eq!(m.consume(&id, Duration::from_secs(9)).await.unwrap(), Use::First);
+        let after = ask(id, 3, Duration::from_secs(9), ClaimKind::Consume);
+        assert_eq!(
+            m.claim(&after).await.unwrap(),
+            Use::First,
+            "the mark ends with the token"
+        );
+    }
+
+    #[tokio::test]
+    async fn parts_expire_with_the_grant() {
+        let m = Memory::default();
+        let id = [8u8; 32];
+        let part = |n, ttl| {
+            ask(
+                id,
+                n,
+                ttl,
+                ClaimKind::Part {
+                    size: 10,
+                    max_parts: 1,
+                    max_bytes: None,
+                },
+            )
+        };
+        let short = Duration::from_millis(80);
+        assert_eq!(m.claim(&part(1, short)).await.unwrap(), Use::First);
+        assert_eq!(m.claim(&part(2, short)).await.unwrap(), Use::TooManyParts);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(m.claim(&part(3, short)).await.unwrap(), Use::First);
+        // Purged once nothing in it holds.
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let mut grants = m.grants.lock().await;
+        grants.purge(Instant::now());
+        assert!(grants.by_id.is_empty() && grants.undone.is_empty());
     }
 
     #[tokio::test]

@@ -6,10 +6,34 @@
 //!   process, one replica) or `redis` ([`redis::Redis`], Redis 7 / Valkey shared
 //!   by every replica). Chosen at start by `[state] backend`; not reloadable.
 //! - **Single-use tokens** need an atomic test-and-set shared by the fleet, so
-//!   each accepted pre-create asks the backend once (`SET key NX PX` in Redis),
+//!   each accepted pre-create asks the backend once (one Lua script in Redis),
 //!   within `[state] timeout`. The pre-create decision itself stays pure: it
 //!   hands the adapter a [`crate::tusd::precreate::Claim`] only after every
-//!   other check passed.
+//!   other check passed. A plain or final upload consumes the token; a partial
+//!   upload is counted against the grant's bounds (`[upload] max_parts`, and
+//!   `max_size` for the parts' declared sizes together), in the same step that
+//!   checks the token is not consumed.
+//! - **A claim that gave up is undone.** Each claim writes a fresh random
+//!   [`Nonce`] (the mark's value, the part's field). When it gets no answer
+//!   within `[state] timeout` and pre-create answers 503 (`fail_closed`), the
+//!   command may still run later: a stalled Redis (a slow command, a fork, a
+//!   paused VM) runs what it had buffered when it resumes. So [`Shared`]
+//!   queues an undo of that nonce right away, on the same multiplexed
+//!   connection: Redis runs one connection's commands in order, so the undo
+//!   runs right after the stalled claim, before anything the client's retry
+//!   sends through this replica. An undo removes only what its own nonce
+//!   wrote and leaves a tombstone, so it is idempotent and a claim arriving
+//!   after its undo writes nothing. Second layer, for an undo queued on
+//!   another connection (a reconnect in between) or not queued at all: the
+//!   replica remembers the given-up nonces ([`given_up`], bounded, expiring
+//!   with the token) and its next claim of the same grant undoes them first,
+//!   in the same atomic step. A retry on *another* replica relies on the
+//!   first layer alone: it is refused `token_used` only if Redis runs it
+//!   between the stalled claim and its undo, i.e. in the milliseconds Redis
+//!   takes to drain the stalled replica's backlog after resuming (a retry
+//!   sent while Redis is still stalled gets 503 again and is undone too).
+//!   `fail_open` accepts the upload unchecked and undoes nothing: the late
+//!   claim then marks a token that did create an upload.
 //! - **Revocations** are read on every `/auth` and written rarely, so they are
 //!   *replicated*, not queried: each replica holds the set as an immutable
 //!   snapshot ([`RevocationSet`] in an `ArcSwap`) and `/auth` reads it without
@@ -27,6 +51,7 @@
 //!   `[state] stale_after`, then denies valid links (403 `unavailable`, 503
 //!   through the shipped nginx) or keeps allowing them on the stale set.
 
+pub mod given_up;
 pub mod memory;
 pub mod redis;
 pub mod revocation;
@@ -44,7 +69,7 @@ pub use revocation::{Revocation, RevocationSet, NEVER};
 use crate::config::{FailMode, StateBackend, StateConfig};
 use crate::metrics::Metrics;
 use crate::metrics::{FailOpen, StateOp};
-use crate::tusd::precreate::Claim;
+use crate::tusd::precreate::{Claim, ClaimKind};
 
 /// A boxed backend future (the trait is used as `dyn Backend`).
 pub type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, StateError>> + Send + 'a>>;
@@ -54,13 +79,63 @@ pub type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, StateError>> + Send 
 #[error("{0}")]
 pub struct StateError(pub String);
 
-/// What consuming a single-use token found.
+/// What a claim found (see [`ClaimKind`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Use {
-    /// The token was not used before: it is now.
+    /// The token was not used before: it is now (consumed, or this partial
+    /// upload counted).
     First,
     /// The token was used already: refuse (`token_used`).
     Replay,
+    /// A partial upload past `[upload] max_parts` for this grant
+    /// (`too_many_parts`).
+    TooManyParts,
+    /// A partial upload whose declared size would take the grant's parts past
+    /// `[upload] max_size` together (`parts_too_large`).
+    PartsTooLarge,
+}
+
+/// A random per-request value: what a claim writes, so that the request that
+/// wrote it, and only it, can be undone once it gave up. Not a secret (its
+/// only power is to undo a claim that was refused anyway).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Nonce(pub [u8; 16]);
+
+impl Nonce {
+    /// A fresh one from the OS random source.
+    pub fn random() -> Nonce {
+        let mut b = [0u8; 16];
+        getrandom::getrandom(&mut b).expect("the OS random source is available");
+        Nonce(b)
+    }
+
+    /// Lower-case hex, as stored in Redis.
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl std::fmt::Debug for Nonce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Nonce({})", self.hex())
+    }
+}
+
+/// One claim as the backend sees it: built by [`Shared::claim`] from a
+/// [`Claim`] (which only an accepted pre-create has).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    /// The grant ([`Claim::id`]).
+    pub id: [u8; 32],
+    /// This request's nonce.
+    pub nonce: Nonce,
+    /// How long what it writes is kept: the token's remaining life + skew.
+    pub ttl: Duration,
+    /// Consume the token, or count one more partial upload.
+    pub kind: ClaimKind,
+    /// Earlier claims of the same grant that gave up on this replica and whose
+    /// undo was not confirmed: undone first, in the same atomic step.
+    pub undo: Vec<Nonce>,
 }
 
 /// The shared-state operations; every replica of a fleet must see the same
@@ -68,10 +143,15 @@ pub enum Use {
 pub trait Backend: Send + Sync {
     /// `memory` or `redis`.
     fn name(&self) -> &'static str;
-    /// Atomically marks `id` used for `ttl` unless it already is.
-    fn consume<'a>(&'a self, id: &'a [u8; 32], ttl: Duration) -> Fut<'a, Use>;
-    /// Whether `id` is marked used.
-    fn is_used<'a>(&'a self, id: &'a [u8; 32]) -> Fut<'a, bool>;
+    /// In one atomic step: undoes `ask.undo`, then consumes the token
+    /// ([`ClaimKind::Consume`]: unless it is used) or counts a partial upload
+    /// ([`ClaimKind::Part`]: unless the token is used or the grant's parts are
+    /// at their bounds). A claim whose own undo already ran writes nothing and
+    /// fails.
+    fn claim<'a>(&'a self, ask: &'a Ask) -> Fut<'a, Use>;
+    /// Undoes what `ask` wrote, if it did, and makes sure it writes nothing if
+    /// it runs later; idempotent.
+    fn undo<'a>(&'a self, ask: &'a Ask) -> Fut<'a, ()>;
     /// Records a revocation kept until `until` (Unix seconds; [`NEVER`]).
     fn revoke<'a>(&'a self, entry: &'a Revocation, until: i64, now: i64) -> Fut<'a, ()>;
     /// Drops a revocation; `false` if it was not there.
@@ -82,6 +162,17 @@ pub trait Backend: Send + Sync {
     /// reloads the set when it differs from the last one seen).
     fn version<'a>(&'a self) -> Fut<'a, Option<u64>>;
 }
+
+impl StateError {
+    /// A claim that ran after its own undo (its request gave up).
+    pub fn gave_up() -> StateError {
+        StateError("the claim ran after its request gave up: nothing written".into())
+    }
+}
+
+/// How long an undo may wait for the connection (a reconnect) before it is
+/// left to the next claim of its grant on this replica.
+const UNDO_WITHIN: Duration = Duration::from_secs(10);
 
 /// Builds the configured backend (Redis connects lazily: the daemon starts,
 /// not ready, while Redis is down).
@@ -122,6 +213,7 @@ pub struct Shared {
     last_sync_ms: AtomicU64,
     version: tokio::sync::Mutex<Option<Option<u64>>>,
     up: AtomicBool,
+    given_up: Arc<given_up::GivenUp>,
 }
 
 impl Shared {
@@ -140,6 +232,7 @@ impl Shared {
             last_sync_ms: AtomicU64::new(NEVER_SYNCED),
             version: tokio::sync::Mutex::new(None),
             up: AtomicBool::new(true),
+            given_up: Arc::default(),
         }
     }
 
@@ -184,27 +277,71 @@ impl Shared {
         now.saturating_sub(last) > self.config.stale_after.as_millis() as u64
     }
 
-    /// Consumes (or, for a partial upload, only checks) a single-use claim at
-    /// `now`; the mark lives until the token's expiry plus `skew`.
-    pub async fn consume(&self, claim: &Claim, now: i64, skew: Duration) -> Result<Use, StateError> {
-        let id = claim.id();
-        let result = if claim.is_partial() {
-            self.bounded(StateOp::SingleUse, self.backend.is_used(id))
-                .await
-                .map(|used| if used { Use::Replay } else { Use::First })
-        } else {
-            let remaining = claim.expires().saturating_sub(now).max(0) as u64;
-            let ttl = Duration::from_secs(remaining.saturating_add(skew.as_secs()).max(1));
-            self.bounded(StateOp::SingleUse, self.backend.consume(id, ttl))
-                .await
+    /// Runs a single-use claim at `now` (consumes the token, or counts a
+    /// partial upload); what it writes lives until the token's expiry plus
+    /// `skew`. On an error with `single_use_when_down = "fail_closed"` (the
+    /// caller answers 503) the claim is given up: undone in the backend, and
+    /// remembered here until that is confirmed (see the module notes).
+    pub async fn claim(&self, claim: &Claim, now: i64, skew: Duration) -> Result<Use, StateError> {
+        let remaining = claim.expires().saturating_sub(now).max(0) as u64;
+        let ask = Ask {
+            id: *claim.id(),
+            nonce: Nonce::random(),
+            ttl: Duration::from_secs(remaining.saturating_add(skew.as_secs()).max(1)),
+            kind: claim.kind(),
+            undo: self.given_up.pending(claim.id()),
         };
-        if result.is_ok() {
-            self.set_up(true, "");
+        match self.bounded(StateOp::SingleUse, self.backend.claim(&ask)).await {
+            Ok(found) => {
+                self.given_up.settled(&ask.id, &ask.undo);
+                self.set_up(true, "");
+                Ok(found)
+            }
+            Err(e) => {
+                if self.config.single_use_when_down == FailMode::Closed {
+                    self.give_up(ask);
+                }
+                Err(e)
+            }
         }
-        result
     }
 
-    /// What pre-create does when [`Shared::consume`] failed.
+    /// Queues the undo of a claim refused with 503, and remembers it until
+    /// the undo is confirmed. Spawned, not awaited: the backend may be the
+    /// one stalled, and the command is queued on the connection as soon as
+    /// the task first runs, long before the client can retry.
+    fn give_up(&self, mut ask: Ask) {
+        if !self.given_up.remember(&ask.id, ask.nonce, ask.ttl) {
+            tracing::warn!(
+                backend = self.backend.name(),
+                max = given_up::MAX_GIVEN_UP,
+                "too many given-up single-use claims to remember: this one relies on its queued undo alone"
+            );
+        }
+        ask.undo.clear();
+        let (backend, given_up) = (self.backend.clone(), self.given_up.clone());
+        tokio::spawn(async move {
+            match tokio::time::timeout(UNDO_WITHIN, backend.undo(&ask)).await {
+                Ok(Ok(())) => given_up.settled(&ask.id, &[ask.nonce]),
+                Ok(Err(StateError(e))) => {
+                    tracing::debug!(
+                        error = e,
+                        "undo of a given-up claim unconfirmed: the next claim of its grant here undoes it"
+                    )
+                }
+                Err(_) => tracing::debug!(
+                    "undo of a given-up claim unconfirmed: the next claim of its grant here undoes it"
+                ),
+            }
+        });
+    }
+
+    /// How many given-up claims await a confirmed undo.
+    pub fn given_up(&self) -> usize {
+        self.given_up.len()
+    }
+
+    /// What pre-create does when [`Shared::claim`] failed.
     pub fn single_use_when_down(&self) -> FailMode {
         self.config.single_use_when_down
     }
@@ -299,5 +436,156 @@ impl Shared {
                 "state backend unreachable: /readyz is 503 until it answers again"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::policy::Visibility;
+    use crate::token::upload::mint;
+    use crate::tusd::testing::{storage_config, upload_config, NOW, S1};
+
+    /// A backend that is down or up on demand and records what it is asked.
+    #[derive(Default)]
+    struct Scripted {
+        down: AtomicBool,
+        undo_confirms: AtomicBool,
+        asked: Mutex<Vec<(&'static str, Ask)>>,
+    }
+
+    impl Scripted {
+        fn asked(&self) -> Vec<(&'static str, Ask)> {
+            self.asked.lock().unwrap().clone()
+        }
+    }
+
+    impl Backend for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        fn claim<'a>(&'a self, ask: &'a Ask) -> Fut<'a, Use> {
+            Box::pin(async move {
+                self.asked.lock().unwrap().push(("claim", ask.clone()));
+                if self.down.load(Ordering::Relaxed) {
+                    Err(StateError("down".into()))
+                } else {
+                    Ok(Use::First)
+                }
+            })
+        }
+        fn undo<'a>(&'a self, ask: &'a Ask) -> Fut<'a, ()> {
+            Box::pin(async move {
+                self.asked.lock().unwrap().push(("undo", ask.clone()));
+                if self.undo_confirms.load(Ordering::Relaxed) {
+                    Ok(())
+                } else {
+                    Err(StateError("still down".into()))
+                }
+            })
+        }
+        fn revoke<'a>(&'a self, _: &'a Revocation, _: i64, _: i64) -> Fut<'a, ()> {
+            Box::pin(async { Ok(()) })
+        }
+        fn unrevoke<'a>(&'a self, _: &'a Revocation) -> Fut<'a, bool> {
+            Box::pin(async { Ok(false) })
+        }
+        fn list<'a>(&'a self, _: i64) -> Fut<'a, Vec<(Revocation, i64)>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn version<'a>(&'a self) -> Fut<'a, Option<u64>> {
+            Box::pin(async { Ok(None) })
+        }
+    }
+
+    fn shared(backend: Arc<Scripted>, mode: FailMode) -> Shared {
+        let mut config = crate::config::load_from(&Default::default(), &[]).unwrap().state;
+        config.single_use_when_down = mode;
+        Shared::new(backend, config, Metrics::new())
+    }
+
+    fn claim(key: &str) -> Claim {
+        let up = upload_config(&[S1]);
+        let upload = crate::tusd::Upload {
+            size: Some(5),
+            metadata: mint(S1.as_bytes(), key, "text/plain", Visibility::Private, NOW + 600),
+            ..Default::default()
+        };
+        let gate = crate::tusd::Gate {
+            upload: &up,
+            storage: &storage_config(),
+        };
+        crate::tusd::precreate::check(&upload, gate, NOW, &|_: &std::path::Path| false)
+            .unwrap()
+            .claim(&up)
+    }
+
+    async fn until(mut f: impl FnMut() -> bool) {
+        for _ in 0..1000 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("not reached within 1 s");
+    }
+
+    /// The second layer of finding 5 (issue 19): a claim refused 503 is undone
+    /// in the backend and, until that is confirmed, undone again by the next
+    /// claim of the same grant on this replica.
+    #[tokio::test]
+    async fn a_given_up_claim_is_undone_and_carried_until_confirmed() {
+        let backend = Arc::new(Scripted::default());
+        let s = shared(backend.clone(), FailMode::Closed);
+        let (a, b) = (claim("a.txt"), claim("b.txt"));
+
+        backend.down.store(true, Ordering::Relaxed);
+        assert!(s.claim(&a, NOW, Duration::from_secs(30)).await.is_err());
+        until(|| backend.asked().len() == 2).await;
+        let asked = backend.asked();
+        let given_up = asked[0].1.nonce;
+        assert_eq!((asked[1].0, asked[1].1.nonce), ("undo", given_up), "undo queued");
+        assert_eq!(
+            asked[0].1.ttl,
+            Duration::from_secs(630),
+            "the token's life + skew"
+        );
+        assert_eq!(s.given_up(), 1, "the undo was not confirmed");
+
+        backend.down.store(false, Ordering::Relaxed);
+        assert_eq!(s.claim(&b, NOW, Duration::from_secs(30)).await, Ok(Use::First));
+        assert!(
+            backend.asked()[2].1.undo.is_empty(),
+            "another grant carries nothing"
+        );
+        assert_eq!(s.claim(&a, NOW, Duration::from_secs(30)).await, Ok(Use::First));
+        let retry = &backend.asked()[3].1;
+        assert_eq!(retry.undo, vec![given_up], "the retry undoes it first");
+        assert_ne!(retry.nonce, given_up, "a fresh nonce per request");
+        assert_eq!(s.given_up(), 0, "settled by the retry");
+
+        // A confirmed undo is forgotten at once.
+        backend.down.store(true, Ordering::Relaxed);
+        backend.undo_confirms.store(true, Ordering::Relaxed);
+        assert!(s.claim(&a, NOW, Duration::from_secs(30)).await.is_err());
+        until(|| backend.asked().len() == 6).await;
+        until(|| s.given_up() == 0).await;
+    }
+
+    /// fail_open accepted the upload: its claim, if it lands, is right.
+    #[tokio::test]
+    async fn fail_open_undoes_nothing() {
+        let backend = Arc::new(Scripted::default());
+        let s = shared(backend.clone(), FailMode::Open);
+        backend.down.store(true, Ordering::Relaxed);
+        assert!(s
+            .claim(&claim("a.txt"), NOW, Duration::from_secs(30))
+            .await
+            .is_err());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(backend.asked().len(), 1, "{:?}", backend.asked());
+        assert_eq!(s.given_up(), 0);
     }
 }

@@ -47,7 +47,9 @@
 //! token, so nobody can park data in `upload_dir` with a leaked URL alone; the
 //! final is checked because its metadata decides where the file lands.
 //! `post-finish` skips partials (their bytes are not the asset) and finalizes
-//! the final.
+//! the final. With `[upload] single_use` the adapter then counts each accepted
+//! partial against the token's bounds (`max_parts`, `max_size` together:
+//! [`precreate::ClaimKind::Part`]) and the final consumes the token.
 //!
 //! Client side: tus-js-client (`parallelUploads > 1`) sends `metadata` only on
 //! the final upload; partial uploads carry `metadataForPartialUploads`, which
@@ -121,6 +123,12 @@ pub enum Reason {
     /// `[upload] single_use` and the state backend is unreachable with
     /// `single_use_when_down = "fail_closed"` (503).
     StateUnavailable,
+    /// `[upload] single_use`: the token has `[upload] max_parts` partial
+    /// uploads already (403).
+    TooManyParts,
+    /// `[upload] single_use`: this partial upload would take the token's
+    /// partial uploads past `[upload] max_size` together (413).
+    PartsTooLarge,
     /// A hook with nothing to decide (or an unknown hook type).
     Ignored,
     /// The body is not a hook ([`HookError`]).
@@ -132,7 +140,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every value, for metric pre-registration.
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 27] = [
         Reason::Ok,
         Reason::Token(upload::Reason::MetadataMissing),
         Reason::Token(upload::Reason::MetadataInvalid),
@@ -155,6 +163,8 @@ impl Reason {
         Reason::StorageUnsupported,
         Reason::TokenUsed,
         Reason::StateUnavailable,
+        Reason::TooManyParts,
+        Reason::PartsTooLarge,
         Reason::Ignored,
         Reason::BadHook,
         Reason::Internal,
@@ -179,6 +189,8 @@ impl Reason {
             Reason::StorageUnsupported => "storage_unsupported",
             Reason::TokenUsed => "token_used",
             Reason::StateUnavailable => "state_unavailable",
+            Reason::TooManyParts => "too_many_parts",
+            Reason::PartsTooLarge => "parts_too_large",
             Reason::Ignored => "ignored",
             Reason::BadHook => "bad_hook",
             Reason::Internal => "internal",
@@ -196,13 +208,13 @@ impl Reason {
                 | upload::Reason::VisibilityInvalid,
             )
             | Reason::BadHook => 400,
-            Reason::Token(_) | Reason::ConcatInvalid | Reason::TokenUsed => 403,
+            Reason::Token(_) | Reason::ConcatInvalid | Reason::TokenUsed | Reason::TooManyParts => 403,
             Reason::StateUnavailable => 503,
             Reason::ContentTypeNotAllowed
             | Reason::ContentTypeActive
             | Reason::ExtensionMismatch
             | Reason::ContentMismatch => 415,
-            Reason::TooLarge => 413,
+            Reason::TooLarge | Reason::PartsTooLarge => 413,
             Reason::LengthRequired => 411,
             Reason::Exists | Reason::DestinationBlocked => 409,
             Reason::Incomplete | Reason::StorageUnsupported => 422,
@@ -487,6 +499,7 @@ pub(crate) mod testing {
             session_grace: std::time::Duration::from_secs(3600),
             single_use: false,
             nginx_types: crate::config::NginxTypes::builtin(),
+            max_parts: crate::config::DEFAULT_MAX_PARTS,
         }
     }
 
@@ -515,6 +528,8 @@ mod tests {
         assert_eq!(names.len(), Reason::ALL.len());
         assert_eq!(Reason::Exists.status(), 409);
         assert_eq!(Reason::TooLarge.status(), 413);
+        assert_eq!(Reason::TooManyParts.status(), 403);
+        assert_eq!(Reason::PartsTooLarge.status(), 413);
         assert_eq!(Reason::LengthRequired.status(), 411);
         assert_eq!(Reason::ContentTypeNotAllowed.status(), 415);
         assert_eq!(Reason::Token(upload::Reason::TokenExpired).status(), 403);

@@ -30,6 +30,7 @@ use std::path::PathBuf;
 use super::protocol::Upload;
 use super::rules::{check_policy, destination, same_signed_fields};
 use super::{Destination, Gate, Lookup, Reason, Rejection};
+use crate::config::UploadConfig;
 use crate::token::upload::{self, UploadVerified};
 
 /// A pre-create that passed every check.
@@ -38,6 +39,8 @@ pub struct Accepted {
     verified: UploadVerified,
     destination: PathBuf,
     partial: bool,
+    /// `Upload.Size` (`None`: deferred length).
+    size: Option<u64>,
 }
 
 impl Accepted {
@@ -53,13 +56,13 @@ impl Accepted {
 }
 
 impl Accepted {
-    /// What `[upload] single_use` consumes for this pre-create: only an
-    /// accepted upload has one, so the adapter cannot consume a token the pure
-    /// checks refused. A partial upload (`Upload.IsPartial`) only checks it.
-    /// Computed only when single_use is on: a SHA-256 of the grant (two
-    /// blocks), a fifth of a pre-create's cost.
-    pub fn claim(&self) -> Claim {
-        let partial = self.partial;
+    /// What `[upload] single_use` consumes or counts for this pre-create:
+    /// only an accepted upload has one, so the adapter cannot consume a token
+    /// the pure checks refused. A partial upload (`Upload.IsPartial`) does
+    /// not consume the token; it is counted against `upload`'s bounds
+    /// ([`ClaimKind::Part`]). Computed only when single_use is on: a SHA-256
+    /// of the grant (two blocks), a fifth of a pre-create's cost.
+    pub fn claim(&self, upload: &UploadConfig) -> Claim {
         use sha2::{Digest, Sha256};
         let v = &self.verified;
         let mut h = Sha256::new();
@@ -74,27 +77,60 @@ impl Accepted {
             )
             .as_bytes(),
         );
+        let kind = if self.partial {
+            ClaimKind::Part {
+                // A deferred length counts as the most it may become.
+                size: self.size.or(upload.max_size).unwrap_or(0),
+                max_parts: upload.max_parts,
+                max_bytes: upload.max_size,
+            }
+        } else {
+            ClaimKind::Consume
+        };
         Claim {
             id: h.finalize().into(),
             expires: v.expires(),
-            partial,
+            kind,
         }
     }
 }
 
-/// A single-use token to consume, from an accepted pre-create.
+/// A single-use token to consume, or a partial upload to count, from an
+/// accepted pre-create.
 ///
 /// Identity: SHA-256 of the token's signed fields (expiry, key, visibility,
 /// content type): the same grant whichever secret signed it, and no token
 /// value in the shared store. Concatenation: partial uploads do not consume
-/// the token, they only check it was not consumed; the final upload (or a
-/// plain one) consumes it. So `parallelUploads` works, a finished upload's
-/// token cannot start another, and resuming needs no new pre-create at all.
+/// the token, they are counted (while the token is unused, at most
+/// `[upload] max_parts` of them, their declared sizes together at most
+/// `max_size`); the final upload (or a plain one) consumes it. So
+/// `parallelUploads` works, a finished upload's token cannot start another,
+/// a token cannot park unbounded parts, and resuming needs no new pre-create
+/// at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     id: [u8; 32],
     expires: i64,
-    partial: bool,
+    kind: ClaimKind,
+}
+
+/// What a [`Claim`] does in the shared state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimKind {
+    /// A plain or final upload: consumes the token unless it is used.
+    Consume,
+    /// A partial upload: counted for the grant unless the token is used, the
+    /// grant has `max_parts` parts already, or their declared sizes with this
+    /// one would pass `max_bytes`.
+    Part {
+        /// The declared size (`[upload] max_size` for a deferred length, 0
+        /// when that is unset too).
+        size: u64,
+        /// `[upload] max_parts`.
+        max_parts: u32,
+        /// `[upload] max_size` (`None`: no bound on the total).
+        max_bytes: Option<u64>,
+    },
 }
 
 impl Claim {
@@ -108,9 +144,9 @@ impl Claim {
         self.expires
     }
 
-    /// A partial upload: check, do not consume.
-    pub fn is_partial(&self) -> bool {
-        self.partial
+    /// Consume, or count a part.
+    pub fn kind(&self) -> ClaimKind {
+        self.kind
     }
 }
 
@@ -145,6 +181,7 @@ pub fn check(upload: &Upload, gate: Gate<'_>, now: i64, lookup: &dyn Lookup) -> 
         verified,
         destination,
         partial: upload.is_partial,
+        size: upload.declared_size(),
     })
 }
 

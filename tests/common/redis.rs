@@ -76,10 +76,34 @@ impl RedisServer {
         self.kill();
         self.spawn();
     }
+
+    /// Stalls it (SIGSTOP): connections stay open, the kernel still accepts
+    /// and buffers what clients send, nothing is answered or executed until
+    /// [`RedisServer::resume`]. A Redis busy with a slow command, a fork on a
+    /// big dataset or a paused VM looks like this to its clients.
+    pub fn stall(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Ends a [`RedisServer::stall`] (SIGCONT): Redis runs what was buffered.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("redis-server runs").id();
+        let st = Command::new("kill")
+            .arg(sig)
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill(1)");
+        assert!(st.success(), "kill {sig} {pid}: {st}");
+    }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        // SIGKILL ends a stopped process too.
         self.kill();
     }
 }
