@@ -215,6 +215,7 @@ fn finalize_pending(config: &Config) -> ExitCode {
     let gate = Gate {
         upload: &config.upload,
         storage: &config.storage,
+        upload_ids: config.tusd.upload_ids,
     };
     let sink = match config
         .events

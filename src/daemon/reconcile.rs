@@ -131,6 +131,7 @@ pub async fn pass(state: &Arc<AppState>, roots: &Roots, seen: &mut Seen) -> Pass
     let gate = Gate {
         upload: &cfg.upload,
         storage: &cfg.storage,
+        upload_ids: cfg.tusd.upload_ids,
     };
     // 1. finished uploads (and stale infos of published ones) through post-finish's rules
     let mut failed = Vec::new();

@@ -59,25 +59,10 @@ impl Accepted {
     /// Computed only when single_use is on: a SHA-256 of the grant (two
     /// blocks), a fifth of a pre-create's cost.
     pub fn claim(&self) -> Claim {
-        let partial = self.partial;
-        use sha2::{Digest, Sha256};
-        let v = &self.verified;
-        let mut h = Sha256::new();
-        h.update(b"assetgate single-use v1\0");
-        h.update(
-            format!(
-                "{}:{}:{}:{}",
-                v.expires(),
-                v.key(),
-                v.visibility(),
-                v.content_type()
-            )
-            .as_bytes(),
-        );
         Claim {
-            id: h.finalize().into(),
-            expires: v.expires(),
-            partial,
+            id: self.verified.grant_id(),
+            expires: self.verified.expires(),
+            partial: self.partial,
         }
     }
 }
@@ -214,6 +199,7 @@ mod tests {
             Gate {
                 upload: up,
                 storage: &st,
+                upload_ids: Default::default(),
             },
             NOW,
             &nothing_exists,
@@ -368,6 +354,7 @@ mod tests {
             Gate {
                 upload: &up,
                 storage: &st,
+                upload_ids: Default::default(),
             },
             NOW,
             &lookup,
@@ -381,7 +368,8 @@ mod tests {
             &u2,
             Gate {
                 upload: &up,
-                storage: &st
+                storage: &st,
+                upload_ids: Default::default(),
             },
             NOW,
             &lookup
@@ -395,7 +383,8 @@ mod tests {
             &u,
             Gate {
                 upload: &up,
-                storage: &st
+                storage: &st,
+                upload_ids: Default::default(),
             },
             NOW,
             &lookup
@@ -420,7 +409,8 @@ mod tests {
                 &bad,
                 Gate {
                     upload: &up,
-                    storage: &st
+                    storage: &st,
+                    upload_ids: Default::default(),
                 },
                 NOW,
                 &lookup
@@ -507,6 +497,7 @@ mod tests {
             Gate {
                 upload: up,
                 storage: &st,
+                upload_ids: Default::default(),
             },
             NOW,
             lookup,
