@@ -192,7 +192,17 @@ pub(super) fn parse_info(bytes: &[u8], info_path: &Path) -> Result<UploadInfo, I
         };
         // tusd's filestore: data file at Storage.Path (absolute since it joins the
         // store path at creation), else `<info without .info>`, its default layout.
-        let data_path = match t.storage.as_ref().and_then(|s| s.get("Path")) {
+        let recorded = t
+            .storage
+            .as_ref()
+            .and_then(|s| s.get("Path"))
+            .filter(|p| !p.is_empty());
+        // A relative one (tusd started with a relative -upload-dir) cannot be
+        // compared with the directory, but it must still name `<ID>`.
+        if recorded.is_some_and(|p| Path::new(p).file_name() != Some(OsStr::new(&t.id))) {
+            return Err(InfoError::Unpaired("its data path does not end in its ID"));
+        }
+        let data_path = match recorded {
             Some(p) if Path::new(p).is_absolute() => PathBuf::from(p),
             _ => strip_info_suffix(info_path)
                 .ok_or_else(|| InfoError::Malformed("info file name does not end in .info".into()))?,

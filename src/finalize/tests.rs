@@ -1784,7 +1784,17 @@ fn an_info_describes_its_own_data_file_only() {
             tusd("d", &up.join("sub/d")),
             "its data path is not next to it",
         ),
-        ("..info", tusd(".", &up.join(".")), "its ID is not an upload ID"),
+        (
+            "..info",
+            serde_json::json!({"ID": ".", "Size": 4, "MetaData": {}}).to_string(),
+            "its ID is not an upload ID",
+        ),
+        // tusd started with a relative -upload-dir records a relative path
+        (
+            "a.info",
+            tusd("a", Path::new("uploads/b")),
+            "its data path does not end in its ID",
+        ),
         (
             "r.info",
             serde_json::json!({"id": "r", "offset": 4, "length": 4, "path": up.join("b")}).to_string(),

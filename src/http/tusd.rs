@@ -231,8 +231,13 @@ fn log_decision(d: &Decision) {
     let key = escape_debug(d.key.as_deref().unwrap_or(""));
     let key = key.as_ref();
     let (hook, decision, reason) = (d.hook.label(), d.outcome().as_str(), d.reason().as_str());
-    // An accepted pre-create's upload ID is the one it just chose.
-    let upload_id = escape_debug(d.assigned_id.as_deref().unwrap_or(&d.upload_id));
+    // An accepted pre-create's upload ID is the one it just chose (none when
+    // single_use refused it after all).
+    let upload_id = match (&d.verdict, &d.assigned_id) {
+        (Verdict::Accept, Some(id)) => id.as_str(),
+        _ => d.upload_id.as_str(),
+    };
+    let upload_id = escape_debug(upload_id);
     let upload_id = upload_id.as_ref();
     match &d.verdict {
         Verdict::Reject(r) | Verdict::Keep(r) => {
