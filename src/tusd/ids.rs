@@ -24,6 +24,7 @@
 
 use super::protocol::{Hook, Protocol, Upload};
 use super::{Gate, Reason, Rejection};
+use crate::token::upload::{SignatureVerified, UploadVerified};
 use crate::token::upload_id::{self, IdVerified, Kind, Nonce, UploadIds};
 
 /// What a finalize plan knows about the upload's ID.
@@ -67,14 +68,20 @@ pub fn refuse_unsupported(hook: &Hook, gate: Gate<'_>) -> Result<(), Rejection> 
 }
 
 /// The ID to answer an accepted pre-create with (`signed` mode), for the
-/// grant `grant`; `None` in `server` mode. `nonce`: fresh random bytes.
-pub fn issue(upload: &Upload, grant: &[u8; 32], gate: Gate<'_>, nonce: &Nonce) -> Option<String> {
+/// fully verified token `verified` (only pre-create's check builds one);
+/// `None` in `server` mode. `nonce`: fresh random bytes.
+pub fn issue(upload: &Upload, verified: &UploadVerified, gate: Gate<'_>, nonce: &Nonce) -> Option<String> {
     if gate.upload_ids != UploadIds::Signed {
         return None;
     }
-    // A grant verified, so there is a secret.
+    // A token verified, so there is a secret.
     let secret = gate.upload.secrets.newest()?;
-    Some(upload_id::issue(secret, nonce, grant, kind_of(upload)))
+    Some(upload_id::issue(
+        secret,
+        nonce,
+        &verified.grant_id(),
+        kind_of(upload),
+    ))
 }
 
 fn kind_of(upload: &Upload) -> Kind {
@@ -105,12 +112,13 @@ pub fn check_parts(upload: &Upload, grant: &[u8; 32], gate: Gate<'_>) -> Result<
         .collect()
 }
 
-/// The publish side: what the upload's ID (and its parts') proves, or why it
-/// is kept.
-pub fn verify(upload: &Upload, grant: &[u8; 32], gate: Gate<'_>) -> Result<Identity, Rejection> {
+/// The publish side: what the upload's ID (and its parts') proves for the
+/// token whose signature `verified` proves, or why it is kept.
+pub fn verify(upload: &Upload, verified: &SignatureVerified, gate: Gate<'_>) -> Result<Identity, Rejection> {
     if gate.upload_ids != UploadIds::Signed {
         return Ok(Identity::Server);
     }
+    let grant = &verified.grant_id();
     // Only whole uploads are published: a partial upload's ID never verifies here.
     let id = upload_id::verify(&gate.upload.secrets, &upload.id, grant, Kind::Whole)
         .map_err(|e| Rejection::new(Reason::UploadIdInvalid, e.to_string()))?;
@@ -146,16 +154,15 @@ mod tests {
             upload_ids: ids,
         };
         let meta = mint(S1.as_bytes(), "a.png", "image/png", Visibility::Public, NOW + 60);
-        let grant = verify_signature_ignoring_expiry(&meta, &up.secrets)
-            .unwrap()
-            .grant_id();
+        let full = crate::token::upload::verify(&meta, &up, NOW).unwrap();
+        let signed = verify_signature_ignoring_expiry(&meta, &up.secrets).unwrap();
         let mut u = Upload {
             metadata: meta.clone(),
             ..Upload::default()
         };
-        let id = issue(&u, &grant, gate, &NONCE).unwrap();
+        let id = issue(&u, &full, gate, &NONCE).unwrap();
         u.id = id.clone();
-        let Identity::Signed { id: v, parts } = verify(&u, &grant, gate).unwrap() else {
+        let Identity::Signed { id: v, parts } = verify(&u, &signed, gate).unwrap() else {
             panic!()
         };
         assert_eq!((v.id(), parts.len()), (id.as_str(), 0));
@@ -165,22 +172,21 @@ mod tests {
             &mint(S1.as_bytes(), "b.png", "image/png", Visibility::Public, NOW + 60),
             &up.secrets,
         )
-        .unwrap()
-        .grant_id();
+        .unwrap();
         assert_eq!(
             verify(&u, &other, gate).unwrap_err().reason(),
             Reason::UploadIdInvalid
         );
         u.id = "0123456789abcdef0123456789abcdef".into();
-        let e = verify(&u, &grant, gate).unwrap_err();
+        let e = verify(&u, &signed, gate).unwrap_err();
         assert_eq!((e.reason(), e.status()), (Reason::UploadIdInvalid, 403));
         let part = Upload {
             is_partial: true,
             ..u.clone()
         };
-        u.id = issue(&part, &grant, gate, &NONCE).unwrap();
+        u.id = issue(&part, &full, gate, &NONCE).unwrap();
         assert_eq!(
-            verify(&u, &grant, gate).unwrap_err().reason(),
+            verify(&u, &signed, gate).unwrap_err().reason(),
             Reason::UploadIdInvalid
         );
 
@@ -189,8 +195,8 @@ mod tests {
             upload_ids: UploadIds::Server,
             ..gate
         };
-        assert_eq!(issue(&u, &grant, server, &NONCE), None);
-        assert_eq!(verify(&u, &grant, server), Ok(Identity::Server));
+        assert_eq!(issue(&u, &full, server, &NONCE), None);
+        assert_eq!(verify(&u, &signed, server), Ok(Identity::Server));
         assert_eq!(Identity::Server.parts(), None);
     }
 
@@ -209,32 +215,32 @@ mod tests {
             Visibility::Public,
             NOW + 60,
         );
-        let grant = verify_signature_ignoring_expiry(&meta, &up.secrets)
-            .unwrap()
-            .grant_id();
+        let full = crate::token::upload::verify(&meta, &up, NOW).unwrap();
+        let signed = verify_signature_ignoring_expiry(&meta, &up.secrets).unwrap();
+        let grant = signed.grant_id();
         let partial = Upload {
             is_partial: true,
             metadata: meta.clone(),
             ..Upload::default()
         };
-        let p1 = issue(&partial, &grant, gate, &[1u8; 16]).unwrap();
-        let p2 = issue(&partial, &grant, gate, &[2u8; 16]).unwrap();
-        let whole = issue(&Upload::default(), &grant, gate, &[3u8; 16]).unwrap();
+        let p1 = issue(&partial, &full, gate, &[1u8; 16]).unwrap();
+        let p2 = issue(&partial, &full, gate, &[2u8; 16]).unwrap();
+        let whole = issue(&Upload::default(), &full, gate, &[3u8; 16]).unwrap();
         let mut fin = Upload {
-            id: issue(&Upload::default(), &grant, gate, &NONCE).unwrap(),
+            id: issue(&Upload::default(), &full, gate, &NONCE).unwrap(),
             is_final: true,
             partial_uploads: vec![p1.clone(), p2.clone()],
             metadata: meta,
             ..Upload::default()
         };
-        let got = verify(&fin, &grant, gate).unwrap();
+        let got = verify(&fin, &signed, gate).unwrap();
         assert_eq!(got.parts(), Some(vec![p1.clone(), p2.clone()]));
         for bad in [whole, "0123456789abcdef0123456789abcdef".to_string()] {
             fin.partial_uploads = vec![p1.clone(), bad];
             let e = check_parts(&fin, &grant, gate).unwrap_err();
             assert_eq!(e.reason(), Reason::ConcatInvalid);
             assert_eq!(
-                verify(&fin, &grant, gate).unwrap_err().reason(),
+                verify(&fin, &signed, gate).unwrap_err().reason(),
                 Reason::ConcatInvalid
             );
         }

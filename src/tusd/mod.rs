@@ -486,9 +486,8 @@ fn pre_create(
 ) -> Result<(precreate::Accepted, Option<String>), Rejection> {
     ids::refuse_unsupported(hook, gate)?;
     let accepted = precreate::check(&hook.upload, gate, now, lookup)?;
-    let grant = accepted.verified().grant_id();
-    ids::check_parts(&hook.upload, &grant, gate)?;
-    let id = ids::issue(&hook.upload, &grant, gate, nonce);
+    ids::check_parts(&hook.upload, &accepted.verified().grant_id(), gate)?;
+    let id = ids::issue(&hook.upload, accepted.verified(), gate, nonce);
     Ok((accepted, id))
 }
 

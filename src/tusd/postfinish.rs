@@ -156,7 +156,7 @@ pub fn plan(upload: &Upload, gate: Gate<'_>) -> Result<FinalizePlan, Verdict> {
         )));
     };
     check_policy(upload, &verified, gate).map_err(Verdict::Keep)?;
-    let identity = ids::verify(upload, &verified.grant_id(), gate).map_err(Verdict::Keep)?;
+    let identity = ids::verify(upload, &verified, gate).map_err(Verdict::Keep)?;
     let storage = upload.storage.as_ref();
     let kind = storage.and_then(|s| s.kind.as_deref());
     if let Some(kind) = kind {
