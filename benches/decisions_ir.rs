@@ -23,6 +23,7 @@ use std::time::Duration;
 use assetgate::config::{StorageConfig, UploadConfig};
 use assetgate::policy::Visibility;
 use assetgate::secret::{Secret, SecretSet};
+use assetgate::token::upload_id::UploadIds;
 use assetgate::token::{link, upload};
 use assetgate::tusd::{self, Gate, Lookup, Upload};
 use gungraun::{
@@ -163,9 +164,10 @@ fn tusd_precreate(input: (UploadConfig, StorageConfig, Vec<u8>)) -> usize {
     let gate = Gate {
         upload: &config,
         storage: &storage,
+        upload_ids: UploadIds::Signed,
     };
     let hook = tusd::parse(black_box(&body), None).expect("a hook");
-    let decision = tusd::decide(&hook, gate, NOW, &NoFiles);
+    let decision = tusd::decide(&hook, gate, NOW, &[7; 16], &NoFiles);
     assert_eq!(decision.outcome().as_str(), "allow");
     black_box(tusd::answer(hook.protocol, &decision).body.len())
 }

@@ -88,11 +88,12 @@ fn benches(c: &mut Criterion) {
     let gate = Gate {
         upload: &one,
         storage: &storage,
+        upload_ids: assetgate::token::upload_id::UploadIds::Signed,
     };
     c.bench_function("tusd::parse+decide/v2-pre-create", |b| {
         b.iter(|| {
             let h = tusd::parse(black_box(&body), None).unwrap();
-            let d = tusd::decide(&h, gate, NOW, &NoFiles);
+            let d = tusd::decide(&h, gate, NOW, &[7; 16], &NoFiles);
             assert_eq!(d.outcome().as_str(), "allow");
             tusd::answer(h.protocol, &d)
         })

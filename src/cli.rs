@@ -215,6 +215,7 @@ fn finalize_pending(config: &Config) -> ExitCode {
     let gate = Gate {
         upload: &config.upload,
         storage: &config.storage,
+        upload_ids: config.tusd.upload_ids,
     };
     let sink = match config
         .events
@@ -230,14 +231,28 @@ fn finalize_pending(config: &Config) -> ExitCode {
     };
     let (mut moved, mut kept, mut failed) = (0, 0, 0);
     for skipped in &scan.skipped {
-        println!("skipped {}: {:?}", skipped.info_path.display(), skipped.reason);
+        let why = match &skipped.reason {
+            finalize::SkipReason::Refused => {
+                "Refused (refused for good earlier: remove its .refused file to re-admit it, see the README)"
+                    .to_string()
+            }
+            other => format!("{other:?}"),
+        };
+        println!("skipped {}: {why}", skipped.info_path.display());
     }
     for p in &scan.finished {
         let upload = p.as_upload();
         let plan = match tusd::postfinish::plan(&upload, gate) {
             Ok(plan) => plan,
             Err(verdict) => {
-                println!("kept {}: {verdict:?}", p.id);
+                let why = match &verdict {
+                    tusd::Verdict::Keep(r) | tusd::Verdict::Reject(r) => {
+                        format!("{} ({})", r.reason().as_str(), r.message())
+                    }
+                    tusd::Verdict::Skip(r) => r.as_str().to_string(),
+                    other => format!("{other:?}"),
+                };
+                println!("kept {}: {why}", p.id);
                 kept += 1;
                 if let (Some(sink), Some(reason)) = (&sink, crate::events::payload::kept_reason(&verdict)) {
                     sink.enqueue(&crate::events::payload::failed_stored(

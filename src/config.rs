@@ -349,6 +349,10 @@ pub struct TusdConfig {
     /// How long after its token's expiry an unfinished upload is removed.
     #[serde(serialize_with = "show::secs")]
     pub abandon_after: Duration,
+    /// Who chooses upload IDs: `signed` (pre-create issues them and every
+    /// publish verifies them; tusd v2) or `server` (tusd v1, rustus).
+    #[serde(serialize_with = "show::upload_ids")]
+    pub upload_ids: crate::token::upload_id::UploadIds,
 }
 
 /// `[server]`
@@ -650,6 +654,7 @@ struct RawTusd {
     base_path: String,
     reconcile_interval: Human,
     abandon_after: Human,
+    upload_ids: String,
 }
 
 impl Default for RawTusd {
@@ -659,6 +664,7 @@ impl Default for RawTusd {
             base_path: "/files/".into(),
             reconcile_interval: Human::Int(60),
             abandon_after: Human::Int(86_400),
+            upload_ids: "signed".into(),
         }
     }
 }
@@ -1227,6 +1233,11 @@ fn validate(
     }
     let reconcile_interval = raw.tusd.reconcile_interval.seconds("tusd.reconcile_interval")?;
     let abandon_after = raw.tusd.abandon_after.seconds("tusd.abandon_after")?;
+    let upload_ids = raw
+        .tusd
+        .upload_ids
+        .parse()
+        .map_err(|e| ConfigError::new("tusd.upload_ids", e))?;
 
     for (key, prefix) in [
         ("storage.public_prefix", &raw.storage.public_prefix),
@@ -1359,6 +1370,7 @@ fn validate(
             base_path,
             reconcile_interval: (!reconcile_interval.is_zero()).then_some(reconcile_interval),
             abandon_after,
+            upload_ids,
         },
         server: ServerConfig {
             header_read_timeout,
@@ -1572,6 +1584,13 @@ pub(crate) mod show {
             Some(p) => s.serialize_str(&p.display().to_string()),
             None => s.serialize_str(NOT_SET),
         }
+    }
+
+    pub(crate) fn upload_ids<S: Serializer>(
+        m: &crate::token::upload_id::UploadIds,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(m.as_str())
     }
 
     pub(crate) fn session_binding<S: Serializer>(
@@ -2242,7 +2261,7 @@ mod tests {
             [upload]\nclock_skew = \"1m\"\nmax_ttl = \"2h\"\ncontent_types = [\"image/*\", \"Application/PDF\"]\nmax_size = \"5GiB\"\n\
             allow_deferred_length = true\ncheck_content = true\nsession_binding = \"token\"\nsession_grace = 7200\nsingle_use = true\nmax_parts = 3\n\
             [storage]\nroot = \"/srv/a\"\noverwrite = true\npublic_prefix = \"pub\"\nprivate_prefix = \"priv/x\"\n\
-            [tusd]\nupload_dir = \"/srv/t\"\nbase_path = \"/up/\"\nreconcile_interval = 0\nabandon_after = \"3d\"\n\
+            [tusd]\nupload_dir = \"/srv/t\"\nbase_path = \"/up/\"\nreconcile_interval = 0\nabandon_after = \"3d\"\nupload_ids = \"server\"\n\
             [server]\nheader_read_timeout = 5\nbody_read_timeout = \"20s\"\nrequest_timeout = \"1m\"\nmax_connections = 100\n\
             max_tusd_requests = 10\nshutdown_grace = 3\nmax_body_bytes = \"1MiB\"\nworker_threads = 3\nadmin_listen = \"127.0.0.1:0\"\n\
             [state]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6390/1\"\nkey_prefix = \"x:\"\ntimeout = \"250ms\"\n\

@@ -19,7 +19,12 @@ struct Stack {
 }
 
 impl Stack {
+    /// rustus takes no upload ID from a hook: `upload_ids = "server"` (README).
     fn new(extra_upload_config: &str) -> Stack {
+        Self::with_ids(extra_upload_config, "server")
+    }
+
+    fn with_ids(extra_upload_config: &str, upload_ids: &str) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let assets = dir.path().join("assets");
         std::fs::create_dir_all(&assets).unwrap();
@@ -30,7 +35,7 @@ impl Stack {
              [link]\nsecrets = [\"{LINK_SECRET}\"]\n\
              [upload]\nsecrets = [\"{UPLOAD_SECRET}\", \"{UPLOAD_SECRET_OLD}\"]\n{extra_upload_config}\n\
              [storage]\nroot = {:?}\n\
-             [tusd]\nupload_dir = {:?}\n",
+             [tusd]\nupload_dir = {:?}\nupload_ids = \"{upload_ids}\"\n",
             assets.display().to_string(),
             uploads.display().to_string(),
         );
@@ -207,6 +212,37 @@ fn regression_check_content_mismatch_is_never_published() {
         "finalize-pending published a PNG declared as PDF: {:?}\n{out}",
         stack.asset_files()
     );
-    assert!(out.contains("content_mismatch"), "{out}");
+    // Refused at post-finish, and recorded: finalize-pending does not offer it.
+    assert!(out.contains("Refused"), "{out}");
+    assert!(stack.rustus.data.join(format!("{id}.refused")).is_file());
     stays();
+}
+
+/// Issue 19: with `[tusd] upload_ids = "signed"` (the default) rustus cannot
+/// take the ID pre-create issues, so its uploads could never be published:
+/// each creation is refused, and the client is told what the operator must set.
+#[test]
+fn rustus_with_signed_upload_ids_is_refused_with_what_to_set() {
+    let stack = Stack::with_ids("", "signed");
+    let tmp = tempfile::tempdir().unwrap();
+    let (f, _) = random_file(tmp.path(), "a.bin", 1000);
+    let r = stack.upload(&f, "a/b.png", "image/png", "private", &[]);
+    assert_eq!(
+        (r["ok"].clone(), r["status"].clone()),
+        (false.into(), 500.into()),
+        "{r}"
+    );
+    let body: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "upload_ids_unsupported", "{r}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("upload_ids = \"server\""),
+        "{r}"
+    );
+    assert!(stack.asset_files().is_empty());
+    assert!(stack
+        .gate
+        .wait_log("upload_ids_unsupported", Duration::from_secs(1)));
 }

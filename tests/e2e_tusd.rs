@@ -80,6 +80,11 @@ impl Stack {
             tusd_extra,
         );
         let cfg = dir.path().join("assetgate.toml");
+        // tusd v1 takes no upload ID from a hook: `server` IDs (README).
+        let upload_ids = match version {
+            Version::V2 => "signed",
+            Version::V1 => "server",
+        };
         write(
             &cfg,
             &format!(
@@ -87,7 +92,7 @@ impl Stack {
                  [link]\nsecrets = [\"{LINK_SECRET}\"]\n\
                  [upload]\nsecrets = [\"{UPLOAD_SECRET}\", \"{UPLOAD_SECRET_OLD}\"]\n{upload_config}\n\
                  [storage]\nroot = {:?}\n\
-                 [tusd]\nupload_dir = {:?}\n",
+                 [tusd]\nupload_dir = {:?}\nupload_ids = \"{upload_ids}\"\n",
                 assets.display().to_string(),
                 tusd.upload_dir.display().to_string(),
             ),
@@ -715,8 +720,30 @@ fn check_content_mismatch_is_never_published(version: Version) {
         "finalize-pending published a PNG declared as PDF: {:?}\n{out}",
         stack.asset_files()
     );
-    assert!(out.contains("content_mismatch"), "{out}");
+    // v2: refused and recorded at post-finish already; v1: refused now.
+    assert!(
+        out.contains("content_mismatch") || out.contains("Refused"),
+        "{out}"
+    );
     assert!(!out.contains(&format!("moved {id}")), "{out}");
+    stays();
+    assert!(
+        stack.tusd.upload_dir.join(format!("{id}.refused")).is_file(),
+        "the refusal is recorded"
+    );
+
+    // Finding 8 (issue 19): the configuration loses check_content (a reload,
+    // a restart, a half-written file): the refusal stands, for finalize-pending
+    // and for the daemon's own passes.
+    let text = std::fs::read_to_string(&stack.cfg).unwrap();
+    write(&stack.cfg, &text.replace("check_content = true\n", ""));
+    let (_, out) = stack.finalize_pending();
+    assert!(out.contains("Refused"), "{out}");
+    assert!(
+        stack.asset_files().is_empty(),
+        "published once check_content was dropped: {:?}\n{out}",
+        stack.asset_files()
+    );
     stays();
 }
 
@@ -769,6 +796,87 @@ fn v2_parallel_upload_lands_once_and_parts_are_never_published() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("0 moved"), "{out}");
     assert_eq!(stack.asset_files(), vec![format!("private/{key}")]);
+}
+
+/// Issue 19, findings 7 (c) and 8 with the real tusd v2.9.1: uploads land
+/// under the IDs pre-create issued (tusd takes them from `ChangeFileInfo.ID`),
+/// and an upload planted in the upload directory with a token copied from a
+/// victim's `.info`, or a forged post-finish naming it, publishes nothing; the
+/// victim's own upload lands afterwards (no `exists`).
+#[test]
+fn v2_regression_signed_ids_land_and_planted_or_forged_uploads_do_not() {
+    use common::hooks::{issued_for, post, post_finish, tusd_upload};
+    let stack = Stack::new(Version::V2, "", &[]);
+    let tmp = tempfile::tempdir().unwrap();
+
+    // An upload lands, under an ID the gate issued: 64 lowercase hex, logged
+    // by the gate when it accepted the pre-create.
+    let (f, data) = random_file(tmp.path(), "own.bin", 100 * 1024 + 3);
+    let r = stack.upload_lands(&f, &data, "avatars/own.png", "image/png", "public", CHUNKED);
+    let own = upload_id(&r["url"]);
+    assert_eq!(own.len(), 64, "{own}");
+    assert!(
+        own.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "{own}"
+    );
+    assert!(
+        stack
+            .gate()
+            .logs()
+            .iter()
+            .any(|l| l.contains("\"accepted\"") && l.contains(&own)),
+        "{}",
+        stack.logs()
+    );
+
+    // The victim's upload, half-way: tusd's .info holds its token, and its ID
+    // is the one pre-create issued for that token (the test's own oracle).
+    let key = "avatars/victim.png";
+    let (vf, vdata) = random_file(tmp.path(), "victim.png", 200 * 1024 + 9);
+    let r = stack.upload_part(&vf, key, "image/png", "65536");
+    let vid = upload_id(&r["url"]);
+    let vurl = r["url"].as_str().unwrap().to_string();
+    let vinfo: Value =
+        serde_json::from_slice(&std::fs::read(stack.tusd.upload_dir.join(format!("{vid}.info"))).unwrap())
+            .unwrap();
+    let meta = vinfo["MetaData"].clone();
+    assert!(issued_for(&vid, &meta, false), "{vid} {meta}");
+
+    // Planted next to it: the planter's bytes, tusd's own ID style, the
+    // victim's metadata copied. finalize-pending (the reconciler's rules)
+    // keeps it.
+    let fake = "0123456789abcdef0123456789abcdef";
+    let planted = b"\x89PNG\r\n\x1a\n<script>planted</script>";
+    let (ppath, pinfo) = tusd_upload(&stack.tusd.upload_dir, fake, &meta, planted);
+    let (code, out) = stack.finalize_pending();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("kept {fake}")) && out.contains("upload_id_invalid"),
+        "{out}"
+    );
+    assert!(
+        stack.asset_files().iter().all(|a| !a.ends_with("victim.png")),
+        "{out}"
+    );
+
+    // A forged post-finish naming the planted file (whoever reaches /tusd can
+    // post one): kept; with the victim's own ID: not the file that ID names.
+    let forged = post_finish(fake, &meta, planted.len(), &ppath, &pinfo);
+    post(stack.gate().addr, forged.to_string().as_bytes(), &[]);
+    let forged = post_finish(&vid, &meta, planted.len(), &ppath, &pinfo);
+    post(stack.gate().addr, forged.to_string().as_bytes(), &[]);
+    stack.wait_metric(
+        "assetgate_hook_decisions_total{decision=\"deny\",hook=\"post-finish\",reason=\"upload_id_invalid\"}",
+        1,
+    );
+    stack.wait_metric("assetgate_finalize_total{result=\"id_mismatch\"}", 1);
+    assert!(stack.asset_files().iter().all(|a| !a.ends_with("victim.png")));
+    assert!(ppath.exists());
+
+    // The victim resumes and finishes: its upload lands.
+    let resume = [CHUNKED, &["--url", vurl.as_str()]].concat();
+    stack.upload_lands(&vf, &vdata, key, "image/png", "private", &resume);
 }
 
 /// EXPECTED TO FAIL until pre-create checks the parts of a final upload.

@@ -151,7 +151,7 @@ fn gate_config(
          [link]\nsecrets = [\"{LINK_SECRET}\"]\n\
          [upload]\nsecrets = [\"{UPLOAD_SECRET}\"]\n\
          [storage]\nroot = {:?}\n\
-         [tusd]\nupload_dir = {:?}\n\
+         [tusd]\nupload_dir = {:?}\nupload_ids = \"server\"\n\
          [events]\nurl = {:?}\nsecret = \"{EVENTS_SECRET}\"\ndir = {:?}\n\
          initial_backoff = \"200ms\"\nmax_backoff = \"1s\"\ntimeout = \"2s\"\n{extra}\n",
         assets.display().to_string(),
@@ -161,7 +161,9 @@ fn gate_config(
     )
 }
 
-/// A gate with hooks posted by the test (no tusd): laid-out uploads.
+/// A gate with hooks posted by the test (no tusd): laid-out uploads, under IDs
+/// the tests choose (`upload_ids = "server"` in [`gate_config`]; the signed IDs
+/// are tests/tusd_hooks.rs's and tests/lifecycle.rs's subject).
 struct Gate {
     dir: tempfile::TempDir,
     port: u16,

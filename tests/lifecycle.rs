@@ -1,7 +1,11 @@
 //! The life of an upload, through the real binary with tusd filestore layouts
 //! laid out by hand: the reconciler publishes what post-finish missed, removes
 //! abandoned uploads, and `/session` binds requests on an upload to its token.
-//! (The same with the real tusd and nginx: tests/e2e_tusd.rs.)
+//! Uploads meant to be published carry the ID pre-create would have issued
+//! (`signed_id`, `[tusd] upload_ids = "signed"`, the default); planted records
+//! and refused uploads stay unpublished whatever later passes and
+//! configurations say. (The same with the real tusd and nginx:
+//! tests/e2e_tusd.rs.)
 
 mod common;
 
@@ -48,7 +52,7 @@ fn reconciler_publishes_a_lost_post_finish_once() {
         "application/pdf",
         now() - 60,
     );
-    let (path, info) = tusd_upload(&e.uploads, "lost0001", &meta, b"%PDF-1.7 lost");
+    let (path, info) = tusd_upload(&e.uploads, &signed_id(&meta, 1), &meta, b"%PDF-1.7 lost");
     // A post-finish racing the reconciler for a second upload: one publish.
     let meta2 = metadata(
         UPLOAD_SECRET,
@@ -57,12 +61,11 @@ fn reconciler_publishes_a_lost_post_finish_once() {
         "application/pdf",
         now() + 60,
     );
-    let (p2, i2) = tusd_upload(&e.uploads, "raced001", &meta2, b"%PDF-1.7 raced");
+    let raced = signed_id(&meta2, 2);
+    let (p2, i2) = tusd_upload(&e.uploads, &raced, &meta2, b"%PDF-1.7 raced");
     post(
         e.gate.addr,
-        post_finish("raced001", &meta2, 14, &p2, &i2)
-            .to_string()
-            .as_bytes(),
+        post_finish(&raced, &meta2, 14, &p2, &i2).to_string().as_bytes(),
         &[],
     );
     let dest = e.assets.join("private/lost/report.pdf");
@@ -104,7 +107,7 @@ fn reconciler_keeps_what_post_finish_would_refuse_and_logs_it_once() {
     let e = env("check_content = true", "reconcile_interval = \"1s\"");
     let png = b"\x89PNG\r\n\x1a\n not a pdf";
     let meta = metadata(UPLOAD_SECRET, "fake.pdf", "public", "application/pdf", now());
-    let (path, _) = tusd_upload(&e.uploads, "fake0001", &meta, png);
+    let (path, _) = tusd_upload(&e.uploads, &signed_id(&meta, 1), &meta, png);
     let forged = metadata(
         "not-the-upload-secret-000",
         "f.pdf",
@@ -113,10 +116,15 @@ fn reconciler_keeps_what_post_finish_would_refuse_and_logs_it_once() {
         now(),
     );
     let (fpath, _) = tusd_upload(&e.uploads, "forged01", &forged, b"%PDF forged");
-    wait_until("two passes", Duration::from_secs(10), || {
-        metric_now(&e.gate, "assetgate_reconcile_total{result=\"kept\"}") >= 2
-            && metric_now(&e.gate, "assetgate_finalize_total{result=\"content_mismatch\"}") >= 2
+    // The forged one is kept on every pass; the mismatching one is refused
+    // once, recorded, and never offered to the mover again.
+    wait_until("three passes", Duration::from_secs(10), || {
+        metric_now(&e.gate, "assetgate_reconcile_total{result=\"kept\"}") >= 3
     });
+    assert_eq!(
+        metric_now(&e.gate, "assetgate_finalize_total{result=\"content_mismatch\"}"),
+        1
+    );
     assert!(path.exists() && fpath.exists());
     assert!(!e.assets.join("public/fake.pdf").exists());
     assert!(!e.assets.join("public/f.pdf").exists());
@@ -169,7 +177,7 @@ fn abandoned_uploads_are_removed_and_nothing_else() {
     let (unattributed, ui) = tusd_upload(&e.uploads, "forged02", &forged, b"abc");
     set_info(&ui, |v| v["Size"] = json!(100));
     // finished, expired long ago: published, never removed
-    let (fin, _) = tusd_upload(&e.uploads, "finished", &m, b"done");
+    let (fin, _) = tusd_upload(&e.uploads, &signed_id(&m, 1), &m, b"done");
 
     wait_until("the abandoned uploads to go", Duration::from_secs(10), || {
         !gone.exists() && !part.exists()
@@ -204,7 +212,7 @@ fn abandoned_uploads_are_removed_and_nothing_else() {
 fn reconcile_interval_zero_disables_it() {
     let e = env("", "reconcile_interval = \"0\"");
     let meta = metadata(UPLOAD_SECRET, "stay.pdf", "private", "application/pdf", now());
-    let (path, _) = tusd_upload(&e.uploads, "stay0001", &meta, b"%PDF stay");
+    let (path, _) = tusd_upload(&e.uploads, &signed_id(&meta, 1), &meta, b"%PDF stay");
     std::thread::sleep(Duration::from_millis(1500));
     assert!(path.exists());
     assert_eq!(
@@ -342,6 +350,7 @@ fn bad_lifecycle_config_is_refused_naming_the_key() {
         ),
         ("[tusd]\nabandon_after = \"-1\"", "tusd.abandon_after", false),
         ("[tusd]\nbase_path = \"files\"", "tusd.base_path", false),
+        ("[tusd]\nupload_ids = \"client\"", "tusd.upload_ids", false),
     ] {
         let cfg = format!("{}{tail}\n", default_config());
         let dir = tempfile::tempdir().unwrap();
@@ -360,4 +369,145 @@ fn bad_lifecycle_config_is_refused_naming_the_key() {
             assert_eq!(err.trim().lines().count(), 1, "{err}");
         }
     }
+}
+
+/// Finding 7 (c), through the daemon: an upload planted in the upload
+/// directory with a token copied from a victim's `.info` was published at the
+/// victim's key by the reconciler (it checked the signature only), and the
+/// victim's own upload then got `exists`. Its ID was not issued by pre-create
+/// for that token: kept, and the victim's upload lands.
+#[test]
+fn regression_reconciler_never_publishes_a_planted_info_with_a_copied_token() {
+    let e = env("", "reconcile_interval = \"1s\"");
+    let victim = metadata(UPLOAD_SECRET, "avatars/v.png", "public", "image/png", now() + 600);
+    let vid = signed_id(&victim, 1);
+    let (vpath, vinfo) = tusd_upload(&e.uploads, &vid, &victim, b"\x89PNG victim");
+    set_info(&vinfo, |v| v["Size"] = json!(100)); // still uploading
+                                                  // Planted: the planter's bytes, any name, the victim's metadata copied.
+    let (ppath, _) = tusd_upload(
+        &e.uploads,
+        "0123456789abcdef0123456789abcdef",
+        &victim,
+        b"<script>x</script>",
+    );
+    let dest = e.assets.join("public/avatars/v.png");
+    wait_until("two passes (or a publish)", Duration::from_secs(10), || {
+        metric_now(&e.gate, "assetgate_reconcile_total{result=\"kept\"}") >= 2 || dest.exists()
+    });
+    assert!(
+        !dest.exists(),
+        "the planted bytes were published at the victim's key"
+    );
+    assert!(ppath.exists());
+    assert!(e.gate.wait_log("upload_id_invalid", Duration::from_secs(1)));
+    // The victim finishes: its upload is published, no `exists`.
+    std::fs::write(&vpath, vec![b'v'; 100]).unwrap();
+    wait_until("the victim's upload to land", Duration::from_secs(10), || {
+        dest.exists()
+    });
+    assert_eq!(std::fs::read(&dest).unwrap(), vec![b'v'; 100]);
+}
+
+/// Finding 7 (b), through the daemon: a planted `.info` whose `Storage.Path`
+/// names another upload's data file, with a long-expired token of its own,
+/// made the abandon sweep delete the other upload.
+#[test]
+fn regression_abandon_sweep_never_follows_a_planted_info_to_another_upload() {
+    let e = env("", "reconcile_interval = \"1s\"\nabandon_after = \"1h\"");
+    let victim = metadata(
+        UPLOAD_SECRET,
+        "v.bin",
+        "private",
+        "application/octet-stream",
+        now() + 600,
+    );
+    let (vpath, vinfo) = tusd_upload(&e.uploads, &signed_id(&victim, 1), &victim, b"half");
+    set_info(&vinfo, |v| v["Size"] = json!(100));
+    let old = metadata(
+        UPLOAD_SECRET,
+        "p.bin",
+        "private",
+        "application/octet-stream",
+        now() - 7200,
+    );
+    let planted = e.uploads.join("planted1.info");
+    std::fs::write(
+        &planted,
+        json!({"ID": "planted1", "Size": 100, "SizeIsDeferred": false, "Offset": 0, "MetaData": old,
+               "Storage": {"Type": "filestore", "Path": vpath, "InfoPath": planted}})
+        .to_string(),
+    )
+    .unwrap();
+    // A real abandoned upload next to it goes, so passes are known to have run.
+    let (gone, gone_info) = tusd_upload(&e.uploads, "gone0001", &old, b"abc");
+    set_info(&gone_info, |v| v["Size"] = json!(100));
+    wait_until("the real abandoned upload to go", Duration::from_secs(10), || {
+        !gone.exists()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(vpath.exists(), "the victim's upload was deleted");
+    assert_eq!(std::fs::read(&vpath).unwrap(), b"half");
+    assert!(vinfo.exists());
+    assert_eq!(
+        metric_now(&e.gate, "assetgate_reconcile_total{result=\"abandoned_removed\"}"),
+        1
+    );
+}
+
+/// Finding 8, through the daemon: an upload refused by `check_content` was
+/// published by the reconciler once a reload dropped `check_content`.
+#[test]
+fn regression_a_refused_upload_stays_refused_after_a_reload_without_check_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let uploads = dir.path().join("uploads");
+    let assets = dir.path().join("assets");
+    std::fs::create_dir_all(&uploads).unwrap();
+    std::fs::create_dir_all(&assets).unwrap();
+    let cfg = dir.path().join("assetgate.toml");
+    let config = |check: bool| {
+        format!(
+            "{}check_content = {check}\n[storage]\nroot = {:?}\n[tusd]\nupload_dir = {:?}\nreconcile_interval = \"1s\"\n",
+            default_config(),
+            assets.display().to_string(),
+            uploads.display().to_string()
+        )
+    };
+    std::fs::write(&cfg, config(true)).unwrap();
+    let gate = Daemon::start_file(&cfg, &[], &[]);
+    // HTML declared as a PNG: refused by the content check.
+    let meta = metadata(UPLOAD_SECRET, "e.png", "public", "image/png", now() + 600);
+    let id = signed_id(&meta, 1);
+    let (path, _) = tusd_upload(&uploads, &id, &meta, b"<html><script>alert(1)</script>");
+    wait_until("the content check to refuse it", Duration::from_secs(10), || {
+        metric_now(&gate, "assetgate_finalize_total{result=\"content_mismatch\"}") == 1
+    });
+    assert!(uploads.join(format!("{id}.refused")).exists());
+
+    // The configuration loses check_content (replaced whole, then SIGHUP).
+    let tmp = dir.path().join("assetgate.toml.new");
+    std::fs::write(&tmp, config(false)).unwrap();
+    std::fs::rename(&tmp, &cfg).unwrap();
+    gate.hup();
+    assert!(gate.wait_metric(
+        "assetgate_config_reloads_total{result=\"applied\"}",
+        1.0,
+        Duration::from_secs(10)
+    ));
+    // Passes after the reload: a second upload proves they run (and publish).
+    let other = metadata(UPLOAD_SECRET, "ok.png", "public", "image/png", now() + 600);
+    tusd_upload(&uploads, &signed_id(&other, 2), &other, b"\x89PNG\r\n\x1a\n ok");
+    wait_until("a pass after the reload", Duration::from_secs(10), || {
+        assets.join("public/ok.png").exists()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !assets.join("public/e.png").exists(),
+        "published after check_content was dropped"
+    );
+    assert!(path.exists());
+    assert_eq!(
+        metric_now(&gate, "assetgate_finalize_total{result=\"renamed\"}"),
+        1,
+        "only the other upload"
+    );
 }

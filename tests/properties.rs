@@ -4,7 +4,8 @@
 //!   verifies (`token::upload::verify` at that `now`, and an independent HMAC
 //!   oracle under one of the configured secrets inside the window), a key the
 //!   key policy and a plain traversal check pass, an allowed content type, a
-//!   size within `max_size`, and a free destination (or overwrite on). Inputs:
+//!   size within `max_size`, and a free destination (or overwrite on), and its
+//!   new upload ID verifies for exactly that token's grant. Inputs:
 //!   tokens minted with `token::upload::mint` for random keys, types, sizes and
 //!   expiries under configured and unknown secrets, then mutated (a flipped
 //!   byte of the token, key, expiry, visibility or content type, traversal
@@ -13,8 +14,10 @@
 //! - (b) post-finish: a `Verdict::Finalize(plan)` carries signed fields that
 //!   verify (`verify_signature_ignoring_expiry` and the oracle), the
 //!   destination `{prefix}/{key}` with a policy-valid key, and
-//!   `content_check()` is Some (the signed type) iff `check_content`. A clean,
-//!   complete upload in a file store is finalized even with an expired token.
+//!   `content_check()` is Some (the signed type) iff `check_content`, and the
+//!   upload's ID verifies for the grant of the signed fields. A clean, complete
+//!   upload in a file store whose ID pre-create issued for its token is
+//!   finalized even with an expired token.
 //! - (c) links (`token::link`): whatever `verify` / `verify_request_target`
 //!   allow has an md5 that an independent MD5 + base64url oracle matches under a
 //!   configured secret for that `$uri` and the expiry text as sent, and is not
@@ -31,6 +34,7 @@ use assetgate::secret::{Secret, SecretSet};
 use assetgate::token::upload::{
     self, mint, Metadata, FIELDS, FIELD_CONTENT_TYPE, FIELD_EXPIRES, FIELD_KEY, FIELD_TOKEN, FIELD_VISIBILITY,
 };
+use assetgate::token::upload_id::{self, Kind, UploadIds};
 use assetgate::token::{link, nginx_uri};
 use assetgate::tusd::protocol::{HttpRequest, Storage};
 use assetgate::tusd::{self, Gate, Hook, HookName, Protocol, Upload, Verdict};
@@ -138,6 +142,10 @@ fn oracle_link_md5(secret: &str, uri: &[u8], md5_arg: &[u8], expires_arg: &[u8])
 // ---------------------------------------------------------------------------
 // Strategies
 // ---------------------------------------------------------------------------
+
+fn secret(text: &str) -> Secret {
+    Secret::new(text.as_bytes().to_vec())
+}
 
 fn secret_set(names: &[&str]) -> SecretSet {
     SecretSet::new(names.iter().map(|s| Secret::new(s.as_bytes().to_vec())).collect())
@@ -447,7 +455,7 @@ fn precreate(key: BoxedStrategy<String>) -> impl Strategy<Value = PreCreate> {
         )
 }
 
-fn decide_precreate(c: &PreCreate) -> (Metadata, Verdict) {
+fn decide_precreate(c: &PreCreate) -> (Metadata, tusd::Decision) {
     let mut meta = mint(
         c.secret.as_bytes(),
         &c.key,
@@ -466,16 +474,23 @@ fn decide_precreate(c: &PreCreate) -> (Metadata, Verdict) {
     let gate = Gate {
         upload: &up,
         storage: &st,
+        upload_ids: UploadIds::Signed,
     };
     let exists = c.exists;
     let lookup = move |_: &Path| exists;
-    let d = tusd::decide(&hook(HookName::PreCreate, upload), gate, NOW, &lookup);
-    (meta, d.verdict)
+    let d = tusd::decide(
+        &hook(HookName::PreCreate, upload),
+        gate,
+        NOW,
+        &[0x5a; 16],
+        &lookup,
+    );
+    (meta, d)
 }
 
 fn check_precreate(c: &PreCreate) -> Result<bool, TestCaseError> {
-    let (meta, verdict) = decide_precreate(c);
-    let accepted = match &verdict {
+    let (meta, decision) = decide_precreate(c);
+    let accepted = match &decision.verdict {
         Verdict::Accept => true,
         Verdict::Reject(r) => {
             prop_assert!((400..500).contains(&r.status()));
@@ -518,6 +533,11 @@ fn check_precreate(c: &PreCreate) -> Result<bool, TestCaseError> {
             Some(s) => prop_assert!(c.gate.max_size.is_none_or(|m| s <= m), "accepted {} bytes", s),
         }
         prop_assert!(!c.exists || c.gate.overwrite, "accepted over an existing asset");
+        let id = decision.assigned_id.as_deref().unwrap_or("");
+        let ok = upload_id::verify(&up.secrets, id, &v.grant_id(), Kind::Whole);
+        prop_assert!(ok.is_ok(), "accepted with an ID that does not verify: {:?}", ok);
+    } else {
+        prop_assert!(decision.assigned_id.is_none(), "an ID for a refused upload");
     }
     Ok(accepted)
 }
@@ -608,9 +628,15 @@ fn check_postfinish(c: &PostFinish) -> Result<bool, TestCaseError> {
         p.vis,
         NOW.saturating_add(p.offset),
     );
+    // The ID pre-create would have issued for the token as minted (under the
+    // secret that minted it, configured or not), before any mutation; a token
+    // no pre-create accepts (an unsafe key) gets one for no grant.
+    let grant = upload::verify_signature_ignoring_expiry(&meta, &SecretSet::new(vec![secret(p.secret)]))
+        .map_or([0; 32], |v| v.grant_id());
+    let id = upload_id::issue(&secret(p.secret), &[0xa5; 16], &grant, Kind::Whole);
     apply(&p.mutation, &mut meta);
     let upload = Upload {
-        id: "0a1b2c".into(),
+        id,
         size: Some(c.size),
         size_is_deferred: c.deferred,
         offset: c.size.saturating_sub(c.offset_delta),
@@ -627,8 +653,15 @@ fn check_postfinish(c: &PostFinish) -> Result<bool, TestCaseError> {
     let gate = Gate {
         upload: &up,
         storage: &st,
+        upload_ids: UploadIds::Signed,
     };
-    let d = tusd::decide(&hook(HookName::PostFinish, upload), gate, NOW, &|_: &Path| false);
+    let d = tusd::decide(
+        &hook(HookName::PostFinish, upload),
+        gate,
+        NOW,
+        &[0; 16],
+        &|_: &Path| false,
+    );
     let Verdict::Finalize(plan) = &d.verdict else {
         prop_assert!(
             matches!(d.verdict, Verdict::Keep(_) | Verdict::Skip(_)),
@@ -664,6 +697,9 @@ fn check_postfinish(c: &PostFinish) -> Result<bool, TestCaseError> {
     if let Some(ct) = plan.content_check() {
         prop_assert_eq!(ct, meta[FIELD_CONTENT_TYPE].as_str());
     }
+    let grant = v.unwrap().grant_id();
+    let id = upload_id::verify(&up.secrets, plan.upload_id(), &grant, Kind::Whole);
+    prop_assert!(id.is_ok(), "planned with an ID that does not verify: {:?}", id);
     prop_assert!(!c.partial && !c.deferred && c.offset_delta == 0);
     Ok(true)
 }

@@ -36,18 +36,29 @@ fn v2_pre_create_accept_and_reject_in_tusd_protocol() {
         &[],
     );
     assert_eq!((s, header(&h, "content-type")), (200, Some("application/json")));
-    assert_eq!(json_of(&b), json!({}));
-
-    // rotation: an older secret is accepted
-    let old = metadata(UPLOAD_SECRET_OLD, "a/b.png", "private", "image/png", now() + 600);
-    let (s, _, b) = post(
+    // Accepted: tusd is handed the upload's ID, issued for this token's grant
+    // (the test's own oracle checks it), fresh each time.
+    let first = accepted_id(&b, &m);
+    let (_, _, b) = post(
         e.gate.addr,
-        v2_event("pre-create", old, 10, Value::Null)
+        v2_event("pre-create", m.clone(), 1000, Value::Null)
             .to_string()
             .as_bytes(),
         &[],
     );
-    assert_eq!((s, json_of(&b)), (200, json!({})));
+    assert_ne!(accepted_id(&b, &m), first, "IDs never repeat");
+
+    // rotation: an older secret is accepted (the ID is issued under the newest)
+    let old = metadata(UPLOAD_SECRET_OLD, "a/b.png", "private", "image/png", now() + 600);
+    let (s, _, b) = post(
+        e.gate.addr,
+        v2_event("pre-create", old.clone(), 10, Value::Null)
+            .to_string()
+            .as_bytes(),
+        &[],
+    );
+    assert_eq!(s, 200);
+    accepted_id(&b, &old);
 
     // tampered: still HTTP 200 (a 4xx would be a hook failure for tusd v2), with
     // RejectUpload and the client's status, body and string header values.
@@ -96,8 +107,9 @@ fn v2_pre_create_accept_and_reject_in_tusd_protocol() {
 
 #[test]
 fn v1_and_rustus_shape_reject_with_the_status_itself() {
-    // default_config() ends inside [upload]
-    let e = env("max_size = 100\n");
+    // default_config() ends inside [upload]; tusd v1 and rustus take no ID from
+    // a hook: they need `upload_ids = "server"`.
+    let e = gate_env("max_size = 100\n", "upload_ids = \"server\"");
     let m = metadata(UPLOAD_SECRET, "a.txt", "private", "text/plain", now() + 60);
     let ev = v2_event("pre-create", m, 1000, Value::Null);
     let v1 = json!({"Upload": ev["Event"]["Upload"], "HTTPRequest": ev["Event"]["HTTPRequest"]});
@@ -109,12 +121,38 @@ fn v1_and_rustus_shape_reject_with_the_status_itself() {
     }
     let mut ok = v1.clone();
     ok["Upload"]["Size"] = json!(50);
-    let (s, _, _) = post(
+    let (s, _, b) = post(
         e.gate.addr,
         ok.to_string().as_bytes(),
         &[("hook-name", "pre-create")],
     );
-    assert_eq!(s, 200);
+    assert_eq!((s, json_of(&b)), (200, json!({})));
+}
+
+/// `[tusd] upload_ids = "signed"` (the default) with an upload server that
+/// cannot take an ID from a hook: every pre-create is refused, before any
+/// check, with a status and a message that say what to set.
+#[test]
+fn v1_and_rustus_pre_create_in_signed_mode_says_what_to_set() {
+    let e = env("");
+    let m = metadata(UPLOAD_SECRET, "a.txt", "private", "text/plain", now() + 60);
+    let ev = v2_event("pre-create", m, 10, Value::Null);
+    let v1 = json!({"Upload": ev["Event"]["Upload"], "HTTPRequest": ev["Event"]["HTTPRequest"]});
+    for name in ["Hook-Name", "hook-name"] {
+        let (s, h, b) = post(e.gate.addr, v1.to_string().as_bytes(), &[(name, "pre-create")]);
+        assert_eq!((s, header(&h, "content-type")), (500, Some("application/json")));
+        let v = json_of(&b);
+        assert_eq!(v["error"]["code"], "upload_ids_unsupported", "{v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("upload_ids = \"server\""), "{msg}");
+    }
+    assert_eq!(
+        metric(
+            &e.gate,
+            "assetgate_hook_decisions_total{decision=\"deny\",hook=\"pre-create\",reason=\"upload_ids_unsupported\"}"
+        ),
+        2
+    );
 }
 
 #[test]
@@ -178,8 +216,9 @@ fn post_finish_moves_once_and_forged_events_move_nothing() {
         "application/pdf",
         now() - 3600,
     );
-    let (path, info) = tusd_upload(&e.uploads, "aaaa1111", &meta, b"%PDF-1.7 hello");
-    let ev = post_finish("aaaa1111", &meta, 14, &path, &info);
+    let id = signed_id(&meta, 1);
+    let (path, info) = tusd_upload(&e.uploads, &id, &meta, b"%PDF-1.7 hello");
+    let ev = post_finish(&id, &meta, 14, &path, &info);
     let (s, _, b) = post(e.gate.addr, ev.to_string().as_bytes(), &[]);
     assert_eq!(
         (s, json_of(&b)),
@@ -203,7 +242,8 @@ fn post_finish_moves_once_and_forged_events_move_nothing() {
     );
     assert_eq!(std::fs::read(&dest).unwrap(), b"%PDF-1.7 hello");
 
-    // forged: an attacker with a valid token of their own aims it at a victim's upload
+    // forged: an attacker with a valid token of their own aims it at a victim's
+    // upload: the victim's ID was not issued for the attacker's token.
     let victim = metadata(
         UPLOAD_SECRET,
         "victim/secret.pdf",
@@ -211,7 +251,8 @@ fn post_finish_moves_once_and_forged_events_move_nothing() {
         "application/pdf",
         now() + 60,
     );
-    let (vpath, vinfo) = tusd_upload(&e.uploads, "bbbb2222", &victim, b"victim bytes");
+    let vid = signed_id(&victim, 2);
+    let (vpath, vinfo) = tusd_upload(&e.uploads, &vid, &victim, b"victim bytes");
     let attacker = metadata(
         UPLOAD_SECRET,
         "public-drop.pdf",
@@ -219,11 +260,20 @@ fn post_finish_moves_once_and_forged_events_move_nothing() {
         "application/pdf",
         now() + 60,
     );
-    let forged = post_finish("bbbb2222", &attacker, 12, &vpath, &vinfo);
+    let forged = post_finish(&vid, &attacker, 12, &vpath, &vinfo);
     let (s, _, _) = post(e.gate.addr, forged.to_string().as_bytes(), &[]);
     assert_eq!(s, 200);
     assert!(
-        e.gate.wait_log("metadata_mismatch", Duration::from_secs(10)),
+        e.gate.wait_log("upload_id_invalid", Duration::from_secs(10)),
+        "{:#?}",
+        e.gate.logs()
+    );
+    // ...nor with an ID issued for the attacker's own token: the data file
+    // must be <dir>/<ID>.
+    let forged = post_finish(&signed_id(&attacker, 3), &attacker, 12, &vpath, &vinfo);
+    post(e.gate.addr, forged.to_string().as_bytes(), &[]);
+    assert!(
+        e.gate.wait_log("id_mismatch", Duration::from_secs(10)),
         "{:#?}",
         e.gate.logs()
     );
@@ -234,7 +284,7 @@ fn post_finish_moves_once_and_forged_events_move_nothing() {
     let outside = e._dir.path().join("elsewhere.pdf");
     std::fs::write(&outside, b"x").unwrap();
     let ev = post_finish(
-        "cccc3333",
+        &signed_id(&attacker, 4),
         &attacker,
         1,
         &outside,
@@ -266,7 +316,7 @@ fn finalize_pending_moves_what_was_missed_and_is_idempotent() {
         "text/plain",
         now() - 99_999,
     );
-    tusd_upload(&uploads, "1111", &done, b"finished");
+    tusd_upload(&uploads, &signed_id(&done, 1), &done, b"finished");
     let forged = metadata(
         "a-different-secret-value",
         "a/forged.txt",
@@ -310,6 +360,7 @@ fn finalize_pending_moves_what_was_missed_and_is_idempotent() {
     );
     assert!(!assets.join("public/a/forged.txt").exists());
     assert!(uploads.join("2222").exists(), "a forged upload stays where it is");
+    assert!(out.contains("kept 2222"), "{out}");
     assert!(p.exists(), "an unfinished upload stays where it is");
     let o = run();
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -321,7 +372,7 @@ fn finalize_pending_moves_what_was_missed_and_is_idempotent() {
 fn shutdown_lets_an_in_flight_hook_request_finish() {
     let mut e = env("");
     let m = metadata(UPLOAD_SECRET, "late.txt", "private", "text/plain", now() + 600);
-    let body = v2_event("pre-create", m, 5, Value::Null).to_string();
+    let body = v2_event("pre-create", m.clone(), 5, Value::Null).to_string();
     let (first, rest) = body.as_bytes().split_at(body.len() / 2);
     let mut s = TcpStream::connect(e.gate.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -339,7 +390,8 @@ fn shutdown_lets_an_in_flight_hook_request_finish() {
     std::thread::sleep(Duration::from_millis(200));
     s.write_all(rest).unwrap();
     let (status, _, b) = read_response(&mut s);
-    assert_eq!((status, json_of(&b)), (200, json!({})));
+    assert_eq!(status, 200);
+    accepted_id(&b, &m);
     assert_eq!(e.gate.wait_exit(Duration::from_secs(15)), Some(0));
     let mut buf = [0u8; 8];
     assert!(
@@ -375,9 +427,10 @@ fn check_content_is_enforced_by_the_mover_after_a_pre_finish_415() {
         "application/pdf",
         now() + 600,
     );
-    let (path, info) = tusd_upload(&e.uploads, "png00001", &meta, PNG);
+    let id = signed_id(&meta, 1);
+    let (path, info) = tusd_upload(&e.uploads, &id, &meta, PNG);
     // pre-finish: the client is told 415 content_mismatch
-    let mut pre = post_finish("png00001", &meta, PNG.len(), &path, &info);
+    let mut pre = post_finish(&id, &meta, PNG.len(), &path, &info);
     pre["Type"] = json!("pre-finish");
     let (s, _, b) = post(e.gate.addr, pre.to_string().as_bytes(), &[]);
     assert_eq!(s, 200);
@@ -388,7 +441,7 @@ fn check_content_is_enforced_by_the_mover_after_a_pre_finish_415() {
         .unwrap()
         .contains("content_mismatch"));
     // ...and tusd fires post-finish anyway: nothing is published.
-    let ev = post_finish("png00001", &meta, PNG.len(), &path, &info);
+    let ev = post_finish(&id, &meta, PNG.len(), &path, &info);
     let (s, _, _) = post(e.gate.addr, ev.to_string().as_bytes(), &[]);
     assert_eq!(s, 200);
     assert!(
@@ -399,6 +452,10 @@ fn check_content_is_enforced_by_the_mover_after_a_pre_finish_415() {
     assert!(!e.assets.join("private/scan.pdf").exists());
     assert_eq!(std::fs::read(&path).unwrap(), PNG, "stays in upload_dir");
     assert!(info.exists());
+    assert!(
+        e.uploads.join(format!("{id}.refused")).exists(),
+        "the refusal is recorded"
+    );
     assert_eq!(
         metric(&e.gate, "assetgate_finalize_total{result=\"content_mismatch\"}"),
         1
@@ -424,9 +481,10 @@ fn finalize_pending_never_publishes_mismatching_bytes() {
     std::fs::create_dir_all(&uploads).unwrap();
     std::fs::create_dir_all(&assets).unwrap();
     let bad = metadata(UPLOAD_SECRET, "a.pdf", "public", "application/pdf", now());
-    tusd_upload(&uploads, "5555", &bad, PNG);
+    let bad_id = signed_id(&bad, 1);
+    tusd_upload(&uploads, &bad_id, &bad, PNG);
     let good = metadata(UPLOAD_SECRET, "b.pdf", "public", "application/pdf", now());
-    tusd_upload(&uploads, "6666", &good, b"%PDF-1.4 real");
+    tusd_upload(&uploads, &signed_id(&good, 2), &good, b"%PDF-1.4 real");
     let cfg = dir.path().join("c.toml");
     std::fs::write(
         &cfg,
@@ -438,18 +496,35 @@ fn finalize_pending_never_publishes_mismatching_bytes() {
         ),
     )
     .unwrap();
-    let o = std::process::Command::new(bin())
-        .arg("--config")
-        .arg(&cfg)
-        .arg("finalize-pending")
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let run = || {
+        let o = std::process::Command::new(bin())
+            .arg("--config")
+            .arg(&cfg)
+            .arg("finalize-pending")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let out = run();
     assert!(out.contains("1 moved"), "{out}");
     assert!(out.contains("content_mismatch"), "{out}");
     assert!(assets.join("public/b.pdf").exists());
     assert!(!assets.join("public/a.pdf").exists());
-    assert!(uploads.join("5555").exists() && uploads.join("5555.info").exists());
+    assert!(uploads.join(&bad_id).exists() && uploads.join(format!("{bad_id}.info")).exists());
+
+    // Finding 8: the same run again with check_content gone from the
+    // configuration (a reload, a restart, a half-written file) does not
+    // publish it either: the refusal was recorded.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("check_content = true\n", "")).unwrap();
+    let out = run();
+    assert!(out.contains("0 moved"), "{out}");
+    assert!(out.contains("Refused"), "{out}");
+    assert!(
+        !assets.join("public/a.pdf").exists(),
+        "published after check_content was dropped"
+    );
+    assert!(uploads.join(&bad_id).exists());
 }
 
 /// Regression (hardening 1): a final upload built from someone else's partial
@@ -464,7 +539,8 @@ fn concatenation_of_someone_elses_part_is_refused() {
         "application/pdf",
         now() + 600,
     );
-    let (vpath, vinfo) = tusd_upload(&e.uploads, "victimpart", &victim, b"%PDF victim bytes");
+    let vpart = signed_part_id(&victim, 1);
+    let (vpath, vinfo) = tusd_upload(&e.uploads, &vpart, &victim, b"%PDF victim bytes");
     let mut i: Value = serde_json::from_str(&std::fs::read_to_string(&vinfo).unwrap()).unwrap();
     i["IsPartial"] = json!(true);
     std::fs::write(&vinfo, i.to_string()).unwrap();
@@ -478,7 +554,7 @@ fn concatenation_of_someone_elses_part_is_refused() {
     );
     let mut ev = v2_event("pre-create", attacker.clone(), 17, json!(null));
     ev["Event"]["Upload"]["IsFinal"] = json!(true);
-    ev["Event"]["Upload"]["PartialUploads"] = json!(["victimpart"]);
+    ev["Event"]["Upload"]["PartialUploads"] = json!([vpart]);
     let (s, _, b) = post(e.gate.addr, ev.to_string().as_bytes(), &[]);
     assert_eq!(s, 200);
     let v = json_of(&b);
@@ -495,20 +571,34 @@ fn concatenation_of_someone_elses_part_is_refused() {
     // The victim's own final upload of the same part is fine.
     let mut own = v2_event("pre-create", victim.clone(), 17, json!(null));
     own["Event"]["Upload"]["IsFinal"] = json!(true);
-    own["Event"]["Upload"]["PartialUploads"] = json!(["victimpart"]);
+    own["Event"]["Upload"]["PartialUploads"] = json!([vpart]);
     let (_, _, b) = post(e.gate.addr, own.to_string().as_bytes(), &[]);
-    assert_eq!(json_of(&b), json!({}));
+    accepted_id(&b, &victim);
 
-    // A forged post-finish of a final upload tusd did build from it: the move refuses.
-    let (fpath, finfo) = tusd_upload(&e.uploads, "attackerfinal", &attacker, b"%PDF victim bytes");
+    // A forged post-finish of a final upload tusd did build from it: its part
+    // was not issued for the attacker's token, so it is not even planned.
+    let aid = signed_id(&attacker, 2);
+    let (fpath, finfo) = tusd_upload(&e.uploads, &aid, &attacker, b"%PDF victim bytes");
     let mut i: Value = serde_json::from_str(&std::fs::read_to_string(&finfo).unwrap()).unwrap();
     i["IsFinal"] = json!(true);
-    i["PartialUploads"] = json!(["victimpart"]);
+    i["PartialUploads"] = json!([vpart]);
     std::fs::write(&finfo, i.to_string()).unwrap();
-    let pf = post_finish("attackerfinal", &attacker, 17, &fpath, &finfo);
+    let mut pf = post_finish(&aid, &attacker, 17, &fpath, &finfo);
+    pf["Event"]["Upload"]["IsFinal"] = json!(true);
+    pf["Event"]["Upload"]["PartialUploads"] = json!([vpart]);
     post(e.gate.addr, pf.to_string().as_bytes(), &[]);
-    // The mover's own line (pre-create's 403 above logged `concat_invalid` already),
-    // written after the metric is counted.
+    let denied =
+        "assetgate_hook_decisions_total{decision=\"deny\",hook=\"post-finish\",reason=\"concat_invalid\"}";
+    let end = Instant::now() + Duration::from_secs(10);
+    while metric(&e.gate, denied) == 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(metric(&e.gate, denied), 1, "{:#?}", e.gate.logs());
+    // The same event naming no parts (the record still does): the mover
+    // refuses, the record's parts being none the plan verified.
+    let mut pf = post_finish(&aid, &attacker, 17, &fpath, &finfo);
+    pf["Event"]["Upload"]["IsFinal"] = json!(true);
+    post(e.gate.addr, pf.to_string().as_bytes(), &[]);
     assert!(
         e.gate.wait_log("upload NOT moved", Duration::from_secs(10)),
         "{:#?}",
@@ -546,10 +636,12 @@ fn pre_create_refuses_a_key_through_a_symlink() {
     let ok = metadata(UPLOAD_SECRET, "plain/x.txt", "public", "text/plain", now() + 600);
     let (_, _, b) = post(
         e.gate.addr,
-        v2_event("pre-create", ok, 3, json!(null)).to_string().as_bytes(),
+        v2_event("pre-create", ok.clone(), 3, json!(null))
+            .to_string()
+            .as_bytes(),
         &[],
     );
-    assert_eq!(json_of(&b), json!({}));
+    accepted_id(&b, &ok);
 }
 
 /// Regression (hardening 5): temporary files a killed move left are swept at
@@ -607,17 +699,18 @@ fn shutdown_abandons_a_copy_cleanly_within_the_grace() {
         now() + 600,
     );
     let len: usize = 1 << 30; // 1 GiB: copying takes well over the 0.3 s below
-    let path = up.path().join("bigcopy1");
-    let info = up.path().join("bigcopy1.info");
+    let id = signed_id(&meta, 1);
+    let path = up.path().join(&id);
+    let info = up.path().join(format!("{id}.info"));
     {
         let f = std::fs::File::create(&path).unwrap();
         f.set_len(len as u64).unwrap();
     }
-    let info_json = json!({"ID": "bigcopy1", "Size": len, "SizeIsDeferred": false, "Offset": 0,
+    let info_json = json!({"ID": id, "Size": len, "SizeIsDeferred": false, "Offset": 0,
         "MetaData": meta, "IsPartial": false, "IsFinal": false, "PartialUploads": null,
         "Storage": {"Type": "filestore", "Path": path, "InfoPath": info}});
     std::fs::write(&info, info_json.to_string()).unwrap();
-    let ev = post_finish("bigcopy1", &meta, len, &path, &info);
+    let ev = post_finish(&id, &meta, len, &path, &info);
     let (s, _, _) = post(gate.addr, ev.to_string().as_bytes(), &[]);
     assert_eq!(s, 200);
     std::thread::sleep(Duration::from_millis(300));

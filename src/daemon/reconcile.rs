@@ -4,12 +4,16 @@
 //! 1. publishes finished uploads whose post-finish never arrived (gate down,
 //!    network, tusd's request context cancelled: tusd never redelivers a post
 //!    hook), under exactly the post-finish rules: [`FinishedScan`] entries are
-//!    planned by `tusd::postfinish::plan` (as `finalize-pending` does) and handed
-//!    to the same background mover as post-finish, deduplicated by upload ID;
+//!    planned by `tusd::postfinish::plan` (as `finalize-pending` does: the
+//!    token's signature, pre-create's policy rules, and with `[tusd] upload_ids
+//!    = "signed"` the ID pre-create issued for that token) and handed to the
+//!    same background mover as post-finish, deduplicated by upload ID. A record
+//!    that is not paired with its data file (`<dir>/<ID>`) is never offered, nor
+//!    is an upload the mover refused for good (`<ID>.refused`);
 //! 2. removes abandoned uploads (see [`crate::tusd::abandon`]): unfinished, or
-//!    finished parts, whose verified token expired more than `[tusd]
-//!    abandon_after` ago; anything it cannot attribute to a verified token is
-//!    counted and left;
+//!    finished parts, or refused for good, whose verified token expired more
+//!    than `[tusd] abandon_after` ago; anything it cannot attribute to a
+//!    verified token is counted and left;
 //! 3. sweeps the temporary files of crashed copies ([`finalize::sweep_temp`]).
 //!
 //! A refusal that repeats on every pass (a content mismatch, a conflict with an
@@ -131,6 +135,7 @@ pub async fn pass(state: &Arc<AppState>, roots: &Roots, seen: &mut Seen) -> Pass
     let gate = Gate {
         upload: &cfg.upload,
         storage: &cfg.storage,
+        upload_ids: cfg.tusd.upload_ids,
     };
     // 1. finished uploads (and stale infos of published ones) through post-finish's rules
     let mut failed = Vec::new();
@@ -193,6 +198,11 @@ pub async fn pass(state: &Arc<AppState>, roots: &Roots, seen: &mut Seen) -> Pass
     let mut doomed = Vec::new();
     for s in &scan.skipped {
         let Some(u) = &s.upload else { continue };
+        if s.reason == finalize::SkipReason::Refused && seen.first(&u.id, "refused") {
+            tracing::info!(upload_id = %u.id.escape_debug(), "reconcile: an upload refused earlier (its .refused marker) is kept unpublished until abandon_after");
+        }
+        // Unfinished work, a part, or an upload refused for good: none of them
+        // will be published, so each goes once its token is long expired.
         let record = Part {
             is_partial: u.is_partial,
             finished: false,

@@ -28,6 +28,8 @@ fn upload(roots: &Roots, id: &str, data: &[u8]) -> PathBuf {
 fn mv(roots: &Roots, source: &Path, dest: &str) -> Move {
     Move {
         roots: roots.clone(),
+        upload_id: source.file_name().unwrap().to_string_lossy().into_owned(),
+        parts: None,
         source: source.to_path_buf(),
         info_path: None,
         destination: dest.to_string(),

@@ -462,7 +462,7 @@ pub(super) fn read_info_file(roots: &Roots, loc: Located) -> Result<Option<InfoF
     let Some(opened) = open_info(loc.dir.as_fd(), &loc.name)? else {
         return Ok(None);
     };
-    let info = read_info(&opened, &roots.upload_dir.join(&loc.rel))?;
+    let info = read_info(&opened, &roots.upload_dir, &roots.upload_dir.join(&loc.rel))?;
     Ok(Some(InfoFile {
         loc,
         meta: opened.meta,

@@ -32,6 +32,10 @@ pub enum Reason {
     ContentMismatch,
     /// A part of a final upload is not this token's finished partial upload.
     ConcatInvalid,
+    /// The data file or its info is not the upload the plan's ID names.
+    IdMismatch,
+    /// The upload was refused for good earlier (its `<ID>.refused` marker).
+    Refused,
     /// The daemon's shutdown grace ran out during the copy.
     Cancelled,
     /// An I/O error.
@@ -40,7 +44,7 @@ pub enum Reason {
 
 impl Reason {
     /// All values, for metric pre-registration.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 17] = [
         Reason::BadRoot,
         Reason::SourceOutside,
         Reason::SourceNotFile,
@@ -54,6 +58,8 @@ impl Reason {
         Reason::Exists,
         Reason::ContentMismatch,
         Reason::ConcatInvalid,
+        Reason::IdMismatch,
+        Reason::Refused,
         Reason::Cancelled,
         Reason::Io,
     ];
@@ -74,6 +80,8 @@ impl Reason {
             Reason::Exists => "exists",
             Reason::ContentMismatch => "content_mismatch",
             Reason::ConcatInvalid => "concat_invalid",
+            Reason::IdMismatch => "id_mismatch",
+            Reason::Refused => "refused",
             Reason::Cancelled => "cancelled",
             Reason::Io => "io",
         }
@@ -149,6 +157,8 @@ pub enum Op {
     Rename,
     /// Hashing the published bytes (for the `upload.finalized` event).
     Hash,
+    /// Writing the `<ID>.refused` marker of a refused upload.
+    MarkRefused,
 }
 
 impl Op {
@@ -166,6 +176,7 @@ impl Op {
             Op::Link => "linking the destination",
             Op::Rename => "renaming into the destination",
             Op::Hash => "hashing the published file",
+            Op::MarkRefused => "recording the refusal (<ID>.refused)",
         }
     }
 }
@@ -231,6 +242,15 @@ pub enum FinalizeError {
     /// created with another token.
     #[error("a part of this final upload is not a finished partial upload created with the same token")]
     ConcatInvalid,
+    /// The data file is not named after the upload's ID, or its info is
+    /// another upload's (a forged event pairing a verified ID with another
+    /// file).
+    #[error("the data file or its info file is not the upload the upload ID names")]
+    IdMismatch,
+    /// The mover refused this upload's bytes before and recorded it
+    /// (`<ID>.refused` next to its info): no later configuration revisits it.
+    #[error("the upload was refused earlier and the refusal recorded (<ID>.refused in the upload directory): not published")]
+    Refused,
     /// The copy was stopped because the daemon's shutdown grace ran out.
     #[error("the copy was abandoned at shutdown (source intact, temporary file removed)")]
     Cancelled,
@@ -261,6 +281,8 @@ impl FinalizeError {
             FinalizeError::Exists => Reason::Exists,
             FinalizeError::ContentMismatch { .. } => Reason::ContentMismatch,
             FinalizeError::ConcatInvalid => Reason::ConcatInvalid,
+            FinalizeError::IdMismatch => Reason::IdMismatch,
+            FinalizeError::Refused => Reason::Refused,
             FinalizeError::Cancelled => Reason::Cancelled,
             FinalizeError::Io { .. } => Reason::Io,
         }

@@ -1,5 +1,19 @@
-//! The upload server's `.info` files (tusd filestore and rustus): parsed, and
-//! checked against the data file they describe.
+//! The upload server's `.info` files (tusd filestore and rustus): read with a
+//! size bound, parsed, paired with their data file, and checked against it.
+//!
+//! # Pairing
+//!
+//! Every reader (the mover, the pending scan and the reconciler, the abandon
+//! sweep, a final upload's parts, `/session`) goes through [`read_info`], which
+//! takes the data file of `<dir>/<ID>.info` to be `<dir>/<ID>` and refuses a
+//! record that says otherwise ([`InfoError::Unpaired`]): its `ID` must be its
+//! own file name, and its `Storage.Path` (tusd) or `path` (rustus), when it
+//! has one, must name a file called `<ID>`, in the same directory for tusd,
+//! below the upload directory for rustus (whose `--dir-structure` puts data
+//! files in dated sub-directories). A planted `x.info` naming another
+//! upload's data file describes nothing, so nothing acts on that file through
+//! it (the abandon sweep once deleted a victim's upload that way). Reads stop
+//! at [`MAX_INFO_BYTES`].
 
 use super::*;
 
@@ -81,6 +95,8 @@ pub(super) enum InfoError {
     TooBig,
     #[error("malformed: {0}")]
     Malformed(String),
+    #[error("does not describe <dir>/<ID>: {0}")]
+    Unpaired(&'static str),
 }
 
 /// Open the info file `dir/name` without following a symlink. `Ok(None)`: none.
@@ -93,9 +109,14 @@ pub(super) fn open_info(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Option<Open
     }
 }
 
-/// Read and parse an opened info file (from its descriptor); `info_path`, where it
-/// is, locates the data file when the info does not record it.
-pub(super) fn read_info(opened: &Opened, info_path: &Path) -> Result<UploadInfo, InfoError> {
+/// Read, parse and pair an opened info file (from its descriptor): `info_path`
+/// (absolute, below `upload_dir`) is where it is, and names the data file it
+/// may describe (see *Pairing* above).
+pub(super) fn read_info(
+    opened: &Opened,
+    upload_dir: &Path,
+    info_path: &Path,
+) -> Result<UploadInfo, InfoError> {
     if !opened.meta.is_file() {
         return Err(InfoError::NotFile);
     }
@@ -107,7 +128,37 @@ pub(super) fn read_info(opened: &Opened, info_path: &Path) -> Result<UploadInfo,
     if bytes.len() as u64 > MAX_INFO_BYTES {
         return Err(InfoError::TooBig);
     }
-    parse_info(&bytes, info_path)
+    let info = parse_info(&bytes, info_path)?;
+    pair(&info, upload_dir, info_path)?;
+    Ok(info)
+}
+
+/// The info at `info_path` describes `<dir>/<ID>` and nothing else.
+pub(super) fn pair(info: &UploadInfo, upload_dir: &Path, info_path: &Path) -> Result<(), InfoError> {
+    let stem = info_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".info"));
+    if stem != Some(info.id.as_str()) {
+        return Err(InfoError::Unpaired("its ID is not its file name"));
+    }
+    if !crate::tusd::session::safe_upload_id(&info.id) {
+        return Err(InfoError::Unpaired("its ID is not an upload ID"));
+    }
+    if info.data_path.file_name() != Some(OsStr::new(&info.id)) {
+        return Err(InfoError::Unpaired("its data path does not end in its ID"));
+    }
+    let outside = |_| InfoError::Unpaired("its data path is not inside the upload directory");
+    let data = beneath(upload_dir, &info.data_path).map_err(outside)?;
+    if info.format == InfoFormat::Tusd {
+        let own = beneath(upload_dir, info_path)
+            .map_err(outside)?
+            .with_file_name(&info.id);
+        if data != own {
+            return Err(InfoError::Unpaired("its data path is not next to it"));
+        }
+    }
+    Ok(())
 }
 
 /// The `.info` parser on untrusted bytes, for the fuzz target: `Ok` with the upload
@@ -141,7 +192,17 @@ pub(super) fn parse_info(bytes: &[u8], info_path: &Path) -> Result<UploadInfo, I
         };
         // tusd's filestore: data file at Storage.Path (absolute since it joins the
         // store path at creation), else `<info without .info>`, its default layout.
-        let data_path = match t.storage.as_ref().and_then(|s| s.get("Path")) {
+        let recorded = t
+            .storage
+            .as_ref()
+            .and_then(|s| s.get("Path"))
+            .filter(|p| !p.is_empty());
+        // A relative one (tusd started with a relative -upload-dir) cannot be
+        // compared with the directory, but it must still name `<ID>`.
+        if recorded.is_some_and(|p| Path::new(p).file_name() != Some(OsStr::new(&t.id))) {
+            return Err(InfoError::Unpaired("its data path does not end in its ID"));
+        }
+        let data_path = match recorded {
             Some(p) if Path::new(p).is_absolute() => PathBuf::from(p),
             _ => strip_info_suffix(info_path)
                 .ok_or_else(|| InfoError::Malformed("info file name does not end in .info".into()))?,

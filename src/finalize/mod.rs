@@ -22,13 +22,23 @@
 //!   plain names, none of them a symlink. It is opened, and then it must be a
 //!   regular file with a single link; every check from here on is made on the
 //!   opened file, not on its name.
-//! - The source must be a finished upload *according to the upload server's own
-//!   `.info` file on disk*: the info file is found next to the data file (tusd:
-//!   `<dir>/<ID>.info`) or at the top of the upload directory (rustus with
-//!   `--dir-structure`), it must describe exactly this data file, must not be partial
-//!   or of deferred length, and the data file must be exactly as long as the declared
-//!   size. Without this an event could move someone's half-written upload, or any
-//!   other file tusd keeps there.
+//! - The source must be named after the plan's upload ID (`<dir>/<ID>`), and be a
+//!   finished upload *according to the upload server's own `.info` file on disk*:
+//!   the info file is found next to the data file (tusd: `<dir>/<ID>.info`) or at
+//!   the top of the upload directory (rustus with `--dir-structure`), it is paired
+//!   with `<dir>/<ID>` like every reader's (`info`, *Pairing*: its ID is its name,
+//!   its recorded data path is that file), must not be partial or of deferred
+//!   length, and the data file must be exactly as long as the declared size.
+//!   Without this an event could move someone's half-written upload, or any other
+//!   file tusd keeps there ([`FinalizeError::IdMismatch`],
+//!   [`FinalizeError::InfoInvalid`]).
+//! - With `[tusd] upload_ids = "signed"` (the default) the plan's ID was issued by
+//!   pre-create for the plan's grant (`crate::tusd::ids`, verified in
+//!   `tusd::postfinish::plan`): the published file is the one tusd created for an
+//!   accepted pre-create, never a file planted next to a copied token.
+//! - An upload refused for good (its `<ID>.refused` marker, written when the
+//!   content check refuses its bytes) is never published ([`FinalizeError::Refused`],
+//!   looked at before any other record check; see `refused`).
 //! - [`finalize`] takes a [`FinalizePlan`], which only `tusd::postfinish::plan`
 //!   builds, after verifying the upload-token signature. The plan's five signed
 //!   fields must be equal in the on-disk info. An attacker holding a valid token of
@@ -37,14 +47,17 @@
 //!   plan through the same function.
 //! - A final (concatenated) upload: every part its on-disk info names must be a
 //!   finished partial upload whose own info carries the same signed fields (tusd
-//!   lets `Upload-Concat: final` name any finished upload). The parts are removed
-//!   after the publish.
+//!   lets `Upload-Concat: final` name any finished upload), and, in `signed` mode,
+//!   the parts named must be exactly those whose IDs the plan verified as this
+//!   grant's partial uploads. The parts are removed after the publish.
 //! - With `[upload] check_content` the plan carries the declared type, and the first
 //!   bytes of the data file must match it before anything is published
 //!   ([`FinalizeError::ContentMismatch`]): tusd v2 publishes after a pre-finish 415
 //!   anyway, final uploads get no pre-finish, rustus has none, and
 //!   `finalize-pending` runs no hook at all. A mismatching upload stays where it is,
-//!   in the upload directory, which nothing serves.
+//!   in the upload directory, which nothing serves, with its refusal recorded
+//!   (`<ID>.refused`, written and synced before the refusal is reported) so that
+//!   no later configuration publishes it.
 //! - The destination (`"{prefix}/{key}"`, already checked by the caller) is checked
 //!   again segment by segment, and its directories are walked (and created) one
 //!   component at a time below the storage root: an existing component that is a
@@ -94,7 +107,12 @@
 //!
 //! What remains:
 //! - Root, or the owner of a root directory or of a directory above one, can do
-//!   anything. The configured paths are resolved once, at start: whoever can
+//!   anything. Whoever can write the upload directory (the upload server's user,
+//!   assetgate's) can replace an upload's bytes before it is published, or, once
+//!   an upload is gone, put a file back under its name with its `.info` (and so
+//!   its signed ID): that publishes only what the grant allows (its key, and
+//!   only over an existing asset with `overwrite = true`). The shipped install
+//!   gives nobody else write access (README, systemd). The configured paths are resolved once, at start: whoever can
 //!   change them before that chooses the roots.
 //! - A removal looks at the inode, then unlinks the name: two steps. Whoever wins
 //!   that window can make the mover remove a file *in the upload directory* that
@@ -221,6 +239,7 @@ mod error;
 mod info;
 mod pending;
 mod publish;
+mod refused;
 pub mod worker;
 
 use confine::*;
@@ -230,6 +249,7 @@ use info::*;
 pub use info::{parse_info_for_fuzzing, InfoFormat};
 pub use pending::*;
 pub use publish::*;
+use refused::*;
 pub use worker::{sweep_temp_at_start, Finalizer};
 
 // ----------------------------------------------------------------------------------
@@ -348,6 +368,12 @@ impl Cancel {
 #[derive(Debug, Clone)]
 struct Move {
     roots: Roots,
+    /// The upload's ID: the data file must be `<dir>/<ID>`, its info
+    /// `<dir>/<ID>.info` (verified against the signed fields in `signed` mode).
+    upload_id: String,
+    /// `signed` mode: the part IDs a final upload's on-disk info must name,
+    /// exactly (each verified as a part of this grant). `None`: `server` mode.
+    parts: Option<Vec<String>>,
     /// The data file, from the event's `Storage.Path` (untrusted).
     source: PathBuf,
     /// The info file, from the event's `Storage.InfoPath` when there is one
@@ -369,6 +395,8 @@ impl Move {
     fn from_plan(roots: &Roots, plan: &FinalizePlan) -> Move {
         Move {
             roots: roots.clone(),
+            upload_id: plan.upload_id().to_owned(),
+            parts: plan.identity().parts(),
             source: plan.source().to_path_buf(),
             info_path: plan.info_path().map(Path::to_path_buf),
             destination: plan.destination().to_string_lossy().into_owned(),
@@ -469,6 +497,7 @@ mod faults {
         CreateTemp,
         AfterCopy,
         Publish,
+        MarkRefused,
     }
 
     #[derive(Clone, Copy)]
@@ -513,6 +542,8 @@ mod faults {
         CreateTemp,
         AfterCopy,
         Publish,
+        /// Before the `<ID>.refused` marker is created.
+        MarkRefused,
     }
 
     /// A kernel or filesystem feature the mover has a fallback for.

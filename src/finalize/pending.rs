@@ -20,6 +20,8 @@ pub struct PendingUpload {
     pub is_final: bool,
     /// Whether it is a partial upload (a part of a concatenation).
     pub is_partial: bool,
+    /// A final upload's parts (upload IDs), as its info names them.
+    pub parts: Vec<String>,
     /// The stored metadata (decoded strings), for the caller to re-verify the
     /// upload-token and compute the destination.
     pub metadata: BTreeMap<String, String>,
@@ -35,6 +37,9 @@ pub enum SkipReason {
     Deferred,
     /// A partial upload (its final upload is what gets moved).
     Partial,
+    /// Refused for good by the mover (its `<ID>.refused` marker): never offered
+    /// for publishing again; the abandon sweep removes it in time.
+    Refused,
     /// Unreadable, a symlink, too large, or not a tusd/rustus info (detail included,
     /// no file content).
     Malformed(String),
@@ -65,7 +70,7 @@ impl PendingUpload {
             metadata: self.metadata.clone(),
             is_partial: self.is_partial,
             is_final: self.is_final,
-            partial_uploads: Vec::new(),
+            partial_uploads: self.parts.clone(),
             storage: Some(crate::tusd::protocol::Storage {
                 kind: None,
                 path: Some(self.data_path.display().to_string()),
@@ -76,27 +81,35 @@ impl PendingUpload {
 }
 
 /// Removes an abandoned upload (its token expired long ago and it never
-/// finished): data file, `.info` and tusd's `.lock`, after reading the info again
-/// and finding it still describes the same unfinished upload (a client finishing
-/// meanwhile keeps it). `Ok(false)`: left as it is.
+/// finished, or the mover refused it for good): data file, `.info`, tusd's
+/// `.lock` and the refusal marker, last, after reading the info again (paired
+/// with `<dir>/<ID>`, see `info`) and finding it still describes the same
+/// unfinished or refused upload (a client finishing meanwhile keeps it).
+/// `Ok(false)`: left as it is.
 pub fn remove_abandoned(roots: &Roots, upload: &PendingUpload) -> io::Result<bool> {
     let Some(r) = part_record(roots, &upload.id) else {
         return Ok(false);
     };
+    let refused = is_refused(r.info.loc.dir.as_fd(), &upload.id);
     if roots.upload_dir.join(&r.info.loc.rel) != upload.info_path
         || r.info.info.metadata != upload.metadata
-        || (r.part.finished && !r.part.is_partial)
+        || (r.part.finished && !r.part.is_partial && !refused)
     {
         return Ok(false);
     }
     // Each from the directory it was checked in, only while it is still the file
     // that was checked; tusd's `.lock` has no checked inode, it is only a name.
+    // The marker goes last, so it outlives the data it guards (a crash in
+    // between leaves a marker without an upload, never the reverse).
     remove_checked(r.data.dir.as_fd(), &r.data.name, &r.data_meta)?;
     remove_checked(r.info.loc.dir.as_fd(), &r.info.loc.name, &r.info.meta)?;
     let lock = format!("{}.lock", upload.id);
     match rustix::fs::unlinkat(roots.upload_fd.as_fd(), lock.as_str(), AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => {}
         Err(e) => return Err(e.into()),
+    }
+    if refused {
+        remove_marker(r.info.loc.dir.as_fd(), &upload.id)?;
     }
     Ok(true)
 }
@@ -122,6 +135,9 @@ pub fn scan_pending(upload_dir: &Path) -> io::Result<PendingScan> {
     // followed, as in `Roots::new`); each info file is opened without following a
     // symlink. The data files are only looked at, by path: what is found here is a
     // report, and `finalize` checks everything again.
+    // Canonical, as `Roots` holds it: the info files' pairing with their data
+    // files (`read_info`) compares paths below it.
+    let upload_dir = &fs::canonicalize(upload_dir)?;
     let dir = rustix::fs::open(upload_dir, DIR_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty())?;
     let mut names: Vec<PathBuf> = Vec::new();
     for entry in rustix::fs::Dir::read_from(&dir)? {
@@ -143,7 +159,7 @@ pub fn scan_pending(upload_dir: &Path) -> io::Result<PendingScan> {
         let name = info_path.file_name().unwrap_or_default();
         let read = open_info(dir.as_fd(), name)
             .and_then(|o| o.ok_or(InfoError::Io(io::ErrorKind::NotFound)))
-            .and_then(|o| read_info(&o, &info_path));
+            .and_then(|o| read_info(&o, upload_dir, &info_path));
         let info = match read {
             Ok(i) => i,
             // Not an info file after all (a directory named `x.info`).
@@ -175,6 +191,7 @@ pub fn scan_pending(upload_dir: &Path) -> io::Result<PendingScan> {
             size,
             is_final: info.is_final,
             is_partial: info.is_partial,
+            parts: info.parts.clone(),
             metadata: info.metadata.clone(),
         };
         let declared = info.size.unwrap_or(0);
@@ -183,6 +200,12 @@ pub fn scan_pending(upload_dir: &Path) -> io::Result<PendingScan> {
             reason,
             upload: Some(upload(declared)),
         };
+        // Refused for good: never offered again (the marker is looked at before
+        // anything else is concluded about the upload).
+        if is_refused(dir.as_fd(), &info.id) {
+            scan.skipped.push(skip_with(SkipReason::Refused));
+            continue;
+        }
         match data_len {
             None if !info.is_partial => scan.stale.push(upload(declared)),
             None => scan.skipped.push(skip_with(SkipReason::Partial)),

@@ -133,9 +133,21 @@ pub(super) fn run_with(
     if !src.meta.is_file() {
         return Err(FinalizeError::SourceNotFile);
     }
+    // The data file is `<dir>/<ID>`: the ID the plan verified (`signed`), or
+    // the one the event names (`server`), never another upload's file.
+    if loc.name != OsStr::new(&req.upload_id) {
+        return Err(FinalizeError::IdMismatch);
+    }
 
     // Finished, according to the upload server's own record of it.
     let info = locate_info(roots, &loc, req.info_path.as_deref())?.ok_or(FinalizeError::InfoInvalid)?;
+    // Refused for good before: looked at first, whatever the plan says now.
+    if is_refused(info.loc.dir.as_fd(), &req.upload_id) {
+        return Err(FinalizeError::Refused);
+    }
+    if info.info.id != req.upload_id {
+        return Err(FinalizeError::IdMismatch);
+    }
     if !describes(roots, &info.info, &loc) {
         return Err(FinalizeError::InfoInvalid);
     }
@@ -153,10 +165,30 @@ pub(super) fn run_with(
         return Err(FinalizeError::MetadataMismatch);
     }
     if info.info.is_final {
+        // `signed`: exactly the parts whose IDs the plan verified.
+        if req.parts.as_ref().is_some_and(|p| *p != info.info.parts) {
+            return Err(FinalizeError::ConcatInvalid);
+        }
         check_parts(roots, &info.info.parts, &req.expected_metadata)?;
     }
     if let Some(declared) = &req.content_check {
-        check_content(&src.file, declared)?;
+        match check_content(&src.file, declared) {
+            Ok(()) => {}
+            Err(refused @ FinalizeError::ContentMismatch { .. }) => {
+                // The verdict is on the bytes: recorded before it is reported,
+                // so no later configuration publishes them (see `refused`).
+                let refusal = Refusal {
+                    reason: refused.as_str(),
+                    detail: refused.to_string(),
+                    destination: req.destination.as_str(),
+                    declared,
+                };
+                mark_refused(info.loc.dir.as_fd(), &req.upload_id, &refusal)
+                    .map_err(FinalizeError::io(Op::MarkRefused))?;
+                return Err(refused);
+            }
+            Err(e) => return Err(e),
+        }
     }
     let up = Checked { loc, src, info, size };
 

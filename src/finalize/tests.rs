@@ -39,9 +39,13 @@ impl Env {
         tusd_upload(self.up(), id, data, data.len() as i64, "")
     }
 
+    /// The move of the upload whose data file is `source`, under its own ID
+    /// (the file's name), as `server` mode plans it.
     fn req(&self, source: &Path, dest: &str, overwrite: bool) -> Move {
         Move {
             roots: self.roots.clone(),
+            upload_id: id_of(source),
+            parts: None,
             source: source.to_path_buf(),
             info_path: None,
             destination: dest.to_string(),
@@ -61,6 +65,8 @@ fn run_now(m: &Move) -> Result<Finalized, FinalizeError> {
 fn pending_move(p: &PendingUpload, roots: &Roots, destination: String, overwrite: bool) -> Move {
     Move {
         roots: roots.clone(),
+        upload_id: p.id.clone(),
+        parts: None,
         source: p.data_path.clone(),
         info_path: Some(p.info_path.clone()),
         destination,
@@ -83,6 +89,14 @@ fn tusd_upload(dir: &Path, id: &str, data: &[u8], size: i64, extra: &str) -> Pat
     );
     fs::write(&info_path, info).unwrap();
     data_path
+}
+
+/// The upload ID a data file's name is.
+fn id_of(data: &Path) -> String {
+    data.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn info_of(data: &Path) -> PathBuf {
@@ -338,6 +352,8 @@ fn upload_dir_behind_a_symlink_is_resolved_once() {
     for (src, dest) in [(via_link, "public/one"), (via_real, "public/two")] {
         let r = Move {
             roots: roots.clone(),
+            upload_id: id_of(&src),
+            parts: None,
             source: src.clone(),
             info_path: Some(info_of(&src)),
             destination: dest.into(),
@@ -1001,6 +1017,7 @@ fn plan_for(
         crate::tusd::Gate {
             upload: &up,
             storage: &st,
+            upload_ids: crate::token::upload_id::UploadIds::Server,
         },
     )
     .unwrap()
@@ -1049,8 +1066,10 @@ fn content_check_runs_in_the_mover() {
         assert_untouched(&src, PNG);
         assert!(!env.store().join("private/x.pdf").exists());
         assert!(temp_files(env.store()).is_empty());
-        // The same bytes without the check (it is opt-in) are published.
-        let plan = plan_for(&src, &meta, false, false);
+        // The same bytes in another upload without the check (it is opt-in)
+        // are published.
+        let other = tusd_upload_meta(env.up(), "png2", PNG, "", &meta);
+        let plan = plan_for(&other, &meta, false, false);
         assert!(finalize(&env.roots, &plan, &Cancel::new()).is_ok());
         // A real PDF with the check on is published.
         let meta = signed("y.pdf", "application/pdf", Private);
@@ -1545,4 +1564,539 @@ fn overwrite_racing_a_duplicate_of_the_same_inode_leaves_no_temp_name() {
     assert!(!src.exists() && !info_of(&src).exists());
     assert_eq!(temp_files(env.store()), Vec::<PathBuf>::new());
     assert_eq!(fs::metadata(&dst).unwrap().nlink(), 1);
+}
+
+// ---------------------------------------------------------------- issue 19: refusals stay refused
+
+/// Finding 8: an upload whose bytes `check_content` refused was kept in the
+/// upload directory, and a later configuration without `check_content` (a
+/// reload, a restart) made the reconciler publish it. The refusal is now
+/// recorded (`<ID>.refused`) and every publish path honours it; the abandon
+/// sweep removes it with the upload.
+#[test]
+fn regression_a_content_refusal_survives_a_configuration_without_check_content() {
+    use crate::policy::Visibility::*;
+    for copy in [false, true] {
+        let env = Env::new();
+        faults::set_force_copy(copy);
+        // HTML declared as a PNG, refused with the check on.
+        let meta = signed("e.png", "image/png", Public);
+        let html = b"<html><script>alert(1)</script></html>";
+        let src = tusd_upload_meta(env.up(), "html", html, "", &meta);
+        let plan = plan_for(&src, &meta, true, false);
+        assert_eq!(
+            finalize(&env.roots, &plan, &Cancel::new()).unwrap_err(),
+            FinalizeError::ContentMismatch { expected: "PNG" }
+        );
+        let marker = env.up().join("html.refused");
+        let note: serde_json::Value = serde_json::from_slice(&fs::read(&marker).unwrap()).unwrap();
+        assert_eq!(note["reason"], "content_mismatch");
+        assert_eq!(note["destination"], "public/e.png");
+        assert_eq!(fs::metadata(&marker).unwrap().permissions().mode() & 0o777, 0o600);
+
+        // Reload / restart without check_content: post-finish, the reconciler
+        // and finalize-pending all plan without the check now.
+        let plan = plan_for(&src, &meta, false, false);
+        let e = finalize(&env.roots, &plan, &Cancel::new()).unwrap_err();
+        assert_eq!((e.clone(), e.as_str()), (FinalizeError::Refused, "refused"));
+        assert_untouched(&src, html);
+        assert!(!env.store().join("public/e.png").exists());
+        // The scan does not offer it for publishing any more.
+        let scan = scan_pending(env.up()).unwrap();
+        assert!(scan.finished.is_empty(), "{scan:?}");
+        assert_eq!(scan.skipped.len(), 1);
+        assert_eq!(scan.skipped[0].reason, SkipReason::Refused);
+        // Refusing again keeps the first record.
+        let before = fs::read(&marker).unwrap();
+        let plan = plan_for(&src, &meta, true, false);
+        assert_eq!(
+            finalize(&env.roots, &plan, &Cancel::new()).unwrap_err(),
+            FinalizeError::Refused
+        );
+        assert_eq!(fs::read(&marker).unwrap(), before);
+
+        // The abandon sweep removes it all, the marker last.
+        let u = scan.skipped[0].upload.clone().unwrap();
+        assert!(remove_abandoned(&env.roots, &u).unwrap());
+        assert!(!src.exists() && !info_of(&src).exists() && !marker.exists());
+        faults::set_force_copy(false);
+    }
+}
+
+/// Anything under the marker's name counts (a directory, a symlink): fail
+/// closed; and a refusal that cannot be recorded is not reported as done.
+#[test]
+fn a_refusal_marker_is_honoured_whatever_it_is_and_must_be_written() {
+    use crate::policy::Visibility::*;
+    let env = Env::new();
+    let meta = signed("x.pdf", "application/pdf", Private);
+    let src = tusd_upload_meta(env.up(), "m1", PDF, "", &meta);
+    fs::create_dir(env.up().join("m1.refused")).unwrap();
+    let plan = plan_for(&src, &meta, false, false);
+    assert_eq!(
+        finalize(&env.roots, &plan, &Cancel::new()).unwrap_err(),
+        FinalizeError::Refused
+    );
+    let src = tusd_upload_meta(env.up(), "m2", PDF, "", &meta);
+    symlink("/nonexistent", env.up().join("m2.refused")).unwrap();
+    let plan = plan_for(&src, &meta, false, false);
+    assert_eq!(
+        finalize(&env.roots, &plan, &Cancel::new()).unwrap_err(),
+        FinalizeError::Refused
+    );
+
+    // A PNG declared as a PDF whose refusal cannot be recorded (disk full,
+    // a read-only directory): an I/O error, so a later pass tries again, not
+    // a refusal that the next configuration may forget.
+    let src = tusd_upload_meta(env.up(), "m3", PNG, "", &meta);
+    let plan = plan_for(&src, &meta, true, false);
+    faults::fail_at(Some(faults::Step::MarkRefused));
+    let got = finalize(&env.roots, &plan, &Cancel::new());
+    faults::fail_at(None);
+    assert_eq!(
+        got.unwrap_err(),
+        FinalizeError::Io {
+            op: Op::MarkRefused,
+            kind: io::ErrorKind::Other
+        }
+    );
+    assert!(!env.up().join("m3.refused").exists());
+    assert_eq!(
+        finalize(&env.roots, &plan, &Cancel::new()).unwrap_err(),
+        FinalizeError::ContentMismatch { expected: "PDF" }
+    );
+    assert!(env.up().join("m3.refused").exists());
+    assert_untouched(&src, PNG);
+}
+
+// ---------------------------------------------------------------- issue 19: info paired with <dir>/<ID>
+
+/// What the reconciler's abandon sweep does with a scan (see
+/// `daemon::reconcile`): every skipped upload whose verified token expired
+/// more than `after` ago is removed.
+fn abandon_sweep(roots: &Roots, now: i64, after: i64) -> usize {
+    let secrets = crate::tusd::testing::upload_config(&[crate::tusd::testing::S1]).secrets;
+    let scan = scan_pending(roots.upload_dir()).unwrap();
+    let mut removed = 0;
+    for s in &scan.skipped {
+        let Some(u) = &s.upload else { continue };
+        let record = crate::tusd::Part {
+            is_partial: u.is_partial,
+            finished: false,
+            metadata: u.metadata.clone(),
+        };
+        if crate::tusd::abandon::decide(&record, &secrets, now, after).is_ok()
+            && remove_abandoned(roots, u).unwrap()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Finding 7 (b): a planted `.info` whose `Storage.Path` named another
+/// upload's data file made the abandon sweep delete that file (`part_record`
+/// did not require the data file to be `<ID>`, the mover did).
+#[test]
+fn regression_a_planted_info_cannot_aim_the_abandon_sweep_at_another_upload() {
+    use crate::policy::Visibility::*;
+    let env = Env::new();
+    // The victim's upload, half-way through, with a token valid for an hour.
+    let now = 1_900_000_000;
+    let victim_meta = crate::token::upload::mint(
+        crate::tusd::testing::S1.as_bytes(),
+        "v.bin",
+        "application/octet-stream",
+        Private,
+        now + 3600,
+    );
+    let victim = tusd_upload_meta(env.up(), "victim", b"first half", "", &victim_meta);
+    let info = fs::read_to_string(info_of(&victim)).unwrap();
+    fs::write(info_of(&victim), info.replace("\"Size\":10", "\"Size\":20")).unwrap();
+    // The planter's record: its own token, long expired, the victim's data path.
+    let old = crate::token::upload::mint(
+        crate::tusd::testing::S1.as_bytes(),
+        "p.bin",
+        "application/octet-stream",
+        Private,
+        now - 10 * 86_400,
+    );
+    let planted = serde_json::json!({
+        "ID": "planted", "Size": 999, "SizeIsDeferred": false, "Offset": 0, "MetaData": old,
+        "Storage": {"Type": "filestore", "Path": victim, "InfoPath": env.up().join("planted.info")},
+    });
+    fs::write(env.up().join("planted.info"), planted.to_string()).unwrap();
+
+    assert_eq!(abandon_sweep(&env.roots, now, 86_400), 0);
+    assert_eq!(
+        fs::read(&victim).unwrap(),
+        b"first half",
+        "the victim's data file was deleted"
+    );
+    assert!(info_of(&victim).exists());
+    // The scan names the planted record for what it is, and offers nothing.
+    let scan = scan_pending(env.up()).unwrap();
+    let planted = scan
+        .skipped
+        .iter()
+        .find(|s| s.info_path.ends_with("planted.info"))
+        .unwrap();
+    assert!(planted.upload.is_none(), "{planted:?}");
+    assert!(
+        matches!(&planted.reason, SkipReason::Malformed(m) if m.contains("does not describe <dir>/<ID>")),
+        "{planted:?}"
+    );
+    // Every other reader refuses it too: parts, /session.
+    assert!(part(&env.roots, "planted").is_none());
+}
+
+/// Pairing, rule by rule, for every reader (`read_info` through the scan and
+/// `part`): the info's ID is its name, its data path ends in its ID, tusd's
+/// data file is next to it, rustus's below the upload directory.
+#[test]
+fn an_info_describes_its_own_data_file_only() {
+    let env = Env::new();
+    let up = env.up();
+    let other = tempfile::tempdir().unwrap();
+    fs::write(up.join("b"), b"bbbb").unwrap();
+    fs::write(other.path().join("c"), b"cccc").unwrap();
+    fs::create_dir(up.join("sub")).unwrap();
+    fs::write(up.join("sub/d"), b"dddd").unwrap();
+    let tusd = |id: &str, path: &Path| {
+        serde_json::json!({"ID": id, "Size": 4, "MetaData": {}, "Storage": {"Type": "filestore", "Path": path}})
+            .to_string()
+    };
+    let cases = [
+        // (info file, contents, why not)
+        ("a.info", tusd("b", &up.join("b")), "its ID is not its file name"),
+        (
+            "a.info",
+            tusd("a", &up.join("b")),
+            "its data path does not end in its ID",
+        ),
+        (
+            "c.info",
+            tusd("c", &other.path().join("c")),
+            "not inside the upload directory",
+        ),
+        (
+            "d.info",
+            tusd("d", &up.join("sub/d")),
+            "its data path is not next to it",
+        ),
+        (
+            "..info",
+            serde_json::json!({"ID": ".", "Size": 4, "MetaData": {}}).to_string(),
+            "its ID is not an upload ID",
+        ),
+        // tusd started with a relative -upload-dir records a relative path
+        (
+            "a.info",
+            tusd("a", Path::new("uploads/b")),
+            "its data path does not end in its ID",
+        ),
+        (
+            "r.info",
+            serde_json::json!({"id": "r", "offset": 4, "length": 4, "path": up.join("b")}).to_string(),
+            "its data path does not end in its ID",
+        ),
+    ];
+    for (name, text, why) in cases {
+        fs::write(up.join(name), &text).unwrap();
+        let scan = scan_pending(up).unwrap();
+        let s = scan
+            .skipped
+            .iter()
+            .find(|s| s.info_path.file_name().unwrap() == name)
+            .unwrap_or_else(|| panic!("{name}: {scan:?}"));
+        assert!(
+            matches!(&s.reason, SkipReason::Malformed(m) if m.contains(why)),
+            "{name} {text}: {s:?}"
+        );
+        assert!(scan.finished.is_empty() && scan.stale.is_empty(), "{scan:?}");
+        let id = name.strip_suffix(".info").unwrap();
+        assert!(part(&env.roots, id).is_none(), "{name}");
+        fs::remove_file(up.join(name)).unwrap();
+    }
+    // Paired: tusd next to its info (Storage.Path or none), rustus in a sub-directory.
+    fs::write(up.join("b.info"), tusd("b", &up.join("b"))).unwrap();
+    fs::write(
+        up.join("d.info"),
+        serde_json::json!({"id": "d", "offset": 4, "length": 4, "path": up.join("sub/d")}).to_string(),
+    )
+    .unwrap();
+    let scan = scan_pending(up).unwrap();
+    let ids: Vec<&str> = scan.finished.iter().map(|u| u.id.as_str()).collect();
+    assert_eq!(ids, ["b", "d"], "{scan:?}");
+}
+
+/// `.info` reads stop at `MAX_INFO_BYTES`, whatever the reader.
+#[test]
+fn oversized_infos_are_refused_by_every_reader() {
+    let env = Env::new();
+    let src = env.tusd("big", b"data");
+    let mut text = fs::read(info_of(&src)).unwrap();
+    text.truncate(text.len() - 1);
+    text.extend_from_slice(b",\"Pad\":\"");
+    text.resize(MAX_INFO_BYTES as usize + 10, b'x');
+    text.extend_from_slice(b"\"}");
+    fs::write(info_of(&src), &text).unwrap();
+    let scan = scan_pending(env.up()).unwrap();
+    assert!(
+        matches!(&scan.skipped[0].reason, SkipReason::Malformed(m) if m.contains("larger than")),
+        "{scan:?}"
+    );
+    assert!(part(&env.roots, "big").is_none());
+    assert_eq!(
+        run_now(&env.req(&src, "public/big", false)).unwrap_err(),
+        FinalizeError::InfoInvalid
+    );
+}
+
+// ---------------------------------------------------------------- issue 19: signed upload IDs
+
+/// A finished upload created as tusd v2 creates it after pre-create answered
+/// with a signed ID: `<up>/<id>` + `<up>/<id>.info` carrying `meta`. `kind`
+/// and `nonce` choose the ID; `flags` as in [`tusd_upload_meta`].
+fn signed_upload(
+    dir: &Path,
+    meta: &BTreeMap<String, String>,
+    kind: crate::token::upload_id::Kind,
+    nonce: u8,
+    data: &[u8],
+    flags: &str,
+) -> PathBuf {
+    let id = issued_id(meta, kind, nonce);
+    tusd_upload_meta(dir, &id, data, flags, meta)
+}
+
+/// The ID pre-create issues for `meta`'s grant.
+fn issued_id(meta: &BTreeMap<String, String>, kind: crate::token::upload_id::Kind, nonce: u8) -> String {
+    use crate::tusd::testing::{upload_config, S1};
+    let up = upload_config(&[S1]);
+    let grant = crate::token::upload::verify_signature_ignoring_expiry(meta, &up.secrets)
+        .unwrap()
+        .grant_id();
+    crate::token::upload_id::issue(up.secrets.newest().unwrap(), &[nonce; 16], &grant, kind)
+}
+
+/// The plan post-finish (or the reconciler) makes of an upload in the
+/// default `signed` mode.
+fn signed_plan(upload: &crate::tusd::Upload) -> Result<FinalizePlan, crate::tusd::Verdict> {
+    use crate::tusd::testing::{storage_config, upload_config, S1};
+    let (up, st) = (upload_config(&[S1]), storage_config());
+    crate::tusd::postfinish::plan(
+        upload,
+        crate::tusd::Gate {
+            upload: &up,
+            storage: &st,
+            upload_ids: crate::token::upload_id::UploadIds::Signed,
+        },
+    )
+}
+
+fn kept_reason(v: crate::tusd::Verdict) -> &'static str {
+    match v {
+        crate::tusd::Verdict::Keep(r) => r.reason().as_str(),
+        other => panic!("expected Keep, got {other:?}"),
+    }
+}
+
+/// What the reconciler does with a scan: plan every finished upload under the
+/// post-finish rules in `signed` mode and move what is planned.
+fn reconcile_publish(roots: &Roots) -> Vec<(String, Result<Finalized, String>)> {
+    let scan = scan_pending(roots.upload_dir()).unwrap();
+    scan.finished
+        .iter()
+        .map(|p| {
+            let r = match signed_plan(&p.as_upload()) {
+                Ok(plan) => finalize(roots, &plan, &Cancel::new()).map_err(|e| e.as_str().to_string()),
+                Err(v) => Err(kept_reason(v).to_string()),
+            };
+            (p.id.clone(), r)
+        })
+        .collect()
+}
+
+/// Finding 7 (c): a planted `.info` carrying a token copied from a victim's
+/// `.info` published the planter's bytes at the victim's key (the reconciler
+/// checked neither expiry nor what pre-create checked), after which the
+/// victim's own upload got `exists`. Now a publish needs the ID pre-create
+/// issued for that grant, which the planter cannot make.
+#[test]
+fn regression_a_planted_info_with_a_copied_token_publishes_nothing() {
+    use crate::policy::Visibility::*;
+    use crate::token::upload_id::Kind;
+    let env = Env::new();
+    let victim_meta = signed("avatars/victim.png", "image/png", Public);
+    // The victim's upload, still in progress (only its .info is finished).
+    let victim = signed_upload(env.up(), &victim_meta, Kind::Whole, 1, PNG, "");
+    let info = fs::read_to_string(info_of(&victim)).unwrap();
+    let full = PNG.len();
+    fs::write(
+        info_of(&victim),
+        info.replace(&format!("\"Size\":{full}"), &format!("\"Size\":{}", full + 10)),
+    )
+    .unwrap();
+    // The planter's upload: its own bytes under a name of its choosing (tusd's
+    // own 32-hex style, or anything), the victim's token copied in.
+    let planted = tusd_upload_meta(
+        env.up(),
+        "0123456789abcdef0123456789abcdef",
+        b"<script>",
+        "",
+        &victim_meta,
+    );
+
+    let got = reconcile_publish(&env.roots);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1, Err("upload_id_invalid".to_string()), "{got:?}");
+    assert!(
+        !env.store().join("public/avatars/victim.png").exists(),
+        "published the planter's bytes"
+    );
+    assert_untouched(&planted, b"<script>");
+
+    // The same with a forged post-finish event naming the planted upload.
+    let len = 8;
+    let forged = crate::tusd::Upload {
+        id: "0123456789abcdef0123456789abcdef".into(),
+        size: Some(len),
+        offset: len,
+        metadata: victim_meta.clone(),
+        storage: Some(crate::tusd::protocol::Storage {
+            kind: Some("filestore".into()),
+            path: Some(planted.display().to_string()),
+            info_path: None,
+        }),
+        ..crate::tusd::Upload::default()
+    };
+    assert_eq!(
+        kept_reason(signed_plan(&forged).unwrap_err()),
+        "upload_id_invalid"
+    );
+    // ... or claiming the victim's (valid) ID for the planted file: the mover
+    // wants the data file to be <dir>/<ID>.
+    let mut forged = forged;
+    forged.id = id_of(&victim);
+    let plan = signed_plan(&forged).unwrap();
+    assert_eq!(
+        finalize(&env.roots, &plan, &Cancel::new()).unwrap_err(),
+        FinalizeError::IdMismatch
+    );
+    assert!(!env.store().join("public/avatars/victim.png").exists());
+
+    // The victim finishes: its own upload lands (no `exists`).
+    fs::write(info_of(&victim), info).unwrap();
+    let got = reconcile_publish(&env.roots);
+    let landed: Vec<_> = got
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(landed, [id_of(&victim)], "{got:?}");
+    assert_eq!(
+        fs::read(env.store().join("public/avatars/victim.png")).unwrap(),
+        PNG
+    );
+}
+
+/// An upload whose token expired long ago still lands when pre-create
+/// issued its ID (large uploads outlive tokens), and IDs issued under a
+/// secret still configured after a rotation verify.
+#[test]
+fn signed_ids_publish_after_expiry_and_across_rotation() {
+    use crate::policy::Visibility::*;
+    use crate::token::upload_id::Kind;
+    let env = Env::new();
+    let meta = crate::token::upload::mint(
+        crate::tusd::testing::S1.as_bytes(),
+        "old.pdf",
+        "application/pdf",
+        Private,
+        1_000,
+    );
+    let src = signed_upload(env.up(), &meta, Kind::Whole, 9, PDF, "");
+    let got = reconcile_publish(&env.roots);
+    assert!(got[0].1.is_ok(), "{got:?}");
+    assert!(!src.exists());
+    // Rotation: issued under S1, verified under [S2, S1].
+    let src = signed_upload(env.up(), &meta, Kind::Whole, 10, PDF, "");
+    let u = scan_pending(env.up()).unwrap().finished[0].as_upload();
+    use crate::tusd::testing::{storage_config, upload_config, S1, S2};
+    let (st, rotated, dropped) = (storage_config(), upload_config(&[S2, S1]), upload_config(&[S2]));
+    let gate = |up| crate::tusd::Gate {
+        upload: up,
+        storage: &st,
+        upload_ids: crate::token::upload_id::UploadIds::Signed,
+    };
+    assert!(crate::tusd::postfinish::plan(&u, gate(&rotated)).is_ok());
+    // S1 dropped: neither the token nor the ID verifies.
+    assert!(crate::tusd::postfinish::plan(&u, gate(&dropped)).is_err());
+    assert_untouched(&src, PDF);
+}
+
+/// A final upload in `signed` mode: its parts must carry IDs issued for the
+/// same grant as partial uploads, and the on-disk record must name exactly the
+/// parts the plan verified.
+#[test]
+fn signed_final_uploads_take_only_their_own_verified_parts() {
+    use crate::policy::Visibility::*;
+    use crate::token::upload_id::Kind;
+    let env = Env::new();
+    let meta = signed("big.bin", "application/octet-stream", Public);
+    let partial = r#""IsPartial":true,"#;
+    let p1 = signed_upload(env.up(), &meta, Kind::Partial, 1, b"hello ", partial);
+    let p2 = signed_upload(env.up(), &meta, Kind::Partial, 2, b"world", partial);
+    let (i1, i2) = (id_of(&p1), id_of(&p2));
+    let final_upload = |parts: &[&str], nonce: u8| {
+        let flags = format!(r#""IsFinal":true,"PartialUploads":{},"#, serde_json::json!(parts));
+        signed_upload(env.up(), &meta, Kind::Whole, nonce, b"hello world", &flags)
+    };
+    let event = |data: &Path, parts: &[&str]| crate::tusd::Upload {
+        id: id_of(data),
+        size: Some(11),
+        offset: 11,
+        metadata: meta.clone(),
+        is_final: true,
+        partial_uploads: parts.iter().map(|p| p.to_string()).collect(),
+        storage: Some(crate::tusd::protocol::Storage {
+            kind: Some("filestore".into()),
+            path: Some(data.display().to_string()),
+            info_path: None,
+        }),
+        ..crate::tusd::Upload::default()
+    };
+
+    // A whole upload's ID (same grant) posing as a part: refused at planning.
+    let whole = signed_upload(env.up(), &meta, Kind::Whole, 3, b"world", partial);
+    let fin = final_upload(&[&i1, &id_of(&whole)], 20);
+    assert_eq!(
+        kept_reason(signed_plan(&event(&fin, &[&i1, &id_of(&whole)])).unwrap_err()),
+        "concat_invalid"
+    );
+    // An event naming verified parts the record does not: refused by the mover.
+    let fin = final_upload(&[&i1, &id_of(&whole)], 21);
+    let plan = signed_plan(&event(&fin, &[&i1, &i2])).unwrap();
+    assert_eq!(
+        finalize(&env.roots, &plan, &Cancel::new()).unwrap_err(),
+        FinalizeError::ConcatInvalid
+    );
+    assert!(!env.store().join("public/big.bin").exists());
+
+    // The real thing, the way the reconciler finds it.
+    let fin = final_upload(&[&i1, &i2], 22);
+    let plan = signed_plan(
+        &scan_pending(env.up())
+            .unwrap()
+            .finished
+            .iter()
+            .find(|u| u.id == id_of(&fin))
+            .unwrap()
+            .as_upload(),
+    )
+    .unwrap();
+    let got = finalize(&env.roots, &plan, &Cancel::new()).unwrap();
+    assert_eq!(fs::read(&got.destination).unwrap(), b"hello world");
+    assert!(!p1.exists() && !p2.exists(), "parts go after the publish");
 }

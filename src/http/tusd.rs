@@ -23,6 +23,7 @@ use crate::finalize::{self, Roots};
 use crate::http::limits::{self, BodyError};
 use crate::http::{json_error, server, AppState, Resp};
 use crate::metrics::{FailOpen, Limit};
+use crate::token::upload_id::{Nonce, NONCE_BYTES};
 use crate::tusd::{self, prefinish, Answer, Decision, Destination, Gate, Lookup, Part, Upload, Verdict};
 
 /// Answers one `POST /tusd`.
@@ -51,6 +52,8 @@ enum Failure {
     NotAHook(tusd::HookError),
     /// The decision task failed (500).
     Internal(tokio::task::JoinError),
+    /// The OS gave no random bytes for a new upload ID (500).
+    NoRandomness(getrandom::Error),
 }
 
 impl Failure {
@@ -72,7 +75,7 @@ impl Failure {
                 "the request body could not be read",
             ),
             Failure::NotAHook(e) => to_response(tusd::answer_error(e)),
-            Failure::Internal(_) => json_error(
+            Failure::Internal(_) | Failure::NoRandomness(_) => json_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 tusd::Reason::Internal.as_str(),
                 "the hook could not be decided",
@@ -99,6 +102,10 @@ impl Failure {
             }
             Failure::Internal(e) => {
                 tracing::error!(endpoint = "tusd", decision = "error", reason = tusd::Reason::Internal.as_str(), error = %e, "the hook's decision failed");
+                return state.metrics.count_hook(None, error, tusd::Reason::Internal);
+            }
+            Failure::NoRandomness(e) => {
+                tracing::error!(endpoint = "tusd", decision = "error", reason = tusd::Reason::Internal.as_str(), error = %e, "no random bytes for a new upload ID");
                 return state.metrics.count_hook(None, error, tusd::Reason::Internal);
             }
         }
@@ -135,6 +142,13 @@ async fn decide(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Answer,
     let cfg = state.current_owned();
     let now = state.clock.now();
     let hook = tusd::parse(&body, hook_name.as_deref()).map_err(Failure::NotAHook)?;
+    // Read only by an accepted pre-create (its new upload ID): drawn only for
+    // pre-create, every other hook (post-receive fires every second per
+    // upload) skips the system call.
+    let nonce = match hook.name {
+        tusd::HookName::PreCreate => fresh_nonce().map_err(Failure::NoRandomness)?,
+        _ => [0; NONCE_BYTES],
+    };
     // The decision asks the filesystem (the destination's state, a final
     // upload's parts, the leading bytes to sniff) only after the token
     // verified, and only when the tree is configured: then the whole decision
@@ -154,7 +168,7 @@ async fn decide(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Answer,
                 roots: finalizer.roots(),
                 sniff: cfg.upload.check_content,
             };
-            let decision = tusd::decide(&hook, gate_of(&cfg), now, &lookup);
+            let decision = tusd::decide(&hook, gate_of(&cfg), now, &nonce, &lookup);
             (hook, decision)
         })
         .await;
@@ -165,7 +179,7 @@ async fn decide(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Answer,
             roots: None,
             sniff: false,
         };
-        let decision = tusd::decide(&hook, gate_of(&cfg), now, &lookup);
+        let decision = tusd::decide(&hook, gate_of(&cfg), now, &nonce, &lookup);
         (hook, decision)
     };
     if cfg.upload.single_use {
@@ -247,7 +261,13 @@ fn log_decision(d: &Decision) {
     let key = escape_debug(d.key.as_deref().unwrap_or(""));
     let key = key.as_ref();
     let (hook, decision, reason) = (d.hook.label(), d.outcome().as_str(), d.reason().as_str());
-    let upload_id = escape_debug(&d.upload_id);
+    // An accepted pre-create's upload ID is the one it just chose (none when
+    // single_use refused it after all).
+    let upload_id = match (&d.verdict, &d.assigned_id) {
+        (Verdict::Accept, Some(id)) => id.as_str(),
+        _ => d.upload_id.as_str(),
+    };
+    let upload_id = escape_debug(upload_id);
     let upload_id = upload_id.as_ref();
     match &d.verdict {
         Verdict::Reject(r) | Verdict::Keep(r) => {
@@ -317,10 +337,18 @@ fn escape_debug(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// 16 bytes from the OS for a new upload ID (`crate::token::upload_id`).
+fn fresh_nonce() -> Result<Nonce, getrandom::Error> {
+    let mut nonce = [0; NONCE_BYTES];
+    getrandom::getrandom(&mut nonce)?;
+    Ok(nonce)
+}
+
 fn gate_of(cfg: &crate::config::Config) -> Gate<'_> {
     Gate {
         upload: &cfg.upload,
         storage: &cfg.storage,
+        upload_ids: cfg.tusd.upload_ids,
     }
 }
 

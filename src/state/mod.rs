@@ -516,6 +516,7 @@ mod tests {
         let gate = crate::tusd::Gate {
             upload: &up,
             storage: &storage_config(),
+            upload_ids: Default::default(),
         };
         crate::tusd::precreate::check(&upload, gate, NOW, &|_: &std::path::Path| false)
             .unwrap()

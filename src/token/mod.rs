@@ -3,3 +3,4 @@
 pub mod link;
 pub mod nginx_uri;
 pub mod upload;
+pub mod upload_id;

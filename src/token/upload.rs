@@ -207,6 +207,25 @@ struct Grant {
     expires: i64,
 }
 
+impl Grant {
+    /// SHA-256 over `{expires}:{key}:{visibility}:{content_type}`, domain
+    /// separated. The domain says "single-use" because the single-use marks
+    /// were its first user: marks already stored in Redis keep matching.
+    fn id(&self) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = Sha256::new();
+        h.update(b"assetgate single-use v1\0");
+        h.update(
+            format!(
+                "{}:{}:{}:{}",
+                self.expires, self.key, self.visibility, self.content_type
+            )
+            .as_bytes(),
+        );
+        h.finalize().into()
+    }
+}
+
 macro_rules! grant_accessors {
     ($t:ident) => {
         impl $t {
@@ -225,6 +244,13 @@ macro_rules! grant_accessors {
             /// The signed expiry (Unix seconds).
             pub fn expires(&self) -> i64 {
                 self.0.expires
+            }
+            /// The grant's identity: SHA-256 of its signed fields (expiry,
+            /// key, visibility, content type), the same whichever secret
+            /// signed it. What `[upload] single_use` marks and what an upload
+            /// ID is bound to ([`crate::token::upload_id`]).
+            pub fn grant_id(&self) -> [u8; 32] {
+                self.0.id()
             }
         }
     };

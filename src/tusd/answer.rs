@@ -6,6 +6,10 @@
 //!   error text), so a refusal is `{"RejectUpload":true,"HTTPResponse":{…}}`
 //!   with the status and JSON body inside and string header values. At
 //!   pre-finish only `HTTPResponse` applies, so `RejectUpload` is left out.
+//!   An accepted pre-create with a new upload ID (`[tusd] upload_ids =
+//!   "signed"`, see [`super::ids`]) is `{"ChangeFileInfo":{"ID":"<id>"}}`: tusd
+//!   creates the upload under that ID and keeps the metadata it received (a
+//!   `ChangeFileInfo` without `MetaData` changes none).
 //! - tusd v1 / rustus: accept with `200 {}`; reject with the 4xx and the JSON
 //!   error body directly, which reach the client unchanged.
 //! - post-* hooks: `{}` / 200 in both styles, even when finalize was refused
@@ -57,8 +61,12 @@ pub fn answer(protocol: Protocol, decision: &Decision) -> Answer {
 
 /// tusd v2 style.
 pub fn answer_v2(decision: &Decision) -> Answer {
-    let Verdict::Reject(rejection) = &decision.verdict else {
-        return Answer::empty_ok();
+    let rejection = match (&decision.verdict, &decision.assigned_id) {
+        (Verdict::Reject(r), _) => r,
+        (Verdict::Accept, Some(id)) if decision.hook == HookName::PreCreate => {
+            return Answer::json(200, json!({"ChangeFileInfo": {"ID": id}}).to_string());
+        }
+        _ => return Answer::empty_ok(),
     };
     let render = |r: &Rejection| {
         let http = json!({
@@ -108,6 +116,7 @@ mod tests {
             key: Some("a.txt".into()),
             upload_id: String::new(),
             accepted: None,
+            assigned_id: None,
         }
     }
 
@@ -135,6 +144,22 @@ mod tests {
             serde_json::from_str(v["HTTPResponse"]["Body"].as_str().unwrap()).unwrap();
         assert_eq!(inner["error"]["code"], "token_expired");
         assert_eq!(inner["error"]["message"], "upload token expired 5 s ago");
+    }
+
+    #[test]
+    fn v2_accepted_pre_create_hands_tusd_the_new_id() {
+        let mut d = decision(HookName::PreCreate, Verdict::Accept);
+        let id = "ab".repeat(32);
+        d.assigned_id = Some(id.clone());
+        let a = answer_v2(&d);
+        assert_eq!(a.status, 200);
+        assert_eq!(parse(&a), json!({"ChangeFileInfo": {"ID": id}}));
+        // A refusal (single_use after the ID was chosen) wins over the ID.
+        d.verdict = Verdict::Reject(Rejection::new(Reason::TokenUsed, "used"));
+        assert_eq!(parse(&answer_v2(&d))["RejectUpload"], true);
+        // v1 cannot take an ID: its answer never carries one.
+        d.verdict = Verdict::Accept;
+        assert_eq!(answer_v1(&d).body, b"{}");
     }
 
     #[test]

@@ -258,6 +258,7 @@ impl Env {
         Gate {
             upload: &self.upload,
             storage: &self.storage,
+            upload_ids: crate::token::upload_id::UploadIds::Server,
         }
     }
 
@@ -273,7 +274,7 @@ impl Env {
         lookup: &dyn Lookup,
     ) -> (Protocol, Decision, Answer) {
         let hook = parse(body, hook_name).unwrap();
-        let (p, d) = (hook.protocol, decide(&hook, self.gate(), now, lookup));
+        let (p, d) = (hook.protocol, decide(&hook, self.gate(), now, &[0; 16], lookup));
         let a = answer(p, &d);
         (p, d, a)
     }

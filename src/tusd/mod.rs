@@ -17,10 +17,13 @@
 //! # Decisions per hook
 //!
 //! - `pre-create`: the token, policy and destination checks in order, first failure decides
-//!   (see [`precreate`]). Accept → `{}`; reject → v2 `RejectUpload` +
+//!   (see [`precreate`]), then the upload ID ([`ids`]). Accept → v2
+//!   `{"ChangeFileInfo":{"ID":…}}` with a fresh signed ID (`[tusd] upload_ids =
+//!   "signed"`, the default) or `{}` (`"server"`); reject → v2 `RejectUpload` +
 //!   `HTTPResponse`, v1 the 4xx itself.
-//! - `post-finish`: [`postfinish`] re-verifies the signature (no expiry) and the
-//!   key from the event's metadata and produces a [`FinalizePlan`] for the mover
+//! - `post-finish`: [`postfinish`] re-verifies the signature (no expiry), the
+//!   key and (`signed`) the upload's ID from the event's metadata and produces a
+//!   [`FinalizePlan`] for the mover
 //!   (`src/finalize/`). Partial uploads are skipped. The answer is `{}` in all
 //!   cases (tusd ignores post-hook answers).
 //! - `pre-finish`: content sniffing when the caller supplies leading bytes
@@ -63,6 +66,7 @@
 
 pub mod abandon;
 pub mod answer;
+pub mod ids;
 pub mod metadata;
 pub mod postfinish;
 pub mod precreate;
@@ -76,6 +80,7 @@ use std::path::Path;
 
 use crate::config::{StorageConfig, UploadConfig};
 use crate::token::upload;
+use crate::token::upload_id::{Nonce, UploadIds};
 
 pub use answer::{answer, answer_error, answer_v1, answer_v2, Answer};
 pub use postfinish::FinalizePlan;
@@ -129,6 +134,14 @@ pub enum Reason {
     /// `[upload] single_use`: this partial upload would take the token's
     /// partial uploads past `[upload] max_size` together (413).
     PartsTooLarge,
+    /// `[tusd] upload_ids = "signed"`: the upload's ID was not issued by
+    /// pre-create for its token (a planted `.info`, a forged post-finish, an
+    /// upload from before the switch): not published.
+    UploadIdInvalid,
+    /// `[tusd] upload_ids = "signed"` and a pre-create from an upload server
+    /// that cannot take an ID from a hook (tusd v1, rustus): a deployment
+    /// fault (500).
+    UploadIdsUnsupported,
     /// A hook with nothing to decide (or an unknown hook type).
     Ignored,
     /// The body is not a hook ([`HookError`]).
@@ -140,7 +153,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every value, for metric pre-registration.
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 29] = [
         Reason::Ok,
         Reason::Token(upload::Reason::MetadataMissing),
         Reason::Token(upload::Reason::MetadataInvalid),
@@ -165,6 +178,8 @@ impl Reason {
         Reason::StateUnavailable,
         Reason::TooManyParts,
         Reason::PartsTooLarge,
+        Reason::UploadIdInvalid,
+        Reason::UploadIdsUnsupported,
         Reason::Ignored,
         Reason::BadHook,
         Reason::Internal,
@@ -191,6 +206,8 @@ impl Reason {
             Reason::StateUnavailable => "state_unavailable",
             Reason::TooManyParts => "too_many_parts",
             Reason::PartsTooLarge => "parts_too_large",
+            Reason::UploadIdInvalid => "upload_id_invalid",
+            Reason::UploadIdsUnsupported => "upload_ids_unsupported",
             Reason::Ignored => "ignored",
             Reason::BadHook => "bad_hook",
             Reason::Internal => "internal",
@@ -208,7 +225,11 @@ impl Reason {
                 | upload::Reason::VisibilityInvalid,
             )
             | Reason::BadHook => 400,
-            Reason::Token(_) | Reason::ConcatInvalid | Reason::TokenUsed | Reason::TooManyParts => 403,
+            Reason::Token(_)
+            | Reason::ConcatInvalid
+            | Reason::TokenUsed
+            | Reason::TooManyParts
+            | Reason::UploadIdInvalid => 403,
             Reason::StateUnavailable => 503,
             Reason::ContentTypeNotAllowed
             | Reason::ContentTypeActive
@@ -218,7 +239,7 @@ impl Reason {
             Reason::LengthRequired => 411,
             Reason::Exists | Reason::DestinationBlocked => 409,
             Reason::Incomplete | Reason::StorageUnsupported => 422,
-            Reason::Internal => 500,
+            Reason::Internal | Reason::UploadIdsUnsupported => 500,
         }
     }
 }
@@ -348,6 +369,9 @@ pub struct Decision {
     /// destination): what `[upload] single_use` consumes takes it
     /// ([`precreate::Accepted::claim`]), so a refused token cannot be consumed.
     pub accepted: Option<precreate::Accepted>,
+    /// An accepted pre-create's new upload ID (`[tusd] upload_ids = "signed"`):
+    /// the answer hands it to tusd ([`ids`]).
+    pub assigned_id: Option<String>,
 }
 
 impl Decision {
@@ -385,6 +409,9 @@ pub struct Gate<'a> {
     pub upload: &'a UploadConfig,
     /// `[storage]`.
     pub storage: &'a StorageConfig,
+    /// `[tusd] upload_ids`: whether pre-create issues upload IDs and every
+    /// publish requires them ([`ids`]).
+    pub upload_ids: UploadIds,
 }
 
 /// The facts a decision needs from outside (the filesystem), asked by the pure
@@ -445,14 +472,17 @@ impl<F: Fn(&Path) -> bool> Lookup for F {
     }
 }
 
-/// Decides one parsed hook at `now` (Unix seconds).
-pub fn decide(hook: &Hook, gate: Gate<'_>, now: i64, lookup: &dyn Lookup) -> Decision {
+/// Decides one parsed hook at `now` (Unix seconds). `nonce`: fresh random
+/// bytes for the ID of an accepted pre-create (read only then).
+pub fn decide(hook: &Hook, gate: Gate<'_>, now: i64, nonce: &Nonce, lookup: &dyn Lookup) -> Decision {
     let upload = &hook.upload;
     let mut proof = None;
+    let mut assigned_id = None;
     let verdict = match &hook.name {
-        HookName::PreCreate => match precreate::check(upload, gate, now, lookup) {
-            Ok(accepted) => {
+        HookName::PreCreate => match pre_create(hook, gate, now, nonce, lookup) {
+            Ok((accepted, id)) => {
                 proof = Some(accepted);
+                assigned_id = id;
                 Verdict::Accept
             }
             Err(r) => Verdict::Reject(r),
@@ -470,7 +500,24 @@ pub fn decide(hook: &Hook, gate: Gate<'_>, now: i64, lookup: &dyn Lookup) -> Dec
         key: upload.asset_key().map(str::to_owned),
         upload_id: upload.id.clone(),
         accepted: proof,
+        assigned_id,
     }
+}
+
+/// pre-create: the upload server can take our ID (in `signed` mode), every
+/// check of [`precreate`], a final upload's part IDs, then the new ID.
+fn pre_create(
+    hook: &Hook,
+    gate: Gate<'_>,
+    now: i64,
+    nonce: &Nonce,
+    lookup: &dyn Lookup,
+) -> Result<(precreate::Accepted, Option<String>), Rejection> {
+    ids::refuse_unsupported(hook, gate)?;
+    let accepted = precreate::check(&hook.upload, gate, now, lookup)?;
+    ids::check_parts(&hook.upload, &accepted.verified().grant_id(), gate)?;
+    let id = ids::issue(&hook.upload, accepted.verified(), gate, nonce);
+    Ok((accepted, id))
 }
 
 #[cfg(test)]

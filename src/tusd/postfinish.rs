@@ -7,17 +7,26 @@
 //! 2. signature, key and visibility re-verified WITHOUT the expiry check
 //!    ([`verify_signature_ignoring_expiry`]): large uploads outlive tokens.
 //! 3. the upload must be complete (`Offset == Size`, length known).
-//! 4. content-type allowlist and `max_size` re-checked against the final size
-//!    (the configuration may have changed, a deferred length was not checked at
-//!    pre-create, and an event that never passed pre-create must not slip through).
-//! 5. `Storage.Path` must be present and absolute, and the storage a file store
+//! 4. the upload policy re-checked by pre-create's own code
+//!    (`rules::check_policy`) against the final size (the configuration may have
+//!    changed, a deferred length was not checked at pre-create, and an event
+//!    that never passed pre-create must not slip through).
+//! 5. `[tusd] upload_ids = "signed"`: the upload's ID was issued by pre-create
+//!    for this very grant, and so was every part of a final upload
+//!    ([`super::ids::verify`], 403 `upload_id_invalid`): a token copied into a
+//!    planted `.info`, or into a forged event, has no such ID. This is what
+//!    makes a publish rest on pre-create's acceptance (expiry, lifetime,
+//!    policy, single use at that time) rather than on the signature alone.
+//! 6. `Storage.Path` must be present and absolute, and the storage a file store
 //!    (`filestore` for tusd, `file_storage` for rustus).
 //!
 //! The result is a [`FinalizePlan`], which only this module builds, and the
 //! mover (`crate::finalize::finalize`) takes nothing else: the signed fields it
 //! must find unchanged in the upload's own `.info`, the typed destination, and
 //! (with `[upload] check_content`) the declared type the file's leading bytes
-//! must match. The plan does NOT vouch for the paths: whoever can reach `/tusd`
+//! must match, and the upload's [`Identity`]: the mover requires the data file
+//! to be `<dir>/<ID>` and, in `signed` mode, a final upload's on-disk parts to
+//! be exactly the verified ones. The plan does NOT vouch for the paths: whoever can reach `/tusd`
 //! can post any event, so the mover still confines `source` to `[tusd]
 //! upload_dir` and the destination to `[storage] root` (symlinks included),
 //! re-reads the stored `.info` and requires the plan's signed fields in it, so a
@@ -28,8 +37,9 @@
 
 use std::path::{Path, PathBuf};
 
+use super::ids::{self, Identity};
 use super::protocol::Upload;
-use super::rules::{check_content_type, check_size, destination};
+use super::rules::{check_policy, destination};
 use super::{Gate, Reason, Rejection, Verdict};
 use crate::policy::Visibility;
 use crate::token::upload::{self, verify_signature_ignoring_expiry, Metadata, SignatureVerified};
@@ -50,12 +60,19 @@ pub struct FinalizePlan {
     check_content: bool,
     signed: Metadata,
     verified: SignatureVerified,
+    identity: Identity,
 }
 
 impl FinalizePlan {
-    /// `Upload.ID`.
+    /// `Upload.ID`: the data file must be `<dir>/<ID>` (verified in `signed`
+    /// mode, see [`FinalizePlan::identity`]).
     pub fn upload_id(&self) -> &str {
         &self.upload_id
+    }
+
+    /// What the upload's ID proves (`[tusd] upload_ids`).
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// `Storage.Path` as sent (absolute; NOT yet confined to `upload_dir`).
@@ -138,8 +155,8 @@ pub fn plan(upload: &Upload, gate: Gate<'_>) -> Result<FinalizePlan, Verdict> {
             ),
         )));
     };
-    check_content_type(&verified, gate).map_err(Verdict::Keep)?;
-    check_size(Some(size), gate, false).map_err(Verdict::Keep)?;
+    check_policy(upload, &verified, gate).map_err(Verdict::Keep)?;
+    let identity = ids::verify(upload, &verified, gate).map_err(Verdict::Keep)?;
     let storage = upload.storage.as_ref();
     let kind = storage.and_then(|s| s.kind.as_deref());
     if let Some(kind) = kind {
@@ -177,6 +194,7 @@ pub fn plan(upload: &Upload, gate: Gate<'_>) -> Result<FinalizePlan, Verdict> {
         check_content: gate.upload.check_content,
         signed,
         verified,
+        identity,
     })
 }
 
@@ -193,6 +211,7 @@ mod tests {
     use super::*;
     use crate::token::upload::Reason as TokenReason;
     use crate::token::upload::{mint, FIELD_EXPIRES, FIELD_KEY};
+    use crate::token::upload_id::UploadIds;
     use crate::tusd::protocol::Storage;
     use crate::tusd::testing::*;
 
@@ -219,6 +238,7 @@ mod tests {
             Gate {
                 upload: &up,
                 storage: &st,
+                upload_ids: UploadIds::Server,
             },
         )
     }
@@ -321,6 +341,7 @@ mod tests {
             Gate {
                 upload: &up,
                 storage: &st,
+                upload_ids: UploadIds::Server,
             },
         );
         assert_eq!(keep_reason(v), Reason::ContentTypeNotAllowed);
@@ -331,6 +352,7 @@ mod tests {
             Gate {
                 upload: &up,
                 storage: &st,
+                upload_ids: UploadIds::Server,
             },
         );
         assert_eq!(keep_reason(v), Reason::TooLarge);
@@ -374,6 +396,7 @@ mod tests {
             Gate {
                 upload: &up,
                 storage: &st,
+                upload_ids: UploadIds::Server,
             },
         ) else {
             panic!()

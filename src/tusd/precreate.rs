@@ -63,20 +63,6 @@ impl Accepted {
     /// ([`ClaimKind::Part`]). Computed only when single_use is on: a SHA-256
     /// of the grant (two blocks), a fifth of a pre-create's cost.
     pub fn claim(&self, upload: &UploadConfig) -> Claim {
-        use sha2::{Digest, Sha256};
-        let v = &self.verified;
-        let mut h = Sha256::new();
-        h.update(b"assetgate single-use v1\0");
-        h.update(
-            format!(
-                "{}:{}:{}:{}",
-                v.expires(),
-                v.key(),
-                v.visibility(),
-                v.content_type()
-            )
-            .as_bytes(),
-        );
         let kind = if self.partial {
             ClaimKind::Part {
                 // A deferred length counts as the most it may become.
@@ -88,8 +74,8 @@ impl Accepted {
             ClaimKind::Consume
         };
         Claim {
-            id: h.finalize().into(),
-            expires: v.expires(),
+            id: self.verified.grant_id(),
+            expires: self.verified.expires(),
             kind,
         }
     }
@@ -251,6 +237,7 @@ mod tests {
             Gate {
                 upload: up,
                 storage: &st,
+                upload_ids: Default::default(),
             },
             NOW,
             &nothing_exists,
@@ -423,6 +410,7 @@ mod tests {
             Gate {
                 upload: &up,
                 storage: &st,
+                upload_ids: Default::default(),
             },
             NOW,
             &lookup,
@@ -436,7 +424,8 @@ mod tests {
             &u2,
             Gate {
                 upload: &up,
-                storage: &st
+                storage: &st,
+                upload_ids: Default::default(),
             },
             NOW,
             &lookup
@@ -450,7 +439,8 @@ mod tests {
             &u,
             Gate {
                 upload: &up,
-                storage: &st
+                storage: &st,
+                upload_ids: Default::default(),
             },
             NOW,
             &lookup
@@ -475,7 +465,8 @@ mod tests {
                 &bad,
                 Gate {
                     upload: &up,
-                    storage: &st
+                    storage: &st,
+                    upload_ids: Default::default(),
                 },
                 NOW,
                 &lookup
@@ -562,6 +553,7 @@ mod tests {
             Gate {
                 upload: up,
                 storage: &st,
+                upload_ids: Default::default(),
             },
             NOW,
             lookup,

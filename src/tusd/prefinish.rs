@@ -196,6 +196,7 @@ mod tests {
         let gate = Gate {
             upload: &up,
             storage: &st,
+            upload_ids: Default::default(),
         };
         let u = Upload {
             metadata: mint(S1.as_bytes(), "a.png", "image/png", Visibility::Private, 1),

@@ -16,6 +16,76 @@ pub fn token(secret: &str, expires: &str, key: &str, vis: &str, ct: &str) -> Str
     hex::encode(m.finalize().into_bytes())
 }
 
+/// Test-side oracle for the upload ID pre-create issues in `signed` mode
+/// (`[tusd] upload_ids`, independent of the crate): hex(nonce) ‖ hex(first 16
+/// bytes of HMAC-SHA256(secret, "assetgate upload-id v1\0" ‖ kind ‖ nonce ‖
+/// grant)), grant = SHA-256("assetgate single-use v1\0" ‖
+/// "{expires}:{key}:{visibility}:{content_type}"). `partial`: a part's ID.
+pub fn upload_id_for(secret: &str, meta: &Value, partial: bool, nonce: &[u8; 16]) -> String {
+    use hmac::{Hmac, Mac};
+    use sha2::Digest;
+    let f = |k: &str| meta[k].as_str().unwrap().to_string();
+    let expires: i64 = f("upload-expires").parse().unwrap();
+    let mut g = sha2::Sha256::new();
+    g.update(b"assetgate single-use v1\0");
+    g.update(
+        format!(
+            "{expires}:{}:{}:{}",
+            f("asset-key"),
+            f("visibility"),
+            f("content-type")
+        )
+        .as_bytes(),
+    );
+    let grant = g.finalize();
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    m.update(b"assetgate upload-id v1\0");
+    m.update(if partial { b"p" } else { b"w" });
+    m.update(nonce);
+    m.update(&grant);
+    format!(
+        "{}{}",
+        hex::encode(nonce),
+        hex::encode(&m.finalize().into_bytes()[..16])
+    )
+}
+
+/// The ID pre-create issues for a whole upload with `meta` (under
+/// [`UPLOAD_SECRET`], the newest), `nonce` telling uploads apart.
+pub fn signed_id(meta: &Value, nonce: u8) -> String {
+    upload_id_for(UPLOAD_SECRET, meta, false, &[nonce; 16])
+}
+
+/// The same for a partial upload (a part of a concatenation).
+pub fn signed_part_id(meta: &Value, nonce: u8) -> String {
+    upload_id_for(UPLOAD_SECRET, meta, true, &[nonce; 16])
+}
+
+/// Whether `id` is one pre-create issued (under [`UPLOAD_SECRET`]) for `meta`.
+pub fn issued_for(id: &str, meta: &Value, partial: bool) -> bool {
+    let Some(nonce) = id.get(..32).and_then(|n| hex::decode(n).ok()) else {
+        return false;
+    };
+    let nonce: [u8; 16] = nonce.try_into().unwrap();
+    id == upload_id_for(UPLOAD_SECRET, meta, partial, &nonce)
+}
+
+/// An accepted v2 pre-create's answer: `{"ChangeFileInfo":{"ID":…}}` with an
+/// ID issued for `meta`; returns the ID.
+pub fn accepted_id(answer: &[u8], meta: &Value) -> String {
+    let v = json_of(answer);
+    let id = v["ChangeFileInfo"]["ID"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not accepted with an ID: {v}"));
+    assert_eq!(
+        v,
+        json!({"ChangeFileInfo": {"ID": id}}),
+        "nothing else in the answer"
+    );
+    assert!(issued_for(id, meta, false), "{id} was not issued for {meta}");
+    id.to_string()
+}
+
 pub fn metadata(secret: &str, key: &str, vis: &str, ct: &str, expires: i64) -> Value {
     let e = expires.to_string();
     json!({"asset-key": key, "content-type": ct, "visibility": vis,

@@ -11,7 +11,10 @@
 //!   environment and config load.
 //! - `deploy/systemd/assetgate.service`, `tusd/tusd.service`:
 //!   `systemd-analyze verify` and `security` (exposure threshold) on an install
-//!   root; both units agree with each other, `tusd/tusd.env` and the config.
+//!   root; both units agree with each other, `tusd/tusd.env` and the config;
+//!   the install steps run for real as the units' users (`setpriv`, as root):
+//!   nginx's user stays out of the upload directory, assetgate hard-links an
+//!   upload into the asset tree, nginx's user reads it there.
 //! - `deploy/kubernetes/*.yaml`: the Kubernetes schemas (kubernetes-validate,
 //!   strict); the pod's wiring; its probes run; the placeholder secrets refused.
 //! - tusd's flags are the same in `tusd/tusd.sh`, compose and Kubernetes.

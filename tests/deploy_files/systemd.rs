@@ -1,5 +1,7 @@
 //! `deploy/systemd/assetgate.service` and `tusd/tusd.service`: `systemd-analyze
-//! verify` and `security`, and what the two units must agree on.
+//! verify` and `security`, what the two units must agree on, and the install
+//! steps at the top of assetgate's unit run for real, as the units' users
+//! (`setpriv`), to see who can read and write what.
 
 use super::*;
 
@@ -122,10 +124,15 @@ fn systemd_units_agree_with_each_other_and_the_config() {
     let root = config_str("storage.root");
     let listen = config_str("listen");
 
-    // The shared group and tusd's group-writable uploads.
+    // Two groups: the upload directory's (tusd, assetgate) and the asset
+    // tree's (assetgate, nginx); tusd's uploads group-writable and readable by
+    // others (the published inode is nginx's to read). What they allow is
+    // run below (`systemd_install_keeps_nginx_out_of_the_upload_dir`).
     assert_eq!(unit_one(&gate, "Group"), "assets");
-    assert_eq!(unit_one(&tusd, "Group"), "assets");
-    assert_eq!(unit_one(&tusd, "UMask"), "0007");
+    assert_eq!(unit_one(&gate, "SupplementaryGroups"), "tusd-uploads");
+    assert_eq!(unit_one(&gate, "UMask"), "0027");
+    assert_eq!(unit_one(&tusd, "Group"), "tusd-uploads");
+    assert_eq!(unit_one(&tusd, "UMask"), "0002");
     assert_ne!(unit_one(&gate, "User"), unit_one(&tusd, "User"));
     // Writable: the asset tree and the upload dir for assetgate, the upload dir
     // for tusd; the same paths as the config and tusd's env file.
@@ -199,4 +206,262 @@ fn systemd_units_agree_with_each_other_and_the_config() {
     let o = check_config(&env);
     assert!(o.status.success(), "{env:?}: {}", text(&o));
     assert!(!text(&o).contains("warning"), "{}", text(&o));
+}
+
+/// What the install steps at the top of `deploy/systemd/assetgate.service`
+/// set up: `useradd`/`usermod` memberships and `install -d` directories.
+#[derive(Debug, Default)]
+struct Install {
+    /// user -> (primary group, supplementary groups)
+    users: BTreeMap<String, (String, Vec<String>)>,
+    /// path -> (owner, group, mode)
+    dirs: BTreeMap<String, (String, String, u32)>,
+}
+
+impl Install {
+    fn parse(unit_text: &str) -> Install {
+        let mut install = Install::default();
+        let lines = unit_text
+            .lines()
+            .skip_while(|l| !l.starts_with("# Install:"))
+            .skip(1)
+            .map_while(|l| l.strip_prefix("#   "));
+        for line in lines {
+            let cmd = line.split(" #").next().unwrap();
+            let words: Vec<&str> = cmd.split_whitespace().collect();
+            let flag = |name: &str| {
+                words
+                    .iter()
+                    .position(|w| *w == name)
+                    .map(|i| words[i + 1].to_string())
+            };
+            match words.first().copied() {
+                Some("useradd") => {
+                    let name = words.last().unwrap().to_string();
+                    let groups = flag("--groups")
+                        .map(|g| g.split(',').map(str::to_string).collect())
+                        .unwrap_or_default();
+                    install.users.insert(name, (flag("--gid").unwrap(), groups));
+                }
+                Some("usermod") => {
+                    let name = words.last().unwrap().to_string();
+                    let group = flag("-aG").unwrap();
+                    // a user the install does not create (nginx's): its own group
+                    let entry = install.users.entry(name.clone()).or_insert((name, Vec::new()));
+                    entry.1.push(group);
+                }
+                Some("install") if words.get(1) == Some(&"-d") && flag("-o").is_some() => {
+                    let mode = u32::from_str_radix(&flag("-m").unwrap(), 8).unwrap();
+                    install.dirs.insert(
+                        words.last().unwrap().to_string(),
+                        (flag("-o").unwrap(), flag("-g").unwrap(), mode),
+                    );
+                }
+                _ => {}
+            }
+        }
+        install
+    }
+}
+
+/// A process of one of the units (or nginx): numeric ids for the install's
+/// names (none of them need to exist on this host), its umask.
+struct Identity {
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+    umask: String,
+}
+
+/// Runs `script` with `sh -c` as `who` (setpriv, no capabilities): its output.
+fn run_as(who: &Identity, script: &str, stdin: &[u8], env: &[(&str, &str)]) -> Output {
+    use std::io::Write as _;
+    let setpriv = require_peer(
+        "setpriv",
+        &[PathBuf::from("/usr/bin/setpriv")],
+        "apt-get install -y util-linux",
+    );
+    let groups: Vec<String> = who.groups.iter().map(u32::to_string).collect();
+    let mut cmd = Command::new(setpriv);
+    cmd.arg(format!("--reuid={}", who.uid))
+        .arg(format!("--regid={}", who.gid));
+    if groups.is_empty() {
+        cmd.arg("--clear-groups");
+    } else {
+        cmd.arg(format!("--groups={}", groups.join(",")));
+    }
+    cmd.args(["--inh-caps=-all", "--", "sh", "-c"])
+        .arg(format!("umask {} && {script}", who.umask))
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Issue 19, finding 7 (a): the shipped install gave nginx's user write access
+/// to the upload directory (group `assets`, 2770), and whoever can write it
+/// can plant `.info` files and delete uploads. Run as the install's users
+/// (numeric ids, `setpriv`) with the units' groups and umasks: tusd writes an
+/// upload, nginx's user cannot enter, list, read or write the upload directory,
+/// assetgate's own `finalize-pending` hard-links the upload into the asset tree
+/// (protected_hardlinks lets it: group read-write) and removes it, and nginx's
+/// user reads the published file but writes nothing in the asset tree.
+#[test]
+fn systemd_install_keeps_nginx_out_of_the_upload_dir() {
+    use common::hooks::{metadata, upload_id_for};
+    use std::os::unix::fs::PermissionsExt;
+    let euid = run_ok(Command::new("id").arg("-u"), "id -u");
+    assert_eq!(
+        euid.trim(),
+        "0",
+        "this test switches to the install's users with setpriv: run it as root (CI does)"
+    );
+    let gate_unit = unit("deploy/systemd/assetgate.service");
+    let tusd_unit = unit("tusd/tusd.service");
+    let install = Install::parse(&read("deploy/systemd/assetgate.service"));
+
+    // Numeric ids for every user and group the install names.
+    let mut groups: BTreeMap<String, u32> = BTreeMap::new();
+    for (primary, supplementary) in install.users.values() {
+        for g in std::iter::once(primary).chain(supplementary) {
+            let next = 62_000 + groups.len() as u32;
+            groups.entry(g.clone()).or_insert(next);
+        }
+    }
+    let uids: BTreeMap<String, u32> = install
+        .users
+        .keys()
+        .enumerate()
+        .map(|(i, u)| (u.clone(), 61_000 + i as u32))
+        .collect();
+    // systemd runs a unit with Group= as its group and the user's groups from
+    // the user database plus SupplementaryGroups= as supplementary ones.
+    let identity = |user: &str, group: &str, extra: &[String], umask: &str| {
+        let (_, member_of) = &install.users[user];
+        let mut g: Vec<u32> = member_of.iter().chain(extra).map(|n| groups[n]).collect();
+        g.sort_unstable();
+        g.dedup();
+        Identity {
+            uid: uids[user],
+            gid: groups[group],
+            groups: g,
+            umask: umask.to_string(),
+        }
+    };
+    let of_unit = |u: &[(String, String, String)]| {
+        let extra: Vec<String> = unit_values(u, "SupplementaryGroups")
+            .iter()
+            .flat_map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .collect();
+        identity(
+            &unit_one(u, "User"),
+            &unit_one(u, "Group"),
+            &extra,
+            &unit_one(u, "UMask"),
+        )
+    };
+    let gate = of_unit(&gate_unit);
+    let tusd = of_unit(&tusd_unit);
+    let nginx = identity("www-data", "www-data", &[], "0022");
+
+    // The install's directories, below a scratch root.
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let at = |p: &str| root.path().join(p.trim_start_matches('/'));
+    for (path, (owner, group, mode)) in &install.dirs {
+        let dir = at(path);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(uids[owner]), Some(groups[group])).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(*mode)).unwrap();
+    }
+    let uploads = at(&config_str("tusd.upload_dir"));
+    let assets = at(&config_str("storage.root"));
+    assert!(uploads.is_dir() && assets.is_dir(), "{install:?}");
+
+    // tusd writes a finished upload (the ID pre-create issued for its token).
+    let secret = "install-test-upload-secret-0123";
+    let meta = metadata(secret, "avatars/a.png", "public", "image/png", now() + 600);
+    let id = upload_id_for(secret, &meta, false, &[9; 16]);
+    let data = b"\x89PNG\r\n\x1a\n published bytes";
+    let (path, info) = (uploads.join(&id), uploads.join(format!("{id}.info")));
+    let info_json = serde_json::json!({"ID": id, "Size": data.len(), "SizeIsDeferred": false,
+        "Offset": 0, "MetaData": meta, "IsPartial": false, "IsFinal": false,
+        "Storage": {"Type": "filestore", "Path": path, "InfoPath": info}});
+    for (file, bytes) in [(&path, &data[..]), (&info, info_json.to_string().as_bytes())] {
+        let o = run_as(&tusd, &format!("cat > '{}'", file.display()), bytes, &[]);
+        assert!(o.status.success(), "tusd cannot write its upload: {}", text(&o));
+    }
+
+    // nginx's user: nothing in the upload directory.
+    for (what, script) in [
+        (
+            "create a file in",
+            format!("touch '{}'", uploads.join("planted.info").display()),
+        ),
+        ("list", format!("ls '{}'", uploads.display())),
+        ("read an upload in", format!("cat '{}'", path.display())),
+        ("remove an upload from", format!("rm -f '{}'", path.display())),
+    ] {
+        let o = run_as(&nginx, &script, b"", &[]);
+        assert!(
+            !o.status.success(),
+            "nginx's user can {what} the upload directory: {script}"
+        );
+    }
+    assert!(!uploads.join("planted.info").exists() && path.exists());
+
+    // assetgate publishes it with its own mover, by hard link.
+    let cfg = root.path().join("assetgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[upload]\nsecrets = [\"{secret}\"]\n[storage]\nroot = {:?}\n[tusd]\nupload_dir = {:?}\n",
+            assets.display().to_string(),
+            uploads.display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = run_as(
+        &gate,
+        &format!(
+            "'{}' --config '{}' finalize-pending",
+            bin().display(),
+            cfg.display()
+        ),
+        b"",
+        &[],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains(&format!("moved {id} -> public/avatars/a.png (renamed,")),
+        "not published by hard link (protected_hardlinks? the upload's group and mode): {out}"
+    );
+    assert!(
+        !path.exists() && !info.exists(),
+        "assetgate removes the upload: {out}"
+    );
+    let published = assets.join("public/avatars/a.png");
+    // nginx's user reads the published file, writes nothing in the tree; tusd
+    // writes nothing there either.
+    let o = run_as(&nginx, &format!("cat '{}'", published.display()), b"", &[]);
+    assert!(
+        o.status.success(),
+        "nginx cannot read the published file: {}",
+        text(&o)
+    );
+    assert_eq!(o.stdout, data);
+    for who in [&nginx, &tusd] {
+        let o = run_as(
+            who,
+            &format!("touch '{}'", assets.join("public/x").display()),
+            b"",
+            &[],
+        );
+        assert!(!o.status.success(), "uid {} writes the asset tree", who.uid);
+    }
 }
