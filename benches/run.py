@@ -285,14 +285,17 @@ def start_assetgate(name: str, binary: str, port: int, work: Path, log_level: st
     cfg = work / f"{name}.toml"
     cfg.write_text(assetgate_config(port, work, log_level))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETGATE_")}
-    # Several gates run at once: each admin listener on a free port, when the
-    # binary has one (a baseline revision before [server] admin_listen would
-    # refuse the unknown key).
-    probe = dict(env, ASSETGATE_SERVER__ADMIN_LISTEN="127.0.0.1:0")
-    known = subprocess.run([binary, "--config", str(cfg), "check-config"], env=probe,
-                           capture_output=True).returncode == 0
-    if known:
-        env = probe
+    # Several gates run at once: each admin socket in its own directory (the
+    # default is one per user), or on a baseline revision from before
+    # [server] admin_socket, each TCP admin listener on a free port; only the
+    # key the binary knows (a revision refuses an unknown one).
+    for key, value in (("ASSETGATE_SERVER__ADMIN_SOCKET", str(work / f"{name}-run" / "admin.sock")),
+                       ("ASSETGATE_SERVER__ADMIN_LISTEN", "127.0.0.1:0")):
+        probe = dict(env, **{key: value})
+        if subprocess.run([binary, "--config", str(cfg), "check-config"], env=probe,
+                          capture_output=True).returncode == 0:
+            env = probe
+            break
     p = Proc(name, [binary, "--config", str(cfg), "serve"], work / f"{name}.log", env=env)
     wait_port(port, p.p)
     return p

@@ -390,9 +390,21 @@ pub struct ServerConfig {
     /// Threads of the async runtime that serve requests.
     #[serde(serialize_with = "show::count")]
     pub worker_threads: usize,
-    /// The admin listener (revocations for the memory backend): never the
-    /// port nginx talks to.
-    pub admin_listen: SocketAddr,
+    /// The admin API's Unix socket (revocations; `assetgate revoke` with the
+    /// memory backend): mode 0600 in a directory of the daemon's user that no
+    /// one else may write (created 0700 when missing). Default
+    /// `$XDG_RUNTIME_DIR/assetgate/admin.sock`, else
+    /// `/tmp/assetgate-<uid>/admin.sock`: the same for the daemon and the
+    /// CLI of one user.
+    #[serde(serialize_with = "show::path_buf")]
+    pub admin_socket: PathBuf,
+    /// The same admin API on TCP as well (`None`: not served): an explicit
+    /// opt-in, loopback only unless `admin_listen_non_loopback`.
+    #[serde(serialize_with = "show::admin_listen")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Allows a non-loopback `admin_listen` (refused otherwise): whoever
+    /// reaches that address can revoke and unrevoke links.
+    pub admin_listen_non_loopback: bool,
 }
 
 /// `[state]`: where single-use marks and revocations live.
@@ -680,7 +692,9 @@ struct RawServer {
     shutdown_grace: Human,
     max_body_bytes: Human,
     worker_threads: Option<u64>,
-    admin_listen: String,
+    admin_socket: Option<PathBuf>,
+    admin_listen: Option<String>,
+    admin_listen_non_loopback: bool,
 }
 
 impl Default for RawServer {
@@ -694,14 +708,27 @@ impl Default for RawServer {
             shutdown_grace: Human::Int(10),
             max_body_bytes: Human::Int(256 * 1024),
             worker_threads: None,
-            admin_listen: DEFAULT_ADMIN_LISTEN.into(),
+            admin_socket: None,
+            admin_listen: None,
+            admin_listen_non_loopback: false,
         }
     }
 }
 
-/// Default `[server] admin_listen`: loopback, the port after the default
-/// `listen`.
-pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9751";
+/// The admin socket's file name in its directory.
+pub const ADMIN_SOCKET_NAME: &str = "admin.sock";
+
+/// Default `[server] admin_socket`: in the user's runtime directory
+/// (`$XDG_RUNTIME_DIR`, which a login session provides, mode 0700) when there
+/// is one, else in `/tmp/assetgate-<uid>/` (tmux's convention: a directory per
+/// user, created 0700 and refused if someone else made it). The daemon and the
+/// CLI of one user, given the same configuration, compute the same path.
+pub fn default_admin_socket(xdg_runtime_dir: Option<&str>, uid: u32) -> PathBuf {
+    match xdg_runtime_dir.map(Path::new).filter(|d| d.is_absolute()) {
+        Some(dir) => dir.join("assetgate").join(ADMIN_SOCKET_NAME),
+        None => PathBuf::from(format!("/tmp/assetgate-{uid}")).join(ADMIN_SOCKET_NAME),
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -833,8 +860,9 @@ pub struct Sources {
 
 /// Loads, merges and validates the configuration from the process environment.
 pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+    // `XDG_RUNTIME_DIR`: where the admin socket goes by default.
     let env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("ASSETGATE_"))
+        .filter(|(k, _)| k.starts_with("ASSETGATE_") || k == "XDG_RUNTIME_DIR")
         .collect();
     load_from(sources, &env)
 }
@@ -911,7 +939,9 @@ pub fn load_from(sources: &Sources, env: &[(String, String)]) -> Result<Config, 
     let events_env = crate::events::config::secrets_from_env(&get)?;
 
     let raw: Raw = figment.extract().map_err(figment_error)?;
-    let mut config = validate(raw, file, events_env)?;
+    let runtime_dir = get("XDG_RUNTIME_DIR");
+    let uid = rustix::process::geteuid().as_raw();
+    let mut config = validate(raw, file, events_env, runtime_dir.as_deref(), uid)?;
     config.secret_files = secret_files;
     config.origin = origin;
     Ok(config)
@@ -1150,6 +1180,8 @@ fn validate(
     raw: Raw,
     source: Option<PathBuf>,
     events_env: Option<Vec<String>>,
+    xdg_runtime_dir: Option<&str>,
+    uid: u32,
 ) -> Result<Config, ConfigError> {
     let listen: SocketAddr = raw
         .listen
@@ -1327,18 +1359,39 @@ fn validate(
             ))
         }
     };
-    let admin_listen: SocketAddr = raw.server.admin_listen.parse().map_err(|_| {
-        ConfigError::new(
-            "server.admin_listen",
-            format!("{:?} is not an IP:port address", raw.server.admin_listen),
-        )
-    })?;
-    if admin_listen.port() != 0 && admin_listen == listen {
-        return Err(ConfigError::new(
-            "server.admin_listen",
-            "must differ from listen: nginx must never reach the admin endpoints",
-        ));
-    }
+    let admin_listen = match &raw.server.admin_listen {
+        None => None,
+        Some(text) => {
+            let addr: SocketAddr = text.parse().map_err(|_| {
+                ConfigError::new(
+                    "server.admin_listen",
+                    format!("{text:?} is not an IP:port address"),
+                )
+            })?;
+            if addr.port() != 0 && addr == listen {
+                return Err(ConfigError::new(
+                    "server.admin_listen",
+                    "must differ from listen: nginx must never reach the admin endpoints",
+                ));
+            }
+            if !addr.ip().is_loopback() && !raw.server.admin_listen_non_loopback {
+                return Err(ConfigError::new(
+                    "server.admin_listen",
+                    format!(
+                        "{addr} is not a loopback address: whoever reaches it can list, revoke and unrevoke links. \
+                         Use the admin socket (server.admin_socket), or set server.admin_listen_non_loopback = true \
+                         and restrict who reaches the address (firewall, NetworkPolicy)"
+                    ),
+                ));
+            }
+            Some(addr)
+        }
+    };
+    let admin_socket = match raw.server.admin_socket {
+        Some(p) => p,
+        None => default_admin_socket(xdg_runtime_dir, uid),
+    };
+    validate_socket_path("server.admin_socket", &admin_socket)?;
     let state = validate_state(raw.state)?;
     let max_body_bytes = raw.server.max_body_bytes.bytes("server.max_body_bytes")?;
     if max_body_bytes == 0 || max_body_bytes > 16 * 1024 * 1024 {
@@ -1381,7 +1434,9 @@ fn validate(
             shutdown_grace: raw.server.shutdown_grace.seconds("server.shutdown_grace")?,
             max_body_bytes,
             worker_threads,
+            admin_socket,
             admin_listen,
+            admin_listen_non_loopback: raw.server.admin_listen_non_loopback,
         },
         events,
         state,
@@ -1389,6 +1444,31 @@ fn validate(
         secret_files: Vec::new(),
         origin: Origin::default(),
     })
+}
+
+/// A Unix socket path: absolute, in a directory (not `/` itself), short
+/// enough for `sun_path`.
+fn validate_socket_path(key: &str, p: &Path) -> Result<(), ConfigError> {
+    if !p.is_absolute() || p.parent().is_none_or(|d| d == Path::new("/")) || p.file_name().is_none() {
+        return Err(ConfigError::new(
+            key,
+            format!(
+                "{} must be an absolute path in a directory of its own (e.g. /run/assetgate/admin.sock)",
+                p.display()
+            ),
+        ));
+    }
+    let max = crate::events::admin::MAX_SOCKET_PATH;
+    if p.as_os_str().len() > max {
+        return Err(ConfigError::new(
+            key,
+            format!(
+                "{} is too long for a Unix socket path ({max} bytes at most)",
+                p.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_state(raw: RawState) -> Result<StateConfig, ConfigError> {
@@ -1577,6 +1657,20 @@ pub(crate) mod show {
     /// `0` is how the key disables the reconciler.
     pub(crate) fn reconcile_interval<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         int(d.map_or(0, |d| d.as_secs()), s)
+    }
+
+    pub(crate) fn path_buf<S: Serializer>(p: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&p.display().to_string())
+    }
+
+    pub(crate) fn admin_listen<S: Serializer>(
+        a: &Option<std::net::SocketAddr>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match a {
+            Some(a) => s.serialize_str(&a.to_string()),
+            None => s.serialize_str("<not set: the admin API is on server.admin_socket only>"),
+        }
     }
 
     pub(crate) fn path<S: Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
@@ -2061,13 +2155,69 @@ mod tests {
         assert!(shown.contains("log_format") && shown.contains('5'), "{shown}");
     }
 
+    /// The admin API: a Unix socket by default (per user, the same path for
+    /// the daemon and the CLI), TCP only when asked, loopback unless the
+    /// opt-in key says otherwise.
+    #[test]
+    fn admin_socket_and_listen() {
+        let uid = rustix::process::geteuid().as_raw();
+        let c = load_from(&Sources::default(), &[]).unwrap();
+        assert_eq!(
+            c.server.admin_socket,
+            PathBuf::from(format!("/tmp/assetgate-{uid}/admin.sock"))
+        );
+        let c = load_from(
+            &Sources::default(),
+            &env(&[("XDG_RUNTIME_DIR", "/run/user/1000")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.server.admin_socket,
+            PathBuf::from("/run/user/1000/assetgate/admin.sock")
+        );
+        // A relative runtime directory is not one (the XDG spec: ignore it).
+        let c = load_from(&Sources::default(), &env(&[("XDG_RUNTIME_DIR", "run")])).unwrap();
+        assert!(
+            c.server.admin_socket.starts_with("/tmp/"),
+            "{:?}",
+            c.server.admin_socket
+        );
+        let c = load_from(
+            &Sources::default(),
+            &env(&[("ASSETGATE_SERVER__ADMIN_SOCKET", "/run/assetgate/admin.sock")]),
+        )
+        .unwrap();
+        assert_eq!(c.server.admin_socket, PathBuf::from("/run/assetgate/admin.sock"));
+        let long = format!("/run/{}/admin.sock", "d".repeat(100));
+        for bad in ["admin.sock", "/admin.sock", long.as_str()] {
+            let e = err(&format!("[server]\nadmin_socket = {bad:?}\n"), &[]);
+            assert_eq!(e.key, "server.admin_socket", "{bad}: {e}");
+        }
+
+        let c = load_from(
+            &Sources::default(),
+            &env(&[("ASSETGATE_SERVER__ADMIN_LISTEN", "127.0.0.1:9751")]),
+        )
+        .unwrap();
+        assert_eq!(c.server.admin_listen, Some("127.0.0.1:9751".parse().unwrap()));
+        for addr in ["0.0.0.0:9751", "10.1.2.3:9751", "[::]:9751"] {
+            let e = err(&format!("[server]\nadmin_listen = {addr:?}\n"), &[]);
+            assert_eq!(e.key, "server.admin_listen", "{addr}: {e}");
+            assert!(e.message.contains("server.admin_listen_non_loopback"), "{e}");
+            let text = format!("[server]\nadmin_listen = {addr:?}\nadmin_listen_non_loopback = true\n");
+            let f = file(&text);
+            let c = load_from(&with_file(&f), &[]).unwrap();
+            assert_eq!(c.server.admin_listen, Some(addr.parse().unwrap()));
+        }
+    }
+
     #[test]
     fn state_section() {
         let c = load_from(&Sources::default(), &[]).unwrap();
         assert_eq!(c.state.backend, StateBackend::Memory);
         assert_eq!(c.state.timeout, Duration::from_millis(100));
         assert_eq!(c.state.single_use_when_down, FailMode::Closed);
-        assert_eq!(c.server.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
+        assert_eq!(c.server.admin_listen, None, "no TCP admin listener by default");
         assert!(!c.upload.single_use);
         assert_eq!(c.upload.max_parts, DEFAULT_MAX_PARTS);
         assert_eq!(c.link.max_ttl, None);
@@ -2264,6 +2414,7 @@ mod tests {
             [tusd]\nupload_dir = \"/srv/t\"\nbase_path = \"/up/\"\nreconcile_interval = 0\nabandon_after = \"3d\"\nupload_ids = \"server\"\n\
             [server]\nheader_read_timeout = 5\nbody_read_timeout = \"20s\"\nrequest_timeout = \"1m\"\nmax_connections = 100\n\
             max_tusd_requests = 10\nshutdown_grace = 3\nmax_body_bytes = \"1MiB\"\nworker_threads = 3\nadmin_listen = \"127.0.0.1:0\"\n\
+            admin_socket = \"/run/ag/admin.sock\"\nadmin_listen_non_loopback = true\n\
             [state]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6390/1\"\nkey_prefix = \"x:\"\ntimeout = \"250ms\"\n\
             sync_interval = \"2s\"\nstale_after = \"5s\"\nsingle_use_when_down = \"fail_open\"\nrevocation_when_down = \"fail_open\"\n\
             [events]\ndir = \"/var/lib/ev\"\ntimeout = \"1500ms\"\nmax_age = \"1h\"\nconcurrency = 2\ninitial_backoff = \"50ms\"\n\

@@ -21,6 +21,11 @@ fn run(config: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Output {
             cmd.env_remove(k);
         }
     }
+    // `serve` binds the admin socket: one per test, not the user's default.
+    cmd.env(
+        "ASSETGATE_SERVER__ADMIN_SOCKET",
+        dir.path().join("run/admin.sock"),
+    );
     cmd.args(args).envs(env.iter().copied()).output().unwrap()
 }
 
@@ -69,6 +74,18 @@ fn bad_config_exits_64_with_one_line_naming_the_key() {
             "[server]\nmax_connections = 64\nmax_tusd_requests = 64\n",
             &[],
             "server.max_tusd_requests: must be",
+        ),
+        // The admin API on a non-loopback address without the opt-in key: any
+        // host that reaches it could revoke and unrevoke (issue 19, finding 2).
+        (
+            "[server]\nadmin_listen = \"0.0.0.0:9751\"\n",
+            &[],
+            "server.admin_listen: 0.0.0.0:9751 is not a loopback address",
+        ),
+        (
+            "",
+            &[("ASSETGATE_SERVER__ADMIN_LISTEN", "10.0.0.1:9751")],
+            "server.admin_listen_non_loopback = true",
         ),
     ];
     for (cfg, env, key) in cases {
@@ -246,10 +263,14 @@ fn check_config_redacts_secrets() {
 #[test]
 fn dev_mode_prints_a_link_that_works() {
     let port = free_port();
+    let run_dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(bin())
         .args(["serve", "--dev"])
         .env("ASSETGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("ASSETGATE_SERVER__ADMIN_LISTEN", "127.0.0.1:0")
+        .env(
+            "ASSETGATE_SERVER__ADMIN_SOCKET",
+            run_dir.path().join("admin.sock"),
+        )
         .env_remove("ASSETGATE_CONFIG")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -362,7 +383,10 @@ fn serve_briefly(config: &str) -> (Option<i32>, String) {
         .arg("--config")
         .arg(&p)
         .arg("serve")
-        .env("ASSETGATE_SERVER__ADMIN_LISTEN", "127.0.0.1:0")
+        .env(
+            "ASSETGATE_SERVER__ADMIN_SOCKET",
+            dir.path().join("run/admin.sock"),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -311,3 +311,200 @@ fn sighup_reloads_and_never_kills() {
     d.terminate();
     assert_eq!(d.wait_exit(Duration::from_secs(15)), Some(0), "{:#?}", d.logs());
 }
+
+// ---------------------------------------------------------------------------
+// The admin API (issue 19, finding 2): a private Unix socket by default, no
+// TCP listener unless asked, and nothing a browser can send accepted.
+
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// `serve` with `env` on top of a config file; exit code and stderr, or
+/// `None` if still running after 10 s (then killed).
+fn serve_once(config: &std::path::Path, env: &[(&str, &std::path::Path)]) -> (Option<i32>, String) {
+    let mut cmd = std::process::Command::new(bin());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ASSETGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    (code, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn admin_socket_is_private_and_only_a_stale_one_is_replaced() {
+    let mut d = Daemon::start(&default_config());
+    // No TCP admin listener unless configured.
+    assert_eq!(d.admin, None);
+    let sock = d.admin_socket.clone();
+    assert_eq!(sock, d.dir.path().join("run/admin.sock"));
+    assert_eq!(mode(sock.parent().unwrap()), 0o700, "directory created 0700");
+    assert_eq!(mode(&sock), 0o600);
+    let (s, _, b) = unix_request(
+        &sock,
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!((s, b.as_slice()), (200, &b"ok\n"[..]));
+
+    // A second daemon on the same socket: refused while the first answers.
+    let cfg = d.dir.path().join("assetgate.toml");
+    let (code, err) = serve_once(&cfg, &[("ASSETGATE_SERVER__ADMIN_SOCKET", &sock)]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("in use") && err.contains("admin_socket"), "{err}");
+    assert!(d.alive());
+
+    // Killed (no cleanup): the socket file stays, nothing answers on it; the
+    // next daemon replaces it.
+    let _ = d.child.kill();
+    let _ = d.child.wait();
+    assert!(sock.exists());
+    let next = Daemon::start_with(
+        &default_config(),
+        &[],
+        &[("ASSETGATE_SERVER__ADMIN_SOCKET", sock.to_str().unwrap())],
+    );
+    assert_eq!(next.admin_socket, sock);
+    assert_eq!(mode(&sock), 0o600);
+    let (s, _, _) = unix_request(
+        &sock,
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(s, 200);
+    // SIGTERM: the daemon removes its socket.
+    let mut next = next;
+    next.terminate();
+    assert_eq!(next.wait_exit(Duration::from_secs(20)), Some(0));
+    assert!(!sock.exists(), "socket removed at exit");
+
+    // A directory others may write, or a file that is not a socket: refused,
+    // saying why; the file is left alone.
+    use std::os::unix::fs::PermissionsExt;
+    let open = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, err) = serve_once(
+        &cfg,
+        &[("ASSETGATE_SERVER__ADMIN_SOCKET", &open.path().join("admin.sock"))],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("writable by its group or by others"), "{err}");
+    let mine = tempfile::tempdir().unwrap();
+    let file = mine.path().join("admin.sock");
+    std::fs::write(&file, "precious").unwrap();
+    let (code, err) = serve_once(&cfg, &[("ASSETGATE_SERVER__ADMIN_SOCKET", &file)]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("not a socket"), "{err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "precious");
+}
+
+/// What a page the operator visits could send: a "simple" cross-origin POST
+/// (`text/plain`, no CORS preflight) to a loopback port, or a request to a
+/// DNS name rebound to 127.0.0.1. None of it reaches the revocations, on the
+/// TCP listener (an opt-in) or the socket; what the CLI sends does.
+#[test]
+fn admin_api_refuses_what_a_browser_sends() {
+    let d = Daemon::start(&format!(
+        "{}[server]\nadmin_listen = \"127.0.0.1:0\"\n",
+        default_config()
+    ));
+    let admin = d.admin.expect("admin_listen set");
+    let body = r#"{"kind":"prefix","value":"/private/user-42/"}"#;
+    let post = |host: &str, extra: &str| -> Vec<u8> {
+        format!(
+            "POST /revocations HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let host = admin.to_string();
+    let json = "Content-Type: application/json\r\n";
+    let refused: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("text/plain, no preflight", post(&host, "Content-Type: text/plain\r\n"), 415),
+        ("no content type", post(&host, ""), 415),
+        ("a form", post(&host, "Content-Type: application/x-www-form-urlencoded\r\n"), 415),
+        ("an Origin", post(&host, &format!("{json}Origin: https://evil.example\r\n")), 403),
+        ("a browser's fetch metadata", post(&host, &format!("{json}Sec-Fetch-Site: cross-site\r\n")), 403),
+        ("a rebound name", post(&format!("rebind.evil.example:{}", admin.port()), json), 403),
+        (
+            "a DELETE from a page",
+            format!(
+                "DELETE /revocations HTTP/1.1\r\nHost: {host}\r\nOrigin: null\r\n{json}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+            403,
+        ),
+    ];
+    for (what, req, status) in &refused {
+        let (s, _, b) = raw_request(admin, req);
+        assert_eq!(s, *status, "{what}: {}", String::from_utf8_lossy(&b));
+        assert!(String::from_utf8_lossy(&b).contains("error"), "{what}");
+    }
+    for (what, req, status) in &refused {
+        let (s, _, _) = unix_request(&d.admin_socket, req);
+        assert_eq!(s, *status, "socket, {what}");
+    }
+    let (_, _, list) = raw_request(
+        admin,
+        format!("GET /revocations HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&list),
+        r#"{"revocations":[]}"#,
+        "nothing was revoked"
+    );
+    let (s, _, _) = raw_request(
+        admin,
+        format!(
+            "GET /revocations HTTP/1.1\r\nHost: evil.example:{}\r\nConnection: close\r\n\r\n",
+            admin.port()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(s, 403, "a rebound page cannot read the list either");
+
+    // What the CLI sends: JSON, Host localhost (socket) or the address (TCP).
+    let (s, _, b) = unix_request(&d.admin_socket, &post("localhost", json));
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let (s, _, b) = raw_request(
+        admin,
+        &post(&host, "Content-Type: application/json; charset=utf-8\r\n"),
+    );
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let exp = now() + 600;
+    assert_eq!(
+        auth(
+            &d,
+            link_target(LINK_SECRET, "/private/user-42/a.txt", exp).as_bytes()
+        )
+        .1
+        .as_deref(),
+        Some("revoked")
+    );
+    // Refusals are logged (why, never the body) and counted.
+    assert!(d.wait_log("admin request refused", Duration::from_secs(5)));
+    assert!(d.metric("assetgate_http_requests_total{endpoint=\"admin\",status=\"403\"}") >= 9.0);
+    assert!(d.metric("assetgate_http_requests_total{endpoint=\"admin\",status=\"415\"}") >= 6.0);
+}

@@ -260,7 +260,7 @@ fn cli(gate: &Daemon, args: &[&str]) -> Output {
             cmd.env_remove(k);
         }
     }
-    cmd.env("ASSETGATE_SERVER__ADMIN_LISTEN", gate.admin.unwrap().to_string());
+    cmd.env("ASSETGATE_SERVER__ADMIN_SOCKET", &gate.admin_socket);
     cmd.args(args).output().unwrap()
 }
 

@@ -2,18 +2,23 @@
 //!
 //! The CLI reaches the revocations through the configured backend: with
 //! `redis` it writes to Redis itself (every replica applies the change within
-//! `[state] sync_interval`); with `memory` they live in the daemon, reached over
-//! its admin listener (`[server] admin_listen`, loopback), never the port
-//! nginx uses.
+//! `[state] sync_interval`); with `memory` they live in the daemon, reached on
+//! its admin socket (`[server] admin_socket`: the same configuration gives the
+//! same path), never the port nginx uses. The socket's directory is checked
+//! first ([`socket::check_client_dir`]): one that others may write could hold
+//! anyone's socket, and a fake daemon answering "revoked" would be worse than
+//! an error.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, StateBackend, EXIT_CONFIG};
 use crate::http::admin::{self, Listed, RevokeRequest};
+use crate::http::socket;
 use crate::state;
 
 /// What to do.
@@ -141,13 +146,7 @@ fn list_lines(items: Vec<Listed>) -> Vec<String> {
 }
 
 fn via_admin(config: &Config, action: Action, kind: &str, value: &str) -> Result<Vec<String>, String> {
-    let mut addr = config.server.admin_listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr {
-            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
-        });
-    }
+    let path = &config.server.admin_socket;
     let body = serde_json::to_string(&RevokeRequest {
         kind: kind.into(),
         value: value.into(),
@@ -158,12 +157,24 @@ fn via_admin(config: &Config, action: Action, kind: &str, value: &str) -> Result
         Action::Unrevoke => ("DELETE", body),
         Action::List => ("GET", String::new()),
     };
-    let (status, reply) = exchange(addr, method, "/revocations", &body)
-        .map_err(|e| format!("the daemon's admin listener at {addr} ([server] admin_listen): {e}"))?;
+    let where_ = || {
+        format!(
+            "the daemon's admin socket {} ([server] admin_socket)",
+            path.display()
+        )
+    };
+    socket::check_client_dir(path).map_err(|e| format!("{}: {e}", where_()))?;
+    let (status, reply) =
+        exchange(path, method, "/revocations", &body).map_err(|e| format!("{}: {e}", where_()))?;
     let v: serde_json::Value = serde_json::from_slice(&reply)
-        .map_err(|_| format!("admin listener answered {status} without JSON"))?;
+        .map_err(|_| format!("the admin API answered {status} without JSON"))?;
     if status != 200 {
-        return Err(format!("{status}: {}", v["error"].as_str().unwrap_or("refused")));
+        // `{"error":"…"}`, or a limit's `{"error":{"code","message"}}`.
+        let why = v["error"]
+            .as_str()
+            .or_else(|| v["error"]["message"].as_str())
+            .unwrap_or("refused");
+        return Err(format!("{status}: {why}"));
     }
     Ok(match action {
         Action::Revoke => {
@@ -188,16 +199,17 @@ fn via_admin(config: &Config, action: Action, kind: &str, value: &str) -> Result
     })
 }
 
-/// One HTTP/1.1 exchange, `Connection: close`, short timeouts.
-fn exchange(addr: SocketAddr, method: &str, path: &str, body: &str) -> std::io::Result<(u16, Vec<u8>)> {
+/// One HTTP/1.1 exchange on the Unix socket at `path`, `Connection: close`,
+/// short timeouts; what any HTTP client would send (`curl --unix-socket`).
+fn exchange(path: &Path, method: &str, target: &str, body: &str) -> std::io::Result<(u16, Vec<u8>)> {
     use std::io::{Error, ErrorKind};
     let timeout = Duration::from_secs(5);
-    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    let mut s = UnixStream::connect(path)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
     let mut all = Vec::new();

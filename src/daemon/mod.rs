@@ -1,7 +1,9 @@
 //! `assetgate serve`: the composition root. Secrets and roots checked, logging
-//! started, the runtime built, signal handlers installed before anything binds,
-//! the state backend, the listeners, the background tasks, then the server
-//! until the drain is over.
+//! started, the connection budgets fitted below the open-file limit, the
+//! runtime built, signal handlers installed before anything binds, the state
+//! backend, the listeners (the main port; the admin API's socket, and its TCP
+//! listener when asked; the outbox's socket), the background tasks, then the
+//! server until the drain is over.
 //!
 //! Background tasks:
 //!
@@ -18,7 +20,9 @@ use std::sync::Arc;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, Sources, EXIT_CONFIG};
 use crate::finalize::{self, Finalizer, Roots};
-use crate::http::{server, AppState};
+use crate::http::limits::{self, Budgets};
+use crate::http::server::{self, Listener};
+use crate::http::{admin, socket, AppState};
 use crate::metrics::Metrics;
 use crate::secret::{Secret, SecretSet};
 use crate::telemetry;
@@ -59,6 +63,14 @@ pub fn serve(mut config: Config, sources: Sources, dev: bool) -> ExitCode {
         tracing::warn!("no upload secret configured: every upload will be rejected");
     }
 
+    let budgets = match fit_budgets(&config) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.server.worker_threads)
         .enable_all()
@@ -94,24 +106,38 @@ pub fn serve(mut config: Config, sources: Sources, dev: bool) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let admin = match tokio::net::TcpListener::bind(config.server.admin_listen).await {
+        // The admin API on TCP too: only when asked (config.rs refuses a
+        // non-loopback address without its opt-in key).
+        let admin_tcp = match config.server.admin_listen {
+            None => None,
+            Some(at) => match server::bind(at) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("cannot listen on {at} ([server] admin_listen): {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
+        // A directory someone else may write, a socket another daemon
+        // answers on, a file that is not a socket: refused, saying which.
+        let mut admin_socket = match socket::bind(&config.server.admin_socket) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot serve the admin API on [server] admin_socket: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let admin_unix = match admin_socket.take_listener() {
             Ok(l) => l,
             Err(e) => {
-                eprintln!(
-                    "cannot listen on {} ([server] admin_listen): {e}",
-                    config.server.admin_listen
-                );
+                eprintln!("cannot serve the admin API on [server] admin_socket: {e}");
                 return ExitCode::FAILURE;
             }
         };
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        let admin_addr = admin.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        if !config.server.admin_listen.ip().is_loopback() {
-            tracing::warn!(
-                admin = %admin_addr,
-                "[server] admin_listen is not a loopback address: whoever reaches it can revoke and unrevoke links; restrict it (firewall, NetworkPolicy)"
-            );
-        }
+        let admin_tcp_addr = admin_tcp.as_ref().and_then(|l| l.local_addr().ok());
+        let admin_addr = admin_tcp_addr.map(|a| a.to_string());
+        budgets_metrics(&metrics, &budgets);
         if dev {
             print_dev_banner(&config, &addr);
         }
@@ -132,14 +158,25 @@ pub fn serve(mut config: Config, sources: Sources, dev: bool) -> ExitCode {
         let finalizer = Arc::new(Finalizer::new(roots, metrics.clone()).with_events(outbox.clone()));
         let state = Arc::new(
             AppState::new(config, metrics, clock, finalizer)
-            .with_shared(shared.clone()),
+                .with_shared(shared.clone())
+                .with_budgets(budgets.fitted),
         );
         crate::daemon::reload::spawn(state.clone(), sources, dev, hup);
-        tokio::spawn(crate::http::admin::serve(admin, state.clone()));
+        let admin_path = admin_socket.path().display().to_string();
+        {
+            let st = state.clone();
+            tokio::spawn(async move {
+                // Owned by the task: the socket file goes with the runtime.
+                let _socket = admin_socket;
+                admin::serve(Listener::Unix(admin_unix), admin::Via::Socket, st).await;
+            });
+        }
+        if let (Some(l), Some(at)) = (admin_tcp, admin_tcp_addr) {
+            tokio::spawn(admin::serve(Listener::Tcp(l), admin::Via::Tcp(at), state.clone()));
+        }
         // [events] is read at start only (a reload keeps it; see reload::merge).
         if let (Some(outbox), Some(cfg)) = (outbox, state.config.events.clone()) {
-            let socket = cfg.dir.join(crate::events::admin::SOCKET);
-            tokio::spawn(crate::events::admin::serve(outbox.clone(), socket));
+            serve_events_socket(&state, &outbox, &cfg.dir);
             let st = state.clone();
             tokio::spawn(crate::events::deliver::run(outbox, cfg, move || st.is_ready()));
         }
@@ -150,7 +187,8 @@ pub fn serve(mut config: Config, sources: Sources, dev: bool) -> ExitCode {
         }
         tracing::info!(
             addr = %addr,
-            admin = %admin_addr,
+            admin = admin_addr.as_deref(),
+            admin_socket = %admin_path,
             state = shared.backend_name(),
             version = env!("CARGO_PKG_VERSION"),
             "listening"
@@ -163,6 +201,115 @@ pub fn serve(mut config: Config, sources: Sources, dev: bool) -> ExitCode {
     // blocking thread past that.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
+}
+
+/// The budgets to serve with, and whether they were lowered.
+struct Fitted {
+    fitted: Budgets,
+    open_files: Option<u64>,
+}
+
+/// The connection budgets fitted below the open-file limit (see
+/// [`crate::http::limits`], "Budgets fit the open-file limit"): the soft limit
+/// raised to the hard one if that is needed, then the budgets lowered if it
+/// is still short, logged with both numbers.
+fn fit_budgets(config: &Config) -> Result<Fitted, limits::TooFewFiles> {
+    let admin_listeners =
+        1 + usize::from(config.server.admin_listen.is_some()) + usize::from(config.events.is_some());
+    let deliveries = config.events.as_ref().map_or(0, |e| e.concurrency);
+    let configured = Budgets::from_config(&config.server);
+    let wanted = configured.files_needed(admin_listeners, deliveries);
+    let (soft_before, hard) = limits::open_files_limit();
+    let soft = match limits::raise_open_files(wanted) {
+        Ok(soft) => {
+            if soft_before.is_some_and(|b| b < soft) {
+                tracing::info!(
+                    from = soft_before,
+                    to = soft,
+                    hard_limit = hard,
+                    "raised the open-file limit (RLIMIT_NOFILE) for the connection budgets"
+                );
+            }
+            soft
+        }
+        Err((soft, e)) => {
+            tracing::warn!(open_files = soft, wanted, error = %e, "cannot raise the open-file limit (RLIMIT_NOFILE)");
+            soft
+        }
+    };
+    let (fitted, clamped) = configured.fit(soft, admin_listeners, deliveries)?;
+    if let Some(c) = clamped {
+        tracing::warn!(
+            open_files = c.open_files,
+            reserved = c.reserved,
+            admin_connections = fitted.admin_connections * admin_listeners,
+            max_connections = fitted.max_connections,
+            configured_max_connections = c.from.max_connections,
+            max_tusd_requests = fitted.max_tusd_requests,
+            configured_max_tusd_requests = c.from.max_tusd_requests,
+            "the open-file limit (RLIMIT_NOFILE) is below what [server] needs: connection budgets lowered to fit it (raise LimitNOFILE= / ulimit -n)"
+        );
+    }
+    Ok(Fitted {
+        fitted,
+        open_files: (soft != u64::MAX).then_some(soft),
+    })
+}
+
+/// `assetgate_open_files_limit` and `assetgate_connection_budget{listener}`:
+/// the budgets in force, after any clamp.
+fn budgets_metrics(metrics: &Metrics, b: &Fitted) {
+    let limit = prometheus::IntGauge::new(
+        "assetgate_open_files_limit",
+        "The soft open-file limit (RLIMIT_NOFILE) the connection budgets were fitted below at start (-1: unlimited).",
+    )
+    .expect("valid metric");
+    limit.set(b.open_files.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)));
+    metrics.register(Box::new(limit));
+    let budget = prometheus::IntGaugeVec::new(
+        prometheus::Opts::new(
+            "assetgate_connection_budget",
+            "Connections each listener serves at once, after fitting the open-file limit (tusd: /tusd requests at once).",
+        ),
+        &["listener"],
+    )
+    .expect("valid metric");
+    for (listener, n) in [
+        ("listen", b.fitted.max_connections),
+        ("tusd", b.fitted.max_tusd_requests),
+        ("admin", b.fitted.admin_connections),
+    ] {
+        budget
+            .with_label_values(&[listener])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    metrics.register(Box::new(budget));
+}
+
+/// The outbox's admin socket (`<events.dir>/admin.sock`), through the limits
+/// layer. A failure is logged and the daemon runs on: the CLI then says that
+/// the socket does not answer.
+fn serve_events_socket(state: &Arc<AppState>, outbox: &Arc<crate::events::Outbox>, dir: &std::path::Path) {
+    let path = dir.join(crate::events::admin::SOCKET);
+    let mut bound = match socket::bind(&path) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot serve the events admin socket: `assetgate events` needs the daemon stopped");
+            return;
+        }
+    };
+    let listener = match bound.take_listener() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot serve the events admin socket");
+            return;
+        }
+    };
+    let (outbox, state) = (outbox.clone(), state.clone());
+    tokio::spawn(async move {
+        let _socket = bound;
+        admin::serve_outbox(Listener::Unix(listener), outbox, state).await;
+    });
 }
 
 /// Futures for the first and the second SIGTERM/SIGINT, and the SIGHUP stream

@@ -3,10 +3,13 @@
 //! process) for `assetgate events …` and `finalize-pending`.
 //!
 //! Why a Unix socket in the outbox directory rather than a loopback port:
-//! access is the file system's (the socket is 0600 from the moment it is
-//! reachable, like the outbox file: the daemon's user, and root), there is no
-//! port to pick, expose or firewall, and the CLI finds it from the same
-//! `events.dir` it would open.
+//! access is exactly the directory's (whoever may read or delete the outbox
+//! file may use it, nobody else), there is no port to pick, expose or
+//! firewall, and the CLI finds it from the same `events.dir` it would open.
+//! The daemon creates it as every private socket of its own (mode 0600, a
+//! directory nobody else may write, a stale socket replaced, a live one
+//! refused) and serves it through the main listener's limits layer, with its
+//! own small connection budget; this module answers the requests.
 //! `curl --unix-socket …/admin.sock http://assetgate/events` works too.
 //!
 //! - `GET /events?state=pending|dead&limit=N`: records (JSON array).
@@ -15,18 +18,13 @@
 //! - `POST /events`: enqueue an event (`finalize-pending` while the daemon runs).
 
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use serde::{Deserialize, Serialize};
 
 use super::payload::{Event, Kind};
@@ -71,61 +69,6 @@ struct DeliveredId {
     delivered_ms: u64,
 }
 
-/// Serves the socket until the runtime stops. The daemon holds the outbox
-/// lock, so a socket file left by a killed daemon is stale: replaced.
-pub async fn serve(outbox: Arc<Outbox>, path: PathBuf) {
-    let listener = match bind_private(&path) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(path = %path.display(), error = %e, "cannot listen on the events admin socket: `assetgate events` needs the daemon stopped");
-            return;
-        }
-    };
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let ob = outbox.clone();
-        tokio::spawn(async move {
-            let conn = http1::Builder::new().serve_connection(
-                TokioIo::new(stream),
-                service_fn(move |req| {
-                    let ob = ob.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(ob, req).await) }
-                }),
-            );
-            let _ = conn.await;
-        });
-    }
-}
-
-/// Where the socket is bound before it is 0600: a directory of its own (0700)
-/// beside it, shorter than [`SOCKET`] so the path fits wherever the final one
-/// does.
-const STAGING: &str = ".bind";
-
-/// Binds `path` so that it is never reachable with wider permissions than 0600,
-/// whatever the umask and the directory's mode: bound inside a fresh 0700
-/// directory, set to 0600, then renamed into place (replacing a stale socket).
-fn bind_private(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let staging = dir.join(STAGING);
-    let staged = staging.join("s");
-    // Left by a daemon that died here: only the daemon holding the outbox binds.
-    let _ = std::fs::remove_file(&staged);
-    let _ = std::fs::remove_dir(&staging);
-    std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
-    let bound = tokio::net::UnixListener::bind(&staged).and_then(|l| {
-        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
-        std::fs::rename(&staged, path)?;
-        Ok(l)
-    });
-    let _ = std::fs::remove_file(&staged);
-    let _ = std::fs::remove_dir(&staging);
-    bound
-}
-
 fn json<T: Serialize>(status: StatusCode, v: &T) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(serde_json::to_vec(v).expect("serialises"))));
     *r.status_mut() = status;
@@ -152,7 +95,13 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-async fn handle(ob: Arc<Outbox>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Most bytes a request to the socket may carry (an event of `POST /events`).
+pub const MAX_BODY: u64 = 64 * 1024;
+
+/// Answers one request, its body already read (at most [`MAX_BODY`]). The
+/// socket is served by the HTTP adapter ([`crate::daemon`] binds it, the
+/// limits layer of every listener serves it), as the main port is.
+pub async fn handle(ob: Arc<Outbox>, req: Request<Bytes>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let method = req.method().clone();
@@ -214,10 +163,7 @@ async fn handle(ob: Arc<Outbox>, req: Request<Incoming>) -> Response<Full<Bytes>
                 })
         }
         (Method::POST, ["events"]) => {
-            let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
-            };
+            let body = req.into_body();
             let Ok(w) = serde_json::from_slice::<WireEvent>(&body) else {
                 return error(StatusCode::BAD_REQUEST, "not an event");
             };

@@ -1,7 +1,29 @@
-//! The admin listener (`[server] admin_listen`, loopback by default): where
-//! `assetgate revoke` reaches a daemon whose revocations live in its memory.
-//! nginx never talks to it; it is a separate socket from `listen`, so the
-//! shipped nginx configuration cannot reach it even by mistake.
+//! The admin API: where `assetgate revoke` reaches a daemon whose revocations
+//! live in its memory. nginx never talks to it.
+//!
+//! Where it is served:
+//!
+//! - **`[server] admin_socket`**, always: a Unix socket, mode 0600 in a
+//!   directory of the daemon's user that nobody else may write
+//!   ([`crate::http::socket`]). Only that user (and root) may connect; in a
+//!   Kubernetes pod the other containers, which share the pod's loopback, do
+//!   not see the socket's volume at all.
+//! - **`[server] admin_listen`**, only when set: the same API on TCP, loopback
+//!   unless `admin_listen_non_loopback` allows another address. Every local
+//!   user (and every container of a pod) can reach a loopback port.
+//!
+//! One handler for both, and it refuses what a browser could send: any
+//! request with an `Origin` (or `Sec-Fetch-Site`) header, a `Host` that is not
+//! `localhost` or the admin address (a DNS-rebinding page names its own
+//! host), and a `POST`/`DELETE` whose `Content-Type` is not
+//! `application/json` (a page may POST `text/plain` to any address without a
+//! CORS preflight). The CLI sends none of those.
+//!
+//! Both listeners go through the limits layer of the main one
+//! ([`crate::http::server::accept_loop`]): a small connection budget with idle
+//! eviction, the header timeout, small buffers; bodies read with
+//! [`limits::read_body`] under `body_read_timeout`, every request under
+//! `request_timeout`.
 //!
 //! - `GET /revocations` → `{"revocations":[{"kind","value","until"}]}`
 //! - `POST /revocations` `{"kind":"link|prefix|key","value":"…"}` → `{"until":…}`
@@ -9,27 +31,37 @@
 //! - `GET /healthz` → `ok`
 //!
 //! With the Redis backend the CLI writes to Redis itself and every replica
-//! picks the change up; this listener answers the same requests there too.
+//! picks the change up; this API answers the same requests there too.
 
-use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
 
+use crate::http::limits::{self, BodyError};
+use crate::http::server::{self, Layer, Listener};
 use crate::http::{AppState, Resp};
+use crate::metrics::{Endpoint, Limit};
 use crate::state::revocation::{Invalid, Revocation};
 use crate::token::link;
 
 /// Largest admin request body.
-const MAX_BODY: usize = 64 * 1024;
+const MAX_BODY: u64 = 64 * 1024;
+
+/// Which listener a request came through: what its `Host` may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The Unix socket (`[server] admin_socket`).
+    Socket,
+    /// The TCP listener (`[server] admin_listen`), at this bound address.
+    Tcp(SocketAddr),
+}
 
 /// One revocation request, as the CLI sends it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -82,34 +114,203 @@ pub fn revocation(kind: &str, value: &str, merge_slashes: bool) -> Result<Revoca
 }
 
 /// Serves the admin API on `listener` for the life of the runtime.
-pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "admin accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
+pub async fn serve(listener: Listener, via: Via, state: Arc<AppState>) {
+    let layer = Layer {
+        name: match via {
+            Via::Socket => "admin_socket",
+            Via::Tcp(_) => "admin_listen",
+        },
+        max_connections: state.budgets.admin_connections,
+        header_read_timeout: state.config.server.header_read_timeout,
+        limits: state.limits.clone(),
+        metrics: None,
+    };
+    let graceful = GracefulShutdown::new();
+    let st = state.clone();
+    server::accept_loop(listener, layer, &graceful, std::future::pending(), move |req| {
+        let st = st.clone();
+        async move { answer(&st, via, req).await }
+    })
+    .await;
+}
+
+/// Serves the outbox's admin socket (`<events.dir>/admin.sock`, answered by
+/// [`crate::events::admin::handle`]) through the same limits layer: its own
+/// small budget, the header timeout, bodies copied under `body_read_timeout`,
+/// every request under `request_timeout`. Only `assetgate events` and
+/// `finalize-pending` use it; no browser can reach a Unix socket.
+pub async fn serve_outbox(listener: Listener, outbox: Arc<crate::events::Outbox>, state: Arc<AppState>) {
+    let layer = Layer {
+        name: "events_socket",
+        max_connections: state.budgets.admin_connections,
+        header_read_timeout: state.config.server.header_read_timeout,
+        limits: state.limits.clone(),
+        metrics: None,
+    };
+    let graceful = GracefulShutdown::new();
+    server::accept_loop(listener, layer, &graceful, std::future::pending(), move |req| {
+        let (ob, st) = (outbox.clone(), state.clone());
+        async move {
+            let work = async {
+                let (parts, body) = req.into_parts();
+                let timeout = st.config.server.body_read_timeout;
+                match limits::read_body(body, crate::events::admin::MAX_BODY, timeout).await {
+                    Ok(b) => crate::events::admin::handle(ob, Request::from_parts(parts, b)).await,
+                    Err(BodyError::TooLarge) => error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
+                    Err(BodyError::TimedOut) => {
+                        st.limits.hit(Limit::BodyReadTimeout);
+                        server::limit_response(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "body_timeout",
+                            "the request body did not arrive within server.body_read_timeout",
+                        )
+                    }
+                    Err(_) => error(StatusCode::BAD_REQUEST, "unreadable body"),
+                }
+            };
+            match tokio::time::timeout(st.config.server.request_timeout, work).await {
+                Ok(r) => r,
+                Err(_) => {
+                    st.limits.hit(Limit::RequestTimeout);
+                    server::limit_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "request_timeout",
+                        "the request took longer than server.request_timeout",
+                    )
+                }
             }
-        };
-        let st = state.clone();
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(std::time::Duration::from_secs(5))
-            .serve_connection(
-                TokioIo::new(stream),
-                service_fn(move |req| {
-                    let st = st.clone();
-                    async move { Ok::<_, Infallible>(handle(&st, req).await) }
-                }),
-            );
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        }
+    })
+    .await;
+}
+
+/// One request, under `request_timeout`, counted as `endpoint="admin"`.
+async fn answer(state: &Arc<AppState>, via: Via, req: Request<Incoming>) -> Resp {
+    let started = Instant::now();
+    let deadline = state.config.server.request_timeout;
+    let resp = match tokio::time::timeout(deadline, handle(state, via, req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            state.limits.hit(Limit::RequestTimeout);
+            server::limit_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "request_timeout",
+                "the request took longer than server.request_timeout",
+            )
+        }
+    };
+    state
+        .metrics
+        .observe(Endpoint::Admin, resp.status(), started.elapsed().as_secs_f64());
+    resp
+}
+
+/// Why a request is refused before it reaches an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// It carries `Origin` or `Sec-Fetch-Site`: a browser sent it.
+    FromBrowser,
+    /// Its `Host` is neither `localhost` nor the admin address.
+    ForeignHost,
+    /// A `POST`/`DELETE` without `Content-Type: application/json`.
+    NotJson,
+}
+
+impl Refusal {
+    fn response(self) -> Resp {
+        match self {
+            Refusal::FromBrowser => error(
+                StatusCode::FORBIDDEN,
+                "the admin API refuses requests from browsers (an Origin or Sec-Fetch-Site header)",
+            ),
+            Refusal::ForeignHost => error(
+                StatusCode::FORBIDDEN,
+                "Host must be localhost or the admin address (a page on another host cannot use the admin API)",
+            ),
+            Refusal::NotJson => error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "POST and DELETE need Content-Type: application/json",
+            ),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Refusal::FromBrowser => "from_browser",
+            Refusal::ForeignHost => "foreign_host",
+            Refusal::NotJson => "not_json",
+        }
     }
 }
 
-async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
+/// The browser checks: `Ok` for what the CLI (or curl) sends.
+pub fn check(via: Via, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
+    if headers.contains_key(header::ORIGIN) || headers.contains_key("sec-fetch-site") {
+        return Err(Refusal::FromBrowser);
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if !host.is_some_and(|h| host_allowed(via, h)) {
+        return Err(Refusal::ForeignHost);
+    }
+    if matches!(*method, Method::POST | Method::DELETE) {
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Err(Refusal::NotJson);
+        }
+    }
+    Ok(())
+}
+
+/// `localhost`, a loopback address, or the address the TCP listener is bound
+/// to (any address when bound to all of them): never a DNS name another
+/// host's page could resolve to us. On TCP the port must be the listener's.
+fn host_allowed(via: Via, host: &str) -> bool {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, "")) => (ip, None),
+            Some((ip, p)) => match p.strip_prefix(':') {
+                Some(p) => (ip, Some(p)),
+                None => return false,
+            },
+            None => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (host, None),
+        },
+    };
+    let port: Option<u16> = match port {
+        Some(p) => match p.parse() {
+            Ok(p) => Some(p),
+            Err(_) => return false,
+        },
+        None => None,
+    };
+    let ip: Option<IpAddr> = name.parse().ok();
+    let local = name.eq_ignore_ascii_case("localhost") || ip.is_some_and(|ip| ip.is_loopback());
+    match via {
+        Via::Socket => local,
+        Via::Tcp(bound) => {
+            let address = ip.is_some_and(|ip| ip == bound.ip() || bound.ip().is_unspecified());
+            (local || address) && port.unwrap_or(80) == bound.port()
+        }
+    }
+}
+
+async fn handle(state: &Arc<AppState>, via: Via, req: Request<Incoming>) -> Resp {
+    if let Err(refusal) = check(via, req.method(), req.headers()) {
+        tracing::info!(
+            endpoint = "admin",
+            refused = refusal.as_str(),
+            method = %req.method(),
+            "admin request refused"
+        );
+        return refusal.response();
+    }
     match (req.method().clone(), req.uri().path()) {
         (Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
         (Method::GET, "/revocations") => match state.shared.list(state.clock.now()).await {
@@ -120,14 +321,26 @@ async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
             Err(e) => unavailable(&e),
         },
         (m @ (Method::POST | Method::DELETE), "/revocations") => {
-            let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(_) => return error(StatusCode::BAD_REQUEST, "unreadable or oversized body"),
+            let cfg = state.current_owned();
+            let timeout = state.config.server.body_read_timeout;
+            let body = match limits::read_body(req.into_body(), MAX_BODY, timeout).await {
+                Ok(b) => b,
+                Err(BodyError::TooLarge) => {
+                    return error(StatusCode::PAYLOAD_TOO_LARGE, "body larger than 64 KiB")
+                }
+                Err(BodyError::TimedOut) => {
+                    state.limits.hit(Limit::BodyReadTimeout);
+                    return server::limit_response(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "body_timeout",
+                        "the request body did not arrive within server.body_read_timeout",
+                    );
+                }
+                Err(_) => return error(StatusCode::BAD_REQUEST, "unreadable body"),
             };
             let Ok(r) = serde_json::from_slice::<RevokeRequest>(&body) else {
                 return error(StatusCode::BAD_REQUEST, "expected {\"kind\":…,\"value\":…}");
             };
-            let cfg = state.current_owned();
             let entry = match revocation(&r.kind, &r.value, cfg.link.merge_slashes) {
                 Ok(e) => e,
                 Err(e) => return error(StatusCode::BAD_REQUEST, &e.0),
@@ -187,6 +400,101 @@ fn text(status: StatusCode, body: String) -> Resp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn what_a_browser_sends_is_refused() {
+        let tcp = Via::Tcp("127.0.0.1:9751".parse().unwrap());
+        let json = ("content-type", "application/json");
+        let ok = |via, m: Method, h: &[(&str, &str)]| check(via, &m, &headers(h));
+        // What the CLI and curl send.
+        assert_eq!(
+            ok(Via::Socket, Method::POST, &[("host", "localhost"), json]),
+            Ok(())
+        );
+        assert_eq!(ok(Via::Socket, Method::GET, &[("host", "localhost")]), Ok(()));
+        assert_eq!(
+            ok(tcp, Method::DELETE, &[("host", "127.0.0.1:9751"), json]),
+            Ok(())
+        );
+        assert_eq!(ok(tcp, Method::GET, &[("host", "localhost:9751")]), Ok(()));
+        assert_eq!(
+            ok(
+                tcp,
+                Method::POST,
+                &[
+                    ("host", "localhost:9751"),
+                    ("content-type", "Application/JSON; charset=utf-8")
+                ]
+            ),
+            Ok(())
+        );
+        // A page's simple request: text/plain, an Origin, its own Host.
+        for (via, h) in [
+            (
+                Via::Socket,
+                vec![("host", "localhost"), json, ("origin", "https://evil.example")],
+            ),
+            (tcp, vec![("host", "127.0.0.1:9751"), json, ("origin", "null")]),
+            (
+                tcp,
+                vec![("host", "127.0.0.1:9751"), json, ("sec-fetch-site", "cross-site")],
+            ),
+        ] {
+            assert_eq!(ok(via, Method::POST, &h), Err(Refusal::FromBrowser), "{h:?}");
+        }
+        assert_eq!(
+            ok(
+                tcp,
+                Method::POST,
+                &[("host", "127.0.0.1:9751"), ("content-type", "text/plain")]
+            ),
+            Err(Refusal::NotJson)
+        );
+        assert_eq!(
+            ok(tcp, Method::DELETE, &[("host", "127.0.0.1:9751")]),
+            Err(Refusal::NotJson)
+        );
+        for host in [
+            "rebind.evil.example:9751",
+            "localhost.evil.example:9751",
+            "127.0.0.1:80",
+            "127.0.0.1",
+            "10.0.0.1:9751",
+            "127.0.0.1:9751x",
+            "[::1",
+            "",
+        ] {
+            assert_eq!(
+                ok(tcp, Method::GET, &[("host", host)]),
+                Err(Refusal::ForeignHost),
+                "{host}"
+            );
+        }
+        assert_eq!(ok(tcp, Method::GET, &[]), Err(Refusal::ForeignHost), "no Host");
+        assert_eq!(
+            ok(Via::Socket, Method::GET, &[("host", "assetgate.example")]),
+            Err(Refusal::ForeignHost)
+        );
+        assert_eq!(ok(Via::Socket, Method::GET, &[("host", "[::1]")]), Ok(()));
+        // Bound to every address (opt-in): any address of the host, never a name.
+        let any = Via::Tcp("0.0.0.0:9751".parse().unwrap());
+        assert_eq!(ok(any, Method::GET, &[("host", "10.0.0.1:9751")]), Ok(()));
+        assert_eq!(
+            ok(any, Method::GET, &[("host", "admin.example:9751")]),
+            Err(Refusal::ForeignHost)
+        );
+    }
 
     #[test]
     fn link_from_url_or_target() {

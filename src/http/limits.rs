@@ -33,6 +33,35 @@
 //!   per chunk, so a body sent one byte at a time held kilobytes per byte.
 //!   [`read_body`] copies each chunk into one buffer and lets hyper reuse its
 //!   own.
+//! - **Every listener goes through this layer** ([`crate::http::server::accept_loop`]):
+//!   the main one, the admin API's socket (and its opt-in TCP listener), the
+//!   outbox's admin socket. Each has its own connection budget with the same
+//!   idle eviction, the same header timeout and buffer cap, and reads bodies
+//!   with [`read_body`] under `body_read_timeout`. The admin listeners' budgets
+//!   are small ([`ADMIN_MAX_CONNECTIONS`]): a review held 1,100 slow admin
+//!   connections, which took every file descriptor and kept `/healthz` on the
+//!   main port unanswered for 40 s, and trickled 80 KB over 20 of them, which
+//!   took RSS from 9 to 340 MB through the pinned-buffer growth described
+//!   below.
+//! - **Budgets fit the open-file limit** ([`Budgets::fit`]): `accept()` failing
+//!   with EMFILE comes before any eviction can help (the shipped systemd unit
+//!   once allowed 1,024 files for 4,096 connections, and `/healthz` went
+//!   unanswered). At start the soft limit is raised to the hard one when that
+//!   is needed (what systemd asks of programs that need more than 1,024), and
+//!   the budgets are clamped below it minus a reserve for the files the daemon
+//!   opens itself; the clamp is logged with both numbers and shown in
+//!   `assetgate_open_files_limit` and `assetgate_connection_budget{listener}`.
+//! - **`/tusd` is fair by progress** ([`TusdBudget`]): tusd sends a hook's
+//!   body in one write, so a hook request that is still reading its body after
+//!   [`TUSD_EVICT_GRACE`] is not tusd's. When `max_tusd_requests` is full, a new
+//!   hook request is not refused: the request that has been reading its body
+//!   the longest (past the grace) is cut (408, `Connection: close`, counted as
+//!   `max_tusd_requests`), as the idle-connection eviction does for
+//!   connections. 300 slow bodies from any local process used to fail every
+//!   tus upload with 503 `busy` (500 to the client). Per-peer budgets would not
+//!   help: tusd and the attacker both come from 127.0.0.1 on a shared host or
+//!   pod. A refusal (503 `busy`) remains only when every request in flight is
+//!   deciding or younger than the grace: a burst of real hooks.
 //! - **Logged per storm, counted per client**: every hit increments
 //!   `assetgate_limit_hits_total{limit}`; the log gets the first hit of a quiet
 //!   period at once and then at most one summary line per
@@ -262,6 +291,370 @@ impl Registry {
 }
 
 // ---------------------------------------------------------------------------
+// Budgets and the open-file limit
+
+/// Connections each admin listener serves at once (the admin API's socket,
+/// its opt-in TCP listener, the outbox's socket): the CLI uses one at a time;
+/// when full, the one idle the longest is evicted, the rest wait in the
+/// kernel's backlog, which holds no file descriptor of the daemon.
+pub const ADMIN_MAX_CONNECTIONS: usize = 16;
+
+/// Files the daemon keeps for itself whatever the traffic: stdio, the runtime
+/// (epoll, wakers, signals), the log writer, the watcher of config and secret
+/// files, the outbox (redb), Redis, the listeners, the mover's directory
+/// handles and its 16 moves at once (each a source, a destination, their
+/// directories), a reload reading its files.
+pub const RESERVED_FILES: u64 = 128;
+
+/// Fewest main connections the daemon starts with; below that the open-file
+/// limit is an error to fix, not a budget to run with.
+pub const MIN_CONNECTIONS: usize = 16;
+
+/// The connection budgets in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budgets {
+    /// Main listener (`[server] max_connections`).
+    pub max_connections: usize,
+    /// `/tusd` requests at once (`[server] max_tusd_requests`).
+    pub max_tusd_requests: usize,
+    /// Each admin listener's connections.
+    pub admin_connections: usize,
+}
+
+/// The budgets were lowered to fit the open-file limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clamped {
+    /// The soft `RLIMIT_NOFILE`.
+    pub open_files: u64,
+    /// Files kept out of the budgets ([`RESERVED_FILES`], one per `/tusd`
+    /// request, one per event delivery).
+    pub reserved: u64,
+    /// The configured budgets.
+    pub from: Budgets,
+}
+
+/// The open-file limit leaves too little for the daemon to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the open-file limit (RLIMIT_NOFILE) is {open_files}: with {reserved} kept for the daemon's own files and \
+     {admin} for the admin listeners, fewer than {MIN_CONNECTIONS} connections are left; raise it \
+     (systemd: LimitNOFILE=, a shell: ulimit -n, a container: --ulimit nofile=)"
+)]
+pub struct TooFewFiles {
+    /// The soft limit.
+    pub open_files: u64,
+    /// Kept for the daemon's own files.
+    pub reserved: u64,
+    /// Kept for the admin listeners.
+    pub admin: u64,
+}
+
+impl Budgets {
+    /// The configured budgets.
+    pub fn from_config(c: &crate::config::ServerConfig) -> Self {
+        Budgets {
+            max_connections: c.max_connections,
+            max_tusd_requests: c.max_tusd_requests,
+            admin_connections: ADMIN_MAX_CONNECTIONS,
+        }
+    }
+
+    /// Files these budgets may hold at once: every connection, one more
+    /// file per `/tusd` request (its decision may open one on the blocking
+    /// pool), `deliveries` event deliveries, [`RESERVED_FILES`].
+    pub fn files_needed(&self, admin_listeners: usize, deliveries: usize) -> u64 {
+        (self.max_connections + self.admin_connections * admin_listeners) as u64 + self.reserved(deliveries)
+    }
+
+    fn reserved(&self, deliveries: usize) -> u64 {
+        RESERVED_FILES + self.max_tusd_requests as u64 + deliveries as u64
+    }
+
+    /// Fits the budgets below `open_files` (the soft `RLIMIT_NOFILE`): the
+    /// main budget and the `/tusd` budget shrink together (the latter to at
+    /// most a third of what is left, so `/auth` keeps two thirds); the admin
+    /// budgets stay. `Ok((budgets, None))` when they fit as configured.
+    pub fn fit(
+        self,
+        open_files: u64,
+        admin_listeners: usize,
+        deliveries: usize,
+    ) -> Result<(Budgets, Option<Clamped>), TooFewFiles> {
+        if self.files_needed(admin_listeners, deliveries) <= open_files {
+            return Ok((self, None));
+        }
+        let admin = (self.admin_connections * admin_listeners) as u64;
+        let fixed = RESERVED_FILES + deliveries as u64 + admin;
+        let too_few = TooFewFiles {
+            open_files,
+            reserved: RESERVED_FILES + deliveries as u64,
+            admin,
+        };
+        // What is left is shared by connections and /tusd's extra files.
+        let left = usize::try_from(open_files.saturating_sub(fixed)).unwrap_or(usize::MAX);
+        let tusd = self.max_tusd_requests.min(left / 3).max(1);
+        let main = left.saturating_sub(tusd).min(self.max_connections);
+        if main < MIN_CONNECTIONS.max(tusd + 1) {
+            return Err(too_few);
+        }
+        let fitted = Budgets {
+            max_connections: main,
+            max_tusd_requests: tusd,
+            admin_connections: self.admin_connections,
+        };
+        Ok((
+            fitted,
+            Some(Clamped {
+                open_files,
+                reserved: fitted.reserved(deliveries),
+                from: self,
+            }),
+        ))
+    }
+}
+
+/// The soft and hard `RLIMIT_NOFILE` (`None`: unlimited).
+pub fn open_files_limit() -> (Option<u64>, Option<u64>) {
+    let l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    (l.current, l.maximum)
+}
+
+/// Raises the soft `RLIMIT_NOFILE` towards `wanted`, up to the hard limit;
+/// returns the soft limit in force afterwards. systemd keeps the soft limit at
+/// 1,024 for programs that use `select()` and expects the others to raise it
+/// themselves (systemd 240's release notes); Go's runtime does it at start.
+pub fn raise_open_files(wanted: u64) -> Result<u64, (u64, std::io::Error)> {
+    let (soft, hard) = open_files_limit();
+    let soft = soft.unwrap_or(u64::MAX);
+    if soft >= wanted {
+        return Ok(soft);
+    }
+    let target = hard.map_or(wanted, |h| h.min(wanted));
+    if target <= soft {
+        return Ok(soft);
+    }
+    let new = rustix::process::Rlimit {
+        current: Some(target),
+        maximum: hard,
+    };
+    match rustix::process::setrlimit(rustix::process::Resource::Nofile, new) {
+        Ok(()) => Ok(target),
+        Err(e) => Err((soft, e.into())),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The /tusd budget: fair by progress
+
+/// How long a `/tusd` request may read its body before a newer one may take
+/// its place when the budget is full. tusd sends a hook's whole body in one
+/// write, right after the head: reading it takes microseconds, far below this
+/// even on a loaded machine.
+pub const TUSD_EVICT_GRACE: Duration = Duration::from_millis(500);
+
+/// `HookSlot::state` once the body is read: deciding, never evicted.
+const DECIDING: u64 = u64::MAX;
+
+/// One `/tusd` request in flight: reading its body since (ms since the
+/// budget's epoch), or [`DECIDING`], or [`EVICTED`].
+#[derive(Debug)]
+struct HookSlot {
+    state: AtomicU64,
+    evict: Notify,
+}
+
+impl HookSlot {
+    /// The body is complete: from now on the request is never evicted.
+    /// `false` when it already was (the body is then refused).
+    fn finish_reading(&self) -> bool {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            match s {
+                EVICTED => return false,
+                DECIDING => return true,
+                since => {
+                    match self
+                        .state
+                        .compare_exchange(since, DECIDING, Ordering::AcqRel, Ordering::Acquire)
+                    {
+                        Ok(_) => return true,
+                        Err(now) => s = now,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The `/tusd` budget (`server.max_tusd_requests`), fair by progress: see the
+/// module notes.
+#[derive(Debug)]
+pub struct TusdBudget {
+    cap: usize,
+    grace_ms: u64,
+    epoch: Instant,
+    next_id: AtomicU64,
+    slots: Mutex<HashMap<u64, Arc<HookSlot>>>,
+}
+
+/// The budget is full and no request in it has been reading its body for
+/// longer than the grace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+impl TusdBudget {
+    /// A budget of `cap` requests; one reading its body for `grace` may be cut.
+    pub fn new(cap: usize, grace: Duration) -> Self {
+        TusdBudget {
+            cap,
+            grace_ms: u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(0),
+            slots: Mutex::new(HashMap::with_capacity(cap)),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(EVICTED - 1)
+    }
+
+    /// A place for a new request: a free one, or the one of the request that
+    /// has been reading its body the longest, past the grace (it is woken to
+    /// answer 408). `Err(Full)` when neither exists.
+    pub fn admit(&self) -> Result<HookTicket<'_>, Full> {
+        let now = self.now_ms();
+        let mut slots = self.lock();
+        if slots.len() >= self.cap {
+            let oldest = slots
+                .iter()
+                .map(|(id, s)| (*id, s.state.load(Ordering::Acquire), s))
+                .filter(|(_, since, _)| *since < EVICTED && now.saturating_sub(*since) >= self.grace_ms)
+                .min_by_key(|(_, since, _)| *since)
+                .map(|(id, since, s)| (id, since, s.clone()));
+            let Some((id, since, victim)) = oldest else {
+                return Err(Full);
+            };
+            // Lost to its body completing meanwhile: it decides, and this
+            // request is refused like any other when the budget is full.
+            if victim
+                .state
+                .compare_exchange(since, EVICTED, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                return Err(Full);
+            }
+            slots.remove(&id);
+            victim.evict.notify_one();
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(HookSlot {
+            state: AtomicU64::new(now),
+            evict: Notify::new(),
+        });
+        slots.insert(id, slot.clone());
+        Ok(HookTicket {
+            budget: self,
+            id,
+            slot,
+        })
+    }
+
+    /// Requests in flight (tests).
+    pub fn in_flight(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<HookSlot>>> {
+        // Nothing panics while holding it; a poisoned map is still consistent.
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A `/tusd` request's place in the budget; given back on drop.
+#[derive(Debug)]
+pub struct HookTicket<'a> {
+    budget: &'a TusdBudget,
+    id: u64,
+    slot: Arc<HookSlot>,
+}
+
+impl HookTicket<'_> {
+    /// The request's body, tracked: its end moves the request from reading to
+    /// deciding (never evicted after that); an evicted request's body ends in
+    /// an error, so the hook is never decided on.
+    pub fn track<B>(&self, body: B) -> Tracked<B> {
+        Tracked {
+            inner: body,
+            slot: self.slot.clone(),
+        }
+    }
+
+    /// Resolves when a newer request took this one's place (it was still
+    /// reading its body past the grace). The handler has not decided anything
+    /// then: the tracked body has not ended.
+    pub async fn evicted(&self) {
+        loop {
+            self.slot.evict.notified().await;
+            if self.slot.state.load(Ordering::Acquire) == EVICTED {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for HookTicket<'_> {
+    fn drop(&mut self) {
+        self.budget.lock().remove(&self.id);
+    }
+}
+
+/// The request was cut for a newer one.
+#[derive(Debug, thiserror::Error)]
+#[error("evicted: the request body was still arriving when the /tusd budget was needed")]
+pub struct Evicted;
+
+/// A request body whose end is reported to its [`HookTicket`].
+#[derive(Debug)]
+pub struct Tracked<B> {
+    inner: B,
+    slot: Arc<HookSlot>,
+}
+
+impl<B> hyper::body::Body for Tracked<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(None) if !this.slot.finish_reading() => Poll::Ready(Some(Err(Evicted.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // Never claims the end before `poll_frame` reported it: the end is
+        // where reading turns into deciding.
+        false
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Request bodies
 
 /// Why a body could not be read.
@@ -377,6 +770,96 @@ mod tests {
         assert!(r.evict_longest_idle(1) == 1);
         s.busy();
         assert!(!s.is_evicted());
+    }
+
+    fn budgets(main: usize, tusd: usize) -> Budgets {
+        Budgets {
+            max_connections: main,
+            max_tusd_requests: tusd,
+            admin_connections: ADMIN_MAX_CONNECTIONS,
+        }
+    }
+
+    #[test]
+    fn budgets_fit_the_open_file_limit() {
+        let configured = budgets(4096, 256);
+        // systemd's unit before the fix: 1,024 files for 4,096 connections.
+        let (fitted, clamped) = configured.fit(1024, 3, 0).unwrap();
+        let c = clamped.expect("lowered");
+        assert_eq!(c.from, configured);
+        assert_eq!(c.open_files, 1024);
+        assert!(fitted.max_tusd_requests < fitted.max_connections);
+        assert_eq!(fitted.admin_connections, ADMIN_MAX_CONNECTIONS);
+        // Every file the budgets may hold, and the reserve, fit below the limit.
+        assert!(fitted.files_needed(3, 0) <= 1024, "{fitted:?}");
+        assert_eq!(fitted.max_connections + fitted.max_tusd_requests, 1024 - 128 - 48);
+        // Enough files: as configured.
+        let wanted = configured.files_needed(3, 4);
+        assert_eq!(configured.fit(wanted, 3, 4).unwrap(), (configured, None));
+        assert!(configured.fit(wanted - 1, 3, 4).unwrap().1.is_some());
+        // Event deliveries come out of the budget too.
+        let (with_events, _) = configured.fit(1024, 3, 64).unwrap();
+        assert!(with_events.max_connections < fitted.max_connections);
+        // Too few to run: an error naming the numbers.
+        let e = configured.fit(180, 3, 0).unwrap_err();
+        assert_eq!((e.open_files, e.reserved, e.admin), (180, 128, 48));
+        assert!(e.to_string().contains("LimitNOFILE"), "{e}");
+        // A small configured budget is never raised.
+        let small = budgets(100, 10);
+        assert_eq!(small.fit(1 << 20, 1, 0).unwrap(), (small, None));
+    }
+
+    #[test]
+    fn tusd_budget_cuts_the_oldest_slow_body_past_the_grace() {
+        let b = TusdBudget::new(2, Duration::from_millis(30));
+        let first = b.admit().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let second = b.admit().unwrap();
+        // Full, nobody past the grace: refused.
+        assert!(b.admit().is_err());
+        std::thread::sleep(Duration::from_millis(40));
+        // Both past the grace: the one reading the longest goes.
+        let third = b.admit().unwrap();
+        assert_eq!(first.slot.state.load(Ordering::Acquire), EVICTED);
+        assert_ne!(second.slot.state.load(Ordering::Acquire), EVICTED);
+        assert_eq!(b.in_flight(), 2);
+        // A request deciding (its body read) is never cut.
+        assert!(second.slot.finish_reading());
+        assert!(third.slot.finish_reading());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(b.admit().is_err(), "every request in flight is deciding");
+        // The evicted one's body can no longer end: its hook is never decided.
+        assert!(!first.slot.finish_reading());
+        drop(first);
+        assert_eq!(b.in_flight(), 2, "the evicted ticket held no place");
+        drop(second);
+        assert_eq!(b.in_flight(), 1);
+        let _fourth = b.admit().unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_evicted_body_ends_in_an_error_and_wakes_its_request() {
+        let b = TusdBudget::new(1, Duration::ZERO);
+        let slow = b.admit().unwrap();
+        // The rest of its body arrives only after it was cut.
+        let body = slow.track(Full::new(Bytes::from_static(b"{}")));
+        let _new = b.admit().unwrap();
+        // Woken at once (server.rs answers 408 then, dropping the handler).
+        tokio::time::timeout(Duration::from_secs(5), slow.evicted())
+            .await
+            .expect("the evicted request is woken");
+        // Had the handler gone on, its body would never have ended well.
+        let r = read_body(body, 1 << 20, Duration::from_secs(1)).await;
+        assert!(
+            matches!(&r, Err(BodyError::Read(e)) if e.is::<Evicted>()),
+            "{r:?}"
+        );
+        // A body that completes first moves to deciding and ends normally.
+        let b = TusdBudget::new(1, Duration::ZERO);
+        let t = b.admit().unwrap();
+        let body = t.track(Full::new(Bytes::from_static(b"{}")));
+        assert_eq!(read_body(body, 10, Duration::from_secs(1)).await.unwrap(), "{}");
+        assert!(b.admit().is_err(), "deciding: not evicted");
     }
 
     #[tokio::test]

@@ -5,28 +5,30 @@
 //! - [`auth`]: nginx `auth_request` (`/auth`) around [`crate::token::link`].
 //! - [`tusd`]: tusd hooks (`/tusd`) around [`crate::tusd`] and [`crate::finalize`].
 //! - [`session`]: upload-session check for nginx (`/session`).
-//! - [`admin`]: the loopback admin listener (revocations).
+//! - [`admin`]: the admin API (revocations) on its Unix socket, and on TCP
+//!   when asked.
+//! - [`socket`]: private Unix sockets (permissions, stale files), for the
+//!   admin API and the outbox.
 
 pub mod admin;
 pub mod auth;
 pub mod limits;
 pub mod server;
 pub mod session;
+pub mod socket;
 pub mod tusd;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::Response;
-use http_body_util::Full;
-use tokio::sync::Semaphore;
-
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::finalize::Finalizer;
 use crate::metrics::Metrics;
-use limits::LimitLog;
+use bytes::Bytes;
+use http::Response;
+use http_body_util::Full;
+use limits::{Budgets, LimitLog, TusdBudget, TUSD_EVICT_GRACE};
 
 /// Response type of every handler.
 pub type Resp = Response<Full<Bytes>>;
@@ -50,8 +52,11 @@ pub struct AppState {
     pub finalizer: Arc<Finalizer>,
     /// Slow and excess clients: counted per client, logged per storm.
     pub limits: Arc<LimitLog>,
-    /// `/tusd` requests in flight (`server.max_tusd_requests`).
-    tusd_slots: Semaphore,
+    /// The connection budgets in force: `[server]`'s, fitted below the
+    /// open-file limit at start.
+    pub budgets: Budgets,
+    /// `/tusd` requests in flight (`budgets.max_tusd_requests`).
+    tusd: TusdBudget,
     ready: AtomicBool,
 }
 
@@ -63,10 +68,12 @@ impl AppState {
             config.state.clone(),
             metrics.clone(),
         ));
+        let budgets = Budgets::from_config(&config.server);
         AppState {
             live: arc_swap::ArcSwap::from_pointee(config.clone()),
             shared,
-            tusd_slots: Semaphore::new(config.server.max_tusd_requests),
+            budgets,
+            tusd: TusdBudget::new(budgets.max_tusd_requests, TUSD_EVICT_GRACE),
             limits: Arc::new(LimitLog::new(metrics.clone())),
             config,
             metrics,
@@ -80,6 +87,13 @@ impl AppState {
     /// memory one).
     pub fn with_shared(mut self, shared: Arc<crate::state::Shared>) -> Self {
         self.shared = shared;
+        self
+    }
+
+    /// The budgets to serve with (fitted to the open-file limit).
+    pub fn with_budgets(mut self, budgets: Budgets) -> Self {
+        self.budgets = budgets;
+        self.tusd = TusdBudget::new(budgets.max_tusd_requests, TUSD_EVICT_GRACE);
         self
     }
 

@@ -30,7 +30,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::http::limits::{Registry, Slot};
+use crate::http::limits::{LimitLog, Registry, REPORT_WINDOW};
 use crate::http::tusd;
 use crate::http::{auth, AppState, Resp};
 use crate::metrics::{Endpoint, Limit};
@@ -60,31 +60,88 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Serves on `listener` until `shutdown` resolves, then drains.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<AppState>,
-    shutdown: impl Future<Output = ()>,
-    abort: impl Future<Output = ()>,
-) {
-    let limits = &state.config.server;
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
-    let registry = Arc::new(Registry::new(limits.max_connections));
-    let evict_batch = (limits.max_connections / 8).clamp(1, 32);
-    let graceful = GracefulShutdown::new();
-    let reporter = tokio::spawn(state.limits.clone().run());
-    tokio::pin!(shutdown);
+/// A listening socket the limits layer serves: TCP (the main port, the
+/// opt-in admin port) or Unix (the admin sockets).
+#[derive(Debug)]
+pub enum Listener {
+    /// A TCP listener.
+    Tcp(TcpListener),
+    /// A Unix stream listener.
+    Unix(tokio::net::UnixListener),
+}
 
+enum Accepted {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<Accepted> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, _) = l.accept().await?;
+                let _ = s.set_nodelay(true);
+                Ok(Accepted::Tcp(s))
+            }
+            Listener::Unix(l) => Ok(Accepted::Unix(l.accept().await?.0)),
+        }
+    }
+}
+
+/// The limits one listener is served with ([`accept_loop`]).
+pub struct Layer {
+    /// The listener's name in logs (`listen`, `admin_socket`, ...).
+    pub name: &'static str,
+    /// Its connection budget.
+    pub max_connections: usize,
+    /// `[server] header_read_timeout`.
+    pub header_read_timeout: Duration,
+    /// Where limit hits are counted and logged.
+    pub limits: Arc<LimitLog>,
+    /// The connection gauges to keep (the main listener's).
+    pub metrics: Option<crate::metrics::Metrics>,
+}
+
+/// The one limits layer every listener goes through: accepts on `listener`
+/// until `shutdown` resolves, each connection within the budget (the one idle
+/// the longest evicted when it is full), under the header read timeout, with
+/// small buffers, watched by `graceful`; `handler` answers each request.
+/// Bodies and deadlines are the handler's, with [`crate::http::limits::read_body`].
+pub async fn accept_loop<H, F>(
+    listener: Listener,
+    layer: Layer,
+    graceful: &GracefulShutdown,
+    shutdown: impl Future<Output = ()>,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Resp> + Send + 'static,
+{
+    let max = layer.max_connections;
+    let connections = Arc::new(Semaphore::new(max));
+    let registry = Arc::new(Registry::new(max));
+    let evict_batch = (max / 8).clamp(1, 32);
+    let mut last_warning: Option<Instant> = None;
+    tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
+        let stream = tokio::select! {
             biased;
             () = &mut shutdown => break,
             r = listener.accept() => match r {
-                Ok(x) => x,
+                Ok(s) => s,
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    // EMFILE and friends: the budgets are set below the open-file
+                    // limit, so this is another part of the process holding
+                    // files. Close idle connections, back off, say so once per
+                    // window, never spin.
+                    if matches!(e.raw_os_error(), Some(23 | 24)) {
+                        registry.evict_longest_idle(evict_batch);
+                    }
+                    if last_warning.is_none_or(|t| t.elapsed() >= REPORT_WINDOW) {
+                        tracing::warn!(listener = layer.name, error = %e, "accept failed; backing off (at most one line per 10 s)");
+                        last_warning = Some(Instant::now());
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
@@ -100,25 +157,69 @@ pub async fn serve(
                 }
             }
         };
-        let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(stream);
-        let (id, slot) = registry.open();
-        let st = state.clone();
+        let open = layer.metrics.as_ref().map(|m| {
+            m.connection_accepted();
+            m.connections().clone()
+        });
+        let conn = Conn {
+            registry: registry.clone(),
+            permit,
+            limits: layer.limits.clone(),
+            header_read_timeout: layer.header_read_timeout,
+            open,
+            listener: layer.name,
+        };
+        match stream {
+            Accepted::Tcp(s) => conn.spawn(TokioIo::new(s), graceful, handler.clone()),
+            Accepted::Unix(s) => conn.spawn(TokioIo::new(s), graceful, handler.clone()),
+        }
+    }
+}
+
+/// One accepted connection, within its listener's budget.
+struct Conn {
+    registry: Arc<Registry>,
+    permit: OwnedSemaphorePermit,
+    limits: Arc<LimitLog>,
+    header_read_timeout: Duration,
+    /// The open-connections gauge (the main listener's).
+    open: Option<prometheus::IntGauge>,
+    listener: &'static str,
+}
+
+impl Conn {
+    fn spawn<I, H, F>(self, io: I, graceful: &GracefulShutdown, handler: H)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+        F: Future<Output = Resp> + Send + 'static,
+    {
+        let (id, slot) = self.registry.open();
         let svc_slot = slot.clone();
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
+            .header_read_timeout(self.header_read_timeout)
             .max_buf_size(MAX_BUF_SIZE)
             .keep_alive(true)
             .serve_connection(
                 io,
-                service_fn(move |req| handle(st.clone(), svc_slot.clone(), req)),
+                service_fn(move |req| {
+                    // Busy from the head to the answer: a connection inside a
+                    // request is never evicted (its deadlines bound it).
+                    svc_slot.busy();
+                    let answer = handler(req);
+                    let slot = svc_slot.clone();
+                    async move {
+                        let r = answer.await;
+                        slot.idle();
+                        Ok::<_, Infallible>(r)
+                    }
+                }),
             );
         let conn = graceful.watch(conn);
-        state.metrics.connection_accepted();
-        let gauge = state.metrics.connections().clone();
-        gauge.inc();
-        let (registry, limit_log) = (registry.clone(), state.limits.clone());
+        if let Some(g) = &self.open {
+            g.inc();
+        }
         tokio::spawn(async move {
             // Evictable from now on: this first poll reads a head that is
             // already there, and a busy connection is never evicted.
@@ -137,19 +238,46 @@ pub async fn serve(
                 }
             };
             match ended {
-                Some(Err(e)) if e.is_timeout() => limit_log.hit(Limit::HeaderReadTimeout),
-                Some(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+                Some(Err(e)) if e.is_timeout() => self.limits.hit(Limit::HeaderReadTimeout),
+                Some(Err(e)) => {
+                    tracing::debug!(listener = self.listener, error = %e, "connection ended with an error")
+                }
                 Some(Ok(())) => {}
-                None => limit_log.hit(Limit::MaxConnections),
+                None => self.limits.hit(Limit::MaxConnections),
             }
-            registry.close(id);
-            gauge.dec();
-            drop(permit);
+            self.registry.close(id);
+            if let Some(g) = &self.open {
+                g.dec();
+            }
+            drop(self.permit);
         });
     }
+}
+
+/// Serves on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+    abort: impl Future<Output = ()>,
+) {
+    let limits = &state.config.server;
+    let graceful = GracefulShutdown::new();
+    let reporter = tokio::spawn(state.limits.clone().run());
+    let layer = Layer {
+        name: "listen",
+        max_connections: state.budgets.max_connections,
+        header_read_timeout: limits.header_read_timeout,
+        limits: state.limits.clone(),
+        metrics: Some(state.metrics.clone()),
+    };
+    let st = state.clone();
+    accept_loop(Listener::Tcp(listener), layer, &graceful, shutdown, move |req| {
+        handle(st.clone(), req)
+    })
+    .await;
 
     state.ready.store(false, Ordering::Relaxed);
-    drop(listener);
     tracing::info!(
         grace_seconds = limits.shutdown_grace.as_secs(),
         "shutting down: not ready, listener closed, draining in-flight requests"
@@ -222,15 +350,13 @@ async fn abandon_moves(state: &AppState) {
 /// How long abandoned moves get to stop (one copy chunk, one fsync).
 const ABANDON_WAIT: Duration = Duration::from_secs(3);
 
-async fn handle(state: Arc<AppState>, slot: Arc<Slot>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Resp {
     let started = Instant::now();
-    slot.busy();
     let (endpoint, resp) = route(&state, req).await;
-    slot.idle();
     state
         .metrics
         .observe(endpoint, resp.status(), started.elapsed().as_secs_f64());
-    Ok(resp)
+    resp
 }
 
 async fn route(state: &Arc<AppState>, req: Request<Incoming>) -> (Endpoint, Resp) {
@@ -257,9 +383,12 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>) -> (Endpoint, Resp
             if method != Method::POST {
                 return (Endpoint::Tusd, method_not_allowed("POST"));
             }
-            // Refused before a byte of the body is read; hyper then closes
-            // the connection rather than drain an unread body.
-            let Ok(_in_flight) = state.tusd_slots.try_acquire() else {
+            // A full budget makes room by cutting the request that has been
+            // reading its body the longest (limits.rs, "fair by progress");
+            // refused only when none is past the grace, before a byte of
+            // this body is read (hyper then closes the connection rather
+            // than drain it).
+            let Ok(ticket) = state.tusd.admit() else {
                 state.limits.hit(Limit::MaxTusdRequests);
                 return (
                     Endpoint::Tusd,
@@ -270,8 +399,26 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>) -> (Endpoint, Resp
                     ),
                 );
             };
+            let req = req.map(|body| ticket.track(body));
             let deadline = state.config.server.request_timeout;
-            match tokio::time::timeout(deadline, tusd::handle(state, req)).await {
+            let decided = tokio::select! {
+                biased;
+                // Cut while still reading its body: nothing was decided (the
+                // tracked body never ended), so dropping the handler is safe.
+                () = ticket.evicted() => {
+                    state.limits.hit(Limit::MaxTusdRequests);
+                    return (
+                        Endpoint::Tusd,
+                        limit_response(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "body_timeout",
+                            "the request body was still arriving when server.max_tusd_requests was full: closed to make room (tusd sends a hook's body at once)",
+                        ),
+                    );
+                }
+                r = tokio::time::timeout(deadline, tusd::handle(state, req)) => r,
+            };
+            match decided {
                 Ok(resp) => (Endpoint::Tusd, resp),
                 Err(_) => {
                     state.limits.hit(Limit::RequestTimeout);

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 
 use crate::finalize::{self, Roots};
 use crate::http::limits::{self, BodyError};
@@ -26,8 +25,13 @@ use crate::metrics::{FailOpen, Limit};
 use crate::token::upload_id::{Nonce, NONCE_BYTES};
 use crate::tusd::{self, prefinish, Answer, Decision, Destination, Gate, Lookup, Part, Upload, Verdict};
 
-/// Answers one `POST /tusd`.
-pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
+/// Answers one `POST /tusd` (its body as hyper gives it, or tracked by the
+/// `/tusd` budget: [`limits::Tracked`]).
+pub async fn handle<B>(state: &Arc<AppState>, req: Request<B>) -> Resp
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     match decide(state, req).await {
         Ok(answer) => to_response(answer),
         Err(failure) => {
@@ -115,7 +119,11 @@ impl Failure {
 
 /// Reads, parses and decides one hook; runs what the decision starts (the
 /// single-use claim, a move), logs and counts it, and gives the answer.
-async fn decide(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Answer, Failure> {
+async fn decide<B>(state: &Arc<AppState>, req: Request<B>) -> Result<Answer, Failure>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let max = state.config.server.max_body_bytes;
     let hook_name = req
         .headers()

@@ -108,8 +108,10 @@ pub fn docker_compose() -> PathBuf {
 pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,
-    /// The admin listener (`[server] admin_listen`).
+    /// The admin API's TCP listener (`[server] admin_listen`), when one is set.
     pub admin: Option<SocketAddr>,
+    /// The admin API's socket (`[server] admin_socket`).
+    pub admin_socket: PathBuf,
     pub dir: tempfile::TempDir,
     logs: Arc<Mutex<Vec<String>>>,
 }
@@ -141,14 +143,23 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("assetgate.toml");
         std::fs::write(&cfg, config).unwrap();
-        Self::spawn(dir, &[], &cfg, args, env)
+        Self::spawn(dir, &cfg, args, env)
+    }
+
+    /// Like [`start`], run by the command `prefix` (e.g. `prlimit
+    /// --nofile=256:256`), with extra env.
+    pub fn start_under(prefix: &[&str], config: &str, env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("assetgate.toml");
+        std::fs::write(&cfg, config).unwrap();
+        Self::spawn_under(prefix, dir, &cfg, &[], env)
     }
 
     /// `assetgate --config <config> serve <args>` on a config file as it is
     /// (a shipped one), with only `env` as the `ASSETGATE_*` environment. The log
     /// format must end up json and `listen` must have port 0.
     pub fn start_file(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        Self::spawn(tempfile::tempdir().unwrap(), &[], config, args, env)
+        Self::spawn(tempfile::tempdir().unwrap(), config, args, env)
     }
 
     /// Like [`start_file`], the binary run through `wrapper` (a command
@@ -160,17 +171,21 @@ impl Daemon {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Daemon {
-        Self::spawn(tempfile::tempdir().unwrap(), wrapper, config, args, env)
+        Self::spawn_under(wrapper, tempfile::tempdir().unwrap(), config, args, env)
     }
 
-    fn spawn(
+    fn spawn(dir: tempfile::TempDir, config: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::spawn_under::<&str>(&[], dir, config, args, env)
+    }
+
+    fn spawn_under<P: AsRef<std::ffi::OsStr>>(
+        prefix: &[P],
         dir: tempfile::TempDir,
-        wrapper: &[std::ffi::OsString],
         config: &Path,
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Daemon {
-        let mut cmd = match wrapper.split_first() {
+        let mut cmd = match prefix.split_first() {
             Some((program, rest)) => {
                 let mut c = Command::new(program);
                 c.args(rest).arg(bin());
@@ -184,12 +199,14 @@ impl Daemon {
                 cmd.env_remove(k);
             }
         }
-        // Each test daemon's admin listener on a free port, unless the test
-        // chooses one (the default 127.0.0.1:9751 would collide).
-        if !env.iter().any(|(k, _)| *k == "ASSETGATE_SERVER__ADMIN_LISTEN")
-            && !std::fs::read_to_string(config).is_ok_and(|c| c.contains("admin_listen"))
-        {
-            cmd.env("ASSETGATE_SERVER__ADMIN_LISTEN", "127.0.0.1:0");
+        // Each test daemon's admin socket in its own directory, unless the
+        // test chooses one in `env` (the per-user default, or the shipped
+        // config's /run/assetgate, would be shared).
+        if !env.iter().any(|(k, _)| *k == "ASSETGATE_SERVER__ADMIN_SOCKET") {
+            cmd.env(
+                "ASSETGATE_SERVER__ADMIN_SOCKET",
+                dir.path().join("run/admin.sock"),
+            );
         }
         cmd.envs(env.iter().copied());
         let mut child = cmd
@@ -216,7 +233,7 @@ impl Daemon {
                 }
             });
         }
-        let (addr, admin) = match rx.recv_timeout(Duration::from_secs(20)) {
+        let (addr, admin, admin_socket) = match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
@@ -227,6 +244,7 @@ impl Daemon {
             child,
             addr,
             admin,
+            admin_socket,
             dir,
             logs,
         }
@@ -383,7 +401,7 @@ pub fn random_secret() -> String {
     Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
 }
 
-fn listening_addrs(line: &str) -> Option<(SocketAddr, Option<SocketAddr>)> {
+fn listening_addrs(line: &str) -> Option<(SocketAddr, Option<SocketAddr>, PathBuf)> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     if v.get("message")?.as_str()? != "listening" {
         return None;
@@ -392,7 +410,39 @@ fn listening_addrs(line: &str) -> Option<(SocketAddr, Option<SocketAddr>)> {
         .get("admin")
         .and_then(|a| a.as_str())
         .and_then(|a| a.parse().ok());
-    Some((v.get("addr")?.as_str()?.parse().ok()?, admin))
+    let socket = PathBuf::from(v.get("admin_socket").and_then(|s| s.as_str()).unwrap_or_default());
+    Some((v.get("addr")?.as_str()?.parse().ok()?, admin, socket))
+}
+
+/// One HTTP/1.1 request on a Unix socket (the admin API's, the outbox's):
+/// (status, headers, body).
+pub fn unix_request(path: &Path, request: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut s = std::os::unix::net::UnixStream::connect(path)
+        .unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    parse_response(&all)
+}
+
+/// (status, headers, body) of a whole response (`Connection: close`).
+pub fn parse_response(all: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let split = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(all)));
+    let head = String::from_utf8_lossy(&all[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.trim().to_ascii_lowercase(), v.trim().to_string())
+        })
+        .collect();
+    (status, headers, all[split + 4..].to_vec())
 }
 
 /// A minimal HTTP/1.1 exchange over a raw socket (exact bytes on the wire, no

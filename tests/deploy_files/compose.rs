@@ -145,6 +145,28 @@ fn compose_runs_the_shipped_files() {
     }
     assert!(env.get("ASSETGATE_LINK_SECRET").is_none() && env.get("ASSETGATE_UPLOAD_SECRET").is_none());
 
+    // The admin socket's directory: a volume of the assetgate service alone
+    // (the root filesystem is read-only), anonymous so that each replica has
+    // its own, initialised from the image's 0700 directory.
+    let socket_dir = Path::new(&config_str("server.admin_socket"))
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let run = mount(gate, &socket_dir);
+    assert_eq!(run["type"], "volume");
+    assert!(run["source"].is_null() || run["source"] == "", "anonymous: {run}");
+    for (name, s) in c["services"].as_object().unwrap() {
+        if name != "assetgate" {
+            let mounts = s["volumes"].as_array().cloned().unwrap_or_default();
+            assert!(
+                !mounts.iter().any(|m| m["target"] == socket_dir.as_str()),
+                "{name} mounts the admin socket's directory"
+            );
+        }
+    }
+    assert!(read("deploy/Dockerfile").contains(&format!("install -d -m 0700 /out{socket_dir}")));
+
     // Fleet mode: replicas share their state through the redis service, which
     // persists it (appendonly) on its own volume.
     assert!(gate["deploy"]["replicas"].as_u64().unwrap() >= 2);

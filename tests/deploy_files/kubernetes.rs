@@ -173,6 +173,40 @@ fn kubernetes_sidecar_wiring_and_probes() {
     assert_eq!(nsub, Some(name(&root)));
     assert!(volumes[&gv]["persistentVolumeClaim"].is_object() || volumes[&gv]["emptyDir"].is_object());
 
+    // The admin socket: under a volume mounted by the assetgate container
+    // alone (the pod's containers share loopback, not this), an emptyDir above
+    // the socket's directory: an emptyDir is world-writable, so the daemon
+    // creates the directory (0700) inside it rather than use it.
+    let socket = config_str("server.admin_socket");
+    let socket_dir = Path::new(&socket).parent().unwrap();
+    let run = gate["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| socket_dir.starts_with(m["mountPath"].as_str().unwrap()))
+        .unwrap_or_else(|| panic!("nothing writable mounted above {socket}"));
+    let run_path = run["mountPath"].as_str().unwrap();
+    assert_ne!(
+        Path::new(run_path),
+        socket_dir,
+        "the emptyDir must be above the socket's directory"
+    );
+    assert!(run["readOnly"].is_null() || run["readOnly"] == false);
+    let run_volume = run["name"].as_str().unwrap();
+    assert!(
+        volumes[run_volume]["emptyDir"].is_object(),
+        "{}",
+        volumes[run_volume]
+    );
+    for c in [&nginx, &tusd] {
+        let mounts = c["volumeMounts"].as_array().unwrap();
+        assert!(
+            !mounts.iter().any(|m| m["name"] == run_volume),
+            "{} mounts the admin socket's volume",
+            c["name"]
+        );
+    }
+
     // Secrets: files from the Secret, named by the *_SECRET_FILE variables; the
     // example Secret has exactly those keys.
     let secret_example = yaml_docs("deploy/kubernetes/secret.example.yaml");

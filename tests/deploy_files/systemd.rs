@@ -167,6 +167,27 @@ fn systemd_units_agree_with_each_other_and_the_config() {
     assert!(unit_one(&tusd, "Wants")
         .split_whitespace()
         .any(|u| u == "assetgate.service"));
+    // The admin socket: in the directory systemd makes for the service
+    // (owned by User=, 0700), where deploy/assetgate.toml puts it, so the
+    // daemon and `assetgate revoke` with the same file find it.
+    let socket = config_str("server.admin_socket");
+    let runtime_dir = unit_one(&gate, "RuntimeDirectory");
+    assert_eq!(
+        Path::new(&socket).parent().unwrap(),
+        Path::new("/run").join(&runtime_dir),
+        "{socket}"
+    );
+    assert_eq!(unit_one(&gate, "RuntimeDirectoryMode"), "0700");
+    // Open files: above every connection budget and the daemon's own files
+    // (src/http/limits.rs: connections + 16 per admin socket + one per /tusd
+    // request + 128 + event deliveries), at the defaults and the largest
+    // [events] concurrency.
+    let nofile: u64 = unit_one(&gate, "LimitNOFILE")
+        .parse()
+        .expect("LimitNOFILE=<number>");
+    let needed = 4096 + 16 * 3 + 256 + 128 + 256;
+    assert!(nofile >= needed, "LimitNOFILE={nofile}, needs {needed}");
+
     // `systemctl reload` is SIGHUP: the daemon reloads its configuration.
     assert_eq!(unit_values(&gate, "ExecReload"), ["/bin/kill -HUP $MAINPID"]);
 
