@@ -19,6 +19,11 @@ mod read;
 
 pub use read::{Stamp, MAX_CONFIG_BYTES, MAX_SECRET_FILE_BYTES};
 
+// The sections the pure decisions read live in the core crate.
+pub use assetgate_core::config::{
+    LinkConfig, NginxTypes, StorageConfig, TusdConfig, UploadConfig, DEFAULT_MAX_PARTS, MAX_MAX_PARTS,
+};
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
@@ -29,7 +34,6 @@ use figment::providers::{Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::policy::ContentTypePattern;
 use crate::secret::{Secret, SecretSet, MIN_SECRET_LEN};
 
 /// Exit code for a configuration error: 64 (`EX_USAGE`), as linkerd does
@@ -220,139 +224,6 @@ pub struct Origin {
     /// Every file read (the configuration file, the link and upload secret
     /// files) and its stamp.
     pub read: Vec<(PathBuf, Stamp)>,
-}
-
-/// `[link]`
-#[derive(Debug, Clone, Serialize)]
-pub struct LinkConfig {
-    /// Accepted secrets, newest first.
-    #[serde(serialize_with = "show::secrets")]
-    pub secrets: SecretSet,
-    /// Must equal nginx's `merge_slashes`.
-    pub merge_slashes: bool,
-    /// Longest accepted remaining link lifetime (`None`: any, as nginx's
-    /// `secure_link`). Also how long a prefix or key revocation is kept.
-    #[serde(serialize_with = "show::link_max_ttl")]
-    pub max_ttl: Option<Duration>,
-}
-
-/// `[upload]`
-#[derive(Debug, Clone, Serialize)]
-pub struct UploadConfig {
-    /// Accepted HMAC secrets, newest first.
-    #[serde(serialize_with = "show::secrets")]
-    pub secrets: SecretSet,
-    /// Tolerated clock difference with the token minter.
-    #[serde(serialize_with = "show::secs")]
-    pub clock_skew: Duration,
-    /// Longest accepted remaining token lifetime.
-    #[serde(serialize_with = "show::secs")]
-    pub max_ttl: Duration,
-    /// Allowed content types (globs like `image/*`); empty = any.
-    pub content_types: Vec<ContentTypePattern>,
-    /// Largest accepted upload in bytes (`None` = no limit).
-    #[serde(serialize_with = "show::max_size")]
-    pub max_size: Option<u64>,
-    /// Whether uploads of deferred length are accepted.
-    pub allow_deferred_length: bool,
-    /// Check the file's leading bytes against the declared type (pre-finish
-    /// answers 415; the mover refuses to publish).
-    pub check_content: bool,
-    /// How `/session` binds `PATCH`/`HEAD`/`DELETE` of an upload to its token.
-    #[serde(serialize_with = "show::session_binding")]
-    pub session_binding: crate::tusd::session::Mode,
-    /// How long after its token's expiry an upload may still be resumed.
-    #[serde(serialize_with = "show::secs")]
-    pub session_grace: Duration,
-    /// The first pre-create with a token consumes it; a replay is refused
-    /// (`token_used`). Partial uploads of a concatenation do not consume it,
-    /// the final upload does.
-    pub single_use: bool,
-    /// nginx's extension → type table for the asset tree: a key's extension
-    /// must be served as its token's type ([`crate::policy::served`]).
-    pub nginx_types: NginxTypes,
-    /// With `single_use`: how many partial uploads one token may create
-    /// (`too_many_parts` past it); their declared sizes together are bounded
-    /// by `max_size` (`parts_too_large`).
-    pub max_parts: u32,
-}
-
-/// `[upload] nginx_types`: the table nginx serves the asset tree with, and
-/// where it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NginxTypes {
-    /// The file read, `None` for the built-in copy of `nginx/assetgate-types.conf`.
-    pub path: Option<PathBuf>,
-    /// The parsed table.
-    pub table: std::sync::Arc<crate::policy::ServedTypes>,
-}
-
-impl NginxTypes {
-    /// The shipped table, built in.
-    pub fn builtin() -> Self {
-        NginxTypes {
-            path: None,
-            table: std::sync::Arc::new(crate::policy::ServedTypes::builtin()),
-        }
-    }
-
-    /// Reads and parses an nginx `types { … }` file (a regular file of at most
-    /// [`crate::policy::served::MAX_TYPES_BYTES`]).
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let file = read::read(path, crate::policy::served::MAX_TYPES_BYTES as u64)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        let text = file.text().map_err(|e| format!("{}: {e}", path.display()))?;
-        let table =
-            crate::policy::ServedTypes::parse(text).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(NginxTypes {
-            path: Some(path.to_path_buf()),
-            table: std::sync::Arc::new(table),
-        })
-    }
-}
-
-impl Serialize for NginxTypes {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match &self.path {
-            Some(p) => s.serialize_str(&p.display().to_string()),
-            None => s.serialize_str("<built in: nginx/assetgate-types.conf>"),
-        }
-    }
-}
-
-/// `[storage]`
-#[derive(Debug, Clone, Serialize)]
-pub struct StorageConfig {
-    /// Root of the asset tree nginx serves.
-    #[serde(serialize_with = "show::path")]
-    pub root: Option<PathBuf>,
-    /// Whether an existing asset may be replaced.
-    pub overwrite: bool,
-    /// Sub-directory for public assets.
-    pub public_prefix: String,
-    /// Sub-directory for private assets.
-    pub private_prefix: String,
-}
-
-/// `[tusd]`
-#[derive(Debug, Clone, Serialize)]
-pub struct TusdConfig {
-    /// tusd's `-upload-dir` (shared volume).
-    #[serde(serialize_with = "show::path")]
-    pub upload_dir: Option<PathBuf>,
-    /// tusd's `-base-path` (what nginx's `/session` check strips from the URI).
-    pub base_path: String,
-    /// How often the daemon re-scans `upload_dir` for finished uploads whose
-    /// post-finish never came (`None`: never).
-    #[serde(serialize_with = "show::reconcile_interval")]
-    pub reconcile_interval: Option<Duration>,
-    /// How long after its token's expiry an unfinished upload is removed.
-    #[serde(serialize_with = "show::secs")]
-    pub abandon_after: Duration,
-    /// Who chooses upload IDs: `signed` (pre-create issues them and every
-    /// publish verifies them; tusd v2) or `server` (tusd v1, rustus).
-    #[serde(serialize_with = "show::upload_ids")]
-    pub upload_ids: crate::token::upload_id::UploadIds,
 }
 
 /// `[server]`
@@ -594,14 +465,6 @@ impl Default for RawLink {
         }
     }
 }
-
-/// Default `[upload] max_parts`: tus-js-client's `parallelUploads` (a handful
-/// in practice) twice over, with room for parts retried after an error.
-pub const DEFAULT_MAX_PARTS: u32 = 16;
-
-/// Largest `[upload] max_parts` (each part is one entry the shared state reads
-/// whole at every partial pre-create of the token).
-pub const MAX_MAX_PARTS: u32 = 1024;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -1244,7 +1107,7 @@ fn validate(
         single_use: raw.upload.single_use,
         nginx_types: match &raw.upload.nginx_types {
             None => NginxTypes::builtin(),
-            Some(p) => NginxTypes::load(p).map_err(|e| ConfigError::new("upload.nginx_types", e))?,
+            Some(p) => load_nginx_types(p).map_err(|e| ConfigError::new("upload.nginx_types", e))?,
         },
         max_parts: match raw.upload.max_parts {
             n @ 1..=MAX_MAX_PARTS => n,
@@ -1446,6 +1309,20 @@ fn validate(
     })
 }
 
+/// Reads and parses an nginx `types { … }` file (a regular file of at most
+/// [`assetgate_core::policy::served::MAX_TYPES_BYTES`]).
+fn load_nginx_types(path: &Path) -> Result<NginxTypes, String> {
+    let file = read::read(path, assetgate_core::policy::served::MAX_TYPES_BYTES as u64)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = file.text().map_err(|e| format!("{}: {e}", path.display()))?;
+    let table =
+        assetgate_core::policy::ServedTypes::parse(text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(NginxTypes {
+        path: Some(path.to_path_buf()),
+        table: std::sync::Arc::new(table),
+    })
+}
+
 /// A Unix socket path: absolute, in a directory (not `/` itself), short
 /// enough for `sun_path`.
 fn validate_socket_path(key: &str, p: &Path) -> Result<(), ConfigError> {
@@ -1589,79 +1466,12 @@ impl Config {
 /// themselves: secrets (their length, never a byte of them), durations
 /// (integer seconds where the key takes whole seconds, else `"250ms"` /
 /// `"10s"`), unset options (`"<not set…>"`: TOML has no null).
+/// The serializers of `check-config`'s view: the core's, and the daemon's
+/// own for `[server]`.
 pub(crate) mod show {
-    use std::path::PathBuf;
-    use std::time::Duration;
+    pub(crate) use assetgate_core::config::show::*;
 
     use serde::Serializer;
-
-    use crate::secret::SecretSet;
-
-    /// An option that is not set.
-    pub(crate) const NOT_SET: &str = "<not set>";
-
-    /// `["<redacted: 24 bytes>", …]`.
-    pub(crate) fn secrets<S: Serializer>(set: &SecretSet, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(set.iter().map(|x| format!("<redacted: {} bytes>", x.len())))
-    }
-
-    /// An integer; past TOML's (signed 64-bit) range, its digits as a string.
-    pub(crate) fn int<S: Serializer>(n: u64, s: S) -> Result<S::Ok, S::Error> {
-        match i64::try_from(n) {
-            Ok(n) => s.serialize_i64(n),
-            Err(_) => s.serialize_str(&n.to_string()),
-        }
-    }
-
-    /// A count (`usize`).
-    pub(crate) fn count<S: Serializer>(n: &usize, s: S) -> Result<S::Ok, S::Error> {
-        int(*n as u64, s)
-    }
-
-    /// A `u64` (`#[serde(serialize_with)]` passes a reference).
-    pub(crate) fn u64<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
-        int(*n, s)
-    }
-
-    /// Whole seconds, as an integer (keys that take seconds).
-    pub(crate) fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        int(d.as_secs(), s)
-    }
-
-    /// `"10s"`, or `"250ms"` when not whole seconds (keys that take `ms`).
-    pub(crate) fn duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        let ms = d.as_millis();
-        if ms.is_multiple_of(1000) {
-            s.serialize_str(&format!("{}s", ms / 1000))
-        } else {
-            s.serialize_str(&format!("{ms}ms"))
-        }
-    }
-
-    pub(crate) fn link_max_ttl<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => secs(d, s),
-            None => s.serialize_str(
-                "<not set: links of any lifetime; prefix/key revocations kept until unrevoked>",
-            ),
-        }
-    }
-
-    pub(crate) fn max_size<S: Serializer>(n: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
-        match n {
-            Some(n) => int(*n, s),
-            None => s.serialize_str("<not set: no size limit>"),
-        }
-    }
-
-    /// `0` is how the key disables the reconciler.
-    pub(crate) fn reconcile_interval<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        int(d.map_or(0, |d| d.as_secs()), s)
-    }
-
-    pub(crate) fn path_buf<S: Serializer>(p: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&p.display().to_string())
-    }
 
     pub(crate) fn admin_listen<S: Serializer>(
         a: &Option<std::net::SocketAddr>,
@@ -1671,27 +1481,6 @@ pub(crate) mod show {
             Some(a) => s.serialize_str(&a.to_string()),
             None => s.serialize_str("<not set: the admin API is on server.admin_socket only>"),
         }
-    }
-
-    pub(crate) fn path<S: Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
-        match p {
-            Some(p) => s.serialize_str(&p.display().to_string()),
-            None => s.serialize_str(NOT_SET),
-        }
-    }
-
-    pub(crate) fn upload_ids<S: Serializer>(
-        m: &crate::token::upload_id::UploadIds,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_str(m.as_str())
-    }
-
-    pub(crate) fn session_binding<S: Serializer>(
-        m: &crate::tusd::session::Mode,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_str(m.as_str())
     }
 }
 

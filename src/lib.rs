@@ -18,17 +18,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub use assetgate_core::{clock, policy, secret, token, tusd};
+
 pub mod cli;
-pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod finalize;
 pub mod http;
 pub mod metrics;
-pub mod policy;
-pub mod secret;
 pub mod state;
 pub mod telemetry;
-pub mod token;
-pub mod tusd;

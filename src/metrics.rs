@@ -318,13 +318,7 @@ const NO_ORIGINAL_URI: &str = "no-original-uri";
 
 /// Position of `r` in [`Reason::ALL`] (the hot deny counters).
 fn link_index(r: Reason) -> usize {
-    match r {
-        Reason::Expired => 0,
-        Reason::Invalid => 1,
-        Reason::Missing => 2,
-        Reason::BadUri => 3,
-        Reason::TtlTooLong => 4,
-    }
+    r.index()
 }
 
 /// `result` of `assetgate_finalize_total`.

@@ -12,7 +12,7 @@ use crate::policy;
 use crate::token::upload::{self, UploadVerified};
 
 /// `{public_prefix|private_prefix}/{key}` for a policy-checked key.
-pub(crate) fn destination(
+pub fn destination(
     visibility: policy::Visibility,
     key: &str,
     storage: &crate::config::StorageConfig,

@@ -37,7 +37,7 @@ pub const DEFAULT_TYPE: &str = "application/octet-stream";
 
 /// The shipped table (`nginx/assetgate-types.conf`), the default of
 /// `[upload] nginx_types`.
-pub const BUILTIN_TYPES: &str = include_str!("../../nginx/assetgate-types.conf");
+pub const BUILTIN_TYPES: &str = include_str!("../../../../nginx/assetgate-types.conf");
 
 /// Largest types file read (nginx's own `mime.types` is about 5 KiB).
 pub const MAX_TYPES_BYTES: usize = 256 * 1024;

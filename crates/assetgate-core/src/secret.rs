@@ -243,11 +243,11 @@ impl Drop for Mac {
 #[derive(Clone, Debug, Default)]
 pub struct SecretSet(Vec<Secret>);
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 impl SecretSet {
     /// Unit tests' secrets, from text, newest first (one helper for every
     /// module's tests).
-    pub(crate) fn from_texts(secrets: &[&str]) -> Self {
+    pub fn from_texts(secrets: &[&str]) -> Self {
         SecretSet(
             secrets
                 .iter()

@@ -520,9 +520,11 @@ fn pre_create(
     Ok((accepted, id))
 }
 
-#[cfg(test)]
-pub(crate) mod testing {
-    //! Shared test configuration.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
+    //! Shared test configuration (feature `testing`: the daemon's tests use
+    //! it too).
+    #![allow(missing_docs)]
     use std::path::PathBuf;
     use std::time::Duration;
 

@@ -14,7 +14,7 @@ use crate::token::upload::{
     FIELD_CONTENT_TYPE, FIELD_EXPIRES, FIELD_KEY, FIELD_TOKEN, FIELD_VISIBILITY,
 };
 
-const VECTORS: &str = include_str!("../../tests/vectors/granite-uploads.json");
+const VECTORS: &str = include_str!("../../../../tests/vectors/granite-uploads.json");
 
 struct Vector {
     key: String,
@@ -227,7 +227,7 @@ fn tampering_any_vector_field_breaks_it() {
 
 macro_rules! fixture {
     ($name:literal) => {
-        include_bytes!(concat!("../../tests/fixtures/", $name))
+        include_bytes!(concat!("../../../../tests/fixtures/", $name))
     };
 }
 

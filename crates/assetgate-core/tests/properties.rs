@@ -28,16 +28,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use assetgate::config::{StorageConfig, UploadConfig};
-use assetgate::policy::{self, Visibility};
-use assetgate::secret::{Secret, SecretSet};
-use assetgate::token::upload::{
+use assetgate_core::config::{StorageConfig, UploadConfig};
+use assetgate_core::policy::{self, Visibility};
+use assetgate_core::secret::{Secret, SecretSet};
+use assetgate_core::token::upload::{
     self, mint, Metadata, FIELDS, FIELD_CONTENT_TYPE, FIELD_EXPIRES, FIELD_KEY, FIELD_TOKEN, FIELD_VISIBILITY,
 };
-use assetgate::token::upload_id::{self, Kind, UploadIds};
-use assetgate::token::{link, nginx_uri};
-use assetgate::tusd::protocol::{HttpRequest, Storage};
-use assetgate::tusd::{self, Gate, Hook, HookName, Protocol, Upload, Verdict};
+use assetgate_core::token::upload_id::{self, Kind, UploadIds};
+use assetgate_core::token::{link, nginx_uri};
+use assetgate_core::tusd::protocol::{HttpRequest, Storage};
+use assetgate_core::tusd::{self, Gate, Hook, HookName, Protocol, Upload, Verdict};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::FileFailurePersistence;
@@ -221,7 +221,7 @@ struct GateCfg {
     secrets: Vec<&'static str>,
     skew: i64,
     max_ttl: i64,
-    patterns: Vec<assetgate::policy::ContentTypePattern>,
+    patterns: Vec<assetgate_core::policy::ContentTypePattern>,
     max_size: Option<u64>,
     allow_deferred: bool,
     check_content: bool,
@@ -243,8 +243,8 @@ impl GateCfg {
             session_binding: Default::default(),
             session_grace: std::time::Duration::from_secs(3600),
             single_use: false,
-            nginx_types: assetgate::config::NginxTypes::builtin(),
-            max_parts: assetgate::config::DEFAULT_MAX_PARTS,
+            nginx_types: assetgate_core::config::NginxTypes::builtin(),
+            max_parts: assetgate_core::config::DEFAULT_MAX_PARTS,
         }
     }
 
