@@ -246,11 +246,8 @@ fn finalize_pending(config: &Config) -> ExitCode {
             Ok(plan) => plan,
             Err(verdict) => {
                 let why = match &verdict {
-                    tusd::Verdict::Keep(r) | tusd::Verdict::Reject(r) => {
-                        format!("{} ({})", r.reason().as_str(), r.message())
-                    }
-                    tusd::Verdict::Skip(r) => r.as_str().to_string(),
-                    other => format!("{other:?}"),
+                    tusd::NotPlanned::Keep(r) => format!("{} ({})", r.reason().as_str(), r.message()),
+                    tusd::NotPlanned::Skip(r) => r.as_str().to_string(),
                 };
                 println!("kept {}: {why}", p.id);
                 kept += 1;

@@ -29,7 +29,7 @@ use std::time::Duration;
 use crate::finalize::{self, PendingScan, Roots};
 use crate::http::AppState;
 use crate::metrics::ReconcileResult;
-use crate::tusd::{self, abandon, Gate, Part, Verdict};
+use crate::tusd::{self, abandon, Gate, Part};
 
 /// One pass's counts (also what the tests read).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -154,11 +154,7 @@ pub async fn pass(state: &Arc<AppState>, roots: &Roots, seen: &mut Seen) -> Pass
             }
             Err(v) => {
                 out.kept += 1;
-                let reason = match &v {
-                    Verdict::Keep(r) | Verdict::Reject(r) => r.reason().as_str(),
-                    Verdict::Skip(r) => r.as_str(),
-                    _ => "other",
-                };
+                let reason = v.reason().as_str();
                 if seen.first(&p.id, reason) {
                     tracing::warn!(upload_id = %p.id.escape_debug(), reason, "reconcile: a finished upload cannot be published; it stays in upload_dir");
                 }

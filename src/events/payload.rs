@@ -17,7 +17,7 @@ use crate::finalize::FinalizeError;
 use crate::policy::Visibility;
 use crate::token::upload::Reason as TokenReason;
 use crate::token::upload::{Metadata, FIELD_CONTENT_TYPE, FIELD_KEY, FIELD_VISIBILITY};
-use crate::tusd::{FinalizePlan, Reason, Verdict};
+use crate::tusd::{FinalizePlan, NotPlanned, Reason};
 
 /// The event types (closed set: also a metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -252,13 +252,13 @@ pub fn failed_reason(e: &FinalizeError) -> Option<Reason> {
 /// The `reason` of `upload.failed` for a finished upload on disk that the
 /// post-finish rules keep, or `None` (incomplete, not a file store: nothing
 /// final about it).
-pub fn kept_reason(v: &Verdict) -> Option<Reason> {
+pub fn kept_reason(v: &NotPlanned) -> Option<Reason> {
     match v {
-        Verdict::Keep(r) | Verdict::Reject(r) => {
+        NotPlanned::Keep(r) => {
             let reason = r.reason();
             FAILED_REASONS.contains(&reason).then_some(reason)
         }
-        _ => None,
+        NotPlanned::Skip(_) => None,
     }
 }
 

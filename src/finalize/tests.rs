@@ -1882,7 +1882,7 @@ fn issued_id(meta: &BTreeMap<String, String>, kind: crate::token::upload_id::Kin
 
 /// The plan post-finish (or the reconciler) makes of an upload in the
 /// default `signed` mode.
-fn signed_plan(upload: &crate::tusd::Upload) -> Result<FinalizePlan, crate::tusd::Verdict> {
+fn signed_plan(upload: &crate::tusd::Upload) -> Result<FinalizePlan, crate::tusd::NotPlanned> {
     use crate::tusd::testing::{storage_config, upload_config, S1};
     let (up, st) = (upload_config(&[S1]), storage_config());
     crate::tusd::postfinish::plan(
@@ -1895,9 +1895,9 @@ fn signed_plan(upload: &crate::tusd::Upload) -> Result<FinalizePlan, crate::tusd
     )
 }
 
-fn kept_reason(v: crate::tusd::Verdict) -> &'static str {
+fn kept_reason(v: crate::tusd::NotPlanned) -> &'static str {
     match v {
-        crate::tusd::Verdict::Keep(r) => r.reason().as_str(),
+        crate::tusd::NotPlanned::Keep(r) => r.reason().as_str(),
         other => panic!("expected Keep, got {other:?}"),
     }
 }

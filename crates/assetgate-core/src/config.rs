@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::str::FromStr;
+
 use serde::Serialize;
 
 use crate::policy::ContentTypePattern;
@@ -57,7 +59,7 @@ pub struct UploadConfig {
     pub check_content: bool,
     /// How `/session` binds `PATCH`/`HEAD`/`DELETE` of an upload to its token.
     #[serde(serialize_with = "show::session_binding")]
-    pub session_binding: crate::tusd::session::Mode,
+    pub session_binding: SessionBinding,
     /// How long after its token's expiry an upload may still be resumed.
     #[serde(serialize_with = "show::secs")]
     pub session_grace: Duration,
@@ -99,6 +101,43 @@ impl Serialize for NginxTypes {
         match &self.path {
             Some(p) => s.serialize_str(&p.display().to_string()),
             None => s.serialize_str("<built in: nginx/assetgate-types.conf>"),
+        }
+    }
+}
+
+/// `[upload] session_binding`: how `/session` binds `PATCH`/`HEAD`/`DELETE`
+/// of an upload to the token that created it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SessionBinding {
+    /// No check (tusd's own behaviour).
+    Off,
+    /// The stored token's window (plus grace) must be open.
+    #[default]
+    Window,
+    /// The window, and the request carries the creating token.
+    Token,
+}
+
+impl FromStr for SessionBinding {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" => Ok(SessionBinding::Off),
+            "window" => Ok(SessionBinding::Window),
+            "token" => Ok(SessionBinding::Token),
+            other => Err(format!("{other:?} is not one of \"off\", \"window\", \"token\"")),
+        }
+    }
+}
+
+impl SessionBinding {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionBinding::Off => "off",
+            SessionBinding::Window => "window",
+            SessionBinding::Token => "token",
         }
     }
 }
@@ -234,7 +273,7 @@ pub mod show {
     }
 
     /// `[upload] session_binding` by its config spelling.
-    pub fn session_binding<S: Serializer>(m: &crate::tusd::session::Mode, s: S) -> Result<S::Ok, S::Error> {
+    pub fn session_binding<S: Serializer>(m: &super::SessionBinding, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(m.as_str())
     }
 }

@@ -28,7 +28,7 @@
 
 use std::collections::HashMap;
 
-use super::{essence, ContentTypePattern};
+use super::content_type::{essence, ContentTypePattern};
 
 /// What nginx sends for an extension the table does not list: the shipped
 /// locations set `default_type application/octet-stream`, which browsers

@@ -37,10 +37,11 @@
 
 use std::path::{Path, PathBuf};
 
+use super::gate::Gate;
 use super::ids::{self, Identity};
 use super::protocol::Upload;
+use super::reason::{Reason, Rejection};
 use super::rules::{check_policy, destination};
-use super::{Gate, Reason, Rejection, Verdict};
 use crate::policy::Visibility;
 use crate::token::upload::{self, verify_signature_ignoring_expiry, Metadata, SignatureVerified};
 
@@ -134,17 +135,35 @@ impl FinalizePlan {
     }
 }
 
+/// Why [`plan`] made no plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotPlanned {
+    /// Nothing to move (a partial upload: the final one follows).
+    Skip(Reason),
+    /// Refused: the upload stays where it is.
+    Keep(Rejection),
+}
+
+impl NotPlanned {
+    /// The reason code.
+    pub fn reason(&self) -> Reason {
+        match self {
+            NotPlanned::Skip(r) => *r,
+            NotPlanned::Keep(r) => r.reason(),
+        }
+    }
+}
+
 /// Plans the move of a finished upload (an event's `Upload`, or a parsed
-/// `.info` file). `Err(Verdict::Skip | Verdict::Keep)` when there is nothing to
-/// move.
-pub fn plan(upload: &Upload, gate: Gate<'_>) -> Result<FinalizePlan, Verdict> {
+/// `.info` file), or says why not.
+pub fn plan(upload: &Upload, gate: Gate<'_>) -> Result<FinalizePlan, NotPlanned> {
     if upload.is_partial {
-        return Err(Verdict::Skip(Reason::Partial));
+        return Err(NotPlanned::Skip(Reason::Partial));
     }
     let verified = verify_signature_ignoring_expiry(&upload.metadata, &gate.upload.secrets)
-        .map_err(|d| Verdict::Keep(d.into()))?;
+        .map_err(|d| NotPlanned::Keep(d.into()))?;
     let Some(size) = upload.declared_size().filter(|_| upload.is_complete()) else {
-        return Err(Verdict::Keep(Rejection::new(
+        return Err(NotPlanned::Keep(Rejection::new(
             Reason::Incomplete,
             format!(
                 "upload is not complete (offset {} of {})",
@@ -155,13 +174,13 @@ pub fn plan(upload: &Upload, gate: Gate<'_>) -> Result<FinalizePlan, Verdict> {
             ),
         )));
     };
-    check_policy(upload, &verified, gate).map_err(Verdict::Keep)?;
-    let identity = ids::verify(upload, &verified, gate).map_err(Verdict::Keep)?;
+    check_policy(upload, &verified, gate).map_err(NotPlanned::Keep)?;
+    let identity = ids::verify(upload, &verified, gate).map_err(NotPlanned::Keep)?;
     let storage = upload.storage.as_ref();
     let kind = storage.and_then(|s| s.kind.as_deref());
     if let Some(kind) = kind {
         if !FILE_STORES.contains(&kind) {
-            return Err(Verdict::Keep(Rejection::new(
+            return Err(NotPlanned::Keep(Rejection::new(
                 Reason::StorageUnsupported,
                 "upload is not in a file store (only tusd filestore / rustus file_storage can be finalized)",
             )));
@@ -170,7 +189,7 @@ pub fn plan(upload: &Upload, gate: Gate<'_>) -> Result<FinalizePlan, Verdict> {
     let source = match upload.storage_path() {
         Some(p) if p.is_absolute() => p.to_path_buf(),
         _ => {
-            return Err(Verdict::Keep(Rejection::new(
+            return Err(NotPlanned::Keep(Rejection::new(
                 Reason::StorageUnsupported,
                 "upload has no absolute Storage.Path",
             )))
@@ -198,14 +217,6 @@ pub fn plan(upload: &Upload, gate: Gate<'_>) -> Result<FinalizePlan, Verdict> {
     })
 }
 
-/// The post-finish verdict: [`Verdict::Finalize`], or why not.
-pub fn decide(upload: &Upload, gate: Gate<'_>) -> Verdict {
-    match plan(upload, gate) {
-        Ok(p) => Verdict::Finalize(Box::new(p)),
-        Err(v) => v,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +225,16 @@ mod tests {
     use crate::token::upload_id::UploadIds;
     use crate::tusd::protocol::Storage;
     use crate::tusd::testing::*;
+    use crate::tusd::Verdict;
+
+    /// The post-finish verdict, as `tusd::decide` makes it of a plan.
+    fn decide(upload: &Upload, gate: Gate<'_>) -> Verdict {
+        match plan(upload, gate) {
+            Ok(p) => Verdict::Finalize(Box::new(p)),
+            Err(NotPlanned::Skip(r)) => Verdict::Skip(r),
+            Err(NotPlanned::Keep(r)) => Verdict::Keep(r),
+        }
+    }
 
     fn finished(key: &str, vis: Visibility, expires: i64) -> Upload {
         Upload {

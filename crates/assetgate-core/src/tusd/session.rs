@@ -26,49 +26,12 @@
 //! Pure: the record is looked up by the caller ([`super::Lookup::part`]) and the
 //! time passed in.
 
-use std::str::FromStr;
-
 use super::metadata::parse_upload_metadata;
 use super::rules::same_signed_fields;
 use super::Part;
+use crate::config::SessionBinding;
 use crate::secret::SecretSet;
 use crate::token::upload::{verify_signature_ignoring_expiry, FIELD_TOKEN};
-
-/// `[upload] session_binding`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
-    /// No check (tusd's own behaviour).
-    Off,
-    /// The stored token's window (plus grace) must be open.
-    #[default]
-    Window,
-    /// The window, and the request carries the creating token.
-    Token,
-}
-
-impl FromStr for Mode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "off" => Ok(Mode::Off),
-            "window" => Ok(Mode::Window),
-            "token" => Ok(Mode::Token),
-            other => Err(format!("{other:?} is not one of \"off\", \"window\", \"token\"")),
-        }
-    }
-}
-
-impl Mode {
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Off => "off",
-            Mode::Window => "window",
-            Mode::Token => "token",
-        }
-    }
-}
 
 /// Why a session request was allowed or refused (the `X-Assetgate-Reason` value
 /// and the metric label).
@@ -173,7 +136,7 @@ pub struct Request<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Policy<'a> {
     /// `[upload] session_binding`.
-    pub mode: Mode,
+    pub mode: SessionBinding,
     /// `[upload] session_grace`, seconds.
     pub grace: i64,
     /// `[tusd] base_path`.
@@ -185,7 +148,7 @@ pub struct Policy<'a> {
 /// Whether the request needs the upload's record at all (and for which ID).
 /// `Err`: decided without it.
 pub fn needs_record<'a>(req: &Request<'a>, policy: &Policy<'_>) -> Result<&'a str, Reason> {
-    if policy.mode == Mode::Off {
+    if policy.mode == SessionBinding::Off {
         return Err(Reason::Ok);
     }
     match target(req.uri, policy.base_path) {
@@ -214,7 +177,7 @@ pub fn decide(req: &Request<'_>, policy: &Policy<'_>, record: Option<&Part>, now
     if now > stored.expires().saturating_add(policy.grace) {
         return Reason::SessionExpired;
     }
-    if policy.mode == Mode::Token {
+    if policy.mode == SessionBinding::Token {
         let Some(header) = req.upload_metadata else {
             return Reason::TokenMissing;
         };
@@ -261,7 +224,14 @@ mod tests {
         encode_upload_metadata(meta.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
-    fn run(mode: Mode, method: &str, uri: &str, md: Option<&str>, rec: Option<&Part>, now: i64) -> Reason {
+    fn run(
+        mode: SessionBinding,
+        method: &str,
+        uri: &str,
+        md: Option<&str>,
+        rec: Option<&Part>,
+        now: i64,
+    ) -> Reason {
         let s = secrets();
         let policy = Policy {
             mode,
@@ -305,7 +275,9 @@ mod tests {
     #[test]
     fn window_mode() {
         let rec = record(NOW + 60);
-        let r = |m: &str, uri: &str, rec: Option<&Part>, now: i64| run(Mode::Window, m, uri, None, rec, now);
+        let r = |m: &str, uri: &str, rec: Option<&Part>, now: i64| {
+            run(SessionBinding::Window, m, uri, None, rec, now)
+        };
         assert_eq!(r("PATCH", "/files/abc", Some(&rec), NOW), Reason::Ok);
         assert_eq!(
             r("HEAD", "/files/abc", Some(&rec), NOW + 60 + 3600),
@@ -341,14 +313,19 @@ mod tests {
             ..rec.clone()
         };
         assert_eq!(r("PATCH", "/files/abc", Some(&forged), NOW), Reason::TokenInvalid);
-        assert_eq!(run(Mode::Off, "PATCH", "/files/..", None, None, NOW), Reason::Ok);
+        assert_eq!(
+            run(SessionBinding::Off, "PATCH", "/files/..", None, None, NOW),
+            Reason::Ok
+        );
     }
 
     #[test]
     fn token_mode() {
         let rec = record(NOW + 60);
         let same = header(&rec.metadata);
-        let t = |md: Option<&str>, now: i64| run(Mode::Token, "PATCH", "/files/abc", md, Some(&rec), now);
+        let t = |md: Option<&str>, now: i64| {
+            run(SessionBinding::Token, "PATCH", "/files/abc", md, Some(&rec), now)
+        };
         assert_eq!(t(Some(&same), NOW), Reason::Ok);
         assert_eq!(t(None, NOW), Reason::TokenMissing);
         assert_eq!(t(Some("filename YS50eHQ="), NOW), Reason::TokenMissing);
@@ -372,7 +349,7 @@ mod tests {
         // window mode ignores the header entirely
         assert_eq!(
             run(
-                Mode::Window,
+                SessionBinding::Window,
                 "PATCH",
                 "/files/abc",
                 Some(&header(&other)),
@@ -385,10 +362,10 @@ mod tests {
 
     #[test]
     fn modes_parse() {
-        for m in [Mode::Off, Mode::Window, Mode::Token] {
-            assert_eq!(m.as_str().parse::<Mode>(), Ok(m));
+        for m in [SessionBinding::Off, SessionBinding::Window, SessionBinding::Token] {
+            assert_eq!(m.as_str().parse::<SessionBinding>(), Ok(m));
         }
-        assert!("Token".parse::<Mode>().is_err());
-        assert_eq!(Mode::default(), Mode::Window);
+        assert!("Token".parse::<SessionBinding>().is_err());
+        assert_eq!(SessionBinding::default(), SessionBinding::Window);
     }
 }
