@@ -236,6 +236,12 @@ enum Target {
 impl Crate {
     /// What `path` (as written in module `at`) names, if it is this crate's.
     fn resolve(&self, at: &[String], path: &[String], depth: usize) -> Option<Target> {
+        self.resolve_in(at, path, depth, false)
+    }
+
+    /// `strict`: through a glob import, where a name that is not found there
+    /// is not there (instead of "the module reached").
+    fn resolve_in(&self, at: &[String], path: &[String], depth: usize, strict: bool) -> Option<Target> {
         if depth > 16 || path.is_empty() {
             return None;
         }
@@ -261,7 +267,7 @@ impl Crate {
                     }
                     let mut p = full.clone();
                     p.extend_from_slice(&path[1..]);
-                    return self.resolve(at, &p, depth + 1);
+                    return self.resolve_in(at, &p, depth + 1, strict);
                 } else {
                     return None;
                 }
@@ -279,14 +285,17 @@ impl Crate {
             if let Some(full) = m.aliases.get(seg) {
                 let mut p = full.clone();
                 p.extend_from_slice(&rest[i + 1..]);
-                return self.resolve(&cur, &p, depth + 1);
+                return self.resolve_in(&cur, &p, depth + 1, strict);
             }
             for g in &m.globs {
                 let mut p = g.clone();
                 p.extend_from_slice(&rest[i..]);
-                if let Some(t) = self.resolve(&cur, &p, depth + 1) {
+                if let Some(t) = self.resolve_in(&cur, &p, depth + 1, true) {
                     return Some(t);
                 }
+            }
+            if strict {
+                return None;
             }
             // Not found here (an enum variant, an associated item, a
             // macro): the module that was reached.

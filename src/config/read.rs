@@ -196,6 +196,33 @@ fn read_once(path: &Path, cap: u64) -> Result<FileBytes, ReadError> {
     Ok(FileBytes { bytes, stamp })
 }
 
+/// The secrets of a secret file, one per line, newest first (surrounding
+/// whitespace and blank lines ignored), read by the bounded reader and each
+/// checked to be printable text ([`crate::secret::check_text`]). The error
+/// names the file and the line, never a secret.
+pub fn read_secret_file(path: &Path) -> Result<Vec<String>, String> {
+    read_secret_file_stamped(path).map(|(secrets, _)| secrets)
+}
+
+pub(crate) fn read_secret_file_stamped(path: &Path) -> Result<(Vec<String>, Stamp), String> {
+    let shown = path.display();
+    let read = read(path, MAX_SECRET_FILE_BYTES).map_err(|e| format!("{shown}: {e}"))?;
+    let text = read.text().map_err(|e| format!("{shown}: {e}"))?;
+    let mut secrets = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        crate::secret::check_text(line).map_err(|why| format!("{shown}: line {}: {why}", n + 1))?;
+        secrets.push(line.to_owned());
+    }
+    if secrets.is_empty() {
+        return Err(format!("{shown} holds no secret"));
+    }
+    Ok((secrets, read.stamp))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,8 +34,7 @@ use super::Outbox;
 /// The socket's file name inside `events.dir`.
 pub const SOCKET: &str = "admin.sock";
 
-/// Longest socket path (`sun_path` is 108 bytes with its NUL on Linux).
-pub const MAX_SOCKET_PATH: usize = 107;
+pub use crate::config::MAX_SOCKET_PATH;
 
 /// The socket path for `dir`, or why it cannot be one.
 pub fn socket_path(dir: &Path) -> Result<PathBuf, String> {

@@ -48,7 +48,6 @@
 pub mod admin;
 pub mod backoff;
 pub mod cli;
-pub mod config;
 pub mod deliver;
 pub mod metrics;
 pub mod payload;
@@ -57,7 +56,7 @@ pub mod store;
 
 use std::sync::Arc;
 
-pub use config::EventsConfig;
+pub use crate::config::EventsConfig;
 
 use crate::finalize::Published;
 use crate::tusd::{FinalizePlan, Reason};

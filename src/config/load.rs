@@ -1,417 +1,28 @@
-//! Configuration: built-in defaults < TOML file < environment, validated once.
-//!
-//! The names here are a contract (docs, scripts and deployments use them):
-//! `listen`, `log_level`, `log_format`, `[link]`, `[upload]`, `[storage]`,
-//! `[tusd]`, `[server]`; env `ASSETGATE_CONFIG`, `ASSETGATE_LISTEN`,
-//! `ASSETGATE_LOG_LEVEL`, `ASSETGATE_LOG_FORMAT`, `ASSETGATE_{LINK,UPLOAD}_SECRET`,
-//! `ASSETGATE_{LINK,UPLOAD}_SECRET_FILE`, and `ASSETGATE_<SECTION>__<KEY>` for any
-//! other key (e.g. `ASSETGATE_LINK__MERGE_SLASHES=false`).
-//!
-//! Any problem is a [`ConfigError`] naming the key; `main` prints it on one line
-//! and exits 64 before anything listens.
-//!
-//! The file and the secret files are read by [`read`]: regular files only,
-//! never blocking on a FIFO, capped ([`MAX_CONFIG_BYTES`],
-//! [`MAX_SECRET_FILE_BYTES`]), secrets printable text
-//! ([`crate::secret::check_text`]); at start and on every reload alike.
-
-mod read;
-
-pub use read::{Stamp, MAX_CONFIG_BYTES, MAX_SECRET_FILE_BYTES};
-
-// The sections the pure decisions read live in the core crate.
-pub use assetgate_core::config::{
-    LinkConfig, NginxTypes, StorageConfig, TusdConfig, UploadConfig, DEFAULT_MAX_PARTS, MAX_MAX_PARTS,
-};
+//! The loader: built-in defaults < TOML file < environment, with secret
+//! files, into [`super::Config`], validated once; errors name the key and
+//! never show a secret's value.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Format, Toml};
 use figment::Figment;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
+use super::error::ConfigError;
+use super::human::Human;
+use super::read::{self, read_secret_file_stamped, MAX_CONFIG_BYTES};
+use super::types::redact_url;
+use super::types::{
+    default_admin_socket, default_max_tusd_requests, default_worker_threads, Config, FailMode, LogFormat,
+    LogLevel, Origin, RedisUrl, ServerConfig, StateBackend, StateConfig, MAX_SOCKET_PATH,
+};
 use crate::secret::{Secret, SecretSet, MIN_SECRET_LEN};
-
-/// Exit code for a configuration error: 64 (`EX_USAGE`), as linkerd does
-/// (`EX_CONFIG` would be 78); the README documents it.
-pub const EXIT_CONFIG: i32 = 64;
-
-/// A refused configuration: which key, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("config error: {key}: {message}")]
-pub struct ConfigError {
-    /// Dotted key (or environment variable) at fault.
-    pub key: String,
-    /// What is wrong, without any secret value.
-    pub message: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-
-    /// Prints the error (one line naming the key) and gives exit code 64.
-    pub fn exit(&self) -> std::process::ExitCode {
-        eprintln!("{self}");
-        std::process::ExitCode::from(EXIT_CONFIG as u8)
-    }
-
-    /// No secret for `[section]` (`var`: `LINK` or `UPLOAD`), saying how to set one.
-    pub fn no_secret(section: &str, var: &str) -> Self {
-        ConfigError {
-            key: format!("{section}.secrets"),
-            message: format!(
-                "no secret configured: set [{section}] secrets, ASSETGATE_{var}_SECRET or ASSETGATE_{var}_SECRET_FILE (or run `assetgate serve --dev`)"
-            ),
-        }
-    }
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-impl std::str::FromStr for LogFormat {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            other => Err(format!("{other:?}: expected \"text\" or \"json\"")),
-        }
-    }
-}
-
-/// `log_level`: a tracing filter (`info`, `assetgate=debug,warn`), parsed into
-/// its directives when the configuration is loaded; the logger is built from
-/// them ([`LogLevel::env_filter`]) and cannot fail or fall back.
-#[derive(Clone)]
-pub struct LogLevel {
-    text: String,
-    directives: Vec<tracing_subscriber::filter::Directive>,
-}
-
-impl std::str::FromStr for LogLevel {
-    type Err = tracing_subscriber::filter::ParseError;
-
-    /// As [`tracing_subscriber::EnvFilter::try_new`] reads it: comma-separated
-    /// directives, empty ones skipped.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let directives = s
-            .split(',')
-            .filter(|d| !d.is_empty())
-            .map(str::parse)
-            .collect::<Result<_, _>>()?;
-        Ok(LogLevel {
-            text: s.to_string(),
-            directives,
-        })
-    }
-}
-
-impl LogLevel {
-    /// The filter as configured.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// The subscriber's filter, from the parsed directives.
-    pub fn env_filter(&self) -> tracing_subscriber::EnvFilter {
-        self.directives
-            .iter()
-            .cloned()
-            .fold(tracing_subscriber::EnvFilter::default(), |f, d| {
-                f.add_directive(d)
-            })
-    }
-}
-
-impl fmt::Debug for LogLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LogLevel({:?})", self.text)
-    }
-}
-
-impl fmt::Display for LogLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-impl PartialEq for LogLevel {
-    fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
-    }
-}
-
-impl Eq for LogLevel {}
-
-impl PartialEq<&str> for LogLevel {
-    fn eq(&self, other: &&str) -> bool {
-        self.text == *other
-    }
-}
-
-impl Serialize for LogLevel {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.text)
-    }
-}
-
-/// The validated configuration.
-///
-/// `Serialize` is what `check-config` prints ([`Config::redacted_toml`]):
-/// every field, secrets as their length only (the secret types have no
-/// `Serialize`; `config::show` renders them), unset options as `"<not set…>"`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Config {
-    /// Address the HTTP server binds.
-    pub listen: SocketAddr,
-    /// tracing filter directive (`info`, `assetgate=debug`, ...).
-    pub log_level: LogLevel,
-    /// Log format.
-    pub log_format: LogFormat,
-    /// Download links (nginx secure_link).
-    pub link: LinkConfig,
-    /// Upload tokens (tusd pre-create).
-    pub upload: UploadConfig,
-    /// The asset tree finished uploads are moved into.
-    pub storage: StorageConfig,
-    /// Where tusd keeps uploads.
-    pub tusd: TusdConfig,
-    /// HTTP server limits.
-    pub server: ServerConfig,
-    /// `[events]`: signed notifications to the application (`None`: no section,
-    /// no events).
-    pub events: Option<crate::events::EventsConfig>,
-    /// Shared state: single-use upload tokens and revocations.
-    pub state: StateConfig,
-    /// Where the file layer came from, for `check-config` (its header comment,
-    /// not a key).
-    #[serde(skip)]
-    pub source: Option<PathBuf>,
-    /// The secret files named by `ASSETGATE_{LINK,UPLOAD}_SECRET_FILE`, which
-    /// the daemon watches to reload (not a key).
-    #[serde(skip)]
-    pub secret_files: Vec<PathBuf>,
-    /// The files this configuration was read from, as they were (not a key):
-    /// what a reload compares with (`crate::daemon::reload`).
-    #[serde(skip)]
-    pub origin: Origin,
-}
-
-/// The files a configuration was read from, as they were when read.
-#[derive(Debug, Clone, Default)]
-pub struct Origin {
-    /// The configuration file: its stamp and the keys it sets (dotted:
-    /// `upload.max_size`), read from the file itself (not the environment).
-    pub file: Option<(Stamp, BTreeSet<String>)>,
-    /// Every file read (the configuration file, the link and upload secret
-    /// files) and its stamp.
-    pub read: Vec<(PathBuf, Stamp)>,
-}
-
-/// `[server]`
-#[derive(Debug, Clone, Serialize)]
-pub struct ServerConfig {
-    /// A client must send its whole request head within this time. hyper starts
-    /// the clock as soon as a connection waits for a head, so this is also the
-    /// idle keep-alive timeout.
-    #[serde(serialize_with = "show::secs")]
-    pub header_read_timeout: Duration,
-    /// A request body must arrive whole within this time after its head
-    /// (total, not per chunk: one byte every second would defeat a per-chunk
-    /// timeout).
-    #[serde(serialize_with = "show::secs")]
-    pub body_read_timeout: Duration,
-    /// Whole-request deadline, from the complete head to the response (body
-    /// and decision); with `header_read_timeout`, every request is bounded.
-    #[serde(serialize_with = "show::secs")]
-    pub request_timeout: Duration,
-    /// Connections open at once. When full, the connection idle the longest is
-    /// closed to make room; when none is idle, new ones wait in the backlog.
-    #[serde(serialize_with = "show::count")]
-    pub max_connections: usize,
-    /// `/tusd` requests served at once (the only endpoint that reads a body);
-    /// more get 503 at once. Below `max_connections`, so slow hook bodies can
-    /// never take every connection from `/auth` and the health checks.
-    #[serde(serialize_with = "show::count")]
-    pub max_tusd_requests: usize,
-    /// How long in-flight requests may take to finish on shutdown.
-    #[serde(serialize_with = "show::secs")]
-    pub shutdown_grace: Duration,
-    /// Largest accepted request body (hook JSON).
-    #[serde(serialize_with = "show::u64")]
-    pub max_body_bytes: u64,
-    /// Threads of the async runtime that serve requests.
-    #[serde(serialize_with = "show::count")]
-    pub worker_threads: usize,
-    /// The admin API's Unix socket (revocations; `assetgate revoke` with the
-    /// memory backend): mode 0600 in a directory of the daemon's user that no
-    /// one else may write (created 0700 when missing). Default
-    /// `$XDG_RUNTIME_DIR/assetgate/admin.sock`, else
-    /// `/tmp/assetgate-<uid>/admin.sock`: the same for the daemon and the
-    /// CLI of one user.
-    #[serde(serialize_with = "show::path_buf")]
-    pub admin_socket: PathBuf,
-    /// The same admin API on TCP as well (`None`: not served): an explicit
-    /// opt-in, loopback only unless `admin_listen_non_loopback`.
-    #[serde(serialize_with = "show::admin_listen")]
-    pub admin_listen: Option<SocketAddr>,
-    /// Allows a non-loopback `admin_listen` (refused otherwise): whoever
-    /// reaches that address can revoke and unrevoke links.
-    pub admin_listen_non_loopback: bool,
-}
-
-/// `[state]`: where single-use marks and revocations live.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StateConfig {
-    /// The backend (`backend` and `redis_url`).
-    #[serde(flatten)]
-    pub backend: StateBackend,
-    /// Prefix of every Redis key (several deployments may share one Redis).
-    pub key_prefix: String,
-    /// Budget of one Redis command (connect included); `/auth` never waits
-    /// on Redis at all.
-    #[serde(serialize_with = "show::duration")]
-    pub timeout: Duration,
-    /// How often each replica checks Redis for changed revocations: the bound
-    /// within which a revocation is honoured fleet-wide.
-    #[serde(serialize_with = "show::duration")]
-    pub sync_interval: Duration,
-    /// How old the last successful sync may grow before the backend counts as
-    /// down for revocations (`revocation_when_down` then applies).
-    #[serde(serialize_with = "show::duration")]
-    pub stale_after: Duration,
-    /// What pre-create does when a single-use token cannot be checked.
-    pub single_use_when_down: FailMode,
-    /// What `/auth` does when revocations cannot be kept in sync.
-    pub revocation_when_down: FailMode,
-}
-
-/// `[state] backend`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StateBackend {
-    /// In the process: one replica only.
-    Memory,
-    /// A Redis 7 / Valkey server shared by the replicas.
-    Redis {
-        /// `redis://[user:pass@]host:port/db` or `unix:///path`; validated.
-        url: RedisUrl,
-    },
-}
-
-/// A validated Redis URL; `Debug` hides a password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedisUrl(String);
-
-impl RedisUrl {
-    /// The URL as configured (may hold a password: never log it).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The URL with any password replaced, for logs and `check-config`.
-    pub fn redacted(&self) -> String {
-        redact_url(&self.0)
-    }
-}
-
-/// `backend = "…"` and `redis_url` (its password redacted; `"<not set>"` with
-/// the memory backend), flattened into `[state]`.
-impl Serialize for StateBackend {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap as _;
-        let mut map = s.serialize_map(Some(2))?;
-        match self {
-            StateBackend::Memory => {
-                map.serialize_entry("backend", "memory")?;
-                map.serialize_entry("redis_url", show::NOT_SET)?;
-            }
-            StateBackend::Redis { url } => {
-                map.serialize_entry("backend", "redis")?;
-                map.serialize_entry("redis_url", &url.redacted())?;
-            }
-        }
-        map.end()
-    }
-}
-
-impl fmt::Debug for RedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RedisUrl({})", self.redacted())
-    }
-}
-
-fn redact_url(url: &str) -> String {
-    // scheme://user:pass@host... -> scheme://user:<redacted>@host...
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    match rest.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:<redacted>@{host}")
-            } else {
-                format!("{scheme}://<redacted>@{host}")
-            }
-        }
-        None => url.to_string(),
-    }
-}
-
-/// What a feature does while the state backend is unreachable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum FailMode {
-    /// Refuse (the default): a replayed token or a revoked link never slips
-    /// through, at the price of availability.
-    #[serde(rename = "fail_closed")]
-    Closed,
-    /// Allow, logged and counted: availability first.
-    #[serde(rename = "fail_open")]
-    Open,
-}
-
-impl FailMode {
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailMode::Closed => "fail_closed",
-            FailMode::Open => "fail_open",
-        }
-    }
-}
-
-/// Default `server.max_tusd_requests`: 256 (tusd's hooks take a millisecond;
-/// 256 at once is far above real traffic), at most half the connection budget.
-pub fn default_max_tusd_requests(max_connections: usize) -> usize {
-    (max_connections / 2).clamp(1, 256)
-}
-
-/// Default `server.worker_threads`: half the CPUs, at least one. The gate
-/// shares its machine with nginx (and tusd), whose workers take every core; a
-/// decision costs microseconds, and on the 2-core benchmark machine one thread
-/// answered more auth subrequests per second than two, with less CPU per
-/// decision (BENCHMARKS.md).
-pub fn default_worker_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
-}
+use assetgate_core::config::{
+    LinkConfig, NginxTypes, StorageConfig, TusdConfig, UploadConfig, DEFAULT_MAX_PARTS, MAX_MAX_PARTS,
+};
 
 // ---------------------------------------------------------------------------
 // Raw (deserialised) shape
@@ -427,7 +38,7 @@ struct Raw {
     storage: RawStorage,
     tusd: RawTusd,
     server: RawServer,
-    events: Option<crate::events::config::RawEvents>,
+    events: Option<super::events::RawEvents>,
     state: RawState,
 }
 
@@ -578,21 +189,6 @@ impl Default for RawServer {
     }
 }
 
-/// The admin socket's file name in its directory.
-pub const ADMIN_SOCKET_NAME: &str = "admin.sock";
-
-/// Default `[server] admin_socket`: in the user's runtime directory
-/// (`$XDG_RUNTIME_DIR`, which a login session provides, mode 0700) when there
-/// is one, else in `/tmp/assetgate-<uid>/` (tmux's convention: a directory per
-/// user, created 0700 and refused if someone else made it). The daemon and the
-/// CLI of one user, given the same configuration, compute the same path.
-pub fn default_admin_socket(xdg_runtime_dir: Option<&str>, uid: u32) -> PathBuf {
-    match xdg_runtime_dir.map(Path::new).filter(|d| d.is_absolute()) {
-        Some(dir) => dir.join("assetgate").join(ADMIN_SOCKET_NAME),
-        None => PathBuf::from(format!("/tmp/assetgate-{uid}")).join(ADMIN_SOCKET_NAME),
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawState {
@@ -618,96 +214,6 @@ impl Default for RawState {
             single_use_when_down: "fail_closed".into(),
             revocation_when_down: "fail_closed".into(),
         }
-    }
-}
-
-/// An integer, or a string with a unit (`"24h"`, `"5GiB"`).
-///
-/// Durations are read by `humantime` and sizes by `bytesize`, each after two
-/// rules of ours: a string of digits alone is the base unit (seconds, bytes),
-/// as an integer is; and what the crates accept beyond today's spellings is
-/// narrowed where it would mislead (see [`Human::seconds`], [`Human::bytes`]).
-#[derive(Deserialize, Clone, Debug)]
-#[serde(untagged)]
-pub(crate) enum Human {
-    Int(u64),
-    Text(String),
-}
-
-impl Human {
-    /// Whole seconds: an integer, or a duration (`"30s"`, `"15m"`, `"24h"`,
-    /// `"7d"`, also `"1h 30m"`, `"2days"`, `"1.5h"`: humantime's units). These
-    /// keys count whole seconds, so a value with a fraction of a second
-    /// (`"1500ms"`) is refused rather than cut.
-    pub(crate) fn seconds(&self, key: &str) -> Result<Duration, ConfigError> {
-        let d = self.parse_duration(key, "integer seconds, or e.g. \"30s\", \"15m\", \"24h\", \"7d\"")?;
-        if d.subsec_nanos() != 0 {
-            let Human::Text(t) = self else {
-                unreachable!("an integer is whole seconds")
-            };
-            return Err(ConfigError::new(
-                key,
-                format!("{t:?} is not a whole number of seconds"),
-            ));
-        }
-        Ok(d)
-    }
-
-    /// Like [`Human::seconds`], with fractions of a second (`"100ms"`,
-    /// `"1.5s"`); an integer is seconds.
-    pub(crate) fn duration(&self, key: &str) -> Result<Duration, ConfigError> {
-        self.parse_duration(
-            key,
-            "integer seconds, or e.g. \"100ms\", \"30s\", \"15m\", \"24h\", \"7d\"",
-        )
-    }
-
-    fn parse_duration(&self, key: &str, expected: &str) -> Result<Duration, ConfigError> {
-        let t = match self {
-            Human::Int(n) => return Ok(Duration::from_secs(*n)),
-            Human::Text(t) => t,
-        };
-        let text = t.trim();
-        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(n) = text.parse() {
-                return Ok(Duration::from_secs(n));
-            }
-        }
-        humantime::parse_duration(text)
-            .map_err(|e| ConfigError::new(key, format!("{t:?} is not a duration ({expected}): {e}")))
-    }
-
-    /// Bytes: an integer, or a size (`"512KiB"`, `"5GiB"`, `"10MB"`, also
-    /// `"1.5GiB"`, `"5gib"`: bytesize's units, KB = 1000, KiB = 1024). The
-    /// unit must end in `B`: bytesize reads `"16m"` as 16 MB, nginx as 16 MiB,
-    /// so the one-letter forms are refused rather than guessed.
-    pub(crate) fn bytes(&self, key: &str) -> Result<u64, ConfigError> {
-        let t = match self {
-            Human::Int(n) => return Ok(*n),
-            Human::Text(t) => t,
-        };
-        let error = |why: &str| {
-            ConfigError::new(
-                key,
-                format!("{t:?} is not a size (integer bytes, or e.g. \"512KiB\", \"5GiB\", \"10MB\"): {why}"),
-            )
-        };
-        let text = t.trim();
-        let unit = text
-            .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
-            .trim_start();
-        if !unit.is_empty() && !unit.ends_with(['B', 'b']) {
-            return Err(error("the unit must end in B (KB, KiB, MB, MiB, ...)"));
-        }
-        let n = text
-            .parse::<bytesize::ByteSize>()
-            .map_err(|e| error(&e))?
-            .as_u64();
-        // bytesize saturates instead of failing on overflow.
-        if n == u64::MAX && text.parse::<u64>().is_err() {
-            return Err(error("too large"));
-        }
-        Ok(n)
     }
 }
 
@@ -799,7 +305,7 @@ pub fn load_from(sources: &Sources, env: &[(String, String)]) -> Result<Config, 
     // `[events]`: the same two variables as link/upload (`ASSETGATE_EVENTS_SECRET`,
     // `ASSETGATE_EVENTS_SECRET_FILE`, the latter also spelt `…EVENTS__SECRET_FILE`).
     // They replace both `secret` and `secrets` of the file layer.
-    let events_env = crate::events::config::secrets_from_env(&get)?;
+    let events_env = super::events::secrets_from_env(&get)?;
 
     let raw: Raw = figment.extract().map_err(figment_error)?;
     let runtime_dir = get("XDG_RUNTIME_DIR");
@@ -854,33 +360,6 @@ fn keys_of(text: &str) -> BTreeSet<String> {
         }
     }
     out
-}
-
-/// The secrets of a secret file, one per line, newest first (surrounding
-/// whitespace and blank lines ignored), read by the bounded reader and each
-/// checked to be printable text ([`crate::secret::check_text`]). The error
-/// names the file and the line, never a secret.
-pub(crate) fn read_secret_file(path: &Path) -> Result<Vec<String>, String> {
-    read_secret_file_stamped(path).map(|(secrets, _)| secrets)
-}
-
-fn read_secret_file_stamped(path: &Path) -> Result<(Vec<String>, Stamp), String> {
-    let shown = path.display();
-    let read = read::read(path, MAX_SECRET_FILE_BYTES).map_err(|e| format!("{shown}: {e}"))?;
-    let text = read.text().map_err(|e| format!("{shown}: {e}"))?;
-    let mut secrets = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        crate::secret::check_text(line).map_err(|why| format!("{shown}: line {}: {why}", n + 1))?;
-        secrets.push(line.to_owned());
-    }
-    if secrets.is_empty() {
-        return Err(format!("{shown} holds no secret"));
-    }
-    Ok((secrets, read.stamp))
 }
 
 /// Words that make a key secret-ish wherever it appears (`[link] secrets`,
@@ -1266,7 +745,7 @@ fn validate(
 
     let events = raw
         .events
-        .map(|e| crate::events::config::validate(e, events_env))
+        .map(|e| super::events::validate(e, events_env))
         .transpose()?;
 
     Ok(Config {
@@ -1335,7 +814,7 @@ fn validate_socket_path(key: &str, p: &Path) -> Result<(), ConfigError> {
             ),
         ));
     }
-    let max = crate::events::admin::MAX_SOCKET_PATH;
+    let max = MAX_SOCKET_PATH;
     if p.as_os_str().len() > max {
         return Err(ConfigError::new(
             key,
@@ -1443,50 +922,10 @@ fn validate_redis_url(url: &str) -> Result<RedisUrl, ConfigError> {
     }
 }
 
-impl Config {
-    /// The effective configuration as TOML (`check-config`): the derived
-    /// `Serialize` of the validated values, so no key can be left out; secrets
-    /// replaced by their length, the Redis password and the events URL's path
-    /// hidden.
-    pub fn redacted_toml(&self) -> String {
-        let mut out = String::new();
-        if let Some(src) = &self.source {
-            out.push_str(&format!("# file layer: {}\n", src.display()));
-        }
-        match toml::to_string(self) {
-            Ok(text) => out.push_str(&text),
-            // Only a value TOML cannot hold (no such value validates today).
-            Err(e) => out.push_str(&format!("# the configuration cannot be shown as TOML: {e}\n")),
-        }
-        out
-    }
-}
-
-/// How `check-config` shows the values whose types do not serialize as
-/// themselves: secrets (their length, never a byte of them), durations
-/// (integer seconds where the key takes whole seconds, else `"250ms"` /
-/// `"10s"`), unset options (`"<not set…>"`: TOML has no null).
-/// The serializers of `check-config`'s view: the core's, and the daemon's
-/// own for `[server]`.
-pub(crate) mod show {
-    pub(crate) use assetgate_core::config::show::*;
-
-    use serde::Serializer;
-
-    pub(crate) fn admin_listen<S: Serializer>(
-        a: &Option<std::net::SocketAddr>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match a {
-            Some(a) => s.serialize_str(&a.to_string()),
-            None => s.serialize_str("<not set: the admin API is on server.admin_socket only>"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Stamp, MAX_SECRET_FILE_BYTES};
     use std::io::Write;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::sign::{WebhookSecret, WebhookSecrets};
-use crate::config::{read_secret_file, show, ConfigError, Human};
+use super::error::ConfigError;
+use super::human::Human;
+use super::read::read_secret_file;
+use super::show;
+use crate::events::sign::{WebhookSecret, WebhookSecrets};
 
 /// The validated `[events]` section. `Serialize` is its part of
 /// `check-config`: secrets redacted, the URL reduced to its origin.
