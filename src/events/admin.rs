@@ -27,9 +27,9 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde::{Deserialize, Serialize};
 
+use super::outbox::Outbox;
 use super::payload::{Event, Kind};
 use super::store::{Enqueued, Record, Retried, State, StoreError};
-use super::Outbox;
 
 /// The socket's file name inside `events.dir`.
 pub const SOCKET: &str = "admin.sock";

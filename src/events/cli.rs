@@ -11,7 +11,7 @@ use super::admin::{Client, Shown};
 use super::backoff::{MillisClock, SystemMillis};
 use super::payload::rfc3339;
 use super::store::{Record, Retried, State, Store, StoreError};
-use super::EventsConfig;
+use crate::config::EventsConfig;
 
 /// `assetgate events …`
 #[derive(Subcommand, Debug)]

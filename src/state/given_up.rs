@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::Nonce;
+use super::backend::Nonce;
 
 /// Most given-up claims remembered at once (about 100 bytes each). Past it a
 /// new one is not remembered: its queued undo alone covers it.

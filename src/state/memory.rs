@@ -14,7 +14,8 @@ use std::time::Instant;
 
 use tokio::sync::Mutex;
 
-use super::{Ask, Backend, Fut, Nonce, Revocation, StateError, Use};
+use super::backend::{Ask, Backend, Fut, Nonce, StateError, Use};
+use super::revocation::Revocation;
 use crate::tusd::precreate::ClaimKind;
 
 /// Expired marks, parts and tombstones are purged when this many claims ran

@@ -28,7 +28,8 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Ask, Backend, Fut, Nonce, Revocation, StateError, Use, NEVER};
+use super::backend::{Ask, Backend, Fut, Nonce, StateError, Use};
+use super::revocation::{Revocation, NEVER};
 use crate::config::RedisUrl;
 use crate::tusd::precreate::ClaimKind;
 
