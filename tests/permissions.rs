@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::hooks::{metadata, post, post_finish, tusd_upload};
+use common::hooks::{metadata, post, post_finish, signed_id, tusd_upload};
 use common::*;
 
 fn mode(p: &Path) -> u32 {
@@ -188,8 +188,10 @@ impl Setup {
         out
     }
 
-    /// A finished upload laid out as tusd does, its data file `data_mode`.
-    fn upload(&self, id: &str, key: &str, data: &[u8], data_mode: u32) -> (PathBuf, serde_json::Value) {
+    /// A finished upload laid out as tusd does, under the ID pre-create
+    /// would have issued (the default `[tusd] upload_ids = "signed"`; `nonce`
+    /// tells uploads apart), its data file `data_mode`.
+    fn upload(&self, nonce: u8, key: &str, data: &[u8], data_mode: u32) -> (PathBuf, serde_json::Value) {
         let meta = metadata(
             UPLOAD_SECRET,
             key,
@@ -197,6 +199,8 @@ impl Setup {
             "application/octet-stream",
             now() + 3600,
         );
+        let id = signed_id(&meta, nonce);
+        let id = id.as_str();
         let (path, info) = tusd_upload(&self.uploads(), id, &meta, data);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(data_mode)).unwrap();
         (path.clone(), post_finish(id, &meta, data.len(), &path, &info))
@@ -209,7 +213,7 @@ fn everything_assetgate_creates_has_its_mode_whatever_the_umask() {
     let daemon = Daemon::start_file_via(&s.wrapper(), &s.cfg, &[], &[]);
 
     // The daemon: the outbox, its socket, a published copy and its directories.
-    let (_, ev) = s.upload("up-perm", "a/b/c.bin", b"published by a copy", 0o640);
+    let (_, ev) = s.upload(1, "a/b/c.bin", b"published by a copy", 0o640);
     let (status, _, body) = post(daemon.addr, ev.to_string().as_bytes(), &[]);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let published = s.assets_outside().join("private/a/b/c.bin");
@@ -250,7 +254,7 @@ fn everything_assetgate_creates_has_its_mode_whatever_the_umask() {
     s.cli(&["events", "list"]);
     wrong.outbox(&cli_events);
     std::fs::remove_dir_all(&cli_events).unwrap();
-    s.upload("up-cli", "d/e/f.bin", b"moved by finalize-pending", 0o666);
+    s.upload(2, "d/e/f.bin", b"moved by finalize-pending", 0o666);
     let out = s.cli(&["finalize-pending"]);
     let published = s.assets_outside().join("private/d/e/f.bin");
     assert!(published.is_file(), "{}", String::from_utf8_lossy(&out.stdout));

@@ -484,6 +484,14 @@ fn check_answer(protocol: Protocol, d: &Decision) {
         _ => None,
     };
     match (protocol, rejected) {
+        // An accepted v2 pre-create in `signed` mode hands tusd the ID it
+        // issued, and nothing else.
+        (Protocol::V2, None) if d.hook == HookName::PreCreate && d.assigned_id.is_some() => {
+            assert_eq!(a.status, 200);
+            assert!(matches!(d.verdict, Verdict::Accept), "{:?}", d.verdict);
+            let id = d.assigned_id.as_deref().unwrap();
+            assert_eq!(body, serde_json::json!({"ChangeFileInfo": {"ID": id}}));
+        }
         (Protocol::V2, None) | (Protocol::V1, None) => {
             assert_eq!(a.status, 200);
             assert_eq!(a.body, b"{}");

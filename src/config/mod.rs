@@ -10,7 +10,7 @@
 //! Any problem is a [`ConfigError`] naming the key; `main` prints it on one line
 //! and exits 64 before anything listens.
 //!
-//! The file and the secret files are read by [`read`]: regular files only,
+//! The file and the secret files are read by `read`: regular files only,
 //! never blocking on a FIFO, capped ([`MAX_CONFIG_BYTES`],
 //! [`MAX_SECRET_FILE_BYTES`]), secrets printable text
 //! ([`crate::secret::check_text`]); at start and on every reload alike.

@@ -13,11 +13,12 @@
 //!   `body_read_timeout`, counted from the complete head and total, not per
 //!   chunk; body and decision together by `request_timeout` (on `/tusd` and
 //!   `/session`, the endpoints that wait on anything).
-//! - **Only `/tusd` reads a body**, and at most `max_tusd_requests` of them run
-//!   at once (below `max_connections`); more get 503 without a byte of their
-//!   body being read. `/auth`, `/session` and the admin endpoints answer from the head
-//!   alone; hyper closes a connection whose unread body is not already in its
-//!   buffer.
+//! - **Only `/tusd` reads a body** on the main port, and at most
+//!   `max_tusd_requests` bodies that are still arriving are read at once
+//!   (below `max_connections`); more get 503 with no more of their body read
+//!   than had already arrived (see "a `/tusd` place" below). `/auth`,
+//!   `/session` and the health endpoints answer from the head alone; hyper
+//!   closes a connection whose unread body is not already in its buffer.
 //! - **A full budget evicts, it does not wait**: every connection is either
 //!   busy (inside a request, so bounded by the timeouts above) or idle (waiting
 //!   for a head: an idle keep-alive, a fresh connection, a half-sent head). When
@@ -51,17 +52,49 @@
 //!   the budgets are clamped below it minus a reserve for the files the daemon
 //!   opens itself; the clamp is logged with both numbers and shown in
 //!   `assetgate_open_files_limit` and `assetgate_connection_budget{listener}`.
-//! - **`/tusd` is fair by progress** ([`TusdBudget`]): tusd sends a hook's
-//!   body in one write, so a hook request that is still reading its body after
-//!   [`TUSD_EVICT_GRACE`] is not tusd's. When `max_tusd_requests` is full, a new
-//!   hook request is not refused: the request that has been reading its body
-//!   the longest (past the grace) is cut (408, `Connection: close`, counted as
-//!   `max_tusd_requests`), as the idle-connection eviction does for
-//!   connections. 300 slow bodies from any local process used to fail every
-//!   tus upload with 503 `busy` (500 to the client). Per-peer budgets would not
-//!   help: tusd and the attacker both come from 127.0.0.1 on a shared host or
-//!   pod. A refusal (503 `busy`) remains only when every request in flight is
-//!   deciding or younger than the grace: a burst of real hooks.
+//! - **A `/tusd` place is for a body still arriving, not for a hook**
+//!   ([`read_ready`], [`TusdBudget`]). tusd writes a hook's head and body
+//!   together (Go's client flushes them from one 4 KiB buffer, a larger body
+//!   in back-to-back writes), so hyper has the whole body when the handler
+//!   first runs. A body that is complete without waiting for its sender
+//!   (every frame there, or read from the socket in the connection's next
+//!   turn, up to the end; at most [`READY_BODY_MAX`]) takes no place: it goes
+//!   straight to its decision. Only a body still arriving (or longer) takes
+//!   one of `max_tusd_requests` places, and when they are full, the request
+//!   that has been reading its body the longest past [`TUSD_EVICT_GRACE`] is
+//!   cut (408, `Connection: close`, counted as `max_tusd_requests`), else the
+//!   new one is refused (503 `busy`, closed, counted the same). History: 300
+//!   slow bodies from any local process once filled the budget and failed
+//!   every tus upload (503 `busy`, 500 to the client); cutting slow bodies
+//!   past the grace alone then fell to churn: opening new slow bodies faster
+//!   than `max_tusd_requests` / 0.5 s keeps every place younger than the
+//!   grace (a review, one Python process: 1,500 a second, 101 of 219
+//!   well-formed hooks refused). Now slow bodies compete only with each
+//!   other, however fast they churn. Per-peer budgets would not help: tusd
+//!   and the attacker both come from 127.0.0.1 on a shared host or pod.
+//!   What is left: a hook body that does not come whole with its head (over
+//!   16 KiB, or split by a network between tusd and the gate into segments
+//!   read apart) reads under a place, where such churn can still get it
+//!   refused; over loopback (the systemd unit, the Kubernetes pod) tusd's
+//!   bodies come whole.
+//! - **Decisions wait for a turn, they are not refused**
+//!   ([`TusdBudget::decision`]): every `/tusd` decision, with or without a
+//!   place, takes one of `max_tusd_requests` turns, in arrival order, under
+//!   `request_timeout`. Only a complete body ever holds a turn, so a slow
+//!   sender cannot hold one; a decision is short (the token, then at most a
+//!   few files on the blocking pool, a Redis round trip). The turns bound
+//!   the files decisions open (the open-file reserve counts one per
+//!   `max_tusd_requests`) and the blocking pool's share (tokio's 512
+//!   threads, shared with the mover's 16 moves).
+//! - **What bounds `/tusd` now**: connections by `max_connections` (a
+//!   request without a place is a busy connection for the length of its
+//!   decision, one request at a time per HTTP/1.1 connection); bodies still
+//!   arriving by `max_tusd_requests` × `max_body_bytes`; bodies that came
+//!   whole by [`READY_BODY_MAX`] plus one read buffer (16 KiB) each, copied,
+//!   only while they wait for a turn or are decided: at most
+//!   `max_connections` × 32 KiB in the worst case (128 MiB at the default
+//!   4,096), a few KiB per hook in practice since turns are short; time by
+//!   `body_read_timeout` and `request_timeout`.
 //! - **Logged per storm, counted per client**: every hit increments
 //!   `assetgate_limit_hits_total{limit}`; the log gets the first hit of a quiet
 //!   period at once and then at most one summary line per
@@ -444,13 +477,27 @@ pub fn raise_open_files(wanted: u64) -> Result<u64, (u64, std::io::Error)> {
 }
 
 // ---------------------------------------------------------------------------
-// The /tusd budget: fair by progress
+// The /tusd budget: places for bodies still arriving, turns for decisions
 
-/// How long a `/tusd` request may read its body before a newer one may take
-/// its place when the budget is full. tusd sends a hook's whole body in one
-/// write, right after the head: reading it takes microseconds, far below this
-/// even on a loaded machine.
+/// How long a `/tusd` request may read its body under a place in the budget
+/// before a newer one may take that place when the budget is full. Only a
+/// body that did not come whole with its head reads under a place
+/// ([`read_ready`]); one that then arrives at the speed of a local socket
+/// takes microseconds, far below this even on a loaded machine.
 pub const TUSD_EVICT_GRACE: Duration = Duration::from_millis(500);
+
+/// The most of a body [`read_ready`] takes without a place in the `/tusd`
+/// budget (the last frame may add up to one of hyper's read buffers, 16 KiB).
+/// A tusd hook is a few KiB (the upload's metadata and the client's request
+/// headers, which nginx caps at 8 KiB each by default); tusd's Go client
+/// writes it with its head in one flush of its 4 KiB buffer, or a few
+/// back-to-back writes.
+pub const READY_BODY_MAX: usize = 16 * 1024;
+
+/// Turns [`read_ready`] gives the connection to read more of a body from its
+/// socket (a few KiB each): more than a [`READY_BODY_MAX`] body written in
+/// 4 KiB writes needs.
+const READY_TURNS: u32 = 32;
 
 /// `HookSlot::state` once the body is read: deciding, never evicted.
 const DECIDING: u64 = u64::MAX;
@@ -486,8 +533,9 @@ impl HookSlot {
     }
 }
 
-/// The `/tusd` budget (`server.max_tusd_requests`), fair by progress: see the
-/// module notes.
+/// The `/tusd` budget (`server.max_tusd_requests`): places for requests whose
+/// body is still arriving, fair by progress ([`TusdBudget::admit`]), and turns
+/// for decisions, waited for ([`TusdBudget::decision`]); see the module notes.
 #[derive(Debug)]
 pub struct TusdBudget {
     cap: usize,
@@ -495,6 +543,7 @@ pub struct TusdBudget {
     epoch: Instant,
     next_id: AtomicU64,
     slots: Mutex<HashMap<u64, Arc<HookSlot>>>,
+    deciding: tokio::sync::Semaphore,
 }
 
 /// The budget is full and no request in it has been reading its body for
@@ -503,7 +552,8 @@ pub struct TusdBudget {
 pub struct Full;
 
 impl TusdBudget {
-    /// A budget of `cap` requests; one reading its body for `grace` may be cut.
+    /// A budget of `cap` requests reading their body (one reading it for
+    /// `grace` may be cut) and `cap` decisions at once.
     pub fn new(cap: usize, grace: Duration) -> Self {
         TusdBudget {
             cap,
@@ -511,7 +561,21 @@ impl TusdBudget {
             epoch: Instant::now(),
             next_id: AtomicU64::new(0),
             slots: Mutex::new(HashMap::with_capacity(cap)),
+            deciding: tokio::sync::Semaphore::new(cap),
         }
+    }
+
+    /// A turn to decide a hook whose body is read, waited for in arrival
+    /// order (tokio's semaphore is fair), never refused: only a complete body
+    /// ever holds one, so slow senders cannot keep tusd's hooks waiting. The
+    /// caller's deadline (`server.request_timeout`) bounds the wait. This
+    /// bounds what decisions hold at once: a file each (the open-file reserve
+    /// counts one per `max_tusd_requests`) and the blocking pool's threads.
+    pub async fn decision(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.deciding
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
     }
 
     fn now_ms(&self) -> u64 {
@@ -680,27 +744,111 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let cap = usize::try_from(max).unwrap_or(usize::MAX);
     let hint = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
+    // Content-Length was checked against the cap by the caller; never trust
+    // it for more than the cap.
+    let received = BytesMut::with_capacity(hint.min(cap));
+    finish_body(received, body, max, tokio::time::Instant::now() + timeout).await
+}
+
+/// Reads the rest of a body after `received` (what [`read_ready`] took), at
+/// most `max` bytes in all, complete by `deadline`; copied as [`read_body`]
+/// does.
+pub async fn finish_body<B>(
+    mut received: BytesMut,
+    rest: B,
+    max: u64,
+    deadline: tokio::time::Instant,
+) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
     let read = async move {
-        let mut body = std::pin::pin!(body);
-        // Content-Length was checked against the cap by the caller; never
-        // trust it for more than the cap.
-        let mut out = BytesMut::with_capacity(hint.min(max));
+        let mut body = std::pin::pin!(rest);
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| BodyError::Read(e.into()))?;
             if let Ok(data) = frame.into_data() {
-                if out.len() + data.len() > max {
-                    return Err(BodyError::TooLarge);
-                }
-                out.extend_from_slice(&data);
+                copy_within(&mut received, &data, max)?;
             }
         }
-        Ok(out.freeze())
+        Ok(received.freeze())
     };
-    tokio::time::timeout(timeout, read)
+    tokio::time::timeout_at(deadline, read)
         .await
         .unwrap_or(Err(BodyError::TimedOut))
+}
+
+fn copy_within(out: &mut BytesMut, data: &[u8], max: usize) -> Result<(), BodyError> {
+    if out.len() + data.len() > max {
+        return Err(BodyError::TooLarge);
+    }
+    out.extend_from_slice(data);
+    Ok(())
+}
+
+/// What [`read_ready`] found of a body.
+#[derive(Debug)]
+pub enum Ready<B> {
+    /// The whole body: it was there, the end too.
+    Whole(Bytes),
+    /// Still arriving (or longer than [`READY_BODY_MAX`]): what was there,
+    /// copied, and the rest of the body to read ([`finish_body`]).
+    Arriving {
+        /// The bytes read so far.
+        received: BytesMut,
+        /// The body, from where the copy stopped.
+        rest: B,
+    },
+}
+
+/// Reads what of `body` is there without waiting for its sender: frames
+/// already received, and those the connection reads from its socket when
+/// given one turn (hyper's HTTP/1 connection reads the body in the same task
+/// that runs the handler, one frame ahead of it). A body that needs a wait
+/// with nothing new is still arriving; so is one past [`READY_BODY_MAX`]. At
+/// most `max` bytes in all ([`BodyError::TooLarge`]).
+///
+/// A hook from tusd comes whole: its head and body are written together and
+/// hyper reads them in one go before the handler first runs. A slow sender's
+/// body never does, whatever its pace: it needs a wait after its first
+/// frames.
+pub async fn read_ready<B>(body: B, max: u64) -> Result<Ready<B>, BodyError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use std::task::Poll;
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let hint = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
+    let mut received = BytesMut::with_capacity(hint.min(max).min(READY_BODY_MAX));
+    let mut body = body;
+    // Whether the connection had its turn since the last frame, and how many
+    // it had: bounded as the bytes are, whatever the frames hold.
+    let (mut yielded, mut turns) = (false, 0);
+    loop {
+        if received.len() >= READY_BODY_MAX || turns > READY_TURNS {
+            return Ok(Ready::Arriving { received, rest: body });
+        }
+        let next = std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut body).poll_frame(cx))).await;
+        match next {
+            Poll::Ready(None) => return Ok(Ready::Whole(received.freeze())),
+            Poll::Ready(Some(Err(e))) => return Err(BodyError::Read(e.into())),
+            Poll::Ready(Some(Ok(frame))) => {
+                yielded = false;
+                if let Ok(data) = frame.into_data() {
+                    copy_within(&mut received, &data, max)?;
+                }
+            }
+            Poll::Pending if !yielded => {
+                (yielded, turns) = (true, turns + 1);
+                tokio::task::yield_now().await;
+            }
+            Poll::Pending => return Ok(Ready::Arriving { received, rest: body }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -844,7 +992,7 @@ mod tests {
         // The rest of its body arrives only after it was cut.
         let body = slow.track(Full::new(Bytes::from_static(b"{}")));
         let _new = b.admit().unwrap();
-        // Woken at once (server.rs answers 408 then, dropping the handler).
+        // Woken at once (tusd.rs answers 408 then, dropping the read).
         tokio::time::timeout(Duration::from_secs(5), slow.evicted())
             .await
             .expect("the evicted request is woken");
@@ -860,6 +1008,123 @@ mod tests {
         let body = t.track(Full::new(Bytes::from_static(b"{}")));
         assert_eq!(read_body(body, 10, Duration::from_secs(1)).await.unwrap(), "{}");
         assert!(b.admit().is_err(), "deciding: not evicted");
+    }
+
+    /// What a scripted body does at each poll.
+    #[derive(Debug, Clone, Copy)]
+    enum Step {
+        Frame(&'static [u8]),
+        /// Nothing yet (the next poll goes on with the script).
+        Pending,
+    }
+
+    /// A body that follows its script, then ends.
+    #[derive(Debug)]
+    struct Script(std::collections::VecDeque<Step>);
+
+    fn script(steps: &[Step]) -> Script {
+        Script(steps.iter().copied().collect())
+    }
+
+    impl hyper::body::Body for Script {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+            use std::task::Poll;
+            match self.0.pop_front() {
+                None => Poll::Ready(None),
+                Some(Step::Frame(b)) => {
+                    Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(b)))))
+                }
+                Some(Step::Pending) => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_there_with_its_head_is_whole_without_waiting() {
+        use Step::*;
+        // tusd's hook: hyper read head and body together.
+        let r = read_ready(Full::new(Bytes::from_static(b"{\"Type\":1}")), 1024).await;
+        assert!(matches!(&r, Ok(Ready::Whole(b)) if b == "{\"Type\":1}"), "{r:?}");
+        // Nothing at all (Content-Length: 0).
+        let r = read_ready(Full::new(Bytes::new()), 1024).await;
+        assert!(matches!(&r, Ok(Ready::Whole(b)) if b.is_empty()), "{r:?}");
+        // The rest in the socket, read by the connection on its next turn
+        // (a body written in a few back-to-back writes).
+        let r = read_ready(
+            script(&[Frame(b"ab"), Pending, Frame(b"cd"), Pending, Frame(b"e")]),
+            1024,
+        )
+        .await;
+        assert!(matches!(&r, Ok(Ready::Whole(b)) if b == "abcde"), "{r:?}");
+        // Over the cap: refused whatever its pace.
+        let r = read_ready(Full::new(Bytes::from_static(b"0123456789!")), 10).await;
+        assert!(matches!(r, Err(BodyError::TooLarge)), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_needs_a_wait_is_still_arriving_and_keeps_its_bytes() {
+        use Step::*;
+        // A slow sender: a turn with nothing new.
+        let r = read_ready(script(&[Frame(b"{"), Pending, Pending, Frame(b"}")]), 1024).await;
+        let Ok(Ready::Arriving { received, rest }) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(&received[..], b"{");
+        // Nothing is lost: the rest is read after what was received.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        assert_eq!(finish_body(received, rest, 1024, deadline).await.unwrap(), "{}");
+        // Headers only, the body not yet sent.
+        let r = read_ready(script(&[Pending, Pending, Frame(b"{}")]), 1024).await;
+        assert!(
+            matches!(&r, Ok(Ready::Arriving { received, .. }) if received.is_empty()),
+            "{r:?}"
+        );
+        // A body longer than READY_BODY_MAX takes the budgeted path even when
+        // it is all there.
+        static BIG: [u8; READY_BODY_MAX] = [b' '; READY_BODY_MAX];
+        let r = read_ready(script(&[Frame(&BIG), Frame(b"{}")]), 1 << 20).await;
+        let Ok(Ready::Arriving { received, rest }) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(received.len(), READY_BODY_MAX);
+        let whole = finish_body(received, rest, 1 << 20, deadline).await.unwrap();
+        assert_eq!(whole.len(), READY_BODY_MAX + 2);
+        // The cap counts what was received before.
+        let r = read_ready(script(&[Frame(b"0123"), Pending, Pending, Frame(b"456789!")]), 10).await;
+        let Ok(Ready::Arriving { received, rest }) = r else {
+            panic!("{r:?}")
+        };
+        let r = finish_body(received, rest, 10, deadline).await;
+        assert!(matches!(r, Err(BodyError::TooLarge)), "{r:?}");
+        // Frames trickled one per turn stop at READY_TURNS.
+        let trickle: Vec<Step> = (0..100).flat_map(|_| [Frame(b" "), Pending]).collect();
+        let r = read_ready(script(&trickle), 1024).await;
+        assert!(
+            matches!(&r, Ok(Ready::Arriving { received, .. }) if received.len() == READY_TURNS as usize + 1),
+            "{r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn decisions_wait_for_a_turn_and_are_not_refused() {
+        let b = TusdBudget::new(1, Duration::ZERO);
+        let first = b.decision().await;
+        // Every place for bodies still arriving is free meanwhile.
+        let _arriving = b.admit().unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(50), b.decision()).await;
+        assert!(waiting.is_err(), "a second decision waits");
+        drop(first);
+        let _turn = tokio::time::timeout(Duration::from_secs(5), b.decision())
+            .await
+            .expect("its turn comes when the first is answered");
     }
 
     #[tokio::test]

@@ -55,7 +55,7 @@ pub struct AppState {
     /// The connection budgets in force: `[server]`'s, fitted below the
     /// open-file limit at start.
     pub budgets: Budgets,
-    /// `/tusd` requests in flight (`budgets.max_tusd_requests`).
+    /// `/tusd`: places for bodies still arriving, and turns to decide (`budgets.max_tusd_requests`).
     tusd: TusdBudget,
     ready: AtomicBool,
 }

@@ -6,9 +6,10 @@
 //!   deadline;
 //! - small connection buffers and a cap on request bodies;
 //! - a connection budget that evicts the connection idle the longest when it
-//!   is full, and a smaller budget for `/tusd` (the only endpoint that reads a
-//!   body), so slow or idle clients cannot keep `/auth` and the health checks
-//!   out (design notes in [`crate::http::limits`]);
+//!   is full, and a smaller budget for `/tusd` bodies still arriving (the only
+//!   endpoint that reads a body), so slow or idle clients cannot keep `/auth`,
+//!   the health checks or tusd's hooks out (design notes in
+//!   [`crate::http::limits`]);
 //! - shutdown: readiness turns false first, the listener closes, in-flight
 //!   requests finish within `server.shutdown_grace`, a second signal aborts.
 
@@ -383,41 +384,11 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>) -> (Endpoint, Resp
             if method != Method::POST {
                 return (Endpoint::Tusd, method_not_allowed("POST"));
             }
-            // A full budget makes room by cutting the request that has been
-            // reading its body the longest (limits.rs, "fair by progress");
-            // refused only when none is past the grace, before a byte of
-            // this body is read (hyper then closes the connection rather
-            // than drain it).
-            let Ok(ticket) = state.tusd.admit() else {
-                state.limits.hit(Limit::MaxTusdRequests);
-                return (
-                    Endpoint::Tusd,
-                    limit_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "busy",
-                        "too many hook requests at once (server.max_tusd_requests)",
-                    ),
-                );
-            };
-            let req = req.map(|body| ticket.track(body));
+            // The /tusd budget (places for bodies still arriving, turns to
+            // decide) is the handler's (tusd.rs, limits.rs); the deadline is
+            // the same as /session's.
             let deadline = state.config.server.request_timeout;
-            let decided = tokio::select! {
-                biased;
-                // Cut while still reading its body: nothing was decided (the
-                // tracked body never ended), so dropping the handler is safe.
-                () = ticket.evicted() => {
-                    state.limits.hit(Limit::MaxTusdRequests);
-                    return (
-                        Endpoint::Tusd,
-                        limit_response(
-                            StatusCode::REQUEST_TIMEOUT,
-                            "body_timeout",
-                            "the request body was still arriving when server.max_tusd_requests was full: closed to make room (tusd sends a hook's body at once)",
-                        ),
-                    );
-                }
-                r = tokio::time::timeout(deadline, tusd::handle(state, req)) => r,
-            };
+            let decided = tokio::time::timeout(deadline, tusd::handle(state, req)).await;
             match decided {
                 Ok(resp) => (Endpoint::Tusd, resp),
                 Err(_) => {

@@ -2,6 +2,10 @@
 //! the [`crate::finalize`] mover.
 //!
 //! - The body is capped (`server.max_body_bytes`) before anything parses it.
+//! - A body that came whole with its head (tusd's) is decided without a place
+//!   in the `/tusd` budget; one still arriving reads under a place, fair by
+//!   progress; every decision waits for its turn (design notes in
+//!   [`crate::http::limits`]).
 //! - Decisions are answered in the hook's own protocol (v2: always 200 + JSON;
 //!   v1/rustus: the 4xx itself), logged on one line (hook, decision, reason, key;
 //!   never the token) and counted.
@@ -19,17 +23,16 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::finalize::{self, Roots};
-use crate::http::limits::{self, BodyError};
+use crate::http::limits::{self, BodyError, Ready};
 use crate::http::{json_error, server, AppState, Resp};
 use crate::metrics::{FailOpen, Limit};
 use crate::token::upload_id::{Nonce, NONCE_BYTES};
 use crate::tusd::{self, prefinish, Answer, Decision, Destination, Gate, Lookup, Part, Upload, Verdict};
 
-/// Answers one `POST /tusd` (its body as hyper gives it, or tracked by the
-/// `/tusd` budget: [`limits::Tracked`]).
+/// Answers one `POST /tusd` (its body as hyper gives it).
 pub async fn handle<B>(state: &Arc<AppState>, req: Request<B>) -> Resp
 where
-    B: hyper::body::Body<Data = Bytes> + Send,
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     match decide(state, req).await {
@@ -50,6 +53,12 @@ enum Failure {
     TooLarge(u64),
     /// The body did not arrive within `server.body_read_timeout` (408, closed).
     BodyTimeout,
+    /// The body was still arriving and the `/tusd` budget was full of bodies
+    /// arriving for less than the grace (503 `busy`, closed, the rest unread).
+    Busy,
+    /// The body was still arriving past the grace when a newer request needed
+    /// its place (408, closed); nothing was decided.
+    Cut,
     /// The body could not be read (400).
     Unreadable(BodyError),
     /// The body is not a hook (400, or the hook protocol's own answer).
@@ -72,6 +81,16 @@ impl Failure {
                 StatusCode::REQUEST_TIMEOUT,
                 "body_timeout",
                 "the request body did not arrive within server.body_read_timeout",
+            ),
+            Failure::Busy => server::limit_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many hook requests at once (server.max_tusd_requests)",
+            ),
+            Failure::Cut => server::limit_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body was still arriving when server.max_tusd_requests was full: closed to make room (tusd sends a hook's body at once)",
             ),
             Failure::Unreadable(_) => json_error(
                 StatusCode::BAD_REQUEST,
@@ -98,6 +117,7 @@ impl Failure {
                 "hook body over the size cap"
             ),
             Failure::BodyTimeout => return state.limits.hit(Limit::BodyReadTimeout),
+            Failure::Busy | Failure::Cut => return state.limits.hit(Limit::MaxTusdRequests),
             Failure::Unreadable(e) => {
                 tracing::info!(endpoint = "tusd", decision = "error", reason = reason.as_str(), error = %e, "hook body could not be read")
             }
@@ -121,7 +141,7 @@ impl Failure {
 /// single-use claim, a move), logs and counts it, and gives the answer.
 async fn decide<B>(state: &Arc<AppState>, req: Request<B>) -> Result<Answer, Failure>
 where
-    B: hyper::body::Body<Data = Bytes> + Send,
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let max = state.config.server.max_body_bytes;
@@ -138,13 +158,11 @@ where
     if declared.is_some_and(|n| n > max) {
         return Err(Failure::TooLarge(max));
     }
-    let timeout = state.config.server.body_read_timeout;
-    let body = match limits::read_body(req.into_body(), max, timeout).await {
-        Ok(b) => b,
-        Err(BodyError::TooLarge) => return Err(Failure::TooLarge(max)),
-        Err(BodyError::TimedOut) => return Err(Failure::BodyTimeout),
-        Err(e) => return Err(Failure::Unreadable(e)),
-    };
+    let deadline = tokio::time::Instant::now() + state.config.server.body_read_timeout;
+    // A place in the budget, if the body needed one: kept (never cut once
+    // the body is read) until the answer, like the turn to decide.
+    let (body, _place) = read_hook_body(state, req.into_body(), max, deadline).await?;
+    let _turn = state.tusd.decision().await;
 
     // One configuration for the whole hook, even if a reload lands meanwhile.
     let cfg = state.current_owned();
@@ -202,6 +220,40 @@ where
         state.finalizer.spawn(plan, "post-finish");
     }
     Ok(tusd::answer(hook.protocol, &decision))
+}
+
+/// The hook's body: whole with its head (tusd's hooks: no place in the
+/// `/tusd` budget), or read under a place ([`limits::TusdBudget::admit`]),
+/// refused when none is free or can be freed, cut if a newer request needs
+/// the place while it is still arriving past the grace.
+async fn read_hook_body<'s, B>(
+    state: &'s AppState,
+    body: B,
+    max: u64,
+    deadline: tokio::time::Instant,
+) -> Result<(Bytes, Option<limits::HookTicket<'s>>), Failure>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let failure = |e| match e {
+        BodyError::TooLarge => Failure::TooLarge(max),
+        BodyError::TimedOut => Failure::BodyTimeout,
+        e => Failure::Unreadable(e),
+    };
+    let (received, rest) = match limits::read_ready(body, max).await.map_err(failure)? {
+        Ready::Whole(body) => return Ok((body, None)),
+        Ready::Arriving { received, rest } => (received, rest),
+    };
+    let place = state.tusd.admit().map_err(|limits::Full| Failure::Busy)?;
+    let read = limits::finish_body(received, place.track(rest), max, deadline);
+    tokio::select! {
+        biased;
+        // Cut while still reading its body: the tracked body never ended, so
+        // nothing was decided.
+        () = place.evicted() => Err(Failure::Cut),
+        r = read => Ok((r.map_err(failure)?, Some(place))),
+    }
 }
 
 /// `[upload] single_use`: an accepted pre-create consumes its token in the

@@ -5,8 +5,15 @@ use super::*;
 /// The only change made to the shipped files: the upstream address.
 pub(crate) const SHIPPED_UPSTREAM_ADDR: &str = "server 127.0.0.1:9750;";
 
+/// A regex location of the kind operators add next to the shipped include
+/// (long cache times for static files). The shipped asset locations must win
+/// over it (`^~`), or it serves the tree with mime.types and no gate.
+pub(crate) const REGEX_LOCATION: &str =
+    "location ~* \\.(css|js|mjs|svg|html?|xml|png)$ { expires 30d; try_files $uri =404; }";
+
 /// nginx with `nginx/assetgate-upstream.conf` (address rewritten) and
-/// `nginx/assetgate-locations.conf` (verbatim) in front of `gate`.
+/// `nginx/assetgate-locations.conf` (verbatim) in front of `gate`, next to
+/// [`REGEX_LOCATION`].
 pub(crate) fn shipped_nginx(dir: &Path, gate: &Daemon) -> Nginx {
     let shipped = common::repo().join("nginx");
     let upstream = std::fs::read_to_string(shipped.join("assetgate-upstream.conf")).unwrap();
@@ -29,6 +36,7 @@ pub(crate) fn shipped_nginx(dir: &Path, gate: &Daemon) -> Nginx {
                  listen 127.0.0.1:{};\n\
                  root {d}/assets;\n\
                  include {};\n\
+                 {REGEX_LOCATION}\n\
                  }}\n",
                 ports[0],
                 locations.display()
@@ -326,6 +334,29 @@ pub(crate) fn shipped_locations_serve_the_table_assetgate_checks() {
         }
     }
     assert!(active_seen >= 8, "the table's active types were exercised");
+    // REGEX_LOCATION (which matches .html, .svg, .png) never takes a request
+    // from the asset locations: the gate is asked for /private/ (no link:
+    // 403), and no answer has its `expires` header.
+    for target in [&b"/private/f.html"[..], b"/private/f.svg", b"/private/f.png"] {
+        let r = c.get(target);
+        assert_eq!(r.status, 403, "{}: the regex location served it", show(target));
+    }
+    for target in [&b"/public/f.html"[..], b"/public/f.svg", b"/public/f.png"] {
+        let r = c.get(target);
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("cache-control"),
+            None,
+            "{}: served by the regex location",
+            show(target)
+        );
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{}",
+            show(target)
+        );
+    }
     // Error pages are sandboxed and not sniffed, but not attachments.
     let r = c.get(b"/public/missing.html");
     assert_eq!(r.status, 404);

@@ -212,6 +212,61 @@ fn content_type() -> impl Strategy<Value = String> {
     ]
 }
 
+/// What the served-as-signed rule accepts, said independently of
+/// `policy::served`: an active type only when a pattern names it exactly
+/// (no `*`), and a key whose last segment's extension (after a `.` that does
+/// not open the segment) is either unknown to the shipped table or mapped to
+/// the declared type. `policy::served`'s own tests and the nginx differential
+/// cover the table and the extension rules case by case; this keeps the
+/// composition honest.
+fn served_as_signed(gate: &GateCfg, key: &str, ct: &str) -> bool {
+    let Some((t, s)) = policy::essence(ct) else {
+        return true; // refused earlier, by the allowlist
+    };
+    let active = t == "text" && ["html", "xml", "xsl"].contains(&s.as_str())
+        || t == "application"
+            && [
+                "xml",
+                "xhtml+xml",
+                "javascript",
+                "x-javascript",
+                "ecmascript",
+                "x-ecmascript",
+            ]
+            .contains(&s.as_str())
+        || s.ends_with("+xml")
+        || t == "text"
+            && [
+                "javascript",
+                "ecmascript",
+                "jscript",
+                "livescript",
+                "x-javascript",
+                "x-ecmascript",
+            ]
+            .contains(&s.as_str())
+        || t == "text"
+            && s.strip_prefix("javascript1.")
+                .is_some_and(|v| ["0", "1", "2", "3", "4", "5"].contains(&v));
+    let named = gate
+        .patterns
+        .iter()
+        .any(|p| !p.as_str().contains('*') && p.as_str().eq_ignore_ascii_case(&format!("{t}/{s}")));
+    if active && !named {
+        return false;
+    }
+    let last = key.rsplit('/').next().unwrap_or(key);
+    let ext = match last.rfind('.') {
+        Some(i) if i > 0 => last[i + 1..].to_ascii_lowercase(),
+        _ => return true,
+    };
+    let table = policy::ServedTypes::builtin();
+    match table.entries().iter().find(|(e, _)| *e == ext) {
+        None => true,
+        Some((_, served)) => *served == format!("{t}/{s}"),
+    }
+}
+
 fn visibility() -> impl Strategy<Value = Visibility> {
     prop_oneof![Just(Visibility::Public), Just(Visibility::Private)]
 }
@@ -564,6 +619,7 @@ proptest! {
             && in_window
             && size_ok
             && policy::content_type_allowed(&c.gate.patterns, &c.ct)
+            && served_as_signed(&c.gate, &c.key, &c.ct)
             && (!c.exists || c.gate.overwrite);
         let accepted = check_precreate(&c)?;
         prop_assert_eq!(accepted, clean, "clean = {}", clean);
@@ -721,6 +777,7 @@ proptest! {
             && !c.deferred
             && c.offset_delta == 0
             && policy::content_type_allowed(&c.pre.gate.patterns, &c.pre.ct)
+            && served_as_signed(&c.pre.gate, &c.pre.key, &c.pre.ct)
             && c.pre.gate.max_size.is_none_or(|m| c.size <= m)
             && c.kind.is_none_or(|k| k != "s3store")
             && c.path.is_some_and(|p| p.starts_with('/'));

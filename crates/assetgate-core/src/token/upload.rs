@@ -205,6 +205,9 @@ struct Grant {
     visibility: Visibility,
     content_type: String,
     expires: i64,
+    /// [`Grant::id`], computed once: pre-create asks it for the upload ID,
+    /// a final upload's parts and the single-use claim.
+    id: std::sync::OnceLock<[u8; 32]>,
 }
 
 impl Grant {
@@ -212,18 +215,42 @@ impl Grant {
     /// separated. The domain says "single-use" because the single-use marks
     /// were its first user: marks already stored in Redis keep matching.
     fn id(&self) -> [u8; 32] {
-        use sha2::Digest;
-        let mut h = Sha256::new();
-        h.update(b"assetgate single-use v1\0");
-        h.update(
-            format!(
-                "{}:{}:{}:{}",
-                self.expires, self.key, self.visibility, self.content_type
-            )
-            .as_bytes(),
-        );
-        h.finalize().into()
+        *self.id.get_or_init(|| {
+            use sha2::Digest;
+            let mut h = Sha256::new();
+            h.update(b"assetgate single-use v1\0");
+            // `{expires}:{key}:{visibility}:{content_type}`, written piece by
+            // piece (no formatting machinery on the pre-create path).
+            let mut digits = [0u8; 20];
+            h.update(decimal(self.expires, &mut digits));
+            h.update(b":");
+            h.update(self.key.as_bytes());
+            h.update(b":");
+            h.update(self.visibility.as_str().as_bytes());
+            h.update(b":");
+            h.update(self.content_type.as_bytes());
+            h.finalize().into()
+        })
     }
+}
+
+/// `n` in decimal, in `buf` (an `i64` fits in 20 bytes with its sign).
+fn decimal(n: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
 }
 
 macro_rules! grant_accessors {
@@ -370,6 +397,7 @@ fn check_signature(meta: &Metadata, secrets: &SecretSet) -> Result<Grant, Denied
         visibility,
         content_type: content_type.to_owned(),
         expires,
+        id: std::sync::OnceLock::new(),
     })
 }
 
@@ -447,6 +475,40 @@ pub fn mint(secret: &[u8], key: &str, content_type: &str, visibility: Visibility
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The grant id is the SHA-256 it always was (single-use marks in Redis
+    /// and issued upload IDs keep matching), computed once per proof.
+    #[test]
+    fn grant_id_is_the_formatted_digest_and_is_computed_once() {
+        use sha2::Digest;
+        for (expires, key, vis, ct) in [
+            (
+                1_795_358_082_i64,
+                "photos/été 2026/plage.jpg",
+                Visibility::Public,
+                "image/jpeg",
+            ),
+            (0, "a", Visibility::Private, "text/plain; charset=utf-8"),
+            (i64::MAX, "x/y", Visibility::Private, "application/pdf"),
+            (-5, "k", Visibility::Public, "a/b"),
+            (i64::MIN, "k", Visibility::Public, "a/b"),
+        ] {
+            let g = Grant {
+                key: key.into(),
+                visibility: vis,
+                content_type: ct.into(),
+                expires,
+                id: std::sync::OnceLock::new(),
+            };
+            let mut h = Sha256::new();
+            h.update(b"assetgate single-use v1\0");
+            h.update(format!("{expires}:{key}:{vis}:{ct}").as_bytes());
+            let want: [u8; 32] = h.finalize().into();
+            assert_eq!(g.id(), want, "{expires} {key}");
+            assert_eq!(g.id.get(), Some(&want), "kept");
+            assert_eq!(g.id(), want);
+        }
+    }
 
     const S1: &str = "newest-upload-secret-0123";
     const S2: &str = "older-upload-secret-45678";

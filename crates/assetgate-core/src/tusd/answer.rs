@@ -64,7 +64,15 @@ pub fn answer_v2(decision: &Decision) -> Answer {
     let rejection = match (&decision.verdict, &decision.assigned_id) {
         (Verdict::Reject(r), _) => r,
         (Verdict::Accept, Some(id)) if decision.hook == HookName::PreCreate => {
-            return Answer::json(200, json!({"ChangeFileInfo": {"ID": id}}).to_string());
+            // The ID is 64 hex digits (ours): nothing to escape, so the
+            // object is written directly (a JSON value and its serializer
+            // cost a tenth of a pre-create).
+            debug_assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+            let mut body = String::with_capacity(32 + id.len());
+            body.push_str(r#"{"ChangeFileInfo":{"ID":""#);
+            body.push_str(id);
+            body.push_str(r#""}}"#);
+            return Answer::json(200, body);
         }
         _ => return Answer::empty_ok(),
     };
