@@ -267,13 +267,12 @@ impl Gate {
 
     /// Lays out a finished tusd upload and posts its post-finish.
     fn finish(&self, id: &str, key: &str, data: &[u8]) -> (PathBuf, Value) {
-        let meta = metadata(
-            UPLOAD_SECRET,
-            key,
-            "private",
-            "application/octet-stream",
-            now() + 3600,
-        );
+        // Served as signed: the type nginx serves the key's extension as
+        // (application/octet-stream for an unlisted one).
+        let ct = assetgate::policy::ServedTypes::builtin()
+            .served_type(key)
+            .to_string();
+        let meta = metadata(UPLOAD_SECRET, key, "private", &ct, now() + 3600);
         let (path, info) = tusd_upload(&self.uploads(), id, &meta, data);
         let ev = post_finish(id, &meta, data.len(), &path, &info);
         let (status, _, body) = post(self.d().addr, ev.to_string().as_bytes(), &[]);
