@@ -177,7 +177,7 @@ impl Sink {
 /// holding it briefly) is a configuration error naming `events.dir` (exit 64).
 /// A file that cannot be opened for want of space (or EIO) is not: the daemon
 /// starts with the outbox unavailable ([`Outbox::new`] says so) and opens it
-/// once it can ([`store`]).
+/// once it can ([`store`](super::store)).
 pub fn open_at_start(cfg: &EventsConfig) -> Result<Store, crate::config::ConfigError> {
     let key = "events.dir";
     let err = |m: String| crate::config::ConfigError::new(key, m);
