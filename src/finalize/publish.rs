@@ -636,7 +636,6 @@ pub(super) fn copy_chunks(
         if cancel.is_cancelled() {
             return Err(FinalizeError::Cancelled);
         }
-        faults::copy_step();
         let n = match input.read_at(&mut buf, total) {
             Ok(0) => return Ok(total),
             Ok(n) => n,
