@@ -238,7 +238,6 @@ mod refused;
 mod request;
 mod roots;
 mod upload;
-pub mod worker;
 
 pub use cancel::Cancel;
 pub use confine::destination_state;
@@ -249,7 +248,6 @@ pub use pending::{remove_abandoned, scan_pending, PendingScan, PendingUpload, Sk
 pub use publish::{finalize, finalize_with, sweep_temp, TEMP_DIR, TEMP_MIN_AGE};
 pub use roots::Roots;
 pub use upload::part;
-pub use worker::{sweep_temp_at_start, Finalizer};
 
 #[cfg(test)]
 mod tests;

@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, Semaphore};
 
-use super::{Cancel, Roots};
-use crate::finalize;
+use crate::finalize::{self, Cancel, Roots};
 use crate::metrics::FinalizeResult;
 use crate::metrics::Metrics;
 use crate::tusd::FinalizePlan;
