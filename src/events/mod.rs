@@ -48,12 +48,14 @@
 pub mod admin;
 pub mod backoff;
 pub mod cli;
+pub mod client;
 pub mod deliver;
 pub mod metrics;
 mod outbox;
 pub mod payload;
 pub mod sign;
 pub mod store;
+mod wire;
 
 pub use crate::config::EventsConfig;
 pub use outbox::{open_at_start, sink_for_cli, Outbox, Sink};

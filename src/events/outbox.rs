@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use super::admin;
 use super::backoff::{MillisClock, SystemMillis};
+use super::client::Client;
 use super::metrics::EventMetrics;
 use super::payload::{self, Event};
 use super::store::{Availability, Enqueued, Store, StoreError};
+use super::wire::socket_path;
 use crate::config::EventsConfig;
 use crate::finalize::Published;
 use crate::tusd::{FinalizePlan, Reason};
@@ -26,7 +27,7 @@ pub enum Sink {
     /// This process holds the outbox.
     Local(Arc<Outbox>),
     /// The daemon does.
-    Remote(admin::Client),
+    Remote(Client),
 }
 
 impl Outbox {
@@ -181,7 +182,7 @@ impl Sink {
 pub fn open_at_start(cfg: &EventsConfig) -> Result<Store, crate::config::ConfigError> {
     let key = "events.dir";
     let err = |m: String| crate::config::ConfigError::new(key, m);
-    admin::socket_path(&cfg.dir).map_err(err)?;
+    socket_path(&cfg.dir).map_err(err)?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         match Store::open_or_unavailable(&cfg.dir, cfg.max_events, cfg.keep_delivered) {
@@ -210,7 +211,7 @@ pub fn open_at_start(cfg: &EventsConfig) -> Result<Store, crate::config::ConfigE
 pub fn sink_for_cli(cfg: &EventsConfig) -> Result<Sink, String> {
     match Store::open(&cfg.dir, cfg.max_events, cfg.keep_delivered) {
         Ok(s) => Ok(Sink::Local(Arc::new(Outbox::new(s, None)))),
-        Err(StoreError::Locked) => Ok(Sink::Remote(admin::Client::new(&cfg.dir))),
+        Err(StoreError::Locked) => Ok(Sink::Remote(Client::new(&cfg.dir))),
         Err(e) => Err(format!("cannot open the outbox in {}: {e}", cfg.dir.display())),
     }
 }
