@@ -176,8 +176,8 @@ pub(super) fn pair(info: &UploadInfo, upload_dir: &Path, info_path: &Path) -> Re
 
 /// The `.info` parser on untrusted bytes, for the fuzz target: `Ok` with the upload
 /// ID when the bytes are a usable tusd or rustus info, else the reason. Never
-/// panics, whatever the input.
-#[doc(hidden)]
+/// panics, whatever the input. Only with the `fuzzing` feature.
+#[cfg(feature = "fuzzing")]
 pub fn parse_info_for_fuzzing(bytes: &[u8]) -> Result<String, String> {
     parse_info(bytes, Path::new("/uploads/x.info"))
         .map(|i| i.id)

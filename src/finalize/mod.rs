@@ -242,7 +242,9 @@ mod upload;
 pub use cancel::Cancel;
 pub use confine::destination_state;
 pub use error::{FinalizeError, Op, Reason, Root, Side};
-pub use info::{parse_info_for_fuzzing, InfoFormat};
+#[cfg(feature = "fuzzing")]
+pub use info::parse_info_for_fuzzing;
+pub use info::InfoFormat;
 pub use outcome::{Cleanup, Commit, Finalized, Method, Published};
 pub use pending::{remove_abandoned, scan_pending, PendingScan, PendingUpload, SkipReason, Skipped};
 pub use publish::{finalize, finalize_with, sweep_temp, TEMP_DIR, TEMP_MIN_AGE};
