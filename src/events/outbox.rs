@@ -6,12 +6,10 @@ use std::sync::Arc;
 use super::backoff::{MillisClock, SystemMillis};
 use super::client::Client;
 use super::metrics::EventMetrics;
-use super::payload::{self, Event};
+use super::payload::Event;
 use super::store::{Availability, Enqueued, Store, StoreError};
 use super::wire::socket_path;
 use crate::config::EventsConfig;
-use crate::finalize::Published;
-use crate::tusd::{FinalizePlan, Reason};
 
 /// The daemon's outbox: the store, the delivery loop's wake-up, the metrics.
 pub struct Outbox {
@@ -21,8 +19,9 @@ pub struct Outbox {
     clock: Arc<dyn MillisClock>,
 }
 
-/// Where events are committed from a process that may not hold the store:
-/// the store itself, or the daemon through its admin socket.
+/// Where the publisher (`crate::publisher`) commits events: the outbox this
+/// process holds (the daemon; `finalize-pending` with the daemon stopped), or
+/// the daemon's, through its admin socket.
 pub enum Sink {
     /// This process holds the outbox.
     Local(Arc<Outbox>),
@@ -125,18 +124,6 @@ impl Outbox {
         r
     }
 
-    /// The mover's commit for a published upload: `true` when the event is in
-    /// the outbox (new, or already there).
-    pub fn commit_finalized(&self, plan: &FinalizePlan, p: &Published) -> bool {
-        let event = payload::finalized(plan, p.bytes, &p.sha256, self.now_ms());
-        matches!(self.enqueue(&event), Ok(Enqueued::New | Enqueued::Duplicate(_)))
-    }
-
-    /// `upload.failed` for a planned upload the mover refused with `reason`.
-    pub fn failed(&self, plan: &FinalizePlan, reason: Reason) {
-        let _ = self.enqueue(&payload::failed_plan(plan, reason, self.now_ms()));
-    }
-
     /// Wakes the delivery loop (new event, `events retry`).
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -166,9 +153,12 @@ impl Sink {
         }
     }
 
-    /// Unix ms now.
+    /// Unix ms now (the outbox's clock when this process holds it).
     pub fn now_ms(&self) -> u64 {
-        SystemMillis.now_ms()
+        match self {
+            Sink::Local(o) => o.now_ms(),
+            Sink::Remote(_) => SystemMillis.now_ms(),
+        }
     }
 }
 
