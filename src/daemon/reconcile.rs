@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::Config;
 use crate::finalize::{self, PendingScan};
 use crate::http::AppState;
 use crate::metrics::ReconcileResult;
@@ -120,14 +121,28 @@ pub async fn pass(state: &Arc<AppState>, publisher: &Arc<Publisher>, seen: &mut 
         )
         .collect();
     seen.retain(&present);
-
     let cfg = state.current_owned();
+    publish_finished(state, publisher, &scan, &cfg, seen, &mut out).await;
+    remove_abandoned(state, publisher, &scan, &cfg, seen, &mut out).await;
+    out
+}
+
+/// 1. Finished uploads (and stale infos of published ones) through
+///    post-finish's rules: plans to the worker, refusals logged once and
+///    given their `upload.failed`.
+async fn publish_finished(
+    state: &Arc<AppState>,
+    publisher: &Arc<Publisher>,
+    scan: &PendingScan,
+    cfg: &Config,
+    seen: &mut Seen,
+    out: &mut Pass,
+) {
     let gate = Gate {
         upload: &cfg.upload,
         storage: &cfg.storage,
         upload_ids: cfg.tusd.upload_ids,
     };
-    // 1. finished uploads (and stale infos of published ones) through post-finish's rules
     let mut kept = Vec::new();
     for p in scan.finished.iter().chain(scan.stale.iter()) {
         match publisher::plan(p, gate) {
@@ -167,8 +182,18 @@ pub async fn pass(state: &Arc<AppState>, publisher: &Arc<Publisher>, seen: &mut 
         .metrics
         .count_reconcile(ReconcileResult::Published, out.published);
     state.metrics.count_reconcile(ReconcileResult::Kept, out.kept);
+}
 
-    // 2. abandoned uploads
+/// 2. Abandoned uploads: unfinished, parts or refused for good, whose verified
+///    token expired more than `abandon_after` ago, removed through the backend.
+async fn remove_abandoned(
+    state: &Arc<AppState>,
+    publisher: &Arc<Publisher>,
+    scan: &PendingScan,
+    cfg: &Config,
+    seen: &mut Seen,
+    out: &mut Pass,
+) {
     let now = state.clock.now();
     let after = i64::try_from(cfg.tusd.abandon_after.as_secs()).unwrap_or(i64::MAX);
     let mut doomed = Vec::new();
@@ -232,5 +257,4 @@ pub async fn pass(state: &Arc<AppState>, publisher: &Arc<Publisher>, seen: &mut 
     state
         .metrics
         .count_reconcile(ReconcileResult::Unattributable, out.unattributable);
-    out
 }
