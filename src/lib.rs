@@ -7,8 +7,9 @@
 //! - [`token`]: verification of the two token formats.
 //! - [`tusd`]: tusd hook protocol (v2 and v1/rustus shapes) and the decision per hook.
 //! - [`policy`]: upload policy (key safety, visibility, content types, size).
-//! - [`finalize`]: moving finished uploads into the asset tree (confinement,
-//!   no-overwrite publish, pending scan) and the background worker.
+//! - [`finalize`]: the mover: finished uploads into the asset tree (confinement,
+//!   no-overwrite publish, pending scan); synchronous, std only.
+//! - [`publisher`]: plan -> move -> event, run in the background (the worker).
 //! - [`events`]: `upload.finalized` / `upload.failed` to the application,
 //!   signed (Standard Webhooks), from a durable outbox.
 //! - [`state`]: single-use tokens and revocations (memory or Redis).
@@ -27,5 +28,6 @@ pub mod events;
 pub mod finalize;
 pub mod http;
 pub mod metrics;
+pub mod publisher;
 pub mod state;
 pub mod telemetry;

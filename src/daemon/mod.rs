@@ -19,11 +19,12 @@ use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, Sources, EXIT_CONFIG};
-use crate::finalize::{self, Finalizer, Roots};
+use crate::finalize::Roots;
 use crate::http::limits::{self, Budgets};
 use crate::http::server::{self, Listener};
 use crate::http::{admin, socket, AppState};
 use crate::metrics::Metrics;
+use crate::publisher::{self, Finalizer};
 use crate::secret::{Secret, SecretSet};
 use crate::telemetry;
 use crate::token::link;
@@ -142,7 +143,7 @@ pub fn serve(mut config: Config, sources: Sources, dev: bool) -> ExitCode {
             print_dev_banner(&config, &addr);
         }
         if let Some(roots) = &roots {
-            finalize::sweep_temp_at_start(roots, &metrics);
+            publisher::sweep_temp_at_start(roots, &metrics);
         }
         let outbox = events_store.map(|store| {
             let m = crate::events::metrics::EventMetrics::register(&metrics);

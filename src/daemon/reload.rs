@@ -576,8 +576,8 @@ mod tests {
 
     use super::*;
     use crate::clock::SystemClock;
-    use crate::finalize::Finalizer;
     use crate::metrics::Metrics;
+    use crate::publisher::Finalizer;
 
     fn load(text: &str) -> Config {
         let dir = tempfile::tempdir().unwrap();

@@ -8,9 +8,10 @@
 //!
 //! # The path of an event
 //!
-//! 1. **Commit before done.** The mover ([`crate::finalize::finalize_with`])
-//!    publishes the file, fsyncs its directory, then calls back into
-//!    [`Outbox::commit_finalized`], which commits the event to the outbox
+//! 1. **Commit before done.** The publisher
+//!    ([`crate::publisher::Publisher::publish`]) has the mover
+//!    ([`crate::finalize::finalize_with`]) publish the file and fsync its
+//!    directory, then commits the event through its [`Sink`] to the outbox
 //!    ([`store`], redb, fsync on commit); only then are the upload's source and
 //!    `.info` removed, and only then is the move logged and counted as done. A
 //!    crash between the publish and the commit leaves the upload in
@@ -48,12 +49,14 @@
 pub mod admin;
 pub mod backoff;
 pub mod cli;
+pub mod client;
 pub mod deliver;
 pub mod metrics;
 mod outbox;
 pub mod payload;
 pub mod sign;
 pub mod store;
+mod wire;
 
 pub use crate::config::EventsConfig;
 pub use outbox::{open_at_start, sink_for_cli, Outbox, Sink};

@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::finalize::Finalizer;
 use crate::metrics::Metrics;
+use crate::publisher::Finalizer;
 use bytes::Bytes;
 use http::Response;
 use http_body_util::Full;
