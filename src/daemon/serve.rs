@@ -168,8 +168,12 @@ pub fn serve(mut config: Config, sources: Sources, dev: bool) -> ExitCode {
         // [events] is read at start only (a reload keeps it; see reload::merge).
         if let (Some(outbox), Some(cfg)) = (outbox, state.config.events.clone()) {
             serve_events_socket(&state, &outbox, &cfg.dir);
+            // Until shutdown: not "while ready", which is also false while
+            // the state backend does not answer.
             let st = state.clone();
-            tokio::spawn(crate::events::deliver::run(outbox, cfg, move || st.is_ready()));
+            tokio::spawn(crate::events::deliver::run(outbox, cfg, move || {
+                !st.is_draining()
+            }));
         }
         if let Some(interval) = state.config.tusd.reconcile_interval {
             if state.finalizer.roots().is_some() {
