@@ -1,6 +1,6 @@
 //! `assetgate serve`: the daemon.
 //!
-//! - [`serve`]: the composition root (configuration checked, logging, the
+//! - `run` ([`serve`]): the composition root (configuration checked, logging, the
 //!   connection budgets, the runtime, signals, the state backend, the
 //!   listeners, the background tasks, the server until the drain is over).
 //! - `budgets`: the connection budgets fitted below the open-file limit.
@@ -11,6 +11,6 @@
 mod budgets;
 pub mod reconcile;
 pub mod reload;
-mod serve;
+mod run;
 
-pub use serve::serve;
+pub use run::serve;
