@@ -82,6 +82,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::{self, Config, ConfigError, Sources, Stamp};
 use crate::http::AppState;
 use crate::metrics::{ReloadRefusal, ReloadResult};
@@ -449,30 +451,38 @@ fn log_restart(keys: &[&'static str]) {
     }
 }
 
-/// Starts the reload triggers: `hup` (the SIGHUP stream, registered before
-/// the listener was bound, so SIGHUP never kills the daemon), and a watch on
-/// the secret files' directories.
-pub fn spawn(state: Arc<AppState>, sources: Sources, dev: bool, mut hup: tokio::signal::unix::Signal) {
+/// Runs the reload triggers until `stop` is cancelled: `hup` (the SIGHUP
+/// stream, registered before the listener was bound, so SIGHUP never kills
+/// the daemon) and a watch on the secret files' directories, merged into one
+/// queue; reloads run one after the other. A reload under way when `stop`
+/// fires is dropped: it has installed nothing yet (a read left on the
+/// blocking pool runs on, its result unused), or it is done.
+pub async fn run(
+    state: Arc<AppState>,
+    sources: Sources,
+    dev: bool,
+    mut hup: tokio::signal::unix::Signal,
+    stop: CancellationToken,
+) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Trigger>();
     let sig_tx = tx.clone();
     let metrics = state.metrics.clone();
-    tokio::spawn(async move {
+    let signals = async move {
         while hup.recv().await.is_some() {
             metrics.count_sighup();
             if sig_tx.send(Trigger::Signal).is_err() {
                 return;
             }
         }
-    });
+    };
     // The secret files and the configuration file (a Kubernetes ConfigMap is
-    // swapped like a Secret).
+    // swapped like a Secret). Dropping the watcher (when this returns) stops
+    // the watch.
     let mut watched = state.config.secret_files.clone();
     watched.extend(state.config.source.clone());
-    let watcher = watch_files(&watched, tx);
+    let _watcher = watch_files(&watched, tx);
     let mut reloader = Reloader::new(state, sources, dev);
-    tokio::spawn(async move {
-        // Held for the life of the task: dropping it stops the watch.
-        let _watcher = watcher;
+    let reloads = async move {
         while let Some(first) = rx.recv().await {
             let mut trigger = first;
             // A Kubernetes swap is several events, a file written in place
@@ -496,7 +506,9 @@ pub fn spawn(state: Arc<AppState>, sources: Sources, dev: bool, mut hup: tokio::
             }
             reloader.run_once(trigger).await;
         }
-    });
+    };
+    stop.run_until_cancelled(async { tokio::join!(signals, reloads) })
+        .await;
 }
 
 /// Watches the directory of each file; `None` when there is none or the

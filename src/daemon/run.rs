@@ -1,258 +1,270 @@
-//! `assetgate serve`: the composition root. Secrets and roots checked, logging
-//! started, the connection budgets fitted below the open-file limit, the
-//! runtime built, signal handlers installed before anything binds, the state
-//! backend, the listeners (the main port; the admin API's socket, and its TCP
-//! listener when asked; the outbox's socket), the background tasks, then the
-//! server until the drain is over.
+//! Running: [`Daemon::run`] composes the state, spawns every background task
+//! into a [`Stage`], serves until SIGTERM/SIGINT, then drains.
+//!
+//! # The drain
+//!
+//! 1. `/readyz` turns 503 (`draining`) first, so a load balancer stops
+//!    sending before anything closes.
+//! 2. The work stage stops: the main listener closes and its requests in
+//!    flight finish; the reload, state-sync, reconcile and events-delivery
+//!    tasks end at their next stopping point (a reconcile pass or a delivery
+//!    in flight finishes first). The drain waits for every
+//!    one of them, then for the background moves, within
+//!    `[server] shutdown_grace`; a second signal aborts the wait.
+//! 3. Out of time or aborted: the moves still copying are abandoned cleanly
+//!    (see [`abandon_moves`]), the tasks still running are named and aborted.
+//! 4. The admin stage stops last (the admin API's socket and TCP listener,
+//!    the outbox's socket, the limits reporter): `/readyz` and `/metrics`
+//!    answer through the whole drain, and limit hits during it are reported;
+//!    their requests in flight get what is left of the grace; their socket
+//!    files are removed.
 
-use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::budgets::{budgets_metrics, fit_budgets};
+use tokio::signal::unix::Signal;
+use tokio::time::{sleep_until, Instant};
+
+use super::budgets::budgets_metrics;
+use super::shutdown::{Signals, Stage};
+use super::start::{AdminListeners, Daemon, Parts, StateParts};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ConfigError, Sources, EXIT_CONFIG};
-use crate::finalize::{self, Finalizer, Roots};
+use crate::config::{Config, Sources, StateBackend};
+use crate::events::Outbox;
+use crate::finalize::{self, Finalizer};
 use crate::http::server::{self, Listener};
-use crate::http::{admin, socket, AppState};
-use crate::metrics::Metrics;
-use crate::secret::{Secret, SecretSet};
-use crate::telemetry;
+use crate::http::{admin, AppState};
 use crate::token::link;
 
-/// Runs the daemon until the drain after SIGTERM/SIGINT is over (exit 0), or
-/// refuses to start (exit 64 for a bad configuration, 1 when a listener or the
-/// runtime cannot be set up).
-pub fn serve(mut config: Config, sources: Sources, dev: bool) -> ExitCode {
+/// How long abandoned moves get to stop (one copy chunk, one fsync).
+const ABANDON_WAIT: Duration = Duration::from_secs(3);
+
+impl Daemon {
+    /// Serves until the drain after SIGTERM/SIGINT is over.
+    pub fn run(self) {
+        let Daemon { runtime, parts, log } = self;
+        runtime.block_on(serve(parts));
+        // Abandoned moves were told to stop (see `abandon_moves`); never wait
+        // on a blocking thread past that.
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        drop(log);
+    }
+}
+
+/// The state, the tasks, the "listening" line; then the drain.
+async fn serve(parts: Parts) {
+    let Parts {
+        state: made_of,
+        sources,
+        mut signals,
+        hup,
+        listeners,
+    } = parts;
+    let dev = made_of.dev;
+    let addr = listeners
+        .main
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let (state, outbox) = app_state(made_of, &addr).await;
+    let mut work = Stage::new();
+    let st = state.clone();
+    work.spawn("listen", |stop| server::serve(listeners.main, st, stop));
+    spawn_tasks(&mut work, &state, outbox.clone(), sources, dev, hup);
+    let admin_path = listeners.admin.socket.0.path().display().to_string();
+    let admin_addr = listeners.admin.tcp.as_ref().map(|(_, at)| at.to_string());
+    let mut admin = Stage::new();
+    spawn_admin(&mut admin, &state, outbox, listeners.admin);
+    tracing::info!(
+        addr = %addr,
+        admin = admin_addr.as_deref(),
+        admin_socket = %admin_path,
+        state = state.shared.backend_name(),
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
+    );
+    signals.next().await;
+    state.start_draining();
+    drain(&state, &mut work, &mut admin, &mut signals).await;
+    tracing::info!("stopped");
+}
+
+/// The request handlers' state: the budget gauges, the dev banner, the
+/// temporary files of crashed copies swept, the outbox, a first state sync,
+/// the mover.
+async fn app_state(parts: StateParts, addr: &str) -> (Arc<AppState>, Option<Arc<Outbox>>) {
+    let StateParts {
+        config,
+        dev,
+        roots,
+        events_store,
+        budgets,
+        metrics,
+        shared,
+    } = parts;
+    budgets_metrics(&metrics, &budgets);
     if dev {
-        config.link.secrets = SecretSet::new(vec![Secret::generate(24)]);
-        config.upload.secrets = SecretSet::new(vec![Secret::generate(24)]);
-    } else if config.link.secrets.is_empty() && config.upload.secrets.is_empty() {
-        return ConfigError::exit(&ConfigError::no_secret("link", "LINK"));
+        print_dev_banner(&config, addr);
     }
-    let roots = match Roots::from_config(&config) {
-        Ok(r) => r,
-        Err(e) => return ConfigError::exit(&e),
-    };
-    let events_store = match config
-        .events
-        .as_ref()
-        .map(crate::events::open_at_start)
-        .transpose()
-    {
-        Ok(s) => s,
-        Err(e) => return ConfigError::exit(&e),
-    };
-    // Held to the end of `serve`: dropping it writes out every queued log line.
-    let _log_guard = telemetry::init(&config.log_level, config.log_format);
-    if roots.is_none() {
-        tracing::warn!("[storage] root or [tusd] upload_dir not set: uploads are gated but never moved into the asset tree");
+    if let Some(roots) = &roots {
+        finalize::sweep_temp_at_start(roots, &metrics);
     }
-    if config.link.secrets.is_empty() {
-        tracing::warn!("no link secret configured: every download link will be denied");
-    }
-    if config.upload.secrets.is_empty() {
-        tracing::warn!("no upload secret configured: every upload will be rejected");
-    }
-
-    let budgets = match fit_budgets(&config) {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.server.worker_threads)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let code = runtime.block_on(async move {
-        // Signal handlers first: from here on SIGHUP never kills the daemon
-        // (it is queued until the reload task takes it).
-        let metrics = Metrics::new();
-        let (first, second, hup) = signals();
-        let backend = match crate::state::backend(&config.state) {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("config error: state.redis_url: {e}");
-                return ExitCode::from(EXIT_CONFIG as u8);
-            }
-        };
-        let shared = Arc::new(crate::state::Shared::new(
-            backend,
-            config.state.clone(),
-            metrics.clone(),
-        ));
-        let listener = match server::bind(config.listen) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("cannot listen on {}: {e}", config.listen);
-                return ExitCode::FAILURE;
-            }
-        };
-        // The admin API on TCP too: only when asked (config.rs refuses a
-        // non-loopback address without its opt-in key).
-        let admin_tcp = match config.server.admin_listen {
-            None => None,
-            Some(at) => match server::bind(at) {
-                Ok(l) => Some(l),
-                Err(e) => {
-                    eprintln!("cannot listen on {at} ([server] admin_listen): {e}");
-                    return ExitCode::FAILURE;
-                }
-            },
-        };
-        // A directory someone else may write, a socket another daemon
-        // answers on, a file that is not a socket: refused, saying which.
-        let mut admin_socket = match socket::bind(&config.server.admin_socket) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("cannot serve the admin API on [server] admin_socket: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let admin_unix = match admin_socket.take_listener() {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("cannot serve the admin API on [server] admin_socket: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        let admin_tcp_addr = admin_tcp.as_ref().and_then(|l| l.local_addr().ok());
-        let admin_addr = admin_tcp_addr.map(|a| a.to_string());
-        budgets_metrics(&metrics, &budgets);
-        if dev {
-            print_dev_banner(&config, &addr);
-        }
-        if let Some(roots) = &roots {
-            finalize::sweep_temp_at_start(roots, &metrics);
-        }
-        let outbox = events_store.map(|store| {
-            let m = crate::events::metrics::EventMetrics::register(&metrics);
-            Arc::new(crate::events::Outbox::new(store, Some(m)))
-        });
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        // A first sync before serving, so a replica starts with the fleet's
-        // revocations (bounded by [state] timeout; failing, it starts not ready).
-        let _ = shared.sync(clock.now()).await;
-        if config.state.backend != crate::config::StateBackend::Memory {
-            tokio::spawn(shared.clone().run_sync(clock.clone()));
-        }
-        let finalizer = Arc::new(Finalizer::new(roots, metrics.clone()).with_events(outbox.clone()));
-        let state = Arc::new(
-            AppState::new(config, metrics, clock, finalizer)
-                .with_shared(shared.clone())
-                .with_budgets(budgets.fitted),
-        );
-        crate::daemon::reload::spawn(state.clone(), sources, dev, hup);
-        let admin_path = admin_socket.path().display().to_string();
-        {
-            let st = state.clone();
-            tokio::spawn(async move {
-                // Owned by the task: the socket file goes with the runtime.
-                let _socket = admin_socket;
-                admin::serve(Listener::Unix(admin_unix), admin::Via::Socket, st).await;
-            });
-        }
-        if let (Some(l), Some(at)) = (admin_tcp, admin_tcp_addr) {
-            tokio::spawn(admin::serve(Listener::Tcp(l), admin::Via::Tcp(at), state.clone()));
-        }
-        // [events] is read at start only (a reload keeps it; see reload::merge).
-        if let (Some(outbox), Some(cfg)) = (outbox, state.config.events.clone()) {
-            serve_events_socket(&state, &outbox, &cfg.dir);
-            // Until shutdown: not "while ready", which is also false while
-            // the state backend does not answer.
-            let st = state.clone();
-            tokio::spawn(crate::events::deliver::run(outbox, cfg, move || {
-                !st.is_draining()
-            }));
-        }
-        if let Some(interval) = state.config.tusd.reconcile_interval {
-            if state.finalizer.roots().is_some() {
-                tokio::spawn(crate::daemon::reconcile::run(state.clone(), interval));
-            }
-        }
-        tracing::info!(
-            addr = %addr,
-            admin = admin_addr.as_deref(),
-            admin_socket = %admin_path,
-            state = shared.backend_name(),
-            version = env!("CARGO_PKG_VERSION"),
-            "listening"
-        );
-        server::serve(listener, state, first, second).await;
-        tracing::info!("stopped");
-        ExitCode::SUCCESS
+    let outbox = events_store.map(|store| {
+        let m = crate::events::metrics::EventMetrics::register(&metrics);
+        Arc::new(Outbox::new(store, Some(m)))
     });
-    // Abandoned moves were told to stop (see `server::serve`); never wait on a
-    // blocking thread past that.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    code
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // A first sync before serving, so a replica starts with the fleet's
+    // revocations (bounded by [state] timeout; failing, it starts not ready).
+    let _ = shared.sync(clock.now()).await;
+    let finalizer = Arc::new(Finalizer::new(roots, metrics.clone()).with_events(outbox.clone()));
+    let state = AppState::new(config, metrics, clock, finalizer)
+        .with_shared(shared)
+        .with_budgets(budgets.fitted);
+    (Arc::new(state), outbox)
 }
 
-/// The outbox's admin socket (`<events.dir>/admin.sock`), through the limits
-/// layer. A failure is logged and the daemon runs on: the CLI then says that
-/// the socket does not answer.
-fn serve_events_socket(state: &Arc<AppState>, outbox: &Arc<crate::events::Outbox>, dir: &std::path::Path) {
-    let path = dir.join(crate::events::admin::SOCKET);
-    let mut bound = match socket::bind(&path) {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::error!(path = %path.display(), error = %e, "cannot serve the events admin socket: `assetgate events` needs the daemon stopped");
-            return;
-        }
-    };
-    let listener = match bound.take_listener() {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(path = %path.display(), error = %e, "cannot serve the events admin socket");
-            return;
-        }
-    };
-    let (outbox, state) = (outbox.clone(), state.clone());
-    tokio::spawn(async move {
-        let _socket = bound;
-        admin::serve_outbox(Listener::Unix(listener), outbox, state).await;
-    });
-}
-
-/// Futures for the first and the second SIGTERM/SIGINT, and the SIGHUP stream
-/// for [`crate::daemon::reload::spawn`]. Registered before anything binds: SIGHUP's
-/// default action would kill the daemon in the middle of a move (exit 129, no
-/// drain); from here on it is caught for the life of the process.
-fn signals() -> (
-    impl std::future::Future<Output = ()>,
-    impl std::future::Future<Output = ()>,
-    tokio::signal::unix::Signal,
+/// The work stage's background tasks (the main listener is spawned by the
+/// caller): stopped by the signal, drained within the grace.
+fn spawn_tasks(
+    work: &mut Stage,
+    state: &Arc<AppState>,
+    outbox: Option<Arc<Outbox>>,
+    sources: Sources,
+    dev: bool,
+    hup: Signal,
 ) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (tx, rx) = tokio::sync::watch::channel(0u32);
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
-    tokio::spawn(async move {
-        let mut n = 0;
-        while n < 2 {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            n += 1;
-            let _ = tx.send(n);
+    if state.config.state.backend != StateBackend::Memory {
+        let (shared, clock) = (state.shared.clone(), state.clock.clone());
+        work.spawn("state_sync", |stop| shared.run_sync(clock, stop));
+    }
+    let st = state.clone();
+    work.spawn("reload", |stop| super::reload::run(st, sources, dev, hup, stop));
+    // [events] is read at start only (a reload keeps it; see reload::merge).
+    if let (Some(outbox), Some(cfg)) = (outbox, state.config.events.clone()) {
+        work.spawn("events", |stop| crate::events::deliver::run(outbox, cfg, stop));
+    }
+    if let Some(interval) = state.config.tusd.reconcile_interval {
+        if state.finalizer.roots().is_some() {
+            let st = state.clone();
+            work.spawn("reconcile", |stop| super::reconcile::run(st, interval, stop));
         }
+    }
+}
+
+/// The admin stage: stopped once the work is drained, what watches it (the
+/// admin API answers, the limits are reported, throughout the drain).
+fn spawn_admin(
+    admin: &mut Stage,
+    state: &Arc<AppState>,
+    outbox: Option<Arc<Outbox>>,
+    listeners: AdminListeners,
+) {
+    admin.spawn("limits", |stop| state.limits.clone().run(stop));
+    let (socket, l) = listeners.socket;
+    let st = state.clone();
+    admin.spawn("admin_socket", |stop| async move {
+        // Owned by the task: the socket file goes when it ends.
+        let _socket = socket;
+        admin::serve(Listener::Unix(l), admin::Via::Socket, st, stop).await;
     });
-    let wait = |mut rx: tokio::sync::watch::Receiver<u32>, count: u32| async move {
-        let _ = rx.wait_for(|n| *n >= count).await;
+    if let Some((l, at)) = listeners.tcp {
+        let st = state.clone();
+        admin.spawn("admin_listen", |stop| {
+            admin::serve(Listener::Tcp(l), admin::Via::Tcp(at), st, stop)
+        });
+    }
+    if let (Some((socket, l)), Some(outbox)) = (listeners.events_socket, outbox) {
+        let st = state.clone();
+        admin.spawn("events_socket", |stop| async move {
+            let _socket = socket;
+            admin::serve_outbox(Listener::Unix(l), outbox, st, stop).await;
+        });
+    }
+}
+
+/// How one wait of the drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// What it waited for is over.
+    Done,
+    /// `[server] shutdown_grace` is over.
+    GraceOver,
+    /// A second SIGTERM/SIGINT.
+    Aborted,
+}
+
+/// Waits for `done` until the deadline or a second signal.
+async fn wait(
+    done: impl std::future::Future<Output = ()>,
+    deadline: Instant,
+    signals: &mut Signals,
+) -> Ended {
+    tokio::select! {
+        () = done => Ended::Done,
+        () = sleep_until(deadline) => Ended::GraceOver,
+        () = signals.next() => Ended::Aborted,
+    }
+}
+
+/// Stops `work` and waits for it and the background moves, then `admin`,
+/// all within `[server] shutdown_grace` (see the module notes).
+async fn drain(state: &AppState, work: &mut Stage, admin: &mut Stage, signals: &mut Signals) {
+    let deadline = Instant::now() + state.config.server.shutdown_grace;
+    work.stop();
+    let drained = async {
+        work.join().await;
+        state.finalizer.drain().await;
     };
-    (wait(rx.clone(), 1), wait(rx, 2), hup)
+    let ended = wait(drained, deadline, signals).await;
+    match ended {
+        Ended::Done => tracing::info!("all connections and background moves drained"),
+        Ended::GraceOver => tracing::warn!(
+            tasks = work.running().as_deref(),
+            "grace period over; closing remaining connections"
+        ),
+        Ended::Aborted => tracing::warn!("second signal: aborting the drain"),
+    }
+    if ended == Ended::Done {
+        admin.stop();
+        match wait(admin.join(), deadline, signals).await {
+            Ended::Done => {}
+            Ended::GraceOver => tracing::warn!(
+                tasks = admin.running().as_deref(),
+                "grace period over; closing remaining connections"
+            ),
+            Ended::Aborted => tracing::warn!("second signal: aborting the drain"),
+        }
+    } else {
+        abandon_moves(state).await;
+    }
+    work.abort().await;
+    admin.abort().await;
+}
+
+/// After the grace: copies still running stop at their next chunk (temporary file
+/// removed, source intact; each logs its own line and counts `cancelled`). The
+/// wait is bounded by one chunk, so the process exits within the grace plus
+/// [`ABANDON_WAIT`] at most, whatever the size of the file.
+async fn abandon_moves(state: &AppState) {
+    let running = state.finalizer.running();
+    if running == 0 {
+        return;
+    }
+    tracing::warn!(
+        running,
+        "shutdown grace over: abandoning the moves in progress; their uploads stay in upload_dir"
+    );
+    state.finalizer.abandon();
+    if tokio::time::timeout(ABANDON_WAIT, state.finalizer.drain())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            running = state.finalizer.running(),
+            "moves did not stop in time (a blocked disk?); exiting anyway, their uploads stay in upload_dir"
+        );
+    }
 }
 
 fn print_dev_banner(config: &Config, addr: &str) {
