@@ -120,6 +120,12 @@ impl AppState {
         self.ready.load(Ordering::Relaxed) && self.shared.is_up()
     }
 
+    /// Turns `/readyz` to 503 `draining`: the first step of a shutdown,
+    /// before anything closes.
+    pub fn start_draining(&self) {
+        self.ready.store(false, Ordering::Relaxed);
+    }
+
     /// Whether shutdown has begun.
     pub fn is_draining(&self) -> bool {
         !self.ready.load(Ordering::Relaxed)
