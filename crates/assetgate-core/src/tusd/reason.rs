@@ -63,7 +63,7 @@ pub enum Reason {
     UploadIdsUnsupported,
     /// A hook with nothing to decide (or an unknown hook type).
     Ignored,
-    /// The body is not a hook ([`HookError`]).
+    /// The body is not a hook ([`HookError`](super::HookError)).
     BadHook,
     /// The gate failed while deciding (a bug; the answer is 500, tusd reports
     /// it to the client and the client may retry).

@@ -67,7 +67,7 @@ pub struct Decision {
     /// ([`precreate::Accepted::claim`]), so a refused token cannot be consumed.
     pub accepted: Option<precreate::Accepted>,
     /// An accepted pre-create's new upload ID (`[tusd] upload_ids = "signed"`):
-    /// the answer hands it to tusd ([`ids`]).
+    /// the answer hands it to tusd ([`ids`](super::ids)).
     pub assigned_id: Option<String>,
 }
 
