@@ -992,7 +992,7 @@ mod tests {
         // The rest of its body arrives only after it was cut.
         let body = slow.track(Full::new(Bytes::from_static(b"{}")));
         let _new = b.admit().unwrap();
-        // Woken at once (tusd.rs answers 408 then, dropping the read).
+        // Woken at once (hooks.rs answers 408 then, dropping the read).
         tokio::time::timeout(Duration::from_secs(5), slow.evicted())
             .await
             .expect("the evicted request is woken");

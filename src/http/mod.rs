@@ -3,7 +3,7 @@
 //! - [`server`]: accept loop, routing, graceful shutdown, readiness.
 //! - [`limits`]: connection budget, body deadlines, slow-client accounting.
 //! - [`auth`]: nginx `auth_request` (`/auth`) around [`crate::token::link`].
-//! - [`tusd`]: tusd hooks (`/tusd`) around [`crate::tusd`] and [`crate::finalize`].
+//! - [`hooks`]: tusd's hooks (`/tusd`) around [`crate::tusd`] and [`crate::finalize`].
 //! - [`session`]: upload-session check for nginx (`/session`).
 //! - [`admin`]: the admin API (revocations) on its Unix socket, and on TCP
 //!   when asked.
@@ -12,11 +12,11 @@
 
 pub mod admin;
 pub mod auth;
+pub mod hooks;
 pub mod limits;
 pub mod server;
 pub mod session;
 pub mod socket;
-pub mod tusd;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -31,8 +31,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::http::hooks;
 use crate::http::limits::{LimitLog, Registry, REPORT_WINDOW};
-use crate::http::tusd;
 use crate::http::{auth, AppState, Resp};
 use crate::metrics::{Endpoint, Limit};
 
@@ -385,10 +385,10 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>) -> (Endpoint, Resp
                 return (Endpoint::Tusd, method_not_allowed("POST"));
             }
             // The /tusd budget (places for bodies still arriving, turns to
-            // decide) is the handler's (tusd.rs, limits.rs); the deadline is
+            // decide) is the handler's (hooks.rs, limits.rs); the deadline is
             // the same as /session's.
             let deadline = state.config.server.request_timeout;
-            let decided = tokio::time::timeout(deadline, tusd::handle(state, req)).await;
+            let decided = tokio::time::timeout(deadline, hooks::handle(state, req)).await;
             match decided {
                 Ok(resp) => (Endpoint::Tusd, resp),
                 Err(_) => {
