@@ -792,6 +792,35 @@ impl Default for Metrics {
 mod tests {
     use super::*;
 
+    /// The whole exposition at start, the events' families included: every
+    /// family's name, help text and type, and every series a dashboard sees
+    /// before anything happened (each at 0). A renamed family, a changed help
+    /// text or label, a series no longer (or newly) pre-registered shows up
+    /// as a diff against `src/metrics/at_start.prom`; after an intended
+    /// change, `ASSETGATE_METRICS_UPDATE=1 cargo test --lib exposition_at_start`
+    /// rewrites it (and the diff is reviewed with the change).
+    #[test]
+    fn exposition_at_start() {
+        let m = Metrics::new();
+        crate::events::metrics::EventMetrics::register(&m);
+        let version = concat!("version=\"", env!("CARGO_PKG_VERSION"), "\"");
+        let got = m.render().replace(version, "version=\"VERSION\"");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/metrics/at_start.prom");
+        if std::env::var_os("ASSETGATE_METRICS_UPDATE").is_some() {
+            std::fs::write(&path, &got).expect("write the expected exposition");
+            return;
+        }
+        let want = std::fs::read_to_string(&path).expect("src/metrics/at_start.prom");
+        let missing: Vec<&str> = want.lines().filter(|l| !got.lines().any(|g| g == *l)).collect();
+        let extra: Vec<&str> = got.lines().filter(|l| !want.lines().any(|w| w == *l)).collect();
+        assert!(
+            got == want,
+            "the exposition at start changed:\nmissing:\n{}\nnew:\n{}",
+            missing.join("\n"),
+            extra.join("\n")
+        );
+    }
+
     /// Every closed label value reads 0 before anything happened, so a
     /// dashboard sees the series (and a rate) from the start.
     #[test]
