@@ -45,6 +45,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use serde::{Deserialize, Serialize};
 
 use crate::http::limits::{self, BodyError};
+use crate::http::respond;
 use crate::http::server::{self, Layer, Listener};
 use crate::http::{AppState, Resp};
 use crate::metrics::{Endpoint, Limit};
@@ -159,7 +160,7 @@ pub async fn serve_outbox(listener: Listener, outbox: Arc<crate::events::Outbox>
                     Err(BodyError::TooLarge) => error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
                     Err(BodyError::TimedOut) => {
                         st.limits.hit(Limit::BodyReadTimeout);
-                        server::limit_response(
+                        respond::limit_response(
                             StatusCode::REQUEST_TIMEOUT,
                             "body_timeout",
                             "the request body did not arrive within server.body_read_timeout",
@@ -172,7 +173,7 @@ pub async fn serve_outbox(listener: Listener, outbox: Arc<crate::events::Outbox>
                 Ok(r) => r,
                 Err(_) => {
                     st.limits.hit(Limit::RequestTimeout);
-                    server::limit_response(
+                    respond::limit_response(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "request_timeout",
                         "the request took longer than server.request_timeout",
@@ -192,7 +193,7 @@ async fn answer(state: &Arc<AppState>, via: Via, req: Request<Incoming>) -> Resp
         Ok(r) => r,
         Err(_) => {
             state.limits.hit(Limit::RequestTimeout);
-            server::limit_response(
+            respond::limit_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "request_timeout",
                 "the request took longer than server.request_timeout",
@@ -330,7 +331,7 @@ async fn handle(state: &Arc<AppState>, via: Via, req: Request<Incoming>) -> Resp
                 }
                 Err(BodyError::TimedOut) => {
                     state.limits.hit(Limit::BodyReadTimeout);
-                    return server::limit_response(
+                    return respond::limit_response(
                         StatusCode::REQUEST_TIMEOUT,
                         "body_timeout",
                         "the request body did not arrive within server.body_read_timeout",

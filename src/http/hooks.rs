@@ -24,7 +24,8 @@ use http_body_util::Full;
 
 use crate::finalize::{self, Roots};
 use crate::http::limits::{self, BodyError, Ready};
-use crate::http::{json_error, server, AppState, Resp};
+use crate::http::respond::{self, json_error};
+use crate::http::{AppState, Resp};
 use crate::metrics::{FailOpen, Limit};
 use crate::token::upload_id::{Nonce, NONCE_BYTES};
 use crate::tusd::{self, prefinish, Answer, Decision, Destination, Gate, Lookup, Part, Upload, Verdict};
@@ -77,17 +78,17 @@ impl Failure {
                 tusd::Reason::BadHook.as_str(),
                 &format!("hook body larger than server.max_body_bytes ({max} bytes)"),
             ),
-            Failure::BodyTimeout => server::limit_response(
+            Failure::BodyTimeout => respond::limit_response(
                 StatusCode::REQUEST_TIMEOUT,
                 "body_timeout",
                 "the request body did not arrive within server.body_read_timeout",
             ),
-            Failure::Busy => server::limit_response(
+            Failure::Busy => respond::limit_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",
                 "too many hook requests at once (server.max_tusd_requests)",
             ),
-            Failure::Cut => server::limit_response(
+            Failure::Cut => respond::limit_response(
                 StatusCode::REQUEST_TIMEOUT,
                 "body_timeout",
                 "the request body was still arriving when server.max_tusd_requests was full: closed to make room (tusd sends a hook's body at once)",
