@@ -9,7 +9,9 @@
 //! The daemon creates it as every private socket of its own (mode 0600, a
 //! directory nobody else may write, a stale socket replaced, a live one
 //! refused) and serves it through the main listener's limits layer, with its
-//! own small connection budget; this module answers the requests.
+//! own small connection budget; [`crate::http::events_socket`] answers the
+//! requests, this module holds the socket's path, its wire types and the CLI's
+//! client.
 //! `curl --unix-socket …/admin.sock http://assetgate/events` works too.
 //!
 //! - `GET /events?state=pending|dead&limit=N`: records (JSON array).
@@ -19,17 +21,12 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
 use serde::{Deserialize, Serialize};
 
-use super::outbox::Outbox;
 use super::payload::{Event, Kind};
-use super::store::{Enqueued, Record, Retried, State, StoreError};
+use super::store::{Record, Retried, State};
 
 /// The socket's file name inside `events.dir`.
 pub const SOCKET: &str = "admin.sock";
@@ -51,140 +48,29 @@ pub fn socket_path(dir: &Path) -> Result<PathBuf, String> {
 
 /// What `POST /events` carries.
 #[derive(Serialize, Deserialize)]
-struct WireEvent {
-    id: String,
+pub struct WireEvent {
+    /// [`Event::id`].
+    pub id: String,
+    /// [`Event::kind`].
     #[serde(rename = "type")]
-    kind: Kind,
-    created_ms: u64,
-    body: String,
-    key: String,
+    pub kind: Kind,
+    /// [`Event::created_ms`].
+    pub created_ms: u64,
+    /// [`Event::body`].
+    pub body: String,
+    /// [`Event::key`].
+    pub key: String,
 }
 
 /// `GET /events/{id}` for a delivered id.
 #[derive(Serialize, Deserialize)]
-struct DeliveredId {
-    id: String,
-    state: State,
-    delivered_ms: u64,
-}
-
-fn json<T: Serialize>(status: StatusCode, v: &T) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(serde_json::to_vec(v).expect("serialises"))));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-fn error(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
-    json(status, &serde_json::json!({ "error": msg }))
-}
-
-async fn blocking<T: Send + 'static>(
-    ob: &Arc<Outbox>,
-    f: impl FnOnce(&Outbox) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, Response<Full<Bytes>>> {
-    let ob = ob.clone();
-    match tokio::task::spawn_blocking(move || f(&ob)).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())),
-        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())),
-    }
-}
-
-/// Most bytes a request to the socket may carry (an event of `POST /events`).
-pub const MAX_BODY: u64 = 64 * 1024;
-
-/// Answers one request, its body already read (at most [`MAX_BODY`]). The
-/// socket is served by the HTTP adapter ([`crate::daemon`] binds it, the
-/// limits layer of every listener serves it), as the main port is.
-pub async fn handle(ob: Arc<Outbox>, req: Request<Bytes>) -> Response<Full<Bytes>> {
-    let path = req.uri().path().to_owned();
-    let query = req.uri().query().unwrap_or("").to_owned();
-    let method = req.method().clone();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let now = ob.now_ms();
-    let r = match (method, segments.as_slice()) {
-        (Method::GET, ["events"]) => {
-            let mut state = None;
-            let mut limit = 100usize;
-            for pair in query.split('&') {
-                match pair.split_once('=') {
-                    Some(("state", "pending")) => state = Some(State::Pending),
-                    Some(("state", "dead")) => state = Some(State::Dead),
-                    Some(("limit", n)) => limit = n.parse().unwrap_or(100),
-                    _ => {}
-                }
-            }
-            blocking(&ob, move |o| o.store().list(state, limit))
-                .await
-                .map(|v| json(StatusCode::OK, &v))
-        }
-        (Method::GET, ["events", id]) => {
-            let id = (*id).to_owned();
-            blocking(&ob, {
-                let id = id.clone();
-                move |o| o.store().get(&id)
-            })
-            .await
-            .map(|found| match found {
-                Some(Ok(r)) => json(StatusCode::OK, &r),
-                Some(Err(at)) => json(
-                    StatusCode::OK,
-                    &DeliveredId {
-                        id,
-                        state: State::Delivered,
-                        delivered_ms: at,
-                    },
-                ),
-                None => error(StatusCode::NOT_FOUND, "no such event"),
-            })
-        }
-        (Method::POST, ["events", "retry-dead"]) => {
-            blocking(&ob, move |o| o.store().retry_dead(now)).await.map(|n| {
-                ob.wake();
-                json(StatusCode::OK, &serde_json::json!({ "retried": n }))
-            })
-        }
-        (Method::POST, ["events", id, "retry"]) => {
-            let id = (*id).to_owned();
-            blocking(&ob, move |o| o.store().retry(&id, now))
-                .await
-                .map(|r| match r {
-                    Retried::Queued => {
-                        ob.wake();
-                        json(StatusCode::OK, &serde_json::json!({ "retried": 1 }))
-                    }
-                    Retried::Delivered => error(StatusCode::CONFLICT, "already delivered"),
-                    Retried::NotFound => error(StatusCode::NOT_FOUND, "no such event"),
-                })
-        }
-        (Method::POST, ["events"]) => {
-            let body = req.into_body();
-            let Ok(w) = serde_json::from_slice::<WireEvent>(&body) else {
-                return error(StatusCode::BAD_REQUEST, "not an event");
-            };
-            let event = Event {
-                id: w.id,
-                kind: w.kind,
-                created_ms: w.created_ms,
-                body: w.body,
-                key: w.key,
-            };
-            blocking(&ob, move |o| o.enqueue(&event)).await.map(|r| {
-                let (status, result) = match r {
-                    Enqueued::New => (StatusCode::CREATED, "enqueued"),
-                    Enqueued::Duplicate(_) => (StatusCode::OK, "duplicate"),
-                    Enqueued::Refused => (StatusCode::INSUFFICIENT_STORAGE, "refused"),
-                };
-                json(status, &serde_json::json!({ "result": result }))
-            })
-        }
-        _ => Ok(error(StatusCode::NOT_FOUND, "unknown admin request")),
-    };
-    r.unwrap_or_else(|e| e)
+pub struct DeliveredId {
+    /// The event's id.
+    pub id: String,
+    /// Always [`State::Delivered`].
+    pub state: State,
+    /// When it was delivered (Unix ms).
+    pub delivered_ms: u64,
 }
 
 /// The CLI's side: one blocking request per call.

@@ -136,7 +136,7 @@ pub async fn serve(listener: Listener, via: Via, state: Arc<AppState>) {
 }
 
 /// Serves the outbox's admin socket (`<events.dir>/admin.sock`, answered by
-/// [`crate::events::admin::handle`]) through the same limits layer: its own
+/// [`crate::http::events_socket::answer`]) through the same limits layer: its own
 /// small budget, the header timeout, bodies copied under `body_read_timeout`,
 /// every request under `request_timeout`. Only `assetgate events` and
 /// `finalize-pending` use it; no browser can reach a Unix socket.
@@ -150,37 +150,7 @@ pub async fn serve_outbox(listener: Listener, outbox: Arc<crate::events::Outbox>
     };
     let graceful = GracefulShutdown::new();
     server::accept_loop(listener, layer, &graceful, std::future::pending(), move |req| {
-        let (ob, st) = (outbox.clone(), state.clone());
-        async move {
-            let work = async {
-                let (parts, body) = req.into_parts();
-                let timeout = st.config.server.body_read_timeout;
-                match limits::read_body(body, crate::events::admin::MAX_BODY, timeout).await {
-                    Ok(b) => crate::events::admin::handle(ob, Request::from_parts(parts, b)).await,
-                    Err(BodyError::TooLarge) => error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
-                    Err(BodyError::TimedOut) => {
-                        st.limits.hit(Limit::BodyReadTimeout);
-                        respond::limit_response(
-                            StatusCode::REQUEST_TIMEOUT,
-                            "body_timeout",
-                            "the request body did not arrive within server.body_read_timeout",
-                        )
-                    }
-                    Err(_) => error(StatusCode::BAD_REQUEST, "unreadable body"),
-                }
-            };
-            match tokio::time::timeout(st.config.server.request_timeout, work).await {
-                Ok(r) => r,
-                Err(_) => {
-                    st.limits.hit(Limit::RequestTimeout);
-                    respond::limit_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "request_timeout",
-                        "the request took longer than server.request_timeout",
-                    )
-                }
-            }
-        }
+        crate::http::events_socket::answer(state.clone(), outbox.clone(), req)
     })
     .await;
 }

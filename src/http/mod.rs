@@ -9,11 +9,13 @@
 //! - [`session`]: upload-session check for nginx (`/session`).
 //! - [`admin`]: the admin API (revocations) on its Unix socket, and on TCP
 //!   when asked.
+//! - [`events_socket`]: the outbox's admin socket (`assetgate events`).
 //! - [`socket`]: private Unix sockets (permissions, stale files), for the
 //!   admin API and the outbox.
 
 pub mod admin;
 pub mod auth;
+pub mod events_socket;
 pub mod hooks;
 pub mod limits;
 pub mod respond;
