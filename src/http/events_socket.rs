@@ -1,6 +1,7 @@
 //! The outbox's admin socket (`<events.dir>/admin.sock`, see
 //! [`crate::events::admin`]): its one endpoint, for `assetgate events …` and
-//! `finalize-pending`; [`crate::http::admin::serve_outbox`] serves it.
+//! `finalize-pending`; [`crate::http::admin::serve_outbox`] serves it through
+//! the limits layer of every listener.
 //!
 //! - `GET /events?state=pending|dead&limit=N`: records (JSON array).
 //! - `GET /events/{id}`: one record, or `{"id","state":"delivered","delivered_ms"}`.
@@ -9,94 +10,90 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
-use serde::Serialize;
 
 use crate::events::admin::{DeliveredId, WireEvent};
 use crate::events::payload::Event;
 use crate::events::store::{Enqueued, Retried, State, StoreError};
 use crate::events::Outbox;
-use crate::http::limits::{self, BodyError};
-use crate::http::respond;
+use crate::http::limits::{self, under_deadline, BodyError};
+use crate::http::respond::{json, Synthetic};
 use crate::http::{AppState, Resp};
 use crate::metrics::Limit;
-
-/// One request to the socket (its body read under `body_read_timeout`, the
-/// whole under `request_timeout`), as [`crate::http::admin::serve_outbox`]
-/// serves it.
-pub async fn answer(st: Arc<AppState>, ob: Arc<Outbox>, req: Request<Incoming>) -> Resp {
-    let work = async {
-        let (parts, body) = req.into_parts();
-        let timeout = st.config.server.body_read_timeout;
-        match limits::read_body(body, MAX_BODY, timeout).await {
-            Ok(b) => handle(ob, Request::from_parts(parts, b)).await,
-            Err(BodyError::TooLarge) => error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
-            Err(BodyError::TimedOut) => {
-                st.limits.hit(Limit::BodyReadTimeout);
-                respond::limit_response(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "body_timeout",
-                    "the request body did not arrive within server.body_read_timeout",
-                )
-            }
-            Err(_) => error(StatusCode::BAD_REQUEST, "unreadable body"),
-        }
-    };
-    match tokio::time::timeout(st.config.server.request_timeout, work).await {
-        Ok(r) => r,
-        Err(_) => {
-            st.limits.hit(Limit::RequestTimeout);
-            respond::limit_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "request_timeout",
-                "the request took longer than server.request_timeout",
-            )
-        }
-    }
-}
-
-fn json<T: Serialize>(status: StatusCode, v: &T) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(serde_json::to_vec(v).expect("serialises"))));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-fn error(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
-    json(status, &serde_json::json!({ "error": msg }))
-}
-
-async fn blocking<T: Send + 'static>(
-    ob: &Arc<Outbox>,
-    f: impl FnOnce(&Outbox) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, Response<Full<Bytes>>> {
-    let ob = ob.clone();
-    match tokio::task::spawn_blocking(move || f(&ob)).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())),
-        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())),
-    }
-}
 
 /// Most bytes a request to the socket may carry (an event of `POST /events`).
 pub const MAX_BODY: u64 = 64 * 1024;
 
-/// Answers one request, its body already read (at most [`MAX_BODY`]). The
-/// socket is served by the HTTP adapter ([`crate::daemon`] binds it, the
-/// limits layer of every listener serves it), as the main port is.
-pub async fn handle(ob: Arc<Outbox>, req: Request<Bytes>) -> Response<Full<Bytes>> {
-    let path = req.uri().path().to_owned();
-    let query = req.uri().query().unwrap_or("").to_owned();
-    let method = req.method().clone();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+/// Answers one request to the socket: its body read under
+/// `body_read_timeout` (at most [`MAX_BODY`]), the whole under
+/// `request_timeout`, every error through [`SocketError::rescue`].
+pub async fn handle(state: Arc<AppState>, outbox: Arc<Outbox>, req: Request<Incoming>) -> Resp {
+    let answer = async {
+        match endpoint(&state, outbox, req).await {
+            Ok(r) => r,
+            Err(e) => {
+                e.record(&state);
+                e.rescue().into()
+            }
+        }
+    };
+    under_deadline(&state.limits, state.config.server.request_timeout, answer).await
+}
+
+/// Why a request to the socket is answered with an error:
+/// [`SocketError::rescue`] is the socket's one place each becomes a response.
+#[derive(Debug)]
+enum SocketError {
+    /// The body could not be read: over [`MAX_BODY`], too slow, broken.
+    Body(BodyError),
+    /// `POST /events` without an event.
+    NotAnEvent,
+    /// No event with that id.
+    NoSuchEvent,
+    /// A retry of an event already delivered.
+    Delivered,
+    /// The outbox failed (or its task did).
+    Store(String),
+    /// No such endpoint.
+    Unknown,
+}
+
+impl SocketError {
+    /// The socket's rescue.
+    fn rescue(self) -> Synthetic {
+        match self {
+            SocketError::Body(BodyError::TooLarge) => {
+                Synthetic::admin(StatusCode::PAYLOAD_TOO_LARGE, "body too large")
+            }
+            SocketError::Body(BodyError::TimedOut) => Synthetic::body_timeout(),
+            SocketError::Body(_) => Synthetic::admin(StatusCode::BAD_REQUEST, "unreadable body"),
+            SocketError::NotAnEvent => Synthetic::admin(StatusCode::BAD_REQUEST, "not an event"),
+            SocketError::NoSuchEvent => Synthetic::admin(StatusCode::NOT_FOUND, "no such event"),
+            SocketError::Delivered => Synthetic::admin(StatusCode::CONFLICT, "already delivered"),
+            SocketError::Store(e) => Synthetic::admin(StatusCode::INTERNAL_SERVER_ERROR, e),
+            SocketError::Unknown => Synthetic::admin(StatusCode::NOT_FOUND, "unknown admin request"),
+        }
+    }
+
+    /// Counts a body too slow (the other errors are the CLI's or the
+    /// outbox's own, answered with what went wrong).
+    fn record(&self, state: &AppState) {
+        if let SocketError::Body(BodyError::TimedOut) = self {
+            state.limits.hit(Limit::BodyReadTimeout);
+        }
+    }
+}
+
+async fn endpoint(state: &AppState, ob: Arc<Outbox>, req: Request<Incoming>) -> Result<Resp, SocketError> {
+    let (parts, body) = req.into_parts();
+    let body = limits::read_body(body, MAX_BODY, state.config.server.body_read_timeout)
+        .await
+        .map_err(SocketError::Body)?;
+    let query = parts.uri.query().unwrap_or("");
+    let segments: Vec<&str> = parts.uri.path().trim_matches('/').split('/').collect();
     let now = ob.now_ms();
-    let r = match (method, segments.as_slice()) {
+    match (parts.method, segments.as_slice()) {
         (Method::GET, ["events"]) => {
             let mut state = None;
             let mut limit = 100usize;
@@ -108,54 +105,47 @@ pub async fn handle(ob: Arc<Outbox>, req: Request<Bytes>) -> Response<Full<Bytes
                     _ => {}
                 }
             }
-            blocking(&ob, move |o| o.store().list(state, limit))
-                .await
-                .map(|v| json(StatusCode::OK, &v))
+            let records = blocking(&ob, move |o| o.store().list(state, limit)).await?;
+            Ok(json(StatusCode::OK, &records))
         }
         (Method::GET, ["events", id]) => {
             let id = (*id).to_owned();
-            blocking(&ob, {
+            let found = blocking(&ob, {
                 let id = id.clone();
                 move |o| o.store().get(&id)
             })
-            .await
-            .map(|found| match found {
-                Some(Ok(r)) => json(StatusCode::OK, &r),
-                Some(Err(at)) => json(
+            .await?;
+            match found {
+                Some(Ok(r)) => Ok(json(StatusCode::OK, &r)),
+                Some(Err(at)) => Ok(json(
                     StatusCode::OK,
                     &DeliveredId {
                         id,
                         state: State::Delivered,
                         delivered_ms: at,
                     },
-                ),
-                None => error(StatusCode::NOT_FOUND, "no such event"),
-            })
+                )),
+                None => Err(SocketError::NoSuchEvent),
+            }
         }
         (Method::POST, ["events", "retry-dead"]) => {
-            blocking(&ob, move |o| o.store().retry_dead(now)).await.map(|n| {
-                ob.wake();
-                json(StatusCode::OK, &serde_json::json!({ "retried": n }))
-            })
+            let n = blocking(&ob, move |o| o.store().retry_dead(now)).await?;
+            ob.wake();
+            Ok(json(StatusCode::OK, &serde_json::json!({ "retried": n })))
         }
         (Method::POST, ["events", id, "retry"]) => {
             let id = (*id).to_owned();
-            blocking(&ob, move |o| o.store().retry(&id, now))
-                .await
-                .map(|r| match r {
-                    Retried::Queued => {
-                        ob.wake();
-                        json(StatusCode::OK, &serde_json::json!({ "retried": 1 }))
-                    }
-                    Retried::Delivered => error(StatusCode::CONFLICT, "already delivered"),
-                    Retried::NotFound => error(StatusCode::NOT_FOUND, "no such event"),
-                })
+            match blocking(&ob, move |o| o.store().retry(&id, now)).await? {
+                Retried::Queued => {
+                    ob.wake();
+                    Ok(json(StatusCode::OK, &serde_json::json!({ "retried": 1 })))
+                }
+                Retried::Delivered => Err(SocketError::Delivered),
+                Retried::NotFound => Err(SocketError::NoSuchEvent),
+            }
         }
         (Method::POST, ["events"]) => {
-            let body = req.into_body();
-            let Ok(w) = serde_json::from_slice::<WireEvent>(&body) else {
-                return error(StatusCode::BAD_REQUEST, "not an event");
-            };
+            let w: WireEvent = serde_json::from_slice(&body).map_err(|_| SocketError::NotAnEvent)?;
             let event = Event {
                 id: w.id,
                 kind: w.kind,
@@ -163,16 +153,26 @@ pub async fn handle(ob: Arc<Outbox>, req: Request<Bytes>) -> Response<Full<Bytes
                 body: w.body,
                 key: w.key,
             };
-            blocking(&ob, move |o| o.enqueue(&event)).await.map(|r| {
-                let (status, result) = match r {
-                    Enqueued::New => (StatusCode::CREATED, "enqueued"),
-                    Enqueued::Duplicate(_) => (StatusCode::OK, "duplicate"),
-                    Enqueued::Refused => (StatusCode::INSUFFICIENT_STORAGE, "refused"),
-                };
-                json(status, &serde_json::json!({ "result": result }))
-            })
+            let (status, result) = match blocking(&ob, move |o| o.enqueue(&event)).await? {
+                Enqueued::New => (StatusCode::CREATED, "enqueued"),
+                Enqueued::Duplicate(_) => (StatusCode::OK, "duplicate"),
+                Enqueued::Refused => (StatusCode::INSUFFICIENT_STORAGE, "refused"),
+            };
+            Ok(json(status, &serde_json::json!({ "result": result })))
         }
-        _ => Ok(error(StatusCode::NOT_FOUND, "unknown admin request")),
-    };
-    r.unwrap_or_else(|e| e)
+        _ => Err(SocketError::Unknown),
+    }
+}
+
+/// `f` on the blocking pool (redb's calls block).
+async fn blocking<T: Send + 'static>(
+    ob: &Arc<Outbox>,
+    f: impl FnOnce(&Outbox) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, SocketError> {
+    let ob = ob.clone();
+    match tokio::task::spawn_blocking(move || f(&ob)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(SocketError::Store(e.to_string())),
+        Err(e) => Err(SocketError::Store(e.to_string())),
+    }
 }

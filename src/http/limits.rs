@@ -120,6 +120,7 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use tokio::sync::Notify;
 
+use crate::http::respond::{Resp, Synthetic};
 use crate::metrics::{Limit, Metrics};
 
 /// At most one summary log line per window while limits keep being hit.
@@ -715,6 +716,27 @@ where
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The whole-request deadline
+
+/// `answer` within `timeout` (`[server] request_timeout`), or 503
+/// `request_timeout` with the connection closed ([`Synthetic::deadline`]),
+/// counted. Every endpoint that waits on anything runs under it: `/tusd`
+/// (body and decision), `/session` (an upload's record), both admin APIs.
+pub async fn under_deadline(
+    limits: &LimitLog,
+    timeout: Duration,
+    answer: impl std::future::Future<Output = Resp>,
+) -> Resp {
+    match tokio::time::timeout(timeout, answer).await {
+        Ok(r) => r,
+        Err(_) => {
+            limits.hit(Limit::RequestTimeout);
+            Synthetic::deadline().into()
+        }
     }
 }
 

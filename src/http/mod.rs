@@ -7,6 +7,7 @@
 //! - [`auth`]: nginx `auth_request` (`/auth`) around [`crate::token::link`].
 //! - [`hooks`]: tusd's hooks (`/tusd`) around [`crate::tusd`] and [`crate::finalize`].
 //! - [`session`]: upload-session check for nginx (`/session`).
+//! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`admin`]: the admin API (revocations) on its Unix socket, and on TCP
 //!   when asked.
 //! - [`events_socket`]: the outbox's admin socket (`assetgate events`).
@@ -16,6 +17,7 @@
 pub mod admin;
 pub mod auth;
 pub mod events_socket;
+pub mod health;
 pub mod hooks;
 pub mod limits;
 pub mod respond;

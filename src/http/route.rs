@@ -1,120 +1,106 @@
-//! The main listener's routes: which endpoint answers a path and method,
-//! under which deadline; every answer counted.
+//! The main listener's routes: which endpoint answers a path, with which
+//! methods, under which deadline; every answer timed and counted here.
+//!
+//! Every endpoint is a `handle` with one signature, `(&Arc<AppState>,
+//! Request<Incoming>) -> Resp`; this module only dispatches to them.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http::{Method, Request};
 use hyper::body::Incoming;
 
-use crate::http::hooks;
-use crate::http::respond::{limit_response, method_not_allowed, text};
-use crate::http::{auth, AppState, Resp};
-use crate::metrics::{Endpoint, Limit};
+use crate::http::limits::under_deadline;
+use crate::http::respond::Synthetic;
+use crate::http::{auth, health, hooks, session, AppState, Resp};
+use crate::metrics::Endpoint;
+
+/// The main listener's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// `/auth`: nginx `auth_request` for downloads ([`auth`]).
+    Auth,
+    /// `/tusd`: tusd's hooks ([`hooks`]).
+    Tusd,
+    /// `/session`: nginx `auth_request` for tus requests ([`session`]).
+    Session,
+    /// `/healthz` ([`health`]).
+    Healthz,
+    /// `/readyz` ([`health`]).
+    Readyz,
+    /// `/metrics` ([`health`]).
+    Metrics,
+}
+
+impl Route {
+    /// The endpoint at `path`, if any.
+    fn of(path: &str) -> Option<Route> {
+        Some(match path {
+            "/auth" => Route::Auth,
+            "/tusd" => Route::Tusd,
+            "/session" => Route::Session,
+            "/healthz" => Route::Healthz,
+            "/readyz" => Route::Readyz,
+            "/metrics" => Route::Metrics,
+            _ => return None,
+        })
+    }
+
+    /// The `endpoint` label of its answers.
+    fn endpoint(self) -> Endpoint {
+        match self {
+            Route::Auth => Endpoint::Auth,
+            Route::Tusd => Endpoint::Tusd,
+            Route::Session => Endpoint::Session,
+            Route::Healthz | Route::Readyz | Route::Metrics => Endpoint::Admin,
+        }
+    }
+
+    /// The methods it answers (`Allow` of a 405).
+    fn allow(self) -> &'static str {
+        match self {
+            Route::Tusd => "POST",
+            _ => "GET, HEAD",
+        }
+    }
+
+    fn allows(self, method: &Method) -> bool {
+        match self {
+            Route::Tusd => method == Method::POST,
+            _ => method == Method::GET || method == Method::HEAD,
+        }
+    }
+}
 
 /// Answers one request of the main listener.
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Resp {
     let started = Instant::now();
-    let (endpoint, resp) = route(&state, req).await;
+    let route = Route::of(req.uri().path());
+    let (endpoint, resp) = match route {
+        Some(route) => (route.endpoint(), dispatch(&state, route, req).await),
+        None => (Endpoint::Other, Synthetic::not_found().into()),
+    };
     state
         .metrics
         .observe(endpoint, resp.status(), started.elapsed().as_secs_f64());
     resp
 }
 
-async fn route(state: &Arc<AppState>, req: Request<Incoming>) -> (Endpoint, Resp) {
-    let path = req.uri().path();
-    let method = req.method();
-    match path {
-        "/auth" => {
-            if method != Method::GET && method != Method::HEAD {
-                return (Endpoint::Auth, method_not_allowed("GET, HEAD"));
-            }
-            let cfg = state.current();
-            let outcome = auth::decide(&cfg, &state.shared, req.headers(), state.clock.now());
-            auth::record(&outcome, &state.metrics);
-            let (parts, ()) = auth::response(&outcome).into_parts();
-            let body = match outcome {
-                auth::Outcome::NoOriginalUri if method == Method::GET => {
-                    Bytes::from_static(auth::NO_ORIGINAL_URI_BODY.as_bytes())
-                }
-                _ => Bytes::new(),
-            };
-            (Endpoint::Auth, Response::from_parts(parts, Full::new(body)))
-        }
-        "/tusd" => {
-            if method != Method::POST {
-                return (Endpoint::Tusd, method_not_allowed("POST"));
-            }
-            // The /tusd budget (places for bodies still arriving, turns to
-            // decide) is the handler's (hooks.rs, limits.rs); the deadline is
-            // the same as /session's.
-            let deadline = state.config.server.request_timeout;
-            let decided = tokio::time::timeout(deadline, hooks::handle(state, req)).await;
-            match decided {
-                Ok(resp) => (Endpoint::Tusd, resp),
-                Err(_) => {
-                    state.limits.hit(Limit::RequestTimeout);
-                    (
-                        Endpoint::Tusd,
-                        limit_response(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "request_timeout",
-                            "the request took longer than server.request_timeout",
-                        ),
-                    )
-                }
-            }
-        }
-        "/session" => {
-            if method != Method::GET && method != Method::HEAD {
-                return (Endpoint::Session, method_not_allowed("GET, HEAD"));
-            }
-            // It may wait on the disk (an upload's record): bounded like /tusd.
-            let deadline = state.config.server.request_timeout;
-            match tokio::time::timeout(deadline, crate::http::session::handle(state, &req)).await {
-                Ok(resp) => (Endpoint::Session, resp),
-                Err(_) => {
-                    state.limits.hit(Limit::RequestTimeout);
-                    (
-                        Endpoint::Session,
-                        limit_response(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "request_timeout",
-                            "the request took longer than server.request_timeout",
-                        ),
-                    )
-                }
-            }
-        }
-        "/healthz" => admin(method, || text(StatusCode::OK, "ok\n")),
-        "/readyz" => admin(method, || {
-            if state.is_ready() {
-                text(StatusCode::OK, "ready\n")
-            } else if state.is_draining() {
-                text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-            } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "state backend unreachable\n")
-            }
-        }),
-        "/metrics" => admin(method, || {
-            let mut r = text(StatusCode::OK, state.metrics.render());
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            r
-        }),
-        _ => (Endpoint::Other, text(StatusCode::NOT_FOUND, "not found\n")),
+async fn dispatch(state: &Arc<AppState>, route: Route, req: Request<Incoming>) -> Resp {
+    if !route.allows(req.method()) {
+        return Synthetic::method_not_allowed(route.allow()).into();
     }
-}
-
-fn admin(method: &Method, f: impl FnOnce() -> Resp) -> (Endpoint, Resp) {
-    if method == Method::GET || method == Method::HEAD {
-        (Endpoint::Admin, f())
-    } else {
-        (Endpoint::Admin, method_not_allowed("GET, HEAD"))
+    // The endpoints that wait on anything (a body, a decision on the blocking
+    // pool, an upload's record) run under `[server] request_timeout`; the
+    // /tusd budget (places for bodies still arriving, turns to decide) is
+    // the handler's (hooks.rs, limits.rs).
+    let deadline = state.config.server.request_timeout;
+    match route {
+        Route::Auth => auth::handle(state, req).await,
+        Route::Tusd => under_deadline(&state.limits, deadline, hooks::handle(state, req)).await,
+        Route::Session => under_deadline(&state.limits, deadline, session::handle(state, req)).await,
+        Route::Healthz => health::healthz(state, req).await,
+        Route::Readyz => health::readyz(state, req).await,
+        Route::Metrics => health::metrics(state, req).await,
     }
 }
