@@ -27,7 +27,7 @@ pub const MAX_BODY: u64 = 64 * 1024;
 
 /// Answers one request to the socket: its body read under
 /// `body_read_timeout` (at most [`MAX_BODY`]), the whole under
-/// `request_timeout`, every error through [`SocketError::rescue`].
+/// `request_timeout`, every error through `SocketError::rescue`.
 pub async fn handle(state: Arc<AppState>, outbox: Arc<Outbox>, req: Request<Incoming>) -> Resp {
     let answer = async {
         match endpoint(&state, outbox, req).await {
