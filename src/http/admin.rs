@@ -43,6 +43,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use crate::http::limits::{self, under_deadline, BodyError};
 use crate::http::respond::{json, Synthetic};
@@ -114,8 +115,10 @@ pub fn revocation(kind: &str, value: &str, merge_slashes: bool) -> Result<Revoca
     }
 }
 
-/// Serves the admin API on `listener` for the life of the runtime.
-pub async fn serve(listener: Listener, via: Via, state: Arc<AppState>) {
+/// Serves the admin API on `listener` until `stop` is cancelled (the daemon
+/// stops it after the drain of the main port: `/readyz` says `draining`
+/// meanwhile), then lets the requests in flight finish.
+pub async fn serve(listener: Listener, via: Via, state: Arc<AppState>, stop: CancellationToken) {
     let layer = Layer {
         name: match via {
             Via::Socket => "admin_socket",
@@ -128,19 +131,26 @@ pub async fn serve(listener: Listener, via: Via, state: Arc<AppState>) {
     };
     let graceful = GracefulShutdown::new();
     let st = state.clone();
-    server::accept_loop(listener, layer, &graceful, std::future::pending(), move |req| {
+    server::accept_loop(listener, layer, &graceful, stop.cancelled(), move |req| {
         let st = st.clone();
         async move { answer(&st, via, req).await }
     })
     .await;
+    graceful.shutdown().await;
 }
 
 /// Serves the outbox's admin socket (`<events.dir>/admin.sock`, answered by
 /// [`crate::http::events_socket::handle`]) through the same limits layer: its own
 /// small budget, the header timeout, bodies copied under `body_read_timeout`,
 /// every request under `request_timeout`. Only `assetgate events` and
-/// `finalize-pending` use it; no browser can reach a Unix socket.
-pub async fn serve_outbox(listener: Listener, outbox: Arc<crate::events::Outbox>, state: Arc<AppState>) {
+/// `finalize-pending` use it; no browser can reach a Unix socket. Until `stop`
+/// is cancelled, then the requests in flight finish.
+pub async fn serve_outbox(
+    listener: Listener,
+    outbox: Arc<crate::events::Outbox>,
+    state: Arc<AppState>,
+    stop: CancellationToken,
+) {
     let layer = Layer {
         name: "events_socket",
         max_connections: state.budgets.admin_connections,
@@ -149,10 +159,11 @@ pub async fn serve_outbox(listener: Listener, outbox: Arc<crate::events::Outbox>
         metrics: None,
     };
     let graceful = GracefulShutdown::new();
-    server::accept_loop(listener, layer, &graceful, std::future::pending(), move |req| {
+    server::accept_loop(listener, layer, &graceful, stop.cancelled(), move |req| {
         crate::http::events_socket::handle(state.clone(), outbox.clone(), req)
     })
     .await;
+    graceful.shutdown().await;
 }
 
 /// One request, under `request_timeout`, counted as `endpoint="admin"`.

@@ -1,5 +1,5 @@
 //! The outbox's admin socket (`<events.dir>/admin.sock`, see
-//! [`crate::events::admin`]): its one endpoint, for `assetgate events …` and
+//! [`crate::events::wire`]): its one endpoint, for `assetgate events …` and
 //! `finalize-pending`; [`crate::http::admin::serve_outbox`] serves it through
 //! the limits layer of every listener.
 //!
@@ -13,9 +13,9 @@ use std::sync::Arc;
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 
-use crate::events::admin::{DeliveredId, WireEvent};
 use crate::events::payload::Event;
 use crate::events::store::{Enqueued, Retried, State, StoreError};
+use crate::events::wire::{DeliveredId, WireEvent};
 use crate::events::Outbox;
 use crate::http::limits::{self, under_deadline, BodyError};
 use crate::http::respond::{json, Synthetic};

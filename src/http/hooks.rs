@@ -12,7 +12,7 @@
 //! - post-finish answers at once; the move runs on the blocking pool. A second
 //!   delivery of the same upload while the first move runs is dropped (the
 //!   mover is idempotent anyway), and shutdown waits for running moves (see
-//!   [`crate::finalize::worker`]).
+//!   [`crate::publisher::Finalizer`]).
 
 use std::io::Read;
 use std::path::Path;

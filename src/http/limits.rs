@@ -119,6 +119,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::http::respond::{Resp, Synthetic};
 use crate::metrics::{Limit, Metrics};
@@ -153,13 +154,19 @@ impl LimitLog {
         self.wake.notify_one();
     }
 
-    /// Writes the summary lines; runs for the life of the server.
-    pub async fn run(self: Arc<Self>) {
-        loop {
-            self.wake.notified().await;
-            self.report();
-            tokio::time::sleep(REPORT_WINDOW).await;
-        }
+    /// Writes the summary lines (at most one per [`REPORT_WINDOW`]) until
+    /// `stop` is cancelled, then the last one: the hits of the window the
+    /// shutdown cut short are logged, not lost.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let windows = async {
+            loop {
+                self.wake.notified().await;
+                self.report();
+                tokio::time::sleep(REPORT_WINDOW).await;
+            }
+        };
+        stop.run_until_cancelled(windows).await;
+        self.report();
     }
 
     /// Logs (and resets) the counts since the last line, if any.

@@ -31,8 +31,8 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::finalize::Finalizer;
 use crate::metrics::Metrics;
+use crate::publisher::Finalizer;
 use limits::{Budgets, LimitLog, TusdBudget, TUSD_EVICT_GRACE};
 pub use respond::Resp;
 
@@ -121,6 +121,12 @@ impl AppState {
     /// answers.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed) && self.shared.is_up()
+    }
+
+    /// Turns `/readyz` to 503 `draining`: the first step of a shutdown,
+    /// before anything closes.
+    pub fn start_draining(&self) {
+        self.ready.store(false, Ordering::Relaxed);
     }
 
     /// Whether shutdown has begun.

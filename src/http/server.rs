@@ -12,12 +12,12 @@
 //!   the health checks or tusd's hooks out (design notes in
 //!   [`crate::http::limits`]);
 //! - shutdown: readiness turns false first, the listener closes, in-flight
-//!   requests finish within `server.shutdown_grace`, a second signal aborts.
+//!   requests finish within `server.shutdown_grace`, a second signal aborts
+//!   (the drain is the daemon's: `crate::daemon`).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use crate::http::limits::{LimitLog, Registry, REPORT_WINDOW};
 use crate::http::route::handle;
@@ -254,16 +255,12 @@ impl Conn {
     }
 }
 
-/// Serves on `listener` until `shutdown` resolves, then drains.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<AppState>,
-    shutdown: impl Future<Output = ()>,
-    abort: impl Future<Output = ()>,
-) {
+/// Serves on `listener` until `stop` is cancelled (the daemon turned
+/// readiness false first), then waits for the requests in flight; the
+/// daemon's drain bounds the wait (`crate::daemon`).
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, stop: CancellationToken) {
     let limits = &state.config.server;
     let graceful = GracefulShutdown::new();
-    let reporter = tokio::spawn(state.limits.clone().run());
     let layer = Layer {
         name: "listen",
         max_connections: state.budgets.max_connections,
@@ -272,38 +269,19 @@ pub async fn serve(
         metrics: Some(state.metrics.clone()),
     };
     let st = state.clone();
-    accept_loop(Listener::Tcp(listener), layer, &graceful, shutdown, move |req| {
-        handle(st.clone(), req)
-    })
+    accept_loop(
+        Listener::Tcp(listener),
+        layer,
+        &graceful,
+        stop.cancelled(),
+        move |req| handle(st.clone(), req),
+    )
     .await;
-
-    state.ready.store(false, Ordering::Relaxed);
     tracing::info!(
         grace_seconds = limits.shutdown_grace.as_secs(),
         "shutting down: not ready, listener closed, draining in-flight requests"
     );
-    let drain = async {
-        graceful.shutdown().await;
-        state.finalizer.drain().await;
-    };
-    reporter.abort();
-    let over = tokio::select! {
-        () = drain => {
-            tracing::info!("all connections and background moves drained");
-            false
-        }
-        () = tokio::time::sleep(limits.shutdown_grace) => {
-            tracing::warn!("grace period over; closing remaining connections");
-            true
-        }
-        () = abort => {
-            tracing::warn!("second signal: aborting the drain");
-            true
-        }
-    };
-    if over {
-        abandon_moves(&state).await;
-    }
+    graceful.shutdown().await;
 }
 
 /// The budget is full: evicts the `batch` connections idle the longest (again
@@ -321,31 +299,3 @@ async fn make_room(connections: &Arc<Semaphore>, registry: &Registry, batch: usi
         }
     }
 }
-
-/// After the grace: copies still running stop at their next chunk (temporary file
-/// removed, source intact; each logs its own line and counts `cancelled`). The
-/// wait is bounded by one chunk, so the process exits within the grace plus
-/// [`ABANDON_WAIT`] at most, whatever the size of the file.
-async fn abandon_moves(state: &AppState) {
-    let running = state.finalizer.running();
-    if running == 0 {
-        return;
-    }
-    tracing::warn!(
-        running,
-        "shutdown grace over: abandoning the moves in progress; their uploads stay in upload_dir"
-    );
-    state.finalizer.abandon();
-    if tokio::time::timeout(ABANDON_WAIT, state.finalizer.drain())
-        .await
-        .is_err()
-    {
-        tracing::error!(
-            running = state.finalizer.running(),
-            "moves did not stop in time (a blocked disk?); exiting anyway, their uploads stay in upload_dir"
-        );
-    }
-}
-
-/// How long abandoned moves get to stop (one copy chunk, one fsync).
-const ABANDON_WAIT: Duration = Duration::from_secs(3);

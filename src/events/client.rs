@@ -1,77 +1,14 @@
-//! The outbox's admin socket: `<events.dir>/admin.sock`, HTTP/1.1 over a Unix
-//! socket, served by the daemon (which holds the outbox: redb allows one
-//! process) for `assetgate events …` and `finalize-pending`.
-//!
-//! Why a Unix socket in the outbox directory rather than a loopback port:
-//! access is exactly the directory's (whoever may read or delete the outbox
-//! file may use it, nobody else), there is no port to pick, expose or
-//! firewall, and the CLI finds it from the same `events.dir` it would open.
-//! The daemon creates it as every private socket of its own (mode 0600, a
-//! directory nobody else may write, a stale socket replaced, a live one
-//! refused) and serves it through the main listener's limits layer, with its
-//! own small connection budget; [`crate::http::events_socket`] answers the
-//! requests, this module holds the socket's path, its wire types and the CLI's
-//! client.
-//! `curl --unix-socket …/admin.sock http://assetgate/events` works too.
-//!
-//! - `GET /events?state=pending|dead&limit=N`: records (JSON array).
-//! - `GET /events/{id}`: one record, or `{"id","state":"delivered","delivered_ms"}`.
-//! - `POST /events/{id}/retry`, `POST /events/retry-dead`.
-//! - `POST /events`: enqueue an event (`finalize-pending` while the daemon runs).
+//! The CLI's end of the admin socket ([`super::wire`]): `assetgate events …`
+//! and `finalize-pending` while the daemon holds the outbox. One blocking
+//! HTTP/1.1 request per call, with a timeout.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use super::payload::{Event, Kind};
+use super::payload::Event;
 use super::store::{Record, Retried, State};
-
-/// The socket's file name inside `events.dir`.
-pub const SOCKET: &str = "admin.sock";
-
-pub use crate::config::MAX_SOCKET_PATH;
-
-/// The socket path for `dir`, or why it cannot be one.
-pub fn socket_path(dir: &Path) -> Result<PathBuf, String> {
-    let p = dir.join(SOCKET);
-    if p.as_os_str().len() > MAX_SOCKET_PATH {
-        return Err(format!(
-            "{} is too long for a Unix socket path ({} bytes at most)",
-            p.display(),
-            MAX_SOCKET_PATH
-        ));
-    }
-    Ok(p)
-}
-
-/// What `POST /events` carries.
-#[derive(Serialize, Deserialize)]
-pub struct WireEvent {
-    /// [`Event::id`].
-    pub id: String,
-    /// [`Event::kind`].
-    #[serde(rename = "type")]
-    pub kind: Kind,
-    /// [`Event::created_ms`].
-    pub created_ms: u64,
-    /// [`Event::body`].
-    pub body: String,
-    /// [`Event::key`].
-    pub key: String,
-}
-
-/// `GET /events/{id}` for a delivered id.
-#[derive(Serialize, Deserialize)]
-pub struct DeliveredId {
-    /// The event's id.
-    pub id: String,
-    /// Always [`State::Delivered`].
-    pub state: State,
-    /// When it was delivered (Unix ms).
-    pub delivered_ms: u64,
-}
+use super::wire::{DeliveredId, WireEvent, SOCKET};
 
 /// The CLI's side: one blocking request per call.
 pub struct Client {
