@@ -45,7 +45,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::http::limits::{self, under_deadline, BodyError};
+use crate::http::limits::{self, or_deadline, BodyError};
 use crate::http::respond::{json, Synthetic};
 use crate::http::server::{self, Layer, Listener};
 use crate::http::{AppState, Resp};
@@ -170,7 +170,10 @@ pub async fn serve_outbox(
 async fn answer(state: &Arc<AppState>, via: Via, req: Request<Incoming>) -> Resp {
     let started = Instant::now();
     let deadline = state.config.server.request_timeout;
-    let resp = under_deadline(&state.limits, deadline, handle(state, via, req)).await;
+    let resp = or_deadline(
+        &state.limits,
+        tokio::time::timeout(deadline, handle(state, via, req)).await,
+    );
     state
         .metrics
         .observe(Endpoint::Admin, resp.status(), started.elapsed().as_secs_f64());

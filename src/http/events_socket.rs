@@ -17,7 +17,7 @@ use crate::events::payload::Event;
 use crate::events::store::{Enqueued, Retried, State, StoreError};
 use crate::events::wire::{DeliveredId, WireEvent};
 use crate::events::Outbox;
-use crate::http::limits::{self, under_deadline, BodyError};
+use crate::http::limits::{self, or_deadline, BodyError};
 use crate::http::respond::{json, Synthetic};
 use crate::http::{AppState, Resp};
 use crate::metrics::Limit;
@@ -38,7 +38,8 @@ pub async fn handle(state: Arc<AppState>, outbox: Arc<Outbox>, req: Request<Inco
             }
         }
     };
-    under_deadline(&state.limits, state.config.server.request_timeout, answer).await
+    let timeout = state.config.server.request_timeout;
+    or_deadline(&state.limits, tokio::time::timeout(timeout, answer).await)
 }
 
 /// Why a request to the socket is answered with an error:

@@ -729,22 +729,23 @@ where
 // ---------------------------------------------------------------------------
 // The whole-request deadline
 
-/// `answer` within `timeout` (`[server] request_timeout`), or 503
-/// `request_timeout` with the connection closed ([`Synthetic::deadline`]),
-/// counted. Every endpoint that waits on anything runs under it: `/tusd`
-/// (body and decision), `/session` (an upload's record), both admin APIs.
-pub async fn under_deadline(
-    limits: &LimitLog,
-    timeout: Duration,
-    answer: impl std::future::Future<Output = Resp>,
-) -> Resp {
-    match tokio::time::timeout(timeout, answer).await {
-        Ok(r) => r,
-        Err(_) => {
-            limits.hit(Limit::RequestTimeout);
-            Synthetic::deadline().into()
-        }
-    }
+/// The answer of a request run under `[server] request_timeout`
+/// (`tokio::time::timeout(request_timeout, answer).await`), or, past it,
+/// 503 `request_timeout` with the connection closed
+/// ([`Synthetic::deadline`]), counted. Every endpoint that waits on anything
+/// runs under it: `/tusd` (body and decision), `/session` (an upload's
+/// record), both admin APIs.
+///
+/// It takes the timeout's result, not the future: a wrapper future would
+/// keep the endpoint's future twice in its state (the argument, and the
+/// timeout that took it), and every in-flight request's connection task
+/// holds this state (`/tusd`'s future is ~2 KiB; a slow-body flood holds
+/// thousands).
+pub fn or_deadline(limits: &LimitLog, answer: Result<Resp, tokio::time::error::Elapsed>) -> Resp {
+    answer.unwrap_or_else(|_| {
+        limits.hit(Limit::RequestTimeout);
+        Synthetic::deadline().into()
+    })
 }
 
 // ---------------------------------------------------------------------------
