@@ -238,7 +238,7 @@ impl Listeners {
         let admin_socket = private_socket(&config.server.admin_socket).map_err(StartError::AdminSocket)?;
         // [events] is read at start only (a reload keeps it; see reload::merge).
         let events_socket = config.events.as_ref().and_then(|events| {
-            let path = events.dir.join(crate::events::admin::SOCKET);
+            let path = events.dir.join(crate::events::wire::SOCKET);
             private_socket(&path)
                 .inspect_err(|e| {
                     tracing::error!(path = %path.display(), error = %e, "cannot serve the events admin socket: `assetgate events` needs the daemon stopped");

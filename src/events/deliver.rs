@@ -33,6 +33,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::{random_jitter, Next, Policy};
+use super::metrics::EventResult;
 use super::store::{Record, StoreError};
 use super::{EventsConfig, Outbox};
 
@@ -244,7 +245,12 @@ async fn attempt(ctx: &Arc<Ctx>, record: Record) {
             let err = error.clone();
             let _ = tokio::task::spawn_blocking(move || c.outbox.store().failed(&id, now, next, &err)).await;
             if let Some(m) = ctx.outbox.metrics() {
-                m.count(record.kind, if next == Next::Dead { "dead" } else { "retry" });
+                let result = if next == Next::Dead {
+                    EventResult::Dead
+                } else {
+                    EventResult::Retry
+                };
+                m.count(record.kind, result);
             }
             tracing::debug!(event_id = %record.id, attempts = failed, error = %error, next = ?next, "event delivery attempt failed");
             if next == Next::Dead {
