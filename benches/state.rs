@@ -87,7 +87,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             assert!(matches!(
                 assetgate::http::auth::decide(&memory_cfg, &empty, black_box(&headers), NOW),
-                assetgate::http::auth::Outcome::Allow(_)
+                assetgate::http::auth::AuthOutcome::Allow(_)
             ))
         })
     });

@@ -63,7 +63,7 @@ use assetgate::token::upload_id::{self, Kind, UploadIds};
 use assetgate::tusd::answer::V2_MAX_BODY;
 use assetgate::tusd::postfinish::FILE_STORES;
 use assetgate::tusd::{
-    self, prefinish, Decision, Destination, Gate, Hook, HookName, Lookup, Outcome, Part, Protocol, Reason,
+    self, prefinish, Decision, Destination, Gate, Hook, HookName, Lookup, HookOutcome, Part, Protocol, ReasonCode,
     Rejection, Upload, Verdict, MAX_MESSAGE_BYTES,
 };
 use libfuzzer_sys::fuzz_target;
@@ -321,11 +321,11 @@ fn check_spellings(body: &[u8], header: Option<&str>, parsed: &Result<Hook, tusd
 fn check_rejection(r: &Rejection, meta: &Metadata) {
     // 500 only for a deployment fault: signed upload IDs with a v1 server.
     assert!(
-        (400..500).contains(&r.status()) || r.reason() == Reason::UploadIdsUnsupported,
+        (400..500).contains(&r.status()) || r.reason() == ReasonCode::UploadIdsUnsupported,
         "{r}"
     );
     assert!(
-        !matches!(r.reason(), Reason::Ok | Reason::Ignored | Reason::Partial),
+        !matches!(r.reason(), ReasonCode::Ok | ReasonCode::Ignored | ReasonCode::Partial),
         "{r}"
     );
     assert!(r.message().len() <= MAX_MESSAGE_BYTES);
@@ -433,7 +433,7 @@ fn check_decision(hook: &Hook, d: &Decision, g: &Fixed, lk: &FuzzLookup<'_>) {
     assert_eq!(d.hook, hook.name);
     assert_eq!(d.key.as_deref(), u.asset_key());
     assert_eq!(d.upload_id, u.id);
-    assert_eq!(d.outcome() == Outcome::Allow, d.reason() == Reason::Ok);
+    assert_eq!(d.outcome() == HookOutcome::Allow, d.reason() == ReasonCode::Ok);
     match (&hook.name, &d.verdict) {
         (HookName::PreCreate, Verdict::Accept) => {
             check_precreate_accept(u, g, lk);
@@ -453,8 +453,8 @@ fn check_decision(hook: &Hook, d: &Decision, g: &Fixed, lk: &FuzzLookup<'_>) {
             assert!(lk.head.is_some());
             check_rejection(r, &u.metadata);
         }
-        (HookName::PreFinish, Verdict::Skip(Reason::Ignored)) => assert!(lk.head.is_none()),
-        (HookName::PreFinish | HookName::PostFinish, Verdict::Skip(Reason::Partial)) => {
+        (HookName::PreFinish, Verdict::Skip(ReasonCode::Ignored)) => assert!(lk.head.is_none()),
+        (HookName::PreFinish | HookName::PostFinish, Verdict::Skip(ReasonCode::Partial)) => {
             assert!(u.is_partial)
         }
         (HookName::PostFinish, Verdict::Finalize(plan)) => {
@@ -469,7 +469,7 @@ fn check_decision(hook: &Hook, d: &Decision, g: &Fixed, lk: &FuzzLookup<'_>) {
         (HookName::PreCreate | HookName::PostFinish | HookName::PreFinish, v) => {
             panic!("{} cannot decide {v:?}", hook.name)
         }
-        (_, Verdict::Skip(Reason::Ignored)) => {}
+        (_, Verdict::Skip(ReasonCode::Ignored)) => {}
         (name, v) => panic!("{name} has nothing to decide, got {v:?}"),
     }
 }

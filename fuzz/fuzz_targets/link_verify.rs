@@ -14,7 +14,7 @@
 #![no_main]
 
 use assetgate::secret::{Secret, SecretSet};
-use assetgate::token::link::{self, Reason};
+use assetgate::token::link::{self, LinkRefusal};
 use assetgate::token::nginx_uri;
 use libfuzzer_sys::fuzz_target;
 
@@ -40,13 +40,13 @@ fn raw_target(set: &SecretSet, target: &[u8]) {
                 assert!(v.expires() >= NOW);
             }
             Err(d) => match &parsed {
-                Err(_) => assert_eq!(d.reason(), Reason::BadUri),
+                Err(_) => assert_eq!(d.reason(), LinkRefusal::BadUri),
                 Ok(t) => {
-                    assert_ne!(d.reason(), Reason::BadUri);
+                    assert_ne!(d.reason(), LinkRefusal::BadUri);
                     let md5 = nginx_uri::arg(t.args, b"md5").unwrap_or_default();
                     let exp = nginx_uri::arg(t.args, b"expires").unwrap_or_default();
                     assert_eq!(
-                        d.reason() == Reason::Missing,
+                        d.reason() == LinkRefusal::Missing,
                         md5.is_empty() || exp.is_empty(),
                         "{d}"
                     );
@@ -85,7 +85,7 @@ fn signed_target(set: &SecretSet, data: &[u8]) {
             Ok(t) => t.uri,
             Err(_) => {
                 let d = link::verify_request_target(set, &probe, merge, NOW).unwrap_err();
-                assert_eq!(d.reason(), Reason::BadUri);
+                assert_eq!(d.reason(), LinkRefusal::BadUri);
                 continue;
             }
         };
@@ -98,7 +98,7 @@ fn signed_target(set: &SecretSet, data: &[u8]) {
             }
             Err(d) => {
                 assert!(expires < NOW, "signed link refused: {d}");
-                assert_eq!(d.reason(), Reason::Expired, "{d}");
+                assert_eq!(d.reason(), LinkRefusal::Expired, "{d}");
             }
         }
     }

@@ -127,7 +127,7 @@ impl Trigger {
 
 /// What a reload did.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ReloadOutcome {
     /// A new configuration is in force; the keys that need a restart.
     Applied(Vec<&'static str>),
     /// Nothing reloadable changed; the keys that need a restart.
@@ -226,28 +226,33 @@ pub fn dropped_keys(running: Option<&FileKeys>, new: Option<&FileKeys>) -> Vec<S
 /// file the running configuration was read from. `dev`: the running secrets
 /// were generated (`serve --dev`) and stay when the file and environment
 /// still name none.
-pub fn decide(state: &AppState, mut new: Config, running_file: Option<&FileKeys>, dev: bool) -> Outcome {
+pub fn decide(
+    state: &AppState,
+    mut new: Config,
+    running_file: Option<&FileKeys>,
+    dev: bool,
+) -> ReloadOutcome {
     let running = state.current_owned();
     if dev {
         keep_if_empty(&mut new.link.secrets, &running.link.secrets);
         keep_if_empty(&mut new.upload.secrets, &running.upload.secrets);
     }
     if new.link.secrets.is_empty() && new.upload.secrets.is_empty() {
-        return Outcome::Refused(Refusal::Invalid(ConfigError {
+        return ReloadOutcome::Refused(Refusal::Invalid(ConfigError {
             key: "link.secrets".into(),
             message: "the new configuration has no secret at all".into(),
         }));
     }
     let dropped = dropped_keys(running_file, new.origin.file.as_ref());
     if !dropped.is_empty() {
-        return Outcome::Refused(Refusal::DroppedKeys(dropped));
+        return ReloadOutcome::Refused(Refusal::DroppedKeys(dropped));
     }
     let (new, restart) = merge(&running, new);
     if new == *running {
-        return Outcome::Unchanged(restart);
+        return ReloadOutcome::Unchanged(restart);
     }
     state.install(new);
-    Outcome::Applied(restart)
+    ReloadOutcome::Applied(restart)
 }
 
 fn keep_if_empty(new: &mut SecretSet, running: &SecretSet) {
@@ -367,17 +372,17 @@ impl Reloader {
     }
 
     /// One reload: read, decide, then log and count it.
-    pub async fn run_once(&mut self, trigger: Trigger) -> Outcome {
+    pub async fn run_once(&mut self, trigger: Trigger) -> ReloadOutcome {
         let outcome = match self.read_settled().await {
             Ok(new) => {
                 let file = new.origin.file.clone();
                 let outcome = decide(&self.state, new, self.file.as_ref(), self.dev);
-                if !matches!(outcome, Outcome::Refused(_)) {
+                if !matches!(outcome, ReloadOutcome::Refused(_)) {
                     self.file = file;
                 }
                 outcome
             }
-            Err(refusal) => Outcome::Refused(refusal),
+            Err(refusal) => ReloadOutcome::Refused(refusal),
         };
         report(&self.state, trigger, &outcome);
         outcome
@@ -385,11 +390,11 @@ impl Reloader {
 }
 
 /// Logs and counts a reload.
-fn report(state: &AppState, trigger: Trigger, outcome: &Outcome) {
+fn report(state: &AppState, trigger: Trigger, outcome: &ReloadOutcome) {
     let trigger = trigger.as_str();
     const REFUSED: &str = "configuration reload refused, the running configuration stays";
     match outcome {
-        Outcome::Applied(restart) => {
+        ReloadOutcome::Applied(restart) => {
             state.metrics.count_reload(ReloadResult::Applied);
             let cfg = state.current();
             tracing::info!(
@@ -400,12 +405,12 @@ fn report(state: &AppState, trigger: Trigger, outcome: &Outcome) {
             );
             log_restart(restart);
         }
-        Outcome::Unchanged(restart) => {
+        ReloadOutcome::Unchanged(restart) => {
             state.metrics.count_reload(ReloadResult::Unchanged);
             tracing::info!(trigger, "configuration reloaded: nothing changed");
             log_restart(restart);
         }
-        Outcome::Refused(refusal) => {
+        ReloadOutcome::Refused(refusal) => {
             state.metrics.count_reload_refusal(refusal.reason());
             let reason = refusal.reason().as_str();
             match refusal {
@@ -677,14 +682,17 @@ mod tests {
             "application/octet-stream"
         );
         std::fs::write(&types, "types {\n    image/png png;\n    image/webp webp;\n}\n").unwrap();
-        assert_eq!(decide(&state, load(&cfg), None, false), Outcome::Applied(vec![]));
+        assert_eq!(
+            decide(&state, load(&cfg), None, false),
+            ReloadOutcome::Applied(vec![])
+        );
         assert_eq!(
             state.current().upload.nginx_types.table.served_type("a.webp"),
             "image/webp"
         );
         assert_eq!(
             decide(&state, load(&cfg), None, false),
-            Outcome::Unchanged(vec![])
+            ReloadOutcome::Unchanged(vec![])
         );
     }
 
@@ -731,7 +739,7 @@ mod tests {
         assert_eq!(cut.upload.max_size, None, "the cut file is valid and open");
         assert_eq!(
             decide(&state, cut, file.as_ref(), false),
-            Outcome::Refused(Refusal::DroppedKeys(vec![
+            ReloadOutcome::Refused(Refusal::DroppedKeys(vec![
                 "upload.check_content".into(),
                 "upload.content_types".into(),
                 "upload.max_size".into(),
@@ -743,7 +751,7 @@ mod tests {
         let same_keys = load_path(&p);
         assert_eq!(
             decide(&state, same_keys, file.as_ref(), false),
-            Outcome::Applied(vec![])
+            ReloadOutcome::Applied(vec![])
         );
         assert_eq!(state.current().upload.max_size, Some(2000));
 
@@ -751,7 +759,7 @@ mod tests {
         let replaced = load_path(&p);
         assert_eq!(
             decide(&state, replaced, file.as_ref(), false),
-            Outcome::Applied(vec![])
+            ReloadOutcome::Applied(vec![])
         );
         assert_eq!(state.current().upload.max_size, None);
     }
@@ -802,7 +810,7 @@ mod tests {
             Reloader::new(state.clone(), sources, false).with_loader(loader, Duration::from_millis(100));
         replace(&p, "[link]\nsecrets = [\"link-secret-new-0123456789\"]\n");
         let timed_out = |stuck| {
-            Outcome::Refused(Refusal::TimedOut {
+            ReloadOutcome::Refused(Refusal::TimedOut {
                 after: Duration::from_millis(100),
                 stuck,
             })
@@ -826,7 +834,7 @@ mod tests {
             b"link-secret-0123456789",
             "the late reads were not installed"
         );
-        assert_eq!(r.run_once(Trigger::Signal).await, Outcome::Applied(vec![]));
+        assert_eq!(r.run_once(Trigger::Signal).await, ReloadOutcome::Applied(vec![]));
         assert_eq!(
             state.current().link.secrets.newest().unwrap().expose(),
             b"link-secret-new-0123456789"
@@ -863,7 +871,7 @@ mod tests {
             file: Some(p.clone()),
         };
         let mut r = Reloader::new(state.clone(), sources, false).with_loader(loader, READ_TIMEOUT);
-        assert_eq!(r.run_once(Trigger::Signal).await, Outcome::Applied(vec![]));
+        assert_eq!(r.run_once(Trigger::Signal).await, ReloadOutcome::Applied(vec![]));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         assert_eq!(state.current().upload.max_size, Some(60));
 

@@ -15,9 +15,9 @@ use sha2::{Digest, Sha256};
 use crate::config::StorageConfig;
 use crate::finalize::FinalizeError;
 use crate::policy::Visibility;
-use crate::token::upload::Reason as TokenReason;
+use crate::token::upload::UploadRefusal;
 use crate::token::upload::{Metadata, FIELD_CONTENT_TYPE, FIELD_KEY, FIELD_VISIBILITY};
-use crate::tusd::{FinalizePlan, NotPlanned, Reason};
+use crate::tusd::{FinalizePlan, NotPlanned, ReasonCode};
 
 /// The event types (closed set: also a metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -46,17 +46,17 @@ impl Kind {
 /// `reason` values of `upload.failed`: conflicts with an existing asset, a
 /// content mismatch, a final upload whose parts do not check out, and
 /// uploads the post-finish rules refuse (unverifiable token, policy).
-pub const FAILED_REASONS: [Reason; 10] = [
-    Reason::Exists,
-    Reason::ContentMismatch,
-    Reason::ConcatInvalid,
-    Reason::Token(TokenReason::TokenInvalid),
-    Reason::Token(TokenReason::MetadataMissing),
-    Reason::Token(TokenReason::MetadataInvalid),
-    Reason::ContentTypeNotAllowed,
-    Reason::ContentTypeActive,
-    Reason::ExtensionMismatch,
-    Reason::TooLarge,
+pub const FAILED_REASONS: [ReasonCode; 10] = [
+    ReasonCode::Exists,
+    ReasonCode::ContentMismatch,
+    ReasonCode::ConcatInvalid,
+    ReasonCode::Token(UploadRefusal::TokenInvalid),
+    ReasonCode::Token(UploadRefusal::MetadataMissing),
+    ReasonCode::Token(UploadRefusal::MetadataInvalid),
+    ReasonCode::ContentTypeNotAllowed,
+    ReasonCode::ContentTypeActive,
+    ReasonCode::ExtensionMismatch,
+    ReasonCode::TooLarge,
 ];
 
 /// One event, ready to be stored and sent.
@@ -167,7 +167,7 @@ pub fn finalized(plan: &FinalizePlan, size: u64, sha256: &[u8; 32], now_ms: u64)
 }
 
 /// `upload.failed` for a planned (verified) upload the mover refused.
-pub fn failed_plan(plan: &FinalizePlan, reason: Reason, now_ms: u64) -> Event {
+pub fn failed_plan(plan: &FinalizePlan, reason: ReasonCode, now_ms: u64) -> Event {
     let at = rfc3339(now_ms);
     let body = Envelope {
         kind: Kind::Failed.as_str(),
@@ -200,7 +200,7 @@ pub fn failed_stored(
     metadata: &Metadata,
     size: Option<u64>,
     storage: &StorageConfig,
-    reason: Reason,
+    reason: ReasonCode,
     now_ms: u64,
 ) -> Event {
     let at = rfc3339(now_ms);
@@ -240,11 +240,11 @@ pub fn failed_stored(
 /// shutdown) retried by the next pass, or a forged or misdirected event
 /// (paths outside the roots, metadata that does not match the upload's own
 /// record), which says nothing about the real upload.
-pub fn failed_reason(e: &FinalizeError) -> Option<Reason> {
+pub fn failed_reason(e: &FinalizeError) -> Option<ReasonCode> {
     match e {
-        FinalizeError::Exists => Some(Reason::Exists),
-        FinalizeError::ContentMismatch { .. } => Some(Reason::ContentMismatch),
-        FinalizeError::ConcatInvalid => Some(Reason::ConcatInvalid),
+        FinalizeError::Exists => Some(ReasonCode::Exists),
+        FinalizeError::ContentMismatch { .. } => Some(ReasonCode::ContentMismatch),
+        FinalizeError::ConcatInvalid => Some(ReasonCode::ConcatInvalid),
         _ => None,
     }
 }
@@ -252,7 +252,7 @@ pub fn failed_reason(e: &FinalizeError) -> Option<Reason> {
 /// The `reason` of `upload.failed` for a finished upload on disk that the
 /// post-finish rules keep, or `None` (incomplete, not a file store: nothing
 /// final about it).
-pub fn kept_reason(v: &NotPlanned) -> Option<Reason> {
+pub fn kept_reason(v: &NotPlanned) -> Option<ReasonCode> {
     match v {
         NotPlanned::Keep(r) => {
             let reason = r.reason();

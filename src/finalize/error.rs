@@ -5,7 +5,7 @@ use std::io;
 /// The metric label of a failed finalize (closed set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Reason {
+pub enum MoveFailure {
     /// A configured root is missing or not a directory.
     BadRoot,
     /// The source does not resolve inside the upload directory.
@@ -42,48 +42,48 @@ pub enum Reason {
     Io,
 }
 
-impl Reason {
+impl MoveFailure {
     /// All values, for metric pre-registration.
-    pub const ALL: [Reason; 17] = [
-        Reason::BadRoot,
-        Reason::SourceOutside,
-        Reason::SourceNotFile,
-        Reason::SourceMissing,
-        Reason::Symlink,
-        Reason::NotFinished,
-        Reason::InfoInvalid,
-        Reason::MetadataMismatch,
-        Reason::DestinationOutside,
-        Reason::DestinationNotDir,
-        Reason::Exists,
-        Reason::ContentMismatch,
-        Reason::ConcatInvalid,
-        Reason::IdMismatch,
-        Reason::Refused,
-        Reason::Cancelled,
-        Reason::Io,
+    pub const ALL: [MoveFailure; 17] = [
+        MoveFailure::BadRoot,
+        MoveFailure::SourceOutside,
+        MoveFailure::SourceNotFile,
+        MoveFailure::SourceMissing,
+        MoveFailure::Symlink,
+        MoveFailure::NotFinished,
+        MoveFailure::InfoInvalid,
+        MoveFailure::MetadataMismatch,
+        MoveFailure::DestinationOutside,
+        MoveFailure::DestinationNotDir,
+        MoveFailure::Exists,
+        MoveFailure::ContentMismatch,
+        MoveFailure::ConcatInvalid,
+        MoveFailure::IdMismatch,
+        MoveFailure::Refused,
+        MoveFailure::Cancelled,
+        MoveFailure::Io,
     ];
 
     /// The metric label value.
     pub fn as_str(self) -> &'static str {
         match self {
-            Reason::BadRoot => "bad_root",
-            Reason::SourceOutside => "source_outside",
-            Reason::SourceNotFile => "source_not_file",
-            Reason::SourceMissing => "source_missing",
-            Reason::Symlink => "symlink",
-            Reason::NotFinished => "not_finished",
-            Reason::InfoInvalid => "info_invalid",
-            Reason::MetadataMismatch => "metadata_mismatch",
-            Reason::DestinationOutside => "destination_outside",
-            Reason::DestinationNotDir => "destination_not_dir",
-            Reason::Exists => "exists",
-            Reason::ContentMismatch => "content_mismatch",
-            Reason::ConcatInvalid => "concat_invalid",
-            Reason::IdMismatch => "id_mismatch",
-            Reason::Refused => "refused",
-            Reason::Cancelled => "cancelled",
-            Reason::Io => "io",
+            MoveFailure::BadRoot => "bad_root",
+            MoveFailure::SourceOutside => "source_outside",
+            MoveFailure::SourceNotFile => "source_not_file",
+            MoveFailure::SourceMissing => "source_missing",
+            MoveFailure::Symlink => "symlink",
+            MoveFailure::NotFinished => "not_finished",
+            MoveFailure::InfoInvalid => "info_invalid",
+            MoveFailure::MetadataMismatch => "metadata_mismatch",
+            MoveFailure::DestinationOutside => "destination_outside",
+            MoveFailure::DestinationNotDir => "destination_not_dir",
+            MoveFailure::Exists => "exists",
+            MoveFailure::ContentMismatch => "content_mismatch",
+            MoveFailure::ConcatInvalid => "concat_invalid",
+            MoveFailure::IdMismatch => "id_mismatch",
+            MoveFailure::Refused => "refused",
+            MoveFailure::Cancelled => "cancelled",
+            MoveFailure::Io => "io",
         }
     }
 }
@@ -266,25 +266,25 @@ pub enum FinalizeError {
 
 impl FinalizeError {
     /// The metric label.
-    pub fn reason(&self) -> Reason {
+    pub fn reason(&self) -> MoveFailure {
         match self {
-            FinalizeError::BadRoot { .. } => Reason::BadRoot,
-            FinalizeError::SourceOutside => Reason::SourceOutside,
-            FinalizeError::SourceNotFile => Reason::SourceNotFile,
-            FinalizeError::SourceMissing => Reason::SourceMissing,
-            FinalizeError::Symlink { .. } => Reason::Symlink,
-            FinalizeError::NotFinished => Reason::NotFinished,
-            FinalizeError::InfoInvalid => Reason::InfoInvalid,
-            FinalizeError::MetadataMismatch => Reason::MetadataMismatch,
-            FinalizeError::DestinationOutside => Reason::DestinationOutside,
-            FinalizeError::DestinationNotDir => Reason::DestinationNotDir,
-            FinalizeError::Exists => Reason::Exists,
-            FinalizeError::ContentMismatch { .. } => Reason::ContentMismatch,
-            FinalizeError::ConcatInvalid => Reason::ConcatInvalid,
-            FinalizeError::IdMismatch => Reason::IdMismatch,
-            FinalizeError::Refused => Reason::Refused,
-            FinalizeError::Cancelled => Reason::Cancelled,
-            FinalizeError::Io { .. } => Reason::Io,
+            FinalizeError::BadRoot { .. } => MoveFailure::BadRoot,
+            FinalizeError::SourceOutside => MoveFailure::SourceOutside,
+            FinalizeError::SourceNotFile => MoveFailure::SourceNotFile,
+            FinalizeError::SourceMissing => MoveFailure::SourceMissing,
+            FinalizeError::Symlink { .. } => MoveFailure::Symlink,
+            FinalizeError::NotFinished => MoveFailure::NotFinished,
+            FinalizeError::InfoInvalid => MoveFailure::InfoInvalid,
+            FinalizeError::MetadataMismatch => MoveFailure::MetadataMismatch,
+            FinalizeError::DestinationOutside => MoveFailure::DestinationOutside,
+            FinalizeError::DestinationNotDir => MoveFailure::DestinationNotDir,
+            FinalizeError::Exists => MoveFailure::Exists,
+            FinalizeError::ContentMismatch { .. } => MoveFailure::ContentMismatch,
+            FinalizeError::ConcatInvalid => MoveFailure::ConcatInvalid,
+            FinalizeError::IdMismatch => MoveFailure::IdMismatch,
+            FinalizeError::Refused => MoveFailure::Refused,
+            FinalizeError::Cancelled => MoveFailure::Cancelled,
+            FinalizeError::Io { .. } => MoveFailure::Io,
         }
     }
 

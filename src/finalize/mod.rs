@@ -241,7 +241,7 @@ mod upload;
 
 pub use cancel::Cancel;
 pub use confine::destination_state;
-pub use error::{FinalizeError, Op, Reason, Root, Side};
+pub use error::{FinalizeError, MoveFailure, Op, Root, Side};
 #[cfg(feature = "fuzzing")]
 pub use info::parse_info_for_fuzzing;
 pub use info::InfoFormat;

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use super::cancel::Cancel;
 use super::confine::destination_state;
-use super::error::{FinalizeError, Op, Reason, Root, Side};
+use super::error::{FinalizeError, MoveFailure, Op, Root, Side};
 use super::faults;
 use super::info::{InfoFormat, MAX_INFO_BYTES};
 use super::outcome::{Cleanup, Finalized, Method};
@@ -290,7 +290,7 @@ fn source_outside_the_upload_dir_is_refused() {
     let relative = PathBuf::from("victim");
     for source in [outside.clone(), dotdot, relative, env.up().to_path_buf()] {
         let e = run_now(&env.req(&source, "public/x", false)).unwrap_err();
-        assert_eq!(e.reason(), Reason::SourceOutside, "{source:?}: {e}");
+        assert_eq!(e.reason(), MoveFailure::SourceOutside, "{source:?}: {e}");
     }
     // The info path given by the event is checked too.
     let inside = env.tusd("mine", b"mine");
@@ -648,7 +648,7 @@ fn failure_midway_leaves_the_source_and_no_temp_file() {
         let e = run_now(&env.req(&src, "public/deep/x.bin", false)).unwrap_err();
         faults::fail_at(None);
         faults::set_force_copy(false);
-        assert_eq!(e.reason(), Reason::Io, "{step:?}");
+        assert_eq!(e.reason(), MoveFailure::Io, "{step:?}");
         assert_untouched(&src, b"precious data");
         assert!(!env.store().join("public/deep/x.bin").exists(), "{step:?}");
         assert_eq!(temp_files(env.store()), Vec::<PathBuf>::new(), "{step:?}");
@@ -719,7 +719,7 @@ fn cross_filesystem_failure_leaves_no_temp_file() {
     faults::fail_at(Some(faults::Step::Publish));
     let e = run_now(&env.req(&src, "public/x", false)).unwrap_err();
     faults::fail_at(None);
-    assert_eq!(e.reason(), Reason::Io);
+    assert_eq!(e.reason(), MoveFailure::Io);
     assert_untouched(&src, b"precious");
     assert!(temp_files(env.store()).is_empty());
     assert!(!env.store().join("public/x").exists());
@@ -751,8 +751,8 @@ fn roots_must_be_existing_absolute_directories() {
 
 #[test]
 fn reason_labels_are_distinct_snake_case() {
-    let labels: std::collections::BTreeSet<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
-    assert_eq!(labels.len(), Reason::ALL.len());
+    let labels: std::collections::BTreeSet<&str> = MoveFailure::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(labels.len(), MoveFailure::ALL.len());
     for l in labels {
         assert!(l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{l}");
     }
@@ -1312,7 +1312,7 @@ fn destination_directory_swapped_for_a_symlink_after_the_checks() {
             }
             // That directory was removed: nothing published, nothing lost.
             Err(e) if remove => {
-                assert_eq!(e.reason(), Reason::Io, "{case}: {e}");
+                assert_eq!(e.reason(), MoveFailure::Io, "{case}: {e}");
                 assert_untouched(&src, b"mine");
             }
             other => panic!("{case}: {other:?}"),

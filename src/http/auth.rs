@@ -33,7 +33,7 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
 
 /// What the gate decided for one auth subrequest.
 #[derive(Debug)]
-pub enum Outcome<'a> {
+pub enum AuthOutcome<'a> {
     /// The link is valid.
     Allow(LinkVerified<'a>),
     /// The link is refused.
@@ -48,21 +48,21 @@ pub enum Outcome<'a> {
 
 /// Decides an auth subrequest from its headers: the link (pure), its lifetime
 /// bound, then the revocations (a lock-free snapshot: no I/O on this path).
-pub fn decide<'a>(config: &Config, shared: &Shared, headers: &'a HeaderMap, now: i64) -> Outcome<'a> {
+pub fn decide<'a>(config: &Config, shared: &Shared, headers: &'a HeaderMap, now: i64) -> AuthOutcome<'a> {
     let Some(target) = headers.get(ORIGINAL_URI) else {
-        return Outcome::NoOriginalUri;
+        return AuthOutcome::NoOriginalUri;
     };
     let link = &config.link;
     let verified =
         match link::verify_request_target(&link.secrets, target.as_bytes(), link.merge_slashes, now) {
             Ok(v) => v,
-            Err(d) => return Outcome::Deny(d),
+            Err(d) => return AuthOutcome::Deny(d),
         };
     let max_ttl = link
         .max_ttl
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     if let Err(d) = link::check_lifetime(&verified, max_ttl, now) {
-        return Outcome::Deny(d);
+        return AuthOutcome::Deny(d);
     }
     match shared.standing(
         verified.uri(),
@@ -70,30 +70,30 @@ pub fn decide<'a>(config: &Config, shared: &Shared, headers: &'a HeaderMap, now:
         &config.storage.private_prefix,
         now,
     ) {
-        Standing::Clear => Outcome::Allow(verified),
-        Standing::Revoked => Outcome::Revoked(verified),
-        Standing::Unavailable => Outcome::Unavailable,
+        Standing::Clear => AuthOutcome::Allow(verified),
+        Standing::Revoked => AuthOutcome::Revoked(verified),
+        Standing::Unavailable => AuthOutcome::Unavailable,
     }
 }
 
-impl Outcome<'_> {
+impl AuthOutcome<'_> {
     /// The `reason` label and `X-Assetgate-Reason` value.
     pub fn reason(&self) -> AuthReason {
         match self {
-            Outcome::Allow(_) => AuthReason::Ok,
-            Outcome::Deny(d) => AuthReason::Link(d.reason()),
-            Outcome::Revoked(_) => AuthReason::Revoked,
-            Outcome::Unavailable => AuthReason::Unavailable,
-            Outcome::NoOriginalUri => AuthReason::NoOriginalUri,
+            AuthOutcome::Allow(_) => AuthReason::Ok,
+            AuthOutcome::Deny(d) => AuthReason::Link(d.reason()),
+            AuthOutcome::Revoked(_) => AuthReason::Revoked,
+            AuthOutcome::Unavailable => AuthReason::Unavailable,
+            AuthOutcome::NoOriginalUri => AuthReason::NoOriginalUri,
         }
     }
 }
 
 /// The one response nginx gets for `outcome` (no logging here: [`record`]);
 /// the 500's explanation is for a person's `GET`, never for a `HEAD`.
-pub fn response(outcome: &Outcome, method: &Method) -> Resp {
+pub fn response(outcome: &AuthOutcome, method: &Method) -> Resp {
     match outcome {
-        Outcome::Allow(v) => {
+        AuthOutcome::Allow(v) => {
             let mut r = respond::allowed();
             // Bounds how long a proxy_cache'd allow may be reused.
             if let Ok(h) = HeaderValue::from_bytes(accel_expires(v.expires(), &mut [0u8; 24])) {
@@ -101,21 +101,21 @@ pub fn response(outcome: &Outcome, method: &Method) -> Resp {
             }
             r
         }
-        Outcome::Deny(_) | Outcome::Revoked(_) | Outcome::Unavailable => {
+        AuthOutcome::Deny(_) | AuthOutcome::Revoked(_) | AuthOutcome::Unavailable => {
             respond::refused(outcome.reason().as_str())
         }
-        Outcome::NoOriginalUri if method == Method::GET => respond::fault(NO_ORIGINAL_URI_BODY),
-        Outcome::NoOriginalUri => respond::fault(""),
+        AuthOutcome::NoOriginalUri if method == Method::GET => respond::fault(NO_ORIGINAL_URI_BODY),
+        AuthOutcome::NoOriginalUri => respond::fault(""),
     }
 }
 
 /// Logs and counts `outcome` (one line; never the link's query string).
-pub fn record(outcome: &Outcome, metrics: &Metrics) {
+pub fn record(outcome: &AuthOutcome, metrics: &Metrics) {
     let reason = outcome.reason();
     metrics.count_auth(reason);
     let (decision, reason) = (reason.decision().as_str(), reason.as_str());
     match outcome {
-        Outcome::Allow(v) => tracing::info!(
+        AuthOutcome::Allow(v) => tracing::info!(
             endpoint = "auth",
             decision,
             reason,
@@ -123,14 +123,14 @@ pub fn record(outcome: &Outcome, metrics: &Metrics) {
             expires = v.expires(),
             "link accepted"
         ),
-        Outcome::Deny(d) => tracing::info!(
+        AuthOutcome::Deny(d) => tracing::info!(
             endpoint = "auth",
             decision,
             reason,
             detail = %d.detail(),
             "link refused"
         ),
-        Outcome::Revoked(v) => tracing::info!(
+        AuthOutcome::Revoked(v) => tracing::info!(
             endpoint = "auth",
             decision,
             reason,
@@ -138,13 +138,13 @@ pub fn record(outcome: &Outcome, metrics: &Metrics) {
             expires = v.expires(),
             "link revoked"
         ),
-        Outcome::Unavailable => tracing::warn!(
+        AuthOutcome::Unavailable => tracing::warn!(
             endpoint = "auth",
             decision,
             reason,
             "valid link refused: revocations are out of sync with the state backend ([state] revocation_when_down = \"fail_closed\")"
         ),
-        Outcome::NoOriginalUri => tracing::error!(
+        AuthOutcome::NoOriginalUri => tracing::error!(
             endpoint = "auth",
             decision,
             reason,

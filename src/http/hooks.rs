@@ -84,7 +84,7 @@ impl Failure {
     }
 
     fn record(&self, state: &AppState) {
-        let (error, reason) = (tusd::Outcome::Error, tusd::Reason::BadHook);
+        let (error, reason) = (tusd::HookOutcome::Error, tusd::ReasonCode::BadHook);
         match self {
             Failure::TooLarge(max) => tracing::info!(
                 endpoint = "tusd",
@@ -102,12 +102,12 @@ impl Failure {
                 tracing::info!(endpoint = "tusd", decision = "error", reason = reason.as_str(), error = %e, "not a tusd hook")
             }
             Failure::Internal(e) => {
-                tracing::error!(endpoint = "tusd", decision = "error", reason = tusd::Reason::Internal.as_str(), error = %e, "the hook's decision failed");
-                return state.metrics.count_hook(None, error, tusd::Reason::Internal);
+                tracing::error!(endpoint = "tusd", decision = "error", reason = tusd::ReasonCode::Internal.as_str(), error = %e, "the hook's decision failed");
+                return state.metrics.count_hook(None, error, tusd::ReasonCode::Internal);
             }
             Failure::NoRandomness(e) => {
-                tracing::error!(endpoint = "tusd", decision = "error", reason = tusd::Reason::Internal.as_str(), error = %e, "no random bytes for a new upload ID");
-                return state.metrics.count_hook(None, error, tusd::Reason::Internal);
+                tracing::error!(endpoint = "tusd", decision = "error", reason = tusd::ReasonCode::Internal.as_str(), error = %e, "no random bytes for a new upload ID");
+                return state.metrics.count_hook(None, error, tusd::ReasonCode::Internal);
             }
         }
         state.metrics.count_hook(None, error, reason);
@@ -256,13 +256,13 @@ async fn single_use(
         Ok(crate::state::Use::First) => {}
         Ok(crate::state::Use::Replay) => {
             decision.verdict = refuse(
-                tusd::Reason::TokenUsed,
+                tusd::ReasonCode::TokenUsed,
                 "this upload token was already used; single-use tokens create one upload (ask the application for a new one)".into(),
             );
         }
         Ok(crate::state::Use::TooManyParts) => {
             decision.verdict = refuse(
-                tusd::Reason::TooManyParts,
+                tusd::ReasonCode::TooManyParts,
                 format!(
                     "this upload token created its [upload] max_parts ({}) partial uploads already; finish them with a final upload, or ask the application for a new token",
                     upload.max_parts
@@ -271,7 +271,7 @@ async fn single_use(
         }
         Ok(crate::state::Use::PartsTooLarge) => {
             decision.verdict = refuse(
-                tusd::Reason::PartsTooLarge,
+                tusd::ReasonCode::PartsTooLarge,
                 format!(
                     "the partial uploads of this upload token would be larger than [upload] max_size ({} bytes) together",
                     upload.max_size.unwrap_or(0)
@@ -281,7 +281,7 @@ async fn single_use(
         Err(e) => match state.shared.single_use_when_down() {
             crate::config::FailMode::Closed => {
                 decision.verdict = refuse(
-                    tusd::Reason::StateUnavailable,
+                    tusd::ReasonCode::StateUnavailable,
                     "the upload cannot be checked right now; try again shortly".into(),
                 );
                 tracing::warn!(endpoint = "tusd", hook = "pre-create", error = %e, "single-use token not checked: state backend down (fail_closed: refused; the claim is undone, the token stays usable)");

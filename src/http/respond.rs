@@ -30,7 +30,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
-use crate::tusd::Reason;
+use crate::tusd::ReasonCode;
 
 /// Response type of every handler.
 pub type Resp = Response<Full<Bytes>>;
@@ -130,7 +130,7 @@ impl Synthetic {
     pub fn too_large(max: u64) -> Self {
         Self::coded(
             StatusCode::PAYLOAD_TOO_LARGE,
-            Reason::BadHook.as_str(),
+            ReasonCode::BadHook.as_str(),
             format!("hook body larger than server.max_body_bytes ({max} bytes)"),
         )
     }
@@ -139,7 +139,7 @@ impl Synthetic {
     pub fn unreadable() -> Self {
         Self::coded(
             StatusCode::BAD_REQUEST,
-            Reason::BadHook.as_str(),
+            ReasonCode::BadHook.as_str(),
             "the request body could not be read",
         )
     }
@@ -148,7 +148,7 @@ impl Synthetic {
     pub fn internal() -> Self {
         Self::coded(
             StatusCode::INTERNAL_SERVER_ERROR,
-            Reason::Internal.as_str(),
+            ReasonCode::Internal.as_str(),
             "the hook could not be decided",
         )
     }

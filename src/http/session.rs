@@ -24,7 +24,7 @@ use crate::http::auth::{EscapedBytes, ORIGINAL_URI};
 use crate::http::respond::{self, Resp};
 use crate::http::AppState;
 use crate::metrics::SessionReason;
-use crate::tusd::session::{self, Policy, Reason};
+use crate::tusd::session::{self, Policy, SessionRefusal};
 
 /// Header nginx must send with `$request_method`.
 pub const ORIGINAL_METHOD: &str = "x-original-method";
@@ -105,7 +105,7 @@ async fn decide<'a, B>(state: &Arc<AppState>, req: &'a Request<B>) -> Outcome<'a
 /// The one response nginx gets (no logging here: [`record`]).
 fn response(outcome: &Outcome) -> Resp {
     match outcome.reason {
-        SessionReason::Decided(Reason::Ok) => respond::allowed(),
+        SessionReason::Decided(SessionRefusal::Ok) => respond::allowed(),
         SessionReason::Decided(reason) => respond::refused(reason.as_str()),
         SessionReason::NoOriginalUri | SessionReason::NotConfigured => respond::fault(""),
     }
@@ -119,7 +119,7 @@ fn record(outcome: &Outcome, state: &AppState) {
     let method = EscapedBytes(outcome.method.as_bytes());
     let upload_id = EscapedBytes(outcome.upload_id.as_bytes());
     match reason {
-        SessionReason::Decided(Reason::Ok) => tracing::debug!(endpoint = "session", decision, reason = reason_str, method = %method, upload_id = %upload_id, "upload request allowed"),
+        SessionReason::Decided(SessionRefusal::Ok) => tracing::debug!(endpoint = "session", decision, reason = reason_str, method = %method, upload_id = %upload_id, "upload request allowed"),
         SessionReason::Decided(_) => tracing::info!(endpoint = "session", decision, reason = reason_str, method = %method, upload_id = %upload_id, "upload request refused"),
         SessionReason::NoOriginalUri => tracing::error!(
             endpoint = "session",

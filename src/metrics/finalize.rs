@@ -15,7 +15,7 @@ pub enum FinalizeResult {
     /// Published (or found already published).
     Done(crate::finalize::Method),
     /// Not moved, and why.
-    Failed(crate::finalize::Reason),
+    Failed(crate::finalize::MoveFailure),
     /// `[storage] root` or `[tusd] upload_dir` is not set.
     NotConfigured,
     /// Too many moves running or queued.
@@ -44,7 +44,7 @@ impl Label for FinalizeResult {
         crate::finalize::Method::ALL
             .map(FinalizeResult::Done)
             .into_iter()
-            .chain(crate::finalize::Reason::ALL.map(FinalizeResult::Failed))
+            .chain(crate::finalize::MoveFailure::ALL.map(FinalizeResult::Failed))
             .chain([
                 FinalizeResult::NotConfigured,
                 FinalizeResult::Busy,

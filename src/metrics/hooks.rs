@@ -1,13 +1,13 @@
 //! tusd hooks' family (`crate::http::hooks`):
 //! `assetgate_hook_decisions_total{hook,decision,reason}`. Its series at
-//! start are the core's own table: each [`Reason`] under every hook
-//! [`Reason::hooks`] lists (`hook="other"` for a body that is not a hook),
-//! with the decision [`Outcome::of`] it.
+//! start are the core's own table: each [`ReasonCode`] under every hook
+//! [`ReasonCode::hooks`] lists (`hook="other"` for a body that is not a hook),
+//! with the decision [`HookOutcome::of`] it.
 
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 use super::label::registered;
-use crate::tusd::{HookName, Outcome, Reason};
+use crate::tusd::{HookName, HookOutcome, ReasonCode};
 
 /// `hook` label of a body that is not a hook.
 const NOT_A_HOOK: &str = "other";
@@ -36,8 +36,8 @@ impl Hooks {
             )
             .expect("valid metric"),
         );
-        for reason in Reason::ALL {
-            let outcome = Outcome::of(reason).as_str();
+        for reason in ReasonCode::ALL {
+            let outcome = HookOutcome::of(reason).as_str();
             let mut hooks: Vec<&str> = reason.hooks().iter().map(HookName::label).collect();
             if hooks.is_empty() {
                 hooks.push(NOT_A_HOOK);
@@ -56,17 +56,17 @@ impl Hooks {
 
     /// Counts one tusd hook decision; `hook` is `None` for a body that is
     /// not a hook (label `other`).
-    pub fn count(&self, hook: Option<&HookName>, outcome: Outcome, reason: Reason) {
+    pub fn count(&self, hook: Option<&HookName>, outcome: HookOutcome, reason: ReasonCode) {
         let hook = hook.map_or(NOT_A_HOOK, HookName::label);
         // Every series counted was pre-registered: a decision the core's
         // table does not list fails the tests that make it.
         debug_assert!(
             listed(hook, outcome, reason),
-            "{hook} {} {}: not in tusd::Reason::hooks / Outcome::of",
+            "{hook} {} {}: not in tusd::ReasonCode::hooks / HookOutcome::of",
             outcome.as_str(),
             reason.as_str()
         );
-        if (hook, outcome, reason) == ("pre-create", Outcome::Allow, Reason::Ok) {
+        if (hook, outcome, reason) == ("pre-create", HookOutcome::Allow, ReasonCode::Ok) {
             return self.precreate_allow.inc();
         }
         self.decisions
@@ -76,8 +76,8 @@ impl Hooks {
 }
 
 /// Whether the core's table lists `(hook, outcome, reason)`.
-fn listed(hook: &str, outcome: Outcome, reason: Reason) -> bool {
-    outcome == Outcome::of(reason)
+fn listed(hook: &str, outcome: HookOutcome, reason: ReasonCode) -> bool {
+    outcome == HookOutcome::of(reason)
         && match reason.hooks() {
             [] => hook == NOT_A_HOOK,
             hooks => hooks.iter().any(|h| h.label() == hook),

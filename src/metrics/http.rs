@@ -13,7 +13,7 @@ use prometheus::{
 };
 
 use super::label::{labels, registered, Label};
-use crate::token::link::Reason;
+use crate::token::link::LinkRefusal;
 
 labels!(
     /// Which endpoint answered.
@@ -53,7 +53,7 @@ labels!(
 
 labels!(
     /// The outcome of one decision.
-    Decision "decision" {
+    AuthDecision "decision" {
         /// Access granted / upload accepted.
         Allow => "allow",
         /// Refused.
@@ -69,8 +69,8 @@ labels!(
 pub enum AuthReason {
     /// The link verified and is not revoked.
     Ok,
-    /// The link did not verify ([`Reason`]).
-    Link(Reason),
+    /// The link did not verify ([`LinkRefusal`]).
+    Link(LinkRefusal),
     /// The link verified but is revoked.
     Revoked,
     /// The link verified, but revocations are out of sync with the state
@@ -90,7 +90,7 @@ impl AuthReason {
             AuthReason::NoOriginalUri,
         ]
         .into_iter()
-        .chain(Reason::ALL.map(AuthReason::Link))
+        .chain(LinkRefusal::ALL.map(AuthReason::Link))
     }
 
     /// Label / header value.
@@ -105,11 +105,11 @@ impl AuthReason {
     }
 
     /// The `decision` label.
-    pub fn decision(self) -> Decision {
+    pub fn decision(self) -> AuthDecision {
         match self {
-            AuthReason::Ok => Decision::Allow,
-            AuthReason::NoOriginalUri => Decision::Error,
-            _ => Decision::Deny,
+            AuthReason::Ok => AuthDecision::Allow,
+            AuthReason::NoOriginalUri => AuthDecision::Error,
+            _ => AuthDecision::Deny,
         }
     }
 }
@@ -118,7 +118,7 @@ impl AuthReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionReason {
     /// What the session rules decided (`ok` or why not).
-    Decided(crate::tusd::session::Reason),
+    Decided(crate::tusd::session::SessionRefusal),
     /// nginx did not send `X-Original-URI` / `X-Original-Method` (500).
     NoOriginalUri,
     /// `/session` needs `[tusd] upload_dir` and `[storage] root` (500).
@@ -130,7 +130,7 @@ impl SessionReason {
     pub fn all() -> impl Iterator<Item = SessionReason> {
         [SessionReason::NoOriginalUri, SessionReason::NotConfigured]
             .into_iter()
-            .chain(crate::tusd::session::Reason::ALL.map(SessionReason::Decided))
+            .chain(crate::tusd::session::SessionRefusal::ALL.map(SessionReason::Decided))
     }
 
     /// Label / header value.
@@ -143,11 +143,11 @@ impl SessionReason {
     }
 
     /// The `decision` label.
-    pub fn decision(self) -> Decision {
+    pub fn decision(self) -> AuthDecision {
         match self {
-            SessionReason::Decided(crate::tusd::session::Reason::Ok) => Decision::Allow,
-            SessionReason::Decided(_) => Decision::Deny,
-            SessionReason::NoOriginalUri | SessionReason::NotConfigured => Decision::Error,
+            SessionReason::Decided(crate::tusd::session::SessionRefusal::Ok) => AuthDecision::Allow,
+            SessionReason::Decided(_) => AuthDecision::Deny,
+            SessionReason::NoOriginalUri | SessionReason::NotConfigured => AuthDecision::Error,
         }
     }
 }
@@ -176,8 +176,8 @@ struct Hot {
     http_auth_403: IntCounter,
     http_tusd_200: IntCounter,
     auth_allow: IntCounter,
-    /// Auth denials, in [`Reason::ALL`] order.
-    auth_deny: [IntCounter; Reason::ALL.len()],
+    /// Auth denials, in [`LinkRefusal::ALL`] order.
+    auth_deny: [IntCounter; LinkRefusal::ALL.len()],
 }
 
 impl Http {
@@ -190,7 +190,7 @@ impl Http {
                     "assetgate_decisions_total",
                     "Gate decisions by endpoint, decision and reason.",
                 ),
-                &[Endpoint::NAME, Decision::NAME, "reason"],
+                &[Endpoint::NAME, AuthDecision::NAME, "reason"],
             )
             .expect("valid metric"),
         );
@@ -249,7 +249,7 @@ impl Http {
             http_auth_403: http.with_label_values(&["auth", "403"]),
             http_tusd_200: http.with_label_values(&["tusd", "200"]),
             auth_allow: decisions.with_label_values(&["auth", "allow", AuthReason::Ok.as_str()]),
-            auth_deny: Reason::ALL.map(|r| decisions.with_label_values(&["auth", "deny", r.as_str()])),
+            auth_deny: LinkRefusal::ALL.map(|r| decisions.with_label_values(&["auth", "deny", r.as_str()])),
         };
         let h = Http {
             decisions,
@@ -268,7 +268,7 @@ impl Http {
         h
     }
 
-    fn decision(&self, endpoint: Endpoint, decision: Decision, reason: &'static str, by: u64) {
+    fn decision(&self, endpoint: Endpoint, decision: AuthDecision, reason: &'static str, by: u64) {
         self.decisions
             .with_label_values(&[endpoint.as_str(), decision.as_str(), reason])
             .inc_by(by);
@@ -318,8 +318,8 @@ impl Http {
     }
 }
 
-/// Position of `r` in [`Reason::ALL`] (the hot deny counters).
-fn link_index(r: Reason) -> usize {
+/// Position of `r` in [`LinkRefusal::ALL`] (the hot deny counters).
+fn link_index(r: LinkRefusal) -> usize {
     r.index()
 }
 
@@ -329,7 +329,7 @@ mod tests {
 
     #[test]
     fn hot_deny_counters_follow_the_reason_order() {
-        for (i, r) in Reason::ALL.into_iter().enumerate() {
+        for (i, r) in LinkRefusal::ALL.into_iter().enumerate() {
             assert_eq!(link_index(r), i, "{r:?}");
         }
     }

@@ -9,7 +9,7 @@
 //!   `assetgate_connections_open`, `assetgate_connections_accepted_total`,
 //!   `assetgate_limit_hits_total{limit}`;
 //! - `hooks.rs`: `assetgate_hook_decisions_total{hook,decision,reason}`
-//!   (which hook decides with which reason: the core's `tusd::Reason::hooks`);
+//!   (which hook decides with which reason: the core's `tusd::ReasonCode::hooks`);
 //! - `finalize.rs`: `assetgate_finalize_total{result}`,
 //!   `assetgate_temp_files_removed_total`, `assetgate_reconcile_total{result}`;
 //! - `state.rs`: `assetgate_state_up`, `assetgate_state_errors_total{op}`,
@@ -31,7 +31,7 @@ mod reload;
 mod state;
 
 pub use finalize::{FinalizeResult, ReconcileResult};
-pub use http::{AuthReason, Decision, Endpoint, Limit, SessionReason};
+pub use http::{AuthDecision, AuthReason, Endpoint, Limit, SessionReason};
 pub use label::Label;
 pub use registry::Metrics;
 pub use reload::{ReloadRefusal, ReloadResult};

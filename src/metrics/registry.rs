@@ -99,8 +99,8 @@ impl Metrics {
     pub fn count_hook(
         &self,
         hook: Option<&crate::tusd::HookName>,
-        outcome: crate::tusd::Outcome,
-        reason: crate::tusd::Reason,
+        outcome: crate::tusd::HookOutcome,
+        reason: crate::tusd::ReasonCode,
     ) {
         self.hooks.count(hook, outcome, reason);
     }
@@ -165,7 +165,7 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::link::Reason;
+    use crate::token::link::LinkRefusal;
 
     /// The whole exposition at start, the events' families included: every
     /// family's name, help text and type, and every series a dashboard sees
@@ -246,7 +246,7 @@ mod tests {
         ]
         .into_iter()
         .chain(crate::finalize::Method::ALL.map(FinalizeResult::Done))
-        .chain(crate::finalize::Reason::ALL.map(FinalizeResult::Failed));
+        .chain(crate::finalize::MoveFailure::ALL.map(FinalizeResult::Failed));
         all(
             "assetgate_finalize_total",
             "result",
@@ -260,7 +260,7 @@ mod tests {
             AuthReason::NoOriginalUri,
         ]
         .into_iter()
-        .chain(Reason::ALL.map(AuthReason::Link));
+        .chain(LinkRefusal::ALL.map(AuthReason::Link));
         all(
             "assetgate_decisions_total",
             "reason",
@@ -269,7 +269,7 @@ mod tests {
         );
         let session = [SessionReason::NoOriginalUri, SessionReason::NotConfigured]
             .into_iter()
-            .chain(crate::tusd::session::Reason::ALL.map(SessionReason::Decided));
+            .chain(crate::tusd::session::SessionRefusal::ALL.map(SessionReason::Decided));
         all(
             "assetgate_decisions_total",
             "reason",
@@ -279,7 +279,7 @@ mod tests {
         all(
             "assetgate_hook_decisions_total",
             "reason",
-            strs(&crate::tusd::Reason::ALL.map(|r| r.as_str())),
+            strs(&crate::tusd::ReasonCode::ALL.map(|r| r.as_str())),
             "",
         );
         for (family, label, extra) in want {
@@ -294,7 +294,7 @@ mod tests {
     #[test]
     fn families_render_with_zeroed_series() {
         let m = Metrics::new();
-        m.count_auth(AuthReason::Link(Reason::Expired));
+        m.count_auth(AuthReason::Link(LinkRefusal::Expired));
         m.observe(Endpoint::Auth, http::StatusCode::FORBIDDEN, 0.0001);
         let text = m.render();
         assert!(

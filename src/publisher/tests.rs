@@ -20,7 +20,7 @@ use crate::policy::Visibility;
 use crate::token::upload::mint;
 use crate::token::upload_id::UploadIds;
 use crate::tusd::testing::{storage_config, upload_config, S1, S2};
-use crate::tusd::{Gate, NotPlanned, Reason};
+use crate::tusd::{Gate, NotPlanned, ReasonCode};
 
 const PDF: &[u8] = b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n";
 
@@ -182,7 +182,7 @@ fn a_kept_upload_gets_one_upload_failed_and_a_skipped_one_none() {
     assert_eq!(data["path"], "private/docs/c.pdf");
 
     // Nothing final about a partial upload: no event.
-    publisher.keep(&found, &NotPlanned::Skip(Reason::Partial), &storage_config());
+    publisher.keep(&found, &NotPlanned::Skip(ReasonCode::Partial), &storage_config());
     assert_eq!(env.events().len(), 1);
 }
 

@@ -137,7 +137,7 @@ impl Finalizer {
                 this.in_flight.lock().await.remove(&dedupe_key);
                 tracing::warn!(endpoint = "tusd", hook = "post-finish", key, "shutting down: move not started, the upload stays in upload_dir (finalize-pending or the next start publishes it)");
                 this.metrics
-                    .count_finalize(FinalizeResult::Failed(finalize::Reason::Cancelled));
+                    .count_finalize(FinalizeResult::Failed(finalize::MoveFailure::Cancelled));
                 return;
             }
             let report = tokio::task::spawn_blocking(move || publisher.publish(&plan, &cancel)).await;
@@ -146,7 +146,7 @@ impl Finalizer {
                 Ok(report) => this.log(report, via, &key),
                 Err(join) => {
                     this.metrics
-                        .count_finalize(FinalizeResult::Failed(finalize::Reason::Io));
+                        .count_finalize(FinalizeResult::Failed(finalize::MoveFailure::Io));
                     tracing::error!(endpoint = "tusd", hook = "post-finish", key, error = %join, "the move task failed; the upload stays in upload_dir");
                 }
             }

@@ -49,7 +49,7 @@ const NGINX_BASE64URL: GeneralPurpose = GeneralPurpose::new(
 /// The reason classes a denial is reported with (`X-Assetgate-Reason`, metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Reason {
+pub enum LinkRefusal {
     /// Hash right under some secret, expiry in the past.
     Expired,
     /// Anything nginx's `secure_link` would not accept, other than the classes below.
@@ -62,36 +62,36 @@ pub enum Reason {
     TtlTooLong,
 }
 
-impl Reason {
+impl LinkRefusal {
     /// All values, for metric pre-registration.
-    pub const ALL: [Reason; 5] = [
-        Reason::Expired,
-        Reason::Invalid,
-        Reason::Missing,
-        Reason::BadUri,
-        Reason::TtlTooLong,
+    pub const ALL: [LinkRefusal; 5] = [
+        LinkRefusal::Expired,
+        LinkRefusal::Invalid,
+        LinkRefusal::Missing,
+        LinkRefusal::BadUri,
+        LinkRefusal::TtlTooLong,
     ];
 
     /// The wire name (header value and metric label).
     pub fn as_str(self) -> &'static str {
         match self {
-            Reason::Expired => "expired",
-            Reason::Invalid => "invalid",
-            Reason::Missing => "missing",
-            Reason::BadUri => "bad-uri",
-            Reason::TtlTooLong => "ttl-too-long",
+            LinkRefusal::Expired => "expired",
+            LinkRefusal::Invalid => "invalid",
+            LinkRefusal::Missing => "missing",
+            LinkRefusal::BadUri => "bad-uri",
+            LinkRefusal::TtlTooLong => "ttl-too-long",
         }
     }
 
-    /// The position in [`Reason::ALL`] (index of a counter array, without a
+    /// The position in [`LinkRefusal::ALL`] (index of a counter array, without a
     /// search on the hot path).
     pub fn index(self) -> usize {
         match self {
-            Reason::Expired => 0,
-            Reason::Invalid => 1,
-            Reason::Missing => 2,
-            Reason::BadUri => 3,
-            Reason::TtlTooLong => 4,
+            LinkRefusal::Expired => 0,
+            LinkRefusal::Invalid => 1,
+            LinkRefusal::Missing => 2,
+            LinkRefusal::BadUri => 3,
+            LinkRefusal::TtlTooLong => 4,
         }
     }
 }
@@ -167,13 +167,13 @@ impl Denied {
     }
 
     /// The reason class.
-    pub fn reason(&self) -> Reason {
+    pub fn reason(&self) -> LinkRefusal {
         match self.detail {
-            Detail::BadUri(_) => Reason::BadUri,
-            Detail::NoMd5 | Detail::NoExpires => Reason::Missing,
-            Detail::Expired { .. } => Reason::Expired,
-            Detail::TtlTooLong { .. } => Reason::TtlTooLong,
-            _ => Reason::Invalid,
+            Detail::BadUri(_) => LinkRefusal::BadUri,
+            Detail::NoMd5 | Detail::NoExpires => LinkRefusal::Missing,
+            Detail::Expired { .. } => LinkRefusal::Expired,
+            Detail::TtlTooLong { .. } => LinkRefusal::TtlTooLong,
+            _ => LinkRefusal::Invalid,
         }
     }
 
@@ -420,7 +420,7 @@ mod tests {
         assert_eq!(ok.expires(), NOW);
         assert_eq!(ok.uri(), b"/private/a.txt");
         let err = check(&[S1], &l, NOW + 1).unwrap_err();
-        assert_eq!(err.reason(), Reason::Expired);
+        assert_eq!(err.reason(), LinkRefusal::Expired);
         assert_eq!(
             err.detail(),
             &Detail::Expired {
@@ -443,8 +443,8 @@ mod tests {
     #[test]
     fn expiry_only_reported_when_hash_matches() {
         let l = link(S2, "/private/a.txt", NOW - 10);
-        assert_eq!(check(&[S1], &l, NOW).unwrap_err().reason(), Reason::Invalid);
-        assert_eq!(check(&[S2], &l, NOW).unwrap_err().reason(), Reason::Expired);
+        assert_eq!(check(&[S1], &l, NOW).unwrap_err().reason(), LinkRefusal::Invalid);
+        assert_eq!(check(&[S2], &l, NOW).unwrap_err().reason(), LinkRefusal::Expired);
     }
 
     #[test]
@@ -469,15 +469,18 @@ mod tests {
         );
         assert_eq!(
             check(&[S1], "/a?md5=x", NOW).unwrap_err().reason(),
-            Reason::Missing
+            LinkRefusal::Missing
         );
     }
 
     #[test]
     fn bad_uri() {
         let e = check(&[S1], "/a%zz?md5=x&expires=1", NOW).unwrap_err();
-        assert_eq!(e.reason(), Reason::BadUri);
-        assert_eq!(check(&[S1], "/../x", NOW).unwrap_err().reason(), Reason::BadUri);
+        assert_eq!(e.reason(), LinkRefusal::BadUri);
+        assert_eq!(
+            check(&[S1], "/../x", NOW).unwrap_err().reason(),
+            LinkRefusal::BadUri
+        );
     }
 
     #[test]
@@ -506,7 +509,7 @@ mod tests {
             check(&[S1], &format!("{uri}?md5={md5b}&expires={exp}"), NOW)
                 .unwrap_err()
                 .reason(),
-            Reason::Invalid
+            LinkRefusal::Invalid
         );
     }
 
@@ -571,9 +574,9 @@ mod tests {
             check(&[S1], &format!("?md5={md5}&expires={NOW}"), NOW + 1)
                 .unwrap_err()
                 .reason(),
-            Reason::Expired
+            LinkRefusal::Expired
         );
-        assert_eq!(check(&[S1], "?", NOW).unwrap_err().reason(), Reason::Missing);
+        assert_eq!(check(&[S1], "?", NOW).unwrap_err().reason(), LinkRefusal::Missing);
     }
 
     #[test]
@@ -583,7 +586,10 @@ mod tests {
         let ok = format!("{uri}?MD5={md5}&md5=AAAAAAAAAAAAAAAAAAAAAA&Expires={NOW}&expires=1");
         assert!(check(&[S1], &ok, NOW).is_ok());
         let bad = format!("{uri}?md5=AAAAAAAAAAAAAAAAAAAAAA&md5={md5}&expires={NOW}");
-        assert_eq!(check(&[S1], &bad, NOW).unwrap_err().reason(), Reason::Invalid);
+        assert_eq!(
+            check(&[S1], &bad, NOW).unwrap_err().reason(),
+            LinkRefusal::Invalid
+        );
         let comma = format!("{uri}?md5={md5},&expires={NOW}");
         assert_eq!(check(&[S1], &comma, NOW).unwrap_err().detail(), &Detail::Comma);
     }

@@ -70,7 +70,7 @@ type HmacSha256 = Hmac<Sha256>;
 /// The reason classes of a refused upload token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Reason {
+pub enum UploadRefusal {
     /// A field is absent or empty.
     MetadataMissing,
     /// Non-numeric expiry, or a token that is not 64 hex digits.
@@ -87,28 +87,28 @@ pub enum Reason {
     TokenTtlTooLong,
 }
 
-impl Reason {
+impl UploadRefusal {
     /// All values.
-    pub const ALL: [Reason; 7] = [
-        Reason::MetadataMissing,
-        Reason::MetadataInvalid,
-        Reason::KeyInvalid,
-        Reason::VisibilityInvalid,
-        Reason::TokenInvalid,
-        Reason::TokenExpired,
-        Reason::TokenTtlTooLong,
+    pub const ALL: [UploadRefusal; 7] = [
+        UploadRefusal::MetadataMissing,
+        UploadRefusal::MetadataInvalid,
+        UploadRefusal::KeyInvalid,
+        UploadRefusal::VisibilityInvalid,
+        UploadRefusal::TokenInvalid,
+        UploadRefusal::TokenExpired,
+        UploadRefusal::TokenTtlTooLong,
     ];
 
     /// The wire code (JSON `error.code`, metric label).
     pub fn as_str(self) -> &'static str {
         match self {
-            Reason::MetadataMissing => "metadata_missing",
-            Reason::MetadataInvalid => "metadata_invalid",
-            Reason::KeyInvalid => "key_invalid",
-            Reason::VisibilityInvalid => "visibility_invalid",
-            Reason::TokenInvalid => "token_invalid",
-            Reason::TokenExpired => "token_expired",
-            Reason::TokenTtlTooLong => "token_ttl_too_long",
+            UploadRefusal::MetadataMissing => "metadata_missing",
+            UploadRefusal::MetadataInvalid => "metadata_invalid",
+            UploadRefusal::KeyInvalid => "key_invalid",
+            UploadRefusal::VisibilityInvalid => "visibility_invalid",
+            UploadRefusal::TokenInvalid => "token_invalid",
+            UploadRefusal::TokenExpired => "token_expired",
+            UploadRefusal::TokenTtlTooLong => "token_ttl_too_long",
         }
     }
 }
@@ -180,15 +180,15 @@ impl Denied {
     }
 
     /// The reason class.
-    pub fn reason(&self) -> Reason {
+    pub fn reason(&self) -> UploadRefusal {
         match self.detail {
-            Detail::Missing(_) => Reason::MetadataMissing,
-            Detail::BadExpires | Detail::BadToken(_) => Reason::MetadataInvalid,
-            Detail::Key(_) => Reason::KeyInvalid,
-            Detail::Visibility => Reason::VisibilityInvalid,
-            Detail::Mismatch { .. } => Reason::TokenInvalid,
-            Detail::Expired { .. } => Reason::TokenExpired,
-            Detail::TtlTooLong { .. } => Reason::TokenTtlTooLong,
+            Detail::Missing(_) => UploadRefusal::MetadataMissing,
+            Detail::BadExpires | Detail::BadToken(_) => UploadRefusal::MetadataInvalid,
+            Detail::Key(_) => UploadRefusal::KeyInvalid,
+            Detail::Visibility => UploadRefusal::VisibilityInvalid,
+            Detail::Mismatch { .. } => UploadRefusal::TokenInvalid,
+            Detail::Expired { .. } => UploadRefusal::TokenExpired,
+            Detail::TtlTooLong { .. } => UploadRefusal::TokenTtlTooLong,
         }
     }
 
@@ -581,7 +581,7 @@ mod tests {
             let mut m = full.clone();
             m.remove(field);
             let e = check(&m, NOW).unwrap_err();
-            assert_eq!(e.reason(), Reason::MetadataMissing, "{field}");
+            assert_eq!(e.reason(), UploadRefusal::MetadataMissing, "{field}");
             assert_eq!(e.detail(), &Detail::Missing(field));
             let mut m = full.clone();
             m.insert(field.to_owned(), String::new());
@@ -626,13 +626,16 @@ mod tests {
             let mut m = full.clone();
             m.insert(FIELD_TOKEN.into(), bad.clone());
             let e = check(&m, NOW).unwrap_err();
-            assert_eq!(e.reason(), Reason::MetadataInvalid, "{bad:?}");
+            assert_eq!(e.reason(), UploadRefusal::MetadataInvalid, "{bad:?}");
             assert!(!e.to_string().contains(&token[..16]), "never echo the token: {e}");
         }
         // shape before key: an unsafe key with a bad token is a shape error
         let mut m = meta("../x", "text/plain", Visibility::Private, NOW + 60);
         m.insert(FIELD_TOKEN.into(), "zz".into());
-        assert_eq!(check(&m, NOW).unwrap_err().reason(), Reason::MetadataInvalid);
+        assert_eq!(
+            check(&m, NOW).unwrap_err().reason(),
+            UploadRefusal::MetadataInvalid
+        );
     }
 
     #[test]
@@ -654,7 +657,7 @@ mod tests {
         // an unsigned unsafe key too (key check comes before the signature)
         let mut m = m.clone();
         m.insert(FIELD_TOKEN.into(), "0".repeat(64));
-        assert_eq!(check(&m, NOW).unwrap_err().reason(), Reason::KeyInvalid);
+        assert_eq!(check(&m, NOW).unwrap_err().reason(), UploadRefusal::KeyInvalid);
 
         let expires = (NOW + 60).to_string();
         let mut m = meta("a.txt", "text/plain", Visibility::Private, NOW + 60);
@@ -663,7 +666,10 @@ mod tests {
             FIELD_TOKEN.into(),
             sign(S1.as_bytes(), &expires, "a.txt", "secret", "text/plain"),
         );
-        assert_eq!(check(&m, NOW).unwrap_err().reason(), Reason::VisibilityInvalid);
+        assert_eq!(
+            check(&m, NOW).unwrap_err().reason(),
+            UploadRefusal::VisibilityInvalid
+        );
     }
 
     #[test]
@@ -680,7 +686,7 @@ mod tests {
             t.insert(field.into(), value.into());
             assert_eq!(
                 check(&t, NOW).unwrap_err().reason(),
-                Reason::TokenInvalid,
+                UploadRefusal::TokenInvalid,
                 "{field}"
             );
         }
@@ -689,7 +695,7 @@ mod tests {
         let mut token = t[FIELD_TOKEN].clone().into_bytes();
         token[10] = if token[10] == b'0' { b'1' } else { b'0' };
         t.insert(FIELD_TOKEN.into(), String::from_utf8(token).unwrap());
-        assert_eq!(check(&t, NOW).unwrap_err().reason(), Reason::TokenInvalid);
+        assert_eq!(check(&t, NOW).unwrap_err().reason(), UploadRefusal::TokenInvalid);
     }
 
     #[test]
@@ -698,7 +704,7 @@ mod tests {
         let mut m = meta("a.txt", "text/plain", Visibility::Private, NOW + 60);
         m.insert(FIELD_EXPIRES.into(), exp.clone());
         // token over the canonical number does not cover "000…"
-        assert_eq!(check(&m, NOW).unwrap_err().reason(), Reason::TokenInvalid);
+        assert_eq!(check(&m, NOW).unwrap_err().reason(), UploadRefusal::TokenInvalid);
         m.insert(
             FIELD_TOKEN.into(),
             sign(S1.as_bytes(), &exp, "a.txt", "private", "text/plain"),
@@ -717,7 +723,7 @@ mod tests {
         assert!(check(&m, NOW).is_ok());
         let mut t = m.clone();
         t.insert(FIELD_CONTENT_TYPE.into(), "text/plain;charset=utf-8".into());
-        assert_eq!(check(&t, NOW).unwrap_err().reason(), Reason::TokenInvalid);
+        assert_eq!(check(&t, NOW).unwrap_err().reason(), UploadRefusal::TokenInvalid);
     }
 
     #[test]
@@ -725,7 +731,7 @@ mod tests {
         let m = meta("a.txt", "text/plain", Visibility::Private, NOW);
         assert!(check(&m, NOW + 30).is_ok(), "expires + skew is still valid");
         let e = check(&m, NOW + 31).unwrap_err();
-        assert_eq!(e.reason(), Reason::TokenExpired);
+        assert_eq!(e.reason(), UploadRefusal::TokenExpired);
         assert_eq!(
             e.detail(),
             &Detail::Expired {
@@ -740,13 +746,19 @@ mod tests {
         let m = meta("a.txt", "text/plain", Visibility::Private, far);
         assert!(check(&m, NOW).is_ok(), "now + max_ttl + skew is still valid");
         let m = meta("a.txt", "text/plain", Visibility::Private, far + 1);
-        assert_eq!(check(&m, NOW).unwrap_err().reason(), Reason::TokenTtlTooLong);
+        assert_eq!(
+            check(&m, NOW).unwrap_err().reason(),
+            UploadRefusal::TokenTtlTooLong
+        );
 
         // extremes do not overflow
         let m = meta("a.txt", "text/plain", Visibility::Private, i64::MAX);
-        assert_eq!(check(&m, NOW).unwrap_err().reason(), Reason::TokenTtlTooLong);
+        assert_eq!(
+            check(&m, NOW).unwrap_err().reason(),
+            UploadRefusal::TokenTtlTooLong
+        );
         let m = meta("a.txt", "text/plain", Visibility::Private, 0);
-        assert_eq!(check(&m, NOW).unwrap_err().reason(), Reason::TokenExpired);
+        assert_eq!(check(&m, NOW).unwrap_err().reason(), UploadRefusal::TokenExpired);
     }
 
     #[test]
@@ -758,7 +770,7 @@ mod tests {
             Visibility::Private,
             NOW - 1000,
         );
-        assert_eq!(check(&m, NOW).unwrap_err().reason(), Reason::TokenInvalid);
+        assert_eq!(check(&m, NOW).unwrap_err().reason(), UploadRefusal::TokenInvalid);
     }
 
     #[test]
@@ -774,22 +786,22 @@ mod tests {
             verify_signature_ignoring_expiry(&t, &set(&[S1]))
                 .unwrap_err()
                 .reason(),
-            Reason::TokenInvalid
+            UploadRefusal::TokenInvalid
         );
         let bad_key = meta("a/../b", "text/plain", Visibility::Private, 1000);
         assert_eq!(
             verify_signature_ignoring_expiry(&bad_key, &set(&[S1]))
                 .unwrap_err()
                 .reason(),
-            Reason::KeyInvalid
+            UploadRefusal::KeyInvalid
         );
     }
 
     #[test]
     fn reason_codes_are_distinct() {
-        let mut seen: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        let mut seen: Vec<&str> = UploadRefusal::ALL.iter().map(|r| r.as_str()).collect();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen.len(), Reason::ALL.len());
+        assert_eq!(seen.len(), UploadRefusal::ALL.len());
     }
 }

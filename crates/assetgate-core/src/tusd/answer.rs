@@ -18,7 +18,7 @@
 use serde_json::json;
 
 use super::protocol::{HookError, HookName, Protocol};
-use super::{Decision, Reason, Rejection, Verdict};
+use super::{Decision, ReasonCode, Rejection, Verdict};
 
 /// The most tusd v2 reads from a hook answer.
 pub const V2_MAX_BODY: usize = 5 * 1024;
@@ -108,14 +108,14 @@ pub fn answer_v1(decision: &Decision) -> Answer {
 
 /// The answer to a body that is not a hook: 400 with the JSON error body.
 pub fn answer_error(err: &HookError) -> Answer {
-    let r = Rejection::new(Reason::BadHook, err.to_string());
+    let r = Rejection::new(ReasonCode::BadHook, err.to_string());
     Answer::json(r.status(), r.body())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::upload::Reason as TokenReason;
+    use crate::token::upload::UploadRefusal;
 
     fn decision(hook: HookName, verdict: Verdict) -> Decision {
         Decision {
@@ -137,7 +137,7 @@ mod tests {
         let d = decision(
             HookName::PreCreate,
             Verdict::Reject(Rejection::new(
-                Reason::Token(TokenReason::TokenExpired),
+                ReasonCode::Token(UploadRefusal::TokenExpired),
                 "upload token expired 5 s ago",
             )),
         );
@@ -163,7 +163,7 @@ mod tests {
         assert_eq!(a.status, 200);
         assert_eq!(parse(&a), json!({"ChangeFileInfo": {"ID": id}}));
         // A refusal (single_use after the ID was chosen) wins over the ID.
-        d.verdict = Verdict::Reject(Rejection::new(Reason::TokenUsed, "used"));
+        d.verdict = Verdict::Reject(Rejection::new(ReasonCode::TokenUsed, "used"));
         assert_eq!(parse(&answer_v2(&d))["RejectUpload"], true);
         // v1 cannot take an ID: its answer never carries one.
         d.verdict = Verdict::Accept;
@@ -174,7 +174,7 @@ mod tests {
     fn v2_pre_finish_has_no_reject_upload() {
         let d = decision(
             HookName::PreFinish,
-            Verdict::Reject(Rejection::new(Reason::ContentMismatch, "not PNG")),
+            Verdict::Reject(Rejection::new(ReasonCode::ContentMismatch, "not PNG")),
         );
         let v = parse(&answer_v2(&d));
         assert!(v.get("RejectUpload").is_none());
@@ -185,8 +185,11 @@ mod tests {
     fn v2_everything_else_is_empty_object() {
         for verdict in [
             Verdict::Accept,
-            Verdict::Skip(Reason::Ignored),
-            Verdict::Keep(Rejection::new(Reason::Token(TokenReason::TokenInvalid), "x")),
+            Verdict::Skip(ReasonCode::Ignored),
+            Verdict::Keep(Rejection::new(
+                ReasonCode::Token(UploadRefusal::TokenInvalid),
+                "x",
+            )),
         ] {
             let a = answer_v2(&decision(HookName::PostFinish, verdict));
             assert_eq!((a.status, a.body.as_slice()), (200, &b"{}"[..]));
@@ -198,7 +201,7 @@ mod tests {
         let huge = "\"\\".repeat(5000);
         let d = decision(
             HookName::PreCreate,
-            Verdict::Reject(Rejection::new(Reason::Token(TokenReason::KeyInvalid), huge)),
+            Verdict::Reject(Rejection::new(ReasonCode::Token(UploadRefusal::KeyInvalid), huge)),
         );
         let a = answer_v2(&d);
         assert!(a.body.len() <= V2_MAX_BODY, "{}", a.body.len());
@@ -209,7 +212,7 @@ mod tests {
     fn v1_styles() {
         let d = decision(
             HookName::PreCreate,
-            Verdict::Reject(Rejection::new(Reason::Exists, "exists")),
+            Verdict::Reject(Rejection::new(ReasonCode::Exists, "exists")),
         );
         let a = answer_v1(&d);
         assert_eq!(a.status, 409);
@@ -218,7 +221,10 @@ mod tests {
         assert_eq!((ok.status, ok.body.as_slice()), (200, &b"{}"[..]));
         let keep = answer_v1(&decision(
             HookName::PostFinish,
-            Verdict::Keep(Rejection::new(Reason::Token(TokenReason::TokenInvalid), "x")),
+            Verdict::Keep(Rejection::new(
+                ReasonCode::Token(UploadRefusal::TokenInvalid),
+                "x",
+            )),
         ));
         assert_eq!(keep.status, 200);
         assert_eq!(answer(Protocol::V1, &d), a);

@@ -7,7 +7,7 @@ use super::postfinish::{self, NotPlanned};
 use super::precreate;
 use super::prefinish;
 use super::protocol::{Hook, HookName};
-use super::reason::{Reason, Rejection};
+use super::reason::{ReasonCode, Rejection};
 use super::verdict::{Decision, Verdict};
 use crate::token::upload_id::Nonce;
 
@@ -33,9 +33,9 @@ pub fn decide(hook: &Hook, gate: Gate<'_>, now: i64, nonce: &Nonce, lookup: &dyn
         },
         HookName::PreFinish => match lookup.leading_bytes(upload) {
             Some(head) => prefinish::decide(upload, gate, &head),
-            None => Verdict::Skip(Reason::Ignored),
+            None => Verdict::Skip(ReasonCode::Ignored),
         },
-        _ => Verdict::Skip(Reason::Ignored),
+        _ => Verdict::Skip(ReasonCode::Ignored),
     };
     Decision {
         hook: hook.name.clone(),

@@ -10,8 +10,8 @@ use super::testing::{storage_config, upload_config};
 use super::*;
 use crate::config::UploadConfig;
 use crate::token::upload::{
-    sign, verify_signature_ignoring_expiry, verify_with, Metadata, Reason as TokenReason, Window,
-    FIELD_CONTENT_TYPE, FIELD_EXPIRES, FIELD_KEY, FIELD_TOKEN, FIELD_VISIBILITY,
+    sign, verify_signature_ignoring_expiry, verify_with, Metadata, UploadRefusal, Window, FIELD_CONTENT_TYPE,
+    FIELD_EXPIRES, FIELD_KEY, FIELD_TOKEN, FIELD_VISIBILITY,
 };
 
 const VECTORS: &str = include_str!("../../../../tests/vectors/granite-uploads.json");
@@ -133,7 +133,7 @@ fn every_vector_verifies_with_rotation() {
         if v.ttl > window.max_ttl + window.clock_skew {
             assert_eq!(
                 got.unwrap_err().reason(),
-                TokenReason::TokenTtlTooLong,
+                UploadRefusal::TokenTtlTooLong,
                 "{}",
                 v.key
             );
@@ -149,7 +149,7 @@ fn every_vector_verifies_with_rotation() {
         if v.secret == "older" {
             assert_eq!(
                 only_newest.unwrap_err().reason(),
-                TokenReason::TokenInvalid,
+                UploadRefusal::TokenInvalid,
                 "{}",
                 v.key
             );
@@ -171,7 +171,7 @@ fn expiry_of_vectors_uses_the_injected_clock() {
             verify_with(&v.metadata, &c.secrets, w, expires + w.clock_skew + 1)
                 .unwrap_err()
                 .reason(),
-            TokenReason::TokenExpired
+            UploadRefusal::TokenExpired
         );
         // finalize ignores the clock entirely
         assert!(verify_signature_ignoring_expiry(&v.metadata, &c.secrets).is_ok());
@@ -210,7 +210,7 @@ fn tampering_any_vector_field_breaks_it() {
             let e = verify_with(&m, &c.secrets, w, v.minted_at).unwrap_err();
             assert_eq!(
                 e.reason(),
-                TokenReason::TokenInvalid,
+                UploadRefusal::TokenInvalid,
                 "{} {field}={value:?}",
                 v.key
             );
@@ -309,7 +309,7 @@ fn v2_pre_create_accepted() {
     let (p, d, a) = env.run(fixture!("tusd-v2/pre-create.json"), None);
     assert_eq!(p, Protocol::V2);
     assert_eq!(d.verdict, Verdict::Accept);
-    assert_eq!((d.outcome(), d.reason()), (Outcome::Allow, Reason::Ok));
+    assert_eq!((d.outcome(), d.reason()), (HookOutcome::Allow, ReasonCode::Ok));
     assert_eq!(d.key.as_deref(), Some("photos/été 2026/plage.jpg"));
     assert!(is_empty_ok(&a));
 }
@@ -319,7 +319,7 @@ fn v2_pre_create_exists() {
     let env = Env::new();
     let exists = |p: &Path| p == Path::new("public/photos/été 2026/plage.jpg");
     let (_, d, a) = env.run_with(fixture!("tusd-v2/pre-create.json"), None, fixture_now(), &exists);
-    assert_eq!(d.reason(), Reason::Exists);
+    assert_eq!(d.reason(), ReasonCode::Exists);
     assert_eq!(a.status, 200, "v2 rejections are 200 + RejectUpload");
     let v = json(&a);
     assert_eq!(v["RejectUpload"], true);
@@ -335,7 +335,7 @@ fn v2_pre_create_older_secret_and_rotation() {
     let (_, d, a) = env.run(body, None);
     assert_eq!(
         (d.outcome(), d.reason()),
-        (Outcome::Deny, Reason::Token(TokenReason::TokenInvalid))
+        (HookOutcome::Deny, ReasonCode::Token(UploadRefusal::TokenInvalid))
     );
     let v = json(&a);
     assert_eq!(v["HTTPResponse"]["StatusCode"], 403);
@@ -351,26 +351,26 @@ fn v2_pre_create_expired_clock() {
     let env = Env::new();
     let body = fixture!("tusd-v2/pre-create.json");
     let (_, d, _) = env.run_with(body, None, fixture_now() + 3600 + 31, &none_exist);
-    assert_eq!(d.reason(), Reason::Token(TokenReason::TokenExpired));
+    assert_eq!(d.reason(), ReasonCode::Token(UploadRefusal::TokenExpired));
 }
 
 #[test]
 fn v2_pre_create_shapes_and_policies() {
     let mut env = Env::new();
     let (_, d, a) = env.run(fixture!("tusd-v2/pre-create-no-metadata.json"), None);
-    assert_eq!(d.reason(), Reason::Token(TokenReason::MetadataMissing));
+    assert_eq!(d.reason(), ReasonCode::Token(UploadRefusal::MetadataMissing));
     assert_eq!(json(&a)["HTTPResponse"]["StatusCode"], 400);
 
     let deferred = fixture!("tusd-v2/pre-create-deferred.json");
     let (_, d, a) = env.run(deferred, None);
-    assert_eq!(d.reason(), Reason::LengthRequired);
+    assert_eq!(d.reason(), ReasonCode::LengthRequired);
     assert_eq!(json(&a)["HTTPResponse"]["StatusCode"], 411);
     env.upload.allow_deferred_length = true;
     assert_eq!(env.run(deferred, None).1.verdict, Verdict::Accept);
 
     env.upload.content_types = vec!["image/*".parse().unwrap()];
     let (_, d, a) = env.run(fixture!("tusd-v2/pre-create-final.json"), None);
-    assert_eq!(d.reason(), Reason::ContentTypeNotAllowed);
+    assert_eq!(d.reason(), ReasonCode::ContentTypeNotAllowed);
     assert_eq!(json(&a)["HTTPResponse"]["StatusCode"], 415);
     assert_eq!(
         env.run(fixture!("tusd-v2/pre-create.json"), None).1.verdict,
@@ -394,7 +394,7 @@ fn v2_concatenation() {
     assert_eq!(fin.upload.partial_uploads, vec!["a1b2c3", "d4e5f6"]);
     // Parts nobody knows: refused (tusd would concatenate any finished upload).
     let (_, d, a) = env.run(fixture!("tusd-v2/pre-create-final.json"), None);
-    assert_eq!(d.reason(), Reason::ConcatInvalid);
+    assert_eq!(d.reason(), ReasonCode::ConcatInvalid);
     assert_eq!(json(&a)["HTTPResponse"]["StatusCode"], 403);
     // The same token's finished partial uploads: accepted.
     struct Parts(crate::token::upload::Metadata);
@@ -425,9 +425,12 @@ fn v2_concatenation() {
         fixture_now(),
         &parts,
     );
-    assert_eq!(d.reason(), Reason::TooLarge);
+    assert_eq!(d.reason(), ReasonCode::TooLarge);
     let (_, d, a) = env.run(fixture!("tusd-v2/post-finish-partial.json"), None);
-    assert_eq!((d.outcome(), d.reason()), (Outcome::Skip, Reason::Partial));
+    assert_eq!(
+        (d.outcome(), d.reason()),
+        (HookOutcome::Skip, ReasonCode::Partial)
+    );
     assert!(is_empty_ok(&a));
 }
 
@@ -437,7 +440,7 @@ fn v2_post_finish_plans_the_move_long_after_expiry() {
     let body = fixture!("tusd-v2/post-finish.json");
     let (_, d, a) = env.run_with(body, None, fixture_now() + 365 * 86_400, &none_exist);
     assert!(is_empty_ok(&a));
-    assert_eq!(d.outcome(), Outcome::Allow);
+    assert_eq!(d.outcome(), HookOutcome::Allow);
     let plan = d.plan().expect("a finalize plan");
     assert_eq!(
         plan.source(),
@@ -459,7 +462,7 @@ fn v2_pre_finish_sniffing_is_opt_in() {
     let env = Env::new();
     let body = fixture!("tusd-v2/pre-finish.json");
     let (_, d, a) = env.run(body, None);
-    assert_eq!(d.verdict, Verdict::Skip(Reason::Ignored));
+    assert_eq!(d.verdict, Verdict::Skip(ReasonCode::Ignored));
     assert!(is_empty_ok(&a));
 
     struct Head(&'static [u8]);
@@ -475,7 +478,7 @@ fn v2_pre_finish_sniffing_is_opt_in() {
     assert_eq!(d.verdict, Verdict::Accept);
     assert!(is_empty_ok(&a));
     let (_, d, a) = env.run_with(body, None, fixture_now(), &Head(b"\x89PNG\r\n\x1a\n"));
-    assert_eq!(d.reason(), Reason::ContentMismatch);
+    assert_eq!(d.reason(), ReasonCode::ContentMismatch);
     let v = json(&a);
     assert!(v.get("RejectUpload").is_none());
     assert_eq!(v["HTTPResponse"]["StatusCode"], 415);
@@ -494,8 +497,8 @@ fn v2_nothing_to_decide() {
     ] {
         let (_, d, a) = env.run(body, None);
         assert_eq!(d.hook, hook);
-        assert_eq!(d.verdict, Verdict::Skip(Reason::Ignored));
-        assert_eq!(d.outcome(), Outcome::Skip);
+        assert_eq!(d.verdict, Verdict::Skip(ReasonCode::Ignored));
+        assert_eq!(d.outcome(), HookOutcome::Skip);
         assert!(is_empty_ok(&a));
     }
 }
@@ -521,7 +524,7 @@ fn rustus_pre_create() {
     assert!(is_empty_ok(&a));
     // rejection reaches the client directly: status + JSON body
     let (_, d, a) = env.run_with(body, Some("pre-create"), fixture_now() + 7200, &none_exist);
-    assert_eq!(d.reason(), Reason::Token(TokenReason::TokenExpired));
+    assert_eq!(d.reason(), ReasonCode::Token(UploadRefusal::TokenExpired));
     assert_eq!(a.status, 403);
     assert_eq!(json(&a)["error"]["code"], "token_expired");
     let exists = |_: &Path| true;
@@ -534,7 +537,7 @@ fn rustus_pre_create() {
 fn rustus_deferred_and_post_finish() {
     let env = Env::new();
     let (_, d, a) = env.run(fixture!("rustus-v1/pre-create-deferred.json"), Some("pre-create"));
-    assert_eq!(d.reason(), Reason::LengthRequired);
+    assert_eq!(d.reason(), ReasonCode::LengthRequired);
     assert_eq!(a.status, 411);
     let (_, d, a) = env.run(fixture!("rustus-v1/post-finish.json"), Some("post-finish"));
     assert!(is_empty_ok(&a));
@@ -550,7 +553,7 @@ fn rustus_deferred_and_post_finish() {
     assert_eq!(d.verdict, Verdict::Accept);
 }
 
-/// [`Reason::hooks`] and [`Outcome::of`] hold for every decision the
+/// [`ReasonCode::hooks`] and [`HookOutcome::of`] hold for every decision the
 /// fixtures give (each hook body of tusd v2, tusd v2.9.1 as captured, rustus),
 /// under every variation that changes the reason: the clock (valid, expired),
 /// the destination (free, existing), the leading bytes (none, wrong), the
@@ -611,10 +614,10 @@ fn every_decision_is_one_its_reason_lists() {
                         let (hook_label, reason) = (d.hook.label(), d.reason());
                         assert!(
                             reason.hooks().iter().any(|h| h.label() == hook_label),
-                            "{dir}/{name}: {hook_label} decided {} but Reason::hooks does not list it",
+                            "{dir}/{name}: {hook_label} decided {} but ReasonCode::hooks does not list it",
                             reason.as_str()
                         );
-                        assert_eq!(d.outcome(), Outcome::of(reason), "{dir}/{name}");
+                        assert_eq!(d.outcome(), HookOutcome::of(reason), "{dir}/{name}");
                         seen.insert((hook_label, reason.as_str()));
                     }
                 }

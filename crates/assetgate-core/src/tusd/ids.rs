@@ -23,7 +23,7 @@
 //!   README for what that trusts.
 
 use super::protocol::{Hook, Protocol, Upload};
-use super::{Gate, Reason, Rejection};
+use super::{Gate, ReasonCode, Rejection};
 use crate::token::upload::{SignatureVerified, UploadVerified};
 use crate::token::upload_id::{self, IdVerified, Kind, Nonce, UploadIds};
 
@@ -58,7 +58,7 @@ impl Identity {
 pub fn refuse_unsupported(hook: &Hook, gate: Gate<'_>) -> Result<(), Rejection> {
     if gate.upload_ids == UploadIds::Signed && hook.protocol == Protocol::V1 {
         return Err(Rejection::new(
-            Reason::UploadIdsUnsupported,
+            ReasonCode::UploadIdsUnsupported,
             "this upload server (tusd v1 or rustus: Hook-Name protocol) cannot take an upload ID from the pre-create hook, \
              so its uploads could never be published; set [tusd] upload_ids = \"server\" in assetgate's configuration \
              (see the README for what that trusts), or run tusd v2",
@@ -104,7 +104,7 @@ pub fn check_parts(upload: &Upload, grant: &[u8; 32], gate: Gate<'_>) -> Result<
         .map(|id| {
             upload_id::verify(&gate.upload.secrets, id, grant, Kind::Partial).map_err(|e| {
                 Rejection::new(
-                    Reason::ConcatInvalid,
+                    ReasonCode::ConcatInvalid,
                     format!("concatenation refused: a named part's ID does not verify: {e}"),
                 )
             })
@@ -121,7 +121,7 @@ pub fn verify(upload: &Upload, verified: &SignatureVerified, gate: Gate<'_>) -> 
     let grant = &verified.grant_id();
     // Only whole uploads are published: a partial upload's ID never verifies here.
     let id = upload_id::verify(&gate.upload.secrets, &upload.id, grant, Kind::Whole)
-        .map_err(|e| Rejection::new(Reason::UploadIdInvalid, e.to_string()))?;
+        .map_err(|e| Rejection::new(ReasonCode::UploadIdInvalid, e.to_string()))?;
     let parts = check_parts(upload, grant, gate)?;
     Ok(Identity::Signed { id, parts })
 }
@@ -175,11 +175,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             verify(&u, &other, gate).unwrap_err().reason(),
-            Reason::UploadIdInvalid
+            ReasonCode::UploadIdInvalid
         );
         u.id = "0123456789abcdef0123456789abcdef".into();
         let e = verify(&u, &signed, gate).unwrap_err();
-        assert_eq!((e.reason(), e.status()), (Reason::UploadIdInvalid, 403));
+        assert_eq!((e.reason(), e.status()), (ReasonCode::UploadIdInvalid, 403));
         let part = Upload {
             is_partial: true,
             ..u.clone()
@@ -187,7 +187,7 @@ mod tests {
         u.id = issue(&part, &full, gate, &NONCE).unwrap();
         assert_eq!(
             verify(&u, &signed, gate).unwrap_err().reason(),
-            Reason::UploadIdInvalid
+            ReasonCode::UploadIdInvalid
         );
 
         // server mode: nothing issued, nothing required
@@ -238,10 +238,10 @@ mod tests {
         for bad in [whole, "0123456789abcdef0123456789abcdef".to_string()] {
             fin.partial_uploads = vec![p1.clone(), bad];
             let e = check_parts(&fin, &grant, gate).unwrap_err();
-            assert_eq!(e.reason(), Reason::ConcatInvalid);
+            assert_eq!(e.reason(), ReasonCode::ConcatInvalid);
             assert_eq!(
                 verify(&fin, &signed, gate).unwrap_err().reason(),
-                Reason::ConcatInvalid
+                ReasonCode::ConcatInvalid
             );
         }
     }

@@ -12,7 +12,7 @@
 //! finished upload (pre-finish content sniffing). The server adapts
 //! [`Answer`] to hyper, logs one line per [`Decision`] (hook, decision, reason,
 //! key; never the token) and counts it with the closed labels
-//! [`HookName::label`], [`Outcome::as_str`], [`Reason::as_str`].
+//! [`HookName::label`], [`HookOutcome::as_str`], [`ReasonCode::as_str`].
 //!
 //! # Decisions per hook
 //!
@@ -88,8 +88,8 @@ pub use decide::decide;
 pub use gate::{Destination, Gate, Lookup, Part};
 pub use postfinish::{FinalizePlan, NotPlanned};
 pub use protocol::{parse, Hook, HookError, HookName, Protocol, Upload};
-pub use reason::{Reason, Rejection, MAX_MESSAGE_BYTES};
-pub use verdict::{Decision, Outcome, Verdict};
+pub use reason::{ReasonCode, Rejection, MAX_MESSAGE_BYTES};
+pub use verdict::{Decision, HookOutcome, Verdict};
 
 #[cfg(test)]
 mod fixture_tests;

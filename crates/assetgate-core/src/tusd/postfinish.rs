@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use super::gate::Gate;
 use super::ids::{self, Identity};
 use super::protocol::Upload;
-use super::reason::{Reason, Rejection};
+use super::reason::{ReasonCode, Rejection};
 use super::rules::{check_policy, destination};
 use crate::policy::Visibility;
 use crate::token::upload::{self, verify_signature_ignoring_expiry, Metadata, SignatureVerified};
@@ -139,14 +139,14 @@ impl FinalizePlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotPlanned {
     /// Nothing to move (a partial upload: the final one follows).
-    Skip(Reason),
+    Skip(ReasonCode),
     /// Refused: the upload stays where it is.
     Keep(Rejection),
 }
 
 impl NotPlanned {
     /// The reason code.
-    pub fn reason(&self) -> Reason {
+    pub fn reason(&self) -> ReasonCode {
         match self {
             NotPlanned::Skip(r) => *r,
             NotPlanned::Keep(r) => r.reason(),
@@ -158,13 +158,13 @@ impl NotPlanned {
 /// `.info` file), or says why not.
 pub fn plan(upload: &Upload, gate: Gate<'_>) -> Result<FinalizePlan, NotPlanned> {
     if upload.is_partial {
-        return Err(NotPlanned::Skip(Reason::Partial));
+        return Err(NotPlanned::Skip(ReasonCode::Partial));
     }
     let verified = verify_signature_ignoring_expiry(&upload.metadata, &gate.upload.secrets)
         .map_err(|d| NotPlanned::Keep(d.into()))?;
     let Some(size) = upload.declared_size().filter(|_| upload.is_complete()) else {
         return Err(NotPlanned::Keep(Rejection::new(
-            Reason::Incomplete,
+            ReasonCode::Incomplete,
             format!(
                 "upload is not complete (offset {} of {})",
                 upload.offset,
@@ -181,7 +181,7 @@ pub fn plan(upload: &Upload, gate: Gate<'_>) -> Result<FinalizePlan, NotPlanned>
     if let Some(kind) = kind {
         if !FILE_STORES.contains(&kind) {
             return Err(NotPlanned::Keep(Rejection::new(
-                Reason::StorageUnsupported,
+                ReasonCode::StorageUnsupported,
                 "upload is not in a file store (only tusd filestore / rustus file_storage can be finalized)",
             )));
         }
@@ -190,7 +190,7 @@ pub fn plan(upload: &Upload, gate: Gate<'_>) -> Result<FinalizePlan, NotPlanned>
         Some(p) if p.is_absolute() => p.to_path_buf(),
         _ => {
             return Err(NotPlanned::Keep(Rejection::new(
-                Reason::StorageUnsupported,
+                ReasonCode::StorageUnsupported,
                 "upload has no absolute Storage.Path",
             )))
         }
@@ -220,7 +220,7 @@ pub fn plan(upload: &Upload, gate: Gate<'_>) -> Result<FinalizePlan, NotPlanned>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::upload::Reason as TokenReason;
+    use crate::token::upload::UploadRefusal;
     use crate::token::upload::{mint, FIELD_EXPIRES, FIELD_KEY};
     use crate::token::upload_id::UploadIds;
     use crate::tusd::protocol::Storage;
@@ -264,7 +264,7 @@ mod tests {
         )
     }
 
-    fn keep_reason(v: Verdict) -> Reason {
+    fn keep_reason(v: Verdict) -> ReasonCode {
         match v {
             Verdict::Keep(r) => r.reason(),
             other => panic!("expected Keep, got {other:?}"),
@@ -296,7 +296,7 @@ mod tests {
             is_partial: true,
             ..Upload::default()
         };
-        assert_eq!(run(&u), Verdict::Skip(Reason::Partial));
+        assert_eq!(run(&u), Verdict::Skip(ReasonCode::Partial));
     }
 
     #[test]
@@ -311,35 +311,44 @@ mod tests {
     fn tampered_or_unsafe_is_kept() {
         let mut u = finished("a.png", Visibility::Private, NOW);
         u.metadata.insert(FIELD_KEY.into(), "b.png".into());
-        assert_eq!(keep_reason(run(&u)), Reason::Token(TokenReason::TokenInvalid));
+        assert_eq!(
+            keep_reason(run(&u)),
+            ReasonCode::Token(UploadRefusal::TokenInvalid)
+        );
         let mut u = finished("a.png", Visibility::Private, NOW);
         u.metadata.insert(FIELD_EXPIRES.into(), (NOW + 1).to_string());
-        assert_eq!(keep_reason(run(&u)), Reason::Token(TokenReason::TokenInvalid));
+        assert_eq!(
+            keep_reason(run(&u)),
+            ReasonCode::Token(UploadRefusal::TokenInvalid)
+        );
         let u = finished("../../etc/cron.d/x", Visibility::Private, NOW);
-        assert_eq!(keep_reason(run(&u)), Reason::Token(TokenReason::KeyInvalid));
+        assert_eq!(keep_reason(run(&u)), ReasonCode::Token(UploadRefusal::KeyInvalid));
         let mut u = finished("a.png", Visibility::Private, NOW);
         u.metadata.clear();
-        assert_eq!(keep_reason(run(&u)), Reason::Token(TokenReason::MetadataMissing));
+        assert_eq!(
+            keep_reason(run(&u)),
+            ReasonCode::Token(UploadRefusal::MetadataMissing)
+        );
     }
 
     #[test]
     fn incomplete_or_no_file_store_is_kept() {
         let mut u = finished("a.png", Visibility::Private, NOW);
         u.offset = 41;
-        assert_eq!(keep_reason(run(&u)), Reason::Incomplete);
+        assert_eq!(keep_reason(run(&u)), ReasonCode::Incomplete);
         let mut u = finished("a.png", Visibility::Private, NOW);
         u.size = None;
         u.size_is_deferred = true;
-        assert_eq!(keep_reason(run(&u)), Reason::Incomplete);
+        assert_eq!(keep_reason(run(&u)), ReasonCode::Incomplete);
         let mut u = finished("a.png", Visibility::Private, NOW);
         u.storage = None;
-        assert_eq!(keep_reason(run(&u)), Reason::StorageUnsupported);
+        assert_eq!(keep_reason(run(&u)), ReasonCode::StorageUnsupported);
         let mut u = finished("a.png", Visibility::Private, NOW);
         u.storage.as_mut().unwrap().path = Some("relative/abc".into());
-        assert_eq!(keep_reason(run(&u)), Reason::StorageUnsupported);
+        assert_eq!(keep_reason(run(&u)), ReasonCode::StorageUnsupported);
         let mut u = finished("a.png", Visibility::Private, NOW);
         u.storage.as_mut().unwrap().kind = Some("s3store".into());
-        assert_eq!(keep_reason(run(&u)), Reason::StorageUnsupported);
+        assert_eq!(keep_reason(run(&u)), ReasonCode::StorageUnsupported);
         // rustus: file_storage, no InfoPath
         let mut u = finished("a.png", Visibility::Private, NOW);
         u.storage = Some(Storage {
@@ -365,7 +374,7 @@ mod tests {
                 upload_ids: UploadIds::Server,
             },
         );
-        assert_eq!(keep_reason(v), Reason::ContentTypeNotAllowed);
+        assert_eq!(keep_reason(v), ReasonCode::ContentTypeNotAllowed);
         let mut up = upload_config(&[S1]);
         up.max_size = Some(41);
         let v = decide(
@@ -376,13 +385,13 @@ mod tests {
                 upload_ids: UploadIds::Server,
             },
         );
-        assert_eq!(keep_reason(v), Reason::TooLarge);
+        assert_eq!(keep_reason(v), ReasonCode::TooLarge);
         // Served as signed, re-checked when a publish is planned: a finished
         // `a.html` declared `image/png` (created before the rule, or never
         // through pre-create) is kept.
         assert_eq!(
             keep_reason(run(&finished("a.html", Visibility::Public, NOW))),
-            Reason::ExtensionMismatch
+            ReasonCode::ExtensionMismatch
         );
     }
 

@@ -29,7 +29,7 @@ use std::path::PathBuf;
 
 use super::protocol::Upload;
 use super::rules::{check_policy, destination, same_signed_fields};
-use super::{Destination, Gate, Lookup, Reason, Rejection};
+use super::{Destination, Gate, Lookup, ReasonCode, Rejection};
 use crate::config::UploadConfig;
 use crate::token::upload::{self, UploadVerified};
 
@@ -145,14 +145,14 @@ pub fn check(upload: &Upload, gate: Gate<'_>, now: i64, lookup: &dyn Lookup) -> 
         Destination::Free => {}
         Destination::Blocked => {
             return Err(Rejection::new(
-                Reason::DestinationBlocked,
+                ReasonCode::DestinationBlocked,
                 "the asset key's path is blocked in the asset tree (a symlink or a file where a directory belongs)",
             ))
         }
         Destination::Exists if gate.storage.overwrite => {}
         Destination::Exists => {
             return Err(Rejection::new(
-                Reason::Exists,
+                ReasonCode::Exists,
                 format!(
                     "a {} asset with this key already exists and overwriting is disabled",
                     verified.visibility()
@@ -177,7 +177,7 @@ pub fn check(upload: &Upload, gate: Gate<'_>, now: i64, lookup: &dyn Lookup) -> 
 fn check_parts(upload: &Upload, lookup: &dyn Lookup) -> Result<(), Rejection> {
     let refuse = |why: &str| {
         Err(Rejection::new(
-            Reason::ConcatInvalid,
+            ReasonCode::ConcatInvalid,
             format!("concatenation refused: {why}"),
         ))
     };
@@ -203,7 +203,7 @@ fn check_parts(upload: &Upload, lookup: &dyn Lookup) -> Result<(), Rejection> {
 
 #[cfg(test)]
 mod tests {
-    use crate::token::upload::Reason as TokenReason;
+    use crate::token::upload::UploadRefusal;
     use std::cell::Cell;
     use std::path::Path;
 
@@ -275,7 +275,7 @@ mod tests {
         let e = run(&upload_with(Metadata::new(), Some(1)), &up).unwrap_err();
         assert_eq!(
             (e.status(), e.reason()),
-            (400, Reason::Token(TokenReason::MetadataMissing))
+            (400, ReasonCode::Token(UploadRefusal::MetadataMissing))
         );
         // 400 metadata_invalid (beats a disallowed type and a huge size)
         let mut m = good("a.txt", "text/plain", Visibility::Private);
@@ -283,7 +283,7 @@ mod tests {
         let e = run(&upload_with(m, Some(10_000)), &up).unwrap_err();
         assert_eq!(
             (e.status(), e.reason()),
-            (400, Reason::Token(TokenReason::MetadataInvalid))
+            (400, ReasonCode::Token(UploadRefusal::MetadataInvalid))
         );
         // 400 key_invalid
         let e = run(
@@ -293,7 +293,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             (e.status(), e.reason()),
-            (400, Reason::Token(TokenReason::KeyInvalid))
+            (400, ReasonCode::Token(UploadRefusal::KeyInvalid))
         );
         // 403 token_invalid (beats policy)
         let m = mint(
@@ -306,14 +306,14 @@ mod tests {
         let e = run(&upload_with(m, Some(10_000)), &up).unwrap_err();
         assert_eq!(
             (e.status(), e.reason()),
-            (403, Reason::Token(TokenReason::TokenInvalid))
+            (403, ReasonCode::Token(UploadRefusal::TokenInvalid))
         );
         // 403 token_expired
         let m = mint(S1.as_bytes(), "a.png", "image/png", Visibility::Private, NOW - 31);
         let e = run(&upload_with(m, Some(1)), &up).unwrap_err();
         assert_eq!(
             (e.status(), e.reason()),
-            (403, Reason::Token(TokenReason::TokenExpired))
+            (403, ReasonCode::Token(UploadRefusal::TokenExpired))
         );
         // 403 token_ttl_too_long
         let m = mint(
@@ -326,7 +326,7 @@ mod tests {
         let e = run(&upload_with(m, Some(1)), &up).unwrap_err();
         assert_eq!(
             (e.status(), e.reason()),
-            (403, Reason::Token(TokenReason::TokenTtlTooLong))
+            (403, ReasonCode::Token(UploadRefusal::TokenTtlTooLong))
         );
         // 415 before 413
         let e = run(
@@ -334,7 +334,7 @@ mod tests {
             &up,
         )
         .unwrap_err();
-        assert_eq!((e.status(), e.reason()), (415, Reason::ContentTypeNotAllowed));
+        assert_eq!((e.status(), e.reason()), (415, ReasonCode::ContentTypeNotAllowed));
         assert!(e.message().contains("text/plain"), "{e}");
         // 415 content_type_active: allowed by the glob, but active (beats 413)
         let e = run(
@@ -342,14 +342,14 @@ mod tests {
             &up,
         )
         .unwrap_err();
-        assert_eq!((e.status(), e.reason()), (415, Reason::ContentTypeActive));
+        assert_eq!((e.status(), e.reason()), (415, ReasonCode::ContentTypeActive));
         // 415 extension_mismatch: nginx would serve *.html as text/html (beats 413)
         let e = run(
             &upload_with(good("a.html", "image/png", Visibility::Private), Some(10_000)),
             &up,
         )
         .unwrap_err();
-        assert_eq!((e.status(), e.reason()), (415, Reason::ExtensionMismatch));
+        assert_eq!((e.status(), e.reason()), (415, ReasonCode::ExtensionMismatch));
         assert_eq!(
             e.message(),
             "files named *.html are served as text/html, but the token declares image/png"
@@ -360,7 +360,7 @@ mod tests {
             &up,
         )
         .unwrap_err();
-        assert_eq!((e.status(), e.reason()), (413, Reason::TooLarge));
+        assert_eq!((e.status(), e.reason()), (413, ReasonCode::TooLarge));
         assert!(run(
             &upload_with(good("a.png", "image/png", Visibility::Private), Some(100)),
             &up
@@ -372,7 +372,7 @@ mod tests {
             &up,
         )
         .unwrap_err();
-        assert_eq!((e.status(), e.reason()), (411, Reason::LengthRequired));
+        assert_eq!((e.status(), e.reason()), (411, ReasonCode::LengthRequired));
         up.allow_deferred_length = true;
         assert!(run(
             &upload_with(good("a.png", "image/png", Visibility::Private), None),
@@ -416,7 +416,7 @@ mod tests {
             &lookup,
         )
         .unwrap_err();
-        assert_eq!((e.status(), e.reason()), (409, Reason::Exists));
+        assert_eq!((e.status(), e.reason()), (409, ReasonCode::Exists));
         assert_eq!(asked.get(), 1);
         // the public twin does not exist
         let u2 = upload_with(good("a/b.txt", "text/plain", Visibility::Public), Some(1));
@@ -473,7 +473,7 @@ mod tests {
             )
             .unwrap_err()
             .reason(),
-            Reason::Token(TokenReason::TokenInvalid)
+            ReasonCode::Token(UploadRefusal::TokenInvalid)
         );
         assert_eq!(asked.get(), 0);
     }
@@ -488,7 +488,7 @@ mod tests {
         };
         assert_eq!(
             run(&partial, &up).unwrap_err().reason(),
-            Reason::Token(TokenReason::MetadataMissing)
+            ReasonCode::Token(UploadRefusal::MetadataMissing)
         );
         let partial = Upload {
             metadata: good("big.bin", "application/octet-stream", Visibility::Private),
@@ -504,9 +504,9 @@ mod tests {
             metadata: good("big.bin", "application/octet-stream", Visibility::Private),
             ..Upload::default()
         };
-        assert_eq!(run(&fin, &up_small).unwrap_err().reason(), Reason::TooLarge);
+        assert_eq!(run(&fin, &up_small).unwrap_err().reason(), ReasonCode::TooLarge);
         // parts this lookup does not know: refused
-        assert_eq!(run(&fin, &up).unwrap_err().reason(), Reason::ConcatInvalid);
+        assert_eq!(run(&fin, &up).unwrap_err().reason(), ReasonCode::ConcatInvalid);
         let parts = Parts::signed_like(&fin.metadata, &["p1", "p2"]);
         assert!(run_with(&fin, &up, false, &parts).is_ok());
     }
@@ -583,7 +583,7 @@ mod tests {
         let victim = good("secret/report.pdf", "application/pdf", Visibility::Private);
         let mut parts = Parts::signed_like(&meta, &["p1", "p2"]);
         parts.0[1].1.metadata = victim;
-        assert_eq!(reason(&parts), Err(Reason::ConcatInvalid));
+        assert_eq!(reason(&parts), Err(ReasonCode::ConcatInvalid));
 
         // the same key under another token (e.g. a second, later token)
         let other = mint(
@@ -595,26 +595,26 @@ mod tests {
         );
         let mut parts = Parts::signed_like(&meta, &["p1", "p2"]);
         parts.0[0].1.metadata = other;
-        assert_eq!(reason(&parts), Err(Reason::ConcatInvalid));
+        assert_eq!(reason(&parts), Err(ReasonCode::ConcatInvalid));
 
         // one signed field missing from the part
         let mut parts = Parts::signed_like(&meta, &["p1", "p2"]);
         parts.0[0].1.metadata.remove(FIELD_TOKEN);
-        assert_eq!(reason(&parts), Err(Reason::ConcatInvalid));
+        assert_eq!(reason(&parts), Err(ReasonCode::ConcatInvalid));
 
         // a finished upload that is not partial (tusd accepts any finished upload)
         let mut parts = Parts::signed_like(&meta, &["p1", "p2"]);
         parts.0[0].1.is_partial = false;
-        assert_eq!(reason(&parts), Err(Reason::ConcatInvalid));
+        assert_eq!(reason(&parts), Err(ReasonCode::ConcatInvalid));
 
         // an unfinished part
         let mut parts = Parts::signed_like(&meta, &["p1", "p2"]);
         parts.0[1].1.finished = false;
-        assert_eq!(reason(&parts), Err(Reason::ConcatInvalid));
+        assert_eq!(reason(&parts), Err(ReasonCode::ConcatInvalid));
 
         // an unknown part
         let parts = Parts::signed_like(&meta, &["p1"]);
-        assert_eq!(reason(&parts), Err(Reason::ConcatInvalid));
+        assert_eq!(reason(&parts), Err(ReasonCode::ConcatInvalid));
 
         // no parts at all
         let empty = Upload {
@@ -623,7 +623,7 @@ mod tests {
         };
         assert_eq!(
             run_with(&empty, &up, false, &good_parts).unwrap_err().reason(),
-            Reason::ConcatInvalid
+            ReasonCode::ConcatInvalid
         );
         let e = run_with(&fin, &up, false, &Parts(vec![])).unwrap_err();
         assert_eq!(e.reason().status(), 403);
@@ -642,7 +642,7 @@ mod tests {
         let u = upload_with(good("a/b.png", "image/png", Visibility::Public), Some(3));
         for overwrite in [false, true] {
             let e = run_with(&u, &up, overwrite, &Blocked).unwrap_err();
-            assert_eq!(e.reason(), Reason::DestinationBlocked);
+            assert_eq!(e.reason(), ReasonCode::DestinationBlocked);
             assert_eq!(e.reason().status(), 409);
         }
     }

@@ -18,7 +18,7 @@
 //! reconciler run no hook at all.
 
 use super::protocol::Upload;
-use super::{Gate, Reason, Rejection, Verdict};
+use super::{Gate, ReasonCode, Rejection, Verdict};
 use crate::policy;
 use crate::token::upload::verify_signature_ignoring_expiry;
 
@@ -115,7 +115,7 @@ pub fn check(declared: &str, head: &[u8]) -> Result<(), Rejection> {
     let head = &head[..head.len().min(SNIFF_BYTES)];
     match signature(declared) {
         Some((name, matches)) if !matches(head) => Err(Rejection::new(
-            Reason::ContentMismatch,
+            ReasonCode::ContentMismatch,
             format!("the file's content is not {name}, as its declared content type says"),
         )),
         _ => Ok(()),
@@ -126,7 +126,7 @@ pub fn check(declared: &str, head: &[u8]) -> Result<(), Rejection> {
 pub fn decide(upload: &Upload, gate: Gate<'_>, head: &[u8]) -> Verdict {
     if upload.is_partial {
         // a part's bytes are not the file's beginning (except the first part)
-        return Verdict::Skip(Reason::Partial);
+        return Verdict::Skip(ReasonCode::Partial);
     }
     let verified = match verify_signature_ignoring_expiry(&upload.metadata, &gate.upload.secrets) {
         Ok(v) => v,
@@ -143,7 +143,7 @@ mod tests {
     use super::*;
     use crate::policy::Visibility;
     use crate::token::upload::mint;
-    use crate::token::upload::Reason as TokenReason;
+    use crate::token::upload::UploadRefusal;
     use crate::tusd::testing::*;
 
     #[test]
@@ -152,7 +152,7 @@ mod tests {
         assert!(check("image/png", png).is_ok());
         assert!(check("IMAGE/PNG; x=y", png).is_ok());
         let e = check("image/jpeg", png).unwrap_err();
-        assert_eq!((e.status(), e.reason()), (415, Reason::ContentMismatch));
+        assert_eq!((e.status(), e.reason()), (415, ReasonCode::ContentMismatch));
         assert!(e.message().contains("JPEG"));
         assert!(check("image/jpeg", b"\xff\xd8\xff\xe0\0\x10JFIF").is_ok());
         assert!(check("image/gif", b"GIF89a\x01\0").is_ok());
@@ -208,12 +208,15 @@ mod tests {
         let Verdict::Reject(r) = decide(&u, gate, b"GIF89a") else {
             panic!()
         };
-        assert_eq!(r.reason(), Reason::ContentMismatch);
+        assert_eq!(r.reason(), ReasonCode::ContentMismatch);
         let partial = Upload {
             is_partial: true,
             ..u.clone()
         };
-        assert_eq!(decide(&partial, gate, b"GIF89a"), Verdict::Skip(Reason::Partial));
+        assert_eq!(
+            decide(&partial, gate, b"GIF89a"),
+            Verdict::Skip(ReasonCode::Partial)
+        );
         let unsigned = Upload {
             metadata: Default::default(),
             ..u
@@ -221,6 +224,6 @@ mod tests {
         let Verdict::Reject(r) = decide(&unsigned, gate, b"\x89PNG\r\n\x1a\n") else {
             panic!()
         };
-        assert_eq!(r.reason(), Reason::Token(TokenReason::MetadataMissing));
+        assert_eq!(r.reason(), ReasonCode::Token(UploadRefusal::MetadataMissing));
     }
 }

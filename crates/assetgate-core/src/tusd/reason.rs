@@ -9,12 +9,12 @@ use crate::token::upload;
 /// The closed set of reason codes: JSON `error.code` and the `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Reason {
+pub enum ReasonCode {
     /// Accepted / finalize planned.
     Ok,
-    /// The upload token was refused ([`upload::Reason`]: the fields, the key
+    /// The upload token was refused ([`upload::UploadRefusal`]: the fields, the key
     /// policy, the signature, the expiry, the lifetime bound).
-    Token(upload::Reason),
+    Token(upload::UploadRefusal),
     /// Content type not in `[upload] content_types` (415).
     ContentTypeNotAllowed,
     /// An active type (HTML, SVG, XML, JavaScript) that `[upload]
@@ -71,95 +71,95 @@ pub enum Reason {
     Internal,
 }
 
-impl Reason {
+impl ReasonCode {
     /// Every value, for metric pre-registration.
-    pub const ALL: [Reason; 29] = [
-        Reason::Ok,
-        Reason::Token(upload::Reason::MetadataMissing),
-        Reason::Token(upload::Reason::MetadataInvalid),
-        Reason::Token(upload::Reason::KeyInvalid),
-        Reason::Token(upload::Reason::VisibilityInvalid),
-        Reason::Token(upload::Reason::TokenInvalid),
-        Reason::Token(upload::Reason::TokenExpired),
-        Reason::Token(upload::Reason::TokenTtlTooLong),
-        Reason::ContentTypeNotAllowed,
-        Reason::ContentTypeActive,
-        Reason::ExtensionMismatch,
-        Reason::TooLarge,
-        Reason::LengthRequired,
-        Reason::Exists,
-        Reason::ContentMismatch,
-        Reason::ConcatInvalid,
-        Reason::DestinationBlocked,
-        Reason::Partial,
-        Reason::Incomplete,
-        Reason::StorageUnsupported,
-        Reason::TokenUsed,
-        Reason::StateUnavailable,
-        Reason::TooManyParts,
-        Reason::PartsTooLarge,
-        Reason::UploadIdInvalid,
-        Reason::UploadIdsUnsupported,
-        Reason::Ignored,
-        Reason::BadHook,
-        Reason::Internal,
+    pub const ALL: [ReasonCode; 29] = [
+        ReasonCode::Ok,
+        ReasonCode::Token(upload::UploadRefusal::MetadataMissing),
+        ReasonCode::Token(upload::UploadRefusal::MetadataInvalid),
+        ReasonCode::Token(upload::UploadRefusal::KeyInvalid),
+        ReasonCode::Token(upload::UploadRefusal::VisibilityInvalid),
+        ReasonCode::Token(upload::UploadRefusal::TokenInvalid),
+        ReasonCode::Token(upload::UploadRefusal::TokenExpired),
+        ReasonCode::Token(upload::UploadRefusal::TokenTtlTooLong),
+        ReasonCode::ContentTypeNotAllowed,
+        ReasonCode::ContentTypeActive,
+        ReasonCode::ExtensionMismatch,
+        ReasonCode::TooLarge,
+        ReasonCode::LengthRequired,
+        ReasonCode::Exists,
+        ReasonCode::ContentMismatch,
+        ReasonCode::ConcatInvalid,
+        ReasonCode::DestinationBlocked,
+        ReasonCode::Partial,
+        ReasonCode::Incomplete,
+        ReasonCode::StorageUnsupported,
+        ReasonCode::TokenUsed,
+        ReasonCode::StateUnavailable,
+        ReasonCode::TooManyParts,
+        ReasonCode::PartsTooLarge,
+        ReasonCode::UploadIdInvalid,
+        ReasonCode::UploadIdsUnsupported,
+        ReasonCode::Ignored,
+        ReasonCode::BadHook,
+        ReasonCode::Internal,
     ];
 
     /// The wire code / label value.
     pub fn as_str(self) -> &'static str {
         match self {
-            Reason::Ok => "ok",
-            Reason::Token(r) => r.as_str(),
-            Reason::ContentTypeNotAllowed => "content_type_not_allowed",
-            Reason::ContentTypeActive => "content_type_active",
-            Reason::ExtensionMismatch => "extension_mismatch",
-            Reason::TooLarge => "too_large",
-            Reason::LengthRequired => "length_required",
-            Reason::Exists => "exists",
-            Reason::ContentMismatch => "content_mismatch",
-            Reason::ConcatInvalid => "concat_invalid",
-            Reason::DestinationBlocked => "destination_blocked",
-            Reason::Partial => "partial",
-            Reason::Incomplete => "incomplete",
-            Reason::StorageUnsupported => "storage_unsupported",
-            Reason::TokenUsed => "token_used",
-            Reason::StateUnavailable => "state_unavailable",
-            Reason::TooManyParts => "too_many_parts",
-            Reason::PartsTooLarge => "parts_too_large",
-            Reason::UploadIdInvalid => "upload_id_invalid",
-            Reason::UploadIdsUnsupported => "upload_ids_unsupported",
-            Reason::Ignored => "ignored",
-            Reason::BadHook => "bad_hook",
-            Reason::Internal => "internal",
+            ReasonCode::Ok => "ok",
+            ReasonCode::Token(r) => r.as_str(),
+            ReasonCode::ContentTypeNotAllowed => "content_type_not_allowed",
+            ReasonCode::ContentTypeActive => "content_type_active",
+            ReasonCode::ExtensionMismatch => "extension_mismatch",
+            ReasonCode::TooLarge => "too_large",
+            ReasonCode::LengthRequired => "length_required",
+            ReasonCode::Exists => "exists",
+            ReasonCode::ContentMismatch => "content_mismatch",
+            ReasonCode::ConcatInvalid => "concat_invalid",
+            ReasonCode::DestinationBlocked => "destination_blocked",
+            ReasonCode::Partial => "partial",
+            ReasonCode::Incomplete => "incomplete",
+            ReasonCode::StorageUnsupported => "storage_unsupported",
+            ReasonCode::TokenUsed => "token_used",
+            ReasonCode::StateUnavailable => "state_unavailable",
+            ReasonCode::TooManyParts => "too_many_parts",
+            ReasonCode::PartsTooLarge => "parts_too_large",
+            ReasonCode::UploadIdInvalid => "upload_id_invalid",
+            ReasonCode::UploadIdsUnsupported => "upload_ids_unsupported",
+            ReasonCode::Ignored => "ignored",
+            ReasonCode::BadHook => "bad_hook",
+            ReasonCode::Internal => "internal",
         }
     }
 
     /// The HTTP status a client gets when this reason rejects an upload.
     pub fn status(self) -> u16 {
         match self {
-            Reason::Ok | Reason::Partial | Reason::Ignored => 200,
-            Reason::Token(
-                upload::Reason::MetadataMissing
-                | upload::Reason::MetadataInvalid
-                | upload::Reason::KeyInvalid
-                | upload::Reason::VisibilityInvalid,
+            ReasonCode::Ok | ReasonCode::Partial | ReasonCode::Ignored => 200,
+            ReasonCode::Token(
+                upload::UploadRefusal::MetadataMissing
+                | upload::UploadRefusal::MetadataInvalid
+                | upload::UploadRefusal::KeyInvalid
+                | upload::UploadRefusal::VisibilityInvalid,
             )
-            | Reason::BadHook => 400,
-            Reason::Token(_)
-            | Reason::ConcatInvalid
-            | Reason::TokenUsed
-            | Reason::TooManyParts
-            | Reason::UploadIdInvalid => 403,
-            Reason::StateUnavailable => 503,
-            Reason::ContentTypeNotAllowed
-            | Reason::ContentTypeActive
-            | Reason::ExtensionMismatch
-            | Reason::ContentMismatch => 415,
-            Reason::TooLarge | Reason::PartsTooLarge => 413,
-            Reason::LengthRequired => 411,
-            Reason::Exists | Reason::DestinationBlocked => 409,
-            Reason::Incomplete | Reason::StorageUnsupported => 422,
-            Reason::Internal | Reason::UploadIdsUnsupported => 500,
+            | ReasonCode::BadHook => 400,
+            ReasonCode::Token(_)
+            | ReasonCode::ConcatInvalid
+            | ReasonCode::TokenUsed
+            | ReasonCode::TooManyParts
+            | ReasonCode::UploadIdInvalid => 403,
+            ReasonCode::StateUnavailable => 503,
+            ReasonCode::ContentTypeNotAllowed
+            | ReasonCode::ContentTypeActive
+            | ReasonCode::ExtensionMismatch
+            | ReasonCode::ContentMismatch => 415,
+            ReasonCode::TooLarge | ReasonCode::PartsTooLarge => 413,
+            ReasonCode::LengthRequired => 411,
+            ReasonCode::Exists | ReasonCode::DestinationBlocked => 409,
+            ReasonCode::Incomplete | ReasonCode::StorageUnsupported => 422,
+            ReasonCode::Internal | ReasonCode::UploadIdsUnsupported => 500,
         }
     }
 }
@@ -169,11 +169,11 @@ impl Reason {
 /// daemon pre-registers one `assetgate_hook_decisions_total` series per hook
 /// listed, and asserts in debug builds that every decision it counts is
 /// listed here). Keep it true when a check moves between hooks.
-impl Reason {
+impl ReasonCode {
     /// The hooks whose decision can carry this reason. Empty for `bad_hook`
     /// and `internal`: no hook was decided (counted as `hook="other"`).
     pub fn hooks(self) -> &'static [HookName] {
-        use upload::Reason as Token;
+        use upload::UploadRefusal as Token;
         // The token's signature-only reasons: post-finish re-verifies the
         // signature (no expiry), and so does pre-finish before sniffing.
         const SIGNED: &[HookName] = &[HookName::PreCreate, HookName::PreFinish, HookName::PostFinish];
@@ -193,40 +193,42 @@ impl Reason {
             HookName::Other(String::new()),
         ];
         match self {
-            Reason::Ok => SIGNED,
-            Reason::Token(
+            ReasonCode::Ok => SIGNED,
+            ReasonCode::Token(
                 Token::MetadataMissing
                 | Token::MetadataInvalid
                 | Token::KeyInvalid
                 | Token::VisibilityInvalid
                 | Token::TokenInvalid,
             ) => SIGNED,
-            Reason::Token(Token::TokenExpired | Token::TokenTtlTooLong) => PRE_CREATE,
-            Reason::ContentTypeNotAllowed
-            | Reason::ContentTypeActive
-            | Reason::ExtensionMismatch
-            | Reason::TooLarge
-            | Reason::ConcatInvalid => PLANNED,
-            Reason::LengthRequired
-            | Reason::Exists
-            | Reason::DestinationBlocked
-            | Reason::TokenUsed
-            | Reason::StateUnavailable
-            | Reason::TooManyParts
-            | Reason::PartsTooLarge
-            | Reason::UploadIdsUnsupported => PRE_CREATE,
-            Reason::Incomplete | Reason::StorageUnsupported | Reason::UploadIdInvalid => POST_FINISH,
-            Reason::ContentMismatch => PRE_FINISH,
-            Reason::Partial => PARTS,
-            Reason::Ignored => NOTHING_TO_DECIDE,
-            Reason::BadHook | Reason::Internal => &[],
+            ReasonCode::Token(Token::TokenExpired | Token::TokenTtlTooLong) => PRE_CREATE,
+            ReasonCode::ContentTypeNotAllowed
+            | ReasonCode::ContentTypeActive
+            | ReasonCode::ExtensionMismatch
+            | ReasonCode::TooLarge
+            | ReasonCode::ConcatInvalid => PLANNED,
+            ReasonCode::LengthRequired
+            | ReasonCode::Exists
+            | ReasonCode::DestinationBlocked
+            | ReasonCode::TokenUsed
+            | ReasonCode::StateUnavailable
+            | ReasonCode::TooManyParts
+            | ReasonCode::PartsTooLarge
+            | ReasonCode::UploadIdsUnsupported => PRE_CREATE,
+            ReasonCode::Incomplete | ReasonCode::StorageUnsupported | ReasonCode::UploadIdInvalid => {
+                POST_FINISH
+            }
+            ReasonCode::ContentMismatch => PRE_FINISH,
+            ReasonCode::Partial => PARTS,
+            ReasonCode::Ignored => NOTHING_TO_DECIDE,
+            ReasonCode::BadHook | ReasonCode::Internal => &[],
         }
     }
 }
 
-impl From<upload::Reason> for Reason {
-    fn from(r: upload::Reason) -> Self {
-        Reason::Token(r)
+impl From<upload::UploadRefusal> for ReasonCode {
+    fn from(r: upload::UploadRefusal) -> Self {
+        ReasonCode::Token(r)
     }
 }
 
@@ -237,14 +239,14 @@ pub const MAX_MESSAGE_BYTES: usize = 1024;
 /// The message never contains a secret or the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
-    reason: Reason,
+    reason: ReasonCode,
     message: String,
 }
 
 impl Rejection {
     /// A rejection for `reason` with a human-readable message (cut to
     /// [`MAX_MESSAGE_BYTES`] on a character boundary).
-    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+    pub fn new(reason: ReasonCode, message: impl Into<String>) -> Self {
         let mut message = message.into();
         if message.len() > MAX_MESSAGE_BYTES {
             let mut cut = MAX_MESSAGE_BYTES;
@@ -257,7 +259,7 @@ impl Rejection {
     }
 
     /// The reason code.
-    pub fn reason(&self) -> Reason {
+    pub fn reason(&self) -> ReasonCode {
         self.reason
     }
 
@@ -295,27 +297,33 @@ mod tests {
 
     #[test]
     fn reason_codes_distinct_and_statuses() {
-        let mut names: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        let mut names: Vec<&str> = ReasonCode::ALL.iter().map(|r| r.as_str()).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), Reason::ALL.len());
-        assert_eq!(Reason::Exists.status(), 409);
-        assert_eq!(Reason::TooLarge.status(), 413);
-        assert_eq!(Reason::TooManyParts.status(), 403);
-        assert_eq!(Reason::PartsTooLarge.status(), 413);
-        assert_eq!(Reason::LengthRequired.status(), 411);
-        assert_eq!(Reason::ContentTypeNotAllowed.status(), 415);
-        assert_eq!(Reason::Token(upload::Reason::TokenExpired).status(), 403);
-        assert_eq!(Reason::Token(upload::Reason::KeyInvalid).status(), 400);
+        assert_eq!(names.len(), ReasonCode::ALL.len());
+        assert_eq!(ReasonCode::Exists.status(), 409);
+        assert_eq!(ReasonCode::TooLarge.status(), 413);
+        assert_eq!(ReasonCode::TooManyParts.status(), 403);
+        assert_eq!(ReasonCode::PartsTooLarge.status(), 413);
+        assert_eq!(ReasonCode::LengthRequired.status(), 411);
+        assert_eq!(ReasonCode::ContentTypeNotAllowed.status(), 415);
+        assert_eq!(
+            ReasonCode::Token(upload::UploadRefusal::TokenExpired).status(),
+            403
+        );
+        assert_eq!(ReasonCode::Token(upload::UploadRefusal::KeyInvalid).status(), 400);
     }
 
     #[test]
     fn rejection_body_and_truncation() {
-        let r = Rejection::new(Reason::Exists, "asset exists");
+        let r = Rejection::new(ReasonCode::Exists, "asset exists");
         let v: serde_json::Value = serde_json::from_str(&r.body()).unwrap();
         assert_eq!(v["error"]["code"], "exists");
         assert_eq!(v["error"]["message"], "asset exists");
-        let long = Rejection::new(Reason::Token(upload::Reason::KeyInvalid), "é".repeat(2000));
+        let long = Rejection::new(
+            ReasonCode::Token(upload::UploadRefusal::KeyInvalid),
+            "é".repeat(2000),
+        );
         assert!(long.message().len() <= MAX_MESSAGE_BYTES);
         assert!(long.message().len() >= MAX_MESSAGE_BYTES - 1);
     }

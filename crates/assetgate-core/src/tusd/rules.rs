@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::protocol::Upload;
-use super::{Gate, Reason, Rejection};
+use super::{Gate, ReasonCode, Rejection};
 use subtle::ConstantTimeEq;
 
 use crate::policy;
@@ -65,7 +65,7 @@ pub(crate) fn check_content_type(verified: &impl ContentTyped, gate: Gate<'_>) -
     let ct = verified.declared_content_type();
     if !policy::content_type_allowed(&gate.upload.content_types, ct) {
         return Err(Rejection::new(
-            Reason::ContentTypeNotAllowed,
+            ReasonCode::ContentTypeNotAllowed,
             format!(
                 "content type {} is not allowed here",
                 serde_json::Value::from(truncate(ct, 128))
@@ -80,8 +80,8 @@ pub(crate) fn check_content_type(verified: &impl ContentTyped, gate: Gate<'_>) -
     )
     .map_err(|e| {
         let reason = match e {
-            policy::ServeError::Active { .. } => Reason::ContentTypeActive,
-            _ => Reason::ExtensionMismatch,
+            policy::ServeError::Active { .. } => ReasonCode::ContentTypeActive,
+            _ => ReasonCode::ExtensionMismatch,
         };
         Rejection::new(reason, e.to_string())
     })
@@ -91,8 +91,8 @@ pub(crate) fn check_content_type(verified: &impl ContentTyped, gate: Gate<'_>) -
 pub(crate) fn check_size(size: Option<u64>, gate: Gate<'_>, allow_deferred: bool) -> Result<(), Rejection> {
     policy::check_size(size, gate.upload.max_size, allow_deferred).map_err(|e| {
         let reason = match e {
-            policy::SizeError::LengthRequired => Reason::LengthRequired,
-            _ => Reason::TooLarge,
+            policy::SizeError::LengthRequired => ReasonCode::LengthRequired,
+            _ => ReasonCode::TooLarge,
         };
         Rejection::new(reason, e.to_string())
     })

@@ -37,7 +37,7 @@ use crate::token::upload::{verify_signature_ignoring_expiry, FIELD_TOKEN};
 /// and the metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Reason {
+pub enum SessionRefusal {
     /// Allowed.
     Ok,
     /// The path is not `<base path>` or `<base path><id>`.
@@ -56,30 +56,30 @@ pub enum Reason {
     TokenMismatch,
 }
 
-impl Reason {
+impl SessionRefusal {
     /// Every value, for metric pre-registration.
-    pub const ALL: [Reason; 8] = [
-        Reason::Ok,
-        Reason::BadUri,
-        Reason::BadId,
-        Reason::UnknownUpload,
-        Reason::TokenInvalid,
-        Reason::SessionExpired,
-        Reason::TokenMissing,
-        Reason::TokenMismatch,
+    pub const ALL: [SessionRefusal; 8] = [
+        SessionRefusal::Ok,
+        SessionRefusal::BadUri,
+        SessionRefusal::BadId,
+        SessionRefusal::UnknownUpload,
+        SessionRefusal::TokenInvalid,
+        SessionRefusal::SessionExpired,
+        SessionRefusal::TokenMissing,
+        SessionRefusal::TokenMismatch,
     ];
 
     /// Header value / label.
     pub fn as_str(self) -> &'static str {
         match self {
-            Reason::Ok => "ok",
-            Reason::BadUri => "bad_uri",
-            Reason::BadId => "bad_id",
-            Reason::UnknownUpload => "unknown_upload",
-            Reason::TokenInvalid => "token_invalid",
-            Reason::SessionExpired => "session_expired",
-            Reason::TokenMissing => "token_missing",
-            Reason::TokenMismatch => "token_mismatch",
+            SessionRefusal::Ok => "ok",
+            SessionRefusal::BadUri => "bad_uri",
+            SessionRefusal::BadId => "bad_id",
+            SessionRefusal::UnknownUpload => "unknown_upload",
+            SessionRefusal::TokenInvalid => "token_invalid",
+            SessionRefusal::SessionExpired => "session_expired",
+            SessionRefusal::TokenMissing => "token_missing",
+            SessionRefusal::TokenMismatch => "token_mismatch",
         }
     }
 }
@@ -147,49 +147,49 @@ pub struct Policy<'a> {
 
 /// Whether the request needs the upload's record at all (and for which ID).
 /// `Err`: decided without it.
-pub fn needs_record<'a>(req: &Request<'a>, policy: &Policy<'_>) -> Result<&'a str, Reason> {
+pub fn needs_record<'a>(req: &Request<'a>, policy: &Policy<'_>) -> Result<&'a str, SessionRefusal> {
     if policy.mode == SessionBinding::Off {
-        return Err(Reason::Ok);
+        return Err(SessionRefusal::Ok);
     }
     match target(req.uri, policy.base_path) {
-        None => Err(Reason::BadUri),
+        None => Err(SessionRefusal::BadUri),
         Some(Target::Collection) => match req.method {
-            "POST" | "OPTIONS" => Err(Reason::Ok),
-            _ => Err(Reason::BadUri),
+            "POST" | "OPTIONS" => Err(SessionRefusal::Ok),
+            _ => Err(SessionRefusal::BadUri),
         },
-        Some(Target::Upload(_)) if req.method == "OPTIONS" => Err(Reason::Ok),
-        Some(Target::Upload(id)) if !safe_upload_id(id) => Err(Reason::BadId),
+        Some(Target::Upload(_)) if req.method == "OPTIONS" => Err(SessionRefusal::Ok),
+        Some(Target::Upload(id)) if !safe_upload_id(id) => Err(SessionRefusal::BadId),
         Some(Target::Upload(id)) => Ok(id),
     }
 }
 
 /// Decides a request on upload `record` (`None`: no such upload) at `now`.
-pub fn decide(req: &Request<'_>, policy: &Policy<'_>, record: Option<&Part>, now: i64) -> Reason {
+pub fn decide(req: &Request<'_>, policy: &Policy<'_>, record: Option<&Part>, now: i64) -> SessionRefusal {
     if let Err(r) = needs_record(req, policy) {
         return r;
     }
     let Some(record) = record else {
-        return Reason::UnknownUpload;
+        return SessionRefusal::UnknownUpload;
     };
     let Ok(stored) = verify_signature_ignoring_expiry(&record.metadata, policy.secrets) else {
-        return Reason::TokenInvalid;
+        return SessionRefusal::TokenInvalid;
     };
     if now > stored.expires().saturating_add(policy.grace) {
-        return Reason::SessionExpired;
+        return SessionRefusal::SessionExpired;
     }
     if policy.mode == SessionBinding::Token {
         let Some(header) = req.upload_metadata else {
-            return Reason::TokenMissing;
+            return SessionRefusal::TokenMissing;
         };
         let sent = parse_upload_metadata(header);
         if !sent.contains_key(FIELD_TOKEN) {
-            return Reason::TokenMissing;
+            return SessionRefusal::TokenMissing;
         }
         if !same_signed_fields(&sent, &record.metadata) {
-            return Reason::TokenMismatch;
+            return SessionRefusal::TokenMismatch;
         }
     }
-    Reason::Ok
+    SessionRefusal::Ok
 }
 
 #[cfg(test)]
@@ -231,7 +231,7 @@ mod tests {
         md: Option<&str>,
         rec: Option<&Part>,
         now: i64,
-    ) -> Reason {
+    ) -> SessionRefusal {
         let s = secrets();
         let policy = Policy {
             mode,
@@ -278,30 +278,34 @@ mod tests {
         let r = |m: &str, uri: &str, rec: Option<&Part>, now: i64| {
             run(SessionBinding::Window, m, uri, None, rec, now)
         };
-        assert_eq!(r("PATCH", "/files/abc", Some(&rec), NOW), Reason::Ok);
+        assert_eq!(r("PATCH", "/files/abc", Some(&rec), NOW), SessionRefusal::Ok);
         assert_eq!(
             r("HEAD", "/files/abc", Some(&rec), NOW + 60 + 3600),
-            Reason::Ok,
+            SessionRefusal::Ok,
             "grace inclusive"
         );
         assert_eq!(
             r("PATCH", "/files/abc", Some(&rec), NOW + 60 + 3601),
-            Reason::SessionExpired
+            SessionRefusal::SessionExpired
         );
         assert_eq!(
             r("DELETE", "/files/abc", Some(&rec), NOW + 99_999),
-            Reason::SessionExpired
+            SessionRefusal::SessionExpired
         );
-        assert_eq!(r("PATCH", "/files/abc", None, NOW), Reason::UnknownUpload);
-        assert_eq!(r("PATCH", "/files/..", Some(&rec), NOW), Reason::BadId);
-        assert_eq!(r("PATCH", "/files/a/b", Some(&rec), NOW), Reason::BadUri);
+        assert_eq!(r("PATCH", "/files/abc", None, NOW), SessionRefusal::UnknownUpload);
+        assert_eq!(r("PATCH", "/files/..", Some(&rec), NOW), SessionRefusal::BadId);
+        assert_eq!(r("PATCH", "/files/a/b", Some(&rec), NOW), SessionRefusal::BadUri);
         assert_eq!(
             r("POST", "/files/", None, NOW),
-            Reason::Ok,
+            SessionRefusal::Ok,
             "creation: pre-create decides"
         );
-        assert_eq!(r("OPTIONS", "/files/abc", None, NOW), Reason::Ok, "preflight");
-        assert_eq!(r("PATCH", "/files/", None, NOW), Reason::BadUri);
+        assert_eq!(
+            r("OPTIONS", "/files/abc", None, NOW),
+            SessionRefusal::Ok,
+            "preflight"
+        );
+        assert_eq!(r("PATCH", "/files/", None, NOW), SessionRefusal::BadUri);
         let forged = Part {
             metadata: mint(
                 b"another-secret-value-000",
@@ -312,10 +316,13 @@ mod tests {
             ),
             ..rec.clone()
         };
-        assert_eq!(r("PATCH", "/files/abc", Some(&forged), NOW), Reason::TokenInvalid);
+        assert_eq!(
+            r("PATCH", "/files/abc", Some(&forged), NOW),
+            SessionRefusal::TokenInvalid
+        );
         assert_eq!(
             run(SessionBinding::Off, "PATCH", "/files/..", None, None, NOW),
-            Reason::Ok
+            SessionRefusal::Ok
         );
     }
 
@@ -326,9 +333,9 @@ mod tests {
         let t = |md: Option<&str>, now: i64| {
             run(SessionBinding::Token, "PATCH", "/files/abc", md, Some(&rec), now)
         };
-        assert_eq!(t(Some(&same), NOW), Reason::Ok);
-        assert_eq!(t(None, NOW), Reason::TokenMissing);
-        assert_eq!(t(Some("filename YS50eHQ="), NOW), Reason::TokenMissing);
+        assert_eq!(t(Some(&same), NOW), SessionRefusal::Ok);
+        assert_eq!(t(None, NOW), SessionRefusal::TokenMissing);
+        assert_eq!(t(Some("filename YS50eHQ="), NOW), SessionRefusal::TokenMissing);
         // another valid token (someone else's upload, or another key)
         let other = mint(
             S1.as_bytes(),
@@ -337,15 +344,15 @@ mod tests {
             Visibility::Private,
             NOW + 60,
         );
-        assert_eq!(t(Some(&header(&other)), NOW), Reason::TokenMismatch);
+        assert_eq!(t(Some(&header(&other)), NOW), SessionRefusal::TokenMismatch);
         // the same fields with one token digit changed
         let mut tampered = rec.metadata.clone();
         let tok = tampered.get_mut(FIELD_TOKEN).unwrap();
         let last = if tok.ends_with('0') { "1" } else { "0" };
         tok.replace_range(tok.len() - 1.., last);
-        assert_eq!(t(Some(&header(&tampered)), NOW), Reason::TokenMismatch);
+        assert_eq!(t(Some(&header(&tampered)), NOW), SessionRefusal::TokenMismatch);
         // the window still applies
-        assert_eq!(t(Some(&same), NOW + 60 + 3601), Reason::SessionExpired);
+        assert_eq!(t(Some(&same), NOW + 60 + 3601), SessionRefusal::SessionExpired);
         // window mode ignores the header entirely
         assert_eq!(
             run(
@@ -356,7 +363,7 @@ mod tests {
                 Some(&rec),
                 NOW
             ),
-            Reason::Ok
+            SessionRefusal::Ok
         );
     }
 

@@ -4,7 +4,7 @@
 use super::postfinish::FinalizePlan;
 use super::precreate;
 use super::protocol::HookName;
-use super::reason::{Reason, Rejection};
+use super::reason::{ReasonCode, Rejection};
 
 /// What the gate decided for one hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,12 +20,12 @@ pub enum Verdict {
     /// logged and counted as a denial).
     Keep(Rejection),
     /// Nothing to decide (`{}` / 200).
-    Skip(Reason),
+    Skip(ReasonCode),
 }
 
 /// The label of a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
+pub enum HookOutcome {
     /// Accepted or finalize planned.
     Allow,
     /// Rejected or kept back.
@@ -36,29 +36,34 @@ pub enum Outcome {
     Error,
 }
 
-impl Outcome {
+impl HookOutcome {
     /// Every label value.
-    pub const ALL: [Outcome; 4] = [Outcome::Allow, Outcome::Deny, Outcome::Skip, Outcome::Error];
+    pub const ALL: [HookOutcome; 4] = [
+        HookOutcome::Allow,
+        HookOutcome::Deny,
+        HookOutcome::Skip,
+        HookOutcome::Error,
+    ];
 
     /// The label a decision with `reason` is counted under: each reason
     /// belongs to one (a refusal's reason never skips, a skip's never
-    /// refuses), so [`Decision::outcome`] is always `Outcome::of(reason)`.
-    pub fn of(reason: Reason) -> Outcome {
+    /// refuses), so [`Decision::outcome`] is always `HookOutcome::of(reason)`.
+    pub fn of(reason: ReasonCode) -> HookOutcome {
         match reason {
-            Reason::Ok => Outcome::Allow,
-            Reason::Ignored | Reason::Partial => Outcome::Skip,
-            Reason::BadHook | Reason::Internal => Outcome::Error,
-            _ => Outcome::Deny,
+            ReasonCode::Ok => HookOutcome::Allow,
+            ReasonCode::Ignored | ReasonCode::Partial => HookOutcome::Skip,
+            ReasonCode::BadHook | ReasonCode::Internal => HookOutcome::Error,
+            _ => HookOutcome::Deny,
         }
     }
 
     /// Label value.
     pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Allow => "allow",
-            Outcome::Deny => "deny",
-            Outcome::Skip => "skip",
-            Outcome::Error => "error",
+            HookOutcome::Allow => "allow",
+            HookOutcome::Deny => "deny",
+            HookOutcome::Skip => "skip",
+            HookOutcome::Error => "error",
         }
     }
 }
@@ -85,18 +90,18 @@ pub struct Decision {
 
 impl Decision {
     /// The `decision` label.
-    pub fn outcome(&self) -> Outcome {
+    pub fn outcome(&self) -> HookOutcome {
         match self.verdict {
-            Verdict::Accept | Verdict::Finalize(_) => Outcome::Allow,
-            Verdict::Reject(_) | Verdict::Keep(_) => Outcome::Deny,
-            Verdict::Skip(_) => Outcome::Skip,
+            Verdict::Accept | Verdict::Finalize(_) => HookOutcome::Allow,
+            Verdict::Reject(_) | Verdict::Keep(_) => HookOutcome::Deny,
+            Verdict::Skip(_) => HookOutcome::Skip,
         }
     }
 
     /// The `reason` label.
-    pub fn reason(&self) -> Reason {
+    pub fn reason(&self) -> ReasonCode {
         match &self.verdict {
-            Verdict::Accept | Verdict::Finalize(_) => Reason::Ok,
+            Verdict::Accept | Verdict::Finalize(_) => ReasonCode::Ok,
             Verdict::Reject(r) | Verdict::Keep(r) => r.reason(),
             Verdict::Skip(r) => *r,
         }
