@@ -36,7 +36,7 @@
 //! turn the browser's `Tus-Resumable: 1.0.0, 1.0.0` back into `1.0.0` for
 //! tusd (see step 4). On the server side: the asset tree holds exactly the
 //! three uploads, nginx logged the preflights, and a screenshot of the page is
-//! written to `target/e2e-browser/`.
+//! written to `target/e2e-browser/seeds-flow/`.
 //!
 //! Peers are never skipped: a missing one fails the test with the command that
 //! installs it (`scripts/test.sh` installs them all).
@@ -74,13 +74,15 @@ fn browser_dir() -> PathBuf {
     repo().join("tests/browser")
 }
 
-/// Where the screenshot, the plan and the driver's output go:
-/// `target/e2e-browser/`.
-fn out_dir() -> PathBuf {
+/// Where the screenshot, the plan and the driver's output of test `name` go:
+/// `target/e2e-browser/<name>/` (one directory per test: they run in
+/// parallel).
+fn out_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .unwrap()
         .join("e2e-browser")
+        .join(name)
 }
 
 // --- peers ------------------------------------------------------------------
@@ -395,10 +397,10 @@ const TUS_LOG: &str = "log_format tus '$request_method $uri $status \
                        tr=\"$http_tus_resumable\" md=\"$http_upload_metadata\"';\n\
                        access_log tus.log tus;";
 
-/// Runs `node tests/browser/run.mjs PLAN` and returns its JSON; fails after
-/// `limit`.
-fn run_browser(stack: &Stack, steps: serde_json::Value, limit: Duration) -> serde_json::Value {
-    let out = out_dir();
+/// Runs `node tests/browser/run.mjs PLAN` for test `name` and returns its
+/// JSON; fails after `limit`.
+fn run_browser(stack: &Stack, name: &str, steps: serde_json::Value, limit: Duration) -> serde_json::Value {
+    let out = out_dir(name);
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
     let plan = serde_json::json!({
@@ -481,6 +483,7 @@ fn seeds_browser_flow_through_nginx_tusd_and_assetgate() {
 
     let run = run_browser(
         &stack,
+        "seeds-flow",
         serde_json::json!([
             {"kind": "upload", "label": "upload", "name": "seed-flow.pdf",
              "type": "application/pdf", "file": single_path, "chunkSize": CHUNK,
@@ -719,6 +722,103 @@ fn seeds_browser_flow_through_nginx_tusd_and_assetgate() {
     assert!(shot.starts_with(b"\x89PNG\r\n\x1a\n") && shot.len() > 5000);
 }
 
+/// What tus-js-client sends on HEAD and PATCH with granite's `headers` as its
+/// `headers` (the guide's options), with the gate on the shipped config and
+/// `[upload] session_binding = "token"` (every request on an upload must carry
+/// the Upload-Metadata that created it): an upload in 64 KiB chunks stops
+/// after its first chunk, a second Upload finds it in tus-js-client's URL
+/// storage, asks where it stands (HEAD) and sends the rest. Every request
+/// carried `Tus-Resumable: 1.0.0, 1.0.0` and granite's Upload-Metadata, nginx
+/// let them through to tusd (the session check passed on the metadata), and
+/// the bytes download back.
+#[test]
+fn the_guides_headers_resume_under_token_binding_in_chromium() {
+    node();
+    chromium();
+    require_node_modules();
+    tusd_bin();
+    peer_python();
+    nginx();
+
+    let stack = Stack::start(&[("ASSETGATE_UPLOAD__SESSION_BINDING", "token")]);
+    let files = stack.dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let (path, bytes) = random_file(&files, "resumed.pdf", 3 * CHUNK + 11);
+    let run = run_browser(
+        &stack,
+        "resume-token",
+        serde_json::json!([
+            {"kind": "resume", "label": "resume", "name": "resumed.pdf",
+             "type": "application/pdf", "file": path, "chunkSize": CHUNK},
+        ]),
+        Duration::from_secs(60),
+    );
+    let ctx = || {
+        format!(
+            "{}\n{}",
+            serde_json::to_string_pretty(&run).unwrap(),
+            stack.logs()
+        )
+    };
+    let r = &run["results"][0];
+    assert!(r.get("error").is_none(), "{}", ctx());
+    assert_eq!(r["first"]["stopped"], true, "{}", ctx());
+    assert_eq!(r["upload"]["ok"], true, "the resumed upload: {}", ctx());
+    // Creation, the first chunk, then (a second Upload) HEAD and the rest.
+    let requests: Vec<String> = r["upload"]["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            x.as_str()
+                .unwrap()
+                .split(' ')
+                .map(|w| match w.strip_prefix("/files/") {
+                    Some(id) if !id.is_empty() => "/files/<id>",
+                    _ => w,
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    assert_eq!(
+        requests,
+        [
+            "POST /files/ 201",
+            "PATCH /files/<id> 204",
+            "HEAD /files/<id> 200",
+            "PATCH /files/<id> 204",
+            "PATCH /files/<id> 204",
+            "PATCH /files/<id> 204",
+        ],
+        "{}",
+        ctx()
+    );
+    assert_eq!(r["download"]["status"], 200, "{}", ctx());
+    assert_eq!(
+        r["download"]["sha256"],
+        sha256_hex(&bytes),
+        "downloaded bytes differ"
+    );
+    // As nginx received them: every tus request with the browser's doubled
+    // Tus-Resumable and granite's Upload-Metadata.
+    let metadata = r["granite"]["headers"]["Upload-Metadata"].as_str().unwrap();
+    let tus_log = stack.tus_log();
+    let tus: Vec<&str> = tus_log.lines().filter(|l| !l.starts_with("OPTIONS ")).collect();
+    assert_eq!(tus.len(), 6, "{tus_log}");
+    for l in &tus {
+        assert!(
+            l.contains(r#" tr="1.0.0, 1.0.0" "#) && l.ends_with(&format!(r#"md="{metadata}""#)),
+            "{l}\n{tus_log}"
+        );
+    }
+    assert!(
+        tus.iter()
+            .any(|l| l.starts_with("HEAD /files/") && l.contains(" 200 ")),
+        "{tus_log}"
+    );
+}
+
 impl common::tus::TusStack for Stack {
     /// nginx's `/files/` (origin B).
     fn endpoint(&self) -> String {
@@ -954,7 +1054,12 @@ fn uploads_are_served_as_signed_in_chromium() {
             "url": format!("{}/control/run.html", stack.page_origin()), "how": how}),
         );
     }
-    let run = run_browser(&stack, serde_json::Value::Array(steps), Duration::from_secs(300));
+    let run = run_browser(
+        &stack,
+        "served-as-signed",
+        serde_json::Value::Array(steps),
+        Duration::from_secs(300),
+    );
     let ctx = || {
         format!(
             "{}\n{}",

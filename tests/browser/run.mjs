@@ -6,7 +6,7 @@
 //   node tests/browser/run.mjs PLAN.json
 //
 // PLAN.json: {"page": "http://127.0.0.1:A/page/", "chromium": "/usr/bin/chromium",
-//             "out": "target/e2e-browser", "steps": [STEP, ...]}
+//             "out": "target/e2e-browser/<test>", "steps": [STEP, ...]}
 // STEP:      {"kind": "upload" | "forged", "label": "...", "name": "a.pdf",
 //             "type": "application/pdf", "file": "/path/to/bytes",
 //             "chunkSize": 65536, "parallelUploads": 1}

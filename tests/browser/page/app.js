@@ -252,12 +252,78 @@ async function runForged(step, file) {
   return result;
 }
 
+// granite's `headers` as tus-js-client's `headers` (the guide's options),
+// interrupted and resumed: one Upload stops after its first chunk, a second
+// one finds it (tus-js-client's URL storage), asks where it stands (HEAD) and
+// sends the rest. tus-js-client sends its `headers` on every request: the
+// HEAD and the PATCHes carry granite's Upload-Metadata (what
+// `session_binding = "token"` checks) and `Tus-Resumable: 1.0.0, 1.0.0`.
+async function runResume(step, file) {
+  const label = step.label;
+  const sent = await sha256Hex(await file.arrayBuffer());
+  line('info', `${label}: ${file.name}, ${file.size} bytes, granite's headers as tus-js-client's, interrupted and resumed`);
+  const p = await uploadParams(file);
+  const requests = [];
+  const options = {
+    endpoint: p.url,
+    headers: p.headers,
+    chunkSize: step.chunkSize,
+    removeFingerprintOnSuccess: true,
+    retryDelays: null,
+    onAfterResponse(req, res) {
+      requests.push(`${req.getMethod()} ${new URL(req.getURL()).pathname} ${res.getStatus()}`);
+    },
+  };
+  const attempt = (resume) =>
+    new Promise((resolve) => {
+      const upload = new tus.Upload(file, {
+        ...options,
+        onChunkComplete() {
+          if (!resume) upload.abort().then(() => resolve({ ok: true, stopped: true, url: upload.url }));
+        },
+        onSuccess() {
+          resolve({ ok: true, url: upload.url });
+        },
+        onError(err) {
+          const res = err.originalResponse;
+          resolve({
+            ok: false,
+            message: String(err.message || err),
+            status: res ? res.getStatus() : null,
+            body: res ? res.getBody() : null,
+          });
+        },
+      });
+      if (!resume) return upload.start();
+      upload.findPreviousUploads().then((previous) => {
+        if (previous.length !== 1) {
+          resolve({ ok: false, message: `${previous.length} previous uploads found` });
+          return;
+        }
+        upload.resumeFromPreviousUpload(previous[0]);
+        upload.start();
+      });
+    });
+  const first = await attempt(false);
+  line(first.ok ? 'ok' : 'fail', `${label}: first part sent, stopped: ${requests.join(', ')}`);
+  const second = first.ok ? await attempt(true) : first;
+  const result = { label, kind: step.kind, key: p.key, granite: p, sentSha256: sent, first, upload: { ...second, requests } };
+  if (!second.ok) {
+    line('fail', `${label}: resume failed: ${second.status} ${(second.body || second.message || '').trim()}`);
+    return result;
+  }
+  line('ok', `${label}: resumed and finished: ${requests.join(', ')}`);
+  await downloadBack(result, p.key, sent);
+  return result;
+}
+
 window.assetgateTest = {
   async run(step) {
     const file = new File([b64ToBytes(step.b64)], step.name, { type: step.type });
     try {
       if (step.kind === 'forged') return await runForged(step, file);
       if (step.kind === 'guide') return await runGuideSnippet(step, file);
+      if (step.kind === 'resume') return await runResume(step, file);
       return await runUpload(step, file);
     } catch (e) {
       line('fail', `${step.label}: ${e.message || e}`);
