@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh machine: installs the real peers the
 # end-to-end tests need (nginx, redis-server, tusd v2.9.1 and v1.13.0 (needs Go), rustus, a
 # Python 3.12 venv with granite-assets and tuspy, Debian's chromium and
-# tests/browser/node_modules for the browser test) and the checkers of the
+# tests/browser/node_modules for the browser test, examples/node_receiver's
+# node_modules for its test) and the checkers of the
 # deployment files (systemd-analyze, a venv with hadolint, check-jsonschema,
 # docker-compose, kubernetes-validate), then checks formatting and lints, builds
 # the fuzz targets and fuzzes each for 10 s (scripts/fuzz.sh, cargo-fuzz),
@@ -84,21 +85,25 @@ venv() { # venv DIR REQUIREMENTS
 venv "$peers/venv" tests/peers/requirements.txt
 venv "$peers/tools" tests/peers/tools-requirements.txt
 
-# --- tests/browser/node_modules (tus-js-client, playwright-core) from the
-# committed lockfile, (re)installed when package-lock.json changes. playwright-core
-# downloads no browser; the test uses /usr/bin/chromium.
+# --- node_modules from the committed lockfiles, each (re)installed when its
+# package-lock.json changes: tests/browser (tus-js-client, playwright-core;
+# playwright-core downloads no browser, the test uses /usr/bin/chromium) and
+# examples/node_receiver (standardwebhooks, for the Node receiver example that
+# tests/events.rs runs).
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if [ "$node_major" -lt 20 ] || ! command -v npm >/dev/null 2>&1; then
-  echo "need Node.js >= 20 and npm for tests/browser (playwright-core); found: $(node --version 2>/dev/null || echo none)" >&2
+  echo "need Node.js >= 20 and npm for tests/browser (playwright-core) and examples/node_receiver; found: $(node --version 2>/dev/null || echo none)" >&2
   exit 1
 fi
-browser_stamp=tests/browser/node_modules/.package-lock.sha256
-browser_want=$(sha256sum tests/browser/package-lock.json | cut -d' ' -f1)
-if [ "$(cat "$browser_stamp" 2>/dev/null)" != "$browser_want" ]; then
-  say "npm ci in tests/browser"
-  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
-  echo "$browser_want" > "$browser_stamp"
-fi
+for npm_dir in tests/browser examples/node_receiver; do
+  npm_stamp=$npm_dir/node_modules/.package-lock.sha256
+  npm_want=$(sha256sum "$npm_dir/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$npm_stamp" 2>/dev/null)" != "$npm_want" ]; then
+    say "npm ci in $npm_dir"
+    npm ci --prefix "$npm_dir" --no-audit --no-fund --loglevel=error
+    echo "$npm_want" > "$npm_stamp"
+  fi
+done
 
 # --- rustus, the second tus server of the end-to-end tests (tests/e2e_tus.rs)
 if [ ! -x "$peers/bin/rustus" ]; then

@@ -30,10 +30,13 @@
 //! with 403 and the gate's JSON body (`error.code` = `token_invalid`); a
 //! `parallelUploads: 3` upload (granite's fields in `metadata` and
 //! `metadataForPartialUploads`) lands once, byte for byte; the granite guide's
-//! snippet used verbatim (granite's `headers` as tus-js-client's `headers`) is
-//! refused by tusd with 412 before any hook (see step 4). On the server side:
-//! the asset tree holds exactly the two uploads, nginx logged the preflights,
-//! and a screenshot of the page is written to `target/e2e-browser/`.
+//! client snippet, as written (`tests/browser/page/guide_snippet.js`: granite's
+//! `headers` as tus-js-client's `headers`, `removeFingerprintOnSuccess: true`),
+//! lands and downloads back byte for byte through the shipped files, which
+//! turn the browser's `Tus-Resumable: 1.0.0, 1.0.0` back into `1.0.0` for
+//! tusd (see step 4). On the server side: the asset tree holds exactly the
+//! three uploads, nginx logged the preflights, and a screenshot of the page is
+//! written to `target/e2e-browser/seeds-flow/`.
 //!
 //! Peers are never skipped: a missing one fails the test with the command that
 //! installs it (`scripts/test.sh` installs them all).
@@ -51,17 +54,35 @@ use common::*;
 /// What the test rewrites in the shipped files; each must occur exactly once.
 const CHUNK: usize = 64 * 1024;
 
+/// The granite-assets guide's client snippet for tusd ("Client-Side Upload
+/// (JavaScript)", method = "POST"), from `new Upload(` to `upload.start();`,
+/// as the guide prints it (its PDF text, one line per line, no indentation):
+/// `tests/browser/page/guide_snippet.js` must contain it line for line (its
+/// first statement cannot be the guide's: see that file).
+const GUIDE_SNIPPET: &str = "\
+const upload = new Upload(file, {
+endpoint: url,
+headers: headers, // includes Tus-Resumable + Upload-Metadata
+removeFingerprintOnSuccess: true,
+onSuccess: () => fetch('/api/confirm', { method: 'POST',
+body: JSON.stringify({ key }) }),
+onError: (err) => console.error('Upload failed:', err),
+});
+upload.start();";
+
 fn browser_dir() -> PathBuf {
     repo().join("tests/browser")
 }
 
-/// Where the screenshot, the plan and the driver's output go:
-/// `target/e2e-browser/`.
-fn out_dir() -> PathBuf {
+/// Where the screenshot, the plan and the driver's output of test `name` go:
+/// `target/e2e-browser/<name>/` (one directory per test: they run in
+/// parallel).
+fn out_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .unwrap()
         .join("e2e-browser")
+        .join(name)
 }
 
 // --- peers ------------------------------------------------------------------
@@ -301,7 +322,7 @@ impl Stack {
                 &ngx_dir,
                 &format!(
                     "include /etc/nginx/mime.types;\ndefault_type application/octet-stream;\n\
-                     include {};\ninclude {};",
+                     {TUS_LOG}\ninclude {};\ninclude {};",
                     site.display(),
                     app_conf.display()
                 ),
@@ -352,6 +373,11 @@ impl Stack {
         std::fs::read_to_string(self.nginx.dir.join("access.log")).unwrap_or_default()
     }
 
+    /// The same requests with the tus headers the browser sent ([`TUS_LOG`]).
+    fn tus_log(&self) -> String {
+        std::fs::read_to_string(self.nginx.dir.join("tus.log")).unwrap_or_default()
+    }
+
     fn logs(&self) -> String {
         format!(
             "{}\n--- nginx access.log (origin B) ---\n{}\n--- tusd ---\n{}\n--- app ---\n{}\n--- assetgate ---\n{}",
@@ -364,10 +390,17 @@ impl Stack {
     }
 }
 
-/// Runs `node tests/browser/run.mjs PLAN` and returns its JSON; fails after
-/// `limit`.
-fn run_browser(stack: &Stack, steps: serde_json::Value, limit: Duration) -> serde_json::Value {
-    let out = out_dir();
+/// A second access log of the shipped server block (test only, in the http
+/// context): method, path, status and the `Tus-Resumable` and
+/// `Upload-Metadata` headers as the browser sent them (before nginx).
+const TUS_LOG: &str = "log_format tus '$request_method $uri $status \
+                       tr=\"$http_tus_resumable\" md=\"$http_upload_metadata\"';\n\
+                       access_log tus.log tus;";
+
+/// Runs `node tests/browser/run.mjs PLAN` for test `name` and returns its
+/// JSON; fails after `limit`.
+fn run_browser(stack: &Stack, name: &str, steps: serde_json::Value, limit: Duration) -> serde_json::Value {
+    let out = out_dir(name);
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
     let plan = serde_json::json!({
@@ -446,9 +479,11 @@ fn seeds_browser_flow_through_nginx_tusd_and_assetgate() {
     let (single_path, single) = random_file(&files, "seed-flow.pdf", 300 * 1024 + 5);
     let (forged_path, _) = random_file(&files, "forged.pdf", 3000);
     let (parallel_path, parallel) = random_file(&files, "parallel.pdf", 400 * 1024 + 7);
+    let (guide_path, guide) = random_file(&files, "guide-snippet.pdf", 200 * 1024 + 3);
 
     let run = run_browser(
         &stack,
+        "seeds-flow",
         serde_json::json!([
             {"kind": "upload", "label": "upload", "name": "seed-flow.pdf",
              "type": "application/pdf", "file": single_path, "chunkSize": CHUNK,
@@ -459,9 +494,8 @@ fn seeds_browser_flow_through_nginx_tusd_and_assetgate() {
             {"kind": "upload", "label": "parallel", "name": "parallel.pdf",
              "type": "application/pdf", "file": parallel_path, "chunkSize": CHUNK,
              "parallelUploads": 3},
-            {"kind": "upload", "label": "seed snippet verbatim", "name": "seed-verbatim.pdf",
-             "type": "application/pdf", "file": forged_path, "chunkSize": CHUNK,
-             "parallelUploads": 1, "headersMode": "seed"},
+            {"kind": "guide", "label": "guide snippet as written", "name": "guide-snippet.pdf",
+             "type": "application/pdf", "file": guide_path, "key": "browser/guide-snippet.pdf"},
         ]),
         Duration::from_secs(90),
     );
@@ -560,30 +594,102 @@ fn seeds_browser_flow_through_nginx_tusd_and_assetgate() {
         parallel
     );
 
-    // 4. The seed's snippet as written (`headers: headers`, granite's headers
-    // handed to tus-js-client) does not work in a browser, before any hook runs:
-    // tus-js-client sets `Tus-Resumable` itself and XMLHttpRequest joins
-    // granite's copy to it ("1.0.0, 1.0.0"), which tusd refuses with 412
-    // (Chromium also refuses to set granite's `Content-Length: 0`). Hence the
-    // page passes granite's Upload-Metadata as tus-js-client's `metadata`
-    // (README, "Browser uploads"). If this starts to pass, that advice and
-    // this check need another look.
+    // 4. The granite guide's snippet as written (`headers: headers`, granite's
+    // headers handed to tus-js-client; tests/browser/page/guide_snippet.js):
+    // tus-js-client sets `Tus-Resumable` itself and the browser joins
+    // granite's copy to it, `1.0.0, 1.0.0`, which tusd refuses with 412 before
+    // any hook; the shipped /files/ location hands tusd `1.0.0` instead. The
+    // browser refuses granite's `Content-Length: 0` and sends its own.
+    let snippet = std::fs::read_to_string(browser_dir().join("page/guide_snippet.js")).unwrap();
+    let unindented: Vec<&str> = snippet.lines().map(str::trim_start).collect();
+    assert!(
+        unindented
+            .windows(GUIDE_SNIPPET.lines().count())
+            .any(|w| w.iter().copied().eq(GUIDE_SNIPPET.lines())),
+        "tests/browser/page/guide_snippet.js no longer holds the guide's snippet:\n{GUIDE_SNIPPET}"
+    );
     let r = &results[3];
     assert!(r.get("error").is_none(), "{}", ctx());
-    assert_eq!(r["upload"]["ok"], false, "the seed snippet verbatim: {}", ctx());
-    assert_eq!(r["upload"]["status"], 412, "{}", ctx());
-    assert!(
-        r["upload"]["body"]
-            .as_str()
-            .is_some_and(|b| b.starts_with("ERR_UNSUPPORTED_VERSION")),
+    assert_eq!(
+        r["upload"]["ok"],
+        true,
+        "the guide's snippet as written: {}",
+        ctx()
+    );
+    // granite's answer, as the snippet got and used it.
+    let granite_headers = &r["granite"]["headers"];
+    let metadata = granite_headers["Upload-Metadata"].as_str().unwrap();
+    assert_eq!(
+        (
+            &granite_headers["Tus-Resumable"],
+            &granite_headers["Content-Length"]
+        ),
+        (&serde_json::json!("1.0.0"), &serde_json::json!("0")),
+        "granite's headers: {granite_headers}"
+    );
+    assert_eq!(r["granite"]["url"], format!("{}/files/", stack.upload_origin()));
+    // onSuccess posted the confirm with granite's key.
+    assert_eq!(
+        r["upload"]["confirmBody"],
+        r#"{"key":"browser/guide-snippet.pdf"}"#,
         "{}",
         ctx()
     );
+    assert_eq!(r["upload"]["confirmStatus"], 204, "{}", ctx());
+    assert_eq!(r["download"]["status"], 200, "download: {}", ctx());
+    assert_eq!(
+        r["download"]["sha256"],
+        sha256_hex(&guide),
+        "downloaded bytes differ"
+    );
+    assert_eq!(
+        std::fs::read(stack.assets.join("private/browser/guide-snippet.pdf")).unwrap(),
+        guide
+    );
+    // What the browser sent, as nginx received it: the creation and the one
+    // PATCH (no chunkSize in the snippet) both with `1.0.0, 1.0.0` and
+    // granite's Upload-Metadata (tus-js-client sends its `headers` on every
+    // request: the upload's own token, what `session_binding = "token"`
+    // checks), answered 201 and 204 by tusd.
+    let tus_log = stack.tus_log();
+    let doubled: Vec<&str> = tus_log
+        .lines()
+        .filter(|l| l.contains(r#" tr="1.0.0, 1.0.0" "#))
+        .collect();
+    let want_md = format!(r#"md="{metadata}""#);
+    assert_eq!(doubled.len(), 2, "{tus_log}\n{}", ctx());
+    assert!(
+        doubled[0].starts_with("POST /files/ 201 ") && doubled[0].ends_with(&want_md),
+        "{tus_log}"
+    );
+    assert!(
+        doubled[1].starts_with("PATCH /files/")
+            && doubled[1].contains(" 204 ")
+            && doubled[1].ends_with(&want_md),
+        "{tus_log}"
+    );
+    assert!(!tus_log.contains(" 412 "), "tusd refused a version:\n{tus_log}");
+    // granite's `Content-Length: 0`: refused by the browser, on both requests.
+    let refused = run["console"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| {
+            l.as_str()
+                .unwrap()
+                .contains(r#"Refused to set unsafe header "Content-Length""#)
+        })
+        .count();
+    assert_eq!(refused, 2, "{}", ctx());
 
-    // Exactly the two uploads landed: no part, nothing forged.
+    // Exactly the three uploads landed: no part, nothing forged.
     assert_eq!(
         files_under(&stack.assets),
-        ["private/browser/parallel.pdf", "private/browser/seed-flow.pdf"],
+        [
+            "private/browser/guide-snippet.pdf",
+            "private/browser/parallel.pdf",
+            "private/browser/seed-flow.pdf"
+        ],
         "{}",
         ctx()
     );
@@ -614,6 +720,103 @@ fn seeds_browser_flow_through_nginx_tusd_and_assetgate() {
     // The screenshot of the page after the run.
     let shot = std::fs::read(run["screenshot"].as_str().unwrap()).unwrap();
     assert!(shot.starts_with(b"\x89PNG\r\n\x1a\n") && shot.len() > 5000);
+}
+
+/// What tus-js-client sends on HEAD and PATCH with granite's `headers` as its
+/// `headers` (the guide's options), with the gate on the shipped config and
+/// `[upload] session_binding = "token"` (every request on an upload must carry
+/// the Upload-Metadata that created it): an upload in 64 KiB chunks stops
+/// after its first chunk, a second Upload finds it in tus-js-client's URL
+/// storage, asks where it stands (HEAD) and sends the rest. Every request
+/// carried `Tus-Resumable: 1.0.0, 1.0.0` and granite's Upload-Metadata, nginx
+/// let them through to tusd (the session check passed on the metadata), and
+/// the bytes download back.
+#[test]
+fn the_guides_headers_resume_under_token_binding_in_chromium() {
+    node();
+    chromium();
+    require_node_modules();
+    tusd_bin();
+    peer_python();
+    nginx();
+
+    let stack = Stack::start(&[("ASSETGATE_UPLOAD__SESSION_BINDING", "token")]);
+    let files = stack.dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let (path, bytes) = random_file(&files, "resumed.pdf", 3 * CHUNK + 11);
+    let run = run_browser(
+        &stack,
+        "resume-token",
+        serde_json::json!([
+            {"kind": "resume", "label": "resume", "name": "resumed.pdf",
+             "type": "application/pdf", "file": path, "chunkSize": CHUNK},
+        ]),
+        Duration::from_secs(60),
+    );
+    let ctx = || {
+        format!(
+            "{}\n{}",
+            serde_json::to_string_pretty(&run).unwrap(),
+            stack.logs()
+        )
+    };
+    let r = &run["results"][0];
+    assert!(r.get("error").is_none(), "{}", ctx());
+    assert_eq!(r["first"]["stopped"], true, "{}", ctx());
+    assert_eq!(r["upload"]["ok"], true, "the resumed upload: {}", ctx());
+    // Creation, the first chunk, then (a second Upload) HEAD and the rest.
+    let requests: Vec<String> = r["upload"]["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            x.as_str()
+                .unwrap()
+                .split(' ')
+                .map(|w| match w.strip_prefix("/files/") {
+                    Some(id) if !id.is_empty() => "/files/<id>",
+                    _ => w,
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    assert_eq!(
+        requests,
+        [
+            "POST /files/ 201",
+            "PATCH /files/<id> 204",
+            "HEAD /files/<id> 200",
+            "PATCH /files/<id> 204",
+            "PATCH /files/<id> 204",
+            "PATCH /files/<id> 204",
+        ],
+        "{}",
+        ctx()
+    );
+    assert_eq!(r["download"]["status"], 200, "{}", ctx());
+    assert_eq!(
+        r["download"]["sha256"],
+        sha256_hex(&bytes),
+        "downloaded bytes differ"
+    );
+    // As nginx received them: every tus request with the browser's doubled
+    // Tus-Resumable and granite's Upload-Metadata.
+    let metadata = r["granite"]["headers"]["Upload-Metadata"].as_str().unwrap();
+    let tus_log = stack.tus_log();
+    let tus: Vec<&str> = tus_log.lines().filter(|l| !l.starts_with("OPTIONS ")).collect();
+    assert_eq!(tus.len(), 6, "{tus_log}");
+    for l in &tus {
+        assert!(
+            l.contains(r#" tr="1.0.0, 1.0.0" "#) && l.ends_with(&format!(r#"md="{metadata}""#)),
+            "{l}\n{tus_log}"
+        );
+    }
+    assert!(
+        tus.iter()
+            .any(|l| l.starts_with("HEAD /files/") && l.contains(" 200 ")),
+        "{tus_log}"
+    );
 }
 
 impl common::tus::TusStack for Stack {
@@ -851,7 +1054,12 @@ fn uploads_are_served_as_signed_in_chromium() {
             "url": format!("{}/control/run.html", stack.page_origin()), "how": how}),
         );
     }
-    let run = run_browser(&stack, serde_json::Value::Array(steps), Duration::from_secs(300));
+    let run = run_browser(
+        &stack,
+        "served-as-signed",
+        serde_json::Value::Array(steps),
+        Duration::from_secs(300),
+    );
     let ctx = || {
         format!(
             "{}\n{}",

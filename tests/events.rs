@@ -18,7 +18,12 @@
 //! - a full outbox refuses, keeps the upload, and catches up;
 //! - `assetgate events list|show|retry --dead` with the daemon running (admin
 //!   socket) and stopped (the file itself);
-//! - bad `[events]` config: one line naming the key, exit 64.
+//! - bad `[events]` config: one line naming the key, exit 64;
+//! - the receiver examples run as they are, on the daemon's deliveries:
+//!   `examples/fastapi_receiver.py` and its Node twin
+//!   `examples/node_receiver/receiver.mjs` (the npm `standardwebhooks`
+//!   package) record the asset, stay idempotent by `webhook-id` and refuse
+//!   tampered deliveries.
 
 mod common;
 
@@ -1267,4 +1272,337 @@ print(send(sys.argv[3], body), send("evt_forged", body, "v1,AAAA"))
     let (_, a3) = asset("invoices/2026/001.pdf");
     assert_eq!(a3["state"], "ready", "{a3}");
     assert_eq!(a3["sha256"], sha256_hex(&data));
+}
+
+/// `node`, for the Node receiver example.
+fn node() -> PathBuf {
+    require_peer(
+        "node",
+        &[PathBuf::from("/usr/bin/node")],
+        "apt-get install -y nodejs npm (Node.js >= 20)",
+    )
+}
+
+/// `examples/node_receiver/node_modules` as `npm ci` makes it from the
+/// committed lockfile: `standardwebhooks` at the locked version.
+fn require_node_receiver_modules() -> PathBuf {
+    let dir = repo().join("examples/node_receiver");
+    let how = "npm ci --prefix examples/node_receiver\n(`scripts/test.sh` runs it; it installs \
+               the standardwebhooks package)";
+    let lock: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("package-lock.json")).unwrap()).unwrap();
+    let want = lock["packages"]["node_modules/standardwebhooks"]["version"]
+        .as_str()
+        .expect("standardwebhooks is not in examples/node_receiver/package-lock.json");
+    let have = std::fs::read_to_string(dir.join("node_modules/standardwebhooks/package.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v["version"].as_str().map(str::to_string));
+    match have {
+        None => panic!("peer `standardwebhooks` is not installed in examples/node_receiver/node_modules. Install it: {how}"),
+        Some(v) if v != want => {
+            panic!("examples/node_receiver/node_modules has standardwebhooks {v}, the lockfile pins {want}. Reinstall: {how}")
+        }
+        Some(_) => dir,
+    }
+}
+
+/// One request as the daemon sent it: the Standard Webhooks headers, the
+/// body, and the status the example answered.
+#[derive(Clone, Debug)]
+struct Tapped {
+    id: String,
+    timestamp: String,
+    signature: String,
+    body: String,
+    status: u16,
+}
+
+impl Tapped {
+    /// The request, on the wire, with these headers and this body.
+    fn request(&self) -> Vec<u8> {
+        format!(
+            "POST /hooks/assets HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nwebhook-id: {}\r\nwebhook-timestamp: {}\r\n\
+             webhook-signature: {}\r\nContent-Length: {}\r\n\r\n{}",
+            self.id,
+            self.timestamp,
+            self.signature,
+            self.body.len(),
+            self.body
+        )
+        .into_bytes()
+    }
+}
+
+/// Between the daemon and the example: takes each delivery (one per
+/// connection, answered `Connection: close`), sends its headers and body on
+/// to the example, answers with the example's status, and keeps a copy, which
+/// the test replays and tampers with: what reaches the example is the daemon's
+/// signature, never one the test made.
+struct Tap {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Tapped>>>,
+}
+
+impl Tap {
+    fn start(to: std::net::SocketAddr) -> Tap {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let mut r = BufReader::new(conn);
+                let mut headers = std::collections::BTreeMap::new();
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    continue;
+                }
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                    }
+                }
+                let len: usize = headers
+                    .get("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                if std::io::Read::read_exact(&mut r, &mut body).is_err() {
+                    continue;
+                }
+                let h = |k: &str| headers.get(k).cloned().unwrap_or_default();
+                let mut t = Tapped {
+                    id: h("webhook-id"),
+                    timestamp: h("webhook-timestamp"),
+                    signature: h("webhook-signature"),
+                    body: String::from_utf8(body).unwrap(),
+                    status: 0,
+                };
+                t.status = raw_request(to, &t.request()).0;
+                let answer = format!(
+                    "HTTP/1.1 {} Tapped\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    t.status
+                );
+                // Kept before the daemon has its answer.
+                keep.lock().unwrap().push(t);
+                let _ = r.get_mut().write_all(answer.as_bytes());
+            }
+        });
+        Tap { port, seen }
+    }
+
+    fn seen(&self) -> Vec<Tapped> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The deliveries, once there are `n` (the example records an event
+    /// before the tap has its answer).
+    fn wait(&self, n: usize, logs: impl Fn() -> String) -> Vec<Tapped> {
+        let end = Instant::now() + Duration::from_secs(20);
+        while self.seen().len() < n && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let seen = self.seen();
+        assert_eq!(seen.len(), n, "{seen:?}\n{}", logs());
+        seen
+    }
+}
+
+/// The Node twin of the FastAPI test: `examples/node_receiver/receiver.mjs`
+/// (plain `node:http`, the npm `standardwebhooks` package) run as it is,
+/// against the daemon's real deliveries (through [`Tap`], which copies
+/// them): the asset is recorded from the verified `upload.finalized`; the
+/// same delivery replayed byte for byte is answered 204 and changes nothing
+/// (idempotent by `webhook-id`); the delivery with its signature, its body or
+/// its id changed is refused 401 and changes nothing; a conflicting newcomer's
+/// `upload.failed` leaves the ready asset as it was. Its state file survives a
+/// restart of the example (the replay after it is still a duplicate).
+#[test]
+fn the_node_example_verifies_records_the_asset_and_is_idempotent() {
+    let node = node();
+    let dir = require_node_receiver_modules();
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("assets.json");
+    let start_example = |port: u16| -> (Child, u16) {
+        let mut child = Command::new(&node)
+            .arg(dir.join("receiver.mjs"))
+            .env("ASSETGATE_EVENTS_SECRET", EVENTS_SECRET)
+            .env("ASSETS_DB", &db)
+            .env("PORT", port.to_string())
+            .stdout(Stdio::piped())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(tmp.path().join("node.log"))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .strip_prefix("listening ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "the Node example did not start ({line:?}): {}",
+                    std::fs::read_to_string(tmp.path().join("node.log")).unwrap_or_default()
+                )
+            });
+        (child, port)
+    };
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let (child, port) = start_example(0);
+    let mut app = Kill(child);
+    let app_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let tap = Tap::start(app_addr);
+    let mut receiver = Receiver::new(tmp.path());
+    receiver.port = tap.port; // the example behind the tap, not the test receiver
+    let gate = Gate::new(&receiver, "", "");
+    let asset = |key: &str| {
+        let (status, _, body) = get(app_addr, &format!("/assets/{key}"), &[]);
+        (
+            status,
+            serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
+        )
+    };
+    let events = || {
+        let (_, _, body) = get(app_addr, "/events/count", &[]);
+        serde_json::from_slice::<Value>(&body).unwrap()["events"]
+            .as_u64()
+            .unwrap()
+    };
+    let send = |t: &Tapped| raw_request(app_addr, &t.request()).0;
+
+    let data = b"%PDF-1.7 an invoice".to_vec();
+    gate.finish("up-node", "invoices/2026/001.pdf", &data);
+    let end = Instant::now() + Duration::from_secs(20);
+    while asset("invoices/2026/001.pdf").0 != 200 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, a) = asset("invoices/2026/001.pdf");
+    assert_eq!(status, 200, "{:?}\n{}", tap.seen(), gate.logs());
+    assert_eq!(a["state"], "ready");
+    assert_eq!(a["sha256"], sha256_hex(&data));
+    assert_eq!(a["size"], data.len() as u64);
+    assert_eq!(a["path"], "private/invoices/2026/001.pdf");
+    assert_eq!(a["upload_id"], "up-node");
+
+    // The one delivery, as the daemon sent it, accepted.
+    let first_id = "evt_".to_string()
+        + &hex::encode(&Sha256::digest(b"assetgate-event\0upload.finalized\0up-node")[..16]);
+    let delivery = tap.wait(1, || gate.logs()).remove(0);
+    assert_eq!((delivery.id.as_str(), delivery.status), (first_id.as_str(), 204));
+    assert!(
+        gate.cli(&["show", &first_id]).1.contains("delivered at"),
+        "the daemon recorded the 204"
+    );
+    assert_eq!(events(), 1);
+
+    // The same delivery again (a redelivery): 204, nothing changes.
+    assert_eq!(send(&delivery), 204, "a redelivery");
+    assert_eq!(events(), 1, "idempotent by webhook-id");
+    // A redelivery's effect would be the same as the first's, so it cannot
+    // show that the id is what decides: the same id, signed by the
+    // standardwebhooks package, over other content. 204, nothing changes.
+    let other = delivery.body.replace(&sha256_hex(&data), &"0".repeat(64));
+    assert_ne!(other, delivery.body);
+    let out = Command::new(&node)
+        .current_dir(&dir)
+        .args([
+            "-e",
+            "const { Webhook } = require('standardwebhooks');             const [id, body] = process.argv.slice(1);             const at = new Date();             console.log(Math.floor(at.getTime() / 1000), new Webhook(process.env.SECRET).sign(id, at, body));",
+            &first_id,
+            &other,
+        ])
+        .env("SECRET", EVENTS_SECRET)
+        .output()
+        .unwrap();
+    let signed = String::from_utf8(out.stdout).unwrap();
+    let (timestamp, signature) = signed
+        .trim()
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("signing failed: {}", String::from_utf8_lossy(&out.stderr)));
+    let same_id = Tapped {
+        timestamp: timestamp.into(),
+        signature: signature.into(),
+        body: other,
+        ..delivery.clone()
+    };
+    assert_eq!(send(&same_id), 204, "a verified event under a known id");
+    assert_eq!(events(), 1, "idempotent by webhook-id");
+    assert_eq!(
+        asset("invoices/2026/001.pdf").1,
+        a,
+        "a known webhook-id changed the asset"
+    );
+
+    // Tampered: the MAC (its first character: all six bits are data), the
+    // body, the id under the same signature. Each 401, nothing recorded.
+    let (scheme, mac) = delivery.signature.split_once(',').unwrap();
+    let first = if mac.starts_with('A') { 'Q' } else { 'A' };
+    let mut sig = delivery.clone();
+    sig.signature = format!("{scheme},{first}{}", &mac[1..]);
+    assert_ne!(sig.signature, delivery.signature);
+    assert_eq!(send(&sig), 401, "a tampered signature was accepted");
+    let mut body = delivery.clone();
+    body.body = delivery.body.replace(
+        &format!("\"size\":{}", data.len()),
+        &format!("\"size\":{}", data.len() + 1),
+    );
+    assert_ne!(body.body, delivery.body);
+    assert_eq!(send(&body), 401, "a tampered body was accepted");
+    let mut id = delivery.clone();
+    id.id = "evt_00000000000000000000000000000000".into();
+    assert_eq!(
+        send(&id),
+        401,
+        "another webhook-id under the same signature was accepted"
+    );
+    assert_eq!(events(), 1, "a refused delivery was recorded");
+    let (_, a2) = asset("invoices/2026/001.pdf");
+    assert_eq!(a2, a, "the asset changed");
+
+    // A conflicting newcomer: upload.failed, delivered, and the ready asset
+    // stays ready.
+    gate.finish("up-node-2", "invoices/2026/001.pdf", b"another file");
+    let end = Instant::now() + Duration::from_secs(20);
+    while events() != 2 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(events(), 2, "{:?}\n{}", tap.seen(), gate.logs());
+    let failed = tap.wait(2, || gate.logs()).remove(1);
+    assert_eq!(failed.status, 204);
+    assert!(
+        failed.body.contains("\"type\":\"upload.failed\""),
+        "{}",
+        failed.body
+    );
+    let (_, a3) = asset("invoices/2026/001.pdf");
+    assert_eq!(a3, a, "a failed newcomer changed the ready asset");
+
+    // The record is on disk: after a restart the first delivery is still a
+    // duplicate and the asset still there.
+    drop(app);
+    let (child, _) = start_example(port);
+    app = Kill(child);
+    assert_eq!(asset("invoices/2026/001.pdf"), (200, a.clone()));
+    assert_eq!(send(&delivery), 204);
+    assert_eq!(events(), 2, "a redelivery after a restart was recorded again");
+    drop(app);
 }

@@ -6,10 +6,13 @@
 //   node tests/browser/run.mjs PLAN.json
 //
 // PLAN.json: {"page": "http://127.0.0.1:A/page/", "chromium": "/usr/bin/chromium",
-//             "out": "target/e2e-browser", "steps": [STEP, ...]}
-// STEP:      {"kind": "upload" | "forged", "label": "...", "name": "a.pdf",
+//             "out": "target/e2e-browser/<test>", "steps": [STEP, ...]}
+// STEP:      {"kind": "upload" | "forged" | "resume", "label": "...", "name": "a.pdf",
 //             "type": "application/pdf", "file": "/path/to/bytes",
 //             "chunkSize": 65536, "parallelUploads": 1}
+//          or {"kind": "guide", "label": "...", "name": "a.pdf",
+//             "type": "application/pdf", "file": "/path/to/bytes",
+//             "key": "browser/a.pdf"}   (the granite guide's snippet as written)
 //          or {"kind": "visit", "label": "...", "url": "http://...",
 //             "how": "top" | "iframe"}
 //

@@ -364,3 +364,130 @@ pub(crate) fn shipped_locations_serve_the_table_assetgate_checks() {
     assert_eq!(r.header("content-security-policy"), Some("sandbox"));
     assert_eq!(r.header("content-disposition"), None);
 }
+
+/// The upstream the shipped `/files/` location proxies to, standing in for
+/// tusd: records each request's method, target and headers (as received, in
+/// order), answers 204 and closes.
+struct HeaderRecorder {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+}
+
+/// One request the upstream got: "METHOD target", and its headers (names
+/// lowercased) in order.
+type Recorded = (String, Vec<(String, String)>);
+
+impl HeaderRecorder {
+    fn start() -> HeaderRecorder {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let mut r = BufReader::new(conn);
+                let mut first = String::new();
+                if r.read_line(&mut first).unwrap_or(0) == 0 {
+                    continue;
+                }
+                let mut headers = Vec::new();
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    if let Some((k, v)) = line.split_once(':') {
+                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                    }
+                    line.clear();
+                }
+                let len: usize = headers
+                    .iter()
+                    .find(|(k, _)| k == "content-length")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                let _ = r.read_exact(&mut body);
+                // Recorded before the answer: once the client has its
+                // answer, the request is in `seen`.
+                let target = first.split(' ').take(2).collect::<Vec<_>>().join(" ");
+                keep.lock().unwrap().push((target, headers));
+                let _ = r
+                    .get_mut()
+                    .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+            }
+        });
+        HeaderRecorder { port, seen }
+    }
+}
+
+/// Issue 22: the granite guide's snippet in a browser sends `Tus-Resumable:
+/// 1.0.0, 1.0.0` (tus-js-client's own joined with granite's), which tusd
+/// refuses with 412. The shipped `/files/` location (`assetgate-uploads.conf`
+/// with the map of `assetgate-upstream.conf`, from the shipped example) hands
+/// the upstream one `Tus-Resumable: 1.0.0` for that, on creation, PATCH and
+/// HEAD alike, and changes nothing else: another value passes as it came, no
+/// header stays no header, and every other header (granite's `Upload-Metadata`
+/// and `Content-Length: 0` among them) reaches the upstream unchanged.
+/// (`tests/e2e_browser.rs` runs the snippet itself in Chromium against tusd.)
+#[test]
+pub(crate) fn shipped_uploads_location_hands_tusd_one_tus_resumable() {
+    // session_binding = "off": every request reaches the upstream.
+    let gate = Daemon::start(&format!(
+        "{}session_binding = \"off\"\n",
+        common::default_config()
+    ));
+    let upstream = HeaderRecorder::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("assets")).unwrap();
+    let site = common::ngx::shipped_site(dir, gate.addr, upstream.port, &dir.join("assets"));
+    let ngx = Nginx::start(dir, 1, |ports| {
+        let site_path = dir.join("site.conf");
+        std::fs::write(&site_path, common::ngx::listen_on(&site, ports[0])).unwrap();
+        nginx_main_conf(dir, &format!("include {};", site_path.display()))
+    });
+    let md = "asset-key YS9iLnBkZg==, upload-token ZGVhZGJlZWY=";
+    // (method, target, the request's Tus-Resumable lines, what the upstream must get)
+    let cases: &[(&str, &str, &[&str], &[&str])] = &[
+        ("POST", "/files/", &["1.0.0, 1.0.0"], &["1.0.0"]),
+        ("PATCH", "/files/abc123", &["1.0.0, 1.0.0"], &["1.0.0"]),
+        ("HEAD", "/files/abc123", &["1.0.0, 1.0.0"], &["1.0.0"]),
+        ("POST", "/files/", &["1.0.0,1.0.0"], &["1.0.0"]),
+        ("POST", "/files/", &["1.0.0 , 1.0.0, 1.0.0"], &["1.0.0"]),
+        ("POST", "/files/", &["1.0.0"], &["1.0.0"]),
+        // Two header lines: one to tusd.
+        ("POST", "/files/", &["1.0.0", "1.0.0"], &["1.0.0"]),
+        // Not a repeated 1.0.0: as it came (tusd answers 412 as before).
+        ("POST", "/files/", &["1.0.0, 0.2.2"], &["1.0.0, 0.2.2"]),
+        ("POST", "/files/", &["0.2.2"], &["0.2.2"]),
+        ("POST", "/files/", &["1.0.0, 1.0.0,"], &["1.0.0, 1.0.0,"]),
+        // None stays none (preflights, GET).
+        ("OPTIONS", "/files/", &[], &[]),
+        ("POST", "/files/", &[], &[]),
+    ];
+    for (i, (method, target, sent, want)) in cases.iter().enumerate() {
+        let mut req = format!(
+            "{method} {target} HTTP/1.1\r\nHost: uploads.test\r\nConnection: close\r\n\
+             Upload-Metadata: {md}\r\nUpload-Length: 42\r\nX-Case: {i}\r\nContent-Length: 0\r\n"
+        );
+        for v in *sent {
+            req.push_str(&format!("Tus-Resumable: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        let (status, _, _) = common::raw_request(ngx.addr(0), req.as_bytes());
+        assert_eq!(status, 204, "{method} {target} {sent:?}: {}", ngx.logs());
+        let seen = upstream.seen.lock().unwrap().last().cloned().unwrap();
+        let get = |name: &str| -> Vec<&str> {
+            seen.1
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(seen.0, format!("{method} {target}"));
+        assert_eq!(get("x-case"), [i.to_string().as_str()]);
+        assert_eq!(get("tus-resumable"), *want, "{method} {target} with {sent:?}");
+        assert_eq!(get("upload-metadata"), [md], "{method} {target} with {sent:?}");
+        assert_eq!(get("upload-length"), ["42"]);
+        assert_eq!(get("content-length"), ["0"]);
+    }
+    assert_eq!(upstream.seen.lock().unwrap().len(), cases.len());
+}

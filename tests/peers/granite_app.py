@@ -10,11 +10,18 @@ GET /api/upload-url?name=a.pdf&type=application/pdf&size=1234[&visibility=privat
        UploadUrlResult for the server-chosen key "browser/<name>" (the seeds'
        best practice: the server picks the key, the client only names the file).
        400 for a bad name/type/size, 413 over 64 MiB.
+GET /api/upload-url?key=browser/a.pdf&content_type=application/pdf
+    -> the same, with the seed's own parameters (its FastAPI endpoint
+       `get_upload_url(key, content_type)`, which the guide's client snippet
+       calls); the key must be one of this app's ("browser/<name>").
 GET /api/download-url?key=browser/a.pdf
     -> 200 {"url", "expires_at"}: granite's build_download_url (a signed
        secure_link for a private asset). 404 while the asset is not in the
        tree yet: assetgate moves finished uploads in the background, so the page
        polls this (the seeds' "confirm" step).
+POST /api/confirm {"key": ...}
+    -> 204: the guide's snippet calls it from tus-js-client's onSuccess (the
+       seeds' "confirm" step); logged, nothing else.
 
 Prints "listening <port>" on stdout once it accepts connections.
 """
@@ -52,9 +59,40 @@ def make_handler(repo, ttl):
             self.end_headers()
             self.wfile.write(body)
 
+        def upload_url(self, key, ctype, q):
+            """granite's UploadUrlResult for `key`, as the seed's endpoint returns it."""
+            vis = AssetVisibility.PUBLIC if q.get("visibility") == "public" else AssetVisibility.PRIVATE
+            r = repo.build_upload_url(key, ctype, ttl, visibility=vis)
+            return {
+                "url": r.url,
+                "method": r.method,
+                "headers": r.headers,
+                "key": r.key,
+                "expires_at": r.expires_at.isoformat(),
+            }
+
+        def do_POST(self):
+            url = urllib.parse.urlsplit(self.path)
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if url.path == "/api/confirm":
+                sys.stderr.write(f"app: confirm {body.decode(errors='replace')}\n")
+                self.send_response(204)
+                self.end_headers()
+                return None
+            return self.answer(404, {"error": "no such endpoint"})
+
         def do_GET(self):
             url = urllib.parse.urlsplit(self.path)
             q = dict(urllib.parse.parse_qsl(url.query))
+            if url.path == "/api/upload-url" and "key" in q:
+                # The seed's parameters: no size (granite needs none).
+                key, ctype = q["key"], q.get("content_type", "")
+                name = key.removeprefix("browser/")
+                if key == name or not NAME.match(name) or ".." in name:
+                    return self.answer(400, {"error": "not one of this app's keys"})
+                if not TYPE.match(ctype):
+                    return self.answer(400, {"error": "bad content type"})
+                return self.answer(200, self.upload_url(key, ctype, q))
             if url.path == "/api/upload-url":
                 name, ctype, size = q.get("name", ""), q.get("type", ""), q.get("size", "")
                 if not NAME.match(name) or ".." in name:
@@ -65,18 +103,7 @@ def make_handler(repo, ttl):
                     return self.answer(400, {"error": "bad size"})
                 if int(size) > MAX_SIZE:
                     return self.answer(413, {"error": "too large"})
-                vis = AssetVisibility.PUBLIC if q.get("visibility") == "public" else AssetVisibility.PRIVATE
-                r = repo.build_upload_url(f"browser/{name}", ctype, ttl, visibility=vis)
-                return self.answer(
-                    200,
-                    {
-                        "url": r.url,
-                        "method": r.method,
-                        "headers": r.headers,
-                        "key": r.key,
-                        "expires_at": r.expires_at.isoformat(),
-                    },
-                )
+                return self.answer(200, self.upload_url(f"browser/{name}", ctype, q))
             if url.path == "/api/download-url":
                 key = q.get("key", "")
                 if not key.startswith("browser/"):

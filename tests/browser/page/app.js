@@ -9,6 +9,11 @@
 //      secure_link; 404 until assetgate has moved the finished upload) and
 //      fetch it through nginx (auth_request to assetgate).
 //
+// Steps 1 and 2 are the page's own (granite's Upload-Metadata decoded into
+// tus-js-client's `metadata`, the README's advice), except in a "guide" step,
+// where they are the granite guide's snippet as written (guide_snippet.js:
+// granite's `headers` handed to tus-js-client) and the page only watches.
+//
 // Every step writes a status line into the page (the test's screenshot).
 'use strict';
 
@@ -104,19 +109,13 @@ function count(requests, method) {
   return requests.filter((r) => r.startsWith(method + ' ')).length;
 }
 
-// Options for tus-js-client from granite's parameters. The seed's snippet
-// passes granite's headers as `headers` (headersMode "seed"): in a browser
-// XMLHttpRequest joins granite's Tus-Resumable to tus-js-client's own
-// ("1.0.0, 1.0.0") and tusd answers 412. So granite's Upload-Metadata goes
-// into `metadata` (and `metadataForPartialUploads`), decoded.
+// Options for tus-js-client from granite's parameters: granite's
+// Upload-Metadata decoded into `metadata` (and `metadataForPartialUploads`),
+// the README's advice. (Granite's `headers` as `headers`, the guide's way,
+// is the "guide" step's.)
 function tusOptions(p, step) {
   const metadata = decodeMetadata(p.headers['Upload-Metadata']);
-  const o = { endpoint: p.url, chunkSize: step.chunkSize };
-  if (step.headersMode === 'seed') {
-    o.headers = p.headers;
-  } else {
-    o.metadata = metadata;
-  }
+  const o = { endpoint: p.url, chunkSize: step.chunkSize, metadata };
   if (step.parallelUploads > 1) {
     o.parallelUploads = step.parallelUploads;
     // assetgate requires a token on every partial upload too.
@@ -135,9 +134,7 @@ async function runUpload(step, file) {
   const up = await tusUpload(file, o);
   const result = { label, kind: step.kind, key: p.key, endpoint: p.url, sentSha256: sent, upload: up };
   if (!up.ok) {
-    // The guide's snippet as written is known to fail in browsers (see tusOptions).
-    const known = step.headersMode === 'seed' ? ' (known: granite headers as tus-js-client headers)' : '';
-    line(known ? 'info' : 'fail', `${label}: upload failed: ${up.status} ${(up.body || up.message).trim()}${known}`);
+    line('fail', `${label}: upload failed: ${up.status} ${(up.body || up.message).trim()}`);
     return result;
   }
   const parts = step.parallelUploads > 1 ? ` in ${step.parallelUploads} parallel parts` : '';
@@ -146,7 +143,15 @@ async function runUpload(step, file) {
     `${label}: uploaded${parts} to ${new URL(up.url).origin}: ${count(up.requests, 'POST')} POST, ` +
       `${count(up.requests, 'PATCH')} PATCH, upload ${path(up.url)}`,
   );
-  const link = await downloadLink(p.key, 15000);
+  await downloadBack(result, p.key, sent);
+  return result;
+}
+
+// The download half of a step: granite's link for `key` from the app, then
+// the bytes through nginx, compared with what was sent.
+async function downloadBack(result, key, sent) {
+  const label = result.label;
+  const link = await downloadLink(key, 15000);
   result.link = link;
   line('ok', `${label}: download link from the app: ${path(link)}`);
   const r = await fetch(link, { cache: 'no-store' });
@@ -159,6 +164,62 @@ async function runUpload(step, file) {
     `${label}: download ${r.status}, ${buf.byteLength} bytes, sha256 ${got.slice(0, 16)}… ` +
       (same ? '= sent' : '≠ sent'),
   );
+}
+
+// The granite guide's snippet, run as written (guide_snippet.js) on `file`:
+// the page hands it its free variables (`file`, `content_type`, the key to
+// ask for) and only watches, through the two ways the snippet reports: its
+// onSuccess POSTs /api/confirm, its onError calls console.error('Upload
+// failed:', err). The page also notes granite's answer to /api/upload-url (the
+// headers the snippet passed on). Then it downloads the bytes back.
+async function runGuideSnippet(step, file) {
+  const label = step.label;
+  const sent = await sha256Hex(await file.arrayBuffer());
+  line('info', `${label}: the granite guide's snippet as written, ${file.name}, ${file.size} bytes, ${file.type}`);
+  const realFetch = window.fetch;
+  const realError = console.error;
+  let granite = null;
+  const outcome = new Promise((resolve) => {
+    window.fetch = async (input, init) => {
+      const res = await realFetch(input, init);
+      const u = String(input);
+      if (u.startsWith('/api/upload-url?')) granite = await res.clone().json();
+      if (u === '/api/confirm') resolve({ ok: true, confirmBody: init && init.body, confirmStatus: res.status });
+      return res;
+    };
+    console.error = (...args) => {
+      realError.apply(console, args);
+      if (args[0] === 'Upload failed:') {
+        const err = args[1];
+        const res = err && err.originalResponse;
+        resolve({
+          ok: false,
+          message: String((err && err.message) || err),
+          status: res ? res.getStatus() : null,
+          body: res ? res.getBody() : null,
+        });
+      }
+    };
+  });
+  globalThis.file = file;
+  globalThis.content_type = file.type;
+  globalThis.requested_key = step.key;
+  let up;
+  try {
+    // A fresh module instance per step (the URL is the module's identity).
+    await import(`./guide_snippet.js?step=${encodeURIComponent(label)}`);
+    up = await outcome;
+  } finally {
+    window.fetch = realFetch;
+    console.error = realError;
+  }
+  const result = { label, kind: step.kind, key: granite && granite.key, granite, sentSha256: sent, upload: up };
+  if (!up.ok) {
+    line('fail', `${label}: upload failed: ${up.status} ${(up.body || up.message || '').trim()}`);
+    return result;
+  }
+  line('ok', `${label}: onSuccess confirmed ${up.confirmBody} (${up.confirmStatus})`);
+  await downloadBack(result, granite.key, sent);
   return result;
 }
 
@@ -191,11 +252,78 @@ async function runForged(step, file) {
   return result;
 }
 
+// granite's `headers` as tus-js-client's `headers` (the guide's options),
+// interrupted and resumed: one Upload stops after its first chunk, a second
+// one finds it (tus-js-client's URL storage), asks where it stands (HEAD) and
+// sends the rest. tus-js-client sends its `headers` on every request: the
+// HEAD and the PATCHes carry granite's Upload-Metadata (what
+// `session_binding = "token"` checks) and `Tus-Resumable: 1.0.0, 1.0.0`.
+async function runResume(step, file) {
+  const label = step.label;
+  const sent = await sha256Hex(await file.arrayBuffer());
+  line('info', `${label}: ${file.name}, ${file.size} bytes, granite's headers as tus-js-client's, interrupted and resumed`);
+  const p = await uploadParams(file);
+  const requests = [];
+  const options = {
+    endpoint: p.url,
+    headers: p.headers,
+    chunkSize: step.chunkSize,
+    removeFingerprintOnSuccess: true,
+    retryDelays: null,
+    onAfterResponse(req, res) {
+      requests.push(`${req.getMethod()} ${new URL(req.getURL()).pathname} ${res.getStatus()}`);
+    },
+  };
+  const attempt = (resume) =>
+    new Promise((resolve) => {
+      const upload = new tus.Upload(file, {
+        ...options,
+        onChunkComplete() {
+          if (!resume) upload.abort().then(() => resolve({ ok: true, stopped: true, url: upload.url }));
+        },
+        onSuccess() {
+          resolve({ ok: true, url: upload.url });
+        },
+        onError(err) {
+          const res = err.originalResponse;
+          resolve({
+            ok: false,
+            message: String(err.message || err),
+            status: res ? res.getStatus() : null,
+            body: res ? res.getBody() : null,
+          });
+        },
+      });
+      if (!resume) return upload.start();
+      upload.findPreviousUploads().then((previous) => {
+        if (previous.length !== 1) {
+          resolve({ ok: false, message: `${previous.length} previous uploads found` });
+          return;
+        }
+        upload.resumeFromPreviousUpload(previous[0]);
+        upload.start();
+      });
+    });
+  const first = await attempt(false);
+  line(first.ok ? 'ok' : 'fail', `${label}: first part sent, stopped: ${requests.join(', ')}`);
+  const second = first.ok ? await attempt(true) : first;
+  const result = { label, kind: step.kind, key: p.key, granite: p, sentSha256: sent, first, upload: { ...second, requests } };
+  if (!second.ok) {
+    line('fail', `${label}: resume failed: ${second.status} ${(second.body || second.message || '').trim()}`);
+    return result;
+  }
+  line('ok', `${label}: resumed and finished: ${requests.join(', ')}`);
+  await downloadBack(result, p.key, sent);
+  return result;
+}
+
 window.assetgateTest = {
   async run(step) {
     const file = new File([b64ToBytes(step.b64)], step.name, { type: step.type });
     try {
       if (step.kind === 'forged') return await runForged(step, file);
+      if (step.kind === 'guide') return await runGuideSnippet(step, file);
+      if (step.kind === 'resume') return await runResume(step, file);
       return await runUpload(step, file);
     } catch (e) {
       line('fail', `${step.label}: ${e.message || e}`);
