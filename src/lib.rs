@@ -14,7 +14,8 @@
 //!   signed (Standard Webhooks), from a durable outbox.
 //! - [`state`]: single-use tokens and revocations (memory or Redis).
 //! - [`http`]: the adapters: server, `/auth`, `/tusd`, `/session`, admin.
-//! - [`daemon`]: background tasks (reload, reconcile); [`cli`]: the commands.
+//! - [`daemon`]: start (one error), run, the background tasks and the drain
+//!   (reload, reconcile, ...); [`cli`]: the commands.
 //! - [`config`], [`secret`], [`metrics`], [`telemetry`], [`clock`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

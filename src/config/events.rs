@@ -24,7 +24,7 @@ use crate::events::sign::{WebhookSecret, WebhookSecrets};
 
 /// The validated `[events]` section. `Serialize` is its part of
 /// `check-config`: secrets redacted, the URL reduced to its origin.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EventsConfig {
     /// The receiver (`http://host:port/path` or `https://…`).
     #[serde(serialize_with = "origin_only")]
@@ -115,14 +115,15 @@ impl Endpoint {
 
 /// `[events] ca_file`: the PEM certificates (one or more `BEGIN CERTIFICATE`
 /// blocks; anything else in the file is ignored) trusted as roots for an
-/// `https://` receiver, in addition to the platform's.
-#[derive(Clone)]
+/// `https://` receiver, in addition to the platform's. Compared as a value
+/// (`PartialEq`: path and certificates), so a reload that finds the file
+/// changed reports `events` as needing a restart (`crate::daemon::reload`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct CaFile {
     path: PathBuf,
     certs: Vec<CertificateDer<'static>>,
-    /// SHA-256 of the file as read: in `Debug`, so a reload that finds the
-    /// file changed reports `events` as needing a restart
-    /// (`crate::daemon::reload::merge` compares the `Debug` forms).
+    /// SHA-256 of the file as read, shown in `Debug`: which content of the
+    /// file is in use.
     digest: [u8; 32],
 }
 
@@ -579,15 +580,14 @@ mod tests {
             shown.contains(&format!("ca_file = {:?}", ca.display().to_string())),
             "{shown}"
         );
-        // Another file at the same path is another configuration (reload).
-        let before = format!("{c:?}");
+        // The same file read again is the same configuration; another file
+        // at the same path is another one (a reload names `events`).
+        let text = https_section(&format!("ca_file = {:?}\n", ca.display().to_string()));
+        assert!(load(&text, &[]).unwrap().events.unwrap() == c);
         std::fs::write(&ca, ca_pem()).unwrap();
-        let again = load(
-            &https_section(&format!("ca_file = {:?}\n", ca.display().to_string())),
-            &[],
-        )
-        .unwrap();
-        assert_ne!(format!("{:?}", again.events.unwrap()), before);
+        let again = load(&text, &[]).unwrap().events.unwrap();
+        assert!(again != c);
+        assert_ne!(format!("{again:?}"), format!("{c:?}"));
     }
 
     /// Every way `ca_file` can be wrong is refused at start, naming the key

@@ -29,6 +29,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::Config;
 use crate::finalize::{self, PendingScan};
 use crate::http::AppState;
@@ -68,8 +70,10 @@ impl Seen {
     }
 }
 
-/// Runs the reconciler until the daemon stops being ready (shutdown).
-pub async fn run(state: Arc<AppState>, interval: Duration) {
+/// Runs a pass every `interval` until `stop` is cancelled. A pass under way
+/// then finishes (the drain waits for it: the moves it started are drained
+/// with the others); none starts after.
+pub async fn run(state: Arc<AppState>, interval: Duration, stop: CancellationToken) {
     let Some(publisher) = state.finalizer.publisher().cloned() else {
         return;
     };
@@ -77,11 +81,7 @@ pub async fn run(state: Arc<AppState>, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate: let the daemon settle first
-    loop {
-        tick.tick().await;
-        if state.is_draining() {
-            return;
-        }
+    while stop.run_until_cancelled(tick.tick()).await.is_some() {
         pass(&state, &publisher, &mut seen).await;
     }
 }

@@ -1,6 +1,7 @@
 //! `assetgate events list|show ID|retry ID|retry --dead`: on the outbox
 //! directory itself when no daemon holds it, through the daemon's admin
-//! socket when one does ([`super::admin`], reached with [`super::client`]).
+//! socket when one does ([`super::wire`], served by
+//! [`crate::http::events_socket`], reached with [`super::client`]).
 //! Either way the same store operations run, in one process.
 
 use std::process::ExitCode;

@@ -1,4 +1,4 @@
-//! The CLI's end of the admin socket ([`super::admin`]): `assetgate events …`
+//! The CLI's end of the admin socket ([`super::wire`]): `assetgate events …`
 //! and `finalize-pending` while the daemon holds the outbox. One blocking
 //! HTTP/1.1 request per call, with a timeout.
 

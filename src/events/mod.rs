@@ -31,7 +31,7 @@
 //! 3. **Operate.** `assetgate events list|show|retry` ([`cli`]) work on the
 //!    outbox directory. redb allows one process: the daemon holds the file
 //!    while it runs and serves those commands on a Unix socket in the same
-//!    directory ([`admin`]); with the daemon stopped, the CLI opens the file
+//!    directory ([`wire`]); with the daemon stopped, the CLI opens the file
 //!    itself. The directory is 0700, the file and the socket 0600 (see
 //!    [`store`]): the daemon's user may use them, nobody else, and no TCP
 //!    port is opened.
@@ -47,7 +47,6 @@
 //! No `[events]` section: none of this runs, the mover computes no digest,
 //! and nothing changes.
 
-pub mod admin;
 pub mod backoff;
 pub mod cli;
 pub mod client;
@@ -58,7 +57,7 @@ pub mod payload;
 pub mod sign;
 pub mod store;
 pub mod tls;
-mod wire;
+pub mod wire;
 
 pub use crate::config::EventsConfig;
 pub use outbox::{open_at_start, sink_for_cli, Outbox, Sink};

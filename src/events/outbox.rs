@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::backoff::{MillisClock, SystemMillis};
 use super::client::Client;
-use super::metrics::EventMetrics;
+use super::metrics::{EventMetrics, EventResult};
 use super::payload::Event;
 use super::store::{Availability, Enqueued, Store, StoreError};
 use super::wire::socket_path;
@@ -86,10 +86,10 @@ impl Outbox {
     pub fn enqueue(&self, event: &Event) -> Result<Enqueued, StoreError> {
         let r = self.store.enqueue(event);
         let label = match &r {
-            Ok(Enqueued::New) => "enqueued",
-            Ok(Enqueued::Duplicate(_)) => "duplicate",
-            Ok(Enqueued::Refused) => "refused",
-            Err(_) => "store_error",
+            Ok(Enqueued::New) => EventResult::Enqueued,
+            Ok(Enqueued::Duplicate(_)) => EventResult::Duplicate,
+            Ok(Enqueued::Refused) => EventResult::Refused,
+            Err(_) => EventResult::StoreError,
         };
         if let Some(m) = &self.metrics {
             m.count(event.kind, label);
