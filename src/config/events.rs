@@ -580,6 +580,16 @@ mod tests {
             shown.contains(&format!("ca_file = {:?}", ca.display().to_string())),
             "{shown}"
         );
+        // The environment's name for the key (the `ASSETGATE_<SECTION>__<KEY>`
+        // convention, `crate::config::load`).
+        let from_env = load(
+            &https_section(""),
+            &[("ASSETGATE_EVENTS__CA_FILE", ca.to_str().unwrap())],
+        )
+        .unwrap()
+        .events
+        .unwrap();
+        assert_eq!(from_env.ca_file.as_ref().map(|f| f.path()), Some(ca.as_path()));
         // The same file read again is the same configuration; another file
         // at the same path is another one (a reload names `events`).
         let text = https_section(&format!("ca_file = {:?}\n", ca.display().to_string()));
