@@ -24,6 +24,12 @@
 //!   `examples/node_receiver/receiver.mjs` (the npm `standardwebhooks`
 //!   package) record the asset, stay idempotent by `webhook-id` and refuse
 //!   tampered deliveries.
+//! - an `https://` receiver (Python's ssl, a test CA made here with rcgen)
+//!   gets verified events with `ca_file`; one whose certificate is not
+//!   trusted (another CA, the platform's roots only, another host's name) or
+//!   that speaks plain HTTP gets nothing: the failure is logged once (origin,
+//!   TLS error, no path or query), counted by reason, and the event stays
+//!   pending until the receiver is trusted.
 
 mod common;
 
@@ -42,6 +48,8 @@ use sha2::{Digest, Sha256};
 const EVENTS_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// Another valid one (rotation, wrong-secret checks).
 const OTHER_SECRET: &str = "whsec_b3RoZXItc2VjcmV0LWtleS0wMTIzNDU2Nzg5";
+/// In the query of an `https://` receiver's URL: never in a log line.
+const QUERY_TOKEN: &str = "QUERY-TOKEN-7f3a";
 
 /// The application: `tests/peers/events_receiver.py` on a fixed port (so it
 /// can go down and come back where the daemon sends).
@@ -50,6 +58,11 @@ struct Receiver {
     port: u16,
     record: PathBuf,
     fail_first: u32,
+    /// The certificate chain and key it serves HTTPS with (none: plain HTTP).
+    tls: Option<(PathBuf, PathBuf)>,
+    /// Whether the daemon is given an `https://localhost…` URL (with a query
+    /// token the logs must never show) instead of `http://127.0.0.1…`.
+    https: bool,
 }
 
 impl Receiver {
@@ -59,11 +72,25 @@ impl Receiver {
             port: free_port(),
             record: dir.join("deliveries.jsonl"),
             fail_first: 0,
+            tls: None,
+            https: false,
         }
     }
 
+    /// An HTTPS receiver serving `chain` and `key`, at an `https://` URL.
+    fn with_tls(dir: &Path, chain: &Path, key: &Path) -> Receiver {
+        let mut r = Receiver::new(dir);
+        r.tls = Some((chain.to_path_buf(), key.to_path_buf()));
+        r.https = true;
+        r
+    }
+
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hooks/assets", self.port)
+        if self.https {
+            format!("https://localhost:{}/hooks/assets?token={QUERY_TOKEN}", self.port)
+        } else {
+            format!("http://127.0.0.1:{}/hooks/assets", self.port)
+        }
     }
 
     fn start(&mut self) {
@@ -74,6 +101,14 @@ impl Receiver {
             .arg("--record")
             .arg(&self.record)
             .args(["--fail-first", &self.fail_first.to_string()])
+            .args(self.tls.iter().flat_map(|(chain, key)| {
+                [
+                    "--tls-cert".as_ref(),
+                    chain.as_os_str(),
+                    "--tls-key".as_ref(),
+                    key.as_os_str(),
+                ]
+            }))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -1088,7 +1123,23 @@ fn bad_events_config_is_refused_at_start_naming_the_key() {
         )
     };
     let good_dir = tmp.path().join("events").display().to_string();
+    let https = |extra: &str| {
+        base(
+            "https://127.0.0.1:9/h?token=s3cr3t",
+            EVENTS_SECRET,
+            &tmp.path().join("events").display().to_string(),
+        ) + extra
+    };
     let cases = [
+        (
+            "ca_file that holds no certificate",
+            https(&format!(
+                "ca_file = {:?}\n",
+                tmp.path().join("a-file").display().to_string()
+            )),
+            "events.ca_file",
+            "s3cr3t",
+        ),
         (
             "not a whsec secret",
             base(
@@ -1147,6 +1198,7 @@ fn bad_events_config_is_refused_at_start_naming_the_key() {
         assert!(err.starts_with(&format!("config error: {key}")), "{what}: {err}");
         assert!(!err.contains(never), "{what}: shows a secret: {err}");
         let why = match key {
+            "events.ca_file" => "no PEM certificate",
             "events.secret" => "not a Standard Webhooks secret",
             "events.url" => "no scheme",
             _ => "cannot open the outbox",
@@ -1605,4 +1657,284 @@ fn the_node_example_verifies_records_the_asset_and_is_idempotent() {
     assert_eq!(send(&delivery), 204);
     assert_eq!(events(), 2, "a redelivery after a restart was recorded again");
     drop(app);
+}
+
+// --- https:// receivers ------------------------------------------------------
+
+/// A test PKI made here (rcgen, nothing from the system): a CA, the
+/// receiver's certificate for `localhost` and 127.0.0.1 signed by it, a
+/// certificate for another host signed by the same CA, and another CA that
+/// signed nothing the receiver serves. PEM files in `dir`.
+struct Pki {
+    ca: PathBuf,
+    other_ca: PathBuf,
+    chain: PathBuf,
+    key: PathBuf,
+    other_host_chain: PathBuf,
+    other_host_key: PathBuf,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+            KeyPair, KeyUsagePurpose,
+        };
+        let ca = |name: &str| {
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.distinguished_name.push(DnType::CommonName, name);
+            p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
+        };
+        let write_pem = |name: &str, pem: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, pem).unwrap();
+            p
+        };
+        let leaf = |names: &[&str], issuer: &CertifiedIssuer<'_, KeyPair>, prefix: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut p =
+                CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+            p.distinguished_name.push(DnType::CommonName, names[0]);
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            let cert = p.signed_by(&key, issuer).unwrap();
+            (
+                write_pem(&format!("{prefix}.pem"), &cert.pem()),
+                write_pem(&format!("{prefix}.key"), &key.serialize_pem()),
+            )
+        };
+        let test_ca = ca("assetgate test CA");
+        let other_ca = ca("assetgate other CA");
+        let (chain, key) = leaf(&["localhost", "127.0.0.1"], &test_ca, "receiver");
+        let (other_host_chain, other_host_key) = leaf(&["other.example"], &test_ca, "other-host");
+        Pki {
+            ca: write_pem("ca.pem", &test_ca.pem()),
+            other_ca: write_pem("other-ca.pem", &other_ca.pem()),
+            chain,
+            key,
+            other_host_chain,
+            other_host_key,
+        }
+    }
+}
+
+fn ca_file_line(ca: &Path) -> String {
+    format!("ca_file = {:?}", ca.display().to_string())
+}
+
+fn tls_series(reason: &str) -> String {
+    format!("assetgate_events_tls_errors_total{{reason=\"{reason}\"}}")
+}
+
+const TLS_REASONS: [&str; 5] = [
+    "unknown_issuer",
+    "not_valid_for_name",
+    "expired",
+    "certificate",
+    "handshake",
+];
+
+#[test]
+fn an_https_receiver_with_ca_file_gets_verified_events_over_tls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(tmp.path());
+    let mut receiver = Receiver::with_tls(tmp.path(), &pki.chain, &pki.key);
+    receiver.start();
+    let gate = Gate::new(&receiver, &ca_file_line(&pki.ca), "");
+    // Every reason pre-registered at 0.
+    for r in TLS_REASONS {
+        assert_eq!(gate.metric(&tls_series(r)), Some(0), "{r}");
+    }
+
+    let data = b"%PDF-1.7 over TLS".to_vec();
+    gate.finish("up-tls", "tls/invoice.pdf", &data);
+    let got = receiver.wait_accepted(1, Duration::from_secs(20), || gate.logs());
+    let (id, ev) = &got[0];
+    assert!(id.starts_with("evt_"), "{id}");
+    assert_eq!(ev["type"], "upload.finalized");
+    assert_eq!(ev["data"]["key"], "tls/invoice.pdf");
+    assert_eq!(ev["data"]["sha256"], sha256_hex(&data));
+    gate.wait_metric(
+        &series("upload.finalized", "delivered"),
+        1,
+        Duration::from_secs(10),
+    );
+    for r in TLS_REASONS {
+        assert_eq!(gate.metric(&tls_series(r)), Some(0), "{r}");
+    }
+    let logs = gate.logs();
+    let started = logs
+        .lines()
+        .find(|l| l.contains("events go over TLS only"))
+        .unwrap_or_else(|| panic!("no TLS start line:\n{logs}"));
+    let started: Value = serde_json::from_str(started).unwrap();
+    assert_eq!(
+        started["receiver"],
+        format!("https://localhost:{}", receiver.port)
+    );
+    assert_eq!(started["ca_file_roots"], 1, "{started}");
+    assert!(!logs.contains(QUERY_TOKEN), "the URL's query in the log:\n{logs}");
+}
+
+/// Not trusted, not for this host, or no TLS at all: nothing reaches the
+/// receiver's HTTP handler (it records every request it reads), the failure
+/// is one log line (the receiver's origin and the TLS error; no path, no
+/// query) however many attempts, counted per attempt by reason, and the event
+/// stays pending. Then the receiver is trusted (its CA in `ca_file`, its own
+/// certificate, TLS) and the same event arrives, verified: nothing was lost.
+#[test]
+fn untrusted_or_plain_receivers_get_nothing_and_the_event_stays_pending() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(tmp.path());
+    /// (what, the chain and key the receiver serves (none: plain HTTP), the
+    /// daemon's `ca_file`, the `reason` counted, the error logged).
+    type Case<'a> = (
+        &'a str,
+        Option<(&'a Path, &'a Path)>,
+        Option<&'a Path>,
+        &'a str,
+        &'a str,
+    );
+    let cases: [Case; 4] = [
+        (
+            "another CA in ca_file",
+            Some((&pki.chain, &pki.key)),
+            Some(&pki.other_ca),
+            "unknown_issuer",
+            "UnknownIssuer",
+        ),
+        (
+            "no ca_file: the platform's roots only",
+            Some((&pki.chain, &pki.key)),
+            None,
+            "unknown_issuer",
+            "UnknownIssuer",
+        ),
+        (
+            "the right CA, a certificate for another host",
+            Some((&pki.other_host_chain, &pki.other_host_key)),
+            Some(&pki.ca),
+            "not_valid_for_name",
+            "certificate not valid for name",
+        ),
+        (
+            "plain HTTP behind an https:// URL",
+            None,
+            Some(&pki.ca),
+            "handshake",
+            "InvalidContentType",
+        ),
+    ];
+    for (n, (what, serves, ca, reason, tls_error)) in cases.into_iter().enumerate() {
+        let dir = tmp.path().join(format!("case-{n}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut receiver = match serves {
+            Some((chain, key)) => Receiver::with_tls(&dir, chain, key),
+            None => {
+                let mut r = Receiver::new(&dir);
+                r.https = true;
+                r
+            }
+        };
+        receiver.start();
+        let mut gate = Gate::new(&receiver, &ca.map(ca_file_line).unwrap_or_default(), "");
+        let key = format!("tls/case-{n}.bin");
+        gate.finish(&format!("up-tls-{n}"), &key, b"must not be lost");
+
+        // At least three attempts (200 ms backoff, doubling): retried, each
+        // refused, each counted; or a request read by the receiver.
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end
+            && receiver.requests().is_empty()
+            && gate.metric(&tls_series(reason)).unwrap_or(0) < 3
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            receiver.requests().is_empty(),
+            "{what}: the receiver read a request: {:?}",
+            receiver.requests()
+        );
+        gate.wait_metric_at_least(&tls_series(reason), 3, Duration::from_secs(1));
+        assert_eq!(
+            gate.metric(&series("upload.finalized", "delivered")),
+            Some(0),
+            "{what}"
+        );
+        assert!(
+            gate.metric(&series("upload.finalized", "retry")).unwrap() >= 3,
+            "{what}"
+        );
+        for other in TLS_REASONS.iter().filter(|r| **r != reason) {
+            assert_eq!(gate.metric(&tls_series(other)), Some(0), "{what}: {other}");
+        }
+        let (code, out, err) = gate.cli(&["list", "--state", "pending"]);
+        assert_eq!(code, Some(0), "{what}: {out}{err}");
+        let line = out
+            .lines()
+            .find(|l| l.contains(&key))
+            .unwrap_or_else(|| panic!("{what}: not pending: {out}"));
+        assert!(
+            line.contains("\tpending\t") && line.contains(tls_error),
+            "{what}: {line}"
+        );
+
+        // One line for all those attempts, naming the receiver's origin and
+        // the TLS error, never the URL's path or query.
+        let logs = gate.logs();
+        let lines: Vec<Value> = logs
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| l["tls_error"].is_string())
+            .collect();
+        assert_eq!(lines.len(), 1, "{what}: one TLS line:\n{logs}");
+        let f = &lines[0];
+        assert_eq!(f["level"], "WARN", "{what}");
+        assert_eq!(f["tls_error"], reason, "{what}");
+        assert_eq!(
+            f["receiver"],
+            format!("https://localhost:{}", receiver.port),
+            "{what}"
+        );
+        assert!(f["error"].as_str().unwrap().contains(tls_error), "{what}: {f}");
+        let message = f["message"].as_str().unwrap();
+        if reason == "handshake" {
+            assert!(
+                message.starts_with("TLS handshake with the events receiver failed"),
+                "{what}: {message}"
+            );
+        } else {
+            assert!(
+                message.starts_with("the events receiver's TLS certificate is refused"),
+                "{what}: {message}"
+            );
+        }
+        assert!(
+            !logs.contains(QUERY_TOKEN),
+            "{what}: the query in the log:\n{logs}"
+        );
+        assert!(
+            !logs.contains("/hooks/assets"),
+            "{what}: the path in the log:\n{logs}"
+        );
+
+        // Trusted now (the receiver's CA in ca_file, its own certificate, TLS):
+        // the pending event arrives, verified, after a restart (ca_file is
+        // read at start).
+        receiver.stop();
+        receiver.tls = Some((pki.chain.clone(), pki.key.clone()));
+        receiver.start();
+        gate.kill();
+        let text = std::fs::read_to_string(&gate.cfg).unwrap();
+        let text = match ca {
+            Some(ca) => text.replace(&ca_file_line(ca), &ca_file_line(&pki.ca)),
+            None => text.replace("[events]\n", &format!("[events]\n{}\n", ca_file_line(&pki.ca))),
+        };
+        std::fs::write(&gate.cfg, text).unwrap();
+        gate.start();
+        let got = receiver.wait_accepted(1, Duration::from_secs(20), || gate.logs());
+        assert_eq!(got.len(), 1, "{what}");
+        assert_eq!(got[0].1["data"]["key"], key.as_str(), "{what}");
+    }
 }

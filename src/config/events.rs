@@ -1,15 +1,24 @@
 //! `[events]`: where events go, how they are signed, how long they are retried,
 //! and how much the outbox may hold. Validated once, with the rest of the
 //! configuration (`crate::config`): any problem names its key, exit 64.
+//!
+//! An `https://` receiver is trusted through the platform's roots plus the
+//! certificates of `ca_file`, read here (by the bounded reader, like the
+//! other files the configuration names) and parsed once, so a bad file is a
+//! config error at start, not a failed delivery later. The connector that
+//! uses them is `crate::events::tls`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use super::error::ConfigError;
 use super::human::Human;
-use super::read::read_secret_file;
+use super::read::{self, read_secret_file, MAX_CA_FILE_BYTES};
 use super::show;
 use crate::events::sign::{WebhookSecret, WebhookSecrets};
 
@@ -17,9 +26,13 @@ use crate::events::sign::{WebhookSecret, WebhookSecrets};
 /// `check-config`: secrets redacted, the URL reduced to its origin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EventsConfig {
-    /// The receiver (`http://host:port/path`).
+    /// The receiver (`http://host:port/path` or `https://…`).
     #[serde(serialize_with = "origin_only")]
     pub url: Endpoint,
+    /// Certificates an `https://` receiver's chain may end at, besides the
+    /// platform's roots.
+    #[serde(serialize_with = "ca_file_path")]
+    pub ca_file: Option<CaFile>,
     /// Signing secrets, newest first: each signs every delivery (rotation).
     #[serde(serialize_with = "redacted")]
     pub secrets: WebhookSecrets,
@@ -57,6 +70,14 @@ fn origin_only<S: serde::Serializer>(url: &Endpoint, s: S) -> Result<S::Ok, S::E
     s.serialize_str(&format!("{}/…", url.origin()))
 }
 
+/// The file's path, or that only the platform's roots are trusted.
+fn ca_file_path<S: serde::Serializer>(f: &Option<CaFile>, s: S) -> Result<S::Ok, S::Error> {
+    match f {
+        Some(f) => s.serialize_str(&f.path.display().to_string()),
+        None => s.serialize_str("<not set: the platform's roots only>"),
+    }
+}
+
 /// `["<redacted: whsec_, 32 bytes>", …]`.
 fn redacted<S: serde::Serializer>(set: &WebhookSecrets, s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(
@@ -65,9 +86,9 @@ fn redacted<S: serde::Serializer>(set: &WebhookSecrets, s: S) -> Result<S::Ok, S
     )
 }
 
-/// A parsed `http://` URL: what the client connects to, and what the logs may
-/// show (scheme, host and port; never the path or query, which may carry an
-/// application's token).
+/// A parsed `http://` or `https://` URL: what the client connects to, and what
+/// the logs may show (scheme, host and port; never the path or query, which
+/// may carry an application's token).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Endpoint {
     uri: http::Uri,
@@ -79,10 +100,86 @@ impl Endpoint {
         &self.uri
     }
 
-    /// `http://host:port`, for logs.
+    /// Whether the receiver is reached over TLS (and only over TLS).
+    pub fn is_https(&self) -> bool {
+        self.uri.scheme() == Some(&http::uri::Scheme::HTTPS)
+    }
+
+    /// `http://host:port` (or `https://…`), for logs.
     pub fn origin(&self) -> String {
+        let scheme = if self.is_https() { "https" } else { "http" };
         let a = self.uri.authority().map(|a| a.as_str()).unwrap_or("");
-        format!("http://{a}")
+        format!("{scheme}://{a}")
+    }
+}
+
+/// `[events] ca_file`: the PEM certificates (one or more `BEGIN CERTIFICATE`
+/// blocks; anything else in the file is ignored) trusted as roots for an
+/// `https://` receiver, in addition to the platform's. Compared as a value
+/// (`PartialEq`: path and certificates), so a reload that finds the file
+/// changed reports `events` as needing a restart (`crate::daemon::reload`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaFile {
+    path: PathBuf,
+    certs: Vec<CertificateDer<'static>>,
+    /// SHA-256 of the file as read, shown in `Debug`: which content of the
+    /// file is in use.
+    digest: [u8; 32],
+}
+
+impl CaFile {
+    /// Reads and parses `path` (absolute, a regular file of at most
+    /// [`MAX_CA_FILE_BYTES`]); every certificate in it must be usable as a
+    /// trust anchor. The error names the file, and the certificate by its
+    /// position.
+    pub fn read(path: &std::path::Path) -> Result<CaFile, String> {
+        if !path.is_absolute() {
+            return Err("must be an absolute path".into());
+        }
+        let shown = path.display();
+        let file = read::read(path, MAX_CA_FILE_BYTES).map_err(|e| format!("{shown}: {e}"))?;
+        let mut certs = Vec::new();
+        for (i, cert) in CertificateDer::pem_slice_iter(&file.bytes).enumerate() {
+            let cert = cert.map_err(|e| format!("{shown}: not PEM after certificate {i}: {e}"))?;
+            // What the connector's root store will do with it: refused here,
+            // a certificate it cannot use is a config error, not a silent skip.
+            rustls::RootCertStore::empty()
+                .add(cert.clone())
+                .map_err(|e| format!("{shown}: certificate {} is not usable as a CA: {e}", i + 1))?;
+            certs.push(cert);
+        }
+        if certs.is_empty() {
+            return Err(format!(
+                "{shown}: no PEM certificate in it (\"-----BEGIN CERTIFICATE-----\")"
+            ));
+        }
+        Ok(CaFile {
+            path: path.to_path_buf(),
+            certs,
+            digest: Sha256::digest(&file.bytes[..]).into(),
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Its certificates, in file order.
+    pub fn certs(&self) -> &[CertificateDer<'static>] {
+        &self.certs
+    }
+}
+
+impl std::fmt::Debug for CaFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CaFile({}, {} certificates, sha256 {})",
+            self.path.display(),
+            self.certs.len(),
+            hex::encode(self.digest)
+        )
     }
 }
 
@@ -97,6 +194,7 @@ impl std::fmt::Debug for Endpoint {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawEvents {
     url: Option<String>,
+    ca_file: Option<PathBuf>,
     secret: Option<String>,
     secrets: Option<Vec<String>>,
     dir: Option<PathBuf>,
@@ -113,6 +211,7 @@ impl Default for RawEvents {
     fn default() -> Self {
         RawEvents {
             url: None,
+            ca_file: None,
             secret: None,
             secrets: None,
             dir: None,
@@ -158,6 +257,16 @@ pub(crate) fn validate(
     env_secrets: Option<Vec<String>>,
 ) -> Result<EventsConfig, ConfigError> {
     let url = endpoint(raw.url.as_deref())?;
+    let ca_file = match raw.ca_file {
+        None => None,
+        Some(_) if !url.is_https() => {
+            return Err(ConfigError::new(
+                "events.ca_file",
+                "set, but events.url is http://: a CA is only used for an https:// receiver",
+            ))
+        }
+        Some(path) => Some(CaFile::read(&path).map_err(|e| ConfigError::new("events.ca_file", e))?),
+    };
     let (key, list) = match (env_secrets, raw.secret, raw.secrets) {
         (Some(env), _, _) => ("events.secrets", env),
         (None, Some(_), Some(_)) => {
@@ -232,6 +341,7 @@ pub(crate) fn validate(
     }
     Ok(EventsConfig {
         url,
+        ca_file,
         secrets: WebhookSecrets::new(secrets),
         dir,
         timeout,
@@ -244,8 +354,10 @@ pub(crate) fn validate(
     })
 }
 
-/// The receiver URL: `http://host[:port]/path`. The value is never echoed
-/// (an application may put a token in its path or query).
+/// The receiver URL: `http://host[:port]/path` or `https://…` (then only ever
+/// over TLS, the certificate verified for the host: `crate::events::tls`). The
+/// value is never echoed (an application may put a token in its path or
+/// query).
 fn endpoint(url: Option<&str>) -> Result<Endpoint, ConfigError> {
     let key = "events.url";
     let Some(url) = url else {
@@ -264,14 +376,8 @@ fn endpoint(url: Option<&str>) -> Result<Endpoint, ConfigError> {
         .parse()
         .map_err(|_| ConfigError::new(key, "not a URL (value not shown)"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(ConfigError::new(
-                key,
-                "https is not supported: deliver over http on the internal network (or through a local TLS proxy)",
-            ))
-        }
-        Some(_) => return Err(ConfigError::new(key, "the scheme must be http://")),
+        Some("http" | "https") => {}
+        Some(_) => return Err(ConfigError::new(key, "the scheme must be http:// or https://")),
         None => {
             return Err(ConfigError::new(
                 key,
@@ -386,7 +492,7 @@ mod tests {
     fn bad_values_name_their_key() {
         let bad = [
             ("url = \"app:8000/hooks\"\n", "events.url"),
-            ("url = \"https://app/hooks\"\n", "events.url"),
+            ("url = \"ftp://app/hooks\"\n", "events.url"),
             ("url = \"http://user:pw@app/hooks\"\n", "events.url"),
             ("dir = \"relative/dir\"\n", "events.dir"),
             ("concurrency = 0\n", "events.concurrency"),
@@ -413,5 +519,155 @@ mod tests {
         }
         let e = load(&section(""), &[]).unwrap_err();
         assert_eq!(e.key, "events.secret");
+    }
+
+    fn https_section(extra: &str) -> String {
+        format!(
+            "[events]\nurl = \"https://app.example:8443/hooks/assets?token=TOKEN-IN-QUERY\"\n\
+             dir = \"/var/lib/assetgate/events\"\nsecret = \"{GOOD}\"\n{extra}"
+        )
+    }
+
+    /// A test CA as PEM.
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    /// `https://` is taken, its origin (never the path or query) is what
+    /// `check-config` shows; without `ca_file` only the platform's roots are
+    /// trusted, with it its certificates are read once.
+    #[test]
+    fn https_url_and_ca_file() {
+        let c = load(&https_section(""), &[]).unwrap().events.unwrap();
+        assert!(c.url.is_https());
+        assert_eq!(c.url.origin(), "https://app.example:8443");
+        assert!(c.ca_file.is_none());
+        let shown = c.redacted_toml();
+        assert!(shown.contains("url = \"https://app.example:8443/…\""), "{shown}");
+        assert!(
+            shown.contains("ca_file = \"<not set: the platform's roots only>\""),
+            "{shown}"
+        );
+        assert!(!shown.contains("TOKEN-IN-QUERY"), "{shown}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        // Two CAs and a stray non-certificate block: both CAs, the rest ignored.
+        std::fs::write(
+            &ca,
+            format!(
+                "{}\n{}-----BEGIN NOTE-----\naGk=\n-----END NOTE-----\n",
+                ca_pem(),
+                ca_pem()
+            ),
+        )
+        .unwrap();
+        let c = load(
+            &https_section(&format!("ca_file = {:?}\n", ca.display().to_string())),
+            &[],
+        )
+        .unwrap()
+        .events
+        .unwrap();
+        let f = c.ca_file.as_ref().unwrap();
+        assert_eq!(f.certs().len(), 2);
+        assert_eq!(f.path(), ca);
+        let shown = c.redacted_toml();
+        assert!(
+            shown.contains(&format!("ca_file = {:?}", ca.display().to_string())),
+            "{shown}"
+        );
+        // The environment's name for the key (the `ASSETGATE_<SECTION>__<KEY>`
+        // convention, `crate::config::load`).
+        let from_env = load(
+            &https_section(""),
+            &[("ASSETGATE_EVENTS__CA_FILE", ca.to_str().unwrap())],
+        )
+        .unwrap()
+        .events
+        .unwrap();
+        assert_eq!(from_env.ca_file.as_ref().map(|f| f.path()), Some(ca.as_path()));
+        // The same file read again is the same configuration; another file
+        // at the same path is another one (a reload names `events`).
+        let text = https_section(&format!("ca_file = {:?}\n", ca.display().to_string()));
+        assert!(load(&text, &[]).unwrap().events.unwrap() == c);
+        std::fs::write(&ca, ca_pem()).unwrap();
+        let again = load(&text, &[]).unwrap().events.unwrap();
+        assert!(again != c);
+        assert_ne!(format!("{again:?}"), format!("{c:?}"));
+    }
+
+    /// Every way `ca_file` can be wrong is refused at start, naming the key
+    /// (and the file), on one line.
+    #[test]
+    fn bad_ca_files_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |name: &str| dir.path().join(name);
+        std::fs::write(p("empty.pem"), "").unwrap();
+        std::fs::write(
+            p("key.pem"),
+            "-----BEGIN PRIVATE KEY-----\naGk=\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        std::fs::write(
+            p("junk.pem"),
+            "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        std::fs::write(p("cut.pem"), "-----BEGIN CERTIFICATE-----\nMIIB\n").unwrap();
+        std::fs::File::create(p("huge.pem"))
+            .unwrap()
+            .set_len(crate::config::MAX_CA_FILE_BYTES + 1)
+            .unwrap();
+        std::fs::write(p("good.pem"), ca_pem()).unwrap();
+        let at = |name: &str| p(name).display().to_string();
+        let cases = [
+            (
+                https_section(&format!("ca_file = {:?}\n", at("empty.pem"))),
+                "no PEM certificate",
+            ),
+            (
+                https_section(&format!("ca_file = {:?}\n", at("key.pem"))),
+                "no PEM certificate",
+            ),
+            (
+                https_section(&format!("ca_file = {:?}\n", at("junk.pem"))),
+                "certificate 1 is not usable as a CA",
+            ),
+            (
+                https_section(&format!("ca_file = {:?}\n", at("cut.pem"))),
+                "not PEM",
+            ),
+            (
+                https_section(&format!("ca_file = {:?}\n", at("huge.pem"))),
+                "larger than",
+            ),
+            (
+                https_section(&format!("ca_file = {:?}\n", at("none.pem"))),
+                "cannot read it",
+            ),
+            (
+                https_section(&format!("ca_file = {:?}\n", dir.path().display().to_string())),
+                "not a regular file",
+            ),
+            (
+                https_section("ca_file = \"ca.pem\"\n"),
+                "must be an absolute path",
+            ),
+            (
+                section(&format!("secret = \"{GOOD}\"\nca_file = {:?}\n", at("good.pem"))),
+                "events.url is http://",
+            ),
+        ];
+        for (text, why) in cases {
+            let e = load(&text, &[]).unwrap_err();
+            assert_eq!(e.key, "events.ca_file", "{text}: {e}");
+            assert!(e.message.contains(why), "{why}: {e}");
+            assert_eq!(e.to_string().lines().count(), 1, "{e}");
+            assert!(!e.to_string().contains("TOKEN-IN-QUERY"), "{e}");
+        }
     }
 }

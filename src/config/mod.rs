@@ -12,7 +12,7 @@
 //!
 //! The file and the secret files are read by `read`: regular files only,
 //! never blocking on a FIFO, capped ([`MAX_CONFIG_BYTES`],
-//! [`MAX_SECRET_FILE_BYTES`]), secrets printable text
+//! [`MAX_SECRET_FILE_BYTES`], [`MAX_CA_FILE_BYTES`]), secrets printable text
 //! ([`crate::secret::check_text`]); at start and on every reload alike.
 
 //!
@@ -30,9 +30,9 @@ mod show;
 mod types;
 
 pub use error::{ConfigError, EXIT_CONFIG};
-pub use events::EventsConfig;
+pub use events::{CaFile, EventsConfig};
 pub use load::{load, load_from, Sources};
-pub use read::{read_secret_file, Stamp, MAX_CONFIG_BYTES, MAX_SECRET_FILE_BYTES};
+pub use read::{read_secret_file, Stamp, MAX_CA_FILE_BYTES, MAX_CONFIG_BYTES, MAX_SECRET_FILE_BYTES};
 pub use types::{
     default_admin_socket, default_max_tusd_requests, default_worker_threads, Config, FailMode, LogFormat,
     LogLevel, Origin, RedisUrl, ServerConfig, StateBackend, StateConfig, ADMIN_SOCKET_NAME, MAX_SOCKET_PATH,

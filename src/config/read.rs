@@ -1,8 +1,8 @@
-//! Bounded reads of the files the configuration comes from: the TOML file and
-//! the secret files (`ASSETGATE_*_SECRET_FILE`). The same reader at start and
-//! on every reload (issue 19, finding 10: a FIFO named as a secret file wedged
-//! the reload task for ever, and a 300 MB file of NULs was read whole and
-//! taken as a secret).
+//! Bounded reads of the files the configuration comes from: the TOML file,
+//! the secret files (`ASSETGATE_*_SECRET_FILE`) and `[events] ca_file`. The
+//! same reader at start and on every reload (issue 19, finding 10: a FIFO
+//! named as a secret file wedged the reload task for ever, and a 300 MB file
+//! of NULs was read whole and taken as a secret).
 //!
 //! - **Only regular files.** `stat(2)` first (following symlinks: a
 //!   Kubernetes mount is `name -> ..data/name`), so a FIFO, socket or device is
@@ -42,6 +42,12 @@ pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// 64 KiB is hundreds of them, and nothing the daemon keeps in memory (or
 /// hashes per request) can grow with a wrong file named by mistake.
 pub const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
+
+/// Largest `[events] ca_file` read: 1 MiB. A private CA is one or two
+/// certificates of a few KiB; Debian's whole bundle
+/// (`/etc/ssl/certs/ca-certificates.crt`, about 150 certificates) is about
+/// 220 KB, so even that named by mistake fits.
+pub const MAX_CA_FILE_BYTES: u64 = 1 << 20;
 
 /// How often a file found changing while read is read again before it is
 /// refused.

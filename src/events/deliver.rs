@@ -13,7 +13,11 @@
 //!   then dead.
 //! - Logging: one line when deliveries start failing (with the error), one
 //!   when they succeed again, one per event given up (dead); every attempt at
-//!   debug. A receiver down for an hour is two lines, not a retry storm.
+//!   debug. A receiver down for an hour is two lines, not a retry storm. A
+//!   TLS failure (`https://` receivers, [`super::tls`]) has a line of its
+//!   own, once per kind while deliveries fail (a receiver that comes back
+//!   with a certificate it did not have is still said), and every one is
+//!   counted.
 //! - When deliveries succeed again after failures, every pending event is made
 //!   due at once ([`super::store::Store::due_now`]): the application catches
 //!   up within seconds, not after each event's own backoff.
@@ -25,7 +29,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{header, HeaderValue, Request};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::{Mutex, Semaphore};
@@ -35,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::{random_jitter, Next, Policy};
 use super::metrics::EventResult;
 use super::store::{Record, StoreError};
+use super::tls::{self, TlsFailure};
 use super::{EventsConfig, Outbox};
 
 /// Longest wait between two looks at the outbox (gauges, pruning).
@@ -44,7 +48,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// What of a receiver's error body is kept in `last_error`.
 const ERROR_EXCERPT: usize = 200;
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+type HttpClient = Client<tls::Connector, Full<Bytes>>;
 
 struct Ctx {
     outbox: Arc<Outbox>,
@@ -59,6 +63,8 @@ struct Ctx {
 struct Health {
     failing: bool,
     failed_attempts: u64,
+    /// The TLS failure last logged while failing.
+    tls_logged: Option<TlsFailure>,
 }
 
 /// Runs until `stop` is cancelled (the daemon's shutdown; not readiness,
@@ -68,13 +74,7 @@ struct Health {
 /// not sent again at the next start. An attempt the drain cuts short stays
 /// pending (at least once).
 pub async fn run(outbox: Arc<Outbox>, cfg: EventsConfig, stop: CancellationToken) {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(cfg.timeout));
-    connector.set_nodelay(true);
-    let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(cfg.concurrency)
-        .build(connector);
+    let client = client(&cfg).await;
     let ctx = Arc::new(Ctx {
         policy: Policy {
             initial_backoff: cfg.initial_backoff,
@@ -174,6 +174,20 @@ pub async fn run(outbox: Arc<Outbox>, cfg: EventsConfig, stop: CancellationToken
     tracing::info!("event delivery stopped");
 }
 
+/// The receiver's client: [`tls::connector`] (built off the async workers: it
+/// reads the platform's CA bundle), idle connections kept 30 s.
+async fn client(cfg: &EventsConfig) -> HttpClient {
+    let c = cfg.clone();
+    let connector = match tokio::task::spawn_blocking(move || tls::connector(&c)).await {
+        Ok(connector) => connector,
+        Err(_) => tls::connector(cfg),
+    };
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(cfg.concurrency)
+        .build(connector)
+}
+
 async fn housekeeping(ctx: &Arc<Ctx>, now: u64, prune: bool) {
     let c = ctx.clone();
     let r = tokio::task::spawn_blocking(move || {
@@ -242,7 +256,7 @@ async fn attempt(ctx: &Arc<Ctx>, record: Record) {
                 .after_failure(now, record.age_from_ms, failed, random_jitter());
             let c = ctx.clone();
             let id = record.id.clone();
-            let err = error.clone();
+            let err = error.text.clone();
             let _ = tokio::task::spawn_blocking(move || c.outbox.store().failed(&id, now, next, &err)).await;
             if let Some(m) = ctx.outbox.metrics() {
                 let result = if next == Next::Dead {
@@ -251,6 +265,9 @@ async fn attempt(ctx: &Arc<Ctx>, record: Record) {
                     EventResult::Retry
                 };
                 m.count(record.kind, result);
+                if let Some(f) = error.tls {
+                    m.tls_failure(f);
+                }
             }
             tracing::debug!(event_id = %record.id, attempts = failed, error = %error, next = ?next, "event delivery attempt failed");
             if next == Next::Dead {
@@ -266,7 +283,25 @@ async fn attempt(ctx: &Arc<Ctx>, record: Record) {
             }
             let mut h = ctx.health.lock().await;
             h.failed_attempts += 1;
-            if !h.failing {
+            if let Some(f) = error.tls.filter(|f| h.tls_logged != Some(*f)) {
+                h.failing = true;
+                h.tls_logged = Some(f);
+                if f.is_certificate() {
+                    tracing::warn!(
+                        receiver = %ctx.cfg.url.origin(),
+                        tls_error = f.as_str(),
+                        error = %error,
+                        "the events receiver's TLS certificate is refused: nothing is sent; events stay in the outbox and are retried with backoff (trust its CA with events.ca_file, or fix its certificate)"
+                    );
+                } else {
+                    tracing::warn!(
+                        receiver = %ctx.cfg.url.origin(),
+                        tls_error = f.as_str(),
+                        error = %error,
+                        "TLS handshake with the events receiver failed: nothing is sent; events stay in the outbox and are retried with backoff"
+                    );
+                }
+            } else if !h.failing {
                 h.failing = true;
                 tracing::warn!(
                     receiver = %ctx.cfg.url.origin(),
@@ -278,9 +313,28 @@ async fn attempt(ctx: &Arc<Ctx>, record: Record) {
     }
 }
 
-/// POSTs `record` signed at `now_ms`: the 2xx status, or why not (no secret,
-/// no URL path in it).
-async fn post(ctx: &Ctx, record: &Record, now_ms: u64) -> Result<u16, String> {
+/// Why an attempt failed: the text kept as the event's last error (no
+/// secret, no URL path or query in it) and, for a failed TLS handshake, its
+/// kind.
+struct Failure {
+    text: String,
+    tls: Option<TlsFailure>,
+}
+
+impl From<String> for Failure {
+    fn from(text: String) -> Failure {
+        Failure { text, tls: None }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// POSTs `record` signed at `now_ms`: the 2xx status, or why not.
+async fn post(ctx: &Ctx, record: &Record, now_ms: u64) -> Result<u16, Failure> {
     let timestamp = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
     let signature = ctx
         .cfg
@@ -313,18 +367,19 @@ async fn post(ctx: &Ctx, record: &Record, now_ms: u64) -> Result<u16, String> {
         if status.is_success() {
             Ok(status.as_u16())
         } else {
-            Err(format!("HTTP {}{}", status.as_u16(), excerpt(&body)))
+            Err(format!("HTTP {}{}", status.as_u16(), excerpt(&body)).into())
         }
     };
     match tokio::time::timeout(ctx.cfg.timeout, exchange).await {
         Ok(r) => r,
-        Err(_) => Err(format!("timeout after {} ms", ctx.cfg.timeout.as_millis())),
+        Err(_) => Err(format!("timeout after {} ms", ctx.cfg.timeout.as_millis()).into()),
     }
 }
 
 /// The error chain of a client error (hyper-util's outer message alone is
-/// "client error (Connect)").
-fn transport_error(e: &hyper_util::client::legacy::Error) -> String {
+/// "client error (Connect)"), and the TLS failure in it, if any. The
+/// connector's and rustls' messages name no URL.
+fn transport_error(e: &hyper_util::client::legacy::Error) -> Failure {
     let mut out = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -332,7 +387,10 @@ fn transport_error(e: &hyper_util::client::legacy::Error) -> String {
         out.push_str(&s.to_string());
         source = s.source();
     }
-    out
+    Failure {
+        text: out,
+        tls: tls::classify(e),
+    }
 }
 
 fn excerpt(body: &[u8]) -> String {

@@ -14,11 +14,20 @@
 //!   committed then, and finished uploads wait in `upload_dir`.
 //! - `assetgate_events_outbox_unavailable_total`: times it became unavailable
 //!   (a brief outage between two scrapes still shows).
+//! - `assetgate_events_tls_errors_total{reason}`: delivery attempts to an
+//!   `https://` receiver whose TLS handshake failed, by
+//!   [`TlsFailure`] (`unknown_issuer`, `not_valid_for_name`, `expired`,
+//!   `certificate`, `handshake`). A family of its own, not a `result` of
+//!   `assetgate_events_total`: each such attempt is already counted there
+//!   once, as `retry` or `dead`, by event type; this says why, per receiver
+//!   connection, so an alert on any increase catches a certificate the
+//!   receiver's operator changed.
 
 use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use super::payload::Kind;
 use super::store::{Availability, Counts};
+use super::tls::TlsFailure;
 use crate::metrics::Metrics;
 
 /// `result` of `assetgate_events_total`.
@@ -79,6 +88,7 @@ pub struct EventMetrics {
     latency: Histogram,
     available: IntGauge,
     unavailable: IntCounter,
+    tls: IntCounterVec,
 }
 
 impl EventMetrics {
@@ -127,6 +137,14 @@ impl EventMetrics {
             "Times the outbox file became unavailable (an I/O error, a full disk).",
         )
         .expect("valid metric");
+        let tls = IntCounterVec::new(
+            Opts::new(
+                "assetgate_events_tls_errors_total",
+                "Delivery attempts whose TLS handshake with the receiver failed, by reason: unknown_issuer, not_valid_for_name, expired, certificate (other certificate problems), handshake (no TLS, no common version, an alert).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(outbox.clone()),
@@ -135,6 +153,7 @@ impl EventMetrics {
             Box::new(latency.clone()),
             Box::new(available.clone()),
             Box::new(unavailable.clone()),
+            Box::new(tls.clone()),
         ] {
             metrics.register(c);
         }
@@ -146,6 +165,9 @@ impl EventMetrics {
         for s in OUTBOX_STATES {
             outbox.with_label_values(&[s]).set(0);
         }
+        for f in TlsFailure::ALL {
+            tls.with_label_values(&[f.as_str()]).inc_by(0);
+        }
         EventMetrics {
             total,
             outbox,
@@ -154,6 +176,7 @@ impl EventMetrics {
             latency,
             available,
             unavailable,
+            tls,
         }
     }
 
@@ -173,6 +196,11 @@ impl EventMetrics {
         self.total
             .with_label_values(&[kind.as_str(), result.as_str()])
             .inc();
+    }
+
+    /// One attempt whose TLS handshake failed.
+    pub fn tls_failure(&self, f: TlsFailure) {
+        self.tls.with_label_values(&[f.as_str()]).inc();
     }
 
     /// One delivery, `seconds` after the event's creation.

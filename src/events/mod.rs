@@ -24,7 +24,8 @@
 //! 2. **Deliver.** [`deliver`] takes due events from the outbox in small
 //!    batches (memory stays flat however deep the queue), signs each attempt
 //!    afresh (`webhook-timestamp` is the attempt's time, `webhook-id` the
-//!    event's), and POSTs the stored body with hyper-util's client. 2xx:
+//!    event's), and POSTs the stored body with hyper-util's client (over
+//!    TLS only for an `https://` receiver: [`tls`]). 2xx:
 //!    delivered. Anything else: retried with exponential backoff and jitter
 //!    ([`backoff`]) until `max_age`, then kept as dead with its last error.
 //! 3. **Operate.** `assetgate events list|show|retry` ([`cli`]) work on the
@@ -55,6 +56,7 @@ mod outbox;
 pub mod payload;
 pub mod sign;
 pub mod store;
+pub mod tls;
 pub mod wire;
 
 pub use crate::config::EventsConfig;

@@ -3,6 +3,7 @@ delivery with the real `standardwebhooks` library (nothing assetgate wrote
 checks its own signatures) and records each request.
 
   python events_receiver.py --port P --secret whsec_... --record FILE [--fail-first N]
+                            [--tls-cert CHAIN.pem --tls-key KEY.pem]
 
 - A request that verifies gets 204, except the first N verified ones, which
   get 500 (the retry test).
@@ -11,11 +12,16 @@ checks its own signatures) and records each request.
   {"webhook_id", "webhook_timestamp", "webhook_signature", "body", "verified",
    "status", "error"}: the test replays and tampers with them.
 
+- With --tls-cert/--tls-key it speaks HTTPS only (Python's ssl module, the
+  given chain and key); a client that refuses the certificate aborts the
+  handshake before any request, so nothing is recorded.
+
 Prints "listening <port>" once it accepts connections.
 """
 
 import argparse
 import json
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +35,8 @@ def main():
     ap.add_argument("--secret", required=True)
     ap.add_argument("--record", required=True)
     ap.add_argument("--fail-first", type=int, default=0)
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     args = ap.parse_args()
 
     wh = Webhook(args.secret)
@@ -80,6 +88,12 @@ def main():
                 self.wfile.write(msg)
 
     srv = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    if args.tls_cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+        # The handshake runs in accept(); a failed one is an OSError there,
+        # which socketserver drops (the next connection is served).
+        srv.socket = tls.wrap_socket(srv.socket, server_side=True)
     print("listening", srv.server_address[1], flush=True)
     srv.serve_forever()
 
