@@ -566,7 +566,7 @@ fn seeds_browser_flow_through_nginx_tusd_and_assetgate() {
     // granite's copy to it ("1.0.0, 1.0.0"), which tusd refuses with 412
     // (Chromium also refuses to set granite's `Content-Length: 0`). Hence the
     // page passes granite's Upload-Metadata as tus-js-client's `metadata`
-    // (README, "Browser uploads"). If this starts to pass, that advice and
+    // (docs/tusd.md, "In a browser"). If this starts to pass, that advice and
     // this check need another look.
     let r = &results[3];
     assert!(r.get("error").is_none(), "{}", ctx());

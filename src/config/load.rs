@@ -1967,7 +1967,7 @@ mod tests {
         assert_eq!(text("1 KiB").bytes("k").unwrap(), 1024);
     }
 
-    /// Every spelling the README, deploy/, the examples and the tests use
+    /// Every spelling the docs, deploy/, the examples and the tests use
     /// (durations: integer seconds, "30s" "60s" "15m" "1m" "24h" "1h" "7d"
     /// "3d", "0"; "100ms" "250ms" "50ms" where milliseconds are taken; sizes:
     /// integer bytes, "512KiB" "5GiB" "10MB" "1 KiB") reads as before, and
