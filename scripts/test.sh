@@ -5,7 +5,8 @@
 # tests/browser/node_modules for the browser test, examples/node_receiver's
 # node_modules for its test) and the checkers of the
 # deployment files (systemd-analyze, a venv with hadolint, check-jsonschema,
-# docker-compose, kubernetes-validate), then checks formatting and lints, builds
+# docker-compose, kubernetes-validate), then checks formatting, lints and the
+# links between the Markdown pages (scripts/check-doc-links.sh), builds
 # the fuzz targets and fuzzes each for 10 s (scripts/fuzz.sh, cargo-fuzz),
 # checks the instruction counts of the pure decisions against
 # benches/ir-baseline.txt (valgrind; benches/ir-check.sh installs gungraun-runner
@@ -148,6 +149,9 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Intra-doc links break silently when modules move; rustdoc says so.
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+# Links between the Markdown pages (README, docs/, the READMEs beside the code):
+# files and #anchors, offline (remark-validate-links into $peers/doc-links).
+scripts/check-doc-links.sh
 
 if [ -f fuzz/Cargo.toml ]; then
   # Coverage build of every target (stable, no sanitizer; cargo-fuzz goes to

@@ -239,7 +239,7 @@ fn finalize_pending(config: &Config) -> ExitCode {
     for skipped in &scan.skipped {
         let why = match &skipped.reason {
             finalize::SkipReason::Refused => {
-                "Refused (refused for good earlier: remove its .refused file to re-admit it, see the README)"
+                "Refused (refused for good earlier: remove its .refused file to re-admit it, see docs/upload-lifecycle.md)"
                     .to_string()
             }
             other => format!("{other:?}"),

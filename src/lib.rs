@@ -1,6 +1,6 @@
 //! assetgate: makes a self-hosted tusd + nginx stack behave like presigned S3 URLs.
 //!
-//! # The layout (the one map of it; the README's development page links here)
+//! # The layout (the one map of it; `docs/development.md` links here)
 //!
 //! Two crates in one workspace. Imports point one way, and
 //! `tests/architecture.rs` fails on any import cycle in either crate and on
@@ -73,10 +73,11 @@
 //! and commits them).
 //!
 //! Outside `src/`: `benches/` (criterion benches, the instruction check,
-//! `BENCHMARKS.md`), `examples/` (event receivers), `nginx/` and `tusd/` (the
+//! `BENCHMARKS.md`), `examples/` (event receivers: FastAPI and Node), `nginx/` and `tusd/` (the
 //! files users copy; the tests use them verbatim), `deploy/`, `tests/`
 //! (integration tests on the real binary and end-to-end tests against real
-//! nginx, granite-assets, tusd, rustus, Redis and Chromium), `fuzz/`.
+//! nginx, granite-assets, tusd, rustus, Redis and Chromium), `fuzz/`,
+//! `docs/` (the user's documentation: the README's table of contents).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

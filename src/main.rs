@@ -3,7 +3,7 @@
 
 /// jemalloc with its background thread: after a flood of connections it gives
 /// the freed memory back to the kernel within its 10 s decay; glibc's malloc
-/// kept it (README, Operations).
+/// kept it (docs/operations.md, Operations).
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

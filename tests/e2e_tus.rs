@@ -19,7 +19,7 @@ struct Stack {
 }
 
 impl Stack {
-    /// rustus takes no upload ID from a hook: `upload_ids = "server"` (README).
+    /// rustus takes no upload ID from a hook: `upload_ids = "server"` (docs/upload-lifecycle.md).
     fn new(extra_upload_config: &str) -> Stack {
         Self::with_ids(extra_upload_config, "server")
     }

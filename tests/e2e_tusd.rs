@@ -80,7 +80,7 @@ impl Stack {
             tusd_extra,
         );
         let cfg = dir.path().join("assetgate.toml");
-        // tusd v1 takes no upload ID from a hook: `server` IDs (README).
+        // tusd v1 takes no upload ID from a hook: `server` IDs (docs/upload-lifecycle.md).
         let upload_ids = match version {
             Version::V2 => "signed",
             Version::V1 => "server",

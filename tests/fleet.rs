@@ -515,7 +515,7 @@ fn fail_open_accepts_and_counts_while_redis_is_down() {
     assert_eq!(get(g.addr, "/readyz", &[]).0, 503);
 }
 
-/// The rotation runbook (README), end to end through nginx under load.
+/// The rotation runbook (docs/operations.md), end to end through nginx under load.
 #[test]
 fn secret_rotation_under_load_through_nginx_fails_no_request() {
     const OLD_L: &str = "rotation-link-old-0123456789";

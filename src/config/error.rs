@@ -2,7 +2,7 @@
 //! value; exit code 64.
 
 /// Exit code for a configuration error: 64 (`EX_USAGE`), as linkerd does
-/// (`EX_CONFIG` would be 78); the README documents it.
+/// (`EX_CONFIG` would be 78); docs/configuration.md documents it.
 pub const EXIT_CONFIG: i32 = 64;
 
 /// A refused configuration: which key, and what is wrong with it.

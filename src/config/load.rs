@@ -265,18 +265,11 @@ pub fn load_from(sources: &Sources, env: &[(String, String)]) -> Result<Config, 
     // `ASSETGATE_<SECTION>__<KEY>`. Secret variables are handled below. The list
     // is passed in (not read by figment from the process) so tests are hermetic.
     for (name, value) in env {
-        let Some(rest) = name.strip_prefix("ASSETGATE_") else {
+        let Some(key) = env_key(name) else {
             continue;
         };
-        let key = rest.to_ascii_lowercase();
-        if key == "events__secret_file" {
-            continue; // an alias of ASSETGATE_EVENTS_SECRET_FILE, read below
-        }
-        if !(key.contains("__") || matches!(key.as_str(), "listen" | "log_level" | "log_format")) {
-            continue;
-        }
         let value: figment::value::Value = value.parse().expect("figment parses any string");
-        figment = figment.merge((key.replace("__", "."), value));
+        figment = figment.merge((key, value));
     }
 
     let mut secret_files = Vec::new();
@@ -314,6 +307,22 @@ pub fn load_from(sources: &Sources, env: &[(String, String)]) -> Result<Config, 
     config.secret_files = secret_files;
     config.origin = origin;
     Ok(config)
+}
+
+/// The dotted key an environment variable sets (`ASSETGATE_UPLOAD__MAX_SIZE`
+/// -> `upload.max_size`, `ASSETGATE_LISTEN` -> `listen`), or `None` for a
+/// variable that is not a key's: the secret variables (read apart, by
+/// `load_from`), `ASSETGATE_CONFIG`, anything else. The one mapping the loader
+/// uses, and the one docs/configuration.md's env column is checked against.
+fn env_key(name: &str) -> Option<String> {
+    let key = name.strip_prefix("ASSETGATE_")?.to_ascii_lowercase();
+    if key == "events__secret_file" {
+        return None; // an alias of ASSETGATE_EVENTS_SECRET_FILE, read apart
+    }
+    if !(key.contains("__") || matches!(key.as_str(), "listen" | "log_level" | "log_format")) {
+        return None;
+    }
+    Some(key.replace("__", "."))
 }
 
 /// The configuration file's text as figment's TOML layer, under the file's
@@ -1629,6 +1638,189 @@ mod tests {
         }
     }
 
+    /// The code spans of a Markdown table cell (`` `a` or `b` `` -> a, b).
+    fn code_spans(cell: &str) -> Vec<&str> {
+        cell.split('`').skip(1).step_by(2).collect()
+    }
+
+    /// docs/configuration.md, the configuration reference: one table row per
+    /// key, `| key | default | env | meaning |`. Checked against the loader,
+    /// not against a list kept by hand:
+    /// - every key the loader accepts (asked of the deserializer,
+    ///   [`accepted_keys`]) has exactly one row, and every row is such a key;
+    /// - a row's env names are the loader's for that key ([`env_key`]), or, for
+    ///   the secrets, variables that do load that key's secrets;
+    /// - a default written as a value (a code span) is the built-in one: set
+    ///   explicitly, in the file and through the env name, it leaves
+    ///   `check-config` unchanged. A default in words is allowed only where
+    ///   there is no value to write: `check-config` shows a placeholder
+    ///   (`"<not set…>"`), the key is required (`[events]`), or the default
+    ///   depends on the machine.
+    #[test]
+    fn the_reference_lists_every_key() {
+        const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md");
+        const LINK_SECRET: &str = "a-link-secret-0123456789";
+        // No value to write: required with [events], or the machine's.
+        const NO_DEFAULT: [&str; 6] = [
+            "events.url",
+            "events.dir",
+            "events.secret",
+            "events.secrets",
+            "server.worker_threads",
+            "server.admin_socket",
+        ];
+        let text = std::fs::read_to_string(REFERENCE).unwrap();
+        let mut errors = Vec::new();
+
+        // The rows: a table line whose first cell is a code span.
+        let mut rows: Vec<(String, String, Vec<String>)> = Vec::new();
+        for line in text.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            assert!(cells.len() >= 4, "not a row of four cells: {line}");
+            let key = code_spans(cells[0])[0].to_owned();
+            let env = code_spans(cells[2])
+                .into_iter()
+                .filter(|s| s.starts_with("ASSETGATE_"))
+                .map(str::to_owned)
+                .collect();
+            if rows.iter().any(|(k, _, _)| *k == key) {
+                errors.push(format!("{key}: two rows"));
+            }
+            rows.push((key, cells[1].to_owned(), env));
+        }
+
+        let accepted = accepted_keys();
+        for key in &accepted {
+            if !rows.iter().any(|(k, _, _)| k == key) {
+                errors.push(format!(
+                    "{key}: a key of the configuration, missing from {REFERENCE}"
+                ));
+            }
+        }
+        for (key, _, _) in &rows {
+            if !accepted.contains(key) {
+                errors.push(format!(
+                    "{key}: in {REFERENCE}, but not a key of the configuration"
+                ));
+            }
+        }
+
+        // What a configuration shows (check-config), its comment lines left out.
+        let shown = |file_text: &str, env_vars: &[(&str, &str)]| -> Result<String, String> {
+            let f = file(file_text);
+            let config = load_from(&with_file(&f), &env(env_vars)).map_err(|e| e.to_string())?;
+            Ok(config
+                .redacted_toml()
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .collect::<Vec<_>>()
+                .join("\n"))
+        };
+        let events_base = "[events]\nurl = \"http://app:8000/hooks\"\ndir = \"/var/lib/assetgate/events\"\n";
+        let events_env = [("ASSETGATE_EVENTS_SECRET", EVENTS_SECRET)];
+        let default_shown = shown("", &[]).unwrap();
+        let default_table: toml::Table = toml::from_str(&default_shown).unwrap();
+        let events_shown = shown(events_base, &events_env).unwrap();
+        let events_table: toml::Table = toml::from_str(&events_shown).unwrap();
+        let secret_file = file(&format!("{LINK_SECRET}\n"));
+        let events_secret_file = file(&format!("{EVENTS_SECRET}\n"));
+
+        for (key, default, env_names) in rows.iter().filter(|(k, _, _)| accepted.contains(k)) {
+            let (section, name) = key.rsplit_once('.').unwrap_or(("", key));
+            let is_events = section == "events";
+            let is_secret = name == "secrets" || key == "events.secret";
+
+            // The env column.
+            if env_names.is_empty() {
+                errors.push(format!("{key}: no env name"));
+            }
+            for var in env_names {
+                if is_secret {
+                    // A secret variable loads this key's secrets (one here).
+                    let value = match (var.ends_with("_FILE"), is_events) {
+                        (false, false) => LINK_SECRET.to_owned(),
+                        (false, true) => EVENTS_SECRET.to_owned(),
+                        (true, false) => secret_file.path().to_str().unwrap().to_owned(),
+                        (true, true) => events_secret_file.path().to_str().unwrap().to_owned(),
+                    };
+                    let base = if is_events { events_base } else { "" };
+                    let secrets = format!("{section}.secrets");
+                    let loaded = shown(base, &[(var.as_str(), value.as_str())])
+                        .map(|s| toml::from_str::<toml::Table>(&s).unwrap());
+                    let count = loaded
+                        .as_ref()
+                        .ok()
+                        .and_then(|t| lookup(t, &secrets)?.as_array().map(Vec::len));
+                    if count != Some(1) {
+                        errors.push(format!("{key}: {var} does not load {secrets}: {loaded:?}"));
+                    }
+                } else if env_key(var).as_deref() != Some(key.as_str()) {
+                    errors.push(format!(
+                        "{key}: {var} is not its env name (the loader reads it as {:?})",
+                        env_key(var)
+                    ));
+                }
+            }
+
+            // The default column.
+            let value = default.strip_prefix('`').and_then(|rest| rest.split('`').next());
+            let Some(value) = value else {
+                let placeholder = lookup(&default_table, key)
+                    .or_else(|| lookup(&events_table, key))
+                    .and_then(toml::Value::as_str)
+                    .is_some_and(|s| s.starts_with('<'));
+                if !placeholder && !NO_DEFAULT.contains(&key.as_str()) {
+                    errors.push(format!(
+                        "{key}: the default is in words ({default:?}); write the value, as in the file"
+                    ));
+                }
+                continue;
+            };
+            let (base, base_shown, base_env): (&str, &str, &[(&str, &str)]) = if is_events {
+                (events_base, &events_shown, &events_env)
+            } else {
+                ("", &default_shown, &[])
+            };
+            let line = format!("{name} = {value}\n");
+            let file_text = match (is_events, section) {
+                (true, _) => format!("{base}{line}"),
+                (false, "") => line,
+                (false, section) => format!("[{section}]\n{line}"),
+            };
+            // Where a configuration differs from the default: this key's value.
+            let at = |s: &str| {
+                toml::from_str::<toml::Table>(s)
+                    .ok()
+                    .and_then(|t| lookup(&t, key).map(toml::Value::to_string))
+            };
+            let mut differs = |what: String, got: Result<String, String>| match got {
+                Ok(s) if s == base_shown => {}
+                Ok(s) => errors.push(format!(
+                    "{key}: {what} is not the default: check-config shows {:?}, by default {:?}",
+                    at(&s),
+                    at(base_shown)
+                )),
+                Err(e) => errors.push(format!("{key}: {what} does not load: {e}")),
+            };
+            differs(format!("{value} in the file"), shown(&file_text, base_env));
+            if is_secret {
+                continue; // set through the secret variables, checked above
+            }
+            // The env name, set to the documented default (a TOML string's
+            // quotes are not part of an environment value).
+            let env_value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            for var in env_names {
+                let mut vars = base_env.to_vec();
+                vars.push((var.as_str(), env_value));
+                differs(format!("{var}={env_value}"), shown(base, &vars));
+            }
+        }
+        assert!(errors.is_empty(), "{REFERENCE}:\n{}", errors.join("\n"));
+    }
+
     /// What `check-config` shows is what is in force: its output, less the
     /// values it hides (`"<redacted…>"`, `"<not set…>"`, the events URL's
     /// path) and given the same environment, loads back to the same output.
@@ -1777,7 +1969,7 @@ mod tests {
         assert_eq!(text("1 KiB").bytes("k").unwrap(), 1024);
     }
 
-    /// Every spelling the README, deploy/, the examples and the tests use
+    /// Every spelling the docs, deploy/, the examples and the tests use
     /// (durations: integer seconds, "30s" "60s" "15m" "1m" "24h" "1h" "7d"
     /// "3d", "0"; "100ms" "250ms" "50ms" where milliseconds are taken; sizes:
     /// integer bytes, "512KiB" "5GiB" "10MB" "1 KiB") reads as before, and

@@ -112,7 +112,7 @@
 //!   an upload is gone, put a file back under its name with its `.info` (and so
 //!   its signed ID): that publishes only what the grant allows (its key, and
 //!   only over an existing asset with `overwrite = true`). The shipped install
-//!   gives nobody else write access (README, systemd). The configured paths are resolved once, at start: whoever can
+//!   gives nobody else write access (docs/deploy.md, systemd). The configured paths are resolved once, at start: whoever can
 //!   change them before that chooses the roots.
 //! - A removal looks at the inode, then unlinks the name: two steps. Whoever wins
 //!   that window can make the mover remove a file *in the upload directory* that

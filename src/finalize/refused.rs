@@ -81,7 +81,7 @@ pub(super) fn mark_refused(dir: BorrowedFd<'_>, id: &str, refusal: &Refusal<'_>)
         "destination": refusal.destination,
         "declared_type": refusal.declared,
         "refused_at": at,
-        "readmit": "remove this file, then publish with [upload] check_content off (README: refused uploads)",
+        "readmit": "remove this file, then publish with [upload] check_content off (docs/upload-lifecycle.md: refused uploads)",
     });
     file.write_all(format!("{note}\n").as_bytes())?;
     file.sync_all()?;

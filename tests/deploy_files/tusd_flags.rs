@@ -34,7 +34,7 @@ fn tusd_flags_are_the_same_everywhere() {
         sh_rest.remove(k);
     }
     assert_eq!(compose, sh_rest, "compose tusd command vs tusd/tusd.sh");
-    // Parallel uploads stay on: the gate checks the parts (README, tusd.sh).
+    // Parallel uploads stay on: the gate checks the parts (docs/tusd.md, tusd.sh).
     assert!(
         !sh.contains_key("disable-concatenation"),
         "concatenation is part of the tested setup (tests/e2e_tusd.rs)"

@@ -19,8 +19,8 @@
 //!   `upload_id_invalid`: a planted `.info` (a copied token under a name of the
 //!   planter's choosing), a forged post-finish, an upload created before the
 //!   switch to `signed`.
-//! - `server`: no ID is issued or required ([`Identity::Server`]); see the
-//!   README for what that trusts.
+//! - `server`: no ID is issued or required ([`Identity::Server`]); see
+//!   docs/upload-lifecycle.md for what that trusts.
 
 use super::protocol::{Hook, Protocol, Upload};
 use super::{Gate, ReasonCode, Rejection};
@@ -61,7 +61,7 @@ pub fn refuse_unsupported(hook: &Hook, gate: Gate<'_>) -> Result<(), Rejection> 
             ReasonCode::UploadIdsUnsupported,
             "this upload server (tusd v1 or rustus: Hook-Name protocol) cannot take an upload ID from the pre-create hook, \
              so its uploads could never be published; set [tusd] upload_ids = \"server\" in assetgate's configuration \
-             (see the README for what that trusts), or run tusd v2",
+             (see docs/upload-lifecycle.md for what that trusts), or run tusd v2",
         ));
     }
     Ok(())
