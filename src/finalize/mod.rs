@@ -245,8 +245,10 @@ pub mod worker;
 use confine::*;
 pub use confine::{destination_state, part};
 pub use error::*;
+#[cfg(feature = "fuzzing")]
+pub use info::parse_info_for_fuzzing;
+pub use info::InfoFormat;
 use info::*;
-pub use info::{parse_info_for_fuzzing, InfoFormat};
 pub use pending::*;
 pub use publish::*;
 use refused::*;
