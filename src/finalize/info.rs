@@ -16,7 +16,7 @@
 //! at [`MAX_INFO_BYTES`].
 
 use super::*;
-use crate::tusd::json::{self, Checked, JsonError, Unknown};
+use crate::tusd::json::{self, Checked, JsonError};
 use crate::tusd::protocol::parse_file_info;
 
 /// Which upload server wrote an info file.
@@ -31,7 +31,6 @@ pub enum InfoFormat {
 /// rustus's `file-info-storage` record: its own shape, snake case (a tusd
 /// record is tusd's `FileInfo`, [`crate::tusd::protocol::parse_file_info`]).
 #[derive(Deserialize)]
-#[serde(expecting = "a JSON object")]
 struct RustusInfo {
     id: String,
     offset: u64,
@@ -47,8 +46,6 @@ struct RustusInfo {
     parts: Option<Vec<String>>,
     #[serde(default)]
     metadata: BTreeMap<String, String>,
-    #[serde(flatten)]
-    _unknown: Unknown,
 }
 
 /// [`RustusInfo`]'s field names, for the path of a malformed one.
@@ -62,8 +59,6 @@ struct Writer {
     tusd: bool,
     #[serde(rename = "id", default, deserialize_with = "given")]
     rustus: bool,
-    #[serde(flatten)]
-    _unknown: Unknown,
 }
 
 fn given<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {

@@ -6,18 +6,20 @@
 //! - UTF-8, checked once for the whole text; serde_json then reads from a
 //!   `&str` and checks no string again.
 //! - JSON exactly as `serde_json::Value` defines it, also in the parts no field
-//!   reads (fuzz finding F1). serde's `IgnoredAny`, with which a derived struct
-//!   skips an unknown field, has serde_json check only the syntax of what it
+//!   reads (fuzz finding F1). A derived struct skips an unknown field with
+//!   serde's `IgnoredAny`, and serde_json checks only the syntax of what it
 //!   skips: a lone surrogate escape, a number beyond f64 and nesting deeper
-//!   than serde_json's 127 levels get through. So a model never skips: a struct
-//!   takes its unknown fields with `#[serde(flatten)] _unknown: Unknown`, which
-//!   has serde read them through `deserialize_any` as `Value` does, and a value
-//!   read only for its kind is a [`Checked`]. serde_json counts the nesting
-//!   itself, the whole text being one pass. (Checking a text as a whole costs as
-//!   much as reading it, a fifth of a pre-create; only a refused text is.)
+//!   than serde_json's 127 levels get through. So every struct of a model is
+//!   read as an [`Object`] (or a [`Loose`] one), which has the value serde
+//!   would skip read as a [`Checked`] instead: every string decoded, every
+//!   number converted, the nesting counted by serde_json, nothing allocated.
+//!   (serde's `flatten` would do it too, but buffers what it collects: 4 to
+//!   16 MiB for a 256 KiB body, `tests/hook_allocation.rs`. Checking every
+//!   text as a whole costs as much as reading it, a fifth of a pre-create;
+//!   only a refused text is.)
 //! - An object at the top ([`JsonError::NotAnObject`]), and a struct wherever
-//!   the model has one: a struct with a flattened field is read from a map
-//!   only, never from an array's items in order.
+//!   the model has one, never an array (serde would read its items as the
+//!   fields in order).
 //! - Each known field once: a field given twice is refused (serde's
 //!   `duplicate field`, also for two spellings of one field); unknown fields
 //!   are allowed, because the upload servers add fields.
@@ -32,7 +34,7 @@ use std::fmt::{self, Write as _};
 use std::marker::PhantomData;
 
 use serde::de::value::MapAccessDeserializer;
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::token::upload::FIELDS as TOKEN_FIELDS;
 
@@ -162,9 +164,9 @@ fn redact(message: &str) -> String {
     out
 }
 
-/// A visitor's `visit_bool`, `visit_i64`, `visit_u64`, `visit_f64`,
-/// `visit_str` and `visit_unit`, each `Ok($value)`.
-macro_rules! scalars_are {
+/// A visitor's `visit_bool`, `visit_i64`, `visit_u64`, `visit_f64` and
+/// `visit_unit`, each `Ok($value)`.
+macro_rules! numbers_bools_null_are {
     ($value:expr) => {
         fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
             Ok($value)
@@ -178,14 +180,12 @@ macro_rules! scalars_are {
         fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
             Ok($value)
         }
-        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-            Ok($value)
-        }
         fn visit_unit<E>(self) -> Result<Self::Value, E> {
             Ok($value)
         }
     };
 }
+pub(super) use numbers_bools_null_are;
 
 /// Any JSON value, read as `Value` reads it (strings decoded, numbers
 /// converted, the nesting counted by serde_json) and dropped.
@@ -208,15 +208,102 @@ impl<'de> Deserialize<'de> for CheckedObject {
     }
 }
 
-/// A struct's unknown fields, as `#[serde(flatten)] _unknown: Unknown`: serde
-/// reads them through `deserialize_any` (they are JSON as `Value` defines it),
-/// and this drops them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-pub struct Unknown {}
+/// A struct of a model, `T`, from a JSON object (anything else is refused),
+/// its unknown fields read as [`Checked`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object<T>(pub T);
 
-/// An object read as `T`, or `None` for any other JSON value (read as
-/// [`Checked`]): for a value whose kind decides what the text is, so that the
-/// caller can say what is missing (`NoEvent`) instead of serde what it expected.
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                read_struct(map).map(Object)
+            }
+        }
+        d.deserialize_map(ObjectVisitor(PhantomData))
+    }
+}
+
+/// `Option<Object<T>>` as a `deserialize_with` for a struct field that is
+/// a struct of the model or `null`.
+pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    Option::<Object<T>>::deserialize(d).map(|o| o.map(|Object(t)| t))
+}
+
+/// `T` from the entries of `map`, what it would skip read as [`Checked`].
+fn read_struct<'de, T: Deserialize<'de>, A: MapAccess<'de>>(map: A) -> Result<T, A::Error> {
+    T::deserialize(MapAccessDeserializer::new(Unskipping(map)))
+}
+
+/// A map whose values are read through [`Unskipped`]. (The seed of each
+/// value is wrapped the same way.)
+struct Unskipping<A>(A);
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Unskipping<A> {
+    type Error = A::Error;
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
+        self.0.next_key_seed(seed)
+    }
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        self.0.next_value_seed(Unskipping(seed))
+    }
+    fn size_hint(&self) -> Option<usize> {
+        self.0.size_hint()
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Unskipping<S> {
+    type Value = S::Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
+        self.0.deserialize(Unskipped(d))
+    }
+}
+
+/// A deserializer that reads the value serde asks it to skip (an unknown
+/// field's, `deserialize_ignored_any`) as [`Checked`]; everything else is
+/// `D`'s own (a struct inside is an [`Object`] again).
+struct Unskipped<D>(D);
+
+/// `Deserializer` methods that hand `D` the visitor as it is.
+macro_rules! forward {
+    ($($method:ident($($arg:ident: $ty:ty),*))*) => {$(
+        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* v: V) -> Result<V::Value, D::Error> {
+            self.0.$method($($arg,)* v)
+        }
+    )*};
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Unskipped<D> {
+    type Error = D::Error;
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, D::Error> {
+        let Checked = Checked::deserialize(self.0)?;
+        v.visit_unit()
+    }
+    forward! {
+        deserialize_any() deserialize_bool() deserialize_i8() deserialize_i16() deserialize_i32()
+        deserialize_i64() deserialize_i128() deserialize_u8() deserialize_u16() deserialize_u32()
+        deserialize_u64() deserialize_u128() deserialize_f32() deserialize_f64() deserialize_char()
+        deserialize_str() deserialize_string() deserialize_bytes() deserialize_byte_buf()
+        deserialize_option() deserialize_unit() deserialize_seq() deserialize_map()
+        deserialize_identifier() deserialize_unit_struct(name: &'static str)
+        deserialize_newtype_struct(name: &'static str) deserialize_tuple(len: usize)
+        deserialize_tuple_struct(name: &'static str, len: usize)
+        deserialize_struct(name: &'static str, fields: &'static [&'static str])
+        deserialize_enum(name: &'static str, variants: &'static [&'static str])
+    }
+    fn is_human_readable(&self) -> bool {
+        self.0.is_human_readable()
+    }
+}
+
+/// An [`Object`], or `None` for any other JSON value (read as [`Checked`]):
+/// for a value whose kind decides what the text is, so that the caller can
+/// say what is missing (`NoEvent`) instead of serde what it expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loose<T>(pub Option<T>);
 
@@ -240,12 +327,15 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for LooseVisitor<T> {
         f.write_str("any JSON value")
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        T::deserialize(MapAccessDeserializer::new(map)).map(|t| Loose(Some(t)))
+        read_struct(map).map(|t| Loose(Some(t)))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         Any("").visit_seq(seq).map(|Checked| Loose(None))
     }
-    scalars_are!(Loose(None));
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Loose(None))
+    }
+    numbers_bools_null_are!(Loose(None));
 }
 
 /// The visitor of [`Checked`]: every value is fine, arrays and objects are
@@ -257,7 +347,10 @@ impl<'de> Visitor<'de> for Any {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.0)
     }
-    scalars_are!(Checked);
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    numbers_bools_null_are!(Checked);
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
         while seq.next_element::<Checked>()?.is_some() {}
         Ok(Checked)
@@ -286,7 +379,10 @@ pub fn repeats_a_key(text: &[u8]) -> bool {
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("JSON")
         }
-        scalars_are!(false);
+        fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+            Ok(false)
+        }
+        numbers_bools_null_are!(false);
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
             let mut any = false;
             while let Some(Repeats(r)) = seq.next_element()? {
@@ -316,8 +412,6 @@ mod tests {
     struct Model {
         #[serde(rename = "N")]
         n: Option<u64>,
-        #[serde(flatten)]
-        _unknown: Unknown,
     }
 
     fn model(text: &str) -> Result<Option<u64>, JsonError> {

@@ -9,7 +9,7 @@
 //!   caller matches the header name case-insensitively and passes the value).
 //!
 //! `Upload` is tusd's `FileInfo`, which tusd's filestore also writes to
-//! `<ID>.info` ([`parse_file_info`]): one derived model (`FileInfo`, Go's
+//! `<ID>.info` ([`parse_file_info`]): one derived model ([`Upload`], Go's
 //! field names) reads it everywhere. Leniencies, each because a real producer
 //! needs it: unknown fields are allowed (tusd adds fields); `null` is the
 //! default of every field (Go writes `null` for a nil map or slice); `Size`
@@ -32,10 +32,10 @@ use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
 
-use serde::de::{self, Deserializer, Unexpected};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Unexpected, Visitor};
 use serde::Deserialize;
 
-use super::json::{self, Checked, CheckedObject, JsonError, Loose, Unknown};
+use super::json::{self, numbers_bools_null_are, Checked, CheckedObject, JsonError, Loose, Object};
 use crate::token::upload::{Metadata, FIELD_KEY};
 
 /// Which answer style the sender expects.
@@ -147,33 +147,46 @@ impl fmt::Display for HookName {
     }
 }
 
-/// `Upload` (tusd's `FileInfo`), as the decisions read it. JSON reads into it
-/// through `FileInfo`.
+/// `Upload`: tusd's `FileInfo`. Read strictly by [`parse`] and
+/// [`parse_file_info`] (`super::json`), not by serde alone.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(from = "FileInfo")]
 pub struct Upload {
     /// `ID`: `""` at tusd pre-create, set by rustus.
+    #[serde(rename = "ID", default, deserialize_with = "or_default")]
     pub id: String,
-    /// `Size`: `None` when the length is deferred (or `Size` is `null`).
+    /// `Size`: `None` when `null` or absent (a deferred length).
+    #[serde(rename = "Size", default, deserialize_with = "count")]
     pub size: Option<u64>,
     /// `SizeIsDeferred`, also when `Size` is not there.
+    #[serde(rename = "SizeIsDeferred", default, deserialize_with = "or_default")]
     pub size_is_deferred: bool,
     /// `Offset`.
+    #[serde(rename = "Offset", default, deserialize_with = "count_or_zero")]
     pub offset: u64,
-    /// `MetaData`, decoded.
+    /// `MetaData`, decoded (older rustus: `Metadata`; both is one too many).
+    #[serde(
+        rename = "MetaData",
+        alias = "Metadata",
+        default,
+        deserialize_with = "or_default"
+    )]
     pub metadata: Metadata,
     /// `IsPartial` (`Upload-Concat: partial`).
+    #[serde(rename = "IsPartial", default, deserialize_with = "or_default")]
     pub is_partial: bool,
     /// `IsFinal` (`Upload-Concat: final;…`).
+    #[serde(rename = "IsFinal", default, deserialize_with = "or_default")]
     pub is_final: bool,
     /// `PartialUploads`: IDs of the partial uploads of a final upload.
+    #[serde(rename = "PartialUploads", default, deserialize_with = "or_default")]
     pub partial_uploads: Vec<String>,
     /// `Storage`, `None` when `null`.
+    #[serde(rename = "Storage", default, deserialize_with = "json::object")]
     pub storage: Option<Storage>,
 }
 
 impl Upload {
-    /// The declared size, `None` when deferred.
+    /// The declared size, `None` when deferred (or not given).
     pub fn declared_size(&self) -> Option<u64> {
         if self.size_is_deferred {
             None
@@ -204,93 +217,21 @@ impl Upload {
 
 /// `Upload.Storage`: where the data store keeps the upload.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(from = "FileStorage")]
 pub struct Storage {
     /// `Type`: `filestore` (tusd), `file_storage` (rustus), `s3store`, …
+    #[serde(rename = "Type")]
     pub kind: Option<String>,
     /// `Path`: the data file (filestore), `null` at rustus pre-create.
+    #[serde(rename = "Path")]
     pub path: Option<String>,
     /// `InfoPath`: the `.info` file (tusd filestore v2.5+).
-    pub info_path: Option<String>,
-}
-
-/// tusd's `FileInfo` as JSON carries it: the wire model of [`Upload`] (which
-/// other code builds by hand, so the unknown fields live here).
-#[derive(Deserialize)]
-#[serde(expecting = "a JSON object")]
-struct FileInfo {
-    #[serde(rename = "ID", default, deserialize_with = "or_default")]
-    id: String,
-    #[serde(rename = "Size", default, deserialize_with = "count")]
-    size: Option<u64>,
-    #[serde(rename = "SizeIsDeferred", default, deserialize_with = "or_default")]
-    size_is_deferred: bool,
-    #[serde(rename = "Offset", default, deserialize_with = "count")]
-    offset: Option<u64>,
-    #[serde(
-        rename = "MetaData",
-        alias = "Metadata",
-        default,
-        deserialize_with = "or_default"
-    )]
-    metadata: Metadata,
-    #[serde(rename = "IsPartial", default, deserialize_with = "or_default")]
-    is_partial: bool,
-    #[serde(rename = "IsFinal", default, deserialize_with = "or_default")]
-    is_final: bool,
-    #[serde(rename = "PartialUploads", default, deserialize_with = "or_default")]
-    partial_uploads: Vec<String>,
-    #[serde(rename = "Storage", default)]
-    storage: Option<Storage>,
-    #[serde(flatten)]
-    _unknown: Unknown,
-}
-
-impl From<FileInfo> for Upload {
-    fn from(f: FileInfo) -> Upload {
-        Upload {
-            id: f.id,
-            size: f.size,
-            // A length that is not there is deferred, whatever `SizeIsDeferred` says.
-            size_is_deferred: f.size_is_deferred || f.size.is_none(),
-            offset: f.offset.unwrap_or(0),
-            metadata: f.metadata,
-            is_partial: f.is_partial,
-            is_final: f.is_final,
-            partial_uploads: f.partial_uploads,
-            storage: f.storage,
-        }
-    }
-}
-
-/// `FileInfo.Storage` as JSON carries it.
-#[derive(Deserialize)]
-#[serde(expecting = "a JSON object")]
-struct FileStorage {
-    #[serde(rename = "Type")]
-    kind: Option<String>,
-    #[serde(rename = "Path")]
-    path: Option<String>,
     #[serde(rename = "InfoPath")]
-    info_path: Option<String>,
-    #[serde(flatten)]
-    _unknown: Unknown,
-}
-
-impl From<FileStorage> for Storage {
-    fn from(s: FileStorage) -> Storage {
-        Storage {
-            kind: s.kind,
-            path: s.path,
-            info_path: s.info_path,
-        }
-    }
+    pub info_path: Option<String>,
 }
 
 /// `HTTPRequest`: the client request behind the hook, read for its shape
 /// only (no decision reads it).
 #[derive(Deserialize)]
-#[serde(expecting = "a JSON object")]
 struct HttpRequest<'a> {
     #[serde(rename = "Method", borrow)]
     _method: Option<Cow<'a, str>>,
@@ -300,8 +241,6 @@ struct HttpRequest<'a> {
     _remote_addr: Option<Cow<'a, str>>,
     #[serde(rename = "Header")]
     _header: Option<CheckedObject>,
-    #[serde(flatten)]
-    _unknown: Unknown,
 }
 
 /// The top level of either shape. v1's fields are only checked here: a v1
@@ -316,17 +255,38 @@ struct Body<'a> {
     upload: Option<Checked>,
     #[serde(rename = "HTTPRequest", default, deserialize_with = "some")]
     _request: Option<Checked>,
-    #[serde(flatten)]
-    _unknown: Unknown,
 }
 
-/// `Type`: a string names the hook; anything else is a v2 event without a
-/// name ([`HookError::BadType`]).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum TypeName<'a> {
-    Name(#[serde(borrow)] Cow<'a, str>),
-    Other(Checked),
+/// `Type`: a string names the hook; anything else (read as [`Checked`]) is a
+/// v2 event without a name ([`HookError::BadType`]).
+struct TypeName<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for TypeName<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> Visitor<'de> for Text {
+            type Value = TypeName<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(TypeName(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(TypeName(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<Checked>()?.is_some() {}
+                Ok(TypeName(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<Checked, Checked>()?.is_some() {}
+                Ok(TypeName(None))
+            }
+            numbers_bools_null_are!(TypeName(None));
+        }
+        d.deserialize_any(Text)
+    }
 }
 
 /// v2's `Event`.
@@ -334,21 +294,17 @@ enum TypeName<'a> {
 struct Event<'a> {
     #[serde(rename = "Upload", default)]
     upload: Loose<Upload>,
-    #[serde(rename = "HTTPRequest", borrow, default)]
+    #[serde(rename = "HTTPRequest", borrow, default, deserialize_with = "json::object")]
     _request: Option<HttpRequest<'a>>,
-    #[serde(flatten)]
-    _unknown: Unknown,
 }
 
 /// A v1 (rustus) hook.
 #[derive(Deserialize)]
 struct V1Body<'a> {
     #[serde(rename = "Upload", alias = "upload")]
-    upload: Upload,
-    #[serde(rename = "HTTPRequest", borrow, default)]
+    upload: Object<Upload>,
+    #[serde(rename = "HTTPRequest", borrow, default, deserialize_with = "json::object")]
     _request: Option<HttpRequest<'a>>,
-    #[serde(flatten)]
-    _unknown: Unknown,
 }
 
 /// Every field name of the model: written as such in the path of a malformed
@@ -364,6 +320,11 @@ fn or_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) ->
 /// A field that counts as given also when it is `null`.
 fn some<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
+}
+
+/// `Offset`: [`count`], `null` is 0.
+fn count_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    count(d).map(Option::unwrap_or_default)
 }
 
 /// `Size`, `Offset`: an integer from 0 to `i64::MAX` (Go's `int64`), or `null`.
@@ -438,10 +399,10 @@ impl From<JsonError> for HookError {
 pub fn parse(body: &[u8], hook_name_header: Option<&str>) -> Result<Hook, HookError> {
     let top: Body<'_> = json::read(body, "", NAMES)?;
     if top.kind.is_some() || top.event.is_some() {
-        let name = match top.kind {
-            Some(TypeName::Name(name)) => HookName::parse(&name),
-            _ => return Err(HookError::BadType),
+        let Some(TypeName(Some(name))) = top.kind else {
+            return Err(HookError::BadType);
         };
+        let name = HookName::parse(&name);
         let Some(Loose(Some(event))) = top.event else {
             return Err(HookError::NoEvent);
         };
@@ -451,7 +412,7 @@ pub fn parse(body: &[u8], hook_name_header: Option<&str>) -> Result<Hook, HookEr
         return Ok(Hook {
             protocol: Protocol::V2,
             name,
-            upload,
+            upload: sized(upload),
         });
     }
     if top.upload.is_none() {
@@ -465,14 +426,20 @@ pub fn parse(body: &[u8], hook_name_header: Option<&str>) -> Result<Hook, HookEr
     Ok(Hook {
         protocol: Protocol::V1,
         name,
-        upload: v1.upload,
+        upload: sized(v1.upload.0),
     })
 }
 
 /// Parses a tusd filestore `.info` file (a serialised `FileInfo`, the same
 /// model as `Upload`).
 pub fn parse_file_info(bytes: &[u8]) -> Result<Upload, JsonError> {
-    json::read(bytes, "FileInfo", NAMES)
+    json::read(bytes, "FileInfo", NAMES).map(sized)
+}
+
+/// A length that is not there is deferred, whatever `SizeIsDeferred` says.
+fn sized(mut upload: Upload) -> Upload {
+    upload.size_is_deferred |= upload.size.is_none();
+    upload
 }
 
 #[cfg(test)]
