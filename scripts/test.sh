@@ -140,9 +140,9 @@ fi
 
 say "format and lints"
 cargo fmt --all -- --check
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 # Intra-doc links break silently when modules move; rustdoc says so.
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 if [ -f fuzz/Cargo.toml ]; then
   # Coverage build of every target (stable, no sanitizer; cargo-fuzz goes to

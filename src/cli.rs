@@ -8,12 +8,14 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, ConfigError, Sources};
 use crate::finalize::{self, Roots};
+use crate::publisher::{self, Publisher, Report};
 use crate::token::{link, nginx_uri};
 use crate::tusd::{self, Gate};
 
@@ -200,15 +202,18 @@ fn finalize_pending(config: &Config) -> ExitCode {
     if config.upload.secrets.is_empty() {
         return ConfigError::exit(&ConfigError::no_secret("upload", "UPLOAD"));
     }
-    match finalize::sweep_temp(&roots, finalize::TEMP_MIN_AGE) {
+    let upload_dir = roots.upload_dir().to_path_buf();
+    let publisher = Publisher::new(Arc::new(roots));
+    let found = publisher.find();
+    match found.swept {
         Ok(0) => {}
         Ok(n) => println!("removed {n} temporary files left by interrupted moves"),
         Err(e) => eprintln!("warning: cannot sweep the temporary directory: {e}"),
     }
-    let scan = match finalize::scan_pending(roots.upload_dir()) {
+    let scan = match found.scan {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot scan {}: {e}", roots.upload_dir().display());
+            eprintln!("error: cannot scan {}: {e}", upload_dir.display());
             return ExitCode::FAILURE;
         }
     };
@@ -229,6 +234,7 @@ fn finalize_pending(config: &Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let publisher = publisher.with_events(sink);
     let (mut moved, mut kept, mut failed) = (0, 0, 0);
     for skipped in &scan.skipped {
         let why = match &skipped.reason {
@@ -241,8 +247,7 @@ fn finalize_pending(config: &Config) -> ExitCode {
         println!("skipped {}: {why}", skipped.info_path.display());
     }
     for p in &scan.finished {
-        let upload = p.as_upload();
-        let plan = match tusd::postfinish::plan(&upload, gate) {
+        let plan = match publisher::plan(p, gate) {
             Ok(plan) => plan,
             Err(verdict) => {
                 let why = match &verdict {
@@ -251,38 +256,12 @@ fn finalize_pending(config: &Config) -> ExitCode {
                 };
                 println!("kept {}: {why}", p.id);
                 kept += 1;
-                if let (Some(sink), Some(reason)) = (&sink, crate::events::payload::kept_reason(&verdict)) {
-                    sink.enqueue(&crate::events::payload::failed_stored(
-                        &p.id,
-                        &p.metadata,
-                        Some(p.size),
-                        &config.storage,
-                        reason,
-                        sink.now_ms(),
-                    ));
-                }
+                publisher.keep(p, &verdict, &config.storage);
                 continue;
             }
         };
-        let result = match &sink {
-            None => finalize::finalize(&roots, &plan, &finalize::Cancel::new()),
-            Some(sink) => {
-                let r = finalize::finalize_with(&roots, &plan, &finalize::Cancel::new(), &mut |done| {
-                    sink.enqueue(&crate::events::payload::finalized(
-                        &plan,
-                        done.bytes,
-                        &done.sha256,
-                        sink.now_ms(),
-                    ))
-                });
-                if let Some(reason) = r.as_ref().err().and_then(crate::events::payload::failed_reason) {
-                    sink.enqueue(&crate::events::payload::failed_plan(&plan, reason, sink.now_ms()));
-                }
-                r
-            }
-        };
-        match result {
-            Ok(done) if done.cleanup == finalize::Cleanup::Held => {
+        match publisher.publish(&plan, &finalize::Cancel::new()) {
+            Report::Held(_) => {
                 println!(
                     "failed {}: published at {}, but its event could not be committed; the upload stays for the next run",
                     p.id,
@@ -290,7 +269,7 @@ fn finalize_pending(config: &Config) -> ExitCode {
                 );
                 failed += 1;
             }
-            Ok(done) => {
+            Report::Published(done) => {
                 println!(
                     "moved {} -> {} ({}, {} bytes)",
                     p.id,
@@ -300,7 +279,7 @@ fn finalize_pending(config: &Config) -> ExitCode {
                 );
                 moved += 1;
             }
-            Err(e) if e.is_conflict() => {
+            Report::NotPublished(e) if e.is_conflict() => {
                 println!(
                     "kept {}: {} (destination exists; the upload stays)",
                     p.id,
@@ -308,7 +287,7 @@ fn finalize_pending(config: &Config) -> ExitCode {
                 );
                 kept += 1;
             }
-            Err(e) => {
+            Report::NotPublished(e) => {
                 println!("failed {}: {} ({e})", p.id, e.as_str());
                 failed += 1;
             }

@@ -7,13 +7,15 @@
 //! - [`token`]: verification of the two token formats.
 //! - [`tusd`]: tusd hook protocol (v2 and v1/rustus shapes) and the decision per hook.
 //! - [`policy`]: upload policy (key safety, visibility, content types, size).
-//! - [`finalize`]: moving finished uploads into the asset tree (confinement,
-//!   no-overwrite publish, pending scan) and the background worker.
+//! - [`finalize`]: the mover: finished uploads into the asset tree (confinement,
+//!   no-overwrite publish, pending scan); synchronous, std only.
+//! - [`publisher`]: plan -> move -> event, run in the background (the worker).
 //! - [`events`]: `upload.finalized` / `upload.failed` to the application,
 //!   signed (Standard Webhooks), from a durable outbox.
 //! - [`state`]: single-use tokens and revocations (memory or Redis).
 //! - [`http`]: the adapters: server, `/auth`, `/tusd`, `/session`, admin.
-//! - [`daemon`]: background tasks (reload, reconcile); [`cli`]: the commands.
+//! - [`daemon`]: start (one error), run, the background tasks and the drain
+//!   (reload, reconcile, ...); [`cli`]: the commands.
 //! - [`config`], [`secret`], [`metrics`], [`telemetry`], [`clock`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -27,5 +29,6 @@ pub mod events;
 pub mod finalize;
 pub mod http;
 pub mod metrics;
+pub mod publisher;
 pub mod state;
 pub mod telemetry;

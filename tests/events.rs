@@ -267,13 +267,12 @@ impl Gate {
 
     /// Lays out a finished tusd upload and posts its post-finish.
     fn finish(&self, id: &str, key: &str, data: &[u8]) -> (PathBuf, Value) {
-        let meta = metadata(
-            UPLOAD_SECRET,
-            key,
-            "private",
-            "application/octet-stream",
-            now() + 3600,
-        );
+        // Served as signed: the type nginx serves the key's extension as
+        // (application/octet-stream for an unlisted one).
+        let ct = assetgate::policy::ServedTypes::builtin()
+            .served_type(key)
+            .to_string();
+        let meta = metadata(UPLOAD_SECRET, key, "private", &ct, now() + 3600);
         let (path, info) = tusd_upload(&self.uploads(), id, &meta, data);
         let ev = post_finish(id, &meta, data.len(), &path, &info);
         let (status, _, body) = post(self.d().addr, ev.to_string().as_bytes(), &[]);
@@ -578,6 +577,30 @@ fn receiver_down_daemon_killed_both_back_every_event_delivered() {
     }
     let ids: std::collections::BTreeSet<_> = seen.values().map(|(id, _)| id.clone()).collect();
     assert_eq!(ids.len(), 3);
+}
+
+/// Regression (issue 20): the delivery loop ran "while ready", and `/readyz`
+/// also says whether the state backend answers; with Redis unreachable at
+/// start (or going down later) delivery stopped for good, events piling up
+/// until a restart. It stops at shutdown only.
+#[test]
+fn events_are_delivered_while_the_state_backend_is_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut receiver = Receiver::new(tmp.path());
+    receiver.start();
+    let nothing_there = free_port();
+    let gate = Gate::new(
+        &receiver,
+        "",
+        &format!("[state]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{nothing_there}/0\"\n"),
+    );
+    let (ready, _, _) = get(gate.d().addr, "/readyz", &[]);
+    assert_eq!(ready, 503, "not ready: the state backend does not answer");
+    gate.finish("down1", "down/a.bin", b"delivered anyway");
+    let got = receiver.wait_accepted(1, Duration::from_secs(20), || gate.logs());
+    assert_eq!(got[0].1["type"], "upload.finalized");
+    assert_eq!(got[0].1["data"]["key"], "down/a.bin");
+    assert!(!gate.logs().contains("event delivery stopped"), "{}", gate.logs());
 }
 
 #[test]

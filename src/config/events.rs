@@ -15,7 +15,7 @@ use crate::events::sign::{WebhookSecret, WebhookSecrets};
 
 /// The validated `[events]` section. `Serialize` is its part of
 /// `check-config`: secrets redacted, the URL reduced to its origin.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EventsConfig {
     /// The receiver (`http://host:port/path`).
     #[serde(serialize_with = "origin_only")]

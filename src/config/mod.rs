@@ -16,7 +16,7 @@
 //! ([`crate::secret::check_text`]); at start and on every reload alike.
 
 //!
-//! Modules, bottom up: [`types`] (the validated configuration), [`error`],
+//! Modules, bottom up: `types` (the validated configuration), `error`,
 //! `read` (bounded file reads), `human` (durations and sizes), [`events`]
 //! (`[events]`), `show` (`check-config`'s serializers) and `load` (figment:
 //! the only module that sees files and the environment as layers).

@@ -156,6 +156,43 @@ pub struct Config {
     pub origin: Origin,
 }
 
+/// Two configurations are equal when every key is (secrets compared in
+/// constant time, tables by content, not as `check-config` shows them);
+/// where they were read from ([`Origin`]: file stamps) is not part of it. A
+/// reload compares by this (`crate::daemon::reload`). Written out so that a
+/// new field does not compile until it is placed here.
+impl PartialEq for Config {
+    fn eq(&self, other: &Self) -> bool {
+        let Config {
+            listen,
+            log_level,
+            log_format,
+            link,
+            upload,
+            storage,
+            tusd,
+            server,
+            events,
+            state,
+            source,
+            secret_files,
+            origin: _,
+        } = self;
+        *listen == other.listen
+            && *log_level == other.log_level
+            && *log_format == other.log_format
+            && *link == other.link
+            && *upload == other.upload
+            && *storage == other.storage
+            && *tusd == other.tusd
+            && *server == other.server
+            && *events == other.events
+            && *state == other.state
+            && *source == other.source
+            && *secret_files == other.secret_files
+    }
+}
+
 /// The files a configuration was read from, as they were when read.
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
@@ -168,7 +205,7 @@ pub struct Origin {
 }
 
 /// `[server]`
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServerConfig {
     /// A client must send its whole request head within this time. hyper starts
     /// the clock as soon as a connection waits for a head, so this is also the

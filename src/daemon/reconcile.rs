@@ -3,18 +3,21 @@
 //!
 //! 1. publishes finished uploads whose post-finish never arrived (gate down,
 //!    network, tusd's request context cancelled: tusd never redelivers a post
-//!    hook), under exactly the post-finish rules: [`FinishedScan`] entries are
-//!    planned by `tusd::postfinish::plan` (as `finalize-pending` does: the
-//!    token's signature, pre-create's policy rules, and with `[tusd] upload_ids
-//!    = "signed"` the ID pre-create issued for that token) and handed to the
-//!    same background mover as post-finish, deduplicated by upload ID. A record
-//!    that is not paired with its data file (`<dir>/<ID>`) is never offered, nor
-//!    is an upload the mover refused for good (`<ID>.refused`);
+//!    hook), under exactly the post-finish rules: the publisher finds them
+//!    ([`Publisher::find`]) and [`FinishedScan`] entries are planned by
+//!    [`publisher::plan`] (as `finalize-pending` does: the token's signature,
+//!    pre-create's policy rules, and with `[tusd] upload_ids = "signed"` the ID
+//!    pre-create issued for that token) and handed to the same background
+//!    worker as post-finish, deduplicated by upload ID; those the rules keep get
+//!    their `upload.failed` ([`Publisher::keep`]). A record that is not paired
+//!    with its data file (`<dir>/<ID>`) is never offered, nor is an upload the
+//!    mover refused for good (`<ID>.refused`);
 //! 2. removes abandoned uploads (see [`crate::tusd::abandon`]): unfinished, or
 //!    finished parts, or refused for good, whose verified token expired more
 //!    than `[tusd] abandon_after` ago; anything it cannot attribute to a
 //!    verified token is counted and left;
-//! 3. sweeps the temporary files of crashed copies ([`finalize::sweep_temp`]).
+//! 3. sweeps the temporary files of crashed copies (the backend's sweep, for
+//!    the filesystem [`finalize::sweep_temp`]).
 //!
 //! A refusal that repeats on every pass (a content mismatch, a conflict with an
 //! existing asset, an unattributable upload) is logged once per upload and
@@ -26,10 +29,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::finalize::{self, PendingScan, Roots};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::finalize::{self, PendingScan};
 use crate::http::AppState;
 use crate::metrics::ReconcileResult;
-use crate::tusd::{self, abandon, Gate, Part};
+use crate::publisher::{self, report_sweep, Publisher};
+use crate::tusd::{abandon, Gate, Part};
 
 /// One pass's counts (also what the tests read).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -63,52 +70,36 @@ impl Seen {
     }
 }
 
-/// Runs the reconciler until the daemon stops being ready (shutdown).
-pub async fn run(state: Arc<AppState>, interval: Duration) {
-    let Some(roots) = state.finalizer.roots().cloned() else {
+/// Runs a pass every `interval` until `stop` is cancelled. A pass under way
+/// then finishes (the drain waits for it: the moves it started are drained
+/// with the others); none starts after.
+pub async fn run(state: Arc<AppState>, interval: Duration, stop: CancellationToken) {
+    let Some(publisher) = state.finalizer.publisher().cloned() else {
         return;
     };
     let mut seen = Seen::default();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate: let the daemon settle first
-    loop {
-        tick.tick().await;
-        if state.is_draining() {
-            return;
-        }
-        pass(&state, &roots, &mut seen).await;
+    while stop.run_until_cancelled(tick.tick()).await.is_some() {
+        pass(&state, &publisher, &mut seen).await;
     }
 }
 
 /// One pass; the filesystem work runs on the blocking pool.
-pub async fn pass(state: &Arc<AppState>, roots: &Roots, seen: &mut Seen) -> Pass {
+pub async fn pass(state: &Arc<AppState>, publisher: &Arc<Publisher>, seen: &mut Seen) -> Pass {
     let mut out = Pass::default();
-    let r = roots.clone();
-    let scanned = tokio::task::spawn_blocking(move || {
-        let swept = finalize::sweep_temp(&r, finalize::TEMP_MIN_AGE);
-        let scan = finalize::scan_pending(r.upload_dir());
-        (swept, scan)
-    })
-    .await;
-    let (swept, scan) = match scanned {
-        Ok(x) => x,
+    let p = publisher.clone();
+    let found = match tokio::task::spawn_blocking(move || p.find()).await {
+        Ok(found) => found,
         Err(e) => {
             tracing::error!(error = %e, "reconcile pass failed");
             state.metrics.count_reconcile(ReconcileResult::Error, 1);
             return out;
         }
     };
-    match swept {
-        Ok(0) => {}
-        Ok(n) => {
-            out.temp_removed = n;
-            state.metrics.count_temp_swept(n);
-            tracing::warn!(removed = n, "removed temporary files left by an interrupted move");
-        }
-        Err(e) => tracing::warn!(error = %e, "could not sweep the temporary directory of the asset tree"),
-    }
-    let scan: PendingScan = match scan {
+    out.temp_removed = report_sweep(&found.swept, &state.metrics);
+    let scan: PendingScan = match found.scan {
         Ok(s) => s,
         Err(e) => {
             if seen.first("", "scan_error") {
@@ -130,17 +121,31 @@ pub async fn pass(state: &Arc<AppState>, roots: &Roots, seen: &mut Seen) -> Pass
         )
         .collect();
     seen.retain(&present);
-
     let cfg = state.current_owned();
+    publish_finished(state, publisher, &scan, &cfg, seen, &mut out).await;
+    remove_abandoned(state, publisher, &scan, &cfg, seen, &mut out).await;
+    out
+}
+
+/// 1. Finished uploads (and stale infos of published ones) through
+///    post-finish's rules: plans to the worker, refusals logged once and
+///    given their `upload.failed`.
+async fn publish_finished(
+    state: &Arc<AppState>,
+    publisher: &Arc<Publisher>,
+    scan: &PendingScan,
+    cfg: &Config,
+    seen: &mut Seen,
+    out: &mut Pass,
+) {
     let gate = Gate {
         upload: &cfg.upload,
         storage: &cfg.storage,
         upload_ids: cfg.tusd.upload_ids,
     };
-    // 1. finished uploads (and stale infos of published ones) through post-finish's rules
-    let mut failed = Vec::new();
+    let mut kept = Vec::new();
     for p in scan.finished.iter().chain(scan.stale.iter()) {
-        match tusd::postfinish::plan(&p.as_upload(), gate) {
+        match publisher::plan(p, gate) {
             Ok(plan) => {
                 if seen.first(&p.id, "publish") {
                     tracing::info!(
@@ -158,27 +163,17 @@ pub async fn pass(state: &Arc<AppState>, roots: &Roots, seen: &mut Seen) -> Pass
                 if seen.first(&p.id, reason) {
                     tracing::warn!(upload_id = %p.id.escape_debug(), reason, "reconcile: a finished upload cannot be published; it stays in upload_dir");
                 }
-                // `upload.failed`, once per upload (the event id is derived from
-                // the upload ID; the outbox drops a second one).
-                if let Some(reason) = crate::events::payload::kept_reason(&v) {
-                    failed.push((p.id.clone(), p.metadata.clone(), p.size, reason));
-                }
+                kept.push((p.clone(), v));
             }
         }
     }
-    if let (Some(outbox), false) = (state.finalizer.events().cloned(), failed.is_empty()) {
-        let storage = cfg.storage.clone();
+    // `upload.failed`, once per upload (the event id is derived from the
+    // upload ID; the outbox drops a second one): blocking, an fsync each.
+    if !kept.is_empty() {
+        let (p, storage) = (publisher.clone(), cfg.storage.clone());
         let _ = tokio::task::spawn_blocking(move || {
-            for (id, metadata, size, reason) in failed {
-                let e = crate::events::payload::failed_stored(
-                    &id,
-                    &metadata,
-                    Some(size),
-                    &storage,
-                    reason,
-                    outbox.now_ms(),
-                );
-                let _ = outbox.enqueue(&e);
+            for (found, verdict) in &kept {
+                p.keep(found, verdict, &storage);
             }
         })
         .await;
@@ -187,8 +182,18 @@ pub async fn pass(state: &Arc<AppState>, roots: &Roots, seen: &mut Seen) -> Pass
         .metrics
         .count_reconcile(ReconcileResult::Published, out.published);
     state.metrics.count_reconcile(ReconcileResult::Kept, out.kept);
+}
 
-    // 2. abandoned uploads
+/// 2. Abandoned uploads: unfinished, parts or refused for good, whose verified
+///    token expired more than `abandon_after` ago, removed through the backend.
+async fn remove_abandoned(
+    state: &Arc<AppState>,
+    publisher: &Arc<Publisher>,
+    scan: &PendingScan,
+    cfg: &Config,
+    seen: &mut Seen,
+    out: &mut Pass,
+) {
     let now = state.clock.now();
     let after = i64::try_from(cfg.tusd.abandon_after.as_secs()).unwrap_or(i64::MAX);
     let mut doomed = Vec::new();
@@ -216,11 +221,11 @@ pub async fn pass(state: &Arc<AppState>, roots: &Roots, seen: &mut Seen) -> Pass
         }
     }
     if !doomed.is_empty() {
-        let r = roots.clone();
+        let p = publisher.clone();
         let removed = tokio::task::spawn_blocking(move || {
             doomed
                 .into_iter()
-                .map(|u| (finalize::remove_abandoned(&r, &u), u))
+                .map(|u| (p.backend().remove_abandoned(&u), u))
                 .collect::<Vec<_>>()
         })
         .await
@@ -252,5 +257,4 @@ pub async fn pass(state: &Arc<AppState>, roots: &Roots, seen: &mut Seen) -> Pass
     state
         .metrics
         .count_reconcile(ReconcileResult::Unattributable, out.unattributable);
-    out
 }

@@ -82,7 +82,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, ConfigError, Sources, Stamp};
 use crate::http::AppState;
@@ -169,12 +169,13 @@ impl Refusal {
 }
 
 /// `new` with every key that is only read at start taken from `running`, and
-/// the names of those that differed.
+/// the names of those that differed (compared as typed values: a redacted
+/// `Debug` hides a changed secret or URL path).
 pub fn merge(running: &Config, mut new: Config) -> (Config, Vec<&'static str>) {
     let mut restart = Vec::new();
     macro_rules! keep {
         ($name:literal, $($field:tt)+) => {
-            if format!("{:?}", new.$($field)+) != format!("{:?}", running.$($field)+) {
+            if new.$($field)+ != running.$($field)+ {
                 restart.push($name);
             }
             new.$($field)+ = running.$($field)+.clone();
@@ -199,27 +200,10 @@ pub fn merge(running: &Config, mut new: Config) -> (Config, Vec<&'static str>) {
     keep!("tusd.reconcile_interval", tusd.reconcile_interval);
     // The delivery loop, its client and the outbox are set up once.
     keep!("events", events);
-    if new.state != running.state {
-        restart.push("state");
-    }
-    new.state = running.state.clone();
+    keep!("state", state);
     new.source = running.source.clone();
     new.secret_files = running.secret_files.clone();
     (new, restart)
-}
-
-/// A digest of everything reloadable, secrets included (never shown).
-fn fingerprint(c: &Config) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(c.redacted_toml().as_bytes());
-    for set in [&c.link.secrets, &c.upload.secrets] {
-        for s in set.iter() {
-            h.update((s.len() as u64).to_le_bytes());
-            h.update(s.expose());
-        }
-        h.update(b"|");
-    }
-    h.finalize().into()
 }
 
 /// The configuration file as the running configuration read it: which file,
@@ -259,7 +243,7 @@ pub fn decide(state: &AppState, mut new: Config, running_file: Option<&FileKeys>
         return Outcome::Refused(Refusal::DroppedKeys(dropped));
     }
     let (new, restart) = merge(&running, new);
-    if fingerprint(&new) == fingerprint(&running) {
+    if new == *running {
         return Outcome::Unchanged(restart);
     }
     state.install(new);
@@ -467,30 +451,38 @@ fn log_restart(keys: &[&'static str]) {
     }
 }
 
-/// Starts the reload triggers: `hup` (the SIGHUP stream, registered before
-/// the listener was bound, so SIGHUP never kills the daemon), and a watch on
-/// the secret files' directories.
-pub fn spawn(state: Arc<AppState>, sources: Sources, dev: bool, mut hup: tokio::signal::unix::Signal) {
+/// Runs the reload triggers until `stop` is cancelled: `hup` (the SIGHUP
+/// stream, registered before the listener was bound, so SIGHUP never kills
+/// the daemon) and a watch on the secret files' directories, merged into one
+/// queue; reloads run one after the other. A reload under way when `stop`
+/// fires is dropped: it has installed nothing yet (a read left on the
+/// blocking pool runs on, its result unused), or it is done.
+pub async fn run(
+    state: Arc<AppState>,
+    sources: Sources,
+    dev: bool,
+    mut hup: tokio::signal::unix::Signal,
+    stop: CancellationToken,
+) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Trigger>();
     let sig_tx = tx.clone();
     let metrics = state.metrics.clone();
-    tokio::spawn(async move {
+    let signals = async move {
         while hup.recv().await.is_some() {
             metrics.count_sighup();
             if sig_tx.send(Trigger::Signal).is_err() {
                 return;
             }
         }
-    });
+    };
     // The secret files and the configuration file (a Kubernetes ConfigMap is
-    // swapped like a Secret).
+    // swapped like a Secret). Dropping the watcher (when this returns) stops
+    // the watch.
     let mut watched = state.config.secret_files.clone();
     watched.extend(state.config.source.clone());
-    let watcher = watch_files(&watched, tx);
+    let _watcher = watch_files(&watched, tx);
     let mut reloader = Reloader::new(state, sources, dev);
-    tokio::spawn(async move {
-        // Held for the life of the task: dropping it stops the watch.
-        let _watcher = watcher;
+    let reloads = async move {
         while let Some(first) = rx.recv().await {
             let mut trigger = first;
             // A Kubernetes swap is several events, a file written in place
@@ -514,7 +506,9 @@ pub fn spawn(state: Arc<AppState>, sources: Sources, dev: bool, mut hup: tokio::
             }
             reloader.run_once(trigger).await;
         }
-    });
+    };
+    stop.run_until_cancelled(async { tokio::join!(signals, reloads) })
+        .await;
 }
 
 /// Watches the directory of each file; `None` when there is none or the
@@ -576,8 +570,8 @@ mod tests {
 
     use super::*;
     use crate::clock::SystemClock;
-    use crate::finalize::Finalizer;
     use crate::metrics::Metrics;
+    use crate::publisher::Finalizer;
 
     fn load(text: &str) -> Config {
         let dir = tempfile::tempdir().unwrap();
@@ -612,8 +606,10 @@ mod tests {
         assert_eq!(merged.state, running.state);
     }
 
+    /// A secret of the same length is redacted alike in `check-config`'s
+    /// view; the typed comparison sees it (and nothing else differs).
     #[test]
-    fn fingerprint_sees_secret_changes_only_through_digest() {
+    fn a_secret_change_redaction_hides_is_a_change() {
         let a = load(BASE);
         let mut b = load("[link]\nsecrets = [\"link-secret-9876543210\"]\n");
         b.source = a.source.clone();
@@ -624,8 +620,72 @@ mod tests {
             b.redacted_toml(),
             "same length: redacted alike"
         );
-        assert_ne!(fingerprint(&a), fingerprint(&b));
-        assert_eq!(fingerprint(&a), fingerprint(&c));
+        assert!(a != b);
+        assert!(a == c, "read twice (another origin): equal");
+    }
+
+    /// `[events]` is start-only; a change to it is named even where its
+    /// `Debug` is redacted: the URL shows its origin only, a secret its
+    /// length only (compared as `Debug` strings, neither change was named
+    /// and the restart it needs went unsaid).
+    #[test]
+    fn a_start_only_change_hidden_by_a_redacted_debug_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = |path: &str, secret: &str| {
+            format!(
+                "{BASE}[events]\nurl = \"http://127.0.0.1:9/{path}\"\nsecret = \"{secret}\"\ndir = {:?}\n",
+                dir.path().display().to_string()
+            )
+        };
+        const A: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        const B: &str = "whsec_b3RoZXItc2VjcmV0LWtleS0wMTIzNDU2";
+        let running = load(&events("hooks", A));
+        assert_eq!(merge(&running, load(&events("hooks", A))).1, Vec::<&str>::new());
+        let other_path = load(&events("other", A));
+        assert_eq!(
+            format!("{:?}", other_path.events),
+            format!("{:?}", running.events),
+            "the path is not in Debug"
+        );
+        assert_eq!(merge(&running, other_path).1, vec!["events"]);
+        let other_secret = load(&events("hooks", B));
+        assert_eq!(
+            format!("{:?}", other_secret.events),
+            format!("{:?}", running.events),
+            "same length: redacted alike"
+        );
+        let (merged, restart) = merge(&running, other_secret);
+        assert_eq!(restart, vec!["events"]);
+        assert!(merged.events == running.events, "the running [events] stays");
+    }
+
+    /// `[upload] nginx_types` edited in place (same path, another table): a
+    /// reload installs the new table. Compared through `check-config`'s view
+    /// (the path only), the reload said "nothing changed" and kept the old one.
+    #[test]
+    fn an_edited_nginx_types_file_is_installed() {
+        let dir = tempfile::tempdir().unwrap();
+        let types = dir.path().join("types.conf");
+        let cfg = format!(
+            "{BASE}[upload]\nnginx_types = {:?}\n",
+            types.display().to_string()
+        );
+        std::fs::write(&types, "types {\n    image/png png;\n}\n").unwrap();
+        let state = app_state(load(&cfg));
+        assert_eq!(
+            state.current().upload.nginx_types.table.served_type("a.webp"),
+            "application/octet-stream"
+        );
+        std::fs::write(&types, "types {\n    image/png png;\n    image/webp webp;\n}\n").unwrap();
+        assert_eq!(decide(&state, load(&cfg), None, false), Outcome::Applied(vec![]));
+        assert_eq!(
+            state.current().upload.nginx_types.table.served_type("a.webp"),
+            "image/webp"
+        );
+        assert_eq!(
+            decide(&state, load(&cfg), None, false),
+            Outcome::Unchanged(vec![])
+        );
     }
 
     fn app_state(config: Config) -> Arc<AppState> {

@@ -1,14 +1,15 @@
 //! `assetgate events list|show ID|retry ID|retry --dead`: on the outbox
 //! directory itself when no daemon holds it, through the daemon's admin
-//! socket when one does ([`super::admin`]). Either way the same store
-//! operations run, in one process.
+//! socket when one does ([`super::wire`], served by
+//! [`crate::http::events_socket`], reached with [`super::client`]).
+//! Either way the same store operations run, in one process.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::admin::{Client, Shown};
 use super::backoff::{MillisClock, SystemMillis};
+use super::client::{Client, Shown};
 use super::payload::rfc3339;
 use super::store::{Record, Retried, State, Store, StoreError};
 use crate::config::EventsConfig;

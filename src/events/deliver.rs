@@ -29,8 +29,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::{Mutex, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use super::backoff::{random_jitter, Next, Policy};
+use super::metrics::EventResult;
 use super::store::{Record, StoreError};
 use super::{EventsConfig, Outbox};
 
@@ -58,9 +61,13 @@ struct Health {
     failed_attempts: u64,
 }
 
-/// Runs until `keep_going` turns false (shutdown); attempts in flight then are
-/// dropped with the runtime and stay pending (at least once).
-pub async fn run(outbox: Arc<Outbox>, cfg: EventsConfig, keep_going: impl Fn() -> bool + Send + 'static) {
+/// Runs until `stop` is cancelled (the daemon's shutdown; not readiness,
+/// which is also false while the state backend does not answer). The
+/// attempts in flight then finish, each bounded by `events.timeout` and all
+/// by the daemon's drain: their outcome is committed, so a delivered event is
+/// not sent again at the next start. An attempt the drain cuts short stays
+/// pending (at least once).
+pub async fn run(outbox: Arc<Outbox>, cfg: EventsConfig, stop: CancellationToken) {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(cfg.timeout));
     connector.set_nodelay(true);
@@ -81,10 +88,13 @@ pub async fn run(outbox: Arc<Outbox>, cfg: EventsConfig, keep_going: impl Fn() -
         cfg,
     });
     let slots = Arc::new(Semaphore::new(ctx.cfg.concurrency));
+    let mut attempts = JoinSet::new();
     let mut last_gauges = Instant::now() - TICK;
     let mut last_prune = Instant::now() - PRUNE_EVERY;
     tracing::info!(receiver = %ctx.cfg.url.origin(), "event delivery started");
-    while keep_going() {
+    while !stop.is_cancelled() {
+        // Forget the attempts that ended (their results are `()`).
+        while attempts.try_join_next().is_some() {}
         let now = ctx.outbox.now_ms();
         if last_gauges.elapsed() >= TICK {
             last_gauges = Instant::now();
@@ -112,7 +122,7 @@ pub async fn run(outbox: Arc<Outbox>, cfg: EventsConfig, keep_going: impl Fn() -
                         };
                         ctx.in_flight.lock().await.insert(record.id.clone());
                         let c = ctx.clone();
-                        tokio::spawn(async move {
+                        attempts.spawn(async move {
                             let id = record.id.clone();
                             attempt(&c, record).await;
                             c.in_flight.lock().await.remove(&id);
@@ -155,10 +165,12 @@ pub async fn run(outbox: Arc<Outbox>, cfg: EventsConfig, keep_going: impl Fn() -
             }
         };
         tokio::select! {
+            () = stop.cancelled() => {}
             () = ctx.outbox.woken() => {}
             () = tokio::time::sleep(wait) => {}
         }
     }
+    while attempts.join_next().await.is_some() {}
     tracing::info!("event delivery stopped");
 }
 
@@ -233,7 +245,12 @@ async fn attempt(ctx: &Arc<Ctx>, record: Record) {
             let err = error.clone();
             let _ = tokio::task::spawn_blocking(move || c.outbox.store().failed(&id, now, next, &err)).await;
             if let Some(m) = ctx.outbox.metrics() {
-                m.count(record.kind, if next == Next::Dead { "dead" } else { "retry" });
+                let result = if next == Next::Dead {
+                    EventResult::Dead
+                } else {
+                    EventResult::Retry
+                };
+                m.count(record.kind, result);
             }
             tracing::debug!(event_id = %record.id, attempts = failed, error = %error, next = ?next, "event delivery attempt failed");
             if next == Next::Dead {

@@ -21,16 +21,53 @@ use super::payload::Kind;
 use super::store::{Availability, Counts};
 use crate::metrics::Metrics;
 
-/// `result` values of `assetgate_events_total`.
-pub const RESULTS: [&str; 7] = [
-    "enqueued",
-    "duplicate",
-    "refused",
-    "store_error",
-    "delivered",
-    "retry",
-    "dead",
-];
+/// `result` of `assetgate_events_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventResult {
+    /// Committed to the outbox.
+    Enqueued,
+    /// Already in the outbox or delivered.
+    Duplicate,
+    /// Refused: the outbox is full.
+    Refused,
+    /// The outbox could not be written.
+    StoreError,
+    /// Delivered (the receiver answered 2xx).
+    Delivered,
+    /// A failed attempt, retried later.
+    Retry,
+    /// A failed attempt, given up.
+    Dead,
+}
+
+impl EventResult {
+    /// Every value, for pre-registration.
+    pub const ALL: [EventResult; 7] = [
+        EventResult::Enqueued,
+        EventResult::Duplicate,
+        EventResult::Refused,
+        EventResult::StoreError,
+        EventResult::Delivered,
+        EventResult::Retry,
+        EventResult::Dead,
+    ];
+
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventResult::Enqueued => "enqueued",
+            EventResult::Duplicate => "duplicate",
+            EventResult::Refused => "refused",
+            EventResult::StoreError => "store_error",
+            EventResult::Delivered => "delivered",
+            EventResult::Retry => "retry",
+            EventResult::Dead => "dead",
+        }
+    }
+}
+
+/// `state` values of `assetgate_events_outbox`.
+const OUTBOX_STATES: [&str; 2] = ["pending", "dead"];
 
 /// The families.
 #[derive(Clone)]
@@ -102,11 +139,11 @@ impl EventMetrics {
             metrics.register(c);
         }
         for k in Kind::ALL {
-            for r in RESULTS {
-                total.with_label_values(&[k.as_str(), r]).inc_by(0);
+            for r in EventResult::ALL {
+                total.with_label_values(&[k.as_str(), r.as_str()]).inc_by(0);
             }
         }
-        for s in ["pending", "dead"] {
+        for s in OUTBOX_STATES {
             outbox.with_label_values(&[s]).set(0);
         }
         EventMetrics {
@@ -131,14 +168,16 @@ impl EventMetrics {
         }
     }
 
-    /// Counts one outcome (`result` from [`RESULTS`]).
-    pub fn count(&self, kind: Kind, result: &'static str) {
-        self.total.with_label_values(&[kind.as_str(), result]).inc();
+    /// Counts one outcome.
+    pub fn count(&self, kind: Kind, result: EventResult) {
+        self.total
+            .with_label_values(&[kind.as_str(), result.as_str()])
+            .inc();
     }
 
     /// One delivery, `seconds` after the event's creation.
     pub fn delivered(&self, kind: Kind, seconds: f64) {
-        self.count(kind, "delivered");
+        self.count(kind, EventResult::Delivered);
         self.latency.observe(seconds.max(0.0));
     }
 

@@ -8,9 +8,10 @@
 //!
 //! # The path of an event
 //!
-//! 1. **Commit before done.** The mover ([`crate::finalize::finalize_with`])
-//!    publishes the file, fsyncs its directory, then calls back into
-//!    [`Outbox::commit_finalized`], which commits the event to the outbox
+//! 1. **Commit before done.** The publisher
+//!    ([`crate::publisher::Publisher::publish`]) has the mover
+//!    ([`crate::finalize::finalize_with`]) publish the file and fsync its
+//!    directory, then commits the event through its [`Sink`] to the outbox
 //!    ([`store`], redb, fsync on commit); only then are the upload's source and
 //!    `.info` removed, and only then is the move logged and counted as done. A
 //!    crash between the publish and the commit leaves the upload in
@@ -29,7 +30,7 @@
 //! 3. **Operate.** `assetgate events list|show|retry` ([`cli`]) work on the
 //!    outbox directory. redb allows one process: the daemon holds the file
 //!    while it runs and serves those commands on a Unix socket in the same
-//!    directory ([`admin`]); with the daemon stopped, the CLI opens the file
+//!    directory ([`wire`]); with the daemon stopped, the CLI opens the file
 //!    itself. The directory is 0700, the file and the socket 0600 (see
 //!    [`store`]): the daemon's user may use them, nobody else, and no TCP
 //!    port is opened.
@@ -45,15 +46,16 @@
 //! No `[events]` section: none of this runs, the mover computes no digest,
 //! and nothing changes.
 
-pub mod admin;
 pub mod backoff;
 pub mod cli;
+pub mod client;
 pub mod deliver;
 pub mod metrics;
 mod outbox;
 pub mod payload;
 pub mod sign;
 pub mod store;
+pub mod wire;
 
 pub use crate::config::EventsConfig;
 pub use outbox::{open_at_start, sink_for_cli, Outbox, Sink};

@@ -3,14 +3,13 @@
 
 use std::sync::Arc;
 
-use super::admin;
 use super::backoff::{MillisClock, SystemMillis};
-use super::metrics::EventMetrics;
-use super::payload::{self, Event};
+use super::client::Client;
+use super::metrics::{EventMetrics, EventResult};
+use super::payload::Event;
 use super::store::{Availability, Enqueued, Store, StoreError};
+use super::wire::socket_path;
 use crate::config::EventsConfig;
-use crate::finalize::Published;
-use crate::tusd::{FinalizePlan, Reason};
 
 /// The daemon's outbox: the store, the delivery loop's wake-up, the metrics.
 pub struct Outbox {
@@ -20,13 +19,14 @@ pub struct Outbox {
     clock: Arc<dyn MillisClock>,
 }
 
-/// Where events are committed from a process that may not hold the store:
-/// the store itself, or the daemon through its admin socket.
+/// Where the publisher (`crate::publisher`) commits events: the outbox this
+/// process holds (the daemon; `finalize-pending` with the daemon stopped), or
+/// the daemon's, through its admin socket.
 pub enum Sink {
     /// This process holds the outbox.
     Local(Arc<Outbox>),
     /// The daemon does.
-    Remote(admin::Client),
+    Remote(Client),
 }
 
 impl Outbox {
@@ -86,10 +86,10 @@ impl Outbox {
     pub fn enqueue(&self, event: &Event) -> Result<Enqueued, StoreError> {
         let r = self.store.enqueue(event);
         let label = match &r {
-            Ok(Enqueued::New) => "enqueued",
-            Ok(Enqueued::Duplicate(_)) => "duplicate",
-            Ok(Enqueued::Refused) => "refused",
-            Err(_) => "store_error",
+            Ok(Enqueued::New) => EventResult::Enqueued,
+            Ok(Enqueued::Duplicate(_)) => EventResult::Duplicate,
+            Ok(Enqueued::Refused) => EventResult::Refused,
+            Err(_) => EventResult::StoreError,
         };
         if let Some(m) = &self.metrics {
             m.count(event.kind, label);
@@ -124,18 +124,6 @@ impl Outbox {
         r
     }
 
-    /// The mover's commit for a published upload: `true` when the event is in
-    /// the outbox (new, or already there).
-    pub fn commit_finalized(&self, plan: &FinalizePlan, p: &Published) -> bool {
-        let event = payload::finalized(plan, p.bytes, &p.sha256, self.now_ms());
-        matches!(self.enqueue(&event), Ok(Enqueued::New | Enqueued::Duplicate(_)))
-    }
-
-    /// `upload.failed` for a planned upload the mover refused with `reason`.
-    pub fn failed(&self, plan: &FinalizePlan, reason: Reason) {
-        let _ = self.enqueue(&payload::failed_plan(plan, reason, self.now_ms()));
-    }
-
     /// Wakes the delivery loop (new event, `events retry`).
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -165,9 +153,12 @@ impl Sink {
         }
     }
 
-    /// Unix ms now.
+    /// Unix ms now (the outbox's clock when this process holds it).
     pub fn now_ms(&self) -> u64 {
-        SystemMillis.now_ms()
+        match self {
+            Sink::Local(o) => o.now_ms(),
+            Sink::Remote(_) => SystemMillis.now_ms(),
+        }
     }
 }
 
@@ -177,11 +168,11 @@ impl Sink {
 /// holding it briefly) is a configuration error naming `events.dir` (exit 64).
 /// A file that cannot be opened for want of space (or EIO) is not: the daemon
 /// starts with the outbox unavailable ([`Outbox::new`] says so) and opens it
-/// once it can ([`store`]).
+/// once it can ([`store`](super::store)).
 pub fn open_at_start(cfg: &EventsConfig) -> Result<Store, crate::config::ConfigError> {
     let key = "events.dir";
     let err = |m: String| crate::config::ConfigError::new(key, m);
-    admin::socket_path(&cfg.dir).map_err(err)?;
+    socket_path(&cfg.dir).map_err(err)?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         match Store::open_or_unavailable(&cfg.dir, cfg.max_events, cfg.keep_delivered) {
@@ -210,7 +201,7 @@ pub fn open_at_start(cfg: &EventsConfig) -> Result<Store, crate::config::ConfigE
 pub fn sink_for_cli(cfg: &EventsConfig) -> Result<Sink, String> {
     match Store::open(&cfg.dir, cfg.max_events, cfg.keep_delivered) {
         Ok(s) => Ok(Sink::Local(Arc::new(Outbox::new(s, None)))),
-        Err(StoreError::Locked) => Ok(Sink::Remote(admin::Client::new(&cfg.dir))),
+        Err(StoreError::Locked) => Ok(Sink::Remote(Client::new(&cfg.dir))),
         Err(e) => Err(format!("cannot open the outbox in {}: {e}", cfg.dir.display())),
     }
 }

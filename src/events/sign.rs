@@ -78,6 +78,16 @@ impl WebhookSecret {
     }
 }
 
+/// Constant-time in the bytes (`subtle`): comparing configurations (a
+/// reload) says nothing about a key through timing.
+impl PartialEq for WebhookSecret {
+    fn eq(&self, other: &Self) -> bool {
+        subtle::ConstantTimeEq::ct_eq(self.0.as_slice(), other.0.as_slice()).into()
+    }
+}
+
+impl Eq for WebhookSecret {}
+
 impl fmt::Debug for WebhookSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "WebhookSecret(<redacted, {} bytes>)", self.0.len())
@@ -85,7 +95,7 @@ impl fmt::Debug for WebhookSecret {
 }
 
 /// The configured secrets, newest first.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebhookSecrets(Vec<WebhookSecret>);
 
 impl WebhookSecrets {

@@ -19,7 +19,7 @@
 //! redb takes an exclusive lock on the file: one process at a time. The
 //! daemon holds it while it runs; `assetgate events …` and `finalize-pending`
 //! use the file directly when they can lock it (daemon stopped), and otherwise
-//! go through the daemon's admin socket (`crate::events::admin`).
+//! go through the daemon's admin socket (`crate::events::wire`).
 //!
 //! # Tables
 //!

@@ -2,7 +2,17 @@
 //! and "source removed ⇒ committed" (a failed commit holds the upload for a
 //! later pass, which commits on `AlreadyFinalized`).
 
-use super::*;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::cancel::Cancel;
+use super::error::FinalizeError;
+use super::faults;
+use super::outcome::{Cleanup, Finalized, Method, Published};
+use super::publish::{run, run_with};
+use super::request::Move;
+use super::roots::Roots;
 
 use sha2::{Digest, Sha256};
 

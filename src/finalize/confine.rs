@@ -1,8 +1,24 @@
 //! Confinement: every path below a root is walked from the root's descriptor
-//! (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), never by name;
-//! the destination, parts and `.info` files are found here.
+//! (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), never by name, and
+//! every file is checked, read and removed through descriptors: the directory
+//! walks (source side and destination side), `fstat`, positional reads, and
+//! the removal of a name only while it still holds the file that was checked.
+//! Knows no roots and no uploads (`upload` does).
 
-use super::*;
+use std::ffi::OsStr;
+use std::fs::{self, File, Metadata};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+use super::error::{FinalizeError, Op, Side};
+use super::faults;
+use crate::tusd::Destination;
 
 /// A directory held open for `*at` calls, listing and `fsync`: read-only, never
 /// reached through a symlink as its last component, closed on exec.
@@ -182,59 +198,6 @@ pub(super) fn open_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Option<Opened
     Ok(Some(Opened { file, meta }))
 }
 
-/// A name in a directory of the upload directory, that directory held open.
-#[derive(Debug)]
-pub(super) struct Located {
-    /// Plain names below the upload directory (what tells which info file
-    /// describes which data file).
-    pub(super) rel: PathBuf,
-    /// The directory holding the name.
-    pub(super) dir: OwnedFd,
-    /// The last component of `rel`.
-    pub(super) name: OsString,
-}
-
-/// Open the directory of `rel` (plain names below the upload directory, see
-/// [`beneath`]). `Ok(None)`: a directory on the way does not exist.
-pub(super) fn locate(roots: &Roots, rel: &Path) -> Result<Option<Located>, FinalizeError> {
-    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
-        return Err(FinalizeError::SourceOutside);
-    };
-    match open_dir_beneath(roots.upload_fd.as_fd(), parent) {
-        Ok(dir) => Ok(Some(Located {
-            rel: rel.to_path_buf(),
-            dir,
-            name: name.to_owned(),
-        })),
-        Err(Errno::NOENT) => Ok(None),
-        // A symlink on the way: wherever it points, not provably inside.
-        Err(Errno::LOOP | Errno::XDEV) => Err(FinalizeError::SourceOutside),
-        Err(e) => Err(FinalizeError::errno(Op::Resolve)(e)),
-    }
-}
-
-/// The upload's data file, or where it would be.
-pub(super) enum SourceState {
-    Open(Located, Opened),
-    /// Gone (a duplicate delivery?); `None`: its directory is gone too.
-    Missing(Option<Located>),
-}
-
-pub(super) fn open_source(roots: &Roots, source: &Path) -> Result<SourceState, FinalizeError> {
-    let rel = beneath(&roots.upload_dir, source)?;
-    let Some(loc) = locate(roots, &rel)? else {
-        return Ok(SourceState::Missing(None));
-    };
-    match open_at(loc.dir.as_fd(), &loc.name) {
-        Ok(Some(opened)) => Ok(SourceState::Open(loc, opened)),
-        Ok(None) => Ok(SourceState::Missing(Some(loc))),
-        Err(Errno::LOOP) => Err(FinalizeError::Symlink { side: Side::Source }),
-        // A socket or a device node.
-        Err(Errno::NXIO | Errno::NODEV) => Err(FinalizeError::SourceNotFile),
-        Err(e) => Err(FinalizeError::errno(Op::Stat)(e)),
-    }
-}
-
 /// The destination's segments, refusing anything but plain names.
 pub(super) fn destination_segments(dest: &str) -> Result<Vec<&str>, FinalizeError> {
     let segs: Vec<&str> = dest.split('/').collect();
@@ -346,178 +309,42 @@ pub fn destination_state(storage_root: &Path, relative: &Path) -> Destination {
     }
 }
 
-/// A part of a final upload, as its own info and data file describe it.
-pub(super) struct PartRecord {
-    pub(super) info: InfoFile,
-    pub(super) data: Located,
-    pub(super) data_meta: Metadata,
-    pub(super) part: Part,
-}
-
-/// Upload `id` as its own `.info` (at the top of the upload directory) and its data
-/// file describe it. `None`: an unsafe ID, no info, an unusable info, or a data
-/// file outside the upload directory, behind a symlink, or not a regular file.
-pub(super) fn part_record(roots: &Roots, id: &str) -> Option<PartRecord> {
-    if !crate::tusd::session::safe_upload_id(id) {
-        return None;
-    }
-    let name = OsString::from(format!("{id}.info"));
-    let info_loc = Located {
-        rel: PathBuf::from(&name),
-        dir: roots.upload_fd.try_clone().ok()?,
-        name,
-    };
-    let info = read_info_file(roots, info_loc).ok()??;
-    if info.info.id != id {
-        return None;
-    }
-    let rel = beneath(&roots.upload_dir, &info.info.data_path).ok()?;
-    let data = locate(roots, &rel).ok()??;
-    let opened = open_at(data.dir.as_fd(), &data.name).ok()??;
-    if !opened.meta.is_file() {
-        return None;
-    }
-    let size = info.info.size;
-    let finished = size == Some(opened.meta.len()) && info.info.offset.is_none_or(|o| Some(o) == size);
-    let part = Part {
-        is_partial: info.info.is_partial,
-        finished,
-        metadata: info.info.metadata.clone(),
-    };
-    Some(PartRecord {
-        info,
-        data,
-        data_meta: opened.meta,
-        part,
-    })
-}
-
-/// What the upload server's own record says of upload `id`, for pre-create's
-/// check of a final upload's parts (the move checks them again).
-pub fn part(roots: &Roots, id: &str) -> Option<Part> {
-    part_record(roots, id).map(|r| r.part)
-}
-
-/// Every part of a final upload is a finished partial upload carrying the
-/// expected (signed) fields unchanged.
-pub(super) fn check_parts(
-    roots: &Roots,
-    parts: &[String],
-    expected: &BTreeMap<String, String>,
-) -> Result<(), FinalizeError> {
-    if parts.is_empty() {
-        return Err(FinalizeError::ConcatInvalid);
-    }
-    for id in parts {
-        let Some(PartRecord { part, .. }) = part_record(roots, id) else {
-            return Err(FinalizeError::ConcatInvalid);
-        };
-        let signed = expected.iter().all(|(k, v)| {
-            part.metadata
-                .get(k)
-                .is_some_and(|got| crate::tusd::rules::same_field(k, got, v))
-        });
-        if !part.is_partial || !part.finished || !signed {
-            return Err(FinalizeError::ConcatInvalid);
+/// Fills `buf` from offset `at` (positional reads: the file offset is never used,
+/// so the content check, the comparison and the copy cannot disturb each other).
+pub(super) fn read_full_at(f: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read_at(&mut buf[n..], at + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(n)
 }
 
-/// After a final upload was published: its parts (checked before the publish)
-/// go too, data first, info last. Best effort; returns how many went.
-pub(super) fn remove_parts(roots: &Roots, parts: &[String]) -> usize {
-    let mut removed = 0;
-    for id in parts {
-        if let Some(r) = part_record(roots, id) {
-            if r.info.info.is_partial
-                && remove_source_and_info(Some((&r.data, &r.data_meta)), Some(&r.info)) == Cleanup::Done
-            {
-                removed += 1;
-            }
-        }
+/// What [`remove_checked`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Removal {
+    Removed,
+    /// Nothing under the name.
+    Absent,
+    /// The name holds another file now: left alone.
+    Replaced,
+}
+
+/// Removes `dir/name` if it still is the file described by `meta`.
+pub(super) fn remove_checked(dir: BorrowedFd<'_>, name: &OsStr, meta: &Metadata) -> io::Result<Removal> {
+    match lstat_at(dir, name) {
+        Ok(Some(n)) if n.is(meta) => {}
+        Ok(Some(_)) => return Ok(Removal::Replaced),
+        Ok(None) => return Ok(Removal::Absent),
+        Err(e) => return Err(e.into()),
     }
-    removed
-}
-
-/// The leading bytes must be what the declared type says (`[upload] check_content`).
-pub(super) fn check_content(source: &File, declared: &str) -> Result<(), FinalizeError> {
-    let mut head = vec![0u8; prefinish::SNIFF_BYTES];
-    let n = read_full_at(source, &mut head, 0).map_err(FinalizeError::io(Op::Sniff))?;
-    prefinish::check(declared, &head[..n]).map_err(|_| FinalizeError::ContentMismatch {
-        expected: prefinish::expected_signature(declared).unwrap_or("of its declared type"),
-    })
-}
-
-/// An upload's info file: where it is, what `fstat` said of it, what it says.
-#[derive(Debug)]
-pub(super) struct InfoFile {
-    pub(super) loc: Located,
-    pub(super) meta: Metadata,
-    pub(super) info: UploadInfo,
-}
-
-/// Open and parse the info file at `loc`. `Ok(None)`: there is none.
-pub(super) fn read_info_file(roots: &Roots, loc: Located) -> Result<Option<InfoFile>, InfoError> {
-    let Some(opened) = open_info(loc.dir.as_fd(), &loc.name)? else {
-        return Ok(None);
-    };
-    let info = read_info(&opened, &roots.upload_dir, &roots.upload_dir.join(&loc.rel))?;
-    Ok(Some(InfoFile {
-        loc,
-        meta: opened.meta,
-        info,
-    }))
-}
-
-/// The info file for the data file at `source`: the one given by the event if any,
-/// else `<source>.info`, else `<upload_dir>/<name>.info`. `Ok(None)`: none exists.
-pub(super) fn locate_info(
-    roots: &Roots,
-    source: &Located,
-    given: Option<&Path>,
-) -> Result<Option<InfoFile>, FinalizeError> {
-    let mut info_name = source.name.clone();
-    info_name.push(".info");
-    let dup = |fd: &OwnedFd| fd.try_clone().map_err(FinalizeError::io(Op::Stat));
-    let candidates = match given {
-        Some(g) => {
-            let loc = match beneath(&roots.upload_dir, g).and_then(|rel| locate(roots, &rel)) {
-                Ok(Some(loc)) => loc,
-                Ok(None) => return Ok(None),
-                Err(_) => return Err(FinalizeError::InfoInvalid),
-            };
-            if loc.name != info_name {
-                return Err(FinalizeError::InfoInvalid);
-            }
-            vec![loc]
-        }
-        None => vec![
-            Located {
-                rel: source.rel.with_file_name(&info_name),
-                dir: dup(&source.dir)?,
-                name: info_name.clone(),
-            },
-            Located {
-                rel: PathBuf::from(&info_name),
-                dir: dup(&roots.upload_fd)?,
-                name: info_name,
-            },
-        ],
-    };
-    for loc in candidates {
-        match read_info_file(roots, loc) {
-            Ok(Some(info)) => return Ok(Some(info)),
-            Ok(None) => continue,
-            Err(InfoError::Symlink) => return Err(FinalizeError::Symlink { side: Side::Info }),
-            Err(_) => return Err(FinalizeError::InfoInvalid),
-        }
+    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) => Ok(Removal::Removed),
+        Err(Errno::NOENT) => Ok(Removal::Absent),
+        Err(e) => Err(e.into()),
     }
-    Ok(None)
-}
-
-/// Whether `info` describes the data file at `source`: both name the same place
-/// below the upload directory (neither through a symlink: the walk refuses them).
-pub(super) fn describes(roots: &Roots, info: &UploadInfo, source: &Located) -> bool {
-    matches!(beneath(&roots.upload_dir, &info.data_path), Ok(rel) if rel == source.rel)
 }

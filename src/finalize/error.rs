@@ -1,6 +1,6 @@
 //! Why a move failed: one error type, its metric label and its log text.
 
-use super::*;
+use std::io;
 
 /// The metric label of a failed finalize (closed set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

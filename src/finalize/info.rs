@@ -15,9 +15,22 @@
 //! it (the abandon sweep once deleted a victim's upload that way). Reads stop
 //! at [`MAX_INFO_BYTES`].
 
-use super::*;
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::io::{self, Read};
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::io::Errno;
+use serde::Deserialize;
+
+use super::confine::{beneath, open_at, Opened};
 use crate::tusd::json::{self, Checked, JsonError};
 use crate::tusd::protocol::parse_file_info;
+
+/// Largest `.info` file read (tusd's are a few hundred bytes; metadata rides in one
+/// HTTP header).
+pub(super) const MAX_INFO_BYTES: u64 = 1024 * 1024;
 
 /// Which upload server wrote an info file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +177,7 @@ pub(super) fn pair(info: &UploadInfo, upload_dir: &Path, info_path: &Path) -> Re
 
 /// The `.info` parser on untrusted bytes, for the fuzz target: `Ok` with the upload
 /// ID when the bytes are a usable tusd or rustus info, else the reason. Never
-/// panics, whatever the input.
+/// panics, whatever the input. Only with the `fuzzing` feature.
 #[cfg(feature = "fuzzing")]
 pub fn parse_info_for_fuzzing(bytes: &[u8]) -> Result<String, String> {
     parse_info(bytes, Path::new("/uploads/x.info"))

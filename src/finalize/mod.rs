@@ -39,7 +39,7 @@
 //! - An upload refused for good (its `<ID>.refused` marker, written when the
 //!   content check refuses its bytes) is never published ([`FinalizeError::Refused`],
 //!   looked at before any other record check; see `refused`).
-//! - [`finalize`] takes a [`FinalizePlan`], which only `tusd::postfinish::plan`
+//! - [`finalize`] takes a [`FinalizePlan`](crate::tusd::FinalizePlan), which only `tusd::postfinish::plan`
 //!   builds, after verifying the upload-token signature. The plan's five signed
 //!   fields must be equal in the on-disk info. An attacker holding a valid token of
 //!   their own therefore cannot aim it at another user's finished upload. Nothing
@@ -208,425 +208,48 @@
 //!   deferred_size, is_partial, is_final, parts, storage, metadata`; the data file is
 //!   `<data-dir>[/<dir-structure>]/<id>`. rustus rewrites the info after each chunk,
 //!   so "finished" is `offset == length == len(data file)`.
-
-use std::collections::BTreeMap;
-use std::ffi::{OsStr, OsString};
-use std::fs::{self, File, Metadata};
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags};
-use rustix::io::Errno;
-use serde::Deserialize;
-
-use crate::tusd::{prefinish, Destination, FinalizePlan, Part};
-
-/// Largest `.info` file read (tusd's are a few hundred bytes; metadata rides in one
-/// HTTP header).
-const MAX_INFO_BYTES: u64 = 1024 * 1024;
+//!
+//! # Layout
+//!
+//! This file only declares and re-exports; every definition lives in a leaf
+//! module, and each module imports what it uses from the sibling that defines
+//! it: `roots` (the two directories), `request` (a plan as the mover runs it),
+//! `cancel`, `outcome` (what a finalize returns), `error`, `confine`
+//! (descriptor-relative walks, reads and removals), `info` (`.info` files),
+//! `upload` (an upload's data file, info and parts, found below the upload
+//! directory), `refused` (`<ID>.refused`), `publish` (the move), `pending`
+//! (the scan, the abandon sweep), `faults` (fault injection for the tests).
+//! Imports point down: the leaves `error`, `faults`, `outcome`, `cancel`; then
+//! `confine`; `roots`, `info`, `refused`; `request`, `upload`; at the top
+//! `publish` and `pending`.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("the mover (src/finalize/) needs Linux: openat2, renameat2 and linkat by descriptor");
 
+mod cancel;
 mod confine;
 mod error;
+mod faults;
 mod info;
+mod outcome;
 mod pending;
 mod publish;
 mod refused;
-pub mod worker;
+mod request;
+mod roots;
+mod upload;
 
-use confine::*;
-pub use confine::{destination_state, part};
-pub use error::*;
+pub use cancel::Cancel;
+pub use confine::destination_state;
+pub use error::{FinalizeError, Op, Reason, Root, Side};
 #[cfg(feature = "fuzzing")]
 pub use info::parse_info_for_fuzzing;
 pub use info::InfoFormat;
-use info::*;
-pub use pending::*;
-pub use publish::*;
-use refused::*;
-pub use worker::{sweep_temp_at_start, Finalizer};
-
-// ----------------------------------------------------------------------------------
-// Roots, request, result
-// ----------------------------------------------------------------------------------
-
-/// The upload directory and the storage root, canonicalised and opened once (at
-/// startup).
-///
-/// Only [`Roots::new`] builds one. Every file below a root is reached from the
-/// root's descriptor, never through the path again: the paths serve to match the
-/// absolute paths in events and info files, and for messages. Holding the
-/// directories open means the mover keeps working in the directories it was
-/// started with; replacing one (not its contents) needs a restart.
-#[derive(Debug, Clone)]
-pub struct Roots {
-    upload_dir: PathBuf,
-    storage_root: PathBuf,
-    upload_fd: Arc<OwnedFd>,
-    storage_fd: Arc<OwnedFd>,
-}
-
-/// The same configured directories (the descriptors are not compared).
-impl PartialEq for Roots {
-    fn eq(&self, other: &Roots) -> bool {
-        self.upload_dir == other.upload_dir && self.storage_root == other.storage_root
-    }
-}
-
-impl Eq for Roots {}
-
-impl Roots {
-    /// The roots when both `[storage] root` and `[tusd] upload_dir` are set
-    /// (`None`: uploads are gated, never moved); a root that cannot be resolved
-    /// is a configuration error.
-    pub fn from_config(config: &crate::config::Config) -> Result<Option<Roots>, crate::config::ConfigError> {
-        match (&config.storage.root, &config.tusd.upload_dir) {
-            (Some(root), Some(uploads)) => Roots::new(uploads, root).map(Some).map_err(|e| {
-                crate::config::ConfigError::new(
-                    "storage.root / tusd.upload_dir",
-                    format!("{e} ({} / {})", root.display(), uploads.display()),
-                )
-            }),
-            _ => Ok(None),
-        }
-    }
-
-    /// Canonicalise and open `[tusd] upload_dir` and `[storage] root`. Both must be
-    /// absolute paths of existing directories, and neither may contain the other.
-    pub fn new(upload_dir: &Path, storage_root: &Path) -> Result<Roots, FinalizeError> {
-        let canon = |p: &Path, root: Root| -> Result<PathBuf, FinalizeError> {
-            if !p.is_absolute() {
-                return Err(FinalizeError::BadRoot { root });
-            }
-            fs::canonicalize(p).map_err(|_| FinalizeError::BadRoot { root })
-        };
-        let upload_dir = canon(upload_dir, Root::UploadDir)?;
-        let storage_root = canon(storage_root, Root::StorageRoot)?;
-        // Nested trees would let a published asset pass for an upload (or tusd
-        // write into the served tree).
-        if storage_root.starts_with(&upload_dir) || upload_dir.starts_with(&storage_root) {
-            return Err(FinalizeError::BadRoot {
-                root: Root::StorageRoot,
-            });
-        }
-        // `O_DIRECTORY`: not a directory is a bad root; `O_NOFOLLOW`: the canonical
-        // path ends in no symlink, and nothing may have put one there since.
-        let open = |p: &Path, root: Root| {
-            rustix::fs::open(p, DIR_FLAGS, Mode::empty())
-                .map(Arc::new)
-                .map_err(|_| FinalizeError::BadRoot { root })
-        };
-        Ok(Roots {
-            upload_fd: open(&upload_dir, Root::UploadDir)?,
-            storage_fd: open(&storage_root, Root::StorageRoot)?,
-            upload_dir,
-            storage_root,
-        })
-    }
-
-    /// The canonical upload directory.
-    pub fn upload_dir(&self) -> &Path {
-        &self.upload_dir
-    }
-
-    /// The canonical storage root.
-    pub fn storage_root(&self) -> &Path {
-        &self.storage_root
-    }
-}
-
-/// Stops a running copy at its next chunk (the daemon's shutdown grace is over).
-/// Cloning shares the flag.
-#[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
-
-impl Cancel {
-    /// A flag nobody has raised yet.
-    pub fn new() -> Cancel {
-        Cancel::default()
-    }
-
-    /// Raise it: every copy sharing this flag stops at its next chunk.
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether it was raised.
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// One move, as the mover runs it. Private: outside this module the only way in
-/// is [`finalize`], which builds it from a [`FinalizePlan`].
-#[derive(Debug, Clone)]
-struct Move {
-    roots: Roots,
-    /// The upload's ID: the data file must be `<dir>/<ID>`, its info
-    /// `<dir>/<ID>.info` (verified against the signed fields in `signed` mode).
-    upload_id: String,
-    /// `signed` mode: the part IDs a final upload's on-disk info must name,
-    /// exactly (each verified as a part of this grant). `None`: `server` mode.
-    parts: Option<Vec<String>>,
-    /// The data file, from the event's `Storage.Path` (untrusted).
-    source: PathBuf,
-    /// The info file, from the event's `Storage.InfoPath` when there is one
-    /// (untrusted; tusd v2.5+ only). `None`: looked up next to the data file, then at
-    /// the top of the upload directory.
-    info_path: Option<PathBuf>,
-    /// `"{prefix}/{key}"` relative to the storage root (checked again here).
-    destination: String,
-    /// `[storage] overwrite`.
-    overwrite: bool,
-    /// The signed fields; each must have the same value in the upload's on-disk
-    /// info, and in the info of every part of a final upload.
-    expected_metadata: BTreeMap<String, String>,
-    /// `[upload] check_content`: the declared type the leading bytes must match.
-    content_check: Option<String>,
-}
-
-impl Move {
-    fn from_plan(roots: &Roots, plan: &FinalizePlan) -> Move {
-        Move {
-            roots: roots.clone(),
-            upload_id: plan.upload_id().to_owned(),
-            parts: plan.identity().parts(),
-            source: plan.source().to_path_buf(),
-            info_path: plan.info_path().map(Path::to_path_buf),
-            destination: plan.destination().to_string_lossy().into_owned(),
-            overwrite: plan.overwrite(),
-            expected_metadata: plan.signed_fields().clone(),
-            content_check: plan.content_check().map(str::to_owned),
-        }
-    }
-}
-
-/// How the upload reached its destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    /// Same filesystem: hard link + unlink (no overwrite) or rename (overwrite).
-    Renamed,
-    /// Other filesystem: copied through a temporary file, then published.
-    Copied,
-    /// Nothing to do: the source was already gone and the destination present (a
-    /// duplicate delivery), or the destination already was this very upload (a
-    /// crash after the publish); the source, if still there, was removed.
-    AlreadyFinalized,
-}
-
-impl Method {
-    /// Every value, for metric pre-registration.
-    pub const ALL: [Method; 3] = [Method::Renamed, Method::Copied, Method::AlreadyFinalized];
-
-    /// Label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Renamed => "renamed",
-            Method::Copied => "copied",
-            Method::AlreadyFinalized => "already_finalized",
-        }
-    }
-}
-
-/// Housekeeping left undone after a successful publish (log it as a warning).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cleanup {
-    /// Source and info removed (or there was nothing to remove).
-    Done,
-    /// The source could not be removed (a later run removes it: same inode or same
-    /// bytes as the destination). `Other`: its name holds another file by now (the
-    /// upload directory changed during the move), left alone.
-    SourceLeft(io::ErrorKind),
-    /// The info file could not be removed (`Other`: as for the source).
-    InfoLeft(io::ErrorKind),
-    /// The caller's commit (its event) failed: the source and its info stay,
-    /// so a later pass finds the upload again, gets `AlreadyFinalized` and
-    /// commits then ([`finalize_with`]).
-    Held,
-}
-
-/// A successful finalize.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finalized {
-    /// The published file (storage root joined with the destination).
-    pub destination: PathBuf,
-    /// How it got there.
-    pub method: Method,
-    /// Bytes in the published file.
-    pub bytes: u64,
-    /// Removal of the source and the info file.
-    pub cleanup: Cleanup,
-    /// SHA-256 of the published bytes, when a commit asked for it
-    /// ([`finalize_with`]).
-    pub sha256: Option<[u8; 32]>,
-}
-
-/// The published file, as [`finalize_with`] hands it to its commit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Published {
-    /// How it got there.
-    pub method: Method,
-    /// Bytes in the published file.
-    pub bytes: u64,
-    /// SHA-256 of those bytes: streamed by the copy when there is one; read
-    /// once from the published inode otherwise.
-    pub sha256: [u8; 32],
-}
-
-/// What [`finalize_with`] calls once the asset is durably in place: `true`
-/// when what it records (an event) is committed.
-pub type Commit<'a> = &'a mut dyn FnMut(&Published) -> bool;
-
-// ----------------------------------------------------------------------------------
-// Fault injection (tests only)
-// ----------------------------------------------------------------------------------
-
-#[cfg(not(test))]
-mod faults {
-    use std::io;
-
-    #[derive(Clone, Copy)]
-    pub enum Step {
-        AfterChecks,
-        CreateTemp,
-        AfterCopy,
-        Publish,
-        MarkRefused,
-    }
-
-    #[derive(Clone, Copy)]
-    pub enum Feature {
-        Openat2,
-        EmptyPath,
-        ProcFd,
-        Renameat2,
-    }
-
-    #[inline(always)]
-    pub fn check(_: Step) -> io::Result<()> {
-        Ok(())
-    }
-
-    #[inline(always)]
-    pub fn force_copy() -> bool {
-        false
-    }
-
-    #[inline(always)]
-    pub fn unsupported(_: Feature) -> bool {
-        false
-    }
-
-    #[inline(always)]
-    pub fn race(_: &std::path::Path) {}
-
-    pub fn copy_step() {}
-}
-
-/// Per-thread switches, so parallel tests do not see each other's.
-#[cfg(test)]
-mod faults {
-    use std::cell::{Cell, RefCell};
-    use std::io;
-
-    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-    pub enum Step {
-        /// Every check passed (source, info, destination walk), nothing published yet.
-        AfterChecks,
-        CreateTemp,
-        AfterCopy,
-        Publish,
-        /// Before the `<ID>.refused` marker is created.
-        MarkRefused,
-    }
-
-    /// A kernel or filesystem feature the mover has a fallback for.
-    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-    pub enum Feature {
-        /// `openat2` (Linux 5.6): else directories are walked name by name.
-        Openat2,
-        /// `linkat(AT_EMPTY_PATH)` without `CAP_DAC_READ_SEARCH` (Linux 6.10).
-        EmptyPath,
-        /// `/proc/self/fd` (else, with `EmptyPath` off too, the move copies).
-        ProcFd,
-        /// `renameat2(RENAME_NOREPLACE)` (else link + unlink of the temporary file).
-        Renameat2,
-    }
-
-    type Hook = Box<dyn FnOnce()>;
-
-    thread_local! {
-        static HOOKS: RefCell<Vec<(Step, Hook)>> = const { RefCell::new(Vec::new()) };
-        static FAIL_AT: Cell<Option<Step>> = const { Cell::new(None) };
-        static FORCE_COPY: Cell<bool> = const { Cell::new(false) };
-        static RACE: Cell<bool> = const { Cell::new(false) };
-        static UNSUPPORTED: RefCell<Vec<Feature>> = const { RefCell::new(Vec::new()) };
-    }
-
-    /// Another writer creates the destination between the checks and the publish.
-    pub fn race(dst: &std::path::Path) {
-        if RACE.with(|r| r.get()) {
-            std::fs::write(dst, b"racer").unwrap();
-        }
-    }
-
-    pub fn set_race(on: bool) {
-        RACE.with(|r| r.set(on));
-    }
-
-    pub fn copy_step() {}
-
-    /// Runs `f` (once) when the move reaches `step`: what another process with
-    /// write access to a directory could do at that moment.
-    pub fn on(step: Step, f: impl FnOnce() + 'static) {
-        HOOKS.with(|h| h.borrow_mut().push((step, Box::new(f))));
-    }
-
-    pub fn check(step: Step) -> io::Result<()> {
-        let due: Vec<Hook> = HOOKS.with(|h| {
-            let mut h = h.borrow_mut();
-            let (due, rest) = h.drain(..).partition(|(s, _)| *s == step);
-            *h = rest;
-            due.into_iter().map(|(_, f)| f).collect()
-        });
-        for f in due {
-            f();
-        }
-        if FAIL_AT.with(|f| f.get()) == Some(step) {
-            return Err(io::Error::other("injected fault"));
-        }
-        Ok(())
-    }
-
-    pub fn force_copy() -> bool {
-        FORCE_COPY.with(|f| f.get())
-    }
-
-    pub fn fail_at(step: Option<Step>) {
-        FAIL_AT.with(|f| f.set(step));
-    }
-
-    pub fn set_force_copy(on: bool) {
-        FORCE_COPY.with(|f| f.set(on));
-    }
-
-    pub fn unsupported(feature: Feature) -> bool {
-        UNSUPPORTED.with(|u| u.borrow().contains(&feature))
-    }
-
-    /// Pretend this thread's kernel and filesystems lack `features`.
-    pub fn set_unsupported(features: &[Feature]) {
-        UNSUPPORTED.with(|u| *u.borrow_mut() = features.to_vec());
-    }
-}
+pub use outcome::{Cleanup, Commit, Finalized, Method, Published};
+pub use pending::{remove_abandoned, scan_pending, PendingScan, PendingUpload, SkipReason, Skipped};
+pub use publish::{finalize, finalize_with, sweep_temp, TEMP_DIR, TEMP_MIN_AGE};
+pub use roots::Roots;
+pub use upload::part;
 
 #[cfg(test)]
 mod tests;

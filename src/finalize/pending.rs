@@ -1,7 +1,22 @@
 //! `finalize-pending` and the reconciler: finding finished uploads on disk
 //! that were never moved, and removing abandoned ones.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+
+use super::confine::{remove_checked, DIR_FLAGS};
+use super::info::{open_info, read_info, InfoError, InfoFormat, Unfinished};
+use super::refused::{is_refused, remove_marker};
+use super::roots::Roots;
+use super::upload::part_record;
 
 /// A finished upload found in the upload directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,7 +27,7 @@ pub struct PendingUpload {
     pub format: InfoFormat,
     /// Its `.info` file.
     pub info_path: PathBuf,
-    /// Its data file (as recorded; [`finalize`] confines it).
+    /// Its data file (as recorded; [`finalize`](crate::finalize::finalize) confines it).
     pub data_path: PathBuf,
     /// Declared (and actual) size in bytes.
     pub size: u64,
@@ -120,8 +135,8 @@ pub struct PendingScan {
     /// Finished uploads, sorted by info file name.
     pub finished: Vec<PendingUpload>,
     /// Info files whose data file is gone (a crash between removing the data and the
-    /// info, or a hand cleanup). Passing one to [`finalize`] removes the info when
-    /// the destination exists ([`Method::AlreadyFinalized`]).
+    /// info, or a hand cleanup). Passing one to [`finalize`](crate::finalize::finalize) removes the info when
+    /// the destination exists ([`Method::AlreadyFinalized`](crate::finalize::Method::AlreadyFinalized)).
     pub stale: Vec<PendingUpload>,
     /// Everything else, with the reason.
     pub skipped: Vec<Skipped>,

@@ -2,7 +2,33 @@
 //! (same filesystem) or a copy staged in `.assetgate-tmp` and renamed without
 //! replacing; the sweep of temporary files crashed moves left.
 
-use super::*;
+use std::ffi::OsStr;
+use std::fs::{self, File, Metadata};
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
+use rustix::io::Errno;
+
+use super::cancel::Cancel;
+use super::confine::{
+    destination_dir, destination_segments, lstat_at, node_of, open_at, open_subdir, read_full_at,
+    remove_checked, removed, Opened, Removal, DIR_FLAGS,
+};
+use super::error::{FinalizeError, Op, Side};
+use super::faults;
+use super::outcome::{Cleanup, Commit, Finalized, Method, Published};
+use super::refused::{is_refused, mark_refused, Refusal};
+use super::request::Move;
+use super::roots::Roots;
+use super::upload::{
+    check_content, check_parts, describes, locate_info, open_source, remove_parts, remove_source_and_info,
+    InfoFile, Located, SourceState,
+};
+use crate::tusd::FinalizePlan;
 
 /// Move one finished upload into the asset tree, as `plan` says and only if the
 /// upload's own record agrees. See the module docs for every rule. `cancel` stops
@@ -391,21 +417,6 @@ pub(super) fn same_bytes(a: &File, b: &File) -> Result<bool, FinalizeError> {
     }
 }
 
-/// Fills `buf` from offset `at` (positional reads: the file offset is never used,
-/// so the content check, the comparison and the copy cannot disturb each other).
-pub(super) fn read_full_at(f: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read_at(&mut buf[n..], at + n as u64) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
 // ----------------------------------------------------------------------------------
 // Publishing
 // ----------------------------------------------------------------------------------
@@ -625,7 +636,6 @@ pub(super) fn copy_chunks(
         if cancel.is_cancelled() {
             return Err(FinalizeError::Cancelled);
         }
-        faults::copy_step();
         let n = match input.read_at(&mut buf, total) {
             Ok(0) => return Ok(total),
             Ok(n) => n,
@@ -769,58 +779,4 @@ impl<'d> TempFile<'d> {
         file.lock().map_err(FinalizeError::io(Op::CreateTemp))?;
         Ok(TempFile { name, file })
     }
-}
-
-/// What [`remove_checked`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Removal {
-    Removed,
-    /// Nothing under the name.
-    Absent,
-    /// The name holds another file now: left alone.
-    Replaced,
-}
-
-/// Removes `dir/name` if it still is the file described by `meta`.
-pub(super) fn remove_checked(dir: BorrowedFd<'_>, name: &OsStr, meta: &Metadata) -> io::Result<Removal> {
-    match lstat_at(dir, name) {
-        Ok(Some(n)) if n.is(meta) => {}
-        Ok(Some(_)) => return Ok(Removal::Replaced),
-        Ok(None) => return Ok(Removal::Absent),
-        Err(e) => return Err(e.into()),
-    }
-    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
-        Ok(()) => Ok(Removal::Removed),
-        Err(Errno::NOENT) => Ok(Removal::Absent),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Source first, info last (see the module docs); a missing file is fine. Each is
-/// removed from the directory it was checked in, and only while its name still
-/// holds the file that was checked: a name that holds another file by now is left
-/// alone and reported with the kind `Other`.
-pub(super) fn remove_source_and_info(
-    source: Option<(&Located, &Metadata)>,
-    info: Option<&InfoFile>,
-) -> Cleanup {
-    let remove = |loc: &Located, meta: &Metadata| match remove_checked(loc.dir.as_fd(), &loc.name, meta) {
-        Ok(Removal::Removed | Removal::Absent) => Ok(()),
-        Ok(Removal::Replaced) => Err(io::ErrorKind::Other),
-        Err(e) => Err(e.kind()),
-    };
-    if let Some((loc, meta)) = source {
-        if let Err(k) = remove(loc, meta) {
-            return Cleanup::SourceLeft(k);
-        }
-        // Best effort: if the removal is lost in a crash, a later run sees the same
-        // inode (or bytes) at the destination and removes the source again.
-        let _ = rustix::fs::fsync(&loc.dir);
-    }
-    if let Some(info) = info {
-        if let Err(k) = remove(&info.loc, &info.meta) {
-            return Cleanup::InfoLeft(k);
-        }
-    }
-    Cleanup::Done
 }

@@ -25,7 +25,17 @@
 //! removes it by deleting `<ID>`, `<ID>.info` and `<ID>.refused`, or waits for
 //! the sweep. IDs never contain a dot, so the name is never another upload's.
 
-use super::*;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::BorrowedFd;
+use std::time::SystemTime;
+
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+
+use super::confine::lstat_at;
+use super::faults;
 
 /// The marker's name for upload `id`.
 pub(super) fn marker_name(id: &str) -> OsString {

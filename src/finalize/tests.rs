@@ -1,6 +1,22 @@
-use super::*;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
-use std::os::unix::fs::{symlink, PermissionsExt};
+use super::cancel::Cancel;
+use super::confine::destination_state;
+use super::error::{FinalizeError, Op, Reason, Root, Side};
+use super::faults;
+use super::info::{InfoFormat, MAX_INFO_BYTES};
+use super::outcome::{Cleanup, Finalized, Method};
+use super::pending::{remove_abandoned, scan_pending, PendingUpload, SkipReason};
+use super::publish::{finalize, run, sweep_temp, COPY_CHUNK, TEMP_DIR, TEMP_MIN_AGE};
+use super::request::Move;
+use super::roots::Roots;
+use super::upload::part;
+use crate::tusd::{Destination, FinalizePlan};
 
 use tempfile::TempDir;
 

@@ -38,13 +38,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
-use crate::http::limits::{self, BodyError};
+use crate::http::limits::{self, or_deadline, BodyError};
+use crate::http::respond::{json, Synthetic};
 use crate::http::server::{self, Layer, Listener};
 use crate::http::{AppState, Resp};
 use crate::metrics::{Endpoint, Limit};
@@ -113,8 +115,10 @@ pub fn revocation(kind: &str, value: &str, merge_slashes: bool) -> Result<Revoca
     }
 }
 
-/// Serves the admin API on `listener` for the life of the runtime.
-pub async fn serve(listener: Listener, via: Via, state: Arc<AppState>) {
+/// Serves the admin API on `listener` until `stop` is cancelled (the daemon
+/// stops it after the drain of the main port: `/readyz` says `draining`
+/// meanwhile), then lets the requests in flight finish.
+pub async fn serve(listener: Listener, via: Via, state: Arc<AppState>, stop: CancellationToken) {
     let layer = Layer {
         name: match via {
             Via::Socket => "admin_socket",
@@ -127,19 +131,26 @@ pub async fn serve(listener: Listener, via: Via, state: Arc<AppState>) {
     };
     let graceful = GracefulShutdown::new();
     let st = state.clone();
-    server::accept_loop(listener, layer, &graceful, std::future::pending(), move |req| {
+    server::accept_loop(listener, layer, &graceful, stop.cancelled(), move |req| {
         let st = st.clone();
         async move { answer(&st, via, req).await }
     })
     .await;
+    graceful.shutdown().await;
 }
 
 /// Serves the outbox's admin socket (`<events.dir>/admin.sock`, answered by
-/// [`crate::events::admin::handle`]) through the same limits layer: its own
+/// [`crate::http::events_socket::handle`]) through the same limits layer: its own
 /// small budget, the header timeout, bodies copied under `body_read_timeout`,
 /// every request under `request_timeout`. Only `assetgate events` and
-/// `finalize-pending` use it; no browser can reach a Unix socket.
-pub async fn serve_outbox(listener: Listener, outbox: Arc<crate::events::Outbox>, state: Arc<AppState>) {
+/// `finalize-pending` use it; no browser can reach a Unix socket. Until `stop`
+/// is cancelled, then the requests in flight finish.
+pub async fn serve_outbox(
+    listener: Listener,
+    outbox: Arc<crate::events::Outbox>,
+    state: Arc<AppState>,
+    stop: CancellationToken,
+) {
     let layer = Layer {
         name: "events_socket",
         max_connections: state.budgets.admin_connections,
@@ -148,57 +159,21 @@ pub async fn serve_outbox(listener: Listener, outbox: Arc<crate::events::Outbox>
         metrics: None,
     };
     let graceful = GracefulShutdown::new();
-    server::accept_loop(listener, layer, &graceful, std::future::pending(), move |req| {
-        let (ob, st) = (outbox.clone(), state.clone());
-        async move {
-            let work = async {
-                let (parts, body) = req.into_parts();
-                let timeout = st.config.server.body_read_timeout;
-                match limits::read_body(body, crate::events::admin::MAX_BODY, timeout).await {
-                    Ok(b) => crate::events::admin::handle(ob, Request::from_parts(parts, b)).await,
-                    Err(BodyError::TooLarge) => error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
-                    Err(BodyError::TimedOut) => {
-                        st.limits.hit(Limit::BodyReadTimeout);
-                        server::limit_response(
-                            StatusCode::REQUEST_TIMEOUT,
-                            "body_timeout",
-                            "the request body did not arrive within server.body_read_timeout",
-                        )
-                    }
-                    Err(_) => error(StatusCode::BAD_REQUEST, "unreadable body"),
-                }
-            };
-            match tokio::time::timeout(st.config.server.request_timeout, work).await {
-                Ok(r) => r,
-                Err(_) => {
-                    st.limits.hit(Limit::RequestTimeout);
-                    server::limit_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "request_timeout",
-                        "the request took longer than server.request_timeout",
-                    )
-                }
-            }
-        }
+    server::accept_loop(listener, layer, &graceful, stop.cancelled(), move |req| {
+        crate::http::events_socket::handle(state.clone(), outbox.clone(), req)
     })
     .await;
+    graceful.shutdown().await;
 }
 
 /// One request, under `request_timeout`, counted as `endpoint="admin"`.
 async fn answer(state: &Arc<AppState>, via: Via, req: Request<Incoming>) -> Resp {
     let started = Instant::now();
     let deadline = state.config.server.request_timeout;
-    let resp = match tokio::time::timeout(deadline, handle(state, via, req)).await {
-        Ok(r) => r,
-        Err(_) => {
-            state.limits.hit(Limit::RequestTimeout);
-            server::limit_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "request_timeout",
-                "the request took longer than server.request_timeout",
-            )
-        }
-    };
+    let resp = or_deadline(
+        &state.limits,
+        tokio::time::timeout(deadline, handle(state, via, req)).await,
+    );
     state
         .metrics
         .observe(Endpoint::Admin, resp.status(), started.elapsed().as_secs_f64());
@@ -217,23 +192,6 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    fn response(self) -> Resp {
-        match self {
-            Refusal::FromBrowser => error(
-                StatusCode::FORBIDDEN,
-                "the admin API refuses requests from browsers (an Origin or Sec-Fetch-Site header)",
-            ),
-            Refusal::ForeignHost => error(
-                StatusCode::FORBIDDEN,
-                "Host must be localhost or the admin address (a page on another host cannot use the admin API)",
-            ),
-            Refusal::NotJson => error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "POST and DELETE need Content-Type: application/json",
-            ),
-        }
-    }
-
     fn as_str(self) -> &'static str {
         match self {
             Refusal::FromBrowser => "from_browser",
@@ -301,7 +259,74 @@ fn host_allowed(via: Via, host: &str) -> bool {
     }
 }
 
+/// Why an admin request is answered with an error: [`AdminError::rescue`]
+/// is the admin API's one place each becomes a response.
+#[derive(Debug)]
+enum AdminError {
+    /// What a browser sends ([`check`]).
+    Refused(Refusal),
+    /// The body could not be read: over [`MAX_BODY`], too slow, broken.
+    Body(BodyError),
+    /// The body is not `{"kind":…,"value":…}`.
+    NotARequest,
+    /// Not a revocation ([`revocation`]).
+    Invalid(Invalid),
+    /// The state backend did not answer.
+    State(crate::state::StateError),
+    /// No such endpoint.
+    NotFound,
+}
+
+impl AdminError {
+    /// The admin API's rescue.
+    fn rescue(self) -> Synthetic {
+        match self {
+            AdminError::Refused(Refusal::FromBrowser) => Synthetic::admin(
+                StatusCode::FORBIDDEN,
+                "the admin API refuses requests from browsers (an Origin or Sec-Fetch-Site header)",
+            ),
+            AdminError::Refused(Refusal::ForeignHost) => Synthetic::admin(
+                StatusCode::FORBIDDEN,
+                "Host must be localhost or the admin address (a page on another host cannot use the admin API)",
+            ),
+            AdminError::Refused(Refusal::NotJson) => Synthetic::admin(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "POST and DELETE need Content-Type: application/json",
+            ),
+            AdminError::Body(BodyError::TooLarge) => {
+                Synthetic::admin(StatusCode::PAYLOAD_TOO_LARGE, "body larger than 64 KiB")
+            }
+            AdminError::Body(BodyError::TimedOut) => Synthetic::body_timeout(),
+            AdminError::Body(_) => Synthetic::admin(StatusCode::BAD_REQUEST, "unreadable body"),
+            AdminError::NotARequest => {
+                Synthetic::admin(StatusCode::BAD_REQUEST, "expected {\"kind\":…,\"value\":…}")
+            }
+            AdminError::Invalid(e) => Synthetic::admin(StatusCode::BAD_REQUEST, e.0),
+            AdminError::State(e) => Synthetic::admin(StatusCode::SERVICE_UNAVAILABLE, format!("state backend: {e}")),
+            AdminError::NotFound => Synthetic::admin(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+
+    /// Counts a body too slow (the other errors are the client's own).
+    fn record(&self, state: &AppState) {
+        if let AdminError::Body(BodyError::TimedOut) = self {
+            state.limits.hit(Limit::BodyReadTimeout);
+        }
+    }
+}
+
+/// Answers one admin request (the browser checks first).
 async fn handle(state: &Arc<AppState>, via: Via, req: Request<Incoming>) -> Resp {
+    match endpoint(state, via, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            e.record(state);
+            e.rescue().into()
+        }
+    }
+}
+
+async fn endpoint(state: &Arc<AppState>, via: Via, req: Request<Incoming>) -> Result<Resp, AdminError> {
     if let Err(refusal) = check(via, req.method(), req.headers()) {
         tracing::info!(
             endpoint = "admin",
@@ -309,42 +334,27 @@ async fn handle(state: &Arc<AppState>, via: Via, req: Request<Incoming>) -> Resp
             method = %req.method(),
             "admin request refused"
         );
-        return refusal.response();
+        return Err(AdminError::Refused(refusal));
     }
     match (req.method().clone(), req.uri().path()) {
-        (Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
-        (Method::GET, "/revocations") => match state.shared.list(state.clock.now()).await {
-            Ok(list) => {
-                let items: Vec<Listed> = list.iter().map(|(r, u)| Listed::new(r, *u)).collect();
-                json(StatusCode::OK, &serde_json::json!({ "revocations": items }))
-            }
-            Err(e) => unavailable(&e),
-        },
+        (Method::GET, "/healthz") => Ok(Response::new(Full::new(Bytes::from_static(b"ok\n")))),
+        (Method::GET, "/revocations") => {
+            let list = state
+                .shared
+                .list(state.clock.now())
+                .await
+                .map_err(AdminError::State)?;
+            let items: Vec<Listed> = list.iter().map(|(r, u)| Listed::new(r, *u)).collect();
+            Ok(json(StatusCode::OK, &serde_json::json!({ "revocations": items })))
+        }
         (m @ (Method::POST | Method::DELETE), "/revocations") => {
             let cfg = state.current_owned();
             let timeout = state.config.server.body_read_timeout;
-            let body = match limits::read_body(req.into_body(), MAX_BODY, timeout).await {
-                Ok(b) => b,
-                Err(BodyError::TooLarge) => {
-                    return error(StatusCode::PAYLOAD_TOO_LARGE, "body larger than 64 KiB")
-                }
-                Err(BodyError::TimedOut) => {
-                    state.limits.hit(Limit::BodyReadTimeout);
-                    return server::limit_response(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "body_timeout",
-                        "the request body did not arrive within server.body_read_timeout",
-                    );
-                }
-                Err(_) => return error(StatusCode::BAD_REQUEST, "unreadable body"),
-            };
-            let Ok(r) = serde_json::from_slice::<RevokeRequest>(&body) else {
-                return error(StatusCode::BAD_REQUEST, "expected {\"kind\":…,\"value\":…}");
-            };
-            let entry = match revocation(&r.kind, &r.value, cfg.link.merge_slashes) {
-                Ok(e) => e,
-                Err(e) => return error(StatusCode::BAD_REQUEST, &e.0),
-            };
+            let body = limits::read_body(req.into_body(), MAX_BODY, timeout)
+                .await
+                .map_err(AdminError::Body)?;
+            let r: RevokeRequest = serde_json::from_slice(&body).map_err(|_| AdminError::NotARequest)?;
+            let entry = revocation(&r.kind, &r.value, cfg.link.merge_slashes).map_err(AdminError::Invalid)?;
             let now = state.clock.now();
             if m == Method::POST {
                 let max_ttl = cfg
@@ -352,54 +362,31 @@ async fn handle(state: &Arc<AppState>, via: Via, req: Request<Incoming>) -> Resp
                     .max_ttl
                     .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
                 let until = entry.until(now, max_ttl);
-                match state.shared.revoke(&entry, until, now).await {
-                    Ok(()) => {
-                        tracing::info!(kind = entry.kind(), value = %entry.display_value(), until, "revoked");
-                        json(StatusCode::OK, &Listed::new(&entry, until))
-                    }
-                    Err(e) => unavailable(&e),
-                }
+                state
+                    .shared
+                    .revoke(&entry, until, now)
+                    .await
+                    .map_err(AdminError::State)?;
+                tracing::info!(kind = entry.kind(), value = %entry.display_value(), until, "revoked");
+                Ok(json(StatusCode::OK, &Listed::new(&entry, until)))
             } else {
-                match state.shared.unrevoke(&entry, now).await {
-                    Ok(removed) => {
-                        tracing::info!(kind = entry.kind(), value = %entry.display_value(), removed, "unrevoked");
-                        json(StatusCode::OK, &serde_json::json!({ "removed": removed }))
-                    }
-                    Err(e) => unavailable(&e),
-                }
+                let removed = state
+                    .shared
+                    .unrevoke(&entry, now)
+                    .await
+                    .map_err(AdminError::State)?;
+                tracing::info!(kind = entry.kind(), value = %entry.display_value(), removed, "unrevoked");
+                Ok(json(StatusCode::OK, &serde_json::json!({ "removed": removed })))
             }
         }
-        _ => error(StatusCode::NOT_FOUND, "not found"),
+        _ => Err(AdminError::NotFound),
     }
-}
-
-fn unavailable(e: &crate::state::StateError) -> Resp {
-    error(StatusCode::SERVICE_UNAVAILABLE, &format!("state backend: {e}"))
-}
-
-fn error(status: StatusCode, message: &str) -> Resp {
-    json(status, &serde_json::json!({ "error": message }))
-}
-
-fn json(status: StatusCode, v: &impl Serialize) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(
-        serde_json::to_vec(v).expect("JSON values serialise"),
-    )));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
-}
-
-fn text(status: StatusCode, body: String) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

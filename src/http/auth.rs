@@ -8,17 +8,28 @@
 //!   cannot be kept in sync and `[state] revocation_when_down = "fail_closed"`);
 //! - no `X-Original-URI` → `500`: a deployment fault, failed closed and loudly.
 
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Method, Request};
+use hyper::body::Incoming;
 
 use crate::config::Config;
+use crate::http::respond::{self, Resp};
+use crate::http::AppState;
 use crate::metrics::{AuthReason, Metrics};
 use crate::state::{Shared, Standing};
 use crate::token::link::{self, Denied, LinkVerified};
 
 /// Header nginx must send with `$request_uri`.
 pub const ORIGINAL_URI: &str = "x-original-uri";
-/// Header carrying the denial reason class.
-pub const REASON_HEADER: &str = "x-assetgate-reason";
+
+/// Answers one `GET`/`HEAD /auth`: decided from its headers alone, logged
+/// and counted, answered.
+pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
+    let outcome = decide(&state.current(), &state.shared, req.headers(), state.clock.now());
+    record(&outcome, &state.metrics);
+    response(&outcome, req.method())
+}
 
 /// What the gate decided for one auth subrequest.
 #[derive(Debug)]
@@ -78,26 +89,24 @@ impl Outcome<'_> {
     }
 }
 
-/// The one response nginx gets for `outcome` (no logging here: [`record`]).
-pub fn response(outcome: &Outcome) -> Response<()> {
-    let mut r = Response::new(());
+/// The one response nginx gets for `outcome` (no logging here: [`record`]);
+/// the 500's explanation is for a person's `GET`, never for a `HEAD`.
+pub fn response(outcome: &Outcome, method: &Method) -> Resp {
     match outcome {
         Outcome::Allow(v) => {
-            *r.status_mut() = StatusCode::NO_CONTENT;
+            let mut r = respond::allowed();
             // Bounds how long a proxy_cache'd allow may be reused.
             if let Ok(h) = HeaderValue::from_bytes(accel_expires(v.expires(), &mut [0u8; 24])) {
                 r.headers_mut().insert(ACCEL_EXPIRES, h);
             }
+            r
         }
         Outcome::Deny(_) | Outcome::Revoked(_) | Outcome::Unavailable => {
-            *r.status_mut() = StatusCode::FORBIDDEN;
-            let h = r.headers_mut();
-            h.insert(REASON_HEADER, HeaderValue::from_static(outcome.reason().as_str()));
-            h.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            respond::refused(outcome.reason().as_str())
         }
-        Outcome::NoOriginalUri => *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR,
+        Outcome::NoOriginalUri if method == Method::GET => respond::fault(NO_ORIGINAL_URI_BODY),
+        Outcome::NoOriginalUri => respond::fault(""),
     }
-    r
 }
 
 /// Logs and counts `outcome` (one line; never the link's query string).

@@ -119,7 +119,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
+use crate::http::respond::{Resp, Synthetic};
 use crate::metrics::{Limit, Metrics};
 
 /// At most one summary log line per window while limits keep being hit.
@@ -152,13 +154,19 @@ impl LimitLog {
         self.wake.notify_one();
     }
 
-    /// Writes the summary lines; runs for the life of the server.
-    pub async fn run(self: Arc<Self>) {
-        loop {
-            self.wake.notified().await;
-            self.report();
-            tokio::time::sleep(REPORT_WINDOW).await;
-        }
+    /// Writes the summary lines (at most one per [`REPORT_WINDOW`]) until
+    /// `stop` is cancelled, then the last one: the hits of the window the
+    /// shutdown cut short are logged, not lost.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let windows = async {
+            loop {
+                self.wake.notified().await;
+                self.report();
+                tokio::time::sleep(REPORT_WINDOW).await;
+            }
+        };
+        stop.run_until_cancelled(windows).await;
+        self.report();
     }
 
     /// Logs (and resets) the counts since the last line, if any.
@@ -719,6 +727,28 @@ where
 }
 
 // ---------------------------------------------------------------------------
+// The whole-request deadline
+
+/// The answer of a request run under `[server] request_timeout`
+/// (`tokio::time::timeout(request_timeout, answer).await`), or, past it,
+/// 503 `request_timeout` with the connection closed
+/// ([`Synthetic::deadline`]), counted. Every endpoint that waits on anything
+/// runs under it: `/tusd` (body and decision), `/session` (an upload's
+/// record), both admin APIs.
+///
+/// It takes the timeout's result, not the future: a wrapper future would
+/// keep the endpoint's future twice in its state (the argument, and the
+/// timeout that took it), and every in-flight request's connection task
+/// holds this state (`/tusd`'s future is ~2 KiB; a slow-body flood holds
+/// thousands).
+pub fn or_deadline(limits: &LimitLog, answer: Result<Resp, tokio::time::error::Elapsed>) -> Resp {
+    answer.unwrap_or_else(|_| {
+        limits.hit(Limit::RequestTimeout);
+        Synthetic::deadline().into()
+    })
+}
+
+// ---------------------------------------------------------------------------
 // Request bodies
 
 /// Why a body could not be read.
@@ -992,7 +1022,7 @@ mod tests {
         // The rest of its body arrives only after it was cut.
         let body = slow.track(Full::new(Bytes::from_static(b"{}")));
         let _new = b.admit().unwrap();
-        // Woken at once (tusd.rs answers 408 then, dropping the read).
+        // Woken at once (hooks.rs answers 408 then, dropping the read).
         tokio::time::timeout(Duration::from_secs(5), slow.evicted())
             .await
             .expect("the evicted request is woken");

@@ -1,37 +1,40 @@
 //! The HTTP adapters: thin layers between hyper and the pure cores.
 //!
-//! - [`server`]: accept loop, routing, graceful shutdown, readiness.
+//! - [`server`]: accept loop, graceful shutdown, readiness.
+//! - [`route`]: the main listener's routes (which endpoint answers a path).
+//! - [`respond`]: the responses the gate makes itself (errors, limits).
 //! - [`limits`]: connection budget, body deadlines, slow-client accounting.
 //! - [`auth`]: nginx `auth_request` (`/auth`) around [`crate::token::link`].
-//! - [`tusd`]: tusd hooks (`/tusd`) around [`crate::tusd`] and [`crate::finalize`].
+//! - [`hooks`]: tusd's hooks (`/tusd`) around [`crate::tusd`] and [`crate::finalize`].
 //! - [`session`]: upload-session check for nginx (`/session`).
+//! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`admin`]: the admin API (revocations) on its Unix socket, and on TCP
 //!   when asked.
+//! - [`events_socket`]: the outbox's admin socket (`assetgate events`).
 //! - [`socket`]: private Unix sockets (permissions, stale files), for the
 //!   admin API and the outbox.
 
 pub mod admin;
 pub mod auth;
+pub mod events_socket;
+pub mod health;
+pub mod hooks;
 pub mod limits;
+pub mod respond;
+pub mod route;
 pub mod server;
 pub mod session;
 pub mod socket;
-pub mod tusd;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::finalize::Finalizer;
 use crate::metrics::Metrics;
-use bytes::Bytes;
-use http::Response;
-use http_body_util::Full;
+use crate::publisher::Finalizer;
 use limits::{Budgets, LimitLog, TusdBudget, TUSD_EVICT_GRACE};
-
-/// Response type of every handler.
-pub type Resp = Response<Full<Bytes>>;
+pub use respond::Resp;
 
 /// Everything a request handler needs.
 pub struct AppState {
@@ -120,22 +123,14 @@ impl AppState {
         self.ready.load(Ordering::Relaxed) && self.shared.is_up()
     }
 
+    /// Turns `/readyz` to 503 `draining`: the first step of a shutdown,
+    /// before anything closes.
+    pub fn start_draining(&self) {
+        self.ready.store(false, Ordering::Relaxed);
+    }
+
     /// Whether shutdown has begun.
     pub fn is_draining(&self) -> bool {
         !self.ready.load(Ordering::Relaxed)
     }
-}
-
-/// The JSON error every HTTP adapter answers with when it has no decision of
-/// its core to give: `{"error":{"code":…,"message":…}}` (the tusd clients'
-/// shape).
-pub fn json_error(status: http::StatusCode, code: &str, message: &str) -> Resp {
-    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    r
 }

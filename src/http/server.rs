@@ -1,4 +1,5 @@
-//! The HTTP server: accept loop, limits, routing, graceful shutdown.
+//! The HTTP server: accept loop, limits, graceful shutdown (the routes:
+//! [`crate::http::route`]).
 //!
 //! Hardening, because the gate sits on every private download:
 //! - a header read timeout (a half-sent request head, or an idle keep-alive
@@ -11,18 +12,16 @@
 //!   the health checks or tusd's hooks out (design notes in
 //!   [`crate::http::limits`]);
 //! - shutdown: readiness turns false first, the listener closes, in-flight
-//!   requests finish within `server.shutdown_grace`, a second signal aborts.
+//!   requests finish within `server.shutdown_grace`, a second signal aborts
+//!   (the drain is the daemon's: `crate::daemon`).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http::Request;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -30,11 +29,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use crate::http::limits::{LimitLog, Registry, REPORT_WINDOW};
-use crate::http::tusd;
-use crate::http::{auth, AppState, Resp};
-use crate::metrics::{Endpoint, Limit};
+use crate::http::route::handle;
+use crate::http::{AppState, Resp};
+use crate::metrics::Limit;
 
 /// Cap on a connection's read buffer (hyper's own floor is 8 KiB): a request
 /// head larger than this is answered 431. nginx forwards only the headers the
@@ -255,16 +255,12 @@ impl Conn {
     }
 }
 
-/// Serves on `listener` until `shutdown` resolves, then drains.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<AppState>,
-    shutdown: impl Future<Output = ()>,
-    abort: impl Future<Output = ()>,
-) {
+/// Serves on `listener` until `stop` is cancelled (the daemon turned
+/// readiness false first), then waits for the requests in flight; the
+/// daemon's drain bounds the wait (`crate::daemon`).
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, stop: CancellationToken) {
     let limits = &state.config.server;
     let graceful = GracefulShutdown::new();
-    let reporter = tokio::spawn(state.limits.clone().run());
     let layer = Layer {
         name: "listen",
         max_connections: state.budgets.max_connections,
@@ -273,38 +269,19 @@ pub async fn serve(
         metrics: Some(state.metrics.clone()),
     };
     let st = state.clone();
-    accept_loop(Listener::Tcp(listener), layer, &graceful, shutdown, move |req| {
-        handle(st.clone(), req)
-    })
+    accept_loop(
+        Listener::Tcp(listener),
+        layer,
+        &graceful,
+        stop.cancelled(),
+        move |req| handle(st.clone(), req),
+    )
     .await;
-
-    state.ready.store(false, Ordering::Relaxed);
     tracing::info!(
         grace_seconds = limits.shutdown_grace.as_secs(),
         "shutting down: not ready, listener closed, draining in-flight requests"
     );
-    let drain = async {
-        graceful.shutdown().await;
-        state.finalizer.drain().await;
-    };
-    reporter.abort();
-    let over = tokio::select! {
-        () = drain => {
-            tracing::info!("all connections and background moves drained");
-            false
-        }
-        () = tokio::time::sleep(limits.shutdown_grace) => {
-            tracing::warn!("grace period over; closing remaining connections");
-            true
-        }
-        () = abort => {
-            tracing::warn!("second signal: aborting the drain");
-            true
-        }
-    };
-    if over {
-        abandon_moves(&state).await;
-    }
+    graceful.shutdown().await;
 }
 
 /// The budget is full: evicts the `batch` connections idle the longest (again
@@ -321,167 +298,4 @@ async fn make_room(connections: &Arc<Semaphore>, registry: &Registry, batch: usi
             () = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
         }
     }
-}
-
-/// After the grace: copies still running stop at their next chunk (temporary file
-/// removed, source intact; each logs its own line and counts `cancelled`). The
-/// wait is bounded by one chunk, so the process exits within the grace plus
-/// [`ABANDON_WAIT`] at most, whatever the size of the file.
-async fn abandon_moves(state: &AppState) {
-    let running = state.finalizer.running();
-    if running == 0 {
-        return;
-    }
-    tracing::warn!(
-        running,
-        "shutdown grace over: abandoning the moves in progress; their uploads stay in upload_dir"
-    );
-    state.finalizer.abandon();
-    if tokio::time::timeout(ABANDON_WAIT, state.finalizer.drain())
-        .await
-        .is_err()
-    {
-        tracing::error!(
-            running = state.finalizer.running(),
-            "moves did not stop in time (a blocked disk?); exiting anyway, their uploads stay in upload_dir"
-        );
-    }
-}
-
-/// How long abandoned moves get to stop (one copy chunk, one fsync).
-const ABANDON_WAIT: Duration = Duration::from_secs(3);
-
-async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Resp {
-    let started = Instant::now();
-    let (endpoint, resp) = route(&state, req).await;
-    state
-        .metrics
-        .observe(endpoint, resp.status(), started.elapsed().as_secs_f64());
-    resp
-}
-
-async fn route(state: &Arc<AppState>, req: Request<Incoming>) -> (Endpoint, Resp) {
-    let path = req.uri().path();
-    let method = req.method();
-    match path {
-        "/auth" => {
-            if method != Method::GET && method != Method::HEAD {
-                return (Endpoint::Auth, method_not_allowed("GET, HEAD"));
-            }
-            let cfg = state.current();
-            let outcome = auth::decide(&cfg, &state.shared, req.headers(), state.clock.now());
-            auth::record(&outcome, &state.metrics);
-            let (parts, ()) = auth::response(&outcome).into_parts();
-            let body = match outcome {
-                auth::Outcome::NoOriginalUri if method == Method::GET => {
-                    Bytes::from_static(auth::NO_ORIGINAL_URI_BODY.as_bytes())
-                }
-                _ => Bytes::new(),
-            };
-            (Endpoint::Auth, Response::from_parts(parts, Full::new(body)))
-        }
-        "/tusd" => {
-            if method != Method::POST {
-                return (Endpoint::Tusd, method_not_allowed("POST"));
-            }
-            // The /tusd budget (places for bodies still arriving, turns to
-            // decide) is the handler's (tusd.rs, limits.rs); the deadline is
-            // the same as /session's.
-            let deadline = state.config.server.request_timeout;
-            let decided = tokio::time::timeout(deadline, tusd::handle(state, req)).await;
-            match decided {
-                Ok(resp) => (Endpoint::Tusd, resp),
-                Err(_) => {
-                    state.limits.hit(Limit::RequestTimeout);
-                    (
-                        Endpoint::Tusd,
-                        limit_response(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "request_timeout",
-                            "the request took longer than server.request_timeout",
-                        ),
-                    )
-                }
-            }
-        }
-        "/session" => {
-            if method != Method::GET && method != Method::HEAD {
-                return (Endpoint::Session, method_not_allowed("GET, HEAD"));
-            }
-            // It may wait on the disk (an upload's record): bounded like /tusd.
-            let deadline = state.config.server.request_timeout;
-            match tokio::time::timeout(deadline, crate::http::session::handle(state, &req)).await {
-                Ok(resp) => (Endpoint::Session, resp),
-                Err(_) => {
-                    state.limits.hit(Limit::RequestTimeout);
-                    (
-                        Endpoint::Session,
-                        limit_response(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "request_timeout",
-                            "the request took longer than server.request_timeout",
-                        ),
-                    )
-                }
-            }
-        }
-        "/healthz" => admin(method, || text(StatusCode::OK, "ok\n")),
-        "/readyz" => admin(method, || {
-            if state.is_ready() {
-                text(StatusCode::OK, "ready\n")
-            } else if state.is_draining() {
-                text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-            } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "state backend unreachable\n")
-            }
-        }),
-        "/metrics" => admin(method, || {
-            let mut r = text(StatusCode::OK, state.metrics.render());
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            r
-        }),
-        _ => (Endpoint::Other, text(StatusCode::NOT_FOUND, "not found\n")),
-    }
-}
-
-fn admin(method: &Method, f: impl FnOnce() -> Resp) -> (Endpoint, Resp) {
-    if method == Method::GET || method == Method::HEAD {
-        (Endpoint::Admin, f())
-    } else {
-        (Endpoint::Admin, method_not_allowed("GET, HEAD"))
-    }
-}
-
-/// The answer of a limit (408 for a body too slow, 503 for a full `/tusd`
-/// budget or a request over its deadline), in the hooks' JSON error shape,
-/// with `Connection: close`: the connection is not reused.
-pub fn limit_response(status: StatusCode, code: &str, message: &str) -> Resp {
-    let mut r = super::json_error(status, code, message);
-    let h = r.headers_mut();
-    h.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        h.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-    }
-    r
-}
-
-fn method_not_allowed(allow: &'static str) -> Resp {
-    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-    r.headers_mut()
-        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
-    r
-}
-
-/// A plain-text response.
-pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Resp {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
 }

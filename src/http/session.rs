@@ -16,13 +16,13 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::Full;
+use http::Request;
+use hyper::body::Incoming;
 
 use crate::finalize;
-use crate::http::auth::{EscapedBytes, ORIGINAL_URI, REASON_HEADER};
-use crate::http::{AppState, Resp};
+use crate::http::auth::{EscapedBytes, ORIGINAL_URI};
+use crate::http::respond::{self, Resp};
+use crate::http::AppState;
 use crate::metrics::SessionReason;
 use crate::tusd::session::{self, Policy, Reason};
 
@@ -31,9 +31,9 @@ pub const ORIGINAL_METHOD: &str = "x-original-method";
 /// Header nginx sends with `$http_upload_metadata` (`token` mode).
 pub const UPLOAD_METADATA: &str = "x-upload-metadata";
 
-/// Answers one `GET /session`.
-pub async fn handle<B>(state: &Arc<AppState>, req: &Request<B>) -> Resp {
-    let outcome = decide(state, req).await;
+/// Answers one `GET`/`HEAD /session`.
+pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
+    let outcome = decide(state, &req).await;
     record(&outcome, state);
     response(&outcome)
 }
@@ -104,20 +104,11 @@ async fn decide<'a, B>(state: &Arc<AppState>, req: &'a Request<B>) -> Outcome<'a
 
 /// The one response nginx gets (no logging here: [`record`]).
 fn response(outcome: &Outcome) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::new()));
     match outcome.reason {
-        SessionReason::Decided(Reason::Ok) => *r.status_mut() = StatusCode::NO_CONTENT,
-        SessionReason::Decided(reason) => {
-            *r.status_mut() = StatusCode::FORBIDDEN;
-            let h = r.headers_mut();
-            h.insert(REASON_HEADER, HeaderValue::from_static(reason.as_str()));
-            h.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-        }
-        SessionReason::NoOriginalUri | SessionReason::NotConfigured => {
-            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR
-        }
+        SessionReason::Decided(Reason::Ok) => respond::allowed(),
+        SessionReason::Decided(reason) => respond::refused(reason.as_str()),
+        SessionReason::NoOriginalUri | SessionReason::NotConfigured => respond::fault(""),
     }
-    r
 }
 
 /// Logs and counts one `/session` decision.

@@ -58,11 +58,11 @@ impl std::fmt::Debug for Nonce {
     }
 }
 
-/// One claim as the backend sees it: built by [`Shared::claim`] from a
-/// [`Claim`] (which only an accepted pre-create has).
+/// One claim as the backend sees it: built by [`Shared::claim`](super::Shared::claim) from a
+/// [`Claim`](crate::tusd::precreate::Claim) (which only an accepted pre-create has).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ask {
-    /// The grant ([`Claim::id`]).
+    /// The grant ([`Claim::id`](crate::tusd::precreate::Claim::id)).
     pub id: [u8; 32],
     /// This request's nonce.
     pub nonce: Nonce,
@@ -89,7 +89,7 @@ pub trait Backend: Send + Sync {
     /// Undoes what `ask` wrote, if it did, and makes sure it writes nothing if
     /// it runs later; idempotent.
     fn undo<'a>(&'a self, ask: &'a Ask) -> Fut<'a, ()>;
-    /// Records a revocation kept until `until` (Unix seconds; [`NEVER`]).
+    /// Records a revocation kept until `until` (Unix seconds; [`NEVER`](super::revocation::NEVER)).
     fn revoke<'a>(&'a self, entry: &'a Revocation, until: i64, now: i64) -> Fut<'a, ()>;
     /// Drops a revocation; `false` if it was not there.
     fn unrevoke<'a>(&'a self, entry: &'a Revocation) -> Fut<'a, bool>;

@@ -295,14 +295,23 @@ impl Shared {
         result
     }
 
-    /// Runs [`Shared::sync`] every `sync_interval` until the process ends.
-    pub async fn run_sync(self: Arc<Self>, clock: Arc<dyn crate::clock::Clock>) {
+    /// Runs [`Shared::sync`] every `sync_interval` until `stop` is
+    /// cancelled; a sync in flight then is dropped (it only reads, bounded by
+    /// `[state] timeout`).
+    pub async fn run_sync(
+        self: Arc<Self>,
+        clock: Arc<dyn crate::clock::Clock>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(self.config.sync_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let _ = self.sync(clock.now()).await;
-        }
+        let syncs = async {
+            loop {
+                tick.tick().await;
+                let _ = self.sync(clock.now()).await;
+            }
+        };
+        stop.run_until_cancelled(syncs).await;
     }
 
     async fn bounded<T>(&self, op: StateOp, fut: Fut<'_, T>) -> Result<T, StateError> {

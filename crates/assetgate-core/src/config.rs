@@ -22,7 +22,7 @@ pub const DEFAULT_MAX_PARTS: u32 = 16;
 pub const MAX_MAX_PARTS: u32 = 1024;
 
 /// `[link]`
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LinkConfig {
     /// Accepted secrets, newest first.
     #[serde(serialize_with = "show::secrets")]
@@ -36,7 +36,7 @@ pub struct LinkConfig {
 }
 
 /// `[upload]`
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UploadConfig {
     /// Accepted HMAC secrets, newest first.
     #[serde(serialize_with = "show::secrets")]
@@ -143,7 +143,7 @@ impl SessionBinding {
 }
 
 /// `[storage]`
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StorageConfig {
     /// Root of the asset tree nginx serves.
     #[serde(serialize_with = "show::path")]
@@ -157,7 +157,7 @@ pub struct StorageConfig {
 }
 
 /// `[tusd]`
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TusdConfig {
     /// tusd's `-upload-dir` (shared volume).
     #[serde(serialize_with = "show::path")]

@@ -103,6 +103,17 @@ impl Secret {
     }
 }
 
+/// Constant-time in the bytes (`subtle`), so comparing configurations (a
+/// reload) says nothing about a secret through timing; the length is not
+/// secret.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes.as_slice().ct_eq(other.bytes.as_slice()).into()
+    }
+}
+
+impl Eq for Secret {}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Secret(<redacted, {} bytes>)", self.bytes.len())
@@ -240,7 +251,7 @@ impl Drop for Mac {
 }
 
 /// The accepted secrets of one trust boundary, newest first (rotation).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SecretSet(Vec<Secret>);
 
 #[cfg(any(test, feature = "testing"))]

@@ -560,3 +560,90 @@ fn rustus_deferred_and_post_finish() {
     let (_, d, _) = env.run(fixture!("rustus-v1/post-finish.json"), Some("pre-create"));
     assert_eq!(d.verdict, Verdict::Accept);
 }
+
+/// [`Reason::hooks`] and [`Outcome::of`] hold for every decision the
+/// fixtures give (each hook body of tusd v2, tusd v2.9.1 as captured, rustus),
+/// under every variation that changes the reason: the clock (valid, expired),
+/// the destination (free, existing), the leading bytes (none, wrong), the
+/// upload IDs (`server`, `signed`).
+#[test]
+fn every_decision_is_one_its_reason_lists() {
+    struct World {
+        exists: bool,
+        head: Option<&'static [u8]>,
+    }
+    impl Lookup for World {
+        fn destination(&self, _: &Path) -> crate::tusd::Destination {
+            match self.exists {
+                true => crate::tusd::Destination::Exists,
+                false => crate::tusd::Destination::Free,
+            }
+        }
+        fn leading_bytes(&self, _: &Upload) -> Option<Vec<u8>> {
+            self.head.map(<[u8]>::to_vec)
+        }
+    }
+    let env = Env::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let mut seen = std::collections::BTreeSet::new();
+    for (dir, v1) in [
+        ("tusd-v2", false),
+        ("tusd-v2.9.1-captured", false),
+        ("rustus-v1", true),
+    ] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+            let body = std::fs::read(&path).unwrap();
+            let hook_name = HookName::LABELS.into_iter().find(|h| name.starts_with(h));
+            let Ok(hook) = parse(&body, if v1 { hook_name } else { None }) else {
+                continue;
+            };
+            for upload_ids in [
+                crate::token::upload_id::UploadIds::Server,
+                crate::token::upload_id::UploadIds::Signed,
+            ] {
+                let gate = Gate {
+                    upload_ids,
+                    ..env.gate()
+                };
+                for now in [fixture_now(), fixture_now() + 10 * 365 * 86_400] {
+                    for world in [
+                        World {
+                            exists: false,
+                            head: None,
+                        },
+                        World {
+                            exists: true,
+                            head: Some(b"\x89PNG\r\n\x1a\n"),
+                        },
+                    ] {
+                        let d = decide(&hook, gate, now, &[0; 16], &world);
+                        let (hook_label, reason) = (d.hook.label(), d.reason());
+                        assert!(
+                            reason.hooks().iter().any(|h| h.label() == hook_label),
+                            "{dir}/{name}: {hook_label} decided {} but Reason::hooks does not list it",
+                            reason.as_str()
+                        );
+                        assert_eq!(d.outcome(), Outcome::of(reason), "{dir}/{name}");
+                        seen.insert((hook_label, reason.as_str()));
+                    }
+                }
+            }
+        }
+    }
+    // The fixtures reach every hook's own reasons, not only the happy path.
+    for pair in [
+        ("pre-create", "ok"),
+        ("pre-create", "token_expired"),
+        ("pre-create", "exists"),
+        ("pre-finish", "content_mismatch"),
+        ("post-finish", "ok"),
+        ("post-finish", "partial"),
+        ("post-finish", "upload_id_invalid"),
+        ("post-receive", "ignored"),
+        ("other", "ignored"),
+    ] {
+        assert!(seen.contains(&pair), "{pair:?} not reached: {seen:?}");
+    }
+}

@@ -15,7 +15,7 @@ pub struct Gate<'a> {
     /// `[storage]`.
     pub storage: &'a StorageConfig,
     /// `[tusd] upload_ids`: whether pre-create issues upload IDs and every
-    /// publish requires them ([`ids`]).
+    /// publish requires them ([`ids`](super::ids)).
     pub upload_ids: UploadIds,
 }
 
@@ -28,7 +28,7 @@ pub trait Lookup {
     /// is refused with 409 rather than risk an overwrite later).
     fn destination(&self, relative: &Path) -> Destination;
 
-    /// The first bytes (up to [`prefinish::SNIFF_BYTES`]) of a finished upload,
+    /// The first bytes (up to [`prefinish::SNIFF_BYTES`](super::prefinish::SNIFF_BYTES)) of a finished upload,
     /// for pre-finish content sniffing; `None` = sniffing disabled or the data
     /// is not readable within `upload_dir` (then pre-finish decides nothing).
     fn leading_bytes(&self, _upload: &Upload) -> Option<Vec<u8>> {

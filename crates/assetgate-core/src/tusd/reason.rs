@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use super::protocol::HookName;
 use crate::token::upload;
 
 /// The closed set of reason codes: JSON `error.code` and the `reason` label.
@@ -63,7 +64,7 @@ pub enum Reason {
     UploadIdsUnsupported,
     /// A hook with nothing to decide (or an unknown hook type).
     Ignored,
-    /// The body is not a hook ([`HookError`]).
+    /// The body is not a hook ([`HookError`](super::HookError)).
     BadHook,
     /// The gate failed while deciding (a bug; the answer is 500, tusd reports
     /// it to the client and the client may retry).
@@ -159,6 +160,66 @@ impl Reason {
             Reason::Exists | Reason::DestinationBlocked => 409,
             Reason::Incomplete | Reason::StorageUnsupported => 422,
             Reason::Internal | Reason::UploadIdsUnsupported => 500,
+        }
+    }
+}
+
+/// Which hooks can decide with which reason: one table, next to the
+/// reasons, for whoever needs to know without running a decision (the
+/// daemon pre-registers one `assetgate_hook_decisions_total` series per hook
+/// listed, and asserts in debug builds that every decision it counts is
+/// listed here). Keep it true when a check moves between hooks.
+impl Reason {
+    /// The hooks whose decision can carry this reason. Empty for `bad_hook`
+    /// and `internal`: no hook was decided (counted as `hook="other"`).
+    pub fn hooks(self) -> &'static [HookName] {
+        use upload::Reason as Token;
+        // The token's signature-only reasons: post-finish re-verifies the
+        // signature (no expiry), and so does pre-finish before sniffing.
+        const SIGNED: &[HookName] = &[HookName::PreCreate, HookName::PreFinish, HookName::PostFinish];
+        const PRE_CREATE: &[HookName] = &[HookName::PreCreate];
+        // The policy checks pre-create and the publish plan share (rules.rs).
+        const PLANNED: &[HookName] = &[HookName::PreCreate, HookName::PostFinish];
+        const POST_FINISH: &[HookName] = &[HookName::PostFinish];
+        const PRE_FINISH: &[HookName] = &[HookName::PreFinish];
+        const PARTS: &[HookName] = &[HookName::PreFinish, HookName::PostFinish];
+        // Every hook without a decision of its own, known or not (`other`).
+        const NOTHING_TO_DECIDE: &[HookName] = &[
+            HookName::PostCreate,
+            HookName::PostReceive,
+            HookName::PreFinish,
+            HookName::PreTerminate,
+            HookName::PostTerminate,
+            HookName::Other(String::new()),
+        ];
+        match self {
+            Reason::Ok => SIGNED,
+            Reason::Token(
+                Token::MetadataMissing
+                | Token::MetadataInvalid
+                | Token::KeyInvalid
+                | Token::VisibilityInvalid
+                | Token::TokenInvalid,
+            ) => SIGNED,
+            Reason::Token(Token::TokenExpired | Token::TokenTtlTooLong) => PRE_CREATE,
+            Reason::ContentTypeNotAllowed
+            | Reason::ContentTypeActive
+            | Reason::ExtensionMismatch
+            | Reason::TooLarge
+            | Reason::ConcatInvalid => PLANNED,
+            Reason::LengthRequired
+            | Reason::Exists
+            | Reason::DestinationBlocked
+            | Reason::TokenUsed
+            | Reason::StateUnavailable
+            | Reason::TooManyParts
+            | Reason::PartsTooLarge
+            | Reason::UploadIdsUnsupported => PRE_CREATE,
+            Reason::Incomplete | Reason::StorageUnsupported | Reason::UploadIdInvalid => POST_FINISH,
+            Reason::ContentMismatch => PRE_FINISH,
+            Reason::Partial => PARTS,
+            Reason::Ignored => NOTHING_TO_DECIDE,
+            Reason::BadHook | Reason::Internal => &[],
         }
     }
 }

@@ -40,6 +40,18 @@ impl Outcome {
     /// Every label value.
     pub const ALL: [Outcome; 4] = [Outcome::Allow, Outcome::Deny, Outcome::Skip, Outcome::Error];
 
+    /// The label a decision with `reason` is counted under: each reason
+    /// belongs to one (a refusal's reason never skips, a skip's never
+    /// refuses), so [`Decision::outcome`] is always `Outcome::of(reason)`.
+    pub fn of(reason: Reason) -> Outcome {
+        match reason {
+            Reason::Ok => Outcome::Allow,
+            Reason::Ignored | Reason::Partial => Outcome::Skip,
+            Reason::BadHook | Reason::Internal => Outcome::Error,
+            _ => Outcome::Deny,
+        }
+    }
+
     /// Label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -67,7 +79,7 @@ pub struct Decision {
     /// ([`precreate::Accepted::claim`]), so a refused token cannot be consumed.
     pub accepted: Option<precreate::Accepted>,
     /// An accepted pre-create's new upload ID (`[tusd] upload_ids = "signed"`):
-    /// the answer hands it to tusd ([`ids`]).
+    /// the answer hands it to tusd ([`ids`](super::ids)).
     pub assigned_id: Option<String>,
 }
 

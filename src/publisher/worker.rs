@@ -1,17 +1,19 @@
-//! The background worker: moves handed over by `/tusd` post-finish and the
-//! reconciler run on the blocking pool, at most `MOVES_AT_ONCE` (16) at a time,
-//! deduplicated by upload ID, drained at shutdown and cancelled when the grace
-//! is over.
+//! The background worker: publishes handed over by `/tusd` post-finish and
+//! the reconciler run the [`Publisher`] on the blocking pool, at most
+//! `MOVES_AT_ONCE` (16) at a time, deduplicated by upload ID, drained at
+//! shutdown and cancelled when the grace is over; each outcome is logged and
+//! counted here.
 
 use std::collections::HashSet;
+use std::io;
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, Semaphore};
 
-use super::{Cancel, Roots};
-use crate::finalize;
-use crate::metrics::FinalizeResult;
-use crate::metrics::Metrics;
+use super::service::{Publisher, Report};
+use crate::events::{Outbox, Sink};
+use crate::finalize::{self, Cancel, Cleanup, FinalizeError, Roots};
+use crate::metrics::{FinalizeResult, Metrics};
 use crate::tusd::FinalizePlan;
 
 /// Upper bound on background moves running or queued at once.
@@ -24,15 +26,15 @@ const MAX_BACKGROUND: u32 = 1024;
 /// 1,000-event test, for no speed-up on a disk-bound job.
 const MOVES_AT_ONCE: usize = 16;
 
-/// Background finalize state: the roots, in-flight uploads, and a tracker that
-/// shutdown drains.
+/// Background publishing: the roots, the publisher, in-flight uploads, and a
+/// tracker that shutdown drains.
 pub struct Finalizer {
     roots: Option<Roots>,
+    publisher: Option<Arc<Publisher>>,
     in_flight: Mutex<HashSet<String>>,
     tracker: Arc<Semaphore>,
     workers: Semaphore,
     cancel: Cancel,
-    events: Option<Arc<crate::events::Outbox>>,
     metrics: Metrics,
 }
 
@@ -42,30 +44,33 @@ impl Finalizer {
     pub fn new(roots: Option<Roots>, metrics: Metrics) -> Self {
         Finalizer {
             metrics,
+            publisher: roots.clone().map(|r| Arc::new(Publisher::new(Arc::new(r)))),
             roots,
             in_flight: Mutex::new(HashSet::new()),
             tracker: Arc::new(Semaphore::new(MAX_BACKGROUND as usize)),
             workers: Semaphore::new(MOVES_AT_ONCE),
             cancel: Cancel::new(),
-            events: None,
         }
     }
 
     /// With `[events]`: every move commits its event to `outbox` before it is
     /// done (see `crate::events`).
-    pub fn with_events(mut self, outbox: Option<Arc<crate::events::Outbox>>) -> Self {
-        self.events = outbox;
+    pub fn with_events(mut self, outbox: Option<Arc<Outbox>>) -> Self {
+        self.publisher = self
+            .roots
+            .clone()
+            .map(|r| Arc::new(Publisher::new(Arc::new(r)).with_events(outbox.map(Sink::Local))));
         self
-    }
-
-    /// The events outbox, when `[events]` is configured.
-    pub fn events(&self) -> Option<&Arc<crate::events::Outbox>> {
-        self.events.as_ref()
     }
 
     /// The resolved roots, if finalizing is configured.
     pub fn roots(&self) -> Option<&Roots> {
         self.roots.as_ref()
+    }
+
+    /// The publisher, if finalizing is configured.
+    pub fn publisher(&self) -> Option<&Arc<Publisher>> {
+        self.publisher.as_ref()
     }
 
     /// Waits until every background move has finished.
@@ -85,12 +90,12 @@ impl Finalizer {
         MAX_BACKGROUND as usize - self.tracker.available_permits()
     }
 
-    /// Hands a plan to the mover on the blocking pool, with in-flight dedupe by upload
-    /// ID (a post-finish and a reconciler pass finding the same upload run it once)
-    /// and the shutdown drain. `via`: `post-finish` or `reconcile`, for the log.
+    /// Hands a plan to the publisher on the blocking pool, with in-flight dedupe by
+    /// upload ID (a post-finish and a reconciler pass finding the same upload run it
+    /// once) and the shutdown drain. `via`: `post-finish` or `reconcile`, for the log.
     pub fn spawn(self: &Arc<Self>, plan: &FinalizePlan, via: &'static str) {
         let this = self.clone();
-        let Some(roots) = this.roots().cloned() else {
+        let Some(publisher) = this.publisher().cloned() else {
             tracing::warn!(
                 endpoint = "tusd",
                 hook = "post-finish",
@@ -135,65 +140,10 @@ impl Finalizer {
                     .count_finalize(FinalizeResult::Failed(finalize::Reason::Cancelled));
                 return;
             }
-            let events = this.events.clone();
-            let result = tokio::task::spawn_blocking(move || match events {
-                None => finalize::finalize(&roots, &plan, &cancel),
-                // The event is committed inside the move: after the publish, before
-                // the source goes (crate::events, "Commit before done").
-                Some(outbox) => {
-                    let r = finalize::finalize_with(&roots, &plan, &cancel, &mut |p| {
-                        outbox.commit_finalized(&plan, p)
-                    });
-                    if let Some(reason) = r.as_ref().err().and_then(crate::events::payload::failed_reason) {
-                        outbox.failed(&plan, reason);
-                    }
-                    r
-                }
-            })
-            .await;
+            let report = tokio::task::spawn_blocking(move || publisher.publish(&plan, &cancel)).await;
             this.in_flight.lock().await.remove(&dedupe_key);
-            match result {
-                Ok(Ok(done)) => {
-                    this.metrics.count_finalize(FinalizeResult::Done(done.method));
-                    if done.cleanup == finalize::Cleanup::Held {
-                        tracing::warn!(endpoint = "tusd", hook = "post-finish", via, key, "asset in place, but its event could not be committed: the upload stays in upload_dir, and the next reconcile pass (or finalize-pending) commits it");
-                    } else if done.cleanup != finalize::Cleanup::Done {
-                        tracing::warn!(endpoint = "tusd", hook = "post-finish", key, cleanup = ?done.cleanup, "asset in place, but the upload's leftovers could not be removed");
-                    }
-                    tracing::info!(
-                        endpoint = "tusd",
-                        hook = "post-finish",
-                        via,
-                        key,
-                        method = done.method.as_str(),
-                        bytes = done.bytes,
-                        "upload moved into the asset tree"
-                    );
-                }
-                Ok(Err(e)) if matches!(e, finalize::FinalizeError::ContentMismatch { .. }) => {
-                    this.metrics.count_finalize(FinalizeResult::Failed(e.reason()));
-                    tracing::warn!(
-                        endpoint = "tusd",
-                        hook = "post-finish",
-                        via,
-                        key,
-                        reason = e.as_str(),
-                        "upload NOT published, it stays in upload_dir (never served): {e}"
-                    );
-                }
-                Ok(Err(e)) => {
-                    this.metrics.count_finalize(FinalizeResult::Failed(e.reason()));
-                    let conflict = e.is_conflict();
-                    tracing::warn!(
-                        endpoint = "tusd",
-                        hook = "post-finish",
-                        via,
-                        key,
-                        reason = e.as_str(),
-                        conflict,
-                        "upload NOT moved, it stays in upload_dir: {e}"
-                    );
-                }
+            match report {
+                Ok(report) => this.log(report, via, &key),
                 Err(join) => {
                     this.metrics
                         .count_finalize(FinalizeResult::Failed(finalize::Reason::Io));
@@ -202,17 +152,74 @@ impl Finalizer {
             }
         });
     }
+
+    /// The log line and the count of one publish.
+    fn log(&self, report: Report, via: &'static str, key: &str) {
+        match report {
+            Report::Published(done) | Report::Held(done) => {
+                self.metrics.count_finalize(FinalizeResult::Done(done.method));
+                if done.cleanup == Cleanup::Held {
+                    tracing::warn!(endpoint = "tusd", hook = "post-finish", via, key, "asset in place, but its event could not be committed: the upload stays in upload_dir, and the next reconcile pass (or finalize-pending) commits it");
+                } else if done.cleanup != Cleanup::Done {
+                    tracing::warn!(endpoint = "tusd", hook = "post-finish", key, cleanup = ?done.cleanup, "asset in place, but the upload's leftovers could not be removed");
+                }
+                tracing::info!(
+                    endpoint = "tusd",
+                    hook = "post-finish",
+                    via,
+                    key,
+                    method = done.method.as_str(),
+                    bytes = done.bytes,
+                    "upload moved into the asset tree"
+                );
+            }
+            Report::NotPublished(e @ FinalizeError::ContentMismatch { .. }) => {
+                self.metrics.count_finalize(FinalizeResult::Failed(e.reason()));
+                tracing::warn!(
+                    endpoint = "tusd",
+                    hook = "post-finish",
+                    via,
+                    key,
+                    reason = e.as_str(),
+                    "upload NOT published, it stays in upload_dir (never served): {e}"
+                );
+            }
+            Report::NotPublished(e) => {
+                self.metrics.count_finalize(FinalizeResult::Failed(e.reason()));
+                let conflict = e.is_conflict();
+                tracing::warn!(
+                    endpoint = "tusd",
+                    hook = "post-finish",
+                    via,
+                    key,
+                    reason = e.as_str(),
+                    conflict,
+                    "upload NOT moved, it stays in upload_dir: {e}"
+                );
+            }
+        }
+    }
 }
 
 /// Startup: remove the temporary files crashed moves left behind (see
 /// [`finalize::sweep_temp`]), with a log line and a metric.
 pub fn sweep_temp_at_start(roots: &Roots, metrics: &Metrics) {
-    match finalize::sweep_temp(roots, finalize::TEMP_MIN_AGE) {
-        Ok(0) => {}
+    report_sweep(&finalize::sweep_temp(roots, finalize::TEMP_MIN_AGE), metrics);
+}
+
+/// The log line and the count of a sweep (at start, and by each reconcile
+/// pass): how many leftovers went.
+pub fn report_sweep(swept: &io::Result<usize>, metrics: &Metrics) -> usize {
+    match swept {
+        Ok(0) => 0,
         Ok(n) => {
             tracing::warn!(removed = n, "removed temporary files left by an interrupted move");
-            metrics.count_temp_swept(n);
+            metrics.count_temp_swept(*n);
+            *n
         }
-        Err(e) => tracing::warn!(error = %e, "could not sweep the temporary directory of the asset tree"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not sweep the temporary directory of the asset tree");
+            0
+        }
     }
 }

@@ -12,7 +12,7 @@
 //! - post-finish answers at once; the move runs on the blocking pool. A second
 //!   delivery of the same upload while the first move runs is dropped (the
 //!   mover is idempotent anyway), and shutdown waits for running moves (see
-//!   [`crate::finalize::worker`]).
+//!   [`crate::publisher::Finalizer`]).
 
 use std::io::Read;
 use std::path::Path;
@@ -21,32 +21,30 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
+use hyper::body::Incoming;
 
 use crate::finalize::{self, Roots};
 use crate::http::limits::{self, BodyError, Ready};
-use crate::http::{json_error, server, AppState, Resp};
+use crate::http::respond::{Resp, Synthetic};
+use crate::http::AppState;
 use crate::metrics::{FailOpen, Limit};
 use crate::token::upload_id::{Nonce, NONCE_BYTES};
 use crate::tusd::{self, prefinish, Answer, Decision, Destination, Gate, Lookup, Part, Upload, Verdict};
 
-/// Answers one `POST /tusd` (its body as hyper gives it).
-pub async fn handle<B>(state: &Arc<AppState>, req: Request<B>) -> Resp
-where
-    B: hyper::body::Body<Data = Bytes> + Send + Unpin,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+/// Answers one `POST /tusd`.
+pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
     match decide(state, req).await {
         Ok(answer) => to_response(answer),
         Err(failure) => {
             failure.record(state);
-            failure.response()
+            failure.rescue()
         }
     }
 }
 
 /// Why `/tusd` has no decision to answer: the one place each becomes a
-/// status and a JSON error ([`Failure::response`]), logged and counted apart
-/// from it ([`Failure::record`]).
+/// response ([`Failure::rescue`]), logged and counted apart from it
+/// ([`Failure::record`]).
 #[derive(Debug)]
 enum Failure {
     /// The body is over `server.max_body_bytes` (413).
@@ -70,40 +68,19 @@ enum Failure {
 }
 
 impl Failure {
-    fn response(&self) -> Resp {
+    /// `/tusd`'s rescue: a [`Synthetic`] response, or the hook protocol's
+    /// own answer to a body that is not a hook.
+    fn rescue(&self) -> Resp {
         match self {
-            Failure::TooLarge(max) => json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                tusd::Reason::BadHook.as_str(),
-                &format!("hook body larger than server.max_body_bytes ({max} bytes)"),
-            ),
-            Failure::BodyTimeout => server::limit_response(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                "the request body did not arrive within server.body_read_timeout",
-            ),
-            Failure::Busy => server::limit_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "too many hook requests at once (server.max_tusd_requests)",
-            ),
-            Failure::Cut => server::limit_response(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                "the request body was still arriving when server.max_tusd_requests was full: closed to make room (tusd sends a hook's body at once)",
-            ),
-            Failure::Unreadable(_) => json_error(
-                StatusCode::BAD_REQUEST,
-                tusd::Reason::BadHook.as_str(),
-                "the request body could not be read",
-            ),
-            Failure::NotAHook(e) => to_response(tusd::answer_error(e)),
-            Failure::Internal(_) | Failure::NoRandomness(_) => json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                tusd::Reason::Internal.as_str(),
-                "the hook could not be decided",
-            ),
+            Failure::TooLarge(max) => Synthetic::too_large(*max),
+            Failure::BodyTimeout => Synthetic::body_timeout(),
+            Failure::Busy => Synthetic::busy(),
+            Failure::Cut => Synthetic::cut(),
+            Failure::Unreadable(_) => Synthetic::unreadable(),
+            Failure::NotAHook(e) => return to_response(tusd::answer_error(e)),
+            Failure::Internal(_) | Failure::NoRandomness(_) => Synthetic::internal(),
         }
+        .into()
     }
 
     fn record(&self, state: &AppState) {
