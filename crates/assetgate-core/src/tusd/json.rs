@@ -208,6 +208,28 @@ impl<'de> Deserialize<'de> for CheckedObject {
     }
 }
 
+/// A JSON string, decoded as `Value` decodes it and dropped: a field read for
+/// its type only (an `Option<Cow<str>>` would copy it, serde borrows only a
+/// bare `Cow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CheckedStr;
+
+impl<'de> Deserialize<'de> for CheckedStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Str;
+        impl Visitor<'_> for Str {
+            type Value = CheckedStr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E>(self, _: &str) -> Result<CheckedStr, E> {
+                Ok(CheckedStr)
+            }
+        }
+        d.deserialize_str(Str)
+    }
+}
+
 /// A struct of a model, `T`, from a JSON object (anything else is refused),
 /// its unknown fields read as [`Checked`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -35,7 +35,9 @@ use std::path::Path;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Unexpected, Visitor};
 use serde::Deserialize;
 
-use super::json::{self, numbers_bools_null_are, Checked, CheckedObject, JsonError, Loose, Object};
+use super::json::{
+    self, numbers_bools_null_are, Checked, CheckedObject, CheckedStr, JsonError, Loose, Object,
+};
 use crate::token::upload::{Metadata, FIELD_KEY};
 
 /// Which answer style the sender expects.
@@ -232,13 +234,13 @@ pub struct Storage {
 /// `HTTPRequest`: the client request behind the hook, read for its shape
 /// only (no decision reads it).
 #[derive(Deserialize)]
-struct HttpRequest<'a> {
-    #[serde(rename = "Method", borrow)]
-    _method: Option<Cow<'a, str>>,
-    #[serde(rename = "URI", borrow)]
-    _uri: Option<Cow<'a, str>>,
-    #[serde(rename = "RemoteAddr", borrow)]
-    _remote_addr: Option<Cow<'a, str>>,
+struct HttpRequest {
+    #[serde(rename = "Method")]
+    _method: Option<CheckedStr>,
+    #[serde(rename = "URI")]
+    _uri: Option<CheckedStr>,
+    #[serde(rename = "RemoteAddr")]
+    _remote_addr: Option<CheckedStr>,
     #[serde(rename = "Header")]
     _header: Option<CheckedObject>,
 }
@@ -249,8 +251,8 @@ struct HttpRequest<'a> {
 struct Body<'a> {
     #[serde(rename = "Type", borrow, default, deserialize_with = "some")]
     kind: Option<TypeName<'a>>,
-    #[serde(rename = "Event", borrow, default, deserialize_with = "some")]
-    event: Option<Loose<Event<'a>>>,
+    #[serde(rename = "Event", default, deserialize_with = "some")]
+    event: Option<Loose<Event>>,
     #[serde(rename = "Upload", alias = "upload", default, deserialize_with = "some")]
     upload: Option<Checked>,
     #[serde(rename = "HTTPRequest", default, deserialize_with = "some")]
@@ -291,20 +293,20 @@ impl<'de: 'a, 'a> Deserialize<'de> for TypeName<'a> {
 
 /// v2's `Event`.
 #[derive(Deserialize)]
-struct Event<'a> {
+struct Event {
     #[serde(rename = "Upload", default)]
     upload: Loose<Upload>,
-    #[serde(rename = "HTTPRequest", borrow, default, deserialize_with = "json::object")]
-    _request: Option<HttpRequest<'a>>,
+    #[serde(rename = "HTTPRequest", default, deserialize_with = "json::object")]
+    _request: Option<HttpRequest>,
 }
 
 /// A v1 (rustus) hook.
 #[derive(Deserialize)]
-struct V1Body<'a> {
+struct V1Body {
     #[serde(rename = "Upload", alias = "upload")]
     upload: Object<Upload>,
-    #[serde(rename = "HTTPRequest", borrow, default, deserialize_with = "json::object")]
-    _request: Option<HttpRequest<'a>>,
+    #[serde(rename = "HTTPRequest", default, deserialize_with = "json::object")]
+    _request: Option<HttpRequest>,
 }
 
 /// Every field name of the model: written as such in the path of a malformed
@@ -422,7 +424,7 @@ pub fn parse(body: &[u8], hook_name_header: Option<&str>) -> Result<Hook, HookEr
         Some(n) if !n.is_empty() => HookName::parse(n),
         _ => return Err(HookError::NoHookName),
     };
-    let v1: V1Body<'_> = json::read(body, "", NAMES)?;
+    let v1: V1Body = json::read(body, "", NAMES)?;
     Ok(Hook {
         protocol: Protocol::V1,
         name,
