@@ -16,8 +16,9 @@
 //!   (secure_link md5), `upload` (granite's upload-token HMAC), `upload_id`
 //!   (the signed upload IDs); the proofs `LinkVerified`, `UploadVerified`,
 //!   `IdVerified`.
-//! - [`tusd`]: `protocol` (the one serde model of tusd's hook JSON and
-//!   `FileInfo`), `metadata`, `precreate`, `prefinish`, `postfinish` (the
+//! - [`tusd`]: `protocol` (the derived model of tusd's hook JSON and
+//!   `FileInfo`), `json` (strict reading: JSON as `Value` defines it, each
+//!   field once), `metadata`, `precreate`, `prefinish`, `postfinish` (the
 //!   `FinalizePlan`), `rules` (what both blocking hooks check), `ids`,
 //!   `session`, `abandon`, `decide`/`verdict`/`reason` (the decision, its
 //!   `ReasonCode` and `HookOutcome`), `answer` (v2 JSON / v1 status).

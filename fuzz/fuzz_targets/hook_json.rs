@@ -290,7 +290,7 @@ fn check_spellings(body: &[u8], header: Option<&str>, parsed: &Result<Hook, tusd
     );
     let canonical = serde_json::to_vec(&value).expect("a Value serialises");
     let again = tusd::parse(&canonical, header);
-    if assetgate::tusd::protocol::repeats_a_key(body) {
+    if assetgate::tusd::json::repeats_a_key(body) {
         assert!(
             parsed.is_err() || parsed.as_ref().ok() == again.as_ref().ok(),
             "a key given twice: the last one is not what counts"

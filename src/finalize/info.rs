@@ -25,6 +25,8 @@ use rustix::io::Errno;
 use serde::Deserialize;
 
 use super::confine::{beneath, open_at, Opened};
+use crate::tusd::json::{self, Checked, JsonError};
+use crate::tusd::protocol::parse_file_info;
 
 /// Largest `.info` file read (tusd's are a few hundred bytes; metadata rides in one
 /// HTTP header).
@@ -39,42 +41,41 @@ pub enum InfoFormat {
     Rustus,
 }
 
+/// rustus's `file-info-storage` record: its own shape, snake case (a tusd
+/// record is tusd's `FileInfo`, [`crate::tusd::protocol::parse_file_info`]).
 #[derive(Deserialize)]
-pub(super) struct TusdInfo {
-    #[serde(rename = "ID")]
-    pub(super) id: String,
-    #[serde(rename = "Size", default)]
-    pub(super) size: i64,
-    #[serde(rename = "SizeIsDeferred", default)]
-    pub(super) size_is_deferred: bool,
-    #[serde(rename = "MetaData", default)]
-    pub(super) metadata: Option<BTreeMap<String, String>>,
-    #[serde(rename = "IsPartial", default)]
-    pub(super) is_partial: bool,
-    #[serde(rename = "IsFinal", default)]
-    pub(super) is_final: bool,
-    #[serde(rename = "PartialUploads", default)]
-    pub(super) partial_uploads: Option<Vec<String>>,
-    #[serde(rename = "Storage", default)]
-    pub(super) storage: Option<BTreeMap<String, String>>,
+struct RustusInfo {
+    id: String,
+    offset: u64,
+    length: Option<u64>,
+    path: Option<String>,
+    #[serde(default)]
+    deferred_size: bool,
+    #[serde(default)]
+    is_partial: bool,
+    #[serde(default)]
+    is_final: bool,
+    #[serde(default)]
+    parts: Option<Vec<String>>,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
 }
 
+/// [`RustusInfo`]'s field names, for the path of a malformed one.
+const RUSTUS_NAMES: &str = "id offset length path deferred_size is_partial is_final parts metadata";
+
+/// Which server wrote a record: a tusd record has an `ID`, a rustus one an
+/// `id` (given, even as `null`).
 #[derive(Deserialize)]
-pub(super) struct RustusInfo {
-    pub(super) id: String,
-    pub(super) offset: u64,
-    pub(super) length: Option<u64>,
-    pub(super) path: Option<String>,
-    #[serde(default)]
-    pub(super) deferred_size: bool,
-    #[serde(default)]
-    pub(super) is_partial: bool,
-    #[serde(default)]
-    pub(super) is_final: bool,
-    #[serde(default)]
-    pub(super) parts: Option<Vec<String>>,
-    #[serde(default)]
-    pub(super) metadata: BTreeMap<String, String>,
+struct Writer {
+    #[serde(rename = "ID", default, deserialize_with = "given")]
+    tusd: bool,
+    #[serde(rename = "id", default, deserialize_with = "given")]
+    rustus: bool,
+}
+
+fn given<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Checked::deserialize(d).map(|Checked| true)
 }
 
 /// One info file, normalised.
@@ -184,55 +185,43 @@ pub fn parse_info_for_fuzzing(bytes: &[u8]) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Parse an info file's bytes; `info_path` locates the data file when the info does
-/// not record an absolute one.
+/// Parse an info file's bytes (as strictly as a hook body: [`crate::tusd::json`]);
+/// `info_path` locates the data file when the info does not record an absolute one.
 pub(super) fn parse_info(bytes: &[u8], info_path: &Path) -> Result<UploadInfo, InfoError> {
-    let malformed = |e: serde_json::Error| InfoError::Malformed(e.to_string());
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(malformed)?;
-    let Some(obj) = value.as_object() else {
-        return Err(InfoError::Malformed("not a JSON object".into()));
-    };
+    let malformed = |e: JsonError| InfoError::Malformed(e.to_string());
+    let writer: Writer = json::read(bytes, "info", "").map_err(malformed)?;
     let info_dir = info_path.parent().unwrap_or(Path::new(""));
-    if obj.contains_key("ID") {
-        let t: TusdInfo = serde_json::from_value(value).map_err(malformed)?;
+    if writer.tusd {
+        let t = parse_file_info(bytes).map_err(malformed)?;
         if t.id.is_empty() {
             return Err(InfoError::Malformed("empty ID".into()));
         }
-        let size = if t.size_is_deferred {
-            None
-        } else {
-            Some(u64::try_from(t.size).map_err(|_| InfoError::Malformed("negative Size".into()))?)
-        };
         // tusd's filestore: data file at Storage.Path (absolute since it joins the
         // store path at creation), else `<info without .info>`, its default layout.
-        let recorded = t
-            .storage
-            .as_ref()
-            .and_then(|s| s.get("Path"))
-            .filter(|p| !p.is_empty());
+        let recorded = t.storage_path();
         // A relative one (tusd started with a relative -upload-dir) cannot be
         // compared with the directory, but it must still name `<ID>`.
-        if recorded.is_some_and(|p| Path::new(p).file_name() != Some(OsStr::new(&t.id))) {
+        if recorded.is_some_and(|p| p.file_name() != Some(OsStr::new(&t.id))) {
             return Err(InfoError::Unpaired("its data path does not end in its ID"));
         }
         let data_path = match recorded {
-            Some(p) if Path::new(p).is_absolute() => PathBuf::from(p),
+            Some(p) if p.is_absolute() => p.to_path_buf(),
             _ => strip_info_suffix(info_path)
                 .ok_or_else(|| InfoError::Malformed("info file name does not end in .info".into()))?,
         };
         Ok(UploadInfo {
             format: InfoFormat::Tusd,
+            size: t.declared_size(),
             id: t.id,
-            size,
             offset: None,
             is_partial: t.is_partial,
             is_final: t.is_final,
-            parts: t.partial_uploads.unwrap_or_default(),
-            metadata: t.metadata.unwrap_or_default(),
+            parts: t.partial_uploads,
+            metadata: t.metadata,
             data_path,
         })
-    } else if obj.contains_key("id") {
-        let r: RustusInfo = serde_json::from_value(value).map_err(malformed)?;
+    } else if writer.rustus {
+        let r: RustusInfo = json::read(bytes, "info", RUSTUS_NAMES).map_err(malformed)?;
         if r.id.is_empty() || r.id.contains('/') {
             return Err(InfoError::Malformed("bad id".into()));
         }
@@ -286,5 +275,79 @@ impl UploadInfo {
             return Err(Unfinished::InProgress);
         }
         Ok(size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: impl AsRef<[u8]>) -> Result<UploadInfo, String> {
+        parse_info(text.as_ref(), Path::new("/up/a.info")).map_err(|e| e.to_string())
+    }
+
+    /// Both records are read as strictly as a hook body (`tusd::json`): each
+    /// field once, unknown fields allowed and checked like `Value` checks
+    /// them, a malformed field named by its path without its value.
+    #[test]
+    fn records_read_strictly() {
+        let tusd = parse(r#"{"ID":"a","Size":3,"New":{"x":[1]},"MetaData":{"k":"v"}}"#).unwrap();
+        assert_eq!(
+            (tusd.format, tusd.size, tusd.data_path.as_path()),
+            (InfoFormat::Tusd, Some(3), Path::new("/up/a"))
+        );
+        let rustus =
+            parse(r#"{"id":"a","offset":3,"length":3,"created_at":1,"storage":"file_storage"}"#).unwrap();
+        assert_eq!((rustus.format, rustus.offset), (InfoFormat::Rustus, Some(3)));
+        for (text, want) in [
+            (
+                r#"{"ID":"a","Size":3,"Size":4}"#,
+                "malformed: FileInfo: duplicate field `Size`",
+            ),
+            (
+                r#"{"id":"a","offset":1,"offset":1}"#,
+                "malformed: info: duplicate field `offset`",
+            ),
+            (r#"{"ID":"a","ID":"a"}"#, "malformed: info: duplicate field `ID`"),
+            (
+                r#"{"ID":"a","MetaData":{"secret":1}}"#,
+                "malformed: FileInfo.MetaData.…: invalid type: integer `1`, expected a string",
+            ),
+            (
+                r#"{"id":"a","offset":"secret"}"#,
+                r#"malformed: info.offset: invalid type: string "…", expected u64"#,
+            ),
+            (r#"{"ID":null}"#, "malformed: empty ID"),
+            (r#"[{"ID":"a"}]"#, "malformed: not a JSON object"),
+            (
+                r#"{"Id":"a"}"#,
+                "malformed: neither a tusd (ID) nor a rustus (id) info",
+            ),
+        ] {
+            assert_eq!(parse(text).map(|i| i.id), Err(want.to_owned()), "{text}");
+        }
+        for text in [
+            &br#"{"ID":"a","New":"\udc00"}"#[..],
+            br#"{"id":"a","offset":0,"New":[1e400]}"#,
+            b"{\"ID\":\"a\xff\"}",
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(
+                e.starts_with("malformed: not JSON: "),
+                "{}: {e}",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
+
+    /// A tusd record without `Size` has no known length (it used to be read
+    /// as 0); tusd always writes one.
+    #[test]
+    fn tusd_size_absent_is_deferred() {
+        assert_eq!(
+            parse(r#"{"ID":"a"}"#).unwrap().finished(0),
+            Err(Unfinished::Deferred)
+        );
+        assert_eq!(parse(r#"{"ID":"a","Size":0}"#).unwrap().finished(0), Ok(0));
     }
 }

@@ -422,7 +422,14 @@ fn only_finished_uploads_described_by_their_info_move() {
             FinalizeError::NotFinished,
         ),
         (
-            tusd_upload(env.up(), "deferred", b"", 0, r#""SizeIsDeferred":true,"#),
+            {
+                // Not given twice: a record that repeats a field is malformed.
+                let src = tusd_upload(env.up(), "deferred", b"", 0, "");
+                let info = fs::read_to_string(info_of(&src)).unwrap();
+                let info = info.replace(r#""SizeIsDeferred":false"#, r#""SizeIsDeferred":true"#);
+                fs::write(info_of(&src), info).unwrap();
+                src
+            },
             FinalizeError::NotFinished,
         ),
     ];

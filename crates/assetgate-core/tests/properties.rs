@@ -36,7 +36,7 @@ use assetgate_core::token::upload::{
 };
 use assetgate_core::token::upload_id::{self, Kind, UploadIds};
 use assetgate_core::token::{link, nginx_uri};
-use assetgate_core::tusd::protocol::{HttpRequest, Storage};
+use assetgate_core::tusd::protocol::Storage;
 use assetgate_core::tusd::{self, Gate, Hook, HookName, Protocol, Upload, Verdict};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -461,7 +461,6 @@ fn hook(name: HookName, upload: Upload) -> Hook {
         protocol: Protocol::V2,
         name,
         upload,
-        request: HttpRequest::default(),
     }
 }
 

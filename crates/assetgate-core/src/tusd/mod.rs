@@ -67,6 +67,7 @@
 pub mod abandon;
 pub mod answer;
 pub mod ids;
+pub mod json;
 pub mod metadata;
 pub mod postfinish;
 pub mod precreate;
