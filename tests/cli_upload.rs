@@ -1,0 +1,282 @@
+//! `assetgate sign upload` / `verify upload` (issue 22, item 2):
+//!
+//! - the headers `sign upload` prints are the real granite-assets library's
+//!   (`build_upload_url`, `tests/peers/granite_upload.py` with the clock
+//!   pinned), byte for byte, for keys with spaces and non-ASCII, content
+//!   types with parameters, both visibilities;
+//! - `verify upload` gives the verdict the daemon's `POST /tusd` pre-create
+//!   gives the same header under the same configuration;
+//! - the `curl` `sign upload --curl` prints, run by `sh -c` as it is printed,
+//!   creates an upload on a real tusd v2.9.1 that assetgate accepts and
+//!   moves into the asset tree, byte for byte.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::hooks::{gate_env, json_of, post, v2_event};
+use common::tusd::{Tusd, Version};
+use common::*;
+use serde_json::{json, Value};
+
+/// `assetgate <args>` with only the test's secrets and `config` (if any).
+fn assetgate(config: Option<&std::path::Path>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(bin());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ASSETGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    } else {
+        cmd.env("ASSETGATE_UPLOAD_SECRET", UPLOAD_SECRET)
+            .env("ASSETGATE_LINK_SECRET", LINK_SECRET);
+    }
+    cmd.args(args).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const NOW: i64 = 1_800_000_000;
+
+#[test]
+fn sign_upload_prints_granites_headers_byte_for_byte() {
+    let cases = json!([
+        {"key": "invoices/inv-001.pdf", "content_type": "application/pdf", "visibility": "private", "ttl": 3600},
+        {"key": "photos/été 2026/plage.jpg", "content_type": "image/jpeg", "visibility": "public", "ttl": 600},
+        {"key": "notes/a b+c=d.txt", "content_type": "text/plain; charset=utf-8", "visibility": "private", "ttl": 86400},
+        {"key": "x", "content_type": "application/octet-stream", "visibility": "public", "ttl": 1},
+    ]);
+    let mut py = Command::new(peer_python())
+        .arg(repo().join("tests/peers/granite_upload.py"))
+        .args(["--secret", UPLOAD_SECRET, "--now", &NOW.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    py.stdin
+        .take()
+        .unwrap()
+        .write_all(cases.to_string().as_bytes())
+        .unwrap();
+    let out = py.wait_with_output().unwrap();
+    assert!(out.status.success(), "granite: {}", text(&out.stderr));
+    let granite: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (case, made) in cases.as_array().unwrap().iter().zip(granite.as_array().unwrap()) {
+        let expires = NOW + case["ttl"].as_i64().unwrap();
+        let ours = assetgate(
+            None,
+            &[
+                "sign",
+                "upload",
+                case["key"].as_str().unwrap(),
+                "--content-type",
+                case["content_type"].as_str().unwrap(),
+                "--visibility",
+                case["visibility"].as_str().unwrap(),
+                "--expires",
+                &expires.to_string(),
+            ],
+        );
+        assert!(ours.status.success(), "{}", text(&ours.stderr));
+        let printed: Vec<(String, String)> = text(&ours.stdout)
+            .lines()
+            .map(|l| {
+                let (n, v) = l
+                    .split_once(": ")
+                    .unwrap_or_else(|| panic!("not a header line: {l:?}"));
+                (n.to_string(), v.to_string())
+            })
+            .collect();
+        let theirs: Vec<(String, String)> = made["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p[0].as_str().unwrap().to_string(),
+                    p[1].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(printed, theirs, "case {case}");
+        assert!(
+            printed.iter().any(|(n, _)| n == "Upload-Metadata"),
+            "the header that matters is compared"
+        );
+    }
+}
+
+#[test]
+fn verify_upload_gives_the_daemons_precreate_verdict() {
+    let env = gate_env(
+        "content_types = [\"image/*\", \"text/plain\"]\nmax_size = \"1KiB\"",
+        "",
+    );
+    let cfg = env.gate.dir.path().join("assetgate.toml");
+    let now = now();
+    let sign = |key: &str, ct: &str, expires: i64| -> String {
+        let o = assetgate(
+            Some(&cfg),
+            &[
+                "sign",
+                "upload",
+                key,
+                "--content-type",
+                ct,
+                "--expires",
+                &expires.to_string(),
+            ],
+        );
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("Upload-Metadata: "))
+            .expect("an Upload-Metadata line")
+            .to_string()
+    };
+    std::fs::create_dir_all(env.assets.join("private/taken")).unwrap();
+    std::fs::write(env.assets.join("private/taken/a.png"), b"x").unwrap();
+    let good = sign("cases/a.png", "image/png", now + 600);
+    // The same fields, the token's last hex digit changed.
+    let forged = {
+        use assetgate::tusd::metadata::{encode_upload_metadata, parse_upload_metadata};
+        let mut m = parse_upload_metadata(&good);
+        let t = m.get_mut("upload-token").unwrap();
+        let last = if t.ends_with('0') { "1" } else { "0" };
+        t.replace_range(63.., last);
+        let f = |k: &str| m[k].clone();
+        let fields = [
+            "asset-key",
+            "content-type",
+            "visibility",
+            "upload-expires",
+            "upload-token",
+        ]
+        .map(|k| (k, f(k)));
+        encode_upload_metadata(fields.iter().map(|(k, v)| (*k, v.as_str())))
+    };
+    let cases: Vec<(&str, String, u64, &str)> = vec![
+        ("valid", good.clone(), 10, "ok"),
+        ("forged token", forged, 10, "token_invalid"),
+        (
+            "expired",
+            sign("cases/a.png", "image/png", now - 3600),
+            10,
+            "token_expired",
+        ),
+        (
+            "type not allowed",
+            sign("cases/a.pdf", "application/pdf", now + 600),
+            10,
+            "content_type_not_allowed",
+        ),
+        ("too large", good.clone(), 4096, "too_large"),
+        (
+            "destination exists",
+            sign("taken/a.png", "image/png", now + 600),
+            10,
+            "exists",
+        ),
+        (
+            "key unsafe",
+            sign("../a.png", "image/png", now + 600),
+            10,
+            "key_invalid",
+        ),
+    ];
+    for (what, header, len, want) in cases {
+        // The daemon: a tusd v2 pre-create with the header tusd decoded.
+        let meta: Value =
+            serde_json::to_value(assetgate::tusd::metadata::parse_upload_metadata(&header)).unwrap();
+        let ev = v2_event("pre-create", meta, len, Value::Null);
+        let (status, _, body) = post(env.gate.addr, ev.to_string().as_bytes(), &[]);
+        assert_eq!(status, 200, "{what}");
+        let answer = json_of(&body);
+        let daemon = if answer["RejectUpload"] == json!(true) {
+            let b: Value = serde_json::from_str(answer["HTTPResponse"]["Body"].as_str().unwrap()).unwrap();
+            b["error"]["code"].as_str().unwrap().to_string()
+        } else {
+            "ok".to_string()
+        };
+        // The CLI, on the same header (pasted as a whole header line).
+        let o = assetgate(
+            Some(&cfg),
+            &[
+                "verify",
+                "upload",
+                &format!("Upload-Metadata: {header}"),
+                "--length",
+                &len.to_string(),
+            ],
+        );
+        let said = text(&o.stdout);
+        let cli = if o.status.code() == Some(0) {
+            assert!(said.starts_with("valid: "), "{what}: {said}");
+            "ok".to_string()
+        } else {
+            assert_eq!(o.status.code(), Some(1), "{what}: {said} {}", text(&o.stderr));
+            said.strip_prefix("denied: ")
+                .and_then(|r| r.split(' ').nth(1))
+                .map(|r| r.trim_end_matches(':').to_string())
+                .unwrap_or_else(|| panic!("{what}: {said}"))
+        };
+        assert_eq!((what, daemon.as_str()), (what, want), "the daemon's verdict");
+        assert_eq!((what, cli.as_str()), (what, want), "the CLI's verdict: {said}");
+    }
+}
+
+#[test]
+fn sign_upload_curl_creates_an_upload_that_lands_through_real_tusd() {
+    let env = gate_env("", "");
+    let cfg = env.gate.dir.path().join("assetgate.toml");
+    let tusd = Tusd::start(
+        Version::V2,
+        env.uploads.parent().unwrap(),
+        &format!("{}/tusd", env.gate.url()),
+        &[],
+    );
+    let (file, data) = random_file(env.gate.dir.path(), "it's a file.bin", 3000);
+    let o = assetgate(
+        Some(&cfg),
+        &[
+            "sign",
+            "upload",
+            "curl/été photo.bin",
+            "--content-type",
+            "application/octet-stream",
+            "--ttl",
+            "10m",
+            "--curl",
+            &tusd.endpoint(),
+            "--file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let line = text(&o.stdout);
+    assert_eq!(line.lines().count(), 1, "one command: {line}");
+    let run = Command::new("sh").arg("-c").arg(line.trim()).output().unwrap();
+    assert!(
+        run.status.success(),
+        "the printed curl failed: {}{}\ntusd: {}",
+        text(&run.stdout),
+        text(&run.stderr),
+        tusd.log()
+    );
+    assert!(
+        text(&run.stdout).starts_with("HTTP/1.1 201"),
+        "{}",
+        text(&run.stdout)
+    );
+    let landed = env.assets.join("private/curl/été photo.bin");
+    let got = wait_for_file(&landed, Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("nothing at {}: {:?}", landed.display(), env.gate.logs()));
+    assert_eq!(got, data);
+}
