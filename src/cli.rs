@@ -2,6 +2,7 @@
 //! `healthcheck`, `revoke`, `unrevoke`, `revoked list`; `serve` itself is
 //! [`crate::daemon::serve`].
 
+pub mod printed;
 pub mod revoke;
 pub mod upload;
 
@@ -20,6 +21,7 @@ use crate::policy::Visibility;
 use crate::publisher::{self, Publisher, Report};
 use crate::token::{link, nginx_uri};
 use crate::tusd::{self, Gate};
+use printed::encode_path;
 
 /// assetgate: presigned-URL gate for tusd uploads and nginx secure_link downloads.
 #[derive(Parser, Debug)]
@@ -445,21 +447,6 @@ fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
         .ok_or_else(|| Error::new(ErrorKind::InvalidData, "not an HTTP/1.1 response"))
 }
 
-/// Percent-encodes what a client would encode in a path, so the printed link
-/// reaches nginx as the same `$uri`.
-fn encode_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for &b in path.as_bytes() {
-        let keep = b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b);
-        if keep {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn sign_link(config: &Config, path: &str, expiry: &Expiry) -> ExitCode {
     let Some(secret) = config.link.secrets.newest() else {
         return ConfigError::exit(&ConfigError::no_secret("link", "LINK"));
@@ -515,16 +502,6 @@ fn verify_link(config: &Config, target: &str, now: Option<i64>) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn encoded_paths_parse_back() {
-        for p in ["/private/été 2026/plage.jpg", "/a+b/c%d", "/x?y#z", "/é/ü"] {
-            let e = encode_path(p);
-            let back = nginx_uri::parse_request_target(e.as_bytes(), true).unwrap();
-            assert_eq!(back.uri, p.as_bytes(), "{e}");
-            assert!(back.args.is_empty());
-        }
-    }
 
     #[test]
     fn cli_is_well_formed() {

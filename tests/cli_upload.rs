@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::hooks::{gate_env, json_of, post, v2_event};
-use common::tusd::{Tusd, Version};
+use common::tusd::{tusd_bin, Tusd, Version};
 use common::*;
 use serde_json::{json, Value};
 
@@ -279,4 +279,176 @@ fn sign_upload_curl_creates_an_upload_that_lands_through_real_tusd() {
     let got = wait_for_file(&landed, Duration::from_secs(20))
         .unwrap_or_else(|| panic!("nothing at {}: {:?}", landed.display(), env.gate.logs()));
     assert_eq!(got, data);
+}
+
+/// A child killed (and reaped) on drop, its process group too (`sh -c`
+/// may run tusd as its own child).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The command printed on the line after the first line containing `label`.
+fn command_after(lines: &[String], label: &str) -> String {
+    let at = lines
+        .iter()
+        .position(|l| l.contains(label))
+        .unwrap_or_else(|| panic!("no {label:?} in the banner:\n{}", lines.join("\n")));
+    lines[at + 1].trim().to_string()
+}
+
+/// Issue 22, item 3: from `serve --dev` alone (the README's first command,
+/// no configuration), the commands it prints, run by `sh -c` as printed
+/// (tusd v2.9.1 as `tusd` on PATH), land an upload, and the link printed
+/// when it lands downloads the same bytes through the dev server.
+#[test]
+fn serve_dev_prints_commands_that_land_an_upload_and_a_working_link() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    use std::sync::mpsc;
+
+    let dir = tempfile::tempdir().unwrap();
+    // `tusd` as the printed command names it: tusd v2.9.1.
+    let path_dir = dir.path().join("bin");
+    std::fs::create_dir(&path_dir).unwrap();
+    std::os::unix::fs::symlink(tusd_bin(Version::V2), path_dir.join("tusd")).unwrap();
+    let path = format!(
+        "{}:{}",
+        path_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+
+    let port = free_port();
+    let mut daemon = Command::new(bin());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ASSETGATE_") {
+            daemon.env_remove(k);
+        }
+    }
+    let daemon = daemon
+        .args(["serve", "--dev"])
+        .env("ASSETGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ASSETGATE_SERVER__ADMIN_SOCKET", dir.path().join("admin.sock"))
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut daemon = Killed(daemon);
+    let (tx, rx) = mpsc::channel::<String>();
+    let out = daemon.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let read_until = |lines: &mut Vec<String>, needle: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        // The needle's line and the one after it (the command it labels).
+        while lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .is_none_or(|at| at + 1 >= lines.len())
+        {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) => lines.push(l),
+                Err(_) => panic!("no {needle:?} on stdout:\n{}", lines.join("\n")),
+            }
+        }
+    };
+    let mut lines = Vec::new();
+    read_until(&mut lines, "2. upload");
+    let tusd_cmd = command_after(&lines, "1. run tusd");
+    let curl_cmd = command_after(&lines, "2. upload");
+    assert!(tusd_cmd.starts_with("tusd "), "{tusd_cmd}");
+    assert!(curl_cmd.starts_with("curl "), "{curl_cmd}");
+    assert!(wait_port(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        Duration::from_secs(20)
+    ));
+
+    // 1. tusd, as printed (exec: the child is tusd, killed on drop).
+    let tusd_log = dir.path().join("tusd.log");
+    let tusd = Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec {tusd_cmd}"))
+        .env("PATH", &path)
+        .stdout(std::fs::File::create(&tusd_log).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("tusd.err")).unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let _tusd = Killed(tusd);
+    let tusd_port: u16 = tusd_cmd
+        .split(' ')
+        .skip_while(|w| *w != "-port")
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("-port N in the tusd command");
+    assert!(
+        wait_port(
+            format!("127.0.0.1:{tusd_port}").parse().unwrap(),
+            Duration::from_secs(20)
+        ),
+        "tusd did not start: {}",
+        std::fs::read_to_string(dir.path().join("tusd.err")).unwrap_or_default()
+    );
+
+    // 2. the signed upload, as printed.
+    let up = Command::new("sh").arg("-c").arg(&curl_cmd).output().unwrap();
+    assert!(
+        up.status.success() && text(&up.stdout).starts_with("HTTP/1.1 201"),
+        "the printed upload failed: {}{}",
+        text(&up.stdout),
+        text(&up.stderr)
+    );
+
+    // 3. the daemon says where it landed and prints a link.
+    read_until(&mut lines, "download it (signed link");
+    let landed_line = lines
+        .iter()
+        .find_map(|l| l.split("upload landed: ").nth(1))
+        .expect("an 'upload landed' line")
+        .to_string();
+    let landed_path = landed_line.rsplit_once(" (").unwrap().0;
+    let on_disk = std::fs::read(landed_path).unwrap();
+    assert_eq!(on_disk, b"hello from assetgate --dev\n");
+    assert!(landed_path.starts_with(tmp.to_str().unwrap()), "{landed_path}");
+    let get_cmd = command_after(&lines, "download it (signed link");
+    let got = Command::new("sh").arg("-c").arg(&get_cmd).output().unwrap();
+    assert!(got.status.success(), "{get_cmd}: {}", text(&got.stderr));
+    assert_eq!(got.stdout, on_disk, "the link downloads the landed bytes");
+
+    // The same link with its signature changed is refused by the dev server.
+    let forged = get_cmd.replacen("md5=", "md5=A", 1);
+    let denied = Command::new("sh").arg("-c").arg(&forged).output().unwrap();
+    assert!(!denied.status.success(), "a forged link downloads: {forged}");
+
+    // The temporary tree goes with the daemon.
+    let tree = std::path::Path::new(landed_path)
+        .ancestors()
+        .nth(4)
+        .unwrap()
+        .to_path_buf();
+    assert!(tree.starts_with(&tmp) && tree != tmp, "{}", tree.display());
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.0.id().to_string()])
+        .status();
+    let _ = daemon.0.wait();
+    assert!(
+        !tree.exists(),
+        "{} is left after the daemon stopped",
+        tree.display()
+    );
 }
