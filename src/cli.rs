@@ -2,7 +2,9 @@
 //! `healthcheck`, `revoke`, `unrevoke`, `revoked list`; `serve` itself is
 //! [`crate::daemon::serve`].
 
+pub mod printed;
 pub mod revoke;
+pub mod upload;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
@@ -15,9 +17,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, ConfigError, Sources};
 use crate::finalize::{self, Roots};
+use crate::policy::Visibility;
 use crate::publisher::{self, Publisher, Report};
 use crate::token::{link, nginx_uri};
 use crate::tusd::{self, Gate};
+use printed::encode_path;
 
 /// assetgate: presigned-URL gate for tusd uploads and nginx secure_link downloads.
 #[derive(Parser, Debug)]
@@ -118,17 +122,65 @@ enum SignCmd {
         #[command(flatten)]
         expiry: Expiry,
     },
+    /// A tus upload creation request, as granite-assets' `build_upload_url`
+    /// builds it: prints its headers (`Upload-Metadata` byte for byte
+    /// granite's), or with `--curl URL` a ready-to-run `curl` command.
+    Upload {
+        /// The asset key (`invoices/inv-001.pdf`, no leading `/`).
+        key: String,
+        /// The declared MIME type (signed verbatim).
+        #[arg(long, value_name = "TYPE")]
+        content_type: String,
+        /// Where the asset lands: `private` (granite's default) or `public`.
+        #[arg(long, default_value = "private", value_parser = ["private", "public"])]
+        visibility: String,
+        #[command(flatten)]
+        expiry: Expiry,
+        /// Print a `curl` creation request to this tus endpoint
+        /// (`http://127.0.0.1:1080/files/`) instead of the headers.
+        #[arg(long, value_name = "URL")]
+        curl: Option<String>,
+        /// With `--curl`: send this file in the creation request
+        /// (tus creation-with-upload; `Upload-Length` is its size).
+        #[arg(long, value_name = "PATH", requires = "curl", conflicts_with = "length")]
+        file: Option<PathBuf>,
+        /// With `--curl`: create an upload of this many bytes, no data
+        /// (`PATCH` them to the `Location` tusd answers).
+        #[arg(long, value_name = "BYTES", requires = "curl")]
+        length: Option<u64>,
+    },
 }
 
 #[derive(Args, Debug)]
 #[group(multiple = false)]
 struct Expiry {
-    /// Lifetime in seconds from now (default 3600).
-    #[arg(long, value_name = "SECS")]
+    /// Lifetime from now: seconds (`3600`) or a duration (`1h`, `90m`);
+    /// default 1 h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
     ttl: Option<u64>,
     /// Absolute expiry, Unix seconds.
     #[arg(long, value_name = "UNIX")]
     expires: Option<i64>,
+}
+
+/// `--ttl`: plain seconds (as before), or a humantime duration (`1h`).
+fn parse_ttl(text: &str) -> Result<u64, String> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map_err(|e| format!("{e}"));
+    }
+    humantime::parse_duration(text)
+        .map(|d| d.as_secs())
+        .map_err(|e| format!("{e} (seconds, or a duration such as 1h or 90m)"))
+}
+
+impl Expiry {
+    /// The absolute expiry: `--expires`, else now + `--ttl` (default 1 h).
+    fn at(&self, now: i64) -> i64 {
+        match (self.ttl, self.expires) {
+            (_, Some(e)) => e,
+            (ttl, None) => now.saturating_add(i64::try_from(ttl.unwrap_or(3600)).unwrap_or(i64::MAX)),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -137,6 +189,20 @@ enum VerifyCmd {
     Link {
         /// The request target (`$request_uri`), quoted for the shell.
         target: String,
+        /// Verify as of this Unix time instead of now.
+        #[arg(long, value_name = "UNIX")]
+        now: Option<i64>,
+    },
+    /// A tus creation request's `Upload-Metadata`: the verdict pre-create
+    /// gives it under this configuration (the daemon's own decision).
+    Upload {
+        /// The header's value (or the whole `Upload-Metadata: …` line),
+        /// quoted for the shell.
+        metadata: String,
+        /// `Upload-Length` (without it: a deferred length,
+        /// `Upload-Defer-Length: 1`).
+        #[arg(long, value_name = "BYTES")]
+        length: Option<u64>,
         /// Verify as of this Unix time instead of now.
         #[arg(long, value_name = "UNIX")]
         now: Option<i64>,
@@ -166,6 +232,37 @@ pub fn main() -> ExitCode {
         Command::Revoked(RevokedCmd::List) => revoke::run(&config, revoke::Action::List, "", ""),
         Command::Sign(SignCmd::Link { path, expiry }) => sign_link(&config, &path, &expiry),
         Command::Verify(VerifyCmd::Link { target, now }) => verify_link(&config, &target, now),
+        Command::Sign(SignCmd::Upload {
+            key,
+            content_type,
+            visibility,
+            expiry,
+            curl,
+            file,
+            length,
+        }) => {
+            let now = SystemClock.now();
+            let args = upload::SignUpload {
+                key: &key,
+                content_type: &content_type,
+                visibility: Visibility::parse(&visibility).unwrap_or(Visibility::Private),
+                expires: expiry.at(now),
+                curl: curl.as_deref(),
+                file: file.as_deref(),
+                length,
+            };
+            upload::sign(&config, &args, now)
+        }
+        Command::Verify(VerifyCmd::Upload {
+            metadata,
+            length,
+            now,
+        }) => upload::verify(
+            &config,
+            &metadata,
+            length,
+            now.unwrap_or_else(|| SystemClock.now()),
+        ),
         Command::FinalizePending => finalize_pending(&config),
         Command::Events(cmd) => match &config.events {
             Some(events) => crate::events::cli::run(events, &cmd),
@@ -350,21 +447,6 @@ fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
         .ok_or_else(|| Error::new(ErrorKind::InvalidData, "not an HTTP/1.1 response"))
 }
 
-/// Percent-encodes what a client would encode in a path, so the printed link
-/// reaches nginx as the same `$uri`.
-fn encode_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for &b in path.as_bytes() {
-        let keep = b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b);
-        if keep {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn sign_link(config: &Config, path: &str, expiry: &Expiry) -> ExitCode {
     let Some(secret) = config.link.secrets.newest() else {
         return ConfigError::exit(&ConfigError::no_secret("link", "LINK"));
@@ -380,12 +462,7 @@ fn sign_link(config: &Config, path: &str, expiry: &Expiry) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let expires = match (expiry.ttl, expiry.expires) {
-        (_, Some(e)) => e,
-        (ttl, None) => SystemClock
-            .now()
-            .saturating_add(i64::try_from(ttl.unwrap_or(3600)).unwrap_or(i64::MAX)),
-    };
+    let expires = expiry.at(SystemClock.now());
     if expires <= 0 {
         eprintln!("error: expires must be positive (nginx rejects 0 and negative expiries)");
         return ExitCode::from(2);
@@ -425,16 +502,6 @@ fn verify_link(config: &Config, target: &str, now: Option<i64>) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn encoded_paths_parse_back() {
-        for p in ["/private/été 2026/plage.jpg", "/a+b/c%d", "/x?y#z", "/é/ü"] {
-            let e = encode_path(p);
-            let back = nginx_uri::parse_request_target(e.as_bytes(), true).unwrap();
-            assert_eq!(back.uri, p.as_bytes(), "{e}");
-            assert!(back.args.is_empty());
-        }
-    }
 
     #[test]
     fn cli_is_well_formed() {

@@ -272,11 +272,14 @@ fn dev_mode_prints_a_link_that_works() {
             run_dir.path().join("admin.sock"),
         )
         .env_remove("ASSETGATE_CONFIG")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
+        // The temporary upload tree: in the test's directory (a kill leaves it).
+        .env("TMPDIR", run_dir.path())
+        .stderr(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // The banner is on stdout (the logs on stderr).
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut target = None;
     let mut secret_line = None;
     for line in lines.by_ref().take(40) {
@@ -288,7 +291,7 @@ fn dev_mode_prints_a_link_that_works() {
             target = Some(rest.split('\'').next().unwrap().to_owned());
             assert!(line.contains(&format!("http://127.0.0.1:{port}/auth")), "{line}");
         }
-        if line.contains("listening") {
+        if line.contains("(204 = valid") {
             break;
         }
     }

@@ -14,6 +14,7 @@
 //!   abandoned uploads.
 
 mod budgets;
+pub mod dev;
 pub mod reconcile;
 pub mod reload;
 mod run;

@@ -236,6 +236,13 @@ pub fn decide(
     if dev {
         keep_if_empty(&mut new.link.secrets, &running.link.secrets);
         keep_if_empty(&mut new.upload.secrets, &running.upload.secrets);
+        // The temporary upload tree `--dev` made (`super::dev::Playground`)
+        // stays too: a reload of a configuration that names no tree is not
+        // a change that needs a restart.
+        if new.storage.root.is_none() && new.tusd.upload_dir.is_none() {
+            new.storage.root.clone_from(&running.storage.root);
+            new.tusd.upload_dir.clone_from(&running.tusd.upload_dir);
+        }
     }
     if new.link.secrets.is_empty() && new.upload.secrets.is_empty() {
         return ReloadOutcome::Refused(Refusal::Invalid(ConfigError {
@@ -693,6 +700,25 @@ mod tests {
         assert_eq!(
             decide(&state, load(&cfg), None, false),
             ReloadOutcome::Unchanged(vec![])
+        );
+    }
+
+    /// `serve --dev`'s temporary tree is the running configuration's own: a
+    /// reload of a configuration naming no tree keeps it, and says nothing
+    /// needs a restart (it said `storage.root` and `tusd.upload_dir` did).
+    #[test]
+    fn a_dev_reload_keeps_the_temporary_tree_quietly() {
+        let mut running = load(BASE);
+        running.storage.root = Some("/tmp/assetgate-dev-x/assets".into());
+        running.tusd.upload_dir = Some("/tmp/assetgate-dev-x/uploads".into());
+        let state = app_state(running);
+        assert_eq!(
+            decide(&state, load(BASE), None, true),
+            ReloadOutcome::Unchanged(vec![])
+        );
+        assert_eq!(
+            state.current().storage.root.as_deref(),
+            Some(Path::new("/tmp/assetgate-dev-x/assets"))
         );
     }
 

@@ -29,12 +29,11 @@ use super::budgets::budgets_metrics;
 use super::shutdown::{Signals, Stage};
 use super::start::{AdminListeners, Daemon, Parts, StateParts};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, Sources, StateBackend};
+use crate::config::{Sources, StateBackend};
 use crate::events::Outbox;
 use crate::http::server::{self, Listener};
 use crate::http::{admin, AppState};
 use crate::publisher::{self, Finalizer};
-use crate::token::link;
 
 /// How long abandoned moves get to stop (one copy chunk, one fsync).
 const ABANDON_WAIT: Duration = Duration::from_secs(3);
@@ -66,7 +65,8 @@ async fn serve(parts: Parts) {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let (state, outbox) = app_state(made_of, &addr).await;
+    // Kept (a --dev run's temporary tree) until the drain is over.
+    let (state, outbox, _playground) = app_state(made_of, &addr).await;
     let mut work = Stage::new();
     let st = state.clone();
     work.spawn("listen", |stop| server::serve(listeners.main, st, stop));
@@ -92,10 +92,14 @@ async fn serve(parts: Parts) {
 /// The request handlers' state: the budget gauges, the dev banner, the
 /// temporary files of crashed copies swept, the outbox, a first state sync,
 /// the mover.
-async fn app_state(parts: StateParts, addr: &str) -> (Arc<AppState>, Option<Arc<Outbox>>) {
+async fn app_state(
+    parts: StateParts,
+    addr: &str,
+) -> (Arc<AppState>, Option<Arc<Outbox>>, Option<super::dev::Playground>) {
     let StateParts {
         config,
         dev,
+        playground,
         roots,
         events_store,
         budgets,
@@ -104,7 +108,9 @@ async fn app_state(parts: StateParts, addr: &str) -> (Arc<AppState>, Option<Arc<
     } = parts;
     budgets_metrics(&metrics, &budgets);
     if dev {
-        print_dev_banner(&config, addr);
+        // stdout: what to run; the logs are on stderr.
+        print!("{}", super::dev::banner(&config, addr, playground.as_ref()));
+        let _ = std::io::Write::flush(&mut std::io::stdout());
     }
     if let Some(roots) = &roots {
         publisher::sweep_temp_at_start(roots, &metrics);
@@ -117,11 +123,15 @@ async fn app_state(parts: StateParts, addr: &str) -> (Arc<AppState>, Option<Arc<
     // A first sync before serving, so a replica starts with the fleet's
     // revocations (bounded by [state] timeout; failing, it starts not ready).
     let _ = shared.sync(clock.now()).await;
-    let finalizer = Arc::new(Finalizer::new(roots, metrics.clone()).with_events(outbox.clone()));
-    let state = AppState::new(config, metrics, clock, finalizer)
+    let mut finalizer = Finalizer::new(roots, metrics.clone()).with_events(outbox.clone());
+    if let (true, Ok(at)) = (dev, addr.parse()) {
+        finalizer = finalizer.on_published(super::dev::landed(&config, at));
+    }
+    let state = AppState::new(config, metrics, clock, Arc::new(finalizer))
         .with_shared(shared)
-        .with_budgets(budgets.fitted);
-    (Arc::new(state), outbox)
+        .with_budgets(budgets.fitted)
+        .with_dev_files(dev);
+    (Arc::new(state), outbox, playground)
 }
 
 /// The work stage's background tasks (the main listener is spawned by the
@@ -265,27 +275,4 @@ async fn abandon_moves(state: &AppState) {
             "moves did not stop in time (a blocked disk?); exiting anyway, their uploads stay in upload_dir"
         );
     }
-}
-
-fn print_dev_banner(config: &Config, addr: &str) {
-    let link_secret = config.link.secrets.newest().expect("dev mode sets a link secret");
-    let upload_secret = config
-        .upload
-        .secrets
-        .newest()
-        .expect("dev mode sets an upload secret");
-    let expires = SystemClock.now() + 3600;
-    let path = "/private/hello.txt";
-    let md5 = link::sign(link_secret.expose(), path.as_bytes(), expires);
-    let target = format!("{path}?md5={md5}&expires={expires}");
-    eprintln!(
-        "\nassetgate --dev: secrets generated for this run only (never use --dev in production)\n\
-         \x20 ASSETGATE_LINK_SECRET={}\n\
-         \x20 ASSETGATE_UPLOAD_SECRET={}\n\
-         \x20 signed link (valid 1 h): {target}\n\
-         \x20 check it:  curl -i -H 'X-Original-URI: {target}' http://{addr}/auth\n\
-         \x20 (204 = valid; 403 + X-Assetgate-Reason = denied)\n",
-        String::from_utf8_lossy(link_secret.expose()),
-        String::from_utf8_lossy(upload_secret.expose()),
-    );
 }

@@ -120,6 +120,8 @@ pub(super) struct StateParts {
     pub(super) config: Config,
     /// Secrets generated for this run (`serve --dev`).
     pub(super) dev: bool,
+    /// `serve --dev` without a tree of its own: the temporary one.
+    pub(super) playground: Option<super::dev::Playground>,
     pub(super) roots: Option<Roots>,
     pub(super) events_store: Option<Store>,
     pub(super) budgets: Fitted,
@@ -154,9 +156,11 @@ impl Daemon {
     /// (before anything binds), the state backend, the listeners. `dev`:
     /// secrets generated for this run (`serve --dev`).
     pub fn build(mut config: Config, sources: Sources, dev: bool) -> Result<Daemon, StartError> {
+        let mut playground = None;
         if dev {
             config.link.secrets = SecretSet::new(vec![Secret::generate(24)]);
             config.upload.secrets = SecretSet::new(vec![Secret::generate(24)]);
+            playground = super::dev::Playground::make(&mut config)?;
         } else if config.link.secrets.is_empty() && config.upload.secrets.is_empty() {
             return Err(ConfigError::no_secret("link", "LINK").into());
         }
@@ -202,6 +206,7 @@ impl Daemon {
                 state: StateParts {
                     config,
                     dev,
+                    playground,
                     roots,
                     events_store,
                     budgets,

@@ -265,6 +265,36 @@ pub(super) fn destination_dir(
     Ok(Some(cur))
 }
 
+/// The bytes of the published asset `relative` below the storage root's
+/// descriptor `root` ([`super::Roots::read_published`]).
+pub(super) fn read_published(root: BorrowedFd<'_>, relative: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let invalid = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a plain path below the storage root",
+        )
+    };
+    let rel = relative.to_str().ok_or_else(invalid)?;
+    let segs = destination_segments(rel).map_err(|_| invalid())?;
+    let (name, dirs) = segs.split_last().ok_or_else(invalid)?;
+    let dir = open_dir_beneath(root, &dirs.iter().collect::<PathBuf>()).map_err(io::Error::from)?;
+    let opened = open_at(dir.as_fd(), OsStr::new(name))
+        .map_err(io::Error::from)?
+        .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+    if !opened.meta.is_file() {
+        return Err(io::Error::from(io::ErrorKind::NotFound));
+    }
+    if opened.meta.len() > max {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            "over the dev download cap",
+        ));
+    }
+    let mut bytes = Vec::with_capacity(opened.meta.len() as usize);
+    io::Read::read_to_end(&mut io::Read::take(&opened.file, max), &mut bytes)?;
+    Ok(bytes)
+}
+
 /// Where `relative` (`{prefix}/{key}`) stands below `storage_root`, by the very
 /// rule the move applies (pre-create asks, so an upload the move would refuse is
 /// refused before any byte is sent): a symlink or a file on the way, a symlink or

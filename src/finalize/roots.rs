@@ -87,6 +87,14 @@ impl Roots {
         })
     }
 
+    /// The bytes of the published asset `relative` (`{prefix}/{key}`) under
+    /// the storage root, walked from its descriptor by the mover's rule (no
+    /// symlink anywhere, plain names only), a regular file of at most `max`
+    /// bytes. For `serve --dev`'s downloads; nginx serves them in production.
+    pub fn read_published(&self, relative: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+        super::confine::read_published(std::os::fd::AsFd::as_fd(&*self.storage_fd), relative, max)
+    }
+
     /// The canonical upload directory.
     pub fn upload_dir(&self) -> &Path {
         &self.upload_dir

@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod dev_files;
 pub mod events_socket;
 pub mod health;
 pub mod hooks;
@@ -61,6 +62,9 @@ pub struct AppState {
     /// `/tusd`: places for bodies still arriving, and turns to decide (`budgets.max_tusd_requests`).
     tusd: TusdBudget,
     ready: AtomicBool,
+    /// `serve --dev`: private assets are also downloadable from the main
+    /// listener ([`dev_files`]).
+    pub dev: bool,
 }
 
 impl AppState {
@@ -83,7 +87,15 @@ impl AppState {
             clock,
             finalizer,
             ready: AtomicBool::new(true),
+            dev: false,
         }
+    }
+
+    /// `serve --dev`: also serve private assets behind their links
+    /// ([`dev_files`]).
+    pub fn with_dev_files(mut self, dev: bool) -> Self {
+        self.dev = dev;
+        self
     }
 
     /// The state handle to use (the configured backend; a new state has the

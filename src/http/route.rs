@@ -14,7 +14,7 @@ use tokio::time::timeout;
 
 use crate::http::limits::or_deadline;
 use crate::http::respond::Synthetic;
-use crate::http::{auth, health, hooks, session, AppState, Resp};
+use crate::http::{auth, dev_files, health, hooks, session, AppState, Resp};
 use crate::metrics::Endpoint;
 
 /// The main listener's endpoints.
@@ -90,6 +90,9 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Resp {
     // the handler's (hooks.rs, limits.rs).
     let deadline = state.config.server.request_timeout;
     let resp = match route {
+        // `serve --dev` only; boxed: the dev download is not what every
+        // request's future should be sized for.
+        None if dev_files::serves(state, req.uri().path()) => Box::pin(dev_files::handle(state, req)).await,
         None => Synthetic::not_found().into(),
         Some(route) if !route.allows(req.method()) => Synthetic::method_not_allowed(route.allow()).into(),
         Some(Route::Auth) => auth::handle(state, req).await,

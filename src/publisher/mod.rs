@@ -28,7 +28,7 @@ mod worker;
 
 pub use backend::Backend;
 pub use service::{plan, Found, Publisher, Report};
-pub use worker::{report_sweep, sweep_temp_at_start, Finalizer};
+pub use worker::{report_sweep, sweep_temp_at_start, Finalizer, Landed, OnPublished};
 
 #[cfg(test)]
 mod tests;

@@ -36,7 +36,26 @@ pub struct Finalizer {
     workers: Semaphore,
     cancel: Cancel,
     metrics: Metrics,
+    /// Told of every publish (`serve --dev` prints where it landed).
+    on_published: Option<OnPublished>,
 }
+
+/// What [`Finalizer::on_published`] is told: an upload published by the
+/// background worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Landed {
+    /// The asset key.
+    pub key: String,
+    /// Its visibility.
+    pub visibility: crate::policy::Visibility,
+    /// Where it is: `[storage] root` / `{prefix}/{key}`.
+    pub path: std::path::PathBuf,
+    /// Its size.
+    pub bytes: u64,
+}
+
+/// A listener for publishes (called on the worker's task; must not block).
+pub type OnPublished = Arc<dyn Fn(&Landed) + Send + Sync>;
 
 impl Finalizer {
     /// `roots` is `None` when `[storage] root` or `[tusd] upload_dir` is not
@@ -50,7 +69,15 @@ impl Finalizer {
             tracker: Arc::new(Semaphore::new(MAX_BACKGROUND as usize)),
             workers: Semaphore::new(MOVES_AT_ONCE),
             cancel: Cancel::new(),
+            on_published: None,
         }
+    }
+
+    /// Calls `listener` after each publish of the background worker (post-finish,
+    /// reconcile): `serve --dev` prints where the upload landed and a link.
+    pub fn on_published(mut self, listener: OnPublished) -> Self {
+        self.on_published = Some(listener);
+        self
     }
 
     /// With `[events]`: every move commits its event to `outbox` before it is
@@ -119,6 +146,15 @@ impl Finalizer {
             plan.upload_id().to_owned()
         };
         let key = plan.key().escape_debug().to_string();
+        let landed = this.on_published.as_ref().and_then(|_| {
+            let root = this.roots.as_ref()?.storage_root();
+            Some(Landed {
+                key: plan.key().to_owned(),
+                visibility: plan.visibility(),
+                path: root.join(plan.destination()),
+                bytes: 0,
+            })
+        });
         tokio::spawn(async move {
             let _permit = permit;
             if !this.in_flight.lock().await.insert(dedupe_key.clone()) {
@@ -143,7 +179,15 @@ impl Finalizer {
             let report = tokio::task::spawn_blocking(move || publisher.publish(&plan, &cancel)).await;
             this.in_flight.lock().await.remove(&dedupe_key);
             match report {
-                Ok(report) => this.log(report, via, &key),
+                Ok(report) => {
+                    if let (Report::Published(done), Some(mut landed), Some(tell)) =
+                        (&report, landed, this.on_published.as_ref())
+                    {
+                        landed.bytes = done.bytes;
+                        tell(&landed);
+                    }
+                    this.log(report, via, &key)
+                }
                 Err(join) => {
                     this.metrics
                         .count_finalize(FinalizeResult::Failed(finalize::MoveFailure::Io));
