@@ -96,8 +96,15 @@ fn v2_pre_create_accept_and_reject_in_tusd_protocol() {
         );
         assert_eq!((s, json_of(&b)), (200, json!({})), "{kind}");
     }
+    // The log is written by a queued thread: wait for the refusal's line
+    // (under load it can come after the answer), then read all of it.
+    assert!(
+        e.gate
+            .wait_log("\"reason\":\"token_invalid\"", Duration::from_secs(10)),
+        "{}",
+        e.gate.logs().join("\n")
+    );
     let logs = e.gate.logs().join("\n");
-    assert!(logs.contains("\"reason\":\"token_invalid\""), "{logs}");
     assert!(
         !logs.contains(m["upload-token"].as_str().unwrap()),
         "token in the logs"

@@ -154,6 +154,7 @@ pub fn banner(config: &Config, addr: &str, playground: Option<&Playground>) -> S
 pub fn landed(config: &Config, addr: SocketAddr) -> OnPublished {
     let secret = config.link.secrets.newest().map(|s| s.expose().to_vec());
     let prefix = config.storage.private_prefix.clone();
+    let root = config.storage.root.clone();
     std::sync::Arc::new(move |l: &Landed| {
         let mut out = format!(
             "\nassetgate --dev: upload landed: {} ({} bytes)\n",
@@ -161,7 +162,13 @@ pub fn landed(config: &Config, addr: SocketAddr) -> OnPublished {
             l.bytes
         );
         if let (Visibility::Private, Some(secret)) = (l.visibility, &secret) {
-            let uri = format!("/{prefix}/{}", l.key);
+            // The path it landed at, below the root: what nginx serves (a
+            // reload may have changed the prefix since the start).
+            let uri = root
+                .as_deref()
+                .and_then(|r| l.path.strip_prefix(r).ok())
+                .and_then(|rel| rel.to_str())
+                .map_or_else(|| format!("/{prefix}/{}", l.key), |rel| format!("/{rel}"));
             let expires = SystemClock.now() + TTL;
             let md5 = link::sign(secret, uri.as_bytes(), expires);
             let url = format!("http://{addr}{}?md5={md5}&expires={expires}", encode_path(&uri));
@@ -173,8 +180,16 @@ pub fn landed(config: &Config, addr: SocketAddr) -> OnPublished {
                 Err(e) => out.push_str(&format!("\x20 no link: {e}\n")),
             }
         }
-        let mut stdout = std::io::stdout().lock();
-        let _ = stdout.write_all(out.as_bytes());
-        let _ = stdout.flush();
+        // Called on the worker's task, which must not block: a stdout pipe
+        // nobody reads would stall it.
+        let print = move || {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(out.as_bytes());
+            let _ = stdout.flush();
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(print)),
+            Err(_) => print(),
+        }
     })
 }

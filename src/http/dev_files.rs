@@ -25,14 +25,24 @@ use crate::http::{AppState, Resp};
 /// The largest file served (dev mode is for a look, not for transfers).
 pub const MAX_BYTES: u64 = 16 << 20;
 
-/// Whether `path` is one `--dev` serves: below `/{private_prefix}/`.
+/// Whether `path` is one `--dev` serves: below `/{private_prefix}/` (the
+/// running configuration's: the prefix is reloadable).
 pub fn serves(state: &AppState, path: &str) -> bool {
-    let prefix = &state.config.storage.private_prefix;
-    state.dev
-        && path
-            .strip_prefix('/')
-            .and_then(|p| p.strip_prefix(prefix.as_str()))
-            .is_some_and(|rest| rest.starts_with('/'))
+    state.dev && below_private(&state.current().storage.private_prefix, path.as_bytes()).is_some()
+}
+
+/// `path` as text when it is below `/{prefix}/`, else `None`. Checked on the
+/// raw request path by [`serves`] and again on the path the link was verified
+/// for (decoded and normalised as nginx does), which is the one read: a raw
+/// `/private/%2e%2e/public/x` is routed here but reads nothing outside the
+/// prefix. A path that is not UTF-8 is refused rather than read lossily (two
+/// links would name one file).
+fn below_private<'a>(prefix: &str, path: &'a [u8]) -> Option<&'a str> {
+    let path = std::str::from_utf8(path).ok()?;
+    path.strip_prefix('/')?
+        .strip_prefix(prefix)?
+        .starts_with('/')
+        .then_some(path)
 }
 
 /// Answers one `GET`/`HEAD` of a private asset in dev mode.
@@ -56,7 +66,17 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
     let outcome = auth::decide(&cfg, &state.shared, &headers, state.clock.now());
     auth::record(&outcome, &state.metrics);
     let uri = match &outcome {
-        AuthOutcome::Allow(v) => String::from_utf8_lossy(v.uri()).into_owned(),
+        AuthOutcome::Allow(v) => match below_private(&cfg.storage.private_prefix, v.uri()) {
+            Some(uri) => uri.to_owned(),
+            None => {
+                tracing::info!(
+                    endpoint = "auth",
+                    dev = true,
+                    "dev download: the link's path is not below the private prefix once decoded"
+                );
+                return Synthetic::not_found().into();
+            }
+        },
         _ => return auth::response(&outcome, req.method()),
     };
     let Some(roots) = state.finalizer.roots().cloned() else {
@@ -91,5 +111,33 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
             tracing::error!(endpoint = "auth", dev = true, error = %e, "dev download task failed");
             Synthetic::internal().into()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::below_private;
+
+    #[test]
+    fn only_paths_below_the_private_prefix_are_read() {
+        assert_eq!(
+            below_private("private", b"/private/a.txt"),
+            Some("/private/a.txt")
+        );
+        assert_eq!(
+            below_private("private", b"/private/dev/a b.txt"),
+            Some("/private/dev/a b.txt")
+        );
+        // What `/private/%2e%2e/public/x` decodes to, and other neighbours.
+        assert_eq!(below_private("private", b"/public/x"), None);
+        assert_eq!(below_private("private", b"/privatex/a"), None);
+        assert_eq!(below_private("private", b"/private"), None);
+        assert_eq!(below_private("private", b"private/a"), None);
+        // Not UTF-8: refused, not read as U+FFFD.
+        assert_eq!(below_private("private", b"/private/a\xff"), None);
+        assert_eq!(
+            below_private("assets-private", b"/assets-private/a"),
+            Some("/assets-private/a")
+        );
     }
 }

@@ -170,7 +170,7 @@ pub struct Upload {
         rename = "MetaData",
         alias = "Metadata",
         default,
-        deserialize_with = "or_default"
+        deserialize_with = "metadata"
     )]
     pub metadata: Metadata,
     /// `IsPartial` (`Upload-Concat: partial`).
@@ -317,6 +317,37 @@ const NAMES: &str = "Type Event Upload upload HTTPRequest ID Size SizeIsDeferred
 /// `null` reads as the default (Go writes `null` for a nil map or slice).
 fn or_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
     Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+/// `MetaData`: strings by name, each name once, `null` as none. `Value` (and
+/// a plain map) would keep the last of two `asset-key`s; which of two the
+/// token's fields are must not depend on position, so a name given twice
+/// (also spelled with escapes) is a malformed body, as a known field given
+/// twice is. tusd writes metadata from a Go map, so it never sends one.
+fn metadata<'de, D: Deserializer<'de>>(d: D) -> Result<Metadata, D::Error> {
+    struct Unique(Metadata);
+    impl<'de> Deserialize<'de> for Unique {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_map(Unique(Metadata::new()))
+        }
+    }
+    impl<'de> Visitor<'de> for Unique {
+        type Value = Unique;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a map of strings")
+        }
+        fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Unique, A::Error> {
+            while let Some(name) = map.next_key::<String>()? {
+                let value = map.next_value::<String>()?;
+                if self.0.insert(name, value).is_some() {
+                    // Not the name: the text chose it, and it may be a token.
+                    return Err(de::Error::custom("a metadata name given twice"));
+                }
+            }
+            Ok(self)
+        }
+    }
+    Option::<Unique>::deserialize(d).map(|m| m.map(|Unique(m)| m).unwrap_or_default())
 }
 
 /// A field that counts as given also when it is `null`.
@@ -929,12 +960,28 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+        // A metadata name given twice, also spelled with an escape: which one
+        // the token's fields are must not depend on position.
+        for body in [
+            &br#"{"Type":"pre-create","Event":{"Upload":{"MetaData":{"k":"1","k":"2"}}}}"#[..],
+            br#"{"Type":"pre-create","Event":{"Upload":{"MetaData":{"asset-key":"a","asset\u002dkey":"b"}}}}"#,
+            br#"{"Upload":{"MetaData":{"k":"1","k":"1"}}}"#,
+        ] {
+            let name = (body[2] == b'U').then_some("pre-create");
+            let got = parse(body, name);
+            assert!(
+                matches!(&got, Err(HookError::Field(e)) if e.ends_with("MetaData: a metadata name given twice")),
+                "{}: {got:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // Unknown fields may repeat (tusd adds fields; none of them is read).
         let h = parse(
-            br#"{"X":1,"Type":"pre-create","X":2,"Event":{"Upload":{"ID":"a","MetaData":{"k":"1","k":"2"},"Y":[],"Y":{}}}}"#,
+            br#"{"X":1,"Type":"pre-create","X":2,"Event":{"Upload":{"ID":"a","MetaData":{"k":"1"},"Y":[],"Y":{}}}}"#,
             None,
         )
         .unwrap();
-        assert_eq!(h.upload.metadata.get("k").map(String::as_str), Some("2"));
+        assert_eq!(h.upload.metadata.get("k").map(String::as_str), Some("1"));
         // Not JSON comes first, whatever else is wrong.
         assert!(matches!(
             parse(br#"{"Upload":{"X":1e999},"Upload":{}}"#, Some("pre-create")),
