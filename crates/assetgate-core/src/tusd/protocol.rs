@@ -38,6 +38,7 @@ use serde::Deserialize;
 use super::json::{
     self, numbers_bools_null_are, Checked, CheckedObject, CheckedStr, JsonError, Loose, Object,
 };
+use crate::config::MAX_MAX_PARTS;
 use crate::token::upload::{Metadata, FIELD_KEY};
 
 /// Which answer style the sender expects.
@@ -180,7 +181,7 @@ pub struct Upload {
     #[serde(rename = "IsFinal", default, deserialize_with = "or_default")]
     pub is_final: bool,
     /// `PartialUploads`: IDs of the partial uploads of a final upload.
-    #[serde(rename = "PartialUploads", default, deserialize_with = "or_default")]
+    #[serde(rename = "PartialUploads", default, deserialize_with = "parts")]
     pub partial_uploads: Vec<String>,
     /// `Storage`, `None` when `null`.
     #[serde(rename = "Storage", default, deserialize_with = "json::object")]
@@ -319,6 +320,42 @@ fn or_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) ->
     Option::<T>::deserialize(d).map(Option::unwrap_or_default)
 }
 
+/// Most `MetaData` entries read. What the model keeps grows with the entries
+/// (a map node and two strings each: ten times the body's bytes for a body of
+/// empty ones), so their number is bounded where they are read; tus clients
+/// send a handful (granite five).
+pub const MAX_METADATA: usize = 256;
+
+/// `PartialUploads`: upload IDs, at most [`MAX_MAX_PARTS`] (no configuration
+/// admits more parts, and each kept ID costs more than its bytes in the body),
+/// `null` as none.
+fn parts<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct Parts(Vec<String>);
+    impl<'de> Deserialize<'de> for Parts {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_seq(Parts(Vec::new()))
+        }
+    }
+    impl<'de> Visitor<'de> for Parts {
+        type Value = Parts;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of upload IDs")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Parts, A::Error> {
+            while let Some(id) = seq.next_element::<String>()? {
+                if self.0.len() >= MAX_MAX_PARTS as usize {
+                    return Err(de::Error::custom(format_args!(
+                        "more than {MAX_MAX_PARTS} partial uploads"
+                    )));
+                }
+                self.0.push(id);
+            }
+            Ok(self)
+        }
+    }
+    Option::<Parts>::deserialize(d).map(|p| p.map(|Parts(p)| p).unwrap_or_default())
+}
+
 /// `MetaData`: strings by name, each name once, `null` as none. `Value` (and
 /// a plain map) would keep the last of two `asset-key`s; which of two the
 /// token's fields are must not depend on position, so a name given twice
@@ -338,6 +375,11 @@ fn metadata<'de, D: Deserializer<'de>>(d: D) -> Result<Metadata, D::Error> {
         }
         fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Unique, A::Error> {
             while let Some(name) = map.next_key::<String>()? {
+                if self.0.len() >= MAX_METADATA {
+                    return Err(de::Error::custom(format_args!(
+                        "more than {MAX_METADATA} metadata entries"
+                    )));
+                }
                 let value = map.next_value::<String>()?;
                 if self.0.insert(name, value).is_some() {
                     // Not the name: the text chose it, and it may be a token.
