@@ -245,19 +245,10 @@ impl Crate {
         if depth > 16 || path.is_empty() {
             return None;
         }
-        let (mut cur, rest): (Vec<String>, &[String]) = match path[0].as_str() {
-            "crate" => (Vec::new(), &path[1..]),
-            "self" => (at.to_vec(), &path[1..]),
-            "super" => {
-                let mut cur = at.to_vec();
-                let mut i = 0;
-                while path.get(i).is_some_and(|s| s == "super") {
-                    cur.pop();
-                    i += 1;
-                }
-                (cur, &path[i..])
-            }
-            first => {
+        let (mut cur, rest): (Vec<String>, &[String]) = match anchored(at, path) {
+            Some(anchored) => anchored,
+            None => {
+                let first = path[0].as_str();
                 let here = self.modules.get(at)?;
                 if here.children.contains(first) {
                     (at.to_vec(), path)
@@ -344,20 +335,8 @@ impl Crate {
 
     /// The module a path of modules names, from `at`.
     fn module_path(&self, at: &[String], path: &[String]) -> Option<Vec<String>> {
-        let (mut cur, rest): (Vec<String>, &[String]) = match path.first()?.as_str() {
-            "crate" => (Vec::new(), &path[1..]),
-            "self" => (at.to_vec(), &path[1..]),
-            "super" => {
-                let mut cur = at.to_vec();
-                let mut i = 0;
-                while path.get(i).is_some_and(|s| s == "super") {
-                    cur.pop();
-                    i += 1;
-                }
-                (cur, &path[i..])
-            }
-            _ => (at.to_vec(), path),
-        };
+        path.first()?;
+        let (mut cur, rest) = anchored(at, path).unwrap_or_else(|| (at.to_vec(), path));
         for seg in rest {
             if !self.modules.get(&cur)?.children.contains(seg) {
                 return None;
@@ -365,6 +344,25 @@ impl Crate {
             cur.push(seg.clone());
         }
         Some(cur)
+    }
+}
+
+/// A path that starts at `crate`, `self` or `super`s, from `at`: the module
+/// it starts in and the rest; `None` for a path that starts with a name.
+fn anchored<'p>(at: &[String], path: &'p [String]) -> Option<(Vec<String>, &'p [String])> {
+    match path.first()?.as_str() {
+        "crate" => Some((Vec::new(), &path[1..])),
+        "self" => Some((at.to_vec(), &path[1..])),
+        "super" => {
+            let mut cur = at.to_vec();
+            let mut i = 0;
+            while path.get(i).is_some_and(|s| s == "super") {
+                cur.pop();
+                i += 1;
+            }
+            Some((cur, &path[i..]))
+        }
+        _ => None,
     }
 }
 
