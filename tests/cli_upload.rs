@@ -435,6 +435,31 @@ fn serve_dev_prints_commands_that_land_an_upload_and_a_working_link() {
     let denied = Command::new("sh").arg("-c").arg(&forged).output().unwrap();
     assert!(!denied.status.success(), "a forged link downloads: {forged}");
 
+    // A file over the dev cap: a clear 413, not a bare 404. Signed with the
+    // secret the banner printed, as an operator would with `sign link`.
+    let secret = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("ASSETGATE_LINK_SECRET="))
+        .expect("the banner prints the link secret")
+        .to_string();
+    let big_dir = std::path::Path::new(landed_path).parent().unwrap();
+    std::fs::write(big_dir.join("big.bin"), vec![0u8; (16 << 20) + 1]).unwrap();
+    let big_uri = format!("/{}/big.bin", landed_line_dir(landed_path, &tmp));
+    let signed = Command::new(bin())
+        .args(["sign", "link", &big_uri])
+        .env_clear()
+        .env("ASSETGATE_LINK_SECRET", &secret)
+        .output()
+        .unwrap();
+    assert!(signed.status.success(), "{}", text(&signed.stderr));
+    let target = text(&signed.stdout).trim().to_string();
+    let big = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}{target}"))
+        .output()
+        .unwrap();
+    assert_eq!(text(&big.stdout), "413", "a file over the dev cap");
+
     // The temporary tree goes with the daemon.
     let tree = std::path::Path::new(landed_path)
         .ancestors()
@@ -451,4 +476,18 @@ fn serve_dev_prints_commands_that_land_an_upload_and_a_working_link() {
         "{} is left after the daemon stopped",
         tree.display()
     );
+}
+
+/// `private/dev` for `<tree>/assets/private/dev/hello.txt`: the landed file's
+/// directory below the storage root (`assets/`), as a link names it.
+fn landed_line_dir(landed: &str, tmp: &std::path::Path) -> String {
+    let path = std::path::Path::new(landed);
+    assert!(path.starts_with(tmp), "{landed}");
+    let parent = path.parent().unwrap();
+    let at = parent
+        .ancestors()
+        .position(|a| a.file_name().is_some_and(|n| n == "assets"))
+        .expect("below assets/");
+    let root = parent.ancestors().nth(at).unwrap();
+    parent.strip_prefix(root).unwrap().to_str().unwrap().to_string()
 }

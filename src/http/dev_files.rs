@@ -19,7 +19,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use crate::http::auth::{self, AuthOutcome};
-use crate::http::respond::Synthetic;
+use crate::http::respond::{text, Synthetic};
 use crate::http::{AppState, Resp};
 
 /// The largest file served (dev mode is for a look, not for transfers).
@@ -102,6 +102,20 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
             );
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
             r
+        }
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+            tracing::info!(
+                endpoint = "auth",
+                dev = true,
+                max = MAX_BYTES,
+                "dev download: the asset is over the dev cap"
+            );
+            text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "larger than serve --dev's download cap ({MAX_BYTES} bytes); nginx serves it in production\n"
+                ),
+            )
         }
         Ok(Err(e)) => {
             tracing::info!(endpoint = "auth", dev = true, error = %e, "dev download: the asset cannot be read");
