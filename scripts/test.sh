@@ -138,6 +138,16 @@ tusd_install() { # tusd_install VERSION MODULE_PATH
 tusd_install v2.9.1 github.com/tus/tusd/v2
 tusd_install v1.13.0 github.com/tus/tusd
 
+# --- S3-compatible engines for the S3 tests (issue 21): SeaweedFS and
+# versitygw, built and cached by scripts/s3-peers.sh (weed-<version>,
+# versitygw-<version> in $peers/bin). No test needs them by default yet, so
+# they are installed only with ASSETGATE_S3_PEERS=1 (CI time unchanged).
+# shellcheck source=scripts/s3-peers.sh
+. scripts/s3-peers.sh
+if [ "${ASSETGATE_S3_PEERS:-0}" = 1 ]; then
+  s3_peers_install
+fi
+
 # --- test runner
 if ! cargo nextest --version >/dev/null 2>&1; then
   say "installing cargo-nextest"
