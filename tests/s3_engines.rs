@@ -8,6 +8,9 @@
 //!   S3 user metadata, the upload ID is `objectId+multipartId`, and the hooks'
 //!   `Storage` is exactly `{"Type":"s3store","Bucket":…,"Key":…}`, the same
 //!   in pre-finish and post-finish.
+//! - What each engine does with conditional PutObject, CompleteMultipartUpload,
+//!   CopyObject, RenameObject and the portable UploadPartCopy publish, judged
+//!   by the effect (docs/s3-groundwork.md has the table).
 //!
 //! Peers: `scripts/s3-peers.sh` builds the engines; a missing one fails the
 //! test with the command that installs it.
@@ -285,6 +288,87 @@ fn tusd_lands_an_upload(engine: S3Engine) {
     if engine.engine == Engine::SeaweedFs {
         engine.assert_loopback_only();
     }
+}
+
+/// What each engine *does* with the writes the publish step may use, judged by
+/// the effect on scratch keys (`tests/peers/s3_probe.py capabilities`), as
+/// measured for docs/s3-groundwork.md. These are the facts the capability
+/// self-test must rediscover at start; a change here (an engine upgrade) means
+/// the self-test's expectations change too.
+#[test]
+fn capabilities_of_seaweedfs_as_measured() {
+    let weed = S3Engine::seaweedfs("caps");
+    let c = weed.must(&["capabilities", &weed.bucket, "assetgate-selftest"]);
+    for op in [
+        "put_if_none_match",
+        "complete_mpu_if_none_match",
+        "copy_if_none_match",
+        "rename_if_none_match",
+        "portable_copy_if_none_match",
+    ] {
+        assert_eq!(c[op]["verdict"], "honoured", "{op}: {c:#}");
+    }
+    // RenameObject moves: source gone, destination the source's bytes; a
+    // replay after success finds no source (404), it does not overwrite.
+    assert_eq!(
+        c["rename"],
+        serde_json::json!({"status": 200, "source_gone": true, "destination_size": 1000, "destination_equal": true}),
+        "{c:#}"
+    );
+    assert_eq!(c["rename_replayed"]["status"], 404, "{c:#}");
+    common_capabilities(&c);
+    assert_eq!(c["stored_checksums"], serde_json::json!([]), "{c:#}");
+}
+
+#[test]
+fn capabilities_of_versitygw_as_measured() {
+    let vgw = S3Engine::versitygw("caps");
+    let c = vgw.must(&["capabilities", &vgw.bucket, "assetgate-selftest"]);
+    for op in [
+        "put_if_none_match",
+        "complete_mpu_if_none_match",
+        "portable_copy_if_none_match",
+    ] {
+        assert_eq!(c[op]["verdict"], "honoured", "{op}: {c:#}");
+    }
+    // CopyObject ignores If-None-Match: * and overwrites.
+    assert_eq!(c["copy_if_none_match"]["verdict"], "ignored (overwrote)", "{c:#}");
+    // RenameObject answers 200, leaves the source and writes 0 bytes: it is
+    // taken for a PutObject with an empty body, which is also why the same
+    // request with If-None-Match: * onto an existing key gets 412. A
+    // self-test that only tried the 412 would wrongly trust rename here.
+    assert_eq!(
+        c["rename"],
+        serde_json::json!({"status": 200, "source_gone": false, "destination_size": 0, "destination_equal": false}),
+        "{c:#}"
+    );
+    assert_eq!(c["rename_if_none_match"]["verdict"], "honoured", "{c:#}");
+    common_capabilities(&c);
+    assert_eq!(
+        c["stored_checksums"],
+        serde_json::json!(["ChecksumCRC64NVME", "ChecksumType"]),
+        "{c:#}"
+    );
+}
+
+/// What both engines do alike: fresh conditional writes land; CopyObject and
+/// the portable copy set Content-Type and the marker metadata; multipart
+/// uploads are listed and aborted; a ranged GET answers 206.
+fn common_capabilities(c: &Value) {
+    let marked = serde_json::json!({"assetgate-upload": "probe"});
+    assert_eq!(c["put_if_none_match_fresh"]["landed"], true, "{c:#}");
+    for op in ["copy_if_none_match_fresh", "portable_copy_fresh"] {
+        assert_eq!(c[op]["landed"], true, "{op}: {c:#}");
+        assert_eq!(c[op]["content_type"], "image/png", "{op}: {c:#}");
+        assert_eq!(c[op]["metadata"], marked, "{op}: {c:#}");
+    }
+    assert_eq!(
+        c["list_abort_multipart"],
+        serde_json::json!({"listed": true, "abort": {"status": 204}, "gone_after_abort": true}),
+        "{c:#}"
+    );
+    assert_eq!(c["ranged_get"]["status"], 206, "{c:#}");
+    assert_eq!(c["ranged_get"]["body_ok"], true, "{c:#}");
 }
 
 /// Requests the recorder received: JSON bodies.

@@ -181,6 +181,13 @@ def cmd_capabilities(s3, a):
         "destination_size": None if dst is None else len(dst[0]),
         "destination_equal": dst is not None and dst[0] == src,
     }
+    # The same rename replayed (a crash before the answer was recorded).
+    r = attempt(
+        lambda: s3.rename_object(
+            Bucket=b, Key=p + "ren-dst", RenameSource=f"{b}/{p}ren-src", DestinationIfNoneMatch="*"
+        )
+    )
+    out["rename_replayed"] = r
     s3.put_object(Bucket=b, Key=p + "ren-src2", Body=new)
     s3.put_object(Bucket=b, Key=p + "ren-taken", Body=old)
     r = attempt(
@@ -242,6 +249,11 @@ def cmd_capabilities(s3, a):
         "body_ok": r["Body"].read() == new[:4],
         "content_range": r.get("ContentRange"),
     }
+    # What the engine stores as checksums of an object put without any (as
+    # tusd's parts are with checksums "when_required"): the event's sha256
+    # cannot come from here unless it says ChecksumSHA256.
+    h = s3.head_object(Bucket=b, Key=p + "src", ChecksumMode="ENABLED")
+    out["stored_checksums"] = sorted(k for k in h if k.startswith("Checksum"))
     out["ok"] = True
     return out
 
