@@ -105,6 +105,8 @@ async fn app_state(
         budgets,
         metrics,
         shared,
+        // Not used yet: the publisher on S3 (issue 21, next step).
+        s3: _,
     } = parts;
     budgets_metrics(&metrics, &budgets);
     if dev {
