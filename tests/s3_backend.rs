@@ -110,3 +110,229 @@ fn wrong_credentials_refuse_to_start_without_the_secret() {
         "{shown}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// The publish (`assetgate::s3::publish`) on both engines, by the method each
+// one's self-test chose.
+
+use assetgate::s3::ops::{self, Attributes};
+use assetgate::s3::publish::{publish, PublishError, Published, Request};
+use sha2::{Digest as _, Sha256};
+
+struct Bench {
+    rt: tokio::runtime::Runtime,
+    store: Store,
+}
+
+impl Bench {
+    fn new(engine: &S3Engine) -> Bench {
+        let config = s3_config(engine);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = rt.block_on(Store::start(&config, &Metrics::new())).unwrap();
+        Bench { rt, store }
+    }
+
+    fn bucket(&self) -> &str {
+        &self.store.config.bucket
+    }
+
+    /// What tusd leaves for a finished upload: `tus/<id>` and `tus/<id>.info`.
+    fn upload(&self, id: &str, bytes: &[u8]) {
+        let c = &self.store.client;
+        self.rt.block_on(async {
+            ops::put(c, self.bucket(), &format!("tus/{id}"), bytes)
+                .await
+                .unwrap();
+            ops::put(c, self.bucket(), &format!("tus/{id}.info"), b"{}")
+                .await
+                .unwrap();
+        });
+    }
+
+    fn publish(
+        &self,
+        id: &str,
+        destination: &str,
+        size: u64,
+        check: Option<&str>,
+    ) -> Result<Published, PublishError> {
+        let (upload_key, info_key) = (format!("tus/{id}"), format!("tus/{id}.info"));
+        let req = Request {
+            bucket: self.bucket(),
+            upload_key: &upload_key,
+            info_key: &info_key,
+            destination,
+            size,
+            attrs: Attributes {
+                content_type: "application/pdf",
+                upload_id: id,
+            },
+            content_check: check,
+        };
+        self.rt.block_on(publish(
+            &self.store.client,
+            self.store.method,
+            req,
+            &mut |_, _| true,
+        ))
+    }
+
+    fn head(&self, key: &str) -> Option<ops::Head> {
+        self.rt
+            .block_on(ops::head(&self.store.client, self.bucket(), key))
+            .unwrap()
+    }
+
+    fn bytes(&self, key: &str) -> Vec<u8> {
+        self.rt
+            .block_on(ops::get(&self.store.client, self.bucket(), key, None))
+            .unwrap()
+    }
+}
+
+fn pdf(n: usize, fill: u8) -> Vec<u8> {
+    let mut b = b"%PDF-1.7\n".to_vec();
+    b.resize(n, fill);
+    b
+}
+
+/// Lands with the token's Content-Type and the marker, byte for byte, the
+/// SHA-256 of what is in the bucket; the upload object and `.info` are gone;
+/// the same publish again (a duplicate post-finish) changes nothing.
+fn lands_and_duplicates_are_harmless(engine: &S3Engine) {
+    let bench = Bench::new(engine);
+    let body = pdf(300_000, b'a');
+    bench.upload("obj1+mp1", &body);
+    let done = bench
+        .publish(
+            "obj1+mp1",
+            "private/docs/a b+c.pdf",
+            body.len() as u64,
+            Some("application/pdf"),
+        )
+        .unwrap();
+    assert_eq!(
+        done,
+        Published {
+            bytes: body.len() as u64,
+            sha256: Sha256::digest(&body).into(),
+            already: false,
+            removed: true
+        }
+    );
+    let head = bench.head("private/docs/a b+c.pdf").unwrap();
+    assert_eq!(head.content_type.as_deref(), Some("application/pdf"));
+    assert_eq!(head.marker.as_deref(), Some("obj1+mp1"));
+    assert_eq!(bench.bytes("private/docs/a b+c.pdf"), body);
+    assert!(bench.head("tus/obj1+mp1").is_none() && bench.head("tus/obj1+mp1.info").is_none());
+    // A duplicate: already published, nothing rewritten.
+    let again = bench
+        .publish("obj1+mp1", "private/docs/a b+c.pdf", body.len() as u64, None)
+        .unwrap();
+    assert!(again.already, "{again:?}");
+    assert_eq!(again.sha256, done.sha256);
+    assert_eq!(bench.bytes("private/docs/a b+c.pdf"), body);
+}
+
+/// Two uploads race for one key: one is published, the other is a conflict;
+/// the first's bytes stay, the loser's upload stays for the operator.
+fn racing_uploads_one_wins(engine: &S3Engine) {
+    let bench = Bench::new(engine);
+    let (a, b) = (pdf(200_000, b'A'), pdf(200_000, b'B'));
+    bench.upload("objA+mp", &a);
+    bench.upload("objB+mp", &b);
+    let (ra, rb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| bench.publish("objA+mp", "public/race.pdf", a.len() as u64, None));
+        let tb = s.spawn(|| bench.publish("objB+mp", "public/race.pdf", b.len() as u64, None));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    let (winner, loser, winner_bytes) = match (&ra, &rb) {
+        (Ok(_), Err(PublishError::Conflict)) => ("objA+mp", "objB+mp", &a),
+        (Err(PublishError::Conflict), Ok(_)) => ("objB+mp", "objA+mp", &b),
+        other => panic!("one published and one conflict expected: {other:?}"),
+    };
+    assert_eq!(bench.bytes("public/race.pdf"), *winner_bytes);
+    assert_eq!(
+        bench.head("public/race.pdf").unwrap().marker.as_deref(),
+        Some(winner)
+    );
+    assert!(
+        bench.head(&format!("tus/{loser}")).is_some(),
+        "the loser's upload stays"
+    );
+    assert!(bench.head(&format!("tus/{winner}")).is_none());
+}
+
+/// An object already at the destination (not assetgate's, or another
+/// upload's) is never overwritten; a content mismatch is never published.
+fn nothing_is_ever_overwritten(engine: &S3Engine) {
+    let bench = Bench::new(engine);
+    let existing = b"an object someone put there".to_vec();
+    bench
+        .rt
+        .block_on(ops::put(
+            &bench.store.client,
+            bench.bucket(),
+            "private/taken.pdf",
+            &existing,
+        ))
+        .unwrap();
+    let body = pdf(1000, b'x');
+    bench.upload("objT+mp", &body);
+    assert_eq!(
+        bench.publish("objT+mp", "private/taken.pdf", 1000, None),
+        Err(PublishError::Conflict)
+    );
+    assert_eq!(bench.bytes("private/taken.pdf"), existing);
+    assert!(bench.head("tus/objT+mp").is_some());
+    // Declared a PDF, is not one: refused before anything is written.
+    bench.upload("objM+mp", &vec![0u8; 2000]);
+    assert!(matches!(
+        bench.publish("objM+mp", "private/m.pdf", 2000, Some("application/pdf")),
+        Err(PublishError::ContentMismatch { .. })
+    ));
+    assert!(bench.head("private/m.pdf").is_none());
+    // Not the declared size: not finished.
+    assert!(matches!(
+        bench.publish("objT+mp", "private/other.pdf", 999, None),
+        Err(PublishError::NotFinished {
+            expected: 999,
+            found: 1000
+        })
+    ));
+    assert!(bench.head("private/other.pdf").is_none());
+}
+
+#[test]
+fn seaweedfs_publish_lands_and_duplicates_are_harmless() {
+    lands_and_duplicates_are_harmless(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_publish_lands_and_duplicates_are_harmless() {
+    lands_and_duplicates_are_harmless(&S3Engine::versitygw("assets"));
+}
+
+#[test]
+fn seaweedfs_racing_uploads_one_wins() {
+    racing_uploads_one_wins(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_racing_uploads_one_wins() {
+    racing_uploads_one_wins(&S3Engine::versitygw("assets"));
+}
+
+#[test]
+fn seaweedfs_nothing_is_ever_overwritten() {
+    nothing_is_ever_overwritten(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_nothing_is_ever_overwritten() {
+    nothing_is_ever_overwritten(&S3Engine::versitygw("assets"));
+}

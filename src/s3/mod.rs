@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod ops;
+pub mod publish;
 pub mod selftest;
 mod store;
 
