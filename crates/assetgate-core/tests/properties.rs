@@ -703,6 +703,8 @@ fn check_postfinish(c: &PostFinish) -> Result<bool, TestCaseError> {
             kind: c.kind.map(String::from),
             path: c.path.map(String::from),
             info_path: None,
+            bucket: None,
+            key: None,
         }),
         ..Upload::default()
     };
