@@ -336,3 +336,115 @@ fn seaweedfs_nothing_is_ever_overwritten() {
 fn versitygw_nothing_is_ever_overwritten() {
     nothing_is_ever_overwritten(&S3Engine::versitygw("assets"));
 }
+
+// ---------------------------------------------------------------------------
+// Behind the publisher's seam: a hook's upload planned by post-finish's
+// rules, published by `Publisher` over `S3Backend`, as the daemon will.
+
+use std::sync::Arc;
+
+use assetgate::finalize::{Cancel, Cleanup, FinalizeError, Method};
+use assetgate::policy::Visibility;
+use assetgate::publisher::{Publisher, Report, S3Backend};
+use assetgate::tusd::protocol::Storage;
+use assetgate::tusd::{postfinish, Gate, Upload};
+
+const UPLOAD_SECRET: &str = "s3-backend-upload-secret-01";
+
+/// The planned publish of `bytes` as upload `<object>+mp` to `private/<key>`,
+/// the hook's Storage as tusd's s3store sends it.
+fn planned(engine: &S3Engine, object: &str, key: &str, bytes: &[u8]) -> assetgate::tusd::FinalizePlan {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("assetgate.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[upload]\ncheck_content = true\n[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n",
+            engine.endpoint(),
+            engine.bucket
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("ASSETGATE_UPLOAD_SECRET", UPLOAD_SECRET),
+        ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
+        (
+            "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
+            engine.secret_key.as_str(),
+        ),
+        ("ASSETGATE_TUSD__UPLOAD_IDS", "server"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let config = load_from(&Sources { file: Some(path) }, &env).unwrap();
+    let upload = Upload {
+        id: format!("{object}+mp"),
+        size: Some(bytes.len() as u64),
+        offset: bytes.len() as u64,
+        metadata: assetgate::token::upload::mint(
+            UPLOAD_SECRET.as_bytes(),
+            key,
+            "application/pdf",
+            Visibility::Private,
+            4_102_444_800,
+        ),
+        storage: Some(Storage {
+            kind: Some("s3store".into()),
+            path: None,
+            info_path: None,
+            bucket: Some(engine.bucket.clone()),
+            key: Some(format!("tus/{object}")),
+        }),
+        ..Upload::default()
+    };
+    let gate = Gate {
+        upload: &config.upload,
+        storage: &config.storage,
+        upload_ids: config.tusd.upload_ids,
+    };
+    postfinish::plan(&upload, gate).unwrap()
+}
+
+fn through_the_publisher(engine: &S3Engine) {
+    let bench = Bench::new(engine);
+    let publisher = Publisher::new(Arc::new(S3Backend::new(
+        bench.store.clone(),
+        bench.rt.handle().clone(),
+    )));
+    let body = pdf(50_000, b'p');
+    bench.upload("objP", &body);
+    let plan = planned(engine, "objP", "report 1.pdf", &body);
+    let Report::Published(done) = publisher.publish(&plan, &Cancel::new()) else {
+        panic!("published")
+    };
+    assert_eq!(done.bytes, body.len() as u64);
+    assert_eq!(done.cleanup, Cleanup::Done);
+    assert_eq!(done.destination, std::path::Path::new("private/report 1.pdf"));
+    assert_eq!(bench.bytes("private/report 1.pdf"), body);
+    assert_eq!(
+        bench.head("private/report 1.pdf").unwrap().marker.as_deref(),
+        Some("objP+mp")
+    );
+    // The duplicate post-finish.
+    let Report::Published(again) = publisher.publish(&plan, &Cancel::new()) else {
+        panic!("a duplicate is harmless")
+    };
+    assert_eq!(again.method, Method::AlreadyFinalized);
+    // Another upload for the same key: the conflict, as on fs.
+    bench.upload("objQ", &pdf(10, b'q'));
+    let other = planned(engine, "objQ", "report 1.pdf", &pdf(10, b'q'));
+    match publisher.publish(&other, &Cancel::new()) {
+        Report::NotPublished(e) => assert_eq!(e, FinalizeError::Exists),
+        r => panic!("conflict expected: {r:?}"),
+    }
+    assert_eq!(bench.bytes("private/report 1.pdf"), body);
+}
+
+#[test]
+fn seaweedfs_through_the_publisher() {
+    through_the_publisher(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_through_the_publisher() {
+    through_the_publisher(&S3Engine::versitygw("assets"));
+}

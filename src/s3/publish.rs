@@ -121,7 +121,7 @@ pub async fn publish(
     c: &Client,
     method: PublishMethod,
     req: Request<'_>,
-    commit: &mut (dyn FnMut(u64, &[u8; 32]) -> bool + Send),
+    commit: &mut dyn FnMut(u64, &[u8; 32]) -> bool,
 ) -> Result<Published, PublishError> {
     let b = req.bucket;
     let already = match ops::head(c, b, req.upload_key)
