@@ -342,6 +342,7 @@ fn versitygw_nothing_is_ever_overwritten() {
 // rules, published by `Publisher` over `S3Backend`, as the daemon will.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use assetgate::finalize::{Cancel, Cleanup, FinalizeError, Method};
 use assetgate::policy::Visibility;
@@ -447,4 +448,149 @@ fn seaweedfs_through_the_publisher() {
 #[test]
 fn versitygw_through_the_publisher() {
     through_the_publisher(&S3Engine::versitygw("assets"));
+}
+
+// ---------------------------------------------------------------------------
+// End to end: `assetgate serve` with backend = "s3" (self-test at start,
+// logged and exported), tusd v2.9.1's s3store hooking into it, one upload by
+// raw tus requests: it lands at private/<key> with the token's type and the
+// marker, and tusd's objects are gone.
+
+use common::tusd::{Tusd, Version};
+use common::Daemon;
+
+fn serve_publishes_a_tusd_upload(engine: &S3Engine, method: &str) {
+    let config = format!(
+        "{}[tusd]\nupload_ids = \"server\"\n[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n",
+        common::default_config(),
+        engine.endpoint(),
+        engine.bucket
+    );
+    let gate = Daemon::start_with(
+        &config,
+        &[],
+        &[
+            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
+            (
+                "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
+                engine.secret_key.as_str(),
+            ),
+        ],
+    );
+    assert!(
+        gate.wait_log(
+            "S3 self-test: publishing with this no-overwrite method",
+            Duration::from_secs(5)
+        ),
+        "{:#?}",
+        gate.logs()
+    );
+    let line = format!("assetgate_s3_publish_method{{method=\"{method}\"}}");
+    assert_eq!(gate.metric(&line), 1.0, "{line}");
+    assert!(
+        !gate.logs().iter().any(|l| l.contains(&engine.secret_key)),
+        "the secret key is in the log"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let flags = [
+        format!("-s3-bucket={}", engine.bucket),
+        format!("-s3-endpoint={}", engine.endpoint()),
+        "-s3-object-prefix=tus/".to_string(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let hook_url = format!("http://{}/tusd", gate.addr);
+    let tusd = Tusd::start_env(Version::V2, dir.path(), &hook_url, &flags, engine.tusd_env());
+    let logs = || {
+        format!(
+            "tusd:\n{}\nassetgate:\n{:#?}\nengine:\n{}",
+            tusd.log(),
+            gate.logs(),
+            engine.log()
+        )
+    };
+
+    let data = pdf(120_000, b'e');
+    let metadata = assetgate::token::upload::mint(
+        common::UPLOAD_SECRET.as_bytes(),
+        "e2e/report.pdf",
+        "application/pdf",
+        Visibility::Private,
+        common::now() + 3600,
+    );
+    use base64::Engine as _;
+    let header = metadata
+        .iter()
+        .map(|(k, v)| format!("{k} {}", base64::engine::general_purpose::STANDARD.encode(v)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], tusd.port).into();
+    let create = format!(
+        "POST /files/ HTTP/1.1\r\nHost: tusd\r\nTus-Resumable: 1.0.0\r\nUpload-Length: {}\r\n\
+         Upload-Metadata: {header}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        data.len()
+    );
+    let (status, headers, body) = common::raw_request(addr, create.as_bytes());
+    assert_eq!(
+        status,
+        201,
+        "create: {}\n{}",
+        String::from_utf8_lossy(&body),
+        logs()
+    );
+    let location = common::header(&headers, "location")
+        .expect("Location")
+        .to_string();
+    let id = location.split_once("/files/").expect("a tus URL").1.to_string();
+    let mut patch = format!(
+        "PATCH /files/{id} HTTP/1.1\r\nHost: tusd\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+         Content-Type: application/offset+octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        data.len()
+    )
+    .into_bytes();
+    patch.extend_from_slice(&data);
+    let (status, _, body) = common::raw_request(addr, &patch);
+    assert_eq!(
+        status,
+        204,
+        "patch: {}\n{}",
+        String::from_utf8_lossy(&body),
+        logs()
+    );
+
+    // post-finish runs after tusd's answer: wait for the published object
+    // (a state, bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let got = engine.must(&["get", &engine.bucket, "private/e2e/report.pdf"]);
+        if got["ok"] == true || std::time::Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(got["ok"], true, "{got}\n{}", logs());
+    assert_eq!(got["size"], data.len() as u64, "{got}");
+    assert_eq!(got["sha256"], hex::encode(Sha256::digest(&data)), "{got}");
+    assert_eq!(got["content_type"], "application/pdf", "{got}");
+    assert_eq!(got["metadata"]["assetgate-upload"], id.as_str(), "{got}");
+    // tusd's objects are removed after the publish (same bounded wait).
+    let left = loop {
+        let left = engine.must(&["list", &engine.bucket, "tus/"]);
+        if left["objects"] == serde_json::json!([]) || std::time::Instant::now() > deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(left["objects"], serde_json::json!([]), "{left}\n{}", logs());
+    assert_eq!(left["uploads"], serde_json::json!([]), "{left}");
+}
+
+#[test]
+fn seaweedfs_serve_publishes_a_tusd_upload() {
+    serve_publishes_a_tusd_upload(&S3Engine::seaweedfs("assets"), "rename");
+}
+
+#[test]
+fn versitygw_serve_publishes_a_tusd_upload() {
+    serve_publishes_a_tusd_upload(&S3Engine::versitygw("assets"), "multipart_copy");
 }

@@ -132,8 +132,7 @@ pub(super) struct StateParts {
     pub(super) metrics: Metrics,
     pub(super) shared: Arc<Shared>,
     /// `[storage] backend = "s3"`: the client and the self-test's choice
-    /// (the publisher on S3 is not wired yet: issue 21).
-    #[expect(dead_code, reason = "read by the publisher on S3, the next step of issue 21")]
+    /// (the background publisher's backend then).
     pub(super) s3: Option<crate::s3::Store>,
 }
 
@@ -179,7 +178,7 @@ impl Daemon {
             .map(crate::events::open_at_start)
             .transpose()?;
         let log = telemetry::init(&config.log_level, config.log_format);
-        if roots.is_none() {
+        if roots.is_none() && config.storage.s3.is_none() {
             tracing::warn!("[storage] root or [tusd] upload_dir not set: uploads are gated but never moved into the asset tree");
         }
         if config.link.secrets.is_empty() {
