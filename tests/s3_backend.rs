@@ -594,3 +594,53 @@ fn seaweedfs_serve_publishes_a_tusd_upload() {
 fn versitygw_serve_publishes_a_tusd_upload() {
     serve_publishes_a_tusd_upload(&S3Engine::versitygw("assets"), "multipart_copy");
 }
+
+// ---------------------------------------------------------------------------
+// Stale multipart uploads under the upload prefix (`assetgate::s3::abandon`).
+
+fn stale_multipart_uploads_are_aborted(engine: &S3Engine) {
+    use assetgate::s3::abandon::abort_stale;
+    use std::time::SystemTime;
+    let bench = Bench::new(engine);
+    let c = &bench.store.client;
+    let b = bench.bucket().to_string();
+    let start = |key: &'static str| {
+        bench.rt.block_on(async {
+            c.create_multipart_upload()
+                .bucket(&b)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+        })
+    };
+    start("tus/old1");
+    start("tus/old2");
+    start("private/not-under-the-prefix");
+    // Nothing is stale yet: an instant well before they started.
+    let past = SystemTime::now() - Duration::from_secs(3600);
+    let none = bench.rt.block_on(abort_stale(c, &b, "tus/", past)).unwrap();
+    assert_eq!((none.aborted, none.kept), (0, 2));
+    // All under the prefix are stale for a bound in the future; the other stays.
+    let future = SystemTime::now() + Duration::from_secs(3600);
+    let done = bench.rt.block_on(abort_stale(c, &b, "tus/", future)).unwrap();
+    assert_eq!((done.aborted, done.kept), (2, 0));
+    let left = engine.must(&["list", &b, ""]);
+    let keys: Vec<&str> = left["uploads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, vec!["private/not-under-the-prefix"], "{left}");
+}
+
+#[test]
+fn seaweedfs_stale_multipart_uploads_are_aborted() {
+    stale_multipart_uploads_are_aborted(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_stale_multipart_uploads_are_aborted() {
+    stale_multipart_uploads_are_aborted(&S3Engine::versitygw("assets"));
+}

@@ -8,6 +8,7 @@
 //! them (tusd is run the same way; non-AWS engines differ in what they accept),
 //! rustls with ring, bounded timeouts, and path-style requests as configured.
 
+pub mod abandon;
 pub mod client;
 pub mod ops;
 pub mod publish;
