@@ -20,7 +20,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use assetgate::config::{StorageConfig, UploadConfig};
+use assetgate::config::{StorageBackend, StorageConfig, UploadConfig};
 use assetgate::policy::Visibility;
 use assetgate::secret::{Secret, SecretSet};
 use assetgate::token::upload_id::UploadIds;
@@ -156,6 +156,8 @@ fn precreate_input() -> (&'static UploadConfig, StorageConfig, Vec<u8>) {
         overwrite: false,
         public_prefix: "public".into(),
         private_prefix: "private".into(),
+        backend: StorageBackend::Fs,
+        s3: None,
     };
     (config, storage, serde_json::to_vec(&hook).expect("JSON"))
 }

@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use assetgate::config::{StorageConfig, UploadConfig};
+use assetgate::config::{StorageBackend, StorageConfig, UploadConfig};
 use assetgate::policy::Visibility;
 use assetgate::secret::{Secret, SecretSet};
 use assetgate::token::upload;
@@ -84,6 +84,8 @@ fn benches(c: &mut Criterion) {
         overwrite: false,
         public_prefix: "public".into(),
         private_prefix: "private".into(),
+        backend: StorageBackend::Fs,
+        s3: None,
     };
     let gate = Gate {
         upload: &one,

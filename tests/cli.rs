@@ -167,6 +167,69 @@ fn type_error_on_a_secret_key_never_prints_the_secret() {
     }
 }
 
+/// `[storage.s3]` refusals: exit 64 on one line naming the key, the
+/// credentials nowhere in the output (from the file or the environment).
+#[test]
+fn storage_s3_refusals_exit_64_without_the_credentials() {
+    const SECRET: &str = "S3-CLI-SECRET-NEVER-PRINTED-01";
+    const KEY_ID: &str = "AKID-CLI-NEVER-PRINTED";
+    let base = "[link]\nsecrets = [\"cli-link-secret-0000000\"]\n[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"assets\"\n";
+    let creds = [
+        ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", KEY_ID),
+        ("ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY", SECRET),
+    ];
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            base.replace("bucket = \"assets\"\n", ""),
+            creds.to_vec(),
+            "storage.s3.bucket",
+        ),
+        (base.into(), vec![creds[0]], "storage.s3.secret_access_key"),
+        (
+            format!("{base}secret_access_key = [\"{SECRET}\"]\n"),
+            vec![creds[0]],
+            "storage.s3.secret_access_key",
+        ),
+        (
+            format!("{base}access_key_id = {{ a = \"{KEY_ID}\" }}\n"),
+            vec![creds[1]],
+            "storage.s3.access_key_id",
+        ),
+        (
+            base.into(),
+            vec![
+                creds[0],
+                (
+                    "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
+                    "S3-CLI-SECRET NEVER-PRINTED-01",
+                ),
+            ],
+            "storage.s3.secret_access_key",
+        ),
+    ];
+    for (cfg, env, key) in &cases {
+        let o = run(Some(cfg), &["check-config"], env);
+        let (out, err) = (stdout(&o), stderr(&o));
+        assert_eq!(o.status.code(), Some(64), "{cfg:?} {env:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        assert!(err.contains(&format!("{key}: ")), "{err:?} should name {key}");
+        assert!(
+            !format!("{out}{err}").contains("NEVER-PRINTED"),
+            "credential printed: {out}{err}"
+        );
+    }
+    // Accepted: check-config shows the section, the credentials by length.
+    let o = run(Some(base), &["check-config"], &creds);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        out.contains("[storage.s3]") && out.contains("<redacted: 30 bytes>"),
+        "{out}"
+    );
+    assert!(!out.contains("NEVER-PRINTED"), "{out}");
+}
+
 const CFG: &str = "[link]\nsecrets = [\"cli-newest-secret-0000\", \"cli-older-secret-00000\"]\n";
 
 #[test]

@@ -53,7 +53,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use assetgate::config::{StorageConfig, UploadConfig};
+use assetgate::config::{StorageBackend, StorageConfig, UploadConfig};
 use assetgate::policy::{self, Visibility};
 use assetgate::secret::{Secret, SecretSet};
 use assetgate::token::upload::{
@@ -135,6 +135,8 @@ fn gates() -> &'static [Fixed; 2] {
                     overwrite: false,
                     public_prefix: "public".into(),
                     private_prefix: "private".into(),
+                    backend: StorageBackend::Fs,
+                    s3: None,
                 },
                 upload_ids: UploadIds::Server,
             },
@@ -158,6 +160,8 @@ fn gates() -> &'static [Fixed; 2] {
                     overwrite: true,
                     public_prefix: "www/pub".into(),
                     private_prefix: "vault".into(),
+                    backend: StorageBackend::Fs,
+                    s3: None,
                 },
                 upload_ids: UploadIds::Signed,
             },

@@ -21,7 +21,8 @@ use super::types::{
 };
 use crate::secret::{Secret, SecretSet, MIN_SECRET_LEN};
 use assetgate_core::config::{
-    LinkConfig, NginxTypes, StorageConfig, TusdConfig, UploadConfig, DEFAULT_MAX_PARTS, MAX_MAX_PARTS,
+    LinkConfig, NginxTypes, S3Config, StorageBackend, StorageConfig, TusdConfig, UploadConfig,
+    DEFAULT_MAX_PARTS, MAX_MAX_PARTS, S3_OWN_PREFIX,
 };
 
 // ---------------------------------------------------------------------------
@@ -120,6 +121,8 @@ struct RawStorage {
     overwrite: bool,
     public_prefix: String,
     private_prefix: String,
+    backend: String,
+    s3: Option<RawS3>,
 }
 
 impl Default for RawStorage {
@@ -129,6 +132,48 @@ impl Default for RawStorage {
             overwrite: false,
             public_prefix: "public".into(),
             private_prefix: "private".into(),
+            backend: "fs".into(),
+            s3: None,
+        }
+    }
+}
+
+/// `[storage.s3]` as written. Each credential comes as the value or as a file
+/// holding it (`…_file`: one line), never both.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawS3 {
+    endpoint: Option<String>,
+    region: String,
+    bucket: Option<String>,
+    path_style: Option<bool>,
+    upload_prefix: String,
+    access_key_id: Option<String>,
+    access_key_id_file: Option<PathBuf>,
+    secret_access_key: Option<String>,
+    secret_access_key_file: Option<PathBuf>,
+    read_access_key_id: Option<String>,
+    read_access_key_id_file: Option<PathBuf>,
+    read_secret_access_key: Option<String>,
+    read_secret_access_key_file: Option<PathBuf>,
+}
+
+impl Default for RawS3 {
+    fn default() -> Self {
+        RawS3 {
+            endpoint: None,
+            region: "us-east-1".into(),
+            bucket: None,
+            path_style: None,
+            upload_prefix: "tus/".into(),
+            access_key_id: None,
+            access_key_id_file: None,
+            secret_access_key: None,
+            secret_access_key_file: None,
+            read_access_key_id: None,
+            read_access_key_id_file: None,
+            read_secret_access_key: None,
+            read_secret_access_key_file: None,
         }
     }
 }
@@ -268,7 +313,14 @@ pub fn load_from(sources: &Sources, env: &[(String, String)]) -> Result<Config, 
         let Some(key) = env_key(name) else {
             continue;
         };
-        let value: figment::value::Value = value.parse().expect("figment parses any string");
+        // A secret is the text as given: parsed, a key ID of digits would
+        // become an integer (and its error would have to describe it).
+        let segments: Vec<String> = key.split('.').map(str::to_owned).collect();
+        let value: figment::value::Value = if is_secret_key(&segments) {
+            value.clone().into()
+        } else {
+            value.parse().expect("figment parses any string")
+        };
         figment = figment.merge((key, value));
     }
 
@@ -375,8 +427,9 @@ fn keys_of(text: &str) -> BTreeSet<String> {
 /// `[events] secret`, `signing_secret_file`, ...): an error about such a key
 /// never shows its value. Matched on the key's name, so a section added later
 /// is covered without being listed here.
-const SECRET_KEY_WORDS: [&str; 6] = [
+const SECRET_KEY_WORDS: [&str; 7] = [
     "secret",
+    "access_key",
     "password",
     "passwd",
     "token",
@@ -657,6 +710,8 @@ fn validate(
         }
     }
 
+    let (backend, s3) = validate_backend(&raw.storage)?;
+
     let header_read_timeout = raw
         .server
         .header_read_timeout
@@ -768,6 +823,8 @@ fn validate(
             overwrite: raw.storage.overwrite,
             public_prefix: raw.storage.public_prefix,
             private_prefix: raw.storage.private_prefix,
+            backend,
+            s3,
         },
         tusd: TusdConfig {
             upload_dir: raw.tusd.upload_dir,
@@ -795,6 +852,233 @@ fn validate(
         secret_files: Vec::new(),
         origin: Origin::default(),
     })
+}
+
+/// `[storage] backend` and `[storage.s3]`: the section exactly with `s3`,
+/// every prefix apart from the others and from assetgate's own
+/// ([`S3_OWN_PREFIX`]), each credential from its value or its file.
+fn validate_backend(raw: &RawStorage) -> Result<(StorageBackend, Option<S3Config>), ConfigError> {
+    let backend = match raw.backend.as_str() {
+        "fs" => StorageBackend::Fs,
+        "s3" => StorageBackend::S3,
+        other => {
+            return Err(ConfigError::new(
+                "storage.backend",
+                format!("{other:?}: expected \"fs\" or \"s3\""),
+            ))
+        }
+    };
+    let s3 = match (backend, &raw.s3) {
+        (StorageBackend::Fs, None) => return Ok((backend, None)),
+        (StorageBackend::Fs, Some(_)) => {
+            return Err(ConfigError::new(
+                "storage.s3",
+                "set, but storage.backend is \"fs\": set backend = \"s3\" or remove the section",
+            ))
+        }
+        (StorageBackend::S3, None) => {
+            return Err(ConfigError::new(
+                "storage.s3",
+                "backend = \"s3\" needs the [storage.s3] section (at least bucket and the credentials)",
+            ))
+        }
+        (StorageBackend::S3, Some(s3)) => s3,
+    };
+    let endpoint = match &s3.endpoint {
+        None => None,
+        Some(e) => Some(validate_endpoint(e)?),
+    };
+    if s3.region.is_empty() || !s3.region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(ConfigError::new(
+            "storage.s3.region",
+            format!("{:?} is not a region name (e.g. \"us-east-1\")", s3.region),
+        ));
+    }
+    let bucket = match &s3.bucket {
+        None => {
+            return Err(ConfigError::new(
+                "storage.s3.bucket",
+                "missing: the bucket tusd writes into (its -s3-bucket)",
+            ))
+        }
+        Some(b) => b.clone(),
+    };
+    // S3's rules for bucket names: 3 to 63 of a-z 0-9 . -, starting and
+    // ending with a letter or digit (no path, no `/`).
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && bucket.as_bytes()[0].is_ascii_alphanumeric()
+        && bucket.as_bytes()[bucket.len() - 1].is_ascii_alphanumeric();
+    if !bucket_ok {
+        return Err(ConfigError::new(
+            "storage.s3.bucket",
+            format!("{bucket:?} is not a bucket name (3 to 63 of a-z, 0-9, '.', '-')"),
+        ));
+    }
+    let prefix = &s3.upload_prefix;
+    let prefix_ok = prefix.ends_with('/')
+        && prefix
+            .trim_end_matches('/')
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.contains('\\'));
+    if !prefix_ok {
+        return Err(ConfigError::new(
+            "storage.s3.upload_prefix",
+            format!("{prefix:?} must be plain segments ending in '/' (e.g. \"tus/\"), as tusd's -s3-object-prefix"),
+        ));
+    }
+    let overlaps = |a: &str, b: &str| a.starts_with(b) || b.starts_with(a);
+    for (key, other) in [
+        ("storage.public_prefix", format!("{}/", raw.public_prefix)),
+        ("storage.private_prefix", format!("{}/", raw.private_prefix)),
+        ("assetgate's own prefix", S3_OWN_PREFIX.to_string()),
+    ] {
+        if overlaps(prefix, &other) {
+            return Err(ConfigError::new(
+                "storage.s3.upload_prefix",
+                format!("{prefix:?} overlaps {key} ({other:?}): uploads and published objects must not share a prefix"),
+            ));
+        }
+    }
+    for (key, p) in [
+        ("storage.public_prefix", &raw.public_prefix),
+        ("storage.private_prefix", &raw.private_prefix),
+    ] {
+        if overlaps(&format!("{p}/"), S3_OWN_PREFIX) {
+            return Err(ConfigError::new(
+                key,
+                format!("{p:?} overlaps assetgate's own prefix ({S3_OWN_PREFIX:?}) in the bucket"),
+            ));
+        }
+    }
+    let access_key_id = s3_secret(
+        "storage.s3.access_key_id",
+        &s3.access_key_id,
+        &s3.access_key_id_file,
+    )?
+    .ok_or_else(|| ConfigError::new("storage.s3.access_key_id", "missing (or set access_key_id_file)"))?;
+    let secret_access_key = s3_secret(
+        "storage.s3.secret_access_key",
+        &s3.secret_access_key,
+        &s3.secret_access_key_file,
+    )?
+    .ok_or_else(|| {
+        ConfigError::new(
+            "storage.s3.secret_access_key",
+            "missing (or set secret_access_key_file)",
+        )
+    })?;
+    let read_access_key_id = s3_secret(
+        "storage.s3.read_access_key_id",
+        &s3.read_access_key_id,
+        &s3.read_access_key_id_file,
+    )?;
+    let read_secret_access_key = s3_secret(
+        "storage.s3.read_secret_access_key",
+        &s3.read_secret_access_key,
+        &s3.read_secret_access_key_file,
+    )?;
+    match (&read_access_key_id, &read_secret_access_key) {
+        (Some(_), None) => {
+            return Err(ConfigError::new(
+                "storage.s3.read_secret_access_key",
+                "missing: set with read_access_key_id (or neither)",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                "storage.s3.read_access_key_id",
+                "missing: set with read_secret_access_key (or neither)",
+            ))
+        }
+        _ => {}
+    }
+    Ok((
+        backend,
+        Some(S3Config {
+            path_style: s3.path_style.unwrap_or(endpoint.is_some()),
+            endpoint,
+            region: s3.region.clone(),
+            bucket,
+            upload_prefix: prefix.clone(),
+            access_key_id,
+            secret_access_key,
+            read_access_key_id,
+            read_secret_access_key,
+        }),
+    ))
+}
+
+/// `http://host:port` or `https://host[:port]`, nothing else (no user, path
+/// or query: the SDK adds the bucket and key).
+fn validate_endpoint(e: &str) -> Result<String, ConfigError> {
+    let bad = || {
+        ConfigError::new(
+            "storage.s3.endpoint",
+            format!(
+                "{:?} must be http://host:port or https://host[:port] (no user, path or query)",
+                redact_url(e)
+            ),
+        )
+    };
+    let uri: http::Uri = e.parse().map_err(|_| bad())?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let authority = uri.authority().ok_or_else(bad)?;
+    if !scheme_ok
+        || authority.as_str().contains('@')
+        || authority.host().is_empty()
+        || uri.query().is_some()
+        || !matches!(uri.path(), "" | "/")
+    {
+        return Err(bad());
+    }
+    Ok(format!("{}://{}", uri.scheme_str().unwrap_or("http"), authority))
+}
+
+/// One credential: the value, or the one line of its file; never both. The
+/// error names the key and never shows the value.
+fn s3_secret(
+    key: &str,
+    value: &Option<String>,
+    file: &Option<PathBuf>,
+) -> Result<Option<Secret>, ConfigError> {
+    let text = match (value, file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                key,
+                format!("both {key} and {key}_file are set; set only one"),
+            ))
+        }
+        (None, None) => return Ok(None),
+        (Some(v), None) => v.clone(),
+        (None, Some(path)) => {
+            let lines = read_secret_file_stamped(path)
+                .map_err(|e| ConfigError::new(format!("{key}_file"), e))?
+                .0;
+            match <[String; 1]>::try_from(lines) {
+                Ok([one]) => one,
+                Err(_) => {
+                    return Err(ConfigError::new(
+                        format!("{key}_file"),
+                        format!(
+                            "{}: more than one line; the file holds one credential",
+                            path.display()
+                        ),
+                    ))
+                }
+            }
+        }
+    };
+    if text.is_empty() {
+        return Err(ConfigError::new(key, "empty"));
+    }
+    crate::secret::check_text(&text).map_err(|why| ConfigError::new(key, why))?;
+    if text.contains(' ') {
+        return Err(ConfigError::new(key, "contains a space (value not shown)"));
+    }
+    Ok(Some(Secret::new(text.into_bytes())))
 }
 
 /// Reads and parses an nginx `types { … }` file (a regular file of at most
@@ -1616,13 +1900,21 @@ mod tests {
         let default: toml::Table = toml::from_str(&default).unwrap();
         let events = with_events().redacted_toml();
         let events: toml::Table = toml::from_str(&events).unwrap();
+        let f = file(S3_BASE);
+        let s3 = load_from(&with_file(&f), &env(&s3_env()))
+            .unwrap()
+            .redacted_toml();
+        let s3: toml::Table = toml::from_str(&s3).unwrap();
         for key in &keys {
-            // `[events] secret` is the one-secret spelling of `secrets`.
-            if key == "events.secret" {
+            // `[events] secret` is the one-secret spelling of `secrets`; a
+            // `[storage.s3] …_file` is the other spelling of its credential.
+            if key == "events.secret" || (key.starts_with("storage.s3.") && key.ends_with("_file")) {
                 continue;
             }
             let shown = if key.starts_with("events.") {
                 &events
+            } else if key.starts_with("storage.s3.") {
+                &s3
             } else {
                 &default
             };
@@ -1630,6 +1922,7 @@ mod tests {
         }
         let mut shown = Vec::new();
         keys_of(&events, "", &mut shown);
+        keys_of(&s3, "", &mut shown);
         for key in shown {
             assert!(
                 keys.contains(&key),
@@ -1661,13 +1954,21 @@ mod tests {
         const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md");
         const LINK_SECRET: &str = "a-link-secret-0123456789";
         // No value to write: required with [events], or the machine's.
-        const NO_DEFAULT: [&str; 6] = [
+        // With backend = "s3": the bucket is required, path_style follows
+        // endpoint, and a credential's file is the other way to set it.
+        const NO_DEFAULT: [&str; 12] = [
             "events.url",
             "events.dir",
             "events.secret",
             "events.secrets",
             "server.worker_threads",
             "server.admin_socket",
+            "storage.s3.bucket",
+            "storage.s3.path_style",
+            "storage.s3.access_key_id_file",
+            "storage.s3.secret_access_key_file",
+            "storage.s3.read_access_key_id_file",
+            "storage.s3.read_secret_access_key_file",
         ];
         let text = std::fs::read_to_string(REFERENCE).unwrap();
         let mut errors = Vec::new();
@@ -1722,12 +2023,21 @@ mod tests {
         let default_table: toml::Table = toml::from_str(&default_shown).unwrap();
         let events_shown = shown(events_base, &events_env).unwrap();
         let events_table: toml::Table = toml::from_str(&events_shown).unwrap();
+        // `[storage.s3]` keys are read only with backend = "s3".
+        let s3_base = "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"uploads\"\n";
+        let s3_env = [
+            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", "AKIDEXAMPLE0001"),
+            ("ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY", "s3-secret-0123456789"),
+        ];
+        let s3_shown = shown(s3_base, &s3_env).unwrap();
+        let s3_table: toml::Table = toml::from_str(&s3_shown).unwrap();
         let secret_file = file(&format!("{LINK_SECRET}\n"));
         let events_secret_file = file(&format!("{EVENTS_SECRET}\n"));
 
         for (key, default, env_names) in rows.iter().filter(|(k, _, _)| accepted.contains(k)) {
             let (section, name) = key.rsplit_once('.').unwrap_or(("", key));
             let is_events = section == "events";
+            let is_s3 = section == "storage.s3";
             let is_secret = name == "secrets" || key == "events.secret";
 
             // The env column.
@@ -1767,6 +2077,7 @@ mod tests {
             let Some(value) = value else {
                 let placeholder = lookup(&default_table, key)
                     .or_else(|| lookup(&events_table, key))
+                    .or_else(|| lookup(&s3_table, key))
                     .and_then(toml::Value::as_str)
                     .is_some_and(|s| s.starts_with('<'));
                 if !placeholder && !NO_DEFAULT.contains(&key.as_str()) {
@@ -1778,11 +2089,13 @@ mod tests {
             };
             let (base, base_shown, base_env): (&str, &str, &[(&str, &str)]) = if is_events {
                 (events_base, &events_shown, &events_env)
+            } else if is_s3 {
+                (s3_base, &s3_shown, &s3_env)
             } else {
                 ("", &default_shown, &[])
             };
             let line = format!("{name} = {value}\n");
-            let file_text = match (is_events, section) {
+            let file_text = match (is_events || is_s3, section) {
                 (true, _) => format!("{base}{line}"),
                 (false, "") => line,
                 (false, section) => format!("[{section}]\n{line}"),
@@ -2053,6 +2366,203 @@ mod tests {
             let e = bytes(bad).unwrap_err();
             assert_eq!(e.key, "k", "{bad:?}");
             assert_eq!(e.to_string().lines().count(), 1, "{e}");
+        }
+    }
+
+    const S3_BASE: &str = "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"http://127.0.0.1:8333\"\nbucket = \"assets\"\n";
+    const S3_KEY_ID: &str = "AKID-NEVER-SHOWN-01";
+    const S3_SECRET: &str = "S3-SECRET-NEVER-SHOWN-0123456789";
+
+    fn s3_env() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", S3_KEY_ID),
+            ("ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY", S3_SECRET),
+        ]
+    }
+
+    /// `backend = "s3"`: the section validated into `S3Config`, path style
+    /// on with an endpoint, the credentials from env or `_file`, and
+    /// `check-config` showing neither the key ID nor the secret.
+    #[test]
+    fn storage_s3_loads_and_hides_its_credentials() {
+        let f = file(S3_BASE);
+        let c = load_from(&with_file(&f), &env(&s3_env())).unwrap();
+        assert_eq!(c.storage.backend, StorageBackend::S3);
+        let s3 = c.storage.s3.as_ref().unwrap();
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:8333"));
+        assert!(s3.path_style, "an endpoint means path style by default");
+        assert_eq!(
+            (s3.region.as_str(), s3.bucket.as_str(), s3.upload_prefix.as_str()),
+            ("us-east-1", "assets", "tus/")
+        );
+        assert_eq!(s3.access_key_id.expose(), S3_KEY_ID.as_bytes());
+        assert_eq!(s3.secret_access_key.expose(), S3_SECRET.as_bytes());
+        assert!(s3.read_access_key_id.is_none());
+        let out = c.redacted_toml();
+        assert!(out.contains("backend = \"s3\""), "{out}");
+        assert!(out.contains("[storage.s3]"), "{out}");
+        assert!(
+            !out.contains("AKID-NEVER") && !out.contains("NEVER-SHOWN"),
+            "{out}"
+        );
+        assert!(!format!("{c:?}").contains("NEVER-SHOWN"));
+
+        // Files instead, and a read-only identity; a digits-only key ID stays text.
+        let id = file("0123456789\n");
+        let secret = file(&format!("{S3_SECRET}\n"));
+        let f = file(&format!(
+            "{S3_BASE}path_style = false\naccess_key_id_file = {:?}\nsecret_access_key_file = {:?}\n",
+            id.path(),
+            secret.path()
+        ));
+        let c = load_from(
+            &with_file(&f),
+            &env(&[
+                ("ASSETGATE_STORAGE__S3__READ_ACCESS_KEY_ID", "0000000042"),
+                (
+                    "ASSETGATE_STORAGE__S3__READ_SECRET_ACCESS_KEY",
+                    "READ-SECRET-NEVER-SHOWN-1",
+                ),
+            ]),
+        )
+        .unwrap();
+        let s3 = c.storage.s3.as_ref().unwrap();
+        assert!(!s3.path_style);
+        assert_eq!(s3.access_key_id.expose(), b"0123456789");
+        assert_eq!(s3.read_access_key_id.as_ref().unwrap().expose(), b"0000000042");
+        let out = c.redacted_toml();
+        assert!(
+            !out.contains("0000000042") && !out.contains("NEVER-SHOWN"),
+            "{out}"
+        );
+
+        // AWS: no endpoint, virtual-host style.
+        let f =
+            file("[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"assets\"\nregion = \"eu-west-3\"\n");
+        let c = load_from(&with_file(&f), &env(&s3_env())).unwrap();
+        let s3 = c.storage.s3.as_ref().unwrap();
+        assert!(s3.endpoint.is_none() && !s3.path_style);
+        // The default backend is fs, with no section.
+        let c = load_from(&Sources::default(), &[]).unwrap();
+        assert_eq!(
+            (c.storage.backend, c.storage.s3.is_none()),
+            (StorageBackend::Fs, true)
+        );
+    }
+
+    /// Every refusal names its key, and none shows a credential.
+    #[test]
+    fn storage_s3_refusals_name_the_key_never_the_secret() {
+        let base_env = s3_env();
+        let key_file = file(&format!("{S3_SECRET}\nsecond-line\n"));
+        let two_lines = format!("{S3_BASE}secret_access_key_file = {:?}\n", key_file.path());
+        type Case<'a> = (String, Vec<(&'a str, &'a str)>, &'a str);
+        let cases: Vec<Case> = vec![
+            ("[storage]\nbackend = \"nfs\"\n".into(), vec![], "storage.backend"),
+            ("[storage.s3]\nbucket = \"assets\"\n".into(), vec![], "storage.s3"),
+            ("[storage]\nbackend = \"s3\"\n".into(), vec![], "storage.s3"),
+            (
+                "[storage]\nbackend = \"s3\"\n[storage.s3]\n".into(),
+                base_env.clone(),
+                "storage.s3.bucket",
+            ),
+            (
+                format!("{S3_BASE}bukket = 1\n"),
+                base_env.clone(),
+                "storage.s3.bukket",
+            ),
+            (
+                S3_BASE.replace("\"assets\"", "\"Assets/x\""),
+                base_env.clone(),
+                "storage.s3.bucket",
+            ),
+            (
+                format!("{S3_BASE}region = \"us east\"\n"),
+                base_env.clone(),
+                "storage.s3.region",
+            ),
+            (
+                S3_BASE.replace("http://127.0.0.1:8333", "ftp://h:1"),
+                base_env.clone(),
+                "storage.s3.endpoint",
+            ),
+            (
+                S3_BASE.replace("http://127.0.0.1:8333", "http://u:pw@h:1"),
+                base_env.clone(),
+                "storage.s3.endpoint",
+            ),
+            (
+                S3_BASE.replace("http://127.0.0.1:8333", "http://h:1/bucket"),
+                base_env.clone(),
+                "storage.s3.endpoint",
+            ),
+            (
+                format!("{S3_BASE}upload_prefix = \"tus\"\n"),
+                base_env.clone(),
+                "storage.s3.upload_prefix",
+            ),
+            (
+                format!("{S3_BASE}upload_prefix = \"public/tus/\"\n"),
+                base_env.clone(),
+                "storage.s3.upload_prefix",
+            ),
+            (
+                format!("{S3_BASE}upload_prefix = \"assetgate/\"\n"),
+                base_env.clone(),
+                "storage.s3.upload_prefix",
+            ),
+            (
+                format!("[storage]\nprivate_prefix = \"assetgate\"\n{}", &S3_BASE[10..]),
+                base_env.clone(),
+                "storage.private_prefix",
+            ),
+            (S3_BASE.into(), vec![base_env[1]], "storage.s3.access_key_id"),
+            (S3_BASE.into(), vec![base_env[0]], "storage.s3.secret_access_key"),
+            (
+                format!("{S3_BASE}secret_access_key = \"{S3_SECRET}\"\nsecret_access_key_file = \"/x\"\n"),
+                vec![base_env[0]],
+                "storage.s3.secret_access_key",
+            ),
+            (two_lines, vec![base_env[0]], "storage.s3.secret_access_key_file"),
+            (
+                format!("{S3_BASE}secret_access_key = [\"{S3_SECRET}\"]\n"),
+                vec![base_env[0]],
+                "storage.s3.secret_access_key",
+            ),
+            (
+                format!("{S3_BASE}access_key_id = [\"{S3_KEY_ID}\"]\n"),
+                vec![base_env[1]],
+                "storage.s3.access_key_id",
+            ),
+            (
+                S3_BASE.into(),
+                vec![
+                    base_env[0],
+                    (
+                        "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
+                        "S3-SECRET NEVER-SHOWN",
+                    ),
+                ],
+                "storage.s3.secret_access_key",
+            ),
+            (
+                S3_BASE.into(),
+                [
+                    base_env.clone(),
+                    vec![("ASSETGATE_STORAGE__S3__READ_ACCESS_KEY_ID", S3_KEY_ID)],
+                ]
+                .concat(),
+                "storage.s3.read_secret_access_key",
+            ),
+        ];
+        for (text, vars, key) in cases {
+            let e = err(&text, &vars);
+            assert_eq!(e.key, key, "{text:?} {vars:?}: {e}");
+            let shown = e.to_string();
+            assert!(
+                !shown.contains("NEVER-SHOWN") && !shown.contains(S3_SECRET),
+                "{shown}"
+            );
         }
     }
 }

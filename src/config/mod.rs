@@ -40,5 +40,6 @@ pub use types::{
 
 // The sections the pure decisions read live in the core crate.
 pub use assetgate_core::config::{
-    LinkConfig, NginxTypes, StorageConfig, TusdConfig, UploadConfig, DEFAULT_MAX_PARTS, MAX_MAX_PARTS,
+    LinkConfig, NginxTypes, S3Config, StorageBackend, StorageConfig, TusdConfig, UploadConfig,
+    DEFAULT_MAX_PARTS, MAX_MAX_PARTS, S3_OWN_PREFIX,
 };

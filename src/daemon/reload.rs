@@ -196,6 +196,9 @@ pub fn merge(running: &Config, mut new: Config) -> (Config, Vec<&'static str>) {
     // Any [server] key added later is start-only too.
     keep!("server", server);
     keep!("storage.root", storage.root);
+    // The S3 client (and the self-test's choice) are made once, at start.
+    keep!("storage.backend", storage.backend);
+    keep!("storage.s3", storage.s3);
     keep!("tusd.upload_dir", tusd.upload_dir);
     keep!("tusd.reconcile_interval", tusd.reconcile_interval);
     // The delivery loop, its client and the outbox are set up once.

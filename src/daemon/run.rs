@@ -105,6 +105,7 @@ async fn app_state(
         budgets,
         metrics,
         shared,
+        s3,
     } = parts;
     budgets_metrics(&metrics, &budgets);
     if dev {
@@ -123,7 +124,19 @@ async fn app_state(
     // A first sync before serving, so a replica starts with the fleet's
     // revocations (bounded by [state] timeout; failing, it starts not ready).
     let _ = shared.sync(clock.now()).await;
-    let mut finalizer = Finalizer::new(roots, metrics.clone()).with_events(outbox.clone());
+    let finalizer = match s3 {
+        // The publisher on the bucket: its S3 calls block on this runtime from
+        // the blocking pool (crate::publisher::S3Backend).
+        Some(store) => {
+            let backend = Arc::new(crate::publisher::S3Backend::new(
+                store,
+                tokio::runtime::Handle::current(),
+            ));
+            Finalizer::s3(backend, metrics.clone())
+        }
+        None => Finalizer::new(roots, metrics.clone()),
+    };
+    let mut finalizer = finalizer.with_events(outbox.clone());
     if let (true, Ok(at)) = (dev, addr.parse()) {
         finalizer = finalizer.on_published(super::dev::landed(&config, at));
     }

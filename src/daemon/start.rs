@@ -76,6 +76,10 @@ pub enum StartError {
     /// write, a socket another daemon answers on, a file that is not a socket.
     #[error("cannot serve the admin API on [server] admin_socket: {0}")]
     AdminSocket(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// `[storage] backend = "s3"`: the bucket cannot be used, or no
+    /// no-overwrite publish method is honoured by the engine.
+    #[error("cannot start with [storage.s3]: {0}")]
+    S3(#[from] crate::s3::SelfTestError),
 }
 
 impl StartError {
@@ -127,6 +131,9 @@ pub(super) struct StateParts {
     pub(super) budgets: Fitted,
     pub(super) metrics: Metrics,
     pub(super) shared: Arc<Shared>,
+    /// `[storage] backend = "s3"`: the client and the self-test's choice
+    /// (the background publisher's backend then).
+    pub(super) s3: Option<crate::s3::Store>,
 }
 
 /// Every socket the daemon serves, bound.
@@ -171,7 +178,7 @@ impl Daemon {
             .map(crate::events::open_at_start)
             .transpose()?;
         let log = telemetry::init(&config.log_level, config.log_format);
-        if roots.is_none() {
+        if roots.is_none() && config.storage.s3.is_none() {
             tracing::warn!("[storage] root or [tusd] upload_dir not set: uploads are gated but never moved into the asset tree");
         }
         if config.link.secrets.is_empty() {
@@ -200,6 +207,14 @@ impl Daemon {
             let listeners = Listeners::bind(&config)?;
             (metrics, signals, hup, shared, listeners)
         };
+        let s3 = match &config.storage.s3 {
+            None => None,
+            Some(s3) => Some(
+                runtime
+                    .block_on(crate::s3::Store::start(s3, &metrics))
+                    .inspect_err(|e| tracing::error!("{e}"))?,
+            ),
+        };
         Ok(Daemon {
             runtime,
             parts: Parts {
@@ -212,6 +227,7 @@ impl Daemon {
                     budgets,
                     metrics,
                     shared,
+                    s3,
                 },
                 sources,
                 signals,

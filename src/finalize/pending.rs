@@ -90,6 +90,8 @@ impl PendingUpload {
                 kind: None,
                 path: Some(self.data_path.display().to_string()),
                 info_path: Some(self.info_path.display().to_string()),
+                bucket: None,
+                key: None,
             }),
         }
     }

@@ -1032,6 +1032,8 @@ fn plan_for(
             kind: Some("filestore".into()),
             path: Some(data.display().to_string()),
             info_path: Some(info_of(data).display().to_string()),
+            bucket: None,
+            key: None,
         }),
         ..crate::tusd::Upload::default()
     };
@@ -1991,6 +1993,8 @@ fn regression_a_planted_info_with_a_copied_token_publishes_nothing() {
             kind: Some("filestore".into()),
             path: Some(planted.display().to_string()),
             info_path: None,
+            bucket: None,
+            key: None,
         }),
         ..crate::tusd::Upload::default()
     };
@@ -2087,6 +2091,8 @@ fn signed_final_uploads_take_only_their_own_verified_parts() {
             kind: Some("filestore".into()),
             path: Some(data.display().to_string()),
             info_path: None,
+            bucket: None,
+            key: None,
         }),
         ..crate::tusd::Upload::default()
     };

@@ -16,6 +16,8 @@
 //!   `assetgate_state_fail_open_total{feature}`, `assetgate_revocations`;
 //! - `reload.rs`: `assetgate_config_reloads_total{result}`,
 //!   `assetgate_config_reload_refusals_total{reason}`, `assetgate_sighup_total`;
+//! - `s3.rs`: `assetgate_s3_publish_method{method}` (the S3 self-test's
+//!   choice);
 //! - `registry.rs`: `assetgate_build_info{version}` (always 1);
 //! - elsewhere: the events' families (`crate::events::metrics`, only with an
 //!   `[events]` section) and the connection budgets (`crate::daemon`).
@@ -28,6 +30,7 @@ mod http;
 mod label;
 mod registry;
 mod reload;
+mod s3;
 mod state;
 
 pub use finalize::{FinalizeResult, ReconcileResult};
@@ -35,4 +38,5 @@ pub use http::{AuthDecision, AuthReason, Endpoint, Limit, SessionReason};
 pub use label::Label;
 pub use registry::Metrics;
 pub use reload::{ReloadRefusal, ReloadResult};
+pub use s3::PublishMethod;
 pub use state::{FailOpen, StateOp};

@@ -21,6 +21,7 @@ pub struct Metrics {
     finalize: Finalize,
     state: State,
     reload: Reload,
+    s3: super::s3::S3,
 }
 
 impl Metrics {
@@ -42,6 +43,7 @@ impl Metrics {
             finalize: Finalize::register(&registry),
             state: State::register(&registry),
             reload: Reload::register(&registry),
+            s3: super::s3::S3::register(&registry),
             registry,
         }
     }
@@ -63,6 +65,11 @@ impl Metrics {
 
     // What each concern counts (the families' own methods; kept here under
     // the names the emitters call).
+
+    /// The S3 self-test's choice: `method` at 1, the others at 0.
+    pub fn set_s3_publish_method(&self, method: super::PublishMethod) {
+        self.s3.set_method(method);
+    }
 
     /// Counts one `/auth` decision.
     pub fn count_auth(&self, reason: AuthReason) {

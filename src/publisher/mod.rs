@@ -23,10 +23,12 @@
 //! imports both.
 
 mod backend;
+mod s3;
 mod service;
 mod worker;
 
 pub use backend::Backend;
+pub use s3::S3Backend;
 pub use service::{plan, Found, Publisher, Report};
 pub use worker::{report_sweep, sweep_temp_at_start, Finalizer, Landed, OnPublished};
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, Semaphore};
 
+use super::backend::Backend;
 use super::service::{Publisher, Report};
 use crate::events::{Outbox, Sink};
 use crate::finalize::{self, Cancel, Cleanup, FinalizeError, Roots};
@@ -30,6 +31,8 @@ const MOVES_AT_ONCE: usize = 16;
 /// tracker that shutdown drains.
 pub struct Finalizer {
     roots: Option<Roots>,
+    /// Where publishes go: the roots (`fs`), or the bucket (`s3`).
+    backend: Option<Arc<dyn Backend>>,
     publisher: Option<Arc<Publisher>>,
     in_flight: Mutex<HashSet<String>>,
     tracker: Arc<Semaphore>,
@@ -61,9 +64,23 @@ impl Finalizer {
     /// `roots` is `None` when `[storage] root` or `[tusd] upload_dir` is not
     /// configured: then uploads are only gated, never moved.
     pub fn new(roots: Option<Roots>, metrics: Metrics) -> Self {
+        let backend = roots.clone().map(|r| Arc::new(r) as Arc<dyn Backend>);
+        Finalizer::with_backend(roots, backend, metrics)
+    }
+
+    /// `[storage] backend = "s3"`: publishes go to `backend` (the bucket);
+    /// there are no roots (nothing on S3 reads the upload directory: the
+    /// pre-finish content check, the session binding's record and the
+    /// reconciler are not built for S3 yet, issue 21).
+    pub fn s3(backend: Arc<dyn Backend>, metrics: Metrics) -> Self {
+        Finalizer::with_backend(None, Some(backend), metrics)
+    }
+
+    fn with_backend(roots: Option<Roots>, backend: Option<Arc<dyn Backend>>, metrics: Metrics) -> Self {
         Finalizer {
             metrics,
-            publisher: roots.clone().map(|r| Arc::new(Publisher::new(Arc::new(r)))),
+            publisher: backend.clone().map(|b| Arc::new(Publisher::new(b))),
+            backend,
             roots,
             in_flight: Mutex::new(HashSet::new()),
             tracker: Arc::new(Semaphore::new(MAX_BACKGROUND as usize)),
@@ -84,9 +101,9 @@ impl Finalizer {
     /// done (see `crate::events`).
     pub fn with_events(mut self, outbox: Option<Arc<Outbox>>) -> Self {
         self.publisher = self
-            .roots
+            .backend
             .clone()
-            .map(|r| Arc::new(Publisher::new(Arc::new(r)).with_events(outbox.map(Sink::Local))));
+            .map(|b| Arc::new(Publisher::new(b).with_events(outbox.map(Sink::Local))));
         self
     }
 

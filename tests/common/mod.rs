@@ -6,6 +6,7 @@ pub mod hooks;
 pub mod ngx;
 pub mod redis;
 pub mod rustus;
+pub mod s3;
 pub mod state;
 pub mod tmpfs;
 pub mod tus;

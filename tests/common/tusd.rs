@@ -84,6 +84,8 @@ pub struct Tusd {
     child: Option<Child>,
     bin: PathBuf,
     args: Vec<String>,
+    /// Extra environment (the S3 store's region and credentials).
+    env: Vec<(String, String)>,
     /// Which release.
     pub version: Version,
     /// Its port on 127.0.0.1.
@@ -99,6 +101,18 @@ impl Tusd {
     /// directory, HTTP hooks to `hook_url` for [`HOOK_EVENTS`], no download
     /// endpoint, base path `/files/`, plus `extra` flags; waits until it listens.
     pub fn start(version: Version, dir: &Path, hook_url: &str, extra: &[&str]) -> Tusd {
+        Self::start_env(version, dir, hook_url, extra, Vec::new())
+    }
+
+    /// Like [`start`](Self::start) with extra environment variables (the S3
+    /// store's `AWS_*`: see `common::s3::S3Engine::tusd_env`).
+    pub fn start_env(
+        version: Version,
+        dir: &Path,
+        hook_url: &str,
+        extra: &[&str],
+        env: Vec<(String, String)>,
+    ) -> Tusd {
         let port = free_port();
         let upload_dir = dir.join("uploads");
         let mut args: Vec<String> = vec![
@@ -111,7 +125,7 @@ impl Tusd {
             "-base-path=/files/".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        Self::spawn(version, dir, port, upload_dir, args)
+        Self::spawn(version, dir, port, upload_dir, args, env)
     }
 
     /// Starts tusd v2.9.1 with exactly the flags of the shipped `tusd/tusd.sh`
@@ -126,15 +140,23 @@ impl Tusd {
             ("upload-dir", &upload_dir.display().to_string()),
             ("hooks-http", hook_url),
         ]);
-        Self::spawn(Version::V2, dir, port, upload_dir, args)
+        Self::spawn(Version::V2, dir, port, upload_dir, args, Vec::new())
     }
 
-    fn spawn(version: Version, dir: &Path, port: u16, upload_dir: PathBuf, args: Vec<String>) -> Tusd {
+    fn spawn(
+        version: Version,
+        dir: &Path,
+        port: u16,
+        upload_dir: PathBuf,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Tusd {
         std::fs::create_dir_all(&upload_dir).unwrap();
         let mut t = Tusd {
             child: None,
             bin: tusd_bin(version),
             args,
+            env,
             version,
             port,
             upload_dir,
@@ -153,6 +175,7 @@ impl Tusd {
             .unwrap();
         let child = Command::new(&self.bin)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

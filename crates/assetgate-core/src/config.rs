@@ -11,7 +11,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::policy::ContentTypePattern;
-use crate::secret::SecretSet;
+use crate::secret::{Secret, SecretSet};
 
 /// Default `[upload] max_parts`: tus-js-client's `parallelUploads` (a handful
 /// in practice) twice over, with room for parts retried after an error.
@@ -154,7 +154,69 @@ pub struct StorageConfig {
     pub public_prefix: String,
     /// Sub-directory for private assets.
     pub private_prefix: String,
+    /// Where the bytes live: the asset tree (`fs`) or a bucket (`s3`).
+    pub backend: StorageBackend,
+    /// `[storage.s3]`: set exactly when `backend` is [`StorageBackend::S3`]
+    /// (the loader refuses the section with `fs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Config>,
 }
+
+/// `[storage] backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// tusd's filestore and the asset tree under `root` (one shared directory).
+    Fs,
+    /// tusd's s3store and a bucket (`[storage.s3]`).
+    S3,
+}
+
+impl StorageBackend {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageBackend::Fs => "fs",
+            StorageBackend::S3 => "s3",
+        }
+    }
+}
+
+/// `[storage.s3]`: the bucket tusd's s3store writes into and assetgate
+/// publishes in. The credentials are [`Secret`]s: never shown (`check-config`
+/// prints their length), never in an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct S3Config {
+    /// `http(s)://host:port` of an S3-compatible engine; `None`: AWS.
+    #[serde(serialize_with = "show::endpoint")]
+    pub endpoint: Option<String>,
+    /// The signing region (any value for most engines; AWS's for AWS).
+    pub region: String,
+    /// The bucket (tusd's `-s3-bucket`).
+    pub bucket: String,
+    /// Path-style requests (`endpoint/bucket/key`); the default is true when
+    /// `endpoint` is set (tusd's `-s3-endpoint` forces it too).
+    pub path_style: bool,
+    /// tusd's `-s3-object-prefix`: where uploads (and their `.info`) are.
+    pub upload_prefix: String,
+    /// The identity assetgate publishes with.
+    #[serde(serialize_with = "show::secret")]
+    pub access_key_id: Secret,
+    /// Its secret key.
+    #[serde(serialize_with = "show::secret")]
+    pub secret_access_key: Secret,
+    /// The identity whose signatures nginx relays for downloads (`None`: the
+    /// main one; a read-only identity is recommended).
+    #[serde(serialize_with = "show::read_identity")]
+    pub read_access_key_id: Option<Secret>,
+    /// Its secret key (set with `read_access_key_id`, or neither).
+    #[serde(serialize_with = "show::read_identity")]
+    pub read_secret_access_key: Option<Secret>,
+}
+
+/// Where assetgate's own scratch objects go in the bucket (the capability
+/// self-test at start): no prefix in `[storage]`/`[storage.s3]` may overlap it.
+pub const S3_OWN_PREFIX: &str = "assetgate/";
 
 /// `[tusd]`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -254,6 +316,27 @@ pub mod show {
     /// A path as text.
     pub fn path_buf<S: Serializer>(p: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&p.display().to_string())
+    }
+
+    /// A secret: its length only.
+    pub fn secret<S: Serializer>(x: &crate::secret::Secret, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("<redacted: {} bytes>", x.len()))
+    }
+
+    /// `[storage.s3] read_*`: the length, or that the main identity is used.
+    pub fn read_identity<S: Serializer>(x: &Option<crate::secret::Secret>, s: S) -> Result<S::Ok, S::Error> {
+        match x {
+            Some(x) => secret(x, s),
+            None => s.serialize_str("<not set: the main identity signs downloads>"),
+        }
+    }
+
+    /// `[storage.s3] endpoint`, or what unset means.
+    pub fn endpoint<S: Serializer>(e: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        match e {
+            Some(e) => s.serialize_str(e),
+            None => s.serialize_str("<not set: AWS S3>"),
+        }
     }
 
     /// An optional path, or `"<not set>"`.

@@ -28,7 +28,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use assetgate_core::config::{StorageConfig, UploadConfig};
+use assetgate_core::config::{StorageBackend, StorageConfig, UploadConfig};
 use assetgate_core::policy::{self, Visibility};
 use assetgate_core::secret::{Secret, SecretSet};
 use assetgate_core::token::upload::{
@@ -309,6 +309,8 @@ impl GateCfg {
             overwrite: self.overwrite,
             public_prefix: self.public_prefix.into(),
             private_prefix: self.private_prefix.into(),
+            backend: StorageBackend::Fs,
+            s3: None,
         }
     }
 
@@ -701,6 +703,8 @@ fn check_postfinish(c: &PostFinish) -> Result<bool, TestCaseError> {
             kind: c.kind.map(String::from),
             path: c.path.map(String::from),
             info_path: None,
+            bucket: None,
+            key: None,
         }),
         ..Upload::default()
     };

@@ -18,7 +18,10 @@
 //!    makes a publish rest on pre-create's acceptance (expiry, lifetime,
 //!    policy, single use at that time) rather than on the signature alone.
 //! 6. `Storage.Path` must be present and absolute, and the storage a file store
-//!    (`filestore` for tusd, `file_storage` for rustus).
+//!    (`filestore` for tusd, `file_storage` for rustus); with `[storage]
+//!    backend = "s3"`, `Storage` must be tusd's `s3store` in `[storage.s3]
+//!    bucket` with `Key` = `upload_prefix` + the ID's object part, and the
+//!    plan carries those keys ([`ObjectKeys`]), derived, not taken.
 //!
 //! The result is a [`FinalizePlan`], which only this module builds, and the
 //! mover (`crate::finalize::finalize`) takes nothing else: the signed fields it
@@ -48,6 +51,22 @@ use crate::token::upload::{self, verify_signature_ignoring_expiry, Metadata, Sig
 /// Storage types whose `Path` is a plain data file.
 pub const FILE_STORES: [&str; 2] = ["filestore", "file_storage"];
 
+/// tusd's S3 store (`[storage] backend = "s3"`).
+pub const S3_STORE: &str = "s3store";
+
+/// Where an upload on S3 is, derived from the configuration and the upload
+/// ID (never taken from the hook: the hook's `Bucket` and `Key` must only
+/// agree with it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectKeys {
+    /// `[storage.s3] bucket`.
+    pub bucket: String,
+    /// `<upload_prefix><objectId>`: the upload's bytes.
+    pub upload_key: String,
+    /// `<upload_key>.info`: tusd's record of it.
+    pub info_key: String,
+}
+
 /// What to move where. Only [`plan`] builds one, after the signature and key
 /// were verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,9 +81,17 @@ pub struct FinalizePlan {
     signed: Metadata,
     verified: SignatureVerified,
     identity: Identity,
+    object: Option<ObjectKeys>,
 }
 
 impl FinalizePlan {
+    /// With `[storage] backend = "s3"`: the upload's object keys (then
+    /// [`FinalizePlan::source`] is empty: there is no file, and the mover
+    /// refuses a relative source).
+    pub fn object(&self) -> Option<&ObjectKeys> {
+        self.object.as_ref()
+    }
+
     /// `Upload.ID`: the data file must be `<dir>/<ID>` (verified in `signed`
     /// mode, see [`FinalizePlan::identity`]).
     pub fn upload_id(&self) -> &str {
@@ -176,29 +203,13 @@ pub fn plan(upload: &Upload, gate: Gate<'_>) -> Result<FinalizePlan, NotPlanned>
     };
     check_policy(upload, &verified, gate).map_err(NotPlanned::Keep)?;
     let identity = ids::verify(upload, &verified, gate).map_err(NotPlanned::Keep)?;
-    let storage = upload.storage.as_ref();
-    let kind = storage.and_then(|s| s.kind.as_deref());
-    if let Some(kind) = kind {
-        if !FILE_STORES.contains(&kind) {
-            return Err(NotPlanned::Keep(Rejection::new(
-                ReasonCode::StorageUnsupported,
-                "upload is not in a file store (only tusd filestore / rustus file_storage can be finalized)",
-            )));
-        }
-    }
-    let source = match upload.storage_path() {
-        Some(p) if p.is_absolute() => p.to_path_buf(),
-        _ => {
-            return Err(NotPlanned::Keep(Rejection::new(
-                ReasonCode::StorageUnsupported,
-                "upload has no absolute Storage.Path",
-            )))
+    let (source, info_path, object) = match &gate.storage.s3 {
+        Some(s3) => (PathBuf::new(), None, Some(object_keys(upload, s3)?)),
+        None => {
+            let (source, info_path) = file_paths(upload)?;
+            (source, info_path, None)
         }
     };
-    let info_path = storage
-        .and_then(|s| s.info_path.as_deref())
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from);
     let signed = upload::FIELDS
         .iter()
         .filter_map(|f| upload.metadata.get(*f).map(|v| ((*f).to_owned(), v.clone())))
@@ -214,6 +225,72 @@ pub fn plan(upload: &Upload, gate: Gate<'_>) -> Result<FinalizePlan, NotPlanned>
         signed,
         verified,
         identity,
+        object,
+    })
+}
+
+fn storage_refused(why: impl Into<String>) -> NotPlanned {
+    NotPlanned::Keep(Rejection::new(ReasonCode::StorageUnsupported, why.into()))
+}
+
+/// `[storage] backend = "fs"`: a file store's absolute `Path` (and `InfoPath`).
+fn file_paths(upload: &Upload) -> Result<(PathBuf, Option<PathBuf>), NotPlanned> {
+    let storage = upload.storage.as_ref();
+    if let Some(kind) = storage.and_then(|s| s.kind.as_deref()) {
+        if !FILE_STORES.contains(&kind) {
+            return Err(storage_refused(
+                "upload is not in a file store (only tusd filestore / rustus file_storage can be finalized)",
+            ));
+        }
+    }
+    let source = match upload.storage_path() {
+        Some(p) if p.is_absolute() => p.to_path_buf(),
+        _ => return Err(storage_refused("upload has no absolute Storage.Path")),
+    };
+    let info_path = storage
+        .and_then(|s| s.info_path.as_deref())
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    Ok((source, info_path))
+}
+
+/// `[storage] backend = "s3"`: the keys derived from the configuration and
+/// the upload ID (`objectId+multipartId`); the hook's `Type`, `Bucket` and
+/// `Key` must be exactly those, or nothing is planned.
+fn object_keys(upload: &Upload, s3: &crate::config::S3Config) -> Result<ObjectKeys, NotPlanned> {
+    let storage = upload.storage.as_ref();
+    if storage.and_then(|s| s.kind.as_deref()) != Some(S3_STORE) {
+        return Err(storage_refused(
+            "upload is not in tusd's s3store ([storage] backend = \"s3\")",
+        ));
+    }
+    if storage.and_then(|s| s.bucket.as_deref()) != Some(s3.bucket.as_str()) {
+        return Err(storage_refused("Storage.Bucket is not [storage.s3] bucket"));
+    }
+    // tusd's s3store: `<objectId>+<multipartId>`; the object ID names the key
+    // and must stay one segment below the prefix.
+    let object_id = match upload.id.split_once('+') {
+        Some((o, m))
+            if !o.is_empty() && !m.is_empty() && !o.contains(['/', '\\']) && o != "." && o != ".." =>
+        {
+            o
+        }
+        _ => {
+            return Err(storage_refused(
+                "the upload ID is not an s3store ID (objectId+multipartId)",
+            ))
+        }
+    };
+    let upload_key = format!("{}{object_id}", s3.upload_prefix);
+    if storage.and_then(|s| s.key.as_deref()) != Some(upload_key.as_str()) {
+        return Err(storage_refused(
+            "Storage.Key is not [storage.s3] upload_prefix + the upload's object ID",
+        ));
+    }
+    Ok(ObjectKeys {
+        bucket: s3.bucket.clone(),
+        info_key: format!("{upload_key}.info"),
+        upload_key,
     })
 }
 
@@ -246,6 +323,8 @@ mod tests {
                 kind: Some("filestore".into()),
                 path: Some("/var/tusd/abc123".into()),
                 info_path: Some("/var/tusd/abc123.info".into()),
+                bucket: None,
+                key: None,
             }),
             ..Upload::default()
         }
@@ -297,6 +376,98 @@ mod tests {
             ..Upload::default()
         };
         assert_eq!(run(&u), Verdict::Skip(ReasonCode::Partial));
+    }
+
+    /// `[storage] backend = "s3"`, bucket `assets`, prefix `tus/`.
+    fn run_s3(u: &Upload) -> Verdict {
+        let up = upload_config(&[S2, S1]);
+        let mut st = storage_config();
+        st.backend = crate::config::StorageBackend::S3;
+        st.s3 = Some(crate::config::S3Config {
+            endpoint: Some("http://127.0.0.1:8333".into()),
+            region: "us-east-1".into(),
+            bucket: "assets".into(),
+            path_style: true,
+            upload_prefix: "tus/".into(),
+            access_key_id: crate::secret::Secret::new(b"id".to_vec()),
+            secret_access_key: crate::secret::Secret::new(b"secret".to_vec()),
+            read_access_key_id: None,
+            read_secret_access_key: None,
+        });
+        decide(
+            u,
+            Gate {
+                upload: &up,
+                storage: &st,
+                upload_ids: UploadIds::Server,
+            },
+        )
+    }
+
+    /// What tusd's s3store sends (measured: `{"Bucket","Key","Type"}`).
+    fn on_s3(id: &str, bucket: &str, key: &str) -> Upload {
+        let mut u = finished("a.png", Visibility::Private, NOW);
+        u.id = id.into();
+        u.storage = Some(Storage {
+            kind: Some(S3_STORE.into()),
+            path: None,
+            info_path: None,
+            bucket: Some(bucket.into()),
+            key: Some(key.into()),
+        });
+        u
+    }
+
+    /// On S3 the plan's keys come from the configuration and the upload ID;
+    /// the hook's Type, Bucket and Key must agree exactly, else nothing is
+    /// planned (storage_unsupported): a forged hook cannot point the publish
+    /// at another object or bucket.
+    #[test]
+    fn s3_plans_derive_the_keys_and_trust_nothing_of_the_hook() {
+        let Verdict::Finalize(p) = run_s3(&on_s3("0a1b+mp.x_y", "assets", "tus/0a1b")) else {
+            panic!("planned")
+        };
+        assert_eq!(
+            p.object(),
+            Some(&ObjectKeys {
+                bucket: "assets".into(),
+                upload_key: "tus/0a1b".into(),
+                info_key: "tus/0a1b.info".into(),
+            })
+        );
+        assert_eq!(p.source(), Path::new(""), "no file: the mover refuses it");
+        for u in [
+            on_s3("0a1b+mp", "other", "tus/0a1b"),
+            on_s3("0a1b+mp", "assets", "tus/other"),
+            on_s3("0a1b+mp", "assets", "0a1b"),
+            on_s3("0a1b+mp", "assets", "private/a.png"),
+            on_s3("0a1b", "assets", "tus/0a1b"),
+            on_s3("+mp", "assets", "tus/"),
+            on_s3("a/b+mp", "assets", "tus/a/b"),
+            on_s3("..+mp", "assets", "tus/.."),
+            {
+                let mut u = on_s3("0a1b+mp", "assets", "tus/0a1b");
+                u.storage.as_mut().unwrap().kind = Some("filestore".into());
+                u
+            },
+            {
+                let mut u = on_s3("0a1b+mp", "assets", "tus/0a1b");
+                u.storage = None;
+                u
+            },
+        ] {
+            assert_eq!(keep_reason(run_s3(&u)), ReasonCode::StorageUnsupported, "{u:?}");
+        }
+        // An s3store upload with backend = "fs" is not planned either.
+        assert_eq!(
+            keep_reason(run(&on_s3("0a1b+mp", "assets", "tus/0a1b"))),
+            ReasonCode::StorageUnsupported
+        );
+        // And a filestore plan carries no object.
+        let Verdict::Finalize(p) = run(&finished("a.png", Visibility::Private, NOW)) else {
+            panic!("planned")
+        };
+        assert_eq!(p.object(), None);
     }
 
     #[test]
@@ -355,6 +526,8 @@ mod tests {
             kind: Some("file_storage".into()),
             path: Some("/data/abc".into()),
             info_path: None,
+            bucket: None,
+            key: None,
         });
         let Verdict::Finalize(p) = run(&u) else { panic!() };
         assert_eq!(p.info_path(), None);

@@ -230,6 +230,12 @@ pub struct Storage {
     /// `InfoPath`: the `.info` file (tusd filestore v2.5+).
     #[serde(rename = "InfoPath")]
     pub info_path: Option<String>,
+    /// `Bucket`: the bucket (tusd s3store).
+    #[serde(rename = "Bucket")]
+    pub bucket: Option<String>,
+    /// `Key`: the upload object (tusd s3store: `<-s3-object-prefix><objectId>`).
+    #[serde(rename = "Key")]
+    pub key: Option<String>,
 }
 
 /// `HTTPRequest`: the client request behind the hook, read for its shape
@@ -1193,6 +1199,31 @@ mod tests {
         assert_eq!(
             parse_file_info(br#"{"ID":"a","Size":1,"Size":2}"#),
             Err(JsonError::Field("FileInfo: duplicate field `Size`".into()))
+        );
+    }
+}
+
+#[cfg(test)]
+mod s3store_tests {
+    use super::*;
+
+    /// tusd v2.9.1's s3store `Storage`, as measured (docs/s3-groundwork.md):
+    /// `Type`, `Bucket`, `Key` are read into [`Storage`].
+    #[test]
+    fn s3store_storage_is_read() {
+        let body = br#"{"Type":"post-finish","Event":{"Upload":{"ID":"0a1b+mp","Size":3,"Offset":3,
+            "MetaData":{},"Storage":{"Bucket":"uploads","Key":"tus/0a1b","Type":"s3store"}},
+            "HTTPRequest":{"Method":"PATCH","URI":"/files/0a1b+mp","RemoteAddr":"127.0.0.1:1","Header":{}}}}"#;
+        let hook = parse(body, None).unwrap();
+        assert_eq!(
+            hook.upload.storage,
+            Some(Storage {
+                kind: Some("s3store".into()),
+                path: None,
+                info_path: None,
+                bucket: Some("uploads".into()),
+                key: Some("tus/0a1b".into()),
+            })
         );
     }
 }

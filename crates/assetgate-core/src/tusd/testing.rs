@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{StorageConfig, UploadConfig};
+use crate::config::{StorageBackend, StorageConfig, UploadConfig};
 use crate::secret::SecretSet;
 
 pub const S1: &str = "newest-upload-secret-0123";
@@ -34,5 +34,7 @@ pub fn storage_config() -> StorageConfig {
         overwrite: false,
         public_prefix: "public".into(),
         private_prefix: "private".into(),
+        backend: StorageBackend::Fs,
+        s3: None,
     }
 }

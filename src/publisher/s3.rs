@@ -1,0 +1,158 @@
+//! The S3 backend behind [`Backend`]: a verified plan published in the
+//! bucket by [`crate::s3::publish`], on the daemon's runtime (the trait is
+//! synchronous and its callers already run it on the blocking pool, so it
+//! blocks on the runtime's handle there).
+//!
+//! What it maps: the plan's derived keys ([`FinalizePlan::object`]; an fs plan
+//! is refused), its destination as the object key, its verified type, ID,
+//! size and content check; the outcome onto the mover's [`Finalized`] /
+//! [`FinalizeError`] so the publisher's events and metrics are the same as on
+//! `fs`: a taken destination is [`FinalizeError::Exists`] (event reason
+//! `conflict`), a fresh rename is [`Method::Renamed`], a copy
+//! [`Method::Copied`], a duplicate [`Method::AlreadyFinalized`].
+//!
+//! Not built yet (issue 21): the reconciler's listing ([`Backend::scan`]) and
+//! the removal of abandoned uploads on S3 answer `Unsupported` (an error the
+//! reconciler logs), never an empty list that would look like "nothing to do".
+
+use std::io;
+
+use tokio::runtime::Handle;
+
+use super::backend::Backend;
+use crate::finalize::{
+    Cancel, Cleanup, Commit, FinalizeError, Finalized, Method, Op, PendingScan, PendingUpload, Published,
+};
+use crate::s3::ops::Attributes;
+use crate::s3::publish::{publish, PublishError, Request};
+use crate::s3::{PublishMethod, Store};
+use crate::tusd::FinalizePlan;
+
+/// Publishes in the bucket of `[storage.s3]`.
+pub struct S3Backend {
+    store: Store,
+    runtime: Handle,
+}
+
+impl S3Backend {
+    /// `runtime`: the daemon's (the S3 client's connections live on it).
+    pub fn new(store: Store, runtime: Handle) -> S3Backend {
+        S3Backend { store, runtime }
+    }
+}
+
+fn unsupported(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{what} on S3 is not built yet (issue 21)"),
+    )
+}
+
+impl Backend for S3Backend {
+    /// Nothing of a publish is left half-made in the bucket: a failed
+    /// multipart copy is aborted where it fails (`crate::s3::ops`).
+    fn sweep(&self) -> io::Result<usize> {
+        Ok(0)
+    }
+
+    fn scan(&self) -> io::Result<PendingScan> {
+        Err(unsupported("listing the uploads waiting"))
+    }
+
+    fn publish(
+        &self,
+        plan: &FinalizePlan,
+        _cancel: &Cancel,
+        mut commit: Option<Commit<'_>>,
+    ) -> Result<Finalized, FinalizeError> {
+        // A plan made for the file store (or for another bucket) has nothing here.
+        let Some(keys) = plan.object().filter(|k| k.bucket == self.store.config.bucket) else {
+            return Err(FinalizeError::SourceOutside);
+        };
+        let Some(destination) = plan.destination().to_str() else {
+            return Err(FinalizeError::DestinationOutside);
+        };
+        let fresh = match self.store.method {
+            PublishMethod::Rename => Method::Renamed,
+            PublishMethod::ConditionalCopy | PublishMethod::MultipartCopy => Method::Copied,
+        };
+        let req = Request {
+            bucket: &keys.bucket,
+            upload_key: &keys.upload_key,
+            info_key: &keys.info_key,
+            destination,
+            size: plan.size(),
+            attrs: Attributes {
+                content_type: plan.content_type(),
+                upload_id: plan.upload_id(),
+            },
+            content_check: plan.content_check(),
+        };
+        // The method is known only once the publish says whether it was a
+        // duplicate: the commit is told `fresh`, or AlreadyFinalized below.
+        let mut declined = false;
+        let mut on_commit = |bytes: u64, sha256: &[u8; 32]| match commit.as_mut() {
+            None => true,
+            Some(c) => {
+                let ok = c(&Published {
+                    method: fresh,
+                    bytes,
+                    sha256: *sha256,
+                });
+                declined = !ok;
+                ok
+            }
+        };
+        let outcome = self.runtime.block_on(publish(
+            &self.store.client,
+            self.store.method,
+            req,
+            &mut on_commit,
+        ));
+        let done = outcome.map_err(|e| {
+            tracing::warn!(upload_id = plan.upload_id(), destination, error = %e, "S3 publish refused or failed");
+            finalize_error(e)
+        })?;
+        let cleanup = if declined {
+            Cleanup::Held
+        } else if done.removed {
+            Cleanup::Done
+        } else {
+            Cleanup::SourceLeft(io::ErrorKind::Other)
+        };
+        Ok(Finalized {
+            destination: destination.into(),
+            method: if done.already {
+                Method::AlreadyFinalized
+            } else {
+                fresh
+            },
+            bytes: done.bytes,
+            cleanup,
+            sha256: Some(done.sha256),
+        })
+    }
+
+    fn remove_abandoned(&self, _upload: &PendingUpload) -> io::Result<bool> {
+        Err(unsupported("removing abandoned uploads"))
+    }
+}
+
+/// The mover's error for each refusal, so events and metrics read the same
+/// as on `fs`.
+fn finalize_error(e: PublishError) -> FinalizeError {
+    match e {
+        PublishError::NotFinished { .. } => FinalizeError::NotFinished,
+        PublishError::SourceMissing => FinalizeError::SourceMissing,
+        PublishError::ContentMismatch { expected } => FinalizeError::ContentMismatch { expected },
+        PublishError::Conflict => FinalizeError::Exists,
+        PublishError::Published { .. } => FinalizeError::Io {
+            op: Op::Hash,
+            kind: io::ErrorKind::InvalidData,
+        },
+        PublishError::S3 { .. } => FinalizeError::Io {
+            op: Op::Copy,
+            kind: io::ErrorKind::Other,
+        },
+    }
+}

@@ -1,0 +1,20 @@
+//! The S3 backend's client: one place builds it from `[storage.s3]`
+//! ([`client`]), and the capability self-test at start ([`selftest`]) says
+//! which no-overwrite publish method the engine really honours.
+//!
+//! The SDK is configured for S3-compatible engines, not only AWS: static
+//! credentials from the configuration (nothing looked up in the environment,
+//! a profile or instance metadata), checksums only when an operation requires
+//! them (tusd is run the same way; non-AWS engines differ in what they accept),
+//! rustls with ring, bounded timeouts, and path-style requests as configured.
+
+pub mod abandon;
+pub mod client;
+pub mod ops;
+pub mod publish;
+pub mod selftest;
+mod store;
+
+pub use client::{client, copy_source};
+pub use selftest::{PublishMethod, SelfTest, SelfTestError};
+pub use store::{Store, SELF_TEST_TIMEOUT};

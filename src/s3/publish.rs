@@ -1,0 +1,238 @@
+//! One upload published in the bucket: checked again against the upload
+//! object itself, then written by the self-test's method without ever
+//! overwriting, then the upload removed.
+//!
+//! Nothing from the hook body is trusted here: the caller passes the keys it
+//! derived from the configuration and the verified upload ID, and the
+//! verified plan's size, type and ID. The order, and why:
+//!
+//! 1. HeadObject of the upload: its size must be the plan's (tusd completes
+//!    the multipart upload before the hooks fire). No upload object but a
+//!    destination whose marker is this upload's: an earlier pass published it
+//!    and stopped before the removal: finish that.
+//! 2. `check_content`: a ranged GET of the leading
+//!    [`prefinish::SNIFF_BYTES`] only.
+//! 3. The publish ([`ops::rename`], [`ops::conditional_copy`] or
+//!    [`ops::multipart_copy`]), with `If-None-Match: *`: a 412 (or, for a
+//!    replayed rename, a 404 for the vanished source) is looked at by the
+//!    destination's marker: this upload's is success (a duplicate post-finish,
+//!    a replay), anything else is [`PublishError::Conflict`], the existing
+//!    object untouched.
+//! 4. SHA-256 of the published bytes: one full streamed GET of the
+//!    destination (neither engine stores a whole-object SHA-256 for tusd's
+//!    objects; costs one read of the object per upload, no memory beyond a
+//!    chunk).
+//! 5. `commit` (the event) before the removal, as on `fs`: `false` leaves the
+//!    upload for a later pass.
+//! 6. DeleteObject of the upload object and its `.info`.
+
+use aws_sdk_s3::Client;
+use sha2::{Digest as _, Sha256};
+
+use super::ops::{self, Attributes, Head, OpError};
+use super::selftest::PublishMethod;
+use crate::tusd::prefinish;
+
+/// What to publish: keys derived by the caller from the configuration and
+/// the verified upload ID, never from the hook body.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The bucket.
+    pub bucket: &'a str,
+    /// `<upload_prefix><objectId>`.
+    pub upload_key: &'a str,
+    /// `<upload_prefix><objectId>.info`.
+    pub info_key: &'a str,
+    /// `<public|private prefix>/<key>`.
+    pub destination: &'a str,
+    /// The verified size.
+    pub size: u64,
+    /// The verified Content-Type and the upload ID (the marker).
+    pub attrs: Attributes<'a>,
+    /// `[upload] check_content`: the declared type the leading bytes must match.
+    pub content_check: Option<&'a str>,
+}
+
+/// A published upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// Bytes in the published object.
+    pub bytes: u64,
+    /// SHA-256 of those bytes, read back from the bucket.
+    pub sha256: [u8; 32],
+    /// Whether it was already published by an earlier pass (this one only
+    /// finished the removal, or found a duplicate).
+    pub already: bool,
+    /// Whether the upload object and its `.info` were removed (`false`: the
+    /// commit declined, or a removal failed; a later pass finishes it).
+    pub removed: bool,
+}
+
+/// Why an upload was not published.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The upload object is not the plan's size.
+    #[error("the upload object is {found} bytes, not the {expected} the upload declared")]
+    NotFinished {
+        /// The plan's.
+        expected: u64,
+        /// The object's.
+        found: u64,
+    },
+    /// Neither the upload object nor this upload's published object exists.
+    #[error("the upload object does not exist and this upload's published object neither")]
+    SourceMissing,
+    /// `check_content`: the leading bytes are not the declared type's.
+    #[error("the upload's content is not {expected}, as its declared content type says")]
+    ContentMismatch {
+        /// The signature family expected.
+        expected: &'static str,
+    },
+    /// The destination holds another upload's object (or one not published
+    /// by assetgate): nothing was overwritten.
+    #[error("the destination already exists (another upload's): nothing overwritten")]
+    Conflict,
+    /// The published object is not the size it was published with.
+    #[error("the published object is {found} bytes, not {expected}")]
+    Published {
+        /// Expected.
+        expected: u64,
+        /// Read back.
+        found: u64,
+    },
+    /// An S3 request failed (transient or not): the upload stays.
+    #[error("S3: {op}: {error}")]
+    S3 {
+        /// Which step.
+        op: &'static str,
+        /// What the engine said.
+        error: OpError,
+    },
+}
+
+fn s3(op: &'static str) -> impl FnOnce(OpError) -> PublishError {
+    move |error| PublishError::S3 { op, error }
+}
+
+/// Publishes `req` by `method` (the self-test's); `commit` runs once the
+/// object is in place, with its size and SHA-256, before the upload is
+/// removed.
+pub async fn publish(
+    c: &Client,
+    method: PublishMethod,
+    req: Request<'_>,
+    commit: &mut dyn FnMut(u64, &[u8; 32]) -> bool,
+) -> Result<Published, PublishError> {
+    let b = req.bucket;
+    let already = match ops::head(c, b, req.upload_key)
+        .await
+        .map_err(s3("HeadObject upload"))?
+    {
+        Some(h) if h.size != req.size => {
+            return Err(PublishError::NotFinished {
+                expected: req.size,
+                found: h.size,
+            })
+        }
+        Some(_) => {
+            if let Some(declared) = req.content_check {
+                check_content(c, b, req.upload_key, declared).await?;
+            }
+            match write(c, method, &req).await {
+                Ok(()) => false,
+                Err(OpError::Precondition) | Err(OpError::NotFound) => {
+                    ours(c, &req).await?;
+                    true
+                }
+                Err(e) => return Err(s3("publish")(e)),
+            }
+        }
+        None => {
+            ours(c, &req).await.map_err(|e| match e {
+                PublishError::Conflict => PublishError::SourceMissing,
+                e => e,
+            })?;
+            true
+        }
+    };
+    let (bytes, sha256) = digest(c, b, req.destination).await?;
+    if bytes != req.size {
+        return Err(PublishError::Published {
+            expected: req.size,
+            found: bytes,
+        });
+    }
+    let mut removed = false;
+    if commit(bytes, &sha256) {
+        let data = ops::delete(c, b, req.upload_key).await;
+        let info = ops::delete(c, b, req.info_key).await;
+        removed = data.is_ok() && info.is_ok();
+        for (key, r) in [(req.upload_key, data), (req.info_key, info)] {
+            if let Err(e) = r {
+                tracing::warn!(key, error = %e, "S3 publish: the upload's object could not be removed (a later pass retries)");
+            }
+        }
+    }
+    Ok(Published {
+        bytes,
+        sha256,
+        already,
+        removed,
+    })
+}
+
+async fn write(c: &Client, method: PublishMethod, req: &Request<'_>) -> Result<(), OpError> {
+    let (b, src, dst) = (req.bucket, req.upload_key, req.destination);
+    match method {
+        PublishMethod::Rename => ops::rename(c, b, src, dst, req.attrs).await,
+        PublishMethod::ConditionalCopy => ops::conditional_copy(c, b, src, dst, req.attrs).await,
+        PublishMethod::MultipartCopy => ops::multipart_copy(c, b, src, dst, req.size, req.attrs).await,
+    }
+}
+
+/// The destination exists: is it this upload's?
+async fn ours(c: &Client, req: &Request<'_>) -> Result<(), PublishError> {
+    match ops::head(c, req.bucket, req.destination)
+        .await
+        .map_err(s3("HeadObject destination"))?
+    {
+        Some(Head { marker: Some(m), .. }) if m == req.attrs.upload_id => Ok(()),
+        _ => Err(PublishError::Conflict),
+    }
+}
+
+async fn check_content(c: &Client, bucket: &str, key: &str, declared: &str) -> Result<(), PublishError> {
+    let range = format!("bytes=0-{}", prefinish::SNIFF_BYTES - 1);
+    let head = ops::get(c, bucket, key, Some(range))
+        .await
+        .map_err(s3("GetObject leading bytes"))?;
+    let head = &head[..head.len().min(prefinish::SNIFF_BYTES)];
+    prefinish::check(declared, head).map_err(|_| PublishError::ContentMismatch {
+        expected: prefinish::expected_signature(declared).unwrap_or("of its declared type"),
+    })
+}
+
+/// Size and SHA-256 of an object, streamed.
+async fn digest(c: &Client, bucket: &str, key: &str) -> Result<(u64, [u8; 32]), PublishError> {
+    let out = c
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| s3("GetObject published")(e.into()))?;
+    let mut body = out.body;
+    let mut hash = Sha256::new();
+    let mut bytes = 0u64;
+    while let Some(chunk) = body.try_next().await.map_err(|e| PublishError::S3 {
+        op: "GetObject published",
+        error: OpError::Other {
+            status: None,
+            code: format!("reading the body: {e}"),
+        },
+    })? {
+        bytes += chunk.len() as u64;
+        hash.update(&chunk);
+    }
+    Ok((bytes, hash.finalize().into()))
+}

@@ -1,0 +1,646 @@
+//! The S3 backend (issue 21) against the real engines on loopback
+//! (`common::s3`): the capability self-test at start chooses, by effect,
+//! the method each engine really honours: SeaweedFS renames (RenameObject
+//! moves, and refuses an existing destination with 412 leaving it intact);
+//! versitygw gets the portable multipart copy (its RenameObject writes an
+//! empty destination and its CopyObject ignores `If-None-Match: *`). The
+//! choice is exported as `assetgate_s3_publish_method{method}`, and the
+//! scratch keys are gone afterwards.
+//!
+//! Peers: `scripts/s3-peers.sh` builds the engines; a missing one fails the
+//! test with the command that installs it.
+
+mod common;
+
+use assetgate::config::{load_from, Sources};
+use assetgate::metrics::{Metrics, PublishMethod};
+use assetgate::s3::Store;
+use common::s3::S3Engine;
+
+/// `[storage.s3]` for `engine`, through the loader (credentials from the
+/// environment, as a deployment would set them).
+fn s3_config(engine: &S3Engine) -> assetgate::config::S3Config {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("assetgate.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n",
+            engine.endpoint(),
+            engine.bucket
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
+        (
+            "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
+            engine.secret_key.as_str(),
+        ),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let config = load_from(&Sources { file: Some(path) }, &env).unwrap();
+    config.storage.s3.unwrap()
+}
+
+fn self_test(engine: &S3Engine) -> (Store, String) {
+    let config = s3_config(engine);
+    let metrics = Metrics::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt.block_on(Store::start(&config, &metrics)).unwrap();
+    (store, metrics.render())
+}
+
+/// Exactly `chosen` at 1 in the exposition, every other method at 0.
+fn assert_exported(exposition: &str, chosen: PublishMethod) {
+    for m in PublishMethod::ALL {
+        let line = format!(
+            "assetgate_s3_publish_method{{method=\"{}\"}} {}",
+            m.as_str(),
+            u8::from(m == chosen)
+        );
+        assert!(exposition.contains(&line), "{line} not in:\n{exposition}");
+    }
+}
+
+/// Nothing left under assetgate's own prefix: objects or multipart uploads.
+fn assert_scratch_removed(engine: &S3Engine) {
+    let left = engine.must(&["list", &engine.bucket, "assetgate/"]);
+    assert_eq!(left["objects"], serde_json::json!([]), "{left:#}");
+    assert_eq!(left["uploads"], serde_json::json!([]), "{left:#}");
+}
+
+#[test]
+fn seaweedfs_gets_rename() {
+    let weed = S3Engine::seaweedfs("assets");
+    let (store, exposition) = self_test(&weed);
+    assert_eq!(store.method, PublishMethod::Rename);
+    assert_exported(&exposition, PublishMethod::Rename);
+    assert_scratch_removed(&weed);
+}
+
+#[test]
+fn versitygw_gets_the_portable_multipart_copy() {
+    let vgw = S3Engine::versitygw("assets");
+    let (store, exposition) = self_test(&vgw);
+    assert_eq!(store.method, PublishMethod::MultipartCopy);
+    assert_exported(&exposition, PublishMethod::MultipartCopy);
+    assert_scratch_removed(&vgw);
+}
+
+/// Wrong credentials: the self-test refuses to start, saying the bucket
+/// could not be used (not that no method is honoured), and shows no secret.
+#[test]
+fn wrong_credentials_refuse_to_start_without_the_secret() {
+    let vgw = S3Engine::versitygw("assets");
+    let mut config = s3_config(&vgw);
+    config.secret_access_key = assetgate::secret::Secret::new(b"WRONG-SECRET-NEVER-SHOWN".to_vec());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let err = rt.block_on(Store::start(&config, &Metrics::new())).unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.contains("could not use the bucket"), "{shown}");
+    assert!(
+        !shown.contains("NEVER-SHOWN") && !shown.contains(&vgw.secret_key),
+        "{shown}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The publish (`assetgate::s3::publish`) on both engines, by the method each
+// one's self-test chose.
+
+use assetgate::s3::ops::{self, Attributes};
+use assetgate::s3::publish::{publish, PublishError, Published, Request};
+use sha2::{Digest as _, Sha256};
+
+struct Bench {
+    rt: tokio::runtime::Runtime,
+    store: Store,
+}
+
+impl Bench {
+    fn new(engine: &S3Engine) -> Bench {
+        let config = s3_config(engine);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = rt.block_on(Store::start(&config, &Metrics::new())).unwrap();
+        Bench { rt, store }
+    }
+
+    fn bucket(&self) -> &str {
+        &self.store.config.bucket
+    }
+
+    /// What tusd leaves for a finished upload: `tus/<id>` and `tus/<id>.info`.
+    fn upload(&self, id: &str, bytes: &[u8]) {
+        let c = &self.store.client;
+        self.rt.block_on(async {
+            ops::put(c, self.bucket(), &format!("tus/{id}"), bytes)
+                .await
+                .unwrap();
+            ops::put(c, self.bucket(), &format!("tus/{id}.info"), b"{}")
+                .await
+                .unwrap();
+        });
+    }
+
+    fn publish(
+        &self,
+        id: &str,
+        destination: &str,
+        size: u64,
+        check: Option<&str>,
+    ) -> Result<Published, PublishError> {
+        let (upload_key, info_key) = (format!("tus/{id}"), format!("tus/{id}.info"));
+        let req = Request {
+            bucket: self.bucket(),
+            upload_key: &upload_key,
+            info_key: &info_key,
+            destination,
+            size,
+            attrs: Attributes {
+                content_type: "application/pdf",
+                upload_id: id,
+            },
+            content_check: check,
+        };
+        self.rt.block_on(publish(
+            &self.store.client,
+            self.store.method,
+            req,
+            &mut |_, _| true,
+        ))
+    }
+
+    fn head(&self, key: &str) -> Option<ops::Head> {
+        self.rt
+            .block_on(ops::head(&self.store.client, self.bucket(), key))
+            .unwrap()
+    }
+
+    fn bytes(&self, key: &str) -> Vec<u8> {
+        self.rt
+            .block_on(ops::get(&self.store.client, self.bucket(), key, None))
+            .unwrap()
+    }
+}
+
+fn pdf(n: usize, fill: u8) -> Vec<u8> {
+    let mut b = b"%PDF-1.7\n".to_vec();
+    b.resize(n, fill);
+    b
+}
+
+/// Lands with the token's Content-Type and the marker, byte for byte, the
+/// SHA-256 of what is in the bucket; the upload object and `.info` are gone;
+/// the same publish again (a duplicate post-finish) changes nothing.
+fn lands_and_duplicates_are_harmless(engine: &S3Engine) {
+    let bench = Bench::new(engine);
+    let body = pdf(300_000, b'a');
+    bench.upload("obj1+mp1", &body);
+    let done = bench
+        .publish(
+            "obj1+mp1",
+            "private/docs/a b+c.pdf",
+            body.len() as u64,
+            Some("application/pdf"),
+        )
+        .unwrap();
+    assert_eq!(
+        done,
+        Published {
+            bytes: body.len() as u64,
+            sha256: Sha256::digest(&body).into(),
+            already: false,
+            removed: true
+        }
+    );
+    let head = bench.head("private/docs/a b+c.pdf").unwrap();
+    assert_eq!(head.content_type.as_deref(), Some("application/pdf"));
+    assert_eq!(head.marker.as_deref(), Some("obj1+mp1"));
+    assert_eq!(bench.bytes("private/docs/a b+c.pdf"), body);
+    assert!(bench.head("tus/obj1+mp1").is_none() && bench.head("tus/obj1+mp1.info").is_none());
+    // A duplicate: already published, nothing rewritten.
+    let again = bench
+        .publish("obj1+mp1", "private/docs/a b+c.pdf", body.len() as u64, None)
+        .unwrap();
+    assert!(again.already, "{again:?}");
+    assert_eq!(again.sha256, done.sha256);
+    assert_eq!(bench.bytes("private/docs/a b+c.pdf"), body);
+}
+
+/// Two uploads race for one key: one is published, the other is a conflict;
+/// the first's bytes stay, the loser's upload stays for the operator.
+fn racing_uploads_one_wins(engine: &S3Engine) {
+    let bench = Bench::new(engine);
+    let (a, b) = (pdf(200_000, b'A'), pdf(200_000, b'B'));
+    bench.upload("objA+mp", &a);
+    bench.upload("objB+mp", &b);
+    let (ra, rb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| bench.publish("objA+mp", "public/race.pdf", a.len() as u64, None));
+        let tb = s.spawn(|| bench.publish("objB+mp", "public/race.pdf", b.len() as u64, None));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    let (winner, loser, winner_bytes) = match (&ra, &rb) {
+        (Ok(_), Err(PublishError::Conflict)) => ("objA+mp", "objB+mp", &a),
+        (Err(PublishError::Conflict), Ok(_)) => ("objB+mp", "objA+mp", &b),
+        other => panic!("one published and one conflict expected: {other:?}"),
+    };
+    assert_eq!(bench.bytes("public/race.pdf"), *winner_bytes);
+    assert_eq!(
+        bench.head("public/race.pdf").unwrap().marker.as_deref(),
+        Some(winner)
+    );
+    assert!(
+        bench.head(&format!("tus/{loser}")).is_some(),
+        "the loser's upload stays"
+    );
+    assert!(bench.head(&format!("tus/{winner}")).is_none());
+}
+
+/// An object already at the destination (not assetgate's, or another
+/// upload's) is never overwritten; a content mismatch is never published.
+fn nothing_is_ever_overwritten(engine: &S3Engine) {
+    let bench = Bench::new(engine);
+    let existing = b"an object someone put there".to_vec();
+    bench
+        .rt
+        .block_on(ops::put(
+            &bench.store.client,
+            bench.bucket(),
+            "private/taken.pdf",
+            &existing,
+        ))
+        .unwrap();
+    let body = pdf(1000, b'x');
+    bench.upload("objT+mp", &body);
+    assert_eq!(
+        bench.publish("objT+mp", "private/taken.pdf", 1000, None),
+        Err(PublishError::Conflict)
+    );
+    assert_eq!(bench.bytes("private/taken.pdf"), existing);
+    assert!(bench.head("tus/objT+mp").is_some());
+    // Declared a PDF, is not one: refused before anything is written.
+    bench.upload("objM+mp", &vec![0u8; 2000]);
+    assert!(matches!(
+        bench.publish("objM+mp", "private/m.pdf", 2000, Some("application/pdf")),
+        Err(PublishError::ContentMismatch { .. })
+    ));
+    assert!(bench.head("private/m.pdf").is_none());
+    // Not the declared size: not finished.
+    assert!(matches!(
+        bench.publish("objT+mp", "private/other.pdf", 999, None),
+        Err(PublishError::NotFinished {
+            expected: 999,
+            found: 1000
+        })
+    ));
+    assert!(bench.head("private/other.pdf").is_none());
+}
+
+#[test]
+fn seaweedfs_publish_lands_and_duplicates_are_harmless() {
+    lands_and_duplicates_are_harmless(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_publish_lands_and_duplicates_are_harmless() {
+    lands_and_duplicates_are_harmless(&S3Engine::versitygw("assets"));
+}
+
+#[test]
+fn seaweedfs_racing_uploads_one_wins() {
+    racing_uploads_one_wins(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_racing_uploads_one_wins() {
+    racing_uploads_one_wins(&S3Engine::versitygw("assets"));
+}
+
+#[test]
+fn seaweedfs_nothing_is_ever_overwritten() {
+    nothing_is_ever_overwritten(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_nothing_is_ever_overwritten() {
+    nothing_is_ever_overwritten(&S3Engine::versitygw("assets"));
+}
+
+// ---------------------------------------------------------------------------
+// Behind the publisher's seam: a hook's upload planned by post-finish's
+// rules, published by `Publisher` over `S3Backend`, as the daemon will.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use assetgate::finalize::{Cancel, Cleanup, FinalizeError, Method};
+use assetgate::policy::Visibility;
+use assetgate::publisher::{Publisher, Report, S3Backend};
+use assetgate::tusd::protocol::Storage;
+use assetgate::tusd::{postfinish, Gate, Upload};
+
+const UPLOAD_SECRET: &str = "s3-backend-upload-secret-01";
+
+/// The planned publish of `bytes` as upload `<object>+mp` to `private/<key>`,
+/// the hook's Storage as tusd's s3store sends it.
+fn planned(engine: &S3Engine, object: &str, key: &str, bytes: &[u8]) -> assetgate::tusd::FinalizePlan {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("assetgate.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[upload]\ncheck_content = true\n[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n",
+            engine.endpoint(),
+            engine.bucket
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("ASSETGATE_UPLOAD_SECRET", UPLOAD_SECRET),
+        ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
+        (
+            "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
+            engine.secret_key.as_str(),
+        ),
+        ("ASSETGATE_TUSD__UPLOAD_IDS", "server"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let config = load_from(&Sources { file: Some(path) }, &env).unwrap();
+    let upload = Upload {
+        id: format!("{object}+mp"),
+        size: Some(bytes.len() as u64),
+        offset: bytes.len() as u64,
+        metadata: assetgate::token::upload::mint(
+            UPLOAD_SECRET.as_bytes(),
+            key,
+            "application/pdf",
+            Visibility::Private,
+            4_102_444_800,
+        ),
+        storage: Some(Storage {
+            kind: Some("s3store".into()),
+            path: None,
+            info_path: None,
+            bucket: Some(engine.bucket.clone()),
+            key: Some(format!("tus/{object}")),
+        }),
+        ..Upload::default()
+    };
+    let gate = Gate {
+        upload: &config.upload,
+        storage: &config.storage,
+        upload_ids: config.tusd.upload_ids,
+    };
+    postfinish::plan(&upload, gate).unwrap()
+}
+
+fn through_the_publisher(engine: &S3Engine) {
+    let bench = Bench::new(engine);
+    let publisher = Publisher::new(Arc::new(S3Backend::new(
+        bench.store.clone(),
+        bench.rt.handle().clone(),
+    )));
+    let body = pdf(50_000, b'p');
+    bench.upload("objP", &body);
+    let plan = planned(engine, "objP", "report 1.pdf", &body);
+    let Report::Published(done) = publisher.publish(&plan, &Cancel::new()) else {
+        panic!("published")
+    };
+    assert_eq!(done.bytes, body.len() as u64);
+    assert_eq!(done.cleanup, Cleanup::Done);
+    assert_eq!(done.destination, std::path::Path::new("private/report 1.pdf"));
+    assert_eq!(bench.bytes("private/report 1.pdf"), body);
+    assert_eq!(
+        bench.head("private/report 1.pdf").unwrap().marker.as_deref(),
+        Some("objP+mp")
+    );
+    // The duplicate post-finish.
+    let Report::Published(again) = publisher.publish(&plan, &Cancel::new()) else {
+        panic!("a duplicate is harmless")
+    };
+    assert_eq!(again.method, Method::AlreadyFinalized);
+    // Another upload for the same key: the conflict, as on fs.
+    bench.upload("objQ", &pdf(10, b'q'));
+    let other = planned(engine, "objQ", "report 1.pdf", &pdf(10, b'q'));
+    match publisher.publish(&other, &Cancel::new()) {
+        Report::NotPublished(e) => assert_eq!(e, FinalizeError::Exists),
+        r => panic!("conflict expected: {r:?}"),
+    }
+    assert_eq!(bench.bytes("private/report 1.pdf"), body);
+}
+
+#[test]
+fn seaweedfs_through_the_publisher() {
+    through_the_publisher(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_through_the_publisher() {
+    through_the_publisher(&S3Engine::versitygw("assets"));
+}
+
+// ---------------------------------------------------------------------------
+// End to end: `assetgate serve` with backend = "s3" (self-test at start,
+// logged and exported), tusd v2.9.1's s3store hooking into it, one upload by
+// raw tus requests: it lands at private/<key> with the token's type and the
+// marker, and tusd's objects are gone.
+
+use common::tusd::{Tusd, Version};
+use common::Daemon;
+
+fn serve_publishes_a_tusd_upload(engine: &S3Engine, method: &str) {
+    let config = format!(
+        "{}[tusd]\nupload_ids = \"server\"\n[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n",
+        common::default_config(),
+        engine.endpoint(),
+        engine.bucket
+    );
+    let gate = Daemon::start_with(
+        &config,
+        &[],
+        &[
+            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
+            (
+                "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
+                engine.secret_key.as_str(),
+            ),
+        ],
+    );
+    assert!(
+        gate.wait_log(
+            "S3 self-test: publishing with this no-overwrite method",
+            Duration::from_secs(5)
+        ),
+        "{:#?}",
+        gate.logs()
+    );
+    let line = format!("assetgate_s3_publish_method{{method=\"{method}\"}}");
+    assert_eq!(gate.metric(&line), 1.0, "{line}");
+    assert!(
+        !gate.logs().iter().any(|l| l.contains(&engine.secret_key)),
+        "the secret key is in the log"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let flags = [
+        format!("-s3-bucket={}", engine.bucket),
+        format!("-s3-endpoint={}", engine.endpoint()),
+        "-s3-object-prefix=tus/".to_string(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let hook_url = format!("http://{}/tusd", gate.addr);
+    let tusd = Tusd::start_env(Version::V2, dir.path(), &hook_url, &flags, engine.tusd_env());
+    let logs = || {
+        format!(
+            "tusd:\n{}\nassetgate:\n{:#?}\nengine:\n{}",
+            tusd.log(),
+            gate.logs(),
+            engine.log()
+        )
+    };
+
+    let data = pdf(120_000, b'e');
+    let metadata = assetgate::token::upload::mint(
+        common::UPLOAD_SECRET.as_bytes(),
+        "e2e/report.pdf",
+        "application/pdf",
+        Visibility::Private,
+        common::now() + 3600,
+    );
+    use base64::Engine as _;
+    let header = metadata
+        .iter()
+        .map(|(k, v)| format!("{k} {}", base64::engine::general_purpose::STANDARD.encode(v)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], tusd.port).into();
+    let create = format!(
+        "POST /files/ HTTP/1.1\r\nHost: tusd\r\nTus-Resumable: 1.0.0\r\nUpload-Length: {}\r\n\
+         Upload-Metadata: {header}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        data.len()
+    );
+    let (status, headers, body) = common::raw_request(addr, create.as_bytes());
+    assert_eq!(
+        status,
+        201,
+        "create: {}\n{}",
+        String::from_utf8_lossy(&body),
+        logs()
+    );
+    let location = common::header(&headers, "location")
+        .expect("Location")
+        .to_string();
+    let id = location.split_once("/files/").expect("a tus URL").1.to_string();
+    let mut patch = format!(
+        "PATCH /files/{id} HTTP/1.1\r\nHost: tusd\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+         Content-Type: application/offset+octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        data.len()
+    )
+    .into_bytes();
+    patch.extend_from_slice(&data);
+    let (status, _, body) = common::raw_request(addr, &patch);
+    assert_eq!(
+        status,
+        204,
+        "patch: {}\n{}",
+        String::from_utf8_lossy(&body),
+        logs()
+    );
+
+    // post-finish runs after tusd's answer: wait for the published object
+    // (a state, bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let got = engine.must(&["get", &engine.bucket, "private/e2e/report.pdf"]);
+        if got["ok"] == true || std::time::Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(got["ok"], true, "{got}\n{}", logs());
+    assert_eq!(got["size"], data.len() as u64, "{got}");
+    assert_eq!(got["sha256"], hex::encode(Sha256::digest(&data)), "{got}");
+    assert_eq!(got["content_type"], "application/pdf", "{got}");
+    assert_eq!(got["metadata"]["assetgate-upload"], id.as_str(), "{got}");
+    // tusd's objects are removed after the publish (same bounded wait).
+    let left = loop {
+        let left = engine.must(&["list", &engine.bucket, "tus/"]);
+        if left["objects"] == serde_json::json!([]) || std::time::Instant::now() > deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(left["objects"], serde_json::json!([]), "{left}\n{}", logs());
+    assert_eq!(left["uploads"], serde_json::json!([]), "{left}");
+}
+
+#[test]
+fn seaweedfs_serve_publishes_a_tusd_upload() {
+    serve_publishes_a_tusd_upload(&S3Engine::seaweedfs("assets"), "rename");
+}
+
+#[test]
+fn versitygw_serve_publishes_a_tusd_upload() {
+    serve_publishes_a_tusd_upload(&S3Engine::versitygw("assets"), "multipart_copy");
+}
+
+// ---------------------------------------------------------------------------
+// Stale multipart uploads under the upload prefix (`assetgate::s3::abandon`).
+
+fn stale_multipart_uploads_are_aborted(engine: &S3Engine) {
+    use assetgate::s3::abandon::abort_stale;
+    use std::time::SystemTime;
+    let bench = Bench::new(engine);
+    let c = &bench.store.client;
+    let b = bench.bucket().to_string();
+    let start = |key: &'static str| {
+        bench.rt.block_on(async {
+            c.create_multipart_upload()
+                .bucket(&b)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+        })
+    };
+    start("tus/old1");
+    start("tus/old2");
+    start("private/not-under-the-prefix");
+    // Nothing is stale yet: an instant well before they started.
+    let past = SystemTime::now() - Duration::from_secs(3600);
+    let none = bench.rt.block_on(abort_stale(c, &b, "tus/", past)).unwrap();
+    assert_eq!((none.aborted, none.kept), (0, 2));
+    // All under the prefix are stale for a bound in the future; the other stays.
+    let future = SystemTime::now() + Duration::from_secs(3600);
+    let done = bench.rt.block_on(abort_stale(c, &b, "tus/", future)).unwrap();
+    assert_eq!((done.aborted, done.kept), (2, 0));
+    let left = engine.must(&["list", &b, ""]);
+    let keys: Vec<&str> = left["uploads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, vec!["private/not-under-the-prefix"], "{left}");
+}
+
+#[test]
+fn seaweedfs_stale_multipart_uploads_are_aborted() {
+    stale_multipart_uploads_are_aborted(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_stale_multipart_uploads_are_aborted() {
+    stale_multipart_uploads_are_aborted(&S3Engine::versitygw("assets"));
+}
