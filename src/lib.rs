@@ -92,5 +92,6 @@ pub mod finalize;
 pub mod http;
 pub mod metrics;
 pub mod publisher;
+pub mod s3_sign;
 pub mod state;
 pub mod telemetry;

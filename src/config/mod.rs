@@ -26,6 +26,7 @@ pub mod events;
 mod human;
 mod load;
 mod read;
+pub mod s3;
 mod show;
 mod types;
 

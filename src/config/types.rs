@@ -133,6 +133,14 @@ pub struct Config {
     pub upload: UploadConfig,
     /// The asset tree finished uploads are moved into.
     pub storage: StorageConfig,
+    /// `[storage] backend` (not shown by `check-config`: `storage_s3` is shown
+    /// exactly when it is `"s3"`; the S3 backend's merge moves both into
+    /// `StorageConfig`).
+    #[serde(skip)]
+    pub storage_backend: super::s3::StorageBackend,
+    /// `[storage.s3]`, with `backend = "s3"` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_s3: Option<super::s3::S3Config>,
     /// Where tusd keeps uploads.
     pub tusd: TusdConfig,
     /// HTTP server limits.
@@ -170,6 +178,8 @@ impl PartialEq for Config {
             link,
             upload,
             storage,
+            storage_backend,
+            storage_s3,
             tusd,
             server,
             events,
@@ -184,6 +194,8 @@ impl PartialEq for Config {
             && *link == other.link
             && *upload == other.upload
             && *storage == other.storage
+            && *storage_backend == other.storage_backend
+            && *storage_s3 == other.storage_s3
             && *tusd == other.tusd
             && *server == other.server
             && *events == other.events
