@@ -10,7 +10,8 @@
 //! object 404 (nginx's own page, no S3 XML); keys with spaces, `+`, `%` and
 //! Unicode; `/public/` signed without a link; no `x-amz-*` header and no
 //! store body in any client response; the client's `Authorization`/`Cookie`
-//! never reach the store; the store itself refuses an unsigned GET (403).
+//! never reach the store (a recording stub in the store's place); the store
+//! itself refuses an unsigned GET (403).
 //!
 //! Peers: nginx (apt), SeaweedFS (`scripts/s3-peers.sh`), the boto3 probe's
 //! venv (`scripts/test.sh`); a missing one fails with how to install it.
@@ -320,5 +321,85 @@ fn the_store_refuses_unsigned_requests() {
             "unsigned GET {target}: {}",
             String::from_utf8_lossy(&body)
         );
+    }
+}
+
+/// What reaches the store, recorded by a stub in its place: the signed
+/// headers, the client's Range, nothing else of the client's (no Cookie, no
+/// Authorization of its own, no X-Forwarded-*), the method as signed, the
+/// path as signed.
+#[test]
+fn the_store_gets_the_signed_request_and_nothing_else_of_the_client() {
+    let stub = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = stub.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let rec = seen.clone();
+    std::thread::spawn(move || {
+        for conn in stub.incoming() {
+            let Ok(mut c) = conn else { return };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && c.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            rec.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&head).into_owned());
+            let _ = c.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nx-amz-request-id: R\r\nConnection: close\r\n\r\nok",
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"http://127.0.0.1:{port}\"\nregion = \"{REGION}\"\n\
+         bucket = \"assets\"\naccess_key_id = \"AK\"\nsecret_access_key = \"SK\"\n",
+        default_config(),
+    );
+    let gate = Daemon::start(&config);
+    let ngx = shipped_s3_site(dir.path(), gate.addr, port);
+    let target = link("private/a b.txt", now() + 600);
+    let client = [
+        ("Cookie", "session=secret-cookie"),
+        ("Authorization", "Bearer client-token"),
+        ("X-Forwarded-For", "6.6.6.6"),
+        ("Range", "bytes=0-0"),
+    ];
+    let (status, h, _) = request(ngx.addr(0), "GET", &target, &client);
+    assert_eq!(status, 200, "{}", ngx.logs());
+    assert_no_store_headers("GET via stub", &h);
+    let (status, _, _) = request(ngx.addr(0), "HEAD", &target, &client);
+    assert_eq!(status, 200, "{}", ngx.logs());
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for (req, method) in seen.iter().zip(["GET", "HEAD"]) {
+        let lower = req.to_ascii_lowercase();
+        assert!(
+            req.starts_with(&format!("{method} /assets/private/a%20b.txt HTTP/1.1\r\n")),
+            "{req}"
+        );
+        assert!(
+            lower.contains(&format!("\r\nhost: 127.0.0.1:{port}\r\n")),
+            "{req}"
+        );
+        assert!(
+            lower.contains("\r\nauthorization: aws4-hmac-sha256 credential=ak/"),
+            "{req}"
+        );
+        assert!(lower.contains("\r\nx-amz-date: "), "{req}");
+        assert!(
+            lower.contains("\r\nx-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\r\n"),
+            "{req}"
+        );
+        assert!(lower.contains("\r\nrange: bytes=0-0\r\n"), "{req}");
+        for leaked in [
+            "secret-cookie",
+            "client-token",
+            "6.6.6.6",
+            "cookie:",
+            "x-forwarded",
+        ] {
+            assert!(!lower.contains(leaked), "{leaked} reached the store: {req}");
+        }
     }
 }
