@@ -263,3 +263,140 @@ fn identity(
         (None, Some(_)) => Err(ConfigError::new(id_key, "is required with its secret access key")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{load_from, Sources};
+
+    const S3: &[(&str, &str)] = &[
+        ("ASSETGATE_LINK_SECRET", "link-secret-0123456789abcdef"),
+        ("ASSETGATE_STORAGE__BACKEND", "s3"),
+        ("ASSETGATE_STORAGE__S3__REGION", "us-east-1"),
+        ("ASSETGATE_STORAGE__S3__BUCKET", "assets"),
+        ("ASSETGATE_STORAGE__S3__ENDPOINT", "http://127.0.0.1:8333"),
+        ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", "main"),
+        ("ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY", "main-secret-value"),
+    ];
+
+    fn load(
+        extra: &[(&str, &str)],
+        without: &[&str],
+    ) -> Result<crate::config::Config, crate::config::ConfigError> {
+        let env: Vec<(String, String)> = S3
+            .iter()
+            .filter(|(k, _)| !without.contains(k))
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        load_from(&Sources::default(), &env)
+    }
+
+    #[test]
+    fn fs_is_the_default_and_needs_no_s3_section() {
+        let env = vec![(
+            "ASSETGATE_LINK_SECRET".to_string(),
+            "link-secret-0123456789abcdef".to_string(),
+        )];
+        let c = load_from(&Sources::default(), &env).unwrap();
+        assert_eq!(c.storage_backend, super::StorageBackend::Fs);
+        assert!(c.storage_s3.is_none());
+    }
+
+    #[test]
+    fn the_read_only_identity_signs_when_set() {
+        let c = load(&[], &[]).unwrap();
+        let s3 = c.storage_s3.unwrap();
+        assert!(s3.path_style, "an endpoint means path style by default");
+        assert_eq!(s3.download_identity.access_key_id, "main");
+        assert!(!s3.download_identity.read_only);
+        let c = load(
+            &[
+                ("ASSETGATE_STORAGE__S3__READ_ACCESS_KEY_ID", "reader"),
+                (
+                    "ASSETGATE_STORAGE__S3__READ_SECRET_ACCESS_KEY",
+                    "reader-secret-value",
+                ),
+            ],
+            &[],
+        )
+        .unwrap();
+        let id = &c.storage_s3.as_ref().unwrap().download_identity;
+        assert_eq!(id.access_key_id, "reader");
+        assert!(id.read_only);
+        // Shown and debugged without the secret.
+        let shown = c.redacted_toml();
+        assert!(
+            !shown.contains("reader-secret-value") && !shown.contains("main-secret-value"),
+            "{shown}"
+        );
+        assert!(shown.contains("<redacted: 19 bytes>"), "{shown}");
+        assert!(!format!("{c:?}").contains("reader-secret-value"));
+    }
+
+    #[test]
+    fn the_secret_may_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s3-secret");
+        std::fs::write(&f, "file-secret-value\n").unwrap();
+        let path = f.to_str().unwrap();
+        let c = load(
+            &[("ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY_FILE", path)],
+            &["ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY"],
+        )
+        .unwrap();
+        assert_eq!(
+            c.storage_s3.unwrap().download_identity.secret_access_key.as_str(),
+            "file-secret-value"
+        );
+        let e = load(&[("ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY_FILE", path)], &[]).unwrap_err();
+        assert_eq!(e.key, "storage.s3.secret_access_key");
+    }
+
+    #[test]
+    fn bad_s3_sections_name_the_key() {
+        /// Extra variables, variables left out, the key the error names.
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+        let cases: &[Case] = &[
+            (&[], &["ASSETGATE_STORAGE__S3__REGION"], "storage.s3.region"),
+            (&[], &["ASSETGATE_STORAGE__S3__BUCKET"], "storage.s3.bucket"),
+            (
+                &[],
+                &[
+                    "ASSETGATE_STORAGE__S3__ACCESS_KEY_ID",
+                    "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
+                ],
+                "storage.s3.access_key_id",
+            ),
+            (
+                &[],
+                &["ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY"],
+                "storage.s3.secret_access_key",
+            ),
+            (
+                &[],
+                &["ASSETGATE_STORAGE__S3__ACCESS_KEY_ID"],
+                "storage.s3.access_key_id",
+            ),
+            (
+                &[("ASSETGATE_STORAGE__S3__ENDPOINT", "127.0.0.1:8333")],
+                &["ASSETGATE_STORAGE__S3__ENDPOINT"],
+                "storage.s3.endpoint",
+            ),
+            (
+                &[("ASSETGATE_STORAGE__S3__ENDPOINT", "http://127.0.0.1:8333/bucket")],
+                &["ASSETGATE_STORAGE__S3__ENDPOINT"],
+                "storage.s3.endpoint",
+            ),
+            (
+                &[("ASSETGATE_STORAGE__BACKEND", "gcs")],
+                &["ASSETGATE_STORAGE__BACKEND"],
+                "storage.backend",
+            ),
+        ];
+        for (extra, without, key) in cases {
+            let e = load(extra, without).unwrap_err();
+            assert_eq!(e.key, *key, "{extra:?} without {without:?}: {e}");
+            assert!(!e.to_string().contains("main-secret-value"), "{e}");
+        }
+    }
+}
