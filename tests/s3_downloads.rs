@@ -4,6 +4,7 @@
 //! SeaweedFS's read-only identity, and a real nginx running
 //! `nginx/assetgate-s3.conf.example` with `assetgate-s3-locations.conf` and
 //! `assetgate-s3-proxy.conf` included verbatim (only the addresses rewritten).
+//! The successful downloads also run on versitygw (its one identity signs).
 //!
 //! What is pinned down: granite links give 200 byte-equal, `Range` 206, `HEAD`
 //! 200, conditional GET 304; forged 403, expired 410, revoked 403, a missing
@@ -58,7 +59,10 @@ fn body_of(key: &str) -> Vec<u8> {
 }
 
 fn stack() -> Stack {
-    let s3 = S3Engine::seaweedfs("assets");
+    stack_on(S3Engine::seaweedfs("assets"))
+}
+
+fn stack_on(s3: S3Engine) -> Stack {
     let dir = tempfile::tempdir().unwrap();
     for (key, ct) in OBJECTS {
         let f = dir.path().join("obj");
@@ -185,7 +189,16 @@ fn assert_no_store_headers(what: &str, headers: &[(String, String)]) {
 
 #[test]
 fn links_through_nginx_serve_the_objects_from_the_bucket() {
-    let st = stack();
+    serves_the_objects(stack());
+}
+
+/// The same on versitygw (signed with its one, main identity).
+#[test]
+fn links_through_nginx_serve_the_objects_from_versitygw() {
+    serves_the_objects(stack_on(S3Engine::versitygw("assets")));
+}
+
+fn serves_the_objects(st: Stack) {
     let addr = st.ngx.addr(0);
     let exp = now() + 600;
     for (key, ct) in OBJECTS.iter().filter(|(k, _)| k.starts_with("private/")) {
