@@ -15,6 +15,10 @@
 //! including the `$request_uri` parse (a plain and a complex target), the
 //! upload-token check alone, and the `/tusd` pre-create from body bytes to
 //! answer (parse the tusd v2 fixture, decide without the filesystem, answer).
+//! `auth_s3_sign.plain` is `link_verify.plain` plus what `[storage] backend =
+//! "s3"` adds to an allow: the SigV4 signature of the object read nginx
+//! relays (aws-sigv4, signing key derived per call); the difference of the
+//! two is the price of S3 signing per `/auth`.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -22,6 +26,7 @@ use std::time::Duration;
 
 use assetgate::config::{StorageBackend, StorageConfig, UploadConfig};
 use assetgate::policy::Visibility;
+use assetgate::s3::sign::{ObjectMethod, S3Signer};
 use assetgate::secret::{Secret, SecretSet};
 use assetgate::token::upload_id::UploadIds;
 use assetgate::token::{link, upload};
@@ -82,6 +87,31 @@ fn complex_link() -> (SecretSet, Vec<u8>) {
         "/private//reports/./Q1%202026/../Q2%202026/summ%C3%A9ry%20final.pdf",
         "/private/reports/Q2 2026/summéry final.pdf",
     )
+}
+
+fn s3_link() -> (SecretSet, Vec<u8>, S3Signer) {
+    let (secrets, target) = plain_link();
+    let signer = S3Signer::new(
+        Some("http://127.0.0.1:8333"),
+        "us-east-1",
+        "assets",
+        true,
+        "assetgate-reader",
+        "bench-read-secret-0123456789abcdef",
+    );
+    (secrets, target, signer)
+}
+
+#[library_benchmark]
+#[bench::plain(args = (s3_link()), config = limit("auth_s3_sign.plain"))]
+fn auth_s3_sign(input: (SecretSet, Vec<u8>, S3Signer)) -> usize {
+    let (secrets, target, signer) = input;
+    let v = link::verify_request_target(black_box(&secrets), black_box(&target), true, NOW).expect("valid");
+    let key = &v.uri()[1..];
+    let signed = signer
+        .sign_read(ObjectMethod::Get, black_box(key), NOW)
+        .expect("signed");
+    black_box(signed.authorization.len() + signed.path.len())
 }
 
 #[library_benchmark]
@@ -179,7 +209,7 @@ fn tusd_precreate(input: (&'static UploadConfig, StorageConfig, Vec<u8>)) -> usi
 
 library_benchmark_group!(
     name = decisions,
-    benchmarks = [link_verify, upload_verify, tusd_precreate]
+    benchmarks = [link_verify, auth_s3_sign, upload_verify, tusd_precreate]
 );
 
 main!(library_benchmark_groups = decisions);

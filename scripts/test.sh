@@ -142,7 +142,8 @@ tusd_install v1.13.0 github.com/tus/tusd
 # versitygw, built and cached by scripts/s3-peers.sh (weed-<version>,
 # versitygw-<version> in $peers/bin). No test needs them by default yet, so
 # they are installed only with ASSETGATE_S3_PEERS=1 (CI time unchanged), and
-# without it the run below leaves tests/s3_engines.rs out (and says so).
+# without it the run below leaves the S3 tests out (tests/s3_engines.rs,
+# tests/s3_backend.rs, tests/s3_downloads.rs; and says so).
 # shellcheck source=scripts/s3-peers.sh
 . scripts/s3-peers.sh
 if [ "${ASSETGATE_S3_PEERS:-0}" = 1 ]; then
@@ -186,8 +187,8 @@ if [ "${ASSETGATE_S3_PEERS:-0}" = 1 ]; then
   say "tests"
   cargo nextest run --workspace --no-fail-fast "$@"
 else
-  # Without the engines tests/s3_engines.rs can only fail (missing peer):
-  # the nextest profile leaves that one binary out, and this line says so.
-  say "tests (NOT tests/s3_engines.rs: it needs the S3 engines, ASSETGATE_S3_PEERS=1)"
+  # Without the engines the S3 tests can only fail (missing peer): the
+  # nextest profile leaves those binaries out, and this line says so.
+  say "tests (NOT tests/s3_engines.rs, s3_backend.rs, s3_downloads.rs: they need the S3 engines, ASSETGATE_S3_PEERS=1)"
   cargo nextest run --workspace --no-fail-fast --profile no-s3-engines "$@"
 fi

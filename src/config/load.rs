@@ -711,6 +711,10 @@ fn validate(
     }
 
     let (backend, s3) = validate_backend(&raw.storage)?;
+    let s3_signer = match &s3 {
+        Some(s3) => Some(std::sync::Arc::new(crate::s3::sign::S3Signer::for_downloads(s3)?)),
+        None => None,
+    };
 
     let header_read_timeout = raw
         .server
@@ -826,6 +830,7 @@ fn validate(
             backend,
             s3,
         },
+        s3_signer,
         tusd: TusdConfig {
             upload_dir: raw.tusd.upload_dir,
             base_path,

@@ -133,6 +133,12 @@ pub struct Config {
     pub upload: UploadConfig,
     /// The asset tree finished uploads are moved into.
     pub storage: StorageConfig,
+    /// Signs the object reads `/auth` hands nginx with `[storage] backend =
+    /// "s3"` (derived from `storage.s3`, not a key: built once per
+    /// configuration, so a reload that changes an identity signs with the new
+    /// one).
+    #[serde(skip)]
+    pub s3_signer: Option<std::sync::Arc<crate::s3::sign::S3Signer>>,
     /// Where tusd keeps uploads.
     pub tusd: TusdConfig,
     /// HTTP server limits.
@@ -170,6 +176,7 @@ impl PartialEq for Config {
             link,
             upload,
             storage,
+            s3_signer: _,
             tusd,
             server,
             events,

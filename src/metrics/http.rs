@@ -78,6 +78,10 @@ pub enum AuthReason {
     Unavailable,
     /// nginx did not send `X-Original-URI` (a deployment fault: 500).
     NoOriginalUri,
+    /// `backend = "s3"`: an object under the public prefix, signed without a link.
+    Public,
+    /// `backend = "s3"`: a method other than GET/HEAD (never signed).
+    Method,
 }
 
 impl AuthReason {
@@ -88,6 +92,8 @@ impl AuthReason {
             AuthReason::Revoked,
             AuthReason::Unavailable,
             AuthReason::NoOriginalUri,
+            AuthReason::Public,
+            AuthReason::Method,
         ]
         .into_iter()
         .chain(LinkRefusal::ALL.map(AuthReason::Link))
@@ -101,13 +107,15 @@ impl AuthReason {
             AuthReason::Revoked => "revoked",
             AuthReason::Unavailable => "unavailable",
             AuthReason::NoOriginalUri => NO_ORIGINAL_URI,
+            AuthReason::Public => "public",
+            AuthReason::Method => "method",
         }
     }
 
     /// The `decision` label.
     pub fn decision(self) -> AuthDecision {
         match self {
-            AuthReason::Ok => AuthDecision::Allow,
+            AuthReason::Ok | AuthReason::Public => AuthDecision::Allow,
             AuthReason::NoOriginalUri => AuthDecision::Error,
             _ => AuthDecision::Deny,
         }

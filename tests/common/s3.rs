@@ -70,6 +70,10 @@ pub struct S3Engine {
     pub port: u16,
     pub access_key: String,
     pub secret_key: String,
+    /// A read-only identity (SeaweedFS: action `Read` only; versitygw: the
+    /// main one, it has no second identity from the command line).
+    pub read_access_key: String,
+    pub read_secret_key: String,
     /// Created at start.
     pub bucket: String,
     /// Data directory and log.
@@ -88,10 +92,15 @@ impl S3Engine {
     pub fn seaweedfs(bucket: &str) -> S3Engine {
         let dir = tempfile::tempdir().unwrap();
         let (access_key, secret_key) = ("assetgate-test".to_string(), super::random_secret());
+        let reader = ("assetgate-reader".to_string(), super::random_secret());
         let identities = serde_json::json!({"identities": [{
             "name": "assetgate-test",
             "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }, {
+            "name": "assetgate-reader",
+            "credentials": [{"accessKey": reader.0, "secretKey": reader.1}],
+            "actions": ["Read"],
         }]});
         let config = dir.path().join("identities.json");
         std::fs::write(&config, identities.to_string()).unwrap();
@@ -113,7 +122,7 @@ impl S3Engine {
                 Some(PathBuf::from(format!("/tmp/seaweedfs-{svc}-grpc-{port}.sock")))
             })
             .collect();
-        let keys = (access_key, secret_key);
+        let keys = (access_key, secret_key, reader);
         Self::spawn(
             Engine::SeaweedFs,
             weed_bin(),
@@ -142,7 +151,8 @@ impl S3Engine {
             "posix".into(),
             root.display().to_string(),
         ];
-        let keys = (access_key, secret_key);
+        let reader = (access_key.clone(), secret_key.clone());
+        let keys = (access_key, secret_key, reader);
         Self::spawn(
             Engine::Versitygw,
             versitygw_bin(),
@@ -162,7 +172,7 @@ impl S3Engine {
         args: Vec<String>,
         dir: tempfile::TempDir,
         port: u16,
-        (access_key, secret_key): (String, String),
+        (access_key, secret_key, (read_access_key, read_secret_key)): (String, String, (String, String)),
         bucket: &str,
         litter: Vec<PathBuf>,
     ) -> S3Engine {
@@ -181,6 +191,8 @@ impl S3Engine {
             port,
             access_key,
             secret_key,
+            read_access_key,
+            read_secret_key,
             bucket: bucket.to_string(),
             dir,
             litter,

@@ -96,6 +96,14 @@ def cmd_get(s3, a):
     }
 
 
+def cmd_put(s3, a):
+    """PutObject of a local file with a Content-Type (the download tests)."""
+    with open(a.file, "rb") as f:
+        body = f.read()
+    s3.put_object(Bucket=a.bucket, Key=a.key, Body=body, ContentType=a.content_type)
+    return {"ok": True, "size": len(body)}
+
+
 def cmd_list(s3, a):
     objs = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=a.bucket, Prefix=a.prefix):
@@ -269,6 +277,9 @@ def main():
     g = sub.add_parser("get")
     g.add_argument("bucket")
     g.add_argument("key")
+    p = sub.add_parser("put")
+    for arg in ("bucket", "key", "file", "content_type"):
+        p.add_argument(arg)
     for name in ("list", "capabilities"):
         c = sub.add_parser(name)
         c.add_argument("bucket")
@@ -278,6 +289,7 @@ def main():
     out = {
         "mkbucket": cmd_mkbucket,
         "get": cmd_get,
+        "put": cmd_put,
         "list": cmd_list,
         "capabilities": cmd_capabilities,
     }[a.cmd](s3, a)

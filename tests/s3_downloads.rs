@@ -1,0 +1,430 @@
+//! Downloads from an S3 bucket through the shipped nginx files (issue 21,
+//! "Downloads"): a real SeaweedFS (loopback, telemetry off, started only by
+//! `common::s3`), a real assetgate with `[storage] backend = "s3"` signing with
+//! SeaweedFS's read-only identity, and a real nginx running
+//! `nginx/assetgate-s3.conf.example` with `assetgate-s3-locations.conf` and
+//! `assetgate-s3-proxy.conf` included verbatim (only the addresses rewritten).
+//! The successful downloads also run on versitygw (its one identity signs).
+//!
+//! What is pinned down: granite links give 200 byte-equal, `Range` 206, `HEAD`
+//! 200, conditional GET 304; forged 403, expired 410, revoked 403, a missing
+//! object 404 (nginx's own page, no S3 XML); keys with spaces, `+`, `%` and
+//! Unicode; `/public/` signed without a link; no `x-amz-*` header and no
+//! store body in any client response; the client's `Authorization`/`Cookie`
+//! never reach the store (a recording stub in the store's place); the store
+//! itself refuses an unsigned GET (403).
+//!
+//! Peers: nginx (apt), SeaweedFS (`scripts/s3-peers.sh`), the boto3 probe's
+//! venv (`scripts/test.sh`); a missing one fails with how to install it.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::ngx::{link_types, nginx_main_conf, replace_once, Nginx};
+use common::s3::{S3Engine, REGION};
+use common::{bin, default_config, header, now, sign_link, Daemon, LINK_SECRET};
+
+/// The shipped example's store address (rewritten to the engine's port).
+const SHIPPED_STORE_ADDR: &str = "server 127.0.0.1:8333;";
+
+/// Objects put in the bucket: key, Content-Type.
+const OBJECTS: &[(&str, &str)] = &[
+    ("private/a.bin", "application/octet-stream"),
+    ("private/with space.txt", "text/plain"),
+    ("private/plus+sign.txt", "text/plain"),
+    ("private/100%.txt", "text/plain"),
+    ("private/été 日本.txt", "text/plain"),
+    ("public/p.png", "image/png"),
+];
+
+struct Stack {
+    s3: S3Engine,
+    gate: Daemon,
+    ngx: Nginx,
+    _dir: tempfile::TempDir,
+}
+
+/// The bytes of `key` (distinct per key, 70 KiB: more than one proxy buffer).
+fn body_of(key: &str) -> Vec<u8> {
+    (0..70 * 1024u32)
+        .map(|i| {
+            (i.wrapping_mul(31) ^ key.len() as u32 ^ u32::from(key.as_bytes()[i as usize % key.len()])) as u8
+        })
+        .collect()
+}
+
+fn stack() -> Stack {
+    stack_on(S3Engine::seaweedfs("assets"))
+}
+
+fn stack_on(s3: S3Engine) -> Stack {
+    let dir = tempfile::tempdir().unwrap();
+    for (key, ct) in OBJECTS {
+        let f = dir.path().join("obj");
+        std::fs::write(&f, body_of(key)).unwrap();
+        s3.must(&["put", &s3.bucket, key, f.to_str().unwrap(), ct]);
+    }
+    let config = format!(
+        "{}\n[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\nregion = \"{REGION}\"\n\
+         bucket = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n\
+         read_access_key_id = \"{}\"\nread_secret_access_key = \"{}\"\n",
+        default_config(),
+        s3.endpoint(),
+        s3.bucket,
+        s3.access_key,
+        s3.secret_key,
+        s3.read_access_key,
+        s3.read_secret_key,
+    );
+    let gate = Daemon::start(&config);
+    let ngx = shipped_s3_site(dir.path(), gate.addr, s3.port);
+    Stack {
+        s3,
+        gate,
+        ngx,
+        _dir: dir,
+    }
+}
+
+/// The shipped S3 example with the shipped includes under `dir/assetgate/`
+/// (verbatim but for the gate's and the store's addresses and `listen`).
+fn shipped_s3_site(dir: &Path, gate: SocketAddr, store_port: u16) -> Nginx {
+    let shipped = common::repo().join("nginx");
+    link_types(dir);
+    for f in [
+        "assetgate-s3-locations.conf",
+        "assetgate-s3-proxy.conf",
+        "assetgate-uploads.conf",
+    ] {
+        std::os::unix::fs::symlink(shipped.join(f), dir.join("assetgate").join(f)).unwrap();
+    }
+    let upstream = std::fs::read_to_string(shipped.join("assetgate-upstream.conf")).unwrap();
+    common::write(
+        &dir.join("assetgate/assetgate-upstream.conf"),
+        &replace_once(
+            &upstream,
+            common::ngx::SHIPPED_GATE_ADDR,
+            &format!("server {gate};"),
+            "nginx/assetgate-upstream.conf",
+        ),
+    );
+    let example = std::fs::read_to_string(shipped.join("assetgate-s3.conf.example")).unwrap();
+    let example = replace_once(
+        &example,
+        SHIPPED_STORE_ADDR,
+        &format!("server 127.0.0.1:{store_port};"),
+        "nginx/assetgate-s3.conf.example",
+    );
+    Nginx::start(dir, 1, |ports| {
+        let site = replace_once(
+            &example,
+            common::ngx::SHIPPED_LISTEN,
+            &format!("listen 127.0.0.1:{};", ports[0]),
+            "nginx/assetgate-s3.conf.example",
+        );
+        nginx_main_conf(dir, &site)
+    })
+}
+
+/// One raw HTTP/1.1 request (`Connection: close`), the whole answer read:
+/// (status, headers, body). HEAD answers have no body, whatever they announce.
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: assets.example.com\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(req.as_bytes()).unwrap();
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    common::parse_response(&all)
+}
+
+/// `/<key>` as a client writes it (space, `%`, non-ASCII escaped; `+` raw).
+fn path_of(key: &str) -> String {
+    let mut out = String::from("/");
+    for b in key.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b'+' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// A granite link to `key` expiring at `expires` (md5 over the decoded `$uri`).
+fn link(key: &str, expires: i64) -> String {
+    let md5 = sign_link(LINK_SECRET, &format!("/{key}"), &expires.to_string());
+    format!("{}?md5={md5}&expires={expires}", path_of(key))
+}
+
+/// No header of the store reaches the client.
+fn assert_no_store_headers(what: &str, headers: &[(String, String)]) {
+    let leaked: Vec<_> = headers.iter().filter(|(k, _)| k.starts_with("x-amz-")).collect();
+    assert!(
+        leaked.is_empty(),
+        "{what}: store headers reached the client: {leaked:?}"
+    );
+    if let Some(server) = header(headers, "server") {
+        assert!(
+            server.starts_with("nginx"),
+            "{what}: the store's Server reached the client: {server}"
+        );
+    }
+}
+
+#[test]
+fn links_through_nginx_serve_the_objects_from_the_bucket() {
+    serves_the_objects(stack());
+}
+
+/// The same on versitygw (signed with its one, main identity).
+#[test]
+fn links_through_nginx_serve_the_objects_from_versitygw() {
+    serves_the_objects(stack_on(S3Engine::versitygw("assets")));
+}
+
+fn serves_the_objects(st: Stack) {
+    let addr = st.ngx.addr(0);
+    let exp = now() + 600;
+    for (key, ct) in OBJECTS.iter().filter(|(k, _)| k.starts_with("private/")) {
+        let want = body_of(key);
+        let target = link(key, exp);
+        let (status, h, body) = request(
+            addr,
+            "GET",
+            &target,
+            &[("Cookie", "session=s"), ("Authorization", "Bearer t")],
+        );
+        assert_eq!(
+            status,
+            200,
+            "GET {key}: {}\n{}",
+            String::from_utf8_lossy(&body),
+            st.ngx.logs()
+        );
+        assert!(
+            body == want,
+            "GET {key}: {} bytes, not the object's {}",
+            body.len(),
+            want.len()
+        );
+        assert_eq!(header(&h, "content-type"), Some(*ct), "{key}");
+        assert_eq!(header(&h, "x-content-type-options"), Some("nosniff"), "{key}");
+        assert_eq!(header(&h, "content-security-policy"), Some("sandbox"), "{key}");
+        assert_no_store_headers(&format!("GET {key}"), &h);
+
+        let (status, h, body) = request(addr, "GET", &target, &[("Range", "bytes=10-19")]);
+        assert_eq!(status, 206, "Range {key}");
+        assert_eq!(body, want[10..20].to_vec(), "Range {key}");
+        assert_eq!(
+            header(&h, "content-range"),
+            Some(format!("bytes 10-19/{}", want.len()).as_str())
+        );
+        assert_no_store_headers(&format!("Range {key}"), &h);
+
+        let (status, h, body) = request(addr, "HEAD", &target, &[]);
+        assert_eq!(status, 200, "HEAD {key}: {}", st.ngx.logs());
+        assert!(body.is_empty(), "HEAD {key} has a body");
+        assert_eq!(
+            header(&h, "content-length"),
+            Some(want.len().to_string().as_str())
+        );
+        assert_no_store_headers(&format!("HEAD {key}"), &h);
+
+        let etag = header(&h, "etag").expect("an ETag").to_owned();
+        let (status, h, _) = request(addr, "GET", &target, &[("If-None-Match", &etag)]);
+        assert_eq!(status, 304, "If-None-Match {key}");
+        assert_no_store_headers(&format!("If-None-Match {key}"), &h);
+    }
+    // Public: signed by the gate without a link; the bucket is not anonymous.
+    let (status, h, body) = request(addr, "GET", "/public/p.png", &[]);
+    assert_eq!(status, 200, "{}", st.ngx.logs());
+    assert!(body == body_of("public/p.png"));
+    assert_eq!(header(&h, "content-type"), Some("image/png"));
+    assert_no_store_headers("GET /public/p.png", &h);
+    assert!(
+        st.gate
+            .metric("assetgate_decisions_total{decision=\"allow\",endpoint=\"auth\",reason=\"public\"}")
+            >= 1.0
+    );
+}
+
+#[test]
+fn denials_through_nginx_are_as_with_the_fs_backend() {
+    let st = stack();
+    let addr = st.ngx.addr(0);
+    let exp = now() + 600;
+    let expect = |what: &str, method: &str, target: &str, want: u16| {
+        let (status, h, body) = request(addr, method, target, &[]);
+        assert_eq!(status, want, "{what}: {target}\n{}", st.ngx.logs());
+        assert_no_store_headers(what, &h);
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            !text.contains("<Error>") && !text.contains("amz"),
+            "{what}: store body reached the client: {text}"
+        );
+    };
+    // Forged: the md5 of another key.
+    let forged = format!(
+        "{}?{}",
+        path_of("private/a.bin"),
+        link("private/other.bin", exp).split_once('?').unwrap().1
+    );
+    expect("forged", "GET", &forged, 403);
+    expect("expired", "GET", &link("private/a.bin", now() - 10), 410);
+    expect("no link", "GET", "/private/a.bin", 403);
+    // A traversal out of /public/ is judged on the normalised path.
+    expect("traversal", "GET", "/public/../private/a.bin", 403);
+    expect("traversal, encoded", "GET", "/public/%2E%2E/private/a.bin", 403);
+    // A missing object: the same 404 as on fs, not S3's NoSuchKey.
+    expect("missing", "GET", &link("private/none.bin", exp), 404);
+    expect("missing public", "GET", "/public/none.png", 404);
+    // Only reads reach the store.
+    expect("DELETE", "DELETE", &link("private/a.bin", exp), 403);
+    let still = request(addr, "GET", &link("private/a.bin", exp), &[]);
+    assert_eq!(still.0, 200, "the object survived the DELETE");
+    // Revoked (`assetgate revoke link`, through the admin socket).
+    let revoked = link("private/with space.txt", exp);
+    let mut cmd = Command::new(bin());
+    cmd.arg("--config").arg(st.gate.dir.path().join("assetgate.toml"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ASSETGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("ASSETGATE_SERVER__ADMIN_SOCKET", &st.gate.admin_socket);
+    let o = cmd.args(["revoke", "link", &revoked]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "revoke: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    expect("revoked", "GET", &revoked, 403);
+    let (_, h, _) = request(addr, "GET", &revoked, &[]);
+    assert!(header(&h, "x-assetgate-reason").is_none());
+}
+
+/// The store refuses what nginx did not get signed: an unsigned GET straight
+/// to its port, a public object included (no anonymous read).
+#[test]
+fn the_store_refuses_unsigned_requests() {
+    let st = stack();
+    let store: SocketAddr = ([127, 0, 0, 1], st.s3.port).into();
+    for key in ["private/a.bin", "public/p.png"] {
+        let target = format!("/{}/{}", st.s3.bucket, key);
+        let (status, _, body) = request(store, "GET", &target, &[]);
+        assert_eq!(
+            status,
+            403,
+            "unsigned GET {target}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}
+
+/// What reaches the store, recorded by a stub in its place: the signed
+/// headers, the client's Range, nothing else of the client's (no Cookie, no
+/// Authorization of its own, no X-Forwarded-*), the method as signed, the
+/// path as signed. The daemon itself is configured with a real SeaweedFS:
+/// with `backend = "s3"` it runs the capability self-test at start (by
+/// effect), which a recording stub cannot pass; nginx's store upstream is the
+/// stub, so the stub sees exactly what nginx relays (the `Host` signed for
+/// the configured endpoint).
+#[test]
+fn the_store_gets_the_signed_request_and_nothing_else_of_the_client() {
+    let stub = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = stub.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let rec = seen.clone();
+    std::thread::spawn(move || {
+        for conn in stub.incoming() {
+            let Ok(mut c) = conn else { return };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && c.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            rec.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&head).into_owned());
+            let _ = c.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nx-amz-request-id: R\r\nConnection: close\r\n\r\nok",
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Engine::seaweedfs("assets");
+    let config = format!(
+        "{}\n[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\nregion = \"{REGION}\"\n\
+         bucket = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+        default_config(),
+        s3.endpoint(),
+        s3.bucket,
+        s3.access_key,
+        s3.secret_key,
+    );
+    let gate = Daemon::start(&config);
+    let ngx = shipped_s3_site(dir.path(), gate.addr, port);
+    let target = link("private/a b.txt", now() + 600);
+    let client = [
+        ("Cookie", "session=secret-cookie"),
+        ("Authorization", "Bearer client-token"),
+        ("X-Forwarded-For", "6.6.6.6"),
+        ("Range", "bytes=0-0"),
+    ];
+    let (status, h, _) = request(ngx.addr(0), "GET", &target, &client);
+    assert_eq!(status, 200, "{}", ngx.logs());
+    assert_no_store_headers("GET via stub", &h);
+    let (status, _, _) = request(ngx.addr(0), "HEAD", &target, &client);
+    assert_eq!(status, 200, "{}", ngx.logs());
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for (req, method) in seen.iter().zip(["GET", "HEAD"]) {
+        let lower = req.to_ascii_lowercase();
+        assert!(
+            req.starts_with(&format!("{method} /assets/private/a%20b.txt HTTP/1.1\r\n")),
+            "{req}"
+        );
+        assert!(
+            lower.contains(&format!("\r\nhost: 127.0.0.1:{}\r\n", s3.port)),
+            "{req}"
+        );
+        assert!(
+            lower.contains(&format!(
+                "\r\nauthorization: aws4-hmac-sha256 credential={}/",
+                s3.access_key.to_ascii_lowercase()
+            )),
+            "{req}"
+        );
+        assert!(lower.contains("\r\nx-amz-date: "), "{req}");
+        assert!(
+            lower.contains("\r\nx-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\r\n"),
+            "{req}"
+        );
+        assert!(lower.contains("\r\nrange: bytes=0-0\r\n"), "{req}");
+        for leaked in [
+            "secret-cookie",
+            "client-token",
+            "6.6.6.6",
+            "cookie:",
+            "x-forwarded",
+        ] {
+            assert!(!lower.contains(leaked), "{leaked} reached the store: {req}");
+        }
+    }
+}
