@@ -81,6 +81,7 @@ export class LinkSigner {
   }
 
   // The link for the asset of a verified upload.finalized event (parsed body).
+  // Any other event (upload.failed: nothing was published) is refused.
   fromEvent(event, options = {}) {
     if (event?.type !== 'upload.finalized') {
       throw new Error(`not an upload.finalized event: ${JSON.stringify(event?.type)}`);
@@ -118,15 +119,22 @@ function checkKey(key) {
 function batch() {
   const cases = JSON.parse(readFileSync(0, 'utf8'));
   const out = cases.map((c) => {
+    const s = new LinkSigner(c.base_url, c.secret);
+    let result;
     try {
-      const s = new LinkSigner(c.base_url, c.secret);
-      return {
+      result = {
         url: s.downloadUrl(c.key, c.visibility, { expires: c.expires }),
         encoded: s.downloadUrl(c.key, c.visibility, { expires: c.expires, encoded: true }),
       };
     } catch (e) {
-      return { error: e.message };
+      result = { error: e.message };
     }
+    try {
+      result.event_url = s.fromEvent(c.event, { expires: c.expires });
+    } catch (e) {
+      result.event_error = e.message;
+    }
+    return result;
   });
   process.stdout.write(JSON.stringify(out));
 }

@@ -115,16 +115,28 @@ class LinkSigner:
         if expires is None:
             ttl = self._ttl if ttl_seconds is None else ttl_seconds
             expires = int(time.time()) + ttl
+        if not isinstance(expires, int) or isinstance(expires, bool):
+            raise ValueError("expires must be an integer")
         token = sign(self._secret, self._base_path + path, expires)
         return f"{url}?md5={token}&expires={expires}"
 
-    def from_event(self, event: dict, ttl_seconds: int | None = None, *, encoded: bool = False) -> str:
+    def from_event(
+        self,
+        event: dict,
+        ttl_seconds: int | None = None,
+        *,
+        expires: int | None = None,
+        encoded: bool = False,
+    ) -> str:
         """The link for the asset of a verified ``upload.finalized`` event
-        (the parsed JSON body: ``{"type": ..., "data": {"key", "visibility", ...}}``)."""
+        (the parsed JSON body: ``{"type": ..., "data": {"key", "visibility", ...}}``).
+        Any other event (``upload.failed``: nothing was published) is refused."""
         if event.get("type") != "upload.finalized":
             raise ValueError(f"not an upload.finalized event: {event.get('type')!r}")
         data = event["data"]
-        return self.download_url(data["key"], data["visibility"], ttl_seconds, encoded=encoded)
+        return self.download_url(
+            data["key"], data["visibility"], ttl_seconds, expires=expires, encoded=encoded
+        )
 
 
 def sign(secret: str, uri: str, expires: int) -> str:
@@ -151,20 +163,24 @@ def _check_key(key: str) -> None:
 
 def _batch() -> int:
     """Test driver: a JSON array of cases on stdin, one result per case on stdout
-    (``{"url": ..., "encoded": ...}`` or ``{"error": ...}``)."""
+    (``{"url", "encoded", "event_url"}`` or ``{"error": ...}``). ``event_url``
+    comes from ``case["event"]`` through ``from_event``."""
     out = []
     for case in json.load(sys.stdin):
+        s = LinkSigner(case["base_url"], case["secret"])
+        args = (case["key"], case["visibility"])
         try:
-            s = LinkSigner(case["base_url"], case["secret"])
-            args = (case["key"], case["visibility"])
-            out.append(
-                {
-                    "url": s.download_url(*args, expires=case["expires"]),
-                    "encoded": s.download_url(*args, expires=case["expires"], encoded=True),
-                }
-            )
+            result = {
+                "url": s.download_url(*args, expires=case["expires"]),
+                "encoded": s.download_url(*args, expires=case["expires"], encoded=True),
+            }
         except ValueError as e:
-            out.append({"error": str(e)})
+            result = {"error": str(e)}
+        try:
+            result["event_url"] = s.from_event(case["event"], expires=case["expires"])
+        except ValueError as e:
+            result["event_error"] = str(e)
+        out.append(result)
     json.dump(out, sys.stdout, ensure_ascii=False)
     return 0
 

@@ -11,6 +11,8 @@
 //!   `url`; `assetgate sign link` is the oracle for the encoded form.
 //! - Every private link each signer makes is accepted by `assetgate verify link`
 //!   (the daemon's own verifier) under a config listing the secret.
+//! - The link made from the `upload.finalized` event (`from_event`/`fromEvent`)
+//!   is the same link; an `upload.failed` event gives none.
 //! - Keys nginx would rewrite (`..`, `//`, leading or trailing `/`, control
 //!   characters) are refused by both signers.
 //!
@@ -39,6 +41,8 @@ struct Case {
     key: String,
     visibility: &'static str,
     expires: i64,
+    /// The type of the event handed to `from_event`/`fromEvent`.
+    event_type: &'static str,
 }
 
 impl Case {
@@ -46,6 +50,24 @@ impl Case {
         json!({
             "base_url": self.base_url, "secret": self.secret, "key": self.key,
             "visibility": self.visibility, "expires": self.expires,
+            "event": self.event(),
+        })
+    }
+
+    /// The event the application received for this asset, in the shape of
+    /// docs/events.md (assetgate's `upload.finalized` body).
+    fn event(&self) -> Value {
+        json!({
+            "type": self.event_type,
+            "timestamp": "2026-11-30T20:03:00.094Z",
+            "data": {
+                "key": self.key, "visibility": self.visibility,
+                "content_type": "application/octet-stream", "size": 48213,
+                "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                "path": format!("{}/{}", self.visibility, self.key),
+                "upload_id": "07fc4c0fc6434c2f01bd1e0c066c2e53",
+                "finalized_at": "2026-11-30T20:03:00.094Z",
+            },
         })
     }
 
@@ -83,6 +105,7 @@ fn stored() -> Vec<(Case, String, String)> {
                 key: s("key"),
                 visibility: "private",
                 expires: v["expires"].as_i64().unwrap(),
+                event_type: "upload.finalized",
             };
             (case, s("url"), s("request_target"))
         })
@@ -123,6 +146,7 @@ fn generated() -> Vec<Case> {
                     key: (*key).to_owned(),
                     visibility,
                     expires: EXPIRES,
+                    event_type: "upload.finalized",
                 });
             }
         }
@@ -281,6 +305,11 @@ fn signers_match_granite_and_assetgate_and_verify() {
                 &url, granite_url,
                 "{who}: url differs from granite's for {case:?}"
             );
+            assert_eq!(
+                field(got, "event_url", who, case),
+                url,
+                "{who}: the link from the upload.finalized event differs for {case:?}"
+            );
             let encoded = field(got, "encoded", who, case);
             let encoded_target = target(&encoded, case, who);
             let want = if case.visibility == "public" {
@@ -333,6 +362,7 @@ fn keys_nginx_would_rewrite_are_refused() {
             key: (*k).to_owned(),
             visibility: "private",
             expires: EXPIRES,
+            event_type: "upload.finalized",
         })
         .collect();
     for (who, cmd) in signers() {
@@ -343,5 +373,84 @@ fn keys_nginx_would_rewrite_are_refused() {
                 case.key
             );
         }
+    }
+}
+
+/// Only an `upload.finalized` event names a published asset: an
+/// `upload.failed` one (nothing was published) gives no link.
+#[test]
+fn only_finalized_events_give_links() {
+    let cases: Vec<Case> = ["upload.failed", "upload.finalized"]
+        .into_iter()
+        .map(|event_type| Case {
+            base_url: BASE_URLS[0].to_owned(),
+            secret: GENERATED_SECRET.to_owned(),
+            key: "invoices/inv-001.pdf".to_owned(),
+            visibility: "private",
+            expires: EXPIRES,
+            event_type,
+        })
+        .collect();
+    for (who, cmd) in signers() {
+        let got = batch(cmd, &cases);
+        assert!(
+            got[0]["event_error"].is_string() && got[0].get("event_url").is_none(),
+            "{who} made a link from an upload.failed event: {}",
+            got[0]
+        );
+        assert_eq!(got[1]["event_url"], got[1]["url"], "{who}: {}", got[1]);
+    }
+}
+
+/// The command line (`--secret-file`, `--expires`, `--encoded`) prints the link
+/// granite makes, for each signer.
+#[test]
+fn command_line_prints_granites_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("link_secret");
+    std::fs::write(&secret_file, format!("{GENERATED_SECRET}\n")).unwrap();
+    let case = Case {
+        base_url: BASE_URLS[0].to_owned(),
+        secret: GENERATED_SECRET.to_owned(),
+        key: "reports/Q1 2026/été+1.pdf".to_owned(),
+        visibility: "private",
+        expires: EXPIRES,
+        event_type: "upload.finalized",
+    };
+    let want = granite(std::slice::from_ref(&case)).remove(0);
+    let cfg = config(dir.path(), GENERATED_SECRET, &[]);
+    let want_encoded = format!("{}{}", case.origin(), assetgate_sign(&cfg, &case));
+    let programs = [
+        (peer_python(), repo().join("examples/link_signer.py")),
+        (node(), repo().join("examples/link_signer.mjs")),
+    ];
+    for (interpreter, script) in programs {
+        for (extra, expect) in [(None, &want), (Some("--encoded"), &want_encoded)] {
+            let mut cmd = Command::new(&interpreter);
+            cmd.arg(&script)
+                .args(["--base-url", &case.base_url, "--secret-file"])
+                .arg(&secret_file)
+                .args(["--expires", &EXPIRES.to_string()])
+                .args(extra)
+                .args([case.key.as_str(), case.visibility]);
+            let o = cmd.output().unwrap();
+            assert!(
+                o.status.success(),
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert_eq!(String::from_utf8(o.stdout).unwrap().trim_end(), expect, "{cmd:?}");
+        }
+        // A refused key: exit 2, the reason on stderr, nothing on stdout.
+        let o = Command::new(&interpreter)
+            .arg(&script)
+            .args(["--base-url", &case.base_url, "--secret-file"])
+            .arg(&secret_file)
+            .args(["a/../b.txt", "private"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{}", script.display());
+        assert!(o.stdout.is_empty());
+        assert!(String::from_utf8_lossy(&o.stderr).contains("'..'"));
     }
 }
