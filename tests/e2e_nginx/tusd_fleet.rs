@@ -6,7 +6,8 @@
 //! Every PATCH/HEAD/DELETE of one upload ID reaches the same upstream (whatever
 //! the query string, `+` or `%2B`); different IDs spread over both; creation
 //! POSTs go to both (no ID: round robin); the `Tus-Resumable` fix of
-//! assetgate-uploads.conf still applies.
+//! assetgate-uploads.conf still applies. With one upstream down, every request
+//! (the uploads hashed to it too) reaches the other.
 
 use super::*;
 
@@ -75,12 +76,12 @@ impl Recorder {
 const EXAMPLE_UPSTREAM: &str = "upstream tusd {\n    server 127.0.0.1:1080;\n}\n";
 const FLEET_SERVERS: [&str; 2] = ["server 127.0.0.1:1080;", "server 127.0.0.1:1081;"];
 
-fn fleet_nginx(dir: &Path, gate: &Daemon, recorders: &[Recorder; 2]) -> Nginx {
+fn fleet_nginx(dir: &Path, gate: &Daemon, ports: [u16; 2]) -> Nginx {
     std::fs::create_dir_all(dir.join("assets")).unwrap();
     let file = "nginx/assetgate-tusd-fleet.conf.example";
     let mut fleet = std::fs::read_to_string(common::repo().join(file)).unwrap();
-    for (line, r) in FLEET_SERVERS.iter().zip(recorders) {
-        let to = format!("server 127.0.0.1:{};", r.port);
+    for (line, port) in FLEET_SERVERS.iter().zip(ports) {
+        let to = format!("server 127.0.0.1:{port};");
         fleet = common::ngx::replace_once(&fleet, line, &to, file);
     }
     let fleet_path = dir.join("tusd-fleet.conf");
@@ -109,7 +110,7 @@ pub(crate) fn tusd_fleet_routes_each_upload_to_one_tusd() {
     ));
     let recorders = [Recorder::start(), Recorder::start()];
     let tmp = tempfile::tempdir().unwrap();
-    let ngx = fleet_nginx(tmp.path(), &gate, &recorders);
+    let ngx = fleet_nginx(tmp.path(), &gate, [recorders[0].port, recorders[1].port]);
     let mut n = 0;
     let mut send = |method: &str, target: &str, resumable: &str, body: &str| -> String {
         n += 1;
@@ -187,4 +188,51 @@ pub(crate) fn tusd_fleet_routes_each_upload_to_one_tusd() {
     let total: usize = recorders.iter().map(|r| r.seen.lock().unwrap().len()).sum();
     assert_eq!(total, ids.len() * 5 + posts.len());
     eprintln!("uploads per tusd: {per_upstream:?}, creations per tusd: {post_upstreams:?}");
+}
+
+/// One tusd down (its port refuses connections): every request, the uploads
+/// that hash to it included, reaches the other one (nginx retries a refused
+/// connection on the next peer, PATCH too, since nothing was sent), which
+/// resumes them from the bucket.
+#[test]
+pub(crate) fn tusd_fleet_survives_one_tusd_down() {
+    let gate = Daemon::start(&format!(
+        "{}session_binding = \"off\"\n",
+        common::default_config()
+    ));
+    let alive = Recorder::start();
+    // A port nothing listens on any more.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tmp = tempfile::tempdir().unwrap();
+    let ngx = fleet_nginx(tmp.path(), &gate, [alive.port, dead]);
+    let mut sent = 0;
+    for i in 0..16u32 {
+        // No HEAD: a 502 answer to it announces a body it does not send, which
+        // raw_request cannot read; the status is what this test is about.
+        for (method, body) in [("PATCH", "chunk"), ("DELETE", ""), ("POST", "")] {
+            let target = if method == "POST" {
+                "/files/".to_string()
+            } else {
+                format!("/files/{:032x}+mp{i}", u128::from(i) * 0x9e37_79b9)
+            };
+            let req = format!(
+                "{method} {target} HTTP/1.1\r\nHost: uploads.test\r\nConnection: close\r\n\
+                 X-Case: d{i}{method}\r\nTus-Resumable: 1.0.0\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let (status, _, _) = common::raw_request(ngx.addr(0), req.as_bytes());
+            assert_eq!(
+                status,
+                204,
+                "{method} {target} with one tusd down: {}",
+                ngx.logs()
+            );
+            sent += 1;
+        }
+    }
+    assert_eq!(alive.seen.lock().unwrap().len(), sent);
 }
