@@ -28,7 +28,8 @@ handed to other tools). Keys nginx would rewrite (empty, leading ``/``, ``//``,
 a trailing ``/``, ``.`` or ``..`` segments, control characters) are refused:
 no link to them can ever verify, and assetgate never publishes them.
 
-Standard library only (Python 3.8+). Copy the file into the application, or run it:
+Standard library only (Python 3.8+; run here with 3.11 and 3.12). Copy the file
+into the application, or run it:
 
     python3 link_signer.py --base-url https://media.example.com/assets \\
         --secret-file /run/secrets/link_secret --ttl 600 invoices/inv-001.pdf private
