@@ -12,6 +12,8 @@
 //!   CopyObject, RenameObject and the portable UploadPartCopy publish, judged
 //!   by the effect (docs/s3-groundwork.md has the table).
 //!
+//! - The shipped `tusd/tusd-s3.sh` command line works as shipped (versitygw).
+//!
 //! Peers: `scripts/s3-peers.sh` builds the engines; a missing one fails the
 //! test with the command that installs it.
 
@@ -288,6 +290,104 @@ fn tusd_lands_an_upload(engine: S3Engine) {
     if engine.engine == Engine::SeaweedFs {
         engine.assert_loopback_only();
     }
+}
+
+/// The shipped S3 command line (`tusd/tusd-s3.sh` with `tusd/tusd-s3.env`:
+/// only the listen address, the endpoint and the hook URL replaced; the
+/// shipped bucket and object prefix) lands an upload on versitygw, with the
+/// credentials from a shared credentials file as `deploy/compose.s3.yaml`
+/// gives them (`AWS_SHARED_CREDENTIALS_FILE`; no key in the environment) and
+/// the env file's region and checksum settings.
+#[test]
+fn shipped_tusd_s3_command_line_lands_an_upload() {
+    let env_file = common::tusd::env_file(&common::repo().join("tusd/tusd-s3.env"));
+    let bucket = env_file["TUSD_S3_BUCKET"].clone();
+    let prefix = env_file["TUSD_S3_OBJECT_PREFIX"].clone();
+    let engine = S3Engine::versitygw(&bucket);
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("aws-credentials");
+    let engine_env: std::collections::BTreeMap<String, String> = engine.tusd_env().into_iter().collect();
+    std::fs::write(
+        &credentials,
+        format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            engine_env["AWS_ACCESS_KEY_ID"], engine_env["AWS_SECRET_ACCESS_KEY"]
+        ),
+    )
+    .unwrap();
+    let mut env: Vec<(String, String)> = env_file
+        .iter()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert!(
+        env.iter()
+            .all(|(k, _)| k != "AWS_ACCESS_KEY_ID" && k != "AWS_SECRET_ACCESS_KEY"),
+        "tusd-s3.env holds a credential"
+    );
+    env.extend([
+        (
+            "AWS_SHARED_CREDENTIALS_FILE".to_string(),
+            credentials.display().to_string(),
+        ),
+        ("AWS_CONFIG_FILE".to_string(), "/dev/null".to_string()),
+        ("AWS_EC2_METADATA_DISABLED".to_string(), "true".to_string()),
+    ]);
+    let hooks = HookRecorder::start();
+    let tusd = Tusd::start_shipped_s3(dir.path(), &hooks.url(), &engine.endpoint(), env);
+    let logs = || format!("tusd:\n{}\nengine:\n{}", tusd.log(), engine.log());
+
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let addr: SocketAddr = ([127, 0, 0, 1], tusd.port).into();
+    let create = format!(
+        "POST /files/ HTTP/1.1\r\nHost: tusd\r\nTus-Resumable: 1.0.0\r\nUpload-Length: {}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n",
+        data.len()
+    );
+    let (status, headers, body) = common::raw_request(addr, create.as_bytes());
+    assert_eq!(
+        status,
+        201,
+        "create: {}\n{}",
+        String::from_utf8_lossy(&body),
+        logs()
+    );
+    let location = common::header(&headers, "location")
+        .expect("Location")
+        .to_string();
+    let id = location
+        .split_once("/files/")
+        .expect("Location under /files/")
+        .1
+        .to_string();
+    let mut patch = format!(
+        "PATCH /files/{id} HTTP/1.1\r\nHost: tusd\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+         Content-Type: application/offset+octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        data.len()
+    )
+    .into_bytes();
+    patch.extend_from_slice(&data);
+    let (status, _, body) = common::raw_request(addr, &patch);
+    assert_eq!(
+        status,
+        204,
+        "patch: {}\n{}",
+        String::from_utf8_lossy(&body),
+        logs()
+    );
+    let post_finish = hooks
+        .wait_for("post-finish", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no post-finish; hooks {:#?}\n{}", hooks.bodies(), logs()));
+    let object_id = id.split_once('+').expect("objectId+multipartId").0;
+    let key = format!("{prefix}{object_id}");
+    assert_eq!(
+        post_finish["Event"]["Upload"]["Storage"],
+        serde_json::json!({"Type": "s3store", "Bucket": bucket, "Key": key}),
+        "{post_finish:#}"
+    );
+    let got = engine.must(&["get", &bucket, &key]);
+    assert_eq!(got["size"], data.len() as u64, "{got}\n{}", logs());
+    assert_eq!(got["sha256"], hex::encode(sha2::Sha256::digest(&data)), "{got}");
 }
 
 /// What each engine *does* with the writes the publish step may use, judged by

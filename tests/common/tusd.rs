@@ -143,6 +143,25 @@ impl Tusd {
         Self::spawn(Version::V2, dir, port, upload_dir, args, Vec::new())
     }
 
+    /// Starts tusd v2.9.1 with exactly the flags of the shipped
+    /// `tusd/tusd-s3.sh` (variables from `tusd/tusd-s3.env`), only where it
+    /// listens, the S3 endpoint and the hook URL replaced; `env` is its whole
+    /// AWS environment (the script reads it from the caller).
+    pub fn start_shipped_s3(dir: &Path, hook_url: &str, endpoint: &str, env: Vec<(String, String)>) -> Tusd {
+        let port = free_port();
+        let args = shipped_args_of(
+            "tusd/tusd-s3.sh",
+            "tusd/tusd-s3.env",
+            &[
+                ("host", "127.0.0.1"),
+                ("port", &port.to_string()),
+                ("s3-endpoint", endpoint),
+                ("hooks-http", hook_url),
+            ],
+        );
+        Self::spawn(Version::V2, dir, port, dir.join("uploads"), args, env)
+    }
+
     fn spawn(
         version: Version,
         dir: &Path,
@@ -234,9 +253,17 @@ impl Drop for Tusd {
 /// `tusd/tusd.env`, and each `overrides` flag (which must occur exactly once)
 /// given its new value.
 pub fn shipped_args(overrides: &[(&str, &str)]) -> Vec<String> {
-    let env = env_file(&repo().join("tusd/tusd.env"));
-    let sh = std::fs::read_to_string(repo().join("tusd/tusd.sh")).unwrap();
-    let exec = &sh[sh.find("exec tusd").expect("tusd/tusd.sh: `exec tusd`") + "exec tusd".len()..];
+    shipped_args_of("tusd/tusd.sh", "tusd/tusd.env", overrides)
+}
+
+/// [`shipped_args`] for another shipped script and its env file.
+pub fn shipped_args_of(script: &str, env_file_name: &str, overrides: &[(&str, &str)]) -> Vec<String> {
+    let env = env_file(&repo().join(env_file_name));
+    let sh = std::fs::read_to_string(repo().join(script)).unwrap();
+    let exec = &sh[sh
+        .find("exec tusd")
+        .unwrap_or_else(|| panic!("{script}: `exec tusd`"))
+        + "exec tusd".len()..];
     let mut words = Vec::new();
     for line in exec.lines() {
         let line = line.trim();
@@ -250,7 +277,7 @@ pub fn shipped_args(overrides: &[(&str, &str)]) -> Vec<String> {
     while let Some(w) = it.next() {
         let name = w
             .strip_prefix('-')
-            .unwrap_or_else(|| panic!("tusd/tusd.sh: `{w}` is not a flag"))
+            .unwrap_or_else(|| panic!("{script}: `{w}` is not a flag"))
             .to_string();
         if let Some((n, v)) = name.split_once('=') {
             flags.push((n.to_string(), Some(v.to_string())));
@@ -262,7 +289,7 @@ pub fn shipped_args(overrides: &[(&str, &str)]) -> Vec<String> {
     }
     for (name, value) in overrides {
         let hits: Vec<_> = flags.iter_mut().filter(|(n, _)| n == name).collect();
-        assert_eq!(hits.len(), 1, "tusd/tusd.sh must set -{name} exactly once");
+        assert_eq!(hits.len(), 1, "{script} must set -{name} exactly once");
         for (_, v) in hits {
             *v = Some(value.to_string());
         }
@@ -277,7 +304,7 @@ pub fn shipped_args(overrides: &[(&str, &str)]) -> Vec<String> {
 }
 
 /// `KEY=VALUE` lines of an environment file.
-fn env_file(path: &Path) -> std::collections::BTreeMap<String, String> {
+pub fn env_file(path: &Path) -> std::collections::BTreeMap<String, String> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()

@@ -6,9 +6,16 @@ use super::*;
 /// `docker-compose config` as JSON: the file as Compose loads it (paths
 /// absolute, short syntax expanded).
 pub(super) fn compose_config() -> Value {
-    let out = Command::new(docker_compose())
-        .arg("-f")
-        .arg(repo_file("deploy/compose.yaml"))
+    compose_config_of(&["deploy/compose.yaml"])
+}
+
+/// `docker-compose config` as JSON for `files` merged in order (`-f` each).
+pub(super) fn compose_config_of(files: &[&str]) -> Value {
+    let mut cmd = Command::new(docker_compose());
+    for f in files {
+        cmd.arg("-f").arg(repo_file(f));
+    }
+    let out = cmd
         .args(["config", "--format", "json"])
         .env_remove("COMPOSE_FILE")
         .env_remove("COMPOSE_PROJECT_NAME")

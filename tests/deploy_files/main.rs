@@ -17,7 +17,10 @@
 //!   upload into the asset tree, nginx's user reads it there.
 //! - `deploy/kubernetes/*.yaml`: the Kubernetes schemas (kubernetes-validate,
 //!   strict); the pod's wiring; its probes run; the placeholder secrets refused.
-//! - tusd's flags are the same in `tusd/tusd.sh`, compose and Kubernetes.
+//! - tusd's flags are the same in `tusd/tusd.sh`, compose and Kubernetes; the S3
+//!   variants (`tusd/tusd-s3.sh`, `deploy/compose.s3.yaml` over compose.yaml,
+//!   `deploy/kubernetes/assetgate-s3.yaml`) are that line with the bucket for the
+//!   upload directory, validated like the originals.
 //!
 //! The checkers come from `.peers/tools` (`tests/peers/tools-requirements.txt`,
 //! installed by `scripts/test.sh`); a missing one fails the test.
@@ -167,9 +170,17 @@ fn env_file(rel: &str) -> BTreeMap<String, String> {
 
 /// tusd's flags in `tusd/tusd.sh`, with the variables of `tusd/tusd.env`.
 fn tusd_sh_flags() -> BTreeMap<String, String> {
-    let sh = read("tusd/tusd.sh");
-    let env = env_file("tusd/tusd.env");
-    let exec = &sh[sh.find("exec tusd").expect("tusd.sh: exec tusd")..];
+    tusd_script_flags("tusd/tusd.sh", "tusd/tusd.env")
+}
+
+/// tusd's flags in the script `sh`, with the variables of the env file `env`.
+fn tusd_script_flags(sh: &str, env: &str) -> BTreeMap<String, String> {
+    let (sh_file, env_name) = (sh, env);
+    let sh = read(sh_file);
+    let env = env_file(env_name);
+    let exec = &sh[sh
+        .find("exec tusd")
+        .unwrap_or_else(|| panic!("{sh_file}: exec tusd"))..];
     let line = exec.replace("\\\n", " ");
     let line = line.lines().next().unwrap();
     // Words, double quotes grouping (all tusd.sh needs).
@@ -200,7 +211,7 @@ fn tusd_sh_flags() -> BTreeMap<String, String> {
             let name = inner.split(':').next().unwrap();
             env.get(name)
                 .cloned()
-                .unwrap_or_else(|| panic!("tusd.sh uses ${name}, tusd.env does not set it"))
+                .unwrap_or_else(|| panic!("{sh_file} uses ${name}, {env_name} does not set it"))
         } else {
             tok
         };

@@ -31,6 +31,9 @@
 //!   connections to the gate reused.
 //!
 //! - **Example config**: `nginx -t` accepts `nginx/assetgate.conf.example`.
+//!
+//! - **tusd fleet** (`tusd_fleet_*`): `nginx/assetgate-tusd-fleet.conf.example`
+//!   in the example, two recording upstreams: one upload ID, one tusd.
 
 mod client;
 #[path = "../common/mod.rs"]
@@ -39,6 +42,7 @@ mod differential;
 mod generate;
 mod shipped;
 mod sign;
+mod tusd_fleet;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
