@@ -1,7 +1,8 @@
 //! The S3 backend's client: one place builds it from `[storage.s3]`
-//! ([`client`]), and the capability self-test at start ([`selftest`]) says
-//! which no-overwrite publish method the engine really honours. [`sign`]
-//! signs the object reads `/auth` hands nginx for downloads (`aws-sigv4`).
+//! ([`client`](mod@client)), and the capability self-test at start
+//! ([`selftest`]) says which no-overwrite publish method the engine really
+//! honours. [`sign`] signs the object reads `/auth` hands nginx for downloads
+//! (`aws-sigv4`).
 //!
 //! The SDK is configured for S3-compatible engines, not only AWS: static
 //! credentials from the configuration (nothing looked up in the environment,
