@@ -5,12 +5,17 @@
 # like tusd.service with EnvironmentFile=/etc/tusd/tusd-s3.env (drop its
 # upload-directory lines: tusd needs no local disk here).
 #
-# NOT USABLE ALONE YET: assetgate's S3 backend ([storage] backend = "s3",
-# finalize, /session and downloads on the bucket) is being built on other
-# branches (issue 21). Until it lands, assetgate expects uploads on disk.
+# NOT USABLE ALONE YET (issue 21, docs/scaling-out.md): assetgate's
+# [storage] backend = "s3" publishes tusd's finished uploads from the bucket and
+# signs downloads from it, but three things this command line needs are missing:
+# [tusd] upload_ids = "signed" on S3 (s3store's IDs are <objectId>+<multipartId>;
+# run assetgate with upload_ids = "server" meanwhile) and [upload]
+# session_binding on S3 (/session reads the .info from disk; "off" meanwhile),
+# and the reconciler on S3 (an upload whose post-finish is lost stays in the
+# bucket unpublished).
 #
 # -s3-bucket          the bucket assetgate publishes into as well
-#                     ([storage.s3] bucket, when it lands)
+#                     ([storage.s3] bucket)
 # -s3-endpoint        the engine's URL; forces path-style requests. For AWS use
 #                     https://s3.<region>.amazonaws.com
 # -s3-object-prefix   covers the upload data, `.info` and `.part` objects; must

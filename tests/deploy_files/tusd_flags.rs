@@ -217,3 +217,133 @@ fn tusd_s3_variants_validate() {
         "{rel} differs from assetgate.yaml outside the tusd container"
     );
 }
+
+/// assetgate's `[storage.s3] upload_prefix` must be tusd's `-s3-object-prefix`
+/// (`postfinish::plan` refuses a hook whose `Storage.Key` is elsewhere, and the
+/// reconciler lists only under it). For each shipped S3 variant: tusd's prefix
+/// from its command line, assetgate's as `assetgate check-config` resolves it
+/// with `deploy/assetgate.toml` and that variant's `ASSETGATE_STORAGE__…`
+/// environment (the default when neither sets it), and the commented example
+/// in `deploy/assetgate.toml`.
+#[test]
+fn tusd_s3_prefix_is_assetgates_upload_prefix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (link, upload) = secret_files(tmp.path());
+    let key_file = tmp.path().join("s3_secret");
+    std::fs::write(&key_file, "s3-secret-for-a-test\n").unwrap();
+    // The upload_prefix assetgate uses with the shipped config file and the
+    // variant's storage environment.
+    let assetgate_prefix = |variant: &str, storage_env: &BTreeMap<String, String>| {
+        let mut env: BTreeMap<String, String> = [
+            (
+                "ASSETGATE_CONFIG",
+                repo_file("deploy/assetgate.toml").display().to_string(),
+            ),
+            ("ASSETGATE_LINK_SECRET_FILE", link.display().to_string()),
+            ("ASSETGATE_UPLOAD_SECRET_FILE", upload.display().to_string()),
+            // What check-config needs to show [storage.s3] at all, unless the
+            // variant says it.
+            ("ASSETGATE_STORAGE__BACKEND", "s3".to_string()),
+            ("ASSETGATE_STORAGE__S3__BUCKET", "assets".to_string()),
+            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", "test-key-id".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in storage_env {
+            // Credential files are container paths: a file here instead.
+            let v = if k.ends_with("_FILE") {
+                key_file.display().to_string()
+            } else {
+                v.clone()
+            };
+            env.insert(k.clone(), v);
+        }
+        if !env
+            .keys()
+            .any(|k| k.starts_with("ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY"))
+        {
+            env.insert(
+                "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY_FILE".into(),
+                key_file.display().to_string(),
+            );
+        }
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let o = check_config(&env);
+        assert!(o.status.success(), "{variant}: check-config: {}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("upload_prefix = "))
+            .unwrap_or_else(|| panic!("{variant}: no upload_prefix in check-config:\n{out}"));
+        line["upload_prefix = ".len()..].trim_matches('"').to_string()
+    };
+    let storage_env = |pairs: Vec<(String, String)>| -> BTreeMap<String, String> {
+        pairs
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("ASSETGATE_STORAGE__"))
+            .collect()
+    };
+
+    // tusd/tusd-s3.sh with tusd-s3.env, beside deploy/assetgate.toml alone.
+    let sh = tusd_script_flags("tusd/tusd-s3.sh", "tusd/tusd-s3.env");
+    let host = assetgate_prefix("tusd/tusd-s3.env", &BTreeMap::new());
+    assert_eq!(
+        sh["s3-object-prefix"], host,
+        "tusd/tusd-s3.env TUSD_S3_OBJECT_PREFIX vs assetgate's upload_prefix (deploy/assetgate.toml)"
+    );
+    // The commented [storage.s3] example in deploy/assetgate.toml.
+    let toml = read("deploy/assetgate.toml");
+    let example = toml
+        .lines()
+        .find_map(|l| l.trim_start_matches('#').trim().strip_prefix("upload_prefix = "))
+        .expect("deploy/assetgate.toml: the upload_prefix example");
+    let example = example.split('#').next().unwrap().trim().trim_matches('"');
+    assert_eq!(
+        sh["s3-object-prefix"], example,
+        "tusd/tusd-s3.env vs deploy/assetgate.toml's upload_prefix example"
+    );
+
+    // compose.s3.yaml over compose.yaml.
+    let c = compose_config_of(&["deploy/compose.yaml", "deploy/compose.s3.yaml"]);
+    let tusd = tusd_flags(&strings(&c["services"]["tusd"]["command"]));
+    let gate_env = c["services"]["assetgate"]["environment"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        tusd["s3-object-prefix"],
+        assetgate_prefix("compose.s3.yaml", &storage_env(gate_env)),
+        "compose.s3.yaml: tusd's -s3-object-prefix vs assetgate's upload_prefix"
+    );
+
+    // assetgate-s3.yaml: the pod's tusd and its assetgate sidecar.
+    let docs = yaml_docs("deploy/kubernetes/assetgate-s3.yaml");
+    let pod = &docs.iter().find(|d| d["kind"] == "Deployment").unwrap()["spec"]["template"]["spec"];
+    let container = |name: &str| {
+        ["containers", "initContainers"]
+            .iter()
+            .flat_map(|k| pod[k].as_array().cloned().unwrap_or_default())
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("assetgate-s3.yaml: no container {name}"))
+    };
+    let tusd = tusd_flags(&strings(&container("tusd")["args"]));
+    let gate_env = container("assetgate")["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let v = e["value"].as_str().unwrap_or("/from/a/secret");
+            (e["name"].as_str().unwrap().to_string(), v.to_string())
+        })
+        .collect();
+    assert_eq!(
+        tusd["s3-object-prefix"],
+        assetgate_prefix("assetgate-s3.yaml", &storage_env(gate_env)),
+        "assetgate-s3.yaml: tusd's -s3-object-prefix vs assetgate's upload_prefix"
+    );
+}
