@@ -7,12 +7,10 @@
 #
 # NOT USABLE ALONE YET (issue 21, docs/scaling-out.md): assetgate's
 # [storage] backend = "s3" publishes tusd's finished uploads from the bucket and
-# signs downloads from it, but three things this command line needs are missing:
+# signs downloads from it, but two things this command line needs are missing:
 # [tusd] upload_ids = "signed" on S3 (s3store's IDs are <objectId>+<multipartId>;
 # run assetgate with upload_ids = "server" meanwhile) and [upload]
-# session_binding on S3 (/session reads the .info from disk; "off" meanwhile),
-# and the reconciler on S3 (an upload whose post-finish is lost stays in the
-# bucket unpublished).
+# session_binding on S3 (/session reads the .info from disk; "off" meanwhile).
 #
 # -s3-bucket          the bucket assetgate publishes into as well
 #                     ([storage.s3] bucket)

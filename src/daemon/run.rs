@@ -128,9 +128,15 @@ async fn app_state(
         // The publisher on the bucket: its S3 calls block on this runtime from
         // the blocking pool (crate::publisher::S3Backend).
         Some(store) => {
+            let stale = crate::publisher::Stale {
+                max_ttl: config.upload.max_ttl,
+                clock_skew: config.upload.clock_skew,
+                abandon_after: config.tusd.abandon_after,
+            };
             let backend = Arc::new(crate::publisher::S3Backend::new(
                 store,
                 tokio::runtime::Handle::current(),
+                stale,
             ));
             Finalizer::s3(backend, metrics.clone())
         }
@@ -168,7 +174,8 @@ fn spawn_tasks(
         work.spawn("events", |stop| crate::events::deliver::run(outbox, cfg, stop));
     }
     if let Some(interval) = state.config.tusd.reconcile_interval {
-        if state.finalizer.roots().is_some() {
+        // Whatever the backend: the filesystem's roots or the bucket.
+        if state.finalizer.publisher().is_some() {
             let st = state.clone();
             work.spawn("reconcile", |stop| super::reconcile::run(st, interval, stop));
         }

@@ -18,7 +18,9 @@ use super::refused::{is_refused, remove_marker};
 use super::roots::Roots;
 use super::upload::part_record;
 
-/// A finished upload found in the upload directory.
+/// A finished upload found in the upload directory, or in the bucket
+/// (`bucket` set: then `info_path` and `data_path` are the object keys, see
+/// [`crate::s3::pending`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingUpload {
     /// The upload ID.
@@ -40,6 +42,8 @@ pub struct PendingUpload {
     /// The stored metadata (decoded strings), for the caller to re-verify the
     /// upload-token and compute the destination.
     pub metadata: BTreeMap<String, String>,
+    /// `Some(bucket)`: found by the S3 backend, its paths are object keys.
+    pub bucket: Option<String>,
 }
 
 /// Why an info file was not returned as finished.
@@ -86,12 +90,23 @@ impl PendingUpload {
             is_partial: self.is_partial,
             is_final: self.is_final,
             partial_uploads: self.parts.clone(),
-            storage: Some(crate::tusd::protocol::Storage {
-                kind: None,
-                path: Some(self.data_path.display().to_string()),
-                info_path: Some(self.info_path.display().to_string()),
-                bucket: None,
-                key: None,
+            storage: Some(match &self.bucket {
+                // What tusd's s3store would send: its `Type`, `Bucket`, `Key`
+                // (the plan derives the keys again and compares).
+                Some(bucket) => crate::tusd::protocol::Storage {
+                    kind: Some(crate::tusd::postfinish::S3_STORE.into()),
+                    path: None,
+                    info_path: None,
+                    bucket: Some(bucket.clone()),
+                    key: Some(self.data_path.display().to_string()),
+                },
+                None => crate::tusd::protocol::Storage {
+                    kind: None,
+                    path: Some(self.data_path.display().to_string()),
+                    info_path: Some(self.info_path.display().to_string()),
+                    bucket: None,
+                    key: None,
+                },
             }),
         }
     }
@@ -210,6 +225,7 @@ pub fn scan_pending(upload_dir: &Path) -> io::Result<PendingScan> {
             is_partial: info.is_partial,
             parts: info.parts.clone(),
             metadata: info.metadata.clone(),
+            bucket: None,
         };
         let declared = info.size.unwrap_or(0);
         let skip_with = |reason| Skipped {

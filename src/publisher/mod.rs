@@ -28,7 +28,7 @@ mod service;
 mod worker;
 
 pub use backend::Backend;
-pub use s3::S3Backend;
+pub use s3::{S3Backend, Stale};
 pub use service::{plan, Found, Publisher, Report};
 pub use worker::{report_sweep, sweep_temp_at_start, Finalizer, Landed, OnPublished};
 

@@ -11,11 +11,14 @@
 //! `conflict`), a fresh rename is [`Method::Renamed`], a copy
 //! [`Method::Copied`], a duplicate [`Method::AlreadyFinalized`].
 //!
-//! Not built yet (issue 21): the reconciler's listing ([`Backend::scan`]) and
-//! the removal of abandoned uploads on S3 answer `Unsupported` (an error the
-//! reconciler logs), never an empty list that would look like "nothing to do".
+//! The reconciler's side: [`Backend::scan`] lists the uploads under
+//! `upload_prefix` and reads their `.info` ([`crate::s3::pending::scan`]),
+//! [`Backend::remove_abandoned`] removes one ([`crate::s3::pending::remove_abandoned`]),
+//! and [`Backend::sweep`] aborts the multipart uploads so old that their token
+//! expired more than `abandon_after` ago ([`crate::s3::abandon`]).
 
 use std::io;
+use std::time::{Duration, SystemTime};
 
 use tokio::runtime::Handle;
 
@@ -23,7 +26,7 @@ use super::backend::Backend;
 use crate::finalize::{
     Cancel, Cleanup, Commit, FinalizeError, Finalized, Method, Op, PendingScan, PendingUpload, Published,
 };
-use crate::s3::ops::Attributes;
+use crate::s3::ops::{Attributes, OpError};
 use crate::s3::publish::{publish, PublishError, Request};
 use crate::s3::{PublishMethod, Store};
 use crate::tusd::FinalizePlan;
@@ -32,31 +35,77 @@ use crate::tusd::FinalizePlan;
 pub struct S3Backend {
     store: Store,
     runtime: Handle,
+    stale: Stale,
+}
+
+/// The age bound of stale multipart uploads ([`crate::s3::abandon::stale_before`]):
+/// `[upload] max_ttl`, `[upload] clock_skew` and `[tusd] abandon_after`, as
+/// configured at start (the S3 backend is restart-only).
+#[derive(Debug, Clone, Copy)]
+pub struct Stale {
+    /// `[upload] max_ttl`.
+    pub max_ttl: Duration,
+    /// `[upload] clock_skew`.
+    pub clock_skew: Duration,
+    /// `[tusd] abandon_after`.
+    pub abandon_after: Duration,
 }
 
 impl S3Backend {
     /// `runtime`: the daemon's (the S3 client's connections live on it).
-    pub fn new(store: Store, runtime: Handle) -> S3Backend {
-        S3Backend { store, runtime }
+    pub fn new(store: Store, runtime: Handle, stale: Stale) -> S3Backend {
+        S3Backend {
+            store,
+            runtime,
+            stale,
+        }
     }
 }
 
-fn unsupported(what: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Unsupported,
-        format!("{what} on S3 is not built yet (issue 21)"),
-    )
+fn io_error(what: &str, e: OpError) -> io::Error {
+    let kind = match e {
+        OpError::NotFound => io::ErrorKind::NotFound,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, format!("S3: {what}: {e}"))
 }
 
 impl Backend for S3Backend {
-    /// Nothing of a publish is left half-made in the bucket: a failed
-    /// multipart copy is aborted where it fails (`crate::s3::ops`).
+    /// Nothing of a publish is left half-made in the bucket (a failed
+    /// multipart copy is aborted where it fails, `crate::s3::ops`), so no
+    /// temporary object is counted (`Ok(0)`). What the sweep does instead:
+    /// abort tusd's stale multipart uploads under `upload_prefix`, each logged
+    /// by [`crate::s3::abandon::abort_stale`]; a failure is logged and the
+    /// next pass tries again.
     fn sweep(&self) -> io::Result<usize> {
+        let c = &self.store.config;
+        let Stale {
+            max_ttl,
+            clock_skew,
+            abandon_after,
+        } = self.stale;
+        let before = crate::s3::abandon::stale_before(SystemTime::now(), max_ttl, clock_skew, abandon_after);
+        let done = self.runtime.block_on(crate::s3::abandon::abort_stale(
+            &self.store.client,
+            &c.bucket,
+            &c.upload_prefix,
+            before,
+        ));
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "S3: could not list or abort stale multipart uploads (the next pass retries)");
+        }
         Ok(0)
     }
 
     fn scan(&self) -> io::Result<PendingScan> {
-        Err(unsupported("listing the uploads waiting"))
+        let c = &self.store.config;
+        self.runtime
+            .block_on(crate::s3::pending::scan(
+                &self.store.client,
+                &c.bucket,
+                &c.upload_prefix,
+            ))
+            .map_err(|e| io_error("listing the uploads under upload_prefix", e))
     }
 
     fn publish(
@@ -133,8 +182,18 @@ impl Backend for S3Backend {
         })
     }
 
-    fn remove_abandoned(&self, _upload: &PendingUpload) -> io::Result<bool> {
-        Err(unsupported("removing abandoned uploads"))
+    fn remove_abandoned(&self, upload: &PendingUpload) -> io::Result<bool> {
+        // Only what this bucket's scan found.
+        if upload.bucket.as_deref() != Some(self.store.config.bucket.as_str()) {
+            return Ok(false);
+        }
+        self.runtime
+            .block_on(crate::s3::pending::remove_abandoned(
+                &self.store.client,
+                &self.store.config.bucket,
+                upload,
+            ))
+            .map_err(|e| io_error("removing an abandoned upload", e))
     }
 }
 

@@ -9,7 +9,10 @@
 //! creation, so the token expired by `initiated + max_ttl + clock_skew` at the
 //! latest. [`stale_before`] is that bound moved back by `abandon_after`.
 //!
-//! Not scheduled yet: the reconciler on S3 calls it (issue 21, next step).
+//! Scheduled by the reconciler: every pass, `S3Backend::sweep`
+//! (`crate::publisher::S3Backend`) calls [`abort_stale`] with the bound of
+//! `[upload] max_ttl`, `[upload] clock_skew` and `[tusd] abandon_after` as
+//! configured at start.
 
 use std::time::{Duration, SystemTime};
 

@@ -13,6 +13,7 @@
 pub mod abandon;
 pub mod client;
 pub mod ops;
+pub mod pending;
 pub mod publish;
 pub mod selftest;
 pub mod sign;
