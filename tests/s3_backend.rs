@@ -459,14 +459,21 @@ fn versitygw_through_the_publisher() {
 // End to end: `assetgate serve` with backend = "s3" (self-test at start,
 // logged and exported), tusd v2.9.1's s3store hooking into it, one upload by
 // raw tus requests: it lands at private/<key> with the token's type and the
-// marker, and tusd's objects are gone.
+// marker, and tusd's objects are gone. With `[tusd] upload_ids = "signed"`
+// the ID pre-create issued is the part of tusd's `<objectId>+<multipartId>`
+// before `+`, and a forged ID is refused.
 
 use common::tusd::{Tusd, Version};
 use common::Daemon;
 
 fn serve_publishes_a_tusd_upload(engine: &S3Engine, method: &str) {
+    serve_publishes_a_tusd_upload_with(engine, method, "server");
+}
+
+/// `ids`: `[tusd] upload_ids`. Returns the daemon and the upload's tus ID.
+fn serve_publishes_a_tusd_upload_with(engine: &S3Engine, method: &str, ids: &str) -> (Daemon, String) {
     let config = format!(
-        "{}[tusd]\nupload_ids = \"server\"\n[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n",
+        "{}[tusd]\nupload_ids = \"{ids}\"\n[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n",
         common::default_config(),
         engine.endpoint(),
         engine.bucket
@@ -588,6 +595,47 @@ fn serve_publishes_a_tusd_upload(engine: &S3Engine, method: &str) {
     };
     assert_eq!(left["objects"], serde_json::json!([]), "{left}\n{}", logs());
     assert_eq!(left["uploads"], serde_json::json!([]), "{left}");
+    (gate, id)
+}
+
+/// `upload_ids = "signed"` on SeaweedFS: tusd v2.9.1's s3store takes the ID
+/// pre-create issued as its object ID (`<issued>+<multipartId>`) and the
+/// upload lands; a forged post-finish (a valid token, an object ID nobody
+/// issued) is kept with `upload_id_invalid` and publishes nothing.
+#[test]
+fn seaweedfs_signed_ids_land_and_forged_ids_do_not() {
+    let engine = S3Engine::seaweedfs("assets");
+    let (gate, id) = serve_publishes_a_tusd_upload_with(&engine, "rename", "signed");
+    let (object_id, multipart) = id.split_once('+').expect("an s3store ID");
+    assert!(!multipart.is_empty(), "{id}");
+    // pre-create's ID: 32 hex digits of nonce and 32 of MAC.
+    assert!(
+        object_id.len() == 64 && object_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+
+    let meta = common::hooks::metadata(
+        common::UPLOAD_SECRET,
+        "forged/x.pdf",
+        "private",
+        "application/pdf",
+        common::now() + 3600,
+    );
+    let forged_object = "0123456789abcdef".repeat(4);
+    let mut ev = common::hooks::v2_event(
+        "post-finish",
+        meta,
+        10,
+        serde_json::json!({"Type": "s3store", "Bucket": engine.bucket, "Key": format!("tus/{forged_object}")}),
+    );
+    ev["Event"]["Upload"]["ID"] = serde_json::json!(format!("{forged_object}+{multipart}"));
+    ev["Event"]["Upload"]["Offset"] = serde_json::json!(10);
+    common::hooks::post(gate.addr, ev.to_string().as_bytes(), &[]);
+    let line =
+        "assetgate_hook_decisions_total{decision=\"deny\",hook=\"post-finish\",reason=\"upload_id_invalid\"}";
+    assert_eq!(gate.metric(line), 1.0, "{line}\n{:#?}", gate.logs());
+    let got = engine.must(&["get", &engine.bucket, "private/forged/x.pdf"]);
+    assert_eq!(got["ok"], false, "{got}");
 }
 
 #[test]

@@ -7,10 +7,10 @@
 #
 # NOT USABLE ALONE YET (issue 21, docs/scaling-out.md): assetgate's
 # [storage] backend = "s3" publishes tusd's finished uploads from the bucket and
-# signs downloads from it, but two things this command line needs are missing:
-# [tusd] upload_ids = "signed" on S3 (s3store's IDs are <objectId>+<multipartId>;
-# run assetgate with upload_ids = "server" meanwhile) and [upload]
-# session_binding on S3 (/session reads the .info from disk; "off" meanwhile).
+# signs downloads from it (with [tusd] upload_ids = "signed": s3store's IDs are
+# <objectId>+<multipartId>, the objectId being pre-create's), but one thing this
+# command line needs is missing: [upload] session_binding on S3 (/session
+# reads the .info from disk; "off" meanwhile).
 #
 # -s3-bucket          the bucket assetgate publishes into as well
 #                     ([storage.s3] bucket)

@@ -19,6 +19,11 @@
 //!   `upload_id_invalid`: a planted `.info` (a copied token under a name of the
 //!   planter's choosing), a forged post-finish, an upload created before the
 //!   switch to `signed`.
+//! - on S3 (`[storage] backend = "s3"`, and only there), tusd's s3store names
+//!   the upload `<objectId>+<multipartId>`, `objectId` being the ID pre-create
+//!   handed it: the part before the first `+` is what verifies
+//!   ([`issued_part`]). With the filesystem backend a `+` stays in the ID,
+//!   which then never verifies.
 //! - `server`: no ID is issued or required ([`Identity::Server`]); see
 //!   docs/upload-lifecycle.md for what that trusts.
 
@@ -102,14 +107,27 @@ pub fn check_parts(upload: &Upload, grant: &[u8; 32], gate: Gate<'_>) -> Result<
         .partial_uploads
         .iter()
         .map(|id| {
-            upload_id::verify(&gate.upload.secrets, id, grant, Kind::Partial).map_err(|e| {
-                Rejection::new(
-                    ReasonCode::ConcatInvalid,
-                    format!("concatenation refused: a named part's ID does not verify: {e}"),
-                )
-            })
+            upload_id::verify(&gate.upload.secrets, issued_part(id, gate), grant, Kind::Partial).map_err(
+                |e| {
+                    Rejection::new(
+                        ReasonCode::ConcatInvalid,
+                        format!("concatenation refused: a named part's ID does not verify: {e}"),
+                    )
+                },
+            )
         })
         .collect()
+}
+
+/// The part of a tusd upload ID that pre-create issued: with
+/// `[storage] backend = "s3"` tusd's s3store appends `+<multipartId>` to it,
+/// so the part before the first `+`; with the filesystem backend the whole ID
+/// (a `+` there is not tusd's, and the ID does not verify).
+pub fn issued_part<'a>(id: &'a str, gate: Gate<'_>) -> &'a str {
+    match gate.storage.s3 {
+        Some(_) => id.split_once('+').map_or(id, |(object_id, _)| object_id),
+        None => id,
+    }
 }
 
 /// The publish side: what the upload's ID (and its parts') proves for the
@@ -120,8 +138,13 @@ pub fn verify(upload: &Upload, verified: &SignatureVerified, gate: Gate<'_>) -> 
     }
     let grant = &verified.grant_id();
     // Only whole uploads are published: a partial upload's ID never verifies here.
-    let id = upload_id::verify(&gate.upload.secrets, &upload.id, grant, Kind::Whole)
-        .map_err(|e| Rejection::new(ReasonCode::UploadIdInvalid, e.to_string()))?;
+    let id = upload_id::verify(
+        &gate.upload.secrets,
+        issued_part(&upload.id, gate),
+        grant,
+        Kind::Whole,
+    )
+    .map_err(|e| Rejection::new(ReasonCode::UploadIdInvalid, e.to_string()))?;
     let parts = check_parts(upload, grant, gate)?;
     Ok(Identity::Signed { id, parts })
 }
@@ -198,6 +221,77 @@ mod tests {
         assert_eq!(issue(&u, &full, server, &NONCE), None);
         assert_eq!(verify(&u, &signed, server), Ok(Identity::Server));
         assert_eq!(Identity::Server.parts(), None);
+    }
+
+    /// On S3 tusd's s3store ID is `<issued ID>+<multipartId>`: the part before
+    /// `+` verifies there, and only there (a `+` in a filestore ID is refused).
+    #[test]
+    fn on_s3_the_part_before_the_plus_verifies_and_only_there() {
+        let up = upload_config(&[S1, S2]);
+        let fs = storage_config();
+        let mut s3 = storage_config();
+        s3.backend = crate::config::StorageBackend::S3;
+        s3.s3 = Some(crate::config::S3Config {
+            endpoint: Some("http://127.0.0.1:8333".into()),
+            region: "us-east-1".into(),
+            bucket: "assets".into(),
+            path_style: true,
+            upload_prefix: "tus/".into(),
+            access_key_id: crate::secret::Secret::new(b"id".to_vec()),
+            secret_access_key: crate::secret::Secret::new(b"secret".to_vec()),
+            read_access_key_id: None,
+            read_secret_access_key: None,
+        });
+        let on = |storage| Gate {
+            upload: &up,
+            storage,
+            upload_ids: UploadIds::Signed,
+        };
+        let meta = mint(S1.as_bytes(), "a.png", "image/png", Visibility::Public, NOW + 60);
+        let full = crate::token::upload::verify(&meta, &up, NOW).unwrap();
+        let signed = verify_signature_ignoring_expiry(&meta, &up.secrets).unwrap();
+        let issued = issue(&Upload::default(), &full, on(&s3), &NONCE).unwrap();
+        let mut u = Upload {
+            id: format!("{issued}+mp.Zx_9-1"),
+            metadata: meta,
+            ..Upload::default()
+        };
+        let Identity::Signed { id, .. } = verify(&u, &signed, on(&s3)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(id.id(), issued);
+        // The same ID with the filesystem backend: refused.
+        let e = verify(&u, &signed, on(&fs)).unwrap_err();
+        assert_eq!((e.reason(), e.status()), (ReasonCode::UploadIdInvalid, 403));
+        // On S3: a forged object ID with any multipart ID, tusd's own IDs, a
+        // partial upload's ID: refused; the issued ID without `+` still is the
+        // issued ID (the plan then refuses it as not an s3store ID).
+        let part = issue(
+            &Upload {
+                is_partial: true,
+                ..Upload::default()
+            },
+            &full,
+            on(&s3),
+            &NONCE,
+        )
+        .unwrap();
+        for bad in [
+            "0123456789abcdef0123456789abcdef+mp".to_string(),
+            format!("+{issued}"),
+            format!("x{issued}+mp"),
+            format!("{part}+mp"),
+        ] {
+            u.id = bad;
+            let e = verify(&u, &signed, on(&s3)).unwrap_err();
+            assert_eq!(e.reason(), ReasonCode::UploadIdInvalid, "{}", u.id);
+        }
+        assert_eq!(issued_part(&issued, on(&s3)), issued);
+        assert_eq!(issued_part(&format!("{issued}+a+b"), on(&s3)), issued);
+        assert_eq!(
+            issued_part(&format!("{issued}+mp"), on(&fs)),
+            format!("{issued}+mp")
+        );
     }
 
     #[test]
