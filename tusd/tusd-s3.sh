@@ -5,12 +5,12 @@
 # like tusd.service with EnvironmentFile=/etc/tusd/tusd-s3.env (drop its
 # upload-directory lines: tusd needs no local disk here).
 #
-# NOT USABLE ALONE YET (issue 21, docs/scaling-out.md): assetgate's
-# [storage] backend = "s3" publishes tusd's finished uploads from the bucket and
-# signs downloads from it (with [tusd] upload_ids = "signed": s3store's IDs are
-# <objectId>+<multipartId>, the objectId being pre-create's), but one thing this
-# command line needs is missing: [upload] session_binding on S3 (/session
-# reads the .info from disk; "off" meanwhile).
+# With assetgate's [storage] backend = "s3" (issue 21, in progress,
+# docs/scaling-out.md): it publishes tusd's finished uploads from the bucket,
+# signs downloads from it, verifies [tusd] upload_ids = "signed" (s3store's IDs
+# are <objectId>+<multipartId>, the objectId being pre-create's) and answers
+# /session ([upload] session_binding) from the bucket's <prefix><objectId>.info.
+# The deploy/ variants do not run that assetgate yet.
 #
 # -s3-bucket          the bucket assetgate publishes into as well
 #                     ([storage.s3] bucket)

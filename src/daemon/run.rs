@@ -134,11 +134,11 @@ async fn app_state(
                 abandon_after: config.tusd.abandon_after,
             };
             let backend = Arc::new(crate::publisher::S3Backend::new(
-                store,
+                store.clone(),
                 tokio::runtime::Handle::current(),
                 stale,
             ));
-            Finalizer::s3(backend, metrics.clone())
+            Finalizer::s3(backend, store, metrics.clone())
         }
         None => Finalizer::new(roots, metrics.clone()),
     };

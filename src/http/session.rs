@@ -12,7 +12,9 @@
 //!   configured → `500` (a deployment fault, failed closed and loudly).
 //!
 //! The upload's record is read on the blocking pool, never on the async workers
-//! that serve `/auth`.
+//! that serve `/auth`; with `[storage] backend = "s3"` it is the bucket's
+//! `<upload_prefix><objectId>.info`, one bounded GetObject
+//! ([`crate::s3::session`]), awaited (no blocking).
 
 use std::sync::Arc;
 
@@ -72,14 +74,19 @@ async fn decide<'a, B>(state: &Arc<AppState>, req: &'a Request<B>) -> Outcome<'a
         grace: i64::try_from(cfg.upload.session_grace.as_secs()).unwrap_or(i64::MAX),
         base_path: &cfg.tusd.base_path,
         secrets: &cfg.upload.secrets,
+        s3store: state.finalizer.store().is_some(),
     };
     let upload_id = match session::target(uri, &cfg.tusd.base_path) {
         Some(session::Target::Upload(id)) => id,
         _ => "",
     };
-    let record = match session::needs_record(&request, &policy) {
-        Err(_) => None,
-        Ok(id) => {
+    let record = match (session::needs_record(&request, &policy), state.finalizer.store()) {
+        (Err(_), _) => None,
+        // Boxed: the SDK's GetObject future is kilobytes, and every
+        // connection's request future would otherwise hold it
+        // (`http::route::tests::a_request_future_holds_one_endpoint_future`).
+        (Ok(id), Some(store)) => Box::pin(crate::s3::session::part(store, id)).await,
+        (Ok(id), None) => {
             let Some(roots) = state.finalizer.roots().cloned() else {
                 return Outcome {
                     reason: SessionReason::NotConfigured,

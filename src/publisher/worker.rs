@@ -41,6 +41,9 @@ pub struct Finalizer {
     metrics: Metrics,
     /// Told of every publish (`serve --dev` prints where it landed).
     on_published: Option<OnPublished>,
+    /// `[storage] backend = "s3"`: the bucket, for what reads it outside a
+    /// publish (`/session`'s record).
+    store: Option<crate::s3::Store>,
 }
 
 /// What [`Finalizer::on_published`] is told: an upload published by the
@@ -69,11 +72,14 @@ impl Finalizer {
     }
 
     /// `[storage] backend = "s3"`: publishes go to `backend` (the bucket);
-    /// there are no roots (nothing on S3 reads the upload directory: the
-    /// pre-finish content check, the session binding's record and the
-    /// reconciler are not built for S3 yet, issue 21).
-    pub fn s3(backend: Arc<dyn Backend>, metrics: Metrics) -> Self {
-        Finalizer::with_backend(None, Some(backend), metrics)
+    /// there are no roots (nothing on S3 reads the upload directory; the
+    /// pre-finish content check is not built for S3 yet, issue 21). `store`
+    /// serves `/session`'s reads of the upload's `.info`.
+    pub fn s3(backend: Arc<dyn Backend>, store: crate::s3::Store, metrics: Metrics) -> Self {
+        Finalizer {
+            store: Some(store),
+            ..Finalizer::with_backend(None, Some(backend), metrics)
+        }
     }
 
     fn with_backend(roots: Option<Roots>, backend: Option<Arc<dyn Backend>>, metrics: Metrics) -> Self {
@@ -87,6 +93,7 @@ impl Finalizer {
             workers: Semaphore::new(MOVES_AT_ONCE),
             cancel: Cancel::new(),
             on_published: None,
+            store: None,
         }
     }
 
@@ -105,6 +112,11 @@ impl Finalizer {
             .clone()
             .map(|b| Arc::new(Publisher::new(b).with_events(outbox.map(Sink::Local))));
         self
+    }
+
+    /// The bucket, with `[storage] backend = "s3"`.
+    pub fn store(&self) -> Option<&crate::s3::Store> {
+        self.store.as_ref()
     }
 
     /// The resolved roots, if finalizing is configured.

@@ -16,6 +16,7 @@ pub mod ops;
 pub mod pending;
 pub mod publish;
 pub mod selftest;
+pub mod session;
 pub mod sign;
 mod store;
 

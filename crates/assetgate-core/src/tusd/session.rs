@@ -23,6 +23,11 @@
 //! pre-create decides creations. The ID is validated before any path is built;
 //! an ID that is not an upload of this server is `unknown_upload`.
 //!
+//! On S3 (`[storage] backend = "s3"`, [`Policy::s3store`]) tusd's s3store IDs
+//! are `<objectId>+<multipartId>` and the record is the bucket's
+//! `<upload_prefix><objectId>.info` ([`s3store_object_id`]); the caller
+//! requires the `.info`'s own ID to be the requested one.
+//!
 //! Pure: the record is looked up by the caller ([`super::Lookup::part`]) and the
 //! time passed in.
 
@@ -121,6 +126,20 @@ pub fn safe_upload_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// tusd's s3store ID `<objectId>+<multipartId>`: the object ID (which names
+/// the `.info` key), when both parts are there and neither could climb or
+/// hide (the object ID as [`safe_upload_id`]; the multipart ID, the engine's,
+/// of URL-unreserved bytes only, at most 512).
+pub fn s3store_object_id(id: &str) -> Option<&str> {
+    let (object_id, multipart_id) = id.split_once('+')?;
+    let multipart_ok = !multipart_id.is_empty()
+        && multipart_id.len() <= 512
+        && multipart_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
+    (safe_upload_id(object_id) && multipart_ok).then_some(object_id)
+}
+
 /// The request, as nginx forwards it.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
@@ -143,6 +162,9 @@ pub struct Policy<'a> {
     pub base_path: &'a str,
     /// `[upload] secrets`.
     pub secrets: &'a SecretSet,
+    /// `[storage] backend = "s3"`: upload IDs are tusd's s3store
+    /// `<objectId>+<multipartId>` ([`s3store_object_id`]).
+    pub s3store: bool,
 }
 
 /// Whether the request needs the upload's record at all (and for which ID).
@@ -158,7 +180,10 @@ pub fn needs_record<'a>(req: &Request<'a>, policy: &Policy<'_>) -> Result<&'a st
             _ => Err(SessionRefusal::BadUri),
         },
         Some(Target::Upload(_)) if req.method == "OPTIONS" => Err(SessionRefusal::Ok),
-        Some(Target::Upload(id)) if !safe_upload_id(id) => Err(SessionRefusal::BadId),
+        Some(Target::Upload(id)) if policy.s3store && s3store_object_id(id).is_none() => {
+            Err(SessionRefusal::BadId)
+        }
+        Some(Target::Upload(id)) if !policy.s3store && !safe_upload_id(id) => Err(SessionRefusal::BadId),
         Some(Target::Upload(id)) => Ok(id),
     }
 }
@@ -238,6 +263,7 @@ mod tests {
             grace: 3600,
             base_path: "/files/",
             secrets: &s,
+            s3store: false,
         };
         decide(
             &Request {
@@ -249,6 +275,47 @@ mod tests {
             rec,
             now,
         )
+    }
+
+    /// On S3 the ID is `<objectId>+<multipartId>` and only that shape asks for
+    /// a record; with the filesystem backend a `+` is `bad_id` as before.
+    #[test]
+    fn s3store_ids() {
+        let s = secrets();
+        let policy = |s3store| Policy {
+            mode: SessionBinding::Token,
+            grace: 3600,
+            base_path: "/files/",
+            secrets: &s,
+            s3store,
+        };
+        let ask = |uri: &'static str, s3store| {
+            needs_record(
+                &Request {
+                    method: "PATCH",
+                    uri,
+                    upload_metadata: None,
+                },
+                &policy(s3store),
+            )
+        };
+        assert_eq!(ask("/files/0a1b+mp.Zx_9-1~", true), Ok("0a1b+mp.Zx_9-1~"));
+        assert_eq!(s3store_object_id("0a1b+mp.Zx_9-1~"), Some("0a1b"));
+        assert_eq!(ask("/files/0a1b+mp", false), Err(SessionRefusal::BadId));
+        assert_eq!(ask("/files/0a1b", false), Ok("0a1b"));
+        for bad in [
+            "/files/0a1b",
+            "/files/+mp",
+            "/files/0a1b+",
+            "/files/..+mp",
+            "/files/.x+mp",
+            "/files/0a1b+m%2Fp",
+            "/files/0a1b+m+p",
+        ] {
+            assert_eq!(ask(bad, true), Err(SessionRefusal::BadId), "{bad}");
+        }
+        let long = format!("0a1b+{}", "m".repeat(513));
+        assert_eq!(s3store_object_id(&long), None);
     }
 
     #[test]
