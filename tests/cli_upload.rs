@@ -426,6 +426,19 @@ fn serve_dev_prints_commands_that_land_an_upload_and_a_working_link() {
     assert_eq!(on_disk, b"hello from assetgate --dev\n");
     assert!(landed_path.starts_with(tmp.to_str().unwrap()), "{landed_path}");
     let get_cmd = command_after(&lines, "download it (signed link");
+    // Served as bytes to save, never rendered (an uploaded .html or .svg
+    // must not run on the daemon's origin).
+    let url = get_cmd.split('\'').nth(1).expect("the link in quotes");
+    let head = Command::new("curl").args(["-sS", "-I", url]).output().unwrap();
+    let head = text(&head.stdout).to_ascii_lowercase();
+    for h in [
+        "content-type: application/octet-stream",
+        "x-content-type-options: nosniff",
+        "content-disposition: attachment",
+        "content-security-policy: sandbox",
+    ] {
+        assert!(head.contains(h), "no {h:?} in the dev download:\n{head}");
+    }
     let got = Command::new("sh").arg("-c").arg(&get_cmd).output().unwrap();
     assert!(got.status.success(), "{get_cmd}: {}", text(&got.stderr));
     assert_eq!(got.stdout, on_disk, "the link downloads the landed bytes");

@@ -535,13 +535,8 @@ fn seeds_browser_flow_through_nginx_tusd_and_assetgate() {
         sha256_hex(&single),
         "the page built another File"
     );
-    assert_eq!(r["download"]["status"], 200, "download: {}", ctx());
+    assert_downloaded(r, &single, &ctx);
     assert_eq!(r["download"]["length"], single.len());
-    assert_eq!(
-        r["download"]["sha256"],
-        sha256_hex(&single),
-        "downloaded bytes differ"
-    );
     let link = r["link"].as_str().unwrap();
     assert!(
         link.starts_with(&format!(
@@ -583,12 +578,7 @@ fn seeds_browser_flow_through_nginx_tusd_and_assetgate() {
         "3 partial uploads and the final one: {}",
         ctx()
     );
-    assert_eq!(r["download"]["status"], 200, "download: {}", ctx());
-    assert_eq!(
-        r["download"]["sha256"],
-        sha256_hex(&parallel),
-        "downloaded bytes differ"
-    );
+    assert_downloaded(r, &parallel, &ctx);
     assert_eq!(
         std::fs::read(stack.assets.join("private/browser/parallel.pdf")).unwrap(),
         parallel
@@ -636,12 +626,7 @@ fn seeds_browser_flow_through_nginx_tusd_and_assetgate() {
         ctx()
     );
     assert_eq!(r["upload"]["confirmStatus"], 204, "{}", ctx());
-    assert_eq!(r["download"]["status"], 200, "download: {}", ctx());
-    assert_eq!(
-        r["download"]["sha256"],
-        sha256_hex(&guide),
-        "downloaded bytes differ"
-    );
+    assert_downloaded(r, &guide, &ctx);
     assert_eq!(
         std::fs::read(stack.assets.join("private/browser/guide-snippet.pdf")).unwrap(),
         guide
@@ -794,12 +779,7 @@ fn the_guides_headers_resume_under_token_binding_in_chromium() {
         "{}",
         ctx()
     );
-    assert_eq!(r["download"]["status"], 200, "{}", ctx());
-    assert_eq!(
-        r["download"]["sha256"],
-        sha256_hex(&bytes),
-        "downloaded bytes differ"
-    );
+    assert_downloaded(r, &bytes, &ctx);
     // As nginx received them: every tus request with the browser's doubled
     // Tus-Resumable and granite's Upload-Metadata.
     let metadata = r["granite"]["headers"]["Upload-Metadata"].as_str().unwrap();
@@ -1118,5 +1098,16 @@ fn uploads_are_served_as_signed_in_chromium() {
             .any(|f| f.ends_with(".html") && f.starts_with("xss")),
         "{:?}",
         files_under(&stack.assets)
+    );
+}
+
+/// The page downloaded the upload back through nginx (200) and its sha256 is
+/// that of `bytes`.
+fn assert_downloaded(r: &serde_json::Value, bytes: &[u8], ctx: &dyn Fn() -> String) {
+    assert_eq!(r["download"]["status"], 200, "download: {}", ctx());
+    assert_eq!(
+        r["download"]["sha256"],
+        sha256_hex(bytes),
+        "downloaded bytes differ"
     );
 }
