@@ -13,8 +13,8 @@
 #   scripts/s3-peers.sh                    # install both (standalone)
 #   . scripts/s3-peers.sh; s3_peers_install   # from scripts/test.sh
 #
-# scripts/test.sh sources this file and calls s3_peers_install only when
-# ASSETGATE_S3_PEERS=1, until tests use the engines (then it calls it always).
+# scripts/test.sh sources this file and calls s3_peers_install on every run
+# (a no-op once both binaries are in place).
 # The versions are also in tests/common/s3.rs (its install commands).
 
 SEAWEEDFS_VERSION=v0.0.0-20261109003541-7506e5f91cd6

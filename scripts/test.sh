@@ -140,15 +140,10 @@ tusd_install v1.13.0 github.com/tus/tusd
 
 # --- S3-compatible engines for the S3 tests (issue 21): SeaweedFS and
 # versitygw, built and cached by scripts/s3-peers.sh (weed-<version>,
-# versitygw-<version> in $peers/bin). No test needs them by default yet, so
-# they are installed only with ASSETGATE_S3_PEERS=1 (CI time unchanged), and
-# without it the run below leaves the S3 tests out (tests/s3_engines.rs,
-# tests/s3_backend.rs, tests/s3_downloads.rs; and says so).
+# versitygw-<version> in $peers/bin; about 10 minutes cold, once per version).
 # shellcheck source=scripts/s3-peers.sh
 . scripts/s3-peers.sh
-if [ "${ASSETGATE_S3_PEERS:-0}" = 1 ]; then
-  s3_peers_install
-fi
+s3_peers_install
 
 # --- test runner
 if ! cargo nextest --version >/dev/null 2>&1; then
@@ -183,12 +178,5 @@ fi
 say "instruction counts of the pure decisions vs benches/ir-baseline.txt (callgrind; fails above +10 %)"
 benches/ir-check.sh
 
-if [ "${ASSETGATE_S3_PEERS:-0}" = 1 ]; then
-  say "tests"
-  cargo nextest run --workspace --no-fail-fast "$@"
-else
-  # Without the engines the S3 tests can only fail (missing peer): the
-  # nextest profile leaves those binaries out, and this line says so.
-  say "tests (NOT tests/s3_engines.rs, s3_backend.rs, s3_downloads.rs: they need the S3 engines, ASSETGATE_S3_PEERS=1)"
-  cargo nextest run --workspace --no-fail-fast --profile no-s3-engines "$@"
-fi
+say "tests"
+cargo nextest run --workspace --no-fail-fast "$@"
