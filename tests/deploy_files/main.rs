@@ -20,7 +20,10 @@
 //! - tusd's flags are the same in `tusd/tusd.sh`, compose and Kubernetes; the S3
 //!   variants (`tusd/tusd-s3.sh`, `deploy/compose.s3.yaml` over compose.yaml,
 //!   `deploy/kubernetes/assetgate-s3.yaml`) are that line with the bucket for the
-//!   upload directory, validated like the originals.
+//!   upload directory, validated like the originals; `deploy/assetgate-s3.toml`
+//!   resolves to `deploy/assetgate.toml`'s policy, the S3 nginx servers are the
+//!   shipped S3 example with addresses changed, and each variant's tusd,
+//!   assetgate and nginx use one store (`s3.rs`).
 //!
 //! The checkers come from `.peers/tools` (`tests/peers/tools-requirements.txt`,
 //! installed by `scripts/test.sh`); a missing one fails the test.
@@ -30,6 +33,7 @@ mod common;
 mod compose;
 mod dockerfile;
 mod kubernetes;
+mod s3;
 mod systemd;
 mod tusd_flags;
 
