@@ -5,12 +5,12 @@
 # like tusd.service with EnvironmentFile=/etc/tusd/tusd-s3.env (drop its
 # upload-directory lines: tusd needs no local disk here).
 #
-# With assetgate's [storage] backend = "s3" (issue 21, in progress,
+# With assetgate's [storage] backend = "s3" (deploy/assetgate-s3.toml,
 # docs/scaling-out.md): it publishes tusd's finished uploads from the bucket,
 # signs downloads from it, verifies [tusd] upload_ids = "signed" (s3store's IDs
 # are <objectId>+<multipartId>, the objectId being pre-create's) and answers
 # /session ([upload] session_binding) from the bucket's <prefix><objectId>.info.
-# The deploy/ variants do not run that assetgate yet.
+# deploy/compose.s3.yaml and deploy/kubernetes/assetgate-s3.yaml run both.
 #
 # -s3-bucket          the bucket assetgate publishes into as well
 #                     ([storage.s3] bucket)
