@@ -3,10 +3,7 @@
 //! its `proxy_pass` to the bucket (`nginx/assetgate-s3-locations.conf`). nginx
 //! cannot sign (no njs); the store never sees an unsigned request.
 //!
-//! The signature comes from `aws-sigv4` (the AWS SDK's own signer; no
-//! hand-written SigV4), set for S3: the path signed exactly as sent
-//! (`PercentEncodingMode::Single`, `UriPathNormalizationMode::Disabled`), in
-//! headers, with `x-amz-content-sha256`. What is signed is what nginx sends:
+//! What is signed is what nginx sends:
 //! the method (`X-Original-Method`, GET or HEAD only), the path this module
 //! encodes (nginx sends a variable `proxy_pass` URI verbatim), `host`,
 //! `x-amz-date` and `x-amz-content-sha256`. `Range`, `If-*` are not signed, so
@@ -17,23 +14,28 @@
 //! sends (no body), so the signature also covers "no body", and it is a
 //! constant (no hashing per request).
 //!
-//! The signing key: `aws-sigv4`'s `sign` derives it per request (four
-//! HMAC-SHA256 of a few bytes) and takes no precomputed key; caching it per
-//! day would need the canonical request and string to sign, which the crate
-//! keeps private, i.e. writing SigV4 by hand. What it costs per `/auth` is in
-//! BENCHMARKS.md (instructions, `benches/decisions_ir.rs`).
+//! The signing key is cached per day. `aws-sigv4`'s `sign()` derives it on
+//! every call (four HMAC-SHA256) and takes no precomputed key: 59,014 of the
+//! 145,170 instructions of a signed `/auth` went there. So the relay builds
+//! the two short texts SigV4 signs itself, for the one request shape it ever
+//! signs (GET or HEAD, no query, the headers `host`, `x-amz-content-sha256`,
+//! `x-amz-date`, the empty payload), and leaves the cryptography to
+//! `aws-sigv4`: `generate_signing_key` (once per UTC day and identity) and
+//! `calculate_signature`. The result is checked against `aws-sigv4`'s own
+//! `sign()`, set for S3 (the path signed exactly as sent:
+//! `PercentEncodingMode::Single`, `UriPathNormalizationMode::Disabled`,
+//! `x-amz-content-sha256`), over generated keys, times and both methods
+//! (`tests::the_cached_key_signs_as_aws_sigv4_does`), and that reference
+//! against AWS's published example (`tests::aws_get_object_vector`).
+//! What it costs per `/auth` is in BENCHMARKS.md (`auth_s3_sign`).
 
-use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode,
-};
 use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, S3Config};
 use crate::secret::Secret;
@@ -52,8 +54,12 @@ const KEY: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b'/');
 
-/// Why `aws-sigv4` could not sign (its parameter or request errors).
+/// Why a read could not be signed: a time outside what SigV4 dates can say
+/// (before 1970 or after 9999).
 pub type SignError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The headers the relay signs, in SigV4's order (lower case, sorted).
+const SIGNED_HEADERS: &str = "host;x-amz-content-sha256;x-amz-date";
 
 /// The only methods the relay signs: reads. A link is a read; signing a `PUT`
 /// or `DELETE` with the same identity would let a link holder write.
@@ -87,14 +93,20 @@ impl ObjectMethod {
 /// Signs object reads for one bucket with one identity (built once per
 /// configuration, shared by every `/auth`).
 pub struct S3Signer {
-    identity: Identity,
+    access_key_id: String,
+    secret_access_key: Secret,
     region: String,
     /// `Host` nginx sends to the store (and that is signed).
     host: String,
     /// `/<bucket>` (path style) or empty (virtual-hosted): the path before the key.
     path_prefix: String,
-    /// `scheme://host`, only to give `aws-sigv4` an absolute URI.
+    /// `scheme://host`, only to give `aws-sigv4`'s `sign()` an absolute URI
+    /// (the tests' reference).
+    #[cfg_attr(not(test), allow(dead_code))]
     origin: String,
+    /// The signing key of the last UTC day signed for: `(days since the
+    /// epoch, key)`. A new day derives a new one.
+    day_key: Mutex<Option<(i64, [u8; 32])>>,
 }
 
 impl std::fmt::Debug for S3Signer {
@@ -174,14 +186,14 @@ impl S3Signer {
         } else {
             (format!("{bucket}.{authority}"), String::new())
         };
-        let identity =
-            Credentials::new(access_key_id, secret_access_key, None, None, "assetgate-config").into();
         S3Signer {
-            identity,
+            access_key_id: access_key_id.to_owned(),
+            secret_access_key: Secret::new(secret_access_key.as_bytes().to_vec()),
             region: region.to_owned(),
             origin: format!("{scheme}://{host}"),
             host,
             path_prefix,
+            day_key: Mutex::new(None),
         }
     }
 
@@ -207,8 +219,54 @@ impl S3Signer {
         unix_seconds: i64,
     ) -> Result<SignedRead, SignError> {
         let path = self.object_path(key);
-        let time = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(unix_seconds).unwrap_or(0));
-        let (date, authorization) = self.sign(method.as_str(), &path, &[], time)?;
+        let when = time::OffsetDateTime::from_unix_timestamp(unix_seconds)?;
+        let (y, m, d) = (when.year(), u8::from(when.month()), when.day());
+        if !(1970..=9999).contains(&y) {
+            return Err(format!("year {y} cannot be signed").into());
+        }
+        let day = format!("{y:04}{m:02}{d:02}");
+        let mut date = String::with_capacity(16);
+        let _ = write!(
+            date,
+            "{day}T{:02}{:02}{:02}Z",
+            when.hour(),
+            when.minute(),
+            when.second()
+        );
+
+        // SigV4's canonical request for this one shape: no query, three
+        // signed headers, the empty payload.
+        let mut canonical = Sha256::new();
+        for part in [
+            method.as_str(),
+            "\n",
+            &path,
+            "\n\nhost:",
+            &self.host,
+            "\nx-amz-content-sha256:",
+            EMPTY_PAYLOAD_SHA256,
+            "\nx-amz-date:",
+            &date,
+            "\n\n",
+            SIGNED_HEADERS,
+            "\n",
+            EMPTY_PAYLOAD_SHA256,
+        ] {
+            canonical.update(part.as_bytes());
+        }
+        let scope = format!("{day}/{}/s3/aws4_request", self.region);
+        let string_to_sign = format!(
+            "AWS4-HMAC-SHA256\n{date}\n{scope}\n{}",
+            hex::encode(canonical.finalize())
+        );
+        let signature = v4::calculate_signature(
+            self.signing_key(unix_seconds.div_euclid(86_400)),
+            string_to_sign.as_bytes(),
+        );
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={SIGNED_HEADERS}, Signature={signature}",
+            self.access_key_id
+        );
         Ok(SignedRead {
             path,
             date,
@@ -217,52 +275,147 @@ impl S3Signer {
         })
     }
 
-    /// `aws-sigv4` over `method path` with `host` and `extra` headers (the
-    /// relay signs none; the AWS test vector signs `range`): `(x-amz-date,
-    /// Authorization)`.
-    fn sign(
-        &self,
-        method: &str,
-        path: &str,
-        extra: &[(&str, &str)],
-        time: SystemTime,
-    ) -> Result<(String, String), SignError> {
-        let mut settings = SigningSettings::default();
-        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-        let params = v4::SigningParams::builder()
-            .identity(&self.identity)
-            .region(&self.region)
-            .name("s3")
-            .time(time)
-            .settings(settings)
-            .build()?
-            .into();
-        let uri: Cow<'_, str> = Cow::Owned(format!("{}{path}", self.origin));
-        let headers = std::iter::once(("host", self.host.as_str())).chain(extra.iter().copied());
-        let req = SignableRequest::new(
-            method,
-            uri,
-            headers,
-            SignableBody::Precomputed(EMPTY_PAYLOAD_SHA256.to_owned()),
-        )?;
-        let (instructions, _signature) = sign(req, &params)?.into_parts();
-        let (mut date, mut authorization) = (String::new(), String::new());
-        for (name, value) in instructions.headers() {
-            match name {
-                "x-amz-date" => date = value.to_owned(),
-                "authorization" => authorization = value.to_owned(),
-                _ => {}
+    /// The signing key of the UTC day `day` (days since the epoch), derived
+    /// by `aws-sigv4` once per day and kept.
+    fn signing_key(&self, day: i64) -> [u8; 32] {
+        let mut cached = self
+            .day_key
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((d, key)) = *cached {
+            if d == day {
+                return key;
             }
         }
-        Ok((date, authorization))
+        let secret = String::from_utf8_lossy(self.secret_access_key.expose());
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(day * 86_400).unwrap_or(0));
+        let derived = v4::generate_signing_key(&secret, at, &self.region, "s3");
+        let mut key = [0u8; 32];
+        key.copy_from_slice(derived.as_ref());
+        *cached = Some((day, key));
+        key
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
+    use aws_credential_types::Credentials;
+    use aws_sigv4::http_request::{
+        sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+        UriPathNormalizationMode,
+    };
+    use aws_smithy_runtime_api::client::identity::Identity;
+    use proptest::prelude::*;
+
     use super::*;
+
+    impl S3Signer {
+        /// The reference: `aws-sigv4`'s `sign()` over `method path` with
+        /// `host` and `extra` headers (the relay signs none; the AWS example
+        /// signs `range`), set for S3: `(x-amz-date, Authorization)`.
+        fn sign(
+            &self,
+            method: &str,
+            path: &str,
+            extra: &[(&str, &str)],
+            time: SystemTime,
+        ) -> Result<(String, String), SignError> {
+            let mut settings = SigningSettings::default();
+            settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+            settings.percent_encoding_mode = PercentEncodingMode::Single;
+            settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+            let secret = String::from_utf8_lossy(self.secret_access_key.expose()).into_owned();
+            let identity: Identity =
+                Credentials::new(&self.access_key_id, secret, None, None, "assetgate-test").into();
+            let params = aws_sigv4::sign::v4::SigningParams::builder()
+                .identity(&identity)
+                .region(&self.region)
+                .name("s3")
+                .time(time)
+                .settings(settings)
+                .build()?
+                .into();
+            let uri: Cow<'_, str> = Cow::Owned(format!("{}{path}", self.origin));
+            let headers = std::iter::once(("host", self.host.as_str())).chain(extra.iter().copied());
+            let req = SignableRequest::new(
+                method,
+                uri,
+                headers,
+                SignableBody::Precomputed(EMPTY_PAYLOAD_SHA256.to_owned()),
+            )?;
+            let (instructions, _signature) = sign(req, &params)?.into_parts();
+            let (mut date, mut authorization) = (String::new(), String::new());
+            for (name, value) in instructions.headers() {
+                match name {
+                    "x-amz-date" => date = value.to_owned(),
+                    "authorization" => authorization = value.to_owned(),
+                    _ => {}
+                }
+            }
+            Ok((date, authorization))
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The relay's signature is `aws-sigv4`'s own, for any key (any
+        /// bytes: spaces, `+`, `%`, UTF-8, `?`, `#`), any time from 1970 to
+        /// 9999 (the cached key crosses days in one signer), both methods,
+        /// path style or not.
+        #[test]
+        fn the_cached_key_signs_as_aws_sigv4_does(
+            key in proptest::collection::vec(any::<u8>(), 1..64),
+            times in proptest::collection::vec(0i64..253_402_300_799, 1..4),
+            head in any::<bool>(),
+            path_style in any::<bool>(),
+        ) {
+            let signer = S3Signer::new(Some("http://127.0.0.1:8333"), "eu-west-3", "assets", path_style, "AKID", "a/secret+key");
+            let method = if head { ObjectMethod::Head } else { ObjectMethod::Get };
+            for t in times {
+                let fast = signer.sign_read(method, &key, t).unwrap();
+                let time = SystemTime::UNIX_EPOCH + Duration::from_secs(t as u64);
+                let (date, authorization) = signer.sign(method.as_str(), &fast.path, &[], time).unwrap();
+                prop_assert_eq!(&fast.date, &date);
+                prop_assert_eq!(&fast.authorization, &authorization);
+            }
+        }
+    }
+
+    /// The key is derived once per UTC day: a second read the same day uses
+    /// the cached key, the next day another one (and both sign as the
+    /// reference does: the property above).
+    #[test]
+    fn the_signing_key_is_kept_for_its_day() {
+        let signer = S3Signer::new(Some("http://127.0.0.1:8333"), "us-east-1", "b", true, "AK", "SK");
+        let day = 1_800_000_000 / 86_400;
+        signer.sign_read(ObjectMethod::Get, b"a", 1_800_000_000).unwrap();
+        let first = signer.day_key.lock().unwrap().unwrap();
+        assert_eq!(first.0, day);
+        signer
+            .sign_read(ObjectMethod::Get, b"b", 1_800_000_000 + 1)
+            .unwrap();
+        assert_eq!(signer.day_key.lock().unwrap().unwrap(), first);
+        signer
+            .sign_read(ObjectMethod::Get, b"c", (day + 1) * 86_400)
+            .unwrap();
+        let next = signer.day_key.lock().unwrap().unwrap();
+        assert_eq!(next.0, day + 1);
+        assert_ne!(next.1, first.1);
+    }
+
+    /// Times SigV4 cannot write are refused, not signed with a wrong date.
+    #[test]
+    fn times_outside_sigv4_dates_are_refused() {
+        let signer = S3Signer::new(Some("http://127.0.0.1:8333"), "us-east-1", "b", true, "AK", "SK");
+        assert!(signer.sign_read(ObjectMethod::Get, b"a", -1).is_err());
+        assert!(signer
+            .sign_read(ObjectMethod::Get, b"a", 253_402_300_800)
+            .is_err());
+        assert!(signer.sign_read(ObjectMethod::Get, b"a", 253_402_300_799).is_ok());
+    }
 
     /// `[storage.s3]` with the main identity and, when given, a read-only one.
     fn s3_config(read: Option<(&str, &str)>) -> S3Config {
