@@ -5,11 +5,13 @@ Run with the peers venv (tests/peers/requirements.txt), by benches/run.py:
     .peers/venv/bin/python benches/mint.py --storage DIR --link-secret S \
         --upload-secret U --files 32 --links 256 > tokens.json
 
-- Writes ``--files`` private files of 1 KiB under ``DIR/private/bench/`` (granite
-  only signs a private asset that exists) and mints ``--links`` download links
-  over them with ``build_download_url`` (base URL ``http://127.0.0.1``, so the
-  signed ``$uri`` is ``/private/bench/file-NNNN.bin``). Each link gets its own
-  TTL (1 h + i s), so every link is a different request target.
+- Writes ``--files`` private files of ``--size`` bytes (default 1 KiB) under
+  ``DIR/private/<--dir>/`` (default ``bench``; granite only signs a private
+  asset that exists) and mints ``--links`` download links over them with
+  ``build_download_url`` (base URL ``http://127.0.0.1``, so the signed ``$uri``
+  is ``/private/bench/file-NNNN.bin``). Each link gets its own TTL (1 h + i s),
+  so every link is a different request target. ``benches/s3_downloads.py``
+  mints a second set of larger files in another directory.
 - Mints one upload token with ``build_upload_url`` (public image, TTL 1 h) and
   builds a tusd v2 pre-create hook body from
   ``tests/fixtures/tusd-v2/pre-create.json`` with that fresh metadata.
@@ -54,15 +56,17 @@ def main() -> None:
     ap.add_argument("--upload-secret", required=True)
     ap.add_argument("--files", type=int, default=32)
     ap.add_argument("--links", type=int, default=256)
+    ap.add_argument("--size", type=int, default=1024, help="bytes per file")
+    ap.add_argument("--dir", default="bench", help="the files' directory under private/")
     args = ap.parse_args()
 
     storage = Path(args.storage)
-    base = storage / "private" / "bench"
+    base = storage / "private" / args.dir
     base.mkdir(parents=True, exist_ok=True)
     keys = []
     for i in range(args.files):
-        key = f"bench/file-{i:04d}.bin"
-        (storage / "private" / key).write_bytes(os.urandom(1024))
+        key = f"{args.dir}/file-{i:04d}.bin"
+        (storage / "private" / key).write_bytes(os.urandom(args.size))
         keys.append(key)
 
     repo = build_asset_repository(

@@ -281,9 +281,11 @@ def assetgate_config(port: int, work: Path, log_level: str = "info") -> str:
     )
 
 
-def start_assetgate(name: str, binary: str, port: int, work: Path, log_level: str) -> Proc:
+def start_assetgate(name: str, binary: str, port: int, work: Path, log_level: str,
+                    config: str | None = None) -> Proc:
+    """`config`: the whole TOML (default: assetgate_config(), the fs backend)."""
     cfg = work / f"{name}.toml"
-    cfg.write_text(assetgate_config(port, work, log_level))
+    cfg.write_text(config if config is not None else assetgate_config(port, work, log_level))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETGATE_")}
     # Several gates run at once: each admin socket in its own directory (the
     # default is one per user), or on a baseline revision from before
