@@ -22,12 +22,17 @@
 //!   the receiver, its Standard Webhooks signature verified by the real
 //!   `standardwebhooks` library, its `sha256` the bytes'; nothing under
 //!   `tus/` and no multipart upload is left open in the bucket.
-//! - A tuspy upload is stopped after two chunks; every PATCH of it went to
-//!   one tusd (the hash), which is then SIGKILLed; tuspy resumes the same
-//!   upload URL through nginx, which routes it to the other tusd (the upload's
-//!   state is in the bucket); it lands once (one event, the bytes equal),
-//!   its creation and its post-finish on different replicas (the single-use
-//!   mark on Redis, the signed ID verified by the other replica).
+//! - Kill the tusd that holds an upload mid-way, twice: tus-js-client
+//!   (granite's headers as its `headers`) stops after its first chunk and
+//!   waits (`pauseUntil`) while the test SIGKILLs the tusd that wrote it, then
+//!   resumes (HEAD, PATCH) through nginx on the other tusd; the killed tusd
+//!   is started again and nginx sends to it again (polled). Then a tuspy
+//!   upload is stopped after two 3 MiB chunks, every PATCH of it on one tusd
+//!   (the hash), that tusd SIGKILLed, tuspy resumes the same upload URL
+//!   through nginx on the other tusd, whose replica runs its post-finish.
+//!   Each lands once (one event, the bytes equal): the upload's state is in
+//!   the bucket, single-use marks on Redis, the signed ID verified by either
+//!   replica.
 //! - What landed downloads through nginx with links minted by
 //!   `examples/link_signer.py` from the event's key and visibility: 200
 //!   byte-equal, `Range` 206, `HEAD` 200, for keys with a space, `+` and
@@ -321,6 +326,15 @@ impl Fleet {
     }
 }
 
+/// The IDs of the uploads tusd created (`UploadCreated … id=<id>`).
+fn created(tusd: &Tusd) -> Vec<String> {
+    tusd.log()
+        .lines()
+        .filter(|l| l.contains("event=UploadCreated"))
+        .filter_map(|l| l.split(" id=").nth(1)?.split(' ').next().map(str::to_string))
+        .collect()
+}
+
 /// How many chunk writes of upload `id` tusd logged (`ChunkWriteComplete`).
 fn chunks_written(tusd: &Tusd, id: &str) -> usize {
     tusd.log()
@@ -400,12 +414,14 @@ fn shipped_fleet_site(
              types {{ text/html html; text/javascript js; }}\n\
              location /page/ {{ alias {}/; }}\n\
              location = /vendor/tus.min.js {{ alias {}; }}\n\
+             location /control/ {{ alias {}/control/; }}\n\
              location /api/ {{ proxy_pass http://127.0.0.1:{app_port}; }}\n\
              location / {{ return 404; }}\n\
              }}\n",
             ports[1],
             page.display(),
             tus_js.display(),
+            dir.display(),
         );
         nginx_main_conf(dir, &format!("include {};\n{app}", site_path.display()))
     })
@@ -599,11 +615,103 @@ fn fleet_on_s3_uploads_resume_on_the_other_tusd_and_download_through_the_shipped
         id,
     });
 
-    // 3. tuspy stopped after two chunks; the tusd that holds the upload is
+    // 3. tus-js-client interrupted after its first chunk (granite's headers
+    // as its `headers`, the guide's way); the tusd that holds the upload is
+    // SIGKILLed while the page waits; the page resumes (HEAD, then PATCH)
+    // through nginx on the other tusd; then the killed tusd is started again.
+    let (path, bytes) = bytes_of(&files, "resumed.pdf", b"%PDF-1.7\n", 900 * 1024 + 7);
+    let known: Vec<String> = fleet.tusds.iter().flat_map(created).collect();
+    let control = fleet.ngx.dir.join("control");
+    std::fs::create_dir_all(&control).unwrap();
+    let steps = json!([{"kind": "resume", "label": "S3 fleet, tusd killed", "name": "resumed.pdf",
+                        "type": "application/pdf", "file": path, "chunkSize": 256 * 1024,
+                        "download": false, "pauseUntil": "/control/go"}]);
+    let (run, id, holder) = std::thread::scope(|s| {
+        let browser = s.spawn(|| {
+            run_browser(&page, "s3-fleet-resume", steps, Duration::from_secs(90), &|| {
+                fleet.logs()
+            })
+        });
+        // The first chunk acknowledged, on one tusd: the page has stopped.
+        let (id, holder) = poll(WAIT, || {
+            let id = fleet
+                .tusds
+                .iter()
+                .flat_map(created)
+                .find(|id| !known.contains(id))?;
+            let counts: Vec<usize> = fleet.tusds.iter().map(|t| chunks_written(t, &id)).collect();
+            (counts.iter().sum::<usize>() == 1).then(|| (id, counts.iter().position(|&n| n == 1).unwrap()))
+        })
+        .unwrap_or_else(|| panic!("no interrupted browser upload\n{}", fleet.logs()));
+        let pid = fleet.tusds[holder].pid().expect("the holder runs");
+        let st = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill -KILL {pid}");
+        std::fs::write(control.join("go"), "go").unwrap();
+        (browser.join().unwrap(), id, holder)
+    });
+    let r = &run["results"][0];
+    assert_eq!(r["upload"]["ok"], true, "{run:#}\n{}", fleet.logs());
+    assert_eq!(r["first"]["stopped"], true, "{run:#}");
+    assert_eq!(id_of(r["upload"]["url"].as_str().unwrap()), id, "{run:#}");
+    let requests: Vec<&str> = r["upload"]["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        requests.iter().filter(|q| q.starts_with("POST ")).count(),
+        1,
+        "one creation, then a resume: {requests:?}"
+    );
+    assert!(
+        requests.iter().any(|q| q.starts_with("HEAD ")),
+        "the resume asked for the offset: {requests:?}"
+    );
+    let other = 1 - holder;
+    assert_eq!(chunks_written(&fleet.tusds[holder], &id), 1, "{}", fleet.logs());
+    assert_eq!(
+        chunks_written(&fleet.tusds[other], &id),
+        3,
+        "the other tusd took the rest (900 KiB in 256 KiB chunks: 1 before, 3 after)\n{}",
+        fleet.logs()
+    );
+    let key = "browser/resumed.pdf";
+    fleet.assert_landed("private", key, "application/pdf", &bytes, Some(&id));
+    landed.push(Landed {
+        key: key.into(),
+        visibility: "private",
+        ct: "application/pdf",
+        bytes,
+        id,
+    });
+    // Both tusd again, and nginx sending to the restarted one (it marked it
+    // failed for the shipped fail_timeout): creation requests (refused,
+    // no token) go round robin until one reaches it.
+    let mut fleet = fleet;
+    let seen = |t: &Tusd| t.log().matches("event=RequestIncoming method=POST").count();
+    let before = seen(&fleet.tusds[holder]);
+    fleet.tusds[holder].restart();
+    let back = poll(WAIT, || {
+        let post = "POST /files/ HTTP/1.1\r\nHost: assets.example.com\r\nTus-Resumable: 1.0.0\r\n\
+                    Upload-Length: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let _ = common::raw_request(fleet.ngx.addr(0), post.as_bytes());
+        (seen(&fleet.tusds[holder]) > before).then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "nginx never sent to the restarted tusd\n{}",
+        fleet.logs()
+    );
+
+    // 4. tuspy stopped after two chunks; the tusd that holds the upload is
     // SIGKILLed; tuspy resumes the same URL through nginx on the other one.
     let key = "fleet/resumed report 2026+1.pdf";
     const MIB: usize = 1024 * 1024;
-    let (path, bytes) = bytes_of(&files, "resumed.pdf", b"%PDF-1.7\n", 8 * MIB + 11);
+    let (path, bytes) = bytes_of(&files, "resumed-tuspy.pdf", b"%PDF-1.7\n", 8 * MIB + 11);
     let chunk = (3 * MIB).to_string();
     let stop = (6 * MIB).to_string();
     let first = fleet.tuspy(
@@ -641,7 +749,6 @@ fn fleet_on_s3_uploads_resume_on_the_other_tusd_and_download_through_the_shipped
     assert_eq!(mid["uploads"].as_array().unwrap().len(), 1, "{mid}");
     let finalized = "assetgate_events_total{result=\"enqueued\",type=\"upload.finalized\"}";
     let before = fleet.gates[other].metric(finalized);
-    let mut fleet = fleet;
     fleet.tusds[holder].kill();
     let resumed = fleet.tuspy(
         &path,
@@ -678,7 +785,7 @@ fn fleet_on_s3_uploads_resume_on_the_other_tusd_and_download_through_the_shipped
         fleet.logs()
     );
 
-    // 4. A key with `%` is refused at creation (it cannot round-trip through
+    // 5. A key with `%` is refused at creation (it cannot round-trip through
     // a URL); nothing is created.
     let (path, _) = bytes_of(&files, "pct.pdf", b"%PDF-1.7\n", 1000);
     let r = fleet.tuspy(&path, "fleet/100%.pdf", "application/pdf", "private", &[]);
@@ -686,7 +793,7 @@ fn fleet_on_s3_uploads_resume_on_the_other_tusd_and_download_through_the_shipped
     let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["error"]["code"], "key_invalid", "{r}");
 
-    // 5. Exactly one verified upload.finalized per upload, with the bytes'
+    // 6. Exactly one verified upload.finalized per upload, with the bytes'
     // sha256; nothing else (no upload.failed, no second delivery).
     let n = landed.len();
     let events = poll(WAIT, || {
@@ -729,7 +836,7 @@ fn fleet_on_s3_uploads_resume_on_the_other_tusd_and_download_through_the_shipped
         assert_eq!(e["data"]["path"], format!("{}/{}", l.visibility, l.key), "{e}");
     }
 
-    // 6. tusd's objects are gone, no multipart upload is left open; the
+    // 7. tusd's objects are gone, no multipart upload is left open; the
     // bucket holds exactly the three assets (and nothing of the self-test).
     let left = fleet.s3.must(&["list", &fleet.s3.bucket, ""]);
     let mut keys: Vec<&str> = left["objects"]
@@ -747,7 +854,7 @@ fn fleet_on_s3_uploads_resume_on_the_other_tusd_and_download_through_the_shipped
     assert_eq!(keys, want, "{left:#}");
     assert_eq!(left["uploads"], json!([]), "{left:#}");
 
-    // 7. Downloads through nginx with links minted from the events' key and
+    // 8. Downloads through nginx with links minted from the events' key and
     // visibility (examples/link_signer.py).
     for e in &events {
         let (key, vis) = (
