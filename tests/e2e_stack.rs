@@ -212,6 +212,28 @@ fn upload_through_nginx_then_download_with_granite_links() {
     assert_eq!(raw_request(stack.nginx.addr(0), &post).0, 404);
 }
 
+/// A PATCH over 1 MiB passes the shipped `/files/` location: its session
+/// subrequest shares the PATCH's `Content-Length`, which nginx checked against
+/// that location's `client_max_body_size` (default 1m) and refused with 413
+/// until `assetgate-uploads.conf` set it to 0 there (found by
+/// `tests/s3_fleet.rs`; tus-js-client's default is one PATCH for the whole
+/// file).
+#[test]
+fn chunks_over_one_mib_pass_the_session_check() {
+    let stack = Stack::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, data) = random_file(tmp.path(), "big.pdf", 2 * 1024 * 1024 + 512 * 1024);
+    let r = stack.upload(
+        &file,
+        "reports/big.pdf",
+        "application/pdf",
+        "private",
+        &["--chunk-size", "2097152"],
+    );
+    assert_eq!(r["ok"], true, "{r}\n{}", stack.logs());
+    assert!(stack.wait_asset("private/reports/big.pdf") == data);
+}
+
 #[test]
 fn rejected_uploads_reach_the_client_through_nginx() {
     let stack = Stack::start();

@@ -9,7 +9,10 @@
 //             "out": "target/e2e-browser/<test>", "steps": [STEP, ...]}
 // STEP:      {"kind": "upload" | "forged" | "resume", "label": "...", "name": "a.pdf",
 //             "type": "application/pdf", "file": "/path/to/bytes",
-//             "chunkSize": 65536, "parallelUploads": 1}
+//             "chunkSize": 65536, "parallelUploads": 1, "download": true}
+//            ("download": false: an upload or resume step stops once uploaded, no
+//             link asked; "pauseUntil": "/control/go": a resume step waits, between
+//             its two attempts, until that URL answers 200)
 //          or {"kind": "guide", "label": "...", "name": "a.pdf",
 //             "type": "application/pdf", "file": "/path/to/bytes",
 //             "key": "browser/a.pdf"}   (the granite guide's snippet as written)

@@ -2,6 +2,7 @@
 //! `assetgate` binary on `127.0.0.1:0` and finds the real peers.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod hooks;
 pub mod ngx;
 pub mod redis;

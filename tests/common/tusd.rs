@@ -212,6 +212,14 @@ impl Tusd {
         }
     }
 
+    /// Its pid while it runs (to signal it from another thread; [`restart`]
+    /// reaps it).
+    ///
+    /// [`restart`]: Self::restart
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills tusd (SIGKILL: nothing gets a chance to clean up).
     pub fn kill(&mut self) {
         super::kill_child(&mut self.child);
