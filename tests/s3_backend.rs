@@ -1193,3 +1193,251 @@ fn versitygw_crash_between_write_and_removal_is_finished_on_restart() {
         PublishMethod::MultipartCopy,
     );
 }
+
+// ---------------------------------------------------------------------------
+// The hook decisions' storage lookups on S3 (`assetgate::s3::lookup`):
+// pre-create asks the bucket whether the destination exists (HeadObject),
+// pre-finish sniffs the upload object's leading bytes (one ranged GET), and
+// a store that does not answer refuses with `storage_unavailable`.
+
+/// `assetgate serve` on `engine` with `[upload] check_content = true`.
+fn checking_gate(engine: &S3Engine) -> Daemon {
+    let config = format!(
+        "{}check_content = true\n[tusd]\nupload_ids = \"server\"\n[storage]\nbackend = \"s3\"\n\
+         [storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n",
+        common::default_config(),
+        engine.endpoint(),
+        engine.bucket
+    );
+    let gate = Daemon::start_with(
+        &config,
+        &[],
+        &[
+            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
+            (
+                "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
+                engine.secret_key.as_str(),
+            ),
+        ],
+    );
+    assert!(
+        gate.wait_log(
+            "S3 self-test: publishing with this no-overwrite method",
+            Duration::from_secs(5)
+        ),
+        "{:#?}",
+        gate.logs()
+    );
+    gate
+}
+
+/// tusd v2.9.1 s3store on `engine` with every hook into `gate`.
+fn tusd_on(engine: &S3Engine, dir: &std::path::Path, gate: &Daemon) -> Tusd {
+    let flags = [
+        format!("-s3-bucket={}", engine.bucket),
+        format!("-s3-endpoint={}", engine.endpoint()),
+        "-s3-object-prefix=tus/".to_string(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let hook_url = format!("http://{}/tusd", gate.addr);
+    Tusd::start_env(Version::V2, dir, &hook_url, &flags, engine.tusd_env())
+}
+
+/// The tus creation of a private `content_type` upload of `len` bytes to
+/// `key`: status, the upload ID (when created) and the body.
+fn tus_create(tusd: &Tusd, key: &str, content_type: &str, len: usize) -> (u16, Option<String>, String) {
+    let metadata = assetgate::token::upload::mint(
+        common::UPLOAD_SECRET.as_bytes(),
+        key,
+        content_type,
+        Visibility::Private,
+        common::now() + 3600,
+    );
+    use base64::Engine as _;
+    let header = metadata
+        .iter()
+        .map(|(k, v)| format!("{k} {}", base64::engine::general_purpose::STANDARD.encode(v)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], tusd.port).into();
+    let create = format!(
+        "POST /files/ HTTP/1.1\r\nHost: tusd\r\nTus-Resumable: 1.0.0\r\nUpload-Length: {len}\r\n\
+         Upload-Metadata: {header}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let (status, headers, body) = common::raw_request(addr, create.as_bytes());
+    let id = common::header(&headers, "location")
+        .and_then(|l| l.split_once("/files/").map(|(_, id)| id.to_string()));
+    (status, id, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// One PATCH of all of `data` at offset 0: status and body.
+fn tus_patch(tusd: &Tusd, id: &str, data: &[u8]) -> (u16, String) {
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], tusd.port).into();
+    let mut patch = format!(
+        "PATCH /files/{id} HTTP/1.1\r\nHost: tusd\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+         Content-Type: application/offset+octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        data.len()
+    )
+    .into_bytes();
+    patch.extend_from_slice(data);
+    let (status, _, body) = common::raw_request(addr, &patch);
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A PNG declared as a PDF, through tusd v2.9.1 s3store with
+/// `check_content`: pre-finish reads the upload object's leading bytes from
+/// the bucket and the client's last PATCH gets 415 `content_mismatch`;
+/// post-finish still comes (tusd v2) and the publisher refuses too: nothing
+/// at `private/<key>`, the upload object stays (never served).
+fn content_mismatch_is_refused_at_pre_finish(engine: &S3Engine) {
+    let gate = checking_gate(engine);
+    let dir = tempfile::tempdir().unwrap();
+    let tusd = tusd_on(engine, dir.path(), &gate);
+    let logs = || {
+        format!(
+            "tusd:\n{}\nassetgate:\n{:#?}\nengine:\n{}",
+            tusd.log(),
+            gate.logs(),
+            engine.log()
+        )
+    };
+    let mut data = vec![b'p'; 50_000];
+    data[..8].copy_from_slice(b"\x89PNG\r\n\x1a\n");
+    let key = "sniffed/not-really.pdf";
+    let (status, id, body) = tus_create(&tusd, key, "application/pdf", data.len());
+    assert_eq!(status, 201, "create: {body}\n{}", logs());
+    let id = id.expect("Location");
+    let (status, body) = tus_patch(&tusd, &id, &data);
+    assert_eq!(status, 415, "last PATCH: {body}\n{}", logs());
+    assert!(body.contains("content_mismatch"), "{body}");
+    let refused =
+        "assetgate_hook_decisions_total{decision=\"deny\",hook=\"pre-finish\",reason=\"content_mismatch\"}";
+    assert_eq!(gate.metric(refused), 1.0, "{}", logs());
+    // tusd v2 sends post-finish anyway: the publisher's own check refuses.
+    let not_published = "assetgate_finalize_total{result=\"content_mismatch\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while gate.metric(not_published) < 1.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(gate.metric(not_published), 1.0, "{}", logs());
+    let got = engine.must(&["get", &engine.bucket, &format!("private/{key}")]);
+    assert_eq!(got["ok"], false, "published: {got}\n{}", logs());
+    let object = id.split_once('+').expect("objectId+multipartId").0;
+    let stays = engine.must(&["get", &engine.bucket, &format!("tus/{object}")]);
+    assert_eq!(stays["ok"], true, "the upload object stays: {stays}");
+    assert_eq!(stays["size"], data.len() as u64, "{stays}");
+    // A matching upload through the same stack passes pre-finish and lands.
+    let good = pdf(40_000, b'g');
+    let (status, id, body) = tus_create(&tusd, "sniffed/real.pdf", "application/pdf", good.len());
+    assert_eq!(status, 201, "create: {body}\n{}", logs());
+    let (status, body) = tus_patch(&tusd, &id.expect("Location"), &good);
+    assert_eq!(status, 204, "last PATCH: {body}\n{}", logs());
+    let ok = "assetgate_hook_decisions_total{decision=\"allow\",hook=\"pre-finish\",reason=\"ok\"}";
+    assert_eq!(gate.metric(ok), 1.0, "{}", logs());
+}
+
+#[test]
+fn seaweedfs_content_mismatch_is_refused_at_pre_finish() {
+    content_mismatch_is_refused_at_pre_finish(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_content_mismatch_is_refused_at_pre_finish() {
+    content_mismatch_is_refused_at_pre_finish(&S3Engine::versitygw("assets"));
+}
+
+/// An object already at `private/<key>` (put there by hand, not by
+/// assetgate): pre-create asks the bucket and refuses the upload with 409
+/// `exists`; the object is untouched and tusd created nothing.
+fn existing_destination_is_refused_at_pre_create(engine: &S3Engine) {
+    let gate = checking_gate(engine);
+    let dir = tempfile::tempdir().unwrap();
+    let tusd = tusd_on(engine, dir.path(), &gate);
+    let key = "taken/report.pdf";
+    let there = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(there.path(), b"already here").unwrap();
+    engine.must(&[
+        "put",
+        &engine.bucket,
+        &format!("private/{key}"),
+        there.path().to_str().unwrap(),
+        "application/pdf",
+    ]);
+    let (status, id, body) = tus_create(&tusd, key, "application/pdf", 1000);
+    assert_eq!(
+        status,
+        409,
+        "{body}\ntusd:\n{}\nassetgate:\n{:#?}",
+        tusd.log(),
+        gate.logs()
+    );
+    assert!(body.contains("\"exists\""), "{body}");
+    assert_eq!(id, None);
+    let line = "assetgate_hook_decisions_total{decision=\"deny\",hook=\"pre-create\",reason=\"exists\"}";
+    assert_eq!(gate.metric(line), 1.0, "{:#?}", gate.logs());
+    let got = engine.must(&["get", &engine.bucket, &format!("private/{key}")]);
+    assert_eq!(got["size"], 12, "untouched: {got}");
+    let left = engine.must(&["list", &engine.bucket, "tus/"]);
+    assert_eq!(left["objects"], serde_json::json!([]), "{left}");
+    // Another key is free: created.
+    let (status, _, body) = tus_create(&tusd, "taken/other.pdf", "application/pdf", 1000);
+    assert_eq!(status, 201, "{body}");
+}
+
+#[test]
+fn seaweedfs_existing_destination_is_refused_at_pre_create() {
+    existing_destination_is_refused_at_pre_create(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_existing_destination_is_refused_at_pre_create() {
+    existing_destination_is_refused_at_pre_create(&S3Engine::versitygw("assets"));
+}
+
+/// The bucket stops answering after start (the engine killed): pre-create
+/// and pre-finish hooks are refused with 503 `storage_unavailable`, counted
+/// and logged, never accepted unchecked; the daemon keeps answering.
+#[test]
+fn seaweedfs_a_store_that_does_not_answer_refuses_the_hooks() {
+    let engine = S3Engine::seaweedfs("assets");
+    let gate = checking_gate(&engine);
+    let bucket = engine.bucket.clone();
+    drop(engine); // killed
+    let meta = common::hooks::metadata(
+        common::UPLOAD_SECRET,
+        "down/report.pdf",
+        "private",
+        "application/pdf",
+        common::now() + 3600,
+    );
+    let storage = serde_json::json!({"Type": "s3store", "Bucket": bucket, "Key": "tus/0a1b"});
+    let create = common::hooks::v2_event("pre-create", meta.clone(), 10, storage.clone());
+    let (status, _, body) = common::hooks::post(gate.addr, create.to_string().as_bytes(), &[]);
+    assert_eq!(status, 200);
+    let answer = common::hooks::json_of(&body);
+    assert_eq!(answer["RejectUpload"], true, "{answer}");
+    assert_eq!(answer["HTTPResponse"]["StatusCode"], 503, "{answer}");
+    assert!(answer.to_string().contains("storage_unavailable"), "{answer}");
+    let mut finish = common::hooks::v2_event("pre-finish", meta, 10, storage);
+    finish["Event"]["Upload"]["ID"] = serde_json::json!("0a1b+mp");
+    finish["Event"]["Upload"]["Offset"] = serde_json::json!(10);
+    let (status, _, body) = common::hooks::post(gate.addr, finish.to_string().as_bytes(), &[]);
+    assert_eq!(status, 200);
+    let answer = common::hooks::json_of(&body);
+    assert_eq!(answer["HTTPResponse"]["StatusCode"], 503, "{answer}");
+    for hook in ["pre-create", "pre-finish"] {
+        let line = format!(
+            "assetgate_hook_decisions_total{{decision=\"deny\",hook=\"{hook}\",reason=\"storage_unavailable\"}}"
+        );
+        assert_eq!(gate.metric(&line), 1.0, "{line}\n{:#?}", gate.logs());
+    }
+    let logs = gate.logs();
+    assert!(
+        logs.iter().any(
+            |l| l.contains("whether the destination exists could not be checked")
+                || l.contains("did not answer whether the destination exists")
+        ),
+        "{logs:#?}"
+    );
+    assert!(logs.iter().any(|l| l.contains("leading bytes")), "{logs:#?}");
+}

@@ -208,9 +208,9 @@ impl Lookup for FuzzLookup<'_> {
         self.dest
     }
 
-    fn leading_bytes(&self, _upload: &Upload) -> Option<Vec<u8>> {
+    fn leading_bytes(&self, _upload: &Upload) -> Result<Option<Vec<u8>>, assetgate::tusd::StoreUnavailable> {
         self.asked_head.set(true);
-        self.head.map(<[u8]>::to_vec)
+        Ok(self.head.map(<[u8]>::to_vec))
     }
 
     fn part(&self, id: &str) -> Option<Part> {
