@@ -1441,3 +1441,101 @@ fn seaweedfs_a_store_that_does_not_answer_refuses_the_hooks() {
     );
     assert!(logs.iter().any(|l| l.contains("leading bytes")), "{logs:#?}");
 }
+
+// ---------------------------------------------------------------------------
+// The filesystem's keys with backend = "s3" (refused at load: tests/cli.rs,
+// config::load::tests): a reload that adds one is refused too, and
+// `serve --dev` makes no temporary upload tree for a bucket.
+
+/// A running S3 daemon gets `[storage] root` by SIGHUP: the reload is
+/// refused naming the key (counted `invalid`), the daemon keeps running.
+#[test]
+fn seaweedfs_a_reload_adding_a_filesystem_key_is_refused() {
+    let engine = S3Engine::seaweedfs("assets");
+    let gate = checking_gate(&engine);
+    let cfg = gate.dir.path().join("assetgate.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let with_root = text.replace(
+        "[storage]\nbackend = \"s3\"\n",
+        "[storage]\nbackend = \"s3\"\nroot = \"/srv/assets\"\n",
+    );
+    assert_ne!(text, with_root);
+    let tmp = gate.dir.path().join("assetgate.toml.new");
+    std::fs::write(&tmp, with_root).unwrap();
+    std::fs::rename(&tmp, &cfg).unwrap();
+    gate.hup();
+    let refused = "assetgate_config_reload_refusals_total{reason=\"invalid\"}";
+    assert!(
+        gate.wait_metric(refused, 1.0, Duration::from_secs(10)),
+        "{:#?}",
+        gate.logs()
+    );
+    assert!(
+        gate.logs()
+            .iter()
+            .any(|l| l.contains("configuration reload refused") && l.contains("storage.root")),
+        "{:#?}",
+        gate.logs()
+    );
+    let (status, _, _) = common::get(gate.addr, "/metrics", &[]);
+    assert_eq!(status, 200);
+}
+
+/// `serve --dev` with backend = "s3": secrets generated, no temporary
+/// upload tree (its banner would print a filestore tusd command line and the
+/// daemon would carry a root and an upload directory beside the bucket).
+#[test]
+fn seaweedfs_serve_dev_makes_no_upload_tree() {
+    use std::io::Read as _;
+    let engine = S3Engine::seaweedfs("assets");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("assetgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\nlog_format = \"json\"\n[storage]\nbackend = \"s3\"\n\
+             [storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n",
+            engine.endpoint(),
+            engine.bucket
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(common::bin())
+        .args(["serve", "--dev", "--config"])
+        .arg(&cfg)
+        .env("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", &engine.access_key)
+        .env("ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY", &engine.secret_key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
+    // The banner is printed once the daemon listens (after the self-test).
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut err = String::new();
+    while std::time::Instant::now() < deadline && !err.contains("listening") {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        err.push_str(&line);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = reader.join().unwrap();
+    assert!(
+        out.contains("ASSETGATE_UPLOAD_SECRET="),
+        "no banner:\n{out}\n{err}"
+    );
+    assert!(
+        !out.contains("temporary tree") && !out.contains("-upload-dir"),
+        "a filestore playground with an S3 backend:\n{out}"
+    );
+}

@@ -222,8 +222,8 @@ fn tusd_s3_variants_validate() {
 /// (`postfinish::plan` refuses a hook whose `Storage.Key` is elsewhere, and the
 /// reconciler lists only under it). For each shipped S3 variant: tusd's prefix
 /// from its command line, assetgate's as `assetgate check-config` resolves it
-/// with `deploy/assetgate.toml` and that variant's `ASSETGATE_STORAGE__…`
-/// environment (the default when neither sets it), and the commented example
+/// with `deploy/assetgate.toml` (less its filesystem keys, which `s3`
+/// refuses) and that variant's `ASSETGATE_STORAGE__…` environment (the default when neither sets it), and the commented example
 /// in `deploy/assetgate.toml`.
 #[test]
 fn tusd_s3_prefix_is_assetgates_upload_prefix() {
@@ -231,14 +231,27 @@ fn tusd_s3_prefix_is_assetgates_upload_prefix() {
     let (link, upload) = secret_files(tmp.path());
     let key_file = tmp.path().join("s3_secret");
     std::fs::write(&key_file, "s3-secret-for-a-test\n").unwrap();
+    // deploy/assetgate.toml is the fs configuration: with backend = "s3" its
+    // filesystem keys (`root`, `upload_dir`) are refused at load (exit 64),
+    // so the S3 variants' assetgate reads it without them.
+    let shipped = read("deploy/assetgate.toml");
+    let without_fs: String = shipped
+        .lines()
+        .filter(|l| !l.starts_with("root = ") && !l.starts_with("upload_dir = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        shipped.lines().count() - without_fs.lines().count(),
+        2,
+        "deploy/assetgate.toml: one root and one upload_dir line"
+    );
+    let config_file = tmp.path().join("assetgate.toml");
+    std::fs::write(&config_file, without_fs).unwrap();
     // The upload_prefix assetgate uses with the shipped config file and the
     // variant's storage environment.
     let assetgate_prefix = |variant: &str, storage_env: &BTreeMap<String, String>| {
         let mut env: BTreeMap<String, String> = [
-            (
-                "ASSETGATE_CONFIG",
-                repo_file("deploy/assetgate.toml").display().to_string(),
-            ),
+            ("ASSETGATE_CONFIG", config_file.display().to_string()),
             ("ASSETGATE_LINK_SECRET_FILE", link.display().to_string()),
             ("ASSETGATE_UPLOAD_SECRET_FILE", upload.display().to_string()),
             // What check-config needs to show [storage.s3] at all, unless the
