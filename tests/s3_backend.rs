@@ -1539,3 +1539,138 @@ fn seaweedfs_serve_dev_makes_no_upload_tree() {
         "a filestore playground with an S3 backend:\n{out}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// The reconciler's S3 leftovers through `serve`'s scheduled passes: stale
+// multipart uploads aborted (and counted), an abandoned in-progress upload
+// removed.
+
+/// An in-progress tusd upload whose token expired two hours ago (its `.info`
+/// rewritten by hand with a validly signed, expired token: pre-create refuses
+/// expired ones) and an orphan multipart upload under `tus/` (no `.info`, as
+/// a crashed tusd leaves), both started more than the stale bound ago; then
+/// a daemon with `[upload] max_ttl = "1s"`, `clock_skew = 0`, `[tusd]
+/// abandon_after = "1s"` (bound: 2 s) and a pass every second, as after a
+/// daemon that was down for long. Its passes abort both multipart uploads
+/// (`assetgate_s3_stale_multipart_uploads_total{result="aborted"}` 2) and
+/// remove the abandoned upload (`.info`, `.part`; `abandoned_removed` 1):
+/// nothing is left under `tus/`.
+fn reconciler_aborts_stale_multiparts_and_removes_abandoned_uploads(engine: &S3Engine) {
+    let events = tempfile::tempdir().unwrap();
+    let first = s3_gate(engine, "1h", events.path());
+    let dir = tempfile::tempdir().unwrap();
+    let tusd = tusd_without_post_finish(engine, dir.path(), &first);
+    let key = "abandoned/report.pdf";
+    let data = pdf(100_000, b'a');
+    let (status, id, body) = tus_create(&tusd, key, "application/pdf", data.len());
+    assert_eq!(status, 201, "create: {body}\n{}", tusd.log());
+    let id = id.expect("Location");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], tusd.port).into();
+    let half = &data[..40_000];
+    let mut patch = format!(
+        "PATCH /files/{id} HTTP/1.1\r\nHost: tusd\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+         Content-Type: application/offset+octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        half.len()
+    )
+    .into_bytes();
+    patch.extend_from_slice(half);
+    let (status, _, body) = common::raw_request(addr, &patch);
+    assert_eq!(status, 204, "patch: {}", String::from_utf8_lossy(&body));
+    drop(tusd);
+    drop(first);
+
+    let bench = Bench::new(engine);
+    let (c, b) = (&bench.store.client, bench.bucket().to_string());
+    let object = id.split_once('+').expect("objectId+multipartId").0;
+    let info_key = format!("tus/{object}.info");
+    let mut info: serde_json::Value =
+        serde_json::from_slice(&bench.rt.block_on(ops::get(c, &b, &info_key, None)).unwrap()).unwrap();
+    let expired = assetgate::token::upload::mint(
+        common::UPLOAD_SECRET.as_bytes(),
+        key,
+        "application/pdf",
+        Visibility::Private,
+        common::now() - 7200,
+    );
+    for (k, v) in expired.iter() {
+        info["MetaData"][k] = serde_json::json!(v);
+    }
+    bench
+        .rt
+        .block_on(ops::put(c, &b, &info_key, info.to_string().as_bytes()))
+        .unwrap();
+    bench.rt.block_on(async {
+        c.create_multipart_upload()
+            .bucket(&b)
+            .key("tus/orphan")
+            .send()
+            .await
+            .unwrap();
+    });
+    let before = engine.must(&["list", &b, "tus/"]);
+    assert_eq!(
+        before["uploads"].as_array().map(Vec::len),
+        Some(2),
+        "tusd's and the orphan: {before}"
+    );
+    // Past the second daemon's stale bound (max_ttl 1 s + abandon_after 1 s).
+    std::thread::sleep(Duration::from_millis(2500));
+
+    let nothing = common::free_port();
+    let config = format!(
+        "{}max_ttl = \"1s\"\nclock_skew = 0\n[tusd]\nupload_ids = \"server\"\nreconcile_interval = \"1s\"\n\
+         abandon_after = \"1s\"\n[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n\
+         [events]\nurl = \"http://127.0.0.1:{nothing}/events\"\nsecret = \"{EVENTS_SECRET}\"\ndir = {:?}\n",
+        common::default_config(),
+        engine.endpoint(),
+        engine.bucket,
+        events.path().display().to_string(),
+    );
+    let gate = Daemon::start_with(
+        &config,
+        &[],
+        &[
+            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
+            (
+                "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
+                engine.secret_key.as_str(),
+            ),
+        ],
+    );
+    let logs = || format!("assetgate:\n{:#?}\nengine:\n{}", gate.logs(), engine.log());
+    let removed = "assetgate_reconcile_total{result=\"abandoned_removed\"}";
+    let aborted = "assetgate_s3_stale_multipart_uploads_total{result=\"aborted\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let left = loop {
+        let left = engine.must(&["list", &b, "tus/"]);
+        let empty = left["objects"] == serde_json::json!([]) && left["uploads"] == serde_json::json!([]);
+        if (empty && gate.metric(removed) >= 1.0) || std::time::Instant::now() > deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(left["objects"], serde_json::json!([]), "{left}\n{}", logs());
+    assert_eq!(left["uploads"], serde_json::json!([]), "{left}\n{}", logs());
+    assert_eq!(gate.metric(removed), 1.0, "{}", logs());
+    assert_eq!(gate.metric(aborted), 2.0, "{}", logs());
+    // Two more passes find nothing more.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(gate.metric(removed), 1.0, "{}", logs());
+    assert_eq!(gate.metric(aborted), 2.0, "{}", logs());
+    assert_eq!(
+        gate.metric("assetgate_s3_stale_multipart_uploads_total{result=\"failed\"}"),
+        0.0
+    );
+    let got = engine.must(&["get", &b, &format!("private/{key}")]);
+    assert_eq!(got["ok"], false, "{got}");
+}
+
+#[test]
+fn seaweedfs_reconciler_aborts_stale_multiparts_and_removes_abandoned_uploads() {
+    reconciler_aborts_stale_multiparts_and_removes_abandoned_uploads(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_reconciler_aborts_stale_multiparts_and_removes_abandoned_uploads() {
+    reconciler_aborts_stale_multiparts_and_removes_abandoned_uploads(&S3Engine::versitygw("assets"));
+}
