@@ -1674,3 +1674,88 @@ fn seaweedfs_reconciler_aborts_stale_multiparts_and_removes_abandoned_uploads() 
 fn versitygw_reconciler_aborts_stale_multiparts_and_removes_abandoned_uploads() {
     reconciler_aborts_stale_multiparts_and_removes_abandoned_uploads(&S3Engine::versitygw("assets"));
 }
+
+// ---------------------------------------------------------------------------
+// `assetgate finalize-pending` on S3: the bucket's finished uploads whose
+// post-finish never came, published under post-finish's rules, with the
+// filesystem's output lines.
+
+/// A tusd v2.9.1 upload whose post-finish never came (the daemon's
+/// reconciler not due for an hour, then the daemon stopped): `assetgate
+/// finalize-pending` publishes it (`moved <id> -> private/<key> (renamed, N
+/// bytes)`, the summary line as on `fs`), byte-equal with the marker, tusd's
+/// objects gone, its `upload.finalized` in the outbox; a second run finds
+/// nothing.
+#[test]
+fn seaweedfs_finalize_pending_publishes_what_post_finish_missed() {
+    let engine = S3Engine::seaweedfs("assets");
+    let events = tempfile::tempdir().unwrap();
+    let first = s3_gate(&engine, "1h", events.path());
+    let dir = tempfile::tempdir().unwrap();
+    let tusd = tusd_without_post_finish(&engine, dir.path(), &first);
+    let key = "pending/report.pdf";
+    let data = pdf(80_000, b'f');
+    let id = tus_upload(&tusd, key, &data);
+    drop(first);
+
+    let nothing = common::free_port();
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("assetgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}[tusd]\nupload_ids = \"server\"\n[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\n\
+             bucket = \"{}\"\n[events]\nurl = \"http://127.0.0.1:{nothing}/events\"\nsecret = \"{EVENTS_SECRET}\"\n\
+             dir = {:?}\n",
+            common::default_config(),
+            engine.endpoint(),
+            engine.bucket,
+            events.path().display().to_string(),
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(common::bin())
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .env("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", &engine.access_key)
+            .env("ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY", &engine.secret_key)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!out.contains(&engine.secret_key) && !err.contains(&engine.secret_key));
+        (o.status.code(), out, err)
+    };
+    let (code, out, err) = run(&["finalize-pending"]);
+    assert_eq!(code, Some(0), "{out}\n{err}\n{}", engine.log());
+    let bytes = data.len();
+    assert!(
+        out.contains(&format!("moved {id} -> private/{key} (renamed, {bytes} bytes)")),
+        "{out}\n{err}"
+    );
+    assert!(
+        out.contains("1 moved, 0 kept, 0 failed, 0 skipped, 0 stale info files"),
+        "{out}"
+    );
+    let got = engine.must(&["get", &engine.bucket, &format!("private/{key}")]);
+    assert_eq!(got["ok"], true, "{got}");
+    assert_eq!(got["sha256"], hex::encode(Sha256::digest(&data)), "{got}");
+    assert_eq!(got["content_type"], "application/pdf", "{got}");
+    assert_eq!(got["metadata"]["assetgate-upload"], id.as_str(), "{got}");
+    let left = engine.must(&["list", &engine.bucket, "tus/"]);
+    assert_eq!(left["objects"], serde_json::json!([]), "{left}");
+    assert_eq!(left["uploads"], serde_json::json!([]), "{left}");
+    // Its event is in the outbox, once.
+    let (code, listed, err) = run(&["events", "list"]);
+    assert_eq!(code, Some(0), "{listed}\n{err}");
+    assert_eq!(listed.matches("upload.finalized").count(), 1, "{listed}");
+    // Nothing left for a second run.
+    let (code, out, err) = run(&["finalize-pending"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("0 moved, 0 kept, 0 failed, 0 skipped, 0 stale info files"),
+        "{out}"
+    );
+}
