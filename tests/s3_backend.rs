@@ -643,77 +643,133 @@ fn seaweedfs_signed_ids_land_and_forged_ids_do_not() {
 // bucket's `<upload_prefix><objectId>.info` (`assetgate::s3::session`).
 
 /// `session_binding = "token"` through the shipped nginx uploads location on
-/// SeaweedFS (tusd v2.9.1 s3store, upload_ids = "signed"): a PATCH and a HEAD
+/// SeaweedFS and versitygw (tusd v2.9.1 s3store, upload_ids = "signed"): a PATCH and a HEAD
 /// with the creating Upload-Metadata resume; with another valid token's they
 /// are refused (403 token_mismatch), an unknown object ID is unknown_upload,
 /// and the upload lands once finished.
 #[test]
 fn seaweedfs_session_binding_reads_the_info_from_the_bucket() {
-    use common::ngx::{nginx_main_conf, Nginx};
-    let engine = S3Engine::seaweedfs("assets");
-    let config = format!(
-        "{}session_binding = \"token\"\n[tusd]\nupload_ids = \"signed\"\n[storage]\nbackend = \"s3\"\n\
-         [storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n",
-        common::default_config(),
-        engine.endpoint(),
-        engine.bucket
-    );
-    let gate = Daemon::start_with(
-        &config,
-        &[],
-        &[
-            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
-            (
-                "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
-                engine.secret_key.as_str(),
-            ),
-        ],
-    );
-    assert!(
-        gate.wait_log("S3 self-test: publishing", Duration::from_secs(5)),
-        "{:#?}",
-        gate.logs()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let flags = [
-        format!("-s3-bucket={}", engine.bucket),
-        format!("-s3-endpoint={}", engine.endpoint()),
-        "-s3-object-prefix=tus/".to_string(),
-    ];
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let hook_url = format!("http://{}/tusd", gate.addr);
-    let tusd = Tusd::start_env(Version::V2, dir.path(), &hook_url, &flags, engine.tusd_env());
-    let ngx_dir = dir.path().join("nginx");
-    std::fs::create_dir_all(ngx_dir.join("assets")).unwrap();
-    let site = common::ngx::shipped_site(&ngx_dir, gate.addr, tusd.port, &ngx_dir.join("assets"));
-    let ngx = Nginx::start(&ngx_dir, 1, |ports| {
-        let site_path = ngx_dir.join("site.conf");
-        std::fs::write(&site_path, common::ngx::listen_on(&site, ports[0])).unwrap();
-        nginx_main_conf(&ngx_dir, &format!("include {};", site_path.display()))
-    });
-    let logs = || {
+    session_binding_reads_the_info_from_the_bucket(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_session_binding_reads_the_info_from_the_bucket() {
+    session_binding_reads_the_info_from_the_bucket(&S3Engine::versitygw("assets"));
+}
+
+/// The daemon (`[upload] session_binding = mode`, `upload_ids = "signed"`),
+/// tusd v2.9.1 s3store and nginx with the shipped uploads location, on
+/// `engine`.
+struct SessionStack {
+    ngx: common::ngx::Nginx,
+    tusd: Tusd,
+    gate: Daemon,
+    _dir: tempfile::TempDir,
+}
+
+impl SessionStack {
+    fn start(engine: &S3Engine, mode: &str) -> SessionStack {
+        use common::ngx::{nginx_main_conf, Nginx};
+        let config = format!(
+            "{}session_binding = \"{mode}\"\n[tusd]\nupload_ids = \"signed\"\n[storage]\nbackend = \"s3\"\n\
+             [storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n",
+            common::default_config(),
+            engine.endpoint(),
+            engine.bucket
+        );
+        let gate = Daemon::start_with(
+            &config,
+            &[],
+            &[
+                ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
+                (
+                    "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
+                    engine.secret_key.as_str(),
+                ),
+            ],
+        );
+        assert!(
+            gate.wait_log("S3 self-test: publishing", Duration::from_secs(5)),
+            "{:#?}",
+            gate.logs()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let flags = [
+            format!("-s3-bucket={}", engine.bucket),
+            format!("-s3-endpoint={}", engine.endpoint()),
+            "-s3-object-prefix=tus/".to_string(),
+        ];
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let hook_url = format!("http://{}/tusd", gate.addr);
+        let tusd = Tusd::start_env(Version::V2, dir.path(), &hook_url, &flags, engine.tusd_env());
+        let ngx_dir = dir.path().join("nginx");
+        std::fs::create_dir_all(ngx_dir.join("assets")).unwrap();
+        let site = common::ngx::shipped_site(&ngx_dir, gate.addr, tusd.port, &ngx_dir.join("assets"));
+        let ngx = Nginx::start(&ngx_dir, 1, |ports| {
+            let site_path = ngx_dir.join("site.conf");
+            std::fs::write(&site_path, common::ngx::listen_on(&site, ports[0])).unwrap();
+            nginx_main_conf(&ngx_dir, &format!("include {};", site_path.display()))
+        });
+        SessionStack {
+            ngx,
+            tusd,
+            gate,
+            _dir: dir,
+        }
+    }
+
+    fn logs(&self) -> String {
         format!(
             "tusd:\n{}\nassetgate:\n{:#?}\n{}",
-            tusd.log(),
-            gate.logs(),
-            ngx.logs()
+            self.tusd.log(),
+            self.gate.logs(),
+            self.ngx.logs()
         )
-    };
+    }
+}
 
+/// `Upload-Metadata` of a private PDF upload to `key`, expiring at `expires`.
+fn upload_metadata_header(key: &str, expires: i64) -> String {
     use base64::Engine as _;
-    let header_of = |key: &str| {
-        assetgate::token::upload::mint(
-            common::UPLOAD_SECRET.as_bytes(),
-            key,
-            "application/pdf",
-            Visibility::Private,
-            common::now() + 3600,
-        )
-        .iter()
-        .map(|(k, v)| format!("{k} {}", base64::engine::general_purpose::STANDARD.encode(v)))
-        .collect::<Vec<_>>()
-        .join(",")
+    assetgate::token::upload::mint(
+        common::UPLOAD_SECRET.as_bytes(),
+        key,
+        "application/pdf",
+        Visibility::Private,
+        expires,
+    )
+    .iter()
+    .map(|(k, v)| format!("{k} {}", base64::engine::general_purpose::STANDARD.encode(v)))
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
+/// A raw request through nginx: status, `X-Assetgate-Reason` and
+/// `Upload-Offset` (HEAD: no body follows its Content-Length, so read to the
+/// close).
+fn through(addr: std::net::SocketAddr, request: &[u8]) -> (u16, Option<String>, Option<String>) {
+    use std::io::{Read as _, Write as _};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(request).unwrap();
+    let mut raw = Vec::new();
+    let _ = c.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    let status: u16 = text.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    let field = |name: &str| {
+        head.lines()
+            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .map(|(_, v)| v.trim().to_string())
     };
+    (status, field("x-assetgate-reason"), field("upload-offset"))
+}
+
+fn session_binding_reads_the_info_from_the_bucket(engine: &S3Engine) {
+    let stack = SessionStack::start(engine, "token");
+    let (gate, ngx) = (&stack.gate, &stack.ngx);
+    let logs = || stack.logs();
+    let header_of = |key: &str| upload_metadata_header(key, common::now() + 3600);
     let mine = header_of("session/mine.pdf");
     let theirs = header_of("session/theirs.pdf");
     let data = pdf(90_000, b's');
@@ -1758,4 +1814,137 @@ fn seaweedfs_finalize_pending_publishes_what_post_finish_missed() {
         out.contains("0 moved, 0 kept, 0 failed, 0 skipped, 0 stale info files"),
         "{out}"
     );
+}
+
+/// `session_binding = "window"` (the default) on S3, through the shipped
+/// nginx uploads location: requests without any Upload-Metadata resume an
+/// upload whose stored token is inside its window (HEAD 200 with the offset,
+/// PATCH 204, the upload lands); once the `.info`'s token (rewritten by hand,
+/// validly signed, expired two hours ago: more than the default
+/// `session_grace` of 1 h) is out of its window, HEAD and PATCH are refused
+/// with `session_expired` (nginx answers 410); an unknown object ID is
+/// `unknown_upload` (403).
+fn session_window_reads_the_info_from_the_bucket(engine: &S3Engine) {
+    let stack = SessionStack::start(engine, "window");
+    let logs = || stack.logs();
+    let addr = stack.ngx.addr(0);
+    let key = "window/report.pdf";
+    let data = pdf(60_000, b'w');
+    let half = data.len() / 2;
+    let create = format!(
+        "POST /files/ HTTP/1.1\r\nHost: uploads.test\r\nTus-Resumable: 1.0.0\r\nUpload-Length: {}\r\n\
+         Upload-Metadata: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        data.len(),
+        upload_metadata_header(key, common::now() + 3600)
+    );
+    let (status, headers, body) = common::raw_request(addr, create.as_bytes());
+    assert_eq!(
+        status,
+        201,
+        "create: {}\n{}",
+        String::from_utf8_lossy(&body),
+        logs()
+    );
+    let location = common::header(&headers, "location")
+        .expect("Location")
+        .to_string();
+    let id = location.split_once("/files/").expect("a tus URL").1.to_string();
+    let patch = |id: &str, offset: usize, bytes: &[u8]| {
+        let mut req = format!(
+            "PATCH /files/{id} HTTP/1.1\r\nHost: uploads.test\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: {offset}\r\n\
+             Content-Type: application/offset+octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            bytes.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(bytes);
+        through(addr, &req)
+    };
+    let head = |id: &str| {
+        through(
+            addr,
+            format!(
+                "HEAD /files/{id} HTTP/1.1\r\nHost: uploads.test\r\nTus-Resumable: 1.0.0\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+    };
+    // Inside the window, no Upload-Metadata needed.
+    assert_eq!(patch(&id, 0, &data[..half]).0, 204, "{}", logs());
+    assert_eq!(head(&id), (200, None, Some(half.to_string())), "{}", logs());
+    let (multipart, object_id) = (id.split_once('+').unwrap().1, id.split_once('+').unwrap().0);
+    let unknown = format!("{}+{multipart}", "0".repeat(object_id.len()));
+    assert_eq!(
+        head(&unknown),
+        (403, Some("unknown_upload".into()), None),
+        "{}",
+        logs()
+    );
+
+    // A second upload whose stored token is long out of its window.
+    let (status, headers, body) = common::raw_request(addr, create.as_bytes());
+    assert_eq!(
+        status,
+        201,
+        "create: {}\n{}",
+        String::from_utf8_lossy(&body),
+        logs()
+    );
+    let late = common::header(&headers, "location")
+        .and_then(|l| l.split_once("/files/").map(|(_, id)| id.to_string()))
+        .expect("Location");
+    let bench = Bench::new(engine);
+    let (c, b) = (&bench.store.client, bench.bucket().to_string());
+    let info_key = format!("tus/{}.info", late.split_once('+').unwrap().0);
+    let mut info: serde_json::Value =
+        serde_json::from_slice(&bench.rt.block_on(ops::get(c, &b, &info_key, None)).unwrap()).unwrap();
+    let expired = assetgate::token::upload::mint(
+        common::UPLOAD_SECRET.as_bytes(),
+        "window/late.pdf",
+        "application/pdf",
+        Visibility::Private,
+        common::now() - 7200,
+    );
+    for (k, v) in expired.iter() {
+        info["MetaData"][k] = serde_json::json!(v);
+    }
+    bench
+        .rt
+        .block_on(ops::put(c, &b, &info_key, info.to_string().as_bytes()))
+        .unwrap();
+    assert_eq!(head(&late).0, 410, "{}", logs());
+    assert_eq!(patch(&late, 0, &data[..half]).0, 410, "{}", logs());
+
+    // The first one finishes and lands.
+    assert_eq!(patch(&id, half, &data[half..]).0, 204, "{}", logs());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let got = engine.must(&["get", &engine.bucket, &format!("private/{key}")]);
+        if got["ok"] == true || std::time::Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(got["ok"], true, "{got}\n{}", logs());
+    assert_eq!(got["sha256"], hex::encode(Sha256::digest(&data)), "{got}");
+    // Allowed: the two creations (POST always passes), PATCH, HEAD, PATCH.
+    for (decision, reason, want) in [
+        ("allow", "ok", 5.0),
+        ("deny", "session_expired", 2.0),
+        ("deny", "unknown_upload", 1.0),
+    ] {
+        let line = format!(
+            "assetgate_decisions_total{{decision=\"{decision}\",endpoint=\"session\",reason=\"{reason}\"}}"
+        );
+        assert_eq!(stack.gate.metric(&line), want, "{line}\n{}", logs());
+    }
+}
+
+#[test]
+fn seaweedfs_session_window_reads_the_info_from_the_bucket() {
+    session_window_reads_the_info_from_the_bucket(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_session_window_reads_the_info_from_the_bucket() {
+    session_window_reads_the_info_from_the_bucket(&S3Engine::versitygw("assets"));
 }
