@@ -1948,3 +1948,48 @@ fn seaweedfs_session_window_reads_the_info_from_the_bucket() {
 fn versitygw_session_window_reads_the_info_from_the_bucket() {
     session_window_reads_the_info_from_the_bucket(&S3Engine::versitygw("assets"));
 }
+
+/// A 0-byte upload with `check_content`: S3 answers 416 to a range on an
+/// empty object; that is the empty head the filesystem check reads of an
+/// empty file (`assetgate::s3::lookup::head_of`), not a store failure: a type
+/// without a signature is published, a PDF is a content mismatch.
+fn empty_upload_is_sniffed_as_empty(engine: &S3Engine) {
+    let bench = Bench::new(engine);
+    let head = bench.rt.block_on(assetgate::s3::lookup::head_of(
+        &bench.store.client,
+        bench.bucket(),
+        "tus/none-such",
+    ));
+    assert_eq!(head, Err(ops::OpError::NotFound));
+    bench.upload("empty1+mp", b"");
+    let head = bench
+        .rt
+        .block_on(assetgate::s3::lookup::head_of(
+            &bench.store.client,
+            bench.bucket(),
+            "tus/empty1+mp",
+        ))
+        .unwrap();
+    assert!(head.is_empty());
+    let done = bench
+        .publish("empty1+mp", "private/empty.txt", 0, Some("text/plain"))
+        .unwrap();
+    assert_eq!((done.bytes, done.removed), (0, true));
+    bench.upload("empty2+mp", b"");
+    let refused = bench.publish("empty2+mp", "private/empty.pdf", 0, Some("application/pdf"));
+    assert!(
+        matches!(refused, Err(PublishError::ContentMismatch { .. })),
+        "{refused:?}"
+    );
+    assert!(bench.head("private/empty.pdf").is_none());
+}
+
+#[test]
+fn seaweedfs_empty_upload_is_sniffed_as_empty() {
+    empty_upload_is_sniffed_as_empty(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_empty_upload_is_sniffed_as_empty() {
+    empty_upload_is_sniffed_as_empty(&S3Engine::versitygw("assets"));
+}
