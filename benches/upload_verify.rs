@@ -24,8 +24,8 @@ impl Lookup for NoFiles {
     fn destination(&self, _: &Path) -> assetgate::tusd::Destination {
         assetgate::tusd::Destination::Free
     }
-    fn leading_bytes(&self, _: &Upload) -> Option<Vec<u8>> {
-        None
+    fn leading_bytes(&self, _: &Upload) -> Result<Option<Vec<u8>>, assetgate::tusd::StoreUnavailable> {
+        Ok(None)
     }
 }
 

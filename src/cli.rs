@@ -52,7 +52,8 @@ enum Command {
     /// Print the effective configuration, secrets redacted.
     CheckConfig,
     /// Move finished uploads that were never moved (daemon down, disk full) into
-    /// the asset tree, under the same rules as post-finish. Safe to run any time.
+    /// the asset tree (or publish them in the bucket with `[storage] backend =
+    /// "s3"`), under the same rules as post-finish. Safe to run any time.
     FinalizePending,
     /// The `[events]` outbox: list, show and retry events (works with the
     /// daemon running, through its admin socket, or stopped).
@@ -285,22 +286,90 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn finalize_pending(config: &Config) -> ExitCode {
-    let roots = match Roots::from_config(config) {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            return ConfigError::exit(&ConfigError {
-                key: "storage.root / tusd.upload_dir".into(),
-                message: "both must be set to finalize uploads".into(),
-            })
+/// Where `finalize-pending` finds and publishes: the filesystem's roots, or
+/// the bucket (`[storage] backend = "s3"`), with what it needs kept alive.
+struct Pending {
+    publisher: Publisher,
+    /// What the scan lists (`upload_dir`, or `s3://bucket/upload_prefix`).
+    location: String,
+    /// The S3 SDK's runtime: the backend blocks on it from this thread.
+    _runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Pending {
+    fn of(config: &Config) -> Result<Pending, ExitCode> {
+        if let Some(s3) = &config.storage.s3 {
+            return Self::bucket(config, s3);
         }
-        Err(e) => return ConfigError::exit(&e),
+        let roots = match Roots::from_config(config) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                return Err(ConfigError::exit(&ConfigError {
+                    key: "storage.root / tusd.upload_dir".into(),
+                    message: "both must be set to finalize uploads".into(),
+                }))
+            }
+            Err(e) => return Err(ConfigError::exit(&e)),
+        };
+        Ok(Pending {
+            location: roots.upload_dir().display().to_string(),
+            publisher: Publisher::new(Arc::new(roots)),
+            _runtime: None,
+        })
+    }
+
+    /// The bucket: a small runtime for the SDK, the same capability
+    /// self-test as `serve` (the publish method must be proven on the engine
+    /// before anything is written), then the daemon's [`publisher::S3Backend`].
+    fn bucket(config: &Config, s3: &config::S3Config) -> Result<Pending, ExitCode> {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("error: cannot start a runtime for the S3 client: {e}");
+                return Err(ExitCode::FAILURE);
+            }
+        };
+        let store = match runtime.block_on(crate::s3::Store::start(s3, &crate::metrics::Metrics::new())) {
+            Ok(store) => store,
+            Err(e) => {
+                eprintln!("error: S3 bucket {:?}: {e}", s3.bucket);
+                return Err(ExitCode::FAILURE);
+            }
+        };
+        let stale = publisher::Stale {
+            max_ttl: config.upload.max_ttl,
+            clock_skew: config.upload.clock_skew,
+            abandon_after: config.tusd.abandon_after,
+        };
+        let backend = publisher::S3Backend::new(store, runtime.handle().clone(), stale);
+        Ok(Pending {
+            location: format!("s3://{}/{}", s3.bucket, s3.upload_prefix),
+            publisher: Publisher::new(Arc::new(backend)),
+            _runtime: Some(runtime),
+        })
+    }
+}
+
+fn finalize_pending(config: &Config) -> ExitCode {
+    // On S3 before the self-test's requests (nothing to verify uploads with);
+    // on fs after the roots, as before.
+    if config.upload.secrets.is_empty() && config.storage.s3.is_some() {
+        return ConfigError::exit(&ConfigError::no_secret("upload", "UPLOAD"));
+    }
+    let pending = match Pending::of(config) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     if config.upload.secrets.is_empty() {
         return ConfigError::exit(&ConfigError::no_secret("upload", "UPLOAD"));
     }
-    let upload_dir = roots.upload_dir().to_path_buf();
-    let publisher = Publisher::new(Arc::new(roots));
+    let upload_dir = pending.location.clone();
+    let publisher = pending.publisher;
+    let _runtime = pending._runtime;
     let found = publisher.find();
     match found.swept {
         Ok(0) => {}
@@ -310,7 +379,7 @@ fn finalize_pending(config: &Config) -> ExitCode {
     let scan = match found.scan {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot scan {}: {e}", upload_dir.display());
+            eprintln!("error: cannot scan {upload_dir}: {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -207,6 +207,27 @@ fn storage_s3_refusals_exit_64_without_the_credentials() {
             ],
             "storage.s3.secret_access_key",
         ),
+        // The filesystem's keys were silently ignored with s3: refused.
+        (
+            base.replace("backend = \"s3\"\n", "backend = \"s3\"\nroot = \"/srv/assets\"\n"),
+            creds.to_vec(),
+            "storage.root",
+        ),
+        (
+            format!("[tusd]\nupload_dir = \"/srv/tusd-uploads\"\n{base}"),
+            creds.to_vec(),
+            "tusd.upload_dir",
+        ),
+        (
+            base.into(),
+            [creds.to_vec(), vec![("ASSETGATE_TUSD__UPLOAD_DIR", "/srv/t")]].concat(),
+            "tusd.upload_dir",
+        ),
+        (
+            base.replace("backend = \"s3\"\n", "backend = \"s3\"\noverwrite = true\n"),
+            creds.to_vec(),
+            "storage.overwrite",
+        ),
     ];
     for (cfg, env, key) in &cases {
         let o = run(Some(cfg), &["check-config"], env);

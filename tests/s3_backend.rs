@@ -643,77 +643,133 @@ fn seaweedfs_signed_ids_land_and_forged_ids_do_not() {
 // bucket's `<upload_prefix><objectId>.info` (`assetgate::s3::session`).
 
 /// `session_binding = "token"` through the shipped nginx uploads location on
-/// SeaweedFS (tusd v2.9.1 s3store, upload_ids = "signed"): a PATCH and a HEAD
+/// SeaweedFS and versitygw (tusd v2.9.1 s3store, upload_ids = "signed"): a PATCH and a HEAD
 /// with the creating Upload-Metadata resume; with another valid token's they
 /// are refused (403 token_mismatch), an unknown object ID is unknown_upload,
 /// and the upload lands once finished.
 #[test]
 fn seaweedfs_session_binding_reads_the_info_from_the_bucket() {
-    use common::ngx::{nginx_main_conf, Nginx};
-    let engine = S3Engine::seaweedfs("assets");
-    let config = format!(
-        "{}session_binding = \"token\"\n[tusd]\nupload_ids = \"signed\"\n[storage]\nbackend = \"s3\"\n\
-         [storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n",
-        common::default_config(),
-        engine.endpoint(),
-        engine.bucket
-    );
-    let gate = Daemon::start_with(
-        &config,
-        &[],
-        &[
-            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
-            (
-                "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
-                engine.secret_key.as_str(),
-            ),
-        ],
-    );
-    assert!(
-        gate.wait_log("S3 self-test: publishing", Duration::from_secs(5)),
-        "{:#?}",
-        gate.logs()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let flags = [
-        format!("-s3-bucket={}", engine.bucket),
-        format!("-s3-endpoint={}", engine.endpoint()),
-        "-s3-object-prefix=tus/".to_string(),
-    ];
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let hook_url = format!("http://{}/tusd", gate.addr);
-    let tusd = Tusd::start_env(Version::V2, dir.path(), &hook_url, &flags, engine.tusd_env());
-    let ngx_dir = dir.path().join("nginx");
-    std::fs::create_dir_all(ngx_dir.join("assets")).unwrap();
-    let site = common::ngx::shipped_site(&ngx_dir, gate.addr, tusd.port, &ngx_dir.join("assets"));
-    let ngx = Nginx::start(&ngx_dir, 1, |ports| {
-        let site_path = ngx_dir.join("site.conf");
-        std::fs::write(&site_path, common::ngx::listen_on(&site, ports[0])).unwrap();
-        nginx_main_conf(&ngx_dir, &format!("include {};", site_path.display()))
-    });
-    let logs = || {
+    session_binding_reads_the_info_from_the_bucket(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_session_binding_reads_the_info_from_the_bucket() {
+    session_binding_reads_the_info_from_the_bucket(&S3Engine::versitygw("assets"));
+}
+
+/// The daemon (`[upload] session_binding = mode`, `upload_ids = "signed"`),
+/// tusd v2.9.1 s3store and nginx with the shipped uploads location, on
+/// `engine`.
+struct SessionStack {
+    ngx: common::ngx::Nginx,
+    tusd: Tusd,
+    gate: Daemon,
+    _dir: tempfile::TempDir,
+}
+
+impl SessionStack {
+    fn start(engine: &S3Engine, mode: &str) -> SessionStack {
+        use common::ngx::{nginx_main_conf, Nginx};
+        let config = format!(
+            "{}session_binding = \"{mode}\"\n[tusd]\nupload_ids = \"signed\"\n[storage]\nbackend = \"s3\"\n\
+             [storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n",
+            common::default_config(),
+            engine.endpoint(),
+            engine.bucket
+        );
+        let gate = Daemon::start_with(
+            &config,
+            &[],
+            &[
+                ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
+                (
+                    "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
+                    engine.secret_key.as_str(),
+                ),
+            ],
+        );
+        assert!(
+            gate.wait_log("S3 self-test: publishing", Duration::from_secs(5)),
+            "{:#?}",
+            gate.logs()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let flags = [
+            format!("-s3-bucket={}", engine.bucket),
+            format!("-s3-endpoint={}", engine.endpoint()),
+            "-s3-object-prefix=tus/".to_string(),
+        ];
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let hook_url = format!("http://{}/tusd", gate.addr);
+        let tusd = Tusd::start_env(Version::V2, dir.path(), &hook_url, &flags, engine.tusd_env());
+        let ngx_dir = dir.path().join("nginx");
+        std::fs::create_dir_all(ngx_dir.join("assets")).unwrap();
+        let site = common::ngx::shipped_site(&ngx_dir, gate.addr, tusd.port, &ngx_dir.join("assets"));
+        let ngx = Nginx::start(&ngx_dir, 1, |ports| {
+            let site_path = ngx_dir.join("site.conf");
+            std::fs::write(&site_path, common::ngx::listen_on(&site, ports[0])).unwrap();
+            nginx_main_conf(&ngx_dir, &format!("include {};", site_path.display()))
+        });
+        SessionStack {
+            ngx,
+            tusd,
+            gate,
+            _dir: dir,
+        }
+    }
+
+    fn logs(&self) -> String {
         format!(
             "tusd:\n{}\nassetgate:\n{:#?}\n{}",
-            tusd.log(),
-            gate.logs(),
-            ngx.logs()
+            self.tusd.log(),
+            self.gate.logs(),
+            self.ngx.logs()
         )
-    };
+    }
+}
 
+/// `Upload-Metadata` of a private PDF upload to `key`, expiring at `expires`.
+fn upload_metadata_header(key: &str, expires: i64) -> String {
     use base64::Engine as _;
-    let header_of = |key: &str| {
-        assetgate::token::upload::mint(
-            common::UPLOAD_SECRET.as_bytes(),
-            key,
-            "application/pdf",
-            Visibility::Private,
-            common::now() + 3600,
-        )
-        .iter()
-        .map(|(k, v)| format!("{k} {}", base64::engine::general_purpose::STANDARD.encode(v)))
-        .collect::<Vec<_>>()
-        .join(",")
+    assetgate::token::upload::mint(
+        common::UPLOAD_SECRET.as_bytes(),
+        key,
+        "application/pdf",
+        Visibility::Private,
+        expires,
+    )
+    .iter()
+    .map(|(k, v)| format!("{k} {}", base64::engine::general_purpose::STANDARD.encode(v)))
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
+/// A raw request through nginx: status, `X-Assetgate-Reason` and
+/// `Upload-Offset` (HEAD: no body follows its Content-Length, so read to the
+/// close).
+fn through(addr: std::net::SocketAddr, request: &[u8]) -> (u16, Option<String>, Option<String>) {
+    use std::io::{Read as _, Write as _};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(request).unwrap();
+    let mut raw = Vec::new();
+    let _ = c.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    let status: u16 = text.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    let field = |name: &str| {
+        head.lines()
+            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .map(|(_, v)| v.trim().to_string())
     };
+    (status, field("x-assetgate-reason"), field("upload-offset"))
+}
+
+fn session_binding_reads_the_info_from_the_bucket(engine: &S3Engine) {
+    let stack = SessionStack::start(engine, "token");
+    let (gate, ngx) = (&stack.gate, &stack.ngx);
+    let logs = || stack.logs();
+    let header_of = |key: &str| upload_metadata_header(key, common::now() + 3600);
     let mine = header_of("session/mine.pdf");
     let theirs = header_of("session/theirs.pdf");
     let data = pdf(90_000, b's');
@@ -1192,4 +1248,748 @@ fn versitygw_crash_between_write_and_removal_is_finished_on_restart() {
         &S3Engine::versitygw("assets"),
         PublishMethod::MultipartCopy,
     );
+}
+
+// ---------------------------------------------------------------------------
+// The hook decisions' storage lookups on S3 (`assetgate::s3::lookup`):
+// pre-create asks the bucket whether the destination exists (HeadObject),
+// pre-finish sniffs the upload object's leading bytes (one ranged GET), and
+// a store that does not answer refuses with `storage_unavailable`.
+
+/// `assetgate serve` on `engine` with `[upload] check_content = true`.
+fn checking_gate(engine: &S3Engine) -> Daemon {
+    let config = format!(
+        "{}check_content = true\n[tusd]\nupload_ids = \"server\"\n[storage]\nbackend = \"s3\"\n\
+         [storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n",
+        common::default_config(),
+        engine.endpoint(),
+        engine.bucket
+    );
+    let gate = Daemon::start_with(
+        &config,
+        &[],
+        &[
+            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
+            (
+                "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
+                engine.secret_key.as_str(),
+            ),
+        ],
+    );
+    assert!(
+        gate.wait_log(
+            "S3 self-test: publishing with this no-overwrite method",
+            Duration::from_secs(5)
+        ),
+        "{:#?}",
+        gate.logs()
+    );
+    gate
+}
+
+/// tusd v2.9.1 s3store on `engine` with every hook into `gate`.
+fn tusd_on(engine: &S3Engine, dir: &std::path::Path, gate: &Daemon) -> Tusd {
+    let flags = [
+        format!("-s3-bucket={}", engine.bucket),
+        format!("-s3-endpoint={}", engine.endpoint()),
+        "-s3-object-prefix=tus/".to_string(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let hook_url = format!("http://{}/tusd", gate.addr);
+    Tusd::start_env(Version::V2, dir, &hook_url, &flags, engine.tusd_env())
+}
+
+/// The tus creation of a private `content_type` upload of `len` bytes to
+/// `key`: status, the upload ID (when created) and the body.
+fn tus_create(tusd: &Tusd, key: &str, content_type: &str, len: usize) -> (u16, Option<String>, String) {
+    let metadata = assetgate::token::upload::mint(
+        common::UPLOAD_SECRET.as_bytes(),
+        key,
+        content_type,
+        Visibility::Private,
+        common::now() + 3600,
+    );
+    use base64::Engine as _;
+    let header = metadata
+        .iter()
+        .map(|(k, v)| format!("{k} {}", base64::engine::general_purpose::STANDARD.encode(v)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], tusd.port).into();
+    let create = format!(
+        "POST /files/ HTTP/1.1\r\nHost: tusd\r\nTus-Resumable: 1.0.0\r\nUpload-Length: {len}\r\n\
+         Upload-Metadata: {header}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let (status, headers, body) = common::raw_request(addr, create.as_bytes());
+    let id = common::header(&headers, "location")
+        .and_then(|l| l.split_once("/files/").map(|(_, id)| id.to_string()));
+    (status, id, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// One PATCH of all of `data` at offset 0: status and body.
+fn tus_patch(tusd: &Tusd, id: &str, data: &[u8]) -> (u16, String) {
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], tusd.port).into();
+    let mut patch = format!(
+        "PATCH /files/{id} HTTP/1.1\r\nHost: tusd\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+         Content-Type: application/offset+octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        data.len()
+    )
+    .into_bytes();
+    patch.extend_from_slice(data);
+    let (status, _, body) = common::raw_request(addr, &patch);
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A PNG declared as a PDF, through tusd v2.9.1 s3store with
+/// `check_content`: pre-finish reads the upload object's leading bytes from
+/// the bucket and the client's last PATCH gets 415 `content_mismatch`;
+/// post-finish still comes (tusd v2) and the publisher refuses too: nothing
+/// at `private/<key>`, the upload object stays (never served).
+fn content_mismatch_is_refused_at_pre_finish(engine: &S3Engine) {
+    let gate = checking_gate(engine);
+    let dir = tempfile::tempdir().unwrap();
+    let tusd = tusd_on(engine, dir.path(), &gate);
+    let logs = || {
+        format!(
+            "tusd:\n{}\nassetgate:\n{:#?}\nengine:\n{}",
+            tusd.log(),
+            gate.logs(),
+            engine.log()
+        )
+    };
+    let mut data = vec![b'p'; 50_000];
+    data[..8].copy_from_slice(b"\x89PNG\r\n\x1a\n");
+    let key = "sniffed/not-really.pdf";
+    let (status, id, body) = tus_create(&tusd, key, "application/pdf", data.len());
+    assert_eq!(status, 201, "create: {body}\n{}", logs());
+    let id = id.expect("Location");
+    let (status, body) = tus_patch(&tusd, &id, &data);
+    assert_eq!(status, 415, "last PATCH: {body}\n{}", logs());
+    assert!(body.contains("content_mismatch"), "{body}");
+    let refused =
+        "assetgate_hook_decisions_total{decision=\"deny\",hook=\"pre-finish\",reason=\"content_mismatch\"}";
+    assert_eq!(gate.metric(refused), 1.0, "{}", logs());
+    // tusd v2 sends post-finish anyway: the publisher's own check refuses.
+    let not_published = "assetgate_finalize_total{result=\"content_mismatch\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while gate.metric(not_published) < 1.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(gate.metric(not_published), 1.0, "{}", logs());
+    let got = engine.must(&["get", &engine.bucket, &format!("private/{key}")]);
+    assert_eq!(got["ok"], false, "published: {got}\n{}", logs());
+    let object = id.split_once('+').expect("objectId+multipartId").0;
+    let stays = engine.must(&["get", &engine.bucket, &format!("tus/{object}")]);
+    assert_eq!(stays["ok"], true, "the upload object stays: {stays}");
+    assert_eq!(stays["size"], data.len() as u64, "{stays}");
+    // A matching upload through the same stack passes pre-finish and lands.
+    let good = pdf(40_000, b'g');
+    let (status, id, body) = tus_create(&tusd, "sniffed/real.pdf", "application/pdf", good.len());
+    assert_eq!(status, 201, "create: {body}\n{}", logs());
+    let (status, body) = tus_patch(&tusd, &id.expect("Location"), &good);
+    assert_eq!(status, 204, "last PATCH: {body}\n{}", logs());
+    let ok = "assetgate_hook_decisions_total{decision=\"allow\",hook=\"pre-finish\",reason=\"ok\"}";
+    assert_eq!(gate.metric(ok), 1.0, "{}", logs());
+}
+
+#[test]
+fn seaweedfs_content_mismatch_is_refused_at_pre_finish() {
+    content_mismatch_is_refused_at_pre_finish(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_content_mismatch_is_refused_at_pre_finish() {
+    content_mismatch_is_refused_at_pre_finish(&S3Engine::versitygw("assets"));
+}
+
+/// An object already at `private/<key>` (put there by hand, not by
+/// assetgate): pre-create asks the bucket and refuses the upload with 409
+/// `exists`; the object is untouched and tusd created nothing.
+fn existing_destination_is_refused_at_pre_create(engine: &S3Engine) {
+    let gate = checking_gate(engine);
+    let dir = tempfile::tempdir().unwrap();
+    let tusd = tusd_on(engine, dir.path(), &gate);
+    let key = "taken/report.pdf";
+    let there = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(there.path(), b"already here").unwrap();
+    engine.must(&[
+        "put",
+        &engine.bucket,
+        &format!("private/{key}"),
+        there.path().to_str().unwrap(),
+        "application/pdf",
+    ]);
+    let (status, id, body) = tus_create(&tusd, key, "application/pdf", 1000);
+    assert_eq!(
+        status,
+        409,
+        "{body}\ntusd:\n{}\nassetgate:\n{:#?}",
+        tusd.log(),
+        gate.logs()
+    );
+    assert!(body.contains("\"exists\""), "{body}");
+    assert_eq!(id, None);
+    let line = "assetgate_hook_decisions_total{decision=\"deny\",hook=\"pre-create\",reason=\"exists\"}";
+    assert_eq!(gate.metric(line), 1.0, "{:#?}", gate.logs());
+    let got = engine.must(&["get", &engine.bucket, &format!("private/{key}")]);
+    assert_eq!(got["size"], 12, "untouched: {got}");
+    let left = engine.must(&["list", &engine.bucket, "tus/"]);
+    assert_eq!(left["objects"], serde_json::json!([]), "{left}");
+    // Another key is free: created.
+    let (status, _, body) = tus_create(&tusd, "taken/other.pdf", "application/pdf", 1000);
+    assert_eq!(status, 201, "{body}");
+}
+
+#[test]
+fn seaweedfs_existing_destination_is_refused_at_pre_create() {
+    existing_destination_is_refused_at_pre_create(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_existing_destination_is_refused_at_pre_create() {
+    existing_destination_is_refused_at_pre_create(&S3Engine::versitygw("assets"));
+}
+
+/// The bucket stops answering after start (the engine killed): pre-create
+/// and pre-finish hooks are refused with 503 `storage_unavailable`, counted
+/// and logged, never accepted unchecked; the daemon keeps answering.
+#[test]
+fn seaweedfs_a_store_that_does_not_answer_refuses_the_hooks() {
+    let engine = S3Engine::seaweedfs("assets");
+    let gate = checking_gate(&engine);
+    let bucket = engine.bucket.clone();
+    drop(engine); // killed
+    let meta = common::hooks::metadata(
+        common::UPLOAD_SECRET,
+        "down/report.pdf",
+        "private",
+        "application/pdf",
+        common::now() + 3600,
+    );
+    let storage = serde_json::json!({"Type": "s3store", "Bucket": bucket, "Key": "tus/0a1b"});
+    let create = common::hooks::v2_event("pre-create", meta.clone(), 10, storage.clone());
+    let (status, _, body) = common::hooks::post(gate.addr, create.to_string().as_bytes(), &[]);
+    assert_eq!(status, 200);
+    let answer = common::hooks::json_of(&body);
+    assert_eq!(answer["RejectUpload"], true, "{answer}");
+    assert_eq!(answer["HTTPResponse"]["StatusCode"], 503, "{answer}");
+    assert!(answer.to_string().contains("storage_unavailable"), "{answer}");
+    let mut finish = common::hooks::v2_event("pre-finish", meta, 10, storage);
+    finish["Event"]["Upload"]["ID"] = serde_json::json!("0a1b+mp");
+    finish["Event"]["Upload"]["Offset"] = serde_json::json!(10);
+    let (status, _, body) = common::hooks::post(gate.addr, finish.to_string().as_bytes(), &[]);
+    assert_eq!(status, 200);
+    let answer = common::hooks::json_of(&body);
+    assert_eq!(answer["HTTPResponse"]["StatusCode"], 503, "{answer}");
+    for hook in ["pre-create", "pre-finish"] {
+        let line = format!(
+            "assetgate_hook_decisions_total{{decision=\"deny\",hook=\"{hook}\",reason=\"storage_unavailable\"}}"
+        );
+        assert_eq!(gate.metric(&line), 1.0, "{line}\n{:#?}", gate.logs());
+    }
+    let logs = gate.logs();
+    assert!(
+        logs.iter().any(
+            |l| l.contains("whether the destination exists could not be checked")
+                || l.contains("did not answer whether the destination exists")
+        ),
+        "{logs:#?}"
+    );
+    assert!(logs.iter().any(|l| l.contains("leading bytes")), "{logs:#?}");
+}
+
+// ---------------------------------------------------------------------------
+// The filesystem's keys with backend = "s3" (refused at load: tests/cli.rs,
+// config::load::tests): a reload that adds one is refused too, and
+// `serve --dev` makes no temporary upload tree for a bucket.
+
+/// A running S3 daemon gets `[storage] root` by SIGHUP: the reload is
+/// refused naming the key (counted `invalid`), the daemon keeps running.
+#[test]
+fn seaweedfs_a_reload_adding_a_filesystem_key_is_refused() {
+    let engine = S3Engine::seaweedfs("assets");
+    let gate = checking_gate(&engine);
+    let cfg = gate.dir.path().join("assetgate.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let with_root = text.replace(
+        "[storage]\nbackend = \"s3\"\n",
+        "[storage]\nbackend = \"s3\"\nroot = \"/srv/assets\"\n",
+    );
+    assert_ne!(text, with_root);
+    let tmp = gate.dir.path().join("assetgate.toml.new");
+    std::fs::write(&tmp, with_root).unwrap();
+    std::fs::rename(&tmp, &cfg).unwrap();
+    gate.hup();
+    let refused = "assetgate_config_reload_refusals_total{reason=\"invalid\"}";
+    assert!(
+        gate.wait_metric(refused, 1.0, Duration::from_secs(10)),
+        "{:#?}",
+        gate.logs()
+    );
+    assert!(
+        gate.logs()
+            .iter()
+            .any(|l| l.contains("configuration reload refused") && l.contains("storage.root")),
+        "{:#?}",
+        gate.logs()
+    );
+    let (status, _, _) = common::get(gate.addr, "/metrics", &[]);
+    assert_eq!(status, 200);
+}
+
+/// `serve --dev` with backend = "s3": secrets generated, no temporary
+/// upload tree (its banner would print a filestore tusd command line and the
+/// daemon would carry a root and an upload directory beside the bucket).
+#[test]
+fn seaweedfs_serve_dev_makes_no_upload_tree() {
+    use std::io::Read as _;
+    let engine = S3Engine::seaweedfs("assets");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("assetgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\nlog_format = \"json\"\n[storage]\nbackend = \"s3\"\n\
+             [storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n",
+            engine.endpoint(),
+            engine.bucket
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(common::bin())
+        .args(["serve", "--dev", "--config"])
+        .arg(&cfg)
+        .env("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", &engine.access_key)
+        .env("ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY", &engine.secret_key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
+    // The banner is printed once the daemon listens (after the self-test).
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut err = String::new();
+    while std::time::Instant::now() < deadline && !err.contains("listening") {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        err.push_str(&line);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = reader.join().unwrap();
+    assert!(
+        out.contains("ASSETGATE_UPLOAD_SECRET="),
+        "no banner:\n{out}\n{err}"
+    );
+    assert!(
+        !out.contains("temporary tree") && !out.contains("-upload-dir"),
+        "a filestore playground with an S3 backend:\n{out}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The reconciler's S3 leftovers through `serve`'s scheduled passes: stale
+// multipart uploads aborted (and counted), an abandoned in-progress upload
+// removed.
+
+/// An in-progress tusd upload whose token expired two hours ago (its `.info`
+/// rewritten by hand with a validly signed, expired token: pre-create refuses
+/// expired ones) and an orphan multipart upload under `tus/` (no `.info`, as
+/// a crashed tusd leaves), both started more than the stale bound ago; then
+/// a daemon with `[upload] max_ttl = "1s"`, `clock_skew = 0`, `[tusd]
+/// abandon_after = "1s"` (bound: 2 s) and a pass every second, as after a
+/// daemon that was down for long. Its passes abort both multipart uploads
+/// (`assetgate_s3_stale_multipart_uploads_total{result="aborted"}` 2) and
+/// remove the abandoned upload (`.info`, `.part`; `abandoned_removed` 1):
+/// nothing is left under `tus/`.
+fn reconciler_aborts_stale_multiparts_and_removes_abandoned_uploads(engine: &S3Engine) {
+    let events = tempfile::tempdir().unwrap();
+    let first = s3_gate(engine, "1h", events.path());
+    let dir = tempfile::tempdir().unwrap();
+    let tusd = tusd_without_post_finish(engine, dir.path(), &first);
+    let key = "abandoned/report.pdf";
+    let data = pdf(100_000, b'a');
+    let (status, id, body) = tus_create(&tusd, key, "application/pdf", data.len());
+    assert_eq!(status, 201, "create: {body}\n{}", tusd.log());
+    let id = id.expect("Location");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], tusd.port).into();
+    let half = &data[..40_000];
+    let mut patch = format!(
+        "PATCH /files/{id} HTTP/1.1\r\nHost: tusd\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+         Content-Type: application/offset+octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        half.len()
+    )
+    .into_bytes();
+    patch.extend_from_slice(half);
+    let (status, _, body) = common::raw_request(addr, &patch);
+    assert_eq!(status, 204, "patch: {}", String::from_utf8_lossy(&body));
+    drop(tusd);
+    drop(first);
+
+    let bench = Bench::new(engine);
+    let (c, b) = (&bench.store.client, bench.bucket().to_string());
+    let object = id.split_once('+').expect("objectId+multipartId").0;
+    let info_key = format!("tus/{object}.info");
+    let mut info: serde_json::Value =
+        serde_json::from_slice(&bench.rt.block_on(ops::get(c, &b, &info_key, None)).unwrap()).unwrap();
+    let expired = assetgate::token::upload::mint(
+        common::UPLOAD_SECRET.as_bytes(),
+        key,
+        "application/pdf",
+        Visibility::Private,
+        common::now() - 7200,
+    );
+    for (k, v) in expired.iter() {
+        info["MetaData"][k] = serde_json::json!(v);
+    }
+    bench
+        .rt
+        .block_on(ops::put(c, &b, &info_key, info.to_string().as_bytes()))
+        .unwrap();
+    bench.rt.block_on(async {
+        c.create_multipart_upload()
+            .bucket(&b)
+            .key("tus/orphan")
+            .send()
+            .await
+            .unwrap();
+    });
+    let before = engine.must(&["list", &b, "tus/"]);
+    assert_eq!(
+        before["uploads"].as_array().map(Vec::len),
+        Some(2),
+        "tusd's and the orphan: {before}"
+    );
+    // Past the second daemon's stale bound (max_ttl 1 s + abandon_after 1 s).
+    std::thread::sleep(Duration::from_millis(2500));
+
+    let nothing = common::free_port();
+    let config = format!(
+        "{}max_ttl = \"1s\"\nclock_skew = 0\n[tusd]\nupload_ids = \"server\"\nreconcile_interval = \"1s\"\n\
+         abandon_after = \"1s\"\n[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n\
+         [events]\nurl = \"http://127.0.0.1:{nothing}/events\"\nsecret = \"{EVENTS_SECRET}\"\ndir = {:?}\n",
+        common::default_config(),
+        engine.endpoint(),
+        engine.bucket,
+        events.path().display().to_string(),
+    );
+    let gate = Daemon::start_with(
+        &config,
+        &[],
+        &[
+            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
+            (
+                "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
+                engine.secret_key.as_str(),
+            ),
+        ],
+    );
+    let logs = || format!("assetgate:\n{:#?}\nengine:\n{}", gate.logs(), engine.log());
+    let removed = "assetgate_reconcile_total{result=\"abandoned_removed\"}";
+    let aborted = "assetgate_s3_stale_multipart_uploads_total{result=\"aborted\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let left = loop {
+        let left = engine.must(&["list", &b, "tus/"]);
+        let empty = left["objects"] == serde_json::json!([]) && left["uploads"] == serde_json::json!([]);
+        if (empty && gate.metric(removed) >= 1.0) || std::time::Instant::now() > deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(left["objects"], serde_json::json!([]), "{left}\n{}", logs());
+    assert_eq!(left["uploads"], serde_json::json!([]), "{left}\n{}", logs());
+    assert_eq!(gate.metric(removed), 1.0, "{}", logs());
+    assert_eq!(gate.metric(aborted), 2.0, "{}", logs());
+    // Two more passes find nothing more.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(gate.metric(removed), 1.0, "{}", logs());
+    assert_eq!(gate.metric(aborted), 2.0, "{}", logs());
+    assert_eq!(
+        gate.metric("assetgate_s3_stale_multipart_uploads_total{result=\"failed\"}"),
+        0.0
+    );
+    let got = engine.must(&["get", &b, &format!("private/{key}")]);
+    assert_eq!(got["ok"], false, "{got}");
+}
+
+#[test]
+fn seaweedfs_reconciler_aborts_stale_multiparts_and_removes_abandoned_uploads() {
+    reconciler_aborts_stale_multiparts_and_removes_abandoned_uploads(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_reconciler_aborts_stale_multiparts_and_removes_abandoned_uploads() {
+    reconciler_aborts_stale_multiparts_and_removes_abandoned_uploads(&S3Engine::versitygw("assets"));
+}
+
+// ---------------------------------------------------------------------------
+// `assetgate finalize-pending` on S3: the bucket's finished uploads whose
+// post-finish never came, published under post-finish's rules, with the
+// filesystem's output lines.
+
+/// A tusd v2.9.1 upload whose post-finish never came (the daemon's
+/// reconciler not due for an hour, then the daemon stopped): `assetgate
+/// finalize-pending` publishes it (`moved <id> -> private/<key> (renamed, N
+/// bytes)`, the summary line as on `fs`), byte-equal with the marker, tusd's
+/// objects gone, its `upload.finalized` in the outbox; a second run finds
+/// nothing.
+#[test]
+fn seaweedfs_finalize_pending_publishes_what_post_finish_missed() {
+    let engine = S3Engine::seaweedfs("assets");
+    let events = tempfile::tempdir().unwrap();
+    let first = s3_gate(&engine, "1h", events.path());
+    let dir = tempfile::tempdir().unwrap();
+    let tusd = tusd_without_post_finish(&engine, dir.path(), &first);
+    let key = "pending/report.pdf";
+    let data = pdf(80_000, b'f');
+    let id = tus_upload(&tusd, key, &data);
+    drop(first);
+
+    let nothing = common::free_port();
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("assetgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}[tusd]\nupload_ids = \"server\"\n[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\n\
+             bucket = \"{}\"\n[events]\nurl = \"http://127.0.0.1:{nothing}/events\"\nsecret = \"{EVENTS_SECRET}\"\n\
+             dir = {:?}\n",
+            common::default_config(),
+            engine.endpoint(),
+            engine.bucket,
+            events.path().display().to_string(),
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(common::bin())
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .env("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", &engine.access_key)
+            .env("ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY", &engine.secret_key)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!out.contains(&engine.secret_key) && !err.contains(&engine.secret_key));
+        (o.status.code(), out, err)
+    };
+    let (code, out, err) = run(&["finalize-pending"]);
+    assert_eq!(code, Some(0), "{out}\n{err}\n{}", engine.log());
+    let bytes = data.len();
+    assert!(
+        out.contains(&format!("moved {id} -> private/{key} (renamed, {bytes} bytes)")),
+        "{out}\n{err}"
+    );
+    assert!(
+        out.contains("1 moved, 0 kept, 0 failed, 0 skipped, 0 stale info files"),
+        "{out}"
+    );
+    let got = engine.must(&["get", &engine.bucket, &format!("private/{key}")]);
+    assert_eq!(got["ok"], true, "{got}");
+    assert_eq!(got["sha256"], hex::encode(Sha256::digest(&data)), "{got}");
+    assert_eq!(got["content_type"], "application/pdf", "{got}");
+    assert_eq!(got["metadata"]["assetgate-upload"], id.as_str(), "{got}");
+    let left = engine.must(&["list", &engine.bucket, "tus/"]);
+    assert_eq!(left["objects"], serde_json::json!([]), "{left}");
+    assert_eq!(left["uploads"], serde_json::json!([]), "{left}");
+    // Its event is in the outbox, once.
+    let (code, listed, err) = run(&["events", "list"]);
+    assert_eq!(code, Some(0), "{listed}\n{err}");
+    assert_eq!(listed.matches("upload.finalized").count(), 1, "{listed}");
+    // Nothing left for a second run.
+    let (code, out, err) = run(&["finalize-pending"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("0 moved, 0 kept, 0 failed, 0 skipped, 0 stale info files"),
+        "{out}"
+    );
+}
+
+/// `session_binding = "window"` (the default) on S3, through the shipped
+/// nginx uploads location: requests without any Upload-Metadata resume an
+/// upload whose stored token is inside its window (HEAD 200 with the offset,
+/// PATCH 204, the upload lands); once the `.info`'s token (rewritten by hand,
+/// validly signed, expired two hours ago: more than the default
+/// `session_grace` of 1 h) is out of its window, HEAD and PATCH are refused
+/// with `session_expired` (nginx answers 410); an unknown object ID is
+/// `unknown_upload` (403).
+fn session_window_reads_the_info_from_the_bucket(engine: &S3Engine) {
+    let stack = SessionStack::start(engine, "window");
+    let logs = || stack.logs();
+    let addr = stack.ngx.addr(0);
+    let key = "window/report.pdf";
+    let data = pdf(60_000, b'w');
+    let half = data.len() / 2;
+    let create = format!(
+        "POST /files/ HTTP/1.1\r\nHost: uploads.test\r\nTus-Resumable: 1.0.0\r\nUpload-Length: {}\r\n\
+         Upload-Metadata: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        data.len(),
+        upload_metadata_header(key, common::now() + 3600)
+    );
+    let (status, headers, body) = common::raw_request(addr, create.as_bytes());
+    assert_eq!(
+        status,
+        201,
+        "create: {}\n{}",
+        String::from_utf8_lossy(&body),
+        logs()
+    );
+    let location = common::header(&headers, "location")
+        .expect("Location")
+        .to_string();
+    let id = location.split_once("/files/").expect("a tus URL").1.to_string();
+    let patch = |id: &str, offset: usize, bytes: &[u8]| {
+        let mut req = format!(
+            "PATCH /files/{id} HTTP/1.1\r\nHost: uploads.test\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: {offset}\r\n\
+             Content-Type: application/offset+octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            bytes.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(bytes);
+        through(addr, &req)
+    };
+    let head = |id: &str| {
+        through(
+            addr,
+            format!(
+                "HEAD /files/{id} HTTP/1.1\r\nHost: uploads.test\r\nTus-Resumable: 1.0.0\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+    };
+    // Inside the window, no Upload-Metadata needed.
+    assert_eq!(patch(&id, 0, &data[..half]).0, 204, "{}", logs());
+    assert_eq!(head(&id), (200, None, Some(half.to_string())), "{}", logs());
+    let (multipart, object_id) = (id.split_once('+').unwrap().1, id.split_once('+').unwrap().0);
+    let unknown = format!("{}+{multipart}", "0".repeat(object_id.len()));
+    assert_eq!(
+        head(&unknown),
+        (403, Some("unknown_upload".into()), None),
+        "{}",
+        logs()
+    );
+
+    // A second upload whose stored token is long out of its window.
+    let (status, headers, body) = common::raw_request(addr, create.as_bytes());
+    assert_eq!(
+        status,
+        201,
+        "create: {}\n{}",
+        String::from_utf8_lossy(&body),
+        logs()
+    );
+    let late = common::header(&headers, "location")
+        .and_then(|l| l.split_once("/files/").map(|(_, id)| id.to_string()))
+        .expect("Location");
+    let bench = Bench::new(engine);
+    let (c, b) = (&bench.store.client, bench.bucket().to_string());
+    let info_key = format!("tus/{}.info", late.split_once('+').unwrap().0);
+    let mut info: serde_json::Value =
+        serde_json::from_slice(&bench.rt.block_on(ops::get(c, &b, &info_key, None)).unwrap()).unwrap();
+    let expired = assetgate::token::upload::mint(
+        common::UPLOAD_SECRET.as_bytes(),
+        "window/late.pdf",
+        "application/pdf",
+        Visibility::Private,
+        common::now() - 7200,
+    );
+    for (k, v) in expired.iter() {
+        info["MetaData"][k] = serde_json::json!(v);
+    }
+    bench
+        .rt
+        .block_on(ops::put(c, &b, &info_key, info.to_string().as_bytes()))
+        .unwrap();
+    assert_eq!(head(&late).0, 410, "{}", logs());
+    assert_eq!(patch(&late, 0, &data[..half]).0, 410, "{}", logs());
+
+    // The first one finishes and lands.
+    assert_eq!(patch(&id, half, &data[half..]).0, 204, "{}", logs());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let got = engine.must(&["get", &engine.bucket, &format!("private/{key}")]);
+        if got["ok"] == true || std::time::Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(got["ok"], true, "{got}\n{}", logs());
+    assert_eq!(got["sha256"], hex::encode(Sha256::digest(&data)), "{got}");
+    // Allowed: the two creations (POST always passes), PATCH, HEAD, PATCH.
+    for (decision, reason, want) in [
+        ("allow", "ok", 5.0),
+        ("deny", "session_expired", 2.0),
+        ("deny", "unknown_upload", 1.0),
+    ] {
+        let line = format!(
+            "assetgate_decisions_total{{decision=\"{decision}\",endpoint=\"session\",reason=\"{reason}\"}}"
+        );
+        assert_eq!(stack.gate.metric(&line), want, "{line}\n{}", logs());
+    }
+}
+
+#[test]
+fn seaweedfs_session_window_reads_the_info_from_the_bucket() {
+    session_window_reads_the_info_from_the_bucket(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_session_window_reads_the_info_from_the_bucket() {
+    session_window_reads_the_info_from_the_bucket(&S3Engine::versitygw("assets"));
+}
+
+/// A 0-byte upload with `check_content`: S3 answers 416 to a range on an
+/// empty object; that is the empty head the filesystem check reads of an
+/// empty file (`assetgate::s3::lookup::head_of`), not a store failure: a type
+/// without a signature is published, a PDF is a content mismatch.
+fn empty_upload_is_sniffed_as_empty(engine: &S3Engine) {
+    let bench = Bench::new(engine);
+    let head = bench.rt.block_on(assetgate::s3::lookup::head_of(
+        &bench.store.client,
+        bench.bucket(),
+        "tus/none-such",
+    ));
+    assert_eq!(head, Err(ops::OpError::NotFound));
+    bench.upload("empty1+mp", b"");
+    let head = bench
+        .rt
+        .block_on(assetgate::s3::lookup::head_of(
+            &bench.store.client,
+            bench.bucket(),
+            "tus/empty1+mp",
+        ))
+        .unwrap();
+    assert!(head.is_empty());
+    let done = bench
+        .publish("empty1+mp", "private/empty.txt", 0, Some("text/plain"))
+        .unwrap();
+    assert_eq!((done.bytes, done.removed), (0, true));
+    bench.upload("empty2+mp", b"");
+    let refused = bench.publish("empty2+mp", "private/empty.pdf", 0, Some("application/pdf"));
+    assert!(
+        matches!(refused, Err(PublishError::ContentMismatch { .. })),
+        "{refused:?}"
+    );
+    assert!(bench.head("private/empty.pdf").is_none());
+}
+
+#[test]
+fn seaweedfs_empty_upload_is_sniffed_as_empty() {
+    empty_upload_is_sniffed_as_empty(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_empty_upload_is_sniffed_as_empty() {
+    empty_upload_is_sniffed_as_empty(&S3Engine::versitygw("assets"));
 }

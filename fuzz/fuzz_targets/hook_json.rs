@@ -7,7 +7,8 @@
 //! - byte 0, the `Hook-Name` header: `% 4 == 1` a name from [`NAMES`] (picked by
 //!   `/ 4`); `== 2` the first line of the body (lossy UTF-8; the body is what
 //!   follows the `\n`); otherwise no header.
-//! - byte 1, the lookup: bits 0-1 the destination (free, exists, blocked, free);
+//! - byte 1, the lookup: bits 0-1 the destination (free, exists, blocked, the
+//!   store not answering);
 //!   bits 2-3 the parts of a final upload (none; finished partial carrying the
 //!   upload's own fields; the same with another token; flags from bits 6-7);
 //!   bits 4-5 the leading bytes for pre-finish (none, PNG, PDF, empty).
@@ -208,9 +209,9 @@ impl Lookup for FuzzLookup<'_> {
         self.dest
     }
 
-    fn leading_bytes(&self, _upload: &Upload) -> Option<Vec<u8>> {
+    fn leading_bytes(&self, _upload: &Upload) -> Result<Option<Vec<u8>>, assetgate::tusd::StoreUnavailable> {
         self.asked_head.set(true);
-        self.head.map(<[u8]>::to_vec)
+        Ok(self.head.map(<[u8]>::to_vec))
     }
 
     fn part(&self, id: &str) -> Option<Part> {
@@ -368,6 +369,7 @@ fn check_precreate_accept(u: &Upload, g: &Fixed, lk: &FuzzLookup<'_>) {
         Destination::Free => {}
         Destination::Exists => assert!(g.storage.overwrite, "accepted over an existing asset"),
         Destination::Blocked => panic!("accepted a blocked destination"),
+        Destination::Unavailable => panic!("accepted though the store did not answer"),
     }
     if u.is_final {
         assert!(
@@ -575,7 +577,7 @@ fuzz_target!(|data: &[u8]| {
             Destination::Free,
             Destination::Exists,
             Destination::Blocked,
-            Destination::Free,
+            Destination::Unavailable,
         ][usize::from(l & 3)],
         part: match (l >> 2) & 3 {
             0 => PartMode::None,

@@ -711,6 +711,9 @@ fn validate(
     }
 
     let (backend, s3) = validate_backend(&raw.storage)?;
+    if backend == StorageBackend::S3 {
+        refuse_fs_only(&raw.storage, &raw.tusd)?;
+    }
     let s3_signer = match &s3 {
         Some(s3) => Some(std::sync::Arc::new(crate::s3::sign::S3Signer::for_downloads(s3)?)),
         None => None,
@@ -857,6 +860,32 @@ fn validate(
         secret_files: Vec::new(),
         origin: Origin::default(),
     })
+}
+
+/// With `[storage] backend = "s3"`, the keys that only mean something for the
+/// filesystem are refused when the operator set them (none has a default that
+/// sets it: `root` and `upload_dir` default to unset, `overwrite` to
+/// `false`), rather than silently ignored: the uploads and the assets are in
+/// the bucket, and a publish there never replaces an object (`If-None-Match:
+/// *`, whatever `overwrite` says).
+fn refuse_fs_only(storage: &RawStorage, tusd: &RawTusd) -> Result<(), ConfigError> {
+    let elsewhere =
+        "is for backend = \"fs\" only; with backend = \"s3\" the uploads and the assets are in the bucket \
+                     ([storage.s3]): remove it";
+    if storage.root.is_some() {
+        return Err(ConfigError::new("storage.root", elsewhere));
+    }
+    if tusd.upload_dir.is_some() {
+        return Err(ConfigError::new("tusd.upload_dir", elsewhere));
+    }
+    if storage.overwrite {
+        return Err(ConfigError::new(
+            "storage.overwrite",
+            "true is for backend = \"fs\" only; with backend = \"s3\" a publish never replaces an object \
+             (conditional writes, If-None-Match: *): remove it",
+        ));
+    }
+    Ok(())
 }
 
 /// `[storage] backend` and `[storage.s3]`: the section exactly with `s3`,
@@ -2569,5 +2598,66 @@ mod tests {
                 "{shown}"
             );
         }
+    }
+
+    /// `backend = "s3"` refuses the filesystem-only keys the operator set
+    /// (file or environment), naming the key; their defaults (unset, `false`)
+    /// and `overwrite = false` written out pass; the same keys with `fs` load.
+    #[test]
+    fn storage_s3_refuses_the_filesystem_keys() {
+        let base_env = s3_env();
+        let storage = |extra: &str| S3_BASE.replace("[storage]\n", &format!("[storage]\n{extra}"));
+        type Case<'a> = (String, Vec<(&'a str, &'a str)>, &'a str);
+        let cases: Vec<Case> = vec![
+            (
+                storage("root = \"/srv/assets\"\n"),
+                base_env.clone(),
+                "storage.root",
+            ),
+            (
+                S3_BASE.into(),
+                [base_env.clone(), vec![("ASSETGATE_STORAGE__ROOT", "/srv/assets")]].concat(),
+                "storage.root",
+            ),
+            (
+                format!("[tusd]\nupload_dir = \"/srv/tusd-uploads\"\n{S3_BASE}"),
+                base_env.clone(),
+                "tusd.upload_dir",
+            ),
+            (
+                S3_BASE.into(),
+                [
+                    base_env.clone(),
+                    vec![("ASSETGATE_TUSD__UPLOAD_DIR", "/srv/tusd-uploads")],
+                ]
+                .concat(),
+                "tusd.upload_dir",
+            ),
+            (
+                storage("overwrite = true\n"),
+                base_env.clone(),
+                "storage.overwrite",
+            ),
+            (
+                S3_BASE.into(),
+                [base_env.clone(), vec![("ASSETGATE_STORAGE__OVERWRITE", "true")]].concat(),
+                "storage.overwrite",
+            ),
+        ];
+        for (text, vars, key) in cases {
+            let e = err(&text, &vars);
+            assert_eq!(e.key, key, "{text:?} {vars:?}: {e}");
+            assert!(e.to_string().contains("backend = \"s3\""), "{e}");
+        }
+        let f = file(&storage("overwrite = false\n"));
+        let c = load_from(&with_file(&f), &env(&base_env)).unwrap();
+        assert_eq!(
+            (c.storage.root, c.tusd.upload_dir, c.storage.overwrite),
+            (None, None, false)
+        );
+        let f =
+            file("[storage]\nroot = \"/srv/assets\"\noverwrite = true\n[tusd]\nupload_dir = \"/srv/t\"\n");
+        let c = load_from(&with_file(&f), &[]).unwrap();
+        assert!(c.storage.root.is_some() && c.tusd.upload_dir.is_some() && c.storage.overwrite);
     }
 }

@@ -40,9 +40,11 @@ pub struct Playground {
 impl Playground {
     /// Makes the tree and points `config` at it, unless `config` has a
     /// storage root or an upload directory of its own (then `None`: the
-    /// operator's tree is used as configured).
+    /// operator's tree is used as configured), or stores in a bucket
+    /// (`[storage] backend = "s3"`: no tree at all; `root` and `upload_dir`
+    /// are refused with it).
     pub fn make(config: &mut Config) -> Result<Option<Playground>, ConfigError> {
-        if config.storage.root.is_some() || config.tusd.upload_dir.is_some() {
+        if config.storage.root.is_some() || config.tusd.upload_dir.is_some() || config.storage.s3.is_some() {
             return Ok(None);
         }
         let fail = |e: std::io::Error| {

@@ -17,7 +17,9 @@
 //!    than `[tusd] abandon_after` ago; anything it cannot attribute to a
 //!    verified token is counted and left;
 //! 3. sweeps the temporary files of crashed copies (the backend's sweep, for
-//!    the filesystem [`finalize::sweep_temp`]).
+//!    the filesystem [`finalize::sweep_temp`]; on S3 it aborts stale multipart
+//!    uploads, `crate::s3::abandon`). The sweep runs right after the scan
+//!    (see [`Publisher::find`]), before 1 and 2 act on the scan.
 //!
 //! A refusal that repeats on every pass (a content mismatch, a conflict with an
 //! existing asset, an unattributable upload) is logged once per upload and

@@ -133,11 +133,10 @@ async fn app_state(
                 clock_skew: config.upload.clock_skew,
                 abandon_after: config.tusd.abandon_after,
             };
-            let backend = Arc::new(crate::publisher::S3Backend::new(
-                store.clone(),
-                tokio::runtime::Handle::current(),
-                stale,
-            ));
+            let backend = Arc::new(
+                crate::publisher::S3Backend::new(store.clone(), tokio::runtime::Handle::current(), stale)
+                    .with_metrics(metrics.clone()),
+            );
             Finalizer::s3(backend, store, metrics.clone())
         }
         None => Finalizer::new(roots, metrics.clone()),

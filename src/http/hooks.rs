@@ -29,7 +29,9 @@ use crate::http::respond::{Resp, Synthetic};
 use crate::http::AppState;
 use crate::metrics::{FailOpen, Limit};
 use crate::token::upload_id::{Nonce, NONCE_BYTES};
-use crate::tusd::{self, prefinish, Answer, Decision, Destination, Gate, Lookup, Part, Upload, Verdict};
+use crate::tusd::{
+    self, prefinish, Answer, Decision, Destination, Gate, Lookup, Part, StoreUnavailable, Upload, Verdict,
+};
 
 /// Answers one `POST /tusd`.
 pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Resp {
@@ -152,26 +154,45 @@ where
         tusd::HookName::PreCreate => fresh_nonce().map_err(Failure::NoRandomness)?,
         _ => [0; NONCE_BYTES],
     };
-    // The decision asks the filesystem (the destination's state, a final
+    // The decision asks the store (the destination's state, a final
     // upload's parts, the leading bytes to sniff) only after the token
-    // verified, and only when the tree is configured: then the whole decision
-    // runs on the blocking pool, never on the async workers that serve /auth
-    // (a slow shared volume would stall them).
-    let needs_fs = match hook.name {
-        tusd::HookName::PreCreate => cfg.storage.root.is_some(),
-        tusd::HookName::PreFinish => cfg.upload.check_content && state.finalizer.roots().is_some(),
+    // verified, and only when there is one to ask: the asset tree, or the
+    // bucket with `[storage] backend = "s3"`. Then the whole decision runs on
+    // the blocking pool, never on the async workers that serve /auth (a slow
+    // shared volume or bucket would stall them); on S3 the lookup blocks
+    // there on the runtime's handle for the SDK's futures, as the S3
+    // publisher does.
+    let store = state.finalizer.store();
+    let needs_store = match hook.name {
+        tusd::HookName::PreCreate => store.is_some() || cfg.storage.root.is_some(),
+        tusd::HookName::PreFinish => {
+            cfg.upload.check_content && (store.is_some() || state.finalizer.roots().is_some())
+        }
         _ => false,
     };
-    let (hook, mut decision) = if needs_fs {
+    let (hook, mut decision) = if needs_store {
         let (finalizer, cfg) = (state.finalizer.clone(), cfg.clone());
+        let runtime = tokio::runtime::Handle::current();
         let decided = tokio::task::spawn_blocking(move || {
             ON_BLOCKING_POOL.set(true);
-            let lookup = FsLookup {
-                storage_root: cfg.storage.root.as_deref(),
-                roots: finalizer.roots(),
-                sniff: cfg.upload.check_content,
+            let decision = match finalizer.store() {
+                Some(store) => {
+                    let lookup = S3Lookup {
+                        store,
+                        runtime: &runtime,
+                        sniff: cfg.upload.check_content,
+                    };
+                    tusd::decide(&hook, gate_of(&cfg), now, &nonce, &lookup)
+                }
+                None => {
+                    let lookup = FsLookup {
+                        storage_root: cfg.storage.root.as_deref(),
+                        roots: finalizer.roots(),
+                        sniff: cfg.upload.check_content,
+                    };
+                    tusd::decide(&hook, gate_of(&cfg), now, &nonce, &lookup)
+                }
             };
-            let decision = tusd::decide(&hook, gate_of(&cfg), now, &nonce, &lookup);
             (hook, decision)
         })
         .await;
@@ -390,7 +411,8 @@ fn gate_of(cfg: &crate::config::Config) -> Gate<'_> {
 }
 
 thread_local! {
-    /// Set on the blocking-pool thread that runs a decision with [`FsLookup`]:
+    /// Set on the blocking-pool thread that runs a decision with [`FsLookup`]
+    /// or [`S3Lookup`]:
     /// debug builds (the tests) assert it before touching the filesystem, so
     /// a lookup moved back onto an async worker fails every test that makes one.
     static ON_BLOCKING_POOL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -399,11 +421,11 @@ thread_local! {
 fn assert_blocking_pool() {
     debug_assert!(
         ON_BLOCKING_POOL.get(),
-        "filesystem lookup outside spawn_blocking: it would stall the async workers"
+        "storage lookup outside spawn_blocking: it would stall the async workers"
     );
 }
 
-/// The filesystem facts the pure core asks for.
+/// The filesystem facts the pure core asks for (`[storage] backend = "fs"`).
 struct FsLookup<'a> {
     storage_root: Option<&'a Path>,
     roots: Option<&'a Roots>,
@@ -427,7 +449,15 @@ impl Lookup for FsLookup<'_> {
         finalize::part(roots, id)
     }
 
-    fn leading_bytes(&self, upload: &Upload) -> Option<Vec<u8>> {
+    fn leading_bytes(&self, upload: &Upload) -> Result<Option<Vec<u8>>, StoreUnavailable> {
+        Ok(self.file_head(upload))
+    }
+}
+
+impl FsLookup<'_> {
+    /// `None`: sniffing off, or no regular file inside `upload_dir` to read
+    /// (pre-finish decides nothing; the mover checks again before publishing).
+    fn file_head(&self, upload: &Upload) -> Option<Vec<u8>> {
         if !self.sniff {
             return None;
         }
@@ -450,6 +480,38 @@ impl Lookup for FsLookup<'_> {
             .read_to_end(&mut head)
             .ok()?;
         Some(head)
+    }
+}
+
+/// The bucket's facts the pure core asks for (`[storage] backend = "s3"`),
+/// by [`crate::s3::lookup`]: one HeadObject of the destination at
+/// pre-create, one ranged GetObject of the upload object's leading bytes at
+/// pre-finish. A store error or timeout refuses (`storage_unavailable`).
+/// Runs on the blocking pool, blocking on the daemon's runtime.
+struct S3Lookup<'a> {
+    store: &'a crate::s3::Store,
+    runtime: &'a tokio::runtime::Handle,
+    sniff: bool,
+}
+
+impl Lookup for S3Lookup<'_> {
+    fn destination(&self, relative: &Path) -> Destination {
+        assert_blocking_pool();
+        // The key is the verified token's (UTF-8); the publish writes the same key.
+        let Some(key) = relative.to_str() else {
+            return Destination::Blocked;
+        };
+        self.runtime
+            .block_on(crate::s3::lookup::destination(self.store, key))
+    }
+
+    fn leading_bytes(&self, upload: &Upload) -> Result<Option<Vec<u8>>, StoreUnavailable> {
+        if !self.sniff {
+            return Ok(None);
+        }
+        assert_blocking_pool();
+        self.runtime
+            .block_on(crate::s3::lookup::leading_bytes(self.store, &upload.id))
     }
 }
 

@@ -17,7 +17,7 @@
 //! - `reload.rs`: `assetgate_config_reloads_total{result}`,
 //!   `assetgate_config_reload_refusals_total{reason}`, `assetgate_sighup_total`;
 //! - `s3.rs`: `assetgate_s3_publish_method{method}` (the S3 self-test's
-//!   choice);
+//!   choice), `assetgate_s3_stale_multipart_uploads_total{result}`;
 //! - `registry.rs`: `assetgate_build_info{version}` (always 1);
 //! - elsewhere: the events' families (`crate::events::metrics`, only with an
 //!   `[events]` section) and the connection budgets (`crate::daemon`).
@@ -38,5 +38,5 @@ pub use http::{AuthDecision, AuthReason, Endpoint, Limit, SessionReason};
 pub use label::Label;
 pub use registry::Metrics;
 pub use reload::{ReloadRefusal, ReloadResult};
-pub use s3::PublishMethod;
+pub use s3::{MultipartAbort, PublishMethod};
 pub use state::{FailOpen, StateOp};

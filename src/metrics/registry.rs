@@ -71,6 +71,11 @@ impl Metrics {
         self.s3.set_method(method);
     }
 
+    /// Counts `n` stale multipart uploads a reconciler pass handled on S3.
+    pub fn count_s3_stale_multipart(&self, result: super::MultipartAbort, n: usize) {
+        self.s3.count_stale_multipart(result, n);
+    }
+
     /// Counts one `/auth` decision.
     pub fn count_auth(&self, reason: AuthReason) {
         self.http.count_auth(reason);

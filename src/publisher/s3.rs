@@ -36,6 +36,7 @@ pub struct S3Backend {
     store: Store,
     runtime: Handle,
     stale: Stale,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 /// The age bound of stale multipart uploads ([`crate::s3::abandon::stale_before`]):
@@ -58,7 +59,15 @@ impl S3Backend {
             store,
             runtime,
             stale,
+            metrics: None,
         }
+    }
+
+    /// Counts the stale multipart uploads each sweep aborts
+    /// (`assetgate_s3_stale_multipart_uploads_total`).
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> S3Backend {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -91,8 +100,16 @@ impl Backend for S3Backend {
             &c.upload_prefix,
             before,
         ));
-        if let Err(e) = done {
-            tracing::warn!(error = %e, "S3: could not list or abort stale multipart uploads (the next pass retries)");
+        match done {
+            Ok(done) => {
+                if let Some(m) = &self.metrics {
+                    m.count_s3_stale_multipart(crate::metrics::MultipartAbort::Aborted, done.aborted);
+                    m.count_s3_stale_multipart(crate::metrics::MultipartAbort::Failed, done.failed);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "S3: could not list the multipart uploads under upload_prefix (the next pass retries)");
+            }
         }
         Ok(0)
     }

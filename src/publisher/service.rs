@@ -83,11 +83,19 @@ impl Publisher {
         &*self.backend
     }
 
-    /// Sweeps what interrupted publishes left, then scans the uploads
-    /// waiting (blocking).
+    /// Scans the uploads waiting, then sweeps what interrupted publishes
+    /// left (blocking). In this order because the S3 sweep aborts stale
+    /// multipart uploads: scanned after it, an abandoned upload whose
+    /// multipart upload the sweep just aborted would look like an
+    /// interrupted publish (an `.info` with neither object nor multipart
+    /// upload) and never be removed as abandoned; scanned before, it is in
+    /// progress, and the abandoned-upload removal deletes its `.info` and
+    /// `.part` (its abort finds the multipart upload gone, which is fine).
+    /// On `fs` the two are independent (the asset tree's temporary files,
+    /// `upload_dir`'s records).
     pub fn find(&self) -> Found {
-        let swept = self.backend.sweep();
         let scan = self.backend.scan();
+        let swept = self.backend.sweep();
         Found { swept, scan }
     }
 

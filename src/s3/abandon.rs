@@ -41,11 +41,14 @@ pub struct Aborted {
     pub aborted: usize,
     /// Under the prefix but not stale yet.
     pub kept: usize,
+    /// Stale, but the abort failed (logged; the next pass retries).
+    pub failed: usize,
 }
 
 /// Aborts the multipart uploads under `prefix` initiated before `before`
 /// (every page of the listing). An upload whose initiation time the engine
-/// does not say is kept.
+/// does not say is kept. `Err`: the listing failed (what was aborted before
+/// is not reported; the next pass lists again).
 pub async fn abort_stale(
     c: &Client,
     bucket: &str,
@@ -73,14 +76,27 @@ pub async fn abort_stale(
                 out.kept += 1;
                 continue;
             }
-            c.abort_multipart_upload()
+            // One refusal does not stop the pass: the others are aborted,
+            // this one is counted and retried by the next pass.
+            match c
+                .abort_multipart_upload()
                 .bucket(bucket)
                 .key(key)
                 .upload_id(id)
                 .send()
-                .await?;
-            tracing::info!(key, "S3: stale multipart upload aborted");
-            out.aborted += 1;
+                .await
+                .map_err(OpError::from)
+            {
+                // Gone meanwhile (tusd finished it, or another replica aborted it).
+                Ok(_) | Err(OpError::NotFound) => {
+                    tracing::info!(key, "S3: stale multipart upload aborted");
+                    out.aborted += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "S3: a stale multipart upload could not be aborted (the next pass retries)");
+                    out.failed += 1;
+                }
+            }
         }
         if page.is_truncated() != Some(true) {
             return Ok(out);

@@ -2,7 +2,8 @@
 //! ([`client`](mod@client)), and the capability self-test at start
 //! ([`selftest`]) says which no-overwrite publish method the engine really
 //! honours. [`sign`] signs the object reads `/auth` hands nginx for downloads
-//! (`aws-sigv4`).
+//! (`aws-sigv4`); [`lookup`] answers the hook decisions' two storage facts
+//! (the destination, the leading bytes).
 //!
 //! The SDK is configured for S3-compatible engines, not only AWS: static
 //! credentials from the configuration (nothing looked up in the environment,
@@ -12,6 +13,7 @@
 
 pub mod abandon;
 pub mod client;
+pub mod lookup;
 pub mod ops;
 pub mod pending;
 pub mod publish;

@@ -202,12 +202,10 @@ async fn ours(c: &Client, req: &Request<'_>) -> Result<(), PublishError> {
 }
 
 async fn check_content(c: &Client, bucket: &str, key: &str, declared: &str) -> Result<(), PublishError> {
-    let range = format!("bytes=0-{}", prefinish::SNIFF_BYTES - 1);
-    let head = ops::get(c, bucket, key, Some(range))
+    let head = super::lookup::head_of(c, bucket, key)
         .await
         .map_err(s3("GetObject leading bytes"))?;
-    let head = &head[..head.len().min(prefinish::SNIFF_BYTES)];
-    prefinish::check(declared, head).map_err(|_| PublishError::ContentMismatch {
+    prefinish::check(declared, &head).map_err(|_| PublishError::ContentMismatch {
         expected: prefinish::expected_signature(declared).unwrap_or("of its declared type"),
     })
 }

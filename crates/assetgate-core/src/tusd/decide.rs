@@ -32,8 +32,9 @@ pub fn decide(hook: &Hook, gate: Gate<'_>, now: i64, nonce: &Nonce, lookup: &dyn
             Err(NotPlanned::Keep(r)) => Verdict::Keep(r),
         },
         HookName::PreFinish => match lookup.leading_bytes(upload) {
-            Some(head) => prefinish::decide(upload, gate, &head),
-            None => Verdict::Skip(ReasonCode::Ignored),
+            Ok(Some(head)) => prefinish::decide(upload, gate, Ok(&head)),
+            Ok(None) => Verdict::Skip(ReasonCode::Ignored),
+            Err(unavailable) => prefinish::decide(upload, gate, Err(unavailable)),
         },
         _ => Verdict::Skip(ReasonCode::Ignored),
     };

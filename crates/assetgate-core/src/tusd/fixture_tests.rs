@@ -481,8 +481,8 @@ fn v2_pre_finish_sniffing_is_opt_in() {
         fn destination(&self, _: &Path) -> crate::tusd::Destination {
             crate::tusd::Destination::Free
         }
-        fn leading_bytes(&self, _: &Upload) -> Option<Vec<u8>> {
-            Some(self.0.to_vec())
+        fn leading_bytes(&self, _: &Upload) -> Result<Option<Vec<u8>>, crate::tusd::StoreUnavailable> {
+            Ok(Some(self.0.to_vec()))
         }
     }
     let (_, d, a) = env.run_with(body, None, fixture_now(), &Head(b"\xff\xd8\xff\xe0"));
@@ -567,23 +567,22 @@ fn rustus_deferred_and_post_finish() {
 /// [`ReasonCode::hooks`] and [`HookOutcome::of`] hold for every decision the
 /// fixtures give (each hook body of tusd v2, tusd v2.9.1 as captured, rustus),
 /// under every variation that changes the reason: the clock (valid, expired),
-/// the destination (free, existing), the leading bytes (none, wrong), the
+/// the destination (free, existing, the store not answering), the leading
+/// bytes (none, wrong, the store not answering), the
 /// upload IDs (`server`, `signed`).
 #[test]
 fn every_decision_is_one_its_reason_lists() {
+    use crate::tusd::{Destination, StoreUnavailable};
     struct World {
-        exists: bool,
-        head: Option<&'static [u8]>,
+        destination: Destination,
+        head: Result<Option<&'static [u8]>, StoreUnavailable>,
     }
     impl Lookup for World {
-        fn destination(&self, _: &Path) -> crate::tusd::Destination {
-            match self.exists {
-                true => crate::tusd::Destination::Exists,
-                false => crate::tusd::Destination::Free,
-            }
+        fn destination(&self, _: &Path) -> Destination {
+            self.destination
         }
-        fn leading_bytes(&self, _: &Upload) -> Option<Vec<u8>> {
-            self.head.map(<[u8]>::to_vec)
+        fn leading_bytes(&self, _: &Upload) -> Result<Option<Vec<u8>>, StoreUnavailable> {
+            self.head.map(|h| h.map(<[u8]>::to_vec))
         }
     }
     let env = Env::new();
@@ -613,12 +612,17 @@ fn every_decision_is_one_its_reason_lists() {
                 for now in [fixture_now(), fixture_now() + 10 * 365 * 86_400] {
                     for world in [
                         World {
-                            exists: false,
-                            head: None,
+                            destination: Destination::Free,
+                            head: Ok(None),
                         },
                         World {
-                            exists: true,
-                            head: Some(b"\x89PNG\r\n\x1a\n"),
+                            destination: Destination::Exists,
+                            head: Ok(Some(b"\x89PNG\r\n\x1a\n")),
+                        },
+                        // The bucket did not answer (backend = "s3").
+                        World {
+                            destination: Destination::Unavailable,
+                            head: Err(StoreUnavailable),
                         },
                     ] {
                         let d = decide(&hook, gate, now, &[0; 16], &world);
@@ -640,7 +644,9 @@ fn every_decision_is_one_its_reason_lists() {
         ("pre-create", "ok"),
         ("pre-create", "token_expired"),
         ("pre-create", "exists"),
+        ("pre-create", "storage_unavailable"),
         ("pre-finish", "content_mismatch"),
+        ("pre-finish", "storage_unavailable"),
         ("post-finish", "ok"),
         ("post-finish", "partial"),
         ("post-finish", "upload_id_invalid"),

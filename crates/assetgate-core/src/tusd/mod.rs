@@ -86,7 +86,7 @@ pub mod testing;
 
 pub use answer::{answer, answer_error, answer_v1, answer_v2, Answer};
 pub use decide::decide;
-pub use gate::{Destination, Gate, Lookup, Part};
+pub use gate::{Destination, Gate, Lookup, Part, StoreUnavailable};
 pub use postfinish::{FinalizePlan, NotPlanned};
 pub use protocol::{parse, Hook, HookError, HookName, Protocol, Upload};
 pub use reason::{ReasonCode, Rejection, MAX_MESSAGE_BYTES};

@@ -149,6 +149,12 @@ pub fn check(upload: &Upload, gate: Gate<'_>, now: i64, lookup: &dyn Lookup) -> 
                 "the asset key's path is blocked in the asset tree (a symlink or a file where a directory belongs)",
             ))
         }
+        Destination::Unavailable => {
+            return Err(Rejection::new(
+                ReasonCode::StorageUnavailable,
+                "whether an asset with this key exists cannot be checked right now (the store did not answer); try again shortly",
+            ))
+        }
         Destination::Exists if gate.storage.overwrite => {}
         Destination::Exists => {
             return Err(Rejection::new(
@@ -628,6 +634,26 @@ mod tests {
         let e = run_with(&fin, &up, false, &Parts(vec![])).unwrap_err();
         assert_eq!(e.reason().status(), 403);
         assert_eq!(e.reason().as_str(), "concat_invalid");
+    }
+
+    /// The store did not say whether the destination exists (backend =
+    /// "s3", an error or a timeout): refused with `storage_unavailable`
+    /// (503), whatever `overwrite` says (deny by default).
+    #[test]
+    fn an_unknown_destination_is_refused() {
+        struct Unknown;
+        impl Lookup for Unknown {
+            fn destination(&self, _: &Path) -> Destination {
+                Destination::Unavailable
+            }
+        }
+        let up = upload_config(&[S1]);
+        let u = upload_with(good("a/b.png", "image/png", Visibility::Public), Some(3));
+        for overwrite in [false, true] {
+            let e = run_with(&u, &up, overwrite, &Unknown).unwrap_err();
+            assert_eq!(e.reason(), ReasonCode::StorageUnavailable);
+            assert_eq!(e.reason().status(), 503);
+        }
     }
 
     #[test]

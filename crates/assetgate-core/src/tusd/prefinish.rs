@@ -17,6 +17,7 @@
 //! pre-finish; rustus has no pre-finish hook; `finalize-pending` and the
 //! reconciler run no hook at all.
 
+use super::gate::StoreUnavailable;
 use super::protocol::Upload;
 use super::{Gate, ReasonCode, Rejection, Verdict};
 use crate::policy;
@@ -122,8 +123,10 @@ pub fn check(declared: &str, head: &[u8]) -> Result<(), Rejection> {
     }
 }
 
-/// The pre-finish verdict for an upload whose first bytes are `head`.
-pub fn decide(upload: &Upload, gate: Gate<'_>, head: &[u8]) -> Verdict {
+/// The pre-finish verdict for an upload whose first bytes are `head`; `Err`:
+/// the store did not give them (`storage_unavailable`, 503, after the same
+/// partial and signature checks: deny by default, never an unchecked accept).
+pub fn decide(upload: &Upload, gate: Gate<'_>, head: Result<&[u8], StoreUnavailable>) -> Verdict {
     if upload.is_partial {
         // a part's bytes are not the file's beginning (except the first part)
         return Verdict::Skip(ReasonCode::Partial);
@@ -131,6 +134,12 @@ pub fn decide(upload: &Upload, gate: Gate<'_>, head: &[u8]) -> Verdict {
     let verified = match verify_signature_ignoring_expiry(&upload.metadata, &gate.upload.secrets) {
         Ok(v) => v,
         Err(d) => return Verdict::Reject(d.into()),
+    };
+    let Ok(head) = head else {
+        return Verdict::Reject(Rejection::new(
+            ReasonCode::StorageUnavailable,
+            "the upload's content cannot be checked right now (the store did not answer); try again shortly",
+        ));
     };
     match check(verified.content_type(), head) {
         Ok(()) => Verdict::Accept,
@@ -204,8 +213,8 @@ mod tests {
             offset: 8,
             ..Upload::default()
         };
-        assert_eq!(decide(&u, gate, b"\x89PNG\r\n\x1a\n"), Verdict::Accept);
-        let Verdict::Reject(r) = decide(&u, gate, b"GIF89a") else {
+        assert_eq!(decide(&u, gate, Ok(b"\x89PNG\r\n\x1a\n")), Verdict::Accept);
+        let Verdict::Reject(r) = decide(&u, gate, Ok(b"GIF89a")) else {
             panic!()
         };
         assert_eq!(r.reason(), ReasonCode::ContentMismatch);
@@ -214,14 +223,55 @@ mod tests {
             ..u.clone()
         };
         assert_eq!(
-            decide(&partial, gate, b"GIF89a"),
+            decide(&partial, gate, Ok(b"GIF89a")),
             Verdict::Skip(ReasonCode::Partial)
         );
         let unsigned = Upload {
             metadata: Default::default(),
             ..u
         };
-        let Verdict::Reject(r) = decide(&unsigned, gate, b"\x89PNG\r\n\x1a\n") else {
+        let Verdict::Reject(r) = decide(&unsigned, gate, Ok(b"\x89PNG\r\n\x1a\n")) else {
+            panic!()
+        };
+        assert_eq!(r.reason(), ReasonCode::Token(UploadRefusal::MetadataMissing));
+    }
+
+    /// The store did not give the leading bytes (backend = "s3"): refused
+    /// with `storage_unavailable` (503), never accepted unchecked; a partial
+    /// upload is still skipped and a bad signature still says so first.
+    #[test]
+    fn a_store_that_does_not_answer_refuses() {
+        let up = upload_config(&[S1]);
+        let st = storage_config();
+        let gate = Gate {
+            upload: &up,
+            storage: &st,
+            upload_ids: Default::default(),
+        };
+        let u = Upload {
+            metadata: mint(S1.as_bytes(), "a.png", "image/png", Visibility::Private, 1),
+            size: Some(8),
+            offset: 8,
+            ..Upload::default()
+        };
+        let Verdict::Reject(r) = decide(&u, gate, Err(StoreUnavailable)) else {
+            panic!()
+        };
+        assert_eq!((r.reason(), r.status()), (ReasonCode::StorageUnavailable, 503));
+        assert_eq!(r.reason().as_str(), "storage_unavailable");
+        let partial = Upload {
+            is_partial: true,
+            ..u.clone()
+        };
+        assert_eq!(
+            decide(&partial, gate, Err(StoreUnavailable)),
+            Verdict::Skip(ReasonCode::Partial)
+        );
+        let unsigned = Upload {
+            metadata: Default::default(),
+            ..u
+        };
+        let Verdict::Reject(r) = decide(&unsigned, gate, Err(StoreUnavailable)) else {
             panic!()
         };
         assert_eq!(r.reason(), ReasonCode::Token(UploadRefusal::MetadataMissing));

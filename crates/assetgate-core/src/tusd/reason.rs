@@ -48,6 +48,11 @@ pub enum ReasonCode {
     /// `[upload] single_use` and the state backend is unreachable with
     /// `single_use_when_down = "fail_closed"` (503).
     StateUnavailable,
+    /// The store of uploads and assets did not answer a lookup the decision
+    /// needs (`[storage] backend = "s3"`: whether the destination exists at
+    /// pre-create, the leading bytes at pre-finish; an error or a timeout):
+    /// refused, the client may retry (503).
+    StorageUnavailable,
     /// `[upload] single_use`: the token has `[upload] max_parts` partial
     /// uploads already (403).
     TooManyParts,
@@ -73,7 +78,7 @@ pub enum ReasonCode {
 
 impl ReasonCode {
     /// Every value, for metric pre-registration.
-    pub const ALL: [ReasonCode; 29] = [
+    pub const ALL: [ReasonCode; 30] = [
         ReasonCode::Ok,
         ReasonCode::Token(upload::UploadRefusal::MetadataMissing),
         ReasonCode::Token(upload::UploadRefusal::MetadataInvalid),
@@ -96,6 +101,7 @@ impl ReasonCode {
         ReasonCode::StorageUnsupported,
         ReasonCode::TokenUsed,
         ReasonCode::StateUnavailable,
+        ReasonCode::StorageUnavailable,
         ReasonCode::TooManyParts,
         ReasonCode::PartsTooLarge,
         ReasonCode::UploadIdInvalid,
@@ -124,6 +130,7 @@ impl ReasonCode {
             ReasonCode::StorageUnsupported => "storage_unsupported",
             ReasonCode::TokenUsed => "token_used",
             ReasonCode::StateUnavailable => "state_unavailable",
+            ReasonCode::StorageUnavailable => "storage_unavailable",
             ReasonCode::TooManyParts => "too_many_parts",
             ReasonCode::PartsTooLarge => "parts_too_large",
             ReasonCode::UploadIdInvalid => "upload_id_invalid",
@@ -150,7 +157,7 @@ impl ReasonCode {
             | ReasonCode::TokenUsed
             | ReasonCode::TooManyParts
             | ReasonCode::UploadIdInvalid => 403,
-            ReasonCode::StateUnavailable => 503,
+            ReasonCode::StateUnavailable | ReasonCode::StorageUnavailable => 503,
             ReasonCode::ContentTypeNotAllowed
             | ReasonCode::ContentTypeActive
             | ReasonCode::ExtensionMismatch
@@ -183,6 +190,8 @@ impl ReasonCode {
         const POST_FINISH: &[HookName] = &[HookName::PostFinish];
         const PRE_FINISH: &[HookName] = &[HookName::PreFinish];
         const PARTS: &[HookName] = &[HookName::PreFinish, HookName::PostFinish];
+        // The two lookups a store answers: the destination, the leading bytes.
+        const SNIFFED: &[HookName] = &[HookName::PreCreate, HookName::PreFinish];
         // Every hook without a decision of its own, known or not (`other`).
         const NOTHING_TO_DECIDE: &[HookName] = &[
             HookName::PostCreate,
@@ -219,6 +228,7 @@ impl ReasonCode {
                 POST_FINISH
             }
             ReasonCode::ContentMismatch => PRE_FINISH,
+            ReasonCode::StorageUnavailable => SNIFFED,
             ReasonCode::Partial => PARTS,
             ReasonCode::Ignored => NOTHING_TO_DECIDE,
             ReasonCode::BadHook | ReasonCode::Internal => &[],
