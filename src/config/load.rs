@@ -878,6 +878,18 @@ fn refuse_fs_only(storage: &RawStorage, tusd: &RawTusd) -> Result<(), ConfigErro
     if tusd.upload_dir.is_some() {
         return Err(ConfigError::new("tusd.upload_dir", elsewhere));
     }
+    // On S3 nothing compares a hook with the upload's stored `.info` the way
+    // the filesystem mover does: the signed ID (pre-create's, verified on
+    // every later hook) is what ties a post-finish to the upload its token
+    // created. Without it, a forged post-finish with one's own token and
+    // another user's finished upload ID would publish their bytes.
+    if tusd.upload_ids.trim() == "server" {
+        return Err(ConfigError::new(
+            "tusd.upload_ids",
+            "\"server\" is for backend = \"fs\" only; with backend = \"s3\" the upload IDs must be \"signed\" \
+             (tusd v2: the hook's ID is the proof it names the upload its token created): remove it",
+        ));
+    }
     if storage.overwrite {
         return Err(ConfigError::new(
             "storage.overwrite",
@@ -986,6 +998,23 @@ fn validate_backend(raw: &RawStorage) -> Result<(StorageBackend, Option<S3Config
                 format!("{p:?} overlaps assetgate's own prefix ({S3_OWN_PREFIX:?}) in the bucket"),
             ));
         }
+    }
+    // On S3 the gate itself decides that a path is public (signed without a
+    // link, `http::auth`), by prefix: a private prefix inside the public one
+    // (or the reverse) would make private objects public. (On fs nginx's
+    // longest `^~` match routes them; in a bucket there is no such routing.)
+    let (public, private) = (
+        format!("{}/", raw.public_prefix),
+        format!("{}/", raw.private_prefix),
+    );
+    if overlaps(&public, &private) {
+        return Err(ConfigError::new(
+            "storage.private_prefix",
+            format!(
+                "{:?} overlaps storage.public_prefix ({:?}): with backend = \"s3\" they must be apart",
+                raw.private_prefix, raw.public_prefix
+            ),
+        ));
     }
     let access_key_id = s3_secret(
         "storage.s3.access_key_id",
@@ -2550,6 +2579,25 @@ mod tests {
                 base_env.clone(),
                 "storage.private_prefix",
             ),
+            // The reviewer's case: the private prefix inside the public one
+            // (the gate would sign private objects without a link), and the
+            // reverse.
+            (
+                format!(
+                    "[storage]\npublic_prefix = \"media\"\nprivate_prefix = \"media/private\"\n{}",
+                    &S3_BASE[10..]
+                ),
+                base_env.clone(),
+                "storage.private_prefix",
+            ),
+            (
+                format!(
+                    "[storage]\npublic_prefix = \"assets/pub\"\nprivate_prefix = \"assets\"\n{}",
+                    &S3_BASE[10..]
+                ),
+                base_env.clone(),
+                "storage.private_prefix",
+            ),
             (S3_BASE.into(), vec![base_env[1]], "storage.s3.access_key_id"),
             (S3_BASE.into(), vec![base_env[0]], "storage.s3.secret_access_key"),
             (
@@ -2642,6 +2690,16 @@ mod tests {
                 S3_BASE.into(),
                 [base_env.clone(), vec![("ASSETGATE_STORAGE__OVERWRITE", "true")]].concat(),
                 "storage.overwrite",
+            ),
+            (
+                format!("[tusd]\nupload_ids = \"server\"\n{S3_BASE}"),
+                base_env.clone(),
+                "tusd.upload_ids",
+            ),
+            (
+                S3_BASE.into(),
+                [base_env.clone(), vec![("ASSETGATE_TUSD__UPLOAD_IDS", "server")]].concat(),
+                "tusd.upload_ids",
             ),
         ];
         for (text, vars, key) in cases {

@@ -134,9 +134,9 @@ pub struct Config {
     /// The asset tree finished uploads are moved into.
     pub storage: StorageConfig,
     /// Signs the object reads `/auth` hands nginx with `[storage] backend =
-    /// "s3"` (derived from `storage.s3`, not a key: built once per
-    /// configuration, so a reload that changes an identity signs with the new
-    /// one).
+    /// "s3"` (derived from `storage.s3`, not a key). Like `storage.s3` it is
+    /// start-only: a reload keeps the running one (`daemon::reload::merge`),
+    /// so a new identity needs a restart.
     #[serde(skip)]
     pub s3_signer: Option<std::sync::Arc<crate::s3::sign::S3Signer>>,
     /// Where tusd keeps uploads.

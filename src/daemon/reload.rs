@@ -196,9 +196,20 @@ pub fn merge(running: &Config, mut new: Config) -> (Config, Vec<&'static str>) {
     // Any [server] key added later is start-only too.
     keep!("server", server);
     keep!("storage.root", storage.root);
+    // On S3 the prefixes are where the running publisher writes and what
+    // the loader checked against the running upload prefix (apart from it,
+    // from assetgate's own, from each other): a reload must not move them
+    // under tusd's uploads (the gate would sign `tus/…` as public).
+    if running.storage.s3.is_some() || new.storage.s3.is_some() {
+        keep!("storage.public_prefix", storage.public_prefix);
+        keep!("storage.private_prefix", storage.private_prefix);
+    }
     // The S3 client (and the self-test's choice) are made once, at start.
     keep!("storage.backend", storage.backend);
     keep!("storage.s3", storage.s3);
+    // Derived from storage.s3: the running one signs, or /auth would sign for
+    // another store or bucket than the one kept (and logged as kept).
+    new.s3_signer = running.s3_signer.clone();
     keep!("tusd.upload_dir", tusd.upload_dir);
     keep!("tusd.reconcile_interval", tusd.reconcile_interval);
     // The delivery loop, its client and the outbox are set up once.
@@ -619,6 +630,37 @@ mod tests {
         let (merged, restart) = merge(&running, new);
         assert_eq!(restart, vec!["state"]);
         assert_eq!(merged.state, running.state);
+    }
+
+    /// `[storage.s3]` is start-only, and on S3 so are the two prefixes and
+    /// the download signer derived from `storage.s3`: a reload that moves the
+    /// public prefix onto tusd's uploads or points at another store is named
+    /// and the running values stay (the reviewer's case: the signer was the
+    /// new file's, signing for a store the log said was kept).
+    #[test]
+    fn on_s3_the_prefixes_and_the_signer_are_start_only() {
+        let s3 = |extra_storage: &str, endpoint: &str, upload_prefix: &str| {
+            load(&format!(
+                "{BASE}[storage]\nbackend = \"s3\"\n{extra_storage}[storage.s3]\nendpoint = \"{endpoint}\"\nbucket = \"assets\"\n\
+                 upload_prefix = \"{upload_prefix}\"\naccess_key_id = \"AK\"\nsecret_access_key = \"SK\"\n"
+            ))
+        };
+        let running = s3("", "http://127.0.0.1:8333", "tus/");
+        let new = s3("public_prefix = \"tus\"\n", "http://other.internal:9000", "up/");
+        let (merged, restart) = merge(&running, new);
+        assert_eq!(restart, vec!["storage.public_prefix", "storage.s3"]);
+        assert_eq!(merged.storage.public_prefix, "public");
+        assert_eq!(merged.storage.s3, running.storage.s3);
+        let (signer, kept) = (merged.s3_signer.unwrap(), running.s3_signer.unwrap());
+        assert!(std::sync::Arc::ptr_eq(&signer, &kept), "the running signer signs");
+        assert_eq!(signer.host(), "127.0.0.1:8333");
+        // On fs the prefixes stay reloadable.
+        let (merged, restart) = merge(
+            &load(BASE),
+            load(&format!("{BASE}[storage]\npublic_prefix = \"pub\"\n")),
+        );
+        assert_eq!(restart, Vec::<&str>::new());
+        assert_eq!(merged.storage.public_prefix, "pub");
     }
 
     /// A secret of the same length is redacted alike in `check-config`'s

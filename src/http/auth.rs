@@ -16,6 +16,10 @@
 //! denied (`method`). The public prefix needs no link there (the bucket is
 //! never anonymous: nginx asks for a signature for `/public/` too), decided on
 //! the path as nginx normalises it, so `/public/../private/x` needs a link.
+//! Only objects under the public or the private prefix are ever signed: a
+//! valid link to anything else (tusd's uploads under `upload_prefix`, the
+//! self-test's scratch keys, the bucket's root: a listing) is denied
+//! (`outside-assets`), whatever nginx's locations route here.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -117,14 +121,30 @@ pub enum AuthOutcome<'a> {
     NoOriginalUri,
     /// `backend = "s3"`: `X-Original-Method` is not `GET` or `HEAD` (or absent).
     Method,
+    /// `backend = "s3"`: a valid link to a path that is not an object under
+    /// the public or private prefix (never signed).
+    OutsideAssets,
 }
 
-/// The normalised `$uri` of `raw` when it lies under `/<public_prefix>/`.
-fn public_uri<'a>(raw: &'a [u8], merge_slashes: bool, public_prefix: &str) -> Option<Cow<'a, [u8]>> {
+/// Whether the normalised `uri` names an object under `/<prefix>/`: the
+/// prefix, a `/`, and at least one byte more.
+fn under(uri: &[u8], prefix: &str) -> bool {
+    uri.strip_prefix(b"/")
+        .and_then(|rest| rest.strip_prefix(prefix.as_bytes()))
+        .is_some_and(|rest| rest.first() == Some(&b'/') && rest.len() > 1)
+}
+
+/// The normalised `$uri` of `raw` when it lies under `/<public_prefix>/` and
+/// not under `/<private_prefix>/` (the configuration keeps them apart on S3;
+/// this keeps a private object from being public even if it did not).
+fn public_uri<'a>(
+    raw: &'a [u8],
+    merge_slashes: bool,
+    public_prefix: &str,
+    private_prefix: &str,
+) -> Option<Cow<'a, [u8]>> {
     let target = crate::token::nginx_uri::parse_request_target(raw, merge_slashes).ok()?;
-    let rest = target.uri.strip_prefix(b"/")?;
-    let rest = rest.strip_prefix(public_prefix.as_bytes())?;
-    (rest.first() == Some(&b'/') && rest.len() > 1).then_some(target.uri)
+    (under(&target.uri, public_prefix) && !under(&target.uri, private_prefix)).then_some(target.uri)
 }
 
 /// Decides an auth subrequest from its headers: the link (pure), its lifetime
@@ -144,6 +164,7 @@ pub fn decide<'a>(config: &Config, shared: &Shared, headers: &'a HeaderMap, now:
             target.as_bytes(),
             link.merge_slashes,
             &config.storage.public_prefix,
+            &config.storage.private_prefix,
         ) {
             return AuthOutcome::Public(uri);
         }
@@ -158,6 +179,13 @@ pub fn decide<'a>(config: &Config, shared: &Shared, headers: &'a HeaderMap, now:
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     if let Err(d) = link::check_lifetime(&verified, max_ttl, now) {
         return AuthOutcome::Deny(d);
+    }
+    let storage = &config.storage;
+    if storage.s3.is_some()
+        && !under(verified.uri(), &storage.private_prefix)
+        && !under(verified.uri(), &storage.public_prefix)
+    {
+        return AuthOutcome::OutsideAssets;
     }
     match shared.standing(
         verified.uri(),
@@ -178,6 +206,7 @@ impl AuthOutcome<'_> {
             AuthOutcome::Allow(_) => AuthReason::Ok,
             AuthOutcome::Public(_) => AuthReason::Public,
             AuthOutcome::Method => AuthReason::Method,
+            AuthOutcome::OutsideAssets => AuthReason::OutsideAssets,
             AuthOutcome::Deny(d) => AuthReason::Link(d.reason()),
             AuthOutcome::Revoked(_) => AuthReason::Revoked,
             AuthOutcome::Unavailable => AuthReason::Unavailable,
@@ -199,9 +228,11 @@ pub fn response(outcome: &AuthOutcome, method: &Method) -> Resp {
             }
             r
         }
-        AuthOutcome::Deny(_) | AuthOutcome::Revoked(_) | AuthOutcome::Unavailable | AuthOutcome::Method => {
-            respond::refused(outcome.reason().as_str())
-        }
+        AuthOutcome::Deny(_)
+        | AuthOutcome::Revoked(_)
+        | AuthOutcome::Unavailable
+        | AuthOutcome::Method
+        | AuthOutcome::OutsideAssets => respond::refused(outcome.reason().as_str()),
         AuthOutcome::NoOriginalUri if method == Method::GET => respond::fault(NO_ORIGINAL_URI_BODY),
         AuthOutcome::NoOriginalUri => respond::fault(""),
     }
@@ -233,6 +264,12 @@ pub fn record(outcome: &AuthOutcome, metrics: &Metrics) {
             decision,
             reason,
             "method refused: only GET and HEAD (X-Original-Method) are signed for the bucket"
+        ),
+        AuthOutcome::OutsideAssets => tracing::info!(
+            endpoint = "auth",
+            decision,
+            reason,
+            "valid link refused: only objects under the public and private prefixes are signed for the bucket"
         ),
         AuthOutcome::Deny(d) => tracing::info!(
             endpoint = "auth",
@@ -442,6 +479,47 @@ mod tests {
         let h = headers("/public/a.png", Some("GET"));
         let outcome = decide(&fs, &sh, &h, NOW);
         assert!(matches!(outcome, AuthOutcome::Deny(_)), "{outcome:?}");
+    }
+
+    /// On S3 only objects under the two prefixes are signed. A valid link
+    /// to tusd's uploads (`tus/…`, the `.info` holds the upload token), the
+    /// self-test's scratch keys, the bucket's root (a listing) or a prefix
+    /// itself is denied `outside-assets`; on fs the same links are allowed
+    /// (nginx serves only its own locations there). And a path under both
+    /// prefixes (a configuration the loader refuses on S3) is not public.
+    #[tokio::test]
+    async fn s3_signs_only_objects_under_the_asset_prefixes() {
+        let c = cfg(true);
+        let sh = shared(&c).await;
+        for uri in [
+            "/tus/abc.info",
+            "/assetgate/selftest/x",
+            "/",
+            "/private",
+            "/private/",
+            "/privatex/a",
+        ] {
+            let h = headers(&link_to(uri, uri), Some("GET"));
+            let outcome = decide(&c, &sh, &h, NOW);
+            assert!(
+                matches!(outcome, AuthOutcome::OutsideAssets),
+                "{uri}: {outcome:?}"
+            );
+            let r = response(&outcome, &Method::GET);
+            assert_eq!(r.status(), 403);
+            assert_eq!(r.headers()["x-assetgate-reason"], "outside-assets");
+            assert!(r.headers().get("authorization").is_none());
+        }
+        let h = headers(&link_to("/private/a.txt", "/private/a.txt"), Some("GET"));
+        assert!(matches!(decide(&c, &sh, &h, NOW), AuthOutcome::Allow(_)));
+        let h = headers(&link_to("/public/a.txt", "/public/a.txt"), Some("GET"));
+        assert!(matches!(decide(&c, &sh, &h, NOW), AuthOutcome::Public(_)));
+        let fs = cfg(false);
+        let h = headers(&link_to("/tus/abc.info", "/tus/abc.info"), Some("GET"));
+        assert!(matches!(decide(&fs, &sh, &h, NOW), AuthOutcome::Allow(_)));
+        // Built by hand: the loader refuses overlapping prefixes on S3.
+        assert!(super::public_uri(b"/media/a.png", true, "media", "media/private").is_some());
+        assert!(super::public_uri(b"/media/private/a.png", true, "media", "media/private").is_none());
     }
 
     #[test]

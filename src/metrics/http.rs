@@ -82,6 +82,9 @@ pub enum AuthReason {
     Public,
     /// `backend = "s3"`: a method other than GET/HEAD (never signed).
     Method,
+    /// `backend = "s3"`: a valid link to something other than an object under
+    /// the public or private prefix (never signed).
+    OutsideAssets,
 }
 
 impl AuthReason {
@@ -94,6 +97,7 @@ impl AuthReason {
             AuthReason::NoOriginalUri,
             AuthReason::Public,
             AuthReason::Method,
+            AuthReason::OutsideAssets,
         ]
         .into_iter()
         .chain(LinkRefusal::ALL.map(AuthReason::Link))
@@ -109,6 +113,7 @@ impl AuthReason {
             AuthReason::NoOriginalUri => NO_ORIGINAL_URI,
             AuthReason::Public => "public",
             AuthReason::Method => "method",
+            AuthReason::OutsideAssets => "outside-assets",
         }
     }
 
