@@ -352,8 +352,10 @@ const SIGNED_TYPES: &[&str] = &[
     "text/plain; charset=utf-8",
 ];
 /// Key extensions: two an engine could map to an active type, one to an
-/// inert one, none.
-const EXTENSIONS: &[&str] = &[".html", ".svg", ".png", ""];
+/// inert one, none, and one `assetgate-types.conf` does not list (so
+/// pre-create accepts it signed `application/octet-stream`, as on the fs
+/// backend, where nginx serves it as that) but an engine's own table may.
+const EXTENSIONS: &[&str] = &[".html", ".svg", ".png", "", ".shtml"];
 
 /// Publishes every signed type x extension by each of `methods` and
 /// requires what nginx serves (`x-amz-meta-assetgate-type`) to be the

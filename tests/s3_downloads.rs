@@ -10,9 +10,9 @@
 //! 200, conditional GET 304; forged 403, expired 410, revoked 403, a missing
 //! object 404 (nginx's own page, no S3 XML); keys with spaces, `+`, `%` and
 //! Unicode; served as signed: the type assetgate published in
-//! `x-amz-meta-assetgate-type` (`x.html` signed `application/octet-stream`
-//! is served `application/octet-stream` although SeaweedFS stores it as
-//! `text/html`), nosniff, sandbox, `attachment` for active signed types, no
+//! `x-amz-meta-assetgate-type` (`x.html`, `x.shtml` signed
+//! `application/octet-stream` are served `application/octet-stream` although
+//! SeaweedFS stores them as `text/html`), nosniff, sandbox, `attachment` for active signed types, no
 //! type on a 304, `application/octet-stream` for an object assetgate did not
 //! publish; `/public/` signed without a link; no `x-amz-*` header and no
 //! store body in any client response; the client's `Authorization`/`Cookie`
@@ -49,6 +49,9 @@ const OBJECTS: &[(&str, &str)] = &[
     ("public/p.png", "image/png"),
     // Served as signed, whatever the key's extension says.
     ("private/x.html", "application/octet-stream"),
+    // An extension assetgate-types.conf does not list: pre-create accepts it
+    // signed application/octet-stream.
+    ("private/x.shtml", "application/octet-stream"),
     ("private/x.svg", "text/plain; charset=utf-8"),
     // Active signed types: still served as signed, as attachments.
     ("private/page.html", "text/html"),
