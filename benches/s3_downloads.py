@@ -276,9 +276,10 @@ class SeaweedFs:
         raise RuntimeError(f"cannot create bucket {BUCKET}: {last}")
 
     def put(self, key: str, body: bytes, marker: str) -> None:
-        """As assetgate publishes: the Content-Type and the upload marker."""
+        """As assetgate publishes: the Content-Type, the upload marker and the
+        signed type nginx serves (x-amz-meta-assetgate-type)."""
         self.s3.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType=CONTENT_TYPE,
-                           Metadata={"assetgate-upload": marker})
+                           Metadata={"assetgate-upload": marker, "assetgate-type": CONTENT_TYPE})
 
     def presigned(self, key: str) -> str:
         """A GET of `key` presigned by the read-only identity: path and query."""

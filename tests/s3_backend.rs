@@ -338,6 +338,196 @@ fn versitygw_nothing_is_ever_overwritten() {
 }
 
 // ---------------------------------------------------------------------------
+// Served as signed: what each publish method leaves for nginx to serve, for
+// signed types x key extensions, from an upload object made as tusd's
+// s3store makes it (its Content-Type and `filetype` metadata from the
+// client's unsigned `filetype`: here `text/html`, the worst it can say).
+
+/// Signed types: a download, two inert ones, and one with parameters (kept
+/// verbatim).
+const SIGNED_TYPES: &[&str] = &[
+    "application/octet-stream",
+    "text/plain",
+    "image/png",
+    "text/plain; charset=utf-8",
+];
+/// Key extensions: two an engine could map to an active type, one to an
+/// inert one, none, and one `assetgate-types.conf` does not list (so
+/// pre-create accepts it signed `application/octet-stream`, as on the fs
+/// backend, where nginx serves it as that) but an engine's own table may.
+const EXTENSIONS: &[&str] = &[".html", ".svg", ".png", "", ".shtml"];
+
+/// Publishes every signed type x extension by each of `methods` and
+/// requires what nginx serves (`x-amz-meta-assetgate-type`) to be the
+/// signed type verbatim, and nothing of tusd's metadata on the published
+/// object. The objects' own `Content-Type` (which nginx does not serve) is
+/// printed as a table (`--no-capture`): the engines' behaviour, recorded.
+fn served_types_are_the_signed_ones(engine: &S3Engine, methods: &[PublishMethod]) {
+    let bench = Bench::new(engine);
+    let c = &bench.store.client;
+    // The bytes of an HTML page: an engine that sniffs content would say so.
+    let body = b"<!doctype html><html><script>alert(document.domain)</script></html>\n".to_vec();
+    let mut table = vec![format!(
+        "{:?}: method | signed | key | stored Content-Type | x-amz-meta-assetgate-type",
+        engine.engine
+    )];
+    let mut wrong = Vec::new();
+    for &method in methods {
+        for (t, signed) in SIGNED_TYPES.iter().enumerate() {
+            for ext in EXTENSIONS {
+                let id = format!("{}-{t}-{}+mp", method.as_str(), ext.trim_start_matches('.'));
+                let (upload_key, info_key) = (format!("tus/{id}"), format!("tus/{id}.info"));
+                let destination = format!("private/{}/{t}/x{ext}", method.as_str());
+                bench.rt.block_on(async {
+                    c.put_object()
+                        .bucket(bench.bucket())
+                        .key(&upload_key)
+                        .content_type("text/html")
+                        .metadata("filetype", "text/html")
+                        .metadata("filename", format!("x{ext}"))
+                        .body(body.clone().into())
+                        .send()
+                        .await
+                        .unwrap();
+                    ops::put(c, bench.bucket(), &info_key, b"{}").await.unwrap();
+                });
+                let req = Request {
+                    bucket: bench.bucket(),
+                    upload_key: &upload_key,
+                    info_key: &info_key,
+                    destination: &destination,
+                    size: body.len() as u64,
+                    attrs: Attributes {
+                        content_type: signed,
+                        upload_id: &id,
+                    },
+                    content_check: None,
+                };
+                let outcome = bench.rt.block_on(publish(c, method, req, &mut |_, _| true));
+                let head = bench
+                    .rt
+                    .block_on(c.head_object().bucket(bench.bucket()).key(&destination).send());
+                let Ok(head) = head else {
+                    wrong.push(format!(
+                        "{method:?} {signed:?} x{ext}: not published ({outcome:?})"
+                    ));
+                    continue;
+                };
+                let meta = head.metadata().cloned().unwrap_or_default();
+                let served = meta.get(ops::TYPE).cloned();
+                table.push(format!(
+                    "{} | {signed} | x{ext} | {} | {}",
+                    method.as_str(),
+                    head.content_type().unwrap_or("(none)"),
+                    served.as_deref().unwrap_or("(none)"),
+                ));
+                if outcome.is_err() || served.as_deref() != Some(*signed) {
+                    wrong.push(format!(
+                        "{method:?} {signed:?} x{ext}: nginx would serve {served:?} (publish: {outcome:?})"
+                    ));
+                }
+                for tusds in ["filetype", "filename"] {
+                    if let Some(v) = meta.get(tusds) {
+                        wrong.push(format!(
+                            "{method:?} {signed:?} x{ext}: tusd's unsigned {tusds} {v:?} was published"
+                        ));
+                    }
+                }
+                assert!(
+                    bench.bytes(&destination) == body,
+                    "{method:?} {signed:?} x{ext}: not the upload's bytes"
+                );
+            }
+        }
+    }
+    eprintln!("{}", table.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "not served as signed:\n{}\n\n{}",
+        wrong.join("\n"),
+        table.join("\n")
+    );
+
+    // The check after the write: an object with this upload's marker but
+    // another (or no) signed type, as an engine that dropped it would leave
+    // (or an assetgate before this check), is not reported published: no
+    // event, the upload stays.
+    for (n, found) in [(0, None), (1, Some("text/html"))] {
+        let id = format!("kept{n}+mp");
+        let destination = format!("private/kept{n}.html");
+        bench.upload(&id, &body);
+        bench.rt.block_on(async {
+            let mut put = c
+                .put_object()
+                .bucket(bench.bucket())
+                .key(&destination)
+                .metadata(ops::MARKER, &id)
+                .body(body.clone().into());
+            if let Some(t) = found {
+                put = put.metadata(ops::TYPE, t);
+            }
+            put.send().await.unwrap();
+        });
+        let (upload_key, info_key) = (format!("tus/{id}"), format!("tus/{id}.info"));
+        let req = Request {
+            bucket: bench.bucket(),
+            upload_key: &upload_key,
+            info_key: &info_key,
+            destination: &destination,
+            size: body.len() as u64,
+            attrs: Attributes {
+                content_type: "application/octet-stream",
+                upload_id: &id,
+            },
+            content_check: None,
+        };
+        let mut committed = false;
+        let outcome = bench
+            .rt
+            .block_on(publish(c, bench.store.method, req, &mut |_, _| {
+                committed = true;
+                true
+            }));
+        assert_eq!(
+            outcome,
+            Err(PublishError::TypeNotKept {
+                found: found.map(str::to_owned)
+            }),
+            "{destination}"
+        );
+        assert!(!committed, "{destination}: committed");
+        assert!(
+            bench.head(&upload_key).is_some(),
+            "{destination}: the upload was removed"
+        );
+    }
+}
+
+/// SeaweedFS: all three methods (the self-test chooses rename there; the
+/// other two are what it would fall back to).
+#[test]
+fn seaweedfs_serves_the_signed_type_whatever_the_key() {
+    served_types_are_the_signed_ones(
+        &S3Engine::seaweedfs("assets"),
+        &[
+            PublishMethod::Rename,
+            PublishMethod::ConditionalCopy,
+            PublishMethod::MultipartCopy,
+        ],
+    );
+}
+
+/// versitygw: the portable method (its choice) and the conditional copy on
+/// fresh keys (its RenameObject writes empty objects: never chosen there).
+#[test]
+fn versitygw_serves_the_signed_type_whatever_the_key() {
+    served_types_are_the_signed_ones(
+        &S3Engine::versitygw("assets"),
+        &[PublishMethod::ConditionalCopy, PublishMethod::MultipartCopy],
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Behind the publisher's seam: a hook's upload planned by post-finish's
 // rules, published by `Publisher` over `S3Backend`, as the daemon will.
 

@@ -9,7 +9,12 @@
 //! What is pinned down: granite links give 200 byte-equal, `Range` 206, `HEAD`
 //! 200, conditional GET 304; forged 403, expired 410, revoked 403, a missing
 //! object 404 (nginx's own page, no S3 XML); keys with spaces, `+`, `%` and
-//! Unicode; `/public/` signed without a link; no `x-amz-*` header and no
+//! Unicode; served as signed: the type assetgate published in
+//! `x-amz-meta-assetgate-type` (`x.html`, `x.shtml` signed
+//! `application/octet-stream` are served `application/octet-stream` although
+//! SeaweedFS stores them as `text/html`), nosniff, sandbox, `attachment` for active signed types, no
+//! type on a 304, `application/octet-stream` for an object assetgate did not
+//! publish; `/public/` signed without a link; no `x-amz-*` header and no
 //! store body in any client response; the client's `Authorization`/`Cookie`
 //! never reach the store (a recording stub in the store's place); the store
 //! itself refuses an unsigned GET (403).
@@ -32,7 +37,9 @@ use common::{bin, default_config, header, now, sign_link, Daemon, LINK_SECRET};
 /// The shipped example's store address (rewritten to the engine's port).
 const SHIPPED_STORE_ADDR: &str = "server 127.0.0.1:8333;";
 
-/// Objects put in the bucket: key, Content-Type.
+/// Objects published in the bucket as assetgate publishes them (from an
+/// upload object whose own type is the client's unsigned `text/html`): key,
+/// the signed Content-Type.
 const OBJECTS: &[(&str, &str)] = &[
     ("private/a.bin", "application/octet-stream"),
     ("private/with space.txt", "text/plain"),
@@ -40,7 +47,25 @@ const OBJECTS: &[(&str, &str)] = &[
     ("private/100%.txt", "text/plain"),
     ("private/été 日本.txt", "text/plain"),
     ("public/p.png", "image/png"),
+    // Served as signed, whatever the key's extension says.
+    ("private/x.html", "application/octet-stream"),
+    // An extension assetgate-types.conf does not list: pre-create accepts it
+    // signed application/octet-stream.
+    ("private/x.shtml", "application/octet-stream"),
+    ("private/x.svg", "text/plain; charset=utf-8"),
+    // Active signed types: still served as signed, as attachments.
+    ("private/page.html", "text/html"),
+    ("private/icon.svg", "image/svg+xml"),
 ];
+
+/// Signed types nginx serves as downloads (`Content-Disposition:
+/// attachment`), as `$assetgate_disposition` does on the fs backend.
+const ACTIVE: &[&str] = &["text/html", "image/svg+xml"];
+
+/// An object put in the bucket by someone else than assetgate (no
+/// `x-amz-meta-assetgate-type`), with an active Content-Type of its own:
+/// served as `application/octet-stream`.
+const FOREIGN: (&str, &str) = ("private/foreign.html", "text/html");
 
 struct Stack {
     s3: S3Engine,
@@ -64,11 +89,10 @@ fn stack() -> Stack {
 
 fn stack_on(s3: S3Engine) -> Stack {
     let dir = tempfile::tempdir().unwrap();
-    for (key, ct) in OBJECTS {
-        let f = dir.path().join("obj");
-        std::fs::write(&f, body_of(key)).unwrap();
-        s3.must(&["put", &s3.bucket, key, f.to_str().unwrap(), ct]);
-    }
+    publish_objects(&s3);
+    let f = dir.path().join("obj");
+    std::fs::write(&f, body_of(FOREIGN.0)).unwrap();
+    s3.must(&["put", &s3.bucket, FOREIGN.0, f.to_str().unwrap(), FOREIGN.1]);
     let config = format!(
         "{}\n[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\nregion = \"{REGION}\"\n\
          bucket = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n\
@@ -89,6 +113,72 @@ fn stack_on(s3: S3Engine) -> Stack {
         ngx,
         _dir: dir,
     }
+}
+
+/// [`OBJECTS`] published by `assetgate::s3::publish` with the self-test's
+/// method, each from an upload object made as tusd's s3store makes it (its
+/// own type the client's unsigned `filetype`, here `text/html`).
+fn publish_objects(s3: &S3Engine) {
+    use assetgate::s3::ops::{self, Attributes};
+    use assetgate::s3::publish::{publish, Request};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("assetgate.toml");
+    common::write(
+        &path,
+        &format!(
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n",
+            s3.endpoint(),
+            s3.bucket
+        ),
+    );
+    let env = [
+        ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", s3.access_key.clone()),
+        ("ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY", s3.secret_key.clone()),
+    ]
+    .map(|(k, v)| (k.to_string(), v));
+    let sources = assetgate::config::Sources { file: Some(path) };
+    let config = assetgate::config::load_from(&sources, &env).unwrap();
+    let config = config.storage.s3.unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = assetgate::s3::Store::start(&config, &assetgate::metrics::Metrics::new())
+            .await
+            .unwrap();
+        let (c, bucket) = (&store.client, config.bucket.as_str());
+        for (i, (key, signed)) in OBJECTS.iter().enumerate() {
+            let id = format!("obj{i}+mp");
+            let (upload_key, info_key) = (format!("tus/{id}"), format!("tus/{id}.info"));
+            let body = body_of(key);
+            c.put_object()
+                .bucket(bucket)
+                .key(&upload_key)
+                .content_type("text/html")
+                .metadata("filetype", "text/html")
+                .body(body.clone().into())
+                .send()
+                .await
+                .unwrap();
+            ops::put(c, bucket, &info_key, b"{}").await.unwrap();
+            let req = Request {
+                bucket,
+                upload_key: &upload_key,
+                info_key: &info_key,
+                destination: key,
+                size: body.len() as u64,
+                attrs: Attributes {
+                    content_type: signed,
+                    upload_id: &id,
+                },
+                content_check: None,
+            };
+            publish(c, store.method, req, &mut |_, _| true)
+                .await
+                .unwrap_or_else(|e| panic!("publishing {key}: {e}"));
+        }
+    });
 }
 
 /// The shipped S3 example with the shipped includes under `dir/assetgate/`
@@ -187,6 +277,46 @@ fn assert_no_store_headers(what: &str, headers: &[(String, String)]) {
     }
 }
 
+/// Every `Content-Type` line of a response.
+fn types(headers: &[(String, String)]) -> Vec<&str> {
+    headers
+        .iter()
+        .filter(|(k, _)| k == "content-type")
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// Served as signed: exactly one `Content-Type`, the signed one; nosniff and
+/// sandbox; `attachment` exactly for the active types.
+fn assert_served_as_signed(what: &str, h: &[(String, String)], signed: &str) {
+    assert_eq!(types(h), vec![signed], "{what}: {h:?}");
+    assert_eq!(header(h, "x-content-type-options"), Some("nosniff"), "{what}");
+    assert_eq!(header(h, "content-security-policy"), Some("sandbox"), "{what}");
+    let attachment = ACTIVE.contains(&signed).then_some("attachment");
+    assert_eq!(header(h, "content-disposition"), attachment, "{what}: {h:?}");
+}
+
+/// `$assetgate_s3_disposition` (S3) names the same active types as
+/// `$assetgate_disposition` (fs): the two maps' rules are equal.
+#[test]
+fn the_s3_disposition_map_is_the_fs_one() {
+    let conf = std::fs::read_to_string(common::repo().join("nginx/assetgate-upstream.conf")).unwrap();
+    let rules = |source: &str| -> Vec<String> {
+        let start = conf
+            .find(&format!("map {source} "))
+            .unwrap_or_else(|| panic!("no map on {source}"));
+        let body = &conf[start..];
+        let body = &body[body.find('{').unwrap() + 1..body.find('}').unwrap()];
+        body.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    let fs = rules("$sent_http_content_type");
+    assert!(fs.len() >= 4, "{fs:?}");
+    assert_eq!(rules("$assetgate_s3_type"), fs);
+}
+
 #[test]
 fn links_through_nginx_serve_the_objects_from_the_bucket() {
     serves_the_objects(stack());
@@ -223,14 +353,13 @@ fn serves_the_objects(st: Stack) {
             body.len(),
             want.len()
         );
-        assert_eq!(header(&h, "content-type"), Some(*ct), "{key}");
-        assert_eq!(header(&h, "x-content-type-options"), Some("nosniff"), "{key}");
-        assert_eq!(header(&h, "content-security-policy"), Some("sandbox"), "{key}");
+        assert_served_as_signed(&format!("GET {key}"), &h, ct);
         assert_no_store_headers(&format!("GET {key}"), &h);
 
         let (status, h, body) = request(addr, "GET", &target, &[("Range", "bytes=10-19")]);
         assert_eq!(status, 206, "Range {key}");
         assert_eq!(body, want[10..20].to_vec(), "Range {key}");
+        assert_served_as_signed(&format!("Range {key}"), &h, ct);
         assert_eq!(
             header(&h, "content-range"),
             Some(format!("bytes 10-19/{}", want.len()).as_str())
@@ -240,6 +369,7 @@ fn serves_the_objects(st: Stack) {
         let (status, h, body) = request(addr, "HEAD", &target, &[]);
         assert_eq!(status, 200, "HEAD {key}: {}", st.ngx.logs());
         assert!(body.is_empty(), "HEAD {key} has a body");
+        assert_served_as_signed(&format!("HEAD {key}"), &h, ct);
         assert_eq!(
             header(&h, "content-length"),
             Some(want.len().to_string().as_str())
@@ -250,12 +380,21 @@ fn serves_the_objects(st: Stack) {
         let (status, h, _) = request(addr, "GET", &target, &[("If-None-Match", &etag)]);
         assert_eq!(status, 304, "If-None-Match {key}");
         assert_no_store_headers(&format!("If-None-Match {key}"), &h);
+        // No type on a 304: a cache keeps the one the 200 was served with.
+        assert_eq!(types(&h), Vec::<&str>::new(), "304 {key}");
     }
+    // Not published by assetgate (no signed type): a download, whatever the
+    // store says.
+    let (status, h, body) = request(addr, "GET", &link(FOREIGN.0, exp), &[]);
+    assert_eq!(status, 200, "{}", st.ngx.logs());
+    assert!(body == body_of(FOREIGN.0));
+    assert_served_as_signed("GET foreign object", &h, "application/octet-stream");
+    assert_no_store_headers("GET foreign object", &h);
     // Public: signed by the gate without a link; the bucket is not anonymous.
     let (status, h, body) = request(addr, "GET", "/public/p.png", &[]);
     assert_eq!(status, 200, "{}", st.ngx.logs());
     assert!(body == body_of("public/p.png"));
-    assert_eq!(header(&h, "content-type"), Some("image/png"));
+    assert_served_as_signed("GET /public/p.png", &h, "image/png");
     assert_no_store_headers("GET /public/p.png", &h);
     assert!(
         st.gate

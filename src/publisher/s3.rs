@@ -222,6 +222,10 @@ fn finalize_error(e: PublishError) -> FinalizeError {
         PublishError::SourceMissing => FinalizeError::SourceMissing,
         PublishError::ContentMismatch { expected } => FinalizeError::ContentMismatch { expected },
         PublishError::Conflict => FinalizeError::Exists,
+        PublishError::TypeNotKept { .. } => FinalizeError::Io {
+            op: Op::Copy,
+            kind: io::ErrorKind::InvalidData,
+        },
         PublishError::Published { .. } => FinalizeError::Io {
             op: Op::Hash,
             kind: io::ErrorKind::InvalidData,

@@ -15,6 +15,16 @@ use super::client::copy_source;
 /// (`x-amz-meta-assetgate-upload`).
 pub const MARKER: &str = "assetgate-upload";
 
+/// The user metadata carrying the verified token's Content-Type, verbatim
+/// (`x-amz-meta-assetgate-type`). What the shipped nginx serves as
+/// `Content-Type` (nginx/assetgate-s3-proxy.conf), never the object's own
+/// `Content-Type`: an engine may store another type than the one it was
+/// given (SeaweedFS replaces `application/octet-stream` by a type guessed
+/// from the key's extension), and tusd's s3store sets the upload object's
+/// type from the client's unsigned `filetype`. User metadata is stored and
+/// returned as given (the self-test proves it at start).
+pub const TYPE: &str = "assetgate-type";
+
 /// Largest part of an UploadPartCopy (S3's limit).
 pub const MAX_COPY_PART: u64 = 5 * 1024 * 1024 * 1024;
 
@@ -73,6 +83,8 @@ pub struct Head {
     pub content_type: Option<String>,
     /// `x-amz-meta-assetgate-upload`.
     pub marker: Option<String>,
+    /// `x-amz-meta-assetgate-type` ([`TYPE`]).
+    pub signed_type: Option<String>,
 }
 
 /// HeadObject: `None` when there is no such key.
@@ -85,6 +97,7 @@ pub async fn head(c: &Client, bucket: &str, key: &str) -> Result<Option<Head>, O
                 .unwrap_or(0),
             content_type: h.content_type().map(str::to_owned),
             marker: h.metadata().and_then(|m| m.get(MARKER)).cloned(),
+            signed_type: h.metadata().and_then(|m| m.get(TYPE)).cloned(),
         })),
         Err(e) => match OpError::from(e) {
             OpError::NotFound => Ok(None),
@@ -130,15 +143,18 @@ pub async fn delete(c: &Client, bucket: &str, key: &str) -> Result<(), OpError> 
 /// What a published object carries.
 #[derive(Debug, Clone, Copy)]
 pub struct Attributes<'a> {
-    /// `Content-Type` (the verified token's).
+    /// The verified token's Content-Type: set as the object's
+    /// `Content-Type` and, verbatim, as [`TYPE`] (what nginx serves).
     pub content_type: &'a str,
     /// The upload ID, as the marker.
     pub upload_id: &'a str,
 }
 
-/// The rename method: the upload object first gets Content-Type and the
-/// marker in place (CopyObject onto itself, `MetadataDirective: REPLACE`: a
-/// rename keeps what the source carries, and tusd's object carries neither),
+/// The rename method: the upload object first gets Content-Type, the
+/// marker and [`TYPE`] in place (CopyObject onto itself, `MetadataDirective:
+/// REPLACE`: a rename keeps what the source carries, and tusd's object
+/// carries the client's unsigned `filetype` as its type and metadata: all
+/// replaced),
 /// then RenameObject `src` -> `dst` with `If-None-Match: *` on the
 /// destination.
 pub async fn rename(
@@ -155,6 +171,7 @@ pub async fn rename(
         .metadata_directive(MetadataDirective::Replace)
         .content_type(attrs.content_type)
         .metadata(MARKER, attrs.upload_id)
+        .metadata(TYPE, attrs.content_type)
         .send()
         .await?;
     c.rename_object()
@@ -167,8 +184,9 @@ pub async fn rename(
     Ok(())
 }
 
-/// CopyObject `src` -> `dst` with `If-None-Match: *`, Content-Type and the
-/// marker (`MetadataDirective: REPLACE`).
+/// CopyObject `src` -> `dst` with `If-None-Match: *`, Content-Type, the
+/// marker and [`TYPE`] (`MetadataDirective: REPLACE`: nothing of tusd's
+/// object's own metadata is copied).
 pub async fn conditional_copy(
     c: &Client,
     bucket: &str,
@@ -184,12 +202,14 @@ pub async fn conditional_copy(
         .metadata_directive(MetadataDirective::Replace)
         .content_type(attrs.content_type)
         .metadata(MARKER, attrs.upload_id)
+        .metadata(TYPE, attrs.content_type)
         .send()
         .await?;
     Ok(())
 }
 
-/// The portable method: CreateMultipartUpload (Content-Type, marker),
+/// The portable method: CreateMultipartUpload (Content-Type, marker,
+/// [`TYPE`]; the parts bring bytes only),
 /// UploadPartCopy of `size` bytes in parts of at most [`MAX_COPY_PART`],
 /// CompleteMultipartUpload with `If-None-Match: *`. On any failure the
 /// multipart upload is aborted (nothing is left half-made).
@@ -207,6 +227,7 @@ pub async fn multipart_copy(
         .key(dst)
         .content_type(attrs.content_type)
         .metadata(MARKER, attrs.upload_id)
+        .metadata(TYPE, attrs.content_type)
         .send()
         .await?;
     let Some(id) = up.upload_id().map(str::to_owned) else {

@@ -21,7 +21,11 @@
 //! 4. SHA-256 of the published bytes: one full streamed GET of the
 //!    destination (neither engine stores a whole-object SHA-256 for tusd's
 //!    objects; costs one read of the object per upload, no memory beyond a
-//!    chunk).
+//!    chunk). The same GET's answer must carry the verified type, verbatim,
+//!    in [`ops::TYPE`] (what nginx serves as `Content-Type`): else
+//!    [`PublishError::TypeNotKept`], no event (the object's own
+//!    `Content-Type` is not required equal: engines rewrite it, and nginx
+//!    never serves it).
 //! 5. `commit` (the event) before the removal, as on `fs`: `false` leaves the
 //!    upload for a later pass.
 //! 6. DeleteObject of the upload object and its `.info`.
@@ -100,6 +104,14 @@ pub enum PublishError {
         /// Read back.
         found: u64,
     },
+    /// The published object does not carry the verified type in
+    /// `x-amz-meta-assetgate-type` (the engine dropped or changed it): nginx
+    /// would serve it as `application/octet-stream`, not as signed. No event.
+    #[error("the published object's x-amz-meta-assetgate-type is {found:?}, not the signed type")]
+    TypeNotKept {
+        /// What the engine returned (`None`: absent).
+        found: Option<String>,
+    },
     /// An S3 request failed (transient or not): the upload stays.
     #[error("S3: {op}: {error}")]
     S3 {
@@ -155,7 +167,10 @@ pub async fn publish(
             true
         }
     };
-    let (bytes, sha256) = digest(c, b, req.destination).await?;
+    let (bytes, sha256, signed_type) = digest(c, b, req.destination).await?;
+    if signed_type.as_deref() != Some(req.attrs.content_type) {
+        return Err(PublishError::TypeNotKept { found: signed_type });
+    }
     if bytes != req.size {
         return Err(PublishError::Published {
             expected: req.size,
@@ -210,8 +225,13 @@ async fn check_content(c: &Client, bucket: &str, key: &str, declared: &str) -> R
     })
 }
 
-/// Size and SHA-256 of an object, streamed.
-async fn digest(c: &Client, bucket: &str, key: &str) -> Result<(u64, [u8; 32]), PublishError> {
+/// Size and SHA-256 of an object, streamed, and its [`ops::TYPE`] as the
+/// same answer carries it (no request of its own).
+async fn digest(
+    c: &Client,
+    bucket: &str,
+    key: &str,
+) -> Result<(u64, [u8; 32], Option<String>), PublishError> {
     let out = c
         .get_object()
         .bucket(bucket)
@@ -219,6 +239,7 @@ async fn digest(c: &Client, bucket: &str, key: &str) -> Result<(u64, [u8; 32]), 
         .send()
         .await
         .map_err(|e| s3("GetObject published")(e.into()))?;
+    let signed_type = out.metadata().and_then(|m| m.get(ops::TYPE)).cloned();
     let mut body = out.body;
     let mut hash = Sha256::new();
     let mut bytes = 0u64;
@@ -232,5 +253,5 @@ async fn digest(c: &Client, bucket: &str, key: &str) -> Result<(u64, [u8; 32]), 
         bytes += chunk.len() as u64;
         hash.update(&chunk);
     }
-    Ok((bytes, hash.finalize().into()))
+    Ok((bytes, hash.finalize().into(), signed_type))
 }

@@ -156,6 +156,12 @@ impl Probe<'_> {
             Some(h) if h.marker.as_deref() != Some(ATTRS.upload_id) => {
                 Err(format!("{name}: marker {:?}, not set", h.marker))
             }
+            Some(h) if h.signed_type.as_deref() != Some(ATTRS.content_type) => Err(format!(
+                "{name}: x-amz-meta-{} {:?}, not {:?} (nginx serves that as the type)",
+                ops::TYPE,
+                h.signed_type,
+                ATTRS.content_type
+            )),
             Some(_) => Ok(()),
         }
     }
