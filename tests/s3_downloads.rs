@@ -567,3 +567,101 @@ fn the_store_gets_the_signed_request_and_nothing_else_of_the_client() {
         }
     }
 }
+
+/// The store's answers other than an object (200/206) or `304` never reach
+/// the client as the store sent them: no S3 error document, no `Location`
+/// (AWS's 301 PermanentRedirect names the bucket's regional host), no
+/// `x-amz-*` (e.g. `x-amz-bucket-region`). A missing object is 404, a failed
+/// precondition 412, a range past the end 416, a refused signature 403 (as a
+/// denied link); anything else is 502 (a 408: nginx closes the connection
+/// without an answer). A stub in the store's place answers
+/// the status its key names (`private/sNNN.txt`), with an XML body, a
+/// `Location` and `x-amz-bucket-region`. (The adversarial review found 301,
+/// 307, 408, 413, 414, 429 and 431 passed through with the XML and the
+/// `Location`.)
+#[test]
+fn the_store_s_errors_and_redirects_never_reach_the_client() {
+    let stub = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = stub.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in stub.incoming() {
+            let Ok(mut c) = conn else { return };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && c.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let status: u16 = head
+                .split_once("/private/s")
+                .and_then(|(_, rest)| rest.get(..3))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(200);
+            let body =
+                "<?xml version=\"1.0\"?><Error><Code>StoreSays</Code><BucketName>assets</BucketName></Error>";
+            let _ = c.write_all(
+                format!(
+                    "HTTP/1.1 {status} Store\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
+                     Location: https://assets.s3.eu-west-3.amazonaws.com/private/x\r\n\
+                     x-amz-bucket-region: eu-west-3\r\nx-amz-delete-marker: true\r\nx-amz-request-id: R\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Engine::seaweedfs("assets");
+    let config = format!(
+        "{}\n[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\nregion = \"{REGION}\"\n\
+         bucket = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+        default_config(),
+        s3.endpoint(),
+        s3.bucket,
+        s3.access_key,
+        s3.secret_key,
+    );
+    let gate = Daemon::start(&config);
+    let ngx = shipped_s3_site(dir.path(), gate.addr, port);
+    let mut wrong = Vec::new();
+    for store in [
+        301u16, 302, 303, 307, 308, 400, 401, 403, 404, 405, 408, 409, 410, 411, 412, 413, 414, 415, 416,
+        429, 431, 500, 501, 502, 503, 504,
+    ] {
+        let want = match store {
+            404 | 412 | 416 | 403 => store,
+            _ => 502,
+        };
+        let target = link(&format!("private/s{store}.txt"), now() + 600);
+        let raw = common::raw_request_bytes(
+            ngx.addr(0),
+            format!("GET {target} HTTP/1.1\r\nHost: assets.example.com\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        if raw.is_empty() {
+            // nginx ends a request whose answer is 408 by closing the
+            // connection (its own request-timeout handling, here for the
+            // store's 408 it intercepts): nothing of the store's reaches the
+            // client either.
+            if store != 408 {
+                wrong.push(format!(
+                    "store {store}: nginx closed the connection without an answer"
+                ));
+            }
+            continue;
+        }
+        let (status, h, body) = common::parse_response(&raw);
+        let body = String::from_utf8_lossy(&body);
+        let leaked: Vec<&(String, String)> = h
+            .iter()
+            .filter(|(k, _)| k.starts_with("x-amz-") || k == "location")
+            .collect();
+        if status != want || body.contains("StoreSays") || body.contains("<Error>") || !leaked.is_empty() {
+            wrong.push(format!(
+                "store {store}: client got {status} (want {want}), leaked {leaked:?}, body {body:?}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}\n{}", wrong.join("\n"), ngx.logs());
+}

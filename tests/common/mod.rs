@@ -428,6 +428,20 @@ pub fn unix_request(path: &Path, request: &[u8]) -> (u16, Vec<(String, String)>,
     parse_response(&all)
 }
 
+/// The raw bytes nginx (or any server) answers to `request` on a fresh
+/// connection, until it closes (10 s at most); empty if it closed at once.
+#[allow(dead_code)]
+pub fn raw_request_bytes(addr: std::net::SocketAddr, request: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(request).unwrap();
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    all
+}
+
 /// (status, headers, body) of a whole response (`Connection: close`).
 pub fn parse_response(all: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let split = all

@@ -4,7 +4,7 @@
 //! upstreams standing in for two tusd instances.
 //!
 //! Every PATCH/HEAD/DELETE of one upload ID reaches the same upstream (whatever
-//! the query string, `+` or `%2B`); different IDs spread over both; creation
+//! the query string, `+` or `%2B`, a trailing `/`); different IDs spread over both; creation
 //! POSTs go to both (no ID: round robin); the `Tus-Resumable` fix of
 //! assetgate-uploads.conf still applies. With one upstream down, every request
 //! (the uploads hashed to it too) reaches the other.
@@ -151,6 +151,10 @@ pub(crate) fn tusd_fleet_routes_each_upload_to_one_tusd() {
                 "1.0.0, 1.0.0",
                 "chunk-2",
             ),
+            // tusd routes `/files/<id>/` to the same upload: so must the hash
+            // (the review found it hashed to "" and went round robin).
+            send("PATCH", &format!("/files/{id}/"), "1.0.0", "chunk-3"),
+            send("HEAD", &format!("/files/{encoded}/?x=1"), "1.0.0", ""),
             send("DELETE", &format!("/files/{id}"), "1.0.0", ""),
         ];
         let first = Recorder::which(&recorders, &cases[0]);
@@ -186,7 +190,7 @@ pub(crate) fn tusd_fleet_routes_each_upload_to_one_tusd() {
         }
     }
     let total: usize = recorders.iter().map(|r| r.seen.lock().unwrap().len()).sum();
-    assert_eq!(total, ids.len() * 5 + posts.len());
+    assert_eq!(total, ids.len() * 7 + posts.len());
     eprintln!("uploads per tusd: {per_upstream:?}, creations per tusd: {post_upstreams:?}");
 }
 
