@@ -2028,3 +2028,83 @@ fn seaweedfs_empty_upload_is_sniffed_as_empty() {
 fn versitygw_empty_upload_is_sniffed_as_empty() {
     empty_upload_is_sniffed_as_empty(&S3Engine::versitygw("assets"));
 }
+
+/// A refused upload (a complete upload object, its `.info`, its refusal
+/// marker) whose token expired two hours ago: the reconciler's abandoned-
+/// upload removal deletes all three, the marker last, although the object is
+/// complete (a refused upload is never published); nothing lands.
+fn refused_upload_is_removed_once_abandoned(engine: &S3Engine) {
+    let bench = Bench::new(engine);
+    let (c, b) = (&bench.store.client, bench.bucket().to_string());
+    let data = pdf(20_000, b'r');
+    let object = "0123456789abcdef0123456789abcdef";
+    let id = format!("{object}+mp1");
+    let metadata = assetgate::token::upload::mint(
+        common::UPLOAD_SECRET.as_bytes(),
+        "refused/old.pdf",
+        "application/pdf",
+        Visibility::Private,
+        common::now() - 7200,
+    );
+    let info = serde_json::json!({
+        "ID": id, "Size": data.len(), "SizeIsDeferred": false, "Offset": 0,
+        "MetaData": metadata, "IsPartial": false, "IsFinal": false, "PartialUploads": null,
+        "Storage": {"Type": "s3store", "Bucket": b, "Key": format!("tus/{object}")},
+    });
+    bench.rt.block_on(async {
+        ops::put(c, &b, &format!("tus/{object}"), &data).await.unwrap();
+        ops::put(c, &b, &format!("tus/{object}.info"), info.to_string().as_bytes())
+            .await
+            .unwrap();
+        ops::put(c, &b, &format!("tus/{object}.refused"), b"{}\n")
+            .await
+            .unwrap();
+    });
+    let nothing = common::free_port();
+    let events = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}[tusd]\nupload_ids = \"server\"\nreconcile_interval = \"1s\"\nabandon_after = \"1s\"\n\
+         [storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n\
+         [events]\nurl = \"http://127.0.0.1:{nothing}/events\"\nsecret = \"{EVENTS_SECRET}\"\ndir = {:?}\n",
+        common::default_config(),
+        engine.endpoint(),
+        engine.bucket,
+        events.path().display().to_string(),
+    );
+    let gate = Daemon::start_with(
+        &config,
+        &[],
+        &[
+            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
+            (
+                "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
+                engine.secret_key.as_str(),
+            ),
+        ],
+    );
+    let removed = "assetgate_reconcile_total{result=\"abandoned_removed\"}";
+    assert!(
+        gate.wait_metric(removed, 1.0, Duration::from_secs(30)),
+        "{:#?}",
+        gate.logs()
+    );
+    let left = engine.must(&["list", &b, "tus/"]);
+    assert_eq!(
+        left["objects"],
+        serde_json::json!([]),
+        "{left}\n{:#?}",
+        gate.logs()
+    );
+    let got = engine.must(&["get", &b, "private/refused/old.pdf"]);
+    assert_eq!(got["ok"], false, "{got}");
+}
+
+#[test]
+fn seaweedfs_refused_upload_is_removed_once_abandoned() {
+    refused_upload_is_removed_once_abandoned(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_refused_upload_is_removed_once_abandoned() {
+    refused_upload_is_removed_once_abandoned(&S3Engine::versitygw("assets"));
+}
