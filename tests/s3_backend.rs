@@ -1536,7 +1536,9 @@ fn tus_patch(tusd: &Tusd, id: &str, data: &[u8]) -> (u16, String) {
 /// `check_content`: pre-finish reads the upload object's leading bytes from
 /// the bucket and the client's last PATCH gets 415 `content_mismatch`;
 /// post-finish still comes (tusd v2) and the publisher refuses too: nothing
-/// at `private/<key>`, the upload object stays (never served).
+/// at `private/<key>`, the upload object stays (never served), the refusal
+/// recorded (`tus/<objectId>.refused`), so `finalize-pending` with a
+/// configuration without `check_content` skips it as refused.
 fn content_mismatch_is_refused_at_pre_finish(engine: &S3Engine) {
     let gate = checking_gate(engine);
     let dir = tempfile::tempdir().unwrap();
@@ -1574,6 +1576,35 @@ fn content_mismatch_is_refused_at_pre_finish(engine: &S3Engine) {
     let stays = engine.must(&["get", &engine.bucket, &format!("tus/{object}")]);
     assert_eq!(stays["ok"], true, "the upload object stays: {stays}");
     assert_eq!(stays["size"], data.len() as u64, "{stays}");
+    // The refusal is recorded for good: a configuration without
+    // check_content (finalize-pending here) does not publish those bytes.
+    let marker = engine.must(&["get", &engine.bucket, &format!("tus/{object}.refused")]);
+    assert_eq!(marker["ok"], true, "the refusal marker: {marker}\n{}", logs());
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("assetgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}[tusd]\nupload_ids = \"server\"\n[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\n\
+             bucket = \"{}\"\n",
+            common::default_config(),
+            engine.endpoint(),
+            engine.bucket,
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = assetgate_cli(engine, &cfg, &["finalize-pending"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains(&format!("skipped tus/{object}.info: Refused")),
+        "{out}\n{err}"
+    );
+    assert!(out.contains("0 moved"), "{out}");
+    let got = engine.must(&["get", &engine.bucket, &format!("private/{key}")]);
+    assert_eq!(
+        got["ok"], false,
+        "published once check_content was off: {got}\n{out}"
+    );
     // A matching upload through the same stack passes pre-finish and lands.
     let good = pdf(40_000, b'g');
     let (status, id, body) = tus_create(&tusd, "sniffed/real.pdf", "application/pdf", good.len());
@@ -1928,6 +1959,23 @@ fn versitygw_reconciler_aborts_stale_multiparts_and_removes_abandoned_uploads() 
 // post-finish never came, published under post-finish's rules, with the
 // filesystem's output lines.
 
+/// `assetgate <args> --config <cfg>` with `engine`'s credentials in the
+/// environment: exit code, stdout, stderr (neither shows the secret key).
+fn assetgate_cli(engine: &S3Engine, cfg: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let o = std::process::Command::new(common::bin())
+        .args(args)
+        .arg("--config")
+        .arg(cfg)
+        .env("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", &engine.access_key)
+        .env("ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY", &engine.secret_key)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!out.contains(&engine.secret_key) && !err.contains(&engine.secret_key));
+    (o.status.code(), out, err)
+}
+
 /// A tusd v2.9.1 upload whose post-finish never came (the daemon's
 /// reconciler not due for an hour, then the daemon stopped): `assetgate
 /// finalize-pending` publishes it (`moved <id> -> private/<key> (renamed, N
@@ -1962,20 +2010,7 @@ fn seaweedfs_finalize_pending_publishes_what_post_finish_missed() {
         ),
     )
     .unwrap();
-    let run = |args: &[&str]| {
-        let o = std::process::Command::new(common::bin())
-            .args(args)
-            .arg("--config")
-            .arg(&cfg)
-            .env("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", &engine.access_key)
-            .env("ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY", &engine.secret_key)
-            .output()
-            .unwrap();
-        let out = String::from_utf8_lossy(&o.stdout).to_string();
-        let err = String::from_utf8_lossy(&o.stderr).to_string();
-        assert!(!out.contains(&engine.secret_key) && !err.contains(&engine.secret_key));
-        (o.status.code(), out, err)
-    };
+    let run = |args: &[&str]| assetgate_cli(&engine, &cfg, args);
     let (code, out, err) = run(&["finalize-pending"]);
     assert_eq!(code, Some(0), "{out}\n{err}\n{}", engine.log());
     let bytes = data.len();
@@ -2184,4 +2219,84 @@ fn seaweedfs_empty_upload_is_sniffed_as_empty() {
 #[test]
 fn versitygw_empty_upload_is_sniffed_as_empty() {
     empty_upload_is_sniffed_as_empty(&S3Engine::versitygw("assets"));
+}
+
+/// A refused upload (a complete upload object, its `.info`, its refusal
+/// marker) whose token expired two hours ago: the reconciler's abandoned-
+/// upload removal deletes all three, the marker last, although the object is
+/// complete (a refused upload is never published); nothing lands.
+fn refused_upload_is_removed_once_abandoned(engine: &S3Engine) {
+    let bench = Bench::new(engine);
+    let (c, b) = (&bench.store.client, bench.bucket().to_string());
+    let data = pdf(20_000, b'r');
+    let object = "0123456789abcdef0123456789abcdef";
+    let id = format!("{object}+mp1");
+    let metadata = assetgate::token::upload::mint(
+        common::UPLOAD_SECRET.as_bytes(),
+        "refused/old.pdf",
+        "application/pdf",
+        Visibility::Private,
+        common::now() - 7200,
+    );
+    let info = serde_json::json!({
+        "ID": id, "Size": data.len(), "SizeIsDeferred": false, "Offset": 0,
+        "MetaData": metadata, "IsPartial": false, "IsFinal": false, "PartialUploads": null,
+        "Storage": {"Type": "s3store", "Bucket": b, "Key": format!("tus/{object}")},
+    });
+    bench.rt.block_on(async {
+        ops::put(c, &b, &format!("tus/{object}"), &data).await.unwrap();
+        ops::put(c, &b, &format!("tus/{object}.info"), info.to_string().as_bytes())
+            .await
+            .unwrap();
+        ops::put(c, &b, &format!("tus/{object}.refused"), b"{}\n")
+            .await
+            .unwrap();
+    });
+    let nothing = common::free_port();
+    let events = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}[tusd]\nupload_ids = \"server\"\nreconcile_interval = \"1s\"\nabandon_after = \"1s\"\n\
+         [storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n\
+         [events]\nurl = \"http://127.0.0.1:{nothing}/events\"\nsecret = \"{EVENTS_SECRET}\"\ndir = {:?}\n",
+        common::default_config(),
+        engine.endpoint(),
+        engine.bucket,
+        events.path().display().to_string(),
+    );
+    let gate = Daemon::start_with(
+        &config,
+        &[],
+        &[
+            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
+            (
+                "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
+                engine.secret_key.as_str(),
+            ),
+        ],
+    );
+    let removed = "assetgate_reconcile_total{result=\"abandoned_removed\"}";
+    assert!(
+        gate.wait_metric(removed, 1.0, Duration::from_secs(30)),
+        "{:#?}",
+        gate.logs()
+    );
+    let left = engine.must(&["list", &b, "tus/"]);
+    assert_eq!(
+        left["objects"],
+        serde_json::json!([]),
+        "{left}\n{:#?}",
+        gate.logs()
+    );
+    let got = engine.must(&["get", &b, "private/refused/old.pdf"]);
+    assert_eq!(got["ok"], false, "{got}");
+}
+
+#[test]
+fn seaweedfs_refused_upload_is_removed_once_abandoned() {
+    refused_upload_is_removed_once_abandoned(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_refused_upload_is_removed_once_abandoned() {
+    refused_upload_is_removed_once_abandoned(&S3Engine::versitygw("assets"));
 }

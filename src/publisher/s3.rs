@@ -221,6 +221,7 @@ fn finalize_error(e: PublishError) -> FinalizeError {
         PublishError::NotFinished { .. } => FinalizeError::NotFinished,
         PublishError::SourceMissing => FinalizeError::SourceMissing,
         PublishError::ContentMismatch { expected } => FinalizeError::ContentMismatch { expected },
+        PublishError::Refused => FinalizeError::Refused,
         PublishError::Conflict => FinalizeError::Exists,
         PublishError::TypeNotKept { .. } => FinalizeError::Io {
             op: Op::Copy,

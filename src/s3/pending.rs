@@ -12,6 +12,9 @@
 //!
 //! - the object exists with the declared size: finished;
 //! - no object, and the `.info`'s multipart upload is still open: in progress;
+//! - a refusal marker `<prefix><objectId>.refused` (the publish found a
+//!   content mismatch): refused for good, skipped (removed with the upload once
+//!   abandoned);
 //! - no object and no open multipart upload: stale (a publish that stopped
 //!   between the write and the removal, whose rename took the object away,
 //!   or a hand cleanup); the publish finishes it when the destination holds
@@ -173,8 +176,11 @@ pub async fn scan(c: &Client, bucket: &str, prefix: &str) -> Result<PendingScan,
             upload: Some(u),
         };
         let open = multiparts.contains(&(data_key.clone(), multipart_id));
+        let refused = objects.contains_key(&super::publish::refused_key(&data_key));
         match objects.get(&data_key) {
             _ if upload.is_partial => scan.skipped.push(skip_with(SkipReason::Partial, upload)),
+            // Refused for good (a content mismatch): never offered again.
+            _ if refused => scan.skipped.push(skip_with(SkipReason::Refused, upload)),
             Some(&len) if len == upload.size && !open => scan.finished.push(upload),
             Some(_) => scan.skipped.push(skip_with(SkipReason::InProgress, upload)),
             None if open => scan.skipped.push(skip_with(SkipReason::InProgress, upload)),
@@ -187,8 +193,9 @@ pub async fn scan(c: &Client, bucket: &str, prefix: &str) -> Result<PendingScan,
 /// Removes an abandoned upload: reads its `.info` again and removes nothing
 /// unless it still describes the same upload (same ID and metadata) and no
 /// finished object of the declared size is there (a client finishing
-/// meanwhile keeps it); then aborts its multipart upload and deletes the
-/// `.part`, the object (if any) and the `.info`, the `.info` last (a crash in
+/// meanwhile keeps it, unless its refusal is recorded: `<data_key>.refused`);
+/// then aborts its multipart upload and deletes the `.part`, the object (if
+/// any), the `.info` and the refusal marker, the last two last (a crash in
 /// between leaves an `.info` the next pass removes). `Ok(false)`: left as it is.
 pub async fn remove_abandoned(c: &Client, bucket: &str, upload: &PendingUpload) -> Result<bool, OpError> {
     let (Some(info_key), Some(data_key)) = (upload.info_path.to_str(), upload.data_path.to_str()) else {
@@ -205,7 +212,10 @@ pub async fn remove_abandoned(c: &Client, bucket: &str, upload: &PendingUpload) 
     if now.id != upload.id || now.metadata != upload.metadata {
         return Ok(false);
     }
-    if !now.is_partial {
+    let marker = super::publish::refused_key(data_key);
+    let refused = ops::head(c, bucket, &marker).await?.is_some();
+    // A finished upload stays, unless it was refused for good.
+    if !now.is_partial && !refused {
         if let Some(h) = ops::head(c, bucket, data_key).await? {
             if h.size == now.size {
                 return Ok(false);
@@ -226,10 +236,12 @@ pub async fn remove_abandoned(c: &Client, bucket: &str, upload: &PendingUpload) 
             Err(e) => return Err(e),
         }
     }
+    // The refusal marker last: it never outlives the data it guards.
     for key in [
         format!("{data_key}.part"),
         data_key.to_owned(),
         info_key.to_owned(),
+        marker,
     ] {
         match ops::delete(c, bucket, &key).await {
             Ok(()) | Err(OpError::NotFound) => {}

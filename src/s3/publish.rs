@@ -11,7 +11,10 @@
 //!    destination whose marker is this upload's: an earlier pass published it
 //!    and stopped before the removal: finish that.
 //! 2. `check_content`: a ranged GET of the leading
-//!    [`prefinish::SNIFF_BYTES`] only.
+//!    [`prefinish::SNIFF_BYTES`] only. A mismatch is recorded for good
+//!    (`<upload_key>.refused`, written before the refusal is reported), and
+//!    a recorded refusal is looked at before anything else: no later
+//!    configuration (without `check_content`) publishes those bytes.
 //! 3. The publish ([`ops::rename`], [`ops::conditional_copy`] or
 //!    [`ops::multipart_copy`]), with `If-None-Match: *`: a 412 (or, for a
 //!    replayed rename, a 404 for the vanished source) is looked at by the
@@ -92,6 +95,11 @@ pub enum PublishError {
         /// The signature family expected.
         expected: &'static str,
     },
+    /// A content mismatch was recorded for this upload before
+    /// (`<upload_key>.refused`): not published, whatever the configuration
+    /// says now.
+    #[error("the upload was refused earlier and the refusal recorded (<upload object>.refused in the bucket): not published")]
+    Refused,
     /// The destination holds another upload's object (or one not published
     /// by assetgate): nothing was overwritten.
     #[error("the destination already exists (another upload's): nothing overwritten")]
@@ -136,6 +144,14 @@ pub async fn publish(
     commit: &mut dyn FnMut(u64, &[u8; 32]) -> bool,
 ) -> Result<Published, PublishError> {
     let b = req.bucket;
+    // Refused for good before: looked at first, whatever the plan says now.
+    if ops::head(c, b, &refused_key(req.upload_key))
+        .await
+        .map_err(s3("HeadObject refusal marker"))?
+        .is_some()
+    {
+        return Err(PublishError::Refused);
+    }
     let already = match ops::head(c, b, req.upload_key)
         .await
         .map_err(s3("HeadObject upload"))?
@@ -148,7 +164,14 @@ pub async fn publish(
         }
         Some(_) => {
             if let Some(declared) = req.content_check {
-                check_content(c, b, req.upload_key, declared).await?;
+                if let Err(refused) = check_content(c, b, req.upload_key, declared).await {
+                    if matches!(refused, PublishError::ContentMismatch { .. }) {
+                        // The verdict is on the bytes: recorded before it is
+                        // reported, so no later configuration publishes them.
+                        mark_refused(c, &req, declared, &refused).await?;
+                    }
+                    return Err(refused);
+                }
             }
             match write(c, method, &req).await {
                 Ok(()) => false,
@@ -223,6 +246,41 @@ async fn check_content(c: &Client, bucket: &str, key: &str, declared: &str) -> R
     prefinish::check(declared, &head).map_err(|_| PublishError::ContentMismatch {
         expected: prefinish::expected_signature(declared).unwrap_or("of its declared type"),
     })
+}
+
+/// The refusal marker of the upload object `upload_key`: its existence is
+/// the record (as `<ID>.refused` next to the `.info` on `fs`); the reconciler
+/// removes it with the abandoned upload, last.
+pub fn refused_key(upload_key: &str) -> String {
+    format!("{upload_key}.refused")
+}
+
+/// Writes the refusal marker (a short JSON note for the operator).
+async fn mark_refused(
+    c: &Client,
+    req: &Request<'_>,
+    declared: &str,
+    refused: &PublishError,
+) -> Result<(), PublishError> {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let note = serde_json::json!({
+        "reason": "content_mismatch",
+        "detail": refused.to_string(),
+        "destination": req.destination,
+        "declared_type": declared,
+        "refused_at": at,
+        "readmit": "delete this object, then publish with [upload] check_content off (docs/upload-lifecycle.md: refused uploads)",
+    });
+    ops::put(
+        c,
+        req.bucket,
+        &refused_key(req.upload_key),
+        format!("{note}\n").as_bytes(),
+    )
+    .await
+    .map_err(s3("PutObject refusal marker"))
 }
 
 /// Size and SHA-256 of an object, streamed, and its [`ops::TYPE`] as the
