@@ -1585,7 +1585,7 @@ fn content_mismatch_is_refused_at_pre_finish(engine: &S3Engine) {
     std::fs::write(
         &cfg,
         format!(
-            "{}[tusd]\nupload_ids = \"server\"\n[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\n\
+            "{}[tusd]\nupload_ids = \"signed\"\n[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\n\
              bucket = \"{}\"\n",
             common::default_config(),
             engine.endpoint(),
@@ -2255,7 +2255,7 @@ fn refused_upload_is_removed_once_abandoned(engine: &S3Engine) {
     let nothing = common::free_port();
     let events = tempfile::tempdir().unwrap();
     let config = format!(
-        "{}[tusd]\nupload_ids = \"server\"\nreconcile_interval = \"1s\"\nabandon_after = \"1s\"\n\
+        "{}[tusd]\nupload_ids = \"signed\"\nreconcile_interval = \"1s\"\nabandon_after = \"1s\"\n\
          [storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n\
          [events]\nurl = \"http://127.0.0.1:{nothing}/events\"\nsecret = \"{EVENTS_SECRET}\"\ndir = {:?}\n",
         common::default_config(),
