@@ -13,18 +13,30 @@
 //! 2. `check_content`: a ranged GET of the leading
 //!    [`prefinish::SNIFF_BYTES`] only.
 //! 3. The publish ([`ops::rename`], [`ops::conditional_copy`] or
-//!    [`ops::multipart_copy`]), with `If-None-Match: *`: a 412 (or, for a
-//!    replayed rename, a 404 for the vanished source) is looked at by the
-//!    destination's marker: this upload's is success (a duplicate post-finish,
-//!    a replay), anything else is [`PublishError::Conflict`], the existing
-//!    object untouched.
+//!    [`ops::multipart_copy`]; [`method_for`] the size), with `If-None-Match:
+//!    *`: a HeadObject of the destination first (taken by another upload, or
+//!    by an object that is not assetgate's: [`PublishError::Conflict`] at
+//!    once, nothing copied; this upload's: a duplicate). The conditional write
+//!    stays the guard: a 412 (or, for a replayed rename, a 404 for the
+//!    vanished source) is looked at by the destination's marker: this
+//!    upload's is success (a duplicate post-finish, a replay), anything else
+//!    is [`PublishError::Conflict`], the existing object untouched.
 //! 4. SHA-256 of the published bytes: one full streamed GET of the
 //!    destination (neither engine stores a whole-object SHA-256 for tusd's
 //!    objects; costs one read of the object per upload, no memory beyond a
-//!    chunk).
+//!    chunk). That GET's marker must be this upload's ([`settle`]): a write
+//!    an engine answered 200 without doing, while another upload's object of
+//!    the same size sits at the key, is a [`PublishError::Conflict`], never
+//!    that object's SHA-256 in this upload's event.
 //! 5. `commit` (the event) before the removal, as on `fs`: `false` leaves the
 //!    upload for a later pass.
 //! 6. DeleteObject of the upload object and its `.info`.
+//!
+//! Before all of it, an upload refused for good earlier (its
+//! `<upload_prefix><objectId>.refused`, [`refused_key`], written by the
+//! backend once the refusal's `upload.failed` is committed) is
+//! [`PublishError::Refused`]: nothing read, nothing written, whatever the
+//! configuration says now (as `<ID>.refused` on `fs`).
 
 use aws_sdk_s3::Client;
 use sha2::{Digest as _, Sha256};
@@ -92,6 +104,9 @@ pub enum PublishError {
     /// by assetgate): nothing was overwritten.
     #[error("the destination already exists (another upload's): nothing overwritten")]
     Conflict,
+    /// Refused for good earlier (its `.refused` object): not looked at again.
+    #[error("the upload was refused earlier and the refusal recorded (<upload_prefix><objectId>.refused): not published")]
+    Refused,
     /// The published object is not the size it was published with.
     #[error("the published object is {found} bytes, not {expected}")]
     Published {
@@ -124,6 +139,13 @@ pub async fn publish(
     commit: &mut dyn FnMut(u64, &[u8; 32]) -> bool,
 ) -> Result<Published, PublishError> {
     let b = req.bucket;
+    if ops::head(c, b, &refused_key(req.upload_key))
+        .await
+        .map_err(s3("HeadObject refusal"))?
+        .is_some()
+    {
+        return Err(PublishError::Refused);
+    }
     let already = match ops::head(c, b, req.upload_key)
         .await
         .map_err(s3("HeadObject upload"))?
@@ -138,13 +160,24 @@ pub async fn publish(
             if let Some(declared) = req.content_check {
                 check_content(c, b, req.upload_key, declared).await?;
             }
-            match write(c, method, &req).await {
-                Ok(()) => false,
-                Err(OpError::Precondition) | Err(OpError::NotFound) => {
-                    ours(c, &req).await?;
-                    true
-                }
-                Err(e) => return Err(s3("publish")(e)),
+            // Taken already: refused before any copy (a conflict loser on a
+            // multipart-copy engine would otherwise be copied server-side
+            // before the 412 says no). The conditional write below stays the
+            // guard against a race with another publish.
+            match ops::head(c, b, req.destination)
+                .await
+                .map_err(s3("HeadObject destination"))?
+            {
+                Some(Head { marker: Some(m), .. }) if m == req.attrs.upload_id => true,
+                Some(_) => return Err(PublishError::Conflict),
+                None => match write(c, method, &req).await {
+                    Ok(()) => false,
+                    Err(OpError::Precondition) | Err(OpError::NotFound) => {
+                        ours(c, &req).await?;
+                        true
+                    }
+                    Err(e) => return Err(s3("publish")(e)),
+                },
             }
         }
         None => {
@@ -155,7 +188,27 @@ pub async fn publish(
             true
         }
     };
-    let (bytes, sha256) = digest(c, b, req.destination).await?;
+    settle(c, &req, already, commit).await
+}
+
+/// What follows a write the engine said was done (or a destination found
+/// this upload's): the destination read back whole for its size and SHA-256,
+/// its marker required to be this upload's (a 200 proves nothing: an engine
+/// that answers a write without doing it must not get another upload's
+/// object reported as this one's), then `commit`, then the upload's removal.
+/// Public so the engine tests can call it as if a write had been answered
+/// 200 without effect.
+pub async fn settle(
+    c: &Client,
+    req: &Request<'_>,
+    already: bool,
+    commit: &mut dyn FnMut(u64, &[u8; 32]) -> bool,
+) -> Result<Published, PublishError> {
+    let b = req.bucket;
+    let (bytes, sha256, marker) = digest(c, b, req.destination).await?;
+    if marker.as_deref() != Some(req.attrs.upload_id) {
+        return Err(PublishError::Conflict);
+    }
     if bytes != req.size {
         return Err(PublishError::Published {
             expected: req.size,
@@ -181,9 +234,31 @@ pub async fn publish(
     })
 }
 
+/// Where an upload's final refusal is recorded:
+/// `<upload_prefix><objectId>.refused` beside its `.info`.
+pub fn refused_key(upload_key: &str) -> String {
+    format!("{upload_key}.refused")
+}
+
+/// The method a publish of `size` bytes uses: the self-test's, except that
+/// above [`ops::MAX_COPY_PART`] (5 GiB) the portable multipart copy is used
+/// for the two others as well. AWS refuses a CopyObject above 5 GiB, and the
+/// rename method starts with one (the upload object copied onto itself to
+/// take the Content-Type and the marker; RenameObject itself has no
+/// documented size limit). The multipart copy's guard is
+/// CompleteMultipartUpload with `If-None-Match: *`, honoured by AWS,
+/// SeaweedFS, MinIO and versitygw (issue 21's probes).
+pub fn method_for(method: PublishMethod, size: u64) -> PublishMethod {
+    if size > ops::MAX_COPY_PART {
+        PublishMethod::MultipartCopy
+    } else {
+        method
+    }
+}
+
 async fn write(c: &Client, method: PublishMethod, req: &Request<'_>) -> Result<(), OpError> {
     let (b, src, dst) = (req.bucket, req.upload_key, req.destination);
-    match method {
+    match method_for(method, req.size) {
         PublishMethod::Rename => ops::rename(c, b, src, dst, req.attrs).await,
         PublishMethod::ConditionalCopy => ops::conditional_copy(c, b, src, dst, req.attrs).await,
         PublishMethod::MultipartCopy => ops::multipart_copy(c, b, src, dst, req.size, req.attrs).await,
@@ -210,8 +285,13 @@ async fn check_content(c: &Client, bucket: &str, key: &str, declared: &str) -> R
     })
 }
 
-/// Size and SHA-256 of an object, streamed.
-async fn digest(c: &Client, bucket: &str, key: &str) -> Result<(u64, [u8; 32]), PublishError> {
+/// Size, SHA-256 and marker of an object, streamed (the marker from the
+/// same GET's `x-amz-meta-assetgate-upload`: no extra request).
+async fn digest(
+    c: &Client,
+    bucket: &str,
+    key: &str,
+) -> Result<(u64, [u8; 32], Option<String>), PublishError> {
     let out = c
         .get_object()
         .bucket(bucket)
@@ -219,6 +299,7 @@ async fn digest(c: &Client, bucket: &str, key: &str) -> Result<(u64, [u8; 32]), 
         .send()
         .await
         .map_err(|e| s3("GetObject published")(e.into()))?;
+    let marker = out.metadata().and_then(|m| m.get(ops::MARKER)).cloned();
     let mut body = out.body;
     let mut hash = Sha256::new();
     let mut bytes = 0u64;
@@ -232,5 +313,27 @@ async fn digest(c: &Client, bucket: &str, key: &str) -> Result<(u64, [u8; 32]), 
         bytes += chunk.len() as u64;
         hash.update(&chunk);
     }
-    Ok((bytes, hash.finalize().into()))
+    Ok((bytes, hash.finalize().into(), marker))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn above_five_gib_every_method_copies_by_parts() {
+        let all = [
+            PublishMethod::Rename,
+            PublishMethod::ConditionalCopy,
+            PublishMethod::MultipartCopy,
+        ];
+        for m in all {
+            assert_eq!(method_for(m, 0), m);
+            assert_eq!(method_for(m, ops::MAX_COPY_PART), m);
+            assert_eq!(
+                method_for(m, ops::MAX_COPY_PART + 1),
+                PublishMethod::MultipartCopy
+            );
+        }
+    }
 }
