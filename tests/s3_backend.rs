@@ -172,6 +172,7 @@ impl Bench {
                 upload_id: id,
             },
             content_check: check,
+            check_info: false,
         };
         self.rt.block_on(publish(
             &self.store.client,
@@ -2034,6 +2035,7 @@ fn a_write_answered_without_effect_is_a_conflict(engine: &S3Engine) {
             upload_id: "objW+mp",
         },
         content_check: None,
+        check_info: false,
     };
     let mut committed = 0;
     let got = bench.rt.block_on(settle(c, &req, false, &mut |_, _| {
@@ -2325,4 +2327,79 @@ fn seaweedfs_stale_records_are_removed() {
 #[test]
 fn versitygw_stale_records_are_removed() {
     stale_records_are_removed(&S3Engine::versitygw("assets"));
+}
+
+/// `[tusd] upload_ids = "signed"` proves the object ID only (before `+`): the
+/// publish reads the `.info` and requires the hook's full ID and the plan's
+/// size, so a forged post-finish naming another multipart ID publishes
+/// nothing.
+fn signed_ids_check_the_info(engine: &S3Engine) {
+    let bench = Bench::new(engine);
+    let (c, b) = (&bench.store.client, bench.bucket().to_string());
+    let body = pdf(4_000, b'g');
+    bench.upload("objG+real", &body);
+    let info = serde_json::json!({"ID": "objG+real", "Size": 4000, "Offset": 4000, "MetaData": {}});
+    bench
+        .rt
+        .block_on(ops::put(c, &b, "tus/objG+real.info", info.to_string().as_bytes()))
+        .unwrap();
+    let attempt = |id: &str, upload: &str, size: u64| {
+        let (upload_key, info_key) = (format!("tus/{upload}"), format!("tus/{upload}.info"));
+        let req = Request {
+            bucket: &b,
+            upload_key: &upload_key,
+            info_key: &info_key,
+            destination: "private/signed.pdf",
+            size,
+            attrs: Attributes {
+                content_type: "application/pdf",
+                upload_id: id,
+            },
+            content_check: None,
+            check_info: true,
+        };
+        bench
+            .rt
+            .block_on(publish(c, bench.store.method, req, &mut |_, _| true))
+    };
+    // The object and .info keys of `objG+real`, another multipart ID as the ID.
+    assert_eq!(
+        attempt("objG+forged", "objG+real", 4000),
+        Err(PublishError::InfoId)
+    );
+    assert!(bench.head("private/signed.pdf").is_none());
+    // The right ID; a size the .info does not say.
+    bench.upload("objH+real", &pdf(3_000, b'h'));
+    bench
+        .rt
+        .block_on(ops::put(
+            c,
+            &b,
+            "tus/objH+real.info",
+            serde_json::json!({"ID": "objH+real", "Size": 9999, "MetaData": {}})
+                .to_string()
+                .as_bytes(),
+        ))
+        .unwrap();
+    assert_eq!(
+        attempt("objH+real", "objH+real", 3000),
+        Err(PublishError::Info("its size is not the upload's"))
+    );
+    // All as tusd wrote it: published.
+    let done = attempt("objG+real", "objG+real", 4000).unwrap();
+    assert_eq!(done.sha256, <[u8; 32]>::from(Sha256::digest(&body)));
+    assert_eq!(
+        bench.head("private/signed.pdf").unwrap().marker.as_deref(),
+        Some("objG+real")
+    );
+}
+
+#[test]
+fn seaweedfs_signed_ids_check_the_info() {
+    signed_ids_check_the_info(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_signed_ids_check_the_info() {
+    signed_ids_check_the_info(&S3Engine::versitygw("assets"));
 }

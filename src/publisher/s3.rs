@@ -185,6 +185,7 @@ impl Backend for S3Backend {
                 upload_id: plan.upload_id(),
             },
             content_check: plan.content_check(),
+            check_info: matches!(plan.identity(), crate::tusd::ids::Identity::Signed { .. }),
         };
         // The method is known only once the publish says whether it was a
         // duplicate: the commit is told `fresh`, or AlreadyFinalized below.
@@ -310,6 +311,8 @@ fn finalize_error(e: PublishError) -> FinalizeError {
         PublishError::ContentMismatch { expected } => FinalizeError::ContentMismatch { expected },
         PublishError::Conflict => FinalizeError::Exists,
         PublishError::Refused => FinalizeError::Refused,
+        PublishError::InfoId => FinalizeError::IdMismatch,
+        PublishError::Info(_) => FinalizeError::InfoInvalid,
         PublishError::Published { .. } => FinalizeError::Io {
             op: Op::Hash,
             kind: io::ErrorKind::InvalidData,

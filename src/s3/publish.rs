@@ -10,6 +10,8 @@
 //!    the multipart upload before the hooks fire). No upload object but a
 //!    destination whose marker is this upload's: an earlier pass published it
 //!    and stopped before the removal: finish that.
+//!    With `[tusd] upload_ids = "signed"` ([`Request::check_info`]), the
+//!    upload's `.info` must name the hook's full ID and the plan's size.
 //! 2. `check_content`: a ranged GET of the leading
 //!    [`prefinish::SNIFF_BYTES`] only.
 //! 3. The publish ([`ops::rename`], [`ops::conditional_copy`] or
@@ -63,6 +65,11 @@ pub struct Request<'a> {
     pub attrs: Attributes<'a>,
     /// `[upload] check_content`: the declared type the leading bytes must match.
     pub content_check: Option<&'a str>,
+    /// `[tusd] upload_ids = "signed"`: the upload's `.info` must name exactly
+    /// `attrs.upload_id` and `size` (the signed ID proves the object ID only,
+    /// the part before `+`; a forged post-finish could name another
+    /// multipart ID, which would become the marker and the event's ID).
+    pub check_info: bool,
 }
 
 /// A published upload.
@@ -104,6 +111,13 @@ pub enum PublishError {
     /// by assetgate): nothing was overwritten.
     #[error("the destination already exists (another upload's): nothing overwritten")]
     Conflict,
+    /// `check_info`: the upload's `.info` names another upload ID.
+    #[error("the upload's .info names another upload ID than the hook's")]
+    InfoId,
+    /// `check_info`: the upload's `.info` is missing, unreadable, larger than
+    /// [`super::pending::MAX_INFO_BYTES`], or names another size.
+    #[error("the upload's .info does not describe this upload: {0}")]
+    Info(&'static str),
     /// Refused for good earlier (its `.refused` object): not looked at again.
     #[error("the upload was refused earlier and the refusal recorded (<upload_prefix><objectId>.refused): not published")]
     Refused,
@@ -157,6 +171,9 @@ pub async fn publish(
             })
         }
         Some(_) => {
+            if req.check_info {
+                check_info(c, &req).await?;
+            }
             if let Some(declared) = req.content_check {
                 check_content(c, b, req.upload_key, declared).await?;
             }
@@ -274,6 +291,30 @@ async fn ours(c: &Client, req: &Request<'_>) -> Result<(), PublishError> {
         Some(Head { marker: Some(m), .. }) if m == req.attrs.upload_id => Ok(()),
         _ => Err(PublishError::Conflict),
     }
+}
+
+/// The `.info` tusd wrote names this upload's full ID and size: one ranged
+/// GET of at most [`super::pending::MAX_INFO_BYTES`] (+1 to see a larger one),
+/// parsed as the reconciler parses it.
+async fn check_info(c: &Client, req: &Request<'_>) -> Result<(), PublishError> {
+    let max = super::pending::MAX_INFO_BYTES;
+    let bytes = match ops::get(c, req.bucket, req.info_key, Some(format!("bytes=0-{max}"))).await {
+        Ok(b) => b,
+        Err(OpError::NotFound) => return Err(PublishError::Info("no .info")),
+        Err(e) => return Err(s3("GetObject .info")(e)),
+    };
+    if bytes.len() as u64 > max {
+        return Err(PublishError::Info("larger than 64 KiB"));
+    }
+    let info = crate::tusd::protocol::parse_file_info(&bytes)
+        .map_err(|_| PublishError::Info("not a tusd FileInfo"))?;
+    if info.id != req.attrs.upload_id {
+        return Err(PublishError::InfoId);
+    }
+    if info.size != Some(req.size) {
+        return Err(PublishError::Info("its size is not the upload's"));
+    }
+    Ok(())
 }
 
 async fn check_content(c: &Client, bucket: &str, key: &str, declared: &str) -> Result<(), PublishError> {
