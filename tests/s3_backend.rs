@@ -172,6 +172,7 @@ impl Bench {
                 upload_id: id,
             },
             content_check: check,
+            check_info: false,
         };
         self.rt.block_on(publish(
             &self.store.client,
@@ -402,6 +403,7 @@ fn served_types_are_the_signed_ones(engine: &S3Engine, methods: &[PublishMethod]
                         upload_id: &id,
                     },
                     content_check: None,
+                    check_info: false,
                 };
                 let outcome = bench.rt.block_on(publish(c, method, req, &mut |_, _| true));
                 let head = bench
@@ -480,6 +482,7 @@ fn served_types_are_the_signed_ones(engine: &S3Engine, methods: &[PublishMethod]
                 upload_id: &id,
             },
             content_check: None,
+            check_info: false,
         };
         let mut committed = false;
         let outcome = bench
@@ -2299,4 +2302,413 @@ fn seaweedfs_refused_upload_is_removed_once_abandoned() {
 #[test]
 fn versitygw_refused_upload_is_removed_once_abandoned() {
     refused_upload_is_removed_once_abandoned(&S3Engine::versitygw("assets"));
+}
+
+// ---------------------------------------------------------------------------
+// Review fixes (issue 21, i21-fix): the publish settles only on its own
+// object, final refusals are recorded in the bucket, listings past 1,000
+// multipart uploads, stale records removed, dead publishes' copies aborted.
+
+use assetgate::s3::publish::settle;
+
+/// A write the engine answered 200 without doing, while another upload's
+/// object of the same size sits at the key: the post-write step (what
+/// `publish` runs after the write's Ok) reads the destination's marker from
+/// its digest GET and refuses: no commit (no event with the other object's
+/// SHA-256), the upload kept, the other object untouched.
+fn a_write_answered_without_effect_is_a_conflict(engine: &S3Engine) {
+    let bench = Bench::new(engine);
+    let (c, b) = (&bench.store.client, bench.bucket().to_string());
+    let theirs = pdf(5_000, b'T');
+    bench
+        .rt
+        .block_on(
+            c.put_object()
+                .bucket(&b)
+                .key("private/same-size.pdf")
+                .metadata(ops::MARKER, "other+mp")
+                .body(theirs.clone().into())
+                .send(),
+        )
+        .unwrap();
+    let ours = pdf(5_000, b'O');
+    bench.upload("objW+mp", &ours);
+    let req = Request {
+        bucket: &b,
+        upload_key: "tus/objW+mp",
+        info_key: "tus/objW+mp.info",
+        destination: "private/same-size.pdf",
+        size: ours.len() as u64,
+        attrs: Attributes {
+            content_type: "application/pdf",
+            upload_id: "objW+mp",
+        },
+        content_check: None,
+        check_info: false,
+    };
+    let mut committed = 0;
+    let got = bench.rt.block_on(settle(c, &req, false, &mut |_, _| {
+        committed += 1;
+        true
+    }));
+    assert_eq!(got, Err(PublishError::Conflict));
+    assert_eq!(committed, 0, "no event for another upload's object");
+    assert!(bench.head("tus/objW+mp").is_some(), "the upload stays");
+    assert_eq!(bench.bytes("private/same-size.pdf"), theirs);
+}
+
+#[test]
+fn seaweedfs_a_write_answered_without_effect_is_a_conflict() {
+    a_write_answered_without_effect_is_a_conflict(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_a_write_answered_without_effect_is_a_conflict() {
+    a_write_answered_without_effect_is_a_conflict(&S3Engine::versitygw("assets"));
+}
+
+/// Two tusd uploads for one key, both finished before any publish (the first
+/// daemon's reconciler never runs; post-finish is off): the second daemon's
+/// reconciler publishes one; the loser gets one `upload.failed` (conflict),
+/// its refusal is recorded (`tus/<objectId>.refused`), and the passes after
+/// publish nothing more (no copy, no event).
+fn a_conflict_loser_is_refused_once(engine: &S3Engine) {
+    let events = tempfile::tempdir().unwrap();
+    let first = s3_gate(engine, "1h", events.path());
+    let dir = tempfile::tempdir().unwrap();
+    let tusd = tusd_without_post_finish(engine, dir.path(), &first);
+    let key = "race/loser.pdf";
+    let (a, b) = (pdf(60_000, b'A'), pdf(60_000, b'B'));
+    let ida = tus_upload(&tusd, key, &a);
+    let idb = tus_upload(&tusd, key, &b);
+    drop(first);
+    let gate = s3_gate(engine, "1s", events.path());
+    let logs = || format!("assetgate:\n{:#?}\nengine:\n{}", gate.logs(), engine.log());
+    let failed = "assetgate_events_total{result=\"enqueued\",type=\"upload.failed\"}";
+    let finalized = "assetgate_events_total{result=\"enqueued\",type=\"upload.finalized\"}";
+    let published = "assetgate_reconcile_total{result=\"published\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while (gate.metric(failed) < 1.0 || gate.metric(finalized) < 1.0) && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(gate.metric(finalized), 1.0, "{}", logs());
+    assert_eq!(gate.metric(failed), 1.0, "{}", logs());
+    let got = engine.must(&["get", &engine.bucket, &format!("private/{key}")]);
+    let winner = got["metadata"]["assetgate-upload"].as_str().unwrap().to_string();
+    let loser = if winner == ida { &idb } else { &ida };
+    let loser_object = loser.split_once('+').unwrap().0;
+    // Written right after the event is committed: waited for, bounded.
+    let refused = loop {
+        let refused = engine.must(&["get", &engine.bucket, &format!("tus/{loser_object}.refused")]);
+        if refused["ok"] == true || std::time::Instant::now() > deadline {
+            break refused;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        refused["ok"],
+        true,
+        "the refusal is recorded: {refused}\n{}",
+        logs()
+    );
+    // Two more passes: nothing offered, copied or sent again.
+    std::thread::sleep(Duration::from_millis(1500));
+    let offered = gate.metric(published);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(gate.metric(published), offered, "{}", logs());
+    assert_eq!(gate.metric(failed), 1.0, "{}", logs());
+    assert_eq!(gate.metric(finalized), 1.0, "{}", logs());
+    let winner_bytes = if winner == ida { &a } else { &b };
+    assert_eq!(got["sha256"], hex::encode(Sha256::digest(winner_bytes)), "{got}");
+    // The loser's upload stays (for abandon_after), listed as refused.
+    let left = engine.must(&["list", &engine.bucket, "tus/"]);
+    let names: Vec<&str> = left["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["key"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&format!("tus/{loser_object}").as_str()), "{left}");
+    assert!(
+        gate.logs().iter().any(|l| l.contains("refused earlier")),
+        "{}",
+        logs()
+    );
+}
+
+#[test]
+fn seaweedfs_a_conflict_loser_is_refused_once() {
+    a_conflict_loser_is_refused_once(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_a_conflict_loser_is_refused_once() {
+    a_conflict_loser_is_refused_once(&S3Engine::versitygw("assets"));
+}
+
+/// More than one page (1,000) of open multipart uploads under the prefix:
+/// the listing reaches all of them (versitygw refuses its own upload-ID
+/// marker on page 2).
+fn more_than_a_page_of_multipart_uploads_is_listed(engine: &S3Engine) {
+    use assetgate::s3::abandon::list_open;
+    let bench = Bench::new(engine);
+    let (c, b) = (&bench.store.client, bench.bucket().to_string());
+    let started = std::time::Instant::now();
+    bench.rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..1005 {
+            let (c, b) = (c.clone(), b.clone());
+            set.spawn(async move {
+                c.create_multipart_upload()
+                    .bucket(&b)
+                    .key(format!("tus/many{i:04}"))
+                    .send()
+                    .await
+                    .unwrap();
+            });
+            if set.len() >= 16 {
+                set.join_next().await.unwrap().unwrap();
+            }
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+    });
+    let made = started.elapsed();
+    let listed = bench.rt.block_on(list_open(c, &b, "tus/")).unwrap();
+    let keys: std::collections::BTreeSet<&str> = listed.iter().map(|u| u.key.as_str()).collect();
+    assert_eq!(keys.len(), 1005, "made in {made:?}");
+    eprintln!(
+        "1,005 multipart uploads made in {made:?}, listed in {:?}",
+        started.elapsed() - made
+    );
+}
+
+#[test]
+fn seaweedfs_more_than_a_page_of_multipart_uploads_is_listed() {
+    more_than_a_page_of_multipart_uploads_is_listed(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_more_than_a_page_of_multipart_uploads_is_listed() {
+    more_than_a_page_of_multipart_uploads_is_listed(&S3Engine::versitygw("assets"));
+}
+
+/// The sweep aborts a dead publish's multipart copy under `private/` once
+/// older than its bound (here 0), keeps a younger one (bound an hour), and
+/// counts it in `assetgate_s3_stale_multipart_uploads_total`.
+fn dead_publish_copies_are_aborted(engine: &S3Engine) {
+    use assetgate::publisher::Backend as _;
+    let bench = Bench::new(engine);
+    let (c, b) = (&bench.store.client, bench.bucket().to_string());
+    bench.rt.block_on(async {
+        for key in ["private/dead.pdf", "public/dead.png"] {
+            c.create_multipart_upload()
+                .bucket(&b)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    let stale = assetgate::publisher::Stale {
+        max_ttl: Duration::from_secs(3600),
+        clock_skew: Duration::from_secs(60),
+        abandon_after: Duration::from_secs(86400),
+    };
+    let metrics = Metrics::new();
+    let young = S3Backend::new(bench.store.clone(), bench.rt.handle().clone(), stale)
+        .with_metrics(metrics.clone())
+        .with_publish_prefixes("public", "private", Duration::from_secs(3600));
+    std::thread::spawn(move || young.sweep().unwrap()).join().unwrap();
+    let left = engine.must(&["list", &b, ""]);
+    assert_eq!(left["uploads"].as_array().map(Vec::len), Some(2), "{left}");
+    let old = S3Backend::new(bench.store.clone(), bench.rt.handle().clone(), stale)
+        .with_metrics(metrics.clone())
+        .with_publish_prefixes("public", "private", Duration::ZERO);
+    std::thread::sleep(Duration::from_millis(1100));
+    std::thread::spawn(move || old.sweep().unwrap()).join().unwrap();
+    let left = engine.must(&["list", &b, ""]);
+    assert_eq!(left["uploads"], serde_json::json!([]), "{left}");
+    let text = metrics.render();
+    assert!(
+        text.contains("assetgate_s3_stale_multipart_uploads_total{result=\"aborted\"} 2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn seaweedfs_dead_publish_copies_are_aborted() {
+    dead_publish_copies_are_aborted(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_dead_publish_copies_are_aborted() {
+    dead_publish_copies_are_aborted(&S3Engine::versitygw("assets"));
+}
+
+/// An upload whose multipart upload was aborted (as the sweep does to a
+/// stale one) leaves an `.info` with neither object nor multipart upload:
+/// once its token expired more than `abandon_after` ago the reconciler
+/// removes that `.info` (it used to be offered to the publish every pass,
+/// `SourceMissing`, forever).
+fn stale_records_are_removed(engine: &S3Engine) {
+    let events = tempfile::tempdir().unwrap();
+    let first = s3_gate(engine, "1h", events.path());
+    let dir = tempfile::tempdir().unwrap();
+    let tusd = tusd_without_post_finish(engine, dir.path(), &first);
+    let key = "stale/report.pdf";
+    let (status, id, body) = tus_create(&tusd, key, "application/pdf", 50_000);
+    assert_eq!(status, 201, "create: {body}\n{}", tusd.log());
+    let id = id.expect("Location");
+    drop(tusd);
+    drop(first);
+    let bench = Bench::new(engine);
+    let (c, b) = (&bench.store.client, bench.bucket().to_string());
+    let (object, multipart) = id.split_once('+').expect("objectId+multipartId");
+    let info_key = format!("tus/{object}.info");
+    bench.rt.block_on(async {
+        c.abort_multipart_upload()
+            .bucket(&b)
+            .key(format!("tus/{object}"))
+            .upload_id(multipart)
+            .send()
+            .await
+            .unwrap();
+    });
+    let mut info: serde_json::Value =
+        serde_json::from_slice(&bench.rt.block_on(ops::get(c, &b, &info_key, None)).unwrap()).unwrap();
+    let expired = assetgate::token::upload::mint(
+        common::UPLOAD_SECRET.as_bytes(),
+        key,
+        "application/pdf",
+        Visibility::Private,
+        common::now() - 7200,
+    );
+    for (k, v) in expired.iter() {
+        info["MetaData"][k] = serde_json::json!(v);
+    }
+    bench
+        .rt
+        .block_on(ops::put(c, &b, &info_key, info.to_string().as_bytes()))
+        .unwrap();
+    let nothing = common::free_port();
+    let config = format!(
+        "{}max_ttl = \"1s\"\nclock_skew = 0\n[tusd]\nupload_ids = \"signed\"\nreconcile_interval = \"1s\"\n\
+         abandon_after = \"1s\"\n[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n\
+         [events]\nurl = \"http://127.0.0.1:{nothing}/events\"\nsecret = \"{EVENTS_SECRET}\"\ndir = {:?}\n",
+        common::default_config(),
+        engine.endpoint(),
+        engine.bucket,
+        events.path().display().to_string(),
+    );
+    let gate = Daemon::start_with(
+        &config,
+        &[],
+        &[
+            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
+            (
+                "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
+                engine.secret_key.as_str(),
+            ),
+        ],
+    );
+    let logs = || format!("assetgate:\n{:#?}\nengine:\n{}", gate.logs(), engine.log());
+    let removed = "assetgate_reconcile_total{result=\"abandoned_removed\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let left = loop {
+        let left = engine.must(&["list", &b, "tus/"]);
+        if left["objects"] == serde_json::json!([]) || std::time::Instant::now() > deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(left["objects"], serde_json::json!([]), "{left}\n{}", logs());
+    assert_eq!(gate.metric(removed), 1.0, "{}", logs());
+}
+
+#[test]
+fn seaweedfs_stale_records_are_removed() {
+    stale_records_are_removed(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_stale_records_are_removed() {
+    stale_records_are_removed(&S3Engine::versitygw("assets"));
+}
+
+/// `[tusd] upload_ids = "signed"` proves the object ID only (before `+`): the
+/// publish reads the `.info` and requires the hook's full ID and the plan's
+/// size, so a forged post-finish naming another multipart ID publishes
+/// nothing.
+fn signed_ids_check_the_info(engine: &S3Engine) {
+    let bench = Bench::new(engine);
+    let (c, b) = (&bench.store.client, bench.bucket().to_string());
+    let body = pdf(4_000, b'g');
+    bench.upload("objG+real", &body);
+    let info = serde_json::json!({"ID": "objG+real", "Size": 4000, "Offset": 4000, "MetaData": {}});
+    bench
+        .rt
+        .block_on(ops::put(c, &b, "tus/objG+real.info", info.to_string().as_bytes()))
+        .unwrap();
+    let attempt = |id: &str, upload: &str, size: u64| {
+        let (upload_key, info_key) = (format!("tus/{upload}"), format!("tus/{upload}.info"));
+        let req = Request {
+            bucket: &b,
+            upload_key: &upload_key,
+            info_key: &info_key,
+            destination: "private/signed.pdf",
+            size,
+            attrs: Attributes {
+                content_type: "application/pdf",
+                upload_id: id,
+            },
+            content_check: None,
+            check_info: true,
+        };
+        bench
+            .rt
+            .block_on(publish(c, bench.store.method, req, &mut |_, _| true))
+    };
+    // The object and .info keys of `objG+real`, another multipart ID as the ID.
+    assert_eq!(
+        attempt("objG+forged", "objG+real", 4000),
+        Err(PublishError::InfoId)
+    );
+    assert!(bench.head("private/signed.pdf").is_none());
+    // The right ID; a size the .info does not say.
+    bench.upload("objH+real", &pdf(3_000, b'h'));
+    bench
+        .rt
+        .block_on(ops::put(
+            c,
+            &b,
+            "tus/objH+real.info",
+            serde_json::json!({"ID": "objH+real", "Size": 9999, "MetaData": {}})
+                .to_string()
+                .as_bytes(),
+        ))
+        .unwrap();
+    assert_eq!(
+        attempt("objH+real", "objH+real", 3000),
+        Err(PublishError::Info("its size is not the upload's"))
+    );
+    // All as tusd wrote it: published.
+    let done = attempt("objG+real", "objG+real", 4000).unwrap();
+    assert_eq!(done.sha256, <[u8; 32]>::from(Sha256::digest(&body)));
+    assert_eq!(
+        bench.head("private/signed.pdf").unwrap().marker.as_deref(),
+        Some("objG+real")
+    );
+}
+
+#[test]
+fn seaweedfs_signed_ids_check_the_info() {
+    signed_ids_check_the_info(&S3Engine::seaweedfs("assets"));
+}
+
+#[test]
+fn versitygw_signed_ids_check_the_info() {
+    signed_ids_check_the_info(&S3Engine::versitygw("assets"));
 }

@@ -173,6 +173,7 @@ fn publish_objects(s3: &S3Engine) {
                     upload_id: &id,
                 },
                 content_check: None,
+                check_info: false,
             };
             publish(c, store.method, req, &mut |_, _| true)
                 .await

@@ -15,7 +15,10 @@
 //! 2. removes abandoned uploads (see [`crate::tusd::abandon`]): unfinished, or
 //!    finished parts, or refused for good, whose verified token expired more
 //!    than `[tusd] abandon_after` ago; anything it cannot attribute to a
-//!    verified token is counted and left;
+//!    verified token is counted and left. Stale records past the same bound
+//!    are offered to the backend too (`Backend::remove_stale`: on S3 an
+//!    `.info` whose multipart upload was aborted; the filesystem keeps its
+//!    own);
 //! 3. sweeps the temporary files of crashed copies (the backend's sweep, for
 //!    the filesystem [`finalize::sweep_temp`]; on S3 it aborts stale multipart
 //!    uploads, `crate::s3::abandon`). The sweep runs right after the scan
@@ -222,13 +225,35 @@ async fn remove_abandoned(
             Err(_) => {}
         }
     }
-    if !doomed.is_empty() {
+    // Stale records (neither data nor work in progress, e.g. an upload whose
+    // multipart upload the sweep aborted) past the same bound: offered to the
+    // backend with the token's destination, whose marker keeps a published
+    // one (the filesystem keeps them all).
+    let mut stale = Vec::new();
+    for u in &scan.stale {
+        let record = Part {
+            is_partial: u.is_partial,
+            finished: false,
+            metadata: u.metadata.clone(),
+        };
+        if abandon::decide(&record, &cfg.upload.secrets, now, after).is_ok() {
+            // From the verified token alone (a stale record is often of an
+            // unfinished upload, which post-finish's plan refuses).
+            let destination =
+                crate::token::upload::verify_signature_ignoring_expiry(&u.metadata, &cfg.upload.secrets)
+                    .ok()
+                    .map(|v| crate::tusd::rules::destination(v.visibility(), v.key(), &cfg.storage));
+            stale.push((u.clone(), destination));
+        }
+    }
+    if !doomed.is_empty() || !stale.is_empty() {
         let p = publisher.clone();
         let removed = tokio::task::spawn_blocking(move || {
-            doomed
+            let abandoned = doomed.into_iter().map(|u| (p.backend().remove_abandoned(&u), u));
+            let stale = stale
                 .into_iter()
-                .map(|u| (p.backend().remove_abandoned(&u), u))
-                .collect::<Vec<_>>()
+                .map(|(u, d)| (p.backend().remove_stale(&u, d.as_deref()), u));
+            abandoned.chain(stale).collect::<Vec<_>>()
         })
         .await
         .unwrap_or_default();

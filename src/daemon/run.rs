@@ -135,7 +135,12 @@ async fn app_state(
             };
             let backend = Arc::new(
                 crate::publisher::S3Backend::new(store.clone(), tokio::runtime::Handle::current(), stale)
-                    .with_metrics(metrics.clone()),
+                    .with_metrics(metrics.clone())
+                    .with_publish_prefixes(
+                        &config.storage.public_prefix,
+                        &config.storage.private_prefix,
+                        crate::s3::abandon::PUBLISH_STALE_AFTER,
+                    ),
             );
             Finalizer::s3(backend, store, metrics.clone())
         }

@@ -37,6 +37,28 @@ pub trait Backend: Send + Sync {
     /// Removes an abandoned upload (see [`finalize::remove_abandoned`]);
     /// `Ok(false)`: left as it is.
     fn remove_abandoned(&self, upload: &PendingUpload) -> io::Result<bool>;
+
+    /// Records that `plan`'s upload was refused for good (`refusal`, whose
+    /// `upload.failed` is committed), so that no later pass publishes it or
+    /// even tries. The filesystem's mover records its refusals itself
+    /// (`<ID>.refused`, before reporting them): nothing to do here.
+    fn record_refusal(&self, _plan: &FinalizePlan, _refusal: &FinalizeError) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Removes a stale upload (the scan's `stale`: a record with neither
+    /// data nor work in progress) whose token expired more than
+    /// `abandon_after` ago, unless what is at `destination` (the plan's,
+    /// when one could be made) says it was published from it. The filesystem
+    /// keeps its stale records (published ones' leftovers the mover finishes):
+    /// `Ok(false)`.
+    fn remove_stale(
+        &self,
+        _upload: &PendingUpload,
+        _destination: Option<&std::path::Path>,
+    ) -> io::Result<bool> {
+        Ok(false)
+    }
 }
 
 /// The local filesystem: [`finalize`]'s mover below the two roots.

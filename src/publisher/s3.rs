@@ -37,6 +37,12 @@ pub struct S3Backend {
     runtime: Handle,
     stale: Stale,
     metrics: Option<crate::metrics::Metrics>,
+    /// `public/` and `private/` (from `[storage] public_prefix` /
+    /// `private_prefix`): where the sweep aborts dead publishes' multipart
+    /// copies. Empty: not swept.
+    publish_prefixes: Vec<String>,
+    /// Their age bound ([`crate::s3::abandon::PUBLISH_STALE_AFTER`] in the daemon).
+    publish_stale_after: Duration,
 }
 
 /// The age bound of stale multipart uploads ([`crate::s3::abandon::stale_before`]):
@@ -60,7 +66,22 @@ impl S3Backend {
             runtime,
             stale,
             metrics: None,
+            publish_prefixes: Vec::new(),
+            publish_stale_after: crate::s3::abandon::PUBLISH_STALE_AFTER,
         }
+    }
+
+    /// The sweep also aborts multipart uploads older than `older_than` (the
+    /// daemon: [`crate::s3::abandon::PUBLISH_STALE_AFTER`]) under `<public>/`
+    /// and `<private>/` (a publish's multipart copy stopped by a kill -9 or
+    /// a shutdown).
+    pub fn with_publish_prefixes(mut self, public: &str, private: &str, older_than: Duration) -> S3Backend {
+        self.publish_stale_after = older_than;
+        self.publish_prefixes = [public, private]
+            .iter()
+            .map(|p| format!("{}/", p.trim_end_matches('/')))
+            .collect();
+        self
     }
 
     /// Counts the stale multipart uploads each sweep aborts
@@ -80,12 +101,15 @@ fn io_error(what: &str, e: OpError) -> io::Error {
 }
 
 impl Backend for S3Backend {
-    /// Nothing of a publish is left half-made in the bucket (a failed
-    /// multipart copy is aborted where it fails, `crate::s3::ops`), so no
-    /// temporary object is counted (`Ok(0)`). What the sweep does instead:
-    /// abort tusd's stale multipart uploads under `upload_prefix`, each logged
-    /// by [`crate::s3::abandon::abort_stale`]; a failure is logged and the
-    /// next pass tries again.
+    /// No temporary object is counted (`Ok(0)`): a failed multipart copy is
+    /// aborted where it fails (`crate::s3::ops`). What the sweep does
+    /// instead: abort tusd's stale multipart uploads under `upload_prefix`,
+    /// and the multipart copies of publishes that died (kill -9, shutdown)
+    /// under the public and private prefixes once older than
+    /// [`crate::s3::abandon::PUBLISH_STALE_AFTER`], each logged by
+    /// [`crate::s3::abandon::abort_stale`] and counted in
+    /// `assetgate_s3_stale_multipart_uploads_total`; a failure is logged and
+    /// the next pass tries again.
     fn sweep(&self) -> io::Result<usize> {
         let c = &self.store.config;
         let Stale {
@@ -93,22 +117,30 @@ impl Backend for S3Backend {
             clock_skew,
             abandon_after,
         } = self.stale;
-        let before = crate::s3::abandon::stale_before(SystemTime::now(), max_ttl, clock_skew, abandon_after);
-        let done = self.runtime.block_on(crate::s3::abandon::abort_stale(
-            &self.store.client,
-            &c.bucket,
-            &c.upload_prefix,
-            before,
-        ));
-        match done {
-            Ok(done) => {
-                if let Some(m) = &self.metrics {
-                    m.count_s3_stale_multipart(crate::metrics::MultipartAbort::Aborted, done.aborted);
-                    m.count_s3_stale_multipart(crate::metrics::MultipartAbort::Failed, done.failed);
+        let now = SystemTime::now();
+        let before = crate::s3::abandon::stale_before(now, max_ttl, clock_skew, abandon_after);
+        let dead_publish = now
+            .checked_sub(self.publish_stale_after)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let sweeps = std::iter::once((c.upload_prefix.as_str(), before))
+            .chain(self.publish_prefixes.iter().map(|p| (p.as_str(), dead_publish)));
+        for (prefix, before) in sweeps {
+            let done = self.runtime.block_on(crate::s3::abandon::abort_stale(
+                &self.store.client,
+                &c.bucket,
+                prefix,
+                before,
+            ));
+            match done {
+                Ok(done) => {
+                    if let Some(m) = &self.metrics {
+                        m.count_s3_stale_multipart(crate::metrics::MultipartAbort::Aborted, done.aborted);
+                        m.count_s3_stale_multipart(crate::metrics::MultipartAbort::Failed, done.failed);
+                    }
                 }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "S3: could not list the multipart uploads under upload_prefix (the next pass retries)");
+                Err(e) => {
+                    tracing::warn!(prefix, error = %e, "S3: could not list the multipart uploads under a prefix (the next pass retries)");
+                }
             }
         }
         Ok(0)
@@ -153,6 +185,7 @@ impl Backend for S3Backend {
                 upload_id: plan.upload_id(),
             },
             content_check: plan.content_check(),
+            check_info: matches!(plan.identity(), crate::tusd::ids::Identity::Signed { .. }),
         };
         // The method is known only once the publish says whether it was a
         // duplicate: the commit is told `fresh`, or AlreadyFinalized below.
@@ -199,6 +232,61 @@ impl Backend for S3Backend {
         })
     }
 
+    /// `<upload_prefix><objectId>.refused`, a small JSON note (reason,
+    /// destination, upload ID, time) beside the `.info`: every later publish
+    /// is [`FinalizeError::Refused`] before anything is read or copied, the
+    /// scan lists the upload as refused, and the abandoned-upload removal
+    /// takes it (and, last, the note) once its token expired more than
+    /// `abandon_after` ago (docs/upload-lifecycle.md, "Refused uploads").
+    fn record_refusal(&self, plan: &FinalizePlan, refusal: &FinalizeError) -> io::Result<()> {
+        let Some(keys) = plan.object().filter(|k| k.bucket == self.store.config.bucket) else {
+            return Ok(());
+        };
+        let note = serde_json::json!({
+            "reason": refusal.as_str(),
+            "detail": refusal.to_string(),
+            "upload_id": plan.upload_id(),
+            "destination": plan.destination().to_string_lossy(),
+            "refused_at": crate::events::payload::rfc3339(
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            ),
+            "readmit": "remove this object, then publish with assetgate finalize-pending (docs/upload-lifecycle.md: refused uploads)",
+        });
+        let key = crate::s3::publish::refused_key(&keys.upload_key);
+        self.runtime
+            .block_on(crate::s3::ops::put(
+                &self.store.client,
+                &keys.bucket,
+                &key,
+                note.to_string().as_bytes(),
+            ))
+            .map_err(|e| io_error("recording the refusal", e))
+    }
+
+    fn remove_stale(
+        &self,
+        upload: &PendingUpload,
+        destination: Option<&std::path::Path>,
+    ) -> io::Result<bool> {
+        if upload.bucket.as_deref() != Some(self.store.config.bucket.as_str()) {
+            return Ok(false);
+        }
+        // Without the destination its marker cannot be looked at: kept.
+        let Some(destination) = destination.and_then(|d| d.to_str()) else {
+            return Ok(false);
+        };
+        self.runtime
+            .block_on(crate::s3::pending::remove_stale(
+                &self.store.client,
+                &self.store.config.bucket,
+                upload,
+                destination,
+            ))
+            .map_err(|e| io_error("removing a stale upload", e))
+    }
+
     fn remove_abandoned(&self, upload: &PendingUpload) -> io::Result<bool> {
         // Only what this bucket's scan found.
         if upload.bucket.as_deref() != Some(self.store.config.bucket.as_str()) {
@@ -227,6 +315,8 @@ fn finalize_error(e: PublishError) -> FinalizeError {
             op: Op::Copy,
             kind: io::ErrorKind::InvalidData,
         },
+        PublishError::InfoId => FinalizeError::IdMismatch,
+        PublishError::Info(_) => FinalizeError::InfoInvalid,
         PublishError::Published { .. } => FinalizeError::Io {
             op: Op::Hash,
             kind: io::ErrorKind::InvalidData,

@@ -105,14 +105,30 @@ impl Publisher {
     /// a refusal that is the upload's fate commits `upload.failed`.
     pub fn publish(&self, plan: &FinalizePlan, cancel: &Cancel) -> Report {
         let Some(sink) = &self.events else {
-            return self.backend.publish(plan, cancel, None).into();
+            let result = self.backend.publish(plan, cancel, None);
+            if let Some(e) = result.as_ref().err().filter(|e| failed_reason(e).is_some()) {
+                self.record_refusal(plan, e);
+            }
+            return result.into();
         };
         let mut commit = |p: &Published| sink.enqueue(&finalized(plan, p.bytes, &p.sha256, sink.now_ms()));
         let result = self.backend.publish(plan, cancel, Some(&mut commit));
-        if let Some(reason) = result.as_ref().err().and_then(failed_reason) {
-            sink.enqueue(&failed_plan(plan, reason, sink.now_ms()));
+        if let Some((e, reason)) = result.as_ref().err().and_then(|e| Some((e, failed_reason(e)?))) {
+            // Recorded once its `upload.failed` is committed: a record
+            // without its event would silence the upload for good.
+            if sink.enqueue(&failed_plan(plan, reason, sink.now_ms())) {
+                self.record_refusal(plan, e);
+            }
         }
         result.into()
+    }
+
+    /// The backend records a final refusal; a failure is logged (the next
+    /// pass tries the publish again, and refuses it again).
+    fn record_refusal(&self, plan: &FinalizePlan, refusal: &FinalizeError) {
+        if let Err(e) = self.backend.record_refusal(plan, refusal) {
+            tracing::warn!(upload_id = plan.upload_id(), error = %e, "could not record a refusal (the next pass publishes and refuses it again)");
+        }
     }
 
     /// A found upload post-finish's rules keep (`verdict`): it stays where it

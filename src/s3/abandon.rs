@@ -9,6 +9,11 @@
 //! creation, so the token expired by `initiated + max_ttl + clock_skew` at the
 //! latest. [`stale_before`] is that bound moved back by `abandon_after`.
 //!
+//! The same sweep aborts the publish's own half-done multipart copies under
+//! the public and private prefixes (a kill -9 or a shutdown during
+//! UploadPartCopy leaves one; a failed one is aborted where it fails,
+//! `crate::s3::ops::multipart_copy`), once older than [`PUBLISH_STALE_AFTER`].
+//!
 //! Scheduled by the reconciler: every pass, `S3Backend::sweep`
 //! (`crate::publisher::S3Backend`) calls [`abort_stale`] with the bound of
 //! `[upload] max_ttl`, `[upload] clock_skew` and `[tusd] abandon_after` as
@@ -19,6 +24,16 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_s3::Client;
 
 use super::ops::OpError;
+
+/// Age after which a multipart upload under the public or private prefix is
+/// a dead publish: a day. A publish's multipart copy is server-side and
+/// lasts from seconds to minutes (parts of 5 GiB, copied inside the store);
+/// a day is far beyond the longest one (and beyond any clock difference
+/// between replicas and the store), so a live publish is never aborted, and
+/// the parts of a dead one cost storage for a day at most. Nothing else of
+/// assetgate's makes multipart uploads there; another writer's, if any, is
+/// not assetgate's to keep and would be aborted as well (said in the docs).
+pub const PUBLISH_STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Multipart uploads initiated before this instant are stale.
 pub fn stale_before(
@@ -45,10 +60,84 @@ pub struct Aborted {
     pub failed: usize,
 }
 
+/// An open multipart upload, as ListMultipartUploads names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Open {
+    /// Its object key.
+    pub key: String,
+    /// Its upload ID.
+    pub upload_id: String,
+    /// When it was started, when the engine says.
+    pub initiated: Option<SystemTime>,
+}
+
+/// Every open multipart upload under `prefix`, all pages.
+///
+/// Pages follow with the previous page's `NextKeyMarker` and
+/// `NextUploadIdMarker`, as S3 defines it. versitygw v1.8.0 refuses its own
+/// `NextUploadIdMarker` (`400 InvalidArgument: Invalid uploadId marker`,
+/// measured with 1,005 uploads): once an upload-ID marker is refused, the
+/// listing goes on by `KeyMarker` alone, which starts after every upload of
+/// that key. Nothing is lost under `upload_prefix` (tusd's s3store has one
+/// multipart upload per object key); elsewhere a second upload of the last
+/// key of a page is found by the next listing, once the first is gone.
+pub async fn list_open(c: &Client, bucket: &str, prefix: &str) -> Result<Vec<Open>, OpError> {
+    let mut out = Vec::new();
+    let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+    let mut by_key = false;
+    loop {
+        let sent = c
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_key_marker(key_marker.clone())
+            .set_upload_id_marker(if by_key { None } else { id_marker.clone() })
+            .send()
+            .await
+            .map_err(OpError::from);
+        let page = match sent {
+            Ok(p) => p,
+            Err(OpError::Other {
+                status: Some(400),
+                code,
+            }) if code == "InvalidArgument" && !by_key && id_marker.is_some() => {
+                tracing::debug!(
+                    prefix,
+                    "S3: the engine refuses its own upload-ID marker; listing on by key marker alone"
+                );
+                by_key = true;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for u in page.uploads() {
+            if let (Some(key), Some(id)) = (u.key(), u.upload_id()) {
+                out.push(Open {
+                    key: key.to_owned(),
+                    upload_id: id.to_owned(),
+                    initiated: u.initiated().and_then(|t| SystemTime::try_from(*t).ok()),
+                });
+            }
+        }
+        if page.is_truncated() != Some(true) {
+            return Ok(out);
+        }
+        let next_key = page.next_key_marker().map(str::to_owned);
+        let next_id = page.next_upload_id_marker().map(str::to_owned);
+        // No way on, or no progress (by key, the same key again): stop
+        // rather than loop; the next pass lists again.
+        if next_key.is_none() && next_id.is_none() || (by_key && next_key == key_marker) {
+            return Ok(out);
+        }
+        key_marker = next_key;
+        id_marker = next_id;
+    }
+}
+
 /// Aborts the multipart uploads under `prefix` initiated before `before`
-/// (every page of the listing). An upload whose initiation time the engine
-/// does not say is kept. `Err`: the listing failed (what was aborted before
-/// is not reported; the next pass lists again).
+/// (every page of the listing, [`list_open`]). An upload whose initiation
+/// time the engine does not say is kept. `Err`: the listing failed (nothing
+/// aborted; the next pass lists again).
 pub async fn abort_stale(
     c: &Client,
     bucket: &str,
@@ -56,57 +145,39 @@ pub async fn abort_stale(
     before: SystemTime,
 ) -> Result<Aborted, OpError> {
     let mut out = Aborted::default();
-    let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
-    loop {
-        let page = c
-            .list_multipart_uploads()
+    for u in list_open(c, bucket, prefix).await? {
+        let Some(initiated) = u.initiated else {
+            out.kept += 1;
+            continue;
+        };
+        if initiated >= before {
+            out.kept += 1;
+            continue;
+        }
+        let key = u.key.as_str();
+        // One refusal does not stop the pass: the others are aborted,
+        // this one is counted and retried by the next pass.
+        match c
+            .abort_multipart_upload()
             .bucket(bucket)
-            .prefix(prefix)
-            .set_key_marker(key_marker.clone())
-            .set_upload_id_marker(id_marker.clone())
+            .key(key)
+            .upload_id(&u.upload_id)
             .send()
-            .await?;
-        for u in page.uploads() {
-            let initiated = u.initiated().and_then(|t| SystemTime::try_from(*t).ok());
-            let (Some(key), Some(id), Some(initiated)) = (u.key(), u.upload_id(), initiated) else {
-                out.kept += 1;
-                continue;
-            };
-            if initiated >= before {
-                out.kept += 1;
-                continue;
+            .await
+            .map_err(OpError::from)
+        {
+            // Gone meanwhile (tusd finished it, or another replica aborted it).
+            Ok(_) | Err(OpError::NotFound) => {
+                tracing::info!(key, "S3: stale multipart upload aborted");
+                out.aborted += 1;
             }
-            // One refusal does not stop the pass: the others are aborted,
-            // this one is counted and retried by the next pass.
-            match c
-                .abort_multipart_upload()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(id)
-                .send()
-                .await
-                .map_err(OpError::from)
-            {
-                // Gone meanwhile (tusd finished it, or another replica aborted it).
-                Ok(_) | Err(OpError::NotFound) => {
-                    tracing::info!(key, "S3: stale multipart upload aborted");
-                    out.aborted += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(key, error = %e, "S3: a stale multipart upload could not be aborted (the next pass retries)");
-                    out.failed += 1;
-                }
+            Err(e) => {
+                tracing::warn!(key, error = %e, "S3: a stale multipart upload could not be aborted (the next pass retries)");
+                out.failed += 1;
             }
-        }
-        if page.is_truncated() != Some(true) {
-            return Ok(out);
-        }
-        key_marker = page.next_key_marker().map(str::to_owned);
-        id_marker = page.next_upload_id_marker().map(str::to_owned);
-        if key_marker.is_none() && id_marker.is_none() {
-            return Ok(out);
         }
     }
+    Ok(out)
 }
 
 #[cfg(test)]

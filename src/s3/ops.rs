@@ -238,7 +238,9 @@ pub async fn multipart_copy(
     };
     let result = copy_parts(c, bucket, src, dst, size, &id).await;
     if result.is_err() {
-        // Best effort: the reconciler aborts what is left under the prefix.
+        // Best effort: what is left (this abort failing, or a kill -9 before
+        // it) is aborted by the reconciler's sweep under the public and
+        // private prefixes once a day old (`abandon::PUBLISH_STALE_AFTER`).
         let _ = c
             .abort_multipart_upload()
             .bucket(bucket)

@@ -18,7 +18,14 @@
 //! - no object and no open multipart upload: stale (a publish that stopped
 //!   between the write and the removal, whose rename took the object away,
 //!   or a hand cleanup); the publish finishes it when the destination holds
-//!   this upload's marker, and refuses it (`SourceMissing`) otherwise.
+//!   this upload's marker, and refuses it (`SourceMissing`) otherwise; once
+//!   its token expired more than `abandon_after` ago, [`remove_stale`]
+//!   removes it (unless the destination carries its marker).
+//!
+//! An upload with a `<prefix><objectId>.refused` beside its `.info` was
+//! refused for good (`crate::publisher::S3Backend`'s `record_refusal`): listed as
+//! [`SkipReason::Refused`], never offered, removed with its note by
+//! [`remove_abandoned`].
 //!
 //! Nothing here decides: the publish checks everything again.
 
@@ -28,6 +35,7 @@ use std::path::PathBuf;
 use aws_sdk_s3::Client;
 
 use super::ops::{self, OpError};
+use super::publish::refused_key;
 use crate::finalize::{InfoFormat, PendingScan, PendingUpload, SkipReason, Skipped};
 use crate::tusd::protocol::parse_file_info;
 
@@ -68,31 +76,11 @@ async fn open_multiparts(
     bucket: &str,
     prefix: &str,
 ) -> Result<HashSet<(String, String)>, OpError> {
-    let mut out = HashSet::new();
-    let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
-    loop {
-        let page = c
-            .list_multipart_uploads()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_key_marker(key_marker.clone())
-            .set_upload_id_marker(id_marker.clone())
-            .send()
-            .await?;
-        for u in page.uploads() {
-            if let (Some(k), Some(id)) = (u.key(), u.upload_id()) {
-                out.insert((k.to_owned(), id.to_owned()));
-            }
-        }
-        if page.is_truncated() != Some(true) {
-            return Ok(out);
-        }
-        key_marker = page.next_key_marker().map(str::to_owned);
-        id_marker = page.next_upload_id_marker().map(str::to_owned);
-        if key_marker.is_none() && id_marker.is_none() {
-            return Ok(out);
-        }
-    }
+    Ok(super::abandon::list_open(c, bucket, prefix)
+        .await?
+        .into_iter()
+        .map(|u| (u.key, u.upload_id))
+        .collect())
 }
 
 /// The upload a `.info` describes, keyed as the bucket has it
@@ -176,11 +164,12 @@ pub async fn scan(c: &Client, bucket: &str, prefix: &str) -> Result<PendingScan,
             upload: Some(u),
         };
         let open = multiparts.contains(&(data_key.clone(), multipart_id));
-        let refused = objects.contains_key(&super::publish::refused_key(&data_key));
+        let refused = objects.contains_key(&refused_key(&data_key));
         match objects.get(&data_key) {
-            _ if upload.is_partial => scan.skipped.push(skip_with(SkipReason::Partial, upload)),
-            // Refused for good (a content mismatch): never offered again.
+            // Refused for good (its `.refused`): never offered again; the
+            // abandoned-upload removal takes it once its token is long expired.
             _ if refused => scan.skipped.push(skip_with(SkipReason::Refused, upload)),
+            _ if upload.is_partial => scan.skipped.push(skip_with(SkipReason::Partial, upload)),
             Some(&len) if len == upload.size && !open => scan.finished.push(upload),
             Some(_) => scan.skipped.push(skip_with(SkipReason::InProgress, upload)),
             None if open => scan.skipped.push(skip_with(SkipReason::InProgress, upload)),
@@ -188,6 +177,27 @@ pub async fn scan(c: &Client, bucket: &str, prefix: &str) -> Result<PendingScan,
         }
     }
     Ok(scan)
+}
+
+/// Removes a stale upload (the scan's `stale`: an `.info` with neither object
+/// nor open multipart upload, e.g. after [`super::abandon::abort_stale`]
+/// aborted it) whose token the caller found expired more than
+/// `abandon_after` ago, unless `destination` carries this upload's marker (a
+/// publish that stopped before its removal: the publish finishes that, with
+/// its event). Then as [`remove_abandoned`] (which keeps it if a finished
+/// object appeared meanwhile).
+pub async fn remove_stale(
+    c: &Client,
+    bucket: &str,
+    upload: &PendingUpload,
+    destination: &str,
+) -> Result<bool, OpError> {
+    if let Some(h) = ops::head(c, bucket, destination).await? {
+        if h.marker.as_deref() == Some(upload.id.as_str()) {
+            return Ok(false);
+        }
+    }
+    remove_abandoned(c, bucket, upload).await
 }
 
 /// Removes an abandoned upload: reads its `.info` again and removes nothing
@@ -212,9 +222,8 @@ pub async fn remove_abandoned(c: &Client, bucket: &str, upload: &PendingUpload) 
     if now.id != upload.id || now.metadata != upload.metadata {
         return Ok(false);
     }
-    let marker = super::publish::refused_key(data_key);
-    let refused = ops::head(c, bucket, &marker).await?.is_some();
-    // A finished upload stays, unless it was refused for good.
+    // Refused for good: its finished object goes too (never published).
+    let refused = ops::head(c, bucket, &refused_key(data_key)).await?.is_some();
     if !now.is_partial && !refused {
         if let Some(h) = ops::head(c, bucket, data_key).await? {
             if h.size == now.size {
@@ -236,12 +245,12 @@ pub async fn remove_abandoned(c: &Client, bucket: &str, upload: &PendingUpload) 
             Err(e) => return Err(e),
         }
     }
-    // The refusal marker last: it never outlives the data it guards.
+    // The refusal last: a crash before it leaves the upload refused.
     for key in [
         format!("{data_key}.part"),
         data_key.to_owned(),
         info_key.to_owned(),
-        marker,
+        refused_key(data_key),
     ] {
         match ops::delete(c, bucket, &key).await {
             Ok(()) | Err(OpError::NotFound) => {}

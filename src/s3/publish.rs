@@ -10,17 +10,22 @@
 //!    the multipart upload before the hooks fire). No upload object but a
 //!    destination whose marker is this upload's: an earlier pass published it
 //!    and stopped before the removal: finish that.
+//!    With `[tusd] upload_ids = "signed"` ([`Request::check_info`]), the
+//!    upload's `.info` must name the hook's full ID and the plan's size.
 //! 2. `check_content`: a ranged GET of the leading
 //!    [`prefinish::SNIFF_BYTES`] only. A mismatch is recorded for good
 //!    (`<upload_key>.refused`, written before the refusal is reported), and
 //!    a recorded refusal is looked at before anything else: no later
 //!    configuration (without `check_content`) publishes those bytes.
 //! 3. The publish ([`ops::rename`], [`ops::conditional_copy`] or
-//!    [`ops::multipart_copy`]), with `If-None-Match: *`: a 412 (or, for a
-//!    replayed rename, a 404 for the vanished source) is looked at by the
-//!    destination's marker: this upload's is success (a duplicate post-finish,
-//!    a replay), anything else is [`PublishError::Conflict`], the existing
-//!    object untouched.
+//!    [`ops::multipart_copy`]; [`method_for`] the size), with `If-None-Match:
+//!    *`: a HeadObject of the destination first (taken by another upload, or
+//!    by an object that is not assetgate's: [`PublishError::Conflict`] at
+//!    once, nothing copied; this upload's: a duplicate). The conditional write
+//!    stays the guard: a 412 (or, for a replayed rename, a 404 for the
+//!    vanished source) is looked at by the destination's marker: this
+//!    upload's is success (a duplicate post-finish, a replay), anything else
+//!    is [`PublishError::Conflict`], the existing object untouched.
 //! 4. SHA-256 of the published bytes: one full streamed GET of the
 //!    destination (neither engine stores a whole-object SHA-256 for tusd's
 //!    objects; costs one read of the object per upload, no memory beyond a
@@ -28,10 +33,20 @@
 //!    in [`ops::TYPE`] (what nginx serves as `Content-Type`): else
 //!    [`PublishError::TypeNotKept`], no event (the object's own
 //!    `Content-Type` is not required equal: engines rewrite it, and nginx
-//!    never serves it).
+//!    never serves it). The
+//!    same GET's marker must be this upload's ([`settle`]): a write an engine
+//!    answered 200 without doing, while another upload's object of the same
+//!    size sits at the key, is a [`PublishError::Conflict`], never that
+//!    object's SHA-256 in this upload's event.
 //! 5. `commit` (the event) before the removal, as on `fs`: `false` leaves the
 //!    upload for a later pass.
 //! 6. DeleteObject of the upload object and its `.info`.
+//!
+//! Before all of it, an upload refused for good earlier (its
+//! `<upload_prefix><objectId>.refused`, [`refused_key`], written by the
+//! backend once the refusal's `upload.failed` is committed) is
+//! [`PublishError::Refused`]: nothing read, nothing written, whatever the
+//! configuration says now (as `<ID>.refused` on `fs`).
 
 use aws_sdk_s3::Client;
 use sha2::{Digest as _, Sha256};
@@ -58,6 +73,11 @@ pub struct Request<'a> {
     pub attrs: Attributes<'a>,
     /// `[upload] check_content`: the declared type the leading bytes must match.
     pub content_check: Option<&'a str>,
+    /// `[tusd] upload_ids = "signed"`: the upload's `.info` must name exactly
+    /// `attrs.upload_id` and `size` (the signed ID proves the object ID only,
+    /// the part before `+`; a forged post-finish could name another
+    /// multipart ID, which would become the marker and the event's ID).
+    pub check_info: bool,
 }
 
 /// A published upload.
@@ -95,15 +115,22 @@ pub enum PublishError {
         /// The signature family expected.
         expected: &'static str,
     },
-    /// A content mismatch was recorded for this upload before
-    /// (`<upload_key>.refused`): not published, whatever the configuration
-    /// says now.
+    /// A final refusal (a content mismatch, a conflict) was recorded for this
+    /// upload before (`<upload_key>.refused`): not published, whatever the
+    /// configuration says now.
     #[error("the upload was refused earlier and the refusal recorded (<upload object>.refused in the bucket): not published")]
     Refused,
     /// The destination holds another upload's object (or one not published
     /// by assetgate): nothing was overwritten.
     #[error("the destination already exists (another upload's): nothing overwritten")]
     Conflict,
+    /// `check_info`: the upload's `.info` names another upload ID.
+    #[error("the upload's .info names another upload ID than the hook's")]
+    InfoId,
+    /// `check_info`: the upload's `.info` is missing, unreadable, larger than
+    /// [`super::pending::MAX_INFO_BYTES`], or names another size.
+    #[error("the upload's .info does not describe this upload: {0}")]
+    Info(&'static str),
     /// The published object is not the size it was published with.
     #[error("the published object is {found} bytes, not {expected}")]
     Published {
@@ -163,6 +190,9 @@ pub async fn publish(
             })
         }
         Some(_) => {
+            if req.check_info {
+                check_info(c, &req).await?;
+            }
             if let Some(declared) = req.content_check {
                 if let Err(refused) = check_content(c, b, req.upload_key, declared).await {
                     if matches!(refused, PublishError::ContentMismatch { .. }) {
@@ -173,13 +203,24 @@ pub async fn publish(
                     return Err(refused);
                 }
             }
-            match write(c, method, &req).await {
-                Ok(()) => false,
-                Err(OpError::Precondition) | Err(OpError::NotFound) => {
-                    ours(c, &req).await?;
-                    true
-                }
-                Err(e) => return Err(s3("publish")(e)),
+            // Taken already: refused before any copy (a conflict loser on a
+            // multipart-copy engine would otherwise be copied server-side
+            // before the 412 says no). The conditional write below stays the
+            // guard against a race with another publish.
+            match ops::head(c, b, req.destination)
+                .await
+                .map_err(s3("HeadObject destination"))?
+            {
+                Some(Head { marker: Some(m), .. }) if m == req.attrs.upload_id => true,
+                Some(_) => return Err(PublishError::Conflict),
+                None => match write(c, method, &req).await {
+                    Ok(()) => false,
+                    Err(OpError::Precondition) | Err(OpError::NotFound) => {
+                        ours(c, &req).await?;
+                        true
+                    }
+                    Err(e) => return Err(s3("publish")(e)),
+                },
             }
         }
         None => {
@@ -190,7 +231,27 @@ pub async fn publish(
             true
         }
     };
-    let (bytes, sha256, signed_type) = digest(c, b, req.destination).await?;
+    settle(c, &req, already, commit).await
+}
+
+/// What follows a write the engine said was done (or a destination found
+/// this upload's): the destination read back whole for its size and SHA-256,
+/// its marker required to be this upload's (a 200 proves nothing: an engine
+/// that answers a write without doing it must not get another upload's
+/// object reported as this one's), then `commit`, then the upload's removal.
+/// Public so the engine tests can call it as if a write had been answered
+/// 200 without effect.
+pub async fn settle(
+    c: &Client,
+    req: &Request<'_>,
+    already: bool,
+    commit: &mut dyn FnMut(u64, &[u8; 32]) -> bool,
+) -> Result<Published, PublishError> {
+    let b = req.bucket;
+    let (bytes, sha256, marker, signed_type) = digest(c, b, req.destination).await?;
+    if marker.as_deref() != Some(req.attrs.upload_id) {
+        return Err(PublishError::Conflict);
+    }
     if signed_type.as_deref() != Some(req.attrs.content_type) {
         return Err(PublishError::TypeNotKept { found: signed_type });
     }
@@ -219,9 +280,33 @@ pub async fn publish(
     })
 }
 
+/// Where an upload's final refusal is recorded:
+/// `<upload_prefix><objectId>.refused` beside its `.info` (as `<ID>.refused`
+/// on `fs`): its existence is the record; the reconciler removes it with the
+/// abandoned upload, last.
+pub fn refused_key(upload_key: &str) -> String {
+    format!("{upload_key}.refused")
+}
+
+/// The method a publish of `size` bytes uses: the self-test's, except that
+/// above [`ops::MAX_COPY_PART`] (5 GiB) the portable multipart copy is used
+/// for the two others as well. AWS refuses a CopyObject above 5 GiB, and the
+/// rename method starts with one (the upload object copied onto itself to
+/// take the Content-Type and the marker; RenameObject itself has no
+/// documented size limit). The multipart copy's guard is
+/// CompleteMultipartUpload with `If-None-Match: *`, honoured by AWS,
+/// SeaweedFS, MinIO and versitygw (issue 21's probes).
+pub fn method_for(method: PublishMethod, size: u64) -> PublishMethod {
+    if size > ops::MAX_COPY_PART {
+        PublishMethod::MultipartCopy
+    } else {
+        method
+    }
+}
+
 async fn write(c: &Client, method: PublishMethod, req: &Request<'_>) -> Result<(), OpError> {
     let (b, src, dst) = (req.bucket, req.upload_key, req.destination);
-    match method {
+    match method_for(method, req.size) {
         PublishMethod::Rename => ops::rename(c, b, src, dst, req.attrs).await,
         PublishMethod::ConditionalCopy => ops::conditional_copy(c, b, src, dst, req.attrs).await,
         PublishMethod::MultipartCopy => ops::multipart_copy(c, b, src, dst, req.size, req.attrs).await,
@@ -239,6 +324,30 @@ async fn ours(c: &Client, req: &Request<'_>) -> Result<(), PublishError> {
     }
 }
 
+/// The `.info` tusd wrote names this upload's full ID and size: one ranged
+/// GET of at most [`super::pending::MAX_INFO_BYTES`] (+1 to see a larger one),
+/// parsed as the reconciler parses it.
+async fn check_info(c: &Client, req: &Request<'_>) -> Result<(), PublishError> {
+    let max = super::pending::MAX_INFO_BYTES;
+    let bytes = match ops::get(c, req.bucket, req.info_key, Some(format!("bytes=0-{max}"))).await {
+        Ok(b) => b,
+        Err(OpError::NotFound) => return Err(PublishError::Info("no .info")),
+        Err(e) => return Err(s3("GetObject .info")(e)),
+    };
+    if bytes.len() as u64 > max {
+        return Err(PublishError::Info("larger than 64 KiB"));
+    }
+    let info = crate::tusd::protocol::parse_file_info(&bytes)
+        .map_err(|_| PublishError::Info("not a tusd FileInfo"))?;
+    if info.id != req.attrs.upload_id {
+        return Err(PublishError::InfoId);
+    }
+    if info.size != Some(req.size) {
+        return Err(PublishError::Info("its size is not the upload's"));
+    }
+    Ok(())
+}
+
 async fn check_content(c: &Client, bucket: &str, key: &str, declared: &str) -> Result<(), PublishError> {
     let head = super::lookup::head_of(c, bucket, key)
         .await
@@ -246,13 +355,6 @@ async fn check_content(c: &Client, bucket: &str, key: &str, declared: &str) -> R
     prefinish::check(declared, &head).map_err(|_| PublishError::ContentMismatch {
         expected: prefinish::expected_signature(declared).unwrap_or("of its declared type"),
     })
-}
-
-/// The refusal marker of the upload object `upload_key`: its existence is
-/// the record (as `<ID>.refused` next to the `.info` on `fs`); the reconciler
-/// removes it with the abandoned upload, last.
-pub fn refused_key(upload_key: &str) -> String {
-    format!("{upload_key}.refused")
 }
 
 /// Writes the refusal marker (a short JSON note for the operator).
@@ -283,13 +385,13 @@ async fn mark_refused(
     .map_err(s3("PutObject refusal marker"))
 }
 
-/// Size and SHA-256 of an object, streamed, and its [`ops::TYPE`] as the
-/// same answer carries it (no request of its own).
+/// Size, SHA-256, marker and [`ops::TYPE`] of an object, streamed (the
+/// metadata from the same GET's answer: no request of its own).
 async fn digest(
     c: &Client,
     bucket: &str,
     key: &str,
-) -> Result<(u64, [u8; 32], Option<String>), PublishError> {
+) -> Result<(u64, [u8; 32], Option<String>, Option<String>), PublishError> {
     let out = c
         .get_object()
         .bucket(bucket)
@@ -298,6 +400,7 @@ async fn digest(
         .await
         .map_err(|e| s3("GetObject published")(e.into()))?;
     let signed_type = out.metadata().and_then(|m| m.get(ops::TYPE)).cloned();
+    let marker = out.metadata().and_then(|m| m.get(ops::MARKER)).cloned();
     let mut body = out.body;
     let mut hash = Sha256::new();
     let mut bytes = 0u64;
@@ -311,5 +414,27 @@ async fn digest(
         bytes += chunk.len() as u64;
         hash.update(&chunk);
     }
-    Ok((bytes, hash.finalize().into(), signed_type))
+    Ok((bytes, hash.finalize().into(), marker, signed_type))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn above_five_gib_every_method_copies_by_parts() {
+        let all = [
+            PublishMethod::Rename,
+            PublishMethod::ConditionalCopy,
+            PublishMethod::MultipartCopy,
+        ];
+        for m in all {
+            assert_eq!(method_for(m, 0), m);
+            assert_eq!(method_for(m, ops::MAX_COPY_PART), m);
+            assert_eq!(
+                method_for(m, ops::MAX_COPY_PART + 1),
+                PublishMethod::MultipartCopy
+            );
+        }
+    }
 }
