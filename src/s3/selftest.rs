@@ -11,7 +11,10 @@
 //!    have trusted it.
 //! 2. **conditional copy** ([`ops::conditional_copy`]): onto an existing key,
 //!    412 *and* the key's bytes unchanged (versitygw answers 200 and
-//!    overwrites); onto a fresh key, the bytes, Content-Type and marker.
+//!    overwrites); onto a fresh key, its size, Content-Type, marker and
+//!    signed type (the bytes themselves are not read back: the size is what
+//!    tells versitygw's empty "rename" apart; every real publish then reads
+//!    the whole object for its SHA-256 and checks its marker and type).
 //! 3. **multipart copy** ([`ops::multipart_copy`], the portable method): the
 //!    same two checks. If even it is not honoured the daemon does not start:
 //!    it would have no way to publish without overwriting.
