@@ -25,6 +25,14 @@ pub const MARKER: &str = "assetgate-upload";
 /// returned as given (the self-test proves it at start).
 pub const TYPE: &str = "assetgate-type";
 
+/// Where an upload's final refusal is recorded:
+/// `<upload_prefix><objectId>.refused` beside its `.info` (as `<ID>.refused`
+/// on `fs`): its existence is the record; the reconciler removes it with the
+/// abandoned upload, last.
+pub fn refused_key(upload_key: &str) -> String {
+    format!("{upload_key}.refused")
+}
+
 /// Largest part of an UploadPartCopy (S3's limit).
 pub const MAX_COPY_PART: u64 = 5 * 1024 * 1024 * 1024;
 

@@ -280,13 +280,9 @@ pub async fn settle(
     })
 }
 
-/// Where an upload's final refusal is recorded:
-/// `<upload_prefix><objectId>.refused` beside its `.info` (as `<ID>.refused`
-/// on `fs`): its existence is the record; the reconciler removes it with the
-/// abandoned upload, last.
-pub fn refused_key(upload_key: &str) -> String {
-    format!("{upload_key}.refused")
-}
+/// Where an upload's final refusal is recorded (defined beside the markers,
+/// in [`ops`], so the scan reads it without importing the publish).
+pub use super::ops::refused_key;
 
 /// The method a publish of `size` bytes uses: the self-test's, except that
 /// above [`ops::MAX_COPY_PART`] (5 GiB) the portable multipart copy is used
