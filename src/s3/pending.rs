@@ -34,8 +34,8 @@ use std::path::PathBuf;
 
 use aws_sdk_s3::Client;
 
-use super::ops::{self, OpError};
 use super::ops::refused_key;
+use super::ops::{self, OpError};
 use crate::finalize::{InfoFormat, PendingScan, PendingUpload, SkipReason, Skipped};
 use crate::tusd::protocol::parse_file_info;
 
