@@ -84,12 +84,45 @@ pub struct S3Engine {
 
 /// Generous: `weed mini` starts master, volume, filer, S3 and admin in turn.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// Starts tried with fresh ports before a test fails ([`S3Engine::seaweedfs`]).
+const START_ATTEMPTS: usize = 3;
 
 impl S3Engine {
     /// SeaweedFS `weed mini` with [`seaweedfs_args`] (loopback, telemetry
     /// off), checked by [`check_seaweedfs_args`] before it runs; one admin
     /// identity from an identities file, no anonymous access.
     pub fn seaweedfs(bucket: &str) -> S3Engine {
+        Self::start_with_retries(|| Self::try_seaweedfs(bucket))
+    }
+
+    /// Starts an engine, again with fresh ports (at most [`START_ATTEMPTS`]
+    /// times) when an attempt lost a port to another process: the ports are
+    /// chosen by binding port 0 and releasing it, and another test starting
+    /// at the same moment may take one before the engine binds it (seen under
+    /// load: SeaweedFS's filer "address already in use", then the test waited
+    /// the whole start timeout). What the tests check is never retried: only
+    /// the start, and every failed attempt's log is kept in the final panic.
+    fn start_with_retries(mut attempt: impl FnMut() -> Result<S3Engine, String>) -> S3Engine {
+        let mut failures = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            match attempt() {
+                Ok(e) => return e,
+                Err(why) => {
+                    eprintln!(
+                        "S3 engine start failed, trying again with fresh ports: {}",
+                        why.lines().next().unwrap_or("")
+                    );
+                    failures.push(why);
+                }
+            }
+        }
+        panic!(
+            "the S3 engine did not start in {START_ATTEMPTS} attempts:\n{}",
+            failures.join("\n---\n")
+        );
+    }
+
+    fn try_seaweedfs(bucket: &str) -> Result<S3Engine, String> {
         let dir = tempfile::tempdir().unwrap();
         let (access_key, secret_key) = ("assetgate-test".to_string(), super::random_secret());
         let reader = ("assetgate-reader".to_string(), super::random_secret());
@@ -138,6 +171,10 @@ impl S3Engine {
     /// versitygw with its posix backend over `<dir>/root`, on 127.0.0.1 only,
     /// root credentials from the command line.
     pub fn versitygw(bucket: &str) -> S3Engine {
+        Self::start_with_retries(|| Self::try_versitygw(bucket))
+    }
+
+    fn try_versitygw(bucket: &str) -> Result<S3Engine, String> {
         let dir = tempfile::tempdir().unwrap();
         let (access_key, secret_key) = ("assetgate-test".to_string(), super::random_secret());
         let root = dir.path().join("root");
@@ -175,7 +212,7 @@ impl S3Engine {
         (access_key, secret_key, (read_access_key, read_secret_key)): (String, String, (String, String)),
         bucket: &str,
         litter: Vec<PathBuf>,
-    ) -> S3Engine {
+    ) -> Result<S3Engine, String> {
         let log = File::create(dir.path().join("engine.log")).unwrap();
         let child = Command::new(bin)
             .args(&args)
@@ -197,18 +234,41 @@ impl S3Engine {
             dir,
             litter,
         };
-        assert!(
-            wait_port(([127, 0, 0, 1], port).into(), START_TIMEOUT),
-            "{engine:?} did not listen on 127.0.0.1:{port} ({args:?}):\n{}",
-            e.log()
-        );
+        // Listening, or exited (a port lost to another process: retried by
+        // the caller), or neither within the timeout (a failure).
+        let mut e = e;
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        while !wait_port(([127, 0, 0, 1], port).into(), Duration::from_millis(250)) {
+            if let Ok(Some(status)) = e.child.as_mut().expect("running").try_wait() {
+                return Err(format!(
+                    "{engine:?} exited ({status}) before listening on 127.0.0.1:{port}:\n{}",
+                    e.log()
+                ));
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{engine:?} did not listen on 127.0.0.1:{port} ({args:?}):\n{}",
+                e.log()
+            );
+        }
         // The S3 port may accept before the filer behind it is ready: retry
         // creating the bucket for a while (a state, not a timing assertion).
         let mut last = Value::Null;
         for _ in 0..120 {
             last = e.client(&["mkbucket", bucket]).unwrap_or_else(Value::String);
             if last["ok"] == true {
-                return e;
+                return Ok(e);
+            }
+            if let Ok(Some(status)) = e.child.as_mut().expect("running").try_wait() {
+                return Err(format!(
+                    "{engine:?} exited ({status}) before the bucket was made:\n{}",
+                    e.log()
+                ));
+            }
+            // A part of weed mini that lost its port logs it and stays down
+            // while the S3 port answers: start again with fresh ports.
+            if e.log().contains("address already in use") {
+                return Err(format!("{engine:?} lost a port:\n{}", e.log()));
             }
             std::thread::sleep(Duration::from_millis(500));
         }
