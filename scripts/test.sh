@@ -140,7 +140,7 @@ tusd_install v1.13.0 github.com/tus/tusd
 
 # --- S3-compatible engines for the S3 tests (issue 21): SeaweedFS and
 # versitygw, built and cached by scripts/s3-peers.sh (weed-<version>,
-# versitygw-<version> in $peers/bin; about 10 minutes cold, once per version).
+# versitygw-<version> in $peers/bin; about 5 minutes cold, once per version).
 # shellcheck source=scripts/s3-peers.sh
 . scripts/s3-peers.sh
 s3_peers_install
