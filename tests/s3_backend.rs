@@ -661,6 +661,36 @@ fn versitygw_through_the_publisher() {
 use common::tusd::{Tusd, Version};
 use common::Daemon;
 
+/// `assetgate serve` with `config` and `engine`'s credentials from the
+/// environment (never in the file).
+fn start_gate(engine: &S3Engine, config: &str) -> Daemon {
+    Daemon::start_with(
+        config,
+        &[],
+        &[
+            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
+            (
+                "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
+                engine.secret_key.as_str(),
+            ),
+        ],
+    )
+}
+
+/// [`start_gate`], once its capability self-test chose a publish method.
+fn started_gate(engine: &S3Engine, config: &str) -> Daemon {
+    let gate = start_gate(engine, config);
+    assert!(
+        gate.wait_log(
+            "S3 self-test: publishing with this no-overwrite method",
+            Duration::from_secs(5)
+        ),
+        "{:#?}",
+        gate.logs()
+    );
+    gate
+}
+
 fn serve_publishes_a_tusd_upload(engine: &S3Engine, method: &str) {
     serve_publishes_a_tusd_upload_with(engine, method, "signed");
 }
@@ -673,25 +703,7 @@ fn serve_publishes_a_tusd_upload_with(engine: &S3Engine, method: &str, ids: &str
         engine.endpoint(),
         engine.bucket
     );
-    let gate = Daemon::start_with(
-        &config,
-        &[],
-        &[
-            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
-            (
-                "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
-                engine.secret_key.as_str(),
-            ),
-        ],
-    );
-    assert!(
-        gate.wait_log(
-            "S3 self-test: publishing with this no-overwrite method",
-            Duration::from_secs(5)
-        ),
-        "{:#?}",
-        gate.logs()
-    );
+    let gate = started_gate(engine, &config);
     let line = format!("assetgate_s3_publish_method{{method=\"{method}\"}}");
     assert_eq!(gate.metric(&line), 1.0, "{line}");
     assert!(
@@ -872,22 +884,7 @@ impl SessionStack {
             engine.endpoint(),
             engine.bucket
         );
-        let gate = Daemon::start_with(
-            &config,
-            &[],
-            &[
-                ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
-                (
-                    "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
-                    engine.secret_key.as_str(),
-                ),
-            ],
-        );
-        assert!(
-            gate.wait_log("S3 self-test: publishing", Duration::from_secs(5)),
-            "{:#?}",
-            gate.logs()
-        );
+        let gate = started_gate(engine, &config);
         let dir = tempfile::tempdir().unwrap();
         let flags = [
             format!("-s3-bucket={}", engine.bucket),
@@ -1195,26 +1192,7 @@ fn s3_gate(engine: &S3Engine, reconcile: &str, events_dir: &std::path::Path) -> 
         engine.bucket,
         events_dir.display().to_string(),
     );
-    let gate = Daemon::start_with(
-        &config,
-        &[],
-        &[
-            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
-            (
-                "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
-                engine.secret_key.as_str(),
-            ),
-        ],
-    );
-    assert!(
-        gate.wait_log(
-            "S3 self-test: publishing with this no-overwrite method",
-            Duration::from_secs(5)
-        ),
-        "{:#?}",
-        gate.logs()
-    );
-    gate
+    started_gate(engine, &config)
 }
 
 /// tusd v2.9.1 on `engine` hooking into `gate`, post-finish NOT enabled: a
@@ -1460,26 +1438,7 @@ fn checking_gate(engine: &S3Engine) -> Daemon {
         engine.endpoint(),
         engine.bucket
     );
-    let gate = Daemon::start_with(
-        &config,
-        &[],
-        &[
-            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
-            (
-                "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
-                engine.secret_key.as_str(),
-            ),
-        ],
-    );
-    assert!(
-        gate.wait_log(
-            "S3 self-test: publishing with this no-overwrite method",
-            Duration::from_secs(5)
-        ),
-        "{:#?}",
-        gate.logs()
-    );
-    gate
+    started_gate(engine, &config)
 }
 
 /// tusd v2.9.1 s3store on `engine` with every hook into `gate`.
@@ -1908,17 +1867,7 @@ fn reconciler_aborts_stale_multiparts_and_removes_abandoned_uploads(engine: &S3E
         engine.bucket,
         events.path().display().to_string(),
     );
-    let gate = Daemon::start_with(
-        &config,
-        &[],
-        &[
-            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
-            (
-                "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
-                engine.secret_key.as_str(),
-            ),
-        ],
-    );
+    let gate = start_gate(engine, &config);
     let logs = || format!("assetgate:\n{:#?}\nengine:\n{}", gate.logs(), engine.log());
     let removed = "assetgate_reconcile_total{result=\"abandoned_removed\"}";
     let aborted = "assetgate_s3_stale_multipart_uploads_total{result=\"aborted\"}";
@@ -2266,17 +2215,7 @@ fn refused_upload_is_removed_once_abandoned(engine: &S3Engine) {
         engine.bucket,
         events.path().display().to_string(),
     );
-    let gate = Daemon::start_with(
-        &config,
-        &[],
-        &[
-            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
-            (
-                "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
-                engine.secret_key.as_str(),
-            ),
-        ],
-    );
+    let gate = start_gate(engine, &config);
     let removed = "assetgate_reconcile_total{result=\"abandoned_removed\"}";
     assert!(
         gate.wait_metric(removed, 1.0, Duration::from_secs(30)),
@@ -2603,17 +2542,7 @@ fn stale_records_are_removed(engine: &S3Engine) {
         engine.bucket,
         events.path().display().to_string(),
     );
-    let gate = Daemon::start_with(
-        &config,
-        &[],
-        &[
-            ("ASSETGATE_STORAGE__S3__ACCESS_KEY_ID", engine.access_key.as_str()),
-            (
-                "ASSETGATE_STORAGE__S3__SECRET_ACCESS_KEY",
-                engine.secret_key.as_str(),
-            ),
-        ],
-    );
+    let gate = start_gate(engine, &config);
     let logs = || format!("assetgate:\n{:#?}\nengine:\n{}", gate.logs(), engine.log());
     let removed = "assetgate_reconcile_total{result=\"abandoned_removed\"}";
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

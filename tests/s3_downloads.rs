@@ -25,10 +25,9 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use common::ngx::{link_types, nginx_main_conf, replace_once, Nginx};
 use common::s3::{S3Engine, REGION};
@@ -222,27 +221,6 @@ fn shipped_s3_site(dir: &Path, gate: SocketAddr, store_port: u16) -> Nginx {
     })
 }
 
-/// One raw HTTP/1.1 request (`Connection: close`), the whole answer read:
-/// (status, headers, body). HEAD answers have no body, whatever they announce.
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: assets.example.com\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(req.as_bytes()).unwrap();
-    let mut all = Vec::new();
-    let _ = s.read_to_end(&mut all);
-    common::parse_response(&all)
-}
-
 /// `/<key>` as a client writes it (space, `%`, non-ASCII escaped; `+` raw).
 fn path_of(key: &str) -> String {
     let mut out = String::from("/");
@@ -335,7 +313,7 @@ fn serves_the_objects(st: Stack) {
     for (key, ct) in OBJECTS.iter().filter(|(k, _)| k.starts_with("private/")) {
         let want = body_of(key);
         let target = link(key, exp);
-        let (status, h, body) = request(
+        let (status, h, body) = common::close_request(
             addr,
             "GET",
             &target,
@@ -357,7 +335,7 @@ fn serves_the_objects(st: Stack) {
         assert_served_as_signed(&format!("GET {key}"), &h, ct);
         assert_no_store_headers(&format!("GET {key}"), &h);
 
-        let (status, h, body) = request(addr, "GET", &target, &[("Range", "bytes=10-19")]);
+        let (status, h, body) = common::close_request(addr, "GET", &target, &[("Range", "bytes=10-19")]);
         assert_eq!(status, 206, "Range {key}");
         assert_eq!(body, want[10..20].to_vec(), "Range {key}");
         assert_served_as_signed(&format!("Range {key}"), &h, ct);
@@ -367,7 +345,7 @@ fn serves_the_objects(st: Stack) {
         );
         assert_no_store_headers(&format!("Range {key}"), &h);
 
-        let (status, h, body) = request(addr, "HEAD", &target, &[]);
+        let (status, h, body) = common::close_request(addr, "HEAD", &target, &[]);
         assert_eq!(status, 200, "HEAD {key}: {}", st.ngx.logs());
         assert!(body.is_empty(), "HEAD {key} has a body");
         assert_served_as_signed(&format!("HEAD {key}"), &h, ct);
@@ -378,7 +356,7 @@ fn serves_the_objects(st: Stack) {
         assert_no_store_headers(&format!("HEAD {key}"), &h);
 
         let etag = header(&h, "etag").expect("an ETag").to_owned();
-        let (status, h, _) = request(addr, "GET", &target, &[("If-None-Match", &etag)]);
+        let (status, h, _) = common::close_request(addr, "GET", &target, &[("If-None-Match", &etag)]);
         assert_eq!(status, 304, "If-None-Match {key}");
         assert_no_store_headers(&format!("If-None-Match {key}"), &h);
         // No type on a 304: a cache keeps the one the 200 was served with.
@@ -386,13 +364,13 @@ fn serves_the_objects(st: Stack) {
     }
     // Not published by assetgate (no signed type): a download, whatever the
     // store says.
-    let (status, h, body) = request(addr, "GET", &link(FOREIGN.0, exp), &[]);
+    let (status, h, body) = common::close_request(addr, "GET", &link(FOREIGN.0, exp), &[]);
     assert_eq!(status, 200, "{}", st.ngx.logs());
     assert!(body == body_of(FOREIGN.0));
     assert_served_as_signed("GET foreign object", &h, "application/octet-stream");
     assert_no_store_headers("GET foreign object", &h);
     // Public: signed by the gate without a link; the bucket is not anonymous.
-    let (status, h, body) = request(addr, "GET", "/public/p.png", &[]);
+    let (status, h, body) = common::close_request(addr, "GET", "/public/p.png", &[]);
     assert_eq!(status, 200, "{}", st.ngx.logs());
     assert!(body == body_of("public/p.png"));
     assert_served_as_signed("GET /public/p.png", &h, "image/png");
@@ -410,7 +388,7 @@ fn denials_through_nginx_are_as_with_the_fs_backend() {
     let addr = st.ngx.addr(0);
     let exp = now() + 600;
     let expect = |what: &str, method: &str, target: &str, want: u16| {
-        let (status, h, body) = request(addr, method, target, &[]);
+        let (status, h, body) = common::close_request(addr, method, target, &[]);
         assert_eq!(status, want, "{what}: {target}\n{}", st.ngx.logs());
         assert_no_store_headers(what, &h);
         let text = String::from_utf8_lossy(&body);
@@ -436,7 +414,7 @@ fn denials_through_nginx_are_as_with_the_fs_backend() {
     expect("missing public", "GET", "/public/none.png", 404);
     // Only reads reach the store.
     expect("DELETE", "DELETE", &link("private/a.bin", exp), 403);
-    let still = request(addr, "GET", &link("private/a.bin", exp), &[]);
+    let still = common::close_request(addr, "GET", &link("private/a.bin", exp), &[]);
     assert_eq!(still.0, 200, "the object survived the DELETE");
     // Revoked (`assetgate revoke link`, through the admin socket).
     let revoked = link("private/with space.txt", exp);
@@ -455,7 +433,7 @@ fn denials_through_nginx_are_as_with_the_fs_backend() {
         String::from_utf8_lossy(&o.stderr)
     );
     expect("revoked", "GET", &revoked, 403);
-    let (_, h, _) = request(addr, "GET", &revoked, &[]);
+    let (_, h, _) = common::close_request(addr, "GET", &revoked, &[]);
     assert!(header(&h, "x-assetgate-reason").is_none());
 }
 
@@ -467,7 +445,7 @@ fn the_store_refuses_unsigned_requests() {
     let store: SocketAddr = ([127, 0, 0, 1], st.s3.port).into();
     for key in ["private/a.bin", "public/p.png"] {
         let target = format!("/{}/{}", st.s3.bucket, key);
-        let (status, _, body) = request(store, "GET", &target, &[]);
+        let (status, _, body) = common::close_request(store, "GET", &target, &[]);
         assert_eq!(
             status,
             403,
@@ -477,20 +455,12 @@ fn the_store_refuses_unsigned_requests() {
     }
 }
 
-/// What reaches the store, recorded by a stub in its place: the signed
-/// headers, the client's Range, nothing else of the client's (no Cookie, no
-/// Authorization of its own, no X-Forwarded-*), the method as signed, the
-/// path as signed. The daemon itself is configured with a real SeaweedFS:
-/// with `backend = "s3"` it runs the capability self-test at start (by
-/// effect), which a recording stub cannot pass; nginx's store upstream is the
-/// stub, so the stub sees exactly what nginx relays (the `Host` signed for
-/// the configured endpoint).
-#[test]
-fn the_store_gets_the_signed_request_and_nothing_else_of_the_client() {
+/// A stub in the store's place on a free loopback port: each request's head
+/// (up to the blank line) goes to `answer`, whose bytes are sent back as the
+/// whole response.
+fn stub_store(mut answer: impl FnMut(&str) -> Vec<u8> + Send + 'static) -> u16 {
     let stub = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = stub.local_addr().unwrap().port();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let rec = seen.clone();
     std::thread::spawn(move || {
         for conn in stub.incoming() {
             let Ok(mut c) = conn else { return };
@@ -499,14 +469,16 @@ fn the_store_gets_the_signed_request_and_nothing_else_of_the_client() {
             while !head.ends_with(b"\r\n\r\n") && c.read(&mut byte).unwrap_or(0) == 1 {
                 head.push(byte[0]);
             }
-            rec.lock()
-                .unwrap()
-                .push(String::from_utf8_lossy(&head).into_owned());
-            let _ = c.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nx-amz-request-id: R\r\nConnection: close\r\n\r\nok",
-            );
+            let _ = c.write_all(&answer(&String::from_utf8_lossy(&head)));
         }
     });
+    port
+}
+
+/// The shipped S3 site with the stub on `store_port` as nginx's store. The
+/// daemon itself runs against a real SeaweedFS: with `backend = "s3"` it runs
+/// the capability self-test at start (by effect), which a stub cannot pass.
+fn site_before_a_stub(store_port: u16) -> (tempfile::TempDir, S3Engine, Daemon, Nginx) {
     let dir = tempfile::tempdir().unwrap();
     let s3 = S3Engine::seaweedfs("assets");
     let config = format!(
@@ -519,7 +491,27 @@ fn the_store_gets_the_signed_request_and_nothing_else_of_the_client() {
         s3.secret_key,
     );
     let gate = Daemon::start(&config);
-    let ngx = shipped_s3_site(dir.path(), gate.addr, port);
+    let ngx = shipped_s3_site(dir.path(), gate.addr, store_port);
+    (dir, s3, gate, ngx)
+}
+
+/// What reaches the store, recorded by a stub in its place: the signed
+/// headers, the client's Range, nothing else of the client's (no Cookie, no
+/// Authorization of its own, no X-Forwarded-*), the method as signed, the
+/// path as signed. The daemon itself is configured with a real SeaweedFS:
+/// with `backend = "s3"` it runs the capability self-test at start (by
+/// effect), which a recording stub cannot pass; nginx's store upstream is the
+/// stub, so the stub sees exactly what nginx relays (the `Host` signed for
+/// the configured endpoint).
+#[test]
+fn the_store_gets_the_signed_request_and_nothing_else_of_the_client() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let rec = seen.clone();
+    let port = stub_store(move |head| {
+        rec.lock().unwrap().push(head.to_owned());
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nx-amz-request-id: R\r\nConnection: close\r\n\r\nok".to_vec()
+    });
+    let (_dir, s3, _gate, ngx) = site_before_a_stub(port);
     let target = link("private/a b.txt", now() + 600);
     let client = [
         ("Cookie", "session=secret-cookie"),
@@ -527,10 +519,10 @@ fn the_store_gets_the_signed_request_and_nothing_else_of_the_client() {
         ("X-Forwarded-For", "6.6.6.6"),
         ("Range", "bytes=0-0"),
     ];
-    let (status, h, _) = request(ngx.addr(0), "GET", &target, &client);
+    let (status, h, _) = common::close_request(ngx.addr(0), "GET", &target, &client);
     assert_eq!(status, 200, "{}", ngx.logs());
     assert_no_store_headers("GET via stub", &h);
-    let (status, _, _) = request(ngx.addr(0), "HEAD", &target, &client);
+    let (status, _, _) = common::close_request(ngx.addr(0), "HEAD", &target, &client);
     assert_eq!(status, 200, "{}", ngx.logs());
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2, "{seen:?}");
@@ -582,49 +574,24 @@ fn the_store_gets_the_signed_request_and_nothing_else_of_the_client() {
 /// `Location`.)
 #[test]
 fn the_store_s_errors_and_redirects_never_reach_the_client() {
-    let stub = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = stub.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in stub.incoming() {
-            let Ok(mut c) = conn else { return };
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && c.read(&mut byte).unwrap_or(0) == 1 {
-                head.push(byte[0]);
-            }
-            let head = String::from_utf8_lossy(&head).into_owned();
-            let status: u16 = head
-                .split_once("/private/s")
-                .and_then(|(_, rest)| rest.get(..3))
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(200);
-            let body =
-                "<?xml version=\"1.0\"?><Error><Code>StoreSays</Code><BucketName>assets</BucketName></Error>";
-            let _ = c.write_all(
-                format!(
-                    "HTTP/1.1 {status} Store\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
-                     Location: https://assets.s3.eu-west-3.amazonaws.com/private/x\r\n\
-                     x-amz-bucket-region: eu-west-3\r\nx-amz-delete-marker: true\r\nx-amz-request-id: R\r\n\
-                     Connection: close\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            );
-        }
+    let port = stub_store(|head| {
+        let status: u16 = head
+            .split_once("/private/s")
+            .and_then(|(_, rest)| rest.get(..3))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(200);
+        let body =
+            "<?xml version=\"1.0\"?><Error><Code>StoreSays</Code><BucketName>assets</BucketName></Error>";
+        format!(
+            "HTTP/1.1 {status} Store\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
+                 Location: https://assets.s3.eu-west-3.amazonaws.com/private/x\r\n\
+                 x-amz-bucket-region: eu-west-3\r\nx-amz-delete-marker: true\r\nx-amz-request-id: R\r\n\
+                 Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
     });
-    let dir = tempfile::tempdir().unwrap();
-    let s3 = S3Engine::seaweedfs("assets");
-    let config = format!(
-        "{}\n[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"{}\"\nregion = \"{REGION}\"\n\
-         bucket = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
-        default_config(),
-        s3.endpoint(),
-        s3.bucket,
-        s3.access_key,
-        s3.secret_key,
-    );
-    let gate = Daemon::start(&config);
-    let ngx = shipped_s3_site(dir.path(), gate.addr, port);
+    let (_dir, _s3, _gate, ngx) = site_before_a_stub(port);
     let mut wrong = Vec::new();
     for store in [
         301u16, 302, 303, 307, 308, 400, 401, 403, 404, 405, 408, 409, 410, 411, 412, 413, 414, 415, 416,

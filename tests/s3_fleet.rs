@@ -46,8 +46,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -459,26 +459,6 @@ fn id_of(url: &str) -> String {
     url.split_once("/files/").expect("a tus URL").1.to_string()
 }
 
-/// One HTTP/1.1 request (`Connection: close`), the whole answer read.
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: assets.example.com\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(req.as_bytes()).unwrap();
-    let mut all = Vec::new();
-    let _ = s.read_to_end(&mut all);
-    common::parse_response(&all)
-}
-
 /// `examples/link_signer.py --encoded` for `key` and `visibility` (as the
 /// application takes them from the event): the link's path and query.
 fn signed_target(fleet: &Fleet, key: &str, visibility: &str) -> String {
@@ -507,7 +487,7 @@ fn signed_target(fleet: &Fleet, key: &str, visibility: &str) -> String {
 fn assert_downloads(fleet: &Fleet, key: &str, visibility: &str, ct: &str, bytes: &[u8]) {
     let addr = fleet.ngx.addr(0);
     let target = signed_target(fleet, key, visibility);
-    let (status, h, body) = request(addr, "GET", &target, &[]);
+    let (status, h, body) = common::close_request(addr, "GET", &target, &[]);
     assert_eq!(status, 200, "GET {target}\n{}", fleet.logs());
     assert!(
         body == bytes,
@@ -516,14 +496,14 @@ fn assert_downloads(fleet: &Fleet, key: &str, visibility: &str, ct: &str, bytes:
         bytes.len()
     );
     assert_eq!(header(&h, "content-type"), Some(ct), "GET {target}");
-    let (status, h, body) = request(addr, "GET", &target, &[("Range", "bytes=100-1123")]);
+    let (status, h, body) = common::close_request(addr, "GET", &target, &[("Range", "bytes=100-1123")]);
     assert_eq!(status, 206, "Range {target}\n{}", fleet.logs());
     assert_eq!(body, bytes[100..1124].to_vec(), "Range {target}");
     assert_eq!(
         header(&h, "content-range"),
         Some(format!("bytes 100-1123/{}", bytes.len()).as_str())
     );
-    let (status, h, body) = request(addr, "HEAD", &target, &[]);
+    let (status, h, body) = common::close_request(addr, "HEAD", &target, &[]);
     assert_eq!(status, 200, "HEAD {target}\n{}", fleet.logs());
     assert!(body.is_empty(), "HEAD {target} has a body");
     assert_eq!(

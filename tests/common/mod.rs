@@ -442,6 +442,24 @@ pub fn raw_request_bytes(addr: std::net::SocketAddr, request: &[u8]) -> Vec<u8> 
     all
 }
 
+/// One HTTP/1.1 request to `target` with `Host: assets.example.com` and
+/// `Connection: close`, the whole answer read and parsed (HEAD and 304
+/// answers included: no Content-Length needed).
+#[allow(dead_code)]
+pub fn close_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: assets.example.com\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    parse_response(&raw_request_bytes(addr, req.as_bytes()))
+}
+
 /// (status, headers, body) of a whole response (`Connection: close`).
 pub fn parse_response(all: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let split = all
